@@ -1,0 +1,27 @@
+//! One object as the source listed it.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An object (or a table-export file) as recorded in a manifest.
+///
+/// `key` is relative to the source location's prefix, with `/` separators, so the same entry
+/// maps onto any destination prefix. Checksums are the source's own, in the provider's
+/// native text form (hex), and are `None` when the listing did not offer them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ObjectEntry {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: Option<DateTime<Utc>>,
+    /// The provider's entity tag, quotes stripped. Never compared across providers.
+    pub etag: Option<String>,
+    /// Object version / generation where the provider has one.
+    pub version: Option<String>,
+    /// Source-native CRC32C, 8 lowercase hex digits.
+    pub crc32c: Option<String>,
+    /// Source-native MD5, 32 lowercase hex digits.
+    pub md5: Option<String>,
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}

@@ -1,0 +1,27 @@
+//! The model of a ferry migration: locations, object entries, part plans, digests, sizes
+//! and error classes.
+//!
+//! This crate owns the vocabulary every other crate speaks. It must never know about the
+//! network, a terminal, a database or a file format: no I/O lives here, so everything in
+//! it is cheap to unit-test and safe to use from any layer.
+//!
+//! # Layout
+//! - [`location`]: `s3://`, `gs://`, `az://`, `file://` URLs and their redacted display.
+//! - [`entry`]: one object as listed from a source ([`ObjectEntry`]).
+//! - [`parts`]: provider limits and the part plan of a multipart transfer.
+//! - [`digest`]: streaming CRC32C + SHA-256 of an object, part CRCs combined.
+//! - [`size`]: human sizes (`8MiB`) both ways.
+//! - [`error`]: how the engine should treat a failure ([`ErrorClass`]).
+
+pub mod digest;
+pub mod entry;
+pub mod error;
+pub mod location;
+pub mod parts;
+pub mod size;
+
+pub use digest::{ObjectDigest, crc32c, crc32c_combine};
+pub use entry::ObjectEntry;
+pub use error::ErrorClass;
+pub use location::{Location, LocationError, Scheme};
+pub use parts::{Limits, PartPlan};

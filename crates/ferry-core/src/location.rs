@@ -1,0 +1,168 @@
+//! Where objects live: `s3://bucket/prefix`, `gs://bucket/prefix`, `az://container/prefix`,
+//! `file:///abs/path` or a plain path.
+//!
+//! A location's prefix is a "directory": `s3://b/photos` copies the keys under `photos/`,
+//! and keys are recorded relative to it. Credentials never appear in a location: URLs with
+//! user info or a query string (a SAS token, say) are refused, so a location can be written to
+//! a job file, a manifest or a log line as it is.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scheme {
+    S3,
+    Gcs,
+    Azure,
+    Local,
+}
+
+impl Scheme {
+    pub fn as_url_scheme(self) -> &'static str {
+        match self {
+            Scheme::S3 => "s3",
+            Scheme::Gcs => "gs",
+            Scheme::Azure => "az",
+            Scheme::Local => "file",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    #[error("unknown URL scheme {scheme:?} in {url:?}: expected s3://, gs://, az://, file:// or a local path")]
+    UnknownScheme { scheme: String, url: String },
+    #[error("{url:?} names no bucket or container (expected {scheme}://NAME/prefix)")]
+    MissingBucket { url: String, scheme: &'static str },
+    #[error("{what} in {url}: ferry takes credentials only from the provider's standard chain")]
+    CredentialsInUrl { url: String, what: &'static str },
+    #[error("invalid bucket or container name {name:?} in {url:?}")]
+    BadBucket { name: String, url: String },
+    #[error("{url:?} is not an absolute local path")]
+    RelativePath { url: String },
+}
+
+/// A parsed source or destination.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Location {
+    pub scheme: Scheme,
+    /// Bucket or container; empty for local paths.
+    pub bucket: String,
+    /// For object stores: the key prefix, empty or ending in `/`. For local: the absolute root
+    /// directory, without a trailing `/` (except `/` itself).
+    pub prefix: String,
+}
+
+impl Location {
+    /// Parses a URL or an absolute local path. Relative local paths must be made absolute by the
+    /// caller first (this crate does no I/O, so it cannot know the working directory).
+    pub fn parse(url: &str) -> Result<Location, LocationError> {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            if url.starts_with('/') {
+                return Ok(Self::local(url));
+            }
+            return Err(LocationError::RelativePath { url: url.to_string() });
+        };
+        let scheme = match scheme.to_ascii_lowercase().as_str() {
+            "s3" => Scheme::S3,
+            "gs" | "gcs" => Scheme::Gcs,
+            "az" | "azure" => Scheme::Azure,
+            "file" => {
+                if !rest.starts_with('/') {
+                    return Err(LocationError::RelativePath { url: url.to_string() });
+                }
+                return Ok(Self::local(&percent_encoding::percent_decode_str(rest).decode_utf8_lossy()));
+            }
+            other => return Err(LocationError::UnknownScheme { scheme: other.to_string(), url: url.to_string() }),
+        };
+        if rest.contains('?') {
+            return Err(LocationError::CredentialsInUrl { url: redact(url), what: "a query string" });
+        }
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        if bucket.contains('@') {
+            return Err(LocationError::CredentialsInUrl { url: redact(url), what: "user info" });
+        }
+        if bucket.is_empty() {
+            return Err(LocationError::MissingBucket { url: url.to_string(), scheme: scheme.as_url_scheme() });
+        }
+        if !bucket.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+            return Err(LocationError::BadBucket { name: bucket.to_string(), url: url.to_string() });
+        }
+        let prefix = prefix.trim_start_matches('/');
+        let prefix = if prefix.is_empty() || prefix.ends_with('/') { prefix.to_string() } else { format!("{prefix}/") };
+        Ok(Location { scheme, bucket: bucket.to_string(), prefix })
+    }
+
+    fn local(path: &str) -> Location {
+        let trimmed = path.trim_end_matches('/');
+        let root = if trimmed.is_empty() { "/" } else { trimmed };
+        Location { scheme: Scheme::Local, bucket: String::new(), prefix: root.to_string() }
+    }
+
+    /// The full provider key of a manifest key (relative to this location).
+    pub fn key_for(&self, relative: &str) -> String {
+        match self.scheme {
+            Scheme::Local => relative.to_string(),
+            _ => format!("{}{}", self.prefix, relative),
+        }
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.scheme {
+            Scheme::Local => write!(f, "file://{}", self.prefix),
+            s => write!(f, "{}://{}/{}", s.as_url_scheme(), self.bucket, self.prefix),
+        }
+    }
+}
+
+/// Removes user info and the query string from a URL, for messages and logs.
+pub fn redact(url: &str) -> String {
+    let (head, _query) = url.split_once('?').map(|(h, q)| (h, Some(q))).unwrap_or((url, None));
+    let redacted = match head.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((_user, host)) if !rest[..rest.find('/').unwrap_or(rest.len())].is_empty() => {
+                format!("{scheme}://***@{host}")
+            }
+            _ => head.to_string(),
+        },
+        None => head.to_string(),
+    };
+    if url.contains('?') { format!("{redacted}?***") } else { redacted }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_scheme() {
+        let l = Location::parse("s3://bucket/a/b").unwrap();
+        assert_eq!((l.scheme, l.bucket.as_str(), l.prefix.as_str()), (Scheme::S3, "bucket", "a/b/"));
+        assert_eq!(Location::parse("gs://b").unwrap().prefix, "");
+        assert_eq!(Location::parse("az://c/x/").unwrap().prefix, "x/");
+        let f = Location::parse("file:///tmp/x%20y/").unwrap();
+        assert_eq!((f.scheme, f.prefix.as_str()), (Scheme::Local, "/tmp/x y"));
+        assert_eq!(Location::parse("/").unwrap().prefix, "/");
+        assert_eq!(Location::parse("s3://b/p").unwrap().key_for("k 1"), "p/k 1");
+    }
+
+    #[test]
+    fn refuses_bad_urls_with_reasons() {
+        assert!(matches!(Location::parse("ftp://x/y"), Err(LocationError::UnknownScheme { .. })));
+        assert!(matches!(Location::parse("s3:///y"), Err(LocationError::MissingBucket { .. })));
+        assert!(matches!(Location::parse("relative/dir"), Err(LocationError::RelativePath { .. })));
+        let e = Location::parse("az://c/p?sig=SECRET").unwrap_err().to_string();
+        assert!(!e.contains("SECRET"), "{e}");
+        let e = Location::parse("s3://AK:SK@b/p").unwrap_err().to_string();
+        assert!(!e.contains("SK"), "{e}");
+    }
+
+    #[test]
+    fn redacts() {
+        assert_eq!(redact("http://u:p@127.0.0.1:9000/x?sig=1"), "http://***@127.0.0.1:9000/x?***");
+        assert_eq!(redact("http://127.0.0.1:9000"), "http://127.0.0.1:9000");
+    }
+}

@@ -1,0 +1,415 @@
+//! Copying: the scheduler (objects in parallel, driven by the journal) and the mover (one
+//! object: a single put, or ranged reads feeding a parallel multipart upload).
+//!
+//! Memory is bounded by one byte budget shared by every part in flight: a part acquires its
+//! size from the budget before it is read and gives it back when the destination acknowledged
+//! it. Every part's CRC32C is computed once, sent as its checksum header and combined into the
+//! object's CRC; the object's SHA-256 is hashed in part order on the same buffers.
+
+use crate::{Job, Result, Stats};
+use bytes::Bytes;
+use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
+use ferry_journal::{Journal, ObjectRow, Outcome};
+use ferry_providers::{PartReceipt, Provider, ProviderError, PutAttrs};
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Objects in flight.
+    pub transfers: usize,
+    /// Part size; `None` lets the destination's limits decide.
+    pub part_size: Option<u64>,
+    /// Bytes buffered in total across all parts in flight.
+    pub max_memory: u64,
+    /// Parts in flight per object (reads and uploads each).
+    pub parts_per_object: usize,
+    /// Attempts per object within one run for retryable failures.
+    pub attempts: u32,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions { transfers: 16, part_size: None, max_memory: 1 << 30, parts_per_object: 4, attempts: 3 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub key: String,
+    pub error: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CopySummary {
+    pub source: String,
+    pub destination: String,
+    pub generation: u32,
+    pub objects_total: u64,
+    /// Objects finished by this run.
+    pub copied: u64,
+    pub bytes_copied: u64,
+    /// Objects a previous run had finished already.
+    pub already_done: u64,
+    pub failed: u64,
+    pub failures: Vec<Failure>,
+    /// A fatal error that stopped the run early.
+    pub stopped_by: Option<String>,
+    pub seconds: f64,
+    pub report: Option<std::path::PathBuf>,
+}
+
+/// How a memory budget is counted: KiB units keep permit counts within `u32`.
+struct Budget {
+    sem: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl Budget {
+    fn new(bytes: u64) -> Budget {
+        let total_kib = (bytes / 1024).clamp(1, u32::MAX as u64 / 2) as u32;
+        Budget { sem: Arc::new(Semaphore::new(total_kib as usize)), total_kib }
+    }
+
+    async fn take(&self, bytes: u64) -> OwnedSemaphorePermit {
+        let kib = (bytes.div_ceil(1024).max(1)).min(self.total_kib as u64) as u32;
+        self.sem.clone().acquire_many_owned(kib).await.expect("budget semaphore is never closed")
+    }
+}
+
+struct Mover {
+    src: Arc<dyn Provider>,
+    dst: Arc<dyn Provider>,
+    journal: Arc<Mutex<Journal>>,
+    opts: CopyOptions,
+    budget: Budget,
+    stats: Arc<Stats>,
+}
+
+/// An object-level failure with its class.
+#[derive(Debug)]
+struct ObjectError {
+    class: ErrorClass,
+    message: String,
+}
+
+impl From<ProviderError> for ObjectError {
+    fn from(e: ProviderError) -> Self {
+        ObjectError { class: e.class(), message: e.to_string() }
+    }
+}
+
+impl From<ferry_journal::JournalError> for ObjectError {
+    fn from(e: ferry_journal::JournalError) -> Self {
+        ObjectError { class: ErrorClass::Fatal, message: e.to_string() }
+    }
+}
+
+/// Copies everything the job's manifest lists that the journal does not have as done.
+/// Plans first when the job has no sealed manifest. Both providers must have been checked.
+pub async fn copy(
+    job: &mut Job,
+    src: Arc<dyn Provider>,
+    dst: Arc<dyn Provider>,
+    opts: CopyOptions,
+    stats: Arc<Stats>,
+) -> Result<CopySummary> {
+    let started = Instant::now();
+    let planned = crate::plan(job, src.as_ref(), &stats).await?;
+    let journal = Journal::open(&job.journal_path())?;
+    let before = journal.counts()?;
+    stats.total_objects.store(before.objects, Ordering::Relaxed);
+    stats.total_bytes.store(before.bytes, Ordering::Relaxed);
+    Stats::add(&stats.objects_done, before.done);
+    Stats::add(&stats.bytes_done, before.done_bytes);
+
+    let mover = Arc::new(Mover {
+        budget: Budget::new(opts.max_memory),
+        src,
+        dst,
+        journal: Arc::new(Mutex::new(journal)),
+        opts: opts.clone(),
+        stats: stats.clone(),
+    });
+    let stop: Arc<Mutex<Option<String>>> = Arc::default();
+    let stopping = Arc::new(AtomicBool::new(false));
+
+    // Page through the journal lazily: ids only grow, so a cursor never revisits an object
+    // that failed in this run.
+    let pages = futures::stream::unfold((0i64, false), {
+        let mover = mover.clone();
+        let stopping = stopping.clone();
+        move |(cursor, finished)| {
+            let mover = mover.clone();
+            let stopping = stopping.clone();
+            async move {
+                if finished || stopping.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let rows = mover.journal.lock().expect("journal lock").todo(cursor, 512, i64::MAX);
+                match rows {
+                    Ok(rows) if rows.is_empty() => None,
+                    Ok(rows) => {
+                        let next = rows.last().map(|r| r.id).unwrap_or(cursor);
+                        Some((Ok(rows), (next, false)))
+                    }
+                    Err(e) => Some((Err(e), (cursor, true))),
+                }
+            }
+        }
+    });
+    let mut journal_error = None;
+    let results: Vec<(String, Option<ObjectError>, u64)> = pages
+        .filter_map(|page| {
+            let keep = match page {
+                Ok(rows) => Some(futures::stream::iter(rows)),
+                Err(e) => {
+                    journal_error = Some(e);
+                    None
+                }
+            };
+            async move { keep }
+        })
+        .flatten()
+        .map(|row| {
+            let mover = mover.clone();
+            let stop = stop.clone();
+            let stopping = stopping.clone();
+            async move {
+                if stopping.load(Ordering::Relaxed) {
+                    return None;
+                }
+                let key = row.entry.key.clone();
+                let size = row.entry.size;
+                let result = mover.copy_with_retries(&row).await;
+                let failure = match result {
+                    Ok(()) => None,
+                    Err(e) => {
+                        if e.class == ErrorClass::Fatal {
+                            stopping.store(true, Ordering::Relaxed);
+                            stop.lock().expect("stop lock").get_or_insert_with(|| e.message.clone());
+                        }
+                        Some(e)
+                    }
+                };
+                Some((key, failure, size))
+            }
+        })
+        .buffer_unordered(opts.transfers.max(1))
+        .filter_map(|r| async move { r })
+        .collect()
+        .await;
+    if let Some(e) = journal_error {
+        return Err(e.into());
+    }
+
+    let mut summary = CopySummary {
+        source: job.source.to_string(),
+        destination: job.destination.to_string(),
+        generation: planned.generation,
+        objects_total: before.objects,
+        copied: 0,
+        bytes_copied: 0,
+        already_done: before.done,
+        failed: 0,
+        failures: Vec::new(),
+        stopped_by: stop.lock().expect("stop lock").clone(),
+        seconds: 0.0,
+        report: None,
+    };
+    for (key, failure, size) in results {
+        match failure {
+            None => {
+                summary.copied += 1;
+                summary.bytes_copied += size;
+            }
+            Some(e) => {
+                summary.failed += 1;
+                summary.failures.push(Failure { key, error: e.message });
+            }
+        }
+    }
+    summary.failures.sort_by(|a, b| a.key.cmp(&b.key));
+    summary.seconds = started.elapsed().as_secs_f64();
+    let report = serde_json::to_value(&summary).expect("summary serializes");
+    summary.report = Some(job.write_report("copy", &report)?);
+    Ok(summary)
+}
+
+impl Mover {
+    async fn copy_with_retries(&self, row: &ObjectRow) -> Result<(), ObjectError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let bytes_before = Stats::get(&self.stats.bytes_done);
+            match self.copy_object(row).await {
+                Ok(outcome) => {
+                    self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
+                    Stats::add(&self.stats.objects_done, 1);
+                    return Ok(());
+                }
+                Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
+                    // Bytes of the failed attempt will be sent again: do not count them twice.
+                    let sent = Stats::get(&self.stats.bytes_done).saturating_sub(bytes_before);
+                    self.stats.bytes_done.fetch_sub(sent.min(Stats::get(&self.stats.bytes_done)), Ordering::Relaxed);
+                    let backoff = 200u64 << attempt.min(6);
+                    tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
+                }
+                Err(e) => {
+                    self.journal.lock().expect("journal lock").mark_failed(row.id, &e.message)?;
+                    Stats::add(&self.stats.objects_failed, 1);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn copy_object(&self, row: &ObjectRow) -> Result<Outcome, ObjectError> {
+        let entry = &row.entry;
+        let plan = PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits());
+        let mut digest = ObjectDigest::new();
+        let (receipt, seen) = match self.dst.multipart() {
+            Some(mp) if !plan.is_single() => {
+                let first_range = plan.range(0);
+                let permit = self.budget.take(first_range.end - first_range.start).await;
+                let first = self.src.get(&entry.key, Some(first_range)).await?;
+                check_unchanged(entry, &first.object)?;
+                let attrs = attrs_of(entry, &first.object);
+                let mut upload = mp.start(&entry.key, &attrs, entry.size).await?;
+                self.journal.lock().expect("journal lock").set_upload(row.id, upload.upload_id().as_deref())?;
+                match self.send_parts(row, &plan, &mut *upload, (first.data, permit), &mut digest).await {
+                    Ok(parts) => (upload.complete(parts).await?, first.object),
+                    Err(e) => {
+                        let _ = upload.abort().await;
+                        return Err(e);
+                    }
+                }
+            }
+            _ => {
+                let _permit = self.budget.take(entry.size).await;
+                let fetched = self.src.get(&entry.key, None).await?;
+                check_unchanged(entry, &fetched.object)?;
+                let crc = crc32c(&fetched.data);
+                digest.push_part(&fetched.data, crc);
+                let size = fetched.data.len() as u64;
+                let receipt = self.dst.put(&entry.key, fetched.data, crc, &attrs_of(entry, &fetched.object)).await?;
+                Stats::add(&self.stats.bytes_done, size);
+                (receipt, fetched.object)
+            }
+        };
+        if digest.len() != entry.size {
+            return Err(ObjectError {
+                class: ErrorClass::Retryable,
+                message: format!("read {} bytes, the manifest says {}", digest.len(), entry.size),
+            });
+        }
+        let (sha256, crc) = digest.finish();
+        let verified_by = match entry.crc32c.as_ref().or(seen.crc32c.as_ref()) {
+            Some(source_crc) if *source_crc != crc => {
+                return Err(ObjectError {
+                    class: ErrorClass::Retryable,
+                    message: format!("bytes read have crc32c {crc}, the source declares {source_crc}"),
+                });
+            }
+            Some(_) => "source crc32c",
+            None => "crc32c in transit",
+        };
+        Ok(Outcome { sha256, crc32c: crc, dst_etag: receipt.etag, verified_by: verified_by.to_string() })
+    }
+
+    /// Reads parts 1.. with bounded parallel ranged GETs (part 0 is already read), and uploads
+    /// them as they arrive, hashing in part order.
+    async fn send_parts(
+        &self,
+        row: &ObjectRow,
+        plan: &PartPlan,
+        upload: &mut dyn ferry_providers::MultipartUpload,
+        first: (Bytes, OwnedSemaphorePermit),
+        digest: &mut ObjectDigest,
+    ) -> Result<Vec<PartReceipt>, ObjectError> {
+        let key = &row.entry.key;
+        let width = self.opts.parts_per_object.max(1);
+        let reads = futures::stream::iter(1..plan.count())
+            .map(|i| {
+                let range = plan.range(i);
+                async move {
+                    let permit = self.budget.take(range.end - range.start).await;
+                    let fetched = self.src.get(key, Some(range)).await?;
+                    Ok::<_, ObjectError>((fetched.data, permit))
+                }
+            })
+            .buffered(width);
+        let mut reads = futures::stream::once(async { Ok(first) }).chain(reads).boxed();
+        let mut in_flight = FuturesUnordered::new();
+        let mut receipts = Vec::with_capacity(plan.count() as usize);
+        let mut index = 0u32;
+        while let Some(part) = reads.next().await {
+            let (data, permit) = part?;
+            let crc = crc32c(&data);
+            digest.push_part(&data, crc);
+            let offset = plan.range(index as u64).start;
+            let sending = upload.put_part(index, offset, data, crc);
+            in_flight.push(async move {
+                let r = sending.await;
+                drop(permit);
+                r
+            });
+            index += 1;
+            while in_flight.len() >= width {
+                let receipt = in_flight.next().await.expect("non-empty")?;
+                self.part_done(row.id, plan, &receipt)?;
+                receipts.push(receipt);
+            }
+        }
+        while let Some(receipt) = in_flight.next().await {
+            let receipt = receipt?;
+            self.part_done(row.id, plan, &receipt)?;
+            receipts.push(receipt);
+        }
+        receipts.sort_by_key(|r| r.index);
+        Ok(receipts)
+    }
+
+    fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt) -> Result<(), ObjectError> {
+        let offset = plan.range(r.index as u64).start;
+        let crc = ferry_core::digest::crc32c_hex(r.crc32c);
+        self.journal.lock().expect("journal lock").record_part(id, r.index, offset, r.size, &crc, Some(&r.id))?;
+        Stats::add(&self.stats.bytes_done, r.size);
+        Ok(())
+    }
+}
+
+/// Content type and metadata to write: what the read returned, else what the listing said.
+fn attrs_of(listed: &ObjectEntry, read: &ObjectEntry) -> PutAttrs {
+    PutAttrs {
+        content_type: read.content_type.clone().or_else(|| listed.content_type.clone()),
+        metadata: if read.metadata.is_empty() { listed.metadata.clone() } else { read.metadata.clone() },
+    }
+}
+
+/// Refuses to stitch an object together from two versions: the source must still be the object
+/// the manifest recorded.
+fn check_unchanged(listed: &ObjectEntry, read: &ObjectEntry) -> Result<(), ObjectError> {
+    let changed = |what: &str, a: &str, b: &str| ObjectError {
+        class: ErrorClass::PerObject,
+        message: format!("source changed since the manifest was sealed: {what} {a} is now {b}"),
+    };
+    if read.size != listed.size {
+        return Err(changed("size", &listed.size.to_string(), &read.size.to_string()));
+    }
+    if let (Some(a), Some(b)) = (&listed.version, &read.version)
+        && a != b
+    {
+        return Err(changed("version", a, b));
+    }
+    if let (Some(a), Some(b)) = (&listed.etag, &read.etag)
+        && a != b
+    {
+        return Err(changed("etag", a, b));
+    }
+    Ok(())
+}

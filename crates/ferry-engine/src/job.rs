@@ -1,0 +1,210 @@
+//! The job directory: one migration's configuration, manifests, journal and reports.
+//!
+//! ```text
+//! JOB/job.toml            source, destination, endpoints (never credentials)
+//! JOB/manifests/gen-NNNN/ sealed manifest generations
+//! JOB/journal.sqlite      durable progress
+//! JOB/reports/            one JSON report per run
+//! JOB/.lock               held by the ferry process working on the job
+//! ```
+//! Nothing is written until the command has been validated: a job is persisted only after
+//! both sides answered their checks.
+
+use crate::{EngineError, Result};
+use chrono::{DateTime, Utc};
+use ferry_core::{Location, LocationError};
+use ferry_manifest::{GENERATION_PREFIX, ManifestHeader};
+use ferry_providers::{Connect, Provider};
+use serde::{Deserialize, Serialize};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Endpoints {
+    pub source: Option<String>,
+    pub destination: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct JobFile {
+    source: String,
+    destination: String,
+    source_endpoint: Option<String>,
+    destination_endpoint: Option<String>,
+    created_at: DateTime<Utc>,
+}
+
+pub struct Job {
+    pub dir: PathBuf,
+    pub source: Location,
+    pub destination: Location,
+    pub endpoints: Endpoints,
+    persisted: bool,
+    lock: Option<File>,
+}
+
+/// Refuses endpoints that carry credentials, so they can be stored and printed as they are.
+fn check_endpoint(url: &str) -> Result<()> {
+    let authority = url.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or_default()).unwrap_or(url);
+    if authority.contains('@') {
+        return Err(LocationError::CredentialsInUrl { url: ferry_core::location::redact(url), what: "user info" }.into());
+    }
+    if url.contains('?') {
+        return Err(LocationError::CredentialsInUrl { url: ferry_core::location::redact(url), what: "a query string" }.into());
+    }
+    Ok(())
+}
+
+impl Job {
+    /// Opens the job in `dir`, or prepares a new one from `source` and `destination`. Given
+    /// locations must match an existing job's; given endpoints override the stored ones.
+    pub fn open(dir: &Path, source: Option<Location>, destination: Option<Location>, endpoints: Endpoints) -> Result<Job> {
+        for ep in [&endpoints.source, &endpoints.destination].into_iter().flatten() {
+            check_endpoint(ep)?;
+        }
+        let file = dir.join("job.toml");
+        if file.exists() {
+            let text = std::fs::read_to_string(&file).map_err(EngineError::io(&file))?;
+            let stored: JobFile = toml::from_str(&text).map_err(|e| EngineError::JobFile { path: file.clone(), detail: e.to_string() })?;
+            let parse = |s: &str| Location::parse(s).map_err(|e| EngineError::JobFile { path: file.clone(), detail: e.to_string() });
+            let (job_src, job_dst) = (parse(&stored.source)?, parse(&stored.destination)?);
+            for (what, given, job) in [("source", &source, &job_src), ("destination", &destination, &job_dst)] {
+                if let Some(given) = given.as_ref().filter(|g| *g != job) {
+                    return Err(EngineError::JobMismatch { dir: dir.into(), what, job: job.to_string(), given: given.to_string() });
+                }
+            }
+            return Ok(Job {
+                dir: dir.into(),
+                source: job_src,
+                destination: job_dst,
+                endpoints: Endpoints {
+                    source: endpoints.source.or(stored.source_endpoint),
+                    destination: endpoints.destination.or(stored.destination_endpoint),
+                },
+                persisted: true,
+                lock: None,
+            });
+        }
+        match (source, destination) {
+            (Some(source), Some(destination)) => Ok(Job { dir: dir.into(), source, destination, endpoints, persisted: false, lock: None }),
+            _ => Err(EngineError::NoJob { dir: dir.into() }),
+        }
+    }
+
+    /// Opens both providers and checks them (bucket exists, credentials work). Sends requests,
+    /// writes nothing.
+    pub async fn providers(&self) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
+        let side = |side: &'static str| move |source| EngineError::Provider { side, source };
+        let src =
+            ferry_providers::open(&self.source, &Connect { endpoint: self.endpoints.source.clone() }).await.map_err(side("source"))?;
+        let dst = ferry_providers::open(&self.destination, &Connect { endpoint: self.endpoints.destination.clone() })
+            .await
+            .map_err(side("destination"))?;
+        let (a, b) = tokio::join!(src.check(false), dst.check(true));
+        a.map_err(side("source"))?;
+        b.map_err(side("destination"))?;
+        Ok((src, dst))
+    }
+
+    /// Creates the directory and `job.toml` if new, and takes the job's lock.
+    pub fn persist(&mut self) -> Result<()> {
+        std::fs::create_dir_all(self.dir.join("manifests")).map_err(EngineError::io(&self.dir))?;
+        if !self.persisted {
+            let file = JobFile {
+                source: self.source.to_string(),
+                destination: self.destination.to_string(),
+                source_endpoint: self.endpoints.source.clone(),
+                destination_endpoint: self.endpoints.destination.clone(),
+                created_at: Utc::now(),
+            };
+            let path = self.dir.join("job.toml");
+            let text = toml::to_string(&file).expect("job file serializes");
+            std::fs::write(&path, text).map_err(EngineError::io(&path))?;
+            self.persisted = true;
+        }
+        self.lock()
+    }
+
+    /// Takes the job's lock (an advisory lock released when the process exits, even on SIGKILL).
+    pub fn lock(&mut self) -> Result<()> {
+        if self.lock.is_some() {
+            return Ok(());
+        }
+        let path = self.dir.join(".lock");
+        let f = File::options().create(true).truncate(false).write(true).open(&path).map_err(EngineError::io(&path))?;
+        match f.try_lock() {
+            Ok(()) => {
+                self.lock = Some(f);
+                Ok(())
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Err(EngineError::Locked { dir: self.dir.clone(), lock: path }),
+            Err(std::fs::TryLockError::Error(e)) => Err(EngineError::Io { path, source: e }),
+        }
+    }
+
+    pub fn exists(&self) -> bool {
+        self.persisted
+    }
+
+    pub fn journal_path(&self) -> PathBuf {
+        self.dir.join("journal.sqlite")
+    }
+
+    pub fn generation_dir(&self, generation: u32) -> PathBuf {
+        self.dir.join("manifests").join(ManifestHeader::dir_name(generation))
+    }
+
+    /// The newest sealed generation, if any.
+    pub fn latest_generation(&self) -> Option<u32> {
+        let entries = std::fs::read_dir(self.dir.join("manifests")).ok()?;
+        entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str()?.strip_prefix(GENERATION_PREFIX)?.parse::<u32>().ok())
+            .filter(|g| ManifestHeader::path(&self.generation_dir(*g)).exists())
+            .max()
+    }
+
+    /// Writes `JOB/reports/{kind}-{timestamp}.json` and returns its path.
+    pub fn write_report(&self, kind: &str, report: &serde_json::Value) -> Result<PathBuf> {
+        let dir = self.dir.join("reports");
+        std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir))?;
+        let path = dir.join(format!("{kind}-{}.json", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+        let text = serde_json::to_vec_pretty(report).expect("report serializes");
+        std::fs::write(&path, text).map_err(EngineError::io(&path))?;
+        Ok(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_refuses_another_source_and_a_second_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("job");
+        let src = Location::parse("s3://a/p").unwrap();
+        let dst = Location::parse("gs://b/").unwrap();
+        let mut job = Job::open(&d, Some(src.clone()), Some(dst.clone()), Endpoints::default()).unwrap();
+        assert!(!d.exists(), "nothing is written before persist");
+        job.persist().unwrap();
+
+        let other = Location::parse("s3://a/q").unwrap();
+        let err = Job::open(&d, Some(other), Some(dst.clone()), Endpoints::default()).err().unwrap();
+        assert!(matches!(err, EngineError::JobMismatch { what: "source", .. }), "{err}");
+
+        let mut again = Job::open(&d, None, None, Endpoints::default()).unwrap();
+        assert_eq!(again.source, src);
+        assert!(matches!(again.lock(), Err(EngineError::Locked { .. })));
+        drop(job);
+        again.lock().unwrap();
+    }
+
+    #[test]
+    fn endpoints_with_credentials_are_refused() {
+        let eps = Endpoints { source: Some("http://user:secret@127.0.0.1:9000".into()), destination: None };
+        let err = Job::open(Path::new("/nonexistent"), None, None, eps).err().unwrap().to_string();
+        assert!(!err.contains("secret"), "{err}");
+    }
+}

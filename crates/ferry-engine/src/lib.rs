@@ -1,0 +1,32 @@
+//! The work of a migration: planning, copying, verifying — everything between a parsed command
+//! line and the providers, journal and manifest.
+//!
+//! The engine owns the job directory's layout and the order of side effects: a source is
+//! listed into a sealed manifest before a byte moves, the journal is seeded from that sealed
+//! manifest, and each object's outcome is journaled as soon as the destination acknowledged it.
+//! It never prints: progress goes through [`Stats`] counters the caller polls, results come back
+//! as summaries and as JSON reports under `JOB/reports/`.
+//!
+//! # Layout
+//! - [`job`]: `JOB/` — `job.toml`, manifest generations, the journal, the lock, reports.
+//! - [`plan`]: list the source into a sealed manifest generation, seed the journal.
+//! - [`copy`]: the scheduler and mover (single puts, parallel multipart) under a byte budget.
+//! - [`verify`]: compare the destination with what the copy recorded and the source declared.
+//! - [`stats`]: live counters for progress display.
+//! - [`error`]: [`EngineError`], and which errors are the user's to fix.
+
+pub mod copy;
+pub mod error;
+pub mod job;
+pub mod plan;
+pub mod stats;
+pub mod verify;
+
+pub use copy::{CopyOptions, CopySummary, copy};
+pub use error::EngineError;
+pub use job::{Endpoints, Job};
+pub use plan::{PlanSummary, plan};
+pub use stats::Stats;
+pub use verify::{Difference, VerifyOptions, VerifySummary, verify};
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;

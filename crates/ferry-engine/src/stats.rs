@@ -1,0 +1,25 @@
+//! Live counters a caller polls to draw progress (the engine itself never prints).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Objects and bytes the current step will process (set when known).
+    pub total_objects: AtomicU64,
+    pub total_bytes: AtomicU64,
+    pub objects_done: AtomicU64,
+    pub objects_failed: AtomicU64,
+    pub bytes_done: AtomicU64,
+    /// Objects listed so far while planning.
+    pub listed: AtomicU64,
+}
+
+impl Stats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}

@@ -1,0 +1,153 @@
+//! Verification: the destination against what the copy recorded and what the source declared.
+//!
+//! Quick mode asks the destination for each object's current state (one HEAD) and proves it by
+//! the strongest evidence available, in order: the destination's own CRC32C against the CRC of
+//! the bytes ferry read, else the entity tag the destination gave when ferry wrote the object
+//! (any later write changes it), else the size alone. `--all-bytes` reads every object back and
+//! compares its SHA-256 with the one recorded while copying.
+
+use crate::{EngineError, Job, Result, Stats};
+use ferry_core::ObjectDigest;
+use ferry_journal::{Journal, ObjectRow};
+use ferry_manifest::ManifestReader;
+use ferry_providers::Provider;
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct VerifyOptions {
+    pub transfers: usize,
+    pub all_bytes: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Difference {
+    pub key: String,
+    /// `missing`, `size`, `checksum`, `changed`, `not-copied` or `error`.
+    pub kind: &'static str,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifySummary {
+    pub destination: String,
+    pub generation: u32,
+    pub checked: u64,
+    pub matched: u64,
+    /// How many objects each kind of evidence proved.
+    pub proved_by: BTreeMap<String, u64>,
+    pub differences: Vec<Difference>,
+    pub seconds: f64,
+    pub report: Option<std::path::PathBuf>,
+}
+
+const READ_CHUNK: u64 = 8 << 20;
+
+pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, stats: Arc<Stats>) -> Result<VerifySummary> {
+    let started = Instant::now();
+    job.lock()?;
+    let generation = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
+    let header = ManifestReader::open(&job.generation_dir(generation))?.header().clone();
+    let journal = Journal::open(&job.journal_path())?;
+    stats.total_objects.store(header.totals.objects, std::sync::atomic::Ordering::Relaxed);
+    stats.total_bytes.store(header.totals.bytes, std::sync::atomic::Ordering::Relaxed);
+
+    let mut summary = VerifySummary {
+        destination: job.destination.to_string(),
+        generation,
+        checked: 0,
+        matched: 0,
+        proved_by: BTreeMap::new(),
+        differences: Vec::new(),
+        seconds: 0.0,
+        report: None,
+    };
+    let mut cursor = 0;
+    loop {
+        let rows = journal.page(cursor, 1024)?;
+        let Some(last) = rows.last() else { break };
+        cursor = last.id;
+        let results: Vec<(ObjectRow, std::result::Result<&'static str, Difference>)> = futures::stream::iter(rows)
+            .map(|row| {
+                let dst = dst.clone();
+                let stats = stats.clone();
+                let all_bytes = opts.all_bytes;
+                async move {
+                    let r = check(dst.as_ref(), &row, all_bytes).await;
+                    Stats::add(&stats.objects_done, 1);
+                    Stats::add(&stats.bytes_done, row.entry.size);
+                    (row, r)
+                }
+            })
+            .buffer_unordered(opts.transfers.max(1))
+            .collect()
+            .await;
+        for (_, result) in results {
+            summary.checked += 1;
+            match result {
+                Ok(method) => {
+                    summary.matched += 1;
+                    *summary.proved_by.entry(method.to_string()).or_default() += 1;
+                }
+                Err(d) => summary.differences.push(d),
+            }
+        }
+    }
+    summary.differences.sort_by(|a, b| a.key.cmp(&b.key));
+    summary.seconds = started.elapsed().as_secs_f64();
+    let report = serde_json::to_value(&summary).expect("summary serializes");
+    summary.report = Some(job.write_report("verify", &report)?);
+    Ok(summary)
+}
+
+async fn check(dst: &dyn Provider, row: &ObjectRow, all_bytes: bool) -> std::result::Result<&'static str, Difference> {
+    let e = &row.entry;
+    let diff = |kind, detail: String| Difference { key: e.key.clone(), kind, detail };
+    if row.state != "done" {
+        let why = row.error.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
+        return Err(diff("not-copied", format!("the journal has it {}{why}", row.state)));
+    }
+    let head = match dst.head(&e.key).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return Err(diff("missing", "not found at the destination".into())),
+        Err(err) => return Err(diff("error", err.to_string())),
+    };
+    if head.size != e.size {
+        return Err(diff("size", format!("destination has {} bytes, the source {}", head.size, e.size)));
+    }
+    if all_bytes {
+        let want = row.sha256.clone().unwrap_or_default();
+        let got = read_back_sha256(dst, &e.key, e.size).await.map_err(|err| diff("error", err.to_string()))?;
+        return if got == want { Ok("sha256 read-back") } else { Err(diff("checksum", format!("sha256 {got}, copied {want}"))) };
+    }
+    if let (Some(dst_crc), Some(copied)) = (&head.crc32c, &row.crc32c) {
+        return if dst_crc == copied {
+            Ok("destination crc32c")
+        } else {
+            Err(diff("checksum", format!("destination crc32c {dst_crc}, copied {copied}")))
+        };
+    }
+    if let (Some(now), Some(then)) = (&head.etag, &row.dst_etag) {
+        return if now == then {
+            Ok("etag recorded at copy")
+        } else {
+            Err(diff("changed", format!("written since the copy: etag {now}, the copy left {then}")))
+        };
+    }
+    Ok("size only")
+}
+
+async fn read_back_sha256(dst: &dyn Provider, key: &str, size: u64) -> ferry_providers::Result<String> {
+    let mut digest = ObjectDigest::new();
+    let mut offset = 0;
+    while offset < size {
+        let end = (offset + READ_CHUNK).min(size);
+        let fetched = dst.get(key, Some(offset..end)).await?;
+        digest.update(&fetched.data);
+        offset = end;
+    }
+    Ok(digest.finish().0)
+}

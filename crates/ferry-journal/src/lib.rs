@@ -1,0 +1,316 @@
+//! The durable state of a job: which objects are done, pending or failed, their parts, and what
+//! the copy proved about them.
+//!
+//! The journal is a SQLite database in the job directory (`journal.sqlite`, WAL mode). It is
+//! seeded from a sealed manifest generation, then updated after every side effect the engine
+//! has at the destination, so a re-run copies only what is not done. It owns state only: it
+//! never talks to a provider, and never stores a credential (nothing given to it carries one).
+//!
+//! # Layout
+//! - [`Journal`]: open/migrate, seed, claim pending work, record parts and outcomes.
+//! - [`ObjectRow`], [`Outcome`], [`StatusCounts`]: what goes in and comes out.
+
+use ferry_core::ObjectEntry;
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    #[error("journal {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+    #[error("journal {path} has schema version {found}, this ferry understands {expected}")]
+    Version { path: PathBuf, found: i64, expected: i64 },
+}
+
+pub type Result<T, E = JournalError> = std::result::Result<T, E>;
+
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    id            INTEGER PRIMARY KEY,
+    generation    INTEGER NOT NULL,
+    key           TEXT NOT NULL UNIQUE,
+    size          INTEGER NOT NULL,
+    etag          TEXT,
+    version       TEXT,
+    src_crc32c    TEXT,
+    src_md5       TEXT,
+    content_type  TEXT,
+    metadata      TEXT,
+    state         TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    error         TEXT,
+    sha256        TEXT,                              -- of the bytes read and sent
+    crc32c        TEXT,
+    dst_etag      TEXT,
+    verified_by   TEXT,
+    upload_id     TEXT,
+    updated_at    TEXT
+);
+CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
+CREATE TABLE IF NOT EXISTS parts (
+    object_id  INTEGER NOT NULL REFERENCES objects(id),
+    part_no    INTEGER NOT NULL,
+    offset     INTEGER NOT NULL,
+    size       INTEGER NOT NULL,
+    crc32c     TEXT NOT NULL,
+    etag       TEXT,
+    PRIMARY KEY (object_id, part_no)
+);
+";
+
+/// An object the journal knows, with everything a copy needs from the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRow {
+    pub id: i64,
+    pub entry: ObjectEntry,
+    pub state: String,
+    pub attempts: i64,
+    pub sha256: Option<String>,
+    pub crc32c: Option<String>,
+    pub dst_etag: Option<String>,
+    pub verified_by: Option<String>,
+    pub error: Option<String>,
+}
+
+/// What a finished copy of one object proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub sha256: String,
+    pub crc32c: String,
+    pub dst_etag: Option<String>,
+    /// Which check proved the bytes, e.g. `source crc32c` or `size only`.
+    pub verified_by: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCounts {
+    pub objects: u64,
+    pub bytes: u64,
+    pub done: u64,
+    pub done_bytes: u64,
+    pub pending: u64,
+    pub failed: u64,
+}
+
+pub struct Journal {
+    conn: Connection,
+    path: PathBuf,
+}
+
+const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error";
+
+fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
+    let metadata: Option<String> = r.get(8)?;
+    Ok(ObjectRow {
+        id: r.get(0)?,
+        entry: ObjectEntry {
+            key: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            etag: r.get(3)?,
+            version: r.get(4)?,
+            crc32c: r.get(5)?,
+            md5: r.get(6)?,
+            content_type: r.get(7)?,
+            metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
+            last_modified: None,
+        },
+        state: r.get(9)?,
+        attempts: r.get(10)?,
+        sha256: r.get(11)?,
+        crc32c: r.get(12)?,
+        dst_etag: r.get(13)?,
+        verified_by: r.get(14)?,
+        error: r.get(15)?,
+    })
+}
+
+impl Journal {
+    /// Opens (creating and migrating if needed) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Journal> {
+        let err = |source| JournalError::Sqlite { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        let j = Journal { conn, path: path.to_path_buf() };
+        match j.meta("schema_version")? {
+            None => j.set_meta("schema_version", &SCHEMA_VERSION.to_string())?,
+            Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) => {
+                return Err(JournalError::Version { path: path.into(), found: v.parse().unwrap_or(-1), expected: SCHEMA_VERSION });
+            }
+        }
+        Ok(j)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
+        |source| JournalError::Sqlite { path: self.path.clone(), source }
+    }
+
+    pub fn meta(&self, name: &str) -> Result<Option<String>> {
+        self.conn.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(self.err())
+    }
+
+    pub fn set_meta(&self, name: &str, value: &str) -> Result<()> {
+        self.conn
+            .execute("INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value", [name, value])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Adds a batch of manifest entries of `generation` as pending work, in one transaction.
+    /// Replaying a batch is harmless: keys already known keep their state.
+    pub fn seed(&mut self, generation: u32, entries: &[ObjectEntry]) -> Result<()> {
+        let path = self.path.clone();
+        let err = |source| JournalError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(key) DO NOTHING",
+                )
+                .map_err(err)?;
+            for e in entries {
+                let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
+                stmt.execute(params![generation, e.key, e.size as i64, e.etag, e.version, e.crc32c, e.md5, e.content_type, meta])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Up to `limit` objects still to copy (pending, or failed with fewer than `max_attempts`
+    /// attempts), with ids above `after`, in id order.
+    pub fn todo(&self, after: i64, limit: usize, max_attempts: i64) -> Result<Vec<ObjectRow>> {
+        let sql = format!(
+            "SELECT {ROW_COLUMNS} FROM objects WHERE id > ?1 AND (state = 'pending' OR (state = 'failed' AND attempts < ?3)) ORDER BY id LIMIT ?2"
+        );
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let rows = stmt.query_map(params![after, limit as i64, max_attempts], row_from).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Objects in `state`, with ids above `after`, in id order.
+    pub fn in_state(&self, state: &str, after: i64, limit: usize) -> Result<Vec<ObjectRow>> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE state = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let rows = stmt.query_map(params![state, after, limit as i64], row_from).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Every object with an id above `after`, in id order, whatever its state.
+    pub fn page(&self, after: i64, limit: usize) -> Result<Vec<ObjectRow>> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE id > ?1 ORDER BY id LIMIT ?2");
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let rows = stmt.query_map(params![after, limit as i64], row_from).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    pub fn get(&self, key: &str) -> Result<Option<ObjectRow>> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE key = ?1");
+        self.conn.query_row(&sql, [key], row_from).optional().map_err(self.err())
+    }
+
+    /// Records a multipart upload id before its first part is sent.
+    pub fn set_upload(&self, id: i64, upload_id: Option<&str>) -> Result<()> {
+        self.conn.execute("UPDATE objects SET upload_id = ?2 WHERE id = ?1", params![id, upload_id]).map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Records a part the destination acknowledged.
+    pub fn record_part(&self, id: i64, part_no: u32, offset: u64, size: u64, crc32c: &str, etag: Option<&str>) -> Result<()> {
+        self.conn
+            .execute(
+                "INSERT OR REPLACE INTO parts (object_id, part_no, offset, size, crc32c, etag) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, part_no, offset as i64, size as i64, crc32c, etag],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn part_count(&self, id: i64) -> Result<u64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM parts WHERE object_id = ?1", [id], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
+    }
+
+    pub fn mark_done(&self, id: i64, o: &Outcome) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, attempts = attempts + 1, sha256 = ?2, crc32c = ?3,
+                 dst_etag = ?4, verified_by = ?5, updated_at = datetime('now') WHERE id = ?1",
+                params![id, o.sha256, o.crc32c, o.dst_etag, o.verified_by],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE objects SET state = 'failed', error = ?2, attempts = attempts + 1, updated_at = datetime('now') WHERE id = ?1",
+                params![id, error],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    pub fn counts(&self) -> Result<StatusCounts> {
+        let mut c = StatusCounts::default();
+        let mut stmt =
+            self.conn.prepare("SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM objects GROUP BY state").map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64)))
+            .map_err(self.err())?;
+        for row in rows {
+            let (state, n, bytes) = row.map_err(self.err())?;
+            c.objects += n;
+            c.bytes += bytes;
+            match state.as_str() {
+                "done" => (c.done, c.done_bytes) = (n, bytes),
+                "failed" => c.failed = n,
+                _ => c.pending += n,
+            }
+        }
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entries(n: usize) -> Vec<ObjectEntry> {
+        (0..n).map(|i| ObjectEntry { key: format!("k{i}"), size: i as u64, ..Default::default() }).collect()
+    }
+
+    #[test]
+    fn seeding_is_idempotent_and_state_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.sqlite");
+        let mut j = Journal::open(&path).unwrap();
+        j.seed(1, &entries(10)).unwrap();
+        let first = j.todo(0, 3, 3).unwrap();
+        assert_eq!(first.iter().map(|r| r.entry.key.as_str()).collect::<Vec<_>>(), ["k0", "k1", "k2"]);
+        let outcome = Outcome { sha256: "s".into(), crc32c: "c".into(), dst_etag: Some("e".into()), verified_by: "size only".into() };
+        j.mark_done(first[0].id, &outcome).unwrap();
+        j.mark_failed(first[1].id, "boom").unwrap();
+        j.seed(1, &entries(10)).unwrap(); // replay
+        drop(j);
+
+        let j = Journal::open(&path).unwrap();
+        let c = j.counts().unwrap();
+        assert_eq!((c.objects, c.done, c.failed, c.pending), (10, 1, 1, 8));
+        assert_eq!(j.get("k0").unwrap().unwrap().sha256.as_deref(), Some("s"));
+        // A failed object is retried while it has attempts left, then no longer.
+        assert_eq!(j.todo(0, 100, 3).unwrap().len(), 9);
+        assert_eq!(j.todo(0, 100, 1).unwrap().len(), 8);
+    }
+}

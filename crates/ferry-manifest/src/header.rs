@@ -1,0 +1,83 @@
+//! `manifest.json`: the header that seals a generation.
+
+use crate::{ManifestError, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const HEADER_FILE: &str = "manifest.json";
+pub const FORMAT: &str = "ferry-manifest";
+pub const FORMAT_VERSION: u32 = 1;
+/// Generation directories are named `gen-0001`, `gen-0002`, …
+pub const GENERATION_PREFIX: &str = "gen-";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Totals {
+    pub objects: u64,
+    pub bytes: u64,
+    /// Listed entries left out of the manifest (directory markers), not copied.
+    pub skipped: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardInfo {
+    pub file: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestHeader {
+    pub format: String,
+    pub format_version: u32,
+    pub generation: u32,
+    pub parent: Option<u32>,
+    /// Source and destination, as redacted URLs (locations never carry credentials).
+    pub source: String,
+    pub destination: String,
+    pub created_at: DateTime<Utc>,
+    pub totals: Totals,
+    pub shards: Vec<ShardInfo>,
+}
+
+impl ManifestHeader {
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(HEADER_FILE)
+    }
+
+    pub fn read(dir: &Path) -> Result<ManifestHeader> {
+        let path = Self::path(dir);
+        let text = std::fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let header: ManifestHeader =
+            serde_json::from_slice(&text).map_err(|source| ManifestError::Header { path: path.clone(), source })?;
+        if header.format != FORMAT || header.format_version != FORMAT_VERSION {
+            return Err(ManifestError::Corrupt {
+                path,
+                reason: format!("format {} v{} is not {FORMAT} v{FORMAT_VERSION}", header.format, header.format_version),
+            });
+        }
+        Ok(header)
+    }
+
+    /// Writes the header atomically (temp file, fsync, rename): the generation is sealed once this returns.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let path = Self::path(dir);
+        let tmp = dir.join(format!("{HEADER_FILE}.tmp"));
+        let io = |source| ManifestError::Io { path: path.clone(), source };
+        let text = serde_json::to_vec_pretty(self).expect("header serializes");
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp).map_err(io)?;
+            f.write_all(&text).map_err(io)?;
+            f.sync_all().map_err(io)?;
+        }
+        std::fs::rename(&tmp, &path).map_err(io)?;
+        Ok(())
+    }
+
+    /// The directory name of generation `n`.
+    pub fn dir_name(generation: u32) -> String {
+        format!("{GENERATION_PREFIX}{generation:04}")
+    }
+}

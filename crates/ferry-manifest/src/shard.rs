@@ -1,0 +1,339 @@
+//! The Parquet form of manifest rows: schema, streaming writer, verified reader.
+
+use crate::header::{FORMAT, FORMAT_VERSION, ManifestHeader, ShardInfo, Totals};
+use crate::{ManifestError, Result};
+use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
+use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use chrono::{DateTime, Utc};
+use ferry_core::ObjectEntry;
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Rows buffered before a record batch is written (one row group each).
+const BATCH_ROWS: usize = 65_536;
+/// Rows per shard file: keeps files a convenient size for parallel readers.
+const SHARD_ROWS: u64 = 4_000_000;
+
+pub fn schema() -> SchemaRef {
+    let s = |name| Field::new(name, DataType::Utf8, true);
+    Arc::new(Schema::new(vec![
+        Field::new("key", DataType::Utf8, false),
+        Field::new("size", DataType::UInt64, false),
+        Field::new("last_modified", DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), true),
+        s("etag"),
+        s("version"),
+        s("crc32c"),
+        s("md5"),
+        s("content_type"),
+        s("metadata"),
+    ]))
+}
+
+#[derive(Default)]
+struct Columns {
+    key: StringBuilder,
+    size: UInt64Builder,
+    last_modified: TimestampMillisecondBuilder,
+    etag: StringBuilder,
+    version: StringBuilder,
+    crc32c: StringBuilder,
+    md5: StringBuilder,
+    content_type: StringBuilder,
+    metadata: StringBuilder,
+    rows: usize,
+}
+
+impl Columns {
+    fn push(&mut self, e: &ObjectEntry) {
+        self.key.append_value(&e.key);
+        self.size.append_value(e.size);
+        self.last_modified.append_option(e.last_modified.map(|t| t.timestamp_millis()));
+        self.etag.append_option(e.etag.as_deref());
+        self.version.append_option(e.version.as_deref());
+        self.crc32c.append_option(e.crc32c.as_deref());
+        self.md5.append_option(e.md5.as_deref());
+        self.content_type.append_option(e.content_type.as_deref());
+        let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
+        self.metadata.append_option(meta);
+        self.rows += 1;
+    }
+
+    fn finish(&mut self, schema: &SchemaRef) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+        self.rows = 0;
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(self.key.finish()),
+            Arc::new(self.size.finish()),
+            Arc::new(self.last_modified.finish().with_timezone("UTC")),
+            Arc::new(self.etag.finish()),
+            Arc::new(self.version.finish()),
+            Arc::new(self.crc32c.finish()),
+            Arc::new(self.md5.finish()),
+            Arc::new(self.content_type.finish()),
+            Arc::new(self.metadata.finish()),
+        ];
+        RecordBatch::try_new(schema.clone(), cols)
+    }
+}
+
+/// Streams entries into Parquet shards, then seals the generation.
+pub struct ManifestWriter {
+    dir: PathBuf,
+    header: ManifestHeader,
+    schema: SchemaRef,
+    cols: Columns,
+    current: Option<(ArrowWriter<File>, String, u64)>,
+}
+
+impl ManifestWriter {
+    /// Starts generation `generation` in `dir` (created if needed; must not be sealed already).
+    pub fn create(dir: &Path, generation: u32, parent: Option<u32>, source: &str, destination: &str) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| ManifestError::Io { path: dir.to_path_buf(), source })?;
+        Ok(ManifestWriter {
+            dir: dir.to_path_buf(),
+            header: ManifestHeader {
+                format: FORMAT.into(),
+                format_version: FORMAT_VERSION,
+                generation,
+                parent,
+                source: source.into(),
+                destination: destination.into(),
+                created_at: Utc::now(),
+                totals: Totals::default(),
+                shards: Vec::new(),
+            },
+            schema: schema(),
+            cols: Columns::default(),
+            current: None,
+        })
+    }
+
+    pub fn push(&mut self, entry: &ObjectEntry) -> Result<()> {
+        self.cols.push(entry);
+        self.header.totals.objects += 1;
+        self.header.totals.bytes += entry.size;
+        if self.cols.rows >= BATCH_ROWS {
+            self.flush_batch()?;
+        }
+        Ok(())
+    }
+
+    /// Counts a listed entry that is deliberately not part of the manifest.
+    pub fn skip(&mut self) {
+        self.header.totals.skipped += 1;
+    }
+
+    pub fn totals(&self) -> &Totals {
+        &self.header.totals
+    }
+
+    fn flush_batch(&mut self) -> Result<()> {
+        if self.cols.rows == 0 {
+            return Ok(());
+        }
+        let rows = self.cols.rows as u64;
+        if self.current.is_none() {
+            let name = format!("objects-{:05}.parquet", self.header.shards.len());
+            let path = self.dir.join(&name);
+            let file = File::create(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+            let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+            let writer =
+                ArrowWriter::try_new(file, self.schema.clone(), Some(props)).map_err(|source| ManifestError::Parquet { path, source })?;
+            self.current = Some((writer, name, 0));
+        }
+        let batch = self.cols.finish(&self.schema).map_err(|source| ManifestError::Arrow { path: self.dir.clone(), source })?;
+        let (writer, name, written) = self.current.as_mut().expect("opened above");
+        writer.write(&batch).map_err(|source| ManifestError::Parquet { path: self.dir.join(&*name), source })?;
+        *written += rows;
+        if *written >= SHARD_ROWS {
+            self.close_shard()?;
+        }
+        Ok(())
+    }
+
+    fn close_shard(&mut self) -> Result<()> {
+        let Some((writer, name, rows)) = self.current.take() else { return Ok(()) };
+        let path = self.dir.join(&name);
+        let file = writer.into_inner().map_err(|source| ManifestError::Parquet { path: path.clone(), source })?;
+        file.sync_all().map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        drop(file);
+        let (sha256, bytes) = file_sha256(&path)?;
+        self.header.shards.push(ShardInfo { file: name, rows, bytes, sha256 });
+        Ok(())
+    }
+
+    /// Writes the remaining rows, hashes every shard and writes the header: the generation is sealed.
+    pub fn seal(mut self) -> Result<ManifestHeader> {
+        self.flush_batch()?;
+        self.close_shard()?;
+        self.header.write(&self.dir)?;
+        Ok(self.header)
+    }
+}
+
+fn file_sha256(path: &Path) -> Result<(String, u64)> {
+    let io = |source| ManifestError::Io { path: path.to_path_buf(), source };
+    let mut f = File::open(path).map_err(io)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(hasher.finalize()), total))
+}
+
+/// Reads a sealed generation, having checked every shard against the header's SHA-256.
+pub struct ManifestReader {
+    dir: PathBuf,
+    header: ManifestHeader,
+}
+
+impl ManifestReader {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let header = ManifestHeader::read(dir)?;
+        for shard in &header.shards {
+            let path = dir.join(&shard.file);
+            let (sha, bytes) = file_sha256(&path)?;
+            if sha != shard.sha256 || bytes != shard.bytes {
+                return Err(ManifestError::Corrupt {
+                    path,
+                    reason: format!("sha256 {sha} ({bytes} bytes) does not match the sealed {} ({} bytes)", shard.sha256, shard.bytes),
+                });
+            }
+        }
+        Ok(ManifestReader { dir: dir.to_path_buf(), header })
+    }
+
+    pub fn header(&self) -> &ManifestHeader {
+        &self.header
+    }
+
+    /// Calls `f` with each batch of entries, in manifest order. Memory is one batch at a time.
+    /// `f`'s error type lets callers stop the walk with their own errors.
+    pub fn for_each_batch<E: From<ManifestError>>(&self, mut f: impl FnMut(Vec<ObjectEntry>) -> Result<(), E>) -> Result<(), E> {
+        for shard in &self.header.shards {
+            let path = self.dir.join(&shard.file);
+            let pq = |source| ManifestError::Parquet { path: path.clone(), source };
+            let file = File::open(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+            let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.with_batch_size(8192).build().map_err(pq)?;
+            let reader = reader.map(|b| b.map_err(|source| ManifestError::Arrow { path: path.clone(), source }));
+            for batch in reader {
+                let entries = decode(&batch?).map_err(|reason| ManifestError::Corrupt { path: path.clone(), reason })?;
+                f(entries)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> {
+    fn col<'a, T: 'static>(b: &'a RecordBatch, name: &str) -> std::result::Result<&'a T, String> {
+        b.column_by_name(name)
+            .and_then(|c| c.as_any().downcast_ref::<T>())
+            .ok_or_else(|| format!("column {name} is missing or has the wrong type"))
+    }
+    let key = col::<StringArray>(batch, "key")?;
+    let size = col::<UInt64Array>(batch, "size")?;
+    let lm = col::<TimestampMillisecondArray>(batch, "last_modified")?;
+    let strs: Vec<&StringArray> = ["etag", "version", "crc32c", "md5", "content_type", "metadata"]
+        .iter()
+        .map(|n| col::<StringArray>(batch, n))
+        .collect::<std::result::Result<_, _>>()?;
+    let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
+    (0..batch.num_rows())
+        .map(|i| {
+            let metadata = match opt(strs[5], i) {
+                Some(json) => serde_json::from_str(&json).map_err(|e| format!("row {i}: metadata: {e}"))?,
+                None => Default::default(),
+            };
+            Ok(ObjectEntry {
+                key: key.value(i).to_string(),
+                size: size.value(i),
+                last_modified: (!lm.is_null(i)).then(|| DateTime::from_timestamp_millis(lm.value(i))).flatten(),
+                etag: opt(strs[0], i),
+                version: opt(strs[1], i),
+                crc32c: opt(strs[2], i),
+                md5: opt(strs[3], i),
+                content_type: opt(strs[4], i),
+                metadata,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(i: u64) -> ObjectEntry {
+        let mut e = ObjectEntry { key: format!("dir/é {i}#%+"), size: i, ..Default::default() };
+        if i % 2 == 0 {
+            e.crc32c = Some("0badf00d".into());
+            e.content_type = Some("text/plain".into());
+            e.metadata.insert("owner".into(), format!("u{i}"));
+            e.last_modified = DateTime::from_timestamp_millis(1_700_000_000_123);
+        }
+        e
+    }
+
+    #[test]
+    fn round_trips_entries_and_refuses_a_tampered_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ManifestWriter::create(dir.path(), 1, None, "s3://a/", "gs://b/").unwrap();
+        for i in 0..100_000 {
+            w.push(&entry(i)).unwrap();
+        }
+        let header = w.seal().unwrap();
+        assert_eq!(header.totals.objects, 100_000);
+        assert_eq!(header.totals.bytes, (0..100_000u64).sum::<u64>());
+
+        let reader = ManifestReader::open(dir.path()).unwrap();
+        let mut got = Vec::new();
+        reader
+            .for_each_batch::<ManifestError>(|b| {
+                got.extend(b);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(got.len(), 100_000);
+        assert_eq!(got[0], entry(0));
+        assert_eq!(got[99_999], entry(99_999));
+
+        let shard = dir.path().join(&header.shards[0].file);
+        let mut bytes = std::fs::read(&shard).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 1;
+        std::fs::write(&shard, bytes).unwrap();
+        let err = ManifestReader::open(dir.path()).err().expect("tampered shard refused").to_string();
+        assert!(err.contains("objects-00000.parquet") && err.contains("corrupt"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_listing_seals_an_empty_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = ManifestWriter::create(dir.path(), 1, None, "s3://a/", "gs://b/").unwrap().seal().unwrap();
+        assert_eq!(header.totals.objects, 0);
+        let mut n = 0;
+        ManifestReader::open(dir.path())
+            .unwrap()
+            .for_each_batch::<ManifestError>(|b| {
+                n += b.len();
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(n, 0);
+    }
+}

@@ -1,0 +1,262 @@
+//! Azure Blob Storage (and Azurite), on object_store.
+//!
+//! Credentials come from object_store's Azure chain (`AZURE_STORAGE_ACCOUNT_NAME`,
+//! `AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN`, service principals, managed identity,
+//! `AZURE_STORAGE_USE_EMULATOR` with `AZURITE_BLOB_STORAGE_URL`). An explicit endpoint such as
+//! `http://127.0.0.1:10000` with no account configured means Azurite: its published development
+//! account is used and appended to the URL path. Large blobs go up as blocks in parallel and are
+//! committed with one Put Block List that also sets content type and metadata.
+
+use crate::{Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
+use object_store::path::Path;
+use object_store::{
+    Attribute, AttributeValue, Attributes, ClientOptions, GetOptions, GetRange, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
+    RetryConfig,
+};
+use std::borrow::Cow;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PROVIDER: &str = "azure";
+/// Azurite's development storage account, published by Microsoft for the emulator (not a secret).
+const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
+const EMULATOR_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFMxRtfcgmtyZaBuSMTmoQ4Q==";
+
+pub struct AzureProvider {
+    location: Location,
+    store: Arc<MicrosoftAzure>,
+    endpoint: String,
+}
+
+impl AzureProvider {
+    pub fn new(location: Location, connect: &crate::Connect) -> Result<AzureProvider> {
+        let options = ClientOptions::new().with_connect_timeout(Duration::from_secs(5)).with_timeout(Duration::from_secs(300));
+        let retry = RetryConfig { max_retries: 5, retry_timeout: Duration::from_secs(60), ..Default::default() };
+        let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(&location.bucket).with_retry(retry);
+        let mut endpoint = "Azure Blob Storage".to_string();
+        if let Some(ep) = &connect.endpoint {
+            let account_set = std::env::var_os("AZURE_STORAGE_ACCOUNT_NAME").is_some();
+            let url = ep.trim_end_matches('/');
+            builder = builder.with_allow_http(true);
+            if account_set {
+                builder = builder.with_endpoint(url.to_string());
+            } else {
+                let url = if url.ends_with(EMULATOR_ACCOUNT) { url.to_string() } else { format!("{url}/{EMULATOR_ACCOUNT}") };
+                builder = builder.with_account(EMULATOR_ACCOUNT).with_access_key(EMULATOR_KEY).with_endpoint(url);
+            }
+            endpoint = ferry_core::location::redact(ep);
+        }
+        let options = if connect.endpoint.is_some() { options.with_allow_http(true) } else { options };
+        let store = builder
+            .with_client_options(options)
+            .build()
+            .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
+        Ok(AzureProvider { location, store: Arc::new(store), endpoint })
+    }
+
+    fn path(&self, key: &str) -> Result<Path> {
+        let full = self.location.key_for(key);
+        Path::parse(&full).map_err(|e| ProviderError::BadKey { provider: PROVIDER, key: key.to_string(), reason: e.to_string() })
+    }
+
+    fn error(&self, op: &'static str, key: &str, e: object_store::Error) -> ProviderError {
+        map_error(&self.endpoint, &self.location.bucket, op, key, e)
+    }
+}
+
+fn map_error(endpoint: &str, container: &str, op: &'static str, key: &str, e: object_store::Error) -> ProviderError {
+    let text = error_chain(&e);
+    match e {
+        object_store::Error::NotFound { .. } if text.contains("ContainerNotFound") => {
+            ProviderError::NoSuchBucket { provider: PROVIDER, bucket: container.to_string() }
+        }
+        object_store::Error::NotFound { .. } => ProviderError::NotFound { provider: PROVIDER, key: key.to_string() },
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            ProviderError::Denied { provider: PROVIDER, bucket: container.to_string(), detail: first_line(&text) }
+        }
+        _ if text.contains("ContainerNotFound") => ProviderError::NoSuchBucket { provider: PROVIDER, bucket: container.to_string() },
+        _ if text.contains("AuthenticationFailed") || text.contains("AuthorizationFailure") => {
+            ProviderError::Denied { provider: PROVIDER, bucket: container.to_string(), detail: first_line(&text) }
+        }
+        _ if text.contains("error sending request") || text.contains("onnection refused") || text.contains("dns error") => {
+            ProviderError::Unreachable { provider: PROVIDER, endpoint: endpoint.to_string(), detail: first_line(&text) }
+        }
+        object_store::Error::InvalidPath { .. } => ProviderError::BadKey { provider: PROVIDER, key: key.to_string(), reason: text },
+        _ => {
+            ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail: first_line(&text), class: ErrorClass::Retryable }
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().chars().take(300).collect()
+}
+
+fn attributes(attrs: &PutAttrs) -> Attributes {
+    let mut a = Attributes::new();
+    if let Some(ct) = &attrs.content_type {
+        a.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
+    }
+    for (k, v) in &attrs.metadata {
+        a.insert(Attribute::Metadata(Cow::Owned(k.clone())), AttributeValue::from(v.clone()));
+    }
+    a
+}
+
+fn entry_from(key: &str, meta: &object_store::ObjectMeta, attrs: &Attributes) -> ObjectEntry {
+    let mut e = ObjectEntry {
+        key: key.to_string(),
+        size: meta.size,
+        last_modified: Some(meta.last_modified),
+        etag: meta.e_tag.as_deref().map(crate::unquote),
+        version: meta.version.clone(),
+        ..Default::default()
+    };
+    for (k, v) in attrs {
+        match k {
+            Attribute::ContentType => e.content_type = Some(v.to_string()),
+            Attribute::Metadata(name) => {
+                e.metadata.insert(name.to_string(), v.to_string());
+            }
+            _ => {}
+        }
+    }
+    e
+}
+
+#[async_trait]
+impl Provider for AzureProvider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn limits(&self) -> Limits {
+        Limits::AZURE
+    }
+
+    async fn check(&self, _for_write: bool) -> Result<()> {
+        let prefix = self.path("")?;
+        let prefix = (!self.location.prefix.is_empty()).then_some(prefix);
+        self.store.list_with_delimiter(prefix.as_ref()).await.map(|_| ()).map_err(|e| self.error("list", "", e))
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        let prefix = (!self.location.prefix.is_empty()).then(|| Path::from_iter(self.location.prefix.split('/').filter(|s| !s.is_empty())));
+        let strip = self.location.prefix.len();
+        self.store
+            .list(prefix.as_ref())
+            .map_err(|e| self.error("list", "", e))
+            .map_ok(move |m| {
+                let key = m.location.as_ref().get(strip..).unwrap_or_default().to_string();
+                entry_from(&key, &m, &Attributes::new())
+            })
+            .try_chunks(1000)
+            .map_err(|e| e.1)
+            .boxed()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+        let path = self.path(key)?;
+        match self.store.get_opts(&path, GetOptions { head: true, ..Default::default() }).await {
+            Ok(r) => Ok(Some(entry_from(key, &r.meta, &r.attributes))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.error("head", key, e)),
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        let path = self.path(key)?;
+        let range = range.filter(|r| r.end > r.start).map(GetRange::Bounded);
+        let r = self.store.get_opts(&path, GetOptions { range, ..Default::default() }).await.map_err(|e| self.error("get", key, e))?;
+        let object = entry_from(key, &r.meta, &r.attributes);
+        let data = r.bytes().await.map_err(|e| self.error("get", key, e))?;
+        Ok(Fetched { data, object })
+    }
+
+    async fn put(&self, key: &str, data: Bytes, _crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
+        let path = self.path(key)?;
+        let opts = PutOptions { attributes: attributes(attrs), ..Default::default() };
+        let r = self.store.put_opts(&path, PutPayload::from(data), opts).await.map_err(|e| self.error("put", key, e))?;
+        Ok(PutReceipt { etag: r.e_tag.as_deref().map(crate::unquote) })
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match object_store::ObjectStoreExt::delete(self.store.as_ref(), &path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(self.error("delete", key, e)),
+        }
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Multipart for AzureProvider {
+    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64) -> Result<Box<dyn MultipartUpload>> {
+        let path = self.path(key)?;
+        let opts = PutMultipartOptions { attributes: attributes(attrs), ..Default::default() };
+        let upload = self.store.put_multipart_opts(&path, opts).await.map_err(|e| self.error("start upload", key, e))?;
+        Ok(Box::new(AzureUpload { upload, key: key.to_string(), endpoint: self.endpoint.clone(), container: self.location.bucket.clone() }))
+    }
+}
+
+/// Blocks staged through object_store's upload, which assigns block ids in the order parts start.
+struct AzureUpload {
+    upload: Box<dyn object_store::MultipartUpload>,
+    key: String,
+    endpoint: String,
+    container: String,
+}
+
+#[async_trait]
+impl MultipartUpload for AzureUpload {
+    fn upload_id(&self) -> Option<String> {
+        None
+    }
+
+    fn put_part(&mut self, index: u32, _offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
+        let size = data.len() as u64;
+        let fut = self.upload.put_part(PutPayload::from(data));
+        let (endpoint, container, key) = (self.endpoint.clone(), self.container.clone(), self.key.clone());
+        Box::pin(async move {
+            fut.await.map_err(|e| map_error(&endpoint, &container, "put block", &key, e))?;
+            Ok(PartReceipt { index, id: String::new(), size, crc32c })
+        })
+    }
+
+    async fn complete(mut self: Box<Self>, _parts: Vec<PartReceipt>) -> Result<PutReceipt> {
+        let r = self.upload.complete().await.map_err(|e| map_error(&self.endpoint, &self.container, "put block list", &self.key, e))?;
+        Ok(PutReceipt { etag: r.e_tag.as_deref().map(crate::unquote) })
+    }
+
+    async fn abort(mut self: Box<Self>) -> Result<()> {
+        // Uncommitted blocks are garbage-collected by Azure after a week; nothing to delete.
+        self.upload.abort().await.map_err(|e| map_error(&self.endpoint, &self.container, "abort", &self.key, e))
+    }
+}

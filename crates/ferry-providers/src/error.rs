@@ -1,0 +1,48 @@
+//! Provider errors: structured, classified, and free of credentials.
+
+use ferry_core::ErrorClass;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProviderError {
+    #[error("{provider}: bucket or container {bucket:?} does not exist")]
+    NoSuchBucket { provider: &'static str, bucket: String },
+    #[error("{provider}: access to {bucket:?} denied (check the credentials in the standard environment): {detail}")]
+    Denied { provider: &'static str, bucket: String, detail: String },
+    #[error("{provider}: cannot reach {endpoint}: {detail}")]
+    Unreachable { provider: &'static str, endpoint: String, detail: String },
+    #[error("{provider}: {key:?} not found")]
+    NotFound { provider: &'static str, key: String },
+    #[error("{provider}: invalid key {key:?}: {reason}")]
+    BadKey { provider: &'static str, key: String, reason: String },
+    #[error("{provider}: {op} {key:?} failed: {detail}")]
+    Request { provider: &'static str, op: &'static str, key: String, detail: String, class: ErrorClass },
+    #[error("{provider}: configuration: {detail}")]
+    Config { provider: &'static str, detail: String },
+    #[error("local disk {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+impl ProviderError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ProviderError::NoSuchBucket { .. } | ProviderError::Denied { .. } | ProviderError::Config { .. } => ErrorClass::Fatal,
+            ProviderError::Unreachable { .. } => ErrorClass::Retryable,
+            ProviderError::NotFound { .. } | ProviderError::BadKey { .. } => ErrorClass::PerObject,
+            ProviderError::Request { class, .. } => *class,
+            ProviderError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    ErrorClass::Fatal
+                }
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => ErrorClass::Retryable,
+                _ => ErrorClass::PerObject,
+            },
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ProviderError {
+        let path = path.into();
+        move |source| ProviderError::Io { path, source }
+    }
+}

@@ -1,0 +1,511 @@
+//! Google Cloud Storage (and fake-gcs-server), on the JSON API over reqwest.
+//!
+//! Credentials come from Google's Application Default Credentials chain
+//! (`GOOGLE_APPLICATION_CREDENTIALS`, gcloud's ADC file, the metadata server). An explicit
+//! endpoint or `STORAGE_EMULATOR_HOST` means an emulator, reached without credentials.
+//! Large objects are uploaded as parallel part objects and joined with `compose` (32 sources a
+//! call, in rounds), the way parallel composite uploads work; the composite's CRC32C is then
+//! checked against the CRC ferry combined from its parts, and the part objects are deleted.
+
+use crate::{Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result, class_of_status};
+use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::{Bytes, BytesMut};
+use chrono::{DateTime, Utc};
+use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use google_cloud_auth::credentials::{CacheableResource, Credentials};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+const PROVIDER: &str = "gcs";
+/// Marks ferry's temporary part objects; listings skip them.
+const TEMP_MARK: &str = ".ferry-tmp-";
+/// GCS composes at most 32 sources per call.
+const COMPOSE_FANIN: usize = 32;
+const ATTEMPTS: u32 = 5;
+
+const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, UNRESERVED).to_string()
+}
+
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    bucket: String,
+    creds: Option<Credentials>,
+    endpoint: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct GcsObject {
+    name: String,
+    #[serde(default)]
+    size: Option<String>,
+    updated: Option<DateTime<Utc>>,
+    etag: Option<String>,
+    generation: Option<String>,
+    crc32c: Option<String>,
+    md5_hash: Option<String>,
+    content_type: Option<String>,
+    #[serde(default)]
+    metadata: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListPage {
+    #[serde(default)]
+    items: Vec<GcsObject>,
+    next_page_token: Option<String>,
+}
+
+fn b64_to_hex(b64: Option<&str>) -> Option<String> {
+    B64.decode(b64?).ok().map(hex::encode)
+}
+
+impl GcsObject {
+    fn entry(self, key: String) -> ObjectEntry {
+        ObjectEntry {
+            key,
+            size: self.size.and_then(|s| s.parse().ok()).unwrap_or(0),
+            last_modified: self.updated,
+            etag: self.etag,
+            version: self.generation,
+            crc32c: b64_to_hex(self.crc32c.as_deref()),
+            md5: b64_to_hex(self.md5_hash.as_deref()),
+            content_type: self.content_type,
+            metadata: self.metadata,
+        }
+    }
+}
+
+impl Client {
+    async fn auth(&self, req: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder> {
+        let Some(creds) = &self.creds else { return Ok(req) };
+        match creds.headers(http::Extensions::new()).await {
+            Ok(CacheableResource::New { data, .. }) => Ok(req.headers(data)),
+            Ok(CacheableResource::NotModified) => Ok(req),
+            Err(e) => Err(ProviderError::Denied { provider: PROVIDER, bucket: self.bucket.clone(), detail: e.to_string() }),
+        }
+    }
+
+    /// Sends a request built by `build`, retrying transient failures with jittered backoff.
+    /// Answers 2xx as `Ok`; any other status becomes a classified error.
+    async fn send(&self, op: &'static str, key: &str, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.auth(build()).await?.send().await {
+                Ok(resp) if resp.status().is_success() => return Ok(resp),
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    let body = resp.text().await.unwrap_or_default();
+                    let detail = format!("HTTP {status} {}", body.lines().next().unwrap_or_default().chars().take(200).collect::<String>());
+                    match status {
+                        401 | 403 => return Err(ProviderError::Denied { provider: PROVIDER, bucket: self.bucket.clone(), detail }),
+                        404 => return Err(ProviderError::NotFound { provider: PROVIDER, key: key.to_string() }),
+                        s => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s) },
+                    }
+                }
+                Err(e) if e.is_connect() => {
+                    ProviderError::Unreachable { provider: PROVIDER, endpoint: self.endpoint.clone(), detail: error_text(&e) }
+                }
+                Err(e) => ProviderError::Request {
+                    provider: PROVIDER,
+                    op,
+                    key: key.to_string(),
+                    detail: error_text(&e),
+                    class: ErrorClass::Retryable,
+                },
+            };
+            if err.class() != ErrorClass::Retryable || attempt >= ATTEMPTS {
+                return Err(err);
+            }
+            let backoff = 100u64 << attempt.min(6);
+            tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
+        }
+    }
+
+    fn object_url(&self, name: &str) -> String {
+        format!("{}/storage/v1/b/{}/o/{}", self.base, enc(&self.bucket), enc(name))
+    }
+
+    async fn json<T: for<'de> Deserialize<'de>>(&self, op: &'static str, key: &str, resp: reqwest::Response) -> Result<T> {
+        resp.json().await.map_err(|e| ProviderError::Request {
+            provider: PROVIDER,
+            op,
+            key: key.to_string(),
+            detail: error_text(&e),
+            class: ErrorClass::Retryable,
+        })
+    }
+
+    async fn upload_media(&self, name: &str, data: Bytes) -> Result<GcsObject> {
+        let url = format!("{}/upload/storage/v1/b/{}/o", self.base, enc(&self.bucket));
+        let resp = self
+            .send("upload part", name, || {
+                self.http
+                    .post(&url)
+                    .query(&[("uploadType", "media"), ("name", name)])
+                    .header("content-type", "application/octet-stream")
+                    .body(data.clone())
+            })
+            .await?;
+        self.json("upload part", name, resp).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        match self.send("delete", name, || self.http.delete(self.object_url(name))).await {
+            Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn compose(&self, dest: &str, sources: &[String], attrs: Option<&PutAttrs>) -> Result<GcsObject> {
+        let mut destination = serde_json::json!({});
+        if let Some(a) = attrs {
+            if let Some(ct) = &a.content_type {
+                destination["contentType"] = ct.clone().into();
+            }
+            if !a.metadata.is_empty() {
+                destination["metadata"] = serde_json::to_value(&a.metadata).expect("map serializes");
+            }
+        }
+        let body = serde_json::json!({
+            "sourceObjects": sources.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
+            "destination": destination,
+        });
+        let url = format!("{}/compose", self.object_url(dest));
+        let resp = self.send("compose", dest, || self.http.post(&url).json(&body)).await?;
+        self.json("compose", dest, resp).await
+    }
+}
+
+fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}
+
+pub struct GcsProvider {
+    location: Location,
+    client: Client,
+}
+
+impl GcsProvider {
+    pub async fn new(location: Location, connect: &crate::Connect) -> Result<GcsProvider> {
+        let emulator = connect.endpoint.clone().or_else(|| std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|s| !s.is_empty()));
+        let (base, creds) = match &emulator {
+            Some(ep) => {
+                let ep = if ep.contains("://") { ep.clone() } else { format!("http://{ep}") };
+                (ep.trim_end_matches('/').to_string(), None)
+            }
+            None => {
+                let creds = google_cloud_auth::credentials::Builder::default()
+                    .build()
+                    .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: format!("Google credentials: {e}") })?;
+                ("https://storage.googleapis.com".to_string(), Some(creds))
+            }
+        };
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(120))
+            .pool_max_idle_per_host(64)
+            .build()
+            .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
+        let endpoint = ferry_core::location::redact(&base);
+        Ok(GcsProvider { client: Client { http, base, bucket: location.bucket.clone(), creds, endpoint }, location })
+    }
+}
+
+#[async_trait]
+impl Provider for GcsProvider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn limits(&self) -> Limits {
+        Limits::GCS
+    }
+
+    async fn check(&self, _for_write: bool) -> Result<()> {
+        let c = &self.client;
+        let url = format!("{}/storage/v1/b/{}", c.base, enc(&c.bucket));
+        match c.send("get bucket", "", || c.http.get(&url)).await {
+            Ok(_) => Ok(()),
+            Err(ProviderError::NotFound { .. }) => Err(ProviderError::NoSuchBucket { provider: PROVIDER, bucket: c.bucket.clone() }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        let prefix = self.location.prefix.clone();
+        futures::stream::unfold(Some(None::<String>), move |state| {
+            let prefix = prefix.clone();
+            async move {
+                let token = state?;
+                let c = &self.client;
+                let url = format!("{}/storage/v1/b/{}/o", c.base, enc(&c.bucket));
+                let page = async {
+                    let resp = c
+                        .send("list", &prefix, || {
+                            let mut q = vec![("prefix", prefix.clone()), ("maxResults", "1000".to_string())];
+                            if let Some(t) = &token {
+                                q.push(("pageToken", t.clone()));
+                            }
+                            c.http.get(&url).query(&q)
+                        })
+                        .await?;
+                    c.json::<ListPage>("list", &prefix, resp).await
+                }
+                .await;
+                match page {
+                    Ok(p) => {
+                        let entries = p
+                            .items
+                            .into_iter()
+                            .filter(|o| !o.name.contains(TEMP_MARK))
+                            .filter_map(|o| {
+                                let key = o.name.get(prefix.len()..)?.to_string();
+                                Some(o.entry(key))
+                            })
+                            .collect();
+                        Some((Ok(entries), p.next_page_token.map(Some)))
+                    }
+                    Err(e) => Some((Err(e), None)),
+                }
+            }
+        })
+        .boxed()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+        let c = &self.client;
+        let name = self.location.key_for(key);
+        let url = c.object_url(&name);
+        match c.send("head", key, || c.http.get(&url)).await {
+            Ok(resp) => Ok(Some(c.json::<GcsObject>("head", key, resp).await?.entry(key.to_string()))),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        let c = &self.client;
+        let name = self.location.key_for(key);
+        let url = c.object_url(&name);
+        let range = range.filter(|r| r.end > r.start);
+        let resp = c
+            .send("get", key, || {
+                let req = c.http.get(&url).query(&[("alt", "media")]);
+                match &range {
+                    Some(r) => req.header("range", format!("bytes={}-{}", r.start, r.end - 1)),
+                    None => req,
+                }
+            })
+            .await?;
+        let header = |n: &str| resp.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let total = header("content-range")
+            .and_then(|cr| cr.rsplit('/').next().and_then(|t| t.parse().ok()))
+            .or_else(|| header("x-goog-stored-content-length").and_then(|s| s.parse().ok()))
+            .or(resp.content_length())
+            .unwrap_or(0);
+        let object = ObjectEntry {
+            key: key.to_string(),
+            size: total,
+            version: header("x-goog-generation"),
+            content_type: header("content-type"),
+            ..Default::default()
+        };
+        let data = resp.bytes().await.map_err(|e| ProviderError::Request {
+            provider: PROVIDER,
+            op: "get",
+            key: key.to_string(),
+            detail: error_text(&e),
+            class: ErrorClass::Retryable,
+        })?;
+        let expected = range.map(|r| r.end - r.start).unwrap_or(total);
+        if data.len() as u64 != expected {
+            return Err(ProviderError::Request {
+                provider: PROVIDER,
+                op: "get",
+                key: key.to_string(),
+                detail: format!("short read: {} of {expected} bytes", data.len()),
+                class: ErrorClass::Retryable,
+            });
+        }
+        Ok(Fetched { data, object })
+    }
+
+    async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
+        let c = &self.client;
+        let name = self.location.key_for(key);
+        let mut meta = serde_json::json!({ "name": name, "crc32c": B64.encode(crc32c.to_be_bytes()) });
+        if let Some(ct) = &attrs.content_type {
+            meta["contentType"] = ct.clone().into();
+        }
+        if !attrs.metadata.is_empty() {
+            meta["metadata"] = serde_json::to_value(&attrs.metadata).expect("map serializes");
+        }
+        let boundary = format!("ferry-{}", uuid::Uuid::new_v4().simple());
+        let media_type = attrs.content_type.as_deref().unwrap_or("application/octet-stream");
+        let head = format!(
+            "--{boundary}\r\ncontent-type: application/json; charset=UTF-8\r\n\r\n{meta}\r\n--{boundary}\r\ncontent-type: {media_type}\r\n\r\n"
+        );
+        let tail = format!("\r\n--{boundary}--\r\n");
+        let mut body = BytesMut::with_capacity(head.len() + data.len() + tail.len());
+        body.extend_from_slice(head.as_bytes());
+        body.extend_from_slice(&data);
+        body.extend_from_slice(tail.as_bytes());
+        let body = body.freeze();
+        let url = format!("{}/upload/storage/v1/b/{}/o", c.base, enc(&c.bucket));
+        let resp = c
+            .send("put", key, || {
+                c.http
+                    .post(&url)
+                    .query(&[("uploadType", "multipart")])
+                    .header("content-type", format!("multipart/related; boundary={boundary}"))
+                    .body(body.clone())
+            })
+            .await?;
+        let o: GcsObject = c.json("put", key, resp).await?;
+        Ok(PutReceipt { etag: o.etag })
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client.delete(&self.location.key_for(key)).await
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Multipart for GcsProvider {
+    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64) -> Result<Box<dyn MultipartUpload>> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        Ok(Box::new(GcsUpload {
+            client: self.client.clone(),
+            dest: self.location.key_for(key),
+            key: key.to_string(),
+            id,
+            attrs: attrs.clone(),
+            parts: Arc::new(std::sync::Mutex::new(Vec::new())),
+        }))
+    }
+}
+
+struct GcsUpload {
+    client: Client,
+    dest: String,
+    key: String,
+    id: String,
+    attrs: PutAttrs,
+    /// Every temporary object created so far, for cleanup.
+    parts: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl GcsUpload {
+    fn temp_name(&self, suffix: &str) -> String {
+        format!("{}{TEMP_MARK}{}-{suffix}", self.dest, self.id)
+    }
+
+    async fn delete_temps(&self) -> Result<()> {
+        let names = std::mem::take(&mut *self.parts.lock().expect("parts lock"));
+        let results: Vec<Result<()>> =
+            futures::stream::iter(names).map(|n| async move { self.client.delete(&n).await }).buffer_unordered(16).collect().await;
+        results.into_iter().collect()
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for GcsUpload {
+    fn upload_id(&self) -> Option<String> {
+        Some(self.id.clone())
+    }
+
+    fn put_part(&mut self, index: u32, _offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
+        let name = self.temp_name(&format!("{index:05}"));
+        self.parts.lock().expect("parts lock").push(name.clone());
+        let client = self.client.clone();
+        Box::pin(async move {
+            let size = data.len() as u64;
+            let o = client.upload_media(&name, data).await?;
+            let got = b64_to_hex(o.crc32c.as_deref());
+            if let Some(got) = got.filter(|g| *g != ferry_core::digest::crc32c_hex(crc32c)) {
+                return Err(ProviderError::Request {
+                    provider: PROVIDER,
+                    op: "upload part",
+                    key: name,
+                    detail: format!("stored crc32c {got} differs from the sent part's {:08x}", crc32c),
+                    class: ErrorClass::Retryable,
+                });
+            }
+            Ok(PartReceipt { index, id: name, size, crc32c })
+        })
+    }
+
+    async fn complete(self: Box<Self>, parts: Vec<PartReceipt>) -> Result<PutReceipt> {
+        let expected = parts.iter().fold((0u32, 0u64), |(crc, len), p| {
+            (if len == 0 { p.crc32c } else { ferry_core::crc32c_combine(crc, p.crc32c, p.size) }, len + p.size)
+        });
+        let mut names: Vec<String> = parts.into_iter().map(|p| p.id).collect();
+        let mut round = 0;
+        let result = async {
+            while names.len() > COMPOSE_FANIN {
+                round += 1;
+                let mut next = Vec::new();
+                for (i, group) in names.chunks(COMPOSE_FANIN).enumerate() {
+                    let name = self.temp_name(&format!("c{round}-{i:05}"));
+                    self.parts.lock().expect("parts lock").push(name.clone());
+                    self.client.compose(&name, group, None).await?;
+                    next.push(name);
+                }
+                names = next;
+            }
+            let o = self.client.compose(&self.dest, &names, Some(&self.attrs)).await?;
+            let want = ferry_core::digest::crc32c_hex(expected.0);
+            match b64_to_hex(o.crc32c.as_deref()) {
+                Some(got) if got != want => Err(ProviderError::Request {
+                    provider: PROVIDER,
+                    op: "compose",
+                    key: self.key.clone(),
+                    detail: format!("composite crc32c {got} differs from the parts' combined {want}"),
+                    class: ErrorClass::Retryable,
+                }),
+                _ => Ok(PutReceipt { etag: o.etag }),
+            }
+        }
+        .await;
+        let cleanup = self.delete_temps().await;
+        let receipt = result?;
+        cleanup?;
+        Ok(receipt)
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.delete_temps().await
+    }
+}

@@ -1,0 +1,170 @@
+//! One adapter per storage provider behind a small trait, with optional abilities as typed
+//! capabilities, and the registry that turns a [`Location`] into an adapter.
+//!
+//! Adapters speak relative keys (as recorded in a manifest) and map them under their location's
+//! prefix themselves. Credentials come only from each provider's standard chain (environment,
+//! profile, metadata server, SAS, emulator defaults); nothing here ever returns or logs one.
+//!
+//! # Layout
+//! - [`Provider`]: list, get (whole or ranged), put, head, delete, plus [`Limits`] as data.
+//! - [`Multipart`] / [`MultipartUpload`]: the capability to upload one object in parallel parts.
+//! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store),
+//!   [`local`] (the file system, with ferry's own multipart into a temp file).
+//! - [`error`]: [`ProviderError`] and its [`ErrorClass`].
+//! - [`open`]: the URL registry.
+
+pub mod azure;
+pub mod error;
+pub mod gcs;
+pub mod local;
+pub mod s3;
+
+pub use error::ProviderError;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::{ErrorClass, Limits, Location, ObjectEntry, Scheme};
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
+
+/// Attributes written with an object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutAttrs {
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What the destination said after a write.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PutReceipt {
+    /// The destination's entity tag (or equivalent) of what was written, quotes stripped.
+    pub etag: Option<String>,
+}
+
+/// One part acknowledged by the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartReceipt {
+    /// 0-based part index.
+    pub index: u32,
+    /// The destination's id for the part (S3 ETag, GCS part object name, Azure block id).
+    pub id: String,
+    pub size: u64,
+    pub crc32c: u32,
+}
+
+/// Bytes read from a source, with what the response said about the whole object.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub data: Bytes,
+    /// The object as the read saw it: `size` is the whole object's size, and content type,
+    /// metadata, etag or version are filled where the response carries them.
+    pub object: ObjectEntry,
+}
+
+/// A storage provider: a bucket or container (or a local directory) under a prefix.
+///
+/// Every method takes keys relative to the provider's location. Each call is one or a few
+/// requests; none buffers more than the bytes it returns or is given.
+#[async_trait]
+pub trait Provider: Send + Sync {
+    /// Short provider name for messages: `s3`, `gcs`, `azure`, `local`.
+    fn name(&self) -> &'static str;
+    fn location(&self) -> &Location;
+    fn limits(&self) -> Limits;
+
+    /// One cheap request proving the bucket exists and the credentials may list it. Fails with a
+    /// fatal [`ProviderError`] naming what is wrong (missing bucket, denied, unreachable).
+    /// `for_write`: the location is a destination (a local directory may then be created later).
+    async fn check(&self, for_write: bool) -> Result<()>;
+
+    /// Streams the objects under the prefix, a page at a time, keys relative to the prefix.
+    /// Pages arrive in the provider's listing order; no page is held after it is yielded.
+    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>>;
+
+    /// The object's current state, or `None` if it does not exist.
+    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>>;
+
+    /// Reads `range` of the object (the whole object when `None`).
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched>;
+
+    /// Writes a whole object in one request, sending `crc32c` as the integrity header where the
+    /// provider has one.
+    async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt>;
+
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// The capability to upload one object as parallel parts, if the provider has it.
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        None
+    }
+}
+
+/// Uploading one object in parts.
+#[async_trait]
+pub trait Multipart: Send + Sync {
+    /// Starts an upload of `key`. Parts are then sent through the returned handle.
+    /// Abandoned uploads may be billed by the provider until aborted.
+    async fn start(&self, key: &str, attrs: &PutAttrs, size: u64) -> Result<Box<dyn MultipartUpload>>;
+}
+
+/// An upload in progress.
+#[async_trait]
+pub trait MultipartUpload: Send {
+    /// The provider's id for the upload, to record before the first part is sent.
+    fn upload_id(&self) -> Option<String>;
+    /// Starts sending part `index` (0-based). Parts must be started in index order; the returned
+    /// futures may then run concurrently.
+    fn put_part(&mut self, index: u32, offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>>;
+    /// Assembles the object from `parts` (all of them, in index order).
+    async fn complete(self: Box<Self>, parts: Vec<PartReceipt>) -> Result<PutReceipt>;
+    /// Drops the upload and whatever parts the destination holds for it.
+    async fn abort(self: Box<Self>) -> Result<()>;
+}
+
+/// How to reach a location: an optional endpoint (an S3-compatible service, Azurite,
+/// fake-gcs-server). Without one, the provider's standard environment applies.
+#[derive(Debug, Clone, Default)]
+pub struct Connect {
+    pub endpoint: Option<String>,
+}
+
+/// Opens the adapter for `location`. Builds clients only: no request is sent (see
+/// [`Provider::check`]).
+pub async fn open(location: &Location, connect: &Connect) -> Result<Arc<dyn Provider>> {
+    Ok(match location.scheme {
+        Scheme::S3 => Arc::new(s3::S3Provider::new(location.clone(), connect).await?),
+        Scheme::Gcs => Arc::new(gcs::GcsProvider::new(location.clone(), connect).await?),
+        Scheme::Azure => Arc::new(azure::AzureProvider::new(location.clone(), connect)?),
+        Scheme::Local => Arc::new(local::LocalProvider::new(location.clone())),
+    })
+}
+
+/// Classifies an HTTP status the same way for every provider.
+pub(crate) fn class_of_status(status: u16) -> ErrorClass {
+    match status {
+        408 | 429 | 500..=599 => ErrorClass::Retryable,
+        _ => ErrorClass::PerObject,
+    }
+}
+
+/// Strips the quotes providers put around entity tags.
+pub(crate) fn unquote(etag: &str) -> String {
+    etag.trim_matches('"').to_string()
+}
+
+/// Rejects keys that cannot be stored as given. Object stores accept almost any key; these
+/// rules are the ones no destination can honour safely.
+pub fn check_key(key: &str) -> std::result::Result<(), &'static str> {
+    if key.is_empty() {
+        return Err("empty key");
+    }
+    if key.contains('\0') {
+        return Err("key contains NUL");
+    }
+    Ok(())
+}

@@ -1,0 +1,321 @@
+//! Local disk (or any mounted file system) as a provider.
+//!
+//! Writes never land half-done under their final name: a put writes `.NAME.ferry-tmp-ID` beside
+//! the target, fsyncs it and renames it over. Multipart uploads write each part at its offset
+//! into such a temp file (parts may arrive in any order), and complete with fsync + rename.
+//! Keys are refused if they could escape the root (`..`, `.`, empty segments, NUL).
+
+use crate::{Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use ferry_core::{Limits, Location, ObjectEntry};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use std::fs::{File, Metadata};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+const PROVIDER: &str = "local";
+const TEMP_MARK: &str = ".ferry-tmp-";
+const PAGE: usize = 1000;
+
+pub struct LocalProvider {
+    location: Location,
+    root: PathBuf,
+}
+
+impl LocalProvider {
+    pub fn new(location: Location) -> LocalProvider {
+        let root = PathBuf::from(&location.prefix);
+        LocalProvider { location, root }
+    }
+
+    /// The file a key maps to, refusing any key that could leave the root.
+    pub fn path_of(&self, key: &str) -> Result<PathBuf> {
+        let bad = |reason: &str| ProviderError::BadKey { provider: PROVIDER, key: key.to_string(), reason: reason.to_string() };
+        crate::check_key(key).map_err(bad)?;
+        let mut path = self.root.clone();
+        for seg in key.split('/') {
+            match seg {
+                "" => return Err(bad("empty path segment (leading, trailing or doubled '/')")),
+                "." | ".." => return Err(bad("'.' or '..' segment would leave the destination root")),
+                s if s.contains(TEMP_MARK) => return Err(bad("name is reserved for ferry's temp files")),
+                s => path.push(s),
+            }
+        }
+        Ok(path)
+    }
+}
+
+fn etag_of(meta: &Metadata) -> String {
+    let mtime = meta.modified().ok().and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{mtime:x}-{:x}", meta.len())
+}
+
+fn entry_of(key: String, meta: &Metadata) -> ObjectEntry {
+    ObjectEntry {
+        content_type: mime_guess::from_path(&key).first_raw().map(str::to_string),
+        last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
+        etag: Some(etag_of(meta)),
+        size: meta.len(),
+        key,
+        ..Default::default()
+    }
+}
+
+fn temp_path(target: &Path, id: &str) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    target.with_file_name(format!(".{name}{TEMP_MARK}{id}"))
+}
+
+fn create_parent(path: &Path) -> Result<()> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(ProviderError::io(parent))?;
+    }
+    Ok(())
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.expect("blocking file task panicked")
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn limits(&self) -> Limits {
+        Limits::LOCAL
+    }
+
+    async fn check(&self, for_write: bool) -> Result<()> {
+        match std::fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(ProviderError::Config { provider: PROVIDER, detail: format!("{} is not a directory", self.root.display()) }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && for_write => {
+                // Created on first write; its nearest existing ancestor must be a directory.
+                let mut up = self.root.parent();
+                while let Some(dir) = up {
+                    if dir.is_dir() {
+                        return Ok(());
+                    }
+                    if dir.exists() {
+                        break;
+                    }
+                    up = dir.parent();
+                }
+                Err(ProviderError::Config { provider: PROVIDER, detail: format!("cannot create {}", self.root.display()) })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ProviderError::NoSuchBucket { provider: PROVIDER, bucket: self.root.display().to_string() })
+            }
+            Err(e) => Err(ProviderError::Io { path: self.root.clone(), source: e }),
+        }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        let root = self.root.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<ObjectEntry>>>(4);
+        tokio::task::spawn_blocking(move || {
+            let mut page = Vec::with_capacity(PAGE);
+            for item in walkdir::WalkDir::new(&root).follow_links(false).sort_by_file_name() {
+                let item = match item {
+                    Ok(i) => i,
+                    Err(e) => {
+                        let path = e.path().unwrap_or(&root).to_path_buf();
+                        let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop"));
+                        let _ = tx.blocking_send(Err(ProviderError::Io { path, source }));
+                        return;
+                    }
+                };
+                if !item.file_type().is_file() || item.file_name().to_string_lossy().contains(TEMP_MARK) {
+                    continue;
+                }
+                let rel = item.path().strip_prefix(&root).expect("walkdir stays under its root");
+                let Some(key) = rel.to_str().map(str::to_string) else {
+                    let _ = tx.blocking_send(Err(ProviderError::BadKey {
+                        provider: PROVIDER,
+                        key: rel.to_string_lossy().into_owned(),
+                        reason: "file name is not valid UTF-8".into(),
+                    }));
+                    return;
+                };
+                match item.metadata() {
+                    Ok(meta) => page.push(entry_of(key, &meta)),
+                    Err(e) => {
+                        let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("metadata"));
+                        let _ = tx.blocking_send(Err(ProviderError::Io { path: item.path().to_path_buf(), source }));
+                        return;
+                    }
+                }
+                if page.len() == PAGE && tx.blocking_send(Ok(std::mem::replace(&mut page, Vec::with_capacity(PAGE)))).is_err() {
+                    return;
+                }
+            }
+            if !page.is_empty() {
+                let _ = tx.blocking_send(Ok(page));
+            }
+        });
+        tokio_stream_from(rx).boxed()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+        let path = self.path_of(key)?;
+        match std::fs::metadata(&path) {
+            Ok(m) if m.is_file() => Ok(Some(entry_of(key.to_string(), &m))),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || e.kind() == std::io::ErrorKind::NotADirectory => Ok(None),
+            Err(e) => Err(ProviderError::Io { path, source: e }),
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        let path = self.path_of(key)?;
+        let key = key.to_string();
+        blocking(move || {
+            let io = |e: std::io::Error| {
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    ProviderError::NotFound { provider: PROVIDER, key: key.clone() }
+                } else {
+                    ProviderError::Io { path: path.clone(), source: e }
+                }
+            };
+            let mut f = File::open(&path).map_err(io)?;
+            let meta = f.metadata().map_err(io)?;
+            let range = range.unwrap_or(0..meta.len());
+            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            f.seek(SeekFrom::Start(range.start)).map_err(io)?;
+            f.read_exact(&mut buf).map_err(io)?;
+            Ok(Fetched { data: Bytes::from(buf), object: entry_of(key.clone(), &meta) })
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, data: Bytes, _crc32c: u32, _attrs: &PutAttrs) -> Result<PutReceipt> {
+        let path = self.path_of(key)?;
+        blocking(move || {
+            create_parent(&path)?;
+            let tmp = temp_path(&path, &uuid::Uuid::new_v4().simple().to_string());
+            let result = (|| {
+                let mut f = File::create(&tmp)?;
+                f.write_all(&data)?;
+                f.sync_all()?;
+                std::fs::rename(&tmp, &path)?;
+                std::fs::metadata(&path)
+            })();
+            match result {
+                Ok(meta) => Ok(PutReceipt { etag: Some(etag_of(&meta)) }),
+                Err(e) => {
+                    let _ = std::fs::remove_file(&tmp);
+                    Err(ProviderError::Io { path, source: e })
+                }
+            }
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(ProviderError::Io { path, source: e }),
+        }
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Multipart for LocalProvider {
+    async fn start(&self, key: &str, _attrs: &PutAttrs, _size: u64) -> Result<Box<dyn MultipartUpload>> {
+        let target = self.path_of(key)?;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let tmp = temp_path(&target, &id);
+        let file = {
+            let (target, tmp) = (target.clone(), tmp.clone());
+            blocking(move || {
+                create_parent(&target)?;
+                File::create(&tmp).map_err(ProviderError::io(&tmp))
+            })
+            .await?
+        };
+        Ok(Box::new(LocalUpload { id, target, tmp, file: Arc::new(file) }))
+    }
+}
+
+struct LocalUpload {
+    id: String,
+    target: PathBuf,
+    tmp: PathBuf,
+    file: Arc<File>,
+}
+
+#[async_trait]
+impl MultipartUpload for LocalUpload {
+    fn upload_id(&self) -> Option<String> {
+        Some(self.id.clone())
+    }
+
+    fn put_part(&mut self, index: u32, offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
+        let (file, tmp) = (self.file.clone(), self.tmp.clone());
+        Box::pin(blocking(move || {
+            file.write_all_at(&data, offset).map_err(ProviderError::io(&tmp))?;
+            Ok(PartReceipt { index, id: format!("{offset}"), size: data.len() as u64, crc32c })
+        }))
+    }
+
+    async fn complete(self: Box<Self>, parts: Vec<PartReceipt>) -> Result<PutReceipt> {
+        let size: u64 = parts.iter().map(|p| p.size).sum();
+        blocking(move || {
+            let io = ProviderError::io(&self.tmp);
+            let done = (|| {
+                self.file.set_len(size)?;
+                self.file.sync_all()?;
+                std::fs::rename(&self.tmp, &self.target)?;
+                std::fs::metadata(&self.target)
+            })();
+            let meta = done.map_err(io)?;
+            Ok(PutReceipt { etag: Some(etag_of(&meta)) })
+        })
+        .await
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        match std::fs::remove_file(&self.tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ProviderError::Io { path: self.tmp.clone(), source: e }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A stream over a bounded channel's receiver.
+pub(crate) fn tokio_stream_from<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cannot_escape_the_root() {
+        let p = LocalProvider::new(Location::parse("/tmp/root").unwrap());
+        assert_eq!(p.path_of("a/b c/d").unwrap(), PathBuf::from("/tmp/root/a/b c/d"));
+        for bad in ["../etc/passwd", "a/../../x", "/abs", "a//b", "a/", "./a", "x\0y", ""] {
+            assert!(p.path_of(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+}

@@ -1,0 +1,374 @@
+//! Amazon S3 and S3-compatible services, on aws-sdk-s3.
+//!
+//! Credentials and region come from the AWS standard chain (`AWS_ACCESS_KEY_ID`, profiles, …);
+//! the endpoint from `--*-endpoint` or `AWS_ENDPOINT_URL`. With a custom endpoint, requests are
+//! path-style and the region defaults to `us-east-1` so that nothing asks a metadata server.
+//! Every put and part carries `x-amz-checksum-crc32c`, so S3 rejects a corrupted body.
+
+use crate::{
+    Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result, class_of_status, unquote,
+};
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_smithy_types::retry::RetryConfig;
+use aws_smithy_types::timeout::TimeoutConfig;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use std::ops::Range;
+use std::time::Duration;
+
+const PROVIDER: &str = "s3";
+
+pub struct S3Provider {
+    location: Location,
+    client: Client,
+    endpoint: String,
+}
+
+impl S3Provider {
+    pub async fn new(location: Location, connect: &crate::Connect) -> Result<S3Provider> {
+        let endpoint = connect
+            .endpoint
+            .clone()
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
+            .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(ep) = &endpoint {
+            loader = loader.endpoint_url(ep);
+            if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+                loader = loader.region(Region::new("us-east-1"));
+            }
+        }
+        let shared = loader.load().await;
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+            .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).read_timeout(Duration::from_secs(120)).build())
+            .retry_config(RetryConfig::standard().with_max_attempts(5))
+            // ferry computes the CRC32C itself and sends it; the SDK need not hash again.
+            .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+        if endpoint.is_some() {
+            conf = conf.force_path_style(true);
+        }
+        if shared.region().is_none() {
+            conf = conf.region(Region::new("us-east-1"));
+        }
+        let endpoint = endpoint.map(|e| ferry_core::location::redact(&e)).unwrap_or_else(|| "AWS S3".into());
+        Ok(S3Provider { location, client: Client::from_conf(conf.build()), endpoint })
+    }
+
+    fn full_key(&self, key: &str) -> String {
+        self.location.key_for(key)
+    }
+
+    fn error<E>(&self, op: &'static str, key: &str, e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> ProviderError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        map_error(&self.endpoint, &self.location.bucket, op, key, e)
+    }
+}
+
+fn map_error<E>(
+    endpoint: &str,
+    bucket: &str,
+    op: &'static str,
+    key: &str,
+    e: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> ProviderError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = e.raw_response().map(|r| r.status().as_u16());
+    let code = e.code().unwrap_or_default().to_string();
+    let detail = match (e.message(), code.is_empty()) {
+        (Some(m), _) => format!("{code} {m}").trim().to_string(),
+        (None, false) => code.clone(),
+        (None, true) => match &e {
+            SdkError::DispatchFailure(d) => format!("{:?}", d.as_connector_error().map(|c| c.to_string())),
+            other => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(other)),
+        },
+    };
+    match (&e, status, code.as_str()) {
+        (SdkError::DispatchFailure(_) | SdkError::TimeoutError(_), _, _) => {
+            ProviderError::Unreachable { provider: PROVIDER, endpoint: endpoint.to_string(), detail }
+        }
+        (_, _, "NoSuchBucket") => ProviderError::NoSuchBucket { provider: PROVIDER, bucket: bucket.to_string() },
+        (_, _, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "ExpiredToken" | "InvalidToken")
+        | (_, Some(401 | 403), _) => ProviderError::Denied { provider: PROVIDER, bucket: bucket.to_string(), detail },
+        (_, _, "NoSuchKey" | "NotFound") | (_, Some(404), _) => ProviderError::NotFound { provider: PROVIDER, key: key.to_string() },
+        (_, Some(s), _) => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s) },
+        _ => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: ErrorClass::Retryable },
+    }
+}
+
+fn b64_crc(crc: u32) -> String {
+    B64.encode(crc.to_be_bytes())
+}
+
+/// A whole-object (not composite `…-N`) base64 CRC32C, as 8 hex digits.
+fn crc_hex(b64: Option<&str>) -> Option<String> {
+    let bytes = B64.decode(b64?).ok()?;
+    (bytes.len() == 4).then(|| hex::encode(bytes))
+}
+
+fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
+    t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+#[async_trait]
+impl Provider for S3Provider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn limits(&self) -> Limits {
+        Limits::S3
+    }
+
+    async fn check(&self, _for_write: bool) -> Result<()> {
+        match self.client.head_bucket().bucket(&self.location.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(match self.error("head bucket", "", e) {
+                ProviderError::NotFound { .. } => ProviderError::NoSuchBucket { provider: PROVIDER, bucket: self.location.bucket.clone() },
+                other => other,
+            }),
+        }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        let prefix_len = self.location.prefix.len();
+        let pages = self.client.list_objects_v2().bucket(&self.location.bucket).prefix(&self.location.prefix).into_paginator().send();
+        futures::stream::unfold(pages, move |mut pages| async move {
+            let page = pages.next().await?;
+            let item = page.map_err(|e| self.error("list", &self.location.prefix, e)).map(|page| {
+                page.contents()
+                    .iter()
+                    .filter_map(|o| {
+                        let key = o.key()?.get(prefix_len..)?.to_string();
+                        Some(ObjectEntry {
+                            key,
+                            size: o.size().unwrap_or(0).max(0) as u64,
+                            last_modified: to_chrono(o.last_modified()),
+                            etag: o.e_tag().map(unquote),
+                            ..Default::default()
+                        })
+                    })
+                    .collect()
+            });
+            Some((item, pages))
+        })
+        .boxed()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+        let full = self.full_key(key);
+        match self.client.head_object().bucket(&self.location.bucket).key(&full).checksum_mode(ChecksumMode::Enabled).send().await {
+            Ok(o) => Ok(Some(ObjectEntry {
+                key: key.to_string(),
+                size: o.content_length().unwrap_or(0).max(0) as u64,
+                last_modified: to_chrono(o.last_modified()),
+                etag: o.e_tag().map(unquote),
+                version: o.version_id().map(str::to_string),
+                crc32c: crc_hex(o.checksum_crc32_c()),
+                content_type: o.content_type().map(str::to_string),
+                metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+                ..Default::default()
+            })),
+            Err(e) => match self.error("head", key, e) {
+                ProviderError::NotFound { .. } => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        let full = self.full_key(key);
+        let mut req = self.client.get_object().bucket(&self.location.bucket).key(&full);
+        if let Some(r) = range.as_ref().filter(|r| r.end > r.start) {
+            req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+        }
+        let o = req.send().await.map_err(|e| self.error("get", key, e))?;
+        let total = o
+            .content_range()
+            .and_then(|cr| cr.rsplit('/').next())
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(o.content_length().unwrap_or(0).max(0) as u64);
+        let object = ObjectEntry {
+            key: key.to_string(),
+            size: total,
+            last_modified: to_chrono(o.last_modified()),
+            etag: o.e_tag().map(unquote),
+            version: o.version_id().map(str::to_string),
+            content_type: o.content_type().map(str::to_string),
+            metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            ..Default::default()
+        };
+        let data = o
+            .body
+            .collect()
+            .await
+            .map_err(|e| ProviderError::Request {
+                provider: PROVIDER,
+                op: "get",
+                key: key.to_string(),
+                detail: e.to_string(),
+                class: ErrorClass::Retryable,
+            })?
+            .into_bytes();
+        if let Some(r) = range.as_ref().filter(|r| data.len() as u64 != r.end - r.start) {
+            return Err(ProviderError::Request {
+                provider: PROVIDER,
+                op: "get",
+                key: key.to_string(),
+                detail: format!("short read: {} of {} bytes", data.len(), r.end - r.start),
+                class: ErrorClass::Retryable,
+            });
+        }
+        Ok(Fetched { data, object })
+    }
+
+    async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
+        let full = self.full_key(key);
+        let mut req = self
+            .client
+            .put_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .content_length(data.len() as i64)
+            .checksum_crc32_c(b64_crc(crc32c))
+            .set_content_type(attrs.content_type.clone())
+            .body(ByteStream::from(data));
+        for (k, v) in &attrs.metadata {
+            req = req.metadata(k, v);
+        }
+        let o = req.send().await.map_err(|e| self.error("put", key, e))?;
+        Ok(PutReceipt { etag: o.e_tag().map(unquote) })
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let full = self.full_key(key);
+        self.client.delete_object().bucket(&self.location.bucket).key(&full).send().await.map_err(|e| self.error("delete", key, e))?;
+        Ok(())
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+}
+
+#[async_trait]
+impl Multipart for S3Provider {
+    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64) -> Result<Box<dyn MultipartUpload>> {
+        let full = self.full_key(key);
+        let mut req = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+            .set_content_type(attrs.content_type.clone());
+        for (k, v) in &attrs.metadata {
+            req = req.metadata(k, v);
+        }
+        let o = req.send().await.map_err(|e| self.error("create multipart upload", key, e))?;
+        let upload_id = o.upload_id().ok_or_else(|| ProviderError::Request {
+            provider: PROVIDER,
+            op: "create multipart upload",
+            key: key.to_string(),
+            detail: "no upload id in the answer".into(),
+            class: ErrorClass::Retryable,
+        })?;
+        Ok(Box::new(S3Upload {
+            client: self.client.clone(),
+            bucket: self.location.bucket.clone(),
+            full_key: full,
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            endpoint: self.endpoint.clone(),
+        }))
+    }
+}
+
+struct S3Upload {
+    client: Client,
+    bucket: String,
+    full_key: String,
+    key: String,
+    upload_id: String,
+    endpoint: String,
+}
+
+#[async_trait]
+impl MultipartUpload for S3Upload {
+    fn upload_id(&self) -> Option<String> {
+        Some(self.upload_id.clone())
+    }
+
+    fn put_part(&mut self, index: u32, _offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
+        let req = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(&self.full_key)
+            .upload_id(&self.upload_id)
+            .part_number(index as i32 + 1)
+            .content_length(data.len() as i64)
+            .checksum_crc32_c(b64_crc(crc32c))
+            .body(ByteStream::from(data.clone()));
+        let (endpoint, bucket, key) = (self.endpoint.clone(), self.bucket.clone(), self.key.clone());
+        Box::pin(async move {
+            let o = req.send().await.map_err(|e| map_error(&endpoint, &bucket, "upload part", &key, e))?;
+            let etag = o.e_tag().map(unquote).unwrap_or_default();
+            Ok(PartReceipt { index, id: etag, size: data.len() as u64, crc32c })
+        })
+    }
+
+    async fn complete(self: Box<Self>, parts: Vec<PartReceipt>) -> Result<PutReceipt> {
+        let completed = parts
+            .iter()
+            .map(|p| {
+                CompletedPart::builder()
+                    .part_number(p.index as i32 + 1)
+                    .e_tag(format!("\"{}\"", p.id))
+                    .checksum_crc32_c(b64_crc(p.crc32c))
+                    .build()
+            })
+            .collect();
+        let o = self
+            .client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.full_key)
+            .upload_id(&self.upload_id)
+            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
+            .send()
+            .await
+            .map_err(|e| map_error(&self.endpoint, &self.bucket, "complete multipart upload", &self.key, e))?;
+        Ok(PutReceipt { etag: o.e_tag().map(unquote) })
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&self.full_key)
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+            .map_err(|e| map_error(&self.endpoint, &self.bucket, "abort multipart upload", &self.key, e))?;
+        Ok(())
+    }
+}

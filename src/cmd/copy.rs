@@ -1,0 +1,52 @@
+//! `ferry copy [SRC DST] --job DIR`
+
+use super::{open_job, print_json};
+use crate::Exit;
+use crate::args::{Common, Tuning};
+use crate::progress::Progress;
+use ferry_core::size::format_size;
+use ferry_engine::{CopyOptions, EngineError, Stats};
+use std::sync::Arc;
+
+pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: &Tuning) -> Result<Exit, EngineError> {
+    let mut job = open_job(common, src, dst)?;
+    let (source, destination) = job.providers().await?;
+    let opts = CopyOptions {
+        transfers: tuning.transfers.max(1),
+        part_size: tuning.part_size,
+        max_memory: tuning.max_memory,
+        ..Default::default()
+    };
+    let stats = Arc::new(Stats::default());
+    let progress = Progress::transfer("copy", stats.clone(), common.json);
+    let summary = ferry_engine::copy(&mut job, source, destination, opts, stats).await;
+    progress.finish();
+    let summary = summary?;
+    if common.json {
+        print_json(&summary);
+    } else {
+        println!(
+            "copied {} objects ({}) in {:.1}s; {} already done; {} failed of {}",
+            summary.copied,
+            format_size(summary.bytes_copied),
+            summary.seconds,
+            summary.already_done,
+            summary.failed,
+            summary.objects_total
+        );
+        for f in summary.failures.iter().take(20) {
+            println!("  failed: {}: {}", f.key, f.error);
+        }
+        if summary.failures.len() > 20 {
+            println!("  … and {} more (see the report)", summary.failures.len() - 20);
+        }
+        if let Some(report) = &summary.report {
+            println!("report: {}", report.display());
+        }
+    }
+    if let Some(reason) = &summary.stopped_by {
+        eprintln!("ferry: error: stopped early: {reason}");
+        return Ok(Exit::Usage);
+    }
+    Ok(if summary.failed > 0 { Exit::Failures } else { Exit::Ok })
+}

@@ -1,0 +1,45 @@
+//! One module per command, and what they share: turning arguments into a job.
+
+mod copy;
+mod manifest;
+mod plan;
+mod status;
+mod verify;
+
+use crate::Exit;
+use crate::args::{Cli, Command, Common, ManifestCommand};
+use ferry_core::Location;
+use ferry_engine::{Endpoints, EngineError, Job};
+
+pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
+    match cli.command {
+        Command::Plan { src, dst, common } => plan::run(&src, &dst, &common).await,
+        Command::Copy { src, dst, common, tuning } => copy::run(src.as_deref(), dst.as_deref(), &common, &tuning).await,
+        Command::Verify { common, all_bytes, transfers } => verify::run(&common, all_bytes, transfers).await,
+        Command::Status { common } => status::run(&common),
+        Command::Manifest { command: ManifestCommand::Export { common, format, output } } => {
+            manifest::export(&common, format, output.as_deref())
+        }
+    }
+}
+
+/// Parses a URL or a path; relative paths are taken from the working directory.
+fn location(text: &str) -> Result<Location, EngineError> {
+    if !text.contains("://") && !text.starts_with('/') {
+        let cwd = std::env::current_dir().map_err(|source| EngineError::Io { path: ".".into(), source })?;
+        return Ok(Location::parse(&cwd.join(text).to_string_lossy())?);
+    }
+    Ok(Location::parse(text)?)
+}
+
+/// Opens the job in `--job`, checking given locations against it.
+fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job, EngineError> {
+    let src = src.map(location).transpose()?;
+    let dst = dst.map(location).transpose()?;
+    let endpoints = Endpoints { source: common.src_endpoint.clone(), destination: common.dst_endpoint.clone() };
+    Job::open(&common.job, src, dst, endpoints)
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
+}

@@ -1,0 +1,33 @@
+//! `ferry plan SRC DST --job DIR`
+
+use super::{open_job, print_json};
+use crate::Exit;
+use crate::args::Common;
+use crate::progress::Progress;
+use ferry_core::size::format_size;
+use ferry_engine::{EngineError, Stats};
+use std::sync::Arc;
+
+pub async fn run(src: &str, dst: &str, common: &Common) -> Result<Exit, EngineError> {
+    let mut job = open_job(common, Some(src), Some(dst))?;
+    let (source, _destination) = job.providers().await?;
+    let stats = Arc::new(Stats::default());
+    let progress = Progress::listing(stats.clone(), common.json);
+    let summary = ferry_engine::plan(&mut job, source.as_ref(), &stats).await;
+    progress.finish();
+    let summary = summary?;
+    if common.json {
+        print_json(&summary);
+    } else {
+        let verb = if summary.already_planned { "already planned" } else { "planned" };
+        println!(
+            "{verb}: generation {} — {} objects, {} ({} skipped) → {}",
+            summary.generation,
+            summary.objects,
+            format_size(summary.bytes),
+            summary.skipped,
+            summary.manifest.display()
+        );
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,42 @@
+//! `ferry status --job DIR`
+
+use super::{open_job, print_json};
+use crate::Exit;
+use crate::args::Common;
+use ferry_core::size::format_size;
+use ferry_engine::EngineError;
+use ferry_journal::Journal;
+
+pub fn run(common: &Common) -> Result<Exit, EngineError> {
+    let job = open_job(common, None, None)?;
+    let generation = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
+    let journal = Journal::open(&job.journal_path())?;
+    let counts = journal.counts()?;
+    let failed = journal.in_state("failed", 0, 100)?;
+    if common.json {
+        let failed: Vec<_> =
+            failed.iter().map(|r| serde_json::json!({"key": r.entry.key, "error": r.error, "attempts": r.attempts})).collect();
+        print_json(&serde_json::json!({
+            "source": job.source.to_string(),
+            "destination": job.destination.to_string(),
+            "generation": generation,
+            "counts": counts,
+            "failed": failed,
+        }));
+    } else {
+        println!("job {}: {} → {} (generation {generation})", job.dir.display(), job.source, job.destination);
+        println!(
+            "  done {} of {} objects ({} of {}), pending {}, failed {}",
+            counts.done,
+            counts.objects,
+            format_size(counts.done_bytes),
+            format_size(counts.bytes),
+            counts.pending,
+            counts.failed
+        );
+        for r in &failed {
+            println!("  failed: {}: {}", r.entry.key, r.error.as_deref().unwrap_or(""));
+        }
+    }
+    Ok(Exit::Ok)
+}

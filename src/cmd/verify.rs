@@ -1,0 +1,31 @@
+//! `ferry verify --job DIR`
+
+use super::{open_job, print_json};
+use crate::Exit;
+use crate::args::Common;
+use crate::progress::Progress;
+use ferry_engine::{EngineError, Stats, VerifyOptions};
+use std::sync::Arc;
+
+pub async fn run(common: &Common, all_bytes: bool, transfers: usize) -> Result<Exit, EngineError> {
+    let mut job = open_job(common, None, None)?;
+    let (_source, destination) = job.providers().await?;
+    let stats = Arc::new(Stats::default());
+    let progress = Progress::transfer("verify", stats.clone(), common.json);
+    let summary = ferry_engine::verify(&mut job, destination, VerifyOptions { transfers, all_bytes }, stats).await;
+    progress.finish();
+    let summary = summary?;
+    if common.json {
+        print_json(&summary);
+    } else {
+        let proved: Vec<String> = summary.proved_by.iter().map(|(how, n)| format!("{n} by {how}")).collect();
+        println!("verified {} of {} objects ({})", summary.matched, summary.checked, proved.join(", "));
+        for d in &summary.differences {
+            println!("  {}: {}: {}", d.kind, d.key, d.detail);
+        }
+        if let Some(report) = &summary.report {
+            println!("report: {}", report.display());
+        }
+    }
+    Ok(if summary.differences.is_empty() { Exit::Ok } else { Exit::Differences })
+}

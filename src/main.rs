@@ -1,0 +1,40 @@
+//! `ferry`: the command line. It parses, wires and renders; the work lives in
+//! `crates/ferry-engine`.
+//!
+//! # Layout
+//! - `args`: the command-line interface (clap).
+//! - `cmd/*`: one module per command, each turning arguments into engine calls and results
+//!   into text or JSON.
+//! - `progress`: progress bars on a terminal, periodic plain lines elsewhere.
+//!
+//! Exit codes: 0 done (and verified), 1 some objects failed, 2 usage or configuration error,
+//! 3 verification found differences.
+
+mod args;
+mod cmd;
+mod progress;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+/// What a command ended with, as the process exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Ok = 0,
+    Failures = 1,
+    Usage = 2,
+    Differences = 3,
+}
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let code = match runtime.block_on(cmd::run(cli)) {
+        Ok(exit) => exit,
+        Err(err) => {
+            eprintln!("ferry: error: {err}");
+            if err.is_usage() { Exit::Usage } else { Exit::Failures }
+        }
+    };
+    ExitCode::from(code as u8)
+}
