@@ -28,7 +28,7 @@ use std::time::Duration;
 const PROVIDER: &str = "azure";
 /// Azurite's development storage account, published by Microsoft for the emulator (not a secret).
 const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
-const EMULATOR_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFMxRtfcgmtyZaBuSMTmoQ4Q==";
+const EMULATOR_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 pub struct AzureProvider {
     location: Location,

