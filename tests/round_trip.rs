@@ -22,7 +22,9 @@ fn awkward_tree_round_trips_through_s3_azure_and_gcs() {
     gcs.create_bucket("hop3");
     let env = s3.env();
 
-    let hops: [(&str, &str, &str, Option<&str>, Option<&str>); 4] = [
+    // (job, from, to, source endpoint, destination endpoint)
+    type Hop<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, Option<&'a str>);
+    let hops: [Hop; 4] = [
         ("job1", "src", "s3://hop1/tree", None, Some(&s3.endpoint)),
         ("job2", "s3://hop1/tree", "az://hop2/x/tree", Some(&s3.endpoint), Some(&azurite.endpoint)),
         ("job3", "az://hop2/x/tree", "gs://hop3/tree", Some(&azurite.endpoint), Some(&gcs.endpoint)),

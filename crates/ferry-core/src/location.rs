@@ -37,7 +37,7 @@ pub enum LocationError {
     MissingBucket { url: String, scheme: &'static str },
     #[error("{what} in {url}: ferry takes credentials only from the provider's standard chain")]
     CredentialsInUrl { url: String, what: &'static str },
-    #[error("invalid bucket or container name {name:?} in {url:?}")]
+    #[error("invalid bucket or container name {name:?} in {url:?}: 3 to 63 letters, digits, '-', '.' or '_'")]
     BadBucket { name: String, url: String },
     #[error("{url:?} is not an absolute local path")]
     RelativePath { url: String },
@@ -86,7 +86,9 @@ impl Location {
         if bucket.is_empty() {
             return Err(LocationError::MissingBucket { url: url.to_string(), scheme: scheme.as_url_scheme() });
         }
-        if !bucket.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        let max_len = if scheme == Scheme::Gcs { 222 } else { 63 };
+        if bucket.len() < 3 || bucket.len() > max_len || !bucket.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
             return Err(LocationError::BadBucket { name: bucket.to_string(), url: url.to_string() });
         }
         let prefix = prefix.trim_start_matches('/');
@@ -141,22 +143,23 @@ mod tests {
     fn parses_each_scheme() {
         let l = Location::parse("s3://bucket/a/b").unwrap();
         assert_eq!((l.scheme, l.bucket.as_str(), l.prefix.as_str()), (Scheme::S3, "bucket", "a/b/"));
-        assert_eq!(Location::parse("gs://b").unwrap().prefix, "");
-        assert_eq!(Location::parse("az://c/x/").unwrap().prefix, "x/");
+        assert_eq!(Location::parse("gs://bkt").unwrap().prefix, "");
+        assert_eq!(Location::parse("az://cnt/x/").unwrap().prefix, "x/");
         let f = Location::parse("file:///tmp/x%20y/").unwrap();
         assert_eq!((f.scheme, f.prefix.as_str()), (Scheme::Local, "/tmp/x y"));
         assert_eq!(Location::parse("/").unwrap().prefix, "/");
-        assert_eq!(Location::parse("s3://b/p").unwrap().key_for("k 1"), "p/k 1");
+        assert_eq!(Location::parse("s3://bkt/p").unwrap().key_for("k 1"), "p/k 1");
     }
 
     #[test]
     fn refuses_bad_urls_with_reasons() {
         assert!(matches!(Location::parse("ftp://x/y"), Err(LocationError::UnknownScheme { .. })));
         assert!(matches!(Location::parse("s3:///y"), Err(LocationError::MissingBucket { .. })));
+        assert!(matches!(Location::parse("s3://b1/y"), Err(LocationError::BadBucket { .. })));
         assert!(matches!(Location::parse("relative/dir"), Err(LocationError::RelativePath { .. })));
-        let e = Location::parse("az://c/p?sig=SECRET").unwrap_err().to_string();
+        let e = Location::parse("az://cnt/p?sig=SECRET").unwrap_err().to_string();
         assert!(!e.contains("SECRET"), "{e}");
-        let e = Location::parse("s3://AK:SK@b/p").unwrap_err().to_string();
+        let e = Location::parse("s3://AK:SK@bkt/p").unwrap_err().to_string();
         assert!(!e.contains("SK"), "{e}");
     }
 

@@ -184,13 +184,13 @@ mod tests {
     fn a_job_refuses_another_source_and_a_second_process() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path().join("job");
-        let src = Location::parse("s3://a/p").unwrap();
-        let dst = Location::parse("gs://b/").unwrap();
+        let src = Location::parse("s3://bkt-a/p").unwrap();
+        let dst = Location::parse("gs://bkt-b/").unwrap();
         let mut job = Job::open(&d, Some(src.clone()), Some(dst.clone()), Endpoints::default()).unwrap();
         assert!(!d.exists(), "nothing is written before persist");
         job.persist().unwrap();
 
-        let other = Location::parse("s3://a/q").unwrap();
+        let other = Location::parse("s3://bkt-a/q").unwrap();
         let err = Job::open(&d, Some(other), Some(dst.clone()), Endpoints::default()).err().unwrap();
         assert!(matches!(err, EngineError::JobMismatch { what: "source", .. }), "{err}");
 

@@ -94,6 +94,7 @@ where
         (None, false) => code.clone(),
         (None, true) => match &e {
             SdkError::DispatchFailure(d) => format!("{:?}", d.as_connector_error().map(|c| c.to_string())),
+            SdkError::ServiceError(_) => format!("HTTP {}", status.unwrap_or_default()),
             other => format!("{}", aws_smithy_types::error::display::DisplayErrorContext(other)),
         },
     };
@@ -224,7 +225,8 @@ impl Provider for S3Provider {
                 provider: PROVIDER,
                 op: "get",
                 key: key.to_string(),
-                detail: e.to_string(),
+                // The chain says why a body failed, e.g. the SDK's response checksum mismatch.
+                detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
                 class: ErrorClass::Retryable,
             })?
             .into_bytes();

@@ -54,12 +54,18 @@ pub struct S3Server {
 }
 
 impl S3Server {
+    /// A server with fresh random keys.
     pub fn start() -> S3Server {
+        Self::start_with_keys("ferry-test-access", &format!("ferry-test-secret-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    /// A server accepting the given keys (to share one credential chain between two servers).
+    pub fn start_with_keys(access_key: &str, secret_key: &str) -> S3Server {
         use hyper_util::rt::{TokioExecutor, TokioIo};
         use hyper_util::server::conn::auto::Builder as ConnBuilder;
 
         let root = tempfile::tempdir().expect("temp dir");
-        let (access_key, secret_key) = ("ferry-test-access".to_string(), format!("ferry-test-secret-{}", uuid::Uuid::new_v4().simple()));
+        let (access_key, secret_key) = (access_key.to_string(), secret_key.to_string());
         let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);
         builder.set_auth(s3s::auth::SimpleAuth::from_single(access_key.clone(), secret_key.clone()));

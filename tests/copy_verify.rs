@@ -1,0 +1,143 @@
+//! Copy and verify through the `ferry` binary against real services: cloud-to-cloud S3,
+//! re-runs that copy nothing twice, verification that names altered and deleted objects,
+//! and the manifest export's SHA-256s.
+
+mod common;
+
+use common::{ferry, ferry_ok};
+use ferry_testkit::S3Server;
+use ferry_testkit::tree::{assert_same_tree, file_sha256, write_tree};
+
+fn small_tree() -> Vec<(String, usize)> {
+    let mut files: Vec<(String, usize)> = (0..40).map(|i| (format!("dir{}/file {i}.bin", i % 4), 100 + i * 37)).collect();
+    files.push(("big/multipart.bin".into(), 21 << 20));
+    files.push(("empty".into(), 0));
+    files
+}
+
+#[test]
+fn s3_to_s3_between_two_servers_then_back_to_disk() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &small_tree());
+    // Two separate S3-compatible services with the same keys in the standard environment.
+    // The second accepts the first's keys: both sides read the one standard chain.
+    let a = S3Server::start();
+    let b = S3Server::start_with_keys(&a.access_key, &a.secret_key);
+    a.create_bucket("alpha");
+    b.create_bucket("beta");
+    let env = a.env();
+
+    ferry_ok(w, &["copy", "src", "s3://alpha/data", "--job", "j1", "--dst-endpoint", &a.endpoint], &env, 0);
+    let run = ferry_ok(
+        w,
+        &[
+            "copy",
+            "s3://alpha/data",
+            "s3://beta/copy",
+            "--job",
+            "j2",
+            "--src-endpoint",
+            &a.endpoint,
+            "--dst-endpoint",
+            &b.endpoint,
+            "--json",
+        ],
+        &env,
+        0,
+    );
+    let summary = run.json();
+    assert_eq!(summary["copied"], small_tree().len(), "{summary}");
+    ferry_ok(w, &["verify", "--job", "j2"], &env, 0);
+    ferry_ok(w, &["copy", "s3://beta/copy", "back", "--job", "j3", "--src-endpoint", &b.endpoint], &env, 0);
+    assert_same_tree(&w.join("src"), &w.join("back"));
+    // The bytes really crossed: the second server's directory holds them.
+    assert_eq!(file_sha256(&b.root.path().join("beta/copy/big/multipart.bin")), file_sha256(&w.join("src/big/multipart.bin")));
+}
+
+#[test]
+fn a_rerun_copies_nothing_twice_and_status_reads_the_journal() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &small_tree());
+    let s3 = S3Server::start();
+    s3.create_bucket("rerun");
+    let env = s3.env();
+    let args = ["copy", "src", "s3://rerun/", "--job", "job", "--dst-endpoint", &s3.endpoint, "--json"];
+    let first = ferry_ok(w, &args, &env, 0).json();
+    assert_eq!(first["copied"], small_tree().len());
+    let second = ferry_ok(w, &["copy", "--job", "job", "--json"], &env, 0).json();
+    assert_eq!(second["copied"], 0, "{second}");
+    assert_eq!(second["already_done"], small_tree().len(), "{second}");
+
+    let status = ferry_ok(w, &["status", "--job", "job", "--json"], &env, 0).json();
+    assert_eq!(status["counts"]["done"], small_tree().len());
+    assert_eq!(status["counts"]["pending"], 0);
+    let reports = std::fs::read_dir(w.join("job/reports")).unwrap().count();
+    assert_eq!(reports, 2, "one report per run");
+}
+
+#[test]
+fn verify_names_altered_and_deleted_objects_and_exits_3() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &small_tree());
+    let s3 = S3Server::start();
+    s3.create_bucket("victim");
+    let env = s3.env();
+    ferry_ok(w, &["copy", "src", "s3://victim/v", "--job", "job", "--dst-endpoint", &s3.endpoint], &env, 0);
+    ferry_ok(w, &["verify", "--job", "job"], &env, 0);
+
+    // Overwrite one object through the S3 API with other bytes of the same size (another job),
+    // and delete another behind ferry's back.
+    let original = std::fs::read(w.join("src/dir1/file 5.bin")).unwrap();
+    let evil = w.join("evil/dir1/file 5.bin");
+    std::fs::create_dir_all(evil.parent().unwrap()).unwrap();
+    std::fs::write(&evil, original.iter().map(|b| b ^ 0x55).collect::<Vec<u8>>()).unwrap();
+    ferry_ok(w, &["copy", "evil", "s3://victim/v", "--job", "evil-job", "--dst-endpoint", &s3.endpoint], &env, 0);
+    let root = s3.root.path().join("victim/v");
+    std::fs::remove_file(root.join("dir2/file 6.bin")).unwrap();
+
+    let run = ferry(w, &["verify", "--job", "job"], &env);
+    assert_eq!(run.code, 3, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("dir1/file 5.bin"), "{}", run.stdout);
+    assert!(run.stdout.contains("missing: dir2/file 6.bin"), "{}", run.stdout);
+
+    let json = ferry(w, &["verify", "--job", "job", "--json"], &env);
+    assert_eq!(json.code, 3);
+    let diffs = json.json()["differences"].as_array().unwrap().clone();
+    let keys: Vec<&str> = diffs.iter().map(|d| d["key"].as_str().unwrap()).collect();
+    assert_eq!(keys, ["dir1/file 5.bin", "dir2/file 6.bin"], "{diffs:?}");
+
+    // Bit rot under the server (its stored checksum unchanged) is caught by reading every byte.
+    let rotten = root.join("dir3/file 7.bin");
+    let mut bytes = std::fs::read(&rotten).unwrap();
+    bytes[3] ^= 0x01;
+    std::fs::write(&rotten, &bytes).unwrap();
+    let all = ferry(w, &["verify", "--job", "job", "--all-bytes", "--json"], &env);
+    assert_eq!(all.code, 3);
+    let diffs = all.json()["differences"].clone();
+    let rot = diffs.as_array().unwrap().iter().find(|d| d["key"] == "dir3/file 7.bin").unwrap_or_else(|| panic!("{diffs}"));
+    // Either ferry's SHA-256 or the client's response checksum check names it.
+    assert!(rot["detail"].as_str().unwrap().to_lowercase().contains("checksum") || rot["kind"] == "checksum", "{diffs}");
+}
+
+#[test]
+fn manifest_export_carries_each_objects_sha256() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &small_tree());
+    ferry_ok(w, &["copy", "src", "dst", "--job", "job"], &[], 0);
+    let jsonl = ferry_ok(w, &["manifest", "export", "--job", "job", "--format", "jsonl"], &[], 0);
+    let mut rows = 0;
+    for line in jsonl.stdout.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        let key = v["key"].as_str().unwrap();
+        assert_eq!(v["sha256"].as_str().unwrap(), file_sha256(&w.join("src").join(key)), "{key}");
+        rows += 1;
+    }
+    assert_eq!(rows, small_tree().len());
+    let csv = ferry_ok(w, &["manifest", "export", "--job", "job", "--format", "csv"], &[], 0);
+    assert!(csv.stdout.starts_with("key,size,"), "{}", csv.stdout);
+    assert_eq!(csv.stdout.lines().count(), small_tree().len() + 1);
+}
