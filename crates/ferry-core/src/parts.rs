@@ -95,7 +95,7 @@ mod tests {
 
     #[test]
     fn s3_minimum_part_size_is_enforced() {
-        let p = PartPlan::choose(100 * MIB, Some(1 * MIB), &Limits::S3);
+        let p = PartPlan::choose(100 * MIB, Some(MIB), &Limits::S3);
         assert_eq!(p.part_size, 5 * MIB);
     }
 

@@ -280,7 +280,7 @@ mod tests {
 
     fn entry(i: u64) -> ObjectEntry {
         let mut e = ObjectEntry { key: format!("dir/é {i}#%+"), size: i, ..Default::default() };
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             e.crc32c = Some("0badf00d".into());
             e.content_type = Some("text/plain".into());
             e.metadata.insert("owner".into(), format!("u{i}"));
