@@ -9,9 +9,9 @@
 //!
 //! # Layout
 //! - [`job`]: `JOB/` — `job.toml`, manifest generations, the journal, the lock, reports.
-//! - [`plan`]: list the source into a sealed manifest generation, seed the journal.
-//! - [`copy`]: the scheduler and mover (single puts, parallel multipart) under a byte budget.
-//! - [`verify`]: compare the destination with what the copy recorded and the source declared.
+//! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal.
+//! - [`mod@copy`]: the scheduler and mover (single puts, parallel multipart) under a byte budget.
+//! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared.
 //! - [`stats`]: live counters for progress display.
 //! - [`error`]: [`EngineError`], and which errors are the user's to fix.
 

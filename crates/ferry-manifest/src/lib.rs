@@ -11,7 +11,7 @@
 //! # Layout
 //! - [`header`]: `manifest.json`, its totals and shard list.
 //! - [`shard`]: the Parquet schema, the streaming [`ManifestWriter`] and the [`ManifestReader`].
-//! - [`export`]: plain CSV / JSONL forms of a generation.
+//! - [`mod@export`]: plain CSV / JSONL forms of a generation.
 
 pub mod export;
 pub mod header;
