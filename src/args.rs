@@ -99,6 +99,9 @@ pub struct Tuning {
     /// Bytes buffered in total across all transfers, e.g. 512MiB.
     #[arg(long, value_parser = parse_size, default_value = "1GiB")]
     pub max_memory: u64,
+    /// Plan and show what would be copied; write nothing to the destination.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

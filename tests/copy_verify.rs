@@ -141,3 +141,18 @@ fn manifest_export_carries_each_objects_sha256() {
     assert!(csv.stdout.starts_with("key,size,"), "{}", csv.stdout);
     assert_eq!(csv.stdout.lines().count(), small_tree().len() + 1);
 }
+
+#[test]
+fn dry_run_counts_the_work_and_writes_nothing_to_the_destination() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &small_tree());
+    let total: usize = small_tree().iter().map(|(_, n)| n).sum();
+    let run = ferry_ok(w, &["copy", "src", "dst", "--job", "job", "--dry-run", "--json"], &[], 0).json();
+    assert_eq!(run["dry_run"], true);
+    assert_eq!(run["pending"], small_tree().len(), "{run}");
+    assert_eq!(run["pending_bytes"], total, "{run}");
+    assert!(!w.join("dst").exists(), "a dry run wrote to the destination");
+    let real = ferry_ok(w, &["copy", "--job", "job", "--json"], &[], 0).json();
+    assert_eq!(real["copied"], small_tree().len());
+}

@@ -15,6 +15,7 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
         transfers: tuning.transfers.max(1),
         part_size: tuning.part_size,
         max_memory: tuning.max_memory,
+        dry_run: tuning.dry_run,
         ..Default::default()
     };
     let stats = Arc::new(Stats::default());
@@ -24,6 +25,14 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
     let summary = summary?;
     if common.json {
         print_json(&summary);
+    } else if summary.dry_run {
+        println!(
+            "dry run: would copy {} objects ({}); {} already done of {}",
+            summary.pending,
+            format_size(summary.pending_bytes),
+            summary.already_done,
+            summary.objects_total
+        );
     } else {
         println!(
             "copied {} objects ({}) in {:.1}s; {} already done; {} failed of {}",

@@ -30,11 +30,13 @@ pub struct CopyOptions {
     pub parts_per_object: usize,
     /// Attempts per object within one run for retryable failures.
     pub attempts: u32,
+    /// Plan and count what would be copied; write nothing to the destination.
+    pub dry_run: bool,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { transfers: 16, part_size: None, max_memory: 1 << 30, parts_per_object: 4, attempts: 3 }
+        CopyOptions { transfers: 16, part_size: None, max_memory: 1 << 30, parts_per_object: 4, attempts: 3, dry_run: false }
     }
 }
 
@@ -59,6 +61,10 @@ pub struct CopySummary {
     pub failures: Vec<Failure>,
     /// A fatal error that stopped the run early.
     pub stopped_by: Option<String>,
+    /// `--dry-run`: nothing was copied; these are the objects and bytes a copy would send.
+    pub dry_run: bool,
+    pub pending: u64,
+    pub pending_bytes: u64,
     pub seconds: f64,
     pub report: Option<std::path::PathBuf>,
 }
@@ -126,6 +132,27 @@ pub async fn copy(
     stats.total_bytes.store(before.bytes, Ordering::Relaxed);
     Stats::add(&stats.objects_done, before.done);
     Stats::add(&stats.bytes_done, before.done_bytes);
+    let mut summary = CopySummary {
+        source: job.source.to_string(),
+        destination: job.destination.to_string(),
+        generation: planned.generation,
+        objects_total: before.objects,
+        copied: 0,
+        bytes_copied: 0,
+        already_done: before.done,
+        failed: 0,
+        failures: Vec::new(),
+        stopped_by: None,
+        dry_run: opts.dry_run,
+        pending: before.objects - before.done,
+        pending_bytes: before.bytes - before.done_bytes,
+        seconds: 0.0,
+        report: None,
+    };
+    if opts.dry_run {
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
 
     let mover = Arc::new(Mover {
         budget: Budget::new(opts.max_memory),
@@ -207,20 +234,7 @@ pub async fn copy(
         return Err(e.into());
     }
 
-    let mut summary = CopySummary {
-        source: job.source.to_string(),
-        destination: job.destination.to_string(),
-        generation: planned.generation,
-        objects_total: before.objects,
-        copied: 0,
-        bytes_copied: 0,
-        already_done: before.done,
-        failed: 0,
-        failures: Vec::new(),
-        stopped_by: stop.lock().expect("stop lock").clone(),
-        seconds: 0.0,
-        report: None,
-    };
+    summary.stopped_by = stop.lock().expect("stop lock").clone();
     for (key, failure, size) in results {
         match failure {
             None => {

@@ -1,0 +1,109 @@
+//! Micro-benchmarks of ferry's hot pieces: per-part checksums, manifest write/read rates,
+//! journal seeding. Run: `cargo bench --bench hot_paths`. Figures go to docs/performance.md.
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use ferry_core::{ObjectDigest, ObjectEntry, PartPlan, crc32c};
+use std::hint::black_box;
+
+const PART: usize = 16 << 20;
+const ROWS: u64 = 100_000;
+
+fn entries(n: u64) -> Vec<ObjectEntry> {
+    (0..n)
+        .map(|i| ObjectEntry {
+            key: format!("photos/{:04}/{:02}/IMG_{i:08}.jpg", 2000 + i % 25, i % 12),
+            size: i * 1013,
+            etag: Some(format!("{:032x}", i.wrapping_mul(0x9e37_79b9_7f4a_7c15))),
+            content_type: Some("image/jpeg".into()),
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn checksums(c: &mut Criterion) {
+    let data = vec![0xa5u8; PART];
+    let mut g = c.benchmark_group("checksums per 16 MiB part");
+    g.throughput(Throughput::Bytes(PART as u64));
+    g.bench_function("crc32c", |b| b.iter(|| crc32c(black_box(&data))));
+    g.bench_function("crc32c + sha256 (ObjectDigest)", |b| {
+        b.iter(|| {
+            let mut d = ObjectDigest::new();
+            d.update(black_box(&data));
+            d.finish()
+        })
+    });
+    g.finish();
+}
+
+fn part_plans(c: &mut Criterion) {
+    c.bench_function("part plan of a 5 TiB object (all ranges)", |b| {
+        b.iter(|| {
+            let p = PartPlan::choose(black_box(5 << 40), None, &ferry_core::Limits::S3);
+            (0..p.count()).map(|i| p.range(i).end).sum::<u64>()
+        })
+    });
+}
+
+fn manifest(c: &mut Criterion) {
+    let rows = entries(ROWS);
+    let mut g = c.benchmark_group("manifest");
+    g.throughput(Throughput::Elements(ROWS));
+    g.sample_size(10);
+    g.bench_function("write + seal 100k entries", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().unwrap(),
+            |dir| {
+                let mut w = ferry_manifest::ManifestWriter::create(dir.path(), 1, None, "s3://src-bkt/", "gs://dst-bkt/").unwrap();
+                for e in &rows {
+                    w.push(e).unwrap();
+                }
+                w.seal().unwrap();
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = ferry_manifest::ManifestWriter::create(dir.path(), 1, None, "s3://src-bkt/", "gs://dst-bkt/").unwrap();
+    for e in &rows {
+        w.push(e).unwrap();
+    }
+    w.seal().unwrap();
+    g.bench_function("open (digest check) + read 100k entries", |b| {
+        b.iter(|| {
+            let r = ferry_manifest::ManifestReader::open(dir.path()).unwrap();
+            let mut n = 0;
+            r.for_each_batch::<ferry_manifest::ManifestError>(|batch| {
+                n += batch.len();
+                Ok(())
+            })
+            .unwrap();
+            n
+        })
+    });
+    g.finish();
+}
+
+fn journal(c: &mut Criterion) {
+    let rows = entries(ROWS);
+    let mut g = c.benchmark_group("journal");
+    g.throughput(Throughput::Elements(ROWS));
+    g.sample_size(10);
+    g.bench_function("seed 100k entries (10 batches)", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().unwrap(),
+            |dir| {
+                let mut j = ferry_journal::Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+                for chunk in rows.chunks(10_000) {
+                    j.seed(1, chunk).unwrap();
+                }
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, checksums, part_plans, manifest, journal);
+criterion_main!(benches);
