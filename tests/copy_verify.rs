@@ -156,3 +156,39 @@ fn dry_run_counts_the_work_and_writes_nothing_to_the_destination() {
     let real = ferry_ok(w, &["copy", "--job", "job", "--json"], &[], 0).json();
     assert_eq!(real["copied"], small_tree().len());
 }
+
+#[test]
+fn a_bad_key_fails_alone_and_never_escapes_a_local_destination() {
+    use ferry_testkit::FakeGcs;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("keys");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let loc = ferry_core::Location::parse("gs://keys/").unwrap();
+        let p = ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()) }).await.unwrap();
+        for key in ["good.txt", "in/../../escape.txt", "double//slash.txt"] {
+            let data = bytes::Bytes::from(format!("contents of {key}"));
+            p.put(key, data.clone(), ferry_core::crc32c(&data), &Default::default()).await.unwrap();
+        }
+    });
+    let args = ["copy", "gs://keys/", "out/dst", "--job", "job", "--src-endpoint", &gcs.endpoint];
+    let run = ferry(w, &args, &[]);
+    assert_eq!(run.code, 1, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("in/../../escape.txt") && run.stdout.contains("double//slash.txt"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(w.join("out/dst/good.txt")).unwrap(), "contents of good.txt");
+    assert!(!w.join("escape.txt").exists() && !w.join("out/escape.txt").exists(), "a key escaped the destination root");
+
+    let status = ferry_ok(w, &["status", "--job", "job", "--json"], &[], 0).json();
+    assert_eq!(status["counts"]["failed"], 2, "{status}");
+    assert_eq!(status["counts"]["done"], 1, "{status}");
+    // A re-run tries the failed objects again (and they fail again, alone).
+    let again = ferry(w, &["copy", "--job", "job", "--json"], &[]);
+    assert_eq!(again.code, 1);
+    assert_eq!(again.json()["failed"], 2);
+    // Verify names them as not copied.
+    let verify = ferry(w, &["verify", "--job", "job"], &[]);
+    assert_eq!(verify.code, 3);
+    assert!(verify.stdout.contains("not-copied: double//slash.txt"), "{}", verify.stdout);
+}

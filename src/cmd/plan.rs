@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 pub async fn run(src: &str, dst: &str, common: &Common) -> Result<Exit, EngineError> {
     let mut job = open_job(common, Some(src), Some(dst))?;
+    // The destination is checked too: a plan for a destination that cannot be written is a mistake.
     let (source, _destination) = job.providers().await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::listing(stats.clone(), common.json);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 pub async fn run(common: &Common, all_bytes: bool, transfers: usize) -> Result<Exit, EngineError> {
     let mut job = open_job(common, None, None)?;
-    let (_source, destination) = job.providers().await?;
+    let destination = job.destination_provider().await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("verify", stats.clone(), common.json);
     let summary = ferry_engine::verify(&mut job, destination, VerifyOptions { transfers, all_bytes }, stats).await;

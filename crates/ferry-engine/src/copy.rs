@@ -13,7 +13,7 @@ use ferry_journal::{Journal, ObjectRow, Outcome};
 use ferry_providers::{PartReceipt, Provider, ProviderError, PutAttrs};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -259,17 +259,16 @@ impl Mover {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let bytes_before = Stats::get(&self.stats.bytes_done);
-            match self.copy_object(row).await {
+            // Bytes this attempt sent, so a retry does not count them twice.
+            let sent = AtomicU64::new(0);
+            match self.copy_object(row, &sent).await {
                 Ok(outcome) => {
                     self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
                     Stats::add(&self.stats.objects_done, 1);
                     return Ok(());
                 }
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
-                    // Bytes of the failed attempt will be sent again: do not count them twice.
-                    let sent = Stats::get(&self.stats.bytes_done).saturating_sub(bytes_before);
-                    self.stats.bytes_done.fetch_sub(sent.min(Stats::get(&self.stats.bytes_done)), Ordering::Relaxed);
+                    self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     let backoff = 200u64 << attempt.min(6);
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
                 }
@@ -282,7 +281,7 @@ impl Mover {
         }
     }
 
-    async fn copy_object(&self, row: &ObjectRow) -> Result<Outcome, ObjectError> {
+    async fn copy_object(&self, row: &ObjectRow, sent: &AtomicU64) -> Result<Outcome, ObjectError> {
         let entry = &row.entry;
         let plan = PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits());
         let mut digest = ObjectDigest::new();
@@ -295,7 +294,7 @@ impl Mover {
                 let attrs = attrs_of(entry, &first.object);
                 let mut upload = mp.start(&entry.key, &attrs, entry.size).await?;
                 self.journal.lock().expect("journal lock").set_upload(row.id, upload.upload_id().as_deref())?;
-                match self.send_parts(row, &plan, &mut *upload, (first.data, permit), &mut digest).await {
+                match self.send_parts(row, &plan, &mut *upload, (first.data, permit), &mut digest, sent).await {
                     Ok(parts) => (upload.complete(parts).await?, first.object),
                     Err(e) => {
                         let _ = upload.abort().await;
@@ -312,6 +311,7 @@ impl Mover {
                 let size = fetched.data.len() as u64;
                 let receipt = self.dst.put(&entry.key, fetched.data, crc, &attrs_of(entry, &fetched.object)).await?;
                 Stats::add(&self.stats.bytes_done, size);
+                Stats::add(sent, size);
                 (receipt, fetched.object)
             }
         };
@@ -344,6 +344,7 @@ impl Mover {
         upload: &mut dyn ferry_providers::MultipartUpload,
         first: (Bytes, OwnedSemaphorePermit),
         digest: &mut ObjectDigest,
+        sent: &AtomicU64,
     ) -> Result<Vec<PartReceipt>, ObjectError> {
         let key = &row.entry.key;
         let width = self.opts.parts_per_object.max(1);
@@ -353,6 +354,7 @@ impl Mover {
                 async move {
                     let permit = self.budget.take(range.end - range.start).await;
                     let fetched = self.src.get(key, Some(range)).await?;
+                    check_unchanged(&row.entry, &fetched.object)?;
                     Ok::<_, ObjectError>((fetched.data, permit))
                 }
             })
@@ -375,24 +377,25 @@ impl Mover {
             index += 1;
             while in_flight.len() >= width {
                 let receipt = in_flight.next().await.expect("non-empty")?;
-                self.part_done(row.id, plan, &receipt)?;
+                self.part_done(row.id, plan, &receipt, sent)?;
                 receipts.push(receipt);
             }
         }
         while let Some(receipt) = in_flight.next().await {
             let receipt = receipt?;
-            self.part_done(row.id, plan, &receipt)?;
+            self.part_done(row.id, plan, &receipt, sent)?;
             receipts.push(receipt);
         }
         receipts.sort_by_key(|r| r.index);
         Ok(receipts)
     }
 
-    fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt) -> Result<(), ObjectError> {
+    fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt, sent: &AtomicU64) -> Result<(), ObjectError> {
         let offset = plan.range(r.index as u64).start;
         let crc = ferry_core::digest::crc32c_hex(r.crc32c);
         self.journal.lock().expect("journal lock").record_part(id, r.index, offset, r.size, &crc, Some(&r.id))?;
         Stats::add(&self.stats.bytes_done, r.size);
+        Stats::add(sent, r.size);
         Ok(())
     }
 }

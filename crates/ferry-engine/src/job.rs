@@ -95,16 +95,18 @@ impl Job {
     /// Opens both providers and checks them (bucket exists, credentials work). Sends requests,
     /// writes nothing.
     pub async fn providers(&self) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
-        let side = |side: &'static str| move |source| EngineError::Provider { side, source };
-        let src =
-            ferry_providers::open(&self.source, &Connect { endpoint: self.endpoints.source.clone() }).await.map_err(side("source"))?;
-        let dst = ferry_providers::open(&self.destination, &Connect { endpoint: self.endpoints.destination.clone() })
-            .await
-            .map_err(side("destination"))?;
-        let (a, b) = tokio::join!(src.check(false), dst.check(true));
-        a.map_err(side("source"))?;
-        b.map_err(side("destination"))?;
-        Ok((src, dst))
+        let (src, dst) = tokio::join!(self.source_provider(), self.destination_provider());
+        Ok((src?, dst?))
+    }
+
+    /// Opens and checks the source alone.
+    pub async fn source_provider(&self) -> Result<Arc<dyn Provider>> {
+        open_side("source", &self.source, &self.endpoints.source, false).await
+    }
+
+    /// Opens and checks the destination alone (what `verify` needs: the source may be gone).
+    pub async fn destination_provider(&self) -> Result<Arc<dyn Provider>> {
+        open_side("destination", &self.destination, &self.endpoints.destination, true).await
     }
 
     /// Creates the directory and `job.toml` if new, and takes the job's lock.
@@ -174,6 +176,13 @@ impl Job {
         std::fs::write(&path, text).map_err(EngineError::io(&path))?;
         Ok(path)
     }
+}
+
+async fn open_side(side: &'static str, location: &Location, endpoint: &Option<String>, for_write: bool) -> Result<Arc<dyn Provider>> {
+    let err = |source| EngineError::Provider { side, source };
+    let provider = ferry_providers::open(location, &Connect { endpoint: endpoint.clone() }).await.map_err(err)?;
+    provider.check(for_write).await.map_err(err)?;
+    Ok(provider)
 }
 
 #[cfg(test)]

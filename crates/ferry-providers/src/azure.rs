@@ -164,7 +164,14 @@ impl Provider for AzureProvider {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
-        let prefix = (!self.location.prefix.is_empty()).then(|| Path::from_iter(self.location.prefix.split('/').filter(|s| !s.is_empty())));
+        // Path::parse keeps the prefix as given (Path::from would percent-encode `%` or `#`).
+        let prefix = match Path::parse(self.location.prefix.trim_end_matches('/')) {
+            Ok(p) => (!self.location.prefix.is_empty()).then_some(p),
+            Err(e) => {
+                let err = ProviderError::BadKey { provider: PROVIDER, key: self.location.prefix.clone(), reason: e.to_string() };
+                return futures::stream::once(async move { Err(err) }).boxed();
+            }
+        };
         let strip = self.location.prefix.len();
         self.store
             .list(prefix.as_ref())
