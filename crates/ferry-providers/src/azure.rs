@@ -73,7 +73,7 @@ impl AzureProvider {
 }
 
 fn map_error(endpoint: &str, container: &str, op: &'static str, key: &str, e: object_store::Error) -> ProviderError {
-    let text = error_chain(&e);
+    let text = crate::error::chain(&e);
     match e {
         object_store::Error::NotFound { .. } if text.contains("ContainerNotFound") => {
             ProviderError::NoSuchBucket { provider: PROVIDER, bucket: container.to_string() }
@@ -94,17 +94,6 @@ fn map_error(endpoint: &str, container: &str, op: &'static str, key: &str, e: ob
             ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail: first_line(&text), class: ErrorClass::Retryable }
         }
     }
-}
-
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    text
 }
 
 fn first_line(text: &str) -> String {

@@ -46,3 +46,15 @@ impl ProviderError {
         move |source| ProviderError::Io { path, source }
     }
 }
+
+/// An error and its sources, joined with `: `, for one-line messages.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        cur = s.source();
+    }
+    text
+}

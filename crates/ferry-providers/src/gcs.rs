@@ -120,13 +120,13 @@ impl Client {
                     }
                 }
                 Err(e) if e.is_connect() => {
-                    ProviderError::Unreachable { provider: PROVIDER, endpoint: self.endpoint.clone(), detail: error_text(&e) }
+                    ProviderError::Unreachable { provider: PROVIDER, endpoint: self.endpoint.clone(), detail: crate::error::chain(&e) }
                 }
                 Err(e) => ProviderError::Request {
                     provider: PROVIDER,
                     op,
                     key: key.to_string(),
-                    detail: error_text(&e),
+                    detail: crate::error::chain(&e),
                     class: ErrorClass::Retryable,
                 },
             };
@@ -147,7 +147,7 @@ impl Client {
             provider: PROVIDER,
             op,
             key: key.to_string(),
-            detail: error_text(&e),
+            detail: crate::error::chain(&e),
             class: ErrorClass::Retryable,
         })
     }
@@ -191,17 +191,6 @@ impl Client {
         let resp = self.send("compose", dest, || self.http.post(&url).json(&body)).await?;
         self.json("compose", dest, resp).await
     }
-}
-
-fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        cur = s.source();
-    }
-    text
 }
 
 pub struct GcsProvider {
@@ -342,7 +331,7 @@ impl Provider for GcsProvider {
             provider: PROVIDER,
             op: "get",
             key: key.to_string(),
-            detail: error_text(&e),
+            detail: crate::error::chain(&e),
             class: ErrorClass::Retryable,
         })?;
         let expected = range.map(|r| r.end - r.start).unwrap_or(total);
