@@ -40,6 +40,14 @@ pub enum Command {
         #[arg(long, default_value_t = 32)]
         transfers: usize,
     },
+    /// Abort the multipart uploads the job left open (they are billed until aborted).
+    Clean {
+        #[command(flatten)]
+        common: Common,
+        /// List the uploads that would be aborted; abort nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// What is done, pending and failed (reads the journal).
     Status {
         #[command(flatten)]

@@ -1,5 +1,6 @@
 //! One module per command, and what they share: turning arguments into a job.
 
+mod clean;
 mod copy;
 mod manifest;
 mod plan;
@@ -17,6 +18,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
         Command::Copy { src, dst, common, tuning } => copy::run(src.as_deref(), dst.as_deref(), &common, &tuning).await,
         Command::Verify { common, all_bytes, transfers } => verify::run(&common, all_bytes, transfers).await,
         Command::Status { common } => status::run(&common),
+        Command::Clean { common, dry_run } => clean::run(&common, dry_run).await,
         Command::Manifest { command: ManifestCommand::Export { common, format, output } } => {
             manifest::export(&common, format, output.as_deref())
         }

@@ -13,6 +13,7 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
     let journal = Journal::open(&job.journal_path())?;
     let counts = journal.counts()?;
     let failed = journal.in_state("failed", 0, 100)?;
+    let uploads = journal.open_uploads()?;
     if common.json {
         let failed: Vec<_> =
             failed.iter().map(|r| serde_json::json!({"key": r.entry.key, "error": r.error, "attempts": r.attempts})).collect();
@@ -21,6 +22,8 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             "destination": job.destination.to_string(),
             "generation": generation,
             "counts": counts,
+            "remaining_bytes": counts.bytes - counts.done_bytes,
+            "open_uploads": uploads.iter().map(|u| serde_json::json!({"key": u.key, "upload_id": u.upload_id, "parts": u.parts, "bytes": u.bytes})).collect::<Vec<_>>(),
             "failed": failed,
         }));
     } else {
@@ -34,6 +37,14 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             counts.pending,
             counts.failed
         );
+        if !uploads.is_empty() {
+            let held: u64 = uploads.iter().map(|u| u.bytes).sum();
+            println!(
+                "  open uploads: {} holding {} (resumed by the next copy; `ferry clean` aborts them)",
+                uploads.len(),
+                format_size(held)
+            );
+        }
         for r in &failed {
             println!("  failed: {}: {}", r.entry.key, r.error.as_deref().unwrap_or(""));
         }

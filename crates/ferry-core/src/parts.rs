@@ -65,6 +65,12 @@ impl PartPlan {
         start..(start + self.part_size).min(self.object_size)
     }
 
+    /// Length of part `index`.
+    pub fn len(&self, index: u64) -> u64 {
+        let r = self.range(index);
+        r.end - r.start
+    }
+
     /// Whether the object should go as one request rather than a multipart upload.
     pub fn is_single(&self) -> bool {
         self.count() == 1

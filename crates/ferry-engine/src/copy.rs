@@ -10,9 +10,10 @@ use crate::{Job, Result, Stats};
 use bytes::Bytes;
 use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
 use ferry_journal::{Journal, ObjectRow, Outcome};
-use ferry_providers::{PartReceipt, Provider, ProviderError, PutAttrs};
+use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,6 +58,9 @@ pub struct CopySummary {
     pub bytes_copied: u64,
     /// Objects a previous run had finished already.
     pub already_done: u64,
+    /// Multipart uploads continued from an earlier run, and the bytes they did not send again.
+    pub resumed_objects: u64,
+    pub resumed_bytes: u64,
     pub failed: u64,
     pub failures: Vec<Failure>,
     /// A fatal error that stopped the run early.
@@ -140,6 +144,8 @@ pub async fn copy(
         copied: 0,
         bytes_copied: 0,
         already_done: before.done,
+        resumed_objects: 0,
+        resumed_bytes: 0,
         failed: 0,
         failures: Vec::new(),
         stopped_by: None,
@@ -235,6 +241,8 @@ pub async fn copy(
     }
 
     summary.stopped_by = stop.lock().expect("stop lock").clone();
+    summary.resumed_objects = Stats::get(&stats.resumed_objects);
+    summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
     for (key, failure, size) in results {
         match failure {
             None => {
@@ -273,6 +281,7 @@ impl Mover {
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
                 }
                 Err(e) => {
+                    self.abandon(row).await;
                     self.journal.lock().expect("journal lock").mark_failed(row.id, &e.message)?;
                     Stats::add(&self.stats.objects_failed, 1);
                     return Err(e);
@@ -283,7 +292,12 @@ impl Mover {
 
     async fn copy_object(&self, row: &ObjectRow, sent: &AtomicU64) -> Result<Outcome, ObjectError> {
         let entry = &row.entry;
-        let plan = PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits());
+        // An open upload keeps the part size it was started with, whatever this run was given.
+        let open_part_size = self.journal.lock().expect("journal lock").upload_of(row.id)?.map(|(_, part_size)| part_size);
+        let plan = match open_part_size {
+            Some(part_size) => PartPlan { object_size: entry.size, part_size },
+            None => PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits()),
+        };
         let mut digest = ObjectDigest::new();
         let (receipt, seen) = match self.dst.multipart() {
             Some(mp) if !plan.is_single() => {
@@ -292,15 +306,11 @@ impl Mover {
                 let first = self.src.get(&entry.key, Some(first_range)).await?;
                 check_unchanged(entry, &first.object)?;
                 let attrs = attrs_of(entry, &first.object);
-                let mut upload = mp.start(&entry.key, &attrs, entry.size).await?;
-                self.journal.lock().expect("journal lock").set_upload(row.id, upload.upload_id().as_deref())?;
-                match self.send_parts(row, &plan, &mut *upload, (first.data, permit), &mut digest, sent).await {
-                    Ok(parts) => (upload.complete(parts).await?, first.object),
-                    Err(e) => {
-                        let _ = upload.abort().await;
-                        return Err(e);
-                    }
-                }
+                let mut opened = self.open_upload(row, mp, &plan, &attrs).await?;
+                // A failed attempt keeps its upload: the next attempt (or run) resumes it, and
+                // `abandon` aborts it if the object fails for good.
+                let parts = self.send_parts(row, &plan, &mut opened, (first.data, permit), &mut digest, sent).await?;
+                (opened.upload.complete(parts).await?, first.object)
             }
             _ => {
                 let _permit = self.budget.take(entry.size).await;
@@ -335,13 +345,62 @@ impl Mover {
         Ok(Outcome { sha256, crc32c: crc, dst_etag: receipt.etag, verified_by: verified_by.to_string() })
     }
 
+    /// Resumes the object's recorded upload when the destination still has it, else starts one
+    /// (recording its id before any part is sent). Returns it with the parts already held.
+    async fn open_upload(
+        &self,
+        row: &ObjectRow,
+        mp: &dyn Multipart,
+        plan: &PartPlan,
+        attrs: &PutAttrs,
+    ) -> Result<OpenedUpload, ObjectError> {
+        let key = &row.entry.key;
+        let (recorded_id, recorded) = {
+            let journal = self.journal.lock().expect("journal lock");
+            (journal.upload_of(row.id)?, journal.parts(row.id)?)
+        };
+        if let Some((upload_id, _)) = recorded_id {
+            let recorded: Vec<PartReceipt> = recorded
+                .iter()
+                .filter_map(|p| {
+                    let crc32c = u32::from_str_radix(&p.crc32c, 16).ok()?;
+                    Some(PartReceipt { index: p.part_no, id: p.etag.clone().unwrap_or_default(), size: p.size, crc32c })
+                })
+                .collect();
+            match mp.resume(key, &upload_id, attrs, row.entry.size, &recorded).await? {
+                // Held parts must match this run's part plan, or the upload cannot be continued.
+                Some((upload, held)) if held.iter().all(|p| p.index < plan.count() as u32 && p.size == plan.len(p.index as u64)) => {
+                    Stats::add(&self.stats.resumed_objects, 1);
+                    return Ok(OpenedUpload { upload, held: held.into_iter().map(|p| (p.index, p)).collect() });
+                }
+                Some((upload, _)) => upload.abort().await?,
+                None => {}
+            }
+            self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+        }
+        let upload = mp.start(key, attrs, row.entry.size).await?;
+        self.journal.lock().expect("journal lock").set_upload(row.id, upload.upload_id().as_deref(), plan.part_size)?;
+        Ok(OpenedUpload { upload, held: BTreeMap::new() })
+    }
+
+    /// Aborts the recorded upload of an object that failed for good, so none stays open (and billed).
+    async fn abandon(&self, row: &ObjectRow) {
+        let Some(mp) = self.dst.multipart() else { return };
+        let upload_id = self.journal.lock().expect("journal lock").upload_of(row.id);
+        if let Ok(Some((upload_id, _))) = upload_id
+            && mp.abort_upload(&row.entry.key, &upload_id).await.is_ok()
+        {
+            let _ = self.journal.lock().expect("journal lock").clear_upload(row.id);
+        }
+    }
+
     /// Reads parts 1.. with bounded parallel ranged GETs (part 0 is already read), and uploads
     /// them as they arrive, hashing in part order.
     async fn send_parts(
         &self,
         row: &ObjectRow,
         plan: &PartPlan,
-        upload: &mut dyn ferry_providers::MultipartUpload,
+        opened: &mut OpenedUpload,
         first: (Bytes, OwnedSemaphorePermit),
         digest: &mut ObjectDigest,
         sent: &AtomicU64,
@@ -368,7 +427,24 @@ impl Mover {
             let crc = crc32c(&data);
             digest.push_part(&data, crc);
             let offset = plan.range(index as u64).start;
-            let sending = upload.put_part(index, offset, data, crc);
+            // A part the destination already holds with these very bytes is not sent again.
+            if let Some(receipt) = opened.held.get(&index).filter(|r| r.crc32c == crc && r.size == data.len() as u64) {
+                self.journal.lock().expect("journal lock").record_part(
+                    row.id,
+                    index,
+                    offset,
+                    receipt.size,
+                    &ferry_core::digest::crc32c_hex(crc),
+                    Some(&receipt.id),
+                )?;
+                Stats::add(&self.stats.bytes_done, receipt.size);
+                Stats::add(&self.stats.resumed_bytes, receipt.size);
+                receipts.push(receipt.clone());
+                drop(permit);
+                index += 1;
+                continue;
+            }
+            let sending = opened.upload.put_part(index, offset, data, crc);
             in_flight.push(async move {
                 let r = sending.await;
                 drop(permit);
@@ -398,6 +474,12 @@ impl Mover {
         Stats::add(sent, r.size);
         Ok(())
     }
+}
+
+/// An upload to send parts through, and the parts the destination already holds.
+struct OpenedUpload {
+    upload: Box<dyn MultipartUpload>,
+    held: BTreeMap<u32, PartReceipt>,
 }
 
 /// Content type and metadata to write: what the read returned, else what the listing said.

@@ -11,10 +11,12 @@
 //! - [`job`]: `JOB/` — `job.toml`, manifest generations, the journal, the lock, reports.
 //! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal.
 //! - [`mod@copy`]: the scheduler and mover (single puts, parallel multipart) under a byte budget.
+//! - [`mod@clean`]: abort the multipart uploads a job left open.
 //! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared.
 //! - [`stats`]: live counters for progress display.
 //! - [`error`]: [`EngineError`], and which errors are the user's to fix.
 
+pub mod clean;
 pub mod copy;
 pub mod error;
 pub mod job;
@@ -22,6 +24,7 @@ pub mod plan;
 pub mod stats;
 pub mod verify;
 
+pub use clean::{CleanSummary, clean};
 pub use copy::{CopyOptions, CopySummary, copy};
 pub use error::EngineError;
 pub use job::{Endpoints, Job};

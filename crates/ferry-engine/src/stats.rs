@@ -12,6 +12,9 @@ pub struct Stats {
     pub bytes_done: AtomicU64,
     /// Objects listed so far while planning.
     pub listed: AtomicU64,
+    /// Multipart uploads resumed, and bytes their held parts saved from being sent again.
+    pub resumed_objects: AtomicU64,
+    pub resumed_bytes: AtomicU64,
 }
 
 impl Stats {

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS objects (
     dst_etag      TEXT,
     verified_by   TEXT,
     upload_id     TEXT,
+    part_size     INTEGER,                           -- of the open upload
     updated_at    TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
@@ -74,6 +75,28 @@ pub struct ObjectRow {
     pub dst_etag: Option<String>,
     pub verified_by: Option<String>,
     pub error: Option<String>,
+    /// The destination's id of a multipart upload in progress (recorded before its first part).
+    pub upload_id: Option<String>,
+}
+
+/// A part the destination acknowledged, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRow {
+    pub part_no: u32,
+    pub offset: u64,
+    pub size: u64,
+    pub crc32c: String,
+    pub etag: Option<String>,
+}
+
+/// A multipart upload the journal knows is open at the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    pub id: i64,
+    pub key: String,
+    pub upload_id: String,
+    pub parts: u64,
+    pub bytes: u64,
 }
 
 /// What a finished copy of one object proved.
@@ -101,7 +124,7 @@ pub struct Journal {
     path: PathBuf,
 }
 
-const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error";
+const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id";
 
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
     let metadata: Option<String> = r.get(8)?;
@@ -125,6 +148,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
         dst_etag: r.get(13)?,
         verified_by: r.get(14)?,
         error: r.get(15)?,
+        upload_id: r.get(16)?,
     })
 }
 
@@ -217,9 +241,24 @@ impl Journal {
         self.conn.query_row(&sql, [key], row_from).optional().map_err(self.err())
     }
 
-    /// Records a multipart upload id before its first part is sent.
-    pub fn set_upload(&self, id: i64, upload_id: Option<&str>) -> Result<()> {
-        self.conn.execute("UPDATE objects SET upload_id = ?2 WHERE id = ?1", params![id, upload_id]).map_err(self.err())?;
+    /// The upload recorded for object `id` (its id and part size), if one is open.
+    pub fn upload_of(&self, id: i64) -> Result<Option<(String, u64)>> {
+        let row: (Option<String>, Option<i64>) = self
+            .conn
+            .query_row("SELECT upload_id, part_size FROM objects WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        Ok(match row {
+            (Some(upload_id), Some(part_size)) => Some((upload_id, part_size as u64)),
+            _ => None,
+        })
+    }
+
+    /// Records a multipart upload (its id, and the part size its parts are cut to) before its
+    /// first part is sent.
+    pub fn set_upload(&self, id: i64, upload_id: Option<&str>, part_size: u64) -> Result<()> {
+        self.conn
+            .execute("UPDATE objects SET upload_id = ?2, part_size = ?3 WHERE id = ?1", params![id, upload_id, part_size as i64])
+            .map_err(self.err())?;
         Ok(())
     }
 
@@ -234,6 +273,59 @@ impl Journal {
         Ok(())
     }
 
+    /// The parts journaled for object `id`, in part order.
+    pub fn parts(&self, id: i64) -> Result<Vec<PartRow>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT part_no, offset, size, crc32c, etag FROM parts WHERE object_id = ?1 ORDER BY part_no")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(PartRow {
+                    part_no: r.get(0)?,
+                    offset: r.get::<_, i64>(1)? as u64,
+                    size: r.get::<_, i64>(2)? as u64,
+                    crc32c: r.get(3)?,
+                    etag: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Forgets object `id`'s upload and its parts (the upload was aborted or is gone).
+    pub fn clear_upload(&mut self, id: i64) -> Result<()> {
+        let path = self.path.clone();
+        let err = |source| JournalError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        tx.execute("DELETE FROM parts WHERE object_id = ?1", [id]).map_err(err)?;
+        tx.execute("UPDATE objects SET upload_id = NULL, part_size = NULL WHERE id = ?1", [id]).map_err(err)?;
+        tx.commit().map_err(err)
+    }
+
+    /// Uploads open at the destination on behalf of this job, with what they hold.
+    pub fn open_uploads(&self) -> Result<Vec<OpenUpload>> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT o.id, o.key, o.upload_id, COUNT(p.part_no), COALESCE(SUM(p.size), 0) FROM objects o
+                 LEFT JOIN parts p ON p.object_id = o.id WHERE o.upload_id IS NOT NULL GROUP BY o.id ORDER BY o.id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(OpenUpload {
+                    id: r.get(0)?,
+                    key: r.get(1)?,
+                    upload_id: r.get(2)?,
+                    parts: r.get::<_, i64>(3)? as u64,
+                    bytes: r.get::<_, i64>(4)? as u64,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
     pub fn part_count(&self, id: i64) -> Result<u64> {
         self.conn
             .query_row("SELECT COUNT(*) FROM parts WHERE object_id = ?1", [id], |r| r.get::<_, i64>(0))
@@ -241,15 +333,17 @@ impl Journal {
             .map_err(self.err())
     }
 
+    /// Records a finished object; its upload is closed, so its parts are forgotten.
     pub fn mark_done(&self, id: i64, o: &Outcome) -> Result<()> {
-        self.conn
-            .execute(
-                "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, attempts = attempts + 1, sha256 = ?2, crc32c = ?3,
+        let tx = self.conn.unchecked_transaction().map_err(self.err())?;
+        tx.execute("DELETE FROM parts WHERE object_id = ?1", [id]).map_err(self.err())?;
+        tx.execute(
+                "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, part_size = NULL, attempts = attempts + 1, sha256 = ?2, crc32c = ?3,
                  dst_etag = ?4, verified_by = ?5, updated_at = datetime('now') WHERE id = ?1",
                 params![id, o.sha256, o.crc32c, o.dst_etag, o.verified_by],
             )
             .map_err(self.err())?;
-        Ok(())
+        tx.commit().map_err(self.err())
     }
 
     pub fn mark_failed(&self, id: i64, error: &str) -> Result<()> {

@@ -220,6 +220,24 @@ impl Multipart for AzureProvider {
         let upload = self.store.put_multipart_opts(&path, opts).await.map_err(|e| self.error("start upload", key, e))?;
         Ok(Box::new(AzureUpload { upload, key: key.to_string(), endpoint: self.endpoint.clone(), container: self.location.bucket.clone() }))
     }
+
+    /// Block ids are assigned inside object_store's upload handle, so an upload cannot be
+    /// reattached from another process yet: the object starts over (uncommitted blocks expire).
+    async fn resume(
+        &self,
+        _key: &str,
+        _upload_id: &str,
+        _attrs: &PutAttrs,
+        _size: u64,
+        _recorded: &[PartReceipt],
+    ) -> Result<Option<(Box<dyn MultipartUpload>, Vec<PartReceipt>)>> {
+        Ok(None)
+    }
+
+    /// Azure has no call to drop uncommitted blocks; it garbage-collects them after a week.
+    async fn abort_upload(&self, _key: &str, _upload_id: &str) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Blocks staged through object_store's upload, which assigns block ids in the order parts start.

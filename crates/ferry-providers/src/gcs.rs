@@ -166,6 +166,30 @@ impl Client {
         self.json("upload part", name, resp).await
     }
 
+    /// Every object whose name starts with `prefix` (all pages).
+    async fn list_prefix(&self, prefix: &str) -> Result<Vec<GcsObject>> {
+        let url = format!("{}/storage/v1/b/{}/o", self.base, enc(&self.bucket));
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let resp = self
+                .send("list", prefix, || {
+                    let mut q = vec![("prefix", prefix.to_string())];
+                    if let Some(t) = &token {
+                        q.push(("pageToken", t.clone()));
+                    }
+                    self.http.get(&url).query(&q)
+                })
+                .await?;
+            let page: ListPage = self.json("list", prefix, resp).await?;
+            out.extend(page.items);
+            match page.next_page_token {
+                Some(t) => token = Some(t),
+                None => return Ok(out),
+            }
+        }
+    }
+
     async fn delete(&self, name: &str) -> Result<()> {
         match self.send("delete", name, || self.http.delete(self.object_url(name))).await {
             Ok(_) | Err(ProviderError::NotFound { .. }) => Ok(()),
@@ -394,15 +418,54 @@ impl Provider for GcsProvider {
 #[async_trait]
 impl Multipart for GcsProvider {
     async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64) -> Result<Box<dyn MultipartUpload>> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        Ok(Box::new(GcsUpload {
+        Ok(Box::new(self.upload(key, &uuid::Uuid::new_v4().simple().to_string(), attrs, Vec::new())))
+    }
+
+    /// Part objects are the upload's state: those that exist (with their CRC32C) are held.
+    async fn resume(
+        &self,
+        key: &str,
+        upload_id: &str,
+        attrs: &PutAttrs,
+        _size: u64,
+        _recorded: &[PartReceipt],
+    ) -> Result<Option<(Box<dyn MultipartUpload>, Vec<PartReceipt>)>> {
+        let upload = self.upload(key, upload_id, attrs, Vec::new());
+        let prefix = upload.temp_name("");
+        let found = self.client.list_prefix(&prefix).await?;
+        let mut held = Vec::new();
+        let mut names = Vec::new();
+        for o in found {
+            names.push(o.name.clone());
+            let index = o.name.strip_prefix(&prefix).and_then(|s| s.parse::<u32>().ok());
+            let crc = b64_to_hex(o.crc32c.as_deref()).and_then(|h| u32::from_str_radix(&h, 16).ok());
+            if let (Some(index), Some(crc32c), Some(size)) = (index, crc, o.size.as_deref().and_then(|s| s.parse().ok())) {
+                held.push(PartReceipt { index, id: o.name, size, crc32c });
+            }
+        }
+        held.sort_by_key(|p| p.index);
+        let upload = self.upload(key, upload_id, attrs, names);
+        Ok(Some((Box::new(upload), held)))
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        let upload = self.upload(key, upload_id, &PutAttrs::default(), Vec::new());
+        let names = self.client.list_prefix(&upload.temp_name("")).await?.into_iter().map(|o| o.name).collect();
+        *upload.parts.lock().expect("parts lock") = names;
+        upload.delete_temps().await
+    }
+}
+
+impl GcsProvider {
+    fn upload(&self, key: &str, id: &str, attrs: &PutAttrs, existing: Vec<String>) -> GcsUpload {
+        GcsUpload {
             client: self.client.clone(),
             dest: self.location.key_for(key),
             key: key.to_string(),
-            id,
+            id: id.to_string(),
             attrs: attrs.clone(),
-            parts: Arc::new(std::sync::Mutex::new(Vec::new())),
-        }))
+            parts: Arc::new(std::sync::Mutex::new(existing)),
+        }
     }
 }
 
@@ -437,7 +500,12 @@ impl MultipartUpload for GcsUpload {
 
     fn put_part(&mut self, index: u32, _offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
         let name = self.temp_name(&format!("{index:05}"));
-        self.parts.lock().expect("parts lock").push(name.clone());
+        {
+            let mut parts = self.parts.lock().expect("parts lock");
+            if !parts.contains(&name) {
+                parts.push(name.clone());
+            }
+        }
         let client = self.client.clone();
         Box::pin(async move {
             let size = data.len() as u64;

@@ -110,6 +110,24 @@ pub trait Multipart: Send + Sync {
     /// Starts an upload of `key`. Parts are then sent through the returned handle.
     /// Abandoned uploads may be billed by the provider until aborted.
     async fn start(&self, key: &str, attrs: &PutAttrs, size: u64) -> Result<Box<dyn MultipartUpload>>;
+
+    /// Reattaches to upload `upload_id` of `key`, started earlier (perhaps by a process that
+    /// died), and returns it with the parts the destination holds: the destination is the truth
+    /// for resume. `recorded` is what the journal says was acknowledged; a provider that cannot
+    /// list parts checks those instead. `None` when the upload no longer exists or cannot be
+    /// resumed: the caller starts over.
+    async fn resume(
+        &self,
+        key: &str,
+        upload_id: &str,
+        attrs: &PutAttrs,
+        size: u64,
+        recorded: &[PartReceipt],
+    ) -> Result<Option<(Box<dyn MultipartUpload>, Vec<PartReceipt>)>>;
+
+    /// Aborts upload `upload_id` of `key` and drops its parts. Aborting an upload that no
+    /// longer exists succeeds.
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()>;
 }
 
 /// An upload in progress.

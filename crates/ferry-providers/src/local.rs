@@ -254,6 +254,67 @@ impl Multipart for LocalProvider {
         };
         Ok(Box::new(LocalUpload { id, target, tmp, file: Arc::new(file) }))
     }
+
+    /// The temp file is the upload; a part the journal recorded counts as held when the bytes at
+    /// its range still have its CRC32C (a torn write fails that check and is sent again).
+    async fn resume(
+        &self,
+        key: &str,
+        upload_id: &str,
+        _attrs: &PutAttrs,
+        _size: u64,
+        recorded: &[PartReceipt],
+    ) -> Result<Option<(Box<dyn MultipartUpload>, Vec<PartReceipt>)>> {
+        let target = self.path_of(key)?;
+        let tmp = temp_path(&target, &sanitize_id(upload_id)?);
+        let recorded = recorded.to_vec();
+        let opened = {
+            let tmp = tmp.clone();
+            blocking(move || {
+                let file = match File::options().read(true).write(true).open(&tmp) {
+                    Ok(f) => f,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+                    Err(e) => return Err(ProviderError::Io { path: tmp, source: e }),
+                };
+                let len = file.metadata().map_err(ProviderError::io(&tmp))?.len();
+                let mut held = Vec::new();
+                for part in recorded {
+                    let offset: u64 = part.id.parse().unwrap_or(u64::MAX);
+                    if offset.saturating_add(part.size) > len {
+                        continue;
+                    }
+                    let mut buf = vec![0u8; part.size as usize];
+                    file.read_exact_at(&mut buf, offset).map_err(ProviderError::io(&tmp))?;
+                    if ferry_core::crc32c(&buf) == part.crc32c {
+                        held.push(part);
+                    }
+                }
+                Ok(Some((file, held)))
+            })
+            .await?
+        };
+        Ok(opened.map(|(file, held)| {
+            let upload: Box<dyn MultipartUpload> = Box::new(LocalUpload { id: upload_id.to_string(), target, tmp, file: Arc::new(file) });
+            (upload, held)
+        }))
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        let tmp = temp_path(&self.path_of(key)?, &sanitize_id(upload_id)?);
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ProviderError::Io { path: tmp, source: e }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Upload ids name temp files: only ferry's own (hex) ids are accepted.
+fn sanitize_id(upload_id: &str) -> Result<String> {
+    if !upload_id.is_empty() && upload_id.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(upload_id.to_string())
+    } else {
+        Err(ProviderError::BadKey { provider: PROVIDER, key: upload_id.to_string(), reason: "not an upload id of ferry's".into() })
+    }
 }
 
 struct LocalUpload {

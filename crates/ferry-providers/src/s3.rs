@@ -293,14 +293,80 @@ impl Multipart for S3Provider {
             detail: "no upload id in the answer".into(),
             class: ErrorClass::Retryable,
         })?;
-        Ok(Box::new(S3Upload {
+        Ok(self.upload(key, upload_id))
+    }
+
+    async fn resume(
+        &self,
+        key: &str,
+        upload_id: &str,
+        _attrs: &PutAttrs,
+        _size: u64,
+        recorded: &[PartReceipt],
+    ) -> Result<Option<(Box<dyn MultipartUpload>, Vec<PartReceipt>)>> {
+        let full = self.full_key(key);
+        let mut held = Vec::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let page = self
+                .client
+                .list_parts()
+                .bucket(&self.location.bucket)
+                .key(&full)
+                .upload_id(upload_id)
+                .set_part_number_marker(marker.clone())
+                .send()
+                .await;
+            let page = match page {
+                Ok(p) => p,
+                Err(e) if e.code() == Some("NoSuchUpload") => return Ok(None),
+                Err(e) => match self.error("list parts", key, e) {
+                    ProviderError::NotFound { .. } => return Ok(None),
+                    other => return Err(other),
+                },
+            };
+            for p in page.parts() {
+                let (Some(number), Some(etag)) = (p.part_number(), p.e_tag()) else { continue };
+                let index = (number - 1) as u32;
+                let etag = unquote(etag);
+                // The part's checksum as S3 holds it, else the journal's for the same ETag;
+                // a part known by neither is sent again.
+                let crc = crc_hex(p.checksum_crc32_c())
+                    .and_then(|h| u32::from_str_radix(&h, 16).ok())
+                    .or_else(|| recorded.iter().find(|r| r.index == index && r.id == etag).map(|r| r.crc32c));
+                if let Some(crc32c) = crc {
+                    held.push(PartReceipt { index, id: etag, size: p.size().unwrap_or(0).max(0) as u64, crc32c });
+                }
+            }
+            match (page.is_truncated(), page.next_part_number_marker()) {
+                (Some(true), Some(next)) => marker = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        // ListParts answers are not always sorted (s3s-fs).
+        held.sort_by_key(|p| p.index);
+        Ok(Some((self.upload(key, upload_id), held)))
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        match self.upload(key, upload_id).abort().await {
+            Err(ProviderError::NotFound { .. }) => Ok(()),
+            Err(ProviderError::Request { detail, .. }) if detail.contains("NoSuchUpload") => Ok(()),
+            other => other,
+        }
+    }
+}
+
+impl S3Provider {
+    fn upload(&self, key: &str, upload_id: &str) -> Box<S3Upload> {
+        Box::new(S3Upload {
             client: self.client.clone(),
             bucket: self.location.bucket.clone(),
-            full_key: full,
+            full_key: self.full_key(key),
             key: key.to_string(),
             upload_id: upload_id.to_string(),
             endpoint: self.endpoint.clone(),
-        }))
+        })
     }
 }
 

@@ -1,0 +1,49 @@
+//! Cleaning up: abort the multipart uploads a job started and no longer needs.
+//!
+//! Abandoned uploads are billed by most providers until aborted. A copy aborts the upload of an
+//! object that failed for good; uploads of objects still pending are kept so the next `copy`
+//! resumes them. `ferry clean` aborts those too, when the user gives up on resuming.
+
+use crate::{Job, Result};
+use ferry_journal::Journal;
+use ferry_providers::Provider;
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AbortedUpload {
+    pub key: String,
+    pub upload_id: String,
+    pub parts: u64,
+    pub bytes: u64,
+    /// Why it could not be aborted, if it could not.
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CleanSummary {
+    pub dry_run: bool,
+    pub uploads: Vec<AbortedUpload>,
+}
+
+/// Aborts every upload the job's journal has open (or only lists them with `dry_run`).
+pub async fn clean(job: &mut Job, dst: Arc<dyn Provider>, dry_run: bool) -> Result<CleanSummary> {
+    job.lock()?;
+    let mut journal = Journal::open(&job.journal_path())?;
+    let open = journal.open_uploads()?;
+    let mut uploads = Vec::with_capacity(open.len());
+    for u in open {
+        let mut error = None;
+        if !dry_run {
+            match dst.multipart().map(|mp| mp.abort_upload(&u.key, &u.upload_id)) {
+                Some(abort) => match abort.await {
+                    Ok(()) => journal.clear_upload(u.id)?,
+                    Err(e) => error = Some(e.to_string()),
+                },
+                None => journal.clear_upload(u.id)?,
+            }
+        }
+        uploads.push(AbortedUpload { key: u.key, upload_id: u.upload_id, parts: u.parts, bytes: u.bytes, error });
+    }
+    Ok(CleanSummary { dry_run, uploads })
+}
