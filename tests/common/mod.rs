@@ -36,8 +36,8 @@ impl Run {
     }
 }
 
-/// Runs `ferry ARGS` with only `env` from the credential chains, in `cwd`.
-pub fn ferry(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Run {
+/// `ferry ARGS` in `cwd`, with only `env` from the credential chains.
+pub fn ferry_command(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Command {
     let home = cwd.join(".home");
     std::fs::create_dir_all(&home).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_ferry"));
@@ -48,7 +48,12 @@ pub fn ferry(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Run {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let Output { status, stdout, stderr } = cmd.output().expect("run ferry");
+    cmd
+}
+
+/// Runs `ferry ARGS` with only `env` from the credential chains, in `cwd`.
+pub fn ferry(cwd: &Path, args: &[&str], env: &[(String, String)]) -> Run {
+    let Output { status, stdout, stderr } = ferry_command(cwd, args, env).output().expect("run ferry");
     Run {
         code: status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&stdout).into(),

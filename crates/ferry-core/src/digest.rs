@@ -2,6 +2,7 @@
 //! a whole-object SHA-256 hashed in part order.
 
 use crc_fast::CrcAlgorithm;
+use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest, Sha256};
 
 /// CRC32C (Castagnoli) of a buffer, hardware-accelerated.
@@ -60,6 +61,24 @@ impl ObjectDigest {
         self.len == 0
     }
 
+    /// The running state, to persist so a resumed copy need not re-read what it already hashed:
+    /// the SHA-256 state, the CRC32C and the length so far.
+    pub fn save(&self) -> Vec<u8> {
+        let mut out = self.sha256.serialize().to_vec();
+        out.extend_from_slice(&self.crc32c.to_be_bytes());
+        out.extend_from_slice(&self.len.to_be_bytes());
+        out
+    }
+
+    /// Restores a state written by [`ObjectDigest::save`]; `None` if it is not one.
+    pub fn restore(saved: &[u8]) -> Option<ObjectDigest> {
+        let (sha, tail) = saved.split_at_checked(saved.len().checked_sub(12)?)?;
+        let sha256 = Sha256::deserialize(&sha.try_into().ok()?).ok()?;
+        let crc32c = u32::from_be_bytes(tail[..4].try_into().ok()?);
+        let len = u64::from_be_bytes(tail[4..].try_into().ok()?);
+        Some(ObjectDigest { sha256, crc32c, len })
+    }
+
     /// `(sha256 hex, crc32c hex)` of everything pushed so far.
     pub fn finish(self) -> (String, String) {
         (hex::encode(self.sha256.finalize()), crc32c_hex(self.crc32c))
@@ -80,6 +99,20 @@ mod tests {
             }
             assert_eq!(d.clone().finish().1, crc32c_hex(crc32c(&data)), "split {split}");
         }
+    }
+
+    #[test]
+    fn a_saved_state_finishes_with_the_same_digests() {
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut whole = ObjectDigest::new();
+        whole.update(&data);
+        let mut first = ObjectDigest::new();
+        first.update(&data[..123_457]);
+        let mut resumed = ObjectDigest::restore(&first.save()).expect("restores");
+        resumed.update(&data[123_457..]);
+        assert_eq!(resumed.len(), data.len() as u64);
+        assert_eq!(resumed.finish(), whole.finish());
+        assert!(ObjectDigest::restore(b"not a state").is_none());
     }
 
     #[test]

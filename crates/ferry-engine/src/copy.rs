@@ -7,13 +7,12 @@
 //! object's CRC; the object's SHA-256 is hashed in part order on the same buffers.
 
 use crate::{Job, Result, Stats};
-use bytes::Bytes;
 use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
 use ferry_journal::{Journal, ObjectRow, Outcome};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -298,31 +297,32 @@ impl Mover {
             Some(part_size) => PartPlan { object_size: entry.size, part_size },
             None => PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits()),
         };
-        let mut digest = ObjectDigest::new();
-        let (receipt, seen) = match self.dst.multipart() {
+        let (receipt, digest, seen) = match self.dst.multipart() {
             Some(mp) if !plan.is_single() => {
-                let first_range = plan.range(0);
-                let permit = self.budget.take(first_range.end - first_range.start).await;
-                let first = self.src.get(&entry.key, Some(first_range)).await?;
-                check_unchanged(entry, &first.object)?;
-                let attrs = attrs_of(entry, &first.object);
+                // One HEAD gives the attributes to write and proves the source unchanged; every
+                // part read is checked again.
+                let current = self.src.head(&entry.key).await?.ok_or_else(|| ObjectError {
+                    class: ErrorClass::PerObject,
+                    message: format!("{} was deleted from the source since the manifest was sealed", entry.key),
+                })?;
+                check_unchanged(entry, &current)?;
+                let attrs = attrs_of(entry, &current);
                 let mut opened = self.open_upload(row, mp, &plan, &attrs).await?;
-                // A failed attempt keeps its upload: the next attempt (or run) resumes it, and
-                // `abandon` aborts it if the object fails for good.
-                let parts = self.send_parts(row, &plan, &mut opened, (first.data, permit), &mut digest, sent).await?;
-                (opened.upload.complete(parts).await?, first.object)
+                let parts = self.send_parts(row, &plan, &mut opened, sent).await?;
+                (opened.upload.complete(parts).await?, opened.digest, current)
             }
             _ => {
                 let _permit = self.budget.take(entry.size).await;
                 let fetched = self.src.get(&entry.key, None).await?;
                 check_unchanged(entry, &fetched.object)?;
                 let crc = crc32c(&fetched.data);
+                let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
                 let size = fetched.data.len() as u64;
                 let receipt = self.dst.put(&entry.key, fetched.data, crc, &attrs_of(entry, &fetched.object)).await?;
                 Stats::add(&self.stats.bytes_done, size);
                 Stats::add(sent, size);
-                (receipt, fetched.object)
+                (receipt, digest, fetched.object)
             }
         };
         if digest.len() != entry.size {
@@ -346,7 +346,8 @@ impl Mover {
     }
 
     /// Resumes the object's recorded upload when the destination still has it, else starts one
-    /// (recording its id before any part is sent). Returns it with the parts already held.
+    /// (its id journaled before anything is created). Returns it with the parts already held and
+    /// the running digest of the leading parts, when the journal kept one.
     async fn open_upload(
         &self,
         row: &ObjectRow,
@@ -355,9 +356,9 @@ impl Mover {
         attrs: &PutAttrs,
     ) -> Result<OpenedUpload, ObjectError> {
         let key = &row.entry.key;
-        let (recorded_id, recorded) = {
+        let (recorded_id, recorded, hash) = {
             let journal = self.journal.lock().expect("journal lock");
-            (journal.upload_of(row.id)?, journal.parts(row.id)?)
+            (journal.upload_of(row.id)?, journal.parts(row.id)?, journal.hash_state(row.id)?)
         };
         if let Some((upload_id, _)) = recorded_id {
             let recorded: Vec<PartReceipt> = recorded
@@ -368,19 +369,34 @@ impl Mover {
                 })
                 .collect();
             match mp.resume(key, &upload_id, attrs, row.entry.size, &recorded).await? {
-                // Held parts must match this run's part plan, or the upload cannot be continued.
+                // Held parts must match this upload's part plan, or it cannot be continued.
                 Some((upload, held)) if held.iter().all(|p| p.index < plan.count() as u32 && p.size == plan.len(p.index as u64)) => {
                     Stats::add(&self.stats.resumed_objects, 1);
-                    return Ok(OpenedUpload { upload, held: held.into_iter().map(|p| (p.index, p)).collect() });
+                    let held: BTreeMap<u32, PartReceipt> = held.into_iter().map(|p| (p.index, p)).collect();
+                    // The saved digest is usable only if every part it covers is still held.
+                    let (next, digest) = hash
+                        .filter(|(next, _)| (0..*next).all(|i| held.contains_key(&i)))
+                        .and_then(|(next, state)| Some((next, ObjectDigest::restore(&state)?)))
+                        .unwrap_or((0, ObjectDigest::new()));
+                    return Ok(OpenedUpload { upload, held, digest, next });
                 }
                 Some((upload, _)) => upload.abort().await?,
-                None => {}
+                // The provider no longer knows it; abort anyway (harmless if it is gone) so an
+                // upload a listing failed to show cannot stay open.
+                None => {
+                    let _ = mp.abort_upload(key, &upload_id).await;
+                }
             }
             self.journal.lock().expect("journal lock").clear_upload(row.id)?;
         }
-        let upload = mp.start(key, attrs, row.entry.size).await?;
-        self.journal.lock().expect("journal lock").set_upload(row.id, upload.upload_id().as_deref(), plan.part_size)?;
-        Ok(OpenedUpload { upload, held: BTreeMap::new() })
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.journal.lock().expect("journal lock").set_upload(row.id, Some(&id), plan.part_size)?;
+        let upload = mp.start(key, attrs, row.entry.size, &id).await?;
+        let actual = upload.upload_id();
+        if actual.as_deref() != Some(id.as_str()) {
+            self.journal.lock().expect("journal lock").set_upload(row.id, actual.as_deref(), plan.part_size)?;
+        }
+        Ok(OpenedUpload { upload, held: BTreeMap::new(), digest: ObjectDigest::new(), next: 0 })
     }
 
     /// Aborts the recorded upload of an object that failed for good, so none stays open (and billed).
@@ -394,54 +410,52 @@ impl Mover {
         }
     }
 
-    /// Reads parts 1.. with bounded parallel ranged GETs (part 0 is already read), and uploads
-    /// them as they arrive, hashing in part order.
+    /// Reads the parts from `opened.next` on with bounded parallel ranged GETs, hashing them in
+    /// order, and uploads those the destination does not already hold. Each time the leading
+    /// run of acknowledged parts grows, the digest state after it is journaled.
     async fn send_parts(
         &self,
         row: &ObjectRow,
         plan: &PartPlan,
         opened: &mut OpenedUpload,
-        first: (Bytes, OwnedSemaphorePermit),
-        digest: &mut ObjectDigest,
         sent: &AtomicU64,
     ) -> Result<Vec<PartReceipt>, ObjectError> {
         let key = &row.entry.key;
         let width = self.opts.parts_per_object.max(1);
-        let reads = futures::stream::iter(1..plan.count())
+        let count = plan.count() as u32;
+        // Parts the saved digest covers are held: nothing to read or send.
+        let mut receipts: Vec<PartReceipt> = (0..opened.next).filter_map(|i| opened.held.get(&i).cloned()).collect();
+        for r in &receipts {
+            Stats::add(&self.stats.bytes_done, r.size);
+            Stats::add(&self.stats.resumed_bytes, r.size);
+        }
+        let mut acked = AckedRun::new(opened.next);
+        let mut reads = futures::stream::iter(opened.next..count)
             .map(|i| {
-                let range = plan.range(i);
+                let range = plan.range(i as u64);
                 async move {
                     let permit = self.budget.take(range.end - range.start).await;
                     let fetched = self.src.get(key, Some(range)).await?;
                     check_unchanged(&row.entry, &fetched.object)?;
-                    Ok::<_, ObjectError>((fetched.data, permit))
+                    Ok::<_, ObjectError>((i, fetched.data, permit))
                 }
             })
             .buffered(width);
-        let mut reads = futures::stream::once(async { Ok(first) }).chain(reads).boxed();
         let mut in_flight = FuturesUnordered::new();
-        let mut receipts = Vec::with_capacity(plan.count() as usize);
-        let mut index = 0u32;
         while let Some(part) = reads.next().await {
-            let (data, permit) = part?;
+            let (index, data, permit) = part?;
             let crc = crc32c(&data);
-            digest.push_part(&data, crc);
+            opened.digest.push_part(&data, crc);
+            acked.snapshot(index, opened.digest.save());
             let offset = plan.range(index as u64).start;
             // A part the destination already holds with these very bytes is not sent again.
             if let Some(receipt) = opened.held.get(&index).filter(|r| r.crc32c == crc && r.size == data.len() as u64) {
-                self.journal.lock().expect("journal lock").record_part(
-                    row.id,
-                    index,
-                    offset,
-                    receipt.size,
-                    &ferry_core::digest::crc32c_hex(crc),
-                    Some(&receipt.id),
-                )?;
-                Stats::add(&self.stats.bytes_done, receipt.size);
-                Stats::add(&self.stats.resumed_bytes, receipt.size);
-                receipts.push(receipt.clone());
+                let receipt = receipt.clone();
                 drop(permit);
-                index += 1;
+                Stats::add(&self.stats.resumed_bytes, receipt.size);
+                self.part_done(row.id, plan, &receipt, None)?;
+                self.advance(row.id, &mut acked, index)?;
+                receipts.push(receipt);
                 continue;
             }
             let sending = opened.upload.put_part(index, offset, data, crc);
@@ -450,36 +464,86 @@ impl Mover {
                 drop(permit);
                 r
             });
-            index += 1;
             while in_flight.len() >= width {
                 let receipt = in_flight.next().await.expect("non-empty")?;
-                self.part_done(row.id, plan, &receipt, sent)?;
+                self.part_done(row.id, plan, &receipt, Some(sent))?;
+                self.advance(row.id, &mut acked, receipt.index)?;
                 receipts.push(receipt);
             }
         }
         while let Some(receipt) = in_flight.next().await {
             let receipt = receipt?;
-            self.part_done(row.id, plan, &receipt, sent)?;
+            self.part_done(row.id, plan, &receipt, Some(sent))?;
+            self.advance(row.id, &mut acked, receipt.index)?;
             receipts.push(receipt);
         }
         receipts.sort_by_key(|r| r.index);
         Ok(receipts)
     }
 
-    fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt, sent: &AtomicU64) -> Result<(), ObjectError> {
+    /// Journals an acknowledged part; `sent` counts it as uploaded by this attempt.
+    fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt, sent: Option<&AtomicU64>) -> Result<(), ObjectError> {
         let offset = plan.range(r.index as u64).start;
         let crc = ferry_core::digest::crc32c_hex(r.crc32c);
         self.journal.lock().expect("journal lock").record_part(id, r.index, offset, r.size, &crc, Some(&r.id))?;
         Stats::add(&self.stats.bytes_done, r.size);
-        Stats::add(sent, r.size);
+        if let Some(sent) = sent {
+            Stats::add(sent, r.size);
+        }
+        Ok(())
+    }
+
+    /// Marks part `index` acknowledged and journals the digest after the leading acknowledged run.
+    fn advance(&self, id: i64, acked: &mut AckedRun, index: u32) -> Result<(), ObjectError> {
+        if let Some((next, state)) = acked.ack(index) {
+            self.journal.lock().expect("journal lock").set_hash_state(id, next, &state)?;
+        }
         Ok(())
     }
 }
 
-/// An upload to send parts through, and the parts the destination already holds.
+/// Which parts are acknowledged, and the digest state after each part not yet covered by the
+/// leading acknowledged run.
+struct AckedRun {
+    next: u32,
+    acked: BTreeSet<u32>,
+    snapshots: BTreeMap<u32, Vec<u8>>,
+}
+
+impl AckedRun {
+    fn new(next: u32) -> Self {
+        AckedRun { next, acked: BTreeSet::new(), snapshots: BTreeMap::new() }
+    }
+
+    /// Remembers the digest state after part `index` was hashed.
+    fn snapshot(&mut self, index: u32, state: Vec<u8>) {
+        self.snapshots.insert(index, state);
+    }
+
+    /// Marks `index` acknowledged; when the leading run grows, returns its new length and the
+    /// digest state after it.
+    fn ack(&mut self, index: u32) -> Option<(u32, Vec<u8>)> {
+        self.acked.insert(index);
+        let before = self.next;
+        while self.acked.remove(&self.next) {
+            self.next += 1;
+        }
+        if self.next == before {
+            return None;
+        }
+        let state = self.snapshots.remove(&(self.next - 1));
+        self.snapshots.retain(|i, _| *i >= self.next);
+        state.map(|s| (self.next, s))
+    }
+}
+
+/// An upload to send parts through, the parts the destination already holds, and the running
+/// digest of the leading `next` parts.
 struct OpenedUpload {
     upload: Box<dyn MultipartUpload>,
     held: BTreeMap<u32, PartReceipt>,
+    digest: ObjectDigest,
+    next: u32,
 }
 
 /// Content type and metadata to write: what the read returned, else what the listing said.
@@ -511,4 +575,21 @@ fn check_unchanged(listed: &ObjectEntry, read: &ObjectEntry) -> Result<(), Objec
         return Err(changed("etag", a, b));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckedRun;
+
+    #[test]
+    fn the_leading_acknowledged_run_reports_the_state_after_its_last_part() {
+        let mut run = AckedRun::new(2);
+        for i in 2..6 {
+            run.snapshot(i, vec![i as u8]);
+        }
+        assert_eq!(run.ack(4), None, "part 2 and 3 are still in flight");
+        assert_eq!(run.ack(2), Some((3, vec![2])));
+        assert_eq!(run.ack(3), Some((5, vec![4])), "3 joins 2 and the already acknowledged 4");
+        assert_eq!(run.ack(5), Some((6, vec![5])));
+    }
 }

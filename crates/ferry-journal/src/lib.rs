@@ -49,6 +49,8 @@ CREATE TABLE IF NOT EXISTS objects (
     verified_by   TEXT,
     upload_id     TEXT,
     part_size     INTEGER,                           -- of the open upload
+    hash_next     INTEGER,                           -- parts hashed into hash_state
+    hash_state    BLOB,                              -- running SHA-256/CRC32C after hash_next parts
     updated_at    TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
@@ -262,6 +264,27 @@ impl Journal {
         Ok(())
     }
 
+    /// Records the running digest of an upload after its first `next` parts, all acknowledged,
+    /// so a resume continues hashing from there instead of re-reading them.
+    pub fn set_hash_state(&self, id: i64, next: u32, state: &[u8]) -> Result<()> {
+        self.conn
+            .execute("UPDATE objects SET hash_next = ?2, hash_state = ?3 WHERE id = ?1", params![id, next, state])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// The running digest recorded for object `id`: parts covered, and the state.
+    pub fn hash_state(&self, id: i64) -> Result<Option<(u32, Vec<u8>)>> {
+        let row: (Option<u32>, Option<Vec<u8>>) = self
+            .conn
+            .query_row("SELECT hash_next, hash_state FROM objects WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        Ok(match row {
+            (Some(next), Some(state)) => Some((next, state)),
+            _ => None,
+        })
+    }
+
     /// Records a part the destination acknowledged.
     pub fn record_part(&self, id: i64, part_no: u32, offset: u64, size: u64, crc32c: &str, etag: Option<&str>) -> Result<()> {
         self.conn
@@ -299,7 +322,8 @@ impl Journal {
         let err = |source| JournalError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(err)?;
         tx.execute("DELETE FROM parts WHERE object_id = ?1", [id]).map_err(err)?;
-        tx.execute("UPDATE objects SET upload_id = NULL, part_size = NULL WHERE id = ?1", [id]).map_err(err)?;
+        tx.execute("UPDATE objects SET upload_id = NULL, part_size = NULL, hash_next = NULL, hash_state = NULL WHERE id = ?1", [id])
+            .map_err(err)?;
         tx.commit().map_err(err)
     }
 
@@ -338,7 +362,7 @@ impl Journal {
         let tx = self.conn.unchecked_transaction().map_err(self.err())?;
         tx.execute("DELETE FROM parts WHERE object_id = ?1", [id]).map_err(self.err())?;
         tx.execute(
-                "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, part_size = NULL, attempts = attempts + 1, sha256 = ?2, crc32c = ?3,
+                "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, part_size = NULL, hash_next = NULL, hash_state = NULL, attempts = attempts + 1, sha256 = ?2, crc32c = ?3,
                  dst_etag = ?4, verified_by = ?5, updated_at = datetime('now') WHERE id = ?1",
                 params![id, o.sha256, o.crc32c, o.dst_etag, o.verified_by],
             )

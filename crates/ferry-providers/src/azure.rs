@@ -214,7 +214,7 @@ impl Provider for AzureProvider {
 
 #[async_trait]
 impl Multipart for AzureProvider {
-    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64) -> Result<Box<dyn MultipartUpload>> {
+    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64, _id: &str) -> Result<Box<dyn MultipartUpload>> {
         let path = self.path(key)?;
         let opts = PutMultipartOptions { attributes: attributes(attrs), ..Default::default() };
         let upload = self.store.put_multipart_opts(&path, opts).await.map_err(|e| self.error("start upload", key, e))?;

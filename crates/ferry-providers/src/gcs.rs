@@ -417,8 +417,8 @@ impl Provider for GcsProvider {
 
 #[async_trait]
 impl Multipart for GcsProvider {
-    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64) -> Result<Box<dyn MultipartUpload>> {
-        Ok(Box::new(self.upload(key, &uuid::Uuid::new_v4().simple().to_string(), attrs, Vec::new())))
+    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64, id: &str) -> Result<Box<dyn MultipartUpload>> {
+        Ok(Box::new(self.upload(key, id, attrs, Vec::new())))
     }
 
     /// Part objects are the upload's state: those that exist (with their CRC32C) are held.

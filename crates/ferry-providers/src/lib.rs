@@ -109,7 +109,12 @@ pub trait Provider: Send + Sync {
 pub trait Multipart: Send + Sync {
     /// Starts an upload of `key`. Parts are then sent through the returned handle.
     /// Abandoned uploads may be billed by the provider until aborted.
-    async fn start(&self, key: &str, attrs: &PutAttrs, size: u64) -> Result<Box<dyn MultipartUpload>>;
+    ///
+    /// `id` is the caller's choice of upload id, journaled before this call: providers whose
+    /// uploads ferry names itself (local temp files, GCS part objects) use it, so a crash at any
+    /// moment leaves nothing the journal cannot find. Providers that assign ids (S3) ignore it;
+    /// the handle's [`MultipartUpload::upload_id`] is the id to resume.
+    async fn start(&self, key: &str, attrs: &PutAttrs, size: u64, id: &str) -> Result<Box<dyn MultipartUpload>>;
 
     /// Reattaches to upload `upload_id` of `key`, started earlier (perhaps by a process that
     /// died), and returns it with the parts the destination holds: the destination is the truth

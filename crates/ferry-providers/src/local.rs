@@ -205,7 +205,8 @@ impl Provider for LocalProvider {
         let path = self.path_of(key)?;
         blocking(move || {
             create_parent(&path)?;
-            let tmp = temp_path(&path, &uuid::Uuid::new_v4().simple().to_string());
+            // One temp name per key: a put cut short by a crash is overwritten by the next one.
+            let tmp = temp_path(&path, "put");
             let result = (|| {
                 let mut f = File::create(&tmp)?;
                 f.write_all(&data)?;
@@ -240,9 +241,9 @@ impl Provider for LocalProvider {
 
 #[async_trait]
 impl Multipart for LocalProvider {
-    async fn start(&self, key: &str, _attrs: &PutAttrs, _size: u64) -> Result<Box<dyn MultipartUpload>> {
+    async fn start(&self, key: &str, _attrs: &PutAttrs, _size: u64, id: &str) -> Result<Box<dyn MultipartUpload>> {
         let target = self.path_of(key)?;
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = sanitize_id(id)?;
         let tmp = temp_path(&target, &id);
         let file = {
             let (target, tmp) = (target.clone(), tmp.clone());

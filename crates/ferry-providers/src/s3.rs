@@ -273,7 +273,7 @@ impl Provider for S3Provider {
 
 #[async_trait]
 impl Multipart for S3Provider {
-    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64) -> Result<Box<dyn MultipartUpload>> {
+    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64, _id: &str) -> Result<Box<dyn MultipartUpload>> {
         let full = self.full_key(key);
         let mut req = self
             .client
@@ -305,6 +305,12 @@ impl Multipart for S3Provider {
         recorded: &[PartReceipt],
     ) -> Result<Option<(Box<dyn MultipartUpload>, Vec<PartReceipt>)>> {
         let full = self.full_key(key);
+        if is_ferry_id(upload_id) {
+            // The journal holds only the id ferry chose before CreateMultipartUpload: the process
+            // died before S3's id was recorded. Abort what S3 lists for this key, if it lists.
+            self.abort_unrecorded(key).await;
+            return Ok(None);
+        }
         let mut held = Vec::new();
         let mut marker: Option<String> = None;
         loop {
@@ -321,7 +327,8 @@ impl Multipart for S3Provider {
                 Ok(p) => p,
                 Err(e) if e.code() == Some("NoSuchUpload") => return Ok(None),
                 Err(e) => match self.error("list parts", key, e) {
-                    ProviderError::NotFound { .. } => return Ok(None),
+                    // Some S3-compatibles deny rather than 404 an upload id they do not know.
+                    ProviderError::NotFound { .. } | ProviderError::Denied { .. } => return Ok(None),
                     other => return Err(other),
                 },
             };
@@ -357,7 +364,26 @@ impl Multipart for S3Provider {
     }
 }
 
+/// Ids ferry chooses (32 hex digits) never look like an S3 upload id.
+fn is_ferry_id(upload_id: &str) -> bool {
+    upload_id.len() == 32 && upload_id.chars().all(|c| c.is_ascii_hexdigit())
+}
+
 impl S3Provider {
+    /// Best effort: aborts the uploads S3 lists for exactly `key` (ListMultipartUploads). Services
+    /// without that call (s3s-fs answers 501) leave such an upload to a lifecycle rule.
+    async fn abort_unrecorded(&self, key: &str) {
+        let full = self.full_key(key);
+        let Ok(listed) = self.client.list_multipart_uploads().bucket(&self.location.bucket).prefix(&full).send().await else { return };
+        for u in listed.uploads() {
+            if let (Some(k), Some(id)) = (u.key(), u.upload_id())
+                && k == full
+            {
+                let _ = self.upload(key, id).abort().await;
+            }
+        }
+    }
+
     fn upload(&self, key: &str, upload_id: &str) -> Box<S3Upload> {
         Box::new(S3Upload {
             client: self.client.clone(),

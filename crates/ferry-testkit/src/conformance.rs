@@ -75,8 +75,10 @@ pub async fn run(p: &dyn Provider, suite: Suite) {
     let mp = p.multipart().unwrap_or_else(|| panic!("{name}: no multipart capability"));
     let sizes = [5 << 20, 5 << 20, 1234usize];
     let parts: Vec<Bytes> = sizes.iter().enumerate().map(|(i, n)| bytes_of(100 + i as u8, *n)).collect();
-    let mut upload =
-        mp.start("multi/part object", &attrs(), sizes.iter().sum::<usize>() as u64).await.unwrap_or_else(|e| panic!("{name}: start: {e}"));
+    let mut upload = mp
+        .start("multi/part object", &attrs(), sizes.iter().sum::<usize>() as u64, "0123456789abcdef0123456789abcdef")
+        .await
+        .unwrap_or_else(|e| panic!("{name}: start: {e}"));
     let mut offset = 0u64;
     let mut sending = Vec::new();
     for (i, data) in parts.iter().enumerate() {
@@ -99,7 +101,10 @@ pub async fn run(p: &dyn Provider, suite: Suite) {
     }
 
     // An aborted upload leaves nothing visible.
-    let mut aborted = mp.start("aborted", &PutAttrs::default(), 10 << 20).await.unwrap_or_else(|e| panic!("{name}: start: {e}"));
+    let mut aborted = mp
+        .start("aborted", &PutAttrs::default(), 10 << 20, "fedcba9876543210fedcba9876543210")
+        .await
+        .unwrap_or_else(|e| panic!("{name}: start: {e}"));
     let data = bytes_of(7, 5 << 20);
     aborted.put_part(0, 0, data.clone(), crc32c(&data)).await.unwrap_or_else(|e| panic!("{name}: put part: {e}"));
     aborted.abort().await.unwrap_or_else(|e| panic!("{name}: abort: {e}"));

@@ -8,11 +8,14 @@
 //!
 //! # Layout
 //! - [`services`]: [`S3Server`], [`Azurite`], [`FakeGcs`] and [`free_port`].
+//! - [`proxy`]: [`CountingProxy`], which counts the bytes a client uploads.
 //! - [`conformance`]: [`conformance::run`], the suite for any [`ferry_providers::Provider`].
 //! - [`tree`]: the awkward test tree (sizes at part boundaries, weird keys) and tree comparison.
 
 pub mod conformance;
+pub mod proxy;
 pub mod services;
 pub mod tree;
 
+pub use proxy::CountingProxy;
 pub use services::{Azurite, FakeGcs, S3Server, free_port};

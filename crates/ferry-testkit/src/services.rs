@@ -207,6 +207,26 @@ impl FakeGcs {
         FakeGcs { endpoint: format!("http://127.0.0.1:{port}"), _service: service }
     }
 
+    /// Every object name in `bucket`, ferry's temporary part objects included.
+    pub fn object_names(&self, bucket: &str) -> Vec<String> {
+        let mut names = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let mut url = format!("{}/storage/v1/b/{bucket}/o?maxResults=1000", self.endpoint);
+            if let Some(t) = &token {
+                url.push_str(&format!("&pageToken={t}"));
+            }
+            let page: serde_json::Value = reqwest::blocking_get_json(&url);
+            for item in page["items"].as_array().into_iter().flatten() {
+                names.push(item["name"].as_str().unwrap_or_default().to_string());
+            }
+            match page["nextPageToken"].as_str() {
+                Some(t) => token = Some(t.to_string()),
+                None => return names,
+            }
+        }
+    }
+
     pub fn create_bucket(&self, name: &str) {
         let url = format!("{}/storage/v1/b?project=test", self.endpoint);
         let status = reqwest::blocking_post_json(&url, &serde_json::json!({ "name": name }).to_string());
@@ -233,6 +253,14 @@ mod reqwest {
             }
             status
         })
+    }
+
+    pub fn blocking_get_json(url: &str) -> serde_json::Value {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(async { ::reqwest::Client::new().get(url).send().await.expect("service request").json().await.expect("json answer") })
     }
 
     pub fn blocking_post_json(url: &str, body: &str) -> u16 {
