@@ -148,3 +148,53 @@ fn local_copy_survives_sigkill_anywhere() {
     assert_same_tree(&w.join("src"), &w.join("dst"));
     ferry_ok(w, &["verify", "--job", "job"], &[], 0);
 }
+
+#[test]
+fn a_source_changed_between_crash_and_resume_restarts_the_object_never_mixes_it() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let files = vec![("big.bin".to_string(), 64 * MIB), ("small.txt".to_string(), 100)];
+    write_tree(&w.join("src"), &files);
+    let s3 = S3Server::start();
+    s3.create_bucket("changing");
+    let env = s3.env();
+    let copy = args("src", "s3://changing/c", "job", Some(&s3.endpoint));
+
+    // Run until the journal shows parts of big.bin acknowledged, then SIGKILL.
+    let mut child = ferry_command(w, &copy, &env).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no part was acknowledged within 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "the copy finished before it could be interrupted");
+        let status = common::ferry(w, &["status", "--job", "job", "--json"], &env);
+        let parts =
+            status.code == 0 && status.json()["open_uploads"].as_array().is_some_and(|u| u.iter().any(|u| u["parts"].as_u64() > Some(0)));
+        if parts {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // The source object changes (same size, other bytes), then the copy resumes.
+    std::thread::sleep(Duration::from_millis(20));
+    let changed: Vec<u8> = std::fs::read(w.join("src/big.bin")).unwrap().iter().map(|b| b.wrapping_add(1)).collect();
+    std::fs::write(w.join("src/big.bin"), &changed).unwrap();
+    let summary = ferry_ok(w, &copy, &env, 0).json();
+    let restarted = summary["restarted"].as_array().unwrap();
+    assert_eq!(restarted.len(), 1, "{summary}");
+    assert_eq!(restarted[0]["key"], "big.bin");
+    assert!(restarted[0]["error"].as_str().unwrap().contains("source changed"), "{summary}");
+
+    // The destination holds exactly the new version, verified; no upload is left open.
+    ferry_ok(w, &["verify", "--job", "job"], &env, 0);
+    ferry_ok(w, &["copy", "s3://changing/c", "back", "--job", "back-job", "--src-endpoint", &s3.endpoint], &env, 0);
+    assert_same_tree(&w.join("src"), &w.join("back"));
+    let open: Vec<_> = std::fs::read_dir(s3.root.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
+        .collect();
+    assert!(open.is_empty(), "uploads left open: {open:?}");
+}

@@ -57,6 +57,9 @@ pub struct CopySummary {
     pub bytes_copied: u64,
     /// Objects a previous run had finished already.
     pub already_done: u64,
+    /// Objects whose source changed since the manifest: their partial upload was dropped and
+    /// the current version copied from the start (never two versions stitched together).
+    pub restarted: Vec<Failure>,
     /// Multipart uploads continued from an earlier run, and the bytes they did not send again.
     pub resumed_objects: u64,
     pub resumed_bytes: u64,
@@ -97,24 +100,37 @@ struct Mover {
     opts: CopyOptions,
     budget: Budget,
     stats: Arc<Stats>,
+    /// Objects restarted because their source changed, with why.
+    restarted: Mutex<Vec<Failure>>,
 }
+
+/// How often one object may be restarted in a run because its source keeps changing.
+const MAX_RESTARTS: u32 = 2;
 
 /// An object-level failure with its class.
 #[derive(Debug)]
 struct ObjectError {
     class: ErrorClass,
     message: String,
+    /// The source's current object, when the failure is that it changed since the manifest.
+    changed: Option<Box<ObjectEntry>>,
+}
+
+impl ObjectError {
+    fn new(class: ErrorClass, message: String) -> Self {
+        ObjectError { class, message, changed: None }
+    }
 }
 
 impl From<ProviderError> for ObjectError {
     fn from(e: ProviderError) -> Self {
-        ObjectError { class: e.class(), message: e.to_string() }
+        ObjectError::new(e.class(), e.to_string())
     }
 }
 
 impl From<ferry_journal::JournalError> for ObjectError {
     fn from(e: ferry_journal::JournalError) -> Self {
-        ObjectError { class: ErrorClass::Fatal, message: e.to_string() }
+        ObjectError::new(ErrorClass::Fatal, e.to_string())
     }
 }
 
@@ -143,6 +159,7 @@ pub async fn copy(
         copied: 0,
         bytes_copied: 0,
         already_done: before.done,
+        restarted: Vec::new(),
         resumed_objects: 0,
         resumed_bytes: 0,
         failed: 0,
@@ -166,6 +183,7 @@ pub async fn copy(
         journal: Arc::new(Mutex::new(journal)),
         opts: opts.clone(),
         stats: stats.clone(),
+        restarted: Mutex::default(),
     });
     let stop: Arc<Mutex<Option<String>>> = Arc::default();
     let stopping = Arc::new(AtomicBool::new(false));
@@ -240,6 +258,7 @@ pub async fn copy(
     }
 
     summary.stopped_by = stop.lock().expect("stop lock").clone();
+    summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
     for (key, failure, size) in results {
@@ -263,16 +282,31 @@ pub async fn copy(
 
 impl Mover {
     async fn copy_with_retries(&self, row: &ObjectRow) -> Result<(), ObjectError> {
+        let mut row = row.clone();
         let mut attempt = 0;
+        let mut restarts = 0;
         loop {
             attempt += 1;
             // Bytes this attempt sent, so a retry does not count them twice.
             let sent = AtomicU64::new(0);
-            match self.copy_object(row, &sent).await {
+            match self.copy_object(&row, &sent).await {
                 Ok(outcome) => {
                     self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
                     Stats::add(&self.stats.objects_done, 1);
                     return Ok(());
+                }
+                // The source changed since the manifest: never stitch two versions together.
+                // Drop whatever was uploaded and copy the current version from the start.
+                Err(ObjectError { changed: Some(current), message, .. }) if restarts < MAX_RESTARTS => {
+                    restarts += 1;
+                    self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
+                    self.abandon(&row).await;
+                    let current = ObjectEntry { key: row.entry.key.clone(), crc32c: None, md5: None, ..*current };
+                    let note = format!("restarted: {message}");
+                    self.journal.lock().expect("journal lock").restart_object(row.id, &current, &note)?;
+                    self.restarted.lock().expect("restarted lock").push(Failure { key: row.entry.key.clone(), error: note });
+                    row.entry =
+                        ObjectEntry { content_type: row.entry.content_type.clone(), metadata: row.entry.metadata.clone(), ..current };
                 }
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
@@ -280,7 +314,7 @@ impl Mover {
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
                 }
                 Err(e) => {
-                    self.abandon(row).await;
+                    self.abandon(&row).await;
                     self.journal.lock().expect("journal lock").mark_failed(row.id, &e.message)?;
                     Stats::add(&self.stats.objects_failed, 1);
                     return Err(e);
@@ -301,9 +335,11 @@ impl Mover {
             Some(mp) if !plan.is_single() => {
                 // One HEAD gives the attributes to write and proves the source unchanged; every
                 // part read is checked again.
-                let current = self.src.head(&entry.key).await?.ok_or_else(|| ObjectError {
-                    class: ErrorClass::PerObject,
-                    message: format!("{} was deleted from the source since the manifest was sealed", entry.key),
+                let current = self.src.head(&entry.key).await?.ok_or_else(|| {
+                    ObjectError::new(
+                        ErrorClass::PerObject,
+                        format!("{} was deleted from the source since the manifest was sealed", entry.key),
+                    )
                 })?;
                 check_unchanged(entry, &current)?;
                 let attrs = attrs_of(entry, &current);
@@ -326,18 +362,15 @@ impl Mover {
             }
         };
         if digest.len() != entry.size {
-            return Err(ObjectError {
-                class: ErrorClass::Retryable,
-                message: format!("read {} bytes, the manifest says {}", digest.len(), entry.size),
-            });
+            return Err(ObjectError::new(ErrorClass::Retryable, format!("read {} bytes, the manifest says {}", digest.len(), entry.size)));
         }
         let (sha256, crc) = digest.finish();
         let verified_by = match entry.crc32c.as_ref().or(seen.crc32c.as_ref()) {
             Some(source_crc) if *source_crc != crc => {
-                return Err(ObjectError {
-                    class: ErrorClass::Retryable,
-                    message: format!("bytes read have crc32c {crc}, the source declares {source_crc}"),
-                });
+                return Err(ObjectError::new(
+                    ErrorClass::Retryable,
+                    format!("bytes read have crc32c {crc}, the source declares {source_crc}"),
+                ));
             }
             Some(_) => "source crc32c",
             None => "crc32c in transit",
@@ -560,6 +593,7 @@ fn check_unchanged(listed: &ObjectEntry, read: &ObjectEntry) -> Result<(), Objec
     let changed = |what: &str, a: &str, b: &str| ObjectError {
         class: ErrorClass::PerObject,
         message: format!("source changed since the manifest was sealed: {what} {a} is now {b}"),
+        changed: Some(Box::new(read.clone())),
     };
     if read.size != listed.size {
         return Err(changed("size", &listed.size.to_string(), &read.size.to_string()));

@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS objects (
     part_size     INTEGER,                           -- of the open upload
     hash_next     INTEGER,                           -- parts hashed into hash_state
     hash_state    BLOB,                              -- running SHA-256/CRC32C after hash_next parts
+    note          TEXT,                              -- e.g. why the object was restarted
     updated_at    TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
@@ -283,6 +284,18 @@ impl Journal {
             (Some(next), Some(state)) => Some((next, state)),
             _ => None,
         })
+    }
+
+    /// The source object changed since the manifest: from now on the journal tracks its current
+    /// version (`entry`), and says why in the object's note. Open upload state must be cleared first.
+    pub fn restart_object(&self, id: i64, entry: &ObjectEntry, note: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE objects SET size = ?2, etag = ?3, version = ?4, src_crc32c = ?5, src_md5 = ?6, note = ?7 WHERE id = ?1",
+                params![id, entry.size as i64, entry.etag, entry.version, entry.crc32c, entry.md5, note],
+            )
+            .map_err(self.err())?;
+        Ok(())
     }
 
     /// Records a part the destination acknowledged.
