@@ -29,6 +29,13 @@ pub enum Command {
         #[command(flatten)]
         tuning: Tuning,
     },
+    /// Continue an interrupted copy (the same as `ferry copy --job DIR`).
+    Resume {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        tuning: Tuning,
+    },
     /// Compare the destination with the manifest: presence, size, checksum.
     Verify {
         #[command(flatten)]

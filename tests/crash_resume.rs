@@ -160,22 +160,7 @@ fn a_source_changed_between_crash_and_resume_restarts_the_object_never_mixes_it(
     let env = s3.env();
     let copy = args("src", "s3://changing/c", "job", Some(&s3.endpoint));
 
-    // Run until the journal shows parts of big.bin acknowledged, then SIGKILL.
-    let mut child = ferry_command(w, &copy, &env).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        assert!(std::time::Instant::now() < deadline, "no part was acknowledged within 60 s");
-        assert!(child.try_wait().unwrap().is_none(), "the copy finished before it could be interrupted");
-        let status = common::ferry(w, &["status", "--job", "job", "--json"], &env);
-        let parts =
-            status.code == 0 && status.json()["open_uploads"].as_array().is_some_and(|u| u.iter().any(|u| u["parts"].as_u64() > Some(0)));
-        if parts {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    interrupt_after_first_part(w, &copy, &env);
 
     // The source object changes (same size, other bytes), then the copy resumes.
     std::thread::sleep(Duration::from_millis(20));
@@ -197,4 +182,66 @@ fn a_source_changed_between_crash_and_resume_restarts_the_object_never_mixes_it(
         .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
         .collect();
     assert!(open.is_empty(), "uploads left open: {open:?}");
+}
+
+/// Starts a copy and SIGKILLs it once the journal shows an acknowledged part.
+fn interrupt_after_first_part(w: &Path, copy: &[&str], env: &[(String, String)]) {
+    let mut child = ferry_command(w, copy, env).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        assert!(std::time::Instant::now() < deadline, "no part was acknowledged within 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "the copy finished before it could be interrupted");
+        let status = common::ferry(w, &["status", "--job", "job", "--json"], env);
+        if status.code == 0 && status.json()["open_uploads"].as_array().is_some_and(|u| u.iter().any(|u| u["parts"].as_u64() > Some(0))) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn clean_aborts_the_uploads_an_interrupted_copy_left_and_a_second_process_is_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &[("a.bin".to_string(), 48 * MIB), ("b.bin".to_string(), 48 * MIB)]);
+    let s3 = S3Server::start();
+    s3.create_bucket("cleanme");
+    let env = s3.env();
+    let copy = args("src", "s3://cleanme/c", "job", Some(&s3.endpoint));
+    interrupt_after_first_part(w, &copy, &env);
+    let open_at_server = || {
+        std::fs::read_dir(s3.root.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
+            .count()
+    };
+    assert!(open_at_server() > 0, "the interrupted copy left no upload open");
+
+    // While one ferry works on the job, a second one is refused and changes nothing.
+    let mut first =
+        ferry_command(w, &["copy", "--job", "job", "--json"], &env).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(first.try_wait().unwrap().is_none(), "the resumed copy finished within 300 ms");
+    let second = common::ferry(w, &["clean", "--job", "job"], &env);
+    assert_eq!(second.code, 2, "{}", second.stderr);
+    assert!(second.stderr.contains("in use by another ferry process"), "{}", second.stderr);
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let dry = ferry_ok(w, &["clean", "--job", "job", "--dry-run", "--json"], &env, 0).json();
+    let listed = dry["uploads"].as_array().unwrap().len();
+    assert!(listed > 0, "{dry}");
+    assert_eq!(open_at_server(), listed, "a dry run aborts nothing");
+    let cleaned = ferry_ok(w, &["clean", "--job", "job", "--json"], &env, 0).json();
+    assert_eq!(cleaned["uploads"].as_array().unwrap().len(), listed);
+    assert_eq!(open_at_server(), 0, "uploads still open after clean");
+    let status = ferry_ok(w, &["status", "--job", "job", "--json"], &env, 0).json();
+    assert_eq!(status["open_uploads"].as_array().unwrap().len(), 0);
+
+    // The job still finishes afterwards, from the parts it no longer has.
+    ferry_ok(w, &["resume", "--job", "job"], &env, 0);
+    ferry_ok(w, &["verify", "--job", "job"], &env, 0);
 }

@@ -16,6 +16,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
     match cli.command {
         Command::Plan { src, dst, common } => plan::run(&src, &dst, &common).await,
         Command::Copy { src, dst, common, tuning } => copy::run(src.as_deref(), dst.as_deref(), &common, &tuning).await,
+        Command::Resume { common, tuning } => copy::run(None, None, &common, &tuning).await,
         Command::Verify { common, all_bytes, transfers } => verify::run(&common, all_bytes, transfers).await,
         Command::Status { common } => status::run(&common),
         Command::Clean { common, dry_run } => clean::run(&common, dry_run).await,
