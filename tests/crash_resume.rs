@@ -245,3 +245,26 @@ fn clean_aborts_the_uploads_an_interrupted_copy_left_and_a_second_process_is_ref
     ferry_ok(w, &["resume", "--job", "job"], &env, 0);
     ferry_ok(w, &["verify", "--job", "job"], &env, 0);
 }
+
+#[test]
+fn azure_copy_survives_sigkill_anywhere() {
+    use ferry_testkit::Azurite;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &crash_tree());
+    let azurite = Azurite::start();
+    azurite.create_container("crash");
+    let proxy = CountingProxy::start(&azurite.endpoint);
+    let seed = 0x5eed_0004;
+    let (kills, summary) = copy_through_crashes(w, &args("src", "az://crash/c", "job", Some(&proxy.endpoint)), &[], KILLS, seed);
+    assert!(kills >= KILLS - 2, "only {kills} kills landed before the copy finished");
+    assert_eq!(summary["failed"], 0, "{summary}");
+    assert_bounded(proxy.uploaded(), kills, "azure");
+    ferry_ok(w, &["verify", "--job", "job"], &[], 0);
+    // Every blob was committed: no uncommitted block of the job remains.
+    for (key, _) in crash_tree().iter().filter(|(k, _)| k.starts_with("large/")) {
+        assert_eq!(azurite.uncommitted_blocks("crash", &format!("c/{key}")), 0, "{key} has uncommitted blocks");
+    }
+    ferry_ok(w, &["copy", "az://crash/c", "back", "--job", "back-job", "--src-endpoint", &azurite.endpoint], &[], 0);
+    assert_same_tree(&w.join("src"), &w.join("back"));
+}

@@ -145,27 +145,44 @@ impl Azurite {
         Azurite { endpoint: format!("http://127.0.0.1:{port}"), _service: service }
     }
 
-    /// Creates a container with a SharedKey-signed `PUT ?restype=container`.
-    pub fn create_container(&self, name: &str) {
+    /// SharedKey headers for a request without a body. `query` is `(name, value)` pairs, sorted.
+    fn signed_headers(&self, verb: &str, path: &str, query: &[(&str, &str)]) -> Vec<(String, String)> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
         let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
         let version = "2021-08-06";
+        let resource: String = query.iter().map(|(k, v)| format!("\n{k}:{v}")).collect();
         let to_sign = format!(
-            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{name}\nrestype:container"
+            "{verb}\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{path}{resource}"
         );
         let key = b64.decode(AZURITE_KEY).expect("key");
         let signature = b64.encode(hmac_sha256(&key, to_sign.as_bytes()));
+        vec![
+            ("x-ms-date".into(), date),
+            ("x-ms-version".into(), version.into()),
+            ("authorization".into(), format!("SharedKey {AZURITE_ACCOUNT}:{signature}")),
+        ]
+    }
+
+    /// Creates a container with a SharedKey-signed `PUT ?restype=container`.
+    pub fn create_container(&self, name: &str) {
+        let headers = self.signed_headers("PUT", name, &[("restype", "container")]);
         let url = format!("{}/{AZURITE_ACCOUNT}/{name}?restype=container", self.endpoint);
-        let resp = reqwest::blocking_put(
-            &url,
-            &[
-                ("x-ms-date", date.as_str()),
-                ("x-ms-version", version),
-                ("authorization", &format!("SharedKey {AZURITE_ACCOUNT}:{signature}")),
-            ],
-        );
+        let resp = reqwest::blocking_put(&url, &headers);
         assert!(resp == 201 || resp == 409, "creating container {name}: HTTP {resp}");
+    }
+
+    /// How many uncommitted blocks blob `container/blob` holds (`blob` plain ASCII, unencoded).
+    pub fn uncommitted_blocks(&self, container: &str, blob: &str) -> usize {
+        let path = format!("{container}/{blob}");
+        let headers = self.signed_headers("GET", &path, &[("blocklisttype", "uncommitted"), ("comp", "blocklist")]);
+        let url = format!("{}/{AZURITE_ACCOUNT}/{path}?comp=blocklist&blocklisttype=uncommitted", self.endpoint);
+        let (status, body) = reqwest::blocking_get_text(&url, &headers);
+        match status {
+            404 => 0,
+            200 => body.matches("<Block>").count(),
+            other => panic!("get block list of {path}: HTTP {other}: {body}"),
+        }
     }
 }
 
@@ -240,11 +257,11 @@ mod reqwest {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
     }
 
-    pub fn blocking_put(url: &str, headers: &[(&str, &str)]) -> u16 {
+    pub fn blocking_put(url: &str, headers: &[(String, String)]) -> u16 {
         run(async {
             let mut req = ::reqwest::Client::new().put(url).body(Vec::<u8>::new());
             for (k, v) in headers {
-                req = req.header(*k, *v);
+                req = req.header(k, v);
             }
             let resp = req.send().await.expect("service request");
             let status = resp.status().as_u16();
@@ -252,6 +269,18 @@ mod reqwest {
                 eprintln!("{url}: HTTP {status}: {}", resp.text().await.unwrap_or_default());
             }
             status
+        })
+    }
+
+    pub fn blocking_get_text(url: &str, headers: &[(String, String)]) -> (u16, String) {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async {
+            let mut req = ::reqwest::Client::new().get(url);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.expect("service request");
+            let status = resp.status().as_u16();
+            (status, resp.text().await.unwrap_or_default())
         })
     }
 

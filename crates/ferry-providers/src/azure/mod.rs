@@ -7,6 +7,8 @@
 //! account is used and appended to the URL path. Large blobs go up as blocks in parallel and are
 //! committed with one Put Block List that also sets content type and metadata.
 
+mod blocks;
+
 use crate::{Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -17,8 +19,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
 use object_store::{
-    Attribute, AttributeValue, Attributes, ClientOptions, GetOptions, GetRange, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
-    RetryConfig,
+    Attribute, AttributeValue, Attributes, ClientOptions, GetOptions, GetRange, ObjectStore, PutOptions, PutPayload, RetryConfig,
 };
 use std::borrow::Cow;
 use std::ops::Range;
@@ -34,6 +35,7 @@ pub struct AzureProvider {
     location: Location,
     store: Arc<MicrosoftAzure>,
     endpoint: String,
+    blocks: Arc<blocks::BlockClient>,
 }
 
 impl AzureProvider {
@@ -42,24 +44,42 @@ impl AzureProvider {
         let retry = RetryConfig { max_retries: 5, retry_timeout: Duration::from_secs(60), ..Default::default() };
         let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(&location.bucket).with_retry(retry);
         let mut endpoint = "Azure Blob Storage".to_string();
+        let mut account_url = None;
         if let Some(ep) = &connect.endpoint {
             let account_set = std::env::var_os("AZURE_STORAGE_ACCOUNT_NAME").is_some();
             let url = ep.trim_end_matches('/');
             builder = builder.with_allow_http(true);
-            if account_set {
-                builder = builder.with_endpoint(url.to_string());
-            } else {
-                let url = if url.ends_with(EMULATOR_ACCOUNT) { url.to_string() } else { format!("{url}/{EMULATOR_ACCOUNT}") };
-                builder = builder.with_account(EMULATOR_ACCOUNT).with_access_key(EMULATOR_KEY).with_endpoint(url);
+            let url = if account_set || url.ends_with(EMULATOR_ACCOUNT) { url.to_string() } else { format!("{url}/{EMULATOR_ACCOUNT}") };
+            if !account_set {
+                builder = builder.with_account(EMULATOR_ACCOUNT).with_access_key(EMULATOR_KEY);
             }
+            builder = builder.with_endpoint(url.clone());
+            account_url = Some(url);
             endpoint = ferry_core::location::redact(ep);
         }
+        let account = builder.get_config_value(&object_store::azure::AzureConfigKey::AccountName).ok_or_else(|| ProviderError::Config {
+            provider: PROVIDER,
+            detail: "no storage account: set AZURE_STORAGE_ACCOUNT_NAME".into(),
+        })?;
+        let account_url = account_url.unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
         let options = if connect.endpoint.is_some() { options.with_allow_http(true) } else { options };
         let store = builder
             .with_client_options(options)
             .build()
             .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
-        Ok(AzureProvider { location, store: Arc::new(store), endpoint })
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .read_timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
+        let blocks = Arc::new(blocks::BlockClient {
+            http,
+            credentials: store.credentials().clone(),
+            account,
+            container_url: format!("{account_url}/{}", location.bucket),
+            endpoint: endpoint.clone(),
+        });
+        Ok(AzureProvider { location, store: Arc::new(store), endpoint, blocks })
     }
 
     fn path(&self, key: &str) -> Result<Path> {
@@ -214,63 +234,84 @@ impl Provider for AzureProvider {
 
 #[async_trait]
 impl Multipart for AzureProvider {
-    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64, _id: &str) -> Result<Box<dyn MultipartUpload>> {
-        let path = self.path(key)?;
-        let opts = PutMultipartOptions { attributes: attributes(attrs), ..Default::default() };
-        let upload = self.store.put_multipart_opts(&path, opts).await.map_err(|e| self.error("start upload", key, e))?;
-        Ok(Box::new(AzureUpload { upload, key: key.to_string(), endpoint: self.endpoint.clone(), container: self.location.bucket.clone() }))
+    /// Blocks are named after the upload id, so nothing exists at Azure until the first block.
+    async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64, id: &str) -> Result<Box<dyn MultipartUpload>> {
+        self.path(key)?;
+        Ok(Box::new(self.upload(key, id, attrs)))
     }
 
-    /// Block ids are assigned inside object_store's upload handle, so an upload cannot be
-    /// reattached from another process yet: the object starts over (uncommitted blocks expire).
+    /// The blob's uncommitted blocks of this upload are held; a block is trusted only with the
+    /// CRC32C the journal recorded for it (Azure keeps no CRC32C of a block).
     async fn resume(
         &self,
-        _key: &str,
-        _upload_id: &str,
-        _attrs: &PutAttrs,
+        key: &str,
+        upload_id: &str,
+        attrs: &PutAttrs,
         _size: u64,
-        _recorded: &[PartReceipt],
+        recorded: &[PartReceipt],
     ) -> Result<Option<(Box<dyn MultipartUpload>, Vec<PartReceipt>)>> {
-        Ok(None)
+        let full = self.location.key_for(key);
+        let blocks = self.blocks.uncommitted(&full, key, upload_id).await?;
+        let held = blocks
+            .into_iter()
+            .filter_map(|(index, size)| {
+                let r = recorded.iter().find(|r| r.index == index && r.size == size)?;
+                Some(PartReceipt { index, id: blocks::block_id(upload_id, index), size, crc32c: r.crc32c })
+            })
+            .collect();
+        Ok(Some((Box::new(self.upload(key, upload_id, attrs)), held)))
     }
 
-    /// Azure has no call to drop uncommitted blocks; it garbage-collects them after a week.
+    /// Azure has no call to drop uncommitted blocks; it garbage-collects them after a week, and
+    /// a later commit of the blob discards them.
     async fn abort_upload(&self, _key: &str, _upload_id: &str) -> Result<()> {
         Ok(())
     }
 }
 
-/// Blocks staged through object_store's upload, which assigns block ids in the order parts start.
+impl AzureProvider {
+    fn upload(&self, key: &str, upload_id: &str, attrs: &PutAttrs) -> AzureUpload {
+        AzureUpload {
+            blocks: self.blocks.clone(),
+            full_key: self.location.key_for(key),
+            key: key.to_string(),
+            upload_id: upload_id.to_string(),
+            attrs: attrs.clone(),
+        }
+    }
+}
+
+/// A block blob upload with ferry's own block ids.
 struct AzureUpload {
-    upload: Box<dyn object_store::MultipartUpload>,
+    blocks: Arc<blocks::BlockClient>,
+    full_key: String,
     key: String,
-    endpoint: String,
-    container: String,
+    upload_id: String,
+    attrs: PutAttrs,
 }
 
 #[async_trait]
 impl MultipartUpload for AzureUpload {
     fn upload_id(&self) -> Option<String> {
-        None
+        Some(self.upload_id.clone())
     }
 
     fn put_part(&mut self, index: u32, _offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
-        let size = data.len() as u64;
-        let fut = self.upload.put_part(PutPayload::from(data));
-        let (endpoint, container, key) = (self.endpoint.clone(), self.container.clone(), self.key.clone());
+        let (blocks, full_key, key) = (self.blocks.clone(), self.full_key.clone(), self.key.clone());
+        let id = blocks::block_id(&self.upload_id, index);
         Box::pin(async move {
-            fut.await.map_err(|e| map_error(&endpoint, &container, "put block", &key, e))?;
-            Ok(PartReceipt { index, id: String::new(), size, crc32c })
+            let size = data.len() as u64;
+            blocks.put_block(&full_key, &key, &id, data).await?;
+            Ok(PartReceipt { index, id, size, crc32c })
         })
     }
 
-    async fn complete(mut self: Box<Self>, _parts: Vec<PartReceipt>) -> Result<PutReceipt> {
-        let r = self.upload.complete().await.map_err(|e| map_error(&self.endpoint, &self.container, "put block list", &self.key, e))?;
-        Ok(PutReceipt { etag: r.e_tag.as_deref().map(crate::unquote) })
+    async fn complete(self: Box<Self>, parts: Vec<PartReceipt>) -> Result<PutReceipt> {
+        self.blocks.put_block_list(&self.full_key, &self.key, &self.upload_id, &parts, &self.attrs).await
     }
 
-    async fn abort(mut self: Box<Self>) -> Result<()> {
+    async fn abort(self: Box<Self>) -> Result<()> {
         // Uncommitted blocks are garbage-collected by Azure after a week; nothing to delete.
-        self.upload.abort().await.map_err(|e| map_error(&self.endpoint, &self.container, "abort", &self.key, e))
+        Ok(())
     }
 }
