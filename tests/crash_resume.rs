@@ -37,15 +37,16 @@ impl Rng {
     }
 }
 
-/// Runs `args` until it completes, SIGKILLing it after a random delay `kills` times first.
-/// Returns the kills done and the final run's JSON summary.
-fn copy_through_crashes(w: &Path, args: &[&str], env: &[(String, String)], kills: usize, seed: u64) -> (usize, serde_json::Value) {
+/// Runs `args` until it completes, SIGKILLing it after a random delay (up to `max_delay_ms`)
+/// `kills` times first. Returns the kills done and the final run's JSON summary.
+fn copy_through_crashes(w: &Path, args: &[&str], env: &[(String, String)], seed: u64, max_delay_ms: u64) -> (usize, serde_json::Value) {
+    let kills = KILLS;
     let mut rng = Rng(seed | 1);
     let mut done = 0;
     loop {
         let mut child = ferry_command(w, args, env).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn ferry");
         if done < kills {
-            std::thread::sleep(Duration::from_millis(150 + rng.next() % 1100));
+            std::thread::sleep(Duration::from_millis(50 + rng.next() % max_delay_ms));
             if child.try_wait().expect("try_wait").is_none() {
                 child.kill().expect("SIGKILL ferry");
                 child.wait().expect("reap ferry");
@@ -91,21 +92,25 @@ fn s3_copy_survives_sigkill_anywhere() {
     let proxy = CountingProxy::start(&s3.endpoint);
     let env = s3.env();
     let seed = 0x5eed_0001;
-    let (kills, summary) = copy_through_crashes(w, &args("src", "s3://crash/c", "job", Some(&proxy.endpoint)), &env, KILLS, seed);
-    assert!(kills >= KILLS - 2, "only {kills} kills landed before the copy finished");
+    let (kills, summary) = copy_through_crashes(w, &args("src", "s3://crash/c", "job", Some(&proxy.endpoint)), &env, seed, 600);
+    assert_eq!(kills, KILLS, "the copy finished before every kill landed");
     assert_eq!(summary["failed"], 0, "{summary}");
     assert_bounded(proxy.uploaded(), kills, "s3");
 
     ferry_ok(w, &["verify", "--job", "job"], &env, 0);
-    // No upload of the job is left open at the server (s3s-fs keeps one file per open upload).
-    let open: Vec<_> = std::fs::read_dir(s3.root.path())
+    // No upload of the job is left open at the server (s3s-fs keeps one file per open upload),
+    // except those cut off while being created, which s3s-fs cannot list (ListMultipartUploads
+    // answers 501): ferry counts each of those and says so in status.
+    let open = std::fs::read_dir(s3.root.path())
         .unwrap()
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
-        .collect();
-    assert!(open.is_empty(), "uploads left open: {open:?}");
+        .count();
     let status = ferry_ok(w, &["status", "--job", "job", "--json"], &env, 0).json();
     assert_eq!(status["open_uploads"].as_array().unwrap().len(), 0, "{status}");
+    let reported = status["possibly_orphaned_uploads"].as_u64().unwrap();
+    assert!(open as u64 <= reported, "{open} uploads left open at the server, ferry reported {reported}");
+    assert!(reported <= kills as u64, "{reported} possible orphans from {kills} kills");
 
     ferry_ok(w, &["copy", "s3://crash/c", "back", "--job", "back-job", "--src-endpoint", &s3.endpoint], &env, 0);
     assert_same_tree(&w.join("src"), &w.join("back"));
@@ -120,8 +125,8 @@ fn gcs_copy_survives_sigkill_anywhere() {
     gcs.create_bucket("crash");
     let proxy = CountingProxy::start(&gcs.endpoint);
     let seed = 0x5eed_0002;
-    let (kills, summary) = copy_through_crashes(w, &args("src", "gs://crash/c", "job", Some(&proxy.endpoint)), &[], KILLS, seed);
-    assert!(kills >= KILLS - 2, "only {kills} kills landed before the copy finished");
+    let (kills, summary) = copy_through_crashes(w, &args("src", "gs://crash/c", "job", Some(&proxy.endpoint)), &[], seed, 600);
+    assert_eq!(kills, KILLS, "the copy finished before every kill landed");
     assert_eq!(summary["failed"], 0, "{summary}");
     assert_bounded(proxy.uploaded(), kills, "gcs");
     ferry_ok(w, &["verify", "--job", "job"], &[], 0);
@@ -141,8 +146,8 @@ fn local_copy_survives_sigkill_anywhere() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     write_tree(&w.join("src"), &crash_tree());
-    let (kills, summary) = copy_through_crashes(w, &args("src", "dst", "job", None), &[], KILLS, 0x5eed_0003);
-    assert!(kills >= KILLS - 2, "only {kills} kills landed before the copy finished");
+    let (kills, summary) = copy_through_crashes(w, &args("src", "dst", "job", None), &[], 0x5eed_0003, 200);
+    assert_eq!(kills, KILLS, "the copy finished before every kill landed");
     assert_eq!(summary["failed"], 0, "{summary}");
     // Temp files are the local uploads: none may remain, and the tree is the source's.
     assert_same_tree(&w.join("src"), &w.join("dst"));
@@ -256,8 +261,8 @@ fn azure_copy_survives_sigkill_anywhere() {
     azurite.create_container("crash");
     let proxy = CountingProxy::start(&azurite.endpoint);
     let seed = 0x5eed_0004;
-    let (kills, summary) = copy_through_crashes(w, &args("src", "az://crash/c", "job", Some(&proxy.endpoint)), &[], KILLS, seed);
-    assert!(kills >= KILLS - 2, "only {kills} kills landed before the copy finished");
+    let (kills, summary) = copy_through_crashes(w, &args("src", "az://crash/c", "job", Some(&proxy.endpoint)), &[], seed, 600);
+    assert_eq!(kills, KILLS, "the copy finished before every kill landed");
     assert_eq!(summary["failed"], 0, "{summary}");
     assert_bounded(proxy.uploaded(), kills, "azure");
     ferry_ok(w, &["verify", "--job", "job"], &[], 0);

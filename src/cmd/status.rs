@@ -14,6 +14,7 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
     let counts = journal.counts()?;
     let failed = journal.in_state("failed", 0, 100)?;
     let uploads = journal.open_uploads()?;
+    let orphans = journal.possible_orphans()?;
     if common.json {
         let failed: Vec<_> =
             failed.iter().map(|r| serde_json::json!({"key": r.entry.key, "error": r.error, "attempts": r.attempts})).collect();
@@ -23,6 +24,7 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             "generation": generation,
             "counts": counts,
             "remaining_bytes": counts.bytes - counts.done_bytes,
+            "possibly_orphaned_uploads": orphans,
             "open_uploads": uploads.iter().map(|u| serde_json::json!({"key": u.key, "upload_id": u.upload_id, "parts": u.parts, "bytes": u.bytes})).collect::<Vec<_>>(),
             "failed": failed,
         }));
@@ -43,6 +45,12 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
                 "  open uploads: {} holding {} (resumed by the next copy; `ferry clean` aborts them)",
                 uploads.len(),
                 format_size(held)
+            );
+        }
+        if orphans > 0 {
+            println!(
+                "  {orphans} upload(s) cut off while being created may be open at the destination, which cannot list them: \
+                 a lifecycle rule aborting incomplete multipart uploads removes them"
             );
         }
         for r in &failed {

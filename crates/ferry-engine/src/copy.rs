@@ -401,7 +401,14 @@ impl Mover {
                     Some(PartReceipt { index: p.part_no, id: p.etag.clone().unwrap_or_default(), size: p.size, crc32c })
                 })
                 .collect();
-            match mp.resume(key, &upload_id, attrs, row.entry.size, &recorded).await? {
+            let resumed = match mp.resume(key, &upload_id, attrs, row.entry.size, &recorded).await {
+                Err(ProviderError::UnlistedUpload { .. }) => {
+                    self.journal.lock().expect("journal lock").note_orphan(row.id)?;
+                    Ok(None)
+                }
+                other => other,
+            };
+            match resumed? {
                 // Held parts must match this upload's part plan, or it cannot be continued.
                 Some((upload, held)) if held.iter().all(|p| p.index < plan.count() as u32 && p.size == plan.len(p.index as u64)) => {
                     Stats::add(&self.stats.resumed_objects, 1);

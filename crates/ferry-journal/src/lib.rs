@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS objects (
     hash_next     INTEGER,                           -- parts hashed into hash_state
     hash_state    BLOB,                              -- running SHA-256/CRC32C after hash_next parts
     note          TEXT,                              -- e.g. why the object was restarted
+    orphans       INTEGER NOT NULL DEFAULT 0,        -- uploads cut off at creation the service could not list
     updated_at    TEXT
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
@@ -296,6 +297,21 @@ impl Journal {
             )
             .map_err(self.err())?;
         Ok(())
+    }
+
+    /// Counts an upload of object `id` that may be left open at the destination: its creation was
+    /// cut off and the service cannot list uploads to find it.
+    pub fn note_orphan(&self, id: i64) -> Result<()> {
+        self.conn.execute("UPDATE objects SET orphans = orphans + 1 WHERE id = ?1", [id]).map_err(self.err())?;
+        Ok(())
+    }
+
+    /// How many uploads may have been left open that way, over the whole job.
+    pub fn possible_orphans(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT COALESCE(SUM(orphans), 0) FROM objects", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
     }
 
     /// Records a part the destination acknowledged.

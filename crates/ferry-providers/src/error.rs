@@ -20,6 +20,11 @@ pub enum ProviderError {
     Request { provider: &'static str, op: &'static str, key: String, detail: String, class: ErrorClass },
     #[error("{provider}: configuration: {detail}")]
     Config { provider: &'static str, detail: String },
+    #[error(
+        "{provider}: an upload of {key:?} was cut off while being created and the service cannot list uploads to find it; \
+         a lifecycle rule (abort incomplete multipart uploads) removes it"
+    )]
+    UnlistedUpload { provider: &'static str, key: String },
     #[error("local disk {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -29,7 +34,7 @@ impl ProviderError {
         match self {
             ProviderError::NoSuchBucket { .. } | ProviderError::Denied { .. } | ProviderError::Config { .. } => ErrorClass::Fatal,
             ProviderError::Unreachable { .. } => ErrorClass::Retryable,
-            ProviderError::NotFound { .. } | ProviderError::BadKey { .. } => ErrorClass::PerObject,
+            ProviderError::NotFound { .. } | ProviderError::BadKey { .. } | ProviderError::UnlistedUpload { .. } => ErrorClass::PerObject,
             ProviderError::Request { class, .. } => *class,
             ProviderError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::StorageFull | std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {

@@ -308,8 +308,11 @@ impl Multipart for S3Provider {
         if is_ferry_id(upload_id) {
             // The journal holds only the id ferry chose before CreateMultipartUpload: the process
             // died before S3's id was recorded. Abort what S3 lists for this key, if it lists.
-            self.abort_unrecorded(key).await;
-            return Ok(None);
+            return if self.abort_unrecorded(key).await {
+                Ok(None)
+            } else {
+                Err(ProviderError::UnlistedUpload { provider: PROVIDER, key: key.to_string() })
+            };
         }
         let mut held = Vec::new();
         let mut marker: Option<String> = None;
@@ -370,11 +373,13 @@ fn is_ferry_id(upload_id: &str) -> bool {
 }
 
 impl S3Provider {
-    /// Best effort: aborts the uploads S3 lists for exactly `key` (ListMultipartUploads). Services
-    /// without that call (s3s-fs answers 501) leave such an upload to a lifecycle rule.
-    async fn abort_unrecorded(&self, key: &str) {
+    /// Aborts the uploads S3 lists for exactly `key` (ListMultipartUploads); `false` when the
+    /// service cannot list them (s3s-fs answers 501), leaving them to a lifecycle rule.
+    async fn abort_unrecorded(&self, key: &str) -> bool {
         let full = self.full_key(key);
-        let Ok(listed) = self.client.list_multipart_uploads().bucket(&self.location.bucket).prefix(&full).send().await else { return };
+        let Ok(listed) = self.client.list_multipart_uploads().bucket(&self.location.bucket).prefix(&full).send().await else {
+            return false;
+        };
         for u in listed.uploads() {
             if let (Some(k), Some(id)) = (u.key(), u.upload_id())
                 && k == full
@@ -382,6 +387,7 @@ impl S3Provider {
                 let _ = self.upload(key, id).abort().await;
             }
         }
+        true
     }
 
     fn upload(&self, key: &str, upload_id: &str) -> Box<S3Upload> {
