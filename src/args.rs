@@ -47,13 +47,29 @@ pub enum Command {
         #[arg(long, default_value_t = 32)]
         transfers: usize,
     },
-    /// Abort the multipart uploads the job left open (they are billed until aborted).
+    /// Abort the multipart uploads a job left open, or sweep a destination for stale ones
+    /// (they are billed until aborted).
+    #[command(group(clap::ArgGroup::new("what").required(true).args(["dst", "job"])))]
     Clean {
-        #[command(flatten)]
-        common: Common,
-        /// List the uploads that would be aborted; abort nothing.
+        /// A destination to sweep for uploads older than --older-than, whoever started them
+        /// (lists only, unless --abort).
+        dst: Option<String>,
+        /// The job whose open uploads to abort.
         #[arg(long)]
+        job: Option<PathBuf>,
+        #[arg(long, value_name = "URL")]
+        dst_endpoint: Option<String>,
+        /// With DST: how old an upload must be to count as stale, e.g. 24h, 90m, 7d.
+        #[arg(long, value_parser = parse_duration, default_value = "24h")]
+        older_than: std::time::Duration,
+        /// With DST: abort what is listed.
+        #[arg(long, requires = "dst")]
+        abort: bool,
+        /// With --job: list the uploads that would be aborted; abort nothing.
+        #[arg(long, requires = "job")]
         dry_run: bool,
+        #[arg(long)]
+        json: bool,
     },
     /// What is done, pending and failed (reads the journal).
     Status {
@@ -117,6 +133,21 @@ pub struct Tuning {
     /// Plan and show what would be copied; write nothing to the destination.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 24h"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" | "" => 3600,
+        "d" => 86_400,
+        other => return Err(format!("invalid duration {s:?}: unknown unit {other:?} (s, m, h, d)")),
+    };
+    Ok(std::time::Duration::from_secs(n * secs))
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {

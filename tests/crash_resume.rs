@@ -273,3 +273,50 @@ fn azure_copy_survives_sigkill_anywhere() {
     ferry_ok(w, &["copy", "az://crash/c", "back", "--job", "back-job", "--src-endpoint", &azurite.endpoint], &[], 0);
     assert_same_tree(&w.join("src"), &w.join("back"));
 }
+
+#[test]
+fn clean_sweeps_a_destination_for_stale_uploads_whoever_left_them() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &[("a.bin".to_string(), 48 * MIB), ("b.bin".to_string(), 48 * MIB)]);
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("sweep");
+    interrupt_after_first_part(w, &args("src", "gs://sweep/s", "job", Some(&gcs.endpoint)), &[]);
+    let temps = || gcs.object_names("sweep").into_iter().filter(|n| n.contains(".ferry-tmp-")).count();
+    assert!(temps() > 0, "the interrupted copy left no part objects");
+
+    // Too young to be stale: nothing listed.
+    let young = ferry_ok(w, &["clean", "gs://sweep/", "--dst-endpoint", &gcs.endpoint, "--older-than", "1h", "--json"], &[], 0).json();
+    assert_eq!(young["uploads"].as_array().unwrap().len(), 0, "{young}");
+    // Listing is the default; --abort aborts.
+    let listed = ferry_ok(w, &["clean", "gs://sweep/", "--dst-endpoint", &gcs.endpoint, "--older-than", "0s", "--json"], &[], 0).json();
+    let n = listed["uploads"].as_array().unwrap().len();
+    assert!(n > 0 && listed["dry_run"] == true, "{listed}");
+    assert!(temps() > 0, "listing aborted something");
+    let aborted =
+        ferry_ok(w, &["clean", "gs://sweep/", "--dst-endpoint", &gcs.endpoint, "--older-than", "0s", "--abort", "--json"], &[], 0).json();
+    assert_eq!(aborted["uploads"].as_array().unwrap().len(), n, "{aborted}");
+    assert_eq!(temps(), 0, "part objects remain after the sweep");
+
+    // The same on local disk: an interrupted local copy leaves temp files; the sweep removes them.
+    let local = tempfile::tempdir().unwrap();
+    let l = local.path();
+    write_tree(&l.join("src"), &[("a.bin".to_string(), 48 * MIB), ("b.bin".to_string(), 48 * MIB)]);
+    interrupt_after_first_part(l, &args("src", "dst", "job", None), &[]);
+    let local_temps = || {
+        std::fs::read_dir(l.join("dst"))
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().contains(".ferry-tmp-"))
+            .count()
+    };
+    assert!(local_temps() > 0, "the interrupted local copy left no temp files");
+    ferry_ok(l, &["clean", "dst", "--older-than", "0s", "--abort"], &[], 0);
+    assert_eq!(local_temps(), 0);
+
+    // A service that cannot list uploads says so, with exit 2.
+    let s3 = S3Server::start();
+    s3.create_bucket("nolist");
+    let run = common::ferry(w, &["clean", "s3://nolist/", "--dst-endpoint", &s3.endpoint], &s3.env());
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("cannot list multipart uploads"), "{}", run.stderr);
+}

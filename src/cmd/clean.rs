@@ -10,17 +10,43 @@ pub async fn run(common: &Common, dry_run: bool) -> Result<Exit, EngineError> {
     let mut job = open_job(common, None, None)?;
     let destination = job.destination_provider().await?;
     let summary = ferry_engine::clean(&mut job, destination, dry_run).await?;
-    if common.json {
-        print_json(&summary);
+    Ok(render(&summary, common.json))
+}
+
+/// `ferry clean DST --older-than AGE [--abort]`: any uploads under DST, not only a job's.
+pub async fn sweep(
+    dst: &str,
+    endpoint: Option<String>,
+    older_than: std::time::Duration,
+    abort: bool,
+    json: bool,
+) -> Result<Exit, EngineError> {
+    let location = super::location(dst)?;
+    let provider = ferry_providers::open(&location, &ferry_providers::Connect { endpoint })
+        .await
+        .map_err(|source| EngineError::Provider { side: "destination", source })?;
+    provider.check(true).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
+    let before = chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    let summary = ferry_engine::sweep(provider, before, !abort).await?;
+    Ok(render(&summary, json))
+}
+
+fn render(summary: &ferry_engine::CleanSummary, json: bool) -> Exit {
+    if json {
+        print_json(summary);
     } else {
-        let verb = if dry_run { "to abort" } else { "aborted" };
+        let verb = if summary.dry_run { "to abort" } else { "aborted" };
         for u in &summary.uploads {
+            let held = match (u.parts, u.bytes) {
+                (Some(p), Some(b)) => format!(", {p} parts, {}", format_size(b)),
+                _ => u.initiated.map(|t| format!(", started {}", t.to_rfc3339())).unwrap_or_default(),
+            };
             match &u.error {
-                None => println!("{verb}: {} (upload {}, {} parts, {})", u.key, u.upload_id, u.parts, format_size(u.bytes)),
+                None => println!("{verb}: {} (upload {}{held})", u.key, u.upload_id),
                 Some(e) => println!("could not abort: {} (upload {}): {e}", u.key, u.upload_id),
             }
         }
         println!("{} upload(s) {verb}", summary.uploads.iter().filter(|u| u.error.is_none()).count());
     }
-    Ok(if summary.uploads.iter().any(|u| u.error.is_some()) { Exit::Failures } else { Exit::Ok })
+    if summary.uploads.iter().any(|u| u.error.is_some()) { Exit::Failures } else { Exit::Ok }
 }

@@ -19,7 +19,11 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
         Command::Resume { common, tuning } => copy::run(None, None, &common, &tuning).await,
         Command::Verify { common, all_bytes, transfers } => verify::run(&common, all_bytes, transfers).await,
         Command::Status { common } => status::run(&common),
-        Command::Clean { common, dry_run } => clean::run(&common, dry_run).await,
+        Command::Clean { dst, job, dst_endpoint, older_than, abort, dry_run, json } => match (dst, job) {
+            (Some(dst), _) => clean::sweep(&dst, dst_endpoint, older_than, abort, json).await,
+            (None, Some(job)) => clean::run(&Common { job, src_endpoint: None, dst_endpoint, json }, dry_run).await,
+            (None, None) => unreachable!("clap requires DST or --job"),
+        },
         Command::Manifest { command: ManifestCommand::Export { common, format, output } } => {
             manifest::export(&common, format, output.as_deref())
         }

@@ -14,8 +14,11 @@ use std::sync::Arc;
 pub struct AbortedUpload {
     pub key: String,
     pub upload_id: String,
-    pub parts: u64,
-    pub bytes: u64,
+    /// What the journal knows the upload holds (job cleanup only).
+    pub parts: Option<u64>,
+    pub bytes: Option<u64>,
+    /// When the destination says it was started (destination sweep only).
+    pub initiated: Option<chrono::DateTime<chrono::Utc>>,
     /// Why it could not be aborted, if it could not.
     pub error: Option<String>,
 }
@@ -43,7 +46,30 @@ pub async fn clean(job: &mut Job, dst: Arc<dyn Provider>, dry_run: bool) -> Resu
                 None => journal.clear_upload(u.id)?,
             }
         }
-        uploads.push(AbortedUpload { key: u.key, upload_id: u.upload_id, parts: u.parts, bytes: u.bytes, error });
+        uploads.push(AbortedUpload {
+            key: u.key,
+            upload_id: u.upload_id,
+            parts: Some(u.parts),
+            bytes: Some(u.bytes),
+            initiated: None,
+            error,
+        });
+    }
+    Ok(CleanSummary { dry_run, uploads })
+}
+
+/// Lists the uploads open under `dst` that were started before `before`, whoever started them,
+/// and aborts them unless `dry_run`.
+pub async fn sweep(dst: Arc<dyn Provider>, before: chrono::DateTime<chrono::Utc>, dry_run: bool) -> Result<CleanSummary> {
+    let mp = dst.multipart().ok_or_else(|| crate::EngineError::Provider {
+        side: "destination",
+        source: ferry_providers::ProviderError::Config { provider: dst.name(), detail: "no multipart uploads to clean".into() },
+    })?;
+    let stale = mp.stale_uploads(before).await.map_err(|source| crate::EngineError::Provider { side: "destination", source })?;
+    let mut uploads = Vec::with_capacity(stale.len());
+    for u in stale {
+        let error = if dry_run { None } else { mp.abort_upload(&u.key, &u.upload_id).await.err().map(|e| e.to_string()) };
+        uploads.push(AbortedUpload { key: u.key, upload_id: u.upload_id, parts: None, bytes: None, initiated: u.initiated, error });
     }
     Ok(CleanSummary { dry_run, uploads })
 }

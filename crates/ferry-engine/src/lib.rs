@@ -24,7 +24,7 @@ pub mod plan;
 pub mod stats;
 pub mod verify;
 
-pub use clean::{CleanSummary, clean};
+pub use clean::{CleanSummary, clean, sweep};
 pub use copy::{CopyOptions, CopySummary, copy};
 pub use error::EngineError;
 pub use job::{Endpoints, Job};

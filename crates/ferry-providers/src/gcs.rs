@@ -54,6 +54,7 @@ struct GcsObject {
     #[serde(default)]
     size: Option<String>,
     updated: Option<DateTime<Utc>>,
+    time_created: Option<DateTime<Utc>>,
     etag: Option<String>,
     generation: Option<String>,
     crc32c: Option<String>,
@@ -446,6 +447,24 @@ impl Multipart for GcsProvider {
         held.sort_by_key(|p| p.index);
         let upload = self.upload(key, upload_id, attrs, names);
         Ok(Some((Box::new(upload), held)))
+    }
+
+    /// Part objects under the prefix, grouped by upload.
+    async fn stale_uploads(&self, before: DateTime<Utc>) -> Result<Vec<crate::OpenUpload>> {
+        let mut uploads: BTreeMap<(String, String), Option<DateTime<Utc>>> = BTreeMap::new();
+        for o in self.client.list_prefix(&self.location.prefix).await? {
+            let Some((dest, rest)) = o.name.split_once(TEMP_MARK) else { continue };
+            let Some((id, _part)) = rest.split_once('-') else { continue };
+            let key = dest.get(self.location.prefix.len()..).unwrap_or(dest).to_string();
+            let created = o.time_created.or(o.updated);
+            let first = uploads.entry((key, id.to_string())).or_insert(created);
+            *first = (*first).min(created);
+        }
+        Ok(uploads
+            .into_iter()
+            .filter(|(_, t)| t.is_none_or(|t| t < before))
+            .map(|((key, upload_id), initiated)| crate::OpenUpload { key, upload_id, initiated })
+            .collect())
     }
 
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {

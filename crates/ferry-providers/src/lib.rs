@@ -133,6 +133,19 @@ pub trait Multipart: Send + Sync {
     /// Aborts upload `upload_id` of `key` and drops its parts. Aborting an upload that no
     /// longer exists succeeds.
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()>;
+
+    /// Uploads open under the location's prefix that were started before `before`, whoever
+    /// started them. `ProviderError::Config` when the service cannot list uploads.
+    async fn stale_uploads(&self, before: chrono::DateTime<chrono::Utc>) -> Result<Vec<OpenUpload>>;
+}
+
+/// An upload open at a destination.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct OpenUpload {
+    /// Relative to the provider's location.
+    pub key: String,
+    pub upload_id: String,
+    pub initiated: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// An upload in progress.

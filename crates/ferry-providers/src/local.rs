@@ -300,6 +300,33 @@ impl Multipart for LocalProvider {
         }))
     }
 
+    /// ferry's temp files under the root (interrupted multipart uploads and puts).
+    async fn stale_uploads(&self, before: DateTime<Utc>) -> Result<Vec<crate::OpenUpload>> {
+        let root = self.root.clone();
+        blocking(move || {
+            let mut out = Vec::new();
+            for item in walkdir::WalkDir::new(&root).follow_links(false).sort_by_file_name().into_iter().filter_map(|i| i.ok()) {
+                let name = item.file_name().to_string_lossy().into_owned();
+                let Some((stem, id)) = name.split_once(TEMP_MARK) else { continue };
+                let Some(target) = stem.strip_prefix('.') else { continue };
+                let modified = item.metadata().ok().and_then(|m| m.modified().ok()).map(DateTime::<Utc>::from);
+                if modified.is_some_and(|t| t >= before) {
+                    continue;
+                }
+                let dir = item
+                    .path()
+                    .parent()
+                    .and_then(|p| p.strip_prefix(&root).ok())
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let key = if dir.is_empty() { target.to_string() } else { format!("{dir}/{target}") };
+                out.push(crate::OpenUpload { key, upload_id: id.to_string(), initiated: modified });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
         let tmp = temp_path(&self.path_of(key)?, &sanitize_id(upload_id)?);
         match std::fs::remove_file(&tmp) {
@@ -311,7 +338,7 @@ impl Multipart for LocalProvider {
 
 /// Upload ids name temp files: only ferry's own (hex) ids are accepted.
 fn sanitize_id(upload_id: &str) -> Result<String> {
-    if !upload_id.is_empty() && upload_id.chars().all(|c| c.is_ascii_hexdigit()) {
+    if upload_id == "put" || (!upload_id.is_empty() && upload_id.chars().all(|c| c.is_ascii_hexdigit())) {
         Ok(upload_id.to_string())
     } else {
         Err(ProviderError::BadKey { provider: PROVIDER, key: upload_id.to_string(), reason: "not an upload id of ferry's".into() })

@@ -358,6 +358,51 @@ impl Multipart for S3Provider {
         Ok(Some((self.upload(key, upload_id), held)))
     }
 
+    async fn stale_uploads(&self, before: DateTime<Utc>) -> Result<Vec<crate::OpenUpload>> {
+        let prefix_len = self.location.prefix.len();
+        let mut out = Vec::new();
+        let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
+        loop {
+            let page = self
+                .client
+                .list_multipart_uploads()
+                .bucket(&self.location.bucket)
+                .prefix(&self.location.prefix)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(|e| match self.error("list multipart uploads", &self.location.prefix, e) {
+                    ProviderError::Request { detail, .. } if detail.contains("501") || detail.contains("NotImplemented") => {
+                        ProviderError::Config {
+                            provider: PROVIDER,
+                            detail: format!(
+                                "{} cannot list multipart uploads (ListMultipartUploads is not implemented there)",
+                                self.endpoint
+                            ),
+                        }
+                    }
+                    other => other,
+                })?;
+            for u in page.uploads() {
+                let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
+                let initiated = to_chrono(u.initiated());
+                if initiated.is_none_or(|t| t < before) {
+                    out.push(crate::OpenUpload {
+                        key: key.get(prefix_len..).unwrap_or(key).to_string(),
+                        upload_id: id.to_string(),
+                        initiated,
+                    });
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                return Ok(out);
+            }
+            key_marker = page.next_key_marker().map(str::to_string);
+            id_marker = page.next_upload_id_marker().map(str::to_string);
+        }
+    }
+
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
         match self.upload(key, upload_id).abort().await {
             Err(ProviderError::NotFound { .. }) => Ok(()),

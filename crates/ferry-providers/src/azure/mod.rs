@@ -267,6 +267,13 @@ impl Multipart for AzureProvider {
     async fn abort_upload(&self, _key: &str, _upload_id: &str) -> Result<()> {
         Ok(())
     }
+
+    async fn stale_uploads(&self, _before: chrono::DateTime<chrono::Utc>) -> Result<Vec<crate::OpenUpload>> {
+        Err(ProviderError::Config {
+            provider: PROVIDER,
+            detail: "Azure keeps uncommitted blocks out of listings and deletes them after a week by itself".into(),
+        })
+    }
 }
 
 impl AzureProvider {
