@@ -7,7 +7,7 @@
 //! call, in rounds), the way parallel composite uploads work; the composite's CRC32C is then
 //! checked against the CRC ferry combined from its parts, and the part objects are deleted.
 
-use crate::{Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result, class_of_status};
+use crate::{Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result};
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -105,38 +105,8 @@ impl Client {
     /// Sends a request built by `build`, retrying transient failures with jittered backoff.
     /// Answers 2xx as `Ok`; any other status becomes a classified error.
     async fn send(&self, op: &'static str, key: &str, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let err = match self.auth(build()).await?.send().await {
-                Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let body = resp.text().await.unwrap_or_default();
-                    let detail = format!("HTTP {status} {}", body.lines().next().unwrap_or_default().chars().take(200).collect::<String>());
-                    match status {
-                        401 | 403 => return Err(ProviderError::Denied { provider: PROVIDER, bucket: self.bucket.clone(), detail }),
-                        404 => return Err(ProviderError::NotFound { provider: PROVIDER, key: key.to_string() }),
-                        s => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s) },
-                    }
-                }
-                Err(e) if e.is_connect() => {
-                    ProviderError::Unreachable { provider: PROVIDER, endpoint: self.endpoint.clone(), detail: crate::error::chain(&e) }
-                }
-                Err(e) => ProviderError::Request {
-                    provider: PROVIDER,
-                    op,
-                    key: key.to_string(),
-                    detail: crate::error::chain(&e),
-                    class: ErrorClass::Retryable,
-                },
-            };
-            if err.class() != ErrorClass::Retryable || attempt >= ATTEMPTS {
-                return Err(err);
-            }
-            let backoff = 100u64 << attempt.min(6);
-            tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
-        }
+        let peer = crate::http::Peer { provider: PROVIDER, bucket: &self.bucket, endpoint: &self.endpoint };
+        crate::http::send_retrying(&peer, op, key, ATTEMPTS, || async { Ok(self.auth(build()).await?.send().await) }).await
     }
 
     fn object_url(&self, name: &str) -> String {

@@ -16,6 +16,7 @@
 pub mod azure;
 pub mod error;
 pub mod gcs;
+mod http;
 pub mod local;
 pub mod s3;
 

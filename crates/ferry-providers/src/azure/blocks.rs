@@ -5,14 +5,12 @@
 //! Block ids are `base64("{upload id}-{index:06}")`: one length for every block of a blob, as
 //! Azure requires, and each names the upload and part it belongs to.
 
-use crate::{PartReceipt, ProviderError, PutAttrs, PutReceipt, Result, class_of_status};
+use crate::{PartReceipt, ProviderError, PutAttrs, PutReceipt, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use ferry_core::ErrorClass;
 use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use std::time::Duration;
 
 const PROVIDER: &str = "azure";
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -44,7 +42,7 @@ impl BlockClient {
         format!("{}/{}", self.container_url, path.join("/"))
     }
 
-    /// Signs and sends one request, retrying transient failures.
+    /// Signs and sends one request, retrying transient failures (signing each attempt anew).
     async fn send(
         &self,
         op: &'static str,
@@ -54,59 +52,41 @@ impl BlockClient {
         headers: Vec<(String, String)>,
         body: Bytes,
     ) -> Result<reqwest::Response> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let credential = self.credentials.get_credential().await.map_err(|e| ProviderError::Denied {
-                provider: PROVIDER,
-                bucket: self.container_url.clone(),
-                detail: e.to_string(),
-            })?;
-            let mut req = http::Request::builder().method(method.clone()).uri(&url);
-            for (k, v) in &headers {
-                req = req.header(k, v);
-            }
-            if !body.is_empty() {
-                req = req.header("content-length", body.len().to_string());
-            }
-            let mut req = req
-                .body(object_store::client::HttpRequestBody::from(body.clone()))
-                .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
-            AzureAuthorizer::new(&credential, &self.account)
-                .try_authorize(&mut req)
-                .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
-            let mut out = self.http.request(method.clone(), req.uri().to_string());
-            for (k, v) in req.headers() {
-                out = out.header(k, v);
-            }
-            let err = match out.body(body.clone()).send().await {
-                Ok(resp) if resp.status().is_success() => return Ok(resp),
-                Ok(resp) => {
-                    let status = resp.status().as_u16();
-                    let text = resp.text().await.unwrap_or_default();
-                    let detail = format!("HTTP {status} {}", text.chars().take(300).collect::<String>());
-                    match status {
-                        401 | 403 => return Err(ProviderError::Denied { provider: PROVIDER, bucket: self.container_url.clone(), detail }),
-                        404 => return Err(ProviderError::NotFound { provider: PROVIDER, key: key.to_string() }),
-                        s => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s) },
-                    }
-                }
-                Err(e) if e.is_connect() => {
-                    ProviderError::Unreachable { provider: PROVIDER, endpoint: self.endpoint.clone(), detail: crate::error::chain(&e) }
-                }
-                Err(e) => ProviderError::Request {
-                    provider: PROVIDER,
-                    op,
-                    key: key.to_string(),
-                    detail: crate::error::chain(&e),
-                    class: ErrorClass::Retryable,
-                },
-            };
-            if err.class() != ErrorClass::Retryable || attempt >= ATTEMPTS {
-                return Err(err);
-            }
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        let peer = crate::http::Peer { provider: PROVIDER, bucket: &self.container_url, endpoint: &self.endpoint };
+        crate::http::send_retrying(&peer, op, key, ATTEMPTS, || async {
+            Ok(self.signed(&method, &url, &headers, &body).await?.send().await)
+        })
+        .await
+    }
+
+    /// The request, signed with the credential object_store's chain resolved.
+    async fn signed(
+        &self,
+        method: &http::Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: &Bytes,
+    ) -> Result<reqwest::RequestBuilder> {
+        let config = |e: &dyn std::fmt::Display| ProviderError::Config { provider: PROVIDER, detail: e.to_string() };
+        let credential = self.credentials.get_credential().await.map_err(|e| ProviderError::Denied {
+            provider: PROVIDER,
+            bucket: self.container_url.clone(),
+            detail: e.to_string(),
+        })?;
+        let mut req = http::Request::builder().method(method.clone()).uri(url);
+        for (k, v) in headers {
+            req = req.header(k, v);
         }
+        if !body.is_empty() {
+            req = req.header("content-length", body.len().to_string());
+        }
+        let mut req = req.body(object_store::client::HttpRequestBody::from(body.clone())).map_err(|e| config(&e))?;
+        AzureAuthorizer::new(&credential, &self.account).try_authorize(&mut req).map_err(|e| config(&e))?;
+        let mut out = self.http.request(method.clone(), req.uri().to_string());
+        for (k, v) in req.headers() {
+            out = out.header(k, v);
+        }
+        Ok(out.body(body.clone()))
     }
 
     pub async fn put_block(&self, full_key: &str, key: &str, block_id: &str, data: Bytes) -> Result<()> {

@@ -1,0 +1,62 @@
+//! What the providers that speak HTTP themselves (GCS's JSON API, Azure blocks) share: turning
+//! an answer into a classified [`ProviderError`], and retrying transient failures with jittered
+//! exponential backoff.
+
+use crate::{ProviderError, Result, class_of_status};
+use ferry_core::ErrorClass;
+use std::future::Future;
+use std::time::Duration;
+
+/// Who is being talked to, for error messages.
+pub(crate) struct Peer<'a> {
+    pub provider: &'static str,
+    pub bucket: &'a str,
+    pub endpoint: &'a str,
+}
+
+/// Sends the request `attempt` builds, up to `attempts` times while failures are retryable.
+/// A 2xx answer is `Ok`; 401/403 are `Denied`, 404 `NotFound`, anything else classified by status.
+pub(crate) async fn send_retrying<F, Fut>(
+    peer: &Peer<'_>,
+    op: &'static str,
+    key: &str,
+    attempts: u32,
+    mut attempt: F,
+) -> Result<reqwest::Response>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<reqwest::Result<reqwest::Response>>>,
+{
+    let mut n = 0;
+    loop {
+        n += 1;
+        let err = match attempt().await? {
+            Ok(resp) if resp.status().is_success() => return Ok(resp),
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let body = resp.text().await.unwrap_or_default();
+                let detail = format!("HTTP {status} {}", body.lines().next().unwrap_or_default().chars().take(300).collect::<String>());
+                match status {
+                    401 | 403 => return Err(ProviderError::Denied { provider: peer.provider, bucket: peer.bucket.to_string(), detail }),
+                    404 => return Err(ProviderError::NotFound { provider: peer.provider, key: key.to_string() }),
+                    s => ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class: class_of_status(s) },
+                }
+            }
+            Err(e) if e.is_connect() => {
+                ProviderError::Unreachable { provider: peer.provider, endpoint: peer.endpoint.to_string(), detail: crate::error::chain(&e) }
+            }
+            Err(e) => ProviderError::Request {
+                provider: peer.provider,
+                op,
+                key: key.to_string(),
+                detail: crate::error::chain(&e),
+                class: ErrorClass::Retryable,
+            },
+        };
+        if err.class() != ErrorClass::Retryable || n >= attempts {
+            return Err(err);
+        }
+        let backoff = 100u64 << n.min(6);
+        tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
+    }
+}
