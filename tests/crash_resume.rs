@@ -80,6 +80,7 @@ fn data_bytes() -> u64 {
 fn assert_bounded(uploaded: u64, kills: usize, what: &str) {
     let window = TRANSFERS * PARTS_IN_FLIGHT * PART;
     let limit = data_bytes() + kills as u64 * window + (16 << 20);
+    println!("{what}: uploaded {uploaded} bytes for {} of data after {kills} kills (limit {limit})", data_bytes());
     assert!(uploaded <= limit, "{what}: uploaded {uploaded} bytes for {} of data after {kills} kills (limit {limit})", data_bytes());
     assert!(uploaded >= data_bytes(), "{what}: uploaded {uploaded} bytes, less than the data");
 }
