@@ -43,6 +43,9 @@ pub enum Command {
         /// Read every object back and compare its SHA-256 with the one recorded while copying.
         #[arg(long)]
         all_bytes: bool,
+        /// Also read back N randomly chosen objects in full and compare their SHA-256.
+        #[arg(long, value_name = "N", conflicts_with = "all_bytes")]
+        sample: Option<u64>,
         /// Objects checked in parallel.
         #[arg(long, default_value_t = 32)]
         transfers: usize,

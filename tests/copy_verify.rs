@@ -75,6 +75,11 @@ fn a_rerun_copies_nothing_twice_and_status_reads_the_journal() {
     assert_eq!(status["counts"]["pending"], 0);
     let reports = std::fs::read_dir(w.join("job/reports")).unwrap().count();
     assert_eq!(reports, 2, "one report per run");
+
+    // A sample of 5 objects is read back in full; the rest get the quick check.
+    let sampled = ferry_ok(w, &["verify", "--job", "job", "--sample", "5", "--json"], &env, 0).json();
+    assert_eq!(sampled["matched"], small_tree().len(), "{sampled}");
+    assert_eq!(sampled["proved_by"]["sha256 read-back"], 5, "{sampled}");
 }
 
 #[test]

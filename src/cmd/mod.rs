@@ -17,7 +17,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
         Command::Plan { src, dst, common } => plan::run(&src, &dst, &common).await,
         Command::Copy { src, dst, common, tuning } => copy::run(src.as_deref(), dst.as_deref(), &common, &tuning).await,
         Command::Resume { common, tuning } => copy::run(None, None, &common, &tuning).await,
-        Command::Verify { common, all_bytes, transfers } => verify::run(&common, all_bytes, transfers).await,
+        Command::Verify { common, all_bytes, sample, transfers } => verify::run(&common, all_bytes, sample, transfers).await,
         Command::Status { common } => status::run(&common),
         Command::Clean { dst, job, dst_endpoint, older_than, abort, dry_run, json } => match (dst, job) {
             (Some(dst), _) => clean::sweep(&dst, dst_endpoint, older_than, abort, json).await,

@@ -7,12 +7,12 @@ use crate::progress::Progress;
 use ferry_engine::{EngineError, Stats, VerifyOptions};
 use std::sync::Arc;
 
-pub async fn run(common: &Common, all_bytes: bool, transfers: usize) -> Result<Exit, EngineError> {
+pub async fn run(common: &Common, all_bytes: bool, sample: Option<u64>, transfers: usize) -> Result<Exit, EngineError> {
     let mut job = open_job(common, None, None)?;
     let destination = job.destination_provider().await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("verify", stats.clone(), common.json);
-    let summary = ferry_engine::verify(&mut job, destination, VerifyOptions { transfers, all_bytes }, stats).await;
+    let summary = ferry_engine::verify(&mut job, destination, VerifyOptions { transfers, all_bytes, sample }, stats).await;
     progress.finish();
     let summary = summary?;
     if common.json {

@@ -13,7 +13,7 @@ use ferry_manifest::ManifestReader;
 use ferry_providers::Provider;
 use futures::StreamExt;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -21,6 +21,8 @@ use std::time::Instant;
 pub struct VerifyOptions {
     pub transfers: usize,
     pub all_bytes: bool,
+    /// Read back this many randomly chosen objects in full (besides the quick check of all).
+    pub sample: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -65,6 +67,10 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
         seconds: 0.0,
         report: None,
     };
+    let sampled = match opts.sample {
+        Some(n) if !opts.all_bytes => sample_ids(&journal, n)?,
+        _ => HashSet::new(),
+    };
     let mut cursor = 0;
     loop {
         let rows = journal.page(cursor, 1024)?;
@@ -74,7 +80,7 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
             .map(|row| {
                 let dst = dst.clone();
                 let stats = stats.clone();
-                let all_bytes = opts.all_bytes;
+                let all_bytes = opts.all_bytes || sampled.contains(&row.id);
                 async move {
                     let r = check(dst.as_ref(), &row, all_bytes).await;
                     Stats::add(&stats.objects_done, 1);
@@ -101,6 +107,29 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("verify", &report)?);
     Ok(summary)
+}
+
+/// Up to `n` ids of done objects, uniformly at random (reservoir sampling over the journal).
+fn sample_ids(journal: &Journal, n: u64) -> Result<HashSet<i64>> {
+    let mut reservoir: Vec<i64> = Vec::with_capacity(n.min(1 << 20) as usize);
+    let (mut seen, mut cursor) = (0u64, 0);
+    loop {
+        let rows = journal.in_state("done", cursor, 4096)?;
+        let Some(last) = rows.last() else { break };
+        cursor = last.id;
+        for row in rows {
+            seen += 1;
+            if (reservoir.len() as u64) < n {
+                reservoir.push(row.id);
+            } else {
+                let j = rand::random_range(0..seen);
+                if j < n {
+                    reservoir[j as usize] = row.id;
+                }
+            }
+        }
+    }
+    Ok(reservoir.into_iter().collect())
 }
 
 async fn check(dst: &dyn Provider, row: &ObjectRow, all_bytes: bool) -> std::result::Result<&'static str, Difference> {
