@@ -115,6 +115,34 @@ mod tests {
         assert!(ObjectDigest::restore(b"not a state").is_none());
     }
 
+    proptest::proptest! {
+        /// Any split into parts, combined in order, gives the CRC of the whole.
+        #[test]
+        fn combining_part_crcs_matches_a_straight_crc(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..20_000),
+                                                     cuts in proptest::collection::vec(0usize..20_000, 0..12)) {
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (data.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut d = ObjectDigest::new();
+            let mut start = 0;
+            for cut in cuts.into_iter().chain([data.len()]) {
+                d.update(&data[start..cut]);
+                start = cut;
+            }
+            proptest::prop_assert_eq!(d.finish().1, crc32c_hex(crc32c(&data)));
+        }
+
+        /// Combining is associative: (a+b)+c equals a+(b+c), so parts may be joined in any grouping.
+        #[test]
+        fn combining_is_associative(a in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2_000),
+                                    b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2_000),
+                                    c in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2_000)) {
+            let (ca, cb, cc) = (crc32c(&a), crc32c(&b), crc32c(&c));
+            let left = crc32c_combine(crc32c_combine(ca, cb, b.len() as u64), cc, c.len() as u64);
+            let right = crc32c_combine(ca, crc32c_combine(cb, cc, c.len() as u64), (b.len() + c.len()) as u64);
+            proptest::prop_assert_eq!(left, right);
+        }
+    }
+
     #[test]
     fn known_vectors() {
         // RFC 3720 test vector and SHA-256 of the empty string.
