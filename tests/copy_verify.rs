@@ -139,6 +139,7 @@ fn manifest_export_carries_each_objects_sha256() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let key = v["key"].as_str().unwrap();
         assert_eq!(v["sha256"].as_str().unwrap(), file_sha256(&w.join("src").join(key)), "{key}");
+        assert!(v["verified_by"].is_string(), "{v}");
         rows += 1;
     }
     assert_eq!(rows, small_tree().len());

@@ -41,6 +41,10 @@ fn awkward_tree_round_trips_through_s3_azure_and_gcs() {
         let copied = ferry_ok(w, &args, &env, 0).json();
         assert_eq!(copied["failed"], 0, "{job}: {copied}");
         assert_eq!(copied["copied"], awkward_files(true).len(), "{job}: {copied}");
+        if from.starts_with("gs://") {
+            // GCS lists each object's CRC32C: every byte read was checked against the source's own.
+            assert_eq!(copied["verified_by"]["source crc32c"], awkward_files(true).len(), "{job}: {copied}");
+        }
 
         let verified = ferry_ok(w, &["verify", "--job", job, "--json"], &env, 0).json();
         assert_eq!(verified["matched"], awkward_files(true).len(), "{job}: {verified}");

@@ -24,7 +24,10 @@ pub fn export(common: &Common, format: Format, output: Option<&Path>) -> Result<
         }
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let rows = ferry_manifest::export(&reader, format, &mut out, |e| journal.get(&e.key).ok().flatten().and_then(|r| r.sha256))?;
+    let rows = ferry_manifest::export(&reader, format, &mut out, |e| {
+        let row = journal.get(&e.key).ok().flatten()?;
+        Some(ferry_manifest::Proof { sha256: row.sha256?, verified_by: row.verified_by.unwrap_or_default() })
+    })?;
     out.flush().map_err(|source| EngineError::Io { path: output.unwrap_or(Path::new("<stdout>")).into(), source })?;
     if output.is_some() {
         eprintln!("exported {rows} entries of generation {generation}");

@@ -57,6 +57,8 @@ pub struct CopySummary {
     pub bytes_copied: u64,
     /// Objects a previous run had finished already.
     pub already_done: u64,
+    /// How many objects each kind of evidence proved while copying.
+    pub verified_by: BTreeMap<String, u64>,
     /// Objects whose source changed since the manifest: their partial upload was dropped and
     /// the current version copied from the start (never two versions stitched together).
     pub restarted: Vec<Failure>,
@@ -102,6 +104,8 @@ struct Mover {
     stats: Arc<Stats>,
     /// Objects restarted because their source changed, with why.
     restarted: Mutex<Vec<Failure>>,
+    /// Objects proved by each kind of evidence.
+    verified_by: Mutex<BTreeMap<String, u64>>,
 }
 
 /// How often one object may be restarted in a run because its source keeps changing.
@@ -159,6 +163,7 @@ pub async fn copy(
         copied: 0,
         bytes_copied: 0,
         already_done: before.done,
+        verified_by: BTreeMap::new(),
         restarted: Vec::new(),
         resumed_objects: 0,
         resumed_bytes: 0,
@@ -184,6 +189,7 @@ pub async fn copy(
         opts: opts.clone(),
         stats: stats.clone(),
         restarted: Mutex::default(),
+        verified_by: Mutex::default(),
     });
     let stop: Arc<Mutex<Option<String>>> = Arc::default();
     let stopping = Arc::new(AtomicBool::new(false));
@@ -259,6 +265,7 @@ pub async fn copy(
 
     summary.stopped_by = stop.lock().expect("stop lock").clone();
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
+    summary.verified_by = std::mem::take(&mut *mover.verified_by.lock().expect("verified lock"));
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
     for (key, failure, size) in results {
@@ -292,6 +299,7 @@ impl Mover {
             match self.copy_object(&row, &sent).await {
                 Ok(outcome) => {
                     self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
+                    *self.verified_by.lock().expect("verified lock").entry(outcome.verified_by.clone()).or_default() += 1;
                     Stats::add(&self.stats.objects_done, 1);
                     return Ok(());
                 }

@@ -10,15 +10,24 @@ pub enum ExportFormat {
     Jsonl,
 }
 
-const COLUMNS: [&str; 9] = ["key", "size", "last_modified", "etag", "version", "crc32c", "md5", "content_type", "sha256"];
+const COLUMNS: [&str; 10] = ["key", "size", "last_modified", "etag", "version", "crc32c", "md5", "content_type", "sha256", "verified_by"];
 
-/// Writes every entry of `reader` to `out`. `sha256_of` supplies the whole-object SHA-256 that a
-/// copy recorded (from the journal), or `None` for objects not yet copied.
+/// What a copy proved about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    /// SHA-256 of the bytes read from the source and sent.
+    pub sha256: String,
+    /// Which check proved them, e.g. `source crc32c`.
+    pub verified_by: String,
+}
+
+/// Writes every entry of `reader` to `out`. `proof_of` supplies what a copy recorded for the
+/// object (from the journal), or `None` for objects not yet copied.
 pub fn export(
     reader: &ManifestReader,
     format: ExportFormat,
     out: &mut dyn Write,
-    mut sha256_of: impl FnMut(&ObjectEntry) -> Option<String>,
+    mut proof_of: impl FnMut(&ObjectEntry) -> Option<Proof>,
 ) -> Result<u64> {
     let io = |source| ManifestError::Io { path: "<export output>".into(), source };
     if format == ExportFormat::Csv {
@@ -27,7 +36,11 @@ pub fn export(
     let mut rows = 0;
     reader.for_each_batch::<ManifestError>(|batch| {
         for e in &batch {
-            let sha = sha256_of(e);
+            let proof = proof_of(e);
+            let (sha, verified_by) = match proof {
+                Some(p) => (Some(p.sha256), Some(p.verified_by)),
+                None => (None, None),
+            };
             match format {
                 ExportFormat::Csv => {
                     let fields = [
@@ -40,6 +53,7 @@ pub fn export(
                         e.md5.clone().unwrap_or_default(),
                         e.content_type.clone().unwrap_or_default(),
                         sha.unwrap_or_default(),
+                        verified_by.unwrap_or_default(),
                     ];
                     let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
                     writeln!(out, "{}", line.join(",")).map_err(io)?;
@@ -47,6 +61,7 @@ pub fn export(
                 ExportFormat::Jsonl => {
                     let mut v = serde_json::to_value(e).expect("entry serializes");
                     v["sha256"] = sha.map(Into::into).unwrap_or(serde_json::Value::Null);
+                    v["verified_by"] = verified_by.map(Into::into).unwrap_or(serde_json::Value::Null);
                     writeln!(out, "{v}").map_err(io)?;
                 }
             }
@@ -75,10 +90,10 @@ mod tests {
         w.seal().unwrap();
         let r = ManifestReader::open(dir.path()).unwrap();
         let mut csv = Vec::new();
-        export(&r, ExportFormat::Csv, &mut csv, |_| Some("ab".into())).unwrap();
+        export(&r, ExportFormat::Csv, &mut csv, |_| Some(Proof { sha256: "ab".into(), verified_by: "size only".into() })).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert!(csv.contains("\"a,\"\"b\"\"\nc\",3,"), "{csv}");
-        assert!(csv.trim_end().ends_with(",ab"));
+        assert!(csv.trim_end().ends_with(",ab,size only"), "{csv}");
         let mut jl = Vec::new();
         export(&r, ExportFormat::Jsonl, &mut jl, |_| None).unwrap();
         let v: serde_json::Value = serde_json::from_slice(jl.split(|b| *b == b'\n').next().unwrap()).unwrap();

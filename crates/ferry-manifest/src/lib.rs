@@ -17,7 +17,7 @@ pub mod export;
 pub mod header;
 pub mod shard;
 
-pub use export::{ExportFormat, export};
+pub use export::{ExportFormat, Proof, export};
 pub use header::{GENERATION_PREFIX, ManifestHeader, ShardInfo, Totals};
 pub use shard::{ManifestReader, ManifestWriter};
 
