@@ -43,6 +43,9 @@ fn unknown_scheme_missing_bucket_wrong_credentials_and_unreachable_endpoints_are
     refused(w, &["copy", "src", "gs://bkt/x", "--job", "job", "--dst-endpoint", &nobody], &env, "cannot reach");
     refused(w, &["copy", "no/such/dir", "dst", "--job", "job"], &env, "does not exist");
     refused(w, &["copy", "src", "s3://AKIA:SECRET@real/x", "--job", "job"], &env, "credentials");
+    // A job directory inside a local source or destination would copy itself.
+    refused(w, &["copy", "src", ".", "--job", "job"], &env, "inside the destination");
+    refused(w, &["copy", ".", "dst", "--job", "job"], &env, "inside the source");
 }
 
 #[test]

@@ -25,6 +25,8 @@ pub enum EngineError {
     JobFile { path: PathBuf, detail: String },
     #[error("{dir} is in use by another ferry process (lock {lock})")]
     Locked { dir: PathBuf, lock: PathBuf },
+    #[error("the job directory {dir} is inside the {what} {location}: put it elsewhere, or ferry would copy its own files")]
+    JobInsideLocation { dir: PathBuf, what: &'static str, location: String },
     #[error("{dir} has no sealed manifest yet: run `ferry plan` or `ferry copy` first")]
     NotPlanned { dir: PathBuf },
 }
@@ -43,6 +45,7 @@ impl EngineError {
             | EngineError::JobFile { .. }
             | EngineError::Locked { .. }
             | EngineError::NotPlanned { .. }
+            | EngineError::JobInsideLocation { .. }
             | EngineError::Manifest(_) => true,
             EngineError::Journal(_) | EngineError::Io { .. } => false,
         }

@@ -44,6 +44,15 @@ pub struct Job {
     lock: Option<File>,
 }
 
+/// `path` made absolute against the working directory (no file system access).
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+    }
+}
+
 /// Refuses endpoints that carry credentials, so they can be stored and printed as they are.
 fn check_endpoint(url: &str) -> Result<()> {
     let authority = url.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or_default()).unwrap_or(url);
@@ -87,7 +96,14 @@ impl Job {
             });
         }
         match (source, destination) {
-            (Some(source), Some(destination)) => Ok(Job { dir: dir.into(), source, destination, endpoints, persisted: false, lock: None }),
+            (Some(source), Some(destination)) => {
+                for (what, location) in [("source", &source), ("destination", &destination)] {
+                    if location.scheme == ferry_core::Scheme::Local && absolute(dir).starts_with(&location.prefix) {
+                        return Err(EngineError::JobInsideLocation { dir: dir.into(), what, location: location.to_string() });
+                    }
+                }
+                Ok(Job { dir: dir.into(), source, destination, endpoints, persisted: false, lock: None })
+            }
             _ => Err(EngineError::NoJob { dir: dir.into() }),
         }
     }

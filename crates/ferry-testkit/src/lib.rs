@@ -17,5 +17,5 @@ pub mod proxy;
 pub mod services;
 pub mod tree;
 
-pub use proxy::CountingProxy;
+pub use proxy::{CountingProxy, Faults};
 pub use services::{Azurite, FakeGcs, S3Server, free_port};
