@@ -219,7 +219,8 @@ pub async fn copy(
         }
     });
     let mut journal_error = None;
-    let results: Vec<(String, Option<ObjectError>, u64)> = pages
+    // Outcomes are folded as they come: memory stays flat however many objects the job has.
+    let (copied, bytes_copied, mut failures) = pages
         .filter_map(|page| {
             let keep = match page {
                 Ok(rows) => Some(futures::stream::iter(rows)),
@@ -257,7 +258,15 @@ pub async fn copy(
         })
         .buffer_unordered(opts.transfers.max(1))
         .filter_map(|r| async move { r })
-        .collect()
+        .fold((0u64, 0u64, Vec::new()), |(copied, bytes, mut failures), (key, failure, size)| async move {
+            match failure {
+                None => (copied + 1, bytes + size, failures),
+                Some(e) => {
+                    failures.push(Failure { key, error: e.message });
+                    (copied, bytes, failures)
+                }
+            }
+        })
         .await;
     if let Some(e) = journal_error {
         return Err(e.into());
@@ -268,19 +277,9 @@ pub async fn copy(
     summary.verified_by = std::mem::take(&mut *mover.verified_by.lock().expect("verified lock"));
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
-    for (key, failure, size) in results {
-        match failure {
-            None => {
-                summary.copied += 1;
-                summary.bytes_copied += size;
-            }
-            Some(e) => {
-                summary.failed += 1;
-                summary.failures.push(Failure { key, error: e.message });
-            }
-        }
-    }
-    summary.failures.sort_by(|a, b| a.key.cmp(&b.key));
+    failures.sort_by(|a, b| a.key.cmp(&b.key));
+    (summary.copied, summary.bytes_copied, summary.failed) = (copied, bytes_copied, failures.len() as u64);
+    summary.failures = failures;
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("copy", &report)?);
