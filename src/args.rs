@@ -62,6 +62,9 @@ pub enum Command {
         job: Option<PathBuf>,
         #[arg(long, value_name = "URL")]
         dst_endpoint: Option<String>,
+        /// AWS named profile for an S3 destination.
+        #[arg(long, value_name = "NAME")]
+        dst_profile: Option<String>,
         /// With DST: how old an upload must be to count as stale, e.g. 24h, 90m, 7d.
         #[arg(long, value_parser = parse_duration, default_value = "24h")]
         older_than: std::time::Duration,
@@ -117,6 +120,12 @@ pub struct Common {
     /// Endpoint for the destination.
     #[arg(long, value_name = "URL")]
     pub dst_endpoint: Option<String>,
+    /// AWS named profile (from the standard config/credentials files) for an S3 source.
+    #[arg(long, value_name = "NAME")]
+    pub src_profile: Option<String>,
+    /// AWS named profile for an S3 destination: two S3 sides may use different credentials.
+    #[arg(long, value_name = "NAME")]
+    pub dst_profile: Option<String>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,

@@ -173,7 +173,8 @@ fn a_bad_key_fails_alone_and_never_escapes_a_local_destination() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let loc = ferry_core::Location::parse("gs://keys/").unwrap();
-        let p = ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()) }).await.unwrap();
+        let p =
+            ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None }).await.unwrap();
         for key in ["good.txt", "in/../../escape.txt", "double//slash.txt"] {
             let data = bytes::Bytes::from(format!("contents of {key}"));
             p.put(key, data.clone(), ferry_core::crc32c(&data), &Default::default()).await.unwrap();
@@ -197,4 +198,58 @@ fn a_bad_key_fails_alone_and_never_escapes_a_local_destination() {
     let verify = ferry(w, &["verify", "--job", "job"], &[]);
     assert_eq!(verify.code, 3);
     assert!(verify.stdout.contains("not-copied: double//slash.txt"), "{}", verify.stdout);
+}
+
+#[test]
+fn two_s3_services_with_different_credentials_through_named_profiles() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &small_tree());
+    let (a, b) = (S3Server::start(), S3Server::start());
+    a.create_bucket("alpha");
+    b.create_bucket("beta");
+    assert_ne!(a.secret_key, b.secret_key);
+    // The standard AWS credentials file, in the HOME the ferry processes get.
+    let aws = w.join(".home/.aws");
+    std::fs::create_dir_all(&aws).unwrap();
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[old-cloud]\naws_access_key_id = {}\naws_secret_access_key = {}\n\n[new-cloud]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            a.access_key, a.secret_key, b.access_key, b.secret_key
+        ),
+    )
+    .unwrap();
+    let env = [("AWS_REGION".to_string(), "us-east-1".to_string())];
+
+    ferry_ok(w, &["copy", "src", "s3://alpha/x", "--job", "j1", "--dst-endpoint", &a.endpoint, "--dst-profile", "old-cloud"], &env, 0);
+    let across = [
+        "copy",
+        "s3://alpha/x",
+        "s3://beta/y",
+        "--job",
+        "j2",
+        "--src-endpoint",
+        &a.endpoint,
+        "--src-profile",
+        "old-cloud",
+        "--dst-endpoint",
+        &b.endpoint,
+        "--dst-profile",
+        "new-cloud",
+        "--json",
+    ];
+    let summary = ferry_ok(w, &across, &env, 0).json();
+    assert_eq!(summary["copied"], small_tree().len(), "{summary}");
+    // The job remembers the profile names (never the keys), so later commands need none.
+    ferry_ok(w, &["verify", "--job", "j2"], &env, 0);
+    let job = std::fs::read_to_string(w.join("j2/job.toml")).unwrap();
+    assert!(job.contains("new-cloud") && !job.contains(&b.secret_key), "{job}");
+    assert_eq!(file_sha256(&b.root.path().join("beta/y/big/multipart.bin")), file_sha256(&w.join("src/big/multipart.bin")));
+
+    // The wrong profile for a side is refused as such.
+    let wrong =
+        ferry(w, &["copy", "s3://alpha/x", "dst", "--job", "j3", "--src-endpoint", &a.endpoint, "--src-profile", "new-cloud"], &env);
+    assert_eq!(wrong.code, 2, "{}", wrong.stderr);
+    assert!(wrong.stderr.contains("denied"), "{}", wrong.stderr);
 }

@@ -16,15 +16,14 @@ pub async fn run(common: &Common, dry_run: bool) -> Result<Exit, EngineError> {
 /// `ferry clean DST --older-than AGE [--abort]`: any uploads under DST, not only a job's.
 pub async fn sweep(
     dst: &str,
-    endpoint: Option<String>,
+    connect: ferry_providers::Connect,
     older_than: std::time::Duration,
     abort: bool,
     json: bool,
 ) -> Result<Exit, EngineError> {
     let location = super::location(dst)?;
-    let provider = ferry_providers::open(&location, &ferry_providers::Connect { endpoint })
-        .await
-        .map_err(|source| EngineError::Provider { side: "destination", source })?;
+    let provider =
+        ferry_providers::open(&location, &connect).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
     provider.check(true).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
     let before = chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
     let summary = ferry_engine::sweep(provider, before, !abort).await?;

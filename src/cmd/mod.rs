@@ -10,7 +10,8 @@ mod verify;
 use crate::Exit;
 use crate::args::{Cli, Command, Common, ManifestCommand};
 use ferry_core::Location;
-use ferry_engine::{Endpoints, EngineError, Job};
+use ferry_engine::{Access, EngineError, Job};
+use ferry_providers::Connect;
 
 pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
     match cli.command {
@@ -19,9 +20,15 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
         Command::Resume { common, tuning } => copy::run(None, None, &common, &tuning).await,
         Command::Verify { common, all_bytes, sample, transfers } => verify::run(&common, all_bytes, sample, transfers).await,
         Command::Status { common } => status::run(&common),
-        Command::Clean { dst, job, dst_endpoint, older_than, abort, dry_run, json } => match (dst, job) {
-            (Some(dst), _) => clean::sweep(&dst, dst_endpoint, older_than, abort, json).await,
-            (None, Some(job)) => clean::run(&Common { job, src_endpoint: None, dst_endpoint, json }, dry_run).await,
+        Command::Clean { dst, job, dst_endpoint, dst_profile, older_than, abort, dry_run, json } => match (dst, job) {
+            (Some(dst), _) => clean::sweep(&dst, Connect { endpoint: dst_endpoint, profile: dst_profile }, older_than, abort, json).await,
+            (None, Some(job)) => {
+                clean::run(
+                    &Common { job, src_endpoint: None, dst_endpoint, src_profile: None, dst_profile: dst_profile.clone(), json },
+                    dry_run,
+                )
+                .await
+            }
             (None, None) => unreachable!("clap requires DST or --job"),
         },
         Command::Manifest { command: ManifestCommand::Export { common, format, output } } => {
@@ -43,8 +50,11 @@ fn location(text: &str) -> Result<Location, EngineError> {
 fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job, EngineError> {
     let src = src.map(location).transpose()?;
     let dst = dst.map(location).transpose()?;
-    let endpoints = Endpoints { source: common.src_endpoint.clone(), destination: common.dst_endpoint.clone() };
-    Job::open(&common.job, src, dst, endpoints)
+    let access = Access {
+        source: Connect { endpoint: common.src_endpoint.clone(), profile: common.src_profile.clone() },
+        destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone() },
+    };
+    Job::open(&common.job, src, dst, access)
 }
 
 fn print_json(value: &impl serde::Serialize) {

@@ -20,10 +20,11 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// How each side is reached: endpoint and credential profile (names, never credentials).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Endpoints {
-    pub source: Option<String>,
-    pub destination: Option<String>,
+pub struct Access {
+    pub source: Connect,
+    pub destination: Connect,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,6 +33,10 @@ struct JobFile {
     destination: String,
     source_endpoint: Option<String>,
     destination_endpoint: Option<String>,
+    #[serde(default)]
+    source_profile: Option<String>,
+    #[serde(default)]
+    destination_profile: Option<String>,
     created_at: DateTime<Utc>,
 }
 
@@ -39,7 +44,7 @@ pub struct Job {
     pub dir: PathBuf,
     pub source: Location,
     pub destination: Location,
-    pub endpoints: Endpoints,
+    pub access: Access,
     persisted: bool,
     lock: Option<File>,
 }
@@ -68,8 +73,8 @@ fn check_endpoint(url: &str) -> Result<()> {
 impl Job {
     /// Opens the job in `dir`, or prepares a new one from `source` and `destination`. Given
     /// locations must match an existing job's; given endpoints override the stored ones.
-    pub fn open(dir: &Path, source: Option<Location>, destination: Option<Location>, endpoints: Endpoints) -> Result<Job> {
-        for ep in [&endpoints.source, &endpoints.destination].into_iter().flatten() {
+    pub fn open(dir: &Path, source: Option<Location>, destination: Option<Location>, access: Access) -> Result<Job> {
+        for ep in [&access.source.endpoint, &access.destination.endpoint].into_iter().flatten() {
             check_endpoint(ep)?;
         }
         let file = dir.join("job.toml");
@@ -87,9 +92,15 @@ impl Job {
                 dir: dir.into(),
                 source: job_src,
                 destination: job_dst,
-                endpoints: Endpoints {
-                    source: endpoints.source.or(stored.source_endpoint),
-                    destination: endpoints.destination.or(stored.destination_endpoint),
+                access: Access {
+                    source: Connect {
+                        endpoint: access.source.endpoint.or(stored.source_endpoint),
+                        profile: access.source.profile.or(stored.source_profile),
+                    },
+                    destination: Connect {
+                        endpoint: access.destination.endpoint.or(stored.destination_endpoint),
+                        profile: access.destination.profile.or(stored.destination_profile),
+                    },
                 },
                 persisted: true,
                 lock: None,
@@ -102,7 +113,7 @@ impl Job {
                         return Err(EngineError::JobInsideLocation { dir: dir.into(), what, location: location.to_string() });
                     }
                 }
-                Ok(Job { dir: dir.into(), source, destination, endpoints, persisted: false, lock: None })
+                Ok(Job { dir: dir.into(), source, destination, access, persisted: false, lock: None })
             }
             _ => Err(EngineError::NoJob { dir: dir.into() }),
         }
@@ -117,12 +128,12 @@ impl Job {
 
     /// Opens and checks the source alone.
     pub async fn source_provider(&self) -> Result<Arc<dyn Provider>> {
-        open_side("source", &self.source, &self.endpoints.source, false).await
+        open_side("source", &self.source, &self.access.source, false).await
     }
 
     /// Opens and checks the destination alone (what `verify` needs: the source may be gone).
     pub async fn destination_provider(&self) -> Result<Arc<dyn Provider>> {
-        open_side("destination", &self.destination, &self.endpoints.destination, true).await
+        open_side("destination", &self.destination, &self.access.destination, true).await
     }
 
     /// Creates the directory and `job.toml` if new, and takes the job's lock.
@@ -132,8 +143,10 @@ impl Job {
             let file = JobFile {
                 source: self.source.to_string(),
                 destination: self.destination.to_string(),
-                source_endpoint: self.endpoints.source.clone(),
-                destination_endpoint: self.endpoints.destination.clone(),
+                source_endpoint: self.access.source.endpoint.clone(),
+                destination_endpoint: self.access.destination.endpoint.clone(),
+                source_profile: self.access.source.profile.clone(),
+                destination_profile: self.access.destination.profile.clone(),
                 created_at: Utc::now(),
             };
             let path = self.dir.join("job.toml");
@@ -194,9 +207,9 @@ impl Job {
     }
 }
 
-async fn open_side(side: &'static str, location: &Location, endpoint: &Option<String>, for_write: bool) -> Result<Arc<dyn Provider>> {
+async fn open_side(side: &'static str, location: &Location, connect: &Connect, for_write: bool) -> Result<Arc<dyn Provider>> {
     let err = |source| EngineError::Provider { side, source };
-    let provider = ferry_providers::open(location, &Connect { endpoint: endpoint.clone() }).await.map_err(err)?;
+    let provider = ferry_providers::open(location, connect).await.map_err(err)?;
     provider.check(for_write).await.map_err(err)?;
     Ok(provider)
 }
@@ -211,15 +224,15 @@ mod tests {
         let d = dir.path().join("job");
         let src = Location::parse("s3://bkt-a/p").unwrap();
         let dst = Location::parse("gs://bkt-b/").unwrap();
-        let mut job = Job::open(&d, Some(src.clone()), Some(dst.clone()), Endpoints::default()).unwrap();
+        let mut job = Job::open(&d, Some(src.clone()), Some(dst.clone()), Access::default()).unwrap();
         assert!(!d.exists(), "nothing is written before persist");
         job.persist().unwrap();
 
         let other = Location::parse("s3://bkt-a/q").unwrap();
-        let err = Job::open(&d, Some(other), Some(dst.clone()), Endpoints::default()).err().unwrap();
+        let err = Job::open(&d, Some(other), Some(dst.clone()), Access::default()).err().unwrap();
         assert!(matches!(err, EngineError::JobMismatch { what: "source", .. }), "{err}");
 
-        let mut again = Job::open(&d, None, None, Endpoints::default()).unwrap();
+        let mut again = Job::open(&d, None, None, Access::default()).unwrap();
         assert_eq!(again.source, src);
         assert!(matches!(again.lock(), Err(EngineError::Locked { .. })));
         drop(job);
@@ -228,7 +241,8 @@ mod tests {
 
     #[test]
     fn endpoints_with_credentials_are_refused() {
-        let eps = Endpoints { source: Some("http://user:secret@127.0.0.1:9000".into()), destination: None };
+        let eps =
+            Access { source: Connect { endpoint: Some("http://user:secret@127.0.0.1:9000".into()), profile: None }, ..Default::default() };
         let err = Job::open(Path::new("/nonexistent"), None, None, eps).err().unwrap().to_string();
         assert!(!err.contains("secret"), "{err}");
     }

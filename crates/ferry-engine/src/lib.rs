@@ -27,7 +27,7 @@ pub mod verify;
 pub use clean::{CleanSummary, clean, sweep};
 pub use copy::{CopyOptions, CopySummary, copy};
 pub use error::EngineError;
-pub use job::{Endpoints, Job};
+pub use job::{Access, Job};
 pub use plan::{PlanSummary, plan};
 pub use stats::Stats;
 pub use verify::{Difference, VerifyOptions, VerifySummary, verify};

@@ -164,10 +164,13 @@ pub trait MultipartUpload: Send {
 }
 
 /// How to reach a location: an optional endpoint (an S3-compatible service, Azurite,
-/// fake-gcs-server). Without one, the provider's standard environment applies.
-#[derive(Debug, Clone, Default)]
+/// fake-gcs-server) and, for S3, an optional named profile of the AWS configuration files (so
+/// two S3 sides can use different credentials). Names only: never a credential. Without them,
+/// the provider's standard environment applies.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Connect {
     pub endpoint: Option<String>,
+    pub profile: Option<String>,
 }
 
 /// Opens the adapter for `location`. Builds clients only: no request is sent (see

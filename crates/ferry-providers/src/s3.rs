@@ -43,6 +43,9 @@ impl S3Provider {
             .or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok())
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(profile) = &connect.profile {
+            loader = loader.profile_name(profile);
+        }
         if let Some(ep) = &endpoint {
             loader = loader.endpoint_url(ep);
             if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
