@@ -10,7 +10,9 @@
 //! # Layout
 //! - [`job`]: `JOB/` — `job.toml`, manifest generations, the journal, the lock, reports.
 //! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal.
-//! - [`mod@copy`]: the scheduler and mover (single puts, parallel multipart) under a byte budget.
+//! - [`mod@copy`]: the scheduler: pending objects from the journal, `--transfers` at a time.
+//! - `mover`: one object — a single put, or a resumable parallel multipart upload — under a
+//!   byte budget.
 //! - [`mod@clean`]: abort the multipart uploads a job left open.
 //! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared.
 //! - [`stats`]: live counters for progress display.
@@ -20,6 +22,7 @@ pub mod clean;
 pub mod copy;
 pub mod error;
 pub mod job;
+mod mover;
 pub mod plan;
 pub mod stats;
 pub mod verify;

@@ -1,0 +1,436 @@
+//! The mover: one object at a time, from source to destination. A small object is one GET and
+//! one put; a large one is a HEAD, then ranged GETs feeding a multipart upload — resumed from the
+//! journal when one is open — with every part's CRC32C sent as its checksum header and the
+//! object's SHA-256 hashed in part order on the same buffers.
+//!
+//! Memory is bounded by one byte budget shared by every part in flight: a part acquires its
+//! size from the budget before it is read and gives it back when the destination acknowledged it.
+
+use crate::Stats;
+use crate::copy::{CopyOptions, Failure};
+use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
+use ferry_journal::{Journal, ObjectRow, Outcome};
+use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs};
+use futures::stream::{FuturesUnordered, StreamExt};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+/// How a memory budget is counted: KiB units keep permit counts within `u32`.
+pub(crate) struct Budget {
+    sem: Arc<Semaphore>,
+    total_kib: u32,
+}
+
+impl Budget {
+    pub(crate) fn new(bytes: u64) -> Budget {
+        let total_kib = (bytes / 1024).clamp(1, u32::MAX as u64 / 2) as u32;
+        Budget { sem: Arc::new(Semaphore::new(total_kib as usize)), total_kib }
+    }
+
+    async fn take(&self, bytes: u64) -> OwnedSemaphorePermit {
+        let kib = (bytes.div_ceil(1024).max(1)).min(self.total_kib as u64) as u32;
+        self.sem.clone().acquire_many_owned(kib).await.expect("budget semaphore is never closed")
+    }
+}
+
+pub(crate) struct Mover {
+    pub(crate) src: Arc<dyn Provider>,
+    pub(crate) dst: Arc<dyn Provider>,
+    pub(crate) journal: Arc<Mutex<Journal>>,
+    pub(crate) opts: CopyOptions,
+    pub(crate) budget: Budget,
+    pub(crate) stats: Arc<Stats>,
+    /// Objects restarted because their source changed, with why.
+    pub(crate) restarted: Mutex<Vec<Failure>>,
+    /// Objects proved by each kind of evidence.
+    pub(crate) verified_by: Mutex<BTreeMap<String, u64>>,
+}
+
+/// How often one object may be restarted in a run because its source keeps changing.
+const MAX_RESTARTS: u32 = 2;
+
+/// An object-level failure with its class.
+#[derive(Debug)]
+pub(crate) struct ObjectError {
+    pub(crate) class: ErrorClass,
+    pub(crate) message: String,
+    /// The source's current object, when the failure is that it changed since the manifest.
+    changed: Option<Box<ObjectEntry>>,
+}
+
+impl ObjectError {
+    fn new(class: ErrorClass, message: String) -> Self {
+        ObjectError { class, message, changed: None }
+    }
+}
+
+impl From<ProviderError> for ObjectError {
+    fn from(e: ProviderError) -> Self {
+        ObjectError::new(e.class(), e.to_string())
+    }
+}
+
+impl From<ferry_journal::JournalError> for ObjectError {
+    fn from(e: ferry_journal::JournalError) -> Self {
+        ObjectError::new(ErrorClass::Fatal, e.to_string())
+    }
+}
+
+impl Mover {
+    pub(crate) async fn copy_with_retries(&self, row: &ObjectRow) -> Result<(), ObjectError> {
+        let mut row = row.clone();
+        let mut attempt = 0;
+        let mut restarts = 0;
+        loop {
+            attempt += 1;
+            // Bytes this attempt sent, so a retry does not count them twice.
+            let sent = AtomicU64::new(0);
+            match self.copy_object(&row, &sent).await {
+                Ok(outcome) => {
+                    self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
+                    *self.verified_by.lock().expect("verified lock").entry(outcome.verified_by.clone()).or_default() += 1;
+                    Stats::add(&self.stats.objects_done, 1);
+                    return Ok(());
+                }
+                // The source changed since the manifest: never stitch two versions together.
+                // Drop whatever was uploaded and copy the current version from the start.
+                Err(ObjectError { changed: Some(current), message, .. }) if restarts < MAX_RESTARTS => {
+                    restarts += 1;
+                    self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
+                    self.abandon(&row).await;
+                    let current = ObjectEntry { key: row.entry.key.clone(), crc32c: None, md5: None, ..*current };
+                    let note = format!("restarted: {message}");
+                    self.journal.lock().expect("journal lock").restart_object(row.id, &current, &note)?;
+                    self.restarted.lock().expect("restarted lock").push(Failure { key: row.entry.key.clone(), error: note });
+                    row.entry =
+                        ObjectEntry { content_type: row.entry.content_type.clone(), metadata: row.entry.metadata.clone(), ..current };
+                }
+                Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
+                    self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
+                    let backoff = 200u64 << attempt.min(6);
+                    tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
+                }
+                Err(e) => {
+                    self.abandon(&row).await;
+                    self.journal.lock().expect("journal lock").mark_failed(row.id, &e.message)?;
+                    Stats::add(&self.stats.objects_failed, 1);
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    async fn copy_object(&self, row: &ObjectRow, sent: &AtomicU64) -> Result<Outcome, ObjectError> {
+        let entry = &row.entry;
+        // An open upload keeps the part size it was started with, whatever this run was given.
+        let open_part_size = self.journal.lock().expect("journal lock").upload_of(row.id)?.map(|(_, part_size)| part_size);
+        let plan = match open_part_size {
+            Some(part_size) => PartPlan { object_size: entry.size, part_size },
+            None => PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits()),
+        };
+        let (receipt, digest, seen) = match self.dst.multipart() {
+            Some(mp) if !plan.is_single() => {
+                // One HEAD gives the attributes to write and proves the source unchanged; every
+                // part read is checked again.
+                let current = self.src.head(&entry.key).await?.ok_or_else(|| {
+                    ObjectError::new(
+                        ErrorClass::PerObject,
+                        format!("{} was deleted from the source since the manifest was sealed", entry.key),
+                    )
+                })?;
+                check_unchanged(entry, &current)?;
+                let attrs = attrs_of(entry, &current);
+                let mut opened = self.open_upload(row, mp, &plan, &attrs).await?;
+                let parts = self.send_parts(row, &plan, &mut opened, sent).await?;
+                (opened.upload.complete(parts).await?, opened.digest, current)
+            }
+            _ => {
+                let _permit = self.budget.take(entry.size).await;
+                let fetched = self.src.get(&entry.key, None).await?;
+                check_unchanged(entry, &fetched.object)?;
+                let crc = crc32c(&fetched.data);
+                let mut digest = ObjectDigest::new();
+                digest.push_part(&fetched.data, crc);
+                let size = fetched.data.len() as u64;
+                let receipt = self.dst.put(&entry.key, fetched.data, crc, &attrs_of(entry, &fetched.object)).await?;
+                Stats::add(&self.stats.bytes_done, size);
+                Stats::add(sent, size);
+                (receipt, digest, fetched.object)
+            }
+        };
+        if digest.len() != entry.size {
+            return Err(ObjectError::new(ErrorClass::Retryable, format!("read {} bytes, the manifest says {}", digest.len(), entry.size)));
+        }
+        let (sha256, crc) = digest.finish();
+        let verified_by = match entry.crc32c.as_ref().or(seen.crc32c.as_ref()) {
+            Some(source_crc) if *source_crc != crc => {
+                return Err(ObjectError::new(
+                    ErrorClass::Retryable,
+                    format!("bytes read have crc32c {crc}, the source declares {source_crc}"),
+                ));
+            }
+            Some(_) => "source crc32c",
+            None => "crc32c in transit",
+        };
+        Ok(Outcome { sha256, crc32c: crc, dst_etag: receipt.etag, verified_by: verified_by.to_string() })
+    }
+
+    /// Resumes the object's recorded upload when the destination still has it, else starts one
+    /// (its id journaled before anything is created). Returns it with the parts already held and
+    /// the running digest of the leading parts, when the journal kept one.
+    async fn open_upload(
+        &self,
+        row: &ObjectRow,
+        mp: &dyn Multipart,
+        plan: &PartPlan,
+        attrs: &PutAttrs,
+    ) -> Result<OpenedUpload, ObjectError> {
+        let key = &row.entry.key;
+        let (recorded_id, recorded, hash) = {
+            let journal = self.journal.lock().expect("journal lock");
+            (journal.upload_of(row.id)?, journal.parts(row.id)?, journal.hash_state(row.id)?)
+        };
+        if let Some((upload_id, _)) = recorded_id {
+            let recorded: Vec<PartReceipt> = recorded
+                .iter()
+                .filter_map(|p| {
+                    let crc32c = u32::from_str_radix(&p.crc32c, 16).ok()?;
+                    Some(PartReceipt { index: p.part_no, id: p.etag.clone().unwrap_or_default(), size: p.size, crc32c })
+                })
+                .collect();
+            let resumed = match mp.resume(key, &upload_id, attrs, row.entry.size, &recorded).await {
+                Err(ProviderError::UnlistedUpload { .. }) => {
+                    self.journal.lock().expect("journal lock").note_orphan(row.id)?;
+                    Ok(None)
+                }
+                other => other,
+            };
+            match resumed? {
+                // Held parts must match this upload's part plan, or it cannot be continued.
+                Some((upload, held)) if held.iter().all(|p| p.index < plan.count() as u32 && p.size == plan.len(p.index as u64)) => {
+                    Stats::add(&self.stats.resumed_objects, 1);
+                    let held: BTreeMap<u32, PartReceipt> = held.into_iter().map(|p| (p.index, p)).collect();
+                    // The saved digest is usable only if every part it covers is still held.
+                    let (next, digest) = hash
+                        .filter(|(next, _)| (0..*next).all(|i| held.contains_key(&i)))
+                        .and_then(|(next, state)| Some((next, ObjectDigest::restore(&state)?)))
+                        .unwrap_or((0, ObjectDigest::new()));
+                    return Ok(OpenedUpload { upload, held, digest, next });
+                }
+                Some((upload, _)) => upload.abort().await?,
+                // The provider no longer knows it; abort anyway (harmless if it is gone) so an
+                // upload a listing failed to show cannot stay open.
+                None => {
+                    let _ = mp.abort_upload(key, &upload_id).await;
+                }
+            }
+            self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        self.journal.lock().expect("journal lock").set_upload(row.id, Some(&id), plan.part_size)?;
+        let upload = mp.start(key, attrs, row.entry.size, &id).await?;
+        let actual = upload.upload_id();
+        if actual.as_deref() != Some(id.as_str()) {
+            self.journal.lock().expect("journal lock").set_upload(row.id, actual.as_deref(), plan.part_size)?;
+        }
+        Ok(OpenedUpload { upload, held: BTreeMap::new(), digest: ObjectDigest::new(), next: 0 })
+    }
+
+    /// Aborts the recorded upload of an object that failed for good, so none stays open (and billed).
+    async fn abandon(&self, row: &ObjectRow) {
+        let Some(mp) = self.dst.multipart() else { return };
+        let upload_id = self.journal.lock().expect("journal lock").upload_of(row.id);
+        if let Ok(Some((upload_id, _))) = upload_id
+            && mp.abort_upload(&row.entry.key, &upload_id).await.is_ok()
+        {
+            let _ = self.journal.lock().expect("journal lock").clear_upload(row.id);
+        }
+    }
+
+    /// Reads the parts from `opened.next` on with bounded parallel ranged GETs, hashing them in
+    /// order, and uploads those the destination does not already hold. Each time the leading
+    /// run of acknowledged parts grows, the digest state after it is journaled.
+    async fn send_parts(
+        &self,
+        row: &ObjectRow,
+        plan: &PartPlan,
+        opened: &mut OpenedUpload,
+        sent: &AtomicU64,
+    ) -> Result<Vec<PartReceipt>, ObjectError> {
+        let key = &row.entry.key;
+        let width = self.opts.parts_per_object.max(1);
+        let count = plan.count() as u32;
+        // Parts the saved digest covers are held: nothing to read or send.
+        let mut receipts: Vec<PartReceipt> = (0..opened.next).filter_map(|i| opened.held.get(&i).cloned()).collect();
+        for r in &receipts {
+            Stats::add(&self.stats.bytes_done, r.size);
+            Stats::add(&self.stats.resumed_bytes, r.size);
+        }
+        let mut acked = AckedRun::new(opened.next);
+        let mut reads = futures::stream::iter(opened.next..count)
+            .map(|i| {
+                let range = plan.range(i as u64);
+                async move {
+                    let permit = self.budget.take(range.end - range.start).await;
+                    let fetched = self.src.get(key, Some(range)).await?;
+                    check_unchanged(&row.entry, &fetched.object)?;
+                    Ok::<_, ObjectError>((i, fetched.data, permit))
+                }
+            })
+            .buffered(width);
+        let mut in_flight = FuturesUnordered::new();
+        while let Some(part) = reads.next().await {
+            let (index, data, permit) = part?;
+            let crc = crc32c(&data);
+            opened.digest.push_part(&data, crc);
+            acked.snapshot(index, opened.digest.save());
+            let offset = plan.range(index as u64).start;
+            // A part the destination already holds with these very bytes is not sent again.
+            if let Some(receipt) = opened.held.get(&index).filter(|r| r.crc32c == crc && r.size == data.len() as u64) {
+                let receipt = receipt.clone();
+                drop(permit);
+                Stats::add(&self.stats.resumed_bytes, receipt.size);
+                self.part_done(row.id, plan, &receipt, None)?;
+                self.advance(row.id, &mut acked, index)?;
+                receipts.push(receipt);
+                continue;
+            }
+            let sending = opened.upload.put_part(index, offset, data, crc);
+            in_flight.push(async move {
+                let r = sending.await;
+                drop(permit);
+                r
+            });
+            while in_flight.len() >= width {
+                let receipt = in_flight.next().await.expect("non-empty")?;
+                self.part_done(row.id, plan, &receipt, Some(sent))?;
+                self.advance(row.id, &mut acked, receipt.index)?;
+                receipts.push(receipt);
+            }
+        }
+        while let Some(receipt) = in_flight.next().await {
+            let receipt = receipt?;
+            self.part_done(row.id, plan, &receipt, Some(sent))?;
+            self.advance(row.id, &mut acked, receipt.index)?;
+            receipts.push(receipt);
+        }
+        receipts.sort_by_key(|r| r.index);
+        Ok(receipts)
+    }
+
+    /// Journals an acknowledged part; `sent` counts it as uploaded by this attempt.
+    fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt, sent: Option<&AtomicU64>) -> Result<(), ObjectError> {
+        let offset = plan.range(r.index as u64).start;
+        let crc = ferry_core::digest::crc32c_hex(r.crc32c);
+        self.journal.lock().expect("journal lock").record_part(id, r.index, offset, r.size, &crc, Some(&r.id))?;
+        Stats::add(&self.stats.bytes_done, r.size);
+        if let Some(sent) = sent {
+            Stats::add(sent, r.size);
+        }
+        Ok(())
+    }
+
+    /// Marks part `index` acknowledged and journals the digest after the leading acknowledged run.
+    fn advance(&self, id: i64, acked: &mut AckedRun, index: u32) -> Result<(), ObjectError> {
+        if let Some((next, state)) = acked.ack(index) {
+            self.journal.lock().expect("journal lock").set_hash_state(id, next, &state)?;
+        }
+        Ok(())
+    }
+}
+
+/// Which parts are acknowledged, and the digest state after each part not yet covered by the
+/// leading acknowledged run.
+struct AckedRun {
+    next: u32,
+    acked: BTreeSet<u32>,
+    snapshots: BTreeMap<u32, Vec<u8>>,
+}
+
+impl AckedRun {
+    fn new(next: u32) -> Self {
+        AckedRun { next, acked: BTreeSet::new(), snapshots: BTreeMap::new() }
+    }
+
+    /// Remembers the digest state after part `index` was hashed.
+    fn snapshot(&mut self, index: u32, state: Vec<u8>) {
+        self.snapshots.insert(index, state);
+    }
+
+    /// Marks `index` acknowledged; when the leading run grows, returns its new length and the
+    /// digest state after it.
+    fn ack(&mut self, index: u32) -> Option<(u32, Vec<u8>)> {
+        self.acked.insert(index);
+        let before = self.next;
+        while self.acked.remove(&self.next) {
+            self.next += 1;
+        }
+        if self.next == before {
+            return None;
+        }
+        let state = self.snapshots.remove(&(self.next - 1));
+        self.snapshots.retain(|i, _| *i >= self.next);
+        state.map(|s| (self.next, s))
+    }
+}
+
+/// An upload to send parts through, the parts the destination already holds, and the running
+/// digest of the leading `next` parts.
+struct OpenedUpload {
+    upload: Box<dyn MultipartUpload>,
+    held: BTreeMap<u32, PartReceipt>,
+    digest: ObjectDigest,
+    next: u32,
+}
+
+/// Content type and metadata to write: what the read returned, else what the listing said.
+fn attrs_of(listed: &ObjectEntry, read: &ObjectEntry) -> PutAttrs {
+    PutAttrs {
+        content_type: read.content_type.clone().or_else(|| listed.content_type.clone()),
+        metadata: if read.metadata.is_empty() { listed.metadata.clone() } else { read.metadata.clone() },
+    }
+}
+
+/// Refuses to stitch an object together from two versions: the source must still be the object
+/// the manifest recorded.
+fn check_unchanged(listed: &ObjectEntry, read: &ObjectEntry) -> Result<(), ObjectError> {
+    let changed = |what: &str, a: &str, b: &str| ObjectError {
+        class: ErrorClass::PerObject,
+        message: format!("source changed since the manifest was sealed: {what} {a} is now {b}"),
+        changed: Some(Box::new(read.clone())),
+    };
+    if read.size != listed.size {
+        return Err(changed("size", &listed.size.to_string(), &read.size.to_string()));
+    }
+    if let (Some(a), Some(b)) = (&listed.version, &read.version)
+        && a != b
+    {
+        return Err(changed("version", a, b));
+    }
+    if let (Some(a), Some(b)) = (&listed.etag, &read.etag)
+        && a != b
+    {
+        return Err(changed("etag", a, b));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::AckedRun;
+
+    #[test]
+    fn the_leading_acknowledged_run_reports_the_state_after_its_last_part() {
+        let mut run = AckedRun::new(2);
+        for i in 2..6 {
+            run.snapshot(i, vec![i as u8]);
+        }
+        assert_eq!(run.ack(4), None, "part 2 and 3 are still in flight");
+        assert_eq!(run.ack(2), Some((3, vec![2])));
+        assert_eq!(run.ack(3), Some((5, vec![4])), "3 joins 2 and the already acknowledged 4");
+        assert_eq!(run.ack(5), Some((6, vec![5])));
+    }
+}
