@@ -1,5 +1,5 @@
 //! Copying: the scheduler. It plans when needed, pages through the journal's pending objects,
-//! runs the [mover](crate::mover) on `--transfers` of them at a time, stops early on a fatal
+//! runs the mover (`mover.rs`) on `--transfers` of them at a time, stops early on a fatal
 //! error, and folds the outcomes into a summary and a JSON report.
 
 use crate::mover::{Budget, Mover};
