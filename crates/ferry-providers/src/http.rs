@@ -7,6 +7,9 @@ use ferry_core::ErrorClass;
 use std::future::Future;
 use std::time::Duration;
 
+/// The longest `Retry-After` honoured; a longer one is cut to this.
+const MAX_RETRY_AFTER_SECS: u64 = 60;
+
 /// Who is being talked to, for error messages.
 pub(crate) struct Peer<'a> {
     pub provider: &'static str,
@@ -16,6 +19,7 @@ pub(crate) struct Peer<'a> {
 
 /// Sends the request `attempt` builds, up to `attempts` times while failures are retryable.
 /// A 2xx answer is `Ok`; 401/403 are `Denied`, 404 `NotFound`, anything else classified by status.
+/// A retryable answer's `Retry-After` (in seconds) replaces the backoff.
 pub(crate) async fn send_retrying<F, Fut>(
     peer: &Peer<'_>,
     op: &'static str,
@@ -30,10 +34,12 @@ where
     let mut n = 0;
     loop {
         n += 1;
+        let mut retry_after = None;
         let err = match attempt().await? {
             Ok(resp) if resp.status().is_success() => return Ok(resp),
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
                 let body = resp.text().await.unwrap_or_default();
                 let detail = format!("HTTP {status} {}", body.lines().next().unwrap_or_default().chars().take(300).collect::<String>());
                 match status {
@@ -56,7 +62,14 @@ where
         if err.class() != ErrorClass::Retryable || n >= attempts {
             return Err(err);
         }
-        let backoff = 100u64 << n.min(6);
-        tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
+        let delay = match retry_after {
+            // The service said when to come back (seconds); honour it, within reason.
+            Some(secs) => Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)),
+            None => {
+                let backoff = 100u64 << n.min(6);
+                Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))
+            }
+        };
+        tokio::time::sleep(delay).await;
     }
 }
