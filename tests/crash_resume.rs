@@ -25,6 +25,15 @@ fn crash_tree() -> Vec<(String, usize)> {
     files
 }
 
+/// Uploads s3s-fs holds open: it keeps one `.upload-*.json` file per upload in its root.
+fn open_uploads_at(s3: &S3Server) -> usize {
+    std::fs::read_dir(s3.root.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
+        .count()
+}
+
 /// A small deterministic generator, seeded per test so a failure can be replayed.
 struct Rng(u64);
 
@@ -112,11 +121,7 @@ fn s3_copy_survives_sigkill_anywhere() {
     // No upload of the job is left open at the server (s3s-fs keeps one file per open upload),
     // except those cut off while being created, which s3s-fs cannot list (ListMultipartUploads
     // answers 501): ferry counts each of those and says so in status.
-    let open = std::fs::read_dir(s3.root.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
-        .count();
+    let open = open_uploads_at(&s3);
     let status = ferry_ok(w, &["status", "--job", "job", "--json"], &env, 0).json();
     assert_eq!(status["open_uploads"].as_array().unwrap().len(), 0, "{status}");
     let reported = status["possibly_orphaned_uploads"].as_u64().unwrap();
@@ -192,12 +197,7 @@ fn a_source_changed_between_crash_and_resume_restarts_the_object_never_mixes_it(
     ferry_ok(w, &["verify", "--job", "job"], &env, 0);
     ferry_ok(w, &["copy", "s3://changing/c", "back", "--job", "back-job", "--src-endpoint", &s3.endpoint], &env, 0);
     assert_same_tree(&w.join("src"), &w.join("back"));
-    let open: Vec<_> = std::fs::read_dir(s3.root.path())
-        .unwrap()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
-        .collect();
-    assert!(open.is_empty(), "uploads left open: {open:?}");
+    assert_eq!(open_uploads_at(&s3), 0, "uploads left open");
 }
 
 /// Starts a copy and SIGKILLs it once the journal shows an acknowledged part.
@@ -227,13 +227,7 @@ fn clean_aborts_the_uploads_an_interrupted_copy_left_and_a_second_process_is_ref
     let env = s3.env();
     let copy = args("src", "s3://cleanme/c", "job", Some(&s3.endpoint));
     interrupt_after_first_part(w, &copy, &env);
-    let open_at_server = || {
-        std::fs::read_dir(s3.root.path())
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
-            .count()
-    };
+    let open_at_server = || open_uploads_at(&s3);
     assert!(open_at_server() > 0, "the interrupted copy left no upload open");
 
     // While one ferry works on the job, a second one is refused and changes nothing.

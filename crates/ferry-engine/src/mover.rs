@@ -126,9 +126,9 @@ impl Mover {
     async fn copy_object(&self, row: &ObjectRow, sent: &AtomicU64) -> Result<Outcome, ObjectError> {
         let entry = &row.entry;
         // An open upload keeps the part size it was started with, whatever this run was given.
-        let open_part_size = self.journal.lock().expect("journal lock").upload_of(row.id)?.map(|(_, part_size)| part_size);
-        let plan = match open_part_size {
-            Some(part_size) => PartPlan { object_size: entry.size, part_size },
+        let open = self.journal.lock().expect("journal lock").upload_of(row.id)?;
+        let plan = match &open {
+            Some((_, part_size)) => PartPlan { object_size: entry.size, part_size: *part_size },
             None => PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits()),
         };
         let (receipt, digest, seen) = match self.dst.multipart() {
@@ -143,7 +143,7 @@ impl Mover {
                 })?;
                 check_unchanged(entry, &current)?;
                 let attrs = attrs_of(entry, &current);
-                let mut opened = self.open_upload(row, mp, &plan, &attrs).await?;
+                let mut opened = self.open_upload(row, mp, &plan, &attrs, open.map(|(id, _)| id)).await?;
                 let parts = self.send_parts(row, &plan, &mut opened, sent).await?;
                 (opened.upload.complete(parts).await?, opened.digest, current)
             }
@@ -178,22 +178,24 @@ impl Mover {
         Ok(Outcome { sha256, crc32c: crc, dst_etag: receipt.etag, verified_by: verified_by.to_string() })
     }
 
-    /// Resumes the object's recorded upload when the destination still has it, else starts one
-    /// (its id journaled before anything is created). Returns it with the parts already held and
-    /// the running digest of the leading parts, when the journal kept one.
+    /// Resumes the object's recorded upload (`recorded_id`, as the journal has it) when the
+    /// destination still has it, else starts one (its id journaled before anything is created).
+    /// Returns it with the parts already held and the running digest of the leading parts, when
+    /// the journal kept one.
     async fn open_upload(
         &self,
         row: &ObjectRow,
         mp: &dyn Multipart,
         plan: &PartPlan,
         attrs: &PutAttrs,
+        recorded_id: Option<String>,
     ) -> Result<OpenedUpload, ObjectError> {
         let key = &row.entry.key;
-        let (recorded_id, recorded, hash) = {
-            let journal = self.journal.lock().expect("journal lock");
-            (journal.upload_of(row.id)?, journal.parts(row.id)?, journal.hash_state(row.id)?)
-        };
-        if let Some((upload_id, _)) = recorded_id {
+        if let Some(upload_id) = recorded_id {
+            let (recorded, hash) = {
+                let journal = self.journal.lock().expect("journal lock");
+                (journal.parts(row.id)?, journal.hash_state(row.id)?)
+            };
             let recorded: Vec<PartReceipt> = recorded
                 .iter()
                 .filter_map(|p| {

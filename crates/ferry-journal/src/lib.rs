@@ -379,13 +379,6 @@ impl Journal {
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
     }
 
-    pub fn part_count(&self, id: i64) -> Result<u64> {
-        self.conn
-            .query_row("SELECT COUNT(*) FROM parts WHERE object_id = ?1", [id], |r| r.get::<_, i64>(0))
-            .map(|n| n as u64)
-            .map_err(self.err())
-    }
-
     /// Records a finished object; its upload is closed, so its parts are forgotten.
     pub fn mark_done(&self, id: i64, o: &Outcome) -> Result<()> {
         let tx = self.conn.unchecked_transaction().map_err(self.err())?;

@@ -21,7 +21,6 @@ pub use export::{ExportFormat, Proof, export};
 pub use header::{GENERATION_PREFIX, ManifestHeader, ShardInfo, Totals};
 pub use shard::{ManifestReader, ManifestWriter};
 
-use ferry_core::ObjectEntry;
 use std::path::PathBuf;
 
 /// Errors reading or writing a manifest. Every variant names the file involved.
@@ -41,6 +40,3 @@ pub enum ManifestError {
 }
 
 pub type Result<T, E = ManifestError> = std::result::Result<T, E>;
-
-/// A convenient alias for consumers: each row of a manifest.
-pub type Entry = ObjectEntry;

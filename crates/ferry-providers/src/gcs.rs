@@ -137,22 +137,27 @@ impl Client {
         self.json("upload part", name, resp).await
     }
 
+    /// One page (up to 1000 objects) of the names starting with `prefix`, after `token`.
+    async fn list_page(&self, prefix: &str, token: Option<&str>) -> Result<ListPage> {
+        let url = format!("{}/storage/v1/b/{}/o", self.base, enc(&self.bucket));
+        let resp = self
+            .send("list", prefix, || {
+                let mut q = vec![("prefix", prefix), ("maxResults", "1000")];
+                if let Some(t) = token {
+                    q.push(("pageToken", t));
+                }
+                self.http.get(&url).query(&q)
+            })
+            .await?;
+        self.json("list", prefix, resp).await
+    }
+
     /// Every object whose name starts with `prefix` (all pages).
     async fn list_prefix(&self, prefix: &str) -> Result<Vec<GcsObject>> {
-        let url = format!("{}/storage/v1/b/{}/o", self.base, enc(&self.bucket));
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         loop {
-            let resp = self
-                .send("list", prefix, || {
-                    let mut q = vec![("prefix", prefix.to_string())];
-                    if let Some(t) = &token {
-                        q.push(("pageToken", t.clone()));
-                    }
-                    self.http.get(&url).query(&q)
-                })
-                .await?;
-            let page: ListPage = self.json("list", prefix, resp).await?;
+            let page = self.list_page(prefix, token.as_deref()).await?;
             out.extend(page.items);
             match page.next_page_token {
                 Some(t) => token = Some(t),
@@ -244,41 +249,23 @@ impl Provider for GcsProvider {
     }
 
     fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
-        let prefix = self.location.prefix.clone();
-        futures::stream::unfold(Some(None::<String>), move |state| {
-            let prefix = prefix.clone();
-            async move {
-                let token = state?;
-                let c = &self.client;
-                let url = format!("{}/storage/v1/b/{}/o", c.base, enc(&c.bucket));
-                let page = async {
-                    let resp = c
-                        .send("list", &prefix, || {
-                            let mut q = vec![("prefix", prefix.clone()), ("maxResults", "1000".to_string())];
-                            if let Some(t) = &token {
-                                q.push(("pageToken", t.clone()));
-                            }
-                            c.http.get(&url).query(&q)
+        let prefix = self.location.prefix.as_str();
+        futures::stream::unfold(Some(None::<String>), move |state| async move {
+            let token = state?;
+            match self.client.list_page(prefix, token.as_deref()).await {
+                Ok(p) => {
+                    let entries = p
+                        .items
+                        .into_iter()
+                        .filter(|o| !o.name.contains(TEMP_MARK))
+                        .filter_map(|o| {
+                            let key = o.name.get(prefix.len()..)?.to_string();
+                            Some(o.entry(key))
                         })
-                        .await?;
-                    c.json::<ListPage>("list", &prefix, resp).await
+                        .collect();
+                    Some((Ok(entries), p.next_page_token.map(Some)))
                 }
-                .await;
-                match page {
-                    Ok(p) => {
-                        let entries = p
-                            .items
-                            .into_iter()
-                            .filter(|o| !o.name.contains(TEMP_MARK))
-                            .filter_map(|o| {
-                                let key = o.name.get(prefix.len()..)?.to_string();
-                                Some(o.entry(key))
-                            })
-                            .collect();
-                        Some((Ok(entries), p.next_page_token.map(Some)))
-                    }
-                    Err(e) => Some((Err(e), None)),
-                }
+                Err(e) => Some((Err(e), None)),
             }
         })
         .boxed()

@@ -253,7 +253,7 @@ impl FakeGcs {
 
 /// Tiny blocking HTTP helpers for service set-up (a throwaway runtime per call).
 mod reqwest {
-    fn run<F: std::future::Future<Output = u16>>(f: F) -> u16 {
+    fn run<T, F: std::future::Future<Output = T>>(f: F) -> T {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
     }
 
@@ -273,7 +273,7 @@ mod reqwest {
     }
 
     pub fn blocking_get_text(url: &str, headers: &[(String, String)]) -> (u16, String) {
-        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(async {
+        run(async {
             let mut req = ::reqwest::Client::new().get(url);
             for (k, v) in headers {
                 req = req.header(k, v);
