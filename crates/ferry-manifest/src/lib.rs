@@ -1,7 +1,7 @@
 //! Sealed manifest generations: the contract between planning and doing.
 //!
 //! A generation is a directory (`JOB/manifests/gen-0001/`) holding Parquet shards of
-//! [`ObjectEntry`] rows and a `manifest.json` header that lists every shard with its SHA-256.
+//! [`ObjectEntry`](ferry_core::ObjectEntry) rows and a `manifest.json` header that lists every shard with its SHA-256.
 //! Writing streams (rows are buffered per row group, never the whole listing); sealing writes the
 //! header last, atomically, so a generation without a header is not a manifest. Reading checks
 //! every shard's digest first, so a corrupt or edited manifest is refused with its path named.
