@@ -114,7 +114,8 @@ impl Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.scheme {
-            Scheme::Local => write!(f, "file://{}", self.prefix),
+            // `%` is the one character `parse` decodes in a file URL.
+            Scheme::Local => write!(f, "file://{}", self.prefix.replace('%', "%25")),
             s => write!(f, "{}://{}/{}", s.as_url_scheme(), self.bucket, self.prefix),
         }
     }

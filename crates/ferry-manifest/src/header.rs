@@ -49,11 +49,16 @@ impl ManifestHeader {
     pub fn read(dir: &Path) -> Result<ManifestHeader> {
         let path = Self::path(dir);
         let text = std::fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        Self::parse(&text, &path)
+    }
+
+    /// Parses a header's bytes (`path` names it in errors): a header or an error, never a panic.
+    pub fn parse(text: &[u8], path: &Path) -> Result<ManifestHeader> {
         let header: ManifestHeader =
-            serde_json::from_slice(&text).map_err(|source| ManifestError::Header { path: path.clone(), source })?;
+            serde_json::from_slice(text).map_err(|source| ManifestError::Header { path: path.to_path_buf(), source })?;
         if header.format != FORMAT || header.format_version != FORMAT_VERSION {
             return Err(ManifestError::Corrupt {
-                path,
+                path: path.to_path_buf(),
                 reason: format!("format {} v{} is not {FORMAT} v{FORMAT_VERSION}", header.format, header.format_version),
             });
         }

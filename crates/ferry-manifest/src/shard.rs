@@ -10,7 +10,9 @@ use ferry_core::ObjectEntry;
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
+use parquet::file::metadata::ParquetMetaData;
 use parquet::file::properties::WriterProperties;
+use parquet::file::reader::ChunkReader;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::Read;
@@ -226,17 +228,72 @@ impl ManifestReader {
     pub fn for_each_batch<E: From<ManifestError>>(&self, mut f: impl FnMut(Vec<ObjectEntry>) -> Result<(), E>) -> Result<(), E> {
         for shard in &self.header.shards {
             let path = self.dir.join(&shard.file);
-            let pq = |source| ManifestError::Parquet { path: path.clone(), source };
             let file = File::open(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file).map_err(pq)?.with_batch_size(8192).build().map_err(pq)?;
-            let reader = reader.map(|b| b.map_err(|source| ManifestError::Arrow { path: path.clone(), source }));
-            for batch in reader {
-                let entries = decode(&batch?).map_err(|reason| ManifestError::Corrupt { path: path.clone(), reason })?;
-                f(entries)?;
-            }
+            read_shard(file, &path, &mut f)?;
         }
         Ok(())
     }
+}
+
+/// Walks one shard held in memory (`path` names it in errors), one batch at a time, and returns
+/// how many entries it holds. Whatever the bytes, the answer is a count or an error, never a
+/// panic: the manifest fuzz target holds this.
+pub fn count_shard(data: bytes::Bytes, path: &Path) -> Result<u64> {
+    let mut count = 0;
+    read_shard(data, path, &mut |batch: Vec<ObjectEntry>| {
+        count += batch.len() as u64;
+        Ok::<_, ManifestError>(())
+    })?;
+    Ok(count)
+}
+
+fn read_shard<R: ChunkReader + 'static, E: From<ManifestError>>(
+    data: R,
+    path: &Path,
+    f: &mut impl FnMut(Vec<ObjectEntry>) -> Result<(), E>,
+) -> Result<(), E> {
+    let pq = |source| ManifestError::Parquet { path: path.to_path_buf(), source };
+    let corrupt = |reason: String| ManifestError::Corrupt { path: path.to_path_buf(), reason };
+    let len = data.len();
+    let builder = guarded(path, || ParquetRecordBatchReaderBuilder::try_new(data))?.map_err(pq)?;
+    if builder.schema().fields() != schema().fields() {
+        return Err(corrupt("the schema is not ferry's manifest schema".into()).into());
+    }
+    check_layout(builder.metadata(), len).map_err(corrupt)?;
+    let mut reader = guarded(path, || builder.with_batch_size(8192).build())?.map_err(pq)?;
+    while let Some(batch) = guarded(path, || reader.next())? {
+        let batch = batch.map_err(|source| ManifestError::Arrow { path: path.to_path_buf(), source })?;
+        let entries = decode(&batch).map_err(corrupt)?;
+        f(entries)?;
+    }
+    Ok(())
+}
+
+/// Refuses column chunks that lie outside the file, which the Parquet reader would panic on.
+/// Also refuses more rows than the file could hold: keys are unique, so each row takes some of
+/// the file, and a footer claiming otherwise would make the reader decode a flood of rows.
+fn check_layout(metadata: &ParquetMetaData, file_len: u64) -> std::result::Result<(), String> {
+    let rows = metadata.file_metadata().num_rows();
+    if rows < 0 || rows as u64 > file_len.saturating_mul(8) {
+        return Err(format!("the footer claims {rows} rows in a {file_len}-byte file"));
+    }
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        for column in group.columns() {
+            let start = column.dictionary_page_offset().unwrap_or(column.data_page_offset());
+            let len = column.compressed_size();
+            if start < 0 || len < 0 || (start as u64).saturating_add(len as u64) > file_len {
+                return Err(format!("row group {g}: column {} claims bytes {start}+{len} of a {file_len}-byte file", column.column_path()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a step of the Parquet reader, turning a panic on malformed input into an error: a
+/// corrupt shard must fail the command with a message, never abort it.
+fn guarded<T>(path: &Path, step: impl FnOnce() -> T) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(step))
+        .map_err(|_| ManifestError::Corrupt { path: path.to_path_buf(), reason: "the Parquet reader gave up on malformed data".into() })
 }
 
 fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> {
@@ -287,6 +344,35 @@ mod tests {
             e.last_modified = DateTime::from_timestamp_millis(1_700_000_000_123);
         }
         e
+    }
+
+    #[test]
+    fn a_damaged_shard_gives_its_entries_or_an_error_naming_it_never_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ManifestWriter::create(dir.path(), 1, None, "s3://a/", "gs://b/").unwrap();
+        for i in 0..50 {
+            w.push(&entry(i)).unwrap();
+        }
+        let header = w.seal().unwrap();
+        let shard = std::fs::read(dir.path().join(&header.shards[0].file)).unwrap();
+        let path = Path::new("objects-00000.parquet");
+        assert_eq!(count_shard(bytes::Bytes::from(shard.clone()), path).unwrap(), 50);
+        // Every byte of the footer (where the reader learns offsets, sizes and row counts) and a
+        // spread of the pages, each inverted in turn: the right count, or an error naming the
+        // shard (a flipped value byte may still decode). The reader must never panic or hang.
+        let mut refused = 0;
+        for at in (0..shard.len()).rev().take(1500).chain((0..shard.len()).step_by(7)) {
+            let mut damaged = shard.clone();
+            damaged[at] ^= 0xff;
+            match count_shard(bytes::Bytes::from(damaged), path) {
+                Ok(n) => assert_eq!(n, 50, "byte {at} flipped"),
+                Err(e) => {
+                    assert!(e.to_string().contains("objects-00000.parquet"), "{e}");
+                    refused += 1;
+                }
+            }
+        }
+        assert!(refused > 100, "only {refused} damaged shards were refused");
     }
 
     #[test]
