@@ -15,7 +15,7 @@ fn tree() -> Vec<(String, usize)> {
     files
 }
 
-const FAULTS: Faults = Faults { drop_pct: 10, unavailable_pct: 5 };
+const FAULTS: Faults = Faults { drop_pct: 10, unavailable_pct: 5, ..Faults::DEFAULT };
 
 #[test]
 fn copies_survive_dropped_connections_and_503s() {

@@ -1,66 +1,112 @@
-//! A TCP proxy in front of a service that counts the bytes clients send through it (the measure
-//! of what a copy uploaded, independent of what the client reports) and can inject faults: drop
-//! a connection mid-request, or answer 503 without passing the request on.
+//! An HTTP/1.1 proxy in front of a service that counts the bytes clients upload through it (the
+//! measure of what a copy sent, independent of what the client reports) and injects faults per
+//! request: drop the connection mid-body, cut a response short, flip a byte in an object's
+//! bytes on the way down or up, answer 500/503/429 (with or without `Retry-After`), add latency.
+//!
+//! Byte flips touch only object data — a GET answer that is not XML or JSON, an upload body that
+//! is not (for a GCS multipart upload, the media part) — because a flipped listing or commit
+//! request is a different fault from the one under test: data corrupted in transit.
 
-use std::sync::Arc;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Request, Response, StatusCode};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-/// Faults injected per connection, in percent of new connections.
+/// Faults injected per request, in percent of requests (flips: of requests carrying object data).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Faults {
-    /// Close the connection after part of the request, without an answer.
+    /// Close the connection after half of the request body, without an answer.
     pub drop_pct: u32,
-    /// Answer `503 Service Unavailable` (with `Retry-After: 0`) and close.
+    /// Answer 503 (alternately with `Retry-After: 0` and without) instead of passing it on.
     pub unavailable_pct: u32,
+    /// Answer 500 (`InternalError`) instead of passing it on.
+    pub internal_pct: u32,
+    /// Answer 429 (alternately with `Retry-After: 0` and without) instead of passing it on.
+    pub throttle_pct: u32,
+    /// Pass it on, then cut the answer's body in half and close the connection.
+    pub truncate_pct: u32,
+    /// Flip one byte of the object bytes a GET returns.
+    pub flip_download_pct: u32,
+    /// Flip one byte of the object bytes an upload sends.
+    pub flip_upload_pct: u32,
+    /// Added before every request is passed on.
+    pub latency: Duration,
 }
+
+impl Faults {
+    /// No faults (a `const` form of `Default`).
+    pub const DEFAULT: Faults = Faults {
+        drop_pct: 0,
+        unavailable_pct: 0,
+        internal_pct: 0,
+        throttle_pct: 0,
+        truncate_pct: 0,
+        flip_download_pct: 0,
+        flip_upload_pct: 0,
+        latency: Duration::ZERO,
+    };
+}
+
+/// What the proxy did, by fault kind.
+pub type FaultCounts = BTreeMap<&'static str, u64>;
 
 pub struct CountingProxy {
     pub endpoint: String,
     uploaded: Arc<AtomicU64>,
-    faults_injected: Arc<AtomicU64>,
+    injected: Arc<Mutex<FaultCounts>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
+struct Shared {
+    upstream: String,
+    faults: Faults,
+    uploaded: Arc<AtomicU64>,
+    injected: Arc<Mutex<FaultCounts>>,
+    client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+}
+
+type ProxyBody = BoxBody<Bytes, std::io::Error>;
+
 impl CountingProxy {
-    /// Listens on a free loopback port and forwards every connection to `upstream`
+    /// Listens on a free loopback port and forwards every request to `upstream`
     /// (`http://127.0.0.1:PORT`).
     pub fn start(upstream: &str) -> CountingProxy {
         Self::start_with_faults(upstream, Faults::default())
     }
 
-    /// Like [`CountingProxy::start`], injecting `faults` into new connections.
+    /// Like [`CountingProxy::start`], injecting `faults`.
     pub fn start_with_faults(upstream: &str, faults: Faults) -> CountingProxy {
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/').to_string();
+        let upstream = upstream.trim_end_matches('/').to_string();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let uploaded = Arc::new(AtomicU64::new(0));
-        let counter = uploaded.clone();
-        let faults_injected = Arc::new(AtomicU64::new(0));
-        let injected = faults_injected.clone();
+        let injected = Arc::new(Mutex::new(FaultCounts::new()));
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let (up, inj) = (uploaded.clone(), injected.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
             rt.block_on(async move {
+                let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .build_http();
+                let shared = Arc::new(Shared { upstream, faults, uploaded: up, injected: inj, client });
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 loop {
                     tokio::select! {
                         accepted = listener.accept() => {
-                            let Ok((client, _)) = accepted else { continue };
-                            let (upstream, counter, injected) = (upstream.clone(), counter.clone(), injected.clone());
-                            let roll = rand::random_range(0..100u32);
+                            let Ok((stream, _)) = accepted else { continue };
+                            let shared = shared.clone();
                             tokio::spawn(async move {
-                                if roll < faults.drop_pct {
-                                    injected.fetch_add(1, Ordering::Relaxed);
-                                    let _ = drop_mid_request(client).await;
-                                } else if roll < faults.drop_pct + faults.unavailable_pct {
-                                    injected.fetch_add(1, Ordering::Relaxed);
-                                    let _ = unavailable(client).await;
-                                } else {
-                                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else { return };
-                                    let _ = pipe(client, server, counter).await;
-                                }
+                                let service = hyper::service::service_fn(move |req| handle(shared.clone(), req));
+                                let _ = hyper::server::conn::http1::Builder::new()
+                                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                    .await;
                             });
                         }
                         _ = &mut rx => break,
@@ -68,72 +114,159 @@ impl CountingProxy {
                 }
             });
         });
-        CountingProxy { endpoint: format!("http://127.0.0.1:{port}"), uploaded, faults_injected, shutdown: Some(tx), thread: Some(thread) }
+        CountingProxy { endpoint: format!("http://127.0.0.1:{port}"), uploaded, injected, shutdown: Some(tx), thread: Some(thread) }
     }
 
-    /// Bytes clients have sent so far (requests, headers included).
+    /// Bytes clients have sent so far (request lines, headers and bodies).
     pub fn uploaded(&self) -> u64 {
         self.uploaded.load(Ordering::Relaxed)
     }
 
-    /// Connections that got a fault instead of the service.
+    /// Requests that got a fault, all kinds together.
     pub fn faults_injected(&self) -> u64 {
-        self.faults_injected.load(Ordering::Relaxed)
+        self.injected.lock().expect("faults lock").values().sum()
+    }
+
+    /// Requests that got a fault, by kind (`drop`, `503`, `500`, `429`, `truncate`,
+    /// `flip download`, `flip upload`).
+    pub fn faults_by_kind(&self) -> FaultCounts {
+        self.injected.lock().expect("faults lock").clone()
     }
 }
 
-/// Reads the start of a request, then closes the connection without answering.
-async fn drop_mid_request(mut client: tokio::net::TcpStream) -> std::io::Result<()> {
-    use tokio::io::AsyncReadExt;
-    let mut buf = [0u8; 512];
-    let _ = client.read(&mut buf).await?;
-    Ok(())
-}
-
-/// Reads the request head, answers 503 with `Retry-After: 0`, and closes.
-async fn unavailable(mut client: tokio::net::TcpStream) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut head = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
-        let n = client.read(&mut buf).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&buf[..n]);
+#[derive(Debug)]
+struct Dropped;
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped by the fault proxy")
     }
-    let body = b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>injected by the test proxy</Message></Error>";
-    let answer = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\ncontent-type: application/xml\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    client.write_all(answer.as_bytes()).await?;
-    client.write_all(body).await?;
-    client.shutdown().await
+}
+impl std::error::Error for Dropped {}
+
+fn full(body: Bytes) -> ProxyBody {
+    Full::new(body).map_err(|never| match never {}).boxed()
 }
 
-async fn pipe(client: tokio::net::TcpStream, server: tokio::net::TcpStream, counter: Arc<AtomicU64>) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let (mut client_read, mut client_write) = client.into_split();
-    let (mut server_read, mut server_write) = server.into_split();
-    let up = async {
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            let n = client_read.read(&mut buf).await?;
-            if n == 0 {
-                server_write.shutdown().await?;
-                return Ok::<_, std::io::Error>(());
+fn is_structured(content_type: Option<&http::HeaderValue>) -> bool {
+    content_type.and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("xml") || t.contains("json"))
+}
+
+/// Where the object bytes of an upload body lie: all of it, or for `multipart/related` (GCS) the
+/// media part after the JSON metadata.
+fn upload_data(content_type: &str, body: &[u8]) -> Option<std::ops::Range<usize>> {
+    if !content_type.starts_with("multipart/related") {
+        return (!body.is_empty()).then_some(0..body.len());
+    }
+    let find = |from: usize, needle: &[u8]| body[from..].windows(needle.len()).position(|w| w == needle).map(|p| p + from);
+    let meta = find(0, b"\r\n\r\n")? + 4;
+    let start = find(meta, b"\r\n\r\n")? + 4;
+    let end = (start..body.len()).rev().find(|&i| body[i..].starts_with(b"\r\n--"))?;
+    (end > start).then_some(start..end)
+}
+
+fn flip(body: &mut [u8], range: std::ops::Range<usize>) {
+    let at = rand::random_range(range);
+    body[at] ^= 1 << rand::random_range(0..8u32);
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<ProxyBody>, Dropped> {
+    let f = shared.faults;
+    let count = |kind: &'static str| *shared.injected.lock().expect("faults lock").entry(kind).or_default() += 1;
+    let roll = rand::random_range(0..100u32);
+    let mut bound = 0;
+    let mut hit = |pct: u32| {
+        let h = roll >= bound && roll < bound + pct;
+        bound += pct;
+        h
+    };
+    let (drop, unavailable, internal, throttle, truncate) =
+        (hit(f.drop_pct), hit(f.unavailable_pct), hit(f.internal_pct), hit(f.throttle_pct), hit(f.truncate_pct));
+    let (flip_down, flip_up) = (rand::random_range(0..100u32) < f.flip_download_pct, rand::random_range(0..100u32) < f.flip_upload_pct);
+
+    let (parts, body) = req.into_parts();
+    let head_len = parts.uri.to_string().len() + 16 + parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
+    let declared: Option<usize> = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    if drop && declared.unwrap_or(0) > 1 {
+        // Take half the body, then hang up.
+        let mut body = body;
+        let mut got = 0;
+        while got < declared.unwrap_or(0) / 2 {
+            match body.frame().await {
+                Some(Ok(frame)) => got += frame.data_ref().map_or(0, |d| d.len()),
+                _ => break,
             }
-            counter.fetch_add(n as u64, Ordering::Relaxed);
-            server_write.write_all(&buf[..n]).await?;
         }
+        count("drop");
+        return Err(Dropped);
+    }
+    let mut body = match body.collect().await {
+        Ok(b) => b.to_bytes().to_vec(),
+        Err(_) => return Err(Dropped),
     };
-    let down = async {
-        tokio::io::copy(&mut server_read, &mut client_write).await?;
-        client_write.shutdown().await
-    };
-    let (a, b) = tokio::join!(up, down);
-    a.and(b)
+    shared.uploaded.fetch_add((head_len + body.len()) as u64, Ordering::Relaxed);
+    if unavailable || throttle || internal {
+        let (status, code, kind) = if unavailable {
+            (StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "503")
+        } else if throttle {
+            (StatusCode::TOO_MANY_REQUESTS, "TooManyRequests", "429")
+        } else {
+            (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "500")
+        };
+        count(kind);
+        let xml = format!("<?xml version=\"1.0\"?><Error><Code>{code}</Code><Message>injected by the test proxy</Message></Error>");
+        let mut answer = Response::builder().status(status).header("content-type", "application/xml");
+        if kind != "500" && rand::random::<bool>() {
+            answer = answer.header("retry-after", "0");
+        }
+        return Ok(answer.body(full(Bytes::from(xml))).expect("response"));
+    }
+    let is_upload =
+        matches!(parts.method, http::Method::PUT | http::Method::POST) && !is_structured(parts.headers.get(http::header::CONTENT_TYPE));
+    if flip_up && is_upload {
+        let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+        if let Some(range) = upload_data(ct, &body) {
+            flip(&mut body, range);
+            count("flip upload");
+        }
+    }
+    if !f.latency.is_zero() {
+        tokio::time::sleep(f.latency).await;
+    }
+
+    let is_get = parts.method == http::Method::GET;
+    let is_head = parts.method == http::Method::HEAD;
+    let uri: http::Uri =
+        format!("{}{}", shared.upstream, parts.uri.path_and_query().map_or("/", |p| p.as_str())).parse().expect("upstream uri");
+    let mut upstream = Request::builder().method(parts.method).uri(uri);
+    for (name, value) in &parts.headers {
+        if !matches!(name.as_str(), "connection" | "keep-alive" | "transfer-encoding" | "expect" | "content-length") {
+            upstream = upstream.header(name, value);
+        }
+    }
+    let upstream = upstream.body(Full::new(Bytes::from(body))).expect("request");
+    let answer = shared.client.request(upstream).await.map_err(|_| Dropped)?;
+    let (mut parts, body) = answer.into_parts();
+    let mut body = body.collect().await.map_err(|_| Dropped)?.to_bytes().to_vec();
+    parts.headers.remove(http::header::TRANSFER_ENCODING);
+    if is_head {
+        return Ok(Response::from_parts(parts, http_body_util::Empty::new().map_err(|never| match never {}).boxed()));
+    }
+    if flip_down && is_get && parts.status.is_success() && !body.is_empty() && !is_structured(parts.headers.get(http::header::CONTENT_TYPE))
+    {
+        let len = body.len();
+        flip(&mut body, 0..len);
+        count("flip download");
+    }
+    if truncate && body.len() > 1 {
+        count("truncate");
+        parts.headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+        let half = body.len() / 2;
+        let half = Bytes::from(body).slice(..half);
+        let frames = futures::stream::iter(vec![Ok(Frame::data(half)), Err(std::io::Error::other("cut short by the fault proxy"))]);
+        return Ok(Response::from_parts(parts, StreamBody::new(frames).boxed()));
+    }
+    parts.headers.remove(http::header::CONTENT_LENGTH);
+    Ok(Response::from_parts(parts, full(Bytes::from(body))))
 }
 
 impl Drop for CountingProxy {
