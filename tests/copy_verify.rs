@@ -99,6 +99,8 @@ fn verify_names_altered_and_deleted_objects_and_exits_3() {
     let evil = w.join("evil/dir1/file 5.bin");
     std::fs::create_dir_all(evil.parent().unwrap()).unwrap();
     std::fs::write(&evil, original.iter().map(|b| b ^ 0x55).collect::<Vec<u8>>()).unwrap();
+    // …and leave an object the manifest never had.
+    std::fs::write(w.join("evil/stray.txt"), b"not ours").unwrap();
     ferry_ok(w, &["copy", "evil", "s3://victim/v", "--job", "evil-job", "--dst-endpoint", &s3.endpoint], &env, 0);
     let root = s3.root.path().join("victim/v");
     std::fs::remove_file(root.join("dir2/file 6.bin")).unwrap();
@@ -107,12 +109,18 @@ fn verify_names_altered_and_deleted_objects_and_exits_3() {
     assert_eq!(run.code, 3, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("dir1/file 5.bin"), "{}", run.stdout);
     assert!(run.stdout.contains("missing: dir2/file 6.bin"), "{}", run.stdout);
+    assert!(run.stdout.contains("extra: stray.txt"), "{}", run.stdout);
 
     let json = ferry(w, &["verify", "--job", "job", "--json"], &env);
     assert_eq!(json.code, 3);
-    let diffs = json.json()["differences"].as_array().unwrap().clone();
-    let keys: Vec<&str> = diffs.iter().map(|d| d["key"].as_str().unwrap()).collect();
-    assert_eq!(keys, ["dir1/file 5.bin", "dir2/file 6.bin"], "{diffs:?}");
+    let summary = json.json();
+    let diffs = summary["differences"].as_array().unwrap().clone();
+    let kinds: Vec<(&str, &str)> = diffs.iter().map(|d| (d["key"].as_str().unwrap(), d["kind"].as_str().unwrap())).collect();
+    assert_eq!(kinds, [("dir1/file 5.bin", "checksum"), ("dir2/file 6.bin", "missing"), ("stray.txt", "extra")], "{diffs:?}");
+    assert_eq!(summary["extra"], 1);
+    // Without the listing, the stray object is not looked for.
+    let quiet = ferry(w, &["verify", "--job", "job", "--no-extra", "--json"], &env).json();
+    assert_eq!(quiet["differences"].as_array().unwrap().len(), 2, "{quiet}");
 
     // Bit rot under the server (its stored checksum unchanged) is caught by reading every byte.
     let rotten = root.join("dir3/file 7.bin");

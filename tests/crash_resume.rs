@@ -18,9 +18,10 @@ const TRANSFERS: u64 = 4;
 /// Parts in flight per object (the engine's default `parts_per_object`).
 const PARTS_IN_FLIGHT: u64 = 4;
 const KILLS: usize = 7;
+const LARGE_OBJECTS: usize = 8;
 
 fn crash_tree() -> Vec<(String, usize)> {
-    let mut files: Vec<(String, usize)> = (0..8).map(|i| (format!("large/object-{i}.bin"), 64 * MIB)).collect();
+    let mut files: Vec<(String, usize)> = (0..LARGE_OBJECTS).map(|i| (format!("large/object-{i}.bin"), 64 * MIB)).collect();
     files.extend((0..500).map(|i| (format!("small/{:02}/s{i:03}.txt", i % 20), 200 + i * 7)));
     files
 }
@@ -126,7 +127,8 @@ fn s3_copy_survives_sigkill_anywhere() {
     assert_eq!(status["open_uploads"].as_array().unwrap().len(), 0, "{status}");
     let reported = status["possibly_orphaned_uploads"].as_u64().unwrap();
     assert!(open as u64 <= reported, "{open} uploads left open at the server, ferry reported {reported}");
-    assert!(reported <= kills as u64, "{reported} possible orphans from {kills} kills");
+    // A kill can cut off the create of every large object in flight at that moment.
+    assert!(reported <= (kills * LARGE_OBJECTS) as u64, "{reported} possible orphans from {kills} kills");
 
     ferry_ok(w, &["copy", "s3://crash/c", "back", "--job", "back-job", "--src-endpoint", &s3.endpoint], &env, 0);
     assert_same_tree(&w.join("src"), &w.join("back"));

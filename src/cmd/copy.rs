@@ -43,6 +43,14 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
             summary.failed,
             summary.objects_total
         );
+        if !summary.verified_by.is_empty() {
+            let proved: Vec<String> = summary.verified_by.iter().map(|(how, n)| format!("{n} by {how}")).collect();
+            println!("verified while copying: {}", proved.join(", "));
+        }
+        if !summary.retries.is_empty() {
+            let retried: Vec<String> = summary.retries.iter().map(|(why, n)| format!("{n} {why}")).collect();
+            println!("retried: {}", retried.join(", "));
+        }
         for f in summary.failures.iter().take(20) {
             println!("  failed: {}: {}", f.key, f.error);
         }

@@ -18,7 +18,9 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
         Command::Plan { src, dst, common } => plan::run(&src, &dst, &common).await,
         Command::Copy { src, dst, common, tuning } => copy::run(src.as_deref(), dst.as_deref(), &common, &tuning).await,
         Command::Resume { common, tuning } => copy::run(None, None, &common, &tuning).await,
-        Command::Verify { common, all_bytes, sample, transfers } => verify::run(&common, all_bytes, sample, transfers).await,
+        Command::Verify { common, all_bytes, sample, no_extra, transfers } => {
+            verify::run(&common, ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra }).await
+        }
         Command::Status { common } => status::run(&common),
         Command::Clean { dst, job, dst_endpoint, dst_profile, older_than, abort, dry_run, json } => match (dst, job) {
             (Some(dst), _) => clean::sweep(&dst, Connect { endpoint: dst_endpoint, profile: dst_profile }, older_than, abort, json).await,

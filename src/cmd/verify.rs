@@ -7,12 +7,12 @@ use crate::progress::Progress;
 use ferry_engine::{EngineError, Stats, VerifyOptions};
 use std::sync::Arc;
 
-pub async fn run(common: &Common, all_bytes: bool, sample: Option<u64>, transfers: usize) -> Result<Exit, EngineError> {
+pub async fn run(common: &Common, opts: VerifyOptions) -> Result<Exit, EngineError> {
     let mut job = open_job(common, None, None)?;
     let destination = job.destination_provider().await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("verify", stats.clone(), common.json);
-    let summary = ferry_engine::verify(&mut job, destination, VerifyOptions { transfers, all_bytes, sample }, stats).await;
+    let summary = ferry_engine::verify(&mut job, destination, opts, stats).await;
     progress.finish();
     let summary = summary?;
     if common.json {
@@ -20,6 +20,9 @@ pub async fn run(common: &Common, all_bytes: bool, sample: Option<u64>, transfer
     } else {
         let proved: Vec<String> = summary.proved_by.iter().map(|(how, n)| format!("{n} by {how}")).collect();
         println!("verified {} of {} objects ({})", summary.matched, summary.checked, proved.join(", "));
+        if summary.extra > 0 {
+            println!("{} objects at the destination are not in the manifest", summary.extra);
+        }
         for d in &summary.differences {
             println!("  {}: {}: {}", d.kind, d.key, d.detail);
         }

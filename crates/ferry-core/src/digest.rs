@@ -1,6 +1,7 @@
 //! Streaming digests of an object: CRC32C per part (combined into the whole-object CRC) and
 //! a whole-object SHA-256 hashed in part order.
 
+use crate::etag::Md5Etag;
 use crc_fast::CrcAlgorithm;
 use sha2::digest::common::hazmat::SerializableState;
 use sha2::{Digest, Sha256};
@@ -20,17 +21,19 @@ pub fn crc32c_hex(crc: u32) -> String {
     format!("{crc:08x}")
 }
 
-/// The digests of one object, fed its parts in order.
+/// The digests of one object, fed its parts in order, and optionally the check of the source's
+/// MD5-shaped ETag on the same bytes.
 #[derive(Clone)]
 pub struct ObjectDigest {
     sha256: Sha256,
     crc32c: u32,
     len: u64,
+    etag: Option<Md5Etag>,
 }
 
 impl Default for ObjectDigest {
     fn default() -> Self {
-        Self { sha256: Sha256::new(), crc32c: 0, len: 0 }
+        Self { sha256: Sha256::new(), crc32c: 0, len: 0, etag: None }
     }
 }
 
@@ -43,6 +46,9 @@ impl ObjectDigest {
     /// checksum header), so the bytes are walked once more only for SHA-256.
     pub fn push_part(&mut self, data: &[u8], part_crc: u32) {
         self.sha256.update(data);
+        if let Some(etag) = &mut self.etag {
+            etag.update(data);
+        }
         self.crc32c = if self.len == 0 { part_crc } else { crc32c_combine(self.crc32c, part_crc, data.len() as u64) };
         self.len += data.len() as u64;
     }
@@ -51,6 +57,17 @@ impl ObjectDigest {
     pub fn update(&mut self, data: &[u8]) {
         let crc = crc32c(data);
         self.push_part(data, crc);
+    }
+
+    /// Also checks the bytes against the source's MD5-shaped ETag. Call before the first part.
+    pub fn with_etag(mut self, check: Option<Md5Etag>) -> Self {
+        self.etag = check;
+        self
+    }
+
+    /// The ETag check riding along, if any.
+    pub fn etag(&self) -> Option<&Md5Etag> {
+        self.etag.as_ref()
     }
 
     pub fn len(&self) -> u64 {
@@ -62,21 +79,27 @@ impl ObjectDigest {
     }
 
     /// The running state, to persist so a resumed copy need not re-read what it already hashed:
-    /// the SHA-256 state, the CRC32C and the length so far.
+    /// the SHA-256 state, the CRC32C and the length so far, then the ETag check's state if any.
     pub fn save(&self) -> Vec<u8> {
         let mut out = self.sha256.serialize().to_vec();
         out.extend_from_slice(&self.crc32c.to_be_bytes());
         out.extend_from_slice(&self.len.to_be_bytes());
+        if let Some(etag) = &self.etag {
+            etag.save(&mut out);
+        }
         out
     }
 
     /// Restores a state written by [`ObjectDigest::save`]; `None` if it is not one.
     pub fn restore(saved: &[u8]) -> Option<ObjectDigest> {
-        let (sha, tail) = saved.split_at_checked(saved.len().checked_sub(12)?)?;
+        let (sha, tail) = saved.split_at_checked(Sha256::new().serialize().len())?;
+        let (crc32c, tail) = tail.split_at_checked(4)?;
+        let (len, etag) = tail.split_at_checked(8)?;
         let sha256 = Sha256::deserialize(&sha.try_into().ok()?).ok()?;
-        let crc32c = u32::from_be_bytes(tail[..4].try_into().ok()?);
-        let len = u64::from_be_bytes(tail[4..].try_into().ok()?);
-        Some(ObjectDigest { sha256, crc32c, len })
+        let crc32c = u32::from_be_bytes(crc32c.try_into().ok()?);
+        let len = u64::from_be_bytes(len.try_into().ok()?);
+        let etag = if etag.is_empty() { None } else { Some(Md5Etag::restore(etag)?) };
+        Some(ObjectDigest { sha256, crc32c, len, etag })
     }
 
     /// `(sha256 hex, crc32c hex)` of everything pushed so far.

@@ -10,12 +10,14 @@
 //! - [`entry`]: one object as listed from a source ([`ObjectEntry`]).
 //! - [`parts`]: provider limits and the part plan of a multipart transfer.
 //! - [`digest`]: streaming CRC32C + SHA-256 of an object, part CRCs combined.
+//! - [`etag`]: an S3-style MD5 ETag (single or multipart) checked on the bytes as they stream.
 //! - [`size`]: human sizes (`8MiB`) both ways.
 //! - [`error`]: how the engine should treat a failure ([`ErrorClass`]).
 
 pub mod digest;
 pub mod entry;
 pub mod error;
+pub mod etag;
 pub mod location;
 pub mod parts;
 pub mod size;
@@ -23,5 +25,6 @@ pub mod size;
 pub use digest::{ObjectDigest, crc32c, crc32c_combine};
 pub use entry::ObjectEntry;
 pub use error::ErrorClass;
+pub use etag::Md5Etag;
 pub use location::{Location, LocationError, Scheme};
 pub use parts::{Limits, PartPlan};

@@ -32,7 +32,7 @@ pub struct CopyOptions {
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { transfers: 16, part_size: None, max_memory: 1 << 30, parts_per_object: 4, attempts: 3, dry_run: false }
+        CopyOptions { transfers: 16, part_size: None, max_memory: 1 << 30, parts_per_object: 4, attempts: 5, dry_run: false }
     }
 }
 
@@ -55,6 +55,10 @@ pub struct CopySummary {
     pub already_done: u64,
     /// How many objects each kind of evidence proved while copying.
     pub verified_by: BTreeMap<String, u64>,
+    /// Failed attempts that were tried again, by cause (`throttled (429)`, `unavailable (503)`,
+    /// `checksum mismatch`, `connection dropped`, …): requests the transport retried and
+    /// objects or ranges read or sent again.
+    pub retries: BTreeMap<String, u64>,
     /// Objects whose source changed since the manifest: their partial upload was dropped and
     /// the current version copied from the start (never two versions stitched together).
     pub restarted: Vec<Failure>,
@@ -99,6 +103,7 @@ pub async fn copy(
         bytes_copied: 0,
         already_done: before.done,
         verified_by: BTreeMap::new(),
+        retries: BTreeMap::new(),
         restarted: Vec::new(),
         resumed_objects: 0,
         resumed_bytes: 0,
@@ -210,6 +215,7 @@ pub async fn copy(
     summary.stopped_by = stop.lock().expect("stop lock").clone();
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     summary.verified_by = std::mem::take(&mut *mover.verified_by.lock().expect("verified lock"));
+    summary.retries = ferry_providers::retries::snapshot();
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
     failures.sort_by(|a, b| a.key.cmp(&b.key));

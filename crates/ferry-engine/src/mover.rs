@@ -109,6 +109,7 @@ impl Mover {
                         ObjectEntry { content_type: row.entry.content_type.clone(), metadata: row.entry.metadata.clone(), ..current };
                 }
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
+                    ferry_providers::retries::record(ferry_providers::retries::cause_of_message(&e.message));
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     let backoff = 200u64 << attempt.min(6);
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
@@ -131,7 +132,9 @@ impl Mover {
             Some((_, part_size)) => PartPlan { object_size: entry.size, part_size: *part_size },
             None => PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits()),
         };
-        let (receipt, digest, seen) = match self.dst.multipart() {
+        // Everything is read (and every part sent) before the object is committed: a read that
+        // fails the source's checksum is never completed or written as a copy.
+        let (commit, digest, seen, reads_checked) = match self.dst.multipart() {
             Some(mp) if !plan.is_single() => {
                 // One HEAD gives the attributes to write and proves the source unchanged; every
                 // part read is checked again.
@@ -143,38 +146,48 @@ impl Mover {
                 })?;
                 check_unchanged(entry, &current)?;
                 let attrs = attrs_of(entry, &current);
-                let mut opened = self.open_upload(row, mp, &plan, &attrs, open.map(|(id, _)| id)).await?;
-                let parts = self.send_parts(row, &plan, &mut opened, sent).await?;
-                (opened.upload.complete(parts).await?, opened.digest, current)
+                // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
+                let etag_check = match entry.crc32c.is_none() && current.crc32c.is_none() {
+                    true => self.src.etag_check(&current).await?,
+                    false => None,
+                };
+                let mut opened = self.open_upload(row, mp, &plan, &attrs, open.map(|(id, _)| id), etag_check).await?;
+                let (parts, reads_checked) = self.send_parts(row, &plan, &mut opened, sent).await?;
+                (Commit::Parts(opened.upload, parts), opened.digest, current, reads_checked)
             }
             _ => {
-                let _permit = self.budget.take(entry.size).await;
+                let permit = self.budget.take(entry.size).await;
                 let fetched = self.src.get(&entry.key, None).await?;
                 check_unchanged(entry, &fetched.object)?;
                 let crc = crc32c(&fetched.data);
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
-                let size = fetched.data.len() as u64;
-                let receipt = self.dst.put(&entry.key, fetched.data, crc, &attrs_of(entry, &fetched.object)).await?;
+                let attrs = attrs_of(entry, &fetched.object);
+                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked)
+            }
+        };
+        let verified_by = match source_evidence(entry, &seen, &digest, reads_checked) {
+            Ok(how) => how,
+            Err(e) => {
+                // The parts sent came from a bad read: drop them, so the retry reads afresh.
+                if let Commit::Parts(upload, _) = commit {
+                    let _ = upload.abort().await;
+                    self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+                }
+                return Err(e);
+            }
+        };
+        let receipt = match commit {
+            Commit::Parts(upload, parts) => upload.complete(parts).await?,
+            Commit::Whole(data, crc, attrs, _permit) => {
+                let size = data.len() as u64;
+                let receipt = self.dst.put(&entry.key, data, crc, &attrs).await?;
                 Stats::add(&self.stats.bytes_done, size);
                 Stats::add(sent, size);
-                (receipt, digest, fetched.object)
+                receipt
             }
         };
-        if digest.len() != entry.size {
-            return Err(ObjectError::new(ErrorClass::Retryable, format!("read {} bytes, the manifest says {}", digest.len(), entry.size)));
-        }
         let (sha256, crc) = digest.finish();
-        let verified_by = match entry.crc32c.as_ref().or(seen.crc32c.as_ref()) {
-            Some(source_crc) if *source_crc != crc => {
-                return Err(ObjectError::new(
-                    ErrorClass::Retryable,
-                    format!("bytes read have crc32c {crc}, the source declares {source_crc}"),
-                ));
-            }
-            Some(_) => "source crc32c",
-            None => "crc32c in transit",
-        };
         Ok(Outcome { sha256, crc32c: crc, dst_etag: receipt.etag, verified_by: verified_by.to_string() })
     }
 
@@ -189,7 +202,9 @@ impl Mover {
         plan: &PartPlan,
         attrs: &PutAttrs,
         recorded_id: Option<String>,
+        etag_check: Option<ferry_core::Md5Etag>,
     ) -> Result<OpenedUpload, ObjectError> {
+        let fresh = ObjectDigest::new().with_etag(etag_check);
         let key = &row.entry.key;
         if let Some(upload_id) = recorded_id {
             let (recorded, hash) = {
@@ -219,7 +234,7 @@ impl Mover {
                     let (next, digest) = hash
                         .filter(|(next, _)| (0..*next).all(|i| held.contains_key(&i)))
                         .and_then(|(next, state)| Some((next, ObjectDigest::restore(&state)?)))
-                        .unwrap_or((0, ObjectDigest::new()));
+                        .unwrap_or((0, fresh));
                     return Ok(OpenedUpload { upload, held, digest, next });
                 }
                 Some((upload, _)) => upload.abort().await?,
@@ -238,7 +253,7 @@ impl Mover {
         if actual.as_deref() != Some(id.as_str()) {
             self.journal.lock().expect("journal lock").set_upload(row.id, actual.as_deref(), plan.part_size)?;
         }
-        Ok(OpenedUpload { upload, held: BTreeMap::new(), digest: ObjectDigest::new(), next: 0 })
+        Ok(OpenedUpload { upload, held: BTreeMap::new(), digest: fresh, next: 0 })
     }
 
     /// Aborts the recorded upload of an object that failed for good, so none stays open (and billed).
@@ -261,8 +276,10 @@ impl Mover {
         plan: &PartPlan,
         opened: &mut OpenedUpload,
         sent: &AtomicU64,
-    ) -> Result<Vec<PartReceipt>, ObjectError> {
+    ) -> Result<(Vec<PartReceipt>, Option<&'static str>), ObjectError> {
         let key = &row.entry.key;
+        // What the adapter checked every read of this attempt against, if it checked them all.
+        let mut reads_checked: Option<Option<&'static str>> = None;
         let width = self.opts.parts_per_object.max(1);
         let count = plan.count() as u32;
         // Parts the saved digest covers are held: nothing to read or send.
@@ -279,13 +296,17 @@ impl Mover {
                     let permit = self.budget.take(range.end - range.start).await;
                     let fetched = self.src.get(key, Some(range)).await?;
                     check_unchanged(&row.entry, &fetched.object)?;
-                    Ok::<_, ObjectError>((i, fetched.data, permit))
+                    Ok::<_, ObjectError>((i, fetched.data, fetched.checked, permit))
                 }
             })
             .buffered(width);
         let mut in_flight = FuturesUnordered::new();
         while let Some(part) = reads.next().await {
-            let (index, data, permit) = part?;
+            let (index, data, checked, permit) = part?;
+            reads_checked = Some(match reads_checked {
+                None => checked,
+                Some(before) => before.filter(|b| Some(*b) == checked),
+            });
             let crc = crc32c(&data);
             opened.digest.push_part(&data, crc);
             acked.snapshot(index, opened.digest.save());
@@ -320,7 +341,7 @@ impl Mover {
             receipts.push(receipt);
         }
         receipts.sort_by_key(|r| r.index);
-        Ok(receipts)
+        Ok((receipts, reads_checked.flatten()))
     }
 
     /// Journals an acknowledged part; `sent` counts it as uploaded by this attempt.
@@ -386,6 +407,43 @@ struct OpenedUpload {
     held: BTreeMap<u32, PartReceipt>,
     digest: ObjectDigest,
     next: u32,
+}
+
+/// What makes the copy visible at the destination once its bytes are proved.
+enum Commit {
+    /// Complete the multipart upload from these parts.
+    Parts(Box<dyn MultipartUpload>, Vec<PartReceipt>),
+    /// Put the whole object (its memory stays reserved until then).
+    Whole(bytes::Bytes, u32, PutAttrs, OwnedSemaphorePermit),
+}
+
+/// The strongest evidence that the bytes read are the source's: its CRC32C, else its MD5 ETag,
+/// else the checksum the adapter checked each read against. A short read or a mismatch is an
+/// error to retry from the source, never a copy marked verified.
+fn source_evidence(
+    entry: &ObjectEntry,
+    seen: &ObjectEntry,
+    digest: &ObjectDigest,
+    reads_checked: Option<&'static str>,
+) -> Result<&'static str, ObjectError> {
+    let retry = |message: String| Err(ObjectError::new(ErrorClass::Retryable, message));
+    if digest.len() != entry.size {
+        return retry(format!("short read: {} bytes, the manifest says {}", digest.len(), entry.size));
+    }
+    let crc = digest.clone().finish().1;
+    match (entry.crc32c.as_ref().or(seen.crc32c.as_ref()), digest.etag()) {
+        (Some(source_crc), _) if *source_crc != crc => {
+            retry(format!("checksum mismatch: bytes read have crc32c {crc}, the source declares {source_crc}"))
+        }
+        (Some(_), _) => Ok("source crc32c"),
+        (None, Some(check)) if !check.matches() => {
+            retry(format!("checksum mismatch: bytes read have MD5 ETag {}, the source's is {}", check.computed(), check.expected()))
+        }
+        (None, Some(_)) => Ok("source md5"),
+        // The destination checked the CRC32C of what ferry sent, but nothing from the source
+        // proved what ferry read: only its size matched. Counted, so it stays rare and visible.
+        (None, None) => Ok(reads_checked.unwrap_or("size only")),
+    }
 }
 
 /// Content type and metadata to write: what the read returned, else what the listing said.

@@ -23,12 +23,14 @@ pub struct VerifyOptions {
     pub all_bytes: bool,
     /// Read back this many randomly chosen objects in full (besides the quick check of all).
     pub sample: Option<u64>,
+    /// List the destination and report objects the manifest does not have.
+    pub extras: bool,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Difference {
     pub key: String,
-    /// `missing`, `size`, `checksum`, `changed`, `not-copied` or `error`.
+    /// `missing`, `extra`, `size`, `checksum`, `changed`, `not-copied` or `error`.
     pub kind: &'static str,
     pub detail: String,
 }
@@ -39,6 +41,8 @@ pub struct VerifySummary {
     pub generation: u32,
     pub checked: u64,
     pub matched: u64,
+    /// Objects at the destination the manifest does not have (each also a difference).
+    pub extra: u64,
     /// How many objects each kind of evidence proved.
     pub proved_by: BTreeMap<String, u64>,
     pub differences: Vec<Difference>,
@@ -62,6 +66,7 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
         generation,
         checked: 0,
         matched: 0,
+        extra: 0,
         proved_by: BTreeMap::new(),
         differences: Vec::new(),
         seconds: 0.0,
@@ -102,11 +107,38 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
             }
         }
     }
+    if opts.extras {
+        summary.extra = find_extras(dst.as_ref(), &journal, &mut summary.differences).await?;
+    }
     summary.differences.sort_by(|a, b| a.key.cmp(&b.key));
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("verify", &report)?);
     Ok(summary)
+}
+
+/// Lists the destination and names every object the manifest does not have (left by another
+/// writer, a rename at the source, or an upload's temporary part). Returns how many.
+async fn find_extras(dst: &dyn Provider, journal: &Journal, differences: &mut Vec<Difference>) -> Result<u64> {
+    let mut extra = 0;
+    let mut pages = dst.list();
+    while let Some(page) = pages.next().await {
+        let page = match page {
+            Ok(page) => page,
+            Err(e) => {
+                differences.push(Difference { key: String::new(), kind: "error", detail: format!("listing the destination: {e}") });
+                break;
+            }
+        };
+        for entry in page {
+            if !journal.has_key(&entry.key)? {
+                extra += 1;
+                let detail = format!("{} bytes at the destination, not in the manifest", entry.size);
+                differences.push(Difference { key: entry.key, kind: "extra", detail });
+            }
+        }
+    }
+    Ok(extra)
 }
 
 /// Up to `n` ids of done objects, uniformly at random (reservoir sampling over the journal).

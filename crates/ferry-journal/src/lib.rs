@@ -240,6 +240,12 @@ impl Journal {
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
     }
 
+    /// Whether the manifest this journal was seeded from has `key`.
+    pub fn has_key(&self, key: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM objects WHERE key = ?1").map_err(self.err())?;
+        stmt.exists([key]).map_err(self.err())
+    }
+
     pub fn get(&self, key: &str) -> Result<Option<ObjectRow>> {
         let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE key = ?1");
         self.conn.query_row(&sql, [key], row_from).optional().map_err(self.err())

@@ -326,7 +326,7 @@ impl Provider for GcsProvider {
                 class: ErrorClass::Retryable,
             });
         }
-        Ok(Fetched { data, object })
+        Ok(Fetched { data, object, checked: None })
     }
 
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
@@ -361,6 +361,7 @@ impl Provider for GcsProvider {
             })
             .await?;
         let o: GcsObject = c.json("put", key, resp).await?;
+        stored_as_sent(&o, crc32c, "put", key)?;
         Ok(PutReceipt { etag: o.etag })
     }
 
@@ -468,6 +469,22 @@ impl GcsUpload {
     }
 }
 
+/// GCS answers an upload with the CRC32C of what it stored: it must be the one ferry sent, or
+/// the bytes were corrupted on the way (sending them again is the repair).
+fn stored_as_sent(o: &GcsObject, crc32c: u32, op: &'static str, name: &str) -> Result<()> {
+    let sent = ferry_core::digest::crc32c_hex(crc32c);
+    match b64_to_hex(o.crc32c.as_deref()) {
+        Some(stored) if stored != sent => Err(ProviderError::Request {
+            provider: PROVIDER,
+            op,
+            key: name.to_string(),
+            detail: format!("checksum mismatch: stored crc32c {stored}, sent {sent}"),
+            class: ErrorClass::Retryable,
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[async_trait]
 impl MultipartUpload for GcsUpload {
     fn upload_id(&self) -> Option<String> {
@@ -486,16 +503,7 @@ impl MultipartUpload for GcsUpload {
         Box::pin(async move {
             let size = data.len() as u64;
             let o = client.upload_media(&name, data).await?;
-            let got = b64_to_hex(o.crc32c.as_deref());
-            if let Some(got) = got.filter(|g| *g != ferry_core::digest::crc32c_hex(crc32c)) {
-                return Err(ProviderError::Request {
-                    provider: PROVIDER,
-                    op: "upload part",
-                    key: name,
-                    detail: format!("stored crc32c {got} differs from the sent part's {:08x}", crc32c),
-                    class: ErrorClass::Retryable,
-                });
-            }
+            stored_as_sent(&o, crc32c, "upload part", &name)?;
             Ok(PartReceipt { index, id: name, size, crc32c })
         })
     }

@@ -1,8 +1,8 @@
 //! What the providers that speak HTTP themselves (GCS's JSON API, Azure blocks) share: turning
 //! an answer into a classified [`ProviderError`], and retrying transient failures with jittered
-//! exponential backoff.
+//! exponential backoff, each retry counted by cause and throttling answers slowing the pace.
 
-use crate::{ProviderError, Result, class_of_status};
+use crate::{ProviderError, Result, class_of_status, retries};
 use ferry_core::ErrorClass;
 use std::future::Future;
 use std::time::Duration;
@@ -35,33 +35,63 @@ where
     loop {
         n += 1;
         let mut retry_after = None;
+        crate::retries::pace().await;
+        let cause;
         let err = match attempt().await? {
-            Ok(resp) if resp.status().is_success() => return Ok(resp),
+            Ok(resp) if resp.status().is_success() => {
+                retries::succeeded();
+                return Ok(resp);
+            }
             Ok(resp) => {
                 let status = resp.status().as_u16();
+                if matches!(status, 429 | 503) {
+                    retries::throttled();
+                }
                 retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+                // Azure names the error in a header; both services explain it in the body.
+                let code = resp.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()).map(str::to_string);
                 let body = resp.text().await.unwrap_or_default();
-                let detail = format!("HTTP {status} {}", body.lines().next().unwrap_or_default().chars().take(300).collect::<String>());
+                let body = match body.strip_prefix("<?xml").and_then(|rest| rest.split_once("?>")) {
+                    Some((_, after)) => after,
+                    None => body.as_str(),
+                };
+                let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect();
+                let detail = format!("HTTP {status} {}{body}", code.map(|c| c + ": ").unwrap_or_default());
                 match status {
                     401 | 403 => return Err(ProviderError::Denied { provider: peer.provider, bucket: peer.bucket.to_string(), detail }),
                     404 => return Err(ProviderError::NotFound { provider: peer.provider, key: key.to_string() }),
-                    s => ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class: class_of_status(s) },
+                    // The service found the body differs from the checksum ferry sent with it:
+                    // corrupted on the way, and sending the same bytes again is the repair.
+                    400 if detail.contains("Md5Mismatch") || detail.contains("contentMD5 doesn't match") => {
+                        cause = retries::CHECKSUM;
+                        let detail = format!("checksum mismatch: {detail}");
+                        ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class: ErrorClass::Retryable }
+                    }
+                    s => {
+                        cause = retries::cause_of_status(s);
+                        ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class: class_of_status(s) }
+                    }
                 }
             }
             Err(e) if e.is_connect() => {
+                cause = retries::CONNECTION;
                 ProviderError::Unreachable { provider: peer.provider, endpoint: peer.endpoint.to_string(), detail: crate::error::chain(&e) }
             }
-            Err(e) => ProviderError::Request {
-                provider: peer.provider,
-                op,
-                key: key.to_string(),
-                detail: crate::error::chain(&e),
-                class: ErrorClass::Retryable,
-            },
+            Err(e) => {
+                cause = if e.is_timeout() { retries::TIMEOUT } else { retries::CONNECTION };
+                ProviderError::Request {
+                    provider: peer.provider,
+                    op,
+                    key: key.to_string(),
+                    detail: crate::error::chain(&e),
+                    class: ErrorClass::Retryable,
+                }
+            }
         };
         if err.class() != ErrorClass::Retryable || n >= attempts {
             return Err(err);
         }
+        retries::record(cause);
         let delay = match retry_after {
             // The service said when to come back (seconds); honour it, within reason.
             Some(secs) => Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)),

@@ -11,6 +11,7 @@
 //! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store),
 //!   [`local`] (the file system, with ferry's own multipart into a temp file).
 //! - [`error`]: [`ProviderError`] and its [`ErrorClass`].
+//! - [`retries`]: failed attempts counted by cause, and the adaptive pace after throttling.
 //! - [`open`]: the URL registry.
 
 pub mod azure;
@@ -18,6 +19,7 @@ pub mod error;
 pub mod gcs;
 mod http;
 pub mod local;
+pub mod retries;
 pub mod s3;
 
 pub use error::ProviderError;
@@ -65,6 +67,10 @@ pub struct Fetched {
     /// The object as the read saw it: `size` is the whole object's size, and content type,
     /// metadata, etag or version are filled where the response carries them.
     pub object: ObjectEntry,
+    /// The source's own checksum the adapter checked these bytes against as they arrived
+    /// (`source md5` for an S3 MD5 ETag or Azure's per-range MD5), if it did. A mismatch is an
+    /// error, never a `Fetched`.
+    pub checked: Option<&'static str>,
 }
 
 /// A storage provider: a bucket or container (or a local directory) under a prefix.
@@ -98,6 +104,14 @@ pub trait Provider: Send + Sync {
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt>;
 
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// For a source object that declares no CRC32C: the check of its bytes against the MD5
+    /// entity tag it does declare, when it has one (S3), so ranged reads can still be proved.
+    /// `object` is the source's current state (a HEAD).
+    async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
+        let _ = object;
+        Ok(None)
+    }
 
     /// The capability to upload one object as parallel parts, if the provider has it.
     fn multipart(&self) -> Option<&dyn Multipart> {

@@ -196,7 +196,7 @@ impl Provider for LocalProvider {
             let mut buf = vec![0u8; (range.end - range.start) as usize];
             f.seek(SeekFrom::Start(range.start)).map_err(io)?;
             f.read_exact(&mut buf).map_err(io)?;
-            Ok(Fetched { data: Bytes::from(buf), object: entry_of(key.clone(), &meta) })
+            Ok(Fetched { data: Bytes::from(buf), object: entry_of(key.clone(), &meta), checked: Some("local file") })
         })
         .await
     }

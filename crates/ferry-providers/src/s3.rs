@@ -13,13 +13,14 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use aws_smithy_types::retry::RetryConfig;
 use aws_smithy_types::timeout::TimeoutConfig;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use ferry_core::Md5Etag;
 use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -55,7 +56,10 @@ impl S3Provider {
         let shared = loader.load().await;
         let mut conf = aws_sdk_s3::config::Builder::from(&shared)
             .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).read_timeout(Duration::from_secs(120)).build())
+            // Throttling answers slow requests down through ferry's own pace (see `retries`): the
+            // SDK's adaptive mode slowed a copy tenfold under a steady 5% of 503s.
             .retry_config(RetryConfig::standard().with_max_attempts(5))
+            .interceptor(CountRetries)
             // ferry computes the CRC32C itself and sends it; the SDK need not hash again.
             .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
         if endpoint.is_some() {
@@ -109,8 +113,76 @@ where
         (_, _, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "ExpiredToken" | "InvalidToken")
         | (_, Some(401 | 403), _) => ProviderError::Denied { provider: PROVIDER, bucket: bucket.to_string(), detail },
         (_, _, "NoSuchKey" | "NotFound") | (_, Some(404), _) => ProviderError::NotFound { provider: PROVIDER, key: key.to_string() },
+        // The service found the body differs from its checksum header: corrupted in transit, so
+        // sending it again is the repair.
+        (_, _, "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch") => ProviderError::Request {
+            provider: PROVIDER,
+            op,
+            key: key.to_string(),
+            detail: format!("checksum mismatch: {detail}"),
+            class: ErrorClass::Retryable,
+        },
         (_, Some(s), _) => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s) },
         _ => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: ErrorClass::Retryable },
+    }
+}
+
+/// Whether S3 answered for the very bytes sent. S3 checks the CRC32C header itself and echoes
+/// it; a service that echoes no checksum (some S3-compatibles) is held to its ETag, the MD5 of
+/// what it stored for a plain put or part.
+fn acknowledged(echoed_crc: Option<&str>, etag: Option<&str>, sent: &[u8], crc32c: u32) -> std::result::Result<(), String> {
+    if let Some(echoed) = crc_hex(echoed_crc) {
+        let sent_crc = ferry_core::digest::crc32c_hex(crc32c);
+        return if echoed == sent_crc { Ok(()) } else { Err(format!("checksum mismatch: stored crc32c {echoed}, sent {sent_crc}")) };
+    }
+    if let Some(mut check) = etag.and_then(|e| Md5Etag::new(e, sent.len() as u64, None)) {
+        check.update(sent);
+        if !check.matches() {
+            return Err(format!("checksum mismatch: stored ETag {}, the bytes sent have MD5 {}", check.expected(), check.computed()));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an object's ETag is the MD5 of its bytes: not under SSE-KMS or SSE-C.
+fn etag_is_md5(sse: Option<&ServerSideEncryption>, customer_algorithm: Option<&str>) -> bool {
+    customer_algorithm.is_none() && !matches!(sse, Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
+}
+
+/// Counts each failed attempt the SDK retries (5xx including 503 SlowDown, timeouts, dropped
+/// connections) in the run's retry counts, and feeds throttling answers and successes to
+/// ferry's pace, which every S3 data request waits on.
+#[derive(Debug)]
+struct CountRetries;
+
+impl aws_sdk_s3::config::Intercept for CountRetries {
+    fn name(&self) -> &'static str {
+        "ferry-count-retries"
+    }
+
+    fn read_after_attempt(
+        &self,
+        ctx: &aws_sdk_s3::config::interceptors::FinalizerInterceptorContextRef<'_>,
+        _: &aws_sdk_s3::config::RuntimeComponents,
+        _: &mut aws_sdk_s3::config::ConfigBag,
+    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        let status = ctx.response().map(|r| r.status().as_u16());
+        if matches!(status, Some(429 | 503)) {
+            crate::retries::throttled();
+        }
+        let Some(Err(e)) = ctx.output_or_error() else {
+            crate::retries::succeeded();
+            return Ok(());
+        };
+        // A 429 is retried by the SDK only under some error codes; the mover counts the rest.
+        let cause = match status {
+            Some(s @ 500..=599) => crate::retries::cause_of_status(s),
+            Some(_) => return Ok(()),
+            None if e.is_timeout_error() => crate::retries::TIMEOUT,
+            None => crate::retries::CONNECTION,
+        };
+        crate::retries::record(cause);
+        Ok(())
     }
 }
 
@@ -198,24 +270,56 @@ impl Provider for S3Provider {
         }
     }
 
+    async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<Md5Etag>> {
+        let Some(etag) = object.etag.as_deref().filter(|_| object.crc32c.is_none()) else { return Ok(None) };
+        if !etag.contains('-') {
+            return Ok(Md5Etag::new(etag, object.size, None));
+        }
+        // A multipart ETag: the size of part 1 gives the part size (every part but the last).
+        let full = self.full_key(&object.key);
+        let o = self
+            .client
+            .head_object()
+            .bucket(&self.location.bucket)
+            .key(&full)
+            .part_number(1)
+            .send()
+            .await
+            .map_err(|e| self.error("head", &object.key, e))?;
+        // S3 gives the object's ETag and parts count here (some services the part's ETag); a
+        // parts count that disagrees with the ETag's means another object.
+        let count = etag.rsplit_once('-').and_then(|(_, n)| n.parse::<i32>().ok());
+        if !etag_is_md5(o.server_side_encryption(), o.sse_customer_algorithm()) || o.parts_count().is_some_and(|n| Some(n) != count) {
+            return Ok(None);
+        }
+        Ok(Md5Etag::new(etag, object.size, o.content_length().map(|l| l.max(0) as u64)))
+    }
+
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
         let full = self.full_key(key);
         let mut req = self.client.get_object().bucket(&self.location.bucket).key(&full);
+        let ranged = range.as_ref().is_some_and(|r| r.end > r.start);
         if let Some(r) = range.as_ref().filter(|r| r.end > r.start) {
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
+        } else {
+            // A whole object comes with its checksum, which the SDK checks as the body arrives.
+            req = req.checksum_mode(ChecksumMode::Enabled);
         }
+        crate::retries::pace().await;
         let o = req.send().await.map_err(|e| self.error("get", key, e))?;
         let total = o
             .content_range()
             .and_then(|cr| cr.rsplit('/').next())
             .and_then(|t| t.parse::<u64>().ok())
             .unwrap_or(o.content_length().unwrap_or(0).max(0) as u64);
+        let md5_etag = !ranged && o.checksum_crc32_c().is_none() && etag_is_md5(o.server_side_encryption(), o.sse_customer_algorithm());
         let object = ObjectEntry {
             key: key.to_string(),
             size: total,
             last_modified: to_chrono(o.last_modified()),
             etag: o.e_tag().map(unquote),
             version: o.version_id().map(str::to_string),
+            crc32c: if ranged { None } else { crc_hex(o.checksum_crc32_c()) },
             content_type: o.content_type().map(str::to_string),
             metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
             ..Default::default()
@@ -233,16 +337,39 @@ impl Provider for S3Provider {
                 class: ErrorClass::Retryable,
             })?
             .into_bytes();
-        if let Some(r) = range.as_ref().filter(|r| data.len() as u64 != r.end - r.start) {
+        let short = match &range {
+            Some(r) if ranged => (data.len() as u64 != r.end - r.start).then(|| r.end - r.start),
+            _ => (data.len() as u64 != total).then_some(total),
+        };
+        if let Some(want) = short {
             return Err(ProviderError::Request {
                 provider: PROVIDER,
                 op: "get",
                 key: key.to_string(),
-                detail: format!("short read: {} of {} bytes", data.len(), r.end - r.start),
+                detail: format!("short read: {} of {want} bytes", data.len()),
                 class: ErrorClass::Retryable,
             });
         }
-        Ok(Fetched { data, object })
+        // No checksum on a whole object: its single-part ETag is the MD5 of its bytes.
+        let mut checked = None;
+        if let Some(mut check) = md5_etag.then(|| object.etag.as_deref().and_then(|e| Md5Etag::new(e, total, None))).flatten() {
+            check.update(&data);
+            if !check.matches() {
+                return Err(ProviderError::Request {
+                    provider: PROVIDER,
+                    op: "get",
+                    key: key.to_string(),
+                    detail: format!(
+                        "checksum mismatch: the bytes read have MD5 {}, the source's ETag is {}",
+                        check.computed(),
+                        check.expected()
+                    ),
+                    class: ErrorClass::Retryable,
+                });
+            }
+            checked = Some("source md5");
+        }
+        Ok(Fetched { data, object, checked })
     }
 
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
@@ -255,12 +382,21 @@ impl Provider for S3Provider {
             .content_length(data.len() as i64)
             .checksum_crc32_c(b64_crc(crc32c))
             .set_content_type(attrs.content_type.clone())
-            .body(ByteStream::from(data));
+            .body(ByteStream::from(data.clone()));
         for (k, v) in &attrs.metadata {
             req = req.metadata(k, v);
         }
+        crate::retries::pace().await;
         let o = req.send().await.map_err(|e| self.error("put", key, e))?;
-        Ok(PutReceipt { etag: o.e_tag().map(unquote) })
+        let etag = o.e_tag().map(unquote);
+        acknowledged(o.checksum_crc32_c(), etag.as_deref(), &data, crc32c).map_err(|detail| ProviderError::Request {
+            provider: PROVIDER,
+            op: "put",
+            key: key.to_string(),
+            detail,
+            class: ErrorClass::Retryable,
+        })?;
+        Ok(PutReceipt { etag })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -478,8 +614,16 @@ impl MultipartUpload for S3Upload {
             .body(ByteStream::from(data.clone()));
         let (endpoint, bucket, key) = (self.endpoint.clone(), self.bucket.clone(), self.key.clone());
         Box::pin(async move {
+            crate::retries::pace().await;
             let o = req.send().await.map_err(|e| map_error(&endpoint, &bucket, "upload part", &key, e))?;
             let etag = o.e_tag().map(unquote).unwrap_or_default();
+            acknowledged(o.checksum_crc32_c(), Some(&etag), &data, crc32c).map_err(|detail| ProviderError::Request {
+                provider: PROVIDER,
+                op: "upload part",
+                key: format!("{key} part {}", index + 1),
+                detail,
+                class: ErrorClass::Retryable,
+            })?;
             Ok(PartReceipt { index, id: etag, size: data.len() as u64, crc32c })
         })
     }

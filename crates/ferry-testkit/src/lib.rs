@@ -1,14 +1,14 @@
 //! What ferry's tests stand on: the real local services, started on free loopback ports, and
 //! the provider conformance suite every adapter must pass.
 //!
-//! Services: S3 is s3s-fs served in-process (a directory per bucket); Azure is Azurite and GCS
-//! is fake-gcs-server, both installed by `scripts/install-services.sh` into `.services/` and run
-//! as child processes killed when their handle drops. A missing service is a loud panic naming
+//! Services: S3 is s3s-fs served in-process (a directory per bucket); Azure is Azurite, GCS is
+//! fake-gcs-server and a second S3 is moto, all installed by `scripts/install-services.sh` into
+//! `.services/` and run as child processes killed when their handle drops. A missing service is a loud panic naming
 //! the install script, never a skipped test.
 //!
 //! # Layout
-//! - [`services`]: [`S3Server`], [`Azurite`], [`FakeGcs`] and [`free_port`].
-//! - [`proxy`]: [`CountingProxy`], which counts the bytes a client uploads.
+//! - [`services`]: [`S3Server`], [`Azurite`], [`FakeGcs`], [`Moto`] and [`free_port`].
+//! - [`proxy`]: [`CountingProxy`], which counts the bytes a client uploads and injects faults.
 //! - [`conformance`]: [`conformance::run`], the suite for any [`ferry_providers::Provider`].
 //! - [`tree`]: the awkward test tree (sizes at part boundaries, weird keys) and tree comparison.
 
@@ -18,4 +18,4 @@ pub mod services;
 pub mod tree;
 
 pub use proxy::{CountingProxy, Faults};
-pub use services::{Azurite, FakeGcs, S3Server, free_port};
+pub use services::{Azurite, FakeGcs, Moto, S3Server, free_port};

@@ -33,6 +33,9 @@ pub struct Faults {
     pub flip_download_pct: u32,
     /// Flip one byte of the object bytes an upload sends.
     pub flip_upload_pct: u32,
+    /// Flip at most this many times in all (0: no limit), so a test can flip often early and
+    /// still know no object meets more flips than its attempts.
+    pub max_flips: u64,
     /// Added before every request is passed on.
     pub latency: Duration,
 }
@@ -47,6 +50,7 @@ impl Faults {
         truncate_pct: 0,
         flip_download_pct: 0,
         flip_upload_pct: 0,
+        max_flips: 0,
         latency: Duration::ZERO,
     };
 }
@@ -67,6 +71,7 @@ struct Shared {
     faults: Faults,
     uploaded: Arc<AtomicU64>,
     injected: Arc<Mutex<FaultCounts>>,
+    flips: AtomicU64,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -95,7 +100,7 @@ impl CountingProxy {
                 let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(30))
                     .build_http();
-                let shared = Arc::new(Shared { upstream, faults, uploaded: up, injected: inj, client });
+                let shared = Arc::new(Shared { upstream, faults, uploaded: up, injected: inj, flips: AtomicU64::new(0), client });
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 loop {
                     tokio::select! {
@@ -181,7 +186,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     };
     let (drop, unavailable, internal, throttle, truncate) =
         (hit(f.drop_pct), hit(f.unavailable_pct), hit(f.internal_pct), hit(f.throttle_pct), hit(f.truncate_pct));
-    let (flip_down, flip_up) = (rand::random_range(0..100u32) < f.flip_download_pct, rand::random_range(0..100u32) < f.flip_upload_pct);
+    // A flip is the only fault of its request, so each one is a clean case of corrupted bytes.
+    let clean = !(drop || unavailable || internal || throttle || truncate)
+        && (f.max_flips == 0 || shared.flips.load(Ordering::Relaxed) < f.max_flips);
+    let (flip_down, flip_up) =
+        (clean && rand::random_range(0..100u32) < f.flip_download_pct, clean && rand::random_range(0..100u32) < f.flip_upload_pct);
 
     let (parts, body) = req.into_parts();
     let head_len = parts.uri.to_string().len() + 16 + parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
@@ -226,6 +235,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if let Some(range) = upload_data(ct, &body) {
             flip(&mut body, range);
+            shared.flips.fetch_add(1, Ordering::Relaxed);
             count("flip upload");
         }
     }
@@ -255,6 +265,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     {
         let len = body.len();
         flip(&mut body, 0..len);
+        shared.flips.fetch_add(1, Ordering::Relaxed);
         count("flip download");
     }
     if truncate && body.len() > 1 {

@@ -251,6 +251,64 @@ impl FakeGcs {
     }
 }
 
+/// moto's S3 server (any keys, no signature check), for what s3s-fs does not implement: HEAD
+/// with `partNumber`, GetObjectAttributes, ListMultipartUploads.
+pub struct Moto {
+    pub endpoint: String,
+    _service: Service,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let root = installed(services_dir().join("moto"), "moto");
+        let port = free_port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("PYTHONPATH", root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let service = Service(child);
+        wait_for_port(port, "moto");
+        Moto { endpoint: format!("http://127.0.0.1:{port}"), _service: service }
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        let status = reqwest::blocking_put(&format!("{}/{name}", self.endpoint), &[]);
+        assert!(status == 200, "creating bucket {name}: HTTP {status}");
+    }
+
+    /// Uploads `file` as `bucket/key` in parts of `part_size` bytes the way other tools do
+    /// (boto3, shipped with moto, no checksums): the object's ETag is then `md5-of-md5s-N`.
+    pub fn upload_in_parts(&self, bucket: &str, key: &str, file: &std::path::Path, part_size: u64) {
+        let script = r#"
+import sys, boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+endpoint, bucket, key, path, part = sys.argv[1:6]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto",
+                  region_name="us-east-1", config=Config(request_checksum_calculation="when_required"))
+s3.upload_file(path, bucket, key, Config=TransferConfig(multipart_threshold=int(part), multipart_chunksize=int(part), use_threads=False))
+print(s3.head_object(Bucket=bucket, Key=key)["ETag"])
+"#;
+        let out = Command::new("python3")
+            .args(["-c", script, &self.endpoint, bucket, key, file.to_str().expect("utf-8 path"), &part_size.to_string()])
+            .env("PYTHONPATH", services_dir().join("moto"))
+            .output()
+            .expect("run python3");
+        assert!(out.status.success(), "boto3 upload of {key}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Credentials for ferry's S3 chain (moto accepts any).
+    pub fn env(&self) -> Vec<(String, String)> {
+        [("AWS_ACCESS_KEY_ID", "moto"), ("AWS_SECRET_ACCESS_KEY", "moto"), ("AWS_REGION", "us-east-1")]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+}
+
 /// Tiny blocking HTTP helpers for service set-up (a throwaway runtime per call).
 mod reqwest {
     fn run<T, F: std::future::Future<Output = T>>(f: F) -> T {

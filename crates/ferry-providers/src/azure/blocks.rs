@@ -9,8 +9,11 @@ use crate::{PartReceipt, ProviderError, PutAttrs, PutReceipt, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
+use bytes::BytesMut;
+use ferry_core::ErrorClass;
 use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use std::ops::Range;
 
 const PROVIDER: &str = "azure";
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -77,7 +80,8 @@ impl BlockClient {
         for (k, v) in headers {
             req = req.header(k, v);
         }
-        if !body.is_empty() {
+        // Azure wants a length on every write, an empty blob's too.
+        if !body.is_empty() || *method == http::Method::PUT {
             req = req.header("content-length", body.len().to_string());
         }
         let mut req = req.body(object_store::client::HttpRequestBody::from(body.clone())).map_err(|e| config(&e))?;
@@ -89,10 +93,80 @@ impl BlockClient {
         Ok(out.body(body.clone()))
     }
 
+    /// Sends a block with its MD5, which Azure checks before it keeps the block.
     pub async fn put_block(&self, full_key: &str, key: &str, block_id: &str, data: Bytes) -> Result<()> {
         let url = format!("{}?comp=block&blockid={}", self.blob_url(full_key), utf8_percent_encode(block_id, UNRESERVED));
-        self.send("put block", key, http::Method::PUT, url, Vec::new(), data).await?;
+        let headers = vec![("content-md5".to_string(), md5_b64(&data))];
+        self.send("put block", key, http::Method::PUT, url, headers, data).await?;
         Ok(())
+    }
+
+    /// Writes a whole blob in one request (Put Blob) with its MD5, which Azure checks and keeps
+    /// as the blob's Content-MD5, the evidence a later read of it is checked against.
+    pub async fn put_blob(&self, full_key: &str, key: &str, data: Bytes, attrs: &PutAttrs) -> Result<PutReceipt> {
+        let mut headers = vec![("x-ms-blob-type".to_string(), "BlockBlob".to_string()), ("content-md5".to_string(), md5_b64(&data))];
+        headers.extend(attr_headers(attrs));
+        let resp = self.send("put", key, http::Method::PUT, self.blob_url(full_key), headers, data).await?;
+        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(crate::unquote);
+        Ok(PutReceipt { etag })
+    }
+
+    /// Reads `range` of a blob (all of it when `None`) in requests of at most 4 MiB, each with
+    /// Azure's MD5 of that range checked against the bytes received; a range that fails its
+    /// check or arrives cut short is read again. Returns the bytes and the headers of the first
+    /// answer, and the blob's size.
+    pub async fn get_checked(&self, full_key: &str, key: &str, range: Option<Range<u64>>) -> Result<(Bytes, http::HeaderMap, u64)> {
+        let url = self.blob_url(full_key);
+        let mut start = range.as_ref().map_or(0, |r| r.start);
+        let mut end = range.as_ref().map(|r| r.end);
+        let mut out = BytesMut::with_capacity(range.as_ref().map_or(0, |r| (r.end - r.start) as usize));
+        let mut first: Option<(http::HeaderMap, u64)> = None;
+        while end.is_none_or(|e| start < e) {
+            let want_end = (start + MD5_RANGE).min(end.unwrap_or(u64::MAX));
+            let headers = vec![
+                ("x-ms-range".to_string(), format!("bytes={start}-{}", want_end - 1)),
+                ("x-ms-range-get-content-md5".to_string(), "true".to_string()),
+            ];
+            let mut attempt = 0;
+            let (data, head, total) = loop {
+                attempt += 1;
+                let fetched = match self.send("get", key, http::Method::GET, url.clone(), headers.clone(), Bytes::new()).await {
+                    Ok(resp) => read_checked(resp, start, want_end).await,
+                    // An empty blob has no byte 0 to ask for.
+                    Err(ProviderError::Request { detail, .. }) if start == 0 && first.is_none() && detail.starts_with("HTTP 416") => {
+                        let resp = self.send("get", key, http::Method::GET, url.clone(), Vec::new(), Bytes::new()).await?;
+                        return Ok((Bytes::new(), resp.headers().clone(), 0));
+                    }
+                    Err(e) => return Err(e),
+                };
+                match fetched {
+                    Ok(got) => break got,
+                    Err(detail) if attempt < ATTEMPTS => {
+                        crate::retries::record(crate::retries::cause_of_message(&detail));
+                    }
+                    Err(detail) => {
+                        return Err(ProviderError::Request {
+                            provider: PROVIDER,
+                            op: "get",
+                            key: key.to_string(),
+                            detail,
+                            class: ErrorClass::Retryable,
+                        });
+                    }
+                }
+            };
+            let end = *end.get_or_insert(total);
+            if first.is_none() {
+                first = Some((head, total));
+            }
+            out.extend_from_slice(&data);
+            start += data.len() as u64;
+            if data.is_empty() || start >= end {
+                break;
+            }
+        }
+        let (head, total) = first.expect("at least one range was read");
+        Ok((out.freeze(), head, total))
     }
 
     /// The uncommitted blocks of `full_key` that belong to `upload_id`: `(index, size)`.
@@ -126,16 +200,56 @@ impl BlockClient {
         }
         xml.push_str("</BlockList>");
         let mut headers = vec![("content-type".to_string(), "application/xml".to_string())];
-        if let Some(ct) = &attrs.content_type {
-            headers.push(("x-ms-blob-content-type".into(), ct.clone()));
-        }
-        for (k, v) in &attrs.metadata {
-            headers.push((format!("x-ms-meta-{k}"), v.clone()));
-        }
+        headers.extend(attr_headers(attrs));
         let url = format!("{}?comp=blocklist", self.blob_url(full_key));
         let resp = self.send("put block list", key, http::Method::PUT, url, headers, Bytes::from(xml)).await?;
         let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(crate::unquote);
         Ok(PutReceipt { etag })
+    }
+}
+
+/// Azure's MD5 of a range is given for ranges of at most 4 MiB.
+const MD5_RANGE: u64 = 4 << 20;
+
+fn md5_b64(data: &[u8]) -> String {
+    use md5::Digest;
+    B64.encode(md5::Md5::digest(data))
+}
+
+fn attr_headers(attrs: &PutAttrs) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    if let Some(ct) = &attrs.content_type {
+        headers.push(("x-ms-blob-content-type".into(), ct.clone()));
+    }
+    for (k, v) in &attrs.metadata {
+        headers.push((format!("x-ms-meta-{k}"), v.clone()));
+    }
+    headers
+}
+
+/// Reads one ranged answer and checks it: the range asked for (`start..want_end`, or to the
+/// blob's end), every byte of it, and the MD5 Azure gave for it. Returns the bytes, the
+/// answer's headers and the blob's size, or why the read must be repeated.
+async fn read_checked(resp: reqwest::Response, start: u64, want_end: u64) -> std::result::Result<(Bytes, http::HeaderMap, u64), String> {
+    let head = resp.headers().clone();
+    let total = head
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit('/').next())
+        .and_then(|t| t.parse::<u64>().ok())
+        .ok_or("connection dropped: the answer has no Content-Range")?;
+    let md5 = head.get("content-md5").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let data = resp.bytes().await.map_err(|e| format!("connection dropped while reading: {}", crate::error::chain(&e)))?;
+    let expected = want_end.min(total).saturating_sub(start);
+    if data.len() as u64 != expected {
+        return Err(format!("short read: {} of {expected} bytes at offset {start}", data.len()));
+    }
+    match md5 {
+        Some(md5) if md5 != md5_b64(&data) => {
+            Err(format!("checksum mismatch: bytes {start}+{} have MD5 {}, Azure says {md5}", data.len(), md5_b64(&data)))
+        }
+        Some(_) => Ok((data, head, total)),
+        None => Err("the answer carries no MD5 of the range".to_string()),
     }
 }
 
