@@ -25,7 +25,15 @@ fn checksums(c: &mut Criterion) {
     let mut g = c.benchmark_group("checksums per 16 MiB part");
     g.throughput(Throughput::Bytes(PART as u64));
     g.bench_function("crc32c", |b| b.iter(|| crc32c(black_box(&data))));
-    g.bench_function("crc32c + sha256 (ObjectDigest)", |b| {
+    g.bench_function("crc64nvme", |b| b.iter(|| ferry_core::digest::crc64nvme(black_box(&data))));
+    g.bench_function("md5 (S3 ETag, Azure Content-MD5)", |b| {
+        b.iter(|| {
+            let mut check = ferry_core::Md5Etag::new("0123456789abcdef0123456789abcdef", PART as u64, None).unwrap();
+            check.update(black_box(&data));
+            check.computed()
+        })
+    });
+    g.bench_function("crc32c + crc64nvme + sha256 (ObjectDigest)", |b| {
         b.iter(|| {
             let mut d = ObjectDigest::new();
             d.update(black_box(&data));

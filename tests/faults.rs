@@ -190,3 +190,47 @@ fn s3_multipart_sources_are_proved_by_their_md5_etag() {
     assert!((1..=flips).contains(&caught), "{flips} flips, {caught} caught: {down}");
     assert_same_tree(&w.join("src"), &back);
 }
+
+/// An S3 object that declares only a CRC64NVME (S3's default checksum since 2025, full-object
+/// even for multipart uploads) is proved by it: ranged reads of a large one and whole reads of
+/// small ones, with flipped bytes caught and read again.
+#[test]
+fn s3_sources_with_only_crc64nvme_are_proved_by_it() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let files = vec![("big.bin".to_string(), 20 * MIB + 3), ("mid.bin".to_string(), 300 * 1024), ("small.txt".to_string(), 999)];
+    write_tree(&w.join("src"), &files);
+    let s3 = S3Server::start();
+    s3.create_bucket("crc64");
+    for (key, _) in &files {
+        s3.put_with_crc64nvme("crc64", key, std::fs::read(w.join("src").join(key)).unwrap());
+    }
+    let env = s3.env();
+    let proxy = CountingProxy::start_with_faults(&s3.endpoint, Faults { flip_download_pct: 40, max_flips: 4, ..Faults::DEFAULT });
+    let back = w.join("back");
+    let down = ferry_ok(
+        w,
+        &[
+            "copy",
+            "s3://crc64",
+            back.to_str().unwrap(),
+            "--job",
+            "down",
+            "--part-size",
+            "4MiB",
+            "--src-endpoint",
+            &proxy.endpoint,
+            "--json",
+        ],
+        &env,
+        0,
+    )
+    .json();
+    let flips = proxy.faults_by_kind().get("flip download").copied().unwrap_or(0);
+    assert!(flips > 0, "no byte was flipped");
+    assert_eq!(down["failed"], 0, "{down}");
+    assert_eq!(down["verified_by"]["source crc64nvme"], files.len() as u64, "{down}");
+    let caught = down["retries"]["checksum mismatch"].as_u64().unwrap_or(0);
+    assert!((1..=flips).contains(&caught), "{flips} flips, {caught} caught: {down}");
+    assert_same_tree(&w.join("src"), &back);
+}

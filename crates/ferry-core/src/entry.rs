@@ -22,6 +22,10 @@ pub struct ObjectEntry {
     pub crc32c: Option<String>,
     /// Source-native MD5, 32 lowercase hex digits.
     pub md5: Option<String>,
+    /// Source-native full-object CRC64NVME (S3's default checksum), 16 lowercase hex digits.
+    /// Seen by a HEAD or GET at copy time; listings do not carry it and manifests do not keep it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crc64nvme: Option<String>,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
 }

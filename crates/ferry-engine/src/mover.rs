@@ -147,7 +147,7 @@ impl Mover {
                 check_unchanged(entry, &current)?;
                 let attrs = attrs_of(entry, &current);
                 // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
-                let etag_check = match entry.crc32c.is_none() && current.crc32c.is_none() {
+                let etag_check = match entry.crc32c.is_none() && current.crc32c.is_none() && current.crc64nvme.is_none() {
                     true => self.src.etag_check(&current).await?,
                     false => None,
                 };
@@ -417,8 +417,8 @@ enum Commit {
     Whole(bytes::Bytes, u32, PutAttrs, OwnedSemaphorePermit),
 }
 
-/// The strongest evidence that the bytes read are the source's: its CRC32C, else its MD5 ETag,
-/// else the checksum the adapter checked each read against. A short read or a mismatch is an
+/// The strongest evidence that the bytes read are the source's: its CRC32C, else its
+/// CRC64NVME, else its MD5 ETag, else the checksum the adapter checked each read against. A short read or a mismatch is an
 /// error to retry from the source, never a copy marked verified.
 fn source_evidence(
     entry: &ObjectEntry,
@@ -431,11 +431,17 @@ fn source_evidence(
         return retry(format!("short read: {} bytes, the manifest says {}", digest.len(), entry.size));
     }
     let crc = digest.clone().finish().1;
+    let crc64 = digest.crc64nvme_hex();
     match (entry.crc32c.as_ref().or(seen.crc32c.as_ref()), digest.etag()) {
         (Some(source_crc), _) if *source_crc != crc => {
             retry(format!("checksum mismatch: bytes read have crc32c {crc}, the source declares {source_crc}"))
         }
         (Some(_), _) => Ok("source crc32c"),
+        (None, _) if seen.crc64nvme.as_ref().is_some_and(|c| *c != crc64) => retry(format!(
+            "checksum mismatch: bytes read have crc64nvme {crc64}, the source declares {}",
+            seen.crc64nvme.as_deref().unwrap_or_default()
+        )),
+        (None, _) if seen.crc64nvme.is_some() => Ok("source crc64nvme"),
         (None, Some(check)) if !check.matches() => {
             retry(format!("checksum mismatch: bytes read have MD5 ETag {}, the source's is {}", check.computed(), check.expected()))
         }

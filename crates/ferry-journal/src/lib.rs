@@ -144,6 +144,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
             content_type: r.get(7)?,
             metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
             last_modified: None,
+            crc64nvme: None,
         },
         state: r.get(9)?,
         attempts: r.get(10)?,

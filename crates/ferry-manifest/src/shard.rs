@@ -326,6 +326,8 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                 md5: opt(strs[3], i),
                 content_type: opt(strs[4], i),
                 metadata,
+                // Seen at copy time, never listed: manifests do not keep it.
+                crc64nvme: None,
             })
         })
         .collect()

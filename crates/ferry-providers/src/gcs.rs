@@ -88,6 +88,7 @@ impl GcsObject {
             md5: b64_to_hex(self.md5_hash.as_deref()),
             content_type: self.content_type,
             metadata: self.metadata,
+            crc64nvme: None,
         }
     }
 }

@@ -196,6 +196,12 @@ fn crc_hex(b64: Option<&str>) -> Option<String> {
     (bytes.len() == 4).then(|| hex::encode(bytes))
 }
 
+/// A full-object base64 CRC64NVME (always full-object, multipart or not), as 16 hex digits.
+fn crc64_hex(b64: Option<&str>) -> Option<String> {
+    let bytes = B64.decode(b64?).ok()?;
+    (bytes.len() == 8).then(|| hex::encode(bytes))
+}
+
 fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
 }
@@ -259,6 +265,7 @@ impl Provider for S3Provider {
                 etag: o.e_tag().map(unquote),
                 version: o.version_id().map(str::to_string),
                 crc32c: crc_hex(o.checksum_crc32_c()),
+                crc64nvme: crc64_hex(o.checksum_crc64_nvme()),
                 content_type: o.content_type().map(str::to_string),
                 metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
                 ..Default::default()
@@ -271,7 +278,9 @@ impl Provider for S3Provider {
     }
 
     async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<Md5Etag>> {
-        let Some(etag) = object.etag.as_deref().filter(|_| object.crc32c.is_none()) else { return Ok(None) };
+        let Some(etag) = object.etag.as_deref().filter(|_| object.crc32c.is_none() && object.crc64nvme.is_none()) else {
+            return Ok(None);
+        };
         if !etag.contains('-') {
             return Ok(Md5Etag::new(etag, object.size, None));
         }
@@ -312,7 +321,10 @@ impl Provider for S3Provider {
             .and_then(|cr| cr.rsplit('/').next())
             .and_then(|t| t.parse::<u64>().ok())
             .unwrap_or(o.content_length().unwrap_or(0).max(0) as u64);
-        let md5_etag = !ranged && o.checksum_crc32_c().is_none() && etag_is_md5(o.server_side_encryption(), o.sse_customer_algorithm());
+        let md5_etag = !ranged
+            && o.checksum_crc32_c().is_none()
+            && o.checksum_crc64_nvme().is_none()
+            && etag_is_md5(o.server_side_encryption(), o.sse_customer_algorithm());
         let object = ObjectEntry {
             key: key.to_string(),
             size: total,
@@ -320,6 +332,7 @@ impl Provider for S3Provider {
             etag: o.e_tag().map(unquote),
             version: o.version_id().map(str::to_string),
             crc32c: if ranged { None } else { crc_hex(o.checksum_crc32_c()) },
+            crc64nvme: if ranged { None } else { crc64_hex(o.checksum_crc64_nvme()) },
             content_type: o.content_type().map(str::to_string),
             metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
             ..Default::default()

@@ -98,6 +98,28 @@ impl S3Server {
         std::fs::create_dir_all(self.root.path().join(name)).expect("bucket dir");
     }
 
+    /// Puts `data` as `bucket/key` with a CRC64NVME checksum computed by the AWS SDK (as S3 keeps
+    /// for every new object since 2025), so the object declares no CRC32C.
+    pub fn put_with_crc64nvme(&self, bucket: &str, key: &str, data: Vec<u8>) {
+        use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .endpoint_url(&self.endpoint)
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(&self.access_key, &self.secret_key, None, None, "ferry-testkit"))
+            .force_path_style(true)
+            .build();
+        let client = aws_sdk_s3::Client::from_conf(conf);
+        let put = client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Crc64Nvme)
+            .body(aws_sdk_s3::primitives::ByteStream::from(data));
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(put.send()).unwrap_or_else(|e| panic!("put {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+    }
+
     /// Environment for a `ferry` process talking to this server.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
