@@ -159,36 +159,7 @@ fn s3_multipart_sources_are_proved_by_their_md5_etag() {
     for ((key, _), part) in files.iter().zip(parts) {
         moto.upload_in_parts("etags", key, &w.join("src").join(key), part as u64);
     }
-    let env = moto.env();
-    // Often at first, and fewer flips in all than the 5 attempts an object has.
-    let proxy = CountingProxy::start_with_faults(&moto.endpoint, Faults { flip_download_pct: 40, max_flips: 4, ..Faults::DEFAULT });
-    let back = w.join("back");
-    let down = ferry_ok(
-        w,
-        &[
-            "copy",
-            "s3://etags",
-            back.to_str().unwrap(),
-            "--job",
-            "down",
-            "--part-size",
-            "4MiB",
-            "--src-endpoint",
-            &proxy.endpoint,
-            "--json",
-        ],
-        &env,
-        0,
-    )
-    .json();
-    let flips = proxy.faults_by_kind().get("flip download").copied().unwrap_or(0);
-    assert!(flips > 0, "no byte was flipped");
-    assert_eq!(down["failed"], 0, "{down}");
-    assert_eq!(down["verified_by"]["source md5"], files.len() as u64, "{down}");
-    // Flips in two ranges of one object read fail one check: one retry for both.
-    let caught = down["retries"]["checksum mismatch"].as_u64().unwrap_or(0);
-    assert!((1..=flips).contains(&caught), "{flips} flips, {caught} caught: {down}");
-    assert_same_tree(&w.join("src"), &back);
+    download_through_flips(w, "s3://etags", &moto.endpoint, &moto.env(), "source md5", files.len());
 }
 
 /// An S3 object that declares only a CRC64NVME (S3's default checksum since 2025, full-object
@@ -205,31 +176,22 @@ fn s3_sources_with_only_crc64nvme_are_proved_by_it() {
     for (key, _) in &files {
         s3.put_with_crc64nvme("crc64", key, std::fs::read(w.join("src").join(key)).unwrap());
     }
-    let env = s3.env();
-    let proxy = CountingProxy::start_with_faults(&s3.endpoint, Faults { flip_download_pct: 40, max_flips: 4, ..Faults::DEFAULT });
+    download_through_flips(w, "s3://crc64", &s3.endpoint, &s3.env(), "source crc64nvme", files.len());
+}
+
+/// Copies `url` into `w/back` in 4 MiB ranges through a proxy flipping downloaded bytes, and
+/// checks: nothing failed, all `objects` proved by `evidence`, every flip caught (flips in two
+/// ranges of one object's read fail one check: one retry for both), `w/back` equal to `w/src`.
+fn download_through_flips(w: &std::path::Path, url: &str, service: &str, env: &[(String, String)], evidence: &str, objects: usize) {
+    // Often at first, and fewer flips in all than the 5 attempts an object has.
+    let proxy = CountingProxy::start_with_faults(service, Faults { flip_download_pct: 40, max_flips: 4, ..Faults::DEFAULT });
     let back = w.join("back");
-    let down = ferry_ok(
-        w,
-        &[
-            "copy",
-            "s3://crc64",
-            back.to_str().unwrap(),
-            "--job",
-            "down",
-            "--part-size",
-            "4MiB",
-            "--src-endpoint",
-            &proxy.endpoint,
-            "--json",
-        ],
-        &env,
-        0,
-    )
-    .json();
+    let args = ["copy", url, back.to_str().unwrap(), "--job", "down", "--part-size", "4MiB", "--src-endpoint", &proxy.endpoint, "--json"];
+    let down = ferry_ok(w, &args, env, 0).json();
     let flips = proxy.faults_by_kind().get("flip download").copied().unwrap_or(0);
     assert!(flips > 0, "no byte was flipped");
     assert_eq!(down["failed"], 0, "{down}");
-    assert_eq!(down["verified_by"]["source crc64nvme"], files.len() as u64, "{down}");
+    assert_eq!(down["verified_by"][evidence], objects as u64, "{down}");
     let caught = down["retries"]["checksum mismatch"].as_u64().unwrap_or(0);
     assert!((1..=flips).contains(&caught), "{flips} flips, {caught} caught: {down}");
     assert_same_tree(&w.join("src"), &back);
