@@ -3,7 +3,8 @@
 //! Credentials and region come from the AWS standard chain (`AWS_ACCESS_KEY_ID`, profiles, …);
 //! the endpoint from `--*-endpoint` or `AWS_ENDPOINT_URL`. With a custom endpoint, requests are
 //! path-style and the region defaults to `us-east-1` so that nothing asks a metadata server.
-//! Every put and part carries `x-amz-checksum-crc32c`, so S3 rejects a corrupted body.
+//! Every put and part carries `x-amz-checksum-crc32c`, so S3 rejects a corrupted body; their
+//! payloads are sent unsigned (`UNSIGNED-PAYLOAD`), the checksum standing for SigV4's hash.
 
 use crate::{
     Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result, class_of_status, unquote,
@@ -124,6 +125,26 @@ where
         },
         (_, Some(s), _) => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s) },
         _ => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: ErrorClass::Retryable },
+    }
+}
+
+/// Sends a body again (the same bytes, which passed the read check) while the service says it
+/// arrived corrupted, up to 3 times, each counted as a `checksum mismatch` retry. Other errors
+/// are left to the SDK's retries and the mover's.
+async fn resend_on_checksum_mismatch<T, F, Fut>(mut send: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match send().await {
+            Err(ProviderError::Request { detail, .. }) if attempt < 3 && detail.starts_with("checksum mismatch") => {
+                crate::retries::record(crate::retries::CHECKSUM);
+            }
+            other => return other,
+        }
     }
 }
 
@@ -387,28 +408,37 @@ impl Provider for S3Provider {
 
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
         let full = self.full_key(key);
-        let mut req = self
-            .client
-            .put_object()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .content_length(data.len() as i64)
-            .checksum_crc32_c(b64_crc(crc32c))
-            .set_content_type(attrs.content_type.clone())
-            .body(ByteStream::from(data.clone()));
-        for (k, v) in &attrs.metadata {
-            req = req.metadata(k, v);
-        }
-        crate::retries::pace().await;
-        let o = req.send().await.map_err(|e| self.error("put", key, e))?;
-        let etag = o.e_tag().map(unquote);
-        acknowledged(o.checksum_crc32_c(), etag.as_deref(), &data, crc32c).map_err(|detail| ProviderError::Request {
-            provider: PROVIDER,
-            op: "put",
-            key: key.to_string(),
-            detail,
-            class: ErrorClass::Retryable,
-        })?;
+        let request = || {
+            let mut req = self
+                .client
+                .put_object()
+                .bucket(&self.location.bucket)
+                .key(&full)
+                .content_length(data.len() as i64)
+                .checksum_crc32_c(b64_crc(crc32c))
+                .set_content_type(attrs.content_type.clone())
+                .body(ByteStream::from(data.clone()));
+            for (k, v) in &attrs.metadata {
+                req = req.metadata(k, v);
+            }
+            req
+        };
+        let etag = resend_on_checksum_mismatch(|| async {
+            crate::retries::pace().await;
+            // UNSIGNED-PAYLOAD: the CRC32C header proves the body; hashing it again for SigV4
+            // would cost a SHA-256 pass over every byte.
+            let o = request().customize().disable_payload_signing().send().await.map_err(|e| self.error("put", key, e))?;
+            let etag = o.e_tag().map(unquote);
+            acknowledged(o.checksum_crc32_c(), etag.as_deref(), &data, crc32c).map_err(|detail| ProviderError::Request {
+                provider: PROVIDER,
+                op: "put",
+                key: key.to_string(),
+                detail,
+                class: ErrorClass::Retryable,
+            })?;
+            Ok(etag)
+        })
+        .await?;
         Ok(PutReceipt { etag })
     }
 
@@ -615,28 +645,39 @@ impl MultipartUpload for S3Upload {
     }
 
     fn put_part(&mut self, index: u32, _offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
-        let req = self
-            .client
-            .upload_part()
-            .bucket(&self.bucket)
-            .key(&self.full_key)
-            .upload_id(&self.upload_id)
-            .part_number(index as i32 + 1)
-            .content_length(data.len() as i64)
-            .checksum_crc32_c(b64_crc(crc32c))
-            .body(ByteStream::from(data.clone()));
+        let (client, full_key, upload_id) = (self.client.clone(), self.full_key.clone(), self.upload_id.clone());
         let (endpoint, bucket, key) = (self.endpoint.clone(), self.bucket.clone(), self.key.clone());
         Box::pin(async move {
-            crate::retries::pace().await;
-            let o = req.send().await.map_err(|e| map_error(&endpoint, &bucket, "upload part", &key, e))?;
-            let etag = o.e_tag().map(unquote).unwrap_or_default();
-            acknowledged(o.checksum_crc32_c(), Some(&etag), &data, crc32c).map_err(|detail| ProviderError::Request {
-                provider: PROVIDER,
-                op: "upload part",
-                key: format!("{key} part {}", index + 1),
-                detail,
-                class: ErrorClass::Retryable,
-            })?;
+            let request = || {
+                client
+                    .upload_part()
+                    .bucket(&bucket)
+                    .key(&full_key)
+                    .upload_id(&upload_id)
+                    .part_number(index as i32 + 1)
+                    .content_length(data.len() as i64)
+                    .checksum_crc32_c(b64_crc(crc32c))
+                    .body(ByteStream::from(data.clone()))
+            };
+            let etag = resend_on_checksum_mismatch(|| async {
+                crate::retries::pace().await;
+                let o = request()
+                    .customize()
+                    .disable_payload_signing()
+                    .send()
+                    .await
+                    .map_err(|e| map_error(&endpoint, &bucket, "upload part", &key, e))?;
+                let etag = o.e_tag().map(unquote).unwrap_or_default();
+                acknowledged(o.checksum_crc32_c(), Some(&etag), &data, crc32c).map_err(|detail| ProviderError::Request {
+                    provider: PROVIDER,
+                    op: "upload part",
+                    key: format!("{key} part {}", index + 1),
+                    detail,
+                    class: ErrorClass::Retryable,
+                })?;
+                Ok(etag)
+            })
+            .await?;
             Ok(PartReceipt { index, id: etag, size: data.len() as u64, crc32c })
         })
     }

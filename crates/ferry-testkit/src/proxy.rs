@@ -187,8 +187,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let (drop, unavailable, internal, throttle, truncate) =
         (hit(f.drop_pct), hit(f.unavailable_pct), hit(f.internal_pct), hit(f.throttle_pct), hit(f.truncate_pct));
     // A flip is the only fault of its request, so each one is a clean case of corrupted bytes.
-    let clean = !(drop || unavailable || internal || throttle || truncate)
-        && (f.max_flips == 0 || shared.flips.load(Ordering::Relaxed) < f.max_flips);
+    let clean = !(drop || unavailable || internal || throttle || truncate);
+    // Takes one of the `max_flips` (atomically, so concurrent requests cannot overshoot).
+    let may_flip = || {
+        f.max_flips == 0 || shared.flips.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < f.max_flips).then_some(n + 1)).is_ok()
+    };
     let (flip_down, flip_up) =
         (clean && rand::random_range(0..100u32) < f.flip_download_pct, clean && rand::random_range(0..100u32) < f.flip_upload_pct);
 
@@ -233,9 +236,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         matches!(parts.method, http::Method::PUT | http::Method::POST) && !is_structured(parts.headers.get(http::header::CONTENT_TYPE));
     if flip_up && is_upload {
         let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
-        if let Some(range) = upload_data(ct, &body) {
+        if let Some(range) = upload_data(ct, &body).filter(|_| may_flip()) {
             flip(&mut body, range);
-            shared.flips.fetch_add(1, Ordering::Relaxed);
             count("flip upload");
         }
     }
@@ -261,11 +263,15 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     if is_head {
         return Ok(Response::from_parts(parts, http_body_util::Empty::new().map_err(|never| match never {}).boxed()));
     }
-    if flip_down && is_get && parts.status.is_success() && !body.is_empty() && !is_structured(parts.headers.get(http::header::CONTENT_TYPE))
+    if flip_down
+        && is_get
+        && parts.status.is_success()
+        && !body.is_empty()
+        && !is_structured(parts.headers.get(http::header::CONTENT_TYPE))
+        && may_flip()
     {
         let len = body.len();
         flip(&mut body, 0..len);
-        shared.flips.fetch_add(1, Ordering::Relaxed);
         count("flip download");
     }
     if truncate && body.len() > 1 {

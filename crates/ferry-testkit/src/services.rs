@@ -61,10 +61,14 @@ impl S3Server {
 
     /// A server accepting the given keys (to share one credential chain between two servers).
     pub fn start_with_keys(access_key: &str, secret_key: &str) -> S3Server {
+        Self::start_in(tempfile::tempdir().expect("temp dir"), access_key, secret_key)
+    }
+
+    /// A server over `root` (e.g. a directory on tmpfs, for benchmarks), accepting the given keys.
+    pub fn start_in(root: tempfile::TempDir, access_key: &str, secret_key: &str) -> S3Server {
         use hyper_util::rt::{TokioExecutor, TokioIo};
         use hyper_util::server::conn::auto::Builder as ConnBuilder;
 
-        let root = tempfile::tempdir().expect("temp dir");
         let (access_key, secret_key) = (access_key.to_string(), secret_key.to_string());
         let fs = s3s_fs::FileSystem::new(root.path()).expect("s3s-fs root");
         let mut builder = s3s::service::S3ServiceBuilder::new(fs);

