@@ -291,7 +291,19 @@ fn a_budget_of_two_parts_copies_many_part_objects_without_stalling() {
     assert!(status.success(), "{status}");
     ferry_ok(
         w,
-        &["copy", "s3://budget/b", "back", "--job", "back-job", "--max-memory", "16MiB", "--part-size", "8MiB", "--src-endpoint", &s3.endpoint],
+        &[
+            "copy",
+            "s3://budget/b",
+            "back",
+            "--job",
+            "back-job",
+            "--max-memory",
+            "16MiB",
+            "--part-size",
+            "8MiB",
+            "--src-endpoint",
+            &s3.endpoint,
+        ],
         &env,
         0,
     );
