@@ -126,6 +126,11 @@ impl ObjectDigest {
         Some(ObjectDigest { sha256, crc32c, crc64, len, etag })
     }
 
+    /// The CRC32C of everything pushed so far, 8 hex digits.
+    pub fn crc32c_hex(&self) -> String {
+        crc32c_hex(self.crc32c)
+    }
+
     /// The CRC64NVME of everything pushed so far, 16 hex digits.
     pub fn crc64nvme_hex(&self) -> String {
         crc64_hex(self.crc64)

@@ -442,7 +442,7 @@ fn source_evidence(
     if digest.len() != entry.size {
         return retry(format!("short read: {} bytes, the manifest says {}", digest.len(), entry.size));
     }
-    let crc = digest.clone().finish().1;
+    let crc = digest.crc32c_hex();
     let crc64 = digest.crc64nvme_hex();
     match (entry.crc32c.as_ref().or(seen.crc32c.as_ref()), digest.etag()) {
         (Some(source_crc), _) if *source_crc != crc => {

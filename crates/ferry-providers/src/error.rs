@@ -46,6 +46,18 @@ impl ProviderError {
         }
     }
 
+    /// Bytes corrupted on the way (a checksum the other side or ferry computed does not match):
+    /// retryable, and named `checksum mismatch` so the retry is counted under that cause.
+    pub fn corrupted(provider: &'static str, op: &'static str, key: impl Into<String>, detail: impl std::fmt::Display) -> ProviderError {
+        let detail = format!("{}: {detail}", crate::retries::CHECKSUM);
+        ProviderError::Request { provider, op, key: key.into(), detail, class: ErrorClass::Retryable }
+    }
+
+    /// Whether this is a [`ProviderError::corrupted`] error.
+    pub fn is_corrupted(&self) -> bool {
+        matches!(self, ProviderError::Request { detail, .. } if detail.starts_with(crate::retries::CHECKSUM))
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ProviderError {
         let path = path.into();
         move |source| ProviderError::Io { path, source }

@@ -475,13 +475,7 @@ impl GcsUpload {
 fn stored_as_sent(o: &GcsObject, crc32c: u32, op: &'static str, name: &str) -> Result<()> {
     let sent = ferry_core::digest::crc32c_hex(crc32c);
     match b64_to_hex(o.crc32c.as_deref()) {
-        Some(stored) if stored != sent => Err(ProviderError::Request {
-            provider: PROVIDER,
-            op,
-            key: name.to_string(),
-            detail: format!("checksum mismatch: stored crc32c {stored}, sent {sent}"),
-            class: ErrorClass::Retryable,
-        }),
+        Some(stored) if stored != sent => Err(ProviderError::corrupted(PROVIDER, op, name, format!("stored crc32c {stored}, sent {sent}"))),
         _ => Ok(()),
     }
 }

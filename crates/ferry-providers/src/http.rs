@@ -64,8 +64,7 @@ where
                     // corrupted on the way, and sending the same bytes again is the repair.
                     400 if detail.contains("Md5Mismatch") || detail.contains("contentMD5 doesn't match") => {
                         cause = retries::CHECKSUM;
-                        let detail = format!("checksum mismatch: {detail}");
-                        ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class: ErrorClass::Retryable }
+                        ProviderError::corrupted(peer.provider, op, key, detail)
                     }
                     s => {
                         cause = retries::cause_of_status(s);

@@ -50,7 +50,7 @@ pub fn cause_of_status(status: u16) -> &'static str {
 /// that does not match, a body shorter than announced).
 pub fn cause_of_message(message: &str) -> &'static str {
     let m = message.to_ascii_lowercase();
-    if m.contains("checksum mismatch") {
+    if m.contains(CHECKSUM) {
         CHECKSUM
     } else if m.contains("short read") {
         SHORT_READ

@@ -116,13 +116,9 @@ where
         (_, _, "NoSuchKey" | "NotFound") | (_, Some(404), _) => ProviderError::NotFound { provider: PROVIDER, key: key.to_string() },
         // The service found the body differs from its checksum header: corrupted in transit, so
         // sending it again is the repair.
-        (_, _, "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch") => ProviderError::Request {
-            provider: PROVIDER,
-            op,
-            key: key.to_string(),
-            detail: format!("checksum mismatch: {detail}"),
-            class: ErrorClass::Retryable,
-        },
+        (_, _, "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch") => {
+            ProviderError::corrupted(PROVIDER, op, key, detail)
+        }
         (_, Some(s), _) => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s) },
         _ => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: ErrorClass::Retryable },
     }
@@ -140,7 +136,7 @@ where
     loop {
         attempt += 1;
         match send().await {
-            Err(ProviderError::Request { detail, .. }) if attempt < 3 && detail.starts_with("checksum mismatch") => {
+            Err(e) if attempt < 3 && e.is_corrupted() => {
                 crate::retries::record(crate::retries::CHECKSUM);
             }
             other => return other,
@@ -148,18 +144,18 @@ where
     }
 }
 
-/// Whether S3 answered for the very bytes sent. S3 checks the CRC32C header itself and echoes
+/// Whether S3 answered for the very bytes sent (else why not). S3 checks the CRC32C header itself and echoes
 /// it; a service that echoes no checksum (some S3-compatibles) is held to its ETag, the MD5 of
 /// what it stored for a plain put or part.
 fn acknowledged(echoed_crc: Option<&str>, etag: Option<&str>, sent: &[u8], crc32c: u32) -> std::result::Result<(), String> {
     if let Some(echoed) = crc_hex(echoed_crc) {
         let sent_crc = ferry_core::digest::crc32c_hex(crc32c);
-        return if echoed == sent_crc { Ok(()) } else { Err(format!("checksum mismatch: stored crc32c {echoed}, sent {sent_crc}")) };
+        return if echoed == sent_crc { Ok(()) } else { Err(format!("stored crc32c {echoed}, sent {sent_crc}")) };
     }
     if let Some(mut check) = etag.and_then(|e| Md5Etag::new(e, sent.len() as u64, None)) {
         check.update(sent);
         if !check.matches() {
-            return Err(format!("checksum mismatch: stored ETag {}, the bytes sent have MD5 {}", check.expected(), check.computed()));
+            return Err(format!("stored ETag {}, the bytes sent have MD5 {}", check.expected(), check.computed()));
         }
     }
     Ok(())
@@ -389,17 +385,8 @@ impl Provider for S3Provider {
         if let Some(mut check) = md5_etag.then(|| object.etag.as_deref().and_then(|e| Md5Etag::new(e, total, None))).flatten() {
             check.update(&data);
             if !check.matches() {
-                return Err(ProviderError::Request {
-                    provider: PROVIDER,
-                    op: "get",
-                    key: key.to_string(),
-                    detail: format!(
-                        "checksum mismatch: the bytes read have MD5 {}, the source's ETag is {}",
-                        check.computed(),
-                        check.expected()
-                    ),
-                    class: ErrorClass::Retryable,
-                });
+                let detail = format!("the bytes read have MD5 {}, the source's ETag is {}", check.computed(), check.expected());
+                return Err(ProviderError::corrupted(PROVIDER, "get", key, detail));
             }
             checked = Some("source md5");
         }
@@ -429,13 +416,8 @@ impl Provider for S3Provider {
             // would cost a SHA-256 pass over every byte.
             let o = request().customize().disable_payload_signing().send().await.map_err(|e| self.error("put", key, e))?;
             let etag = o.e_tag().map(unquote);
-            acknowledged(o.checksum_crc32_c(), etag.as_deref(), &data, crc32c).map_err(|detail| ProviderError::Request {
-                provider: PROVIDER,
-                op: "put",
-                key: key.to_string(),
-                detail,
-                class: ErrorClass::Retryable,
-            })?;
+            acknowledged(o.checksum_crc32_c(), etag.as_deref(), &data, crc32c)
+                .map_err(|detail| ProviderError::corrupted(PROVIDER, "put", key, detail))?;
             Ok(etag)
         })
         .await?;
@@ -668,13 +650,8 @@ impl MultipartUpload for S3Upload {
                     .await
                     .map_err(|e| map_error(&endpoint, &bucket, "upload part", &key, e))?;
                 let etag = o.e_tag().map(unquote).unwrap_or_default();
-                acknowledged(o.checksum_crc32_c(), Some(&etag), &data, crc32c).map_err(|detail| ProviderError::Request {
-                    provider: PROVIDER,
-                    op: "upload part",
-                    key: format!("{key} part {}", index + 1),
-                    detail,
-                    class: ErrorClass::Retryable,
-                })?;
+                acknowledged(o.checksum_crc32_c(), Some(&etag), &data, crc32c)
+                    .map_err(|detail| ProviderError::corrupted(PROVIDER, "upload part", format!("{key} part {}", index + 1), detail))?;
                 Ok(etag)
             })
             .await?;

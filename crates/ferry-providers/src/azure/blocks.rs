@@ -119,7 +119,8 @@ impl BlockClient {
         let url = self.blob_url(full_key);
         let mut start = range.as_ref().map_or(0, |r| r.start);
         let mut end = range.as_ref().map(|r| r.end);
-        let mut out = BytesMut::with_capacity(range.as_ref().map_or(0, |r| (r.end - r.start) as usize));
+        // The ranges as read; joined (one copy) only when there is more than one.
+        let mut chunks: Vec<Bytes> = Vec::new();
         let mut first: Option<(http::HeaderMap, u64)> = None;
         while end.is_none_or(|e| start < e) {
             let want_end = (start + MD5_RANGE).min(end.unwrap_or(u64::MAX));
@@ -159,14 +160,23 @@ impl BlockClient {
             if first.is_none() {
                 first = Some((head, total));
             }
-            out.extend_from_slice(&data);
-            start += data.len() as u64;
-            if data.is_empty() || start >= end {
+            let got = data.len() as u64;
+            chunks.push(data);
+            start += got;
+            if got == 0 || start >= end {
                 break;
             }
         }
         let (head, total) = first.expect("at least one range was read");
-        Ok((out.freeze(), head, total))
+        let data = match chunks.len() {
+            1 => chunks.pop().expect("one chunk"),
+            _ => {
+                let mut out = BytesMut::with_capacity(chunks.iter().map(Bytes::len).sum());
+                chunks.iter().for_each(|c| out.extend_from_slice(c));
+                out.freeze()
+            }
+        };
+        Ok((data, head, total))
     }
 
     /// The uncommitted blocks of `full_key` that belong to `upload_id`: `(index, size)`.
