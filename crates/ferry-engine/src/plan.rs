@@ -1,12 +1,14 @@
 //! Planning: list the source into a sealed manifest generation, then seed the journal from it.
 
 use crate::{EngineError, Job, Result, Stats};
+use ferry_core::ObjectEntry;
 use ferry_journal::Journal;
 use ferry_manifest::{ManifestHeader, ManifestReader, ManifestWriter};
 use ferry_providers::Provider;
 use futures::StreamExt;
 use serde::Serialize;
 use std::path::PathBuf;
+use tokio::sync::mpsc::Sender;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanSummary {
@@ -48,32 +50,79 @@ pub async fn plan(job: &mut Job, src: &dyn Provider, stats: &Stats) -> Result<Pl
         // An unsealed generation is the remains of an interrupted listing: start it again.
         std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
     }
+    let mut journal = Journal::open(&job.journal_path())?;
+    if !is_seeded(&journal, generation)? {
+        journal.unseed(generation)?;
+    }
     let mut writer = ManifestWriter::create(&dir, generation, None, &job.source.to_string(), &job.destination.to_string())?;
+    // The journal is seeded on a second thread while the listing is written, so the two
+    // costs overlap; the generation counts as seeded only once it is sealed (see `seed`).
+    let (batches, mut to_seed) = tokio::sync::mpsc::channel::<Vec<ObjectEntry>>(SEED_QUEUE);
+    let seeder = std::thread::spawn(move || -> Result<Journal> {
+        while let Some(batch) = to_seed.blocking_recv() {
+            journal.seed(generation, &batch)?;
+        }
+        Ok(journal)
+    });
+    let listed = list_into(src, &mut writer, &batches, stats).await;
+    drop(batches);
+    let mut journal = seeder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    if let Err(e) = listed {
+        // Rows of a listing that did not finish are not work to do; the next plan lists again.
+        journal.unseed(generation)?;
+        return Err(e);
+    }
+    let header = writer.seal()?;
+    journal.set_meta(SEEDED, &generation.to_string())?;
+    Ok(PlanSummary::of(&header, dir, false))
+}
+
+/// Entries handed to the seeding thread at a time, and batches queued for it: bounded, so a
+/// listing that outruns the journal waits instead of piling up in memory.
+const SEED_BATCH: usize = 8192;
+const SEED_QUEUE: usize = 4;
+const SEEDED: &str = "seeded_generation";
+
+/// Streams the source's listing into the manifest writer and, in batches, to the seeder.
+async fn list_into(src: &dyn Provider, writer: &mut ManifestWriter, seeder: &Sender<Vec<ObjectEntry>>, stats: &Stats) -> Result<()> {
     let mut pages = src.list();
+    let mut batch = Vec::with_capacity(SEED_BATCH);
     while let Some(page) = pages.next().await {
         let page = page.map_err(|source| EngineError::Provider { side: "source", source })?;
-        for entry in &page {
+        Stats::add(&stats.listed, page.len() as u64);
+        for entry in page {
             if entry.key.is_empty() || entry.key.ends_with('/') {
                 writer.skip();
                 continue;
             }
-            writer.push(entry)?;
+            writer.push(&entry)?;
+            batch.push(entry);
         }
-        Stats::add(&stats.listed, page.len() as u64);
+        if batch.len() >= SEED_BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(SEED_BATCH));
+            // A closed queue means the seeder stopped on an error, which the caller reports.
+            if seeder.send(full).await.is_err() {
+                return Ok(());
+            }
+        }
     }
-    writer.seal()?;
-    let header = seed(job, generation)?;
-    Ok(PlanSummary::of(&header, dir, false))
+    if !batch.is_empty() {
+        let _ = seeder.send(batch).await;
+    }
+    Ok(())
+}
+
+fn is_seeded(journal: &Journal, generation: u32) -> Result<bool> {
+    Ok(journal.meta(SEEDED)?.as_deref() == Some(generation.to_string().as_str()))
 }
 
 /// Seeds the journal from sealed generation `generation` (once; replays are harmless).
 fn seed(job: &Job, generation: u32) -> Result<ManifestHeader> {
     let reader = ManifestReader::open(&job.generation_dir(generation))?;
     let mut journal = Journal::open(&job.journal_path())?;
-    let marker = generation.to_string();
-    if journal.meta("seeded_generation")?.as_deref() != Some(marker.as_str()) {
+    if !is_seeded(&journal, generation)? {
         reader.for_each_batch::<EngineError>(|batch| Ok(journal.seed(generation, &batch)?))?;
-        journal.set_meta("seeded_generation", &marker)?;
+        journal.set_meta(SEEDED, &generation.to_string())?;
     }
     Ok(reader.header().clone())
 }

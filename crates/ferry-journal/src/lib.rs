@@ -214,6 +214,21 @@ impl Journal {
         tx.commit().map_err(err)
     }
 
+    /// Forgets the objects a listing of `generation` seeded before it was cut off (the listing
+    /// starts again), keeping any that work has touched. Keys an earlier generation seeded are
+    /// not this generation's rows and stay.
+    pub fn unseed(&mut self, generation: u32) -> Result<u64> {
+        let n = self
+            .conn
+            .execute(
+                "DELETE FROM objects WHERE generation = ?1 AND state = 'pending' AND attempts = 0 AND upload_id IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM parts WHERE parts.object_id = objects.id)",
+                [generation],
+            )
+            .map_err(self.err())?;
+        Ok(n as u64)
+    }
+
     /// Up to `limit` objects still to copy (pending, or failed with fewer than `max_attempts`
     /// attempts), with ids above `after`, in id order.
     pub fn todo(&self, after: i64, limit: usize, max_attempts: i64) -> Result<Vec<ObjectRow>> {

@@ -11,11 +11,15 @@
 //! - [`proxy`]: [`CountingProxy`], which counts the bytes a client uploads and injects faults.
 //! - [`conformance`]: [`conformance::run`], the suite for any [`ferry_providers::Provider`].
 //! - [`tree`]: the awkward test tree (sizes at part boundaries, weird keys) and tree comparison.
+//! - [`synthetic`]: [`SyntheticBucket`], a listing of millions of generated objects for the
+//!   planner's scale benchmark.
 
 pub mod conformance;
 pub mod proxy;
 pub mod services;
+pub mod synthetic;
 pub mod tree;
 
 pub use proxy::{CountingProxy, Faults};
 pub use services::{Azurite, FakeGcs, Moto, S3Server, free_port};
+pub use synthetic::SyntheticBucket;
