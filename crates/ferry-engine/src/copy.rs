@@ -121,6 +121,8 @@ pub async fn copy(
         return Ok(summary);
     }
 
+    // Part buffers are recycled; the free ones kept are bounded by the same budget.
+    ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
     let mover = Arc::new(Mover {
         budget: Budget::new(opts.max_memory),
         src,

@@ -310,7 +310,7 @@ impl Provider for GcsProvider {
             content_type: header("content-type"),
             ..Default::default()
         };
-        let data = resp.bytes().await.map_err(|e| ProviderError::Request {
+        let data = crate::http::read_body(resp).await.map_err(|e| ProviderError::Request {
             provider: PROVIDER,
             op: "get",
             key: key.to_string(),

@@ -102,3 +102,17 @@ where
         tokio::time::sleep(delay).await;
     }
 }
+
+/// Largest buffer reserved up front from a response's Content-Length; a longer body grows it.
+const MAX_RESERVE: u64 = 1 << 30;
+
+/// Reads a response body into one (recycled) buffer sized from its Content-Length, chunk by chunk as the
+/// connection delivers them: one copy of each byte, and never the chunks and a joined copy of
+/// them in memory at once (what collecting then flattening a body costs).
+pub(crate) async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<bytes::Bytes> {
+    let mut buf = ferry_core::buffers::take(resp.content_length().unwrap_or(0).min(MAX_RESERVE) as usize);
+    while let Some(chunk) = resp.chunk().await? {
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(ferry_core::buffers::freeze(buf))
+}

@@ -193,10 +193,10 @@ impl Provider for LocalProvider {
             let mut f = File::open(&path).map_err(io)?;
             let meta = f.metadata().map_err(io)?;
             let range = range.unwrap_or(0..meta.len());
-            let mut buf = vec![0u8; (range.end - range.start) as usize];
+            let mut buf = ferry_core::buffers::take_filled((range.end - range.start) as usize);
             f.seek(SeekFrom::Start(range.start)).map_err(io)?;
             f.read_exact(&mut buf).map_err(io)?;
-            Ok(Fetched { data: Bytes::from(buf), object: entry_of(key.clone(), &meta), checked: Some("local file") })
+            Ok(Fetched { data: ferry_core::buffers::freeze(buf), object: entry_of(key.clone(), &meta), checked: Some("local file") })
         })
         .await
     }

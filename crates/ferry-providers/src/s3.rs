@@ -354,19 +354,23 @@ impl Provider for S3Provider {
             metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
             ..Default::default()
         };
-        let data = o
-            .body
-            .collect()
-            .await
-            .map_err(|e| ProviderError::Request {
-                provider: PROVIDER,
-                op: "get",
-                key: key.to_string(),
-                // The chain says why a body failed, e.g. the SDK's response checksum mismatch.
-                detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-                class: ErrorClass::Retryable,
-            })?
-            .into_bytes();
+        // One buffer of the announced length, filled chunk by chunk (the SDK's `collect`
+        // keeps every chunk and then copies them all into one more buffer).
+        let announced = o.content_length().unwrap_or(0).clamp(0, 1 << 30) as usize;
+        let mut body = o.body;
+        let mut buf = ferry_core::buffers::take(announced);
+        let failed = |e: aws_smithy_types::byte_stream::error::Error| ProviderError::Request {
+            provider: PROVIDER,
+            op: "get",
+            key: key.to_string(),
+            // The chain says why a body failed, e.g. the SDK's response checksum mismatch.
+            detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            class: ErrorClass::Retryable,
+        };
+        while let Some(chunk) = body.try_next().await.map_err(failed)? {
+            buf.extend_from_slice(&chunk);
+        }
+        let data = ferry_core::buffers::freeze(buf);
         let short = match &range {
             Some(r) if ranged => (data.len() as u64 != r.end - r.start).then(|| r.end - r.start),
             _ => (data.len() as u64 != total).then_some(total),

@@ -249,7 +249,7 @@ async fn read_checked(resp: reqwest::Response, start: u64, want_end: u64) -> std
         .and_then(|t| t.parse::<u64>().ok())
         .ok_or("connection dropped: the answer has no Content-Range")?;
     let md5 = head.get("content-md5").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let data = resp.bytes().await.map_err(|e| format!("connection dropped while reading: {}", crate::error::chain(&e)))?;
+    let data = crate::http::read_body(resp).await.map_err(|e| format!("connection dropped while reading: {}", crate::error::chain(&e)))?;
     let expected = want_end.min(total).saturating_sub(start);
     if data.len() as u64 != expected {
         return Err(format!("short read: {} of {expected} bytes at offset {start}", data.len()));
