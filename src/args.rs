@@ -19,6 +19,8 @@ pub enum Command {
         dst: String,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        rates: Rates,
     },
     /// Copy what the job's manifest lists (planning first when the job has none yet).
     Copy {
@@ -28,6 +30,8 @@ pub enum Command {
         common: Common,
         #[command(flatten)]
         tuning: Tuning,
+        #[command(flatten)]
+        rates: Rates,
     },
     /// Continue an interrupted copy (the same as `ferry copy --job DIR`).
     Resume {
@@ -35,6 +39,8 @@ pub enum Command {
         common: Common,
         #[command(flatten)]
         tuning: Tuning,
+        #[command(flatten)]
+        rates: Rates,
     },
     /// Compare the destination with the manifest: presence, size, checksum.
     Verify {
@@ -53,6 +59,8 @@ pub enum Command {
         /// Objects checked in parallel.
         #[arg(long, default_value_t = 32)]
         transfers: usize,
+        #[command(flatten)]
+        rates: Rates,
     },
     /// Abort the multipart uploads a job left open, or sweep a destination for stale ones
     /// (they are billed until aborted).
@@ -143,12 +151,41 @@ pub struct Tuning {
     /// Part size for multipart transfers, e.g. 8MiB (default: from the destination's limits).
     #[arg(long, value_parser = parse_size)]
     pub part_size: Option<u64>,
-    /// Bytes buffered in total across all transfers, e.g. 512MiB.
-    #[arg(long, value_parser = parse_size, default_value = "1GiB")]
+    /// Object data held in memory at once across all transfers (each part in flight holds its
+    /// size). Raise it on long, fast links, e.g. 512MiB.
+    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
     pub max_memory: u64,
     /// Plan and show what would be copied; write nothing to the destination.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+/// Ceilings for a shared link or an account's request rate (network providers only; local disks
+/// are not limited).
+#[derive(Debug, Args)]
+pub struct Rates {
+    /// Bytes per second, each way, e.g. 100MiB or 50MB/s (a copy between two clouds reads and
+    /// writes at up to this rate each).
+    #[arg(long, value_parser = parse_rate, value_name = "RATE")]
+    pub bwlimit: Option<u64>,
+    /// Requests per second to the storage services, e.g. 500.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub tpslimit: Option<u64>,
+}
+
+impl Rates {
+    /// Applies the ceilings to every provider request of this process.
+    pub fn apply(&self) {
+        ferry_providers::throttle::configure(self.bwlimit, self.tpslimit);
+    }
+}
+
+fn parse_rate(s: &str) -> Result<u64, String> {
+    let n = parse_size(s.trim().trim_end_matches("/s"))?;
+    if n == 0 {
+        return Err(format!("invalid rate {s:?}: must be more than 0 (leave the option out for no limit)"));
+    }
+    Ok(n)
 }
 
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

@@ -309,3 +309,35 @@ fn a_budget_of_two_parts_copies_many_part_objects_without_stalling() {
     );
     assert_same_tree(&w.join("src"), &w.join("back"));
 }
+
+#[test]
+fn bwlimit_and_tpslimit_hold_a_copy_to_their_rates() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let s3 = S3Server::start();
+    s3.create_bucket("limited");
+    let env = s3.env();
+
+    // 24 MiB at 8 MiB/s: three 8 MiB parts, each booked a second after the one before, so
+    // the last is sent no sooner than 2 s in (the local reads are not limited).
+    write_tree(&w.join("big"), &[("a.bin".into(), 24 << 20)]);
+    let args = ["copy", "big", "s3://limited/big", "--job", "jb", "--dst-endpoint", &s3.endpoint, "--part-size", "8MiB"];
+    let started = std::time::Instant::now();
+    ferry_ok(w, &[&args[..], &["--bwlimit", "8MiB/s"]].concat(), &env, 0);
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(1_950), "24 MiB at 8 MiB/s took only {took:?}");
+
+    // 30 objects at 12 requests per second: at least 30 requests, the last no sooner than
+    // 29/12 s in.
+    let small: Vec<(String, usize)> = (0..30).map(|i| (format!("s{i}"), 10)).collect();
+    write_tree(&w.join("small"), &small);
+    let started = std::time::Instant::now();
+    ferry_ok(w, &["copy", "small", "s3://limited/small", "--job", "js", "--dst-endpoint", &s3.endpoint, "--tpslimit", "12"], &env, 0);
+    let took = started.elapsed();
+    assert!(took >= std::time::Duration::from_millis(2_400), "30 puts at 12/s took only {took:?}");
+    ferry_ok(w, &["verify", "--job", "js"], &env, 0);
+
+    let bad = ferry(w, &["copy", "small", "s3://limited/x", "--job", "jx", "--bwlimit", "0"], &env);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(bad.stderr.contains("must be more than 0"), "{}", bad.stderr);
+}

@@ -15,10 +15,20 @@ use ferry_providers::Connect;
 
 pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
     match cli.command {
-        Command::Plan { src, dst, common } => plan::run(&src, &dst, &common).await,
-        Command::Copy { src, dst, common, tuning } => copy::run(src.as_deref(), dst.as_deref(), &common, &tuning).await,
-        Command::Resume { common, tuning } => copy::run(None, None, &common, &tuning).await,
-        Command::Verify { common, all_bytes, sample, no_extra, transfers } => {
+        Command::Plan { src, dst, common, rates } => {
+            rates.apply();
+            plan::run(&src, &dst, &common).await
+        }
+        Command::Copy { src, dst, common, tuning, rates } => {
+            rates.apply();
+            copy::run(src.as_deref(), dst.as_deref(), &common, &tuning).await
+        }
+        Command::Resume { common, tuning, rates } => {
+            rates.apply();
+            copy::run(None, None, &common, &tuning).await
+        }
+        Command::Verify { common, all_bytes, sample, no_extra, transfers, rates } => {
+            rates.apply();
             verify::run(&common, ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra }).await
         }
         Command::Status { common } => status::run(&common),

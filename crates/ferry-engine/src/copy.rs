@@ -32,7 +32,7 @@ pub struct CopyOptions {
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { transfers: 16, part_size: None, max_memory: 1 << 30, parts_per_object: 4, attempts: 5, dry_run: false }
+        CopyOptions { transfers: 16, part_size: None, max_memory: 64 << 20, parts_per_object: 4, attempts: 5, dry_run: false }
     }
 }
 

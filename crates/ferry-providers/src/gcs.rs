@@ -331,6 +331,7 @@ impl Provider for GcsProvider {
     }
 
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
+        crate::throttle::sending(data.len()).await;
         let c = &self.client;
         let name = self.location.key_for(key);
         let mut meta = serde_json::json!({ "name": name, "crc32c": B64.encode(crc32c.to_be_bytes()) });
@@ -497,6 +498,7 @@ impl MultipartUpload for GcsUpload {
         let client = self.client.clone();
         Box::pin(async move {
             let size = data.len() as u64;
+            crate::throttle::sending(data.len()).await;
             let o = client.upload_media(&name, data).await?;
             stored_as_sent(&o, crc32c, "upload part", &name)?;
             Ok(PartReceipt { index, id: name, size, crc32c })

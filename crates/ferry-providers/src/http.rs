@@ -114,5 +114,6 @@ pub(crate) async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<by
     while let Some(chunk) = resp.chunk().await? {
         buf.extend_from_slice(&chunk);
     }
+    crate::throttle::received(buf.len()).await;
     Ok(ferry_core::buffers::freeze(buf))
 }

@@ -12,6 +12,7 @@
 //!   [`local`] (the file system, with ferry's own multipart into a temp file).
 //! - [`error`]: [`ProviderError`] and its [`ErrorClass`].
 //! - [`retries`]: failed attempts counted by cause, and the adaptive pace after throttling.
+//! - [`throttle`]: the user's ceilings, bytes per second each way and requests per second.
 //! - [`open`]: the URL registry.
 
 pub mod azure;
@@ -21,6 +22,7 @@ mod http;
 pub mod local;
 pub mod retries;
 pub mod s3;
+pub mod throttle;
 
 pub use error::ProviderError;
 

@@ -79,8 +79,9 @@ pub(crate) fn succeeded() {
     let _ = PACE_US.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| (p > 0).then(|| if p < 1_000 { 0 } else { p - p / 16 }));
 }
 
-/// Waits the current pace (jittered) before a request.
+/// Waits the current pace (jittered) and a request slot under `--tpslimit` before a request.
 pub(crate) async fn pace() {
+    crate::throttle::request().await;
     let p = PACE_US.load(Ordering::Relaxed);
     if p > 0 {
         tokio::time::sleep(Duration::from_micros(p / 2 + rand::random_range(0..=p / 2))).await;

@@ -251,6 +251,7 @@ impl Provider for S3Provider {
         let prefix_len = self.location.prefix.len();
         let pages = self.client.list_objects_v2().bucket(&self.location.bucket).prefix(&self.location.prefix).into_paginator().send();
         futures::stream::unfold(pages, move |mut pages| async move {
+            crate::throttle::request().await;
             let page = pages.next().await?;
             let item = page.map_err(|e| self.error("list", &self.location.prefix, e)).map(|page| {
                 page.contents()
@@ -274,6 +275,7 @@ impl Provider for S3Provider {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
         let full = self.full_key(key);
+        crate::throttle::request().await;
         match self.client.head_object().bucket(&self.location.bucket).key(&full).checksum_mode(ChecksumMode::Enabled).send().await {
             Ok(o) => Ok(Some(ObjectEntry {
                 key: key.to_string(),
@@ -371,6 +373,7 @@ impl Provider for S3Provider {
             buf.extend_from_slice(&chunk);
         }
         let data = ferry_core::buffers::freeze(buf);
+        crate::throttle::received(data.len()).await;
         let short = match &range {
             Some(r) if ranged => (data.len() as u64 != r.end - r.start).then(|| r.end - r.start),
             _ => (data.len() as u64 != total).then_some(total),
@@ -416,6 +419,7 @@ impl Provider for S3Provider {
         };
         let etag = resend_on_checksum_mismatch(|| async {
             crate::retries::pace().await;
+            crate::throttle::sending(data.len()).await;
             // UNSIGNED-PAYLOAD: the CRC32C header proves the body; hashing it again for SigV4
             // would cost a SHA-256 pass over every byte.
             let o = request().customize().disable_payload_signing().send().await.map_err(|e| self.error("put", key, e))?;
@@ -453,6 +457,7 @@ impl Multipart for S3Provider {
         for (k, v) in &attrs.metadata {
             req = req.metadata(k, v);
         }
+        crate::throttle::request().await;
         let o = req.send().await.map_err(|e| self.error("create multipart upload", key, e))?;
         let upload_id = o.upload_id().ok_or_else(|| ProviderError::Request {
             provider: PROVIDER,
@@ -647,6 +652,7 @@ impl MultipartUpload for S3Upload {
             };
             let etag = resend_on_checksum_mismatch(|| async {
                 crate::retries::pace().await;
+                crate::throttle::sending(data.len()).await;
                 let o = request()
                     .customize()
                     .disable_payload_signing()
@@ -674,6 +680,7 @@ impl MultipartUpload for S3Upload {
                     .build()
             })
             .collect();
+        crate::throttle::request().await;
         let o = self
             .client
             .complete_multipart_upload()

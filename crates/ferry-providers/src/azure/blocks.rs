@@ -97,6 +97,7 @@ impl BlockClient {
     pub async fn put_block(&self, full_key: &str, key: &str, block_id: &str, data: Bytes) -> Result<()> {
         let url = format!("{}?comp=block&blockid={}", self.blob_url(full_key), utf8_percent_encode(block_id, UNRESERVED));
         let headers = vec![("content-md5".to_string(), md5_b64(&data))];
+        crate::throttle::sending(data.len()).await;
         self.send("put block", key, http::Method::PUT, url, headers, data).await?;
         Ok(())
     }
@@ -106,6 +107,7 @@ impl BlockClient {
     pub async fn put_blob(&self, full_key: &str, key: &str, data: Bytes, attrs: &PutAttrs) -> Result<PutReceipt> {
         let mut headers = vec![("x-ms-blob-type".to_string(), "BlockBlob".to_string()), ("content-md5".to_string(), md5_b64(&data))];
         headers.extend(attr_headers(attrs));
+        crate::throttle::sending(data.len()).await;
         let resp = self.send("put", key, http::Method::PUT, self.blob_url(full_key), headers, data).await?;
         let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(crate::unquote);
         Ok(PutReceipt { etag })
