@@ -158,6 +158,17 @@ pub struct Tuning {
     /// Plan and show what would be copied; write nothing to the destination.
     #[arg(long)]
     pub dry_run: bool,
+    /// `auto`: when source and destination are the same S3 service reached the same way
+    /// (endpoint and profile), the service copies each object itself (CopyObject, UploadPartCopy
+    /// in parallel parts) and no byte passes through ferry. `never`: ferry moves every byte.
+    #[arg(long, value_enum, default_value_t = ServerSide::Auto)]
+    pub server_side: ServerSide,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerSide {
+    Auto,
+    Never,
 }
 
 /// Ceilings for a shared link or an account's request rate (network providers only; local disks

@@ -341,3 +341,40 @@ fn bwlimit_and_tpslimit_hold_a_copy_to_their_rates() {
     assert_eq!(bad.code, 2, "{}", bad.stderr);
     assert!(bad.stderr.contains("must be more than 0"), "{}", bad.stderr);
 }
+
+#[test]
+fn s3_to_s3_on_one_service_is_copied_by_the_service_and_proved() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let s3 = S3Server::start();
+    s3.create_bucket("alpha");
+    s3.create_bucket("beta");
+    let env = s3.env();
+    write_tree(&w.join("src"), &small_tree());
+    ferry_ok(w, &["copy", "src", "s3://alpha/data", "--job", "j1", "--dst-endpoint", &s3.endpoint], &env, 0);
+
+    // Both sides through one counting proxy: the same service, reached the same way.
+    let proxy = ferry_testkit::CountingProxy::start(&s3.endpoint);
+    let sides = ["--src-endpoint", &proxy.endpoint, "--dst-endpoint", &proxy.endpoint, "--part-size", "8MiB", "--json"];
+    let run = ferry_ok(w, &[&["copy", "s3://alpha/data", "s3://beta/copied", "--job", "j2"], &sides[..]].concat(), &env, 0);
+    let summary = run.json();
+    assert_eq!(summary["copied"], small_tree().len(), "{summary}");
+    let by = summary["verified_by"].as_object().unwrap();
+    assert!(by.keys().all(|k| k.starts_with("server-side")), "every object copied by the service: {summary}");
+    // s3s-fs keeps the MD5 ETag of a single-request copy; the copy in parts has only its size.
+    assert_eq!(by.get("server-side md5").and_then(|n| n.as_u64()), Some(small_tree().len() as u64 - 1), "{summary}");
+    assert!(proxy.uploaded() < 1 << 20, "no object bytes went through ferry: {} bytes uploaded", proxy.uploaded());
+    ferry_ok(w, &["verify", "--job", "j2"], &env, 0);
+    // The 21 MiB object went as three UploadPartCopy parts; the service holds it byte for byte.
+    assert_eq!(file_sha256(&s3.root.path().join("beta/copied/big/multipart.bin")), file_sha256(&w.join("src/big/multipart.bin")));
+    ferry_ok(w, &["copy", "s3://beta/copied", "back", "--job", "j3", "--src-endpoint", &s3.endpoint], &env, 0);
+    assert_same_tree(&w.join("src"), &w.join("back"));
+
+    // `--server-side never` moves the bytes through ferry instead.
+    let proxy = ferry_testkit::CountingProxy::start(&s3.endpoint);
+    let sides = ["--src-endpoint", &proxy.endpoint, "--dst-endpoint", &proxy.endpoint, "--json", "--server-side", "never"];
+    let run = ferry_ok(w, &[&["copy", "s3://alpha/data", "s3://beta/through", "--job", "j4"], &sides[..]].concat(), &env, 0);
+    let summary = run.json();
+    assert!(summary["verified_by"].as_object().unwrap().keys().all(|k| !k.starts_with("server-side")), "{summary}");
+    assert!(proxy.uploaded() >= 21 << 20, "the bytes went through ferry: {}", proxy.uploaded());
+}

@@ -16,6 +16,7 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
         part_size: tuning.part_size,
         max_memory: tuning.max_memory,
         dry_run: tuning.dry_run,
+        server_side: tuning.server_side == crate::args::ServerSide::Auto,
         ..Default::default()
     };
     let stats = Arc::new(Stats::default());

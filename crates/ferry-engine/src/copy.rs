@@ -28,11 +28,22 @@ pub struct CopyOptions {
     pub attempts: u32,
     /// Plan and count what would be copied; write nothing to the destination.
     pub dry_run: bool,
+    /// Let the service copy objects itself when source and destination are the same service
+    /// reached the same way (`--server-side auto`); `false` moves every byte through ferry.
+    pub server_side: bool,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
-        CopyOptions { transfers: 16, part_size: None, max_memory: 64 << 20, parts_per_object: 4, attempts: 5, dry_run: false }
+        CopyOptions {
+            transfers: 16,
+            part_size: None,
+            max_memory: 64 << 20,
+            parts_per_object: 4,
+            attempts: 5,
+            dry_run: false,
+            server_side: true,
+        }
     }
 }
 
@@ -128,6 +139,7 @@ pub async fn copy(
         src,
         dst,
         journal: Arc::new(Mutex::new(journal)),
+        server_side: opts.server_side && same_service(job),
         opts: opts.clone(),
         stats: stats.clone(),
         restarted: Mutex::default(),
@@ -227,4 +239,12 @@ pub async fn copy(
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("copy", &report)?);
     Ok(summary)
+}
+
+/// Whether the job's two sides are one service reached one way, so the service can copy
+/// between them itself: S3 on both sides with the same endpoint and credential profile.
+fn same_service(job: &Job) -> bool {
+    job.source.scheme == ferry_core::Scheme::S3
+        && job.destination.scheme == ferry_core::Scheme::S3
+        && job.access.source == job.access.destination
 }

@@ -10,7 +10,7 @@ use crate::Stats;
 use crate::copy::{CopyOptions, Failure};
 use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
 use ferry_journal::{Journal, ObjectRow, Outcome};
-use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs};
+use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -41,6 +41,8 @@ pub(crate) struct Mover {
     pub(crate) dst: Arc<dyn Provider>,
     pub(crate) journal: Arc<Mutex<Journal>>,
     pub(crate) opts: CopyOptions,
+    /// The destination's service copies objects from the source itself.
+    pub(crate) server_side: bool,
     pub(crate) budget: Budget,
     pub(crate) stats: Arc<Stats>,
     /// Objects restarted because their source changed, with why.
@@ -132,6 +134,11 @@ impl Mover {
             Some((_, part_size)) => PartPlan { object_size: entry.size, part_size: *part_size },
             None => PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits()),
         };
+        if self.server_side
+            && let Some(copier) = self.dst.server_copy()
+        {
+            return self.copy_server_side(row, copier).await;
+        }
         // Everything is read (and every part sent) before the object is committed: a read that
         // fails the source's checksum is never completed or written as a copy.
         let (commit, digest, seen, reads_checked) = match self.dst.multipart() {
@@ -188,7 +195,56 @@ impl Mover {
             }
         };
         let (sha256, crc) = digest.finish();
-        Ok(Outcome { sha256, crc32c: crc, dst_etag: receipt.etag, verified_by: verified_by.to_string() })
+        Ok(Outcome { sha256: Some(sha256), crc32c: Some(crc), dst_etag: receipt.etag, verified_by: verified_by.to_string() })
+    }
+
+    /// Has the service copy the object (no bytes through ferry), and checks the copy against
+    /// the source's own checksums as the service reports them.
+    async fn copy_server_side(&self, row: &ObjectRow, copier: &dyn ServerCopy) -> Result<Outcome, ObjectError> {
+        let entry = &row.entry;
+        // Parts of a copy an earlier attempt or run left open are dropped: copying them again
+        // costs the service, not ferry's link.
+        self.abandon(row).await;
+        let current = self.src.head(&entry.key).await?.ok_or_else(|| {
+            ObjectError::new(ErrorClass::PerObject, format!("{} was deleted from the source since the manifest was sealed", entry.key))
+        })?;
+        check_unchanged(entry, &current)?;
+        let object = ObjectEntry { key: entry.key.clone(), ..current.clone() };
+        // Large parts: each is one request the service carries out on its side.
+        let part_size = self.opts.part_size.unwrap_or(SERVER_COPY_PART);
+        let (journal, id) = (self.journal.clone(), row.id);
+        let started = move |upload_id: &str| {
+            journal.lock().expect("journal lock").set_upload(id, Some(upload_id), part_size).map_err(|e| ProviderError::Request {
+                provider: "journal",
+                op: "record upload",
+                key: entry.key.clone(),
+                detail: e.to_string(),
+                class: ErrorClass::Fatal,
+            })
+        };
+        let copied = copier.copy_from(self.src.location(), &object, part_size, &started).await?;
+        let verified_by = match server_evidence(entry, &current, &copied)? {
+            Some(how) => how,
+            None => {
+                let written = self.dst.head(&entry.key).await?;
+                match written {
+                    Some(w) if w.size == entry.size => "server-side size",
+                    other => {
+                        return Err(ObjectError::new(
+                            ErrorClass::Retryable,
+                            format!(
+                                "server-side copy of {} left {:?} bytes, the source has {}",
+                                entry.key,
+                                other.map(|w| w.size),
+                                entry.size
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
+        Stats::add(&self.stats.bytes_done, entry.size);
+        Ok(Outcome { sha256: None, crc32c: copied.crc32c, dst_etag: copied.etag, verified_by: verified_by.to_string() })
     }
 
     /// Resumes the object's recorded upload (`recorded_id`, as the journal has it) when the
@@ -474,6 +530,35 @@ fn attrs_of(listed: &ObjectEntry, read: &ObjectEntry) -> PutAttrs {
 
 /// Refuses to stitch an object together from two versions: the source must still be the object
 /// the manifest recorded.
+/// Part size of server-side copies in parts when none is given: each part is one request the
+/// service carries out on its side, so parts can be large.
+const SERVER_COPY_PART: u64 = 256 << 20;
+
+/// What proves a server-side copy: the service's checksum of the copy against the source's
+/// own (an error when they differ), or `None` when there is nothing to compare but the size.
+fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCopied) -> Result<Option<&'static str>, ObjectError> {
+    let mismatch = |what: &str, a: &str, b: &str| {
+        Err(ObjectError::new(ErrorClass::Retryable, format!("checksum mismatch: the server-side copy has {what} {b}, the source {a}")))
+    };
+    if let (Some(src), Some(dst)) = (entry.crc32c.as_ref().or(source.crc32c.as_ref()), copied.crc32c.as_ref()) {
+        return if src == dst { Ok(Some("server-side crc32c")) } else { mismatch("crc32c", src, dst) };
+    }
+    if let (Some(src), Some(dst)) = (source.crc64nvme.as_ref(), copied.crc64nvme.as_ref()) {
+        return if src == dst { Ok(Some("server-side crc64nvme")) } else { mismatch("crc64nvme", src, dst) };
+    }
+    // A copy in one request keeps a plain MD5 ETag: equal ETags are the same bytes. (Different
+    // ones prove nothing either way: encryption or a multipart source change the ETag.)
+    let md5_like = |e: &str| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit());
+    if copied.parts == 0
+        && let (Some(src), Some(dst)) = (source.etag.as_deref(), copied.etag.as_deref())
+        && md5_like(src)
+        && src == dst
+    {
+        return Ok(Some("server-side md5"));
+    }
+    Ok(None)
+}
+
 fn check_unchanged(listed: &ObjectEntry, read: &ObjectEntry) -> Result<(), ObjectError> {
     let changed = |what: &str, a: &str, b: &str| ObjectError {
         class: ErrorClass::PerObject,

@@ -106,8 +106,10 @@ pub struct OpenUpload {
 /// What a finished copy of one object proved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    pub sha256: String,
-    pub crc32c: String,
+    /// Of the bytes read and sent; `None` when the service copied the object itself.
+    pub sha256: Option<String>,
+    /// Of the object copied, where known (always, when ferry moved the bytes).
+    pub crc32c: Option<String>,
     pub dst_etag: Option<String>,
     /// Which check proved the bytes, e.g. `source crc32c` or `size only`.
     pub verified_by: String,
@@ -461,7 +463,8 @@ mod tests {
         j.seed(1, &entries(10)).unwrap();
         let first = j.todo(0, 3, 3).unwrap();
         assert_eq!(first.iter().map(|r| r.entry.key.as_str()).collect::<Vec<_>>(), ["k0", "k1", "k2"]);
-        let outcome = Outcome { sha256: "s".into(), crc32c: "c".into(), dst_etag: Some("e".into()), verified_by: "size only".into() };
+        let outcome =
+            Outcome { sha256: Some("s".into()), crc32c: Some("c".into()), dst_etag: Some("e".into()), verified_by: "size only".into() };
         j.mark_done(first[0].id, &outcome).unwrap();
         j.mark_failed(first[1].id, "boom").unwrap();
         j.seed(1, &entries(10)).unwrap(); // replay

@@ -119,6 +119,44 @@ pub trait Provider: Send + Sync {
     fn multipart(&self) -> Option<&dyn Multipart> {
         None
     }
+
+    /// The capability to have the service copy objects into this location itself, if it has it.
+    fn server_copy(&self) -> Option<&dyn ServerCopy> {
+        None
+    }
+}
+
+/// An object the service copied, as the destination reported it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ServerCopied {
+    /// The copy's entity tag, quotes stripped.
+    pub etag: Option<String>,
+    /// The copy's whole-object CRC32C (8 hex digits), where the service gave it (for a copy in
+    /// parts, every part's, combined).
+    pub crc32c: Option<String>,
+    /// The copy's whole-object CRC64NVME, where the service gave it.
+    pub crc64nvme: Option<String>,
+    /// Parts it was copied in (0: one request).
+    pub parts: u32,
+}
+
+/// Copying objects inside one service, without their bytes passing through ferry (S3
+/// CopyObject / UploadPartCopy).
+#[async_trait]
+pub trait ServerCopy: Send + Sync {
+    /// Copies `object` (the source's current state, its key relative to `source`, which must be
+    /// a location of this same service that this provider's credentials can read) to the same
+    /// relative key here. Objects over `part_size` are copied as parts in parallel; such a copy
+    /// calls `started` with its upload id before the first part (to journal it), and aborts
+    /// the upload itself when it fails. The copy is refused if the source changed from
+    /// `object` meanwhile.
+    async fn copy_from(
+        &self,
+        source: &Location,
+        object: &ObjectEntry,
+        part_size: u64,
+        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+    ) -> Result<ServerCopied>;
 }
 
 /// Uploading one object in parts.

@@ -255,6 +255,11 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
             upstream = upstream.header(name, value);
         }
     }
+    // Declared lengths are passed on as they are, 0 included (hyper would leave a zero out, and
+    // a signed Content-Length must arrive).
+    if declared.is_some() {
+        upstream = upstream.header(http::header::CONTENT_LENGTH, body.len());
+    }
     let upstream = upstream.body(Full::new(Bytes::from(body))).expect("request");
     let answer = shared.client.request(upstream).await.map_err(|_| Dropped)?;
     let (mut parts, body) = answer.into_parts();
