@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # End-to-end benchmark: ferry against s5cmd and rclone on the same data, through the same S3
 # server (s3s-fs, served from tmpfs on loopback), with each tool's whole-process wall time, CPU
-# time (user + sys) and peak RSS, the median of RUNS runs, and the ratios the speed goals use.
+# time (user + sys) and peak RSS, the median of RUNS rounds, and the ratios the speed goals use.
+# A round runs every tool of a workload in turn; a first round is a discarded warm-up. (On these
+# VMs, memory the guest has not touched lately is slow to fault in: a tool that writes into
+# fresh pages paid up to 3× the system time in measurements, so tools take turns.)
 #
-#   bash scripts/bench.sh                 # everything, 3 runs each
+#   bash scripts/bench.sh                 # everything, 3 rounds
 #   RUNS=5 WORKLOADS="upload-large download-large" bash scripts/bench.sh
 #   WORKLOADS=memory-budget RUNS=1 bash scripts/bench.sh   # ferry alone: 4 × 1 GiB, --max-memory 256MiB
 #
@@ -70,90 +73,105 @@ export RCLONE_CONFIG_A_TYPE=s3 RCLONE_CONFIG_A_PROVIDER=Other RCLONE_CONFIG_A_EN
 export RCLONE_CONFIG_B_TYPE=s3 RCLONE_CONFIG_B_PROVIDER=Other RCLONE_CONFIG_B_ENDPOINT=$B RCLONE_CONFIG_B_ENV_AUTH=true
 export RCLONE_CONFIG=/dev/null
 
-# measure WORKLOAD TOOL RESET COMMAND...: RUNS runs, each after RESET (a shell snippet that
-# empties the destination); records "wall cpu rss_kib" medians in $WORK/results.
+# measure WORKLOAD TOOL RESET COMMAND...: one run after RESET (a shell snippet that empties the
+# destination); appends "workload tool wall cpu rss_kib" to $WORK/results unless $WARMUP is set.
 measure() {
   local workload=$1 tool=$2 reset=$3
   shift 3
-  local walls=() cpus=() rsss=()
-  for run in $(seq "$RUNS"); do
-    eval "$reset"
-    timeout 300 /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" >"$WORK/out/$tool.log" 2>&1 || {
-      echo "$tool failed on $workload:" >&2
-      tail -5 "$WORK/out/$tool.log" >&2
-      return 1
-    }
-    read -r wall user sys rss <"$WORK/time"
-    walls+=("$wall")
-    cpus+=("$(echo "$user + $sys" | bc)")
-    rsss+=("$rss")
-  done
-  local median=$(((RUNS + 1) / 2))
-  pick() { printf '%s\n' "$@" | sort -g | sed -n "${median}p"; }
-  echo "$workload $tool $(pick "${walls[@]}") $(pick "${cpus[@]}") $(pick "${rsss[@]}")" >>"$WORK/results"
+  eval "$reset"
+  timeout 300 /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" >"$WORK/out/$tool.log" 2>&1 || {
+    echo "$tool failed on $workload:" >&2
+    tail -5 "$WORK/out/$tool.log" >&2
+    return 1
+  }
+  read -r wall user sys rss <"$WORK/time"
+  [ -n "${WARMUP:-}" ] || echo "$workload $tool $wall $(echo "$user + $sys" | bc) $rss" >>"$WORK/results"
+}
+
+# rounds WORKLOAD: runs the workload's tools in turn, a discarded warm-up round and then RUNS
+# rounds, so that drift on the machine (page cache, memory the VM must first provide) falls on
+# every tool alike rather than on whichever runs first.
+rounds() {
+  local w=$1
+  WARMUP=1 "run_$w"
+  for _ in $(seq "$RUNS"); do "run_$w"; done
 }
 
 clear_dst() { echo "rm -rf '$1'/* '$WORK/jobs'; mkdir -p '$1' '$WORK/jobs'"; }
 job() { echo "$WORK/jobs/j"; }
 
+run_upload-large() {
+  local reset
+  reset=$(clear_dst "$A_ROOT/large")
+  measure upload-large ferry "$reset" "$FERRY" copy "$WORK/data/large" s3://large --job "$(job)" --dst-endpoint "$A"
+  measure upload-large s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/
+  measure upload-large rclone "$reset" "$RCLONE" copy "$WORK/data/large" a:large
+}
+run_upload-small() {
+  local reset
+  reset=$(clear_dst "$A_ROOT/small")
+  measure upload-small ferry "$reset" "$FERRY" copy "$WORK/data/small" s3://small --job "$(job)" --dst-endpoint "$A"
+  measure upload-small s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/small/*" s3://small/
+  measure upload-small rclone "$reset" "$RCLONE" copy --transfers 64 "$WORK/data/small" a:small
+}
+run_s3-to-s3() {
+  local reset
+  reset=$(clear_dst "$B_ROOT/large")
+  measure s3-to-s3 ferry "$reset" "$FERRY" copy s3://large s3://large --job "$(job)" --src-endpoint "$A" --dst-endpoint "$B"
+  measure s3-to-s3 rclone "$reset" "$RCLONE" copy a:large b:large
+}
+# Bucket to bucket on one server: every tool lets the service copy (CopyObject /
+# UploadPartCopy), nothing crosses the client.
+run_s3-same-service() {
+  local reset
+  reset=$(clear_dst "$A_ROOT/copies")
+  measure s3-same-service ferry "$reset" "$FERRY" copy s3://large s3://copies --job "$(job)" --src-endpoint "$A" --dst-endpoint "$A"
+  measure s3-same-service s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://large/*" s3://copies/
+  measure s3-same-service rclone "$reset" "$RCLONE" copy a:large a:copies
+}
+run_download-large() {
+  local reset
+  reset=$(clear_dst "$WORK/down")
+  measure download-large ferry "$reset" "$FERRY" copy s3://large "$WORK/down" --job "$(job)" --src-endpoint "$A"
+  measure download-large s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://large/*" "$WORK/down/"
+  measure download-large rclone "$reset" "$RCLONE" copy a:large "$WORK/down"
+}
+# ferry alone (the peers have no memory budget): 4 × 1 GiB under --max-memory 256MiB.
+run_memory-budget() {
+  local reset
+  reset=$(clear_dst "$A_ROOT/huge")
+  measure memory-budget ferry "$reset" "$FERRY" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --max-memory 256MiB
+}
+
 for w in $WORKLOADS; do
   echo "== $w" >&2
   case $w in
-    upload-large)
-      reset=$(clear_dst "$A_ROOT/large")
-      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/large" s3://large --job "$(job)" --dst-endpoint "$A"
-      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/
-      measure $w rclone "$reset" "$RCLONE" copy "$WORK/data/large" a:large
-      ;;
-    upload-small)
-      reset=$(clear_dst "$A_ROOT/small")
-      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/small" s3://small --job "$(job)" --dst-endpoint "$A"
-      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/small/*" s3://small/
-      measure $w rclone "$reset" "$RCLONE" copy --transfers 64 "$WORK/data/small" a:small
-      ;;
-    s3-to-s3)
-      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
-      reset=$(clear_dst "$B_ROOT/large")
-      measure $w ferry "$reset" "$FERRY" copy s3://large s3://large --job "$(job)" --src-endpoint "$A" --dst-endpoint "$B"
-      measure $w rclone "$reset" "$RCLONE" copy a:large b:large
-      ;;
-    s3-same-service)
-      # Bucket to bucket on one server: every tool lets the service copy (CopyObject /
-      # UploadPartCopy), nothing crosses the client.
-      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
+    upload-large | upload-small) ;;
+    s3-to-s3 | s3-same-service | download-large)
+      [ -e "$A_ROOT/large/l0.bin" ] || "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
       mkdir -p "$A_ROOT/copies"
-      reset=$(clear_dst "$A_ROOT/copies")
-      measure $w ferry "$reset" "$FERRY" copy s3://large s3://copies --job "$(job)" --src-endpoint "$A" --dst-endpoint "$A"
-      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://large/*" s3://copies/
-      measure $w rclone "$reset" "$RCLONE" copy a:large a:copies
       ;;
     memory-budget)
-      # ferry alone (the peers have no memory budget): 4 × 1 GiB under --max-memory 256MiB.
       mkdir -p "$WORK/data/huge" "$A_ROOT/huge"
       for i in 0 1 2 3; do [ -s "$WORK/data/huge/h$i.bin" ] || head -c $((1 << 30)) /dev/urandom >"$WORK/data/huge/h$i.bin"; done
-      reset=$(clear_dst "$A_ROOT/huge")
-      measure $w ferry "$reset" "$FERRY" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --max-memory 256MiB
-      ;;
-    download-large)
-      "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
-      reset=$(clear_dst "$WORK/down")
-      measure $w ferry "$reset" "$FERRY" copy s3://large "$WORK/down" --job "$(job)" --src-endpoint "$A"
-      measure $w s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://large/*" "$WORK/down/"
-      measure $w rclone "$reset" "$RCLONE" copy a:large "$WORK/down"
       ;;
     *) echo "unknown workload $w" >&2; exit 2 ;;
   esac
+  rounds "$w"
 done
 
 # The table: per workload, each tool's medians and ferry's ratios against it (throughput =
 # peer wall / ferry wall; CPU and RSS = ferry / peer).
 python3 - "$WORK/results" "$RUNS" <<'PY'
 import sys, collections
-rows = collections.defaultdict(dict)
+import statistics
+raw = collections.defaultdict(lambda: collections.defaultdict(list))
 for line in open(sys.argv[1]):
     w, tool, wall, cpu, rss = line.split()
-    rows[w][tool] = (float(wall), float(cpu), int(rss) / 1024)
-print(f"median of {sys.argv[2]} runs; wall and CPU in seconds, peak RSS in MiB")
+    raw[w][tool].append((float(wall), float(cpu), int(rss) / 1024))
+# Medians of each figure on its own.
+rows = {w: {t: tuple(statistics.median(r[i] for r in runs) for i in range(3)) for t, runs in tools.items()} for w, tools in raw.items()}
+print(f"median of {sys.argv[2]} rounds (tools in turn, after a discarded warm-up round); wall and CPU in seconds, peak RSS in MiB")
 print(f"| workload | tool | wall | CPU | peak RSS | ferry throughput × | ferry CPU × | ferry RSS × |")
 print(f"|---|---|---|---|---|---|---|---|")
 for w, tools in rows.items():
