@@ -228,8 +228,8 @@ impl ManifestReader {
     pub fn for_each_batch<E: From<ManifestError>>(&self, mut f: impl FnMut(Vec<ObjectEntry>) -> Result<(), E>) -> Result<(), E> {
         for shard in &self.header.shards {
             let path = self.dir.join(&shard.file);
-            let file = File::open(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
-            read_shard(file, &path, &mut f)?;
+            let open = || File::open(&path).map_err(|source| ManifestError::Io { path: path.clone(), source });
+            read_shard(open, &path, &mut f)?;
         }
         Ok(())
     }
@@ -240,26 +240,29 @@ impl ManifestReader {
 /// panic: the manifest fuzz target holds this.
 pub fn count_shard(data: bytes::Bytes, path: &Path) -> Result<u64> {
     let mut count = 0;
-    read_shard(data, path, &mut |batch: Vec<ObjectEntry>| {
+    read_shard(|| Ok(data.clone()), path, &mut |batch: Vec<ObjectEntry>| {
         count += batch.len() as u64;
         Ok::<_, ManifestError>(())
     })?;
     Ok(count)
 }
 
+/// `open` gives the shard's bytes, once for a walk over its page headers and once to read it.
 fn read_shard<R: ChunkReader + 'static, E: From<ManifestError>>(
-    data: R,
+    open: impl Fn() -> Result<R>,
     path: &Path,
     f: &mut impl FnMut(Vec<ObjectEntry>) -> Result<(), E>,
 ) -> Result<(), E> {
     let pq = |source| ManifestError::Parquet { path: path.to_path_buf(), source };
     let corrupt = |reason: String| ManifestError::Corrupt { path: path.to_path_buf(), reason };
+    let data = open()?;
     let len = data.len();
     let builder = guarded(path, || ParquetRecordBatchReaderBuilder::try_new(data))?.map_err(pq)?;
     if builder.schema().fields() != schema().fields() {
         return Err(corrupt("the schema is not ferry's manifest schema".into()).into());
     }
     check_layout(builder.metadata(), len).map_err(corrupt)?;
+    guarded(path, || check_pages(open()?, path))??;
     let mut reader = guarded(path, || builder.with_batch_size(8192).build())?.map_err(pq)?;
     while let Some(batch) = guarded(path, || reader.next())? {
         let batch = batch.map_err(|source| ManifestError::Arrow { path: path.to_path_buf(), source })?;
@@ -283,6 +286,34 @@ fn check_layout(metadata: &ParquetMetaData, file_len: u64) -> std::result::Resul
             let len = column.compressed_size();
             if start < 0 || len < 0 || (start as u64).saturating_add(len as u64) > file_len {
                 return Err(format!("row group {g}: column {} claims bytes {start}+{len} of a {file_len}-byte file", column.column_path()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses data pages whose headers claim more values than their row group has rows (every
+/// column is flat): the reader sizes its buffers from those claims before it finds the page
+/// short, and a crafted header made it allocate gigabytes. Reads page headers only.
+fn check_pages<R: ChunkReader + 'static>(data: R, path: &Path) -> Result<()> {
+    use parquet::file::reader::FileReader;
+    let pq = |source| ManifestError::Parquet { path: path.to_path_buf(), source };
+    let corrupt = |reason: String| ManifestError::Corrupt { path: path.to_path_buf(), reason };
+    let reader = parquet::file::serialized_reader::SerializedFileReader::new(data).map_err(pq)?;
+    for g in 0..reader.num_row_groups() {
+        let group = reader.get_row_group(g).map_err(pq)?;
+        let rows = group.metadata().num_rows().max(0) as u64;
+        for c in 0..group.num_columns() {
+            let mut pages = group.get_column_page_reader(c).map_err(pq)?;
+            let mut values = 0u64;
+            while let Some(page) = pages.peek_next_page().map_err(pq)? {
+                if !page.is_dict {
+                    values = values.saturating_add(page.num_levels.or(page.num_rows).unwrap_or(0) as u64);
+                    if values > rows {
+                        return Err(corrupt(format!("row group {g}: column {c}'s pages claim {values} values for {rows} rows")));
+                    }
+                }
+                pages.skip_next_page().map_err(pq)?;
             }
         }
     }
