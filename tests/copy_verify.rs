@@ -378,3 +378,28 @@ fn s3_to_s3_on_one_service_is_copied_by_the_service_and_proved() {
     assert!(summary["verified_by"].as_object().unwrap().keys().all(|k| !k.starts_with("server-side")), "{summary}");
     assert!(proxy.uploaded() >= 21 << 20, "the bytes went through ferry: {}", proxy.uploaded());
 }
+
+#[test]
+fn gcs_to_gcs_on_one_service_is_rewritten_by_the_service_and_proved() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let gcs = ferry_testkit::FakeGcs::start();
+    gcs.create_bucket("gamma");
+    gcs.create_bucket("delta");
+    let env: Vec<(String, String)> = Vec::new();
+    write_tree(&w.join("src"), &small_tree());
+    ferry_ok(w, &["copy", "src", "gs://gamma/data", "--job", "j1", "--dst-endpoint", &gcs.endpoint], &env, 0);
+
+    let proxy = ferry_testkit::CountingProxy::start(&gcs.endpoint);
+    let sides = ["--src-endpoint", &proxy.endpoint, "--dst-endpoint", &proxy.endpoint, "--json"];
+    let run = ferry_ok(w, &[&["copy", "gs://gamma/data", "gs://delta/copied", "--job", "j2"], &sides[..]].concat(), &env, 0);
+    let summary = run.json();
+    assert_eq!(summary["copied"], small_tree().len(), "{summary}");
+    // GCS reports the copy's CRC32C, and the source declares its own: every object is proved.
+    let by = summary["verified_by"].as_object().unwrap();
+    assert_eq!(by.get("server-side crc32c").and_then(|n| n.as_u64()), Some(small_tree().len() as u64), "{summary}");
+    assert!(proxy.uploaded() < 1 << 20, "no object bytes went through ferry: {} bytes uploaded", proxy.uploaded());
+    ferry_ok(w, &["verify", "--job", "j2", "--all-bytes"], &env, 0);
+    ferry_ok(w, &["copy", "gs://delta/copied", "back", "--job", "j3", "--src-endpoint", &gcs.endpoint], &env, 0);
+    assert_same_tree(&w.join("src"), &w.join("back"));
+}

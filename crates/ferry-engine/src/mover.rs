@@ -546,6 +546,9 @@ fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCop
     if let (Some(src), Some(dst)) = (source.crc64nvme.as_ref(), copied.crc64nvme.as_ref()) {
         return if src == dst { Ok(Some("server-side crc64nvme")) } else { mismatch("crc64nvme", src, dst) };
     }
+    if let (Some(src), Some(dst)) = (entry.md5.as_ref().or(source.md5.as_ref()), copied.md5.as_ref()) {
+        return if src == dst { Ok(Some("server-side md5")) } else { mismatch("md5", src, dst) };
+    }
     // A copy in one request keeps a plain MD5 ETag: equal ETags are the same bytes. (Different
     // ones prove nothing either way: encryption or a multipart source change the ETag.)
     let md5_like = |e: &str| e.len() == 32 && e.bytes().all(|b| b.is_ascii_hexdigit());

@@ -136,12 +136,14 @@ pub struct ServerCopied {
     pub crc32c: Option<String>,
     /// The copy's whole-object CRC64NVME, where the service gave it.
     pub crc64nvme: Option<String>,
+    /// The copy's MD5 (32 hex digits), where the service gave it (GCS).
+    pub md5: Option<String>,
     /// Parts it was copied in (0: one request).
     pub parts: u32,
 }
 
 /// Copying objects inside one service, without their bytes passing through ferry (S3
-/// CopyObject / UploadPartCopy).
+/// CopyObject / UploadPartCopy, GCS rewrite).
 #[async_trait]
 pub trait ServerCopy: Send + Sync {
     /// Copies `object` (the source's current state, its key relative to `source`, which must be

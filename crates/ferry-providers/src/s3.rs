@@ -492,6 +492,7 @@ impl ServerCopy for S3Provider {
                 etag: r.and_then(|r| r.e_tag()).map(unquote),
                 crc32c: crc_hex(r.and_then(|r| r.checksum_crc32_c())),
                 crc64nvme: crc64_hex(r.and_then(|r| r.checksum_crc64_nvme())),
+                md5: None,
                 parts: 0,
             });
         }
@@ -565,7 +566,13 @@ impl ServerCopy for S3Provider {
                     .fold(None, |acc: Option<u32>, ((len, _, _), crc)| Some(acc.map_or(crc, |a| ferry_core::crc32c_combine(a, crc, *len))));
                 format!("{:08x}", whole.unwrap_or(0))
             });
-            Ok::<_, ProviderError>(ServerCopied { etag: o.e_tag().map(unquote), crc32c, crc64nvme: None, parts: plan.count() as u32 })
+            Ok::<_, ProviderError>(ServerCopied {
+                etag: o.e_tag().map(unquote),
+                crc32c,
+                crc64nvme: None,
+                md5: None,
+                parts: plan.count() as u32,
+            })
         }
         .await;
         if copied.is_err() {
