@@ -242,11 +242,11 @@ pub async fn copy(
 }
 
 /// Whether the job's two sides are one service reached one way, so the service can copy
-/// between them itself: S3 or GCS on both sides with the same endpoint and credentials
+/// between them itself: S3, GCS or Azure on both sides with the same endpoint and credentials
 /// (profile).
 fn same_service(job: &Job) -> bool {
     use ferry_core::Scheme;
     job.source.scheme == job.destination.scheme
-        && matches!(job.source.scheme, Scheme::S3 | Scheme::Gcs)
+        && matches!(job.source.scheme, Scheme::S3 | Scheme::Gcs | Scheme::Azure)
         && job.access.source == job.access.destination
 }

@@ -19,6 +19,10 @@ const PROVIDER: &str = "azure";
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 const ATTEMPTS: u32 = 4;
 
+/// How long a pending Copy Blob is waited for: 1800 polls, one a second.
+const COPY_POLLS: u32 = 1800;
+const COPY_POLL_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub(super) struct BlockClient {
     pub http: reqwest::Client,
     pub credentials: AzureCredentialProvider,
@@ -179,6 +183,64 @@ impl BlockClient {
             }
         };
         Ok((data, head, total))
+    }
+
+    /// The URL of `full_key` in another container of the same account.
+    fn blob_url_in(&self, container: &str, full_key: &str) -> String {
+        let account_url = self.container_url.rsplit_once('/').map_or(self.container_url.as_str(), |(base, _)| base);
+        let path: Vec<String> = full_key.split('/').map(|s| utf8_percent_encode(s, UNRESERVED).to_string()).collect();
+        format!("{account_url}/{}/{}", utf8_percent_encode(container, UNRESERVED), path.join("/"))
+    }
+
+    /// The blob's properties (a HEAD), or `None` when it does not exist. `container` names
+    /// another container of the account, else this one's.
+    pub async fn properties(&self, container: Option<&str>, full_key: &str, key: &str) -> Result<Option<http::HeaderMap>> {
+        let url = container.map_or_else(|| self.blob_url(full_key), |c| self.blob_url_in(c, full_key));
+        match self.send("head", key, http::Method::HEAD, url, Vec::new(), Bytes::new()).await {
+            Ok(resp) => Ok(Some(resp.headers().clone())),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Has Azure copy blob `source_key` of container `source_container` (same account) to
+    /// `full_key` (Copy Blob), only while its entity tag is still `if_match`, and waits until the
+    /// copy is done. Returns the copy's properties.
+    pub async fn copy_blob(
+        &self,
+        full_key: &str,
+        key: &str,
+        source_container: &str,
+        source_key: &str,
+        if_match: Option<&str>,
+    ) -> Result<http::HeaderMap> {
+        let mut headers = vec![("x-ms-copy-source".to_string(), self.blob_url_in(source_container, source_key))];
+        if let Some(etag) = if_match {
+            headers.push(("x-ms-source-if-match".to_string(), format!("\"{etag}\"")));
+        }
+        let resp = self.send("copy", key, http::Method::PUT, self.blob_url(full_key), headers, Bytes::new()).await?;
+        let failed = |detail: String| ProviderError::Request {
+            provider: PROVIDER,
+            op: "copy",
+            key: key.to_string(),
+            detail,
+            class: ErrorClass::Retryable,
+        };
+        let status_of = |h: &http::HeaderMap| h.get("x-ms-copy-status").and_then(|v| v.to_str().ok()).unwrap_or("success").to_string();
+        let mut status = status_of(resp.headers());
+        // Same-account copies finish at once or soon; a bounded wait, polling the destination.
+        for _ in 0..COPY_POLLS {
+            if status != "pending" {
+                break;
+            }
+            tokio::time::sleep(COPY_POLL_EVERY).await;
+            let head = self.properties(None, full_key, key).await?.ok_or_else(|| failed("the copy's blob vanished".into()))?;
+            status = status_of(&head);
+        }
+        if status != "success" {
+            return Err(failed(format!("copy status {status}")));
+        }
+        self.properties(None, full_key, key).await?.ok_or_else(|| failed("the copied blob is not there".into()))
     }
 
     /// The uncommitted blocks of `full_key` that belong to `upload_id`: `(index, size)`.

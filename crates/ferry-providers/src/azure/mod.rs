@@ -14,8 +14,12 @@
 
 mod blocks;
 
-use crate::{Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result};
+use crate::{
+    Fetched, Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result, ServerCopied, ServerCopy,
+};
 use async_trait::async_trait;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
 use futures::future::BoxFuture;
@@ -23,7 +27,7 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, ClientOptions, GetOptions, ObjectStore, RetryConfig};
+use object_store::{Attribute, Attributes, ClientOptions, ObjectStore, RetryConfig};
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,6 +168,31 @@ fn entry_from_headers(key: &str, head: &http::HeaderMap, total: u64) -> ObjectEn
     }
 }
 
+/// A blob as its properties (HEAD) describe it, with its stored Content-MD5 where it has one.
+fn blob_entry(key: &str, head: &http::HeaderMap) -> ObjectEntry {
+    let size = head.get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let md5 = head.get("content-md5").and_then(|v| v.to_str().ok()).and_then(|b64| B64.decode(b64).ok()).map(hex::encode);
+    ObjectEntry { md5, ..entry_from_headers(key, head, size) }
+}
+
+#[async_trait]
+impl ServerCopy for AzureProvider {
+    async fn copy_from(
+        &self,
+        source: &Location,
+        object: &ObjectEntry,
+        _part_size: u64,
+        _started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+    ) -> Result<ServerCopied> {
+        let key = object.key.as_str();
+        self.path(key)?;
+        let head =
+            self.blocks.copy_blob(&self.location.key_for(key), key, &source.bucket, &source.key_for(key), object.etag.as_deref()).await?;
+        let copy = blob_entry(key, &head);
+        Ok(ServerCopied { etag: copy.etag, md5: copy.md5, crc32c: None, crc64nvme: None, parts: 0 })
+    }
+}
+
 #[async_trait]
 impl Provider for AzureProvider {
     fn name(&self) -> &'static str {
@@ -207,12 +236,9 @@ impl Provider for AzureProvider {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
-        let path = self.path(key)?;
-        match self.store.get_opts(&path, GetOptions { head: true, ..Default::default() }).await {
-            Ok(r) => Ok(Some(entry_from(key, &r.meta, &r.attributes))),
-            Err(object_store::Error::NotFound { .. }) => Ok(None),
-            Err(e) => Err(self.error("head", key, e)),
-        }
+        self.path(key)?;
+        let head = self.blocks.properties(None, &self.location.key_for(key), key).await?;
+        Ok(head.map(|h| blob_entry(key, &h)))
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
@@ -233,6 +259,10 @@ impl Provider for AzureProvider {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.error("delete", key, e)),
         }
+    }
+
+    fn server_copy(&self) -> Option<&dyn ServerCopy> {
+        Some(self)
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {
