@@ -196,3 +196,29 @@ fn download_through_flips(w: &std::path::Path, url: &str, service: &str, env: &[
     assert!((1..=flips).contains(&caught), "{flips} flips, {caught} caught: {down}");
     assert_same_tree(&w.join("src"), &back);
 }
+
+#[test]
+fn throttling_lowers_the_objects_in_flight_and_everything_still_lands() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let files: Vec<(String, usize)> = (0..200).map(|i| (format!("t/{i:03}.bin"), 2048 + i)).collect();
+    write_tree(&w.join("src"), &files);
+    let s3 = S3Server::start();
+    s3.create_bucket("busy");
+    let env = s3.env();
+
+    // A service answering 429 (SlowDown) to one request in ten.
+    let proxy = CountingProxy::start_with_faults(&s3.endpoint, Faults { throttle_pct: 10, ..Faults::DEFAULT });
+    let args = ["copy", "src", "s3://busy/b", "--job", "j", "--transfers", "16", "--dst-endpoint", &proxy.endpoint, "--json"];
+    let run = ferry_ok(w, &args, &env, 0).json();
+    assert_eq!(run["copied"], files.len(), "{run}");
+    assert!(proxy.faults_by_kind().get("429").copied().unwrap_or(0) > 0, "no 429 was injected");
+    let lowest = run["transfers_lowest"].as_u64().unwrap();
+    assert!(lowest < 16, "ferry kept 16 objects in flight while the service pushed back: {run}");
+    ferry_ok(w, &["verify", "--job", "j", "--dst-endpoint", &s3.endpoint], &env, 0);
+
+    // Without pushback the limit stays where it was set.
+    let args = ["copy", "src", "s3://busy/c", "--job", "k", "--transfers", "16", "--dst-endpoint", &s3.endpoint, "--json"];
+    let run = ferry_ok(w, &args, &env, 0).json();
+    assert_eq!(run["transfers_lowest"], 16, "{run}");
+}

@@ -2,6 +2,7 @@
 //! runs the mover (`mover.rs`) on `--transfers` of them at a time, stops early on a fatal
 //! error, and folds the outcomes into a summary and a JSON report.
 
+use crate::concurrency::Gate;
 use crate::mover::{Budget, Mover};
 use crate::{Job, Result, Stats};
 use ferry_core::ErrorClass;
@@ -70,6 +71,9 @@ pub struct CopySummary {
     /// `checksum mismatch`, `connection dropped`, …): requests the transport retried and
     /// objects or ranges read or sent again.
     pub retries: BTreeMap<String, u64>,
+    /// The fewest objects copied at once: below `--transfers` when the services pushed back
+    /// (429/503) and ferry slowed down.
+    pub transfers_lowest: usize,
     /// Objects whose source changed since the manifest: their partial upload was dropped and
     /// the current version copied from the start (never two versions stitched together).
     pub restarted: Vec<Failure>,
@@ -115,6 +119,7 @@ pub async fn copy(
         already_done: before.done,
         verified_by: BTreeMap::new(),
         retries: BTreeMap::new(),
+        transfers_lowest: opts.transfers.max(1),
         restarted: Vec::new(),
         resumed_objects: 0,
         resumed_bytes: 0,
@@ -173,6 +178,9 @@ pub async fn copy(
         }
     });
     let mut journal_error = None;
+    // At most --transfers objects at once, fewer while the services push back.
+    let throttles = ferry_providers::retries::throttles;
+    let gate = Arc::new(Gate::new(opts.transfers, throttles()));
     // Outcomes are folded as they come: memory stays flat however many objects the job has.
     let (copied, bytes_copied, mut failures) = pages
         .filter_map(|page| {
@@ -188,6 +196,7 @@ pub async fn copy(
         .flatten()
         .map(|row| {
             let mover = mover.clone();
+            let gate = gate.clone();
             let stop = stop.clone();
             let stopping = stopping.clone();
             async move {
@@ -196,7 +205,9 @@ pub async fn copy(
                 }
                 let key = row.entry.key.clone();
                 let size = row.entry.size;
+                let slot = gate.enter(throttles()).await;
                 let result = mover.copy_with_retries(&row).await;
+                gate.leave(slot, throttles());
                 let failure = match result {
                     Ok(()) => None,
                     Err(e) => {
@@ -230,6 +241,7 @@ pub async fn copy(
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     summary.verified_by = std::mem::take(&mut *mover.verified_by.lock().expect("verified lock"));
     summary.retries = ferry_providers::retries::snapshot();
+    summary.transfers_lowest = gate.lowest();
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
     failures.sort_by(|a, b| a.key.cmp(&b.key));

@@ -19,6 +19,7 @@
 //! - [`error`]: [`EngineError`], and which errors are the user's to fix.
 
 pub mod clean;
+mod concurrency;
 pub mod copy;
 pub mod error;
 pub mod job;

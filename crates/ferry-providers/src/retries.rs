@@ -13,6 +13,8 @@ use std::time::Duration;
 static COUNTS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
 /// Delay before each request, in microseconds; 0 when the services are not pushing back.
 static PACE_US: AtomicU64 = AtomicU64::new(0);
+/// Throttling answers (429, 503) seen by this process so far.
+static THROTTLES: AtomicU64 = AtomicU64::new(0);
 const MAX_PACE_US: u64 = 2_000_000;
 const FIRST_PACE_US: u64 = 10_000;
 
@@ -67,8 +69,15 @@ pub fn cause_of_message(message: &str) -> &'static str {
     }
 }
 
+/// Throttling answers (429, 503) this process has seen: callers compare two readings to learn
+/// whether the services pushed back meanwhile.
+pub fn throttles() -> u64 {
+    THROTTLES.load(Ordering::Relaxed)
+}
+
 /// Slows later requests down after a throttling answer.
 pub(crate) fn throttled() {
+    THROTTLES.fetch_add(1, Ordering::Relaxed);
     let _ = PACE_US.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some((p * 2).clamp(FIRST_PACE_US, MAX_PACE_US)));
 }
 
