@@ -430,3 +430,36 @@ fn azure_to_azure_in_one_account_is_copied_by_the_service_and_proved() {
     ferry_ok(w, &["copy", "az://zeta/copied", "back", "--job", "j3", "--src-endpoint", &azurite.endpoint], &env, 0);
     assert_same_tree(&w.join("src"), &w.join("back"));
 }
+
+#[test]
+fn a_deep_s3_bucket_is_listed_in_parallel_and_in_key_order() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    // 30 top-level prefixes (some nested deeper) and objects at the top level between them,
+    // named so that `a.txt` < `a/…` < `a0` in S3's byte order.
+    let mut files: Vec<(String, usize)> = Vec::new();
+    for p in 0..30 {
+        for i in 0..40 {
+            files.push((format!("p{p:02}/{}/o{i:02}", i % 3), 10));
+        }
+    }
+    for top in ["a.txt", "a0", "p05.txt", "zz"] {
+        files.push((top.to_string(), 10));
+    }
+    for i in 0..20 {
+        files.push((format!("a/{i}"), 10));
+    }
+    write_tree(&w.join("src"), &files);
+    let s3 = S3Server::start();
+    s3.create_bucket("deep");
+    let env = s3.env();
+    ferry_ok(w, &["copy", "src", "s3://deep/tree", "--job", "up", "--dst-endpoint", &s3.endpoint], &env, 0);
+
+    ferry_ok(w, &["plan", "s3://deep/tree", "listed", "--job", "p", "--src-endpoint", &s3.endpoint], &env, 0);
+    let out = ferry_ok(w, &["manifest", "export", "--job", "p", "--format", "jsonl"], &env, 0);
+    let keys: Vec<String> =
+        out.stdout.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["key"].as_str().unwrap().to_string()).collect();
+    let mut expected: Vec<String> = files.iter().map(|(k, _)| k.clone()).collect();
+    expected.sort();
+    assert_eq!(keys, expected, "every key once, in S3's order");
+}
