@@ -158,17 +158,32 @@ const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UV
 impl Azurite {
     pub fn start() -> Azurite {
         let bin = installed(services_dir().join("azurite/node_modules/.bin/azurite-blob"), "Azurite");
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-            .args(["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start azurite");
-        let service = Service(child);
-        wait_for_port(port, "Azurite");
-        Azurite { endpoint: format!("http://127.0.0.1:{port}"), _service: service }
+        // A free port can be taken by another test's service before Azurite binds it (tests
+        // start services in parallel): the port answering is not enough, the answer must come
+        // from Azurite. Then it is ours; otherwise start again on another port.
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(&bin)
+                .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+                .args(["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start azurite");
+            let mut service = Service(child);
+            let endpoint = format!("http://127.0.0.1:{port}");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if reqwest::server_header(&format!("{endpoint}/{AZURITE_ACCOUNT}?comp=list")).is_some_and(|s| s.starts_with("Azurite")) {
+                    return Azurite { endpoint, _service: service };
+                }
+                if service.0.try_wait().ok().flatten().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        panic!("Azurite did not start on a free loopback port in 5 attempts");
     }
 
     /// SharedKey headers for a request without a body. `query` is `(name, value)` pairs, sorted.
@@ -353,6 +368,14 @@ mod reqwest {
                 eprintln!("{url}: HTTP {status}: {}", resp.text().await.unwrap_or_default());
             }
             status
+        })
+    }
+
+    /// The `Server` header of a GET to `url`, if anything answered.
+    pub fn server_header(url: &str) -> Option<String> {
+        run(async {
+            let resp = ::reqwest::Client::new().get(url).timeout(std::time::Duration::from_secs(2)).send().await.ok()?;
+            resp.headers().get("server").and_then(|v| v.to_str().ok()).map(str::to_string)
         })
     }
 
