@@ -342,6 +342,24 @@ fn bwlimit_and_tpslimit_hold_a_copy_to_their_rates() {
     assert!(bad.stderr.contains("must be more than 0"), "{}", bad.stderr);
 }
 
+/// `ferry copy FROM TO` with both sides through one counting proxy in front of `service` (one
+/// service, reached the same way), plus `extra` arguments: the JSON summary, and the proxy (the
+/// job's endpoint from now on), which counts the bytes ferry sent.
+fn copy_through_one_proxy(
+    w: &std::path::Path,
+    env: &[(String, String)],
+    service: &str,
+    from: &str,
+    to: &str,
+    job: &str,
+    extra: &[&str],
+) -> (serde_json::Value, ferry_testkit::CountingProxy) {
+    let proxy = ferry_testkit::CountingProxy::start(service);
+    let args = ["copy", from, to, "--job", job, "--src-endpoint", &proxy.endpoint, "--dst-endpoint", &proxy.endpoint, "--json"];
+    let summary = ferry_ok(w, &[&args[..], extra].concat(), env, 0).json();
+    (summary, proxy)
+}
+
 #[test]
 fn s3_to_s3_on_one_service_is_copied_by_the_service_and_proved() {
     let work = tempfile::tempdir().unwrap();
@@ -353,17 +371,15 @@ fn s3_to_s3_on_one_service_is_copied_by_the_service_and_proved() {
     write_tree(&w.join("src"), &small_tree());
     ferry_ok(w, &["copy", "src", "s3://alpha/data", "--job", "j1", "--dst-endpoint", &s3.endpoint], &env, 0);
 
-    // Both sides through one counting proxy: the same service, reached the same way.
-    let proxy = ferry_testkit::CountingProxy::start(&s3.endpoint);
-    let sides = ["--src-endpoint", &proxy.endpoint, "--dst-endpoint", &proxy.endpoint, "--part-size", "8MiB", "--json"];
-    let run = ferry_ok(w, &[&["copy", "s3://alpha/data", "s3://beta/copied", "--job", "j2"], &sides[..]].concat(), &env, 0);
-    let summary = run.json();
+    let (summary, proxy) =
+        copy_through_one_proxy(w, &env, &s3.endpoint, "s3://alpha/data", "s3://beta/copied", "j2", &["--part-size", "8MiB"]);
     assert_eq!(summary["copied"], small_tree().len(), "{summary}");
     let by = summary["verified_by"].as_object().unwrap();
     assert!(by.keys().all(|k| k.starts_with("server-side")), "every object copied by the service: {summary}");
     // s3s-fs keeps the MD5 ETag of a single-request copy; the copy in parts has only its size.
     assert_eq!(by.get("server-side md5").and_then(|n| n.as_u64()), Some(small_tree().len() as u64 - 1), "{summary}");
-    assert!(proxy.uploaded() < 1 << 20, "no object bytes went through ferry: {} bytes uploaded", proxy.uploaded());
+    let uploaded = proxy.uploaded();
+    assert!(uploaded < 1 << 20, "no object bytes went through ferry: {uploaded} bytes uploaded");
     ferry_ok(w, &["verify", "--job", "j2"], &env, 0);
     // The 21 MiB object went as three UploadPartCopy parts; the service holds it byte for byte.
     assert_eq!(file_sha256(&s3.root.path().join("beta/copied/big/multipart.bin")), file_sha256(&w.join("src/big/multipart.bin")));
@@ -371,12 +387,11 @@ fn s3_to_s3_on_one_service_is_copied_by_the_service_and_proved() {
     assert_same_tree(&w.join("src"), &w.join("back"));
 
     // `--server-side never` moves the bytes through ferry instead.
-    let proxy = ferry_testkit::CountingProxy::start(&s3.endpoint);
-    let sides = ["--src-endpoint", &proxy.endpoint, "--dst-endpoint", &proxy.endpoint, "--json", "--server-side", "never"];
-    let run = ferry_ok(w, &[&["copy", "s3://alpha/data", "s3://beta/through", "--job", "j4"], &sides[..]].concat(), &env, 0);
-    let summary = run.json();
+    let (summary, proxy) =
+        copy_through_one_proxy(w, &env, &s3.endpoint, "s3://alpha/data", "s3://beta/through", "j4", &["--server-side", "never"]);
     assert!(summary["verified_by"].as_object().unwrap().keys().all(|k| !k.starts_with("server-side")), "{summary}");
-    assert!(proxy.uploaded() >= 21 << 20, "the bytes went through ferry: {}", proxy.uploaded());
+    let uploaded = proxy.uploaded();
+    assert!(uploaded >= 21 << 20, "the bytes went through ferry: {uploaded}");
 }
 
 #[test]
@@ -390,15 +405,13 @@ fn gcs_to_gcs_on_one_service_is_rewritten_by_the_service_and_proved() {
     write_tree(&w.join("src"), &small_tree());
     ferry_ok(w, &["copy", "src", "gs://gamma/data", "--job", "j1", "--dst-endpoint", &gcs.endpoint], &env, 0);
 
-    let proxy = ferry_testkit::CountingProxy::start(&gcs.endpoint);
-    let sides = ["--src-endpoint", &proxy.endpoint, "--dst-endpoint", &proxy.endpoint, "--json"];
-    let run = ferry_ok(w, &[&["copy", "gs://gamma/data", "gs://delta/copied", "--job", "j2"], &sides[..]].concat(), &env, 0);
-    let summary = run.json();
+    let (summary, proxy) = copy_through_one_proxy(w, &env, &gcs.endpoint, "gs://gamma/data", "gs://delta/copied", "j2", &[]);
     assert_eq!(summary["copied"], small_tree().len(), "{summary}");
     // GCS reports the copy's CRC32C, and the source declares its own: every object is proved.
     let by = summary["verified_by"].as_object().unwrap();
     assert_eq!(by.get("server-side crc32c").and_then(|n| n.as_u64()), Some(small_tree().len() as u64), "{summary}");
-    assert!(proxy.uploaded() < 1 << 20, "no object bytes went through ferry: {} bytes uploaded", proxy.uploaded());
+    let uploaded = proxy.uploaded();
+    assert!(uploaded < 1 << 20, "no object bytes went through ferry: {uploaded} bytes uploaded");
     ferry_ok(w, &["verify", "--job", "j2", "--all-bytes"], &env, 0);
     ferry_ok(w, &["copy", "gs://delta/copied", "back", "--job", "j3", "--src-endpoint", &gcs.endpoint], &env, 0);
     assert_same_tree(&w.join("src"), &w.join("back"));
@@ -415,17 +428,15 @@ fn azure_to_azure_in_one_account_is_copied_by_the_service_and_proved() {
     write_tree(&w.join("src"), &small_tree());
     ferry_ok(w, &["copy", "src", "az://epsilon/data", "--job", "j1", "--dst-endpoint", &azurite.endpoint], &env, 0);
 
-    let proxy = ferry_testkit::CountingProxy::start(&azurite.endpoint);
-    let sides = ["--src-endpoint", &proxy.endpoint, "--dst-endpoint", &proxy.endpoint, "--json"];
-    let run = ferry_ok(w, &[&["copy", "az://epsilon/data", "az://zeta/copied", "--job", "j2"], &sides[..]].concat(), &env, 0);
-    let summary = run.json();
+    let (summary, proxy) = copy_through_one_proxy(w, &env, &azurite.endpoint, "az://epsilon/data", "az://zeta/copied", "j2", &[]);
     assert_eq!(summary["copied"], small_tree().len(), "{summary}");
     let by = summary["verified_by"].as_object().unwrap();
     // Blobs ferry wrote in one Put Blob keep their Content-MD5, which the copy carries: those
     // are proved by it; the one written as blocks has no MD5 to compare, only its size.
     assert_eq!(by.get("server-side md5").and_then(|n| n.as_u64()), Some(small_tree().len() as u64 - 1), "{summary}");
     assert_eq!(by.get("server-side size").and_then(|n| n.as_u64()), Some(1), "{summary}");
-    assert!(proxy.uploaded() < 1 << 20, "no object bytes went through ferry: {} bytes uploaded", proxy.uploaded());
+    let uploaded = proxy.uploaded();
+    assert!(uploaded < 1 << 20, "no object bytes went through ferry: {uploaded} bytes uploaded");
     ferry_ok(w, &["verify", "--job", "j2"], &env, 0);
     ferry_ok(w, &["copy", "az://zeta/copied", "back", "--job", "j3", "--src-endpoint", &azurite.endpoint], &env, 0);
     assert_same_tree(&w.join("src"), &w.join("back"));

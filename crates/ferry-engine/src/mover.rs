@@ -137,7 +137,7 @@ impl Mover {
         if self.server_side
             && let Some(copier) = self.dst.server_copy()
         {
-            return self.copy_server_side(row, copier).await;
+            return self.copy_server_side(row, copier, open.is_some()).await;
         }
         // Everything is read (and every part sent) before the object is committed: a read that
         // fails the source's checksum is never completed or written as a copy.
@@ -200,11 +200,14 @@ impl Mover {
 
     /// Has the service copy the object (no bytes through ferry), and checks the copy against
     /// the source's own checksums as the service reports them.
-    async fn copy_server_side(&self, row: &ObjectRow, copier: &dyn ServerCopy) -> Result<Outcome, ObjectError> {
+    /// `open`: the journal has an upload of this object open.
+    async fn copy_server_side(&self, row: &ObjectRow, copier: &dyn ServerCopy, open: bool) -> Result<Outcome, ObjectError> {
         let entry = &row.entry;
         // Parts of a copy an earlier attempt or run left open are dropped: copying them again
         // costs the service, not ferry's link.
-        self.abandon(row).await;
+        if open {
+            self.abandon(row).await;
+        }
         let current = self.src.head(&entry.key).await?.ok_or_else(|| {
             ObjectError::new(ErrorClass::PerObject, format!("{} was deleted from the source since the manifest was sealed", entry.key))
         })?;

