@@ -306,7 +306,12 @@ fn check_pages<R: ChunkReader + 'static>(data: R, path: &Path) -> Result<()> {
         for c in 0..group.num_columns() {
             let mut pages = group.get_column_page_reader(c).map_err(pq)?;
             let mut values = 0u64;
+            // Every page takes at least a byte of its chunk: more pages than bytes means the
+            // reader is not moving on (a crafted header can make it stand still), so stop.
+            let mut budget = group.metadata().column(c).compressed_size().max(0) as u64 + 1;
             while let Some(page) = pages.peek_next_page().map_err(pq)? {
+                budget =
+                    budget.checked_sub(1).ok_or_else(|| corrupt(format!("row group {g}: column {c}'s page headers do not advance")))?;
                 if !page.is_dict {
                     values = values.saturating_add(page.num_levels.or(page.num_rows).unwrap_or(0) as u64);
                     if values > rows {
