@@ -89,6 +89,59 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the job's manifest onto appliance disks (Data Box, Snowball, Transfer Appliance or
+    /// plain) with a shipment manifest on each, planning from SRC first when the job has none.
+    Export {
+        src: Option<String>,
+        /// A device root (a mounted appliance disk or share); repeat for several. Objects are
+        /// packed across them by free space, largest first, never split.
+        #[arg(long = "to", value_name = "DIR", required_unless_present = "check")]
+        to: Vec<PathBuf>,
+        #[arg(long, value_enum)]
+        layout: LayoutArg,
+        /// Lint only: list every key the layout renames or refuses, and how the objects would
+        /// pack onto the --to devices; write nothing to a device.
+        #[arg(long)]
+        check: bool,
+        /// Data Box: put every object in this container (else the key's first folder is the
+        /// container).
+        #[arg(long, value_name = "NAME")]
+        container: Option<String>,
+        /// Data Box: the Azure storage type to load into (its top folder on the device).
+        #[arg(long, value_enum, default_value_t = AzureTypeArg::BlockBlob)]
+        azure_type: AzureTypeArg,
+        /// Data Box: the storage account its shares are named after (`ACCOUNT_BlockBlob`).
+        #[arg(long, value_name = "NAME", required_if_eq("layout", "databox"))]
+        storage_account: Option<String>,
+        /// Snowball / Transfer Appliance: the prefix the objects will be loaded under (counts
+        /// towards the 1024-byte name limit).
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        transfer: Transfer,
+        #[command(flatten)]
+        rates: Rates,
+    },
+    /// Upload shipped disks to DST, proving every file against its shipment manifest; names
+    /// what is missing, extra or altered.
+    Ingest {
+        /// The destination (needed when the job is new).
+        dst: Option<String>,
+        /// A device root written by `ferry export`; repeat for every disk of the shipment.
+        #[arg(long = "from", value_name = "DIR", required = true)]
+        from: Vec<PathBuf>,
+        /// The shipment digest printed at export; refuse a disk whose shipment manifest differs.
+        #[arg(long = "expect-digest", value_name = "SHA256")]
+        expect_digest: Vec<String>,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        transfer: Transfer,
+        #[command(flatten)]
+        rates: Rates,
+    },
     /// What is done, pending and failed (reads the journal).
     Status {
         #[command(flatten)]
@@ -143,8 +196,9 @@ pub struct Common {
     pub json: bool,
 }
 
+/// How hard a transfer runs.
 #[derive(Debug, Args)]
-pub struct Tuning {
+pub struct Transfer {
     /// Objects in flight.
     #[arg(long, default_value_t = 16)]
     pub transfers: usize,
@@ -155,6 +209,39 @@ pub struct Tuning {
     /// size). Raise it on long, fast links, e.g. 512MiB.
     #[arg(long, value_parser = parse_size, default_value = "64MiB")]
     pub max_memory: u64,
+}
+
+impl Transfer {
+    pub fn options(&self) -> ferry_engine::CopyOptions {
+        ferry_engine::CopyOptions {
+            transfers: self.transfers.max(1),
+            part_size: self.part_size,
+            max_memory: self.max_memory,
+            ..Default::default()
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LayoutArg {
+    Plain,
+    Databox,
+    DataboxDisk,
+    Snowball,
+    TransferAppliance,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AzureTypeArg {
+    BlockBlob,
+    PageBlob,
+    AzureFile,
+}
+
+#[derive(Debug, Args)]
+pub struct Tuning {
+    #[command(flatten)]
+    pub transfer: Transfer,
     /// Plan and show what would be copied; write nothing to the destination.
     #[arg(long)]
     pub dry_run: bool,

@@ -12,12 +12,9 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
     let mut job = open_job(common, src, dst)?;
     let (source, destination) = job.providers().await?;
     let opts = CopyOptions {
-        transfers: tuning.transfers.max(1),
-        part_size: tuning.part_size,
-        max_memory: tuning.max_memory,
         dry_run: tuning.dry_run,
         server_side: tuning.server_side == crate::args::ServerSide::Auto,
-        ..Default::default()
+        ..tuning.transfer.options()
     };
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("copy", stats.clone(), common.json);

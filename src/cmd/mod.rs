@@ -2,6 +2,8 @@
 
 mod clean;
 mod copy;
+mod export;
+mod ingest;
 mod manifest;
 mod plan;
 mod status;
@@ -30,6 +32,15 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
         Command::Verify { common, all_bytes, sample, no_extra, transfers, rates } => {
             rates.apply();
             verify::run(&common, ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra }).await
+        }
+        Command::Export { src, to, layout, check, container, azure_type, storage_account, prefix, common, transfer, rates } => {
+            rates.apply();
+            let layout = export::layout(layout, container, azure_type, storage_account, prefix);
+            export::run(src.as_deref(), to, layout, check, &common, &transfer).await
+        }
+        Command::Ingest { dst, from, expect_digest, common, transfer, rates } => {
+            rates.apply();
+            ingest::run(dst.as_deref(), from, expect_digest, &common, &transfer).await
         }
         Command::Status { common } => status::run(&common),
         Command::Clean { dst, job, dst_endpoint, dst_profile, older_than, abort, dry_run, json } => match (dst, job) {

@@ -10,6 +10,7 @@
 //! - [`entry`]: one object as listed from a source ([`ObjectEntry`]).
 //! - [`parts`]: provider limits and the part plan of a multipart transfer.
 //! - [`digest`]: streaming CRC32C + SHA-256 of an object, part CRCs combined.
+//! - [`layout`]: where an object goes on an appliance disk, and the names appliances refuse.
 //! - [`etag`]: an S3-style MD5 ETag (single or multipart) checked on the bytes as they stream.
 //! - [`size`]: human sizes (`8MiB`) both ways.
 //! - [`buffers`]: part buffers recycled once their last `Bytes` clone drops.
@@ -20,6 +21,7 @@ pub mod digest;
 pub mod entry;
 pub mod error;
 pub mod etag;
+pub mod layout;
 pub mod location;
 pub mod parts;
 pub mod size;

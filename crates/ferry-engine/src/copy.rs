@@ -6,11 +6,11 @@ use crate::concurrency::Gate;
 use crate::mover::{Budget, Mover};
 use crate::{Job, Result, Stats};
 use ferry_core::ErrorClass;
-use ferry_journal::Journal;
+use ferry_journal::{Journal, ObjectRow};
 use ferry_providers::Provider;
 use futures::stream::StreamExt;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -150,22 +150,60 @@ pub async fn copy(
         restarted: Mutex::default(),
         verified_by: Mutex::default(),
     });
+    let pass = run_pass(&mover.journal, opts.transfers, |_| Some(mover.clone())).await?;
+    summary.stopped_by = pass.stopped_by;
+    summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
+    summary.verified_by = std::mem::take(&mut *mover.verified_by.lock().expect("verified lock"));
+    summary.retries = ferry_providers::retries::snapshot();
+    summary.transfers_lowest = pass.transfers_lowest;
+    summary.resumed_objects = Stats::get(&stats.resumed_objects);
+    summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
+    (summary.copied, summary.bytes_copied, summary.failed) = (pass.copied, pass.bytes, pass.failures.len() as u64);
+    summary.failures = pass.failures;
+    summary.seconds = started.elapsed().as_secs_f64();
+    let report = serde_json::to_value(&summary).expect("summary serializes");
+    summary.report = Some(job.write_report("copy", &report)?);
+    Ok(summary)
+}
+
+/// What one pass over the journal's pending objects did.
+pub(crate) struct Pass {
+    pub(crate) copied: u64,
+    pub(crate) bytes: u64,
+    /// In key order.
+    pub(crate) failures: Vec<Failure>,
+    /// A fatal error that stopped the pass early.
+    pub(crate) stopped_by: Option<String>,
+    /// Objects whose device filled up (or had before they started): (journal id, device).
+    pub(crate) full: Vec<(i64, u32)>,
+    pub(crate) transfers_lowest: usize,
+}
+
+/// Runs every pending object of `journal` through the mover `pick` chooses for it (`None`:
+/// not now, e.g. an object not yet placed on a device), `transfers` at a time or fewer while
+/// the services push back. A fatal error stops the pass; a device that fills up does not: its
+/// objects are handed back in [`Pass::full`], and the device is not written again this pass.
+pub(crate) async fn run_pass(
+    journal: &Arc<Mutex<Journal>>,
+    transfers: usize,
+    pick: impl Fn(&ObjectRow) -> Option<Arc<Mover>>,
+) -> Result<Pass> {
     let stop: Arc<Mutex<Option<String>>> = Arc::default();
     let stopping = Arc::new(AtomicBool::new(false));
-
+    let full_devices: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
     // Page through the journal lazily: ids only grow, so a cursor never revisits an object
-    // that failed in this run.
+    // that failed in this pass.
     let pages = futures::stream::unfold((0i64, false), {
-        let mover = mover.clone();
+        let journal = journal.clone();
         let stopping = stopping.clone();
         move |(cursor, finished)| {
-            let mover = mover.clone();
+            let journal = journal.clone();
             let stopping = stopping.clone();
             async move {
                 if finished || stopping.load(Ordering::Relaxed) {
                     return None;
                 }
-                let rows = mover.journal.lock().expect("journal lock").todo(cursor, 512, i64::MAX);
+                let rows = journal.lock().expect("journal lock").todo(cursor, 512, i64::MAX);
                 match rows {
                     Ok(rows) if rows.is_empty() => None,
                     Ok(rows) => {
@@ -178,11 +216,11 @@ pub async fn copy(
         }
     });
     let mut journal_error = None;
-    // At most --transfers objects at once, fewer while the services push back.
+    // At most `transfers` objects at once, fewer while the services push back.
     let throttles = ferry_providers::retries::throttles;
-    let gate = Arc::new(Gate::new(opts.transfers, throttles()));
+    let gate = Arc::new(Gate::new(transfers, throttles()));
     // Outcomes are folded as they come: memory stays flat however many objects the job has.
-    let (copied, bytes_copied, mut failures) = pages
+    let (copied, bytes, mut failures, full) = pages
         .filter_map(|page| {
             let keep = match page {
                 Ok(rows) => Some(futures::stream::iter(rows)),
@@ -194,63 +232,70 @@ pub async fn copy(
             async move { keep }
         })
         .flatten()
-        .map(|row| {
-            let mover = mover.clone();
+        .filter_map(|row| {
+            let mover = pick(&row);
+            async move { mover.map(|m| (row, m)) }
+        })
+        .map(|(row, mover)| {
             let gate = gate.clone();
             let stop = stop.clone();
             let stopping = stopping.clone();
+            let full_devices = full_devices.clone();
             async move {
                 if stopping.load(Ordering::Relaxed) {
                     return None;
                 }
                 let key = row.entry.key.clone();
                 let size = row.entry.size;
+                let device = row.route.device;
+                if let Some(d) = device.filter(|d| full_devices.lock().expect("full lock").contains(d)) {
+                    return Some((key, Outcome::Full(row.id, d), size));
+                }
                 let slot = gate.enter(throttles()).await;
                 let result = mover.copy_with_retries(&row).await;
                 gate.leave(slot, throttles());
-                let failure = match result {
-                    Ok(()) => None,
-                    Err(e) => {
+                let outcome = match (result, device) {
+                    (Ok(()), _) => Outcome::Done,
+                    (Err(e), Some(d)) if e.full => {
+                        full_devices.lock().expect("full lock").insert(d);
+                        Outcome::Full(row.id, d)
+                    }
+                    (Err(e), _) => {
                         if e.class == ErrorClass::Fatal {
                             stopping.store(true, Ordering::Relaxed);
                             stop.lock().expect("stop lock").get_or_insert_with(|| e.message.clone());
                         }
-                        Some(e)
+                        Outcome::Failed(e.message)
                     }
                 };
-                Some((key, failure, size))
+                Some((key, outcome, size))
             }
         })
-        .buffer_unordered(opts.transfers.max(1))
+        .buffer_unordered(transfers.max(1))
         .filter_map(|r| async move { r })
-        .fold((0u64, 0u64, Vec::new()), |(copied, bytes, mut failures), (key, failure, size)| async move {
-            match failure {
-                None => (copied + 1, bytes + size, failures),
-                Some(e) => {
-                    failures.push(Failure { key, error: e.message });
-                    (copied, bytes, failures)
-                }
+        .fold((0u64, 0u64, Vec::new(), Vec::new()), |(copied, bytes, mut failures, mut full), (key, outcome, size)| async move {
+            match outcome {
+                Outcome::Done => return (copied + 1, bytes + size, failures, full),
+                Outcome::Failed(error) => failures.push(Failure { key, error }),
+                Outcome::Full(id, device) => full.push((id, device)),
             }
+            (copied, bytes, failures, full)
         })
         .await;
     if let Some(e) = journal_error {
         return Err(e.into());
     }
-
-    summary.stopped_by = stop.lock().expect("stop lock").clone();
-    summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
-    summary.verified_by = std::mem::take(&mut *mover.verified_by.lock().expect("verified lock"));
-    summary.retries = ferry_providers::retries::snapshot();
-    summary.transfers_lowest = gate.lowest();
-    summary.resumed_objects = Stats::get(&stats.resumed_objects);
-    summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
     failures.sort_by(|a, b| a.key.cmp(&b.key));
-    (summary.copied, summary.bytes_copied, summary.failed) = (copied, bytes_copied, failures.len() as u64);
-    summary.failures = failures;
-    summary.seconds = started.elapsed().as_secs_f64();
-    let report = serde_json::to_value(&summary).expect("summary serializes");
-    summary.report = Some(job.write_report("copy", &report)?);
-    Ok(summary)
+    let stopped_by = stop.lock().expect("stop lock").clone();
+    Ok(Pass { copied, bytes, failures, stopped_by, full, transfers_lowest: gate.lowest() })
+}
+
+/// How one object of a pass ended.
+enum Outcome {
+    Done,
+    Failed(String),
+    /// Its device is full: (journal id, device).
+    Full(i64, u32),
 }
 
 /// Whether the job's two sides are one service reached one way, so the service can copy

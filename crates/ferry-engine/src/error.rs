@@ -29,6 +29,9 @@ pub enum EngineError {
     JobInsideLocation { dir: PathBuf, what: &'static str, location: String },
     #[error("{dir} has no sealed manifest yet: run `ferry plan` or `ferry copy` first")]
     NotPlanned { dir: PathBuf },
+    /// A disk export or ingest cannot start as asked (a device, a layout, a shipment).
+    #[error("{0}")]
+    Appliance(String),
 }
 
 impl EngineError {
@@ -46,6 +49,7 @@ impl EngineError {
             | EngineError::Locked { .. }
             | EngineError::NotPlanned { .. }
             | EngineError::JobInsideLocation { .. }
+            | EngineError::Appliance(_)
             | EngineError::Manifest(_) => true,
             EngineError::Journal(_) | EngineError::Io { .. } => false,
         }

@@ -13,6 +13,8 @@
 //! - [`mod@copy`]: the scheduler: pending objects from the journal, `--transfers` at a time.
 //! - `mover`: one object — a single put, or a resumable parallel multipart upload — under a
 //!   byte budget.
+//! - [`mod@export`]: the manifest onto appliance disks (layouts, packing, shipment manifests).
+//! - [`mod@ingest`]: shipped disks into a cloud destination, proved against their shipment.
 //! - [`mod@clean`]: abort the multipart uploads a job left open.
 //! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared.
 //! - [`stats`]: live counters for progress display.
@@ -22,6 +24,8 @@ pub mod clean;
 mod concurrency;
 pub mod copy;
 pub mod error;
+pub mod export;
+pub mod ingest;
 pub mod job;
 mod mover;
 pub mod plan;
@@ -31,6 +35,8 @@ pub mod verify;
 pub use clean::{CleanSummary, clean, sweep};
 pub use copy::{CopyOptions, CopySummary, copy};
 pub use error::EngineError;
+pub use export::{ExportOptions, ExportSummary, export};
+pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use job::{Access, Job};
 pub use plan::{PlanSummary, plan};
 pub use stats::Stats;

@@ -18,7 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// How a memory budget is counted: KiB units keep permit counts within `u32`.
+/// How a memory budget is counted: KiB units keep permit counts within `u32`. Clones share
+/// one budget.
+#[derive(Clone)]
 pub(crate) struct Budget {
     sem: Arc<Semaphore>,
     total_kib: u32,
@@ -61,17 +63,20 @@ pub(crate) struct ObjectError {
     pub(crate) message: String,
     /// The source's current object, when the failure is that it changed since the manifest.
     changed: Option<Box<ObjectEntry>>,
+    /// The destination's file system is full (a disk export moves on to another device).
+    pub(crate) full: bool,
 }
 
 impl ObjectError {
     fn new(class: ErrorClass, message: String) -> Self {
-        ObjectError { class, message, changed: None }
+        ObjectError { class, message, changed: None, full: false }
     }
 }
 
 impl From<ProviderError> for ObjectError {
     fn from(e: ProviderError) -> Self {
-        ObjectError::new(e.class(), e.to_string())
+        let full = matches!(&e, ProviderError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull);
+        ObjectError { full, ..ObjectError::new(e.class(), e.to_string()) }
     }
 }
 
@@ -145,13 +150,8 @@ impl Mover {
             Some(mp) if !plan.is_single() => {
                 // One HEAD gives the attributes to write and proves the source unchanged; every
                 // part read is checked again.
-                let current = self.src.head(&entry.key).await?.ok_or_else(|| {
-                    ObjectError::new(
-                        ErrorClass::PerObject,
-                        format!("{} was deleted from the source since the manifest was sealed", entry.key),
-                    )
-                })?;
-                check_unchanged(entry, &current)?;
+                let current = self.src.head(row.src_key()).await?.ok_or_else(|| gone(row))?;
+                check_unchanged(row, &current)?;
                 let attrs = attrs_of(entry, &current);
                 // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
                 let etag_check = match entry.crc32c.is_none() && current.crc32c.is_none() && current.crc64nvme.is_none() {
@@ -164,8 +164,11 @@ impl Mover {
             }
             _ => {
                 let permit = self.budget.take(entry.size).await;
-                let fetched = self.src.get(&entry.key, None).await?;
-                check_unchanged(entry, &fetched.object)?;
+                let fetched = match self.src.get(row.src_key(), None).await {
+                    Err(ProviderError::NotFound { .. }) => return Err(gone(row)),
+                    other => other?,
+                };
+                check_unchanged(row, &fetched.object)?;
                 let crc = crc32c(&fetched.data);
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
@@ -173,7 +176,7 @@ impl Mover {
                 (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked)
             }
         };
-        let verified_by = match source_evidence(entry, &seen, &digest, reads_checked) {
+        let verified_by = match source_evidence(row, &seen, &digest, reads_checked) {
             Ok(how) => how,
             Err(e) => {
                 // The parts sent came from a bad read: drop them, so the retry reads afresh.
@@ -188,14 +191,15 @@ impl Mover {
             Commit::Parts(upload, parts) => upload.complete(parts).await?,
             Commit::Whole(data, crc, attrs, _permit) => {
                 let size = data.len() as u64;
-                let receipt = self.dst.put(&entry.key, data, crc, &attrs).await?;
+                let receipt = self.dst.put(row.dst_key(), data, crc, &attrs).await?;
                 Stats::add(&self.stats.bytes_done, size);
                 Stats::add(sent, size);
                 receipt
             }
         };
+        let crc64nvme = Some(digest.crc64nvme_hex());
         let (sha256, crc) = digest.finish();
-        Ok(Outcome { sha256: Some(sha256), crc32c: Some(crc), dst_etag: receipt.etag, verified_by: verified_by.to_string() })
+        Ok(Outcome { sha256: Some(sha256), crc32c: Some(crc), crc64nvme, dst_etag: receipt.etag, verified_by: verified_by.to_string() })
     }
 
     /// Has the service copy the object (no bytes through ferry), and checks the copy against
@@ -208,10 +212,8 @@ impl Mover {
         if open {
             self.abandon(row).await;
         }
-        let current = self.src.head(&entry.key).await?.ok_or_else(|| {
-            ObjectError::new(ErrorClass::PerObject, format!("{} was deleted from the source since the manifest was sealed", entry.key))
-        })?;
-        check_unchanged(entry, &current)?;
+        let current = self.src.head(&entry.key).await?.ok_or_else(|| gone(row))?;
+        check_unchanged(row, &current)?;
         let object = ObjectEntry { key: entry.key.clone(), ..current.clone() };
         // Large parts: each is one request the service carries out on its side.
         let part_size = self.opts.part_size.unwrap_or(SERVER_COPY_PART);
@@ -247,7 +249,13 @@ impl Mover {
             }
         };
         Stats::add(&self.stats.bytes_done, entry.size);
-        Ok(Outcome { sha256: None, crc32c: copied.crc32c, dst_etag: copied.etag, verified_by: verified_by.to_string() })
+        Ok(Outcome {
+            sha256: None,
+            crc32c: copied.crc32c,
+            crc64nvme: copied.crc64nvme,
+            dst_etag: copied.etag,
+            verified_by: verified_by.to_string(),
+        })
     }
 
     /// Resumes the object's recorded upload (`recorded_id`, as the journal has it) when the
@@ -264,7 +272,7 @@ impl Mover {
         etag_check: Option<ferry_core::Md5Etag>,
     ) -> Result<OpenedUpload, ObjectError> {
         let fresh = ObjectDigest::new().with_etag(etag_check);
-        let key = &row.entry.key;
+        let key = row.dst_key();
         if let Some(upload_id) = recorded_id {
             let (recorded, hash) = {
                 let journal = self.journal.lock().expect("journal lock");
@@ -320,7 +328,7 @@ impl Mover {
         let Some(mp) = self.dst.multipart() else { return };
         let upload_id = self.journal.lock().expect("journal lock").upload_of(row.id);
         if let Ok(Some((upload_id, _))) = upload_id
-            && mp.abort_upload(&row.entry.key, &upload_id).await.is_ok()
+            && mp.abort_upload(row.dst_key(), &upload_id).await.is_ok()
         {
             let _ = self.journal.lock().expect("journal lock").clear_upload(row.id);
         }
@@ -336,7 +344,7 @@ impl Mover {
         opened: &mut OpenedUpload,
         sent: &AtomicU64,
     ) -> Result<(Vec<PartReceipt>, Option<&'static str>), ObjectError> {
-        let key = &row.entry.key;
+        let key = row.src_key();
         // What the adapter checked every read of this attempt against, if it checked them all.
         let mut reads_checked: Option<Option<&'static str>> = None;
         let width = self.opts.parts_per_object.max(1);
@@ -360,7 +368,7 @@ impl Mover {
             })
             .map(|(i, range, permit)| async move {
                 let fetched = self.src.get(key, Some(range)).await?;
-                check_unchanged(&row.entry, &fetched.object)?;
+                check_unchanged(row, &fetched.object)?;
                 Ok::<_, ObjectError>((i, fetched.data, fetched.checked, permit))
             })
             .buffered(width);
@@ -488,16 +496,37 @@ enum Commit {
     Whole(bytes::Bytes, u32, PutAttrs, OwnedSemaphorePermit),
 }
 
-/// The strongest evidence that the bytes read are the source's: its CRC32C, else its
-/// CRC64NVME, else its MD5 ETag, else the checksum the adapter checked each read against. A short read or a mismatch is an
-/// error to retry from the source, never a copy marked verified.
+/// The strongest evidence that the bytes read are the source's: the SHA-256 a shipment
+/// manifest declares, else the source's CRC32C, else its CRC64NVME, else its MD5 ETag, else
+/// the checksum the adapter checked each read against. A short read or a mismatch is an error
+/// to retry from the source, never a copy marked verified — except against a shipment
+/// manifest: a file on a disk that does not match it was altered in transit, and reading it
+/// again will not change that.
 fn source_evidence(
-    entry: &ObjectEntry,
+    row: &ObjectRow,
     seen: &ObjectEntry,
     digest: &ObjectDigest,
     reads_checked: Option<&'static str>,
 ) -> Result<&'static str, ObjectError> {
+    let entry = &row.entry;
     let retry = |message: String| Err(ObjectError::new(ErrorClass::Retryable, message));
+    if let Some(expected) = &row.route.expect_sha256 {
+        let altered = |what: &str, got: &str, want: &str| {
+            let message = format!("altered in transit: {} has {what} {got}, the shipment manifest says {want}", row.src_key());
+            Err(ObjectError::new(ErrorClass::PerObject, message))
+        };
+        if digest.len() != entry.size {
+            return altered("size", &digest.len().to_string(), &entry.size.to_string());
+        }
+        let (sha256, _) = digest.clone().finish();
+        if sha256 != *expected {
+            return altered("sha256", &sha256, expected);
+        }
+        if let Some(crc64) = entry.crc64nvme.as_ref().filter(|c| **c != digest.crc64nvme_hex()) {
+            return altered("crc64nvme", &digest.crc64nvme_hex(), crc64);
+        }
+        return Ok("shipment sha256");
+    }
     if digest.len() != entry.size {
         return retry(format!("short read: {} bytes, the manifest says {}", digest.len(), entry.size));
     }
@@ -521,6 +550,14 @@ fn source_evidence(
         // proved what ferry read: only its size matched. Counted, so it stays rare and visible.
         (None, None) => Ok(reads_checked.unwrap_or("size only")),
     }
+}
+
+fn gone(row: &ObjectRow) -> ObjectError {
+    let message = match row.route.expect_sha256 {
+        Some(_) => format!("missing: {} is not on the device", row.src_key()),
+        None => format!("{} was deleted from the source since the manifest was sealed", row.src_key()),
+    };
+    ObjectError::new(ErrorClass::PerObject, message)
 }
 
 /// Content type and metadata to write: what the read returned, else what the listing said.
@@ -565,11 +602,18 @@ fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCop
     Ok(None)
 }
 
-fn check_unchanged(listed: &ObjectEntry, read: &ObjectEntry) -> Result<(), ObjectError> {
+fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectError> {
+    let listed = &row.entry;
+    // A file on a shipped disk is what the shipment manifest says, or it was altered.
+    if row.route.expect_sha256.is_some() && read.size != listed.size {
+        let message = format!("altered in transit: {} has size {}, the shipment manifest says {}", row.src_key(), read.size, listed.size);
+        return Err(ObjectError::new(ErrorClass::PerObject, message));
+    }
     let changed = |what: &str, a: &str, b: &str| ObjectError {
         class: ErrorClass::PerObject,
         message: format!("source changed since the manifest was sealed: {what} {a} is now {b}"),
         changed: Some(Box::new(read.clone())),
+        full: false,
     };
     if read.size != listed.size {
         return Err(changed("size", &listed.size.to_string(), &read.size.to_string()));

@@ -9,6 +9,8 @@
 //! # Layout
 //! - [`Journal`]: open/migrate, seed, claim pending work, record parts and outcomes.
 //! - [`ObjectRow`], [`Outcome`], [`StatusCounts`]: what goes in and comes out.
+//! - [`Route`]: for disk exports and ingests, which device an object is on and the path it
+//!   has there (the key stays the object's name at the cloud end).
 
 use ferry_core::ObjectEntry;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -25,7 +27,7 @@ pub enum JournalError {
 
 pub type Result<T, E = JournalError> = std::result::Result<T, E>;
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -40,7 +42,7 @@ CREATE TABLE IF NOT EXISTS objects (
     src_md5       TEXT,
     content_type  TEXT,
     metadata      TEXT,
-    state         TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed
+    state         TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed | refused
     attempts      INTEGER NOT NULL DEFAULT 0,
     error         TEXT,
     sha256        TEXT,                              -- of the bytes read and sent
@@ -53,7 +55,13 @@ CREATE TABLE IF NOT EXISTS objects (
     hash_state    BLOB,                              -- running SHA-256/CRC32C after hash_next parts
     note          TEXT,                              -- e.g. why the object was restarted
     orphans       INTEGER NOT NULL DEFAULT 0,        -- uploads cut off at creation the service could not list
-    updated_at    TEXT
+    updated_at    TEXT,
+    device        INTEGER,                           -- disk export/ingest: the device the object is on
+    src_path      TEXT,                              -- read from this path instead of the key
+    dst_path      TEXT,                              -- written at this path instead of the key
+    src_crc64     TEXT,                              -- CRC64NVME the source declares (a shipment manifest)
+    expect_sha256 TEXT,                              -- SHA-256 the source declares (a shipment manifest)
+    crc64nvme     TEXT                               -- of the bytes read and sent
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
 CREATE TABLE IF NOT EXISTS parts (
@@ -66,6 +74,29 @@ CREATE TABLE IF NOT EXISTS parts (
     PRIMARY KEY (object_id, part_no)
 );
 ";
+
+/// Columns schema version 2 added (disk export and ingest), for journals made by version 1.
+const V2_COLUMNS: [&str; 6] =
+    ["device INTEGER", "src_path TEXT", "dst_path TEXT", "src_crc64 TEXT", "expect_sha256 TEXT", "crc64nvme TEXT"];
+
+/// Where a disk export writes an object, or where an ingest reads it: the device (an index
+/// into the job's device list) and the path on it. `None` paths mean the key itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Route {
+    pub device: Option<u32>,
+    pub src_path: Option<String>,
+    pub dst_path: Option<String>,
+    /// The SHA-256 the source declares for the object (a shipment manifest does).
+    pub expect_sha256: Option<String>,
+}
+
+/// A manifest entry to seed with its route, or with why it will not be copied.
+#[derive(Debug, Clone)]
+pub struct RoutedEntry {
+    pub entry: ObjectEntry,
+    pub route: Route,
+    pub refused: Option<String>,
+}
 
 /// An object the journal knows, with everything a copy needs from the manifest.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +112,20 @@ pub struct ObjectRow {
     pub error: Option<String>,
     /// The destination's id of a multipart upload in progress (recorded before its first part).
     pub upload_id: Option<String>,
+    pub crc64nvme: Option<String>,
+    pub route: Route,
+}
+
+impl ObjectRow {
+    /// The name to read at the source: the routed path, else the key.
+    pub fn src_key(&self) -> &str {
+        self.route.src_path.as_deref().unwrap_or(&self.entry.key)
+    }
+
+    /// The name to write at the destination: the routed path, else the key.
+    pub fn dst_key(&self) -> &str {
+        self.route.dst_path.as_deref().unwrap_or(&self.entry.key)
+    }
 }
 
 /// A part the destination acknowledged, as journaled.
@@ -110,6 +155,8 @@ pub struct Outcome {
     pub sha256: Option<String>,
     /// Of the object copied, where known (always, when ferry moved the bytes).
     pub crc32c: Option<String>,
+    /// Of the bytes read and sent, when ferry moved them.
+    pub crc64nvme: Option<String>,
     pub dst_etag: Option<String>,
     /// Which check proved the bytes, e.g. `source crc32c` or `size only`.
     pub verified_by: String,
@@ -123,6 +170,8 @@ pub struct StatusCounts {
     pub done_bytes: u64,
     pub pending: u64,
     pub failed: u64,
+    /// Objects a disk layout cannot hold (never copied).
+    pub refused: u64,
 }
 
 pub struct Journal {
@@ -130,7 +179,7 @@ pub struct Journal {
     path: PathBuf,
 }
 
-const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id";
+const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256";
 
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
     let metadata: Option<String> = r.get(8)?;
@@ -146,7 +195,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
             content_type: r.get(7)?,
             metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
             last_modified: None,
-            crc64nvme: None,
+            crc64nvme: r.get(21)?,
         },
         state: r.get(9)?,
         attempts: r.get(10)?,
@@ -156,6 +205,8 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
         verified_by: r.get(14)?,
         error: r.get(15)?,
         upload_id: r.get(16)?,
+        crc64nvme: r.get(17)?,
+        route: Route { device: r.get(18)?, src_path: r.get(19)?, dst_path: r.get(20)?, expect_sha256: r.get(22)? },
     })
 }
 
@@ -172,6 +223,12 @@ impl Journal {
         match j.meta("schema_version")? {
             None => j.set_meta("schema_version", &SCHEMA_VERSION.to_string())?,
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some(v) if v == "1" => {
+                for column in V2_COLUMNS {
+                    j.conn.execute_batch(&format!("ALTER TABLE objects ADD COLUMN {column}")).map_err(err)?;
+                }
+                j.set_meta("schema_version", &SCHEMA_VERSION.to_string())?;
+            }
             Some(v) => {
                 return Err(JournalError::Version { path: path.into(), found: v.parse().unwrap_or(-1), expected: SCHEMA_VERSION });
             }
@@ -409,8 +466,8 @@ impl Journal {
         tx.execute("DELETE FROM parts WHERE object_id = ?1", [id]).map_err(self.err())?;
         tx.execute(
                 "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, part_size = NULL, hash_next = NULL, hash_state = NULL, attempts = attempts + 1, sha256 = ?2, crc32c = ?3,
-                 dst_etag = ?4, verified_by = ?5, updated_at = datetime('now') WHERE id = ?1",
-                params![id, o.sha256, o.crc32c, o.dst_etag, o.verified_by],
+                 dst_etag = ?4, verified_by = ?5, crc64nvme = ?6, updated_at = datetime('now') WHERE id = ?1",
+                params![id, o.sha256, o.crc32c, o.dst_etag, o.verified_by, o.crc64nvme],
             )
             .map_err(self.err())?;
         tx.commit().map_err(self.err())
@@ -426,6 +483,164 @@ impl Journal {
         Ok(())
     }
 
+    /// Adds a batch of entries with their routes (disk export and ingest), in one transaction;
+    /// a refused entry is recorded as `refused` with its reason and never copied. Replaying a
+    /// batch is harmless: keys already known keep their state and route.
+    pub fn seed_routed(&mut self, generation: u32, entries: &[RoutedEntry]) -> Result<()> {
+        let path = self.path.clone();
+        let err = |source| JournalError::Sqlite { path: path.clone(), source };
+        let tx = self.conn.transaction().map_err(err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata,
+                                          device, src_path, dst_path, src_crc64, expect_sha256, state, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(key) DO NOTHING",
+                )
+                .map_err(err)?;
+            for r in entries {
+                let (e, route) = (&r.entry, &r.route);
+                let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
+                let state = if r.refused.is_some() { "refused" } else { "pending" };
+                stmt.execute(params![
+                    generation,
+                    e.key,
+                    e.size as i64,
+                    e.etag,
+                    e.version,
+                    e.crc32c,
+                    e.md5,
+                    e.content_type,
+                    meta,
+                    route.device,
+                    route.src_path,
+                    route.dst_path,
+                    e.crc64nvme,
+                    route.expect_sha256,
+                    state,
+                    r.refused
+                ])
+                .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)
+    }
+
+    /// Indexes that routed jobs (disk export and ingest) query by: sizes for packing, device
+    /// paths for shipments, conflicts and extras. Created on first use; plain copies never pay.
+    pub fn index_routes(&self) -> Result<()> {
+        self.conn
+            .execute_batch(
+                "CREATE INDEX IF NOT EXISTS objects_by_size ON objects(size DESC, id);
+                 CREATE INDEX IF NOT EXISTS objects_by_dst_path ON objects(dst_path);
+                 CREATE INDEX IF NOT EXISTS objects_by_src_path ON objects(device, src_path);",
+            )
+            .map_err(self.err())
+    }
+
+    /// Refuses object `id` for good (it is not copied), with why.
+    pub fn refuse(&self, id: i64, reason: &str) -> Result<()> {
+        self.conn
+            .execute("UPDATE objects SET state = 'refused', error = ?2, updated_at = datetime('now') WHERE id = ?1", params![id, reason])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Objects refused, with their reasons, in key order after `after_key`.
+    pub fn refused(&self, after_key: &str, limit: usize) -> Result<Vec<ObjectRow>> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE state = 'refused' AND key > ?1 ORDER BY key LIMIT ?2");
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let rows = stmt.query_map(params![after_key, limit as i64], row_from).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Pairs of routed objects that cannot both exist on a device: one's path is a folder of
+    /// the other's (`a` and `a/b`), or, when `fold_case`, the paths differ only in case.
+    /// Returns (the object to refuse, the path it collides with); each pair once.
+    pub fn path_conflicts(&self, fold_case: bool) -> Result<Vec<(i64, String, String)>> {
+        let mut out = Vec::new();
+        // A file whose path + '/' starts another path: the range scan [p/, p0) on the index.
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT a.id, a.key, (SELECT b.dst_path FROM objects b WHERE b.dst_path >= a.dst_path || '/' AND b.dst_path < a.dst_path || '0'
+                                        AND b.state != 'refused' LIMIT 1)
+                 FROM objects a WHERE a.dst_path IS NOT NULL AND a.state != 'refused'",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))
+            .map_err(self.err())?;
+        for row in rows {
+            if let (id, key, Some(other)) = row.map_err(self.err())? {
+                out.push((id, key, format!("{other} needs it as a folder")));
+            }
+        }
+        if fold_case {
+            self.conn.execute_batch("CREATE INDEX IF NOT EXISTS objects_by_folded_path ON objects(lower(dst_path))").map_err(self.err())?;
+            let mut stmt = self
+                .conn
+                .prepare(
+                    "SELECT a.id, a.key, b.dst_path FROM objects a JOIN objects b ON lower(a.dst_path) = lower(b.dst_path) AND a.id > b.id
+                     WHERE a.dst_path IS NOT NULL AND a.state != 'refused' AND b.state != 'refused'",
+                )
+                .map_err(self.err())?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).map_err(self.err())?;
+            for row in rows {
+                let (id, key, other) = row.map_err(self.err())?;
+                out.push((id, key, format!("same name as {other} but for case, which the device does not tell apart")));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Pending objects with no device yet, largest first (keyset paging from `(size, id)`).
+    pub fn unplaced(&self, after: Option<(u64, i64)>, limit: usize) -> Result<Vec<(i64, u64)>> {
+        let (size, id) = after.map(|(s, i)| (s as i64, i)).unwrap_or((i64::MAX, 0));
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, size FROM objects WHERE state IN ('pending', 'failed') AND device IS NULL
+                 AND (size < ?1 OR (size = ?1 AND id > ?2)) ORDER BY size DESC, id LIMIT ?3",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![size, id, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Puts object `id` on `device` (or takes it off any, to be placed again).
+    pub fn place(&self, id: i64, device: Option<u32>) -> Result<()> {
+        self.conn.execute("UPDATE objects SET device = ?2 WHERE id = ?1", params![id, device]).map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Count and bytes of the objects on `device` in `state` (`None`: not done yet).
+    pub fn on_device(&self, device: u32, done: bool) -> Result<(u64, u64)> {
+        let sql = match done {
+            true => "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE device = ?1 AND state = 'done'",
+            false => "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE device = ?1 AND state IN ('pending', 'failed')",
+        };
+        self.conn.query_row(sql, [device], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))).map_err(self.err())
+    }
+
+    /// Finished objects on `device`, in destination path order after `after_path`.
+    pub fn done_on_device(&self, device: u32, after_path: &str, limit: usize) -> Result<Vec<ObjectRow>> {
+        let sql =
+            format!("SELECT {ROW_COLUMNS} FROM objects WHERE device = ?1 AND state = 'done' AND dst_path > ?2 ORDER BY dst_path LIMIT ?3");
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
+        let rows = stmt.query_map(params![device, after_path, limit as i64], row_from).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// Whether an object is read from `path` on `device` (an ingest's shipment lists it).
+    pub fn has_src_path(&self, device: u32, path: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached("SELECT 1 FROM objects WHERE device = ?1 AND src_path = ?2").map_err(self.err())?;
+        stmt.exists(params![device, path]).map_err(self.err())
+    }
+
     pub fn counts(&self) -> Result<StatusCounts> {
         let mut c = StatusCounts::default();
         let mut stmt =
@@ -435,6 +650,10 @@ impl Journal {
             .map_err(self.err())?;
         for row in rows {
             let (state, n, bytes) = row.map_err(self.err())?;
+            if state == "refused" {
+                c.refused = n;
+                continue;
+            }
             c.objects += n;
             c.bytes += bytes;
             match state.as_str() {
@@ -451,6 +670,27 @@ impl Journal {
 mod tests {
     use super::*;
 
+    fn routed(key: &str, size: u64, dst_path: &str) -> RoutedEntry {
+        let entry = ObjectEntry { key: key.into(), size, ..Default::default() };
+        RoutedEntry { entry, route: Route { dst_path: Some(dst_path.into()), ..Route::default() }, refused: None }
+    }
+
+    #[test]
+    fn routed_objects_conflict_as_file_and_folder_or_by_case_and_pack_largest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let rows = [routed("a", 5, "x/a"), routed("a/b", 7, "x/a/b"), routed("a.txt", 9, "x/a.txt"), routed("A.TXT", 1, "x/A.TXT")];
+        j.seed_routed(1, &rows).unwrap();
+        j.index_routes().unwrap();
+        let keys = |fold| j.path_conflicts(fold).unwrap().into_iter().map(|(_, k, _)| k).collect::<Vec<_>>();
+        assert_eq!(keys(false), ["a"], "a is a file and a folder; a.txt sorts between them and is no conflict");
+        assert_eq!(keys(true), ["a", "A.TXT"]);
+        let order: Vec<u64> = j.unplaced(None, 2).unwrap().into_iter().map(|(_, s)| s).collect();
+        assert_eq!(order, [9, 7]);
+        let (id, size) = j.unplaced(None, 2).unwrap()[1];
+        assert_eq!(j.unplaced(Some((size, id)), 10).unwrap().iter().map(|(_, s)| *s).collect::<Vec<_>>(), [5, 1]);
+    }
+
     fn entries(n: usize) -> Vec<ObjectEntry> {
         (0..n).map(|i| ObjectEntry { key: format!("k{i}"), size: i as u64, ..Default::default() }).collect()
     }
@@ -463,8 +703,13 @@ mod tests {
         j.seed(1, &entries(10)).unwrap();
         let first = j.todo(0, 3, 3).unwrap();
         assert_eq!(first.iter().map(|r| r.entry.key.as_str()).collect::<Vec<_>>(), ["k0", "k1", "k2"]);
-        let outcome =
-            Outcome { sha256: Some("s".into()), crc32c: Some("c".into()), dst_etag: Some("e".into()), verified_by: "size only".into() };
+        let outcome = Outcome {
+            sha256: Some("s".into()),
+            crc32c: Some("c".into()),
+            crc64nvme: None,
+            dst_etag: Some("e".into()),
+            verified_by: "size only".into(),
+        };
         j.mark_done(first[0].id, &outcome).unwrap();
         j.mark_failed(first[1].id, "boom").unwrap();
         j.seed(1, &entries(10)).unwrap(); // replay

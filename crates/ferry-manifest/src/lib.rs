@@ -12,10 +12,13 @@
 //! - [`header`]: `manifest.json`, its totals and shard list.
 //! - [`shard`]: the Parquet schema, the streaming [`ManifestWriter`] and the [`ManifestReader`].
 //! - [`mod@export`]: plain CSV / JSONL forms of a generation.
+//! - [`shipment`]: what a disk export put on one device (`ferry-shipment.jsonl`, `SHA256SUMS`,
+//!   a Data Box BOM), written and read back.
 
 pub mod export;
 pub mod header;
 pub mod shard;
+pub mod shipment;
 
 pub use export::{ExportFormat, Proof, export};
 pub use header::{GENERATION_PREFIX, ManifestHeader, ShardInfo, Totals};

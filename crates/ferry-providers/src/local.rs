@@ -35,6 +35,13 @@ impl LocalProvider {
         LocalProvider { location, root }
     }
 
+    /// Free space for this root's file system: bytes an unprivileged writer may still use, and
+    /// the block size files are allocated in.
+    pub fn space(&self) -> Result<Space> {
+        let vfs = rustix::fs::statvfs(&self.root).map_err(|e| ProviderError::Io { path: self.root.clone(), source: e.into() })?;
+        Ok(Space { available: vfs.f_bavail.saturating_mul(vfs.f_frsize), block: vfs.f_frsize.max(512) })
+    }
+
     /// The file a key maps to, refusing any key that could leave the root.
     pub fn path_of(&self, key: &str) -> Result<PathBuf> {
         let bad = |reason: &str| ProviderError::BadKey { provider: PROVIDER, key: key.to_string(), reason: reason.to_string() };
@@ -49,6 +56,21 @@ impl LocalProvider {
             }
         }
         Ok(path)
+    }
+}
+
+/// Free space on a file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub available: u64,
+    pub block: u64,
+}
+
+/// Makes a rename durable: fsyncs the directory that holds `path`.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 
@@ -212,6 +234,7 @@ impl Provider for LocalProvider {
                 f.write_all(&data)?;
                 f.sync_all()?;
                 std::fs::rename(&tmp, &path)?;
+                sync_parent(&path)?;
                 std::fs::metadata(&path)
             })();
             match result {
@@ -374,6 +397,7 @@ impl MultipartUpload for LocalUpload {
                 self.file.set_len(size)?;
                 self.file.sync_all()?;
                 std::fs::rename(&self.tmp, &self.target)?;
+                sync_parent(&self.target)?;
                 std::fs::metadata(&self.target)
             })();
             let meta = done.map_err(io)?;

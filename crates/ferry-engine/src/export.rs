@@ -1,0 +1,479 @@
+//! Disk export: the sealed manifest written onto appliance disks, with a shipment manifest on
+//! each.
+//!
+//! ```text
+//! manifest gen N ──map keys (layout)──▶ export journal (JOB/export/journal.sqlite)
+//!   ──refuse conflicts──▶ pack by size onto devices ──▶ mover per device (temp + fsync + rename)
+//!   ──▶ ferry-shipment.jsonl + SHA256SUMS (+ Data Box BOM) on each device, copies in JOB/export/
+//! ```
+//! The export journal is separate from the job's copy journal: a job planned for a network
+//! copy can ship part of its data on disks. Each object's layout path, device and outcome
+//! (SHA-256, CRC64NVME, CRC32C of the bytes read, proved against the source's checksums) are
+//! journaled, so a killed export continues where it stopped and never rewrites a finished file.
+//! Objects are packed largest first, each onto the first device (most free space first) with
+//! room; a device that fills up anyway (ENOSPC) is closed and its unfinished objects packed again
+//! onto the others. An object is never split across devices.
+
+use crate::copy::{CopyOptions, Failure, run_pass};
+use crate::mover::{Budget, Mover};
+use crate::{EngineError, Job, Result, Stats};
+use ferry_core::Location;
+use ferry_core::layout::{Layout, Placement};
+use ferry_journal::{Journal, Route, RoutedEntry};
+use ferry_manifest::ManifestReader;
+use ferry_manifest::shipment::{self, ShipmentFile, ShipmentHeader, ShipmentWriter};
+use ferry_providers::Provider;
+use ferry_providers::local::LocalProvider;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct ExportOptions {
+    pub layout: Layout,
+    /// Device roots (mounted appliance disks or shares), in the order given.
+    pub devices: Vec<PathBuf>,
+    /// Lint only: report renames, refusals and the packing; write nothing to a device.
+    pub check: bool,
+    pub copy: CopyOptions,
+}
+
+/// A key the layout renames or refuses.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub key: String,
+    /// `renamed` or `refused`.
+    pub action: &'static str,
+    /// Where a renamed object goes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceSummary {
+    /// 1-based, as in the shipment manifest.
+    pub device: u32,
+    pub path: PathBuf,
+    /// Free bytes when this run started.
+    pub free: u64,
+    /// Objects packed onto it and not yet written, and their bytes.
+    pub pending: u64,
+    pub pending_bytes: u64,
+    pub done: u64,
+    pub done_bytes: u64,
+    /// It filled up during this run.
+    pub full: bool,
+    /// The shipment manifest written on it and its SHA-256.
+    pub shipment: Option<PathBuf>,
+    pub shipment_sha256: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportSummary {
+    pub source: String,
+    pub generation: u32,
+    pub layout: String,
+    pub check: bool,
+    pub objects_total: u64,
+    pub bytes_total: u64,
+    pub renamed: u64,
+    pub refused: u64,
+    pub findings: Vec<Finding>,
+    /// Objects no device given has room for.
+    pub unplaced: u64,
+    pub unplaced_bytes: u64,
+    pub copied: u64,
+    pub bytes_copied: u64,
+    pub already_done: u64,
+    pub verified_by: BTreeMap<String, u64>,
+    pub failed: u64,
+    pub failures: Vec<Failure>,
+    pub stopped_by: Option<String>,
+    pub devices: Vec<DeviceSummary>,
+    pub seconds: f64,
+    pub report: Option<PathBuf>,
+}
+
+/// Bytes kept free on every device beyond the data: the shipment files and slack.
+const DEVICE_RESERVE: u64 = 1 << 20;
+/// Shipment-manifest bytes counted per file (a JSON line, a SHA256SUMS line, a BOM line).
+const SHIPMENT_BYTES_PER_FILE: u64 = 512;
+
+/// Exports the job's manifest (planning first when it has none) onto `opts.devices`.
+pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, stats: Arc<Stats>) -> Result<ExportSummary> {
+    let started = Instant::now();
+    let devices = opts.devices.iter().map(|d| open_device(d)).collect::<Result<Vec<_>>>()?;
+    let planned = crate::plan(job, src.as_ref(), &stats).await?;
+    let generation = planned.generation;
+    let dir = job.dir.join("export");
+    std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir))?;
+    // A check works on a scratch journal: it may try every layout on a job whose export is
+    // under way with one of them.
+    let journal_path = dir.join(if opts.check { "check.sqlite" } else { "journal.sqlite" });
+    if opts.check {
+        remove_journal(&journal_path)?;
+    }
+    let mut journal = Journal::open(&journal_path)?;
+    let layout_text = serde_json::to_string(&opts.layout).expect("layout serializes");
+    check_same(&journal, "layout", &layout_text, "layout")?;
+    check_same(&journal, "generation", &generation.to_string(), "manifest generation")?;
+
+    // Map every key; renames are recomputed each run (the mapping is pure), refusals journaled.
+    let reader = ManifestReader::open(&job.generation_dir(generation))?;
+    let seeded = journal.meta("seeded")?.is_some();
+    let mut findings = Vec::new();
+    let mut renamed = 0u64;
+    reader.for_each_batch::<EngineError>(|batch| {
+        let mut routed = Vec::with_capacity(batch.len());
+        for entry in batch {
+            let placement = opts.layout.place(&entry.key, entry.size);
+            if let Placement::Renamed { path, reason } = &placement {
+                renamed += 1;
+                findings.push(Finding { key: entry.key.clone(), action: "renamed", path: Some(path.clone()), reason: reason.clone() });
+            }
+            if !seeded {
+                let (dst_path, refused) = match placement {
+                    Placement::Path(p) | Placement::Renamed { path: p, .. } => (Some(p), None),
+                    Placement::Refused(reason) => (None, Some(reason)),
+                };
+                routed.push(RoutedEntry { entry, route: Route { dst_path, ..Route::default() }, refused });
+            }
+        }
+        if !seeded {
+            journal.seed_routed(generation, &routed)?;
+        }
+        Ok(())
+    })?;
+    if !seeded {
+        journal.index_routes()?;
+        for (id, _key, reason) in journal.path_conflicts(opts.layout.case_insensitive())? {
+            journal.refuse(id, &reason)?;
+        }
+        journal.set_meta("layout", &layout_text)?;
+        journal.set_meta("generation", &generation.to_string())?;
+        journal.set_meta("export_id", &uuid::Uuid::new_v4().to_string())?;
+        journal.set_meta("seeded", "1")?;
+    }
+    let mut after = String::new();
+    loop {
+        let rows = journal.refused(&after, 1024)?;
+        let Some(last) = rows.last() else { break };
+        after = last.entry.key.clone();
+        for row in rows {
+            findings.push(Finding { key: row.entry.key, action: "refused", path: None, reason: row.error.unwrap_or_default() });
+        }
+    }
+    findings.sort_by(|a, b| a.key.cmp(&b.key));
+
+    // Devices: indexes are stable across runs (matched by path); new ones are appended.
+    let mut known: Vec<String> = journal.meta("devices")?.map(|t| serde_json::from_str(&t).unwrap_or_default()).unwrap_or_default();
+    let mut given = Vec::new();
+    for d in &devices {
+        let text = d.root.to_string_lossy().into_owned();
+        let index = match known.iter().position(|k| *k == text) {
+            Some(i) => i,
+            None => {
+                known.push(text);
+                known.len() - 1
+            }
+        };
+        given.push((index as u32, d));
+    }
+    if !opts.check {
+        journal.set_meta("devices", &serde_json::to_string(&known).expect("list serializes"))?;
+    }
+
+    let counts = journal.counts()?;
+    let mut summary = ExportSummary {
+        source: job.source.to_string(),
+        generation,
+        layout: opts.layout.kind.to_string(),
+        check: opts.check,
+        objects_total: counts.objects,
+        bytes_total: counts.bytes,
+        renamed,
+        refused: counts.refused,
+        findings,
+        unplaced: 0,
+        unplaced_bytes: 0,
+        copied: 0,
+        bytes_copied: 0,
+        already_done: counts.done,
+        verified_by: BTreeMap::new(),
+        failed: 0,
+        failures: Vec::new(),
+        stopped_by: None,
+        devices: Vec::new(),
+        seconds: 0.0,
+        report: None,
+    };
+    let mut room: BTreeMap<u32, Room> = BTreeMap::new();
+    for (index, d) in &given {
+        let (pending, pending_bytes) = journal.on_device(*index, false)?;
+        let committed = pending_bytes + pending * (d.block + SHIPMENT_BYTES_PER_FILE);
+        room.insert(*index, Room { left: d.free.saturating_sub(DEVICE_RESERVE + committed), block: d.block, full: false });
+    }
+
+    if opts.check {
+        let (unplaced, bytes, placed) = pack(&journal, &mut room, false)?;
+        (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
+        summary.devices = device_summaries(&journal, &given, &room)?;
+        for d in &mut summary.devices {
+            let (n, b) = placed.get(&(d.device - 1)).copied().unwrap_or_default();
+            (d.pending, d.pending_bytes) = (d.pending + n, d.pending_bytes + b);
+        }
+        drop(journal);
+        remove_journal(&journal_path)?;
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+
+    stats.total_objects.store(counts.objects, Ordering::Relaxed);
+    stats.total_bytes.store(counts.bytes, Ordering::Relaxed);
+    Stats::add(&stats.objects_done, counts.done);
+    Stats::add(&stats.bytes_done, counts.done_bytes);
+    ferry_core::buffers::set_limit(usize::try_from(opts.copy.max_memory).unwrap_or(usize::MAX));
+    let journal = Arc::new(Mutex::new(journal));
+    let budget = Budget::new(opts.copy.max_memory);
+    let movers: BTreeMap<u32, Arc<Mover>> = given
+        .iter()
+        .map(|(index, d)| {
+            let dst: Arc<dyn Provider> = Arc::new(LocalProvider::new(d.location.clone()));
+            let mover = Mover {
+                budget: budget.clone(),
+                src: src.clone(),
+                dst,
+                journal: journal.clone(),
+                server_side: false,
+                opts: opts.copy.clone(),
+                stats: stats.clone(),
+                restarted: Mutex::default(),
+                verified_by: Mutex::default(),
+            };
+            (*index, Arc::new(mover))
+        })
+        .collect();
+
+    // Pack, write; a device that fills up is closed and what it did not take is packed again
+    // onto the others. Each round closes a device or ends, so there are at most devices + 1.
+    for _ in 0..=given.len() {
+        pack(&journal.lock().expect("journal lock"), &mut room, true)?;
+        let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
+        summary.copied += pass.copied;
+        summary.bytes_copied += pass.bytes;
+        summary.failures.extend(pass.failures);
+        summary.stopped_by = pass.stopped_by;
+        let refilled = !pass.full.is_empty();
+        {
+            let j = journal.lock().expect("journal lock");
+            for (id, device) in pass.full {
+                j.place(id, None)?;
+                if let Some(r) = room.get_mut(&device) {
+                    r.full = true;
+                }
+            }
+        }
+        if summary.stopped_by.is_some() || !refilled {
+            break;
+        }
+    }
+    let (unplaced, bytes, _) = pack(&journal.lock().expect("journal lock"), &mut room, false)?;
+    (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
+    summary.failures.sort_by(|a, b| a.key.cmp(&b.key));
+    summary.failed = summary.failures.len() as u64;
+    for mover in movers.values() {
+        for (how, n) in std::mem::take(&mut *mover.verified_by.lock().expect("verified lock")) {
+            *summary.verified_by.entry(how).or_default() += n;
+        }
+    }
+
+    // A shipment manifest on every device given, for what it holds now.
+    drop(movers);
+    let journal = Arc::into_inner(journal).expect("the movers are gone").into_inner().expect("journal lock");
+    let export_id = journal.meta("export_id")?.unwrap_or_default();
+    let manifest_sha256 = file_sha256(&ferry_manifest::ManifestHeader::path(&job.generation_dir(generation)))?;
+    let counts = journal.counts()?;
+    let copies = dir.join("shipments");
+    std::fs::create_dir_all(&copies).map_err(EngineError::io(&copies))?;
+    let mut devices_out = device_summaries(&journal, &given, &room)?;
+    for (summary_device, (index, d)) in devices_out.iter_mut().zip(&given) {
+        let (files, bytes) = journal.on_device(*index, true)?;
+        let header = ShipmentHeader {
+            format: shipment::FORMAT.into(),
+            export_id: export_id.clone(),
+            source: job.source.to_string(),
+            generation,
+            manifest_sha256: manifest_sha256.clone(),
+            layout: serde_json::to_value(&opts.layout).expect("layout serializes"),
+            device: index + 1,
+            devices: known.len() as u32,
+            label: d.root.to_string_lossy().into_owned(),
+            files,
+            bytes,
+            pending_elsewhere: counts.objects - counts.done,
+            created_at: chrono::Utc::now(),
+        };
+        let digest = write_shipment(&journal, *index, &d.root, &header, opts.layout.kind.name().starts_with("databox"))
+            .map_err(|e| EngineError::Appliance(format!("writing the shipment manifest on {}: {e}", d.root.display())))?;
+        let copy = copies.join(format!("device-{}.jsonl", index + 1));
+        std::fs::copy(d.root.join(shipment::SHIPMENT_FILE), &copy).map_err(EngineError::io(&copy))?;
+        summary_device.shipment = Some(d.root.join(shipment::SHIPMENT_FILE));
+        summary_device.shipment_sha256 = Some(digest);
+    }
+    summary.devices = devices_out;
+    summary.seconds = started.elapsed().as_secs_f64();
+    let report = serde_json::to_value(&summary).expect("summary serializes");
+    summary.report = Some(job.write_report("export", &report)?);
+    Ok(summary)
+}
+
+/// A device root given with `--to`, and its free space now.
+struct Device {
+    root: PathBuf,
+    location: Location,
+    free: u64,
+    block: u64,
+}
+
+fn open_device(root: &Path) -> Result<Device> {
+    let root = std::path::absolute(root).map_err(EngineError::io(root))?;
+    if !root.is_dir() {
+        return Err(EngineError::Appliance(format!("device {} does not exist or is not a directory: mount it first", root.display())));
+    }
+    let location = Location::parse(&root.to_string_lossy())?;
+    let space = LocalProvider::new(location.clone()).space().map_err(|source| EngineError::Provider { side: "device", source })?;
+    Ok(Device { root, location, free: space.available, block: space.block })
+}
+
+/// Objects and bytes packed onto each device (by index).
+type Packed = BTreeMap<u32, (u64, u64)>;
+
+/// What is left on a device for objects not packed yet.
+struct Room {
+    left: u64,
+    block: u64,
+    full: bool,
+}
+
+/// Packs the objects not on a device yet, largest first, each onto the first device (most
+/// room first) it fits; `persist`: journal the placement (else only count, for `--check`).
+/// Returns what did not fit (objects, bytes) and what went on each device (objects, bytes).
+fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Result<(u64, u64, Packed)> {
+    let mut order: Vec<u32> = room.iter().filter(|(_, r)| !r.full).map(|(i, _)| *i).collect();
+    order.sort_by_key(|i| std::cmp::Reverse(room[i].left));
+    let mut simulated: BTreeMap<u32, u64> = BTreeMap::new();
+    let mut placed = Packed::new();
+    let (mut unplaced, mut unplaced_bytes) = (0, 0);
+    let mut after = None;
+    loop {
+        let batch = journal.unplaced(after, 4096)?;
+        let Some(last) = batch.last() else { break };
+        after = Some((last.1, last.0));
+        for (id, size) in batch {
+            let target = order.iter().copied().find(|i| {
+                let r = &room[i];
+                size.div_ceil(r.block) * r.block + SHIPMENT_BYTES_PER_FILE <= r.left
+            });
+            match target {
+                Some(i) => {
+                    let r = room.get_mut(&i).expect("device in order");
+                    let cost = size.div_ceil(r.block) * r.block + SHIPMENT_BYTES_PER_FILE;
+                    r.left -= cost;
+                    *simulated.entry(i).or_default() += cost;
+                    let on = placed.entry(i).or_default();
+                    (on.0, on.1) = (on.0 + 1, on.1 + size);
+                    if persist {
+                        journal.place(id, Some(i))?;
+                    }
+                }
+                None => {
+                    unplaced += 1;
+                    unplaced_bytes += size;
+                }
+            }
+        }
+    }
+    if !persist {
+        // A check leaves the room as it found it.
+        for (i, cost) in simulated {
+            room.get_mut(&i).expect("device").left += cost;
+        }
+    }
+    Ok((unplaced, unplaced_bytes, placed))
+}
+
+fn device_summaries(journal: &Journal, given: &[(u32, &Device)], room: &BTreeMap<u32, Room>) -> Result<Vec<DeviceSummary>> {
+    given
+        .iter()
+        .map(|(index, d)| {
+            let (pending, pending_bytes) = journal.on_device(*index, false)?;
+            let (done, done_bytes) = journal.on_device(*index, true)?;
+            Ok(DeviceSummary {
+                device: index + 1,
+                path: d.root.clone(),
+                free: d.free,
+                pending,
+                pending_bytes,
+                done,
+                done_bytes,
+                full: room.get(index).is_some_and(|r| r.full),
+                shipment: None,
+                shipment_sha256: None,
+            })
+        })
+        .collect()
+}
+
+/// Writes the shipment files of device `index` at `root` from the journal; returns the digest.
+fn write_shipment(journal: &Journal, index: u32, root: &Path, header: &ShipmentHeader, bom: bool) -> Result<String> {
+    let mut writer = ShipmentWriter::create(root, header, bom)?;
+    let mut after = String::new();
+    loop {
+        let rows = journal.done_on_device(index, &after, 4096)?;
+        let Some(last) = rows.last() else { break };
+        after = last.dst_key().to_string();
+        for row in rows {
+            writer.push(&ShipmentFile {
+                path: row.dst_key().to_string(),
+                key: row.entry.key.clone(),
+                size: row.entry.size,
+                sha256: row.sha256.clone().unwrap_or_default(),
+                crc64nvme: row.crc64nvme.clone().unwrap_or_default(),
+                crc32c: row.crc32c.clone().unwrap_or_default(),
+                content_type: row.entry.content_type.clone(),
+            })?;
+        }
+    }
+    Ok(writer.finish()?)
+}
+
+fn check_same(journal: &Journal, name: &str, value: &str, what: &str) -> Result<()> {
+    match journal.meta(name)? {
+        Some(v) if v != value => Err(EngineError::Appliance(format!(
+            "this job's export was started with another {what} ({v}); finish it with the same options, or use another --job"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+fn file_sha256(path: &Path) -> Result<String> {
+    use sha2::Digest;
+    let bytes = std::fs::read(path).map_err(EngineError::io(path))?;
+    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// Removes a SQLite journal and its WAL files.
+fn remove_journal(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(EngineError::Io { path: p, source: e }),
+            _ => {}
+        }
+    }
+    Ok(())
+}

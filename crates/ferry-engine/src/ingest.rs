@@ -1,0 +1,314 @@
+//! Ingest: shipped disks into a cloud destination, every file proved against its shipment.
+//!
+//! ```text
+//! ferry-shipment.jsonl on each device ──check digest, same export──▶ manifest gen 1 + journal
+//!   (key = the object's key; route = device + path there + the SHA-256/CRC64 shipped)
+//!   ──▶ mover per device (parallel, checksummed, resumable) ──▶ destination
+//! ```
+//! Each file's bytes are hashed as they are read and compared with the shipment manifest before
+//! the object is committed at the destination: a file altered in transit is never written as
+//! good, and is named. Files the shipment lists but the device lacks are `missing`; files on
+//! the device the shipment does not list are `extra` (not uploaded). The job records which
+//! export, source and manifest generation the shipment came from (`JOB/shipment.json` and the
+//! journal), so a later delta from the original source knows where to start.
+
+use crate::copy::{CopyOptions, Failure, run_pass};
+use crate::mover::{Budget, Mover};
+use crate::{EngineError, Job, Result, Stats};
+use ferry_core::layout::SHIPMENT_FILES;
+use ferry_core::{Location, ObjectEntry};
+use ferry_journal::{Journal, Route, RoutedEntry};
+use ferry_manifest::ManifestWriter;
+use ferry_manifest::shipment::{self, ShipmentHeader};
+use ferry_providers::Provider;
+use ferry_providers::local::LocalProvider;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct IngestOptions {
+    /// Device roots (the shipped disks, mounted), any order.
+    pub devices: Vec<PathBuf>,
+    /// Shipment digests printed at export: a device whose shipment manifest hashes to none of
+    /// them is refused before anything is read. Empty: not checked.
+    pub expect_digests: Vec<String>,
+    pub copy: CopyOptions,
+}
+
+/// One device's shipment manifest as found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShipmentSeen {
+    pub device: u32,
+    pub path: PathBuf,
+    /// Where the device was mounted at export.
+    pub label: String,
+    pub files: u64,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Where the shipment came from: recorded in the ingest job for the delta that follows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Provenance {
+    pub export_id: String,
+    pub source: String,
+    pub generation: u32,
+    pub manifest_sha256: String,
+    pub devices: u32,
+    pub shipments: Vec<ShipmentSeen>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestSummary {
+    pub destination: String,
+    pub provenance: Provenance,
+    /// Devices of the export that were not given (their files are not ingested).
+    pub devices_missing: Vec<u32>,
+    pub objects_total: u64,
+    pub copied: u64,
+    pub bytes_copied: u64,
+    pub already_done: u64,
+    pub verified_by: BTreeMap<String, u64>,
+    /// Listed by the shipment, not on the device.
+    pub missing: Vec<Failure>,
+    /// On the device with other bytes than the shipment lists.
+    pub altered: Vec<Failure>,
+    /// On a device, not in its shipment manifest (`device N: path`); not uploaded.
+    pub extra: Vec<String>,
+    /// Other failures (the destination refused, …).
+    pub failed: u64,
+    pub failures: Vec<Failure>,
+    pub stopped_by: Option<String>,
+    pub seconds: f64,
+    pub report: Option<PathBuf>,
+}
+
+impl IngestSummary {
+    /// Whether the shipment did not arrive as sent.
+    pub fn has_differences(&self) -> bool {
+        !self.missing.is_empty() || !self.altered.is_empty() || !self.extra.is_empty() || !self.devices_missing.is_empty()
+    }
+}
+
+const PROVENANCE: &str = "shipment";
+
+/// Reads the shipment manifests on `opts.devices`, and uploads every file they list to `dst`.
+pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, stats: Arc<Stats>) -> Result<IngestSummary> {
+    let started = Instant::now();
+    let (provenance, roots) = read_shipments(&opts)?;
+    job.persist()?;
+    let mut journal = Journal::open(&job.journal_path())?;
+    match journal.meta(PROVENANCE)? {
+        None => seed(job, &mut journal, &provenance, &roots)?,
+        Some(text) => {
+            let seeded: Provenance = serde_json::from_str(&text)
+                .map_err(|e| EngineError::Appliance(format!("{}: unreadable shipment record: {e}", job.journal_path().display())))?;
+            if seeded.export_id != provenance.export_id {
+                return Err(EngineError::Appliance(format!(
+                    "these disks are from export {}, this job ingests export {}: use another --job",
+                    provenance.export_id, seeded.export_id
+                )));
+            }
+            let known: BTreeSet<u32> = seeded.shipments.iter().map(|s| s.device).collect();
+            if let Some(s) = provenance.shipments.iter().find(|s| !known.contains(&s.device)) {
+                return Err(EngineError::Appliance(format!(
+                    "device {} ({}) was not given when this job started; ingest it with another --job",
+                    s.device,
+                    s.path.display()
+                )));
+            }
+        }
+    }
+    let given: BTreeSet<u32> = provenance.shipments.iter().map(|s| s.device).collect();
+    let devices_missing: Vec<u32> = (1..=provenance.devices).filter(|d| !given.contains(d)).collect();
+
+    let mut extra = Vec::new();
+    for (device, root) in &roots {
+        find_extras(&journal, *device, root, &mut extra).await?;
+    }
+
+    let counts = journal.counts()?;
+    stats.total_objects.store(counts.objects, Ordering::Relaxed);
+    stats.total_bytes.store(counts.bytes, Ordering::Relaxed);
+    Stats::add(&stats.objects_done, counts.done);
+    Stats::add(&stats.bytes_done, counts.done_bytes);
+    ferry_core::buffers::set_limit(usize::try_from(opts.copy.max_memory).unwrap_or(usize::MAX));
+    let journal = Arc::new(Mutex::new(journal));
+    let budget = Budget::new(opts.copy.max_memory);
+    let movers: BTreeMap<u32, Arc<Mover>> = roots
+        .iter()
+        .map(|(device, root)| {
+            let location = Location::parse(&root.to_string_lossy())?;
+            let src: Arc<dyn Provider> = Arc::new(LocalProvider::new(location));
+            let mover = Mover {
+                budget: budget.clone(),
+                src,
+                dst: dst.clone(),
+                journal: journal.clone(),
+                server_side: false,
+                opts: opts.copy.clone(),
+                stats: stats.clone(),
+                restarted: Mutex::default(),
+                verified_by: Mutex::default(),
+            };
+            Ok((device - 1, Arc::new(mover)))
+        })
+        .collect::<Result<_>>()?;
+    let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
+
+    let mut summary = IngestSummary {
+        destination: job.destination.to_string(),
+        provenance,
+        devices_missing,
+        objects_total: counts.objects,
+        copied: pass.copied,
+        bytes_copied: pass.bytes,
+        already_done: counts.done,
+        verified_by: BTreeMap::new(),
+        missing: Vec::new(),
+        altered: Vec::new(),
+        extra,
+        failed: 0,
+        failures: Vec::new(),
+        stopped_by: pass.stopped_by,
+        seconds: 0.0,
+        report: None,
+    };
+    for f in pass.failures {
+        if f.error.starts_with("missing:") {
+            summary.missing.push(f);
+        } else if f.error.starts_with("altered in transit") {
+            summary.altered.push(f);
+        } else {
+            summary.failures.push(f);
+        }
+    }
+    summary.failed = summary.failures.len() as u64;
+    for mover in movers.values() {
+        for (how, n) in std::mem::take(&mut *mover.verified_by.lock().expect("verified lock")) {
+            *summary.verified_by.entry(how).or_default() += n;
+        }
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    let report = serde_json::to_value(&summary).expect("summary serializes");
+    summary.report = Some(job.write_report("ingest", &report)?);
+    Ok(summary)
+}
+
+/// The shipments on the given devices, checked to be one export's, each device once.
+fn read_shipments(opts: &IngestOptions) -> Result<(Provenance, Vec<(u32, PathBuf)>)> {
+    let mut first: Option<ShipmentHeader> = None;
+    let mut shipments = Vec::new();
+    let mut roots = Vec::new();
+    for root in &opts.devices {
+        let root = std::path::absolute(root).map_err(EngineError::io(root))?;
+        let refuse = |why: String| EngineError::Appliance(format!("{}: {why}", root.display()));
+        if !root.join(shipment::SHIPMENT_FILE).is_file() {
+            return Err(refuse(format!(
+                "no {} at its root: not a disk written by `ferry export`, or not mounted",
+                shipment::SHIPMENT_FILE
+            )));
+        }
+        let digest = shipment::digest(&root)?;
+        if !opts.expect_digests.is_empty() && !opts.expect_digests.iter().any(|d| d.eq_ignore_ascii_case(&digest)) {
+            return Err(refuse(format!(
+                "the shipment manifest's SHA-256 is {digest}, none of the digests expected: it changed since export"
+            )));
+        }
+        let (header, _) = shipment::read(&root)?;
+        if let Some(f) = &first {
+            if f.export_id != header.export_id {
+                return Err(refuse(format!("belongs to export {}, the other disks to {}", header.export_id, f.export_id)));
+            }
+            if roots.iter().any(|(d, _)| *d == header.device) {
+                return Err(refuse(format!("device {} of the export was given twice", header.device)));
+            }
+        }
+        shipments.push(ShipmentSeen {
+            device: header.device,
+            path: root.clone(),
+            label: header.label.clone(),
+            files: header.files,
+            bytes: header.bytes,
+            sha256: digest,
+        });
+        roots.push((header.device, root));
+        first.get_or_insert(header);
+    }
+    let header = first.ok_or_else(|| EngineError::Appliance("give at least one --from device".into()))?;
+    let provenance = Provenance {
+        export_id: header.export_id,
+        source: header.source,
+        generation: header.generation,
+        manifest_sha256: header.manifest_sha256,
+        devices: header.devices,
+        shipments,
+    };
+    Ok((provenance, roots))
+}
+
+/// Builds the job's manifest (generation 1) from the shipments and seeds the journal with each
+/// file's route and the checksums it was shipped with; records where the shipment came from.
+fn seed(job: &Job, journal: &mut Journal, provenance: &Provenance, roots: &[(u32, PathBuf)]) -> Result<()> {
+    let generation = 1;
+    let dir = job.generation_dir(generation);
+    if dir.exists() {
+        // The remains of an ingest cut off while seeding: start again.
+        std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
+    }
+    journal.unseed(generation)?;
+    let mut writer = ManifestWriter::create(&dir, generation, None, &job.source.to_string(), &job.destination.to_string())?;
+    for (device, root) in roots {
+        let (_, files) = shipment::read(root)?;
+        let mut batch = Vec::with_capacity(4096);
+        for file in files {
+            let file = file?;
+            let entry = ObjectEntry {
+                key: file.key,
+                size: file.size,
+                content_type: file.content_type,
+                crc64nvme: Some(file.crc64nvme).filter(|c| !c.is_empty()),
+                ..Default::default()
+            };
+            writer.push(&entry)?;
+            let route = Route { device: Some(device - 1), src_path: Some(file.path), dst_path: None, expect_sha256: Some(file.sha256) };
+            batch.push(RoutedEntry { entry, route, refused: None });
+            if batch.len() == 4096 {
+                journal.seed_routed(generation, &std::mem::take(&mut batch))?;
+            }
+        }
+        journal.seed_routed(generation, &batch)?;
+    }
+    writer.seal()?;
+    journal.index_routes()?;
+    let text = serde_json::to_string_pretty(provenance).expect("provenance serializes");
+    let record = job.dir.join("shipment.json");
+    std::fs::write(&record, &text).map_err(EngineError::io(&record))?;
+    journal.set_meta("seeded_generation", &generation.to_string())?;
+    journal.set_meta(PROVENANCE, &text)?;
+    Ok(())
+}
+
+/// Files on the device its shipment manifest does not list.
+async fn find_extras(journal: &Journal, device: u32, root: &std::path::Path, extra: &mut Vec<String>) -> Result<()> {
+    let location = Location::parse(&root.to_string_lossy())?;
+    let provider = LocalProvider::new(location);
+    let mut pages = provider.list();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|source| EngineError::Provider { side: "device", source })?;
+        for entry in page {
+            if SHIPMENT_FILES.contains(&entry.key.as_str()) {
+                continue;
+            }
+            if !journal.has_src_path(device - 1, &entry.key)? {
+                extra.push(format!("device {device}: {}", entry.key));
+            }
+        }
+    }
+    Ok(())
+}

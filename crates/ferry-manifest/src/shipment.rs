@@ -1,0 +1,247 @@
+//! Shipment manifests: what a disk export put on one device, provable on arrival.
+//!
+//! Each device root gets:
+//! - `ferry-shipment.jsonl`: a header line ([`ShipmentHeader`]: which export, source, manifest
+//!   generation, layout, device n of m, totals), then one [`ShipmentFile`] per line (path on the
+//!   device, the object's key, size, SHA-256, CRC64NVME, CRC32C), in path order. Its SHA-256 is
+//!   the shipment's digest, printed at export and checked at ingest (chain of custody).
+//! - `SHA256SUMS`: `sha256sum -c SHA256SUMS` run at the device root checks every file.
+//! - `ferry-bom.txt` for Data Box layouts: the Data Box BOM form,
+//!   `<file size="N" crc64="0x…">path</file>` per file.
+//!
+//! Every file is written under a temp name, fsynced and renamed into place, then the directory
+//! is fsynced: a shipment file is whole or absent.
+
+use crate::{ManifestError, Result};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+pub const SHIPMENT_FILE: &str = "ferry-shipment.jsonl";
+pub const SUMS_FILE: &str = "SHA256SUMS";
+pub const BOM_FILE: &str = "ferry-bom.txt";
+pub const FORMAT: &str = "ferry-shipment/1";
+
+/// The first line of a shipment manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentHeader {
+    pub format: String,
+    /// Same on every device of one export.
+    pub export_id: String,
+    /// The source the manifest listed (credentials never appear in it).
+    pub source: String,
+    /// The sealed manifest generation the export copied, and the SHA-256 of its header.
+    pub generation: u32,
+    pub manifest_sha256: String,
+    /// The layout name and its options.
+    pub layout: serde_json::Value,
+    /// This device's number (1-based) among the export's devices, and how many there are.
+    pub device: u32,
+    pub devices: u32,
+    /// Where the device was mounted at export (a label for people).
+    pub label: String,
+    pub files: u64,
+    pub bytes: u64,
+    /// Objects of the export not yet on any device when this manifest was written.
+    pub pending_elsewhere: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One file on the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentFile {
+    /// Relative to the device root, `/`-separated.
+    pub path: String,
+    /// The object's key at the source (and at the destination an ingest writes to).
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+    pub crc64nvme: String,
+    pub crc32c: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+}
+
+/// Writes a device's shipment files; [`ShipmentWriter::finish`] puts them in place.
+pub struct ShipmentWriter {
+    root: PathBuf,
+    jsonl: Staged,
+    sums: Staged,
+    bom: Option<Staged>,
+}
+
+/// A file being written under a temp name, hashed as it goes.
+struct Staged {
+    tmp: PathBuf,
+    target: PathBuf,
+    out: BufWriter<File>,
+    hash: Sha256,
+}
+
+impl Staged {
+    fn create(root: &Path, name: &str) -> Result<Staged> {
+        let target = root.join(name);
+        let tmp = root.join(format!(".{name}.ferry-tmp-shipment"));
+        let file = File::create(&tmp).map_err(io(&tmp))?;
+        Ok(Staged { tmp, target, out: BufWriter::new(file), hash: Sha256::new() })
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.hash.update(bytes);
+        self.out.write_all(bytes).map_err(io(&self.tmp))
+    }
+
+    /// Flushes, fsyncs and renames into place; returns the file's SHA-256.
+    fn commit(self) -> Result<String> {
+        let file = self.out.into_inner().map_err(|e| ManifestError::Io { path: self.tmp.clone(), source: e.into_error() })?;
+        file.sync_all().map_err(io(&self.tmp))?;
+        std::fs::rename(&self.tmp, &self.target).map_err(io(&self.target))?;
+        Ok(hex::encode(self.hash.finalize()))
+    }
+}
+
+fn io(path: &Path) -> impl Fn(std::io::Error) -> ManifestError + '_ {
+    move |source| ManifestError::Io { path: path.to_path_buf(), source }
+}
+
+impl ShipmentWriter {
+    /// Starts the shipment files at `root`; `bom`: also write the Data Box BOM form.
+    pub fn create(root: &Path, header: &ShipmentHeader, bom: bool) -> Result<ShipmentWriter> {
+        let mut jsonl = Staged::create(root, SHIPMENT_FILE)?;
+        let mut line = serde_json::to_vec(header).expect("header serializes");
+        line.push(b'\n');
+        jsonl.write(&line)?;
+        let sums = Staged::create(root, SUMS_FILE)?;
+        let bom = bom.then(|| Staged::create(root, BOM_FILE)).transpose()?;
+        Ok(ShipmentWriter { root: root.to_path_buf(), jsonl, sums, bom })
+    }
+
+    pub fn push(&mut self, file: &ShipmentFile) -> Result<()> {
+        let mut line = serde_json::to_vec(file).expect("file entry serializes");
+        line.push(b'\n');
+        self.jsonl.write(&line)?;
+        self.sums.write(sums_line(&file.sha256, &file.path).as_bytes())?;
+        if let Some(bom) = &mut self.bom {
+            let line = format!("<file size=\"{}\" crc64=\"0x{}\">{}</file>\n", file.size, file.crc64nvme, xml_escape(&file.path));
+            bom.write(line.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Puts every file in place (the shipment manifest last) and returns its SHA-256: the
+    /// shipment's digest.
+    pub fn finish(self) -> Result<String> {
+        self.sums.commit()?;
+        if let Some(bom) = self.bom {
+            bom.commit()?;
+        }
+        let digest = self.jsonl.commit()?;
+        File::open(&self.root).and_then(|d| d.sync_all()).map_err(io(&self.root))?;
+        Ok(digest)
+    }
+}
+
+/// A `sha256sum` line; names with a backslash or a line feed are escaped the way
+/// `sha256sum` writes and `sha256sum -c` reads them (the line starts with `\`).
+pub fn sums_line(sha256: &str, path: &str) -> String {
+    if path.contains(['\\', '\n']) {
+        format!("\\{sha256}  {}\n", path.replace('\\', "\\\\").replace('\n', "\\n"))
+    } else {
+        format!("{sha256}  {path}\n")
+    }
+}
+
+fn xml_escape(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+/// The SHA-256 of a device's shipment manifest, as printed at export.
+pub fn digest(root: &Path) -> Result<String> {
+    let path = root.join(SHIPMENT_FILE);
+    let mut f = File::open(&path).map_err(io(&path))?;
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf).map_err(io(&path))?;
+        if n == 0 {
+            break;
+        }
+        hash.update(&buf[..n]);
+    }
+    Ok(hex::encode(hash.finalize()))
+}
+
+/// Reads a device's shipment manifest: the header now, the files as an iterator.
+pub fn read(root: &Path) -> Result<(ShipmentHeader, impl Iterator<Item = Result<ShipmentFile>> + use<>)> {
+    let path = root.join(SHIPMENT_FILE);
+    let file = File::open(&path).map_err(io(&path))?;
+    let mut lines = BufReader::new(file).lines().enumerate();
+    let header: ShipmentHeader = match lines.next() {
+        Some((_, Ok(text))) => serde_json::from_str(&text).map_err(|e| corrupt(&path, 1, e.to_string()))?,
+        Some((_, Err(e))) => return Err(ManifestError::Io { path, source: e }),
+        None => return Err(corrupt(&path, 1, "empty file".into())),
+    };
+    if header.format != FORMAT {
+        return Err(corrupt(&path, 1, format!("format {:?}, this ferry reads {FORMAT:?}", header.format)));
+    }
+    let files = lines.map(move |(i, line)| {
+        let line = line.map_err(|e| ManifestError::Io { path: path.clone(), source: e })?;
+        serde_json::from_str::<ShipmentFile>(&line).map_err(|e| corrupt(&path, i + 1, e.to_string()))
+    });
+    Ok((header, files))
+}
+
+fn corrupt(path: &Path, line: usize, reason: String) -> ManifestError {
+    ManifestError::Corrupt { path: path.to_path_buf(), reason: format!("line {line}: {reason}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shipment_reads_back_and_its_digest_is_the_manifest_file_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = ShipmentHeader {
+            format: FORMAT.into(),
+            export_id: "e".into(),
+            source: "s3://b/".into(),
+            generation: 1,
+            manifest_sha256: "m".into(),
+            layout: serde_json::json!({"kind": "plain"}),
+            device: 1,
+            devices: 2,
+            label: "/mnt/d1".into(),
+            files: 2,
+            bytes: 3,
+            pending_elsewhere: 0,
+            created_at: Utc::now(),
+        };
+        let files = [("a<&>.txt", 1u64), ("line\nfeed", 2)].map(|(p, size)| ShipmentFile {
+            path: p.into(),
+            key: p.into(),
+            size,
+            sha256: "ab".repeat(32),
+            crc64nvme: "0123456789abcdef".into(),
+            crc32c: "00000000".into(),
+            content_type: None,
+        });
+        let mut w = ShipmentWriter::create(dir.path(), &header, true).unwrap();
+        for f in &files {
+            w.push(f).unwrap();
+        }
+        let digest = w.finish().unwrap();
+        assert_eq!(super::digest(dir.path()).unwrap(), digest);
+        let (back, rows) = read(dir.path()).unwrap();
+        assert_eq!(back, header);
+        assert_eq!(rows.collect::<Result<Vec<_>>>().unwrap(), files);
+        let sums = std::fs::read_to_string(dir.path().join(SUMS_FILE)).unwrap();
+        assert!(sums.contains(&format!("\\{}  line\\nfeed\n", "ab".repeat(32))), "{sums}");
+        let bom = std::fs::read_to_string(dir.path().join(BOM_FILE)).unwrap();
+        assert!(bom.starts_with("<file size=\"1\" crc64=\"0x0123456789abcdef\">a&lt;&amp;&gt;.txt</file>\n"), "{bom}");
+        assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("ferry-tmp")));
+    }
+}

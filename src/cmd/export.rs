@@ -1,0 +1,127 @@
+//! `ferry export [SRC] --job DIR --to DEVICE… --layout L [--check]`
+
+use super::{location, print_json};
+use crate::Exit;
+use crate::args::{AzureTypeArg, Common, LayoutArg, Transfer};
+use crate::progress::Progress;
+use ferry_core::layout::{AzureType, Layout, LayoutKind};
+use ferry_core::size::format_size;
+use ferry_engine::{Access, EngineError, ExportOptions, Job, Stats};
+use ferry_providers::Connect;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub fn layout(
+    kind: LayoutArg,
+    container: Option<String>,
+    azure_type: AzureTypeArg,
+    account: Option<String>,
+    prefix: Option<String>,
+) -> Layout {
+    let kind = match kind {
+        LayoutArg::Plain => LayoutKind::Plain,
+        LayoutArg::Databox => LayoutKind::Databox,
+        LayoutArg::DataboxDisk => LayoutKind::DataboxDisk,
+        LayoutArg::Snowball => LayoutKind::Snowball,
+        LayoutArg::TransferAppliance => LayoutKind::TransferAppliance,
+    };
+    let azure_type = match azure_type {
+        AzureTypeArg::BlockBlob => AzureType::BlockBlob,
+        AzureTypeArg::PageBlob => AzureType::PageBlob,
+        AzureTypeArg::AzureFile => AzureType::AzureFile,
+    };
+    Layout { kind, container, azure_type, account, prefix }
+}
+
+pub async fn run(
+    src: Option<&str>,
+    to: Vec<PathBuf>,
+    layout: Layout,
+    check: bool,
+    common: &Common,
+    transfer: &Transfer,
+) -> Result<Exit, EngineError> {
+    let access =
+        Access { source: Connect { endpoint: common.src_endpoint.clone(), profile: common.src_profile.clone() }, ..Default::default() };
+    let src = src.map(location).transpose()?;
+    // A new job records the first device as its destination; an existing job keeps its own.
+    let first = match (common.job.join("job.toml").exists(), to.first()) {
+        (false, Some(device)) => Some(location(&device.to_string_lossy())?),
+        _ => None,
+    };
+    let mut job = Job::open(&common.job, src, first, access)?;
+    let source = job.source_provider().await?;
+    let stats = Arc::new(Stats::default());
+    let progress = Progress::transfer("export", stats.clone(), common.json || check);
+    let opts = ExportOptions { layout, devices: to, check, copy: transfer.options() };
+    let summary = ferry_engine::export(&mut job, source, opts, stats).await;
+    progress.finish();
+    let summary = summary?;
+    if common.json {
+        print_json(&summary);
+    } else {
+        println!(
+            "{}manifest generation {}, layout {}: {} objects ({}); {} renamed, {} refused",
+            if summary.check { "check: " } else { "" },
+            summary.generation,
+            summary.layout,
+            summary.objects_total,
+            format_size(summary.bytes_total),
+            summary.renamed,
+            summary.refused
+        );
+        for f in &summary.findings {
+            match &f.path {
+                Some(path) => println!("  {}: {} -> {}: {}", f.action, f.key, path, f.reason),
+                None => println!("  {}: {}: {}", f.action, f.key, f.reason),
+            }
+        }
+        for d in &summary.devices {
+            let verb = if summary.check { "would take" } else { "holds" };
+            let (n, bytes) = if summary.check { (d.pending, d.pending_bytes) } else { (d.done, d.done_bytes) };
+            println!(
+                "device {} {}: {verb} {n} objects ({}) of {} free{}",
+                d.device,
+                d.path.display(),
+                format_size(bytes),
+                format_size(d.free),
+                if d.full { "; filled up" } else { "" }
+            );
+            if !summary.check && d.pending > 0 {
+                println!("  {} objects ({}) still to write", d.pending, format_size(d.pending_bytes));
+            }
+            if let (Some(path), Some(digest)) = (&d.shipment, &d.shipment_sha256) {
+                println!("  shipment manifest {} sha256 {digest}", path.display());
+            }
+        }
+        if summary.unplaced > 0 {
+            println!(
+                "{} objects ({}) do not fit on the devices given: export again with more --to devices",
+                summary.unplaced,
+                format_size(summary.unplaced_bytes)
+            );
+        }
+        if !summary.check {
+            println!(
+                "wrote {} objects ({}) in {:.1}s; {} already done; {} failed",
+                summary.copied,
+                format_size(summary.bytes_copied),
+                summary.seconds,
+                summary.already_done,
+                summary.failed
+            );
+        }
+        for f in summary.failures.iter().take(20) {
+            println!("  failed: {}: {}", f.key, f.error);
+        }
+        if let Some(report) = &summary.report {
+            println!("report: {}", report.display());
+        }
+    }
+    if let Some(reason) = &summary.stopped_by {
+        eprintln!("ferry: error: stopped early: {reason}");
+        return Ok(Exit::Usage);
+    }
+    let clean = summary.failed == 0 && summary.refused == 0 && summary.unplaced == 0;
+    Ok(if clean { Exit::Ok } else { Exit::Failures })
+}

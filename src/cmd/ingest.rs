@@ -1,0 +1,93 @@
+//! `ferry ingest --from DEVICE… DST --job DIR`
+
+use super::{location, print_json};
+use crate::Exit;
+use crate::args::{Common, Transfer};
+use crate::progress::Progress;
+use ferry_core::size::format_size;
+use ferry_engine::{Access, EngineError, IngestOptions, Job, Stats};
+use ferry_providers::Connect;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub async fn run(
+    dst: Option<&str>,
+    from: Vec<PathBuf>,
+    expect_digests: Vec<String>,
+    common: &Common,
+    transfer: &Transfer,
+) -> Result<Exit, EngineError> {
+    let access = Access {
+        destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone() },
+        ..Default::default()
+    };
+    let dst = dst.map(location).transpose()?;
+    // The disks may be mounted elsewhere on each run: a new job records the first as its
+    // source, an existing one is not checked against it.
+    let src = match (common.job.join("job.toml").exists(), from.first()) {
+        (false, Some(device)) => Some(location(&device.to_string_lossy())?),
+        _ => None,
+    };
+    let mut job = Job::open(&common.job, src, dst, access)?;
+    let destination = job.destination_provider().await?;
+    let stats = Arc::new(Stats::default());
+    let progress = Progress::transfer("ingest", stats.clone(), common.json);
+    let opts = IngestOptions { devices: from, expect_digests, copy: transfer.options() };
+    let summary = ferry_engine::ingest(&mut job, destination, opts, stats).await;
+    progress.finish();
+    let summary = summary?;
+    if common.json {
+        print_json(&summary);
+    } else {
+        let p = &summary.provenance;
+        println!("shipment of {} (manifest generation {}, export {})", p.source, p.generation, p.export_id);
+        for s in &p.shipments {
+            println!(
+                "  device {} of {} at {}: {} files ({}), shipment sha256 {}",
+                s.device,
+                p.devices,
+                s.path.display(),
+                s.files,
+                format_size(s.bytes),
+                s.sha256
+            );
+        }
+        for d in &summary.devices_missing {
+            println!("  device {d} of {} not given: its files are not ingested", p.devices);
+        }
+        println!(
+            "uploaded {} objects ({}) in {:.1}s; {} already done of {}",
+            summary.copied,
+            format_size(summary.bytes_copied),
+            summary.seconds,
+            summary.already_done,
+            summary.objects_total
+        );
+        for f in &summary.missing {
+            println!("  missing: {}: {}", f.key, f.error);
+        }
+        for f in &summary.altered {
+            println!("  altered: {}: {}", f.key, f.error);
+        }
+        for e in &summary.extra {
+            println!("  extra: {e} (not in the shipment manifest; not uploaded)");
+        }
+        for f in summary.failures.iter().take(20) {
+            println!("  failed: {}: {}", f.key, f.error);
+        }
+        if let Some(report) = &summary.report {
+            println!("report: {}", report.display());
+        }
+    }
+    if let Some(reason) = &summary.stopped_by {
+        eprintln!("ferry: error: stopped early: {reason}");
+        return Ok(Exit::Usage);
+    }
+    Ok(if summary.has_differences() {
+        Exit::Differences
+    } else if summary.failed > 0 {
+        Exit::Failures
+    } else {
+        Exit::Ok
+    })
+}
