@@ -260,8 +260,18 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
 
     // Pack, write; a device that fills up is closed and what it did not take is packed again
     // onto the others. Each round closes a device or ends, so there are at most devices + 1.
-    for _ in 0..=given.len() {
+    for round in 0..=given.len() {
         pack(&journal.lock().expect("journal lock"), &mut room, true)?;
+        if round == 0 {
+            // Room for the shipment files is taken now, so a device that fills up can still
+            // say what it holds.
+            let j = journal.lock().expect("journal lock");
+            for (index, d) in &given {
+                let (pending, _) = j.on_device(*index, false)?;
+                let (done, _) = j.on_device(*index, true)?;
+                take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
+            }
+        }
         let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
         summary.copied += pass.copied;
         summary.bytes_copied += pass.bytes;
@@ -301,6 +311,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     std::fs::create_dir_all(&copies).map_err(EngineError::io(&copies))?;
     let mut devices_out = device_summaries(&journal, &given, &room)?;
     for (summary_device, (index, d)) in devices_out.iter_mut().zip(&given) {
+        release_reserve(&d.root)?;
         let (files, bytes) = journal.on_device(*index, true)?;
         let header = ShipmentHeader {
             format: shipment::FORMAT.into(),
@@ -317,10 +328,18 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             pending_elsewhere: counts.objects - counts.done,
             created_at: chrono::Utc::now(),
         };
-        let digest = write_shipment(&journal, *index, &d.root, &header, opts.layout.kind.name().starts_with("databox"))
-            .map_err(|e| EngineError::Appliance(format!("writing the shipment manifest on {}: {e}", d.root.display())))?;
         let copy = copies.join(format!("device-{}.jsonl", index + 1));
-        std::fs::copy(d.root.join(shipment::SHIPMENT_FILE), &copy).map_err(EngineError::io(&copy))?;
+        // A shipment already on the device for exactly this content keeps its digest: an export
+        // run again with nothing to write does not change what was printed for custody.
+        let digest = match unchanged_shipment(&d.root, &copy, &header) {
+            Some(digest) => digest,
+            None => {
+                let digest = write_shipment(&journal, *index, &d.root, &header, opts.layout.kind.name().starts_with("databox"))
+                    .map_err(|e| EngineError::Appliance(format!("writing the shipment manifest on {}: {e}", d.root.display())))?;
+                std::fs::copy(d.root.join(shipment::SHIPMENT_FILE), &copy).map_err(EngineError::io(&copy))?;
+                digest
+            }
+        };
         summary_device.shipment = Some(d.root.join(shipment::SHIPMENT_FILE));
         summary_device.shipment_sha256 = Some(digest);
     }
@@ -344,6 +363,7 @@ fn open_device(root: &Path) -> Result<Device> {
     if !root.is_dir() {
         return Err(EngineError::Appliance(format!("device {} does not exist or is not a directory: mount it first", root.display())));
     }
+    release_reserve(&root)?;
     let location = Location::parse(&root.to_string_lossy())?;
     let space = LocalProvider::new(location.clone()).space().map_err(|source| EngineError::Provider { side: "device", source })?;
     Ok(Device { root, location, free: space.available, block: space.block })
@@ -351,6 +371,40 @@ fn open_device(root: &Path) -> Result<Device> {
 
 /// Objects and bytes packed onto each device (by index).
 type Packed = BTreeMap<u32, (u64, u64)>;
+
+/// Space set aside on a device for its shipment files (a name listings skip).
+const RESERVE_FILE: &str = ".shipment-reserve.ferry-tmp-0";
+
+/// Sets `bytes` aside on the device (really allocated, not a sparse file). Best effort: a
+/// device already too full to hold it gets none.
+fn take_reserve(root: &Path, bytes: u64) {
+    use std::io::Write;
+    let path = root.join(RESERVE_FILE);
+    let taken = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&path)?;
+        if rustix::fs::fallocate(&f, rustix::fs::FallocateFlags::empty(), 0, bytes).is_err() {
+            let zeros = vec![0u8; 64 << 10];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+        }
+        f.sync_all()
+    })();
+    if taken.is_err() {
+        let _ = std::fs::remove_file(&path);
+    }
+}
+
+fn release_reserve(root: &Path) -> Result<()> {
+    let path = root.join(RESERVE_FILE);
+    match std::fs::remove_file(&path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(EngineError::Io { path, source: e }),
+        _ => Ok(()),
+    }
+}
 
 /// What is left on a device for objects not packed yet.
 struct Room {
@@ -449,6 +503,17 @@ fn write_shipment(journal: &Journal, index: u32, root: &Path, header: &ShipmentH
         }
     }
     Ok(writer.finish()?)
+}
+
+/// The digest of the shipment manifest on the device when it is the one this job wrote last
+/// (same bytes as the job's copy) and describes the same content as `header` would.
+fn unchanged_shipment(root: &Path, copy: &Path, header: &ShipmentHeader) -> Option<String> {
+    let (old, _) = shipment::read(root).ok()?;
+    let same = (old.export_id == header.export_id)
+        && (old.device, old.devices, old.files, old.bytes, old.pending_elsewhere)
+            == (header.device, header.devices, header.files, header.bytes, header.pending_elsewhere);
+    let digest = shipment::digest(root).ok()?;
+    (same && file_sha256(copy).ok()? == digest && root.join(shipment::SUMS_FILE).is_file()).then_some(digest)
 }
 
 fn check_same(journal: &Journal, name: &str, value: &str, what: &str) -> Result<()> {
