@@ -101,7 +101,7 @@ pub enum Command {
         layout: LayoutArg,
         /// Lint only: list every key the layout renames or refuses, and how the objects would
         /// pack onto the --to devices; write nothing to a device.
-        #[arg(long)]
+        #[arg(long, visible_alias = "dry-run")]
         check: bool,
         /// Data Box: put every object in this container (else the key's first folder is the
         /// container).
@@ -135,6 +135,10 @@ pub enum Command {
         /// The shipment digest printed at export; refuse a disk whose shipment manifest differs.
         #[arg(long = "expect-digest", value_name = "SHA256")]
         expect_digest: Vec<String>,
+        /// Read the shipment manifests and the disks, report what would be uploaded and what
+        /// is extra; upload nothing.
+        #[arg(long)]
+        dry_run: bool,
         #[command(flatten)]
         common: Common,
         #[command(flatten)]

@@ -384,3 +384,36 @@ fn a_device_that_fills_up_hands_its_objects_to_the_next_and_too_few_devices_are_
     assert!(n > 0 && n < files.len(), "{n} of {} on an 8 MiB device", files.len());
     sha256sum_check(&d3.0);
 }
+
+#[test]
+fn bad_devices_and_shipments_get_one_clear_line_and_exit_2() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &[("a/one.txt".to_string(), 10), ("a/two.txt".to_string(), 20)]);
+    let one_line = |args: &[&str], names: &str| {
+        let run = common::ferry(w, args, &[]);
+        assert_eq!(run.code, 2, "{args:?}\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "{args:?}: one line: {}", run.stderr);
+        assert!(run.stderr.contains(names), "{args:?}: names {names}: {}", run.stderr);
+    };
+    one_line(&["export", "src", "--job", "j1", "--layout", "plain", "--to", "nowhere"], "nowhere");
+    assert!(!w.join("j1").exists(), "a refused export leaves no job behind");
+    one_line(&["export", "--job", "j1", "--layout", "plain", "--to", "src"], "give SRC");
+    one_line(&["ingest", "--from", "src", "out", "--job", "i1"], "ferry-shipment.jsonl");
+
+    std::fs::create_dir_all(w.join("dev")).unwrap();
+    let export = ferry_ok(w, &["export", "src", "--job", "x", "--layout", "plain", "--to", "dev", "--json"], &[], 0).json();
+    let digest = export["devices"][0]["shipment_sha256"].as_str().unwrap().to_string();
+    one_line(&["ingest", "--from", "dev", "out", "--job", "i2", "--expect-digest", &"0".repeat(64)], &digest);
+
+    // A dry run reads the shipment and the disk, uploads nothing.
+    let dry = ferry_ok(w, &["ingest", "--from", "dev", "out", "--job", "i3", "--dry-run", "--json"], &[], 0).json();
+    assert_eq!((dry["dry_run"].as_bool(), dry["objects_total"].as_u64(), dry["pending_bytes"].as_u64()), (Some(true), Some(2), Some(30)));
+    assert!(!w.join("out").exists(), "a dry run wrote to the destination");
+
+    // A shipment manifest edited on the disk: its line is named.
+    let path = w.join("dev/ferry-shipment.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("\"size\":10", "\"size\":\"ten\"", 1)).unwrap();
+    one_line(&["ingest", "--from", "dev", "out", "--job", "i4"], "ferry-shipment.jsonl is corrupt: line 2");
+}

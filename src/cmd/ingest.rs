@@ -14,6 +14,7 @@ pub async fn run(
     dst: Option<&str>,
     from: Vec<PathBuf>,
     expect_digests: Vec<String>,
+    dry_run: bool,
     common: &Common,
     transfer: &Transfer,
 ) -> Result<Exit, EngineError> {
@@ -32,7 +33,7 @@ pub async fn run(
     let destination = job.destination_provider().await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("ingest", stats.clone(), common.json);
-    let opts = IngestOptions { devices: from, expect_digests, copy: transfer.options() };
+    let opts = IngestOptions { devices: from, expect_digests, copy: ferry_engine::CopyOptions { dry_run, ..transfer.options() } };
     let summary = ferry_engine::ingest(&mut job, destination, opts, stats).await;
     progress.finish();
     let summary = summary?;
@@ -55,14 +56,24 @@ pub async fn run(
         for d in &summary.devices_missing {
             println!("  device {d} of {} not given: its files are not ingested", p.devices);
         }
-        println!(
-            "uploaded {} objects ({}) in {:.1}s; {} already done of {}",
-            summary.copied,
-            format_size(summary.bytes_copied),
-            summary.seconds,
-            summary.already_done,
-            summary.objects_total
-        );
+        if summary.dry_run {
+            println!(
+                "dry run: would upload {} objects ({}); {} already done of {}",
+                summary.objects_total - summary.already_done,
+                format_size(summary.pending_bytes),
+                summary.already_done,
+                summary.objects_total
+            );
+        } else {
+            println!(
+                "uploaded {} objects ({}) in {:.1}s; {} already done of {}",
+                summary.copied,
+                format_size(summary.bytes_copied),
+                summary.seconds,
+                summary.already_done,
+                summary.objects_total
+            );
+        }
         for f in &summary.missing {
             println!("  missing: {}: {}", f.key, f.error);
         }

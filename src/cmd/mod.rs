@@ -38,9 +38,9 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             let layout = export::layout(layout, container, azure_type, storage_account, prefix);
             export::run(src.as_deref(), to, layout, check, &common, &transfer).await
         }
-        Command::Ingest { dst, from, expect_digest, common, transfer, rates } => {
+        Command::Ingest { dst, from, expect_digest, dry_run, common, transfer, rates } => {
             rates.apply();
-            ingest::run(dst.as_deref(), from, expect_digest, &common, &transfer).await
+            ingest::run(dst.as_deref(), from, expect_digest, dry_run, &common, &transfer).await
         }
         Command::Status { common } => status::run(&common),
         Command::Clean { dst, job, dst_endpoint, dst_profile, older_than, abort, dry_run, json } => match (dst, job) {

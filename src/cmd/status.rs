@@ -15,6 +15,8 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
     let failed = journal.in_state("failed", 0, 100)?;
     let uploads = journal.open_uploads()?;
     let orphans = journal.possible_orphans()?;
+    // An ingest job: which export and manifest generation its data came from.
+    let shipment: Option<serde_json::Value> = journal.meta("shipment")?.and_then(|t| serde_json::from_str(&t).ok());
     if common.json {
         let failed: Vec<_> =
             failed.iter().map(|r| serde_json::json!({"key": r.entry.key, "error": r.error, "attempts": r.attempts})).collect();
@@ -27,6 +29,7 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             "possibly_orphaned_uploads": orphans,
             "open_uploads": uploads.iter().map(|u| serde_json::json!({"key": u.key, "upload_id": u.upload_id, "parts": u.parts, "bytes": u.bytes})).collect::<Vec<_>>(),
             "failed": failed,
+            "shipment": shipment,
         }));
     } else {
         println!("job {}: {} → {} (generation {generation})", job.dir.display(), job.source, job.destination);
@@ -39,6 +42,15 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             counts.pending,
             counts.failed
         );
+        if let Some(s) = &shipment {
+            println!(
+                "  shipped on disks: export {} of {} (manifest generation {}, {} device(s))",
+                s["export_id"].as_str().unwrap_or_default(),
+                s["source"].as_str().unwrap_or_default(),
+                s["generation"],
+                s["devices"]
+            );
+        }
         if !uploads.is_empty() {
             let held: u64 = uploads.iter().map(|u| u.bytes).sum();
             println!(

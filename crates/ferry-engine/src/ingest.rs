@@ -70,6 +70,9 @@ pub struct IngestSummary {
     /// Devices of the export that were not given (their files are not ingested).
     pub devices_missing: Vec<u32>,
     pub objects_total: u64,
+    /// `--dry-run`: nothing was uploaded; `pending_bytes` is what would be.
+    pub dry_run: bool,
+    pub pending_bytes: u64,
     pub copied: u64,
     pub bytes_copied: u64,
     pub already_done: u64,
@@ -133,6 +136,29 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
     }
 
     let counts = journal.counts()?;
+    if opts.copy.dry_run {
+        let summary = IngestSummary {
+            destination: job.destination.to_string(),
+            provenance,
+            devices_missing,
+            objects_total: counts.objects,
+            dry_run: true,
+            pending_bytes: counts.bytes - counts.done_bytes,
+            copied: 0,
+            bytes_copied: 0,
+            already_done: counts.done,
+            verified_by: BTreeMap::new(),
+            missing: Vec::new(),
+            altered: Vec::new(),
+            extra,
+            failed: 0,
+            failures: Vec::new(),
+            stopped_by: None,
+            seconds: started.elapsed().as_secs_f64(),
+            report: None,
+        };
+        return Ok(summary);
+    }
     stats.total_objects.store(counts.objects, Ordering::Relaxed);
     stats.total_bytes.store(counts.bytes, Ordering::Relaxed);
     Stats::add(&stats.objects_done, counts.done);
@@ -166,6 +192,8 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         provenance,
         devices_missing,
         objects_total: counts.objects,
+        dry_run: false,
+        pending_bytes: counts.bytes - counts.done_bytes - pass.bytes,
         copied: pass.copied,
         bytes_copied: pass.bytes,
         already_done: counts.done,

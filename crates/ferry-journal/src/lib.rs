@@ -676,6 +676,24 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_journal_gains_the_route_columns_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let mut j = Journal::open(&path).unwrap();
+        j.seed(1, &entries(3)).unwrap();
+        for column in V2_COLUMNS {
+            let name = column.split(' ').next().unwrap();
+            j.conn.execute_batch(&format!("ALTER TABLE objects DROP COLUMN {name}")).unwrap();
+        }
+        j.set_meta("schema_version", "1").unwrap();
+        drop(j);
+        let j = Journal::open(&path).unwrap();
+        assert_eq!(j.meta("schema_version").unwrap().as_deref(), Some("2"));
+        assert_eq!(j.counts().unwrap().objects, 3);
+        assert_eq!(j.get("k1").unwrap().unwrap().route, Route::default());
+    }
+
+    #[test]
     fn routed_objects_conflict_as_file_and_folder_or_by_case_and_pack_largest_first() {
         let dir = tempfile::tempdir().unwrap();
         let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
