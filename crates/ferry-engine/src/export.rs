@@ -82,6 +82,7 @@ pub struct ExportSummary {
     pub bytes_total: u64,
     pub renamed: u64,
     pub refused: u64,
+    /// Every rename and refusal, in key order — the first 100 000 of them when there are more.
     pub findings: Vec<Finding>,
     /// Objects no device given has room for.
     pub unplaced: u64,
@@ -98,6 +99,10 @@ pub struct ExportSummary {
     pub report: Option<PathBuf>,
 }
 
+/// Renames and refusals listed in a summary; beyond them only the counts (the export journal
+/// has every refusal, a check's in `check.sqlite`: `state = 'refused'`, the reason in `error`).
+const FINDINGS_KEPT: usize = 100_000;
+
 /// Bytes kept free on every device beyond the data: the shipment files and slack.
 const DEVICE_RESERVE: u64 = 1 << 20;
 /// Shipment-manifest bytes counted per file (a JSON line, a SHA256SUMS line, a BOM line).
@@ -111,8 +116,8 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     let generation = planned.generation;
     let dir = job.dir.join("export");
     std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir))?;
-    // A check works on a scratch journal: it may try every layout on a job whose export is
-    // under way with one of them.
+    // A check works on a scratch journal (`check.sqlite`, every finding queryable until the
+    // next check): it may try every layout on a job whose export is under way with one of them.
     let journal_path = dir.join(if opts.check { "check.sqlite" } else { "journal.sqlite" });
     if opts.check {
         remove_journal(&journal_path)?;
@@ -133,7 +138,9 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             let placement = opts.layout.place(&entry.key, entry.size);
             if let Placement::Renamed { path, reason } = &placement {
                 renamed += 1;
-                findings.push(Finding { key: entry.key.clone(), action: "renamed", path: Some(path.clone()), reason: reason.clone() });
+                if findings.len() < FINDINGS_KEPT {
+                    findings.push(Finding { key: entry.key.clone(), action: "renamed", path: Some(path.clone()), reason: reason.clone() });
+                }
             }
             if !seeded {
                 let (dst_path, refused) = match placement {
@@ -159,7 +166,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         journal.set_meta("seeded", "1")?;
     }
     let mut after = String::new();
-    loop {
+    while findings.len() < FINDINGS_KEPT {
         let rows = journal.refused(&after, 1024)?;
         let Some(last) = rows.last() else { break };
         after = last.entry.key.clone();
@@ -226,8 +233,6 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             let (n, b) = placed.get(&(d.device - 1)).copied().unwrap_or_default();
             (d.pending, d.pending_bytes) = (d.pending + n, d.pending_bytes + b);
         }
-        drop(journal);
-        remove_journal(&journal_path)?;
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
