@@ -320,6 +320,23 @@ fn an_export_killed_midway_finishes_without_rewriting_finished_files() {
     on_device.retain(|k, _| !["SHA256SUMS", "ferry-shipment.jsonl"].contains(&k.as_str()));
     assert_eq!(on_device, digest_tree(&w.join("src")), "the device holds the source, byte for byte");
     assert!(!digest_tree(&w.join("dev")).keys().any(|k| k.contains("ferry-tmp")), "a temp file was left on the device");
+
+    // The ingest is resumable the same way: killed twice, then finished, byte-identical.
+    let ingest = ["ingest", "--from", "dev", "landing", "--job", "ingest", "--transfers", "1", "--part-size", "1MiB"];
+    let mut ingest_kills = 0;
+    for delay in [250u64, 500] {
+        let mut child = ferry_command(w, &ingest, &[]).stdout(std::process::Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            ingest_kills += 1;
+        }
+        child.wait().unwrap();
+    }
+    let landed = ferry_ok(w, &[&ingest[..], &["--json"]].concat(), &[], 0).json();
+    assert!(landed["already_done"].as_u64().unwrap() > 0, "the killed runs finished nothing: {landed}");
+    assert_eq!(landed["already_done"].as_u64().unwrap() + landed["copied"].as_u64().unwrap(), files.len() as u64, "{landed}");
+    assert_eq!(digest_tree(&w.join("landing")), digest_tree(&w.join("src")), "after {ingest_kills} kills");
 }
 
 /// Bytes free on the file system holding `dir`.
@@ -400,6 +417,8 @@ fn bad_devices_and_shipments_get_one_clear_line_and_exit_2() {
     assert!(!w.join("j1").exists(), "a refused export leaves no job behind");
     one_line(&["export", "--job", "j1", "--layout", "plain", "--to", "src"], "give SRC");
     one_line(&["ingest", "--from", "src", "out", "--job", "i1"], "ferry-shipment.jsonl");
+    std::fs::create_dir_all(w.join("twice/a")).unwrap();
+    one_line(&["export", "src", "--job", "j2", "--layout", "plain", "--to", "twice", "--to", "twice/a"], "same file system");
 
     std::fs::create_dir_all(w.join("dev")).unwrap();
     let export = ferry_ok(w, &["export", "src", "--job", "x", "--layout", "plain", "--to", "dev", "--json"], &[], 0).json();

@@ -112,6 +112,16 @@ const SHIPMENT_BYTES_PER_FILE: u64 = 512;
 pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, stats: Arc<Stats>) -> Result<ExportSummary> {
     let started = Instant::now();
     let devices = opts.devices.iter().map(|d| open_device(d)).collect::<Result<Vec<_>>>()?;
+    // Two roots on one file system share one free space: packing would count it twice.
+    for (i, a) in devices.iter().enumerate() {
+        if let Some(b) = devices[..i].iter().find(|b| b.fs == a.fs) {
+            return Err(EngineError::Appliance(format!(
+                "{} and {} are on the same file system: give each device once",
+                b.root.display(),
+                a.root.display()
+            )));
+        }
+    }
     let planned = crate::plan(job, src.as_ref(), &stats).await?;
     let generation = planned.generation;
     let dir = job.dir.join("export");
@@ -358,6 +368,8 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
 /// A device root given with `--to`, and its free space now.
 struct Device {
     root: PathBuf,
+    /// The file system's device number.
+    fs: u64,
     location: Location,
     free: u64,
     block: u64,
@@ -371,7 +383,8 @@ fn open_device(root: &Path) -> Result<Device> {
     release_reserve(&root)?;
     let location = Location::parse(&root.to_string_lossy())?;
     let space = LocalProvider::new(location.clone()).space().map_err(|source| EngineError::Provider { side: "device", source })?;
-    Ok(Device { root, location, free: space.available, block: space.block })
+    let fs = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&root).map_err(EngineError::io(&root))?);
+    Ok(Device { root, fs, location, free: space.available, block: space.block })
 }
 
 /// Objects and bytes packed onto each device (by index).
