@@ -49,19 +49,10 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
             let retried: Vec<String> = summary.retries.iter().map(|(why, n)| format!("{n} {why}")).collect();
             println!("retried: {}", retried.join(", "));
         }
-        for f in summary.failures.iter().take(20) {
-            println!("  failed: {}: {}", f.key, f.error);
-        }
-        if summary.failures.len() > 20 {
-            println!("  … and {} more (see the report)", summary.failures.len() - 20);
-        }
-        if let Some(report) = &summary.report {
-            println!("report: {}", report.display());
-        }
+        super::print_failures_and_report(&summary.failures, summary.report.as_deref());
     }
-    if let Some(reason) = &summary.stopped_by {
-        eprintln!("ferry: error: stopped early: {reason}");
-        return Ok(Exit::Usage);
+    if let Some(exit) = super::stopped_early(summary.stopped_by.as_ref()) {
+        return Ok(exit);
     }
     Ok(if summary.failed > 0 { Exit::Failures } else { Exit::Ok })
 }

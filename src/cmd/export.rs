@@ -120,16 +120,10 @@ pub async fn run(
                 summary.failed
             );
         }
-        for f in summary.failures.iter().take(20) {
-            println!("  failed: {}: {}", f.key, f.error);
-        }
-        if let Some(report) = &summary.report {
-            println!("report: {}", report.display());
-        }
+        super::print_failures_and_report(&summary.failures, summary.report.as_deref());
     }
-    if let Some(reason) = &summary.stopped_by {
-        eprintln!("ferry: error: stopped early: {reason}");
-        return Ok(Exit::Usage);
+    if let Some(exit) = super::stopped_early(summary.stopped_by.as_ref()) {
+        return Ok(exit);
     }
     let clean = summary.failed == 0 && summary.refused == 0 && summary.unplaced == 0;
     Ok(if clean { Exit::Ok } else { Exit::Failures })

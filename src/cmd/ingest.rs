@@ -83,16 +83,10 @@ pub async fn run(
         for e in &summary.extra {
             println!("  extra: {e} (not in the shipment manifest; not uploaded)");
         }
-        for f in summary.failures.iter().take(20) {
-            println!("  failed: {}: {}", f.key, f.error);
-        }
-        if let Some(report) = &summary.report {
-            println!("report: {}", report.display());
-        }
+        super::print_failures_and_report(&summary.failures, summary.report.as_deref());
     }
-    if let Some(reason) = &summary.stopped_by {
-        eprintln!("ferry: error: stopped early: {reason}");
-        return Ok(Exit::Usage);
+    if let Some(exit) = super::stopped_early(summary.stopped_by.as_ref()) {
+        return Ok(exit);
     }
     Ok(if summary.has_differences() {
         Exit::Differences

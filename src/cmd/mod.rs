@@ -83,3 +83,23 @@ fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job
 fn print_json(value: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
 }
+
+/// The end of a run's text output: its failures (the first 20) and where its report is.
+fn print_failures_and_report(failures: &[ferry_engine::copy::Failure], report: Option<&std::path::Path>) {
+    for f in failures.iter().take(20) {
+        println!("  failed: {}: {}", f.key, f.error);
+    }
+    if failures.len() > 20 {
+        println!("  … and {} more (see the report)", failures.len() - 20);
+    }
+    if let Some(report) = report {
+        println!("report: {}", report.display());
+    }
+}
+
+/// A run stopped early by a fatal error: said on stderr, exit 2.
+fn stopped_early(reason: Option<&String>) -> Option<Exit> {
+    let reason = reason?;
+    eprintln!("ferry: error: stopped early: {reason}");
+    Some(Exit::Usage)
+}

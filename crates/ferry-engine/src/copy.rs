@@ -105,10 +105,7 @@ pub async fn copy(
     let planned = crate::plan(job, src.as_ref(), &stats).await?;
     let journal = Journal::open(&job.journal_path())?;
     let before = journal.counts()?;
-    stats.total_objects.store(before.objects, Ordering::Relaxed);
-    stats.total_bytes.store(before.bytes, Ordering::Relaxed);
-    Stats::add(&stats.objects_done, before.done);
-    Stats::add(&stats.bytes_done, before.done_bytes);
+    stats.start(&before);
     let mut summary = CopySummary {
         source: job.source.to_string(),
         destination: job.destination.to_string(),
@@ -137,23 +134,14 @@ pub async fn copy(
         return Ok(summary);
     }
 
-    // Part buffers are recycled; the free ones kept are bounded by the same budget.
-    ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
-    let mover = Arc::new(Mover {
-        budget: Budget::new(opts.max_memory),
-        src,
-        dst,
-        journal: Arc::new(Mutex::new(journal)),
-        server_side: opts.server_side && same_service(job),
-        opts: opts.clone(),
-        stats: stats.clone(),
-        restarted: Mutex::default(),
-        verified_by: Mutex::default(),
-    });
+    let (journal, budget) = shared(journal, &opts);
+    let mut mover = Mover::new(src, dst, &journal, &budget, &opts, &stats);
+    mover.server_side = opts.server_side && same_service(job);
+    let mover = Arc::new(mover);
     let pass = run_pass(&mover.journal, opts.transfers, |_| Some(mover.clone())).await?;
     summary.stopped_by = pass.stopped_by;
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
-    summary.verified_by = std::mem::take(&mut *mover.verified_by.lock().expect("verified lock"));
+    mover.take_verified(&mut summary.verified_by);
     summary.retries = ferry_providers::retries::snapshot();
     summary.transfers_lowest = pass.transfers_lowest;
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
@@ -164,6 +152,13 @@ pub async fn copy(
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("copy", &report)?);
     Ok(summary)
+}
+
+/// What a run's movers share: the journal, and the memory budget (part buffers are recycled;
+/// the free ones kept are bounded by the same budget).
+pub(crate) fn shared(journal: Journal, opts: &CopyOptions) -> (Arc<Mutex<Journal>>, Budget) {
+    ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
+    (Arc::new(Mutex::new(journal)), Budget::new(opts.max_memory))
 }
 
 /// What one pass over the journal's pending objects did.

@@ -14,8 +14,8 @@
 //! room; a device that fills up anyway (ENOSPC) is closed and its unfinished objects packed again
 //! onto the others. An object is never split across devices.
 
-use crate::copy::{CopyOptions, Failure, run_pass};
-use crate::mover::{Budget, Mover};
+use crate::copy::{CopyOptions, Failure, run_pass, shared};
+use crate::mover::Mover;
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::Location;
 use ferry_core::layout::{Layout, Placement};
@@ -27,8 +27,7 @@ use ferry_providers::local::LocalProvider;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -247,28 +246,13 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         return Ok(summary);
     }
 
-    stats.total_objects.store(counts.objects, Ordering::Relaxed);
-    stats.total_bytes.store(counts.bytes, Ordering::Relaxed);
-    Stats::add(&stats.objects_done, counts.done);
-    Stats::add(&stats.bytes_done, counts.done_bytes);
-    ferry_core::buffers::set_limit(usize::try_from(opts.copy.max_memory).unwrap_or(usize::MAX));
-    let journal = Arc::new(Mutex::new(journal));
-    let budget = Budget::new(opts.copy.max_memory);
+    stats.start(&counts);
+    let (journal, budget) = shared(journal, &opts.copy);
     let movers: BTreeMap<u32, Arc<Mover>> = given
         .iter()
         .map(|(index, d)| {
             let dst: Arc<dyn Provider> = Arc::new(LocalProvider::new(d.location.clone()));
-            let mover = Mover {
-                budget: budget.clone(),
-                src: src.clone(),
-                dst,
-                journal: journal.clone(),
-                server_side: false,
-                opts: opts.copy.clone(),
-                stats: stats.clone(),
-                restarted: Mutex::default(),
-                verified_by: Mutex::default(),
-            };
+            let mover = Mover::new(src.clone(), dst, &journal, &budget, &opts.copy, &stats);
             (*index, Arc::new(mover))
         })
         .collect();
@@ -311,9 +295,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     summary.failures.sort_by(|a, b| a.key.cmp(&b.key));
     summary.failed = summary.failures.len() as u64;
     for mover in movers.values() {
-        for (how, n) in std::mem::take(&mut *mover.verified_by.lock().expect("verified lock")) {
-            *summary.verified_by.entry(how).or_default() += n;
-        }
+        mover.take_verified(&mut summary.verified_by);
     }
 
     // A shipment manifest on every device given, for what it holds now.

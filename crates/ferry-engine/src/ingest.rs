@@ -12,8 +12,8 @@
 //! export, source and manifest generation the shipment came from (`JOB/shipment.json` and the
 //! journal), so a later delta from the original source knows where to start.
 
-use crate::copy::{CopyOptions, Failure, run_pass};
-use crate::mover::{Budget, Mover};
+use crate::copy::{CopyOptions, Failure, run_pass, shared};
+use crate::mover::Mover;
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::layout::SHIPMENT_FILES;
 use ferry_core::{Location, ObjectEntry};
@@ -26,8 +26,7 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -136,66 +135,15 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
     }
 
     let counts = journal.counts()?;
-    if opts.copy.dry_run {
-        let summary = IngestSummary {
-            destination: job.destination.to_string(),
-            provenance,
-            devices_missing,
-            objects_total: counts.objects,
-            dry_run: true,
-            pending_bytes: counts.bytes - counts.done_bytes,
-            copied: 0,
-            bytes_copied: 0,
-            already_done: counts.done,
-            verified_by: BTreeMap::new(),
-            missing: Vec::new(),
-            altered: Vec::new(),
-            extra,
-            failed: 0,
-            failures: Vec::new(),
-            stopped_by: None,
-            seconds: started.elapsed().as_secs_f64(),
-            report: None,
-        };
-        return Ok(summary);
-    }
-    stats.total_objects.store(counts.objects, Ordering::Relaxed);
-    stats.total_bytes.store(counts.bytes, Ordering::Relaxed);
-    Stats::add(&stats.objects_done, counts.done);
-    Stats::add(&stats.bytes_done, counts.done_bytes);
-    ferry_core::buffers::set_limit(usize::try_from(opts.copy.max_memory).unwrap_or(usize::MAX));
-    let journal = Arc::new(Mutex::new(journal));
-    let budget = Budget::new(opts.copy.max_memory);
-    let movers: BTreeMap<u32, Arc<Mover>> = roots
-        .iter()
-        .map(|(device, root)| {
-            let location = Location::parse(&root.to_string_lossy())?;
-            let src: Arc<dyn Provider> = Arc::new(LocalProvider::new(location));
-            let mover = Mover {
-                budget: budget.clone(),
-                src,
-                dst: dst.clone(),
-                journal: journal.clone(),
-                server_side: false,
-                opts: opts.copy.clone(),
-                stats: stats.clone(),
-                restarted: Mutex::default(),
-                verified_by: Mutex::default(),
-            };
-            Ok((device - 1, Arc::new(mover)))
-        })
-        .collect::<Result<_>>()?;
-    let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
-
     let mut summary = IngestSummary {
         destination: job.destination.to_string(),
         provenance,
         devices_missing,
         objects_total: counts.objects,
-        dry_run: false,
-        pending_bytes: counts.bytes - counts.done_bytes - pass.bytes,
-        copied: pass.copied,
-        bytes_copied: pass.bytes,
+        dry_run: opts.copy.dry_run,
+        pending_bytes: counts.bytes - counts.done_bytes,
+        copied: 0,
+        bytes_copied: 0,
         already_done: counts.done,
         verified_by: BTreeMap::new(),
         missing: Vec::new(),
@@ -203,10 +151,28 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         extra,
         failed: 0,
         failures: Vec::new(),
-        stopped_by: pass.stopped_by,
+        stopped_by: None,
         seconds: 0.0,
         report: None,
     };
+    if opts.copy.dry_run {
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+    stats.start(&counts);
+    let (journal, budget) = shared(journal, &opts.copy);
+    let movers: BTreeMap<u32, Arc<Mover>> = roots
+        .iter()
+        .map(|(device, root)| {
+            let location = Location::parse(&root.to_string_lossy())?;
+            let src: Arc<dyn Provider> = Arc::new(LocalProvider::new(location));
+            let mover = Mover::new(src, dst.clone(), &journal, &budget, &opts.copy, &stats);
+            Ok((device - 1, Arc::new(mover)))
+        })
+        .collect::<Result<_>>()?;
+    let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
+    (summary.copied, summary.bytes_copied, summary.stopped_by) = (pass.copied, pass.bytes, pass.stopped_by);
+    summary.pending_bytes -= pass.bytes;
     for f in pass.failures {
         if f.error.starts_with("missing:") {
             summary.missing.push(f);
@@ -218,9 +184,7 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
     }
     summary.failed = summary.failures.len() as u64;
     for mover in movers.values() {
-        for (how, n) in std::mem::take(&mut *mover.verified_by.lock().expect("verified lock")) {
-            *summary.verified_by.entry(how).or_default() += n;
-        }
+        mover.take_verified(&mut summary.verified_by);
     }
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");

@@ -87,6 +87,37 @@ impl From<ferry_journal::JournalError> for ObjectError {
 }
 
 impl Mover {
+    /// A mover from `src` to `dst`, sharing the run's journal, memory budget and counters with
+    /// the run's other movers (a disk export or ingest has one per device). Bytes pass through
+    /// ferry unless `server_side` is set afterwards.
+    pub(crate) fn new(
+        src: Arc<dyn Provider>,
+        dst: Arc<dyn Provider>,
+        journal: &Arc<Mutex<Journal>>,
+        budget: &Budget,
+        opts: &CopyOptions,
+        stats: &Arc<Stats>,
+    ) -> Mover {
+        Mover {
+            src,
+            dst,
+            journal: journal.clone(),
+            opts: opts.clone(),
+            server_side: false,
+            budget: budget.clone(),
+            stats: stats.clone(),
+            restarted: Mutex::default(),
+            verified_by: Mutex::default(),
+        }
+    }
+
+    /// Adds what proved each object this mover copied to `into`, and forgets it.
+    pub(crate) fn take_verified(&self, into: &mut BTreeMap<String, u64>) {
+        for (how, n) in std::mem::take(&mut *self.verified_by.lock().expect("verified lock")) {
+            *into.entry(how).or_default() += n;
+        }
+    }
+
     pub(crate) async fn copy_with_retries(&self, row: &ObjectRow) -> Result<(), ObjectError> {
         let mut row = row.clone();
         let mut attempt = 0;

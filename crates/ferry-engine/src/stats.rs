@@ -18,6 +18,14 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// Sets the totals of a run and counts what earlier runs finished as done.
+    pub fn start(&self, counts: &ferry_journal::StatusCounts) {
+        self.total_objects.store(counts.objects, Ordering::Relaxed);
+        self.total_bytes.store(counts.bytes, Ordering::Relaxed);
+        Stats::add(&self.objects_done, counts.done);
+        Stats::add(&self.bytes_done, counts.done_bytes);
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
     }
