@@ -254,7 +254,8 @@ fn keys_that_would_leave_the_export_root_are_refused() {
             ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None }).await.unwrap();
         for key in bad.iter().chain(&["good/file.txt"]) {
             let data = bytes::Bytes::from(format!("contents of {key}"));
-            p.put(key, data.clone(), ferry_core::crc32c(&data), &Default::default()).await.unwrap();
+            let attrs = ferry_providers::PutAttrs { content_type: Some("application/x-ferry-test".into()), ..Default::default() };
+            p.put(key, data.clone(), ferry_core::crc32c(&data), &attrs).await.unwrap();
         }
     });
     let device = w.join("box/device");
@@ -277,6 +278,22 @@ fn keys_that_would_leave_the_export_root_are_refused() {
     assert!(outside.is_empty(), "written outside the device root: {outside:?}");
     assert!(!Path::new("/abs").exists(), "/abs was written at the file system root");
     assert!(device.join("good/file.txt").exists() && device.join("BlockBlob/good/file.txt").exists());
+
+    // The source's content type travels in the shipment manifest and is restored at ingest
+    // (the disk itself would only suggest text/plain for a .txt).
+    // (This device holds the last export's files and the earlier ones' too: those are extra.)
+    gcs.create_bucket("landing");
+    let args = ["ingest", "--from", "box/device", "gs://landing/", "--job", "ingest", "--dst-endpoint", &gcs.endpoint, "--json"];
+    let ingest = ferry_ok(w, &args, &[], 3).json();
+    assert_eq!(ingest["extra"], serde_json::json!(["device 1: good/file.txt"]), "{ingest}");
+    assert_eq!(ingest["copied"], 1, "{ingest}");
+    rt.block_on(async {
+        let loc = ferry_core::Location::parse("gs://landing/").unwrap();
+        let p =
+            ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None }).await.unwrap();
+        let head = p.head("good/file.txt").await.unwrap().expect("ingested");
+        assert_eq!(head.content_type.as_deref(), Some("application/x-ferry-test"));
+    });
 }
 
 #[test]

@@ -183,7 +183,7 @@ impl Mover {
                 // part read is checked again.
                 let current = self.src.head(row.src_key()).await?.ok_or_else(|| gone(row))?;
                 check_unchanged(row, &current)?;
-                let attrs = attrs_of(entry, &current);
+                let attrs = attrs_of(row, &current);
                 // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
                 let etag_check = match entry.crc32c.is_none() && current.crc32c.is_none() && current.crc64nvme.is_none() {
                     true => self.src.etag_check(&current).await?,
@@ -203,7 +203,7 @@ impl Mover {
                 let crc = crc32c(&fetched.data);
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
-                let attrs = attrs_of(entry, &fetched.object);
+                let attrs = attrs_of(row, &fetched.object);
                 (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked)
             }
         };
@@ -591,12 +591,16 @@ fn gone(row: &ObjectRow) -> ObjectError {
     ObjectError::new(ErrorClass::PerObject, message)
 }
 
-/// Content type and metadata to write: what the read returned, else what the listing said.
-fn attrs_of(listed: &ObjectEntry, read: &ObjectEntry) -> PutAttrs {
-    PutAttrs {
-        content_type: read.content_type.clone().or_else(|| listed.content_type.clone()),
-        metadata: if read.metadata.is_empty() { listed.metadata.clone() } else { read.metadata.clone() },
-    }
+/// Content type and metadata to write: what the read returned, else what the listing said —
+/// except for a file read off a shipped disk, whose type the shipment manifest kept from the
+/// original source (the disk's own is only guessed from the name).
+fn attrs_of(row: &ObjectRow, read: &ObjectEntry) -> PutAttrs {
+    let listed = &row.entry;
+    let content_type = match row.route.src_path {
+        Some(_) => listed.content_type.clone().or_else(|| read.content_type.clone()),
+        None => read.content_type.clone().or_else(|| listed.content_type.clone()),
+    };
+    PutAttrs { content_type, metadata: if read.metadata.is_empty() { listed.metadata.clone() } else { read.metadata.clone() } }
 }
 
 /// Refuses to stitch an object together from two versions: the source must still be the object
