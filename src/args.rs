@@ -92,11 +92,14 @@ pub enum Command {
     /// Write the job's manifest onto appliance disks (Data Box, Snowball, Transfer Appliance or
     /// plain) with a shipment manifest on each, planning from SRC first when the job has none.
     Export {
+        /// The source to plan from when the job has no manifest yet (a URL or a path).
         src: Option<String>,
         /// A device root (a mounted appliance disk or share); repeat for several. Objects are
         /// packed across them by free space, largest first, never split.
         #[arg(long = "to", value_name = "DIR", required_unless_present = "check")]
         to: Vec<PathBuf>,
+        /// The appliance the disks are for; its naming rules decide each path (see
+        /// docs/appliance-export.md).
         #[arg(long, value_enum)]
         layout: LayoutArg,
         /// Lint only: list every key the layout renames or refuses, and how the objects would

@@ -325,6 +325,9 @@ fn an_export_killed_midway_finishes_without_rewriting_finished_files() {
     }
     assert!(kills >= 2, "the export finished before two kills landed: make it larger");
     assert!(!finished.is_empty(), "no file was finished before the kills: nothing to prove");
+    let status = ferry_ok(w, &["status", "--job", "job", "--json"], &[], 0).json();
+    assert_eq!(status["export"]["counts"]["objects"], files.len(), "{status}");
+    assert!(status["export"]["counts"]["done"].as_u64().unwrap() >= finished.len() as u64, "{status}");
     let done = ferry_ok(w, &[&args[..], &["--json"]].concat(), &[], 0).json();
     assert_eq!(done["already_done"].as_u64().unwrap() + done["copied"].as_u64().unwrap(), files.len() as u64, "{done}");
     for (path, (ino, mtime, nsec)) in &finished {

@@ -17,6 +17,16 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
     let orphans = journal.possible_orphans()?;
     // An ingest job: which export and manifest generation its data came from.
     let shipment: Option<serde_json::Value> = journal.meta("shipment")?.and_then(|t| serde_json::from_str(&t).ok());
+    // A disk export keeps its own journal.
+    let export_path = job.dir.join("export").join("journal.sqlite");
+    let export = match export_path.exists() {
+        true => {
+            let j = Journal::open(&export_path)?;
+            let devices: Vec<String> = j.meta("devices")?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            Some((j.counts()?, devices))
+        }
+        false => None,
+    };
     if common.json {
         let failed: Vec<_> =
             failed.iter().map(|r| serde_json::json!({"key": r.entry.key, "error": r.error, "attempts": r.attempts})).collect();
@@ -30,6 +40,7 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             "open_uploads": uploads.iter().map(|u| serde_json::json!({"key": u.key, "upload_id": u.upload_id, "parts": u.parts, "bytes": u.bytes})).collect::<Vec<_>>(),
             "failed": failed,
             "shipment": shipment,
+            "export": export.as_ref().map(|(counts, devices)| serde_json::json!({"counts": counts, "devices": devices})),
         }));
     } else {
         println!("job {}: {} → {} (generation {generation})", job.dir.display(), job.source, job.destination);
@@ -42,6 +53,19 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             counts.pending,
             counts.failed
         );
+        if let Some((c, devices)) = &export {
+            println!(
+                "  export to disks: written {} of {} objects ({} of {}) on {} device(s), pending {}, failed {}, refused {}",
+                c.done,
+                c.objects,
+                format_size(c.done_bytes),
+                format_size(c.bytes),
+                devices.len(),
+                c.pending,
+                c.failed,
+                c.refused
+            );
+        }
         if let Some(s) = &shipment {
             println!(
                 "  shipped on disks: export {} of {} (manifest generation {}, {} device(s))",
