@@ -247,17 +247,9 @@ fn keys_that_would_leave_the_export_root_are_refused() {
     let gcs = FakeGcs::start();
     gcs.create_bucket("keys");
     let bad = ["../../etc/passwd", "/abs", "in/../../escape.txt", "double//slash.txt", "dot/./x"];
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let loc = ferry_core::Location::parse("gs://keys/").unwrap();
-        let p =
-            ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None }).await.unwrap();
-        for key in bad.iter().chain(&["good/file.txt"]) {
-            let data = bytes::Bytes::from(format!("contents of {key}"));
-            let attrs = ferry_providers::PutAttrs { content_type: Some("application/x-ferry-test".into()), ..Default::default() };
-            p.put(key, data.clone(), ferry_core::crc32c(&data), &attrs).await.unwrap();
-        }
-    });
+    let objects: Vec<_> =
+        bad.iter().chain(&["good/file.txt"]).map(|key| (*key, bytes::Bytes::from(format!("contents of {key}")))).collect();
+    gcs.put_objects("keys", &objects, Some("application/x-ferry-test"));
     let device = w.join("box/device");
     std::fs::create_dir_all(&device).unwrap();
     for layout in ["plain", "snowball", "transfer-appliance", "databox-disk"] {
@@ -287,7 +279,7 @@ fn keys_that_would_leave_the_export_root_are_refused() {
     let ingest = ferry_ok(w, &args, &[], 3).json();
     assert_eq!(ingest["extra"], serde_json::json!(["device 1: good/file.txt"]), "{ingest}");
     assert_eq!(ingest["copied"], 1, "{ingest}");
-    rt.block_on(async {
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
         let loc = ferry_core::Location::parse("gs://landing/").unwrap();
         let p =
             ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None }).await.unwrap();

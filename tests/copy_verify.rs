@@ -178,16 +178,9 @@ fn a_bad_key_fails_alone_and_never_escapes_a_local_destination() {
     let w = work.path();
     let gcs = FakeGcs::start();
     gcs.create_bucket("keys");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(async {
-        let loc = ferry_core::Location::parse("gs://keys/").unwrap();
-        let p =
-            ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None }).await.unwrap();
-        for key in ["good.txt", "in/../../escape.txt", "double//slash.txt"] {
-            let data = bytes::Bytes::from(format!("contents of {key}"));
-            p.put(key, data.clone(), ferry_core::crc32c(&data), &Default::default()).await.unwrap();
-        }
-    });
+    let objects: Vec<_> =
+        ["good.txt", "in/../../escape.txt", "double//slash.txt"].map(|key| (key, bytes::Bytes::from(format!("contents of {key}")))).into();
+    gcs.put_objects("keys", &objects, None);
     let args = ["copy", "gs://keys/", "out/dst", "--job", "job", "--src-endpoint", &gcs.endpoint];
     let run = ferry(w, &args, &[]);
     assert_eq!(run.code, 1, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);

@@ -1,13 +1,12 @@
 //! `ferry export [SRC] --job DIR --to DEVICE… --layout L [--check]`
 
-use super::{location, print_json};
+use super::{device_side, open_job, print_json};
 use crate::Exit;
 use crate::args::{AzureTypeArg, Common, LayoutArg, Transfer};
 use crate::progress::Progress;
 use ferry_core::layout::{AzureType, Layout, LayoutKind};
 use ferry_core::size::format_size;
-use ferry_engine::{Access, EngineError, ExportOptions, Job, Stats};
-use ferry_providers::Connect;
+use ferry_engine::{EngineError, ExportOptions, Stats};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -41,15 +40,8 @@ pub async fn run(
     common: &Common,
     transfer: &Transfer,
 ) -> Result<Exit, EngineError> {
-    let access =
-        Access { source: Connect { endpoint: common.src_endpoint.clone(), profile: common.src_profile.clone() }, ..Default::default() };
-    let src = src.map(location).transpose()?;
-    // A new job records the first device as its destination; an existing job keeps its own.
-    let first = match (common.job.join("job.toml").exists(), to.first()) {
-        (false, Some(device)) => Some(location(&device.to_string_lossy())?),
-        _ => None,
-    };
-    let mut job = Job::open(&common.job, src, first, access)?;
+    // A new job records the first device as its destination.
+    let mut job = open_job(common, src, device_side(common, to.first()).as_deref())?;
     let source = job.source_provider().await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("export", stats.clone(), common.json || check);

@@ -1,12 +1,11 @@
 //! `ferry ingest --from DEVICE… DST --job DIR`
 
-use super::{location, print_json};
+use super::{device_side, open_job, print_json};
 use crate::Exit;
 use crate::args::{Common, Transfer};
 use crate::progress::Progress;
 use ferry_core::size::format_size;
-use ferry_engine::{Access, EngineError, IngestOptions, Job, Stats};
-use ferry_providers::Connect;
+use ferry_engine::{EngineError, IngestOptions, Stats};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -18,18 +17,8 @@ pub async fn run(
     common: &Common,
     transfer: &Transfer,
 ) -> Result<Exit, EngineError> {
-    let access = Access {
-        destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone() },
-        ..Default::default()
-    };
-    let dst = dst.map(location).transpose()?;
-    // The disks may be mounted elsewhere on each run: a new job records the first as its
-    // source, an existing one is not checked against it.
-    let src = match (common.job.join("job.toml").exists(), from.first()) {
-        (false, Some(device)) => Some(location(&device.to_string_lossy())?),
-        _ => None,
-    };
-    let mut job = Job::open(&common.job, src, dst, access)?;
+    // A new job records the first disk as its source.
+    let mut job = open_job(common, device_side(common, from.first()).as_deref(), dst)?;
     let destination = job.destination_provider().await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("ingest", stats.clone(), common.json);

@@ -80,6 +80,12 @@ fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job
     Job::open(&common.job, src, dst, access)
 }
 
+/// A device (`--to` of an export, `--from` of an ingest) as the side a new job records; an
+/// existing job keeps its own (the device may be mounted elsewhere on each run).
+fn device_side(common: &Common, device: Option<&std::path::PathBuf>) -> Option<String> {
+    device.filter(|_| !common.job.join("job.toml").exists()).map(|d| d.to_string_lossy().into_owned())
+}
+
 fn print_json(value: &impl serde::Serialize) {
     println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
 }

@@ -136,35 +136,24 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     check_same(&journal, "layout", &layout_text, "layout")?;
     check_same(&journal, "generation", &generation.to_string(), "manifest generation")?;
 
-    // Map every key; renames are recomputed each run (the mapping is pure), refusals journaled.
-    let reader = ManifestReader::open(&job.generation_dir(generation))?;
-    let seeded = journal.meta("seeded")?.is_some();
-    let mut findings = Vec::new();
-    let mut renamed = 0u64;
-    reader.for_each_batch::<EngineError>(|batch| {
-        let mut routed = Vec::with_capacity(batch.len());
-        for entry in batch {
-            let placement = opts.layout.place(&entry.key, entry.size);
-            if let Placement::Renamed { path, reason } = &placement {
-                renamed += 1;
-                if findings.len() < FINDINGS_KEPT {
-                    findings.push(Finding { key: entry.key.clone(), action: "renamed", path: Some(path.clone()), reason: reason.clone() });
-                }
-            }
-            if !seeded {
-                let (dst_path, refused) = match placement {
-                    Placement::Path(p) | Placement::Renamed { path: p, .. } => (Some(p), None),
-                    Placement::Refused(reason) => (None, Some(reason)),
-                };
-                routed.push(RoutedEntry { entry, route: Route { dst_path, ..Route::default() }, refused });
-            }
-        }
-        if !seeded {
-            journal.seed_routed(generation, &routed)?;
-        }
-        Ok(())
-    })?;
-    if !seeded {
+    // Map every key once: paths, renames and refusals are journaled, and later runs read them
+    // from there instead of the manifest.
+    if journal.meta("seeded")?.is_none() {
+        let reader = ManifestReader::open(&job.generation_dir(generation))?;
+        reader.for_each_batch::<EngineError>(|batch| {
+            let routed: Vec<RoutedEntry> = batch
+                .into_iter()
+                .map(|entry| {
+                    let (dst_path, refused, renamed) = match opts.layout.place(&entry.key, entry.size) {
+                        Placement::Path(p) => (Some(p), None, None),
+                        Placement::Renamed { path, reason } => (Some(path), None, Some(reason)),
+                        Placement::Refused(reason) => (None, Some(reason), None),
+                    };
+                    RoutedEntry { entry, route: Route { dst_path, ..Route::default() }, refused, renamed }
+                })
+                .collect();
+            Ok(journal.seed_routed(generation, &routed)?)
+        })?;
         journal.index_routes()?;
         for (id, _key, reason) in journal.path_conflicts(opts.layout.case_insensitive())? {
             journal.refuse(id, &reason)?;
@@ -174,16 +163,17 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         journal.set_meta("export_id", &uuid::Uuid::new_v4().to_string())?;
         journal.set_meta("seeded", "1")?;
     }
+    let mut findings = Vec::new();
     let mut after = String::new();
     while findings.len() < FINDINGS_KEPT {
-        let rows = journal.refused(&after, 1024)?;
+        let rows = journal.noted(&after, 1024)?;
         let Some(last) = rows.last() else { break };
-        after = last.entry.key.clone();
-        for row in rows {
-            findings.push(Finding { key: row.entry.key, action: "refused", path: None, reason: row.error.unwrap_or_default() });
-        }
+        after = last.key.clone();
+        findings.extend(rows.into_iter().map(|n| match n.refused {
+            Some(reason) => Finding { key: n.key, action: "refused", path: None, reason },
+            None => Finding { key: n.key, action: "renamed", path: n.dst_path, reason: n.renamed.unwrap_or_default() },
+        }));
     }
-    findings.sort_by(|a, b| a.key.cmp(&b.key));
 
     // Devices: indexes are stable across runs (matched by path); new ones are appended.
     let mut known: Vec<String> = journal.meta("devices")?.map(|t| serde_json::from_str(&t).unwrap_or_default()).unwrap_or_default();
@@ -211,7 +201,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         check: opts.check,
         objects_total: counts.objects,
         bytes_total: counts.bytes,
-        renamed,
+        renamed: journal.renamed_count()?,
         refused: counts.refused,
         findings,
         unplaced: 0,
@@ -302,7 +292,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     drop(movers);
     let journal = Arc::into_inner(journal).expect("the movers are gone").into_inner().expect("journal lock");
     let export_id = journal.meta("export_id")?.unwrap_or_default();
-    let manifest_sha256 = file_sha256(&ferry_manifest::ManifestHeader::path(&job.generation_dir(generation)))?;
+    let manifest_sha256 = shipment::file_sha256(&ferry_manifest::ManifestHeader::path(&job.generation_dir(generation)))?;
     let counts = journal.counts()?;
     let copies = dir.join("shipments");
     std::fs::create_dir_all(&copies).map_err(EngineError::io(&copies))?;
@@ -513,7 +503,7 @@ fn unchanged_shipment(root: &Path, copy: &Path, header: &ShipmentHeader) -> Opti
         && (old.device, old.devices, old.files, old.bytes, old.pending_elsewhere)
             == (header.device, header.devices, header.files, header.bytes, header.pending_elsewhere);
     let digest = shipment::digest(root).ok()?;
-    (same && file_sha256(copy).ok()? == digest && root.join(shipment::SUMS_FILE).is_file()).then_some(digest)
+    (same && shipment::file_sha256(copy).ok()? == digest && root.join(shipment::SUMS_FILE).is_file()).then_some(digest)
 }
 
 fn check_same(journal: &Journal, name: &str, value: &str, what: &str) -> Result<()> {
@@ -523,12 +513,6 @@ fn check_same(journal: &Journal, name: &str, value: &str, what: &str) -> Result<
         ))),
         _ => Ok(()),
     }
-}
-
-fn file_sha256(path: &Path) -> Result<String> {
-    use sha2::Digest;
-    let bytes = std::fs::read(path).map_err(EngineError::io(path))?;
-    Ok(hex::encode(sha2::Sha256::digest(&bytes)))
 }
 
 /// Removes a SQLite journal and its WAL files.

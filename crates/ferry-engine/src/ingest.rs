@@ -269,7 +269,7 @@ fn seed(job: &Job, journal: &mut Journal, provenance: &Provenance, roots: &[(u32
             };
             writer.push(&entry)?;
             let route = Route { device: Some(device - 1), src_path: Some(file.path), dst_path: None, expect_sha256: Some(file.sha256) };
-            batch.push(RoutedEntry { entry, route, refused: None });
+            batch.push(RoutedEntry { entry, route, refused: None, renamed: None });
             if batch.len() == 4096 {
                 journal.seed_routed(generation, &std::mem::take(&mut batch))?;
             }

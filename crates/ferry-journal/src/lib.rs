@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS objects (
     dst_path      TEXT,                              -- written at this path instead of the key
     src_crc64     TEXT,                              -- CRC64NVME the source declares (a shipment manifest)
     expect_sha256 TEXT,                              -- SHA-256 the source declares (a shipment manifest)
-    crc64nvme     TEXT                               -- of the bytes read and sent
+    crc64nvme     TEXT,                              -- of the bytes read and sent
+    renamed       TEXT                               -- why dst_path is not the key (a disk layout's rule)
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
 CREATE TABLE IF NOT EXISTS parts (
@@ -96,6 +97,19 @@ pub struct RoutedEntry {
     pub entry: ObjectEntry,
     pub route: Route,
     pub refused: Option<String>,
+    /// Why the route's destination path is not the key (a disk layout renamed it).
+    pub renamed: Option<String>,
+}
+
+/// A key whose name a disk layout changed or refused, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Noted {
+    pub key: String,
+    pub dst_path: Option<String>,
+    /// Why it is not copied (then it has no path).
+    pub refused: Option<String>,
+    /// Why its path is not its key.
+    pub renamed: Option<String>,
 }
 
 /// An object the journal knows, with everything a copy needs from the manifest.
@@ -494,8 +508,8 @@ impl Journal {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata,
-                                          device, src_path, dst_path, src_crc64, expect_sha256, state, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16) ON CONFLICT(key) DO NOTHING",
+                                          device, src_path, dst_path, src_crc64, expect_sha256, state, error, renamed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT(key) DO NOTHING",
                 )
                 .map_err(err)?;
             for r in entries {
@@ -518,7 +532,8 @@ impl Journal {
                     e.crc64nvme,
                     route.expect_sha256,
                     state,
-                    r.refused
+                    r.refused,
+                    r.renamed
                 ])
                 .map_err(err)?;
             }
@@ -546,12 +561,35 @@ impl Journal {
         Ok(())
     }
 
-    /// Objects refused, with their reasons, in key order after `after_key`.
-    pub fn refused(&self, after_key: &str, limit: usize) -> Result<Vec<ObjectRow>> {
-        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE state = 'refused' AND key > ?1 ORDER BY key LIMIT ?2");
-        let mut stmt = self.conn.prepare_cached(&sql).map_err(self.err())?;
-        let rows = stmt.query_map(params![after_key, limit as i64], row_from).map_err(self.err())?;
+    /// Keys refused or renamed, with the reasons, in key order after `after_key`.
+    pub fn noted(&self, after_key: &str, limit: usize) -> Result<Vec<Noted>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT key, dst_path, state, error, renamed FROM objects WHERE (state = 'refused' OR renamed IS NOT NULL) AND key > ?1
+                 ORDER BY key LIMIT ?2",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![after_key, limit as i64], |r| {
+                let refused = r.get::<_, String>(2)? == "refused";
+                Ok(Noted {
+                    key: r.get(0)?,
+                    dst_path: if refused { None } else { r.get(1)? },
+                    refused: if refused { Some(r.get::<_, Option<String>>(3)?.unwrap_or_default()) } else { None },
+                    renamed: if refused { None } else { r.get(4)? },
+                })
+            })
+            .map_err(self.err())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    /// How many objects are copied under another name than their key.
+    pub fn renamed_count(&self) -> Result<u64> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM objects WHERE renamed IS NOT NULL AND state != 'refused'", [], |r| r.get::<_, i64>(0))
+            .map(|n| n as u64)
+            .map_err(self.err())
     }
 
     /// Pairs of routed objects that cannot both exist on a device: one's path is a folder of
@@ -672,7 +710,7 @@ mod tests {
 
     fn routed(key: &str, size: u64, dst_path: &str) -> RoutedEntry {
         let entry = ObjectEntry { key: key.into(), size, ..Default::default() };
-        RoutedEntry { entry, route: Route { dst_path: Some(dst_path.into()), ..Route::default() }, refused: None }
+        RoutedEntry { entry, route: Route { dst_path: Some(dst_path.into()), ..Route::default() }, refused: None, renamed: None }
     }
 
     #[test]

@@ -160,12 +160,16 @@ fn xml_escape(s: &str) -> String {
 
 /// The SHA-256 of a device's shipment manifest, as printed at export.
 pub fn digest(root: &Path) -> Result<String> {
-    let path = root.join(SHIPMENT_FILE);
-    let mut f = File::open(&path).map_err(io(&path))?;
+    file_sha256(&root.join(SHIPMENT_FILE))
+}
+
+/// The SHA-256 of a file, read in 64 KiB blocks.
+pub fn file_sha256(path: &Path) -> Result<String> {
+    let mut f = File::open(path).map_err(io(path))?;
     let mut hash = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = f.read(&mut buf).map_err(io(&path))?;
+        let n = f.read(&mut buf).map_err(io(path))?;
         if n == 0 {
             break;
         }
