@@ -198,6 +198,11 @@ pub struct Common {
     /// AWS named profile for an S3 destination: two S3 sides may use different credentials.
     #[arg(long, value_name = "NAME")]
     pub dst_profile: Option<String>,
+    /// A local source: copy what symbolic links point to when the target stays inside the
+    /// source (links leading out, or in a loop, are still skipped and reported). Without it,
+    /// every link is skipped and reported. A job planned with it keeps it.
+    #[arg(long)]
+    pub follow_symlinks: bool,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,

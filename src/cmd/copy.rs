@@ -49,10 +49,11 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
             let retried: Vec<String> = summary.retries.iter().map(|(why, n)| format!("{n} {why}")).collect();
             println!("retried: {}", retried.join(", "));
         }
+        super::print_skipped(&summary.skipped);
         super::print_failures_and_report(&summary.failures, summary.report.as_deref());
     }
     if let Some(exit) = super::stopped_early(summary.stopped_by.as_ref()) {
         return Ok(exit);
     }
-    Ok(if summary.failed > 0 { Exit::Failures } else { Exit::Ok })
+    Ok(if summary.failed > 0 || summary.skipped.lost > 0 { Exit::Failures } else { Exit::Ok })
 }

@@ -44,10 +44,21 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
         }
         Command::Status { common } => status::run(&common),
         Command::Clean { dst, job, dst_endpoint, dst_profile, older_than, abort, dry_run, json } => match (dst, job) {
-            (Some(dst), _) => clean::sweep(&dst, Connect { endpoint: dst_endpoint, profile: dst_profile }, older_than, abort, json).await,
+            (Some(dst), _) => {
+                clean::sweep(&dst, Connect { endpoint: dst_endpoint, profile: dst_profile, ..Connect::default() }, older_than, abort, json)
+                    .await
+            }
             (None, Some(job)) => {
                 clean::run(
-                    &Common { job, src_endpoint: None, dst_endpoint, src_profile: None, dst_profile: dst_profile.clone(), json },
+                    &Common {
+                        job,
+                        src_endpoint: None,
+                        dst_endpoint,
+                        src_profile: None,
+                        dst_profile: dst_profile.clone(),
+                        follow_symlinks: false,
+                        json,
+                    },
                     dry_run,
                 )
                 .await
@@ -74,8 +85,12 @@ fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job
     let src = src.map(location).transpose()?;
     let dst = dst.map(location).transpose()?;
     let access = Access {
-        source: Connect { endpoint: common.src_endpoint.clone(), profile: common.src_profile.clone() },
-        destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone() },
+        source: Connect {
+            endpoint: common.src_endpoint.clone(),
+            profile: common.src_profile.clone(),
+            follow_symlinks: common.follow_symlinks,
+        },
+        destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone(), ..Connect::default() },
     };
     Job::open(&common.job, src, dst, access)
 }
@@ -100,6 +115,22 @@ fn print_failures_and_report(failures: &[ferry_engine::copy::Failure], report: O
     }
     if let Some(report) = report {
         println!("report: {}", report.display());
+    }
+}
+
+/// The entries the listing met and ferry does not copy: counts by reason, then the first 20 of
+/// those that are data the destination lacks.
+fn print_skipped(skipped: &ferry_engine::Skipped) {
+    if skipped.total == 0 {
+        return;
+    }
+    println!("not copied (skipped by the listing): {}", skipped.counts_text());
+    let lost: Vec<_> = skipped.entries.iter().filter(|e| e.reason.is_loss()).collect();
+    for e in lost.iter().take(20) {
+        println!("  skipped: {}: {}", e.key, e.reason.advice());
+    }
+    if skipped.lost > 20 {
+        println!("  … and {} more (`ferry manifest export` lists them all, column skipped)", skipped.lost - 20);
     }
 }
 

@@ -29,6 +29,12 @@ pub async fn run(src: &str, dst: &str, common: &Common) -> Result<Exit, EngineEr
             summary.skipped,
             summary.manifest.display()
         );
+        if !summary.skipped_by_reason.is_empty() {
+            for (reason, n) in &summary.skipped_by_reason {
+                println!("  skipped {n} {reason}: {}", reason.advice());
+            }
+            println!("  (named in the manifest, column skipped: `ferry manifest export --job DIR`)");
+        }
     }
     Ok(Exit::Ok)
 }

@@ -35,6 +35,7 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             "destination": job.destination.to_string(),
             "generation": generation,
             "counts": counts,
+            "skipped_by_reason": journal.skipped_by_reason()?,
             "remaining_bytes": counts.bytes - counts.done_bytes,
             "possibly_orphaned_uploads": orphans,
             "open_uploads": uploads.iter().map(|u| serde_json::json!({"key": u.key, "upload_id": u.upload_id, "parts": u.parts, "bytes": u.bytes})).collect::<Vec<_>>(),
@@ -53,6 +54,11 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             counts.pending,
             counts.failed
         );
+        if counts.skipped > 0 {
+            let by_reason = journal.skipped_by_reason()?;
+            let text: Vec<String> = by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
+            println!("  not copied (skipped by the listing): {}", text.join(", "));
+        }
         if let Some((c, devices)) = &export {
             println!(
                 "  export to disks: written {} of {} objects ({} of {}) on {} device(s), pending {}, failed {}, refused {}",

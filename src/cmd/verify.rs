@@ -26,9 +26,15 @@ pub async fn run(common: &Common, opts: VerifyOptions) -> Result<Exit, EngineErr
         for d in &summary.differences {
             println!("  {}: {}: {}", d.kind, d.key, d.detail);
         }
+        super::print_skipped(&summary.skipped);
         if let Some(report) = &summary.report {
             println!("report: {}", report.display());
         }
     }
-    Ok(if summary.differences.is_empty() { Exit::Ok } else { Exit::Differences })
+    Ok(match (summary.differences.is_empty(), summary.skipped.lost) {
+        (false, _) => Exit::Differences,
+        (true, 0) => Exit::Ok,
+        // The destination matches what was copied, but the source held entries it lacks.
+        (true, _) => Exit::Failures,
+    })
 }

@@ -28,4 +28,15 @@ pub struct ObjectEntry {
     pub crc64nvme: Option<String>,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// Set when the listing met this entry but ferry will not copy it, and why (a symlink, a
+    /// FIFO, a folder marker…). Such entries are recorded, counted and reported, never copied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<crate::SkipReason>,
+}
+
+impl ObjectEntry {
+    /// An entry the listing met but ferry will not copy.
+    pub fn skipped(key: String, reason: crate::SkipReason) -> ObjectEntry {
+        ObjectEntry { key, skipped: Some(reason), ..Default::default() }
+    }
 }

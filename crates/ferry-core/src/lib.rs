@@ -14,6 +14,7 @@
 //! - [`etag`]: an S3-style MD5 ETag (single or multipart) checked on the bytes as they stream.
 //! - [`size`]: human sizes (`8MiB`) both ways.
 //! - [`buffers`]: part buffers recycled once their last `Bytes` clone drops.
+//! - [`skip`]: why a listed entry is recorded but not copied ([`SkipReason`]).
 //! - [`error`]: how the engine should treat a failure ([`ErrorClass`]).
 
 pub mod buffers;
@@ -25,6 +26,7 @@ pub mod layout;
 pub mod location;
 pub mod parts;
 pub mod size;
+pub mod skip;
 
 pub use digest::{ObjectDigest, crc32c, crc32c_combine};
 pub use entry::ObjectEntry;
@@ -32,3 +34,4 @@ pub use error::ErrorClass;
 pub use etag::Md5Etag;
 pub use location::{Location, LocationError, Scheme};
 pub use parts::{Limits, PartPlan};
+pub use skip::SkipReason;

@@ -82,6 +82,8 @@ pub struct CopySummary {
     pub resumed_bytes: u64,
     pub failed: u64,
     pub failures: Vec<Failure>,
+    /// Entries the listing met that are not copied (symlinks, FIFOs…), by reason and named.
+    pub skipped: crate::Skipped,
     /// A fatal error that stopped the run early.
     pub stopped_by: Option<String>,
     /// `--dry-run`: nothing was copied; these are the objects and bytes a copy would send.
@@ -105,6 +107,7 @@ pub async fn copy(
     let planned = crate::plan(job, src.as_ref(), &stats).await?;
     let journal = Journal::open(&job.journal_path())?;
     let before = journal.counts()?;
+    let skipped = crate::Skipped::of(&journal)?;
     stats.start(&before);
     let mut summary = CopySummary {
         source: job.source.to_string(),
@@ -122,6 +125,7 @@ pub async fn copy(
         resumed_bytes: 0,
         failed: 0,
         failures: Vec::new(),
+        skipped,
         stopped_by: None,
         dry_run: opts.dry_run,
         pending: before.objects - before.done,
@@ -300,5 +304,6 @@ fn same_service(job: &Job) -> bool {
     use ferry_core::Scheme;
     job.source.scheme == job.destination.scheme
         && matches!(job.source.scheme, Scheme::S3 | Scheme::Gcs | Scheme::Azure)
-        && job.access.source == job.access.destination
+        && job.access.source.endpoint == job.access.destination.endpoint
+        && job.access.source.profile == job.access.destination.profile
 }

@@ -144,10 +144,13 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             let routed: Vec<RoutedEntry> = batch
                 .into_iter()
                 .map(|entry| {
-                    let (dst_path, refused, renamed) = match opts.layout.place(&entry.key, entry.size) {
-                        Placement::Path(p) => (Some(p), None, None),
-                        Placement::Renamed { path, reason } => (Some(path), None, Some(reason)),
-                        Placement::Refused(reason) => (None, Some(reason), None),
+                    // A skipped entry is journaled as skipped, with no path on any device.
+                    let placement = entry.skipped.is_none().then(|| opts.layout.place(&entry.key, entry.size));
+                    let (dst_path, refused, renamed) = match placement {
+                        None => (None, None, None),
+                        Some(Placement::Path(p)) => (Some(p), None, None),
+                        Some(Placement::Renamed { path, reason }) => (Some(path), None, Some(reason)),
+                        Some(Placement::Refused(reason)) => (None, Some(reason), None),
                     };
                     RoutedEntry { entry, route: Route { dst_path, ..Route::default() }, refused, renamed }
                 })

@@ -37,6 +37,9 @@ struct JobFile {
     source_profile: Option<String>,
     #[serde(default)]
     destination_profile: Option<String>,
+    /// A local source's symbolic links are followed (inside the source only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    follow_symlinks: bool,
     created_at: DateTime<Utc>,
 }
 
@@ -96,10 +99,12 @@ impl Job {
                     source: Connect {
                         endpoint: access.source.endpoint.or(stored.source_endpoint),
                         profile: access.source.profile.or(stored.source_profile),
+                        follow_symlinks: access.source.follow_symlinks || stored.follow_symlinks,
                     },
                     destination: Connect {
                         endpoint: access.destination.endpoint.or(stored.destination_endpoint),
                         profile: access.destination.profile.or(stored.destination_profile),
+                        ..Connect::default()
                     },
                 },
                 persisted: true,
@@ -147,6 +152,7 @@ impl Job {
                 destination_endpoint: self.access.destination.endpoint.clone(),
                 source_profile: self.access.source.profile.clone(),
                 destination_profile: self.access.destination.profile.clone(),
+                follow_symlinks: self.access.source.follow_symlinks,
                 created_at: Utc::now(),
             };
             let path = self.dir.join("job.toml");
@@ -241,8 +247,10 @@ mod tests {
 
     #[test]
     fn endpoints_with_credentials_are_refused() {
-        let eps =
-            Access { source: Connect { endpoint: Some("http://user:secret@127.0.0.1:9000".into()), profile: None }, ..Default::default() };
+        let eps = Access {
+            source: Connect { endpoint: Some("http://user:secret@127.0.0.1:9000".into()), profile: None, ..Default::default() },
+            ..Default::default()
+        };
         let err = Job::open(Path::new("/nonexistent"), None, None, eps).err().unwrap().to_string();
         assert!(!err.contains("secret"), "{err}");
     }

@@ -15,6 +15,7 @@
 //!   byte budget.
 //! - [`mod@export`]: the manifest onto appliance disks (layouts, packing, shipment manifests).
 //! - [`mod@ingest`]: shipped disks into a cloud destination, proved against their shipment.
+//! - [`skipped`]: what the listing met and ferry does not copy, by reason, for every summary.
 //! - [`mod@clean`]: abort the multipart uploads a job left open.
 //! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared.
 //! - [`stats`]: live counters for progress display.
@@ -29,6 +30,7 @@ pub mod ingest;
 pub mod job;
 mod mover;
 pub mod plan;
+pub mod skipped;
 pub mod stats;
 pub mod verify;
 
@@ -39,6 +41,7 @@ pub use export::{ExportOptions, ExportSummary, export};
 pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use job::{Access, Job};
 pub use plan::{PlanSummary, plan};
+pub use skipped::Skipped;
 pub use stats::Stats;
 pub use verify::{Difference, VerifyOptions, VerifySummary, verify};
 

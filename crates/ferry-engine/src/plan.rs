@@ -1,12 +1,13 @@
 //! Planning: list the source into a sealed manifest generation, then seed the journal from it.
 
 use crate::{EngineError, Job, Result, Stats};
-use ferry_core::ObjectEntry;
+use ferry_core::{ObjectEntry, SkipReason};
 use ferry_journal::Journal;
 use ferry_manifest::{ManifestHeader, ManifestReader, ManifestWriter};
 use ferry_providers::Provider;
 use futures::StreamExt;
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tokio::sync::mpsc::Sender;
 
@@ -15,8 +16,11 @@ pub struct PlanSummary {
     pub generation: u32,
     pub objects: u64,
     pub bytes: u64,
-    /// Listed entries left out (directory markers such as `photos/`).
+    /// Listed entries recorded but not copied (symlinks, FIFOs, folder markers such as
+    /// `photos/`…), not in `objects`.
     pub skipped: u64,
+    /// `skipped` by reason.
+    pub skipped_by_reason: BTreeMap<SkipReason, u64>,
     /// The job already had a sealed generation; nothing was listed.
     pub already_planned: bool,
     pub manifest: PathBuf,
@@ -29,6 +33,7 @@ impl PlanSummary {
             objects: header.totals.objects,
             bytes: header.totals.bytes,
             skipped: header.totals.skipped,
+            skipped_by_reason: header.totals.skipped_by_reason.clone(),
             already_planned,
             manifest,
         }
@@ -90,10 +95,9 @@ async fn list_into(src: &dyn Provider, writer: &mut ManifestWriter, seeder: &Sen
     while let Some(page) = pages.next().await {
         let page = page.map_err(|source| EngineError::Provider { side: "source", source })?;
         Stats::add(&stats.listed, page.len() as u64);
-        for entry in page {
-            if entry.key.is_empty() || entry.key.ends_with('/') {
-                writer.skip();
-                continue;
+        for mut entry in page {
+            if entry.skipped.is_none() && (entry.key.is_empty() || entry.key.ends_with('/')) {
+                entry = ObjectEntry::skipped(entry.key, SkipReason::DirectoryMarker);
             }
             writer.push(&entry)?;
             batch.push(entry);

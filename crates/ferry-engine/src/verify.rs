@@ -46,6 +46,9 @@ pub struct VerifySummary {
     /// How many objects each kind of evidence proved.
     pub proved_by: BTreeMap<String, u64>,
     pub differences: Vec<Difference>,
+    /// Entries the source had that were never copied (symlinks, FIFOs…): the destination
+    /// lacks them by design, named here rather than as differences.
+    pub skipped: crate::Skipped,
     pub seconds: f64,
     pub report: Option<std::path::PathBuf>,
 }
@@ -69,6 +72,7 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
         extra: 0,
         proved_by: BTreeMap::new(),
         differences: Vec::new(),
+        skipped: crate::Skipped::of(&journal)?,
         seconds: 0.0,
         report: None,
     };
@@ -81,7 +85,8 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
         let rows = journal.page(cursor, 1024)?;
         let Some(last) = rows.last() else { break };
         cursor = last.id;
-        let results: Vec<(ObjectRow, std::result::Result<&'static str, Difference>)> = futures::stream::iter(rows)
+        let to_check = rows.into_iter().filter(|row| row.entry.skipped.is_none());
+        let results: Vec<(ObjectRow, std::result::Result<&'static str, Difference>)> = futures::stream::iter(to_check)
             .map(|row| {
                 let dst = dst.clone();
                 let stats = stats.clone();

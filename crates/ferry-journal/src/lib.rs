@@ -12,7 +12,7 @@
 //! - [`Route`]: for disk exports and ingests, which device an object is on and the path it
 //!   has there (the key stays the object's name at the cloud end).
 
-use ferry_core::ObjectEntry;
+use ferry_core::{ObjectEntry, SkipReason};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 
@@ -29,6 +29,9 @@ pub type Result<T, E = JournalError> = std::result::Result<T, E>;
 
 const SCHEMA_VERSION: i64 = 2;
 
+/// The state of an entry the listing met but ferry does not copy; its `error` is the reason.
+const SKIPPED: &str = "skipped";
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS objects (
@@ -42,7 +45,7 @@ CREATE TABLE IF NOT EXISTS objects (
     src_md5       TEXT,
     content_type  TEXT,
     metadata      TEXT,
-    state         TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed | refused
+    state         TEXT NOT NULL DEFAULT 'pending',   -- pending | done | failed | refused | skipped (error: the SkipReason)
     attempts      INTEGER NOT NULL DEFAULT 0,
     error         TEXT,
     sha256        TEXT,                              -- of the bytes read and sent
@@ -186,6 +189,9 @@ pub struct StatusCounts {
     pub failed: u64,
     /// Objects a disk layout cannot hold (never copied).
     pub refused: u64,
+    /// Entries the listing met but ferry does not copy (symlinks, FIFOs, folder markers…),
+    /// not counted in `objects`; [`Journal::skipped_by_reason`] breaks them down.
+    pub skipped: u64,
 }
 
 pub struct Journal {
@@ -210,6 +216,10 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
             metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
             last_modified: None,
             crc64nvme: r.get(21)?,
+            skipped: match r.get_ref(9)?.as_str()? {
+                SKIPPED => r.get_ref(15)?.as_str_or_null()?.and_then(SkipReason::parse),
+                _ => None,
+            },
         },
         state: r.get(9)?,
         attempts: r.get(10)?,
@@ -265,8 +275,9 @@ impl Journal {
         Ok(())
     }
 
-    /// Adds a batch of manifest entries of `generation` as pending work, in one transaction.
-    /// Replaying a batch is harmless: keys already known keep their state.
+    /// Adds a batch of manifest entries of `generation` as pending work (entries the listing
+    /// skipped as `skipped`, with their reason), in one transaction. Replaying a batch is
+    /// harmless: keys already known keep their state.
     pub fn seed(&mut self, generation: u32, entries: &[ObjectEntry]) -> Result<()> {
         let path = self.path.clone();
         let err = |source| JournalError::Sqlite { path: path.clone(), source };
@@ -274,14 +285,30 @@ impl Journal {
         {
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(key) DO NOTHING",
+                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, COALESCE(?10, 'pending'), ?11) ON CONFLICT(key) DO NOTHING",
                 )
                 .map_err(err)?;
             for e in entries {
                 let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
-                stmt.execute(params![generation, e.key, e.size as i64, e.etag, e.version, e.crc32c, e.md5, e.content_type, meta])
-                    .map_err(err)?;
+                let (state, reason) = match e.skipped {
+                    Some(reason) => (Some(SKIPPED), Some(reason.as_str())),
+                    None => (None, None),
+                };
+                stmt.execute(params![
+                    generation,
+                    e.key,
+                    e.size as i64,
+                    e.etag,
+                    e.version,
+                    e.crc32c,
+                    e.md5,
+                    e.content_type,
+                    meta,
+                    state,
+                    reason
+                ])
+                .map_err(err)?;
             }
         }
         tx.commit().map_err(err)
@@ -515,7 +542,11 @@ impl Journal {
             for r in entries {
                 let (e, route) = (&r.entry, &r.route);
                 let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
-                let state = if r.refused.is_some() { "refused" } else { "pending" };
+                let (state, error) = match (e.skipped, &r.refused) {
+                    (Some(reason), _) => (SKIPPED, Some(reason.as_str())),
+                    (None, Some(refused)) => ("refused", Some(refused.as_str())),
+                    (None, None) => ("pending", None),
+                };
                 stmt.execute(params![
                     generation,
                     e.key,
@@ -532,7 +563,7 @@ impl Journal {
                     e.crc64nvme,
                     route.expect_sha256,
                     state,
-                    r.refused,
+                    error,
                     r.renamed
                 ])
                 .map_err(err)?;
@@ -679,6 +710,36 @@ impl Journal {
         stmt.exists(params![device, path]).map_err(self.err())
     }
 
+    /// Skipped entries counted by reason (every generation), reasons in their declared order.
+    pub fn skipped_by_reason(&self) -> Result<std::collections::BTreeMap<SkipReason, u64>> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT error, COUNT(*) FROM objects WHERE state = ?1 GROUP BY error").map_err(self.err())?;
+        let rows = stmt.query_map([SKIPPED], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)? as u64))).map_err(self.err())?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (reason, n) = row.map_err(self.err())?;
+            // A reason this ferry does not know (a newer one wrote it) still counts as a loss.
+            let reason = reason.as_deref().and_then(SkipReason::parse).unwrap_or(SkipReason::InvalidName);
+            *out.entry(reason).or_default() += n;
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` skipped entries with ids above `after`, in id order: `(id, key, reason)`.
+    pub fn skipped(&self, after: i64, limit: usize) -> Result<Vec<(i64, String, SkipReason)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, key, error FROM objects WHERE state = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![SKIPPED, after, limit as i64], |r| {
+                let reason: Option<String> = r.get(2)?;
+                Ok((r.get(0)?, r.get(1)?, reason.as_deref().and_then(SkipReason::parse).unwrap_or(SkipReason::InvalidName)))
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
     pub fn counts(&self) -> Result<StatusCounts> {
         let mut c = StatusCounts::default();
         let mut stmt =
@@ -690,6 +751,10 @@ impl Journal {
             let (state, n, bytes) = row.map_err(self.err())?;
             if state == "refused" {
                 c.refused = n;
+                continue;
+            }
+            if state == SKIPPED {
+                c.skipped = n;
                 continue;
             }
             c.objects += n;
@@ -749,6 +814,29 @@ mod tests {
 
     fn entries(n: usize) -> Vec<ObjectEntry> {
         (0..n).map(|i| ObjectEntry { key: format!("k{i}"), size: i as u64, ..Default::default() }).collect()
+    }
+
+    // Issue 12, case 4: entries a listing met but does not copy are recorded, not dropped.
+    #[test]
+    fn skipped_entries_are_recorded_with_their_reason_and_never_handed_out_as_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        let mut batch = entries(3);
+        batch.push(ObjectEntry::skipped("link".into(), SkipReason::Symlink));
+        batch.push(ObjectEntry::skipped("pipe".into(), SkipReason::Fifo));
+        batch.push(ObjectEntry::skipped("pipe2".into(), SkipReason::Fifo));
+        j.seed(1, &batch).unwrap();
+        let c = j.counts().unwrap();
+        assert_eq!((c.objects, c.pending, c.skipped), (3, 3, 3));
+        assert!(j.todo(0, 100, 3).unwrap().iter().all(|r| r.entry.skipped.is_none()));
+        let by: Vec<_> = j.skipped_by_reason().unwrap().into_iter().collect();
+        assert_eq!(by, [(SkipReason::Symlink, 1), (SkipReason::Fifo, 2)]);
+        let rows = j.skipped(0, 10).unwrap();
+        assert_eq!(
+            rows.iter().map(|(_, k, r)| (k.as_str(), *r)).collect::<Vec<_>>(),
+            [("link", SkipReason::Symlink), ("pipe", SkipReason::Fifo), ("pipe2", SkipReason::Fifo)]
+        );
+        assert_eq!(j.get("pipe").unwrap().unwrap().entry.skipped, Some(SkipReason::Fifo));
     }
 
     #[test]

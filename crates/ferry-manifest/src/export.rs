@@ -10,7 +10,8 @@ pub enum ExportFormat {
     Jsonl,
 }
 
-const COLUMNS: [&str; 10] = ["key", "size", "last_modified", "etag", "version", "crc32c", "md5", "content_type", "sha256", "verified_by"];
+const COLUMNS: [&str; 11] =
+    ["key", "size", "last_modified", "etag", "version", "crc32c", "md5", "content_type", "sha256", "verified_by", "skipped"];
 
 /// What a copy proved about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +55,7 @@ pub fn export(
                         e.content_type.clone().unwrap_or_default(),
                         sha.unwrap_or_default(),
                         verified_by.unwrap_or_default(),
+                        e.skipped.map(|r| r.as_str().to_string()).unwrap_or_default(),
                     ];
                     let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
                     writeln!(out, "{}", line.join(",")).map_err(io)?;
@@ -62,6 +64,7 @@ pub fn export(
                     let mut v = serde_json::to_value(e).expect("entry serializes");
                     v["sha256"] = sha.map(Into::into).unwrap_or(serde_json::Value::Null);
                     v["verified_by"] = verified_by.map(Into::into).unwrap_or(serde_json::Value::Null);
+                    v["skipped"] = e.skipped.map(|r| r.as_str().into()).unwrap_or(serde_json::Value::Null);
                     writeln!(out, "{v}").map_err(io)?;
                 }
             }
@@ -93,7 +96,7 @@ mod tests {
         export(&r, ExportFormat::Csv, &mut csv, |_| Some(Proof { sha256: "ab".into(), verified_by: "size only".into() })).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert!(csv.contains("\"a,\"\"b\"\"\nc\",3,"), "{csv}");
-        assert!(csv.trim_end().ends_with(",ab,size only"), "{csv}");
+        assert!(csv.trim_end().ends_with(",ab,size only,"), "{csv}");
         let mut jl = Vec::new();
         export(&r, ExportFormat::Jsonl, &mut jl, |_| None).unwrap();
         let v: serde_json::Value = serde_json::from_slice(jl.split(|b| *b == b'\n').next().unwrap()).unwrap();

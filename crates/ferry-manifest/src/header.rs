@@ -15,8 +15,12 @@ pub const GENERATION_PREFIX: &str = "gen-";
 pub struct Totals {
     pub objects: u64,
     pub bytes: u64,
-    /// Listed entries left out of the manifest (directory markers), not copied.
+    /// Listed entries recorded but not copied (rows with a `skipped` reason): not in `objects`
+    /// or `bytes`.
     pub skipped: u64,
+    /// `skipped`, by reason.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped_by_reason: std::collections::BTreeMap<ferry_core::SkipReason, u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

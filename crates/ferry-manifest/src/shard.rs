@@ -6,7 +6,7 @@ use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder, UInt64Bui
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
-use ferry_core::ObjectEntry;
+use ferry_core::{ObjectEntry, SkipReason};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
@@ -36,6 +36,8 @@ pub fn schema() -> SchemaRef {
         s("md5"),
         s("content_type"),
         s("metadata"),
+        // Why the listing's entry is not copied (a `SkipReason` name); null for objects to copy.
+        s("skipped"),
     ]))
 }
 
@@ -50,6 +52,7 @@ struct Columns {
     md5: StringBuilder,
     content_type: StringBuilder,
     metadata: StringBuilder,
+    skipped: StringBuilder,
     rows: usize,
 }
 
@@ -65,6 +68,7 @@ impl Columns {
         self.content_type.append_option(e.content_type.as_deref());
         let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
         self.metadata.append_option(meta);
+        self.skipped.append_option(e.skipped.map(|r| r.as_str()));
         self.rows += 1;
     }
 
@@ -80,6 +84,7 @@ impl Columns {
             Arc::new(self.md5.finish()),
             Arc::new(self.content_type.finish()),
             Arc::new(self.metadata.finish()),
+            Arc::new(self.skipped.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -117,19 +122,23 @@ impl ManifestWriter {
         })
     }
 
+    /// Adds an entry: an object to copy, or one the listing skipped (counted by reason).
     pub fn push(&mut self, entry: &ObjectEntry) -> Result<()> {
         self.cols.push(entry);
-        self.header.totals.objects += 1;
-        self.header.totals.bytes += entry.size;
+        match entry.skipped {
+            None => {
+                self.header.totals.objects += 1;
+                self.header.totals.bytes += entry.size;
+            }
+            Some(reason) => {
+                self.header.totals.skipped += 1;
+                *self.header.totals.skipped_by_reason.entry(reason).or_default() += 1;
+            }
+        }
         if self.cols.rows >= BATCH_ROWS {
             self.flush_batch()?;
         }
         Ok(())
-    }
-
-    /// Counts a listed entry that is deliberately not part of the manifest.
-    pub fn skip(&mut self) {
-        self.header.totals.skipped += 1;
     }
 
     pub fn totals(&self) -> &Totals {
@@ -346,6 +355,11 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
         .map(|n| col::<StringArray>(batch, n))
         .collect::<std::result::Result<_, _>>()?;
     let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_string());
+    // Manifests written before skipped entries were recorded have no such column.
+    let skipped = match batch.column_by_name("skipped") {
+        None => None,
+        Some(c) => Some(c.as_any().downcast_ref::<StringArray>().ok_or("column skipped has the wrong type")?),
+    };
     (0..batch.num_rows())
         .map(|i| {
             let metadata = match opt(strs[5], i) {
@@ -364,6 +378,10 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                 metadata,
                 // Seen at copy time, never listed: manifests do not keep it.
                 crc64nvme: None,
+                skipped: match skipped.and_then(|a| opt(a, i)) {
+                    None => None,
+                    Some(name) => Some(SkipReason::parse(&name).ok_or_else(|| format!("row {i}: unknown skip reason {name:?}"))?),
+                },
             })
         })
         .collect()
@@ -443,6 +461,31 @@ mod tests {
         std::fs::write(&shard, bytes).unwrap();
         let err = ManifestReader::open(dir.path()).err().expect("tampered shard refused").to_string();
         assert!(err.contains("objects-00000.parquet") && err.contains("corrupt"), "{err}");
+    }
+
+    // Issue 12, case 4: skipped entries are rows of the sealed manifest, with their reason, and
+    // are counted apart from the objects to copy.
+    #[test]
+    fn skipped_entries_round_trip_with_their_reason_and_count_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ManifestWriter::create(dir.path(), 1, None, "file:///a", "s3://b/").unwrap();
+        w.push(&entry(7)).unwrap();
+        w.push(&ObjectEntry::skipped("pipe".into(), SkipReason::Fifo)).unwrap();
+        w.push(&ObjectEntry::skipped("photos/".into(), SkipReason::DirectoryMarker)).unwrap();
+        let header = w.seal().unwrap();
+        assert_eq!((header.totals.objects, header.totals.bytes, header.totals.skipped), (1, 7, 2));
+        assert_eq!(header.totals.skipped_by_reason.get(&SkipReason::Fifo), Some(&1));
+        let mut got = Vec::new();
+        ManifestReader::open(dir.path())
+            .unwrap()
+            .for_each_batch::<ManifestError>(|b| {
+                got.extend(b);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(got[0], entry(7));
+        assert_eq!(got[1].skipped, Some(SkipReason::Fifo));
+        assert_eq!(got[2].skipped, Some(SkipReason::DirectoryMarker));
     }
 
     #[test]

@@ -27,9 +27,9 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::TEMP_MARK;
+
 const PROVIDER: &str = "gcs";
-/// Marks ferry's temporary part objects; listings skip them.
-const TEMP_MARK: &str = ".ferry-tmp-";
 /// GCS composes at most 32 sources per call.
 const COMPOSE_FANIN: usize = 32;
 const ATTEMPTS: u32 = 5;
@@ -91,6 +91,7 @@ impl GcsObject {
             content_type: self.content_type,
             metadata: self.metadata,
             crc64nvme: None,
+            skipped: None,
         }
     }
 }
@@ -260,10 +261,14 @@ impl Provider for GcsProvider {
                     let entries = p
                         .items
                         .into_iter()
-                        .filter(|o| !o.name.contains(TEMP_MARK))
                         .filter_map(|o| {
                             let key = o.name.get(prefix.len()..)?.to_string();
-                            Some(o.entry(key))
+                            // ferry's own part objects are recorded as skipped, never copied;
+                            // a user's look-alike name is an ordinary object.
+                            Some(match crate::is_temp_name(&o.name) {
+                                true => ObjectEntry::skipped(key, ferry_core::SkipReason::FerryTempFile),
+                                false => o.entry(key),
+                            })
                         })
                         .collect();
                     Some((Ok(entries), p.next_page_token.map(Some)))

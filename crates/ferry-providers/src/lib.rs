@@ -227,6 +227,9 @@ pub trait MultipartUpload: Send {
 pub struct Connect {
     pub endpoint: Option<String>,
     pub profile: Option<String>,
+    /// A local source: list and read what symbolic links inside the root point to, when the
+    /// target stays inside the root (`--follow-symlinks`). Links are skipped otherwise.
+    pub follow_symlinks: bool,
 }
 
 /// Opens the adapter for `location`. Builds clients only: no request is sent (see
@@ -236,7 +239,7 @@ pub async fn open(location: &Location, connect: &Connect) -> Result<Arc<dyn Prov
         Scheme::S3 => Arc::new(s3::S3Provider::new(location.clone(), connect).await?),
         Scheme::Gcs => Arc::new(gcs::GcsProvider::new(location.clone(), connect).await?),
         Scheme::Azure => Arc::new(azure::AzureProvider::new(location.clone(), connect)?),
-        Scheme::Local => Arc::new(local::LocalProvider::new(location.clone())),
+        Scheme::Local => Arc::new(local::LocalProvider::new(location.clone()).following_symlinks(connect.follow_symlinks)),
     })
 }
 
@@ -253,6 +256,20 @@ pub(crate) fn unquote(etag: &str) -> String {
     etag.trim_matches('"').to_string()
 }
 
+/// Marks the names of ferry's temporary files and objects (uploads in progress, a device's
+/// reserve).
+pub(crate) const TEMP_MARK: &str = ".ferry-tmp-";
+
+/// Whether `name` (a file name, or a GCS object name) is one of ferry's temporary files: it
+/// holds [`TEMP_MARK`] followed by one of ferry's ids (hex digits or `put`, then for GCS part
+/// objects `-` and a part suffix). Listings record such names as skipped ferry temp files; a
+/// user's `report.ferry-tmp-2024.csv` is an ordinary object.
+pub(crate) fn is_temp_name(name: &str) -> bool {
+    let Some((_, id)) = name.rsplit_once(TEMP_MARK) else { return false };
+    let id = id.split_once('-').map_or(id, |(id, _part)| id);
+    id == "put" || (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) && (id.len() >= 16 || name.starts_with('.')))
+}
+
 /// Rejects keys that cannot be stored as given. Object stores accept almost any key; these
 /// rules are the ones no destination can honour safely.
 pub fn check_key(key: &str) -> std::result::Result<(), &'static str> {
@@ -263,4 +280,27 @@ pub fn check_key(key: &str) -> std::result::Result<(), &'static str> {
         return Err("key contains NUL");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 12, case 4: only ferry's own temp names are set aside, never a user's look-alike.
+    #[test]
+    fn temp_names_are_ferrys_own_only() {
+        for ours in [
+            ".photo.jpg.ferry-tmp-put",
+            ".photo.jpg.ferry-tmp-3f2a9c0d1e2b4a5f8e7d6c5b4a392817",
+            ".ferry-tmp-3f2a9c0d1e2b4a5f",
+            ".shipment-reserve.ferry-tmp-0",
+            "dir/big.bin.ferry-tmp-3f2a9c0d1e2b4a5f8e7d6c5b4a392817-00001",
+            "dir/big.bin.ferry-tmp-3f2a9c0d1e2b4a5f8e7d6c5b4a392817-c1-00002",
+        ] {
+            assert!(is_temp_name(ours), "{ours}");
+        }
+        for theirs in ["report.ferry-tmp-2024.csv", "report.ferry-tmp-2024", "a.ferry-tmp-", "x.ferry-tmp-zz", "plain.txt", ".hidden"] {
+            assert!(!is_temp_name(theirs), "{theirs}");
+        }
+    }
 }

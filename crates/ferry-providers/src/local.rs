@@ -21,18 +21,26 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const PROVIDER: &str = "local";
-const TEMP_MARK: &str = ".ferry-tmp-";
+use crate::TEMP_MARK;
 const PAGE: usize = 1000;
 
 pub struct LocalProvider {
     location: Location,
     root: PathBuf,
+    /// List (and read) what symbolic links inside the root point to, when that stays inside.
+    follow_symlinks: bool,
 }
 
 impl LocalProvider {
     pub fn new(location: Location) -> LocalProvider {
         let root = PathBuf::from(&location.prefix);
-        LocalProvider { location, root }
+        LocalProvider { location, root, follow_symlinks: false }
+    }
+
+    /// Follows symbolic links whose target stays inside the root (`--follow-symlinks`).
+    pub fn following_symlinks(mut self, follow: bool) -> LocalProvider {
+        self.follow_symlinks = follow;
+        self
     }
 
     /// Free space for this root's file system: bytes an unprivileged writer may still use, and
@@ -51,7 +59,7 @@ impl LocalProvider {
             match seg {
                 "" => return Err(bad("empty path segment (leading, trailing or doubled '/')")),
                 "." | ".." => return Err(bad("'.' or '..' segment would leave the destination root")),
-                s if s.contains(TEMP_MARK) => return Err(bad("name is reserved for ferry's temp files")),
+                s if crate::is_temp_name(s) => return Err(bad("name is reserved for ferry's temp files")),
                 s => path.push(s),
             }
         }
@@ -145,47 +153,29 @@ impl Provider for LocalProvider {
         }
     }
 
+    /// Every entry under the root, in file-name order per folder: regular files as objects,
+    /// anything else the listing meets as a skipped entry with its reason (symlinks, FIFOs,
+    /// sockets, devices, unreadable folders, names that are not UTF-8, ferry's temp files), so
+    /// nothing is left out unnamed. With `follow_symlinks`, links whose target stays inside the
+    /// root are followed (folders walked, loops refused); others are skipped.
     fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
-        let root = self.root.clone();
+        let (root, follow) = (self.root.clone(), self.follow_symlinks);
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<ObjectEntry>>>(4);
         tokio::task::spawn_blocking(move || {
             let mut page = Vec::with_capacity(PAGE);
-            for item in walkdir::WalkDir::new(&root).follow_links(false).sort_by_file_name() {
-                let item = match item {
-                    Ok(i) => i,
-                    Err(e) => {
-                        let path = e.path().unwrap_or(&root).to_path_buf();
-                        let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("file system loop"));
-                        let _ = tx.blocking_send(Err(ProviderError::Io { path, source }));
-                        return;
-                    }
-                };
-                if !item.file_type().is_file() || item.file_name().to_string_lossy().contains(TEMP_MARK) {
-                    continue;
+            let mut emit = |entry: ObjectEntry| -> bool {
+                page.push(entry);
+                page.len() < PAGE || tx.blocking_send(Ok(std::mem::replace(&mut page, Vec::with_capacity(PAGE)))).is_ok()
+            };
+            let walked = walk(&root, follow, &mut emit);
+            match walked {
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
                 }
-                let rel = item.path().strip_prefix(&root).expect("walkdir stays under its root");
-                let Some(key) = rel.to_str().map(str::to_string) else {
-                    let _ = tx.blocking_send(Err(ProviderError::BadKey {
-                        provider: PROVIDER,
-                        key: rel.to_string_lossy().into_owned(),
-                        reason: "file name is not valid UTF-8".into(),
-                    }));
-                    return;
-                };
-                match item.metadata() {
-                    Ok(meta) => page.push(entry_of(key, &meta)),
-                    Err(e) => {
-                        let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("metadata"));
-                        let _ = tx.blocking_send(Err(ProviderError::Io { path: item.path().to_path_buf(), source }));
-                        return;
-                    }
+                Ok(()) if !page.is_empty() => {
+                    let _ = tx.blocking_send(Ok(page));
                 }
-                if page.len() == PAGE && tx.blocking_send(Ok(std::mem::replace(&mut page, Vec::with_capacity(PAGE)))).is_err() {
-                    return;
-                }
-            }
-            if !page.is_empty() {
-                let _ = tx.blocking_send(Ok(page));
+                Ok(()) => {}
             }
         });
         tokio_stream_from(rx).boxed()
@@ -412,6 +402,118 @@ impl MultipartUpload for LocalUpload {
             _ => Ok(()),
         }
     }
+}
+
+/// Walks `root` for [`LocalProvider::list`], handing each entry to `emit` (which answers
+/// whether to go on). Fails only when the root itself cannot be read.
+fn walk(root: &Path, follow: bool, emit: &mut dyn FnMut(ObjectEntry) -> bool) -> Result<()> {
+    use ferry_core::SkipReason;
+    use std::os::unix::fs::FileTypeExt;
+    // Where followed links may lead: the root as the file system resolves it.
+    let real_root = match follow {
+        true => Some(std::fs::canonicalize(root).map_err(ProviderError::io(root))?),
+        false => None,
+    };
+    let key_of = |path: &Path| -> std::result::Result<String, String> {
+        let rel = path.strip_prefix(root).expect("walkdir stays under its root");
+        rel.to_str().map(str::to_string).ok_or_else(|| ferry_core::skip::escape_invalid_name(rel.as_os_str().as_encoded_bytes()))
+    };
+    let mut items = walkdir::WalkDir::new(root).follow_links(follow).sort_by_file_name().into_iter();
+    while let Some(item) = items.next() {
+        let item = match item {
+            Ok(item) => item,
+            Err(e) => {
+                let path = e.path().unwrap_or(root).to_path_buf();
+                if path == root && e.depth() == 0 {
+                    let source = e.into_io_error().unwrap_or_else(|| std::io::Error::other("cannot read the folder"));
+                    return Err(ProviderError::Io { path, source });
+                }
+                let reason = if e.loop_ancestor().is_some() {
+                    SkipReason::SymlinkLoop
+                } else if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) {
+                    // Gone since the folder was read (or a link to nowhere, when following).
+                    match std::fs::symlink_metadata(&path) {
+                        Ok(m) if m.file_type().is_symlink() => SkipReason::SymlinkOutsideRoot,
+                        _ => continue,
+                    }
+                } else {
+                    SkipReason::Unreadable
+                };
+                let key = key_of(&path).unwrap_or_else(|escaped| escaped);
+                let is_dir = std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir());
+                let key = if is_dir && reason == SkipReason::Unreadable { format!("{key}/") } else { key };
+                if !emit(ObjectEntry::skipped(key, reason)) {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        if item.depth() == 0 {
+            continue;
+        }
+        let name = item.file_name().to_string_lossy();
+        let key = match key_of(item.path()) {
+            Ok(key) => key,
+            Err(escaped) => {
+                // Every file under a folder whose name is not UTF-8 is named (escaped) too.
+                if item.file_type().is_dir() {
+                    continue;
+                }
+                if !emit(ObjectEntry::skipped(escaped, SkipReason::InvalidName)) {
+                    return Ok(());
+                }
+                continue;
+            }
+        };
+        // A followed link must stay inside the root, or it is skipped (and not walked into).
+        if item.path_is_symlink()
+            && let Some(real_root) = &real_root
+        {
+            let inside = std::fs::canonicalize(item.path()).is_ok_and(|target| target.starts_with(real_root));
+            if !inside {
+                if item.file_type().is_dir() {
+                    items.skip_current_dir();
+                }
+                if !emit(ObjectEntry::skipped(key, SkipReason::SymlinkOutsideRoot)) {
+                    return Ok(());
+                }
+                continue;
+            }
+        }
+        let kind = item.file_type();
+        let reason = if kind.is_dir() {
+            continue;
+        } else if kind.is_symlink() {
+            // Not followed (without --follow-symlinks), or a link to nowhere.
+            match follow {
+                false => SkipReason::Symlink,
+                true => SkipReason::SymlinkOutsideRoot,
+            }
+        } else if kind.is_fifo() {
+            SkipReason::Fifo
+        } else if kind.is_socket() {
+            SkipReason::Socket
+        } else if kind.is_block_device() || kind.is_char_device() {
+            SkipReason::Device
+        } else if crate::is_temp_name(&name) {
+            SkipReason::FerryTempFile
+        } else {
+            match item.metadata() {
+                Ok(meta) => {
+                    if !emit(entry_of(key, &meta)) {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(e) if e.io_error().is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound) => continue,
+                Err(_) => SkipReason::Unreadable,
+            }
+        };
+        if !emit(ObjectEntry::skipped(key, reason)) {
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// A stream over a bounded channel's receiver.

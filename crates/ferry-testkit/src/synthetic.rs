@@ -49,6 +49,7 @@ impl SyntheticBucket {
             crc64nvme: None,
             content_type: None,
             metadata: Default::default(),
+            skipped: None,
         }
     }
 
