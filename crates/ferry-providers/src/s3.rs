@@ -31,6 +31,8 @@ use futures::stream::BoxStream;
 use std::ops::Range;
 use std::time::Duration;
 
+/// Attempts at the bucket check when the service answers 429/5xx.
+const CHECK_ATTEMPTS: u32 = 5;
 const PROVIDER: &str = "s3";
 
 pub struct S3Provider {
@@ -376,12 +378,24 @@ impl Provider for S3Provider {
     }
 
     async fn check(&self, _for_write: bool) -> Result<()> {
-        match self.client.head_bucket().bucket(&self.location.bucket).send().await {
-            Ok(_) => Ok(()),
-            Err(e) => Err(match self.error("head bucket", "", e) {
-                ProviderError::NotFound { .. } => ProviderError::NoSuchBucket { provider: PROVIDER, bucket: self.location.bucket.clone() },
-                other => other,
-            }),
+        // A HEAD's 429 or 503 has no body, so the SDK cannot tell it is throttling and does
+        // not retry it: a busy service must not fail the run before it starts.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.client.head_bucket().bucket(&self.location.bucket).send().await {
+                Ok(_) => return Ok(()),
+                Err(e) => match self.error("head bucket", "", e) {
+                    ProviderError::NotFound { .. } => {
+                        ProviderError::NoSuchBucket { provider: PROVIDER, bucket: self.location.bucket.clone() }
+                    }
+                    other => other,
+                },
+            };
+            if err.class() != ErrorClass::Retryable || attempt >= CHECK_ATTEMPTS {
+                return Err(err);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
         }
     }
 
