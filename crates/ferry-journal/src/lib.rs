@@ -198,8 +198,11 @@ pub struct Journal {
 
 const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified";
 
-/// `(name, type, not null, default)` of each column of `table`.
-fn table_info(conn: &Connection, table: &str) -> rusqlite::Result<Vec<(String, String, bool, Option<String>)>> {
+/// A column as `PRAGMA table_info` declares it: name, type, not null, default.
+type Column = (String, String, bool, Option<String>);
+
+/// Each column of `table`.
+fn table_info(conn: &Connection, table: &str) -> rusqlite::Result<Vec<Column>> {
     let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
     let rows = stmt.query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
     rows.collect()
