@@ -3,7 +3,10 @@
 //!
 //! The journal is a SQLite database in the job directory (`journal.sqlite`, WAL mode). It is
 //! seeded from a sealed manifest generation, then updated after every side effect the engine
-//! has at the destination, so a re-run copies only what is not done. It owns state only: it
+//! has at the destination, so a re-run copies only what is not done. Commits are group-committed
+//! (`synchronous = NORMAL`) except those that must be on disk before the side effect they
+//! precede (an upload id before the upload is created, a device placement before the file is
+//! written). Opening adds any column the schema has and an older journal lacks. It owns state only: it
 //! never talks to a provider, and never stores a credential (nothing given to it carries one).
 //!
 //! # Layout

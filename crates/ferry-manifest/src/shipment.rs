@@ -11,6 +11,10 @@
 //!
 //! Every file is written under a temp name, fsynced and renamed into place, then the directory
 //! is fsynced: a shipment file is whole or absent.
+//!
+//! A shipment arrives from outside and is read as hostile: no line is read past [`MAX_LINE`]
+//! bytes, device numbers must be in range (at most [`MAX_DEVICES`]), and [`read_checked`] holds
+//! the header's `files` and `bytes` to the lines that follow it.
 
 use crate::{ManifestError, Result};
 use chrono::{DateTime, Utc};
