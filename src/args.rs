@@ -56,8 +56,8 @@ pub enum Command {
         /// is reported as `extra`, a difference).
         #[arg(long)]
         no_extra: bool,
-        /// Objects checked in parallel.
-        #[arg(long, default_value_t = 32)]
+        /// Objects checked in parallel (1 to 10000).
+        #[arg(long, default_value_t = 32, value_parser = parse_transfers)]
         transfers: usize,
         #[command(flatten)]
         rates: Rates,
@@ -77,7 +77,8 @@ pub enum Command {
         /// AWS named profile for an S3 destination.
         #[arg(long, value_name = "NAME")]
         dst_profile: Option<String>,
-        /// With DST: how old an upload must be to count as stale, e.g. 24h, 90m, 7d.
+        /// With DST: how old an upload must be to count as stale, e.g. 24h, 90m, 7d (at most
+        /// 36500d).
         #[arg(long, value_parser = parse_duration, default_value = "24h")]
         older_than: std::time::Duration,
         /// With DST: abort what is listed.
@@ -211,8 +212,8 @@ pub struct Common {
 /// How hard a transfer runs.
 #[derive(Debug, Args)]
 pub struct Transfer {
-    /// Objects in flight.
-    #[arg(long, default_value_t = 16)]
+    /// Objects in flight (1 to 10000).
+    #[arg(long, default_value_t = 16, value_parser = parse_transfers)]
     pub transfers: usize,
     /// Part size for multipart transfers, e.g. 8MiB (default: from the destination's limits).
     #[arg(long, value_parser = parse_size)]
@@ -226,7 +227,7 @@ pub struct Transfer {
 impl Transfer {
     pub fn options(&self) -> ferry_engine::CopyOptions {
         ferry_engine::CopyOptions {
-            transfers: self.transfers.max(1),
+            transfers: self.transfers,
             part_size: self.part_size,
             max_memory: self.max_memory,
             ..Default::default()
@@ -298,21 +299,62 @@ fn parse_rate(s: &str) -> Result<u64, String> {
     Ok(n)
 }
 
+/// The most objects in flight: far above what any link needs, and well within what the
+/// schedulers' semaphores can count.
+const MAX_TRANSFERS: usize = 10_000;
+
+fn parse_transfers(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_TRANSFERS).contains(&n) => Ok(n),
+        _ => Err(format!("invalid number of transfers {s:?}: give 1 to {MAX_TRANSFERS}")),
+    }
+}
+
+/// The longest age `--older-than` takes: 100 years (a date that far back is still a date).
+const MAX_AGE_SECS: u64 = 36_500 * 86_400;
+
 fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
-    let n: u64 = n.parse().map_err(|_| format!("invalid duration {s:?}: expected e.g. 24h"))?;
-    let secs = match unit {
+    let secs: u64 = match unit {
         "s" => 1,
         "m" => 60,
         "h" | "" => 3600,
         "d" => 86_400,
         other => return Err(format!("invalid duration {s:?}: unknown unit {other:?} (s, m, h, d)")),
     };
-    Ok(std::time::Duration::from_secs(n * secs))
+    let too_long = || format!("invalid duration {s:?}: at most 36500d (100 years)");
+    let n: u64 = match n.parse() {
+        Ok(n) => n,
+        Err(e) if *e.kind() == std::num::IntErrorKind::PosOverflow => return Err(too_long()),
+        Err(_) => return Err(format!("invalid duration {s:?}: expected e.g. 24h")),
+    };
+    match n.checked_mul(secs) {
+        Some(total) if total <= MAX_AGE_SECS => Ok(std::time::Duration::from_secs(total)),
+        _ => Err(too_long()),
+    }
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
     ferry_core::size::parse_size(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transfers_and_ages_are_bounded() {
+        assert_eq!(parse_transfers("16"), Ok(16));
+        assert_eq!(parse_transfers("10000"), Ok(10_000));
+        for bad in ["0", "10001", "2305843009213693952", "-1", "x"] {
+            assert!(parse_transfers(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_duration("36500d"), Ok(std::time::Duration::from_secs(MAX_AGE_SECS)));
+        assert_eq!(parse_duration("90m"), Ok(std::time::Duration::from_secs(5400)));
+        for bad in ["36501d", "1000000000d", "18446744073709551615s", "99999999999999999999d", "7w", "d"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

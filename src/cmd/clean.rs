@@ -25,7 +25,11 @@ pub async fn sweep(
     let provider =
         ferry_providers::open(&location, &connect).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
     provider.check(true).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
-    let before = chrono::Utc::now() - chrono::Duration::from_std(older_than).unwrap_or(chrono::Duration::MAX);
+    // An age beyond the calendar means every upload (the parser bounds it; this never panics).
+    let before = chrono::Duration::from_std(older_than)
+        .ok()
+        .and_then(|age| chrono::Utc::now().checked_sub_signed(age))
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
     let summary = ferry_engine::sweep(provider, before, !abort).await?;
     Ok(render(&summary, json))
 }

@@ -3,6 +3,7 @@
 use super::open_job;
 use crate::Exit;
 use crate::args::{Common, Format};
+use ferry_core::ObjectEntry;
 use ferry_engine::EngineError;
 use ferry_journal::Journal;
 use ferry_manifest::{ExportFormat, ManifestReader};
@@ -24,9 +25,16 @@ pub fn export(common: &Common, format: Format, output: Option<&Path>) -> Result<
         }
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
+    // The journal is the truth for what was copied: a restarted object shows the version
+    // copied, not the sealed one.
     let rows = ferry_manifest::export(&reader, format, &mut out, |e| {
         let row = journal.get(&e.key).ok().flatten()?;
-        Some(ferry_manifest::Proof { sha256: row.sha256?, verified_by: row.verified_by.unwrap_or_default() })
+        let copied = row.note.as_ref().map(|_| ObjectEntry {
+            content_type: e.content_type.clone(),
+            metadata: e.metadata.clone(),
+            ..row.entry.clone()
+        });
+        Some(ferry_manifest::Proof { sha256: row.sha256, verified_by: row.verified_by, copied, note: row.note })
     })?;
     out.flush().map_err(|source| EngineError::Io { path: output.unwrap_or(Path::new("<stdout>")).into(), source })?;
     if output.is_some() {

@@ -245,16 +245,15 @@ pub(crate) async fn run_pass(
                     return None;
                 }
                 let key = row.entry.key.clone();
-                let size = row.entry.size;
                 let device = row.route.device;
                 if let Some(d) = device.filter(|d| full_devices.lock().expect("full lock").contains(d)) {
-                    return Some((key, Outcome::Full(row.id, d), size));
+                    return Some((key, Outcome::Full(row.id, d)));
                 }
                 let slot = gate.enter(throttles()).await;
                 let result = mover.copy_with_retries(&row).await;
                 gate.leave(slot, throttles());
                 let outcome = match (result, device) {
-                    (Ok(()), _) => Outcome::Done,
+                    (Ok(copied), _) => Outcome::Done(copied),
                     (Err(e), Some(d)) if e.full => {
                         full_devices.lock().expect("full lock").insert(d);
                         Outcome::Full(row.id, d)
@@ -267,14 +266,15 @@ pub(crate) async fn run_pass(
                         Outcome::Failed(e.message)
                     }
                 };
-                Some((key, outcome, size))
+                Some((key, outcome))
             }
         })
         .buffer_unordered(transfers.max(1))
         .filter_map(|r| async move { r })
-        .fold((0u64, 0u64, Vec::new(), Vec::new()), |(copied, bytes, mut failures, mut full), (key, outcome, size)| async move {
+        .fold((0u64, 0u64, Vec::new(), Vec::new()), |(copied, bytes, mut failures, mut full), (key, outcome)| async move {
             match outcome {
-                Outcome::Done => return (copied + 1, bytes + size, failures, full),
+                // The size of the version copied, which a restart may have changed.
+                Outcome::Done(size) => return (copied + 1, bytes + size, failures, full),
                 Outcome::Failed(error) => failures.push(Failure { key, error }),
                 Outcome::Full(id, device) => full.push((id, device)),
             }
@@ -291,7 +291,8 @@ pub(crate) async fn run_pass(
 
 /// How one object of a pass ended.
 enum Outcome {
-    Done,
+    /// Copied, with the size of the version copied.
+    Done(u64),
     Failed(String),
     /// Its device is full: (journal id, device).
     Full(i64, u32),

@@ -110,6 +110,13 @@ const SHIPMENT_BYTES_PER_FILE: u64 = 512;
 /// Exports the job's manifest (planning first when it has none) onto `opts.devices`.
 pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, stats: Arc<Stats>) -> Result<ExportSummary> {
     let started = Instant::now();
+    if opts.devices.len() > shipment::MAX_DEVICES as usize {
+        return Err(EngineError::Appliance(format!(
+            "{} devices given: an export spans at most {}",
+            opts.devices.len(),
+            shipment::MAX_DEVICES
+        )));
+    }
     let devices = opts.devices.iter().map(|d| open_device(d)).collect::<Result<Vec<_>>>()?;
     // Two roots on one file system share one free space: packing would count it twice.
     for (i, a) in devices.iter().enumerate() {
@@ -121,7 +128,14 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             )));
         }
     }
+    // Planning takes the job's lock: only then may this run touch what a run of the job left on
+    // its devices, and a check never does.
     let planned = crate::plan(job, src.as_ref(), &stats).await?;
+    if !opts.check {
+        for d in &devices {
+            release_reserve(&d.root)?;
+        }
+    }
     let generation = planned.generation;
     let dir = job.dir.join("export");
     std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir))?;
@@ -191,6 +205,13 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             }
         };
         given.push((index as u32, d));
+    }
+    if known.len() > shipment::MAX_DEVICES as usize {
+        return Err(EngineError::Appliance(format!(
+            "this export has had {} device paths: an export spans at most {} (give each disk where it was mounted before)",
+            known.len(),
+            shipment::MAX_DEVICES
+        )));
     }
     if !opts.check {
         journal.set_meta("devices", &serde_json::to_string(&known).expect("list serializes"))?;
@@ -340,7 +361,8 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     Ok(summary)
 }
 
-/// A device root given with `--to`, and its free space now.
+/// A device root given with `--to`, and its free space now (read only: opening a device
+/// writes nothing to it).
 struct Device {
     root: PathBuf,
     /// The file system's device number.
@@ -355,11 +377,16 @@ fn open_device(root: &Path) -> Result<Device> {
     if !root.is_dir() {
         return Err(EngineError::Appliance(format!("device {} does not exist or is not a directory: mount it first", root.display())));
     }
-    release_reserve(&root)?;
     let location = Location::parse(&root.to_string_lossy())?;
     let space = LocalProvider::new(location.clone()).space().map_err(|source| EngineError::Provider { side: "device", source })?;
     let fs = std::os::unix::fs::MetadataExt::dev(&std::fs::metadata(&root).map_err(EngineError::io(&root))?);
-    Ok(Device { root, fs, location, free: space.available, block: space.block })
+    // A reserve left by an earlier run is free space to this one: it is released once the job's
+    // lock is held (never by a check), so it is not touched here.
+    let reserved = std::fs::symlink_metadata(root.join(RESERVE_FILE))
+        .ok()
+        .filter(|m| m.is_file())
+        .map_or(0, |m| std::os::unix::fs::MetadataExt::blocks(&m) * 512);
+    Ok(Device { root, fs, location, free: space.available + reserved, block: space.block })
 }
 
 /// Objects and bytes packed onto each device (by index).
@@ -420,6 +447,7 @@ fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Res
         let batch = journal.unplaced(after, 4096)?;
         let Some(last) = batch.last() else { break };
         after = Some((last.1, last.0));
+        let mut placements = Vec::new();
         for (id, size) in batch {
             let target = order.iter().copied().find(|i| {
                 let r = &room[i];
@@ -433,15 +461,17 @@ fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Res
                     *simulated.entry(i).or_default() += cost;
                     let on = placed.entry(i).or_default();
                     (on.0, on.1) = (on.0 + 1, on.1 + size);
-                    if persist {
-                        journal.place(id, Some(i))?;
-                    }
+                    placements.push((id, i));
                 }
                 None => {
                     unplaced += 1;
                     unplaced_bytes += size;
                 }
             }
+        }
+        // On disk before any file is written to a device for them.
+        if persist {
+            journal.place_all(&placements)?;
         }
     }
     if !persist {

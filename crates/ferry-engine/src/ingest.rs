@@ -172,7 +172,7 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         .collect::<Result<_>>()?;
     let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
     (summary.copied, summary.bytes_copied, summary.stopped_by) = (pass.copied, pass.bytes, pass.stopped_by);
-    summary.pending_bytes -= pass.bytes;
+    summary.pending_bytes = summary.pending_bytes.saturating_sub(pass.bytes);
     for f in pass.failures {
         if f.error.starts_with("missing:") {
             summary.missing.push(f);
@@ -212,10 +212,17 @@ fn read_shipments(opts: &IngestOptions) -> Result<(Provenance, Vec<(u32, PathBuf
                 "the shipment manifest's SHA-256 is {digest}, none of the digests expected: it changed since export"
             )));
         }
-        let (header, _) = shipment::read(&root)?;
+        // Every count the shipment declares is checked against its lines before it is used.
+        let header = shipment::read_checked(&root)?;
         if let Some(f) = &first {
             if f.export_id != header.export_id {
                 return Err(refuse(format!("belongs to export {}, the other disks to {}", header.export_id, f.export_id)));
+            }
+            if f.devices != header.devices {
+                return Err(refuse(format!(
+                    "its shipment manifest says the export has {} devices, another disk's says {}",
+                    header.devices, f.devices
+                )));
             }
             if roots.iter().any(|(d, _)| *d == header.device) {
                 return Err(refuse(format!("device {} of the export was given twice", header.device)));

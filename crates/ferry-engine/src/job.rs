@@ -52,13 +52,41 @@ pub struct Job {
     lock: Option<File>,
 }
 
-/// `path` made absolute against the working directory (no file system access).
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_path_buf())
+/// Where `path` is, or would be once created: its nearest existing ancestor with every symlink
+/// and `..` resolved, then the rest of it (which does not exist yet, so holds no symlink) with
+/// `.` and `..` taken lexically — as `create_dir_all` would make it.
+fn resolved(path: &Path) -> PathBuf {
+    let path = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut rest = Vec::new();
+    let mut base = path.as_path();
+    let mut out = loop {
+        if let Ok(real) = base.canonicalize() {
+            break real;
+        }
+        match (base.parent(), base.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                base = parent;
+            }
+            // `..` or `.` as the last component of something that does not exist: keep it for
+            // the lexical pass below.
+            (Some(parent), None) => {
+                rest.push(base.components().next_back().map(|c| c.as_os_str().to_os_string()).unwrap_or_default());
+                base = parent;
+            }
+            (None, _) => break PathBuf::from("/"),
+        }
+    };
+    for part in rest.iter().rev() {
+        match part.to_str() {
+            Some("..") => {
+                out.pop();
+            }
+            Some(".") | Some("") => {}
+            _ => out.push(part),
+        }
     }
+    out
 }
 
 /// Refuses endpoints that carry credentials, so they can be stored and printed as they are.
@@ -113,8 +141,10 @@ impl Job {
         }
         match (source, destination) {
             (Some(source), Some(destination)) => {
+                // Compared where they really are: `a/../src/job` or `link-to-src/job` is inside `src`.
+                let job_dir = resolved(dir);
                 for (what, location) in [("source", &source), ("destination", &destination)] {
-                    if location.scheme == ferry_core::Scheme::Local && absolute(dir).starts_with(&location.prefix) {
+                    if location.scheme == ferry_core::Scheme::Local && job_dir.starts_with(resolved(Path::new(&location.prefix))) {
                         return Err(EngineError::JobInsideLocation { dir: dir.into(), what, location: location.to_string() });
                     }
                 }
@@ -141,10 +171,20 @@ impl Job {
         open_side("destination", &self.destination, &self.access.destination, true).await
     }
 
-    /// Creates the directory and `job.toml` if new, and takes the job's lock.
+    /// Takes the job's lock, creating the directory if new, then writes `job.toml` if new
+    /// (atomically: a crash leaves the whole file or none, and only the lock holder writes it).
     pub fn persist(&mut self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(EngineError::io(&self.dir))?;
+        self.lock()?;
         std::fs::create_dir_all(self.dir.join("manifests")).map_err(EngineError::io(&self.dir))?;
         if !self.persisted {
+            let path = self.dir.join("job.toml");
+            if path.exists() {
+                // Another process made this job between our open and our lock: check against it.
+                let stored = Job::open(&self.dir, Some(self.source.clone()), Some(self.destination.clone()), self.access.clone())?;
+                (self.access, self.persisted) = (stored.access, true);
+                return Ok(());
+            }
             let file = JobFile {
                 source: self.source.to_string(),
                 destination: self.destination.to_string(),
@@ -155,12 +195,16 @@ impl Job {
                 follow_symlinks: self.access.source.follow_symlinks,
                 created_at: Utc::now(),
             };
-            let path = self.dir.join("job.toml");
             let text = toml::to_string(&file).expect("job file serializes");
-            std::fs::write(&path, text).map_err(EngineError::io(&path))?;
+            write_atomically(&path, text.as_bytes()).map_err(EngineError::io(&path))?;
+            // The job directory's own entry, so a journal in it cannot outlive it after a power loss.
+            let dir = std::path::absolute(&self.dir).map_err(EngineError::io(&self.dir))?;
+            if let Some(parent) = dir.parent() {
+                File::open(parent).and_then(|p| p.sync_all()).map_err(EngineError::io(parent))?;
+            }
             self.persisted = true;
         }
-        self.lock()
+        Ok(())
     }
 
     /// Takes the job's lock (an advisory lock released when the process exits, even on SIGKILL).
@@ -213,6 +257,21 @@ impl Job {
     }
 }
 
+/// Writes `path` whole or not at all: a temp file beside it, fsynced, renamed over it, and the
+/// directory fsynced so the rename itself survives a power loss.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    File::open(dir)?.sync_all()
+}
+
 async fn open_side(side: &'static str, location: &Location, connect: &Connect, for_write: bool) -> Result<Arc<dyn Provider>> {
     let err = |source| EngineError::Provider { side, source };
     let provider = ferry_providers::open(location, connect).await.map_err(err)?;
@@ -243,6 +302,66 @@ mod tests {
         assert!(matches!(again.lock(), Err(EngineError::Locked { .. })));
         drop(job);
         again.lock().unwrap();
+    }
+
+    // Issue 12, case 19: job.toml was written before the lock was taken, so a second process
+    // could rewrite the file of a job another one was working on.
+    #[test]
+    fn case_19_job_toml_is_written_only_under_the_lock_and_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().join("job");
+        std::fs::create_dir_all(&d).unwrap();
+        let held = File::options().create(true).truncate(false).write(true).open(d.join(".lock")).unwrap();
+        held.try_lock().unwrap();
+        let (src, dst) = (Location::parse("s3://bkt-a/p").unwrap(), Location::parse("gs://bkt-b/").unwrap());
+        let mut job = Job::open(&d, Some(src.clone()), Some(dst.clone()), Access::default()).unwrap();
+        assert!(matches!(job.persist(), Err(EngineError::Locked { .. })));
+        assert!(!d.join("job.toml").exists(), "the lock is taken before job.toml is written");
+        drop(held);
+
+        // What a crash between writing the temp file and renaming it leaves: the temp file, no
+        // job.toml. The job is still new, and is created whole.
+        std::fs::write(d.join(".job.toml.tmp"), "source = \"s3://trunc").unwrap();
+        let mut job2 = Job::open(&d, Some(src.clone()), Some(dst.clone()), Access::default()).unwrap();
+        assert!(!job2.exists());
+        job2.persist().unwrap();
+        assert!(!d.join(".job.toml.tmp").exists());
+        drop(job2);
+        assert_eq!(Job::open(&d, None, None, Access::default()).unwrap().source, src);
+
+        // A job made by another process between this one's open and its lock is checked, not
+        // overwritten.
+        let e = dir.path().join("raced");
+        let mut first = Job::open(&e, Some(src.clone()), Some(dst.clone()), Access::default()).unwrap();
+        let other = Location::parse("s3://bkt-a/q").unwrap();
+        let mut second = Job::open(&e, Some(other), Some(dst.clone()), Access::default()).unwrap();
+        first.persist().unwrap();
+        let written = std::fs::read(e.join("job.toml")).unwrap();
+        drop(first);
+        assert!(matches!(second.persist(), Err(EngineError::JobMismatch { what: "source", .. })));
+        assert_eq!(std::fs::read(e.join("job.toml")).unwrap(), written);
+    }
+
+    // Issue 12, case 8: where a job directory is, compared with real paths.
+    #[test]
+    fn case_08_a_job_directory_is_resolved_through_dotdot_and_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("src")).unwrap();
+        std::fs::create_dir_all(root.join("a")).unwrap();
+        std::os::unix::fs::symlink(root.join("src"), root.join("link")).unwrap();
+        assert_eq!(resolved(&root.join("a/other/../../src/job")), root.join("src/job"));
+        assert_eq!(resolved(&root.join("a/other/../src/job")), root.join("a/src/job"));
+        assert_eq!(resolved(&root.join("link/x/../job")), root.join("src/job"));
+        assert_eq!(resolved(&root.join("link/new/..")), root.join("src"));
+        assert_eq!(resolved(&root.join("a/./b")), root.join("a/b"));
+        let src = Location::parse(&root.join("src").to_string_lossy()).unwrap();
+        let dst = Location::parse("s3://bkt-b/").unwrap();
+        for job in ["a/other/../../src/job", "link/job", "src"] {
+            let err = Job::open(&root.join(job), Some(src.clone()), Some(dst.clone()), Access::default()).err();
+            assert!(matches!(err, Some(EngineError::JobInsideLocation { what: "source", .. })), "{job}: {err:?}");
+        }
+        assert!(Job::open(&root.join("a/../srcjob"), Some(src), Some(dst), Access::default()).is_ok(), "a sibling is fine");
     }
 
     #[test]

@@ -118,7 +118,9 @@ impl Mover {
         }
     }
 
-    pub(crate) async fn copy_with_retries(&self, row: &ObjectRow) -> Result<(), ObjectError> {
+    /// Copies the object; returns the size of the version copied (the source's current one when
+    /// it changed since the manifest and the object was restarted).
+    pub(crate) async fn copy_with_retries(&self, row: &ObjectRow) -> Result<u64, ObjectError> {
         let mut row = row.clone();
         let mut attempt = 0;
         let mut restarts = 0;
@@ -131,7 +133,7 @@ impl Mover {
                     self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
                     *self.verified_by.lock().expect("verified lock").entry(outcome.verified_by.clone()).or_default() += 1;
                     Stats::add(&self.stats.objects_done, 1);
-                    return Ok(());
+                    return Ok(row.entry.size);
                 }
                 // The source changed since the manifest: never stitch two versions together.
                 // Drop whatever was uploaded and copy the current version from the start.

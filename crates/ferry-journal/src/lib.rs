@@ -3,7 +3,10 @@
 //!
 //! The journal is a SQLite database in the job directory (`journal.sqlite`, WAL mode). It is
 //! seeded from a sealed manifest generation, then updated after every side effect the engine
-//! has at the destination, so a re-run copies only what is not done. It owns state only: it
+//! has at the destination, so a re-run copies only what is not done. Commits are group-committed
+//! (`synchronous = NORMAL`) except those that must be on disk before the side effect they
+//! precede (an upload id before the upload is created, a device placement before the file is
+//! written). Opening adds any column the schema has and an older journal lacks. It owns state only: it
 //! never talks to a provider, and never stores a credential (nothing given to it carries one).
 //!
 //! # Layout
@@ -27,7 +30,10 @@ pub enum JournalError {
 
 pub type Result<T, E = JournalError> = std::result::Result<T, E>;
 
-const SCHEMA_VERSION: i64 = 2;
+/// 1: copies; 2: disk export and ingest routes; 3: `renamed`, and a restarted object's
+/// `last_modified` (version 2 journals made before `renamed` lack it, so every open adds any
+/// column of [`SCHEMA`] a journal lacks, whatever its version says).
+const SCHEMA_VERSION: i64 = 3;
 
 /// The state of an entry the listing met but ferry does not copy; its `error` is the reason.
 const SKIPPED: &str = "skipped";
@@ -65,7 +71,8 @@ CREATE TABLE IF NOT EXISTS objects (
     src_crc64     TEXT,                              -- CRC64NVME the source declares (a shipment manifest)
     expect_sha256 TEXT,                              -- SHA-256 the source declares (a shipment manifest)
     crc64nvme     TEXT,                              -- of the bytes read and sent
-    renamed       TEXT                               -- why dst_path is not the key (a disk layout's rule)
+    renamed       TEXT,                              -- why dst_path is not the key (a disk layout's rule)
+    last_modified TEXT                               -- of the version a restarted object copies (RFC 3339)
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
 CREATE TABLE IF NOT EXISTS parts (
@@ -78,10 +85,6 @@ CREATE TABLE IF NOT EXISTS parts (
     PRIMARY KEY (object_id, part_no)
 );
 ";
-
-/// Columns schema version 2 added (disk export and ingest), for journals made by version 1.
-const V2_COLUMNS: [&str; 6] =
-    ["device INTEGER", "src_path TEXT", "dst_path TEXT", "src_crc64 TEXT", "expect_sha256 TEXT", "crc64nvme TEXT"];
 
 /// Where a disk export writes an object, or where an ingest reads it: the device (an index
 /// into the job's device list) and the path on it. `None` paths mean the key itself.
@@ -131,6 +134,9 @@ pub struct ObjectRow {
     pub upload_id: Option<String>,
     pub crc64nvme: Option<String>,
     pub route: Route,
+    /// Why the row differs from the manifest's entry, e.g. `restarted: …` when the source changed
+    /// and the journal tracks the version copied (its size, etag, version, last-modified time).
+    pub note: Option<String>,
 }
 
 impl ObjectRow {
@@ -199,7 +205,17 @@ pub struct Journal {
     path: PathBuf,
 }
 
-const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256";
+const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified";
+
+/// A column as `PRAGMA table_info` declares it: name, type, not null, default.
+type Column = (String, String, bool, Option<String>);
+
+/// Each column of `table`.
+fn table_info(conn: &Connection, table: &str) -> rusqlite::Result<Vec<Column>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let rows = stmt.query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    rows.collect()
+}
 
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
     let metadata: Option<String> = r.get(8)?;
@@ -214,7 +230,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
             md5: r.get(6)?,
             content_type: r.get(7)?,
             metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
-            last_modified: None,
+            last_modified: r.get::<_, Option<String>>(24)?.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.to_utc()),
             crc64nvme: r.get(21)?,
             skipped: match r.get_ref(9)?.as_str()? {
                 SKIPPED => r.get_ref(15)?.as_str_or_null()?.and_then(SkipReason::parse),
@@ -231,6 +247,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
         upload_id: r.get(16)?,
         crc64nvme: r.get(17)?,
         route: Route { device: r.get(18)?, src_path: r.get(19)?, dst_path: r.get(20)?, expect_sha256: r.get(22)? },
+        note: r.get(23)?,
     })
 }
 
@@ -244,20 +261,55 @@ impl Journal {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         let j = Journal { conn, path: path.to_path_buf() };
-        match j.meta("schema_version")? {
-            None => j.set_meta("schema_version", &SCHEMA_VERSION.to_string())?,
-            Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            Some(v) if v == "1" => {
-                for column in V2_COLUMNS {
-                    j.conn.execute_batch(&format!("ALTER TABLE objects ADD COLUMN {column}")).map_err(err)?;
-                }
-                j.set_meta("schema_version", &SCHEMA_VERSION.to_string())?;
+        let version = j.meta("schema_version")?;
+        match version.as_deref().map(|v| v.parse::<i64>().unwrap_or(-1)) {
+            Some(v) if !(1..=SCHEMA_VERSION).contains(&v) => {
+                return Err(JournalError::Version { path: path.into(), found: v, expected: SCHEMA_VERSION });
             }
-            Some(v) => {
-                return Err(JournalError::Version { path: path.into(), found: v.parse().unwrap_or(-1), expected: SCHEMA_VERSION });
-            }
+            _ => {}
+        }
+        j.add_missing_columns()?;
+        if version.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
+            j.set_meta("schema_version", &SCHEMA_VERSION.to_string())?;
         }
         Ok(j)
+    }
+
+    /// Adds every column [`SCHEMA`] has and this journal's tables lack (a journal made by an
+    /// older ferry), as `PRAGMA table_info` of a fresh copy of the schema declares it. Columns
+    /// are only ever added, with their defaults; rows keep their values.
+    fn add_missing_columns(&self) -> Result<()> {
+        let fresh = Connection::open_in_memory().map_err(self.err())?;
+        fresh.execute_batch(SCHEMA).map_err(self.err())?;
+        for table in ["meta", "objects", "parts"] {
+            let have: std::collections::HashSet<String> =
+                table_info(&self.conn, table).map_err(self.err())?.into_iter().map(|c| c.0).collect();
+            for (name, kind, not_null, default) in table_info(&fresh, table).map_err(self.err())? {
+                if have.contains(&name) {
+                    continue;
+                }
+                let mut sql = format!("ALTER TABLE {table} ADD COLUMN {name} {kind}");
+                if let Some(default) = default {
+                    sql.push_str(&format!(" DEFAULT {default}"));
+                }
+                if not_null {
+                    sql.push_str(" NOT NULL");
+                }
+                self.conn.execute_batch(&sql).map_err(self.err())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `write` as a commit that is on disk when this returns (the WAL is fsynced), for writes
+    /// that precede a side effect at the destination. Other commits are group-committed
+    /// (`synchronous = NORMAL`): a power loss may forget the last of them, never a durable one,
+    /// since the WAL keeps a prefix of its commits and this one's fsync covers all before it.
+    fn durably<T>(&self, write: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.conn.pragma_update(None, "synchronous", "FULL").map_err(self.err())?;
+        let done = write(&self.conn);
+        self.conn.pragma_update(None, "synchronous", "NORMAL").map_err(self.err())?;
+        done.map_err(self.err())
     }
 
     fn err(&self) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
@@ -379,12 +431,13 @@ impl Journal {
         })
     }
 
-    /// Records a multipart upload (its id, and the part size its parts are cut to) before its
-    /// first part is sent.
+    /// Records a multipart upload (its id, and the part size its parts are cut to) before it is
+    /// created and before its first part is sent. Durable when this returns: an upload the
+    /// destination holds and the journal forgot would be billed and never aborted.
     pub fn set_upload(&self, id: i64, upload_id: Option<&str>, part_size: u64) -> Result<()> {
-        self.conn
-            .execute("UPDATE objects SET upload_id = ?2, part_size = ?3 WHERE id = ?1", params![id, upload_id, part_size as i64])
-            .map_err(self.err())?;
+        self.durably(|c| {
+            c.execute("UPDATE objects SET upload_id = ?2, part_size = ?3 WHERE id = ?1", params![id, upload_id, part_size as i64])
+        })?;
         Ok(())
     }
 
@@ -414,8 +467,8 @@ impl Journal {
     pub fn restart_object(&self, id: i64, entry: &ObjectEntry, note: &str) -> Result<()> {
         self.conn
             .execute(
-                "UPDATE objects SET size = ?2, etag = ?3, version = ?4, src_crc32c = ?5, src_md5 = ?6, note = ?7 WHERE id = ?1",
-                params![id, entry.size as i64, entry.etag, entry.version, entry.crc32c, entry.md5, note],
+                "UPDATE objects SET size = ?2, etag = ?3, version = ?4, src_crc32c = ?5, src_md5 = ?6, note = ?7, last_modified = ?8 WHERE id = ?1",
+                params![id, entry.size as i64, entry.etag, entry.version, entry.crc32c, entry.md5, note, entry.last_modified.map(|t| t.to_rfc3339())],
             )
             .map_err(self.err())?;
         Ok(())
@@ -686,6 +739,21 @@ impl Journal {
         Ok(())
     }
 
+    /// Puts each object on its device, in one commit that is on disk when this returns: a file
+    /// written to a device the journal forgot would be a stray file on it after a power loss.
+    pub fn place_all(&self, placed: &[(i64, u32)]) -> Result<()> {
+        self.durably(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("UPDATE objects SET device = ?2 WHERE id = ?1")?;
+                for (id, device) in placed {
+                    stmt.execute(params![id, device])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
     /// Count and bytes of the objects on `device` in `state` (`None`: not done yet).
     pub fn on_device(&self, device: u32, done: bool) -> Result<(u64, u64)> {
         let sql = match done {
@@ -778,22 +846,84 @@ mod tests {
         RoutedEntry { entry, route: Route { dst_path: Some(dst_path.into()), ..Route::default() }, refused: None, renamed: None }
     }
 
+    /// A journal as an older ferry made it: `columns` of `objects` dropped, `version` recorded.
+    fn older_journal(path: &Path, columns: &[&str], version: &str) {
+        let mut j = Journal::open(path).unwrap();
+        j.seed(1, &entries(3)).unwrap();
+        for name in columns {
+            j.conn.execute_batch(&format!("ALTER TABLE objects DROP COLUMN {name}")).unwrap();
+        }
+        j.set_meta("schema_version", version).unwrap();
+    }
+
     #[test]
     fn a_version_1_journal_gains_the_route_columns_and_keeps_its_rows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("j.sqlite");
-        let mut j = Journal::open(&path).unwrap();
-        j.seed(1, &entries(3)).unwrap();
-        for column in V2_COLUMNS {
-            let name = column.split(' ').next().unwrap();
-            j.conn.execute_batch(&format!("ALTER TABLE objects DROP COLUMN {name}")).unwrap();
-        }
-        j.set_meta("schema_version", "1").unwrap();
-        drop(j);
+        let v2 = ["device", "src_path", "dst_path", "src_crc64", "expect_sha256", "crc64nvme", "renamed", "last_modified"];
+        older_journal(&path, &v2, "1");
         let j = Journal::open(&path).unwrap();
-        assert_eq!(j.meta("schema_version").unwrap().as_deref(), Some("2"));
+        assert_eq!(j.meta("schema_version").unwrap().as_deref(), Some("3"));
         assert_eq!(j.counts().unwrap().objects, 3);
         assert_eq!(j.get("k1").unwrap().unwrap().route, Route::default());
+    }
+
+    // Issue 12, case 22: `renamed` was added to the schema without a migration, so an export
+    // journal made before it failed "no such column: renamed".
+    #[test]
+    fn case_22_a_version_2_journal_without_renamed_opens_and_exports() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        older_journal(&path, &["renamed", "last_modified"], "2");
+        let mut j = Journal::open(&path).unwrap();
+        assert_eq!(j.meta("schema_version").unwrap().as_deref(), Some("3"));
+        // What an export and `status` do with it.
+        j.seed_routed(1, &[RoutedEntry { renamed: Some("too long".into()), ..routed("r", 1, "x/r") }]).unwrap();
+        assert_eq!(j.renamed_count().unwrap(), 1);
+        assert_eq!(j.noted("", 10).unwrap()[0].renamed.as_deref(), Some("too long"));
+        assert_eq!(j.counts().unwrap().objects, 4);
+        assert!(j.page(0, 10).unwrap().iter().all(|r| r.note.is_none()));
+
+        // A journal of a newer ferry is refused, not changed.
+        j.set_meta("schema_version", "4").unwrap();
+        drop(j);
+        assert!(matches!(Journal::open(&path), Err(JournalError::Version { found: 4, .. })));
+    }
+
+    #[test]
+    fn every_column_of_the_schema_is_added_to_a_journal_missing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.sqlite");
+        let fresh = Connection::open_in_memory().unwrap();
+        fresh.execute_batch(SCHEMA).unwrap();
+        let all: Vec<String> = table_info(&fresh, "objects").unwrap().into_iter().map(|c| c.0).collect();
+        // Every column a journal could lack (not the key, the primary key or the state the
+        // table was created with).
+        let droppable: Vec<&str> =
+            all.iter().map(String::as_str).filter(|c| !["id", "generation", "key", "size", "state", "attempts"].contains(c)).collect();
+        older_journal(&path, &droppable, "1");
+        let j = Journal::open(&path).unwrap();
+        let now: Vec<String> = table_info(&j.conn, "objects").unwrap().into_iter().map(|c| c.0).collect();
+        assert_eq!(now.iter().collect::<std::collections::BTreeSet<_>>(), all.iter().collect());
+        assert_eq!(j.possible_orphans().unwrap(), 0, "NOT NULL DEFAULT columns get their default");
+    }
+
+    // Issue 12, case 19: the upload id journaled before an upload is created must be on disk
+    // before the destination holds the upload; other commits stay group-committed.
+    #[test]
+    fn case_19_a_durable_write_leaves_the_connection_group_committing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut j = Journal::open(&dir.path().join("j.sqlite")).unwrap();
+        j.seed(1, &entries(2)).unwrap();
+        let sync = |j: &Journal| j.conn.pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(sync(&j), 1, "NORMAL");
+        let id = j.get("k1").unwrap().unwrap().id;
+        j.set_upload(id, Some("u"), 8).unwrap();
+        assert_eq!(sync(&j), 1, "back to NORMAL after the durable write");
+        j.place_all(&[(id, 0)]).unwrap();
+        assert_eq!(sync(&j), 1);
+        assert_eq!(j.upload_of(id).unwrap(), Some(("u".to_string(), 8)));
+        assert_eq!(j.get("k1").unwrap().unwrap().route.device, Some(0));
     }
 
     #[test]

@@ -69,7 +69,8 @@ impl ManifestHeader {
         Ok(header)
     }
 
-    /// Writes the header atomically (temp file, fsync, rename): the generation is sealed once this returns.
+    /// Writes the header atomically (temp file, fsync, rename, then the directory and its parent
+    /// fsynced so the rename survives a power loss): the generation is sealed once this returns.
     pub fn write(&self, dir: &Path) -> Result<()> {
         let path = Self::path(dir);
         let tmp = dir.join(format!("{HEADER_FILE}.tmp"));
@@ -82,6 +83,11 @@ impl ManifestHeader {
             f.sync_all().map_err(io)?;
         }
         std::fs::rename(&tmp, &path).map_err(io)?;
+        // The header's entry, then the generation directory's own entry in its parent.
+        let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+        for d in [Some(dir.as_path()), dir.parent()].into_iter().flatten() {
+            std::fs::File::open(d).and_then(|f| f.sync_all()).map_err(|source| ManifestError::Io { path: d.to_path_buf(), source })?;
+        }
         Ok(())
     }
 

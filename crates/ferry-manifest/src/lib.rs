@@ -34,6 +34,9 @@ pub enum ManifestError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("manifest shard {path} is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
+    /// A shipment manifest (`ferry-shipment.jsonl`) that is not one ferry wrote, or was altered.
+    #[error("shipment manifest {path} is corrupt: line {line}: {reason}")]
+    Shipment { path: PathBuf, line: u64, reason: String },
     #[error("manifest header {path} is unreadable: {source}")]
     Header { path: PathBuf, source: serde_json::Error },
     #[error("parquet error in {path}: {source}")]

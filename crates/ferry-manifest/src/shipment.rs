@@ -11,6 +11,10 @@
 //!
 //! Every file is written under a temp name, fsynced and renamed into place, then the directory
 //! is fsynced: a shipment file is whole or absent.
+//!
+//! A shipment arrives from outside and is read as hostile: no line is read past [`MAX_LINE`]
+//! bytes, device numbers must be in range (at most [`MAX_DEVICES`]), and [`read_checked`] holds
+//! the header's `files` and `bytes` to the lines that follow it.
 
 use crate::{ManifestError, Result};
 use chrono::{DateTime, Utc};
@@ -24,6 +28,13 @@ pub const SHIPMENT_FILE: &str = "ferry-shipment.jsonl";
 pub const SUMS_FILE: &str = "SHA256SUMS";
 pub const BOM_FILE: &str = "ferry-bom.txt";
 pub const FORMAT: &str = "ferry-shipment/1";
+/// The most devices one export spans; a shipment claiming more is refused (an export never
+/// writes one).
+pub const MAX_DEVICES: u32 = 1024;
+/// The longest line a shipment manifest may have: a line names one file (a path and a key of at
+/// most a few KiB, even JSON-escaped), so a longer one is not a shipment's, and is refused
+/// before it is read into memory.
+pub const MAX_LINE: usize = 64 << 10;
 
 /// The first line of a shipment manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,28 +189,92 @@ pub fn file_sha256(path: &Path) -> Result<String> {
     Ok(hex::encode(hash.finalize()))
 }
 
-/// Reads a device's shipment manifest: the header now, the files as an iterator.
+/// Reads a device's shipment manifest: the header now (checked in itself: format, device
+/// numbers), the files as an iterator. Lines longer than [`MAX_LINE`] are refused unread.
 pub fn read(root: &Path) -> Result<(ShipmentHeader, impl Iterator<Item = Result<ShipmentFile>> + use<>)> {
     let path = root.join(SHIPMENT_FILE);
     let file = File::open(&path).map_err(io(&path))?;
-    let mut lines = BufReader::new(file).lines().enumerate();
+    let mut lines = Lines { reader: BufReader::new(file), path: path.clone(), line: 0, done: false };
     let header: ShipmentHeader = match lines.next() {
-        Some((_, Ok(text))) => serde_json::from_str(&text).map_err(|e| corrupt(&path, 1, e.to_string()))?,
-        Some((_, Err(e))) => return Err(ManifestError::Io { path, source: e }),
+        Some(Ok((n, text))) => serde_json::from_slice(&text).map_err(|e| corrupt(&path, n, e.to_string()))?,
+        Some(Err(e)) => return Err(e),
         None => return Err(corrupt(&path, 1, "empty file".into())),
     };
     if header.format != FORMAT {
         return Err(corrupt(&path, 1, format!("format {:?}, this ferry reads {FORMAT:?}", header.format)));
     }
-    let files = lines.map(move |(i, line)| {
-        let line = line.map_err(|e| ManifestError::Io { path: path.clone(), source: e })?;
-        serde_json::from_str::<ShipmentFile>(&line).map_err(|e| corrupt(&path, i + 1, e.to_string()))
+    if header.devices > MAX_DEVICES {
+        return Err(corrupt(&path, 1, format!("`devices` is {}, more than the {MAX_DEVICES} an export spans", header.devices)));
+    }
+    if header.device == 0 || header.device > header.devices {
+        return Err(corrupt(&path, 1, format!("`device` is {}, not one of the export's devices 1 to {}", header.device, header.devices)));
+    }
+    let files = lines.map(move |line| {
+        let (n, text) = line?;
+        serde_json::from_slice::<ShipmentFile>(&text).map_err(|e| corrupt(&path, n, e.to_string()))
     });
     Ok((header, files))
 }
 
-fn corrupt(path: &Path, line: usize, reason: String) -> ManifestError {
-    ManifestError::Corrupt { path: path.to_path_buf(), reason: format!("line {line}: {reason}") }
+/// Reads a device's whole shipment manifest and returns its header once the counts it declares
+/// (`files`, `bytes`) are those of the file lines that follow it.
+pub fn read_checked(root: &Path) -> Result<ShipmentHeader> {
+    let path = root.join(SHIPMENT_FILE);
+    let (header, files) = read(root)?;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    for file in files {
+        let file = file?;
+        count += 1;
+        bytes = bytes.checked_add(file.size).ok_or_else(|| corrupt(&path, count + 1, "sizes add up to more than 2^64 bytes".into()))?;
+    }
+    if header.files != count {
+        return Err(corrupt(&path, 1, format!("`files` is {}, the manifest lists {count}", header.files)));
+    }
+    if header.bytes != bytes {
+        return Err(corrupt(&path, 1, format!("`bytes` is {}, the files listed hold {bytes}", header.bytes)));
+    }
+    Ok(header)
+}
+
+/// Numbered lines (from 1, without their line feed), each at most [`MAX_LINE`] bytes: a longer
+/// one is an error after reading [`MAX_LINE`] + 1 bytes of it, and ends the iteration.
+struct Lines {
+    reader: BufReader<File>,
+    path: PathBuf,
+    line: u64,
+    done: bool,
+}
+
+impl Iterator for Lines {
+    type Item = Result<(u64, Vec<u8>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let mut buf = Vec::new();
+        let read = (&mut self.reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut buf);
+        self.line += 1;
+        let outcome = match read {
+            Ok(0) => None,
+            Ok(_) if buf.last() == Some(&b'\n') => {
+                buf.pop();
+                Some(Ok((self.line, buf)))
+            }
+            Ok(_) if buf.len() > MAX_LINE => {
+                Some(Err(corrupt(&self.path, self.line, format!("longer than {} KiB: not a shipment manifest's line", MAX_LINE >> 10))))
+            }
+            // The last line, without a line feed.
+            Ok(_) => Some(Ok((self.line, buf))),
+            Err(e) => Some(Err(ManifestError::Io { path: self.path.clone(), source: e })),
+        };
+        self.done = !matches!(outcome, Some(Ok(_)));
+        outcome
+    }
+}
+
+fn corrupt(path: &Path, line: u64, reason: String) -> ManifestError {
+    ManifestError::Shipment { path: path.to_path_buf(), line, reason }
 }
 
 #[cfg(test)]
