@@ -44,7 +44,10 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
         }
         Command::Status { common } => status::run(&common),
         Command::Clean { dst, job, dst_endpoint, dst_profile, older_than, abort, dry_run, json } => match (dst, job) {
-            (Some(dst), _) => clean::sweep(&dst, Connect { endpoint: dst_endpoint, profile: dst_profile }, older_than, abort, json).await,
+            (Some(dst), _) => {
+                clean::sweep(&dst, Connect { endpoint: dst_endpoint, profile: dst_profile, ..Default::default() }, older_than, abort, json)
+                    .await
+            }
             (None, Some(job)) => {
                 clean::run(
                     &Common { job, src_endpoint: None, dst_endpoint, src_profile: None, dst_profile: dst_profile.clone(), json },
@@ -74,8 +77,8 @@ fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job
     let src = src.map(location).transpose()?;
     let dst = dst.map(location).transpose()?;
     let access = Access {
-        source: Connect { endpoint: common.src_endpoint.clone(), profile: common.src_profile.clone() },
-        destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone() },
+        source: Connect { endpoint: common.src_endpoint.clone(), profile: common.src_profile.clone(), ..Default::default() },
+        destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone(), ..Default::default() },
     };
     Job::open(&common.job, src, dst, access)
 }

@@ -96,10 +96,12 @@ impl Job {
                     source: Connect {
                         endpoint: access.source.endpoint.or(stored.source_endpoint),
                         profile: access.source.profile.or(stored.source_profile),
+                        follow_symlinks: access.source.follow_symlinks,
                     },
                     destination: Connect {
                         endpoint: access.destination.endpoint.or(stored.destination_endpoint),
                         profile: access.destination.profile.or(stored.destination_profile),
+                        follow_symlinks: access.destination.follow_symlinks,
                     },
                 },
                 persisted: true,
@@ -241,8 +243,10 @@ mod tests {
 
     #[test]
     fn endpoints_with_credentials_are_refused() {
-        let eps =
-            Access { source: Connect { endpoint: Some("http://user:secret@127.0.0.1:9000".into()), profile: None }, ..Default::default() };
+        let eps = Access {
+            source: Connect { endpoint: Some("http://user:secret@127.0.0.1:9000".into()), ..Default::default() },
+            ..Default::default()
+        };
         let err = Job::open(Path::new("/nonexistent"), None, None, eps).err().unwrap().to_string();
         assert!(!err.contains("secret"), "{err}");
     }

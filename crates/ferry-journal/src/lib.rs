@@ -210,6 +210,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
             metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
             last_modified: None,
             crc64nvme: r.get(21)?,
+            mode: None,
         },
         state: r.get(9)?,
         attempts: r.get(10)?,

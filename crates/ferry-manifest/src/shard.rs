@@ -364,6 +364,7 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                 metadata,
                 // Seen at copy time, never listed: manifests do not keep it.
                 crc64nvme: None,
+                mode: None,
             })
         })
         .collect()

@@ -91,6 +91,7 @@ impl GcsObject {
             content_type: self.content_type,
             metadata: self.metadata,
             crc64nvme: None,
+            mode: None,
         }
     }
 }

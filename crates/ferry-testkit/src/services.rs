@@ -301,7 +301,7 @@ impl FakeGcs {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async {
             let location = ferry_core::Location::parse(&format!("gs://{bucket}/")).expect("bucket URL");
-            let connect = ferry_providers::Connect { endpoint: Some(self.endpoint.clone()), profile: None };
+            let connect = ferry_providers::Connect { endpoint: Some(self.endpoint.clone()), ..Default::default() };
             let gcs = ferry_providers::open(&location, &connect).await.expect("open fake-gcs-server");
             let attrs = ferry_providers::PutAttrs { content_type: content_type.map(str::to_string), ..Default::default() };
             for (key, data) in objects {
