@@ -263,6 +263,10 @@ pub struct Tuning {
     /// in parallel parts) and no byte passes through ferry. `never`: ferry moves every byte.
     #[arg(long, value_enum, default_value_t = ServerSide::Auto)]
     pub server_side: ServerSide,
+    /// Permission bits (octal, e.g. 0640) of files written to a local destination from an object
+    /// store [default: 0644]. Files from a local source keep their own bits.
+    #[arg(long, value_name = "MODE", value_parser = parse_file_mode)]
+    pub file_mode: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -333,6 +337,13 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     match n.checked_mul(secs) {
         Some(total) if total <= MAX_AGE_SECS => Ok(std::time::Duration::from_secs(total)),
         _ => Err(too_long()),
+    }
+}
+
+fn parse_file_mode(s: &str) -> Result<u32, String> {
+    match u32::from_str_radix(s, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err("give octal permission bits from 0 to 0777, e.g. 0640 (no setuid, setgid or sticky bit)".into()),
     }
 }
 

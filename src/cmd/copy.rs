@@ -14,6 +14,7 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
     let opts = CopyOptions {
         dry_run: tuning.dry_run,
         server_side: tuning.server_side == crate::args::ServerSide::Auto,
+        file_mode: tuning.file_mode,
         ..tuning.transfer.options()
     };
     let stats = Arc::new(Stats::default());

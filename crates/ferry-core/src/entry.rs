@@ -26,6 +26,10 @@ pub struct ObjectEntry {
     /// Seen by a HEAD or GET at copy time; listings do not carry it and manifests do not keep it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crc64nvme: Option<String>,
+    /// A local file's permission bits (`mode & 0o777`), seen by a HEAD or GET at copy time so
+    /// a local destination can keep them; listings and manifests do not carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
     /// Set when the listing met this entry but ferry will not copy it, and why (a symlink, a

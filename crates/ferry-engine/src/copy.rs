@@ -32,6 +32,9 @@ pub struct CopyOptions {
     /// Let the service copy objects itself when source and destination are the same service
     /// reached the same way (`--server-side auto`); `false` moves every byte through ferry.
     pub server_side: bool,
+    /// Permission bits of files written to local disk from a source that has none (an object
+    /// store); `None`: 0644. A local source's own bits are kept.
+    pub file_mode: Option<u32>,
 }
 
 impl Default for CopyOptions {
@@ -44,6 +47,7 @@ impl Default for CopyOptions {
             attempts: 5,
             dry_run: false,
             server_side: true,
+            file_mode: None,
         }
     }
 }

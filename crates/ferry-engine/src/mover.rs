@@ -75,8 +75,7 @@ impl ObjectError {
 
 impl From<ProviderError> for ObjectError {
     fn from(e: ProviderError) -> Self {
-        let full = matches!(&e, ProviderError::Io { source, .. } if source.kind() == std::io::ErrorKind::StorageFull);
-        ObjectError { full, ..ObjectError::new(e.class(), e.to_string()) }
+        ObjectError { full: e.is_full(), ..ObjectError::new(e.class(), e.to_string()) }
     }
 }
 
@@ -185,7 +184,7 @@ impl Mover {
                 // part read is checked again.
                 let current = self.src.head(row.src_key()).await?.ok_or_else(|| gone(row))?;
                 check_unchanged(row, &current)?;
-                let attrs = attrs_of(row, &current);
+                let attrs = attrs_of(row, &current, self.opts.file_mode);
                 // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
                 let etag_check = match entry.crc32c.is_none() && current.crc32c.is_none() && current.crc64nvme.is_none() {
                     true => self.src.etag_check(&current).await?,
@@ -205,7 +204,7 @@ impl Mover {
                 let crc = crc32c(&fetched.data);
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
-                let attrs = attrs_of(row, &fetched.object);
+                let attrs = attrs_of(row, &fetched.object, self.opts.file_mode);
                 (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked)
             }
         };
@@ -595,14 +594,16 @@ fn gone(row: &ObjectRow) -> ObjectError {
 
 /// Content type and metadata to write: what the read returned, else what the listing said —
 /// except for a file read off a shipped disk, whose type the shipment manifest kept from the
-/// original source (the disk's own is only guessed from the name).
-fn attrs_of(row: &ObjectRow, read: &ObjectEntry) -> PutAttrs {
+/// original source (the disk's own is only guessed from the name). Permission bits: the source
+/// file's (local disk), else `file_mode` (`--file-mode`), else the destination's default.
+fn attrs_of(row: &ObjectRow, read: &ObjectEntry, file_mode: Option<u32>) -> PutAttrs {
     let listed = &row.entry;
     let content_type = match row.route.src_path {
         Some(_) => listed.content_type.clone().or_else(|| read.content_type.clone()),
         None => read.content_type.clone().or_else(|| listed.content_type.clone()),
     };
-    PutAttrs { content_type, metadata: if read.metadata.is_empty() { listed.metadata.clone() } else { read.metadata.clone() } }
+    let metadata = if read.metadata.is_empty() { listed.metadata.clone() } else { read.metadata.clone() };
+    PutAttrs { content_type, metadata, mode: read.mode.or(file_mode) }
 }
 
 /// Refuses to stitch an object together from two versions: the source must still be the object

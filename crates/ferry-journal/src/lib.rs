@@ -236,6 +236,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
                 SKIPPED => r.get_ref(15)?.as_str_or_null()?.and_then(SkipReason::parse),
                 _ => None,
             },
+            mode: None,
         },
         state: r.get(9)?,
         attempts: r.get(10)?,

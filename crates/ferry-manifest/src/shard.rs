@@ -382,6 +382,7 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                     None => None,
                     Some(name) => Some(SkipReason::parse(&name).ok_or_else(|| format!("row {i}: unknown skip reason {name:?}"))?),
                 },
+                mode: None,
             })
         })
         .collect()

@@ -25,8 +25,95 @@ pub enum ProviderError {
          a lifecycle rule (abort incomplete multipart uploads) removes it"
     )]
     UnlistedUpload { provider: &'static str, key: String },
-    #[error("local disk {path}: {source}")]
+    /// A local file could not be read or written. Classified by what happened: a file this user
+    /// may not read or write, or a full file system, fails that object alone.
+    #[error("local disk {path}: {}", describe(source))]
     Io { path: PathBuf, source: std::io::Error },
+    /// The local destination's root directory itself cannot be created or written: no object
+    /// can be, so the run stops.
+    #[error("local disk {path}: cannot write the destination directory: {}", describe(source))]
+    RootUnwritable { path: PathBuf, source: std::io::Error },
+    /// ferry will not read or write `path` (the key's file) as it is: see [`Refusal`].
+    #[error("local disk {path}: {refusal}")]
+    Refused { path: PathBuf, refusal: Refusal },
+}
+
+/// What a local path is, when it is not what ferry reads or writes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileKind {
+    Regular,
+    Directory,
+    Symlink,
+    Fifo,
+    Socket,
+    CharDevice,
+    BlockDevice,
+    Unknown,
+}
+
+impl std::fmt::Display for FileKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            FileKind::Regular => "a regular file",
+            FileKind::Directory => "a directory",
+            FileKind::Symlink => "a symlink",
+            FileKind::Fifo => "a FIFO",
+            FileKind::Socket => "a socket",
+            FileKind::CharDevice => "a character device",
+            FileKind::BlockDevice => "a block device",
+            FileKind::Unknown => "not a regular file",
+        })
+    }
+}
+
+/// Why ferry refuses a local path: it never reads or writes through a symlink it was not asked
+/// to follow, and reads only regular files (a FIFO would block, a device has no end).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The source object is not a regular file.
+    Source(FileKind),
+    /// A followed source symlink resolves to `target`, outside the source root.
+    LeavesRoot { target: PathBuf },
+    /// A directory on the way to a source object is not a directory.
+    SourceComponent { component: String, kind: FileKind },
+    /// A directory on the way to a destination object is not a directory.
+    DestinationComponent { component: String, kind: FileKind },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Source(FileKind::Symlink) => {
+                write!(f, "is a symlink; ferry does not follow symlinks (--follow-symlinks follows those inside the source)")
+            }
+            Refusal::Source(kind) => write!(f, "is {kind}; ferry copies only regular files"),
+            Refusal::LeavesRoot { target } => {
+                write!(f, "is a symlink to {}, outside the source; ferry does not read outside it", target.display())
+            }
+            Refusal::SourceComponent { component, kind: FileKind::Symlink } => {
+                write!(f, "source path component {component} is a symlink; ferry does not follow symlinks")
+            }
+            Refusal::SourceComponent { component, kind } => write!(f, "source path component {component} is {kind}, not a directory"),
+            Refusal::DestinationComponent { component, kind: FileKind::Symlink } => {
+                write!(f, "destination path component {component} is a symlink; ferry does not write through symlinks")
+            }
+            Refusal::DestinationComponent { component, kind } => {
+                write!(f, "destination path component {component} is {kind}, not a directory")
+            }
+        }
+    }
+}
+
+/// An I/O error in a few plain words where its kind says enough.
+fn describe(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        std::io::ErrorKind::StorageFull => "no space left on device".into(),
+        std::io::ErrorKind::QuotaExceeded => "disk quota exceeded".into(),
+        std::io::ErrorKind::ReadOnlyFilesystem => "read-only file system".into(),
+        _ => e.to_string(),
+    }
 }
 
 impl ProviderError {
@@ -34,16 +121,28 @@ impl ProviderError {
         match self {
             ProviderError::NoSuchBucket { .. } | ProviderError::Denied { .. } | ProviderError::Config { .. } => ErrorClass::Fatal,
             ProviderError::Unreachable { .. } => ErrorClass::Retryable,
-            ProviderError::NotFound { .. } | ProviderError::BadKey { .. } | ProviderError::UnlistedUpload { .. } => ErrorClass::PerObject,
+            ProviderError::NotFound { .. }
+            | ProviderError::BadKey { .. }
+            | ProviderError::UnlistedUpload { .. }
+            | ProviderError::Refused { .. } => ErrorClass::PerObject,
             ProviderError::Request { class, .. } => *class,
+            ProviderError::RootUnwritable { .. } => ErrorClass::Fatal,
+            // A file this user may not read (or a directory it may not write) is that object's
+            // problem; so is a full file system: a smaller object may still fit, and a disk
+            // export moves the object to another device (see `is_full`). A read-only file system
+            // takes every write with it.
             ProviderError::Io { source, .. } => match source.kind() {
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                    ErrorClass::Fatal
-                }
+                std::io::ErrorKind::ReadOnlyFilesystem => ErrorClass::Fatal,
                 std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => ErrorClass::Retryable,
                 _ => ErrorClass::PerObject,
             },
         }
+    }
+
+    /// The local file system written to is full (or the user's quota on it is used up).
+    pub fn is_full(&self) -> bool {
+        matches!(self, ProviderError::Io { source, .. }
+            if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
     }
 
     /// Bytes corrupted on the way (a checksum the other side or ferry computed does not match):

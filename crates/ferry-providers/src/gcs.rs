@@ -92,6 +92,7 @@ impl GcsObject {
             metadata: self.metadata,
             crc64nvme: None,
             skipped: None,
+            mode: None,
         }
     }
 }

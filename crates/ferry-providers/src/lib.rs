@@ -24,7 +24,7 @@ pub mod retries;
 pub mod s3;
 pub mod throttle;
 
-pub use error::ProviderError;
+pub use error::{FileKind, ProviderError, Refusal};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -42,6 +42,9 @@ pub type Result<T, E = ProviderError> = std::result::Result<T, E>;
 pub struct PutAttrs {
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// Permission bits for a file written to local disk (`mode & 0o777`; object stores ignore
+    /// it). `None`: 0644.
+    pub mode: Option<u32>,
 }
 
 /// What the destination said after a write.
@@ -239,7 +242,7 @@ pub async fn open(location: &Location, connect: &Connect) -> Result<Arc<dyn Prov
         Scheme::S3 => Arc::new(s3::S3Provider::new(location.clone(), connect).await?),
         Scheme::Gcs => Arc::new(gcs::GcsProvider::new(location.clone(), connect).await?),
         Scheme::Azure => Arc::new(azure::AzureProvider::new(location.clone(), connect)?),
-        Scheme::Local => Arc::new(local::LocalProvider::new(location.clone()).following_symlinks(connect.follow_symlinks)),
+        Scheme::Local => Arc::new(local::LocalProvider::new(location.clone()).follow_symlinks(connect.follow_symlinks)),
     })
 }
 

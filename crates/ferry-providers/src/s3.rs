@@ -633,7 +633,7 @@ impl ServerCopy for S3Provider {
                 parts: 0,
             });
         }
-        let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone() };
+        let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone(), mode: None };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
         let upload_id = upload.upload_id().expect("S3 uploads have ids");
         if let Err(e) = started(upload_id.as_str()) {

@@ -31,7 +31,11 @@ fn bytes_of(seed: u8, len: usize) -> Bytes {
 }
 
 fn attrs() -> PutAttrs {
-    PutAttrs { content_type: Some("text/x-ferry".into()), metadata: BTreeMap::from([("origin".to_string(), "conformance".to_string())]) }
+    PutAttrs {
+        content_type: Some("text/x-ferry".into()),
+        metadata: BTreeMap::from([("origin".to_string(), "conformance".to_string())]),
+        mode: None,
+    }
 }
 
 /// Runs the whole suite against `p`, whose location must be empty.

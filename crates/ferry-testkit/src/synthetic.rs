@@ -47,6 +47,7 @@ impl SyntheticBucket {
             crc32c: None,
             md5: None,
             crc64nvme: None,
+            mode: None,
             content_type: None,
             metadata: Default::default(),
             skipped: None,
