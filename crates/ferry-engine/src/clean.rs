@@ -59,17 +59,21 @@ pub async fn clean(job: &mut Job, dst: Arc<dyn Provider>, dry_run: bool) -> Resu
 }
 
 /// Lists the uploads open under `dst` that were started before `before`, whoever started them,
-/// and aborts them unless `dry_run`.
+/// and aborts them unless `dry_run` — a listing page at a time, so what is held is the uploads
+/// found, never the listing.
 pub async fn sweep(dst: Arc<dyn Provider>, before: chrono::DateTime<chrono::Utc>, dry_run: bool) -> Result<CleanSummary> {
+    use futures::StreamExt;
     let mp = dst.multipart().ok_or_else(|| crate::EngineError::Provider {
         side: "destination",
         source: ferry_providers::ProviderError::Config { provider: dst.name(), detail: "no multipart uploads to clean".into() },
     })?;
-    let stale = mp.stale_uploads(before).await.map_err(|source| crate::EngineError::Provider { side: "destination", source })?;
-    let mut uploads = Vec::with_capacity(stale.len());
-    for u in stale {
-        let error = if dry_run { None } else { mp.abort_upload(&u.key, &u.upload_id).await.err().map(|e| e.to_string()) };
-        uploads.push(AbortedUpload { key: u.key, upload_id: u.upload_id, parts: None, bytes: None, initiated: u.initiated, error });
+    let mut uploads = Vec::new();
+    let mut pages = mp.stale_upload_pages(before);
+    while let Some(page) = pages.next().await {
+        for u in page.map_err(|source| crate::EngineError::Provider { side: "destination", source })? {
+            let error = if dry_run { None } else { mp.abort_upload(&u.key, &u.upload_id).await.err().map(|e| e.to_string()) };
+            uploads.push(AbortedUpload { key: u.key, upload_id: u.upload_id, parts: None, bytes: None, initiated: u.initiated, error });
+        }
     }
     Ok(CleanSummary { dry_run, uploads })
 }

@@ -65,17 +65,21 @@ pub(crate) struct ObjectError {
     changed: Option<Box<ObjectEntry>>,
     /// The destination's file system is full (a disk export moves on to another device).
     pub(crate) full: bool,
+    /// A read found the source changed under it ([`ProviderError::Changed`]); what it is now
+    /// is not known yet.
+    source_changed: bool,
 }
 
 impl ObjectError {
     fn new(class: ErrorClass, message: String) -> Self {
-        ObjectError { class, message, changed: None, full: false }
+        ObjectError { class, message, changed: None, full: false, source_changed: false }
     }
 }
 
 impl From<ProviderError> for ObjectError {
     fn from(e: ProviderError) -> Self {
-        ObjectError { full: e.is_full(), ..ObjectError::new(e.class(), e.to_string()) }
+        let source_changed = matches!(e, ProviderError::Changed { .. });
+        ObjectError { full: e.is_full(), source_changed, ..ObjectError::new(e.class(), e.to_string()) }
     }
 }
 
@@ -127,7 +131,11 @@ impl Mover {
             attempt += 1;
             // Bytes this attempt sent, so a retry does not count them twice.
             let sent = AtomicU64::new(0);
-            match self.copy_object(&row, &sent).await {
+            let copied = match self.copy_object(&row, &sent).await {
+                Err(e) if e.source_changed && e.changed.is_none() => Err(self.changed_now(&row, e).await),
+                other => other,
+            };
+            match copied {
                 Ok(outcome) => {
                     self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
                     *self.verified_by.lock().expect("verified lock").entry(outcome.verified_by.clone()).or_default() += 1;
@@ -160,6 +168,16 @@ impl Mover {
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// A read was refused because the source changed under it: what it is now, so the object
+    /// restarts from that version like any other change (or fails as gone).
+    async fn changed_now(&self, row: &ObjectRow, e: ObjectError) -> ObjectError {
+        match self.src.head(row.src_key()).await {
+            Ok(Some(now)) => ObjectError { changed: Some(Box::new(now)), ..e },
+            Ok(None) => gone(row),
+            Err(head) => head.into(),
         }
     }
 
@@ -652,6 +670,7 @@ fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectErro
         message: format!("source changed since the manifest was sealed: {what} {a} is now {b}"),
         changed: Some(Box::new(read.clone())),
         full: false,
+        source_changed: true,
     };
     if read.size != listed.size {
         return Err(changed("size", &listed.size.to_string(), &read.size.to_string()));

@@ -18,6 +18,11 @@ pub enum ProviderError {
     BadKey { provider: &'static str, key: String, reason: String },
     #[error("{provider}: {op} {key:?} failed: {detail}")]
     Request { provider: &'static str, op: &'static str, key: String, detail: String, class: ErrorClass },
+    /// A condition ferry sent with a read of the source (`If-Match` an entity tag, a generation
+    /// match) failed: the object changed since its first bytes were read. The caller starts the
+    /// object over from its current version, never joining bytes of two versions.
+    #[error("{provider}: {key:?} changed while it was being read: {detail}")]
+    Changed { provider: &'static str, key: String, detail: String },
     #[error("{provider}: configuration: {detail}")]
     Config { provider: &'static str, detail: String },
     #[error(
@@ -124,7 +129,8 @@ impl ProviderError {
             ProviderError::NotFound { .. }
             | ProviderError::BadKey { .. }
             | ProviderError::UnlistedUpload { .. }
-            | ProviderError::Refused { .. } => ErrorClass::PerObject,
+            | ProviderError::Refused { .. }
+            | ProviderError::Changed { .. } => ErrorClass::PerObject,
             ProviderError::Request { class, .. } => *class,
             ProviderError::RootUnwritable { .. } => ErrorClass::Fatal,
             // A file this user may not read (or a directory it may not write) is that object's
@@ -163,7 +169,8 @@ impl ProviderError {
     }
 }
 
-/// An error and its sources, joined with `: `, for one-line messages.
+/// An error and its sources, joined with `: `, for one-line messages, with the query of any URL
+/// in them cut off (a SAS token or a signed URL's signature travels there).
 pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut cur = e.source();
@@ -172,5 +179,41 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         text.push_str(&s.to_string());
         cur = s.source();
     }
-    text
+    without_queries(&text)
+}
+
+/// `text` with every `http://` or `https://` URL's query (from `?` to the URL's end) replaced
+/// by `?…`.
+pub(crate) fn without_queries(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = ["http://", "https://"].iter().filter_map(|scheme| rest.find(scheme)).min() {
+        let (before, url) = rest.split_at(at);
+        out.push_str(before);
+        let end = url.find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | '<' | ',')).unwrap_or(url.len());
+        let (url, after) = url.split_at(end);
+        match url.split_once('?') {
+            Some((base, _)) => {
+                out.push_str(base);
+                out.push_str("?…");
+            }
+            None => out.push_str(url),
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_queries;
+
+    #[test]
+    fn urls_lose_their_queries_and_nothing_else() {
+        let text = "error sending request for url (http://127.0.0.1:1/c/k?sv=1&sig=SECRET): refused; see https://x.y/z, ok?";
+        assert_eq!(without_queries(text), "error sending request for url (http://127.0.0.1:1/c/k?…): refused; see https://x.y/z, ok?");
+        assert_eq!(without_queries("no url? none"), "no url? none");
+        assert_eq!(without_queries("https://a/b?sig=1"), "https://a/b?…");
+    }
 }

@@ -16,9 +16,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{Bytes, BytesMut};
 use chrono::{DateTime, Utc};
 use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -33,6 +33,8 @@ const PROVIDER: &str = "gcs";
 /// GCS composes at most 32 sources per call.
 const COMPOSE_FANIN: usize = 32;
 const ATTEMPTS: u32 = 5;
+/// The longest JSON answer read (a page of 1000 objects with metadata is a few MB).
+const MAX_JSON: usize = 64 << 20;
 
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
@@ -103,29 +105,46 @@ impl Client {
         match creds.headers(http::Extensions::new()).await {
             Ok(CacheableResource::New { data, .. }) => Ok(req.headers(data)),
             Ok(CacheableResource::NotModified) => Ok(req),
-            Err(e) => Err(ProviderError::Denied { provider: PROVIDER, bucket: self.bucket.clone(), detail: e.to_string() }),
+            Err(e) => Err(ProviderError::Denied { provider: PROVIDER, bucket: self.bucket.clone(), detail: crate::error::chain(&e) }),
         }
     }
 
     /// Sends a request built by `build`, retrying transient failures with jittered backoff.
     /// Answers 2xx as `Ok`; any other status becomes a classified error.
     async fn send(&self, op: &'static str, key: &str, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        self.send_expecting(op, key, Some(0), build).await
+    }
+
+    /// [`Client::send`] for an answer of about `expect` bytes (`None`: unknown), which the
+    /// request's time limit allows for.
+    async fn send_expecting(
+        &self,
+        op: &'static str,
+        key: &str,
+        expect: Option<u64>,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
         let peer = crate::http::Peer { provider: PROVIDER, bucket: &self.bucket, endpoint: &self.endpoint };
-        crate::http::send_retrying(&peer, op, key, ATTEMPTS, || async { Ok(self.auth(build()).await?.send().await) }).await
+        crate::http::send_retrying(&peer, op, key, ATTEMPTS, || async {
+            match self.auth(build()).await?.build() {
+                Ok(req) => Ok(crate::http::execute_timed(&self.http, req, expect).await),
+                Err(e) => Ok(Err(e)),
+            }
+        })
+        .await
     }
 
     fn object_url(&self, name: &str) -> String {
         format!("{}/storage/v1/b/{}/o/{}", self.base, enc(&self.bucket), enc(name))
     }
 
+    /// The answer's JSON (a listing page or an object's description: never more than
+    /// [`MAX_JSON`] bytes is read).
     async fn json<T: for<'de> Deserialize<'de>>(&self, op: &'static str, key: &str, resp: reqwest::Response) -> Result<T> {
-        resp.json().await.map_err(|e| ProviderError::Request {
-            provider: PROVIDER,
-            op,
-            key: key.to_string(),
-            detail: crate::error::chain(&e),
-            class: ErrorClass::Retryable,
-        })
+        let failed =
+            |detail: String| ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: ErrorClass::Retryable };
+        let body = crate::http::read_limited(resp, MAX_JSON).await.map_err(failed)?;
+        serde_json::from_slice(&body).map_err(|e| failed(format!("unreadable answer: {e}")))
     }
 
     async fn upload_media(&self, name: &str, data: Bytes) -> Result<GcsObject> {
@@ -297,7 +316,7 @@ impl Provider for GcsProvider {
         let url = c.object_url(&name);
         let range = range.filter(|r| r.end > r.start);
         let resp = c
-            .send("get", key, || {
+            .send_expecting("get", key, range.as_ref().map(|r| r.end - r.start), || {
                 let req = c.http.get(&url).query(&[("alt", "media")]);
                 match &range {
                     Some(r) => req.header("range", format!("bytes={}-{}", r.start, r.end - 1)),
@@ -423,20 +442,59 @@ impl Multipart for GcsProvider {
 
     /// Part objects under the prefix, grouped by upload.
     async fn stale_uploads(&self, before: DateTime<Utc>) -> Result<Vec<crate::OpenUpload>> {
-        let mut uploads: BTreeMap<(String, String), Option<DateTime<Utc>>> = BTreeMap::new();
-        for o in self.client.list_prefix(&self.location.prefix).await? {
-            let Some((dest, rest)) = o.name.split_once(TEMP_MARK) else { continue };
-            let Some((id, _part)) = rest.split_once('-') else { continue };
-            let key = dest.get(self.location.prefix.len()..).unwrap_or(dest).to_string();
-            let created = o.time_created.or(o.updated);
-            let first = uploads.entry((key, id.to_string())).or_insert(created);
-            *first = (*first).min(created);
+        let pages: Vec<Vec<crate::OpenUpload>> = self.stale_upload_pages(before).try_collect().await?;
+        Ok(pages.into_iter().flatten().collect())
+    }
+
+    /// Part objects under the prefix, grouped by upload, a listing page at a time. A listing is
+    /// in name order and an upload's part objects share a name prefix, so they come together:
+    /// only the upload the page ended in is held over to the next page.
+    fn stale_upload_pages(&self, before: DateTime<Utc>) -> BoxStream<'_, Result<Vec<crate::OpenUpload>>> {
+        struct Listing {
+            token: Option<String>,
+            open: Option<crate::OpenUpload>,
+            done: bool,
         }
-        Ok(uploads
-            .into_iter()
-            .filter(|(_, t)| t.is_none_or(|t| t < before))
-            .map(|((key, upload_id), initiated)| crate::OpenUpload { key, upload_id, initiated })
-            .collect())
+        let prefix = self.location.prefix.as_str();
+        futures::stream::unfold(Listing { token: None, open: None, done: false }, move |mut at| async move {
+            if at.done {
+                return None;
+            }
+            let page = match self.client.list_page(prefix, at.token.as_deref()).await {
+                Ok(page) => page,
+                Err(e) => {
+                    at.done = true;
+                    return Some((Err(e), at));
+                }
+            };
+            let mut out = Vec::new();
+            for o in page.items {
+                // Any other name after an upload's parts means they have all been listed.
+                let Some((dest, (id, _part))) = o.name.split_once(TEMP_MARK).and_then(|(d, rest)| Some((d, rest.split_once('-')?))) else {
+                    out.extend(at.open.take());
+                    continue;
+                };
+                let key = dest.get(prefix.len()..).unwrap_or(dest);
+                let created = o.time_created.or(o.updated);
+                match &mut at.open {
+                    Some(u) if u.key == key && u.upload_id == id => u.initiated = u.initiated.min(created),
+                    open => {
+                        let next = crate::OpenUpload { key: key.to_string(), upload_id: id.to_string(), initiated: created };
+                        out.extend(open.replace(next));
+                    }
+                }
+            }
+            match page.next_page_token {
+                Some(token) => at.token = Some(token),
+                None => {
+                    at.done = true;
+                    out.extend(at.open.take());
+                }
+            }
+            out.retain(|u| u.initiated.is_none_or(|t| t < before));
+            Some((Ok(out), at))
+        })
+        .boxed()
     }
 
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {

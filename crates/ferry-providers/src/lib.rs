@@ -29,6 +29,7 @@ pub use error::{FileKind, ProviderError, Refusal};
 use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_core::{ErrorClass, Limits, Location, ObjectEntry, Scheme};
+use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use std::collections::BTreeMap;
@@ -197,6 +198,13 @@ pub trait Multipart: Send + Sync {
     /// Uploads open under the location's prefix that were started before `before`, whoever
     /// started them. `ProviderError::Config` when the service cannot list uploads.
     async fn stale_uploads(&self, before: chrono::DateTime<chrono::Utc>) -> Result<Vec<OpenUpload>>;
+
+    /// [`Multipart::stale_uploads`] a page at a time, so a sweep can act on each page without
+    /// holding the whole listing (GCS finds part objects by listing every object under the
+    /// prefix). By default, one page of all of them.
+    fn stale_upload_pages(&self, before: chrono::DateTime<chrono::Utc>) -> BoxStream<'_, Result<Vec<OpenUpload>>> {
+        futures::stream::once(self.stale_uploads(before)).boxed()
+    }
 }
 
 /// An upload open at a destination.

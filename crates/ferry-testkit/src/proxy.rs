@@ -55,13 +55,22 @@ impl Faults {
     };
 }
 
+/// A request's method, URI and headers, as a [`Hook`] sees them.
+pub use http::request::Parts as RequestHead;
+
 /// What the proxy did, by fault kind.
 pub type FaultCounts = BTreeMap<&'static str, u64>;
+
+/// Runs before each request is passed on (after faults are decided), with the request's head;
+/// work it returns is finished first — e.g. another writer changing the object upstream at an
+/// exact point of a transfer, which a test cannot time from outside.
+pub type Hook = Arc<dyn Fn(&RequestHead) -> Option<futures::future::BoxFuture<'static, ()>> + Send + Sync>;
 
 pub struct CountingProxy {
     pub endpoint: String,
     uploaded: Arc<AtomicU64>,
     injected: Arc<Mutex<FaultCounts>>,
+    requests: Arc<Mutex<Vec<String>>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -72,6 +81,8 @@ struct Shared {
     uploaded: Arc<AtomicU64>,
     injected: Arc<Mutex<FaultCounts>>,
     flips: AtomicU64,
+    requests: Arc<Mutex<Vec<String>>>,
+    hook: Option<Hook>,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -86,21 +97,36 @@ impl CountingProxy {
 
     /// Like [`CountingProxy::start`], injecting `faults`.
     pub fn start_with_faults(upstream: &str, faults: Faults) -> CountingProxy {
+        Self::start_with_hook(upstream, faults, None)
+    }
+
+    /// Like [`CountingProxy::start_with_faults`], running `hook` before each request is passed on.
+    pub fn start_with_hook(upstream: &str, faults: Faults, hook: Option<Hook>) -> CountingProxy {
         let upstream = upstream.trim_end_matches('/').to_string();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let uploaded = Arc::new(AtomicU64::new(0));
         let injected = Arc::new(Mutex::new(FaultCounts::new()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let (up, inj) = (uploaded.clone(), injected.clone());
+        let (up, inj, log) = (uploaded.clone(), injected.clone(), requests.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
             rt.block_on(async move {
                 let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(30))
                     .build_http();
-                let shared = Arc::new(Shared { upstream, faults, uploaded: up, injected: inj, flips: AtomicU64::new(0), client });
+                let shared = Arc::new(Shared {
+                    upstream,
+                    faults,
+                    uploaded: up,
+                    injected: inj,
+                    flips: AtomicU64::new(0),
+                    requests: log,
+                    hook,
+                    client,
+                });
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 loop {
                     tokio::select! {
@@ -119,12 +145,24 @@ impl CountingProxy {
                 }
             });
         });
-        CountingProxy { endpoint: format!("http://127.0.0.1:{port}"), uploaded, injected, shutdown: Some(tx), thread: Some(thread) }
+        CountingProxy {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            uploaded,
+            injected,
+            requests,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Bytes clients have sent so far (request lines, headers and bodies).
     pub fn uploaded(&self) -> u64 {
         self.uploaded.load(Ordering::Relaxed)
+    }
+
+    /// Every request received so far, in arrival order, as `METHOD /path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().expect("requests lock").clone()
     }
 
     /// Requests that got a fault, all kinds together.
@@ -196,6 +234,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         (clean && rand::random_range(0..100u32) < f.flip_download_pct, clean && rand::random_range(0..100u32) < f.flip_upload_pct);
 
     let (parts, body) = req.into_parts();
+    let line = format!("{} {}", parts.method, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+    shared.requests.lock().expect("requests lock").push(line);
     let head_len = parts.uri.to_string().len() + 16 + parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
     let declared: Option<usize> = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
     if drop && declared.unwrap_or(0) > 1 {
@@ -243,6 +283,9 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     }
     if !f.latency.is_zero() {
         tokio::time::sleep(f.latency).await;
+    }
+    if let Some(work) = shared.hook.as_ref().and_then(|hook| hook(&parts)) {
+        work.await;
     }
 
     let is_get = parts.method == http::Method::GET;

@@ -171,7 +171,7 @@ pub struct Azurite {
 
 /// Azurite's published development account (not a secret).
 pub const AZURITE_ACCOUNT: &str = "devstoreaccount1";
-const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+pub const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 
 impl Azurite {
     pub fn start() -> Azurite {
@@ -194,21 +194,50 @@ impl Azurite {
 
     /// SharedKey headers for a request without a body. `query` is `(name, value)` pairs, sorted.
     fn signed_headers(&self, verb: &str, path: &str, query: &[(&str, &str)]) -> Vec<(String, String)> {
+        self.signed_headers_with(verb, path, query, &[])
+    }
+
+    /// Like `signed_headers`, with more `x-ms-*` headers (sorted, lowercase names, each after
+    /// `x-ms-blob-…` and before `x-ms-date` in order) signed and sent.
+    fn signed_headers_with(&self, verb: &str, path: &str, query: &[(&str, &str)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
         let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
         let version = "2021-08-06";
         let resource: String = query.iter().map(|(k, v)| format!("\n{k}:{v}")).collect();
+        let extra_signed: String = extra.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
         let to_sign = format!(
-            "{verb}\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{path}{resource}"
+            "{verb}\n\n\n\n\n\n\n\n\n\n\n\n{extra_signed}x-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{path}{resource}"
         );
         let key = b64.decode(AZURITE_KEY).expect("key");
         let signature = b64.encode(hmac_sha256(&key, to_sign.as_bytes()));
-        vec![
+        let mut headers: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        headers.extend([
             ("x-ms-date".into(), date),
             ("x-ms-version".into(), version.into()),
             ("authorization".into(), format!("SharedKey {AZURITE_ACCOUNT}:{signature}")),
-        ]
+        ]);
+        headers
+    }
+
+    /// Sets the Content-MD5 property blob `container/blob` declares (`md5_b64`, whatever its
+    /// bytes are: Set Blob Properties stores it unchecked), the way a blob whose bytes no longer
+    /// match what it declares looks.
+    pub fn set_content_md5(&self, container: &str, blob: &str, md5_b64: &str) {
+        let path = format!("{container}/{blob}");
+        let extra = [("x-ms-blob-content-md5", md5_b64), ("x-ms-blob-content-type", "application/octet-stream")];
+        let headers = self.signed_headers_with("PUT", &path, &[("comp", "properties")], &extra);
+        let url = format!("{}/{AZURITE_ACCOUNT}/{path}?comp=properties", self.endpoint);
+        let status = reqwest::blocking_put(&url, &headers);
+        assert_eq!(status, 200, "set properties of {path}: HTTP {status}");
+    }
+
+    /// Puts blobs through ferry's Azure provider. Call from outside a tokio runtime.
+    pub fn put_blobs(&self, container: &str, objects: &[(&str, bytes::Bytes)]) {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        for (key, data) in objects {
+            rt.block_on(put_blob(&self.endpoint, container, key, data.clone()));
+        }
     }
 
     /// Creates a container with a SharedKey-signed `PUT ?restype=container`.
@@ -231,6 +260,16 @@ impl Azurite {
             other => panic!("get block list of {path}: HTTP {other}: {body}"),
         }
     }
+}
+
+/// Puts one blob on the Azurite at `endpoint` through ferry's Azure provider (one Put Blob, which
+/// stores its Content-MD5): from inside a runtime, e.g. a proxy hook overwriting a source.
+pub async fn put_blob(endpoint: &str, container: &str, key: &str, data: bytes::Bytes) {
+    let location = ferry_core::Location::parse(&format!("az://{container}/")).expect("container URL");
+    let connect = ferry_providers::Connect { endpoint: Some(endpoint.to_string()), profile: None };
+    let azure = ferry_providers::open(&location, &connect).await.expect("open Azurite");
+    let crc = ferry_core::crc32c(&data);
+    azure.put(key, data, crc, &Default::default()).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
 }
 
 fn hmac_sha256(key: &[u8], message: &[u8]) -> Vec<u8> {

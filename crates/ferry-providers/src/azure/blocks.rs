@@ -27,8 +27,10 @@ pub(super) struct BlockClient {
     pub http: reqwest::Client,
     pub credentials: AzureCredentialProvider,
     pub account: String,
-    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER` or the emulator's path-style equivalent.
+    /// `https://ACCOUNT.blob.core.windows.net/CONTAINER` or the emulator's path-style equivalent:
+    /// the account URL object_store was given, so both reach the one endpoint.
     pub container_url: String,
+    pub container: String,
     pub endpoint: String,
 }
 
@@ -59,9 +61,28 @@ impl BlockClient {
         headers: Vec<(String, String)>,
         body: Bytes,
     ) -> Result<reqwest::Response> {
-        let peer = crate::http::Peer { provider: PROVIDER, bucket: &self.container_url, endpoint: &self.endpoint };
+        self.send_expecting(op, key, method, url, headers, body, 0).await
+    }
+
+    /// [`BlockClient::send`] for an answer of about `expect` bytes (its time limit grows with them).
+    #[allow(clippy::too_many_arguments)]
+    async fn send_expecting(
+        &self,
+        op: &'static str,
+        key: &str,
+        method: http::Method,
+        url: String,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+        expect: u64,
+    ) -> Result<reqwest::Response> {
+        let peer = crate::http::Peer { provider: PROVIDER, bucket: &self.container, endpoint: &self.endpoint };
         crate::http::send_retrying(&peer, op, key, ATTEMPTS, || async {
-            Ok(self.signed(&method, &url, &headers, &body).await?.send().await)
+            let req = match self.signed(&method, &url, &headers, &body).await?.build() {
+                Ok(req) => req,
+                Err(e) => return Ok(Err(e)),
+            };
+            Ok(crate::http::execute_timed(&self.http, req, Some(expect)).await)
         })
         .await
     }
@@ -77,8 +98,8 @@ impl BlockClient {
         let config = |e: &dyn std::fmt::Display| ProviderError::Config { provider: PROVIDER, detail: e.to_string() };
         let credential = self.credentials.get_credential().await.map_err(|e| ProviderError::Denied {
             provider: PROVIDER,
-            bucket: self.container_url.clone(),
-            detail: e.to_string(),
+            bucket: self.container.clone(),
+            detail: crate::error::chain(&e),
         })?;
         let mut req = http::Request::builder().method(method.clone()).uri(url);
         for (k, v) in headers {
@@ -119,25 +140,36 @@ impl BlockClient {
 
     /// Reads `range` of a blob (all of it when `None`) in requests of at most 4 MiB, each with
     /// Azure's MD5 of that range checked against the bytes received; a range that fails its
-    /// check or arrives cut short is read again. Returns the bytes and the headers of the first
-    /// answer, and the blob's size.
+    /// check or arrives cut short is read again. Every range after the first carries `If-Match`
+    /// the first answer's entity tag, so all come from one version of the blob (else
+    /// [`ProviderError::Changed`]). A whole blob read is also checked against the blob's own
+    /// Content-MD5 when it has one. Returns the bytes and the headers of the first answer, and
+    /// the blob's size.
     pub async fn get_checked(&self, full_key: &str, key: &str, range: Option<Range<u64>>) -> Result<(Bytes, http::HeaderMap, u64)> {
+        use md5::Digest;
         let url = self.blob_url(full_key);
+        let whole = range.is_none();
         let mut start = range.as_ref().map_or(0, |r| r.start);
         let mut end = range.as_ref().map(|r| r.end);
         // The ranges as read; joined (one copy) only when there is more than one.
         let mut chunks: Vec<Bytes> = Vec::new();
         let mut first: Option<(http::HeaderMap, u64)> = None;
+        let mut blob_md5 = md5::Md5::new();
         while end.is_none_or(|e| start < e) {
             let want_end = (start + MD5_RANGE).min(end.unwrap_or(u64::MAX));
-            let headers = vec![
+            let mut headers = vec![
                 ("x-ms-range".to_string(), format!("bytes={start}-{}", want_end - 1)),
                 ("x-ms-range-get-content-md5".to_string(), "true".to_string()),
             ];
+            if let Some(etag) = first.as_ref().and_then(|(head, _)| head.get("etag")?.to_str().ok()) {
+                headers.push(("if-match".to_string(), etag.to_string()));
+            }
             let mut attempt = 0;
             let (data, head, total) = loop {
                 attempt += 1;
-                let fetched = match self.send("get", key, http::Method::GET, url.clone(), headers.clone(), Bytes::new()).await {
+                let sent =
+                    self.send_expecting("get", key, http::Method::GET, url.clone(), headers.clone(), Bytes::new(), want_end - start).await;
+                let fetched = match sent {
                     Ok(resp) => read_checked(resp, start, want_end).await,
                     // An empty blob has no byte 0 to ask for.
                     Err(ProviderError::Request { detail, .. }) if start == 0 && first.is_none() && detail.starts_with("HTTP 416") => {
@@ -167,6 +199,9 @@ impl BlockClient {
                 first = Some((head, total));
             }
             let got = data.len() as u64;
+            if whole {
+                blob_md5.update(&data);
+            }
             chunks.push(data);
             start += got;
             if got == 0 || start >= end {
@@ -174,6 +209,19 @@ impl BlockClient {
             }
         }
         let (head, total) = first.expect("at least one range was read");
+        // The blob's own MD5 (which a ranged answer gives as x-ms-blob-content-md5) proves the
+        // ranges joined are the blob it describes.
+        if let Some(declared) = head.get("x-ms-blob-content-md5").and_then(|v| v.to_str().ok()).filter(|_| whole) {
+            let read = B64.encode(blob_md5.finalize());
+            if read != declared {
+                return Err(ProviderError::corrupted(
+                    PROVIDER,
+                    "get",
+                    key,
+                    format!("the blob's bytes have MD5 {read}, its Content-MD5 is {declared}"),
+                ));
+            }
+        }
         let data = match chunks.len() {
             1 => chunks.pop().expect("one chunk"),
             _ => {
@@ -247,7 +295,19 @@ impl BlockClient {
     pub async fn uncommitted(&self, full_key: &str, key: &str, upload_id: &str) -> Result<Vec<(u32, u64)>> {
         let url = format!("{}?comp=blocklist&blocklisttype=uncommitted", self.blob_url(full_key));
         let text = match self.send("get block list", key, http::Method::GET, url, Vec::new(), Bytes::new()).await {
-            Ok(resp) => resp.text().await.unwrap_or_default(),
+            // 50,000 blocks take about 7 MB.
+            Ok(resp) => match crate::http::read_limited(resp, MAX_BLOCK_LIST).await {
+                Ok(body) => String::from_utf8_lossy(&body).into_owned(),
+                Err(detail) => {
+                    return Err(ProviderError::Request {
+                        provider: PROVIDER,
+                        op: "get block list",
+                        key: key.to_string(),
+                        detail,
+                        class: ErrorClass::Retryable,
+                    });
+                }
+            },
             Err(ProviderError::NotFound { .. }) => return Ok(Vec::new()),
             Err(e) => return Err(e),
         };
@@ -284,6 +344,9 @@ impl BlockClient {
 
 /// Azure's MD5 of a range is given for ranges of at most 4 MiB.
 const MD5_RANGE: u64 = 4 << 20;
+
+/// The longest Get Block List answer read.
+const MAX_BLOCK_LIST: usize = 64 << 20;
 
 fn md5_b64(data: &[u8]) -> String {
     use md5::Digest;

@@ -10,7 +10,13 @@
 //! requests (`blocks.rs`) so each carries an MD5 Azure checks: a small blob is one Put Blob with
 //! its Content-MD5, a large one blocks in parallel (each with its MD5) committed by one Put Block
 //! List that also sets content type and metadata; reads come in ranges of at most 4 MiB, each
-//! checked against the MD5 Azure computes for that range.
+//! checked against the MD5 Azure computes for that range and all but the first conditional on
+//! the first's entity tag (one version, never two stitched), and the whole is proved against the
+//! blob's own Content-MD5 where it has one.
+//!
+//! One URL for everything: the account URL is resolved once (flag, emulator variables,
+//! endpoint setting, or the public endpoint) and given to object_store and the block client
+//! alike.
 
 mod blocks;
 
@@ -25,7 +31,7 @@ use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
+use object_store::azure::{AzureConfigKey, MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, ClientOptions, ObjectStore, RetryConfig};
 use std::ops::Range;
@@ -46,33 +52,16 @@ pub struct AzureProvider {
 
 impl AzureProvider {
     pub fn new(location: Location, connect: &crate::Connect) -> Result<AzureProvider> {
-        let options = ClientOptions::new().with_connect_timeout(Duration::from_secs(5)).with_timeout(Duration::from_secs(300));
         let retry = RetryConfig { max_retries: 5, retry_timeout: Duration::from_secs(60), ..Default::default() };
-        let mut builder = MicrosoftAzureBuilder::from_env().with_container_name(&location.bucket).with_retry(retry);
-        let mut endpoint = "Azure Blob Storage".to_string();
-        let mut account_url = None;
-        if let Some(ep) = &connect.endpoint {
-            let account_set = std::env::var_os("AZURE_STORAGE_ACCOUNT_NAME").is_some();
-            let url = ep.trim_end_matches('/');
-            builder = builder.with_allow_http(true);
-            let url = if account_set || url.ends_with(EMULATOR_ACCOUNT) { url.to_string() } else { format!("{url}/{EMULATOR_ACCOUNT}") };
-            if !account_set {
-                builder = builder.with_account(EMULATOR_ACCOUNT).with_access_key(EMULATOR_KEY);
-            }
-            builder = builder.with_endpoint(url.clone());
-            account_url = Some(url);
-            endpoint = ferry_core::location::redact(ep);
-        }
-        let account = builder.get_config_value(&object_store::azure::AzureConfigKey::AccountName).ok_or_else(|| ProviderError::Config {
-            provider: PROVIDER,
-            detail: "no storage account: set AZURE_STORAGE_ACCOUNT_NAME".into(),
-        })?;
-        let account_url = account_url.unwrap_or_else(|| format!("https://{account}.blob.core.windows.net"));
-        let options = if connect.endpoint.is_some() { options.with_allow_http(true) } else { options };
+        let builder = MicrosoftAzureBuilder::from_env().with_container_name(&location.bucket).with_retry(retry);
+        let (builder, account, account_url, endpoint) = resolve_endpoint(builder, connect.endpoint.as_deref())?;
+        let options = ClientOptions::new().with_connect_timeout(Duration::from_secs(5)).with_timeout(Duration::from_secs(300));
+        let http_allowed = account_url.starts_with("http://");
         let store = builder
-            .with_client_options(options)
+            .with_allow_http(http_allowed)
+            .with_client_options(options.with_allow_http(http_allowed))
             .build()
-            .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
+            .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: crate::error::chain(&e) })?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .read_timeout(Duration::from_secs(300))
@@ -83,6 +72,7 @@ impl AzureProvider {
             credentials: store.credentials().clone(),
             account,
             container_url: format!("{account_url}/{}", location.bucket),
+            container: location.bucket.clone(),
             endpoint: endpoint.clone(),
         });
         Ok(AzureProvider { location, store: Arc::new(store), endpoint, blocks })
@@ -96,6 +86,67 @@ impl AzureProvider {
     fn error(&self, op: &'static str, key: &str, e: object_store::Error) -> ProviderError {
         map_error(&self.endpoint, &self.location.bucket, op, key, e)
     }
+}
+
+/// The account URL every request goes to, decided once from the same settings object_store
+/// reads — the endpoint flag, else `AZURE_STORAGE_USE_EMULATOR` with `AZURITE_BLOB_STORAGE_URL`,
+/// else `AZURE_STORAGE_ENDPOINT`, else the account's public (or Fabric) endpoint — and handed to
+/// object_store as its endpoint, so its requests (listing, delete) and ferry's own block
+/// requests cannot disagree. The emulator (by flag or variable) with no account named means
+/// Azurite's published development account. Returns the builder set to that URL, the account,
+/// the URL, and the endpoint to name in messages (redacted).
+fn resolve_endpoint(builder: MicrosoftAzureBuilder, flag: Option<&str>) -> Result<(MicrosoftAzureBuilder, String, String, String)> {
+    let config = |key: AzureConfigKey| builder.get_config_value(&key).filter(|v| !v.is_empty());
+    let truthy =
+        |key: AzureConfigKey| config(key).is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "on" | "yes" | "y"));
+    let named = config(AzureConfigKey::AccountName);
+    let emulator = flag.is_none() && truthy(AzureConfigKey::UseEmulator);
+    let (account_url, endpoint, development) = match flag {
+        Some(ep) => {
+            let url = ep.trim_end_matches('/');
+            let url =
+                if named.is_some() || url.ends_with(EMULATOR_ACCOUNT) { url.to_string() } else { format!("{url}/{EMULATOR_ACCOUNT}") };
+            (url, ferry_core::location::redact(ep), named.is_none())
+        }
+        None if emulator => {
+            let base = std::env::var("AZURITE_BLOB_STORAGE_URL").ok().filter(|u| !u.is_empty());
+            let base = base.as_deref().unwrap_or("http://127.0.0.1:10000").trim_end_matches('/').to_string();
+            let account = named.clone().unwrap_or_else(|| EMULATOR_ACCOUNT.to_string());
+            (format!("{base}/{account}"), ferry_core::location::redact(&base), named.is_none())
+        }
+        None => {
+            let account = named.clone().ok_or_else(|| ProviderError::Config {
+                provider: PROVIDER,
+                detail: "no storage account: set AZURE_STORAGE_ACCOUNT_NAME".into(),
+            })?;
+            match config(AzureConfigKey::Endpoint) {
+                Some(url) => {
+                    let endpoint = ferry_core::location::redact(&url);
+                    (url.trim_end_matches('/').to_string(), endpoint, false)
+                }
+                None if truthy(AzureConfigKey::UseFabricEndpoint) => {
+                    (format!("https://{account}.blob.fabric.microsoft.com"), "Azure Blob Storage (Fabric)".to_string(), false)
+                }
+                None => (format!("https://{account}.blob.core.windows.net"), "Azure Blob Storage".to_string(), false),
+            }
+        }
+    };
+    let credential_given =
+        [AzureConfigKey::AccessKey, AzureConfigKey::SasKey, AzureConfigKey::Token].into_iter().any(|k| config(k).is_some());
+    let mut builder = builder.with_use_emulator(false).with_endpoint(account_url.clone());
+    let account = match development {
+        true => {
+            // The emulator's own account, with its published key unless a credential was given
+            // (as object_store's emulator mode does).
+            builder = builder.with_account(EMULATOR_ACCOUNT);
+            if !credential_given {
+                builder = builder.with_access_key(EMULATOR_KEY);
+            }
+            EMULATOR_ACCOUNT.to_string()
+        }
+        false => named.unwrap_or_else(|| EMULATOR_ACCOUNT.to_string()),
+    };
+    Ok((builder, account, account_url, endpoint))
 }
 
 fn map_error(endpoint: &str, container: &str, op: &'static str, key: &str, e: object_store::Error) -> ProviderError {
@@ -239,6 +290,12 @@ impl Provider for AzureProvider {
         self.path(key)?;
         let head = self.blocks.properties(None, &self.location.key_for(key), key).await?;
         Ok(head.map(|h| blob_entry(key, &h)))
+    }
+
+    /// A blob that declares a whole-object Content-MD5 (HEAD's, in `object.md5`): the bytes read
+    /// in parts, in order, must hash to it.
+    async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
+        Ok(object.md5.as_deref().and_then(|md5| ferry_core::Md5Etag::new(md5, object.size, None)))
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
