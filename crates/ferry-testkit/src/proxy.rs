@@ -61,6 +61,7 @@ pub type FaultCounts = BTreeMap<&'static str, u64>;
 pub struct CountingProxy {
     pub endpoint: String,
     uploaded: Arc<AtomicU64>,
+    in_flight: Arc<AtomicU64>,
     injected: Arc<Mutex<FaultCounts>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -70,6 +71,7 @@ struct Shared {
     upstream: String,
     faults: Faults,
     uploaded: Arc<AtomicU64>,
+    in_flight: Arc<AtomicU64>,
     injected: Arc<Mutex<FaultCounts>>,
     flips: AtomicU64,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -91,16 +93,18 @@ impl CountingProxy {
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let uploaded = Arc::new(AtomicU64::new(0));
+        let in_flight = Arc::new(AtomicU64::new(0));
         let injected = Arc::new(Mutex::new(FaultCounts::new()));
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let (up, inj) = (uploaded.clone(), injected.clone());
+        let (up, inj, busy) = (uploaded.clone(), injected.clone(), in_flight.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
             rt.block_on(async move {
                 let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
                     .pool_idle_timeout(Duration::from_secs(30))
                     .build_http();
-                let shared = Arc::new(Shared { upstream, faults, uploaded: up, injected: inj, flips: AtomicU64::new(0), client });
+                let shared =
+                    Arc::new(Shared { upstream, faults, uploaded: up, in_flight: busy, injected: inj, flips: AtomicU64::new(0), client });
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                 loop {
                     tokio::select! {
@@ -119,12 +123,25 @@ impl CountingProxy {
                 }
             });
         });
-        CountingProxy { endpoint: format!("http://127.0.0.1:{port}"), uploaded, injected, shutdown: Some(tx), thread: Some(thread) }
+        CountingProxy {
+            endpoint: format!("http://127.0.0.1:{port}"),
+            uploaded,
+            in_flight,
+            injected,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
     }
 
     /// Bytes clients have sent so far (request lines, headers and bodies).
     pub fn uploaded(&self) -> u64 {
         self.uploaded.load(Ordering::Relaxed)
+    }
+
+    /// Requests passed on to the service that it has not answered yet (they are carried out
+    /// even when the client went away).
+    pub fn requests_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Requests that got a fault, all kinds together.
@@ -261,7 +278,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         upstream = upstream.header(http::header::CONTENT_LENGTH, body.len());
     }
     let upstream = upstream.body(Full::new(Bytes::from(body))).expect("request");
-    let answer = shared.client.request(upstream).await.map_err(|_| Dropped)?;
+    // Once a request has arrived whole it is carried out even if the client goes away (a killed
+    // ferry), as a real service does: s3s-fs would drop a CompleteMultipartUpload cut off
+    // halfway, having forgotten the upload but not yet written the object.
+    shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    let forwarded = {
+        let shared = shared.clone();
+        async move {
+            let answer = shared.client.request(upstream).await;
+            shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            answer
+        }
+    };
+    let answer = tokio::spawn(forwarded).await.map_err(|_| Dropped)?.map_err(|_| Dropped)?;
     let (mut parts, body) = answer.into_parts();
     let mut body = body.collect().await.map_err(|_| Dropped)?.to_bytes().to_vec();
     parts.headers.remove(http::header::TRANSFER_ENCODING);
