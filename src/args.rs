@@ -59,6 +59,10 @@ pub enum Command {
         /// Objects checked in parallel (1 to 10000).
         #[arg(long, default_value_t = 32, value_parser = parse_transfers)]
         transfers: usize,
+        /// With --all-bytes or --sample: object data read back and held at once, across all
+        /// objects (each read is a range of at most 8 MiB).
+        #[arg(long, value_parser = parse_max_memory, default_value = "64MiB")]
+        max_memory: u64,
         #[command(flatten)]
         rates: Rates,
     },
@@ -216,11 +220,12 @@ pub struct Transfer {
     #[arg(long, default_value_t = 16, value_parser = parse_transfers)]
     pub transfers: usize,
     /// Part size for multipart transfers, e.g. 8MiB (default: from the destination's limits).
-    #[arg(long, value_parser = parse_size)]
+    /// At least the destination's minimum (5MiB for S3); lowered to fit --max-memory.
+    #[arg(long, value_parser = parse_part_size)]
     pub part_size: Option<u64>,
     /// Object data held in memory at once across all transfers (each part in flight holds its
-    /// size). Raise it on long, fast links, e.g. 512MiB.
-    #[arg(long, value_parser = parse_size, default_value = "64MiB")]
+    /// size; objects larger than it always go in parts). Raise it on long, fast links, e.g. 512MiB.
+    #[arg(long, value_parser = parse_max_memory, default_value = "64MiB")]
     pub max_memory: u64,
 }
 
@@ -349,6 +354,21 @@ fn parse_file_mode(s: &str) -> Result<u32, String> {
 
 fn parse_size(s: &str) -> Result<u64, String> {
     ferry_core::size::parse_size(s)
+}
+
+fn parse_part_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        0 => Err(format!("invalid part size {s:?}: must be more than 0, e.g. 8MiB")),
+        n => Ok(n),
+    }
+}
+
+/// A memory budget: at least 1 MiB (the smallest read ferry makes of a large object).
+fn parse_max_memory(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        n if n < 1 << 20 => Err(format!("invalid memory budget {s:?}: must be at least 1MiB")),
+        n => Ok(n),
+    }
 }
 
 #[cfg(test)]

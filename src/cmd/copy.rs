@@ -17,6 +17,16 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
         file_mode: tuning.file_mode,
         ..tuning.transfer.options()
     };
+    // Said before the copy starts, so a long run does not hide it until the end.
+    let part_size = ferry_engine::copy::check_part_size(&opts, destination.name(), &destination.limits())?;
+    if let Some(asked) = opts.part_size.filter(|asked| *asked != part_size) {
+        eprintln!(
+            "ferry: parts of {} (--part-size {} lowered to fit --max-memory {})",
+            format_size(part_size),
+            format_size(asked),
+            format_size(opts.max_memory)
+        );
+    }
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("copy", stats.clone(), common.json);
     let summary = ferry_engine::copy(&mut job, source, destination, opts, stats).await;

@@ -29,9 +29,9 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             rates.apply();
             copy::run(None, None, &common, &tuning).await
         }
-        Command::Verify { common, all_bytes, sample, no_extra, transfers, rates } => {
+        Command::Verify { common, all_bytes, sample, no_extra, transfers, max_memory, rates } => {
             rates.apply();
-            verify::run(&common, ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra }).await
+            verify::run(&common, ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra, max_memory }).await
         }
         Command::Export { src, to, layout, check, container, azure_type, storage_account, prefix, common, transfer, rates } => {
             rates.apply();

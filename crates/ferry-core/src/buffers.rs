@@ -23,10 +23,13 @@ const DEFAULT_LIMIT: usize = 256 << 20;
 struct Pool {
     free: BTreeMap<usize, Vec<Vec<u8>>>,
     free_bytes: usize,
+    /// Bytes of frozen buffers not yet back (see [`freeze`]): with the free ones, what the
+    /// pool's buffers take in all, kept within `limit`.
+    lent: usize,
     limit: usize,
 }
 
-static POOL: Mutex<Pool> = Mutex::new(Pool { free: BTreeMap::new(), free_bytes: 0, limit: DEFAULT_LIMIT });
+static POOL: Mutex<Pool> = Mutex::new(Pool { free: BTreeMap::new(), free_bytes: 0, lent: 0, limit: DEFAULT_LIMIT });
 
 fn pool() -> std::sync::MutexGuard<'static, Pool> {
     // A panic while holding the lock cannot leave the pool inconsistent (each operation is a
@@ -59,32 +62,47 @@ fn class_of(len: usize) -> Option<usize> {
     (len >= GRAIN).then(|| len.next_multiple_of(GRAIN))
 }
 
-fn reuse(class: usize) -> Option<Vec<u8>> {
+/// A buffer of `class` bytes (its old contents, if recycled): a free one, else a new one — after releasing free buffers of
+/// other sizes until the new one fits the limit beside the free and lent ones (so memory in
+/// parts of one size never sits idle in buffers of another).
+fn lend(class: usize) -> Vec<u8> {
     let mut p = pool();
-    let v = p.free.get_mut(&class)?.pop()?;
-    p.free_bytes -= class;
-    Some(v)
+    if let Some(v) = p.free.get_mut(&class).and_then(|list| list.pop()) {
+        p.free_bytes -= class;
+        if p.free.get(&class).is_some_and(|list| list.is_empty()) {
+            p.free.remove(&class);
+        }
+        return v;
+    }
+    while p.free_bytes + p.lent + class > p.limit {
+        let Some(other) = p.free.keys().next_back().copied() else { break };
+        let list = p.free.get_mut(&other).expect("key just seen");
+        list.pop();
+        if list.is_empty() {
+            p.free.remove(&other);
+        }
+        p.free_bytes -= other;
+    }
+    drop(p);
+    Vec::with_capacity(class)
 }
 
 /// An empty buffer with room for `len` bytes, recycled when one of its size is free.
 pub fn take(len: usize) -> Vec<u8> {
     match class_of(len) {
-        Some(class) => reuse(class).map(|mut v| {
+        Some(class) => {
+            let mut v = lend(class);
             v.clear();
             v
-        }),
-        None => None,
+        }
+        None => Vec::with_capacity(len),
     }
-    .unwrap_or_else(|| Vec::with_capacity(class_of(len).unwrap_or(len)))
 }
 
 /// A buffer of exactly `len` initialized bytes (zeros, or a recycled buffer's old contents),
 /// for reads that fill a slice. Recycled buffers are not zeroed again.
 pub fn take_filled(len: usize) -> Vec<u8> {
-    let mut v = match class_of(len).and_then(reuse) {
-        Some(v) => v,
-        None => Vec::with_capacity(class_of(len).unwrap_or(len)),
-    };
+    let mut v = class_of(len).map(lend).unwrap_or_else(|| Vec::with_capacity(len));
     v.resize(len, 0);
     v
 }
@@ -92,7 +110,12 @@ pub fn take_filled(len: usize) -> Vec<u8> {
 /// Turns a buffer from [`take`] / [`take_filled`] into `Bytes`; the buffer returns to the pool
 /// when the last clone of them drops.
 pub fn freeze(buf: Vec<u8>) -> Bytes {
-    if buf.capacity() >= GRAIN && buf.capacity().is_multiple_of(GRAIN) { Bytes::from_owner(Recycled(buf)) } else { Bytes::from(buf) }
+    if buf.capacity() >= GRAIN && buf.capacity().is_multiple_of(GRAIN) {
+        pool().lent += buf.capacity();
+        Bytes::from_owner(Recycled(buf))
+    } else {
+        Bytes::from(buf)
+    }
 }
 
 struct Recycled(Vec<u8>);
@@ -108,7 +131,8 @@ impl Drop for Recycled {
         let buf = std::mem::take(&mut self.0);
         let class = buf.capacity();
         let mut p = pool();
-        if p.free_bytes + class <= p.limit {
+        p.lent = p.lent.saturating_sub(class);
+        if p.free_bytes + p.lent + class <= p.limit {
             p.free.entry(class).or_default().push(buf);
             p.free_bytes += class;
         }

@@ -26,6 +26,22 @@ fn is_md5_hex(s: &str) -> bool {
     s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The ETag S3 gives an object completed from parts whose ETags (their MD5s, hex) are `parts`:
+/// the MD5 of the parts' MD5s, then `-N`. `None` when a part's ETag is not an MD5.
+pub fn multipart_etag<'a>(parts: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    let mut whole = Md5::new();
+    let mut n = 0;
+    for part in parts {
+        let part = part.trim_matches('"');
+        if !is_md5_hex(part) {
+            return None;
+        }
+        whole.update(hex::decode(part).ok()?);
+        n += 1;
+    }
+    Some(format!("{}-{n}", hex::encode(whole.finalize())))
+}
+
 impl Md5Etag {
     /// The check for an object of `size` bytes whose ETag is `etag` (quotes stripped), or `None`
     /// when the ETag is not MD5-shaped or a multipart ETag comes without a `part_size` that
@@ -133,6 +149,17 @@ impl Md5Etag {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_multipart_etag_is_the_md5_of_the_part_md5s() {
+        let (a, b) = (vec![1u8; 100], vec![2u8; 50]);
+        let mut check =
+            Md5Etag::new(&super::multipart_etag([md5_hex(&a).as_str(), md5_hex(&b).as_str()]).unwrap(), 150, Some(100)).unwrap();
+        check.update(&a);
+        check.update(&b);
+        assert!(check.matches());
+        assert_eq!(super::multipart_etag(["not-an-md5"]), None);
+    }
 
     fn md5_hex(data: &[u8]) -> String {
         hex::encode(Md5::digest(data))

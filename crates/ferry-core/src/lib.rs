@@ -33,5 +33,5 @@ pub use entry::ObjectEntry;
 pub use error::ErrorClass;
 pub use etag::Md5Etag;
 pub use location::{Location, LocationError, Scheme};
-pub use parts::{Limits, PartPlan};
+pub use parts::{Limits, PartPlan, PlanError};
 pub use skip::SkipReason;

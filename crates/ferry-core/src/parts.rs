@@ -1,5 +1,7 @@
 //! Provider limits and the part plan of a multipart transfer.
 
+use crate::size::format_size;
+
 /// What a destination accepts, as data (not booleans scattered through the code).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -77,6 +79,73 @@ impl PartPlan {
     pub fn is_single(&self) -> bool {
         self.count() == 1
     }
+
+    /// Number of parts as part numbers are typed (`u32`); an error, never a truncation, when
+    /// there are more.
+    pub fn parts(&self) -> Result<u32, PlanError> {
+        u32::try_from(self.count()).map_err(|_| PlanError::TooManyParts {
+            object_size: self.object_size,
+            part_size: self.part_size,
+            parts: self.count(),
+        })
+    }
+
+    /// The plan of an object of `object_size` under a memory budget of `budget` bytes: parts of
+    /// [`Limits::part_size_within`] (raised only as the destination's part count limit demands),
+    /// each of which fits the budget — so a single request (`count() == 1`) holds at most
+    /// the budget too. An error when no part size the destination allows fits.
+    pub fn fit(object_size: u64, wanted: Option<u64>, limits: &Limits, budget: u64) -> Result<PartPlan, PlanError> {
+        let base = limits.part_size_within(wanted, budget)?;
+        let plan = PartPlan::choose(object_size, Some(base), limits);
+        if plan.part_size > budget {
+            return Err(PlanError::PartsOverBudget {
+                object_size,
+                max_parts: limits.max_parts,
+                part_size: object_size.div_ceil(limits.max_parts).div_ceil(MIB) * MIB,
+                budget,
+            });
+        }
+        plan.parts()?;
+        Ok(plan)
+    }
+}
+
+impl Limits {
+    /// The part size to cut objects into under a memory budget of `budget` bytes: `wanted` (or
+    /// the default), raised to the destination's minimum, and lowered to the largest 1 MiB
+    /// multiple the budget holds when it does not fit (to the budget itself below 1 MiB).
+    /// An error when even the destination's smallest part does not fit.
+    pub fn part_size_within(&self, wanted: Option<u64>, budget: u64) -> Result<u64, PlanError> {
+        if self.min_part_size > budget {
+            return Err(PlanError::BudgetBelowMinPart { min_part_size: self.min_part_size, budget });
+        }
+        let part = wanted.unwrap_or(self.default_part_size).max(self.min_part_size).max(1).min(self.max_part_size);
+        if part <= budget {
+            return Ok(part);
+        }
+        let aligned = if budget >= MIB { budget / MIB * MIB } else { budget };
+        Ok(aligned.max(self.min_part_size).min(self.max_part_size))
+    }
+}
+
+/// Why no part plan fits an object, the destination's limits and the memory budget together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The destination's smallest part is larger than the whole budget.
+    #[error("the destination's smallest part is {}, more than --max-memory {} holds: raise --max-memory to at least {}", format_size(*min_part_size), format_size(*budget), flag_size(*min_part_size))]
+    BudgetBelowMinPart { min_part_size: u64, budget: u64 },
+    /// The destination's part count limit forces parts larger than the budget.
+    #[error("an object of {} in at most {max_parts} parts needs parts of at least {}, more than --max-memory {} holds: raise --max-memory to at least {}", format_size(*object_size), format_size(*part_size), format_size(*budget), flag_size(*part_size))]
+    PartsOverBudget { object_size: u64, max_parts: u64, part_size: u64, budget: u64 },
+    /// More parts than part numbers (`u32`) can count.
+    #[error("an object of {} in parts of {} would need {parts} parts, more than {}: raise --part-size", format_size(*object_size), format_size(*part_size), u32::MAX)]
+    TooManyParts { object_size: u64, part_size: u64, parts: u64 },
+}
+
+/// A size as the user would type it back as a flag: whole MiB, rounded up.
+fn flag_size(bytes: u64) -> String {
+    format!("{}MiB", bytes.div_ceil(MIB))
 }
 
 #[cfg(test)]
@@ -105,6 +174,44 @@ mod tests {
     fn s3_minimum_part_size_is_enforced() {
         let p = PartPlan::choose(100 * MIB, Some(MIB), &Limits::S3);
         assert_eq!(p.part_size, 5 * MIB);
+    }
+
+    #[test]
+    fn a_part_size_over_the_budget_is_lowered_to_the_largest_that_fits() {
+        // Issue 12, case 6: --part-size 10GiB under --max-memory 16MiB.
+        let p = PartPlan::fit(400_000_000, Some(10 << 30), &Limits::LOCAL, 16 * MIB).unwrap();
+        assert_eq!(p.part_size, 16 * MIB);
+        assert!(!p.is_single());
+        // Not 1 MiB-aligned: the largest 1 MiB multiple under it.
+        assert_eq!(Limits::S3.part_size_within(Some(1 << 30), 20 * MIB + 5).unwrap(), 20 * MIB);
+        // Below 1 MiB (local destinations allow any part): the budget itself.
+        assert_eq!(Limits::LOCAL.part_size_within(None, 1000).unwrap(), 1000);
+        // A single request holds at most the budget.
+        for size in [0, 1, 16 * MIB, 16 * MIB + 1, 5 << 30] {
+            let p = PartPlan::fit(size, Some(5 << 30), &Limits::S3, 16 * MIB).unwrap();
+            assert!(p.part_size <= 16 * MIB && (!p.is_single() || size <= 16 * MIB), "{size}: {p:?}");
+        }
+    }
+
+    #[test]
+    fn a_plan_that_cannot_fit_the_budget_is_an_error() {
+        // Issue 12, case 6: a 5 TiB object needs 10,000 parts of at least 525 MiB on S3.
+        let e = PartPlan::fit(5 << 40, None, &Limits::S3, 64 * MIB).unwrap_err();
+        assert_eq!(e, PlanError::PartsOverBudget { object_size: 5 << 40, max_parts: 10_000, part_size: 525 * MIB, budget: 64 * MIB });
+        assert!(e.to_string().contains("raise --max-memory to at least 525MiB"), "{e}");
+        // S3's 5 MiB minimum part does not fit a 1 MiB budget.
+        let e = PartPlan::fit(100, None, &Limits::S3, MIB).unwrap_err();
+        assert!(matches!(e, PlanError::BudgetBelowMinPart { .. }), "{e}");
+    }
+
+    #[test]
+    fn part_counts_are_checked_never_truncated() {
+        // Issue 12, case 11: 1-byte parts of a 5 GiB object are more parts than a u32 numbers.
+        let p = PartPlan::choose(5 << 30, Some(1), &Limits::LOCAL);
+        assert_eq!(p.count(), 5 << 30);
+        assert!(matches!(p.parts(), Err(PlanError::TooManyParts { parts, .. }) if parts == 5 << 30));
+        assert!(PartPlan::fit(5 << 30, Some(1), &Limits::LOCAL, 64 * MIB).is_err());
+        assert_eq!(PartPlan::choose(64 * MIB, Some(8 * MIB), &Limits::S3).parts(), Ok(8));
     }
 
     #[test]

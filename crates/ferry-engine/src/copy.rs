@@ -4,8 +4,9 @@
 
 use crate::concurrency::Gate;
 use crate::mover::{Budget, Mover};
-use crate::{Job, Result, Stats};
-use ferry_core::ErrorClass;
+use crate::{EngineError, Job, Result, Stats};
+use ferry_core::size::format_size;
+use ferry_core::{ErrorClass, Limits, PartPlan};
 use ferry_journal::{Journal, ObjectRow};
 use ferry_providers::Provider;
 use futures::stream::StreamExt;
@@ -75,6 +76,12 @@ pub struct CopySummary {
     /// `checksum mismatch`, `connection dropped`, …): requests the transport retried and
     /// objects or ranges read or sent again.
     pub retries: BTreeMap<String, u64>,
+    /// The size parts are cut to (objects up to it go in one request): the one asked for or
+    /// the destination's default, lowered to fit `--max-memory`, and raised only for objects
+    /// the destination's part count limit demands it of.
+    pub part_size: u64,
+    /// `--part-size` as given, when it was not the part size used (it did not fit the budget).
+    pub part_size_asked: Option<u64>,
     /// The fewest objects copied at once: below `--transfers` when the services pushed back
     /// (429/503) and ferry slowed down.
     pub transfers_lowest: usize,
@@ -108,8 +115,16 @@ pub async fn copy(
     stats: Arc<Stats>,
 ) -> Result<CopySummary> {
     let started = Instant::now();
+    let limits = dst.limits();
+    let part_size = check_part_size(&opts, dst.name(), &limits)?;
     let planned = crate::plan(job, src.as_ref(), &stats).await?;
     let journal = Journal::open(&job.journal_path())?;
+    // Refused before a byte moves when the largest object cannot be cut into parts that fit
+    // the memory budget (every smaller one then can).
+    if let Some((key, size)) = journal.largest_pending()? {
+        PartPlan::fit(size, opts.part_size, &limits, opts.max_memory)
+            .map_err(|source| EngineError::NoPartPlan { what: format!("{key} ({})", format_size(size)), source })?;
+    }
     let before = journal.counts()?;
     let skipped = crate::Skipped::of(&journal)?;
     stats.start(&before);
@@ -124,6 +139,8 @@ pub async fn copy(
         verified_by: BTreeMap::new(),
         retries: BTreeMap::new(),
         transfers_lowest: opts.transfers.max(1),
+        part_size,
+        part_size_asked: opts.part_size.filter(|asked| *asked != part_size),
         restarted: Vec::new(),
         resumed_objects: 0,
         resumed_bytes: 0,
@@ -160,6 +177,18 @@ pub async fn copy(
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("copy", &report)?);
     Ok(summary)
+}
+
+/// The part size a run cuts objects into (see [`CopySummary::part_size`]); a usage error when
+/// `--part-size` is below the destination's minimum or no part the destination takes fits
+/// `--max-memory`. Checked before anything is written.
+pub fn check_part_size(opts: &CopyOptions, provider: &'static str, limits: &Limits) -> Result<u64> {
+    if let Some(given) = opts.part_size.filter(|p| *p < limits.min_part_size) {
+        return Err(EngineError::PartSizeBelowMinimum { provider, given, min: limits.min_part_size });
+    }
+    limits
+        .part_size_within(opts.part_size, opts.max_memory)
+        .map_err(|source| EngineError::NoPartPlan { what: format!("{provider} destination"), source })
 }
 
 /// What a run's movers share: the journal, and the memory budget (part buffers are recycled;

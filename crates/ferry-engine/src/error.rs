@@ -1,6 +1,7 @@
 //! Engine errors, with the distinction the CLI turns into exit codes.
 
 use ferry_core::ErrorClass;
+use ferry_core::size::format_size;
 use ferry_providers::ProviderError;
 use std::path::PathBuf;
 
@@ -29,6 +30,12 @@ pub enum EngineError {
     JobInsideLocation { dir: PathBuf, what: &'static str, location: String },
     #[error("{dir} has no sealed manifest yet: run `ferry plan` or `ferry copy` first")]
     NotPlanned { dir: PathBuf },
+    /// `--part-size` below what the destination accepts.
+    #[error("--part-size {}: {provider} takes parts of at least {}; use --part-size {} or more", format_size(*given), format_size(*min), min.div_ceil(1 << 20).max(1).to_string() + "MiB")]
+    PartSizeBelowMinimum { provider: &'static str, given: u64, min: u64 },
+    /// No part size fits the memory budget and the destination's limits.
+    #[error("copy refused, nothing copied: {what}: {source}")]
+    NoPartPlan { what: String, source: ferry_core::PlanError },
     /// A disk export or ingest cannot start as asked (a device, a layout, a shipment).
     #[error("{0}")]
     Appliance(String),
@@ -50,6 +57,8 @@ impl EngineError {
             | EngineError::NotPlanned { .. }
             | EngineError::JobInsideLocation { .. }
             | EngineError::Appliance(_)
+            | EngineError::PartSizeBelowMinimum { .. }
+            | EngineError::NoPartPlan { .. }
             | EngineError::Manifest(_) => true,
             EngineError::Journal(_) | EngineError::Io { .. } => false,
         }

@@ -24,17 +24,30 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 pub(crate) struct Budget {
     sem: Arc<Semaphore>,
     total_kib: u32,
+    bytes: u64,
 }
 
 impl Budget {
     pub(crate) fn new(bytes: u64) -> Budget {
-        let total_kib = (bytes / 1024).clamp(1, u32::MAX as u64 / 2) as u32;
-        Budget { sem: Arc::new(Semaphore::new(total_kib as usize)), total_kib }
+        let total_kib = bytes.div_ceil(1024).clamp(1, u32::MAX as u64 / 2) as u32;
+        Budget { sem: Arc::new(Semaphore::new(total_kib as usize)), total_kib, bytes }
     }
 
-    async fn take(&self, bytes: u64) -> OwnedSemaphorePermit {
-        let kib = (bytes.div_ceil(1024).max(1)).min(self.total_kib as u64) as u32;
-        self.sem.clone().acquire_many_owned(kib).await.expect("budget semaphore is never closed")
+    /// The budget in bytes, as given.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// Waits until `bytes` of the budget are free and holds them. A request larger than the
+    /// whole budget is refused, never clamped: part plans are made to fit
+    /// ([`PartPlan::fit`]), so one would be a bug that breaks the cap.
+    pub(crate) async fn take(&self, bytes: u64) -> Result<OwnedSemaphorePermit, ObjectError> {
+        let kib = bytes.div_ceil(1024).max(1);
+        if kib > self.total_kib as u64 {
+            let message = format!("{bytes} bytes asked of a memory budget of {} (--max-memory)", self.bytes);
+            return Err(ObjectError::new(ErrorClass::Fatal, message));
+        }
+        Ok(self.sem.clone().acquire_many_owned(kib as u32).await.expect("budget semaphore is never closed"))
     }
 }
 
@@ -136,8 +149,11 @@ impl Mover {
                 other => other,
             };
             match copied {
-                Ok(outcome) => {
+                Ok((outcome, memory)) => {
                     self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
+                    // A single put's memory is given back once the object is journaled done:
+                    // a crash can make ferry send again only what holds memory.
+                    drop(memory);
                     *self.verified_by.lock().expect("verified lock").entry(outcome.verified_by.clone()).or_default() += 1;
                     Stats::add(&self.stats.objects_done, 1);
                     return Ok(row.entry.size);
@@ -181,19 +197,28 @@ impl Mover {
         }
     }
 
-    async fn copy_object(&self, row: &ObjectRow, sent: &AtomicU64) -> Result<Outcome, ObjectError> {
+    /// Copies one object; returns how it was proved, and the memory a single put still holds
+    /// (to give back once the outcome is journaled).
+    async fn copy_object(&self, row: &ObjectRow, sent: &AtomicU64) -> Result<(Outcome, Option<OwnedSemaphorePermit>), ObjectError> {
         let entry = &row.entry;
-        // An open upload keeps the part size it was started with, whatever this run was given.
-        let open = self.journal.lock().expect("journal lock").upload_of(row.id)?;
-        let plan = match &open {
-            Some((_, part_size)) => PartPlan { object_size: entry.size, part_size: *part_size },
-            None => PartPlan::choose(entry.size, self.opts.part_size, &self.dst.limits()),
-        };
+        let mut open = self.journal.lock().expect("journal lock").upload_of(row.id)?;
         if self.server_side
             && let Some(copier) = self.dst.server_copy()
         {
-            return self.copy_server_side(row, copier, open.is_some()).await;
+            return Ok((self.copy_server_side(row, copier, open.is_some()).await?, None));
         }
+        // An open upload keeps the part size it was started with, whatever this run was given,
+        // as long as its parts fit this run's memory budget; else it starts over.
+        if open.as_ref().is_some_and(|(_, part_size)| *part_size > self.budget.bytes()) {
+            self.abandon(row).await;
+            self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+            open = None;
+        }
+        let plan = match &open {
+            Some((_, part_size)) => PartPlan { object_size: entry.size, part_size: *part_size },
+            None => PartPlan::fit(entry.size, self.opts.part_size, &self.dst.limits(), self.budget.bytes())
+                .map_err(|e| ObjectError::new(ErrorClass::PerObject, format!("{}: {e}", entry.key)))?,
+        };
         // Everything is read (and every part sent) before the object is committed: a read that
         // fails the source's checksum is never completed or written as a copy.
         let (commit, digest, seen, reads_checked) = match self.dst.multipart() {
@@ -213,7 +238,8 @@ impl Mover {
                 (Commit::Parts(opened.upload, parts), opened.digest, current, reads_checked)
             }
             _ => {
-                let permit = self.budget.take(entry.size).await;
+                // Only objects that fit the budget go in one request (the plan's parts fit it).
+                let permit = self.budget.take(entry.size).await?;
                 let fetched = match self.src.get(row.src_key(), None).await {
                     Err(ProviderError::NotFound { .. }) => return Err(gone(row)),
                     other => other?,
@@ -237,19 +263,21 @@ impl Mover {
                 return Err(e);
             }
         };
-        let receipt = match commit {
-            Commit::Parts(upload, parts) => upload.complete(parts).await?,
-            Commit::Whole(data, crc, attrs, _permit) => {
+        let (receipt, memory) = match commit {
+            Commit::Parts(upload, parts) => (upload.complete(parts).await?, None),
+            Commit::Whole(data, crc, attrs, permit) => {
                 let size = data.len() as u64;
                 let receipt = self.dst.put(row.dst_key(), data, crc, &attrs).await?;
                 Stats::add(&self.stats.bytes_done, size);
                 Stats::add(sent, size);
-                receipt
+                (receipt, Some(permit))
             }
         };
         let crc64nvme = Some(digest.crc64nvme_hex());
         let (sha256, crc) = digest.finish();
-        Ok(Outcome { sha256: Some(sha256), crc32c: Some(crc), crc64nvme, dst_etag: receipt.etag, verified_by: verified_by.to_string() })
+        let outcome =
+            Outcome { sha256: Some(sha256), crc32c: Some(crc), crc64nvme, dst_etag: receipt.etag, verified_by: verified_by.to_string() };
+        Ok((outcome, memory))
     }
 
     /// Has the service copy the object (no bytes through ferry), and checks the copy against
@@ -265,8 +293,10 @@ impl Mover {
         let current = self.src.head(&entry.key).await?.ok_or_else(|| gone(row))?;
         check_unchanged(row, &current)?;
         let object = ObjectEntry { key: entry.key.clone(), ..current.clone() };
-        // Large parts: each is one request the service carries out on its side.
-        let part_size = self.opts.part_size.unwrap_or(SERVER_COPY_PART);
+        // Large parts: each is one request the service carries out on its side, and no byte
+        // passes through ferry, so the memory budget does not bound them (the part count
+        // limit does).
+        let part_size = PartPlan::choose(entry.size, Some(self.opts.part_size.unwrap_or(SERVER_COPY_PART)), &self.dst.limits()).part_size;
         let (journal, id) = (self.journal.clone(), row.id);
         let started = move |upload_id: &str| {
             journal.lock().expect("journal lock").set_upload(id, Some(upload_id), part_size).map_err(|e| ProviderError::Request {
@@ -342,9 +372,22 @@ impl Mover {
                 }
                 other => other,
             };
-            match resumed? {
+            // Parts the journal has as acknowledged that the destination no longer lists: the
+            // upload was completed (by a run cut off before it journaled the object done), or
+            // aborted. Either way it cannot be continued.
+            let resumed = match resumed? {
+                Some((upload, held)) if recorded.iter().any(|r| !held.iter().any(|h| h.index == r.index)) => {
+                    if let Some(completed) = self.completed_earlier(row, plan, &recorded, fresh.clone()).await? {
+                        return Ok(completed);
+                    }
+                    let _ = upload.abort().await;
+                    None
+                }
+                other => other,
+            };
+            match resumed {
                 // Held parts must match this upload's part plan, or it cannot be continued.
-                Some((upload, held)) if held.iter().all(|p| p.index < plan.count() as u32 && p.size == plan.len(p.index as u64)) => {
+                Some((upload, held)) if held.iter().all(|p| u64::from(p.index) < plan.count() && p.size == plan.len(p.index as u64)) => {
                     Stats::add(&self.stats.resumed_objects, 1);
                     let held: BTreeMap<u32, PartReceipt> = held.into_iter().map(|p| (p.index, p)).collect();
                     // The saved digest is usable only if every part it covers is still held.
@@ -352,12 +395,21 @@ impl Mover {
                         .filter(|(next, _)| (0..*next).all(|i| held.contains_key(&i)))
                         .and_then(|(next, state)| Some((next, ObjectDigest::restore(&state)?)))
                         .unwrap_or((0, fresh));
-                    return Ok(OpenedUpload { upload, held, digest, next });
+                    let journaled = recorded.iter().map(|p| p.index).collect();
+                    return Ok(OpenedUpload { upload, held, digest, next, journaled, completed: false });
                 }
-                Some((upload, _)) => upload.abort().await?,
-                // The provider no longer knows it; abort anyway (harmless if it is gone) so an
-                // upload a listing failed to show cannot stay open.
+                // An upload that cannot be continued is dropped; if the abort fails, the
+                // lifecycle rule for abandoned uploads has the last word.
+                Some((upload, _)) => {
+                    let _ = upload.abort().await;
+                }
+                // The provider no longer knows it: completed by a run cut off before it
+                // journaled the object done, or gone. Abort anyway (harmless if it is gone) so
+                // an upload a listing failed to show cannot stay open.
                 None => {
+                    if let Some(completed) = self.completed_earlier(row, plan, &recorded, fresh.clone()).await? {
+                        return Ok(completed);
+                    }
                     let _ = mp.abort_upload(key, &upload_id).await;
                 }
             }
@@ -370,7 +422,34 @@ impl Mover {
         if actual.as_deref() != Some(id.as_str()) {
             self.journal.lock().expect("journal lock").set_upload(row.id, actual.as_deref(), plan.part_size)?;
         }
-        Ok(OpenedUpload { upload, held: BTreeMap::new(), digest: fresh, next: 0 })
+        Ok(OpenedUpload { upload, held: BTreeMap::new(), digest: fresh, next: 0, journaled: BTreeSet::new(), completed: false })
+    }
+
+    /// The upload an earlier run completed without living to journal the object done: every
+    /// part journaled, and the destination's object has the size and the multipart ETag those
+    /// parts make (S3's MD5 of part MD5s). Returned as an upload holding every part, so the
+    /// parts are read and hashed again, each proved against its journaled CRC32C, and nothing
+    /// is sent. `None` when that cannot be shown: the object is copied again.
+    async fn completed_earlier(
+        &self,
+        row: &ObjectRow,
+        plan: &PartPlan,
+        recorded: &[PartReceipt],
+        digest: ObjectDigest,
+    ) -> Result<Option<OpenedUpload>, ObjectError> {
+        let count = plan.count();
+        let all_parts = recorded.len() as u64 == count
+            && recorded.iter().enumerate().all(|(i, p)| u64::from(p.index) == i as u64 && p.size == plan.len(i as u64));
+        let Some(etag) = all_parts.then(|| ferry_core::etag::multipart_etag(recorded.iter().map(|p| p.id.as_str()))).flatten() else {
+            return Ok(None);
+        };
+        let Some(written) = self.dst.head(row.dst_key()).await? else { return Ok(None) };
+        if written.size != row.entry.size || written.etag.as_deref().map(|e| e.trim_matches('"')) != Some(etag.as_str()) {
+            return Ok(None);
+        }
+        let held = recorded.iter().map(|p| (p.index, p.clone())).collect();
+        let upload = Box::new(Completed { etag: written.etag });
+        Ok(Some(OpenedUpload { upload, held, digest, next: 0, journaled: BTreeSet::new(), completed: true }))
     }
 
     /// Aborts the recorded upload of an object that failed for good, so none stays open (and billed).
@@ -398,7 +477,7 @@ impl Mover {
         // What the adapter checked every read of this attempt against, if it checked them all.
         let mut reads_checked: Option<Option<&'static str>> = None;
         let width = self.opts.parts_per_object.max(1);
-        let count = plan.count() as u32;
+        let count = plan.parts().map_err(|e| ObjectError::new(ErrorClass::PerObject, format!("{}: {e}", row.entry.key)))?;
         // Parts the saved digest covers are held: nothing to read or send.
         let mut receipts: Vec<PartReceipt> = (0..opened.next).filter_map(|i| opened.held.get(&i).cloned()).collect();
         for r in &receipts {
@@ -417,6 +496,7 @@ impl Mover {
                 (i, range, permit)
             })
             .map(|(i, range, permit)| async move {
+                let permit = permit?;
                 let fetched = self.src.get(key, Some(range)).await?;
                 check_unchanged(row, &fetched.object)?;
                 Ok::<_, ObjectError>((i, fetched.data, fetched.checked, permit))
@@ -453,16 +533,28 @@ impl Mover {
                         receipts.push(receipt);
                         continue;
                     }
+                    // The completed object holds other bytes than these: copy it again.
+                    if opened.completed {
+                        self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+                        let message = format!("{}: the copy an earlier run completed differs in part {}: copying it again", row.entry.key, index + 1);
+                        return Err(ObjectError::new(ErrorClass::Retryable, message));
+                    }
+                    // Different bytes for a part the journal has recorded: forget the record
+                    // first, so a crash before their acknowledgement is journaled cannot leave
+                    // the old record vouching for the new part.
+                    if opened.journaled.remove(&index) {
+                        self.journal.lock().expect("journal lock").forget_part(row.id, index)?;
+                    }
                     let sending = opened.upload.put_part(index, offset, data, crc);
-                    in_flight.push(async move {
-                        let r = sending.await;
-                        drop(permit);
-                        r
-                    });
+                    in_flight.push(async move { (sending.await, permit) });
                 }
-                Some(receipt) = in_flight.next(), if !in_flight.is_empty() => {
+                Some((receipt, permit)) = in_flight.next(), if !in_flight.is_empty() => {
                     let receipt = receipt?;
                     self.part_done(row.id, plan, &receipt, Some(sent))?;
+                    // The part's memory is given back only once its acknowledgement is
+                    // journaled: the bytes a crash can make ferry send again are bounded by
+                    // the budget.
+                    drop(permit);
                     self.advance(row.id, &mut acked, receipt.index)?;
                     receipts.push(receipt);
                 }
@@ -536,6 +628,40 @@ struct OpenedUpload {
     held: BTreeMap<u32, PartReceipt>,
     digest: ObjectDigest,
     next: u32,
+    /// Parts the journal has a record of that this attempt has not acknowledged yet.
+    journaled: BTreeSet<u32>,
+    /// An earlier run completed the upload: every part must prove held, none may be sent.
+    completed: bool,
+}
+
+/// An upload the destination completed already (see [`Mover::completed_earlier`]).
+struct Completed {
+    etag: Option<String>,
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for Completed {
+    fn upload_id(&self) -> Option<String> {
+        None
+    }
+
+    fn put_part(
+        &mut self,
+        index: u32,
+        _offset: u64,
+        _data: bytes::Bytes,
+        _crc32c: u32,
+    ) -> futures::future::BoxFuture<'static, ferry_providers::Result<PartReceipt>> {
+        unreachable!("part {index} sent to an upload completed earlier: send_parts starts over instead")
+    }
+
+    async fn complete(self: Box<Self>, _parts: Vec<PartReceipt>) -> ferry_providers::Result<ferry_providers::PutReceipt> {
+        Ok(ferry_providers::PutReceipt { etag: self.etag.map(|e| e.trim_matches('"').to_string()) })
+    }
+
+    async fn abort(self: Box<Self>) -> ferry_providers::Result<()> {
+        Ok(())
+    }
 }
 
 /// What makes the copy visible at the destination once its bytes are proved.

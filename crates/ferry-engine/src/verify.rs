@@ -25,6 +25,8 @@ pub struct VerifyOptions {
     pub sample: Option<u64>,
     /// List the destination and report objects the manifest does not have.
     pub extras: bool,
+    /// Bytes read back and held at once across all objects (`--max-memory`).
+    pub max_memory: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -76,6 +78,11 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
         seconds: 0.0,
         report: None,
     };
+    // Read-backs take their ranges from one budget, so however many objects are checked at
+    // once, at most `max_memory` of their bytes are held.
+    ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
+    let budget = Arc::new(tokio::sync::Semaphore::new(kib(opts.max_memory)));
+    let chunk = READ_CHUNK.min(opts.max_memory);
     let sampled = match opts.sample {
         Some(n) if !opts.all_bytes => sample_ids(&journal, n)?,
         _ => HashSet::new(),
@@ -90,9 +97,9 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
             .map(|row| {
                 let dst = dst.clone();
                 let stats = stats.clone();
-                let all_bytes = opts.all_bytes || sampled.contains(&row.id);
+                let read_back = (opts.all_bytes || sampled.contains(&row.id)).then(|| ReadBack { budget: budget.clone(), chunk });
                 async move {
-                    let r = check(dst.as_ref(), &row, all_bytes).await;
+                    let r = check(dst.as_ref(), &row, read_back).await;
                     Stats::add(&stats.objects_done, 1);
                     Stats::add(&stats.bytes_done, row.entry.size);
                     (row, r)
@@ -169,7 +176,19 @@ fn sample_ids(journal: &Journal, n: u64) -> Result<HashSet<i64>> {
     Ok(reservoir.into_iter().collect())
 }
 
-async fn check(dst: &dyn Provider, row: &ObjectRow, all_bytes: bool) -> std::result::Result<&'static str, Difference> {
+/// How an object is read back: in ranges of `chunk` bytes, each holding its size of `budget`
+/// (KiB permits) while it is read and hashed.
+struct ReadBack {
+    budget: Arc<tokio::sync::Semaphore>,
+    chunk: u64,
+}
+
+/// Permits (KiB) of a memory budget of `bytes`.
+fn kib(bytes: u64) -> usize {
+    usize::try_from(bytes.div_ceil(1024).clamp(1, u32::MAX as u64 / 2)).unwrap_or(usize::MAX)
+}
+
+async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>) -> std::result::Result<&'static str, Difference> {
     let e = &row.entry;
     let diff = |kind, detail: String| Difference { key: e.key.clone(), kind, detail };
     if row.state != "done" {
@@ -186,8 +205,8 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, all_bytes: bool) -> std::res
     }
     // Objects the service copied itself have no SHA-256 of their bytes to compare a read-back
     // with: they are checked by the service's checksums below.
-    if let Some(want) = row.sha256.clone().filter(|_| all_bytes) {
-        let got = read_back_sha256(dst, &e.key, e.size).await.map_err(|err| diff("error", err.to_string()))?;
+    if let (Some(want), Some(read_back)) = (row.sha256.clone(), read_back) {
+        let got = read_back_sha256(dst, &e.key, e.size, &read_back).await.map_err(|err| diff("error", err.to_string()))?;
         return if got == want { Ok("sha256 read-back") } else { Err(diff("checksum", format!("sha256 {got}, copied {want}"))) };
     }
     if let (Some(dst_crc), Some(copied)) = (&head.crc32c, &row.crc32c) {
@@ -207,11 +226,13 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, all_bytes: bool) -> std::res
     Ok("size only")
 }
 
-async fn read_back_sha256(dst: &dyn Provider, key: &str, size: u64) -> ferry_providers::Result<String> {
+async fn read_back_sha256(dst: &dyn Provider, key: &str, size: u64, read_back: &ReadBack) -> ferry_providers::Result<String> {
     let mut digest = ObjectDigest::new();
     let mut offset = 0;
     while offset < size {
-        let end = (offset + READ_CHUNK).min(size);
+        let end = (offset + read_back.chunk).min(size);
+        let permits = u32::try_from(kib(end - offset)).unwrap_or(u32::MAX);
+        let _held = read_back.budget.acquire_many(permits).await.expect("the verify budget is never closed");
         let fetched = dst.get(key, Some(offset..end)).await?;
         digest.update(&fetched.data);
         offset = end;

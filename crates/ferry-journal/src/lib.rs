@@ -393,6 +393,16 @@ impl Journal {
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
     }
 
+    /// The largest object still to copy (not done nor refused): its key and size.
+    pub fn largest_pending(&self) -> Result<Option<(String, u64)>> {
+        self.conn
+            .query_row("SELECT key, size FROM objects WHERE state IN ('pending', 'failed') ORDER BY size DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .optional()
+            .map_err(self.err())
+    }
+
     /// Objects in `state`, with ids above `after`, in id order.
     pub fn in_state(&self, state: &str, after: i64, limit: usize) -> Result<Vec<ObjectRow>> {
         let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE state = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
@@ -498,6 +508,13 @@ impl Journal {
                 params![id, part_no, offset as i64, size as i64, crc32c, etag],
             )
             .map_err(self.err())?;
+        Ok(())
+    }
+
+    /// Forgets part `part_no` of object `id`, before different bytes are sent for it: until
+    /// their acknowledgement is journaled, the destination's part is not the recorded one.
+    pub fn forget_part(&self, id: i64, part_no: u32) -> Result<()> {
+        self.conn.execute("DELETE FROM parts WHERE object_id = ?1 AND part_no = ?2", params![id, part_no]).map_err(self.err())?;
         Ok(())
     }
 

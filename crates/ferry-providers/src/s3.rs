@@ -633,6 +633,14 @@ impl ServerCopy for S3Provider {
                 parts: 0,
             });
         }
+        let plan = ferry_core::PartPlan { object_size: object.size, part_size };
+        let count = plan.parts().map_err(|e| ProviderError::Request {
+            provider: PROVIDER,
+            op: "copy",
+            key: key.to_string(),
+            detail: e.to_string(),
+            class: ErrorClass::PerObject,
+        })?;
         let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone(), mode: None };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
         let upload_id = upload.upload_id().expect("S3 uploads have ids");
@@ -641,7 +649,6 @@ impl ServerCopy for S3Provider {
             return Err(e);
         }
         let copied = async {
-            let plan = ferry_core::PartPlan { object_size: object.size, part_size };
             let parts: Vec<(u64, Option<String>, Option<String>)> = futures::stream::iter(0..plan.count())
                 .map(|i| {
                     let range = plan.range(i);
@@ -695,7 +702,7 @@ impl ServerCopy for S3Provider {
                     .fold(None, |acc: Option<u32>, ((len, _, _), crc)| Some(acc.map_or(crc, |a| ferry_core::crc32c_combine(a, crc, *len))));
                 ferry_core::digest::crc32c_hex(whole.unwrap_or(0))
             });
-            Ok::<_, ProviderError>(ServerCopied { etag, crc32c, crc64nvme: None, md5: None, parts: plan.count() as u32 })
+            Ok::<_, ProviderError>(ServerCopied { etag, crc32c, crc64nvme: None, md5: None, parts: count })
         }
         .await;
         if copied.is_err() {
@@ -771,16 +778,22 @@ impl Multipart for S3Provider {
                 },
             };
             for p in page.parts() {
-                let (Some(number), Some(etag)) = (p.part_number(), p.e_tag()) else { continue };
-                let index = (number - 1) as u32;
-                let etag = unquote(etag);
-                // The part's checksum as S3 holds it, else the journal's for the same ETag;
-                // a part known by neither is sent again.
-                let crc = crc_hex(p.checksum_crc32_c())
-                    .and_then(|h| u32::from_str_radix(&h, 16).ok())
-                    .or_else(|| recorded.iter().find(|r| r.index == index && r.id == etag).map(|r| r.crc32c));
-                if let Some(crc32c) = crc {
-                    held.push(PartReceipt { index, id: etag, size: p.size().unwrap_or(0).max(0) as u64, crc32c });
+                let Some(index) = p.part_number().and_then(|n| u32::try_from(n).ok()).and_then(|n| n.checked_sub(1)) else { continue };
+                let size = p.size().unwrap_or(0).max(0) as u64;
+                let etag = p.e_tag().map(unquote);
+                // What the journal recorded of this part: the same ETag, or — where the service
+                // lists parts without their ETags (s3s-fs) — the same size. A listed part is
+                // one the service acknowledged whole; ferry forgets a journaled part before it
+                // sends different bytes for it, so the journal's is the one listed.
+                let journaled = recorded
+                    .iter()
+                    .find(|r| r.index == index && r.size == size && etag.as_ref().is_none_or(|e| *e == r.id) && !r.id.is_empty());
+                // The part's checksum as S3 holds it, else the journal's; a part known by
+                // neither is sent again.
+                let crc = crc_hex(p.checksum_crc32_c()).and_then(|h| u32::from_str_radix(&h, 16).ok()).or(journaled.map(|r| r.crc32c));
+                let id = etag.or_else(|| journaled.map(|r| r.id.clone()));
+                if let (Some(crc32c), Some(id)) = (crc, id) {
+                    held.push(PartReceipt { index, id, size, crc32c });
                 }
             }
             match (page.is_truncated(), page.next_part_number_marker()) {

@@ -69,6 +69,7 @@ pub type Hook = Arc<dyn Fn(&RequestHead) -> Option<futures::future::BoxFuture<'s
 pub struct CountingProxy {
     pub endpoint: String,
     uploaded: Arc<AtomicU64>,
+    in_flight: Arc<AtomicU64>,
     injected: Arc<Mutex<FaultCounts>>,
     requests: Arc<Mutex<Vec<String>>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -79,6 +80,7 @@ struct Shared {
     upstream: String,
     faults: Faults,
     uploaded: Arc<AtomicU64>,
+    in_flight: Arc<AtomicU64>,
     injected: Arc<Mutex<FaultCounts>>,
     flips: AtomicU64,
     requests: Arc<Mutex<Vec<String>>>,
@@ -107,10 +109,11 @@ impl CountingProxy {
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
         let uploaded = Arc::new(AtomicU64::new(0));
+        let in_flight = Arc::new(AtomicU64::new(0));
         let injected = Arc::new(Mutex::new(FaultCounts::new()));
         let requests = Arc::new(Mutex::new(Vec::new()));
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let (up, inj, log) = (uploaded.clone(), injected.clone(), requests.clone());
+        let (up, inj, log, busy) = (uploaded.clone(), injected.clone(), requests.clone(), in_flight.clone());
         let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
             rt.block_on(async move {
@@ -121,6 +124,7 @@ impl CountingProxy {
                     upstream,
                     faults,
                     uploaded: up,
+                    in_flight: busy,
                     injected: inj,
                     flips: AtomicU64::new(0),
                     requests: log,
@@ -148,6 +152,7 @@ impl CountingProxy {
         CountingProxy {
             endpoint: format!("http://127.0.0.1:{port}"),
             uploaded,
+            in_flight,
             injected,
             requests,
             shutdown: Some(tx),
@@ -163,6 +168,12 @@ impl CountingProxy {
     /// Every request received so far, in arrival order, as `METHOD /path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().expect("requests lock").clone()
+    }
+
+    /// Requests passed on to the service that it has not answered yet (they are carried out
+    /// even when the client went away).
+    pub fn requests_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Requests that got a fault, all kinds together.
@@ -304,7 +315,19 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         upstream = upstream.header(http::header::CONTENT_LENGTH, body.len());
     }
     let upstream = upstream.body(Full::new(Bytes::from(body))).expect("request");
-    let answer = shared.client.request(upstream).await.map_err(|_| Dropped)?;
+    // Once a request has arrived whole it is carried out even if the client goes away (a killed
+    // ferry), as a real service does: s3s-fs would drop a CompleteMultipartUpload cut off
+    // halfway, having forgotten the upload but not yet written the object.
+    shared.in_flight.fetch_add(1, Ordering::Relaxed);
+    let forwarded = {
+        let shared = shared.clone();
+        async move {
+            let answer = shared.client.request(upstream).await;
+            shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+            answer
+        }
+    };
+    let answer = tokio::spawn(forwarded).await.map_err(|_| Dropped)?.map_err(|_| Dropped)?;
     let (mut parts, body) = answer.into_parts();
     let mut body = body.collect().await.map_err(|_| Dropped)?.to_bytes().to_vec();
     parts.headers.remove(http::header::TRANSFER_ENCODING);

@@ -266,7 +266,7 @@ impl Azurite {
 /// stores its Content-MD5): from inside a runtime, e.g. a proxy hook overwriting a source.
 pub async fn put_blob(endpoint: &str, container: &str, key: &str, data: bytes::Bytes) {
     let location = ferry_core::Location::parse(&format!("az://{container}/")).expect("container URL");
-    let connect = ferry_providers::Connect { endpoint: Some(endpoint.to_string()), profile: None };
+    let connect = ferry_providers::Connect { endpoint: Some(endpoint.to_string()), ..Default::default() };
     let azure = ferry_providers::open(&location, &connect).await.expect("open Azurite");
     let crc = ferry_core::crc32c(&data);
     azure.put(key, data, crc, &Default::default()).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
