@@ -281,8 +281,9 @@ fn keys_that_would_leave_the_export_root_are_refused() {
     assert_eq!(ingest["copied"], 1, "{ingest}");
     tokio::runtime::Runtime::new().unwrap().block_on(async {
         let loc = ferry_core::Location::parse("gs://landing/").unwrap();
-        let p =
-            ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None }).await.unwrap();
+        let p = ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), ..Default::default() })
+            .await
+            .unwrap();
         let head = p.head("good/file.txt").await.unwrap().expect("ingested");
         assert_eq!(head.content_type.as_deref(), Some("application/x-ferry-test"));
     });

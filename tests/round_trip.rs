@@ -56,8 +56,9 @@ fn awkward_tree_round_trips_through_s3_azure_and_gcs() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let loc = ferry_core::Location::parse("gs://hop3/tree").unwrap();
-        let gs =
-            ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None }).await.unwrap();
+        let gs = ferry_providers::open(&loc, &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), ..Default::default() })
+            .await
+            .unwrap();
         let head = gs.head("names/with space.txt").await.unwrap().expect("object on gcs");
         assert_eq!(head.content_type.as_deref(), Some("text/plain"));
         let big = gs.head("sizes/300MiB.bin").await.unwrap().expect("object on gcs");
