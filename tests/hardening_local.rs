@@ -389,3 +389,30 @@ fn case_12_object_store_sources_write_0644_or_the_file_mode_given() {
     assert!(bad.stderr.contains("--file-mode"), "{}", bad.stderr);
     assert!(!w.join("x").exists() && !w.join("bad").exists());
 }
+
+// Issue 12, case 3 (the destination side, a guard): a destination directory this user may not
+// write stops the run at once (exit 2) — no object could be written — while an unwritable
+// subdirectory fails only the objects under it.
+#[test]
+fn case_03_an_unwritable_destination_root_stops_and_an_unwritable_subdirectory_fails_its_objects() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &[("a.txt".into(), 10), ("locked/b.txt".into(), 10), ("open/c.txt".into(), 10)]);
+    chmod(w, 0o777);
+    std::fs::create_dir_all(w.join(".home")).unwrap();
+    chmod(&w.join(".home"), 0o777);
+    // Owned by root, 0755: nobody cannot write it.
+    std::fs::create_dir_all(w.join("root-owned")).unwrap();
+    let run = ferry_as_nobody(w, &["copy", "src", "root-owned", "--job", "job1"]);
+    assert_eq!(run.code, 2, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("cannot write the destination directory"), "{}", run.stderr);
+    assert_eq!(std::fs::read_dir(w.join("root-owned")).unwrap().count(), 0);
+
+    std::fs::create_dir_all(w.join("dst/locked")).unwrap();
+    chmod(&w.join("dst"), 0o777);
+    let run = ferry_as_nobody(w, &["copy", "src", "dst", "--job", "job2", "--json"]);
+    assert_eq!(run.code, 1, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    let summary = run.json();
+    assert_eq!(summary["copied"], 2, "{summary}");
+    assert!(failure_of(&summary, "locked/b.txt").contains("permission denied"), "{summary}");
+}

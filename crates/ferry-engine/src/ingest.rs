@@ -301,11 +301,14 @@ async fn find_extras(journal: &Journal, device: u32, root: &std::path::Path, ext
     while let Some(page) = pages.next().await {
         let page = page.map_err(|source| EngineError::Provider { side: "device", source })?;
         for entry in page {
-            if SHIPMENT_FILES.contains(&entry.key.as_str()) {
+            // ferry's own temp files (a device's reserve) hold nothing shipped.
+            if SHIPMENT_FILES.contains(&entry.key.as_str()) || entry.skipped.is_some_and(|r| !r.is_loss()) {
                 continue;
             }
-            if !journal.has_src_path(device - 1, &entry.key)? {
-                extra.push(format!("device {device}: {}", entry.key));
+            match entry.skipped {
+                Some(reason) => extra.push(format!("device {device}: {} (a {reason}, not a shipped file)", entry.key)),
+                None if !journal.has_src_path(device - 1, &entry.key)? => extra.push(format!("device {device}: {}", entry.key)),
+                None => {}
             }
         }
     }

@@ -143,9 +143,16 @@ async fn find_extras(dst: &dyn Provider, journal: &Journal, differences: &mut Ve
             }
         };
         for entry in page {
+            // ferry's own temp files and folder markers hold nothing of the migration's.
+            if entry.skipped.is_some_and(|r| !r.is_loss()) {
+                continue;
+            }
             if !journal.has_key(&entry.key)? {
                 extra += 1;
-                let detail = format!("{} bytes at the destination, not in the manifest", entry.size);
+                let detail = match entry.skipped {
+                    Some(reason) => format!("a {reason} at the destination, not in the manifest"),
+                    None => format!("{} bytes at the destination, not in the manifest", entry.size),
+                };
                 differences.push(Difference { key: entry.key, kind: "extra", detail });
             }
         }

@@ -837,6 +837,9 @@ fn walk(root: &Path, follow: bool, emit: &mut dyn FnMut(ObjectEntry) -> bool) ->
         let kind = item.file_type();
         let reason = if kind.is_dir() {
             continue;
+        } else if is_temp_name(&name) {
+            // Whatever it is (a planted link too): a name ferry's writes own, never an object.
+            SkipReason::FerryTempFile
         } else if kind.is_symlink() {
             // Not followed (without --follow-symlinks), or a link to nowhere.
             match follow {
@@ -849,8 +852,6 @@ fn walk(root: &Path, follow: bool, emit: &mut dyn FnMut(ObjectEntry) -> bool) ->
             SkipReason::Socket
         } else if kind.is_block_device() || kind.is_char_device() {
             SkipReason::Device
-        } else if is_temp_name(&name) {
-            SkipReason::FerryTempFile
         } else {
             match item.metadata() {
                 Ok(meta) => {
