@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ferry, ferry_ok};
+use common::{ferry, ferry_as_nobody, ferry_ok};
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::Path;
 
@@ -124,22 +124,6 @@ fn case_03_a_name_that_is_not_utf8_is_skipped_not_fatal() {
     let named: Vec<&str> = copied["skipped"]["entries"].as_array().unwrap().iter().map(|e| e["key"].as_str().unwrap()).collect();
     assert!(named.contains(&"caf\\xe9/inner.txt") && named.contains(&"r\\xe9sum\\xe9.doc"), "{copied}");
     assert_eq!(std::fs::read_to_string(w.join("dst/ok.txt")).unwrap(), "fine");
-}
-
-/// Runs ferry as the unprivileged user `nobody` (tests run as root, who reads everything).
-fn ferry_as_nobody(cwd: &Path, args: &[&str]) -> common::Run {
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--", env!("CARGO_BIN_EXE_ferry")])
-        .args(args)
-        .current_dir(cwd)
-        .env("HOME", cwd)
-        .output()
-        .unwrap();
-    common::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into(),
-        stderr: String::from_utf8_lossy(&out.stderr).into(),
-    }
 }
 
 fn chown_nobody(path: &Path) {

@@ -67,3 +67,46 @@ pub fn ferry_ok(cwd: &Path, args: &[&str], env: &[(String, String)], code: i32) 
     assert_eq!(run.code, code, "ferry {args:?} exited {}\nstdout:\n{}\nstderr:\n{}", run.code, run.stdout, run.stderr);
     run
 }
+
+/// The ferry binary at a path any user may run: tests that run ferry as an unprivileged user
+/// cannot count on the build directory being reachable (a checkout under `/root` is not). A
+/// hard link (else a copy) in a world-readable temp directory, made once per test process.
+pub fn ferry_binary_for_anyone() -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("ferry-bin-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let bin = dir.join("ferry");
+        let _ = std::fs::remove_file(&bin);
+        if std::fs::hard_link(env!("CARGO_BIN_EXE_ferry"), &bin).is_err() {
+            std::fs::copy(env!("CARGO_BIN_EXE_ferry"), &bin).unwrap();
+        }
+        std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
+        bin
+    })
+    .clone()
+}
+
+/// `ferry ARGS` in `cwd` as the unprivileged user nobody (65534), with a clean environment
+/// (tests run as root, who may read everything). `cwd` and what ferry touches must be
+/// reachable by that user.
+pub fn ferry_as_nobody(cwd: &Path, args: &[&str]) -> Run {
+    let inner = ferry_command(cwd, args, &[]);
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"]).arg(ferry_binary_for_anyone()).args(inner.get_args());
+    cmd.current_dir(cwd);
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output().expect("run setpriv");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into(),
+        stderr: String::from_utf8_lossy(&out.stderr).into(),
+    }
+}

@@ -77,7 +77,7 @@ impl SkipReason {
             SkipReason::Fifo => "named pipe; not a file",
             SkipReason::Socket => "socket; not a file",
             SkipReason::Device => "device node; not a file",
-            SkipReason::Unreadable => "folder or entry ferry may not read; fix its permissions and plan again",
+            SkipReason::Unreadable => "folder or entry ferry may not read; fix its permissions and plan it in a new job",
             SkipReason::InvalidName => "name is not valid UTF-8; rename it and plan again",
             SkipReason::FerryTempFile => "ferry's own temporary file",
         }

@@ -115,6 +115,10 @@ pub fn is_temp_name(name: &str) -> bool {
 /// The upload id in a temp file's name.
 fn temp_id_of(name: &str) -> Option<&str> {
     let (stem, id) = name.rsplit_once(TEMP_MARK)?;
+    // A device's shipment reserve is ferry's too; any other id must be one ferry makes.
+    if stem == ".shipment-reserve" && id == "0" {
+        return Some(id);
+    }
     (stem.is_empty() || (stem.len() > 1 && stem.starts_with('.'))).then_some(id).filter(|id| is_upload_id(id))
 }
 
@@ -125,7 +129,8 @@ fn temp_name(id: &str) -> String {
 
 /// Upload ids name temp files: only ferry's own (hex) ids are accepted, and `put` of old.
 fn is_upload_id(id: &str) -> bool {
-    id == "put" || (!id.is_empty() && id.len() <= 64 && id.bytes().all(|c| c.is_ascii_hexdigit()))
+    // ferry's ids are 32 lowercase hex digits (a UUID); a user's `.ferry-tmp-ab` is not one.
+    id == "put" || (id.len() == 32 && id.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')))
 }
 
 fn checked_id(upload_id: &str) -> Result<String> {
@@ -888,10 +893,15 @@ mod tests {
             assert!(p.path_of(bad).is_err(), "{bad:?} accepted");
         }
         // Temp names are reserved; names that merely contain the mark are a user's.
-        for reserved in [".ferry-tmp-0a1b", "a/.ferry-tmp-put", ".x.ferry-tmp-0123abcd"] {
+        for reserved in [
+            ".ferry-tmp-0123456789abcdef0123456789abcdef",
+            "a/.ferry-tmp-put",
+            ".x.ferry-tmp-0123456789abcdef0123456789abcdef",
+            ".shipment-reserve.ferry-tmp-0",
+        ] {
             assert!(p.path_of(reserved).is_err(), "{reserved:?} accepted");
         }
-        for user in ["report.ferry-tmp-2024.csv", ".ferry-tmp-notes", "x.ferry-tmp-abc"] {
+        for user in ["report.ferry-tmp-2024.csv", ".ferry-tmp-notes", "x.ferry-tmp-abc", ".ferry-tmp-ab", ".notes.txt.ferry-tmp-beef"] {
             assert!(p.path_of(user).is_ok(), "{user:?} refused");
         }
     }
