@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ferry_command, ferry_ok};
+use common::{Rng, ferry_command, ferry_ok};
 use ferry_testkit::tree::{assert_same_tree, write_tree};
 use ferry_testkit::{CountingProxy, FakeGcs, S3Server};
 use std::path::Path;
@@ -33,18 +33,6 @@ fn open_uploads_at(s3: &S3Server) -> usize {
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with(".upload-"))
         .count()
-}
-
-/// A small deterministic generator, seeded per test so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 /// Runs `args` until it completes, SIGKILLing it after a random delay (up to `max_delay_ms`)

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{ferry, ferry_command, ferry_ok};
+use common::{Rng, ferry, ferry_command, ferry_ok};
 use ferry_testkit::tree::{assert_same_tree, write_tree};
 use ferry_testkit::{CountingProxy, S3Server};
 use std::io::Read;
@@ -220,18 +220,6 @@ fn case_11_part_counts_beyond_u32_are_refused_not_truncated() {
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("five.bin") && stderr.contains("5368709120 parts, more than 4294967295: raise --part-size"), "{stderr}");
     assert_eq!(files_under(&w.join("dst")), 0, "nothing may be written at the destination");
-}
-
-/// A small deterministic generator, seeded per test so a failure can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
 }
 
 // Issue 12, case 16: each kill cost 110–125 MiB against a 64 MiB budget (2.3–2.45× the data in

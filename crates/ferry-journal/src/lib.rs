@@ -332,39 +332,7 @@ impl Journal {
     /// skipped as `skipped`, with their reason), in one transaction. Replaying a batch is
     /// harmless: keys already known keep their state.
     pub fn seed(&mut self, generation: u32, entries: &[ObjectEntry]) -> Result<()> {
-        let path = self.path.clone();
-        let err = |source| JournalError::Sqlite { path: path.clone(), source };
-        let tx = self.conn.transaction().map_err(err)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, COALESCE(?10, 'pending'), ?11) ON CONFLICT(key) DO NOTHING",
-                )
-                .map_err(err)?;
-            for e in entries {
-                let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
-                let (state, reason) = match e.skipped {
-                    Some(reason) => (Some(SKIPPED), Some(reason.as_str())),
-                    None => (None, None),
-                };
-                stmt.execute(params![
-                    generation,
-                    e.key,
-                    e.size as i64,
-                    e.etag,
-                    e.version,
-                    e.crc32c,
-                    e.md5,
-                    e.content_type,
-                    meta,
-                    state,
-                    reason
-                ])
-                .map_err(err)?;
-            }
-        }
-        tx.commit().map_err(err)
+        self.insert_rows(generation, entries.iter().map(|e| (e, None, None, None)))
     }
 
     /// Forgets the objects a listing of `generation` seeded before it was cut off (the listing
@@ -599,6 +567,17 @@ impl Journal {
     /// a refused entry is recorded as `refused` with its reason and never copied. Replaying a
     /// batch is harmless: keys already known keep their state and route.
     pub fn seed_routed(&mut self, generation: u32, entries: &[RoutedEntry]) -> Result<()> {
+        self.insert_rows(generation, entries.iter().map(|r| (&r.entry, Some(&r.route), r.refused.as_deref(), r.renamed.as_deref())))
+    }
+
+    /// Inserts entries (with their route, why a layout refused or renamed them) in one
+    /// transaction; keys already known keep their row. A skipped entry is `skipped` with its
+    /// reason, a refused one `refused`, the rest `pending`.
+    fn insert_rows<'a>(
+        &mut self,
+        generation: u32,
+        rows: impl Iterator<Item = (&'a ObjectEntry, Option<&'a Route>, Option<&'a str>, Option<&'a str>)>,
+    ) -> Result<()> {
         let path = self.path.clone();
         let err = |source| JournalError::Sqlite { path: path.clone(), source };
         let tx = self.conn.transaction().map_err(err)?;
@@ -610,12 +589,13 @@ impl Journal {
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT(key) DO NOTHING",
                 )
                 .map_err(err)?;
-            for r in entries {
-                let (e, route) = (&r.entry, &r.route);
+            let no_route = Route::default();
+            for (e, route, refused, renamed) in rows {
+                let route = route.unwrap_or(&no_route);
                 let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
-                let (state, error) = match (e.skipped, &r.refused) {
+                let (state, error) = match (e.skipped, refused) {
                     (Some(reason), _) => (SKIPPED, Some(reason.as_str())),
-                    (None, Some(refused)) => ("refused", Some(refused.as_str())),
+                    (None, Some(refused)) => ("refused", Some(refused)),
                     (None, None) => ("pending", None),
                 };
                 stmt.execute(params![
@@ -635,7 +615,7 @@ impl Journal {
                     route.expect_sha256,
                     state,
                     error,
-                    r.renamed
+                    renamed
                 ])
                 .map_err(err)?;
             }

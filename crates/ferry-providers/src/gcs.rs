@@ -285,9 +285,9 @@ impl Provider for GcsProvider {
                             let key = o.name.get(prefix.len()..)?.to_string();
                             // ferry's own part objects are recorded as skipped, never copied;
                             // a user's look-alike name is an ordinary object.
-                            Some(match crate::is_temp_name(&o.name) {
-                                true => ObjectEntry::skipped(key, ferry_core::SkipReason::FerryTempFile),
-                                false => o.entry(key),
+                            Some(match part_object(&o.name) {
+                                Some(_) => ObjectEntry::skipped(key, ferry_core::SkipReason::FerryTempFile),
+                                None => o.entry(key),
                             })
                         })
                         .collect();
@@ -470,7 +470,7 @@ impl Multipart for GcsProvider {
             let mut out = Vec::new();
             for o in page.items {
                 // Any other name after an upload's parts means they have all been listed.
-                let Some((dest, (id, _part))) = o.name.split_once(TEMP_MARK).and_then(|(d, rest)| Some((d, rest.split_once('-')?))) else {
+                let Some((dest, id)) = part_object(&o.name) else {
                     out.extend(at.open.take());
                     continue;
                 };
@@ -516,6 +516,15 @@ impl GcsProvider {
             parts: Arc::new(std::sync::Mutex::new(existing)),
         }
     }
+}
+
+/// The upload a name belongs to when it is one of ferry's part objects: `DEST.ferry-tmp-ID-PART`,
+/// ID the upload's 32 hex digits, gives `(DEST, ID)`. A user's `report.ferry-tmp-2024.csv` is
+/// not one: listings copy it and `clean` never aborts it.
+fn part_object(name: &str) -> Option<(&str, &str)> {
+    let (dest, rest) = name.rsplit_once(TEMP_MARK)?;
+    let (id, part) = rest.split_once('-')?;
+    (id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) && !part.is_empty()).then_some((dest, id))
 }
 
 struct GcsUpload {
@@ -688,5 +697,21 @@ impl ServerCopy for GcsProvider {
             detail: format!("the rewrite was not done after {MAX_REWRITE_CALLS} calls"),
             class: ErrorClass::Retryable,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Issue 12, case 4: only ferry's own part objects are set aside, never a user's look-alike.
+    #[test]
+    fn part_objects_are_ferrys_own_only() {
+        let id = "3f2a9c0d1e2b4a5f8e7d6c5b4a392817";
+        assert_eq!(part_object(&format!("dir/big.bin.ferry-tmp-{id}-00001")), Some(("dir/big.bin", id)));
+        assert_eq!(part_object(&format!("dir/big.bin.ferry-tmp-{id}-c1-00002")), Some(("dir/big.bin", id)));
+        for theirs in ["report.ferry-tmp-2024.csv", "report.ferry-tmp-2024-x.csv", "a.ferry-tmp-", "x.ferry-tmp-zz-1", "plain.txt"] {
+            assert_eq!(part_object(theirs), None, "{theirs}");
+        }
     }
 }

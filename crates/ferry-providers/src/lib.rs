@@ -271,16 +271,6 @@ pub(crate) fn unquote(etag: &str) -> String {
 /// reserve).
 pub(crate) const TEMP_MARK: &str = ".ferry-tmp-";
 
-/// Whether `name` (a file name, or a GCS object name) is one of ferry's temporary files: it
-/// holds [`TEMP_MARK`] followed by one of ferry's ids (hex digits or `put`, then for GCS part
-/// objects `-` and a part suffix). Listings record such names as skipped ferry temp files; a
-/// user's `report.ferry-tmp-2024.csv` is an ordinary object.
-pub(crate) fn is_temp_name(name: &str) -> bool {
-    let Some((_, id)) = name.rsplit_once(TEMP_MARK) else { return false };
-    let id = id.split_once('-').map_or(id, |(id, _part)| id);
-    id == "put" || (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit()) && (id.len() >= 16 || name.starts_with('.')))
-}
-
 /// Rejects keys that cannot be stored as given. Object stores accept almost any key; these
 /// rules are the ones no destination can honour safely.
 pub fn check_key(key: &str) -> std::result::Result<(), &'static str> {
@@ -291,27 +281,4 @@ pub fn check_key(key: &str) -> std::result::Result<(), &'static str> {
         return Err("key contains NUL");
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    // Issue 12, case 4: only ferry's own temp names are set aside, never a user's look-alike.
-    #[test]
-    fn temp_names_are_ferrys_own_only() {
-        for ours in [
-            ".photo.jpg.ferry-tmp-put",
-            ".photo.jpg.ferry-tmp-3f2a9c0d1e2b4a5f8e7d6c5b4a392817",
-            ".ferry-tmp-3f2a9c0d1e2b4a5f",
-            ".shipment-reserve.ferry-tmp-0",
-            "dir/big.bin.ferry-tmp-3f2a9c0d1e2b4a5f8e7d6c5b4a392817-00001",
-            "dir/big.bin.ferry-tmp-3f2a9c0d1e2b4a5f8e7d6c5b4a392817-c1-00002",
-        ] {
-            assert!(is_temp_name(ours), "{ours}");
-        }
-        for theirs in ["report.ferry-tmp-2024.csv", "report.ferry-tmp-2024", "a.ferry-tmp-", "x.ferry-tmp-zz", "plain.txt", ".hidden"] {
-            assert!(!is_temp_name(theirs), "{theirs}");
-        }
-    }
 }
