@@ -34,7 +34,7 @@ pub fn export(common: &Common, format: Format, output: Option<&Path>) -> Result<
             metadata: e.metadata.clone(),
             ..row.entry.clone()
         });
-        Some(ferry_manifest::Proof { sha256: row.sha256, verified_by: row.verified_by, copied, note: row.note })
+        Some(ferry_manifest::Proof { sha256: row.copied.sha256, verified_by: row.verified_by, copied, note: row.note })
     })?;
     out.flush().map_err(|source| EngineError::Io { path: output.unwrap_or(Path::new("<stdout>")).into(), source })?;
     if output.is_some() {

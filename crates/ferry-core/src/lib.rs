@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`location`]: `s3://`, `gs://`, `az://`, `file://` URLs and their redacted display.
 //! - [`entry`]: one object as listed from a source ([`ObjectEntry`]).
+//! - [`checksums`]: an object's checksums as far as known ([`Checksums`]).
+//! - [`evidence`]: what proved an object's bytes ([`Evidence`]), by stable names.
 //! - [`parts`]: provider limits and the part plan of a multipart transfer.
 //! - [`digest`]: streaming CRC32C + SHA-256 of an object, part CRCs combined.
 //! - [`layout`]: where an object goes on an appliance disk, and the names appliances refuse.
@@ -15,23 +17,28 @@
 //! - [`size`]: human sizes (`8MiB`) both ways.
 //! - [`buffers`]: part buffers recycled once their last `Bytes` clone drops.
 //! - [`skip`]: why a listed entry is recorded but not copied ([`SkipReason`]).
-//! - [`error`]: how the engine should treat a failure ([`ErrorClass`]).
+//! - [`error`]: how the engine should treat a failure ([`ErrorClass`]) and what it was
+//!   ([`FailureKind`]).
 
 pub mod buffers;
+pub mod checksums;
 pub mod digest;
 pub mod entry;
 pub mod error;
 pub mod etag;
+pub mod evidence;
 pub mod layout;
 pub mod location;
 pub mod parts;
 pub mod size;
 pub mod skip;
 
+pub use checksums::Checksums;
 pub use digest::{ObjectDigest, crc32c, crc32c_combine};
 pub use entry::ObjectEntry;
-pub use error::ErrorClass;
+pub use error::{ErrorClass, FailureKind};
 pub use etag::Md5Etag;
+pub use evidence::Evidence;
 pub use location::{Location, LocationError, Scheme};
 pub use parts::{Limits, PartPlan, PlanError};
 pub use skip::SkipReason;

@@ -6,7 +6,7 @@ use crate::concurrency::Gate;
 use crate::mover::{Budget, Mover};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::size::format_size;
-use ferry_core::{ErrorClass, Limits, PartPlan};
+use ferry_core::{ErrorClass, Evidence, FailureKind, Limits, PartPlan};
 use ferry_journal::{Journal, ObjectRow};
 use ferry_providers::Provider;
 use futures::stream::StreamExt;
@@ -56,6 +56,8 @@ impl Default for CopyOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Failure {
     pub key: String,
+    /// What kind of failure, as found where it happened (written by its stable name).
+    pub kind: FailureKind,
     pub error: String,
 }
 
@@ -71,7 +73,7 @@ pub struct CopySummary {
     /// Objects a previous run had finished already.
     pub already_done: u64,
     /// How many objects each kind of evidence proved while copying.
-    pub verified_by: BTreeMap<String, u64>,
+    pub verified_by: BTreeMap<Evidence, u64>,
     /// Failed attempts that were tried again, by cause (`throttled (429)`, `unavailable (503)`,
     /// `checksum mismatch`, `connection dropped`, …): requests the transport retried and
     /// objects or ranges read or sent again.
@@ -296,7 +298,7 @@ pub(crate) async fn run_pass(
                             stopping.store(true, Ordering::Relaxed);
                             stop.lock().expect("stop lock").get_or_insert_with(|| e.message.clone());
                         }
-                        Outcome::Failed(e.message)
+                        Outcome::Failed(e.kind, e.message)
                     }
                 };
                 Some((key, outcome))
@@ -308,7 +310,7 @@ pub(crate) async fn run_pass(
             match outcome {
                 // The size of the version copied, which a restart may have changed.
                 Outcome::Done(size) => return (copied + 1, bytes + size, failures, full),
-                Outcome::Failed(error) => failures.push(Failure { key, error }),
+                Outcome::Failed(kind, error) => failures.push(Failure { key, kind, error }),
                 Outcome::Full(id, device) => full.push((id, device)),
             }
             (copied, bytes, failures, full)
@@ -326,7 +328,7 @@ pub(crate) async fn run_pass(
 enum Outcome {
     /// Copied, with the size of the version copied.
     Done(u64),
-    Failed(String),
+    Failed(FailureKind, String),
     /// Its device is full: (journal id, device).
     Full(i64, u32),
 }

@@ -37,8 +37,55 @@ pub enum EngineError {
     #[error("copy refused, nothing copied: {what}: {source}")]
     NoPartPlan { what: String, source: ferry_core::PlanError },
     /// A disk export or ingest cannot start as asked (a device, a layout, a shipment).
-    #[error("{0}")]
-    Appliance(String),
+    #[error(transparent)]
+    Appliance(#[from] ApplianceError),
+}
+
+/// Why a disk export or ingest cannot go on as asked: the devices given, the options a job
+/// started with, or a shipment that is not what it should be. Each is the user's to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplianceError {
+    #[error("give at least one --from device")]
+    NoDevices,
+    #[error("device {} does not exist or is not a directory: mount it first", device.display())]
+    NoDevice { device: PathBuf },
+    /// More devices than a shipment can number; `across_runs`: counting every device path the
+    /// export has had in its runs.
+    #[error("{}", too_many(*given, *max, *across_runs))]
+    TooManyDevices { given: usize, max: u32, across_runs: bool },
+    #[error("{} and {} are on the same file system: give each device once", first.display(), second.display())]
+    SameFileSystem { first: PathBuf, second: PathBuf },
+    /// An export resumed with another layout or manifest generation than it started with.
+    #[error("this job's export was started with another {what} ({was}); finish it with the same options, or use another --job")]
+    OptionChanged { what: &'static str, was: String },
+    #[error("writing the shipment manifest on {}: {source}", device.display())]
+    ShipmentWrite { device: PathBuf, source: Box<EngineError> },
+    #[error("{}: no {} at its root: not a disk written by `ferry export`, or not mounted", device.display(), ferry_manifest::shipment::SHIPMENT_FILE)]
+    NoShipment { device: PathBuf },
+    #[error("{}: the shipment manifest's SHA-256 is {digest}, none of the digests expected: it changed since export", device.display())]
+    UnexpectedDigest { device: PathBuf, digest: String },
+    #[error("{}: belongs to export {export}, the other disks to {others}", device.display())]
+    MixedExports { device: PathBuf, export: String, others: String },
+    #[error("{}: its shipment manifest says the export has {says} devices, another disk's says {other}", device.display())]
+    DeviceCountDiffers { device: PathBuf, says: u32, other: u32 },
+    #[error("{}: device {index} of the export was given twice", device.display())]
+    DeviceTwice { device: PathBuf, index: u32 },
+    #[error("{}: unreadable shipment record: {detail}", journal.display())]
+    ShipmentRecord { journal: PathBuf, detail: String },
+    #[error("these disks are from export {disks}, this job ingests export {job}: use another --job")]
+    OtherExport { disks: String, job: String },
+    #[error("device {index} ({}) was not given when this job started; ingest it with another --job", device.display())]
+    DeviceNotInJob { device: PathBuf, index: u32 },
+}
+
+fn too_many(given: usize, max: u32, across_runs: bool) -> String {
+    match across_runs {
+        false => format!("{given} devices given: an export spans at most {max}"),
+        true => {
+            format!("this export has had {given} device paths: an export spans at most {max} (give each disk where it was mounted before)")
+        }
+    }
 }
 
 impl EngineError {

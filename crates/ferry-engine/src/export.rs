@@ -15,10 +15,11 @@
 //! onto the others. An object is never split across devices.
 
 use crate::copy::{CopyOptions, Failure, run_pass, shared};
+use crate::error::ApplianceError;
 use crate::mover::Mover;
 use crate::{EngineError, Job, Result, Stats};
-use ferry_core::Location;
 use ferry_core::layout::{Layout, Placement};
+use ferry_core::{Evidence, Location};
 use ferry_journal::{Journal, Route, RoutedEntry};
 use ferry_manifest::ManifestReader;
 use ferry_manifest::shipment::{self, ShipmentFile, ShipmentHeader, ShipmentWriter};
@@ -89,7 +90,7 @@ pub struct ExportSummary {
     pub copied: u64,
     pub bytes_copied: u64,
     pub already_done: u64,
-    pub verified_by: BTreeMap<String, u64>,
+    pub verified_by: BTreeMap<Evidence, u64>,
     pub failed: u64,
     pub failures: Vec<Failure>,
     pub stopped_by: Option<String>,
@@ -111,21 +112,13 @@ const SHIPMENT_BYTES_PER_FILE: u64 = 512;
 pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, stats: Arc<Stats>) -> Result<ExportSummary> {
     let started = Instant::now();
     if opts.devices.len() > shipment::MAX_DEVICES as usize {
-        return Err(EngineError::Appliance(format!(
-            "{} devices given: an export spans at most {}",
-            opts.devices.len(),
-            shipment::MAX_DEVICES
-        )));
+        return Err(ApplianceError::TooManyDevices { given: opts.devices.len(), max: shipment::MAX_DEVICES, across_runs: false }.into());
     }
     let devices = opts.devices.iter().map(|d| open_device(d)).collect::<Result<Vec<_>>>()?;
     // Two roots on one file system share one free space: packing would count it twice.
     for (i, a) in devices.iter().enumerate() {
         if let Some(b) = devices[..i].iter().find(|b| b.fs == a.fs) {
-            return Err(EngineError::Appliance(format!(
-                "{} and {} are on the same file system: give each device once",
-                b.root.display(),
-                a.root.display()
-            )));
+            return Err(ApplianceError::SameFileSystem { first: b.root.clone(), second: a.root.clone() }.into());
         }
     }
     // Planning takes the job's lock: only then may this run touch what a run of the job left on
@@ -207,11 +200,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         given.push((index as u32, d));
     }
     if known.len() > shipment::MAX_DEVICES as usize {
-        return Err(EngineError::Appliance(format!(
-            "this export has had {} device paths: an export spans at most {} (give each disk where it was mounted before)",
-            known.len(),
-            shipment::MAX_DEVICES
-        )));
+        return Err(ApplianceError::TooManyDevices { given: known.len(), max: shipment::MAX_DEVICES, across_runs: true }.into());
     }
     if !opts.check {
         journal.set_meta("devices", &serde_json::to_string(&known).expect("list serializes"))?;
@@ -346,7 +335,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             Some(digest) => digest,
             None => {
                 let digest = write_shipment(&journal, *index, &d.root, &header, opts.layout.kind.name().starts_with("databox"))
-                    .map_err(|e| EngineError::Appliance(format!("writing the shipment manifest on {}: {e}", d.root.display())))?;
+                    .map_err(|e| ApplianceError::ShipmentWrite { device: d.root.clone(), source: Box::new(e) })?;
                 std::fs::copy(d.root.join(shipment::SHIPMENT_FILE), &copy).map_err(EngineError::io(&copy))?;
                 digest
             }
@@ -375,7 +364,7 @@ struct Device {
 fn open_device(root: &Path) -> Result<Device> {
     let root = std::path::absolute(root).map_err(EngineError::io(root))?;
     if !root.is_dir() {
-        return Err(EngineError::Appliance(format!("device {} does not exist or is not a directory: mount it first", root.display())));
+        return Err(ApplianceError::NoDevice { device: root }.into());
     }
     let location = Location::parse(&root.to_string_lossy())?;
     let space = LocalProvider::new(location.clone()).space().map_err(|source| EngineError::Provider { side: "device", source })?;
@@ -518,9 +507,9 @@ fn write_shipment(journal: &Journal, index: u32, root: &Path, header: &ShipmentH
                 path: row.dst_key().to_string(),
                 key: row.entry.key.clone(),
                 size: row.entry.size,
-                sha256: row.sha256.clone().unwrap_or_default(),
-                crc64nvme: row.crc64nvme.clone().unwrap_or_default(),
-                crc32c: row.crc32c.clone().unwrap_or_default(),
+                sha256: row.copied.sha256.clone().unwrap_or_default(),
+                crc64nvme: row.copied.crc64nvme.clone().unwrap_or_default(),
+                crc32c: row.copied.crc32c.clone().unwrap_or_default(),
                 content_type: row.entry.content_type.clone(),
             })?;
         }
@@ -539,11 +528,9 @@ fn unchanged_shipment(root: &Path, copy: &Path, header: &ShipmentHeader) -> Opti
     (same && shipment::file_sha256(copy).ok()? == digest && root.join(shipment::SUMS_FILE).is_file()).then_some(digest)
 }
 
-fn check_same(journal: &Journal, name: &str, value: &str, what: &str) -> Result<()> {
+fn check_same(journal: &Journal, name: &str, value: &str, what: &'static str) -> Result<()> {
     match journal.meta(name)? {
-        Some(v) if v != value => Err(EngineError::Appliance(format!(
-            "this job's export was started with another {what} ({v}); finish it with the same options, or use another --job"
-        ))),
+        Some(was) if was != value => Err(ApplianceError::OptionChanged { what, was }.into()),
         _ => Ok(()),
     }
 }

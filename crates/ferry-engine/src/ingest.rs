@@ -13,10 +13,11 @@
 //! journal), so a later delta from the original source knows where to start.
 
 use crate::copy::{CopyOptions, Failure, run_pass, shared};
+use crate::error::ApplianceError;
 use crate::mover::Mover;
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::layout::SHIPMENT_FILES;
-use ferry_core::{Location, ObjectEntry};
+use ferry_core::{Evidence, FailureKind, Location, ObjectEntry};
 use ferry_journal::{Journal, Route, RoutedEntry};
 use ferry_manifest::ManifestWriter;
 use ferry_manifest::shipment::{self, ShipmentHeader};
@@ -75,7 +76,7 @@ pub struct IngestSummary {
     pub copied: u64,
     pub bytes_copied: u64,
     pub already_done: u64,
-    pub verified_by: BTreeMap<String, u64>,
+    pub verified_by: BTreeMap<Evidence, u64>,
     /// Listed by the shipment, not on the device.
     pub missing: Vec<Failure>,
     /// On the device with other bytes than the shipment lists.
@@ -109,20 +110,13 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         None => seed(job, &mut journal, &provenance, &roots)?,
         Some(text) => {
             let seeded: Provenance = serde_json::from_str(&text)
-                .map_err(|e| EngineError::Appliance(format!("{}: unreadable shipment record: {e}", job.journal_path().display())))?;
+                .map_err(|e| ApplianceError::ShipmentRecord { journal: job.journal_path(), detail: e.to_string() })?;
             if seeded.export_id != provenance.export_id {
-                return Err(EngineError::Appliance(format!(
-                    "these disks are from export {}, this job ingests export {}: use another --job",
-                    provenance.export_id, seeded.export_id
-                )));
+                return Err(ApplianceError::OtherExport { disks: provenance.export_id, job: seeded.export_id }.into());
             }
             let known: BTreeSet<u32> = seeded.shipments.iter().map(|s| s.device).collect();
             if let Some(s) = provenance.shipments.iter().find(|s| !known.contains(&s.device)) {
-                return Err(EngineError::Appliance(format!(
-                    "device {} ({}) was not given when this job started; ingest it with another --job",
-                    s.device,
-                    s.path.display()
-                )));
+                return Err(ApplianceError::DeviceNotInJob { device: s.path.clone(), index: s.device }.into());
             }
         }
     }
@@ -174,12 +168,10 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
     (summary.copied, summary.bytes_copied, summary.stopped_by) = (pass.copied, pass.bytes, pass.stopped_by);
     summary.pending_bytes = summary.pending_bytes.saturating_sub(pass.bytes);
     for f in pass.failures {
-        if f.error.starts_with("missing:") {
-            summary.missing.push(f);
-        } else if f.error.starts_with("altered in transit") {
-            summary.altered.push(f);
-        } else {
-            summary.failures.push(f);
+        match f.kind {
+            FailureKind::SourceGone => summary.missing.push(f),
+            FailureKind::AlteredInShipment => summary.altered.push(f),
+            _ => summary.failures.push(f),
         }
     }
     summary.failed = summary.failures.len() as u64;
@@ -199,33 +191,24 @@ fn read_shipments(opts: &IngestOptions) -> Result<(Provenance, Vec<(u32, PathBuf
     let mut roots = Vec::new();
     for root in &opts.devices {
         let root = std::path::absolute(root).map_err(EngineError::io(root))?;
-        let refuse = |why: String| EngineError::Appliance(format!("{}: {why}", root.display()));
         if !root.join(shipment::SHIPMENT_FILE).is_file() {
-            return Err(refuse(format!(
-                "no {} at its root: not a disk written by `ferry export`, or not mounted",
-                shipment::SHIPMENT_FILE
-            )));
+            return Err(ApplianceError::NoShipment { device: root }.into());
         }
         let digest = shipment::digest(&root)?;
         if !opts.expect_digests.is_empty() && !opts.expect_digests.iter().any(|d| d.eq_ignore_ascii_case(&digest)) {
-            return Err(refuse(format!(
-                "the shipment manifest's SHA-256 is {digest}, none of the digests expected: it changed since export"
-            )));
+            return Err(ApplianceError::UnexpectedDigest { device: root, digest }.into());
         }
         // Every count the shipment declares is checked against its lines before it is used.
         let header = shipment::read_checked(&root)?;
         if let Some(f) = &first {
             if f.export_id != header.export_id {
-                return Err(refuse(format!("belongs to export {}, the other disks to {}", header.export_id, f.export_id)));
+                return Err(ApplianceError::MixedExports { device: root, export: header.export_id, others: f.export_id.clone() }.into());
             }
             if f.devices != header.devices {
-                return Err(refuse(format!(
-                    "its shipment manifest says the export has {} devices, another disk's says {}",
-                    header.devices, f.devices
-                )));
+                return Err(ApplianceError::DeviceCountDiffers { device: root, says: header.devices, other: f.devices }.into());
             }
             if roots.iter().any(|(d, _)| *d == header.device) {
-                return Err(refuse(format!("device {} of the export was given twice", header.device)));
+                return Err(ApplianceError::DeviceTwice { device: root, index: header.device }.into());
             }
         }
         shipments.push(ShipmentSeen {
@@ -239,7 +222,7 @@ fn read_shipments(opts: &IngestOptions) -> Result<(Provenance, Vec<(u32, PathBuf
         roots.push((header.device, root));
         first.get_or_insert(header);
     }
-    let header = first.ok_or_else(|| EngineError::Appliance("give at least one --from device".into()))?;
+    let header = first.ok_or(ApplianceError::NoDevices)?;
     let provenance = Provenance {
         export_id: header.export_id,
         source: header.source,

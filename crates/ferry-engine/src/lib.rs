@@ -36,13 +36,13 @@ pub mod verify;
 
 pub use clean::{CleanSummary, clean, sweep};
 pub use copy::{CopyOptions, CopySummary, copy};
-pub use error::EngineError;
+pub use error::{ApplianceError, EngineError};
 pub use export::{ExportOptions, ExportSummary, export};
 pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use job::{Access, Job};
 pub use plan::{PlanSummary, plan};
 pub use skipped::Skipped;
 pub use stats::Stats;
-pub use verify::{Difference, VerifyOptions, VerifySummary, verify};
+pub use verify::{Difference, DifferenceKind, VerifyOptions, VerifySummary, verify};
 
 pub type Result<T, E = EngineError> = std::result::Result<T, E>;

@@ -8,7 +8,7 @@
 
 use crate::Stats;
 use crate::copy::{CopyOptions, Failure};
-use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
+use ferry_core::{Checksums, ErrorClass, Evidence, FailureKind, ObjectDigest, ObjectEntry, PartPlan, crc32c};
 use ferry_journal::{Journal, ObjectRow, Outcome};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -45,7 +45,7 @@ impl Budget {
         let kib = bytes.div_ceil(1024).max(1);
         if kib > self.total_kib as u64 {
             let message = format!("{bytes} bytes asked of a memory budget of {} (--max-memory)", self.bytes);
-            return Err(ObjectError::new(ErrorClass::Fatal, message));
+            return Err(ObjectError::new(ErrorClass::Fatal, FailureKind::Config, message));
         }
         Ok(self.sem.clone().acquire_many_owned(kib as u32).await.expect("budget semaphore is never closed"))
     }
@@ -63,42 +63,41 @@ pub(crate) struct Mover {
     /// Objects restarted because their source changed, with why.
     pub(crate) restarted: Mutex<Vec<Failure>>,
     /// Objects proved by each kind of evidence.
-    pub(crate) verified_by: Mutex<BTreeMap<String, u64>>,
+    pub(crate) verified_by: Mutex<BTreeMap<Evidence, u64>>,
 }
 
 /// How often one object may be restarted in a run because its source keeps changing.
 const MAX_RESTARTS: u32 = 2;
 
-/// An object-level failure with its class.
+/// An object-level failure with its class (what to do) and kind (what it was).
 #[derive(Debug)]
 pub(crate) struct ObjectError {
     pub(crate) class: ErrorClass,
+    pub(crate) kind: FailureKind,
     pub(crate) message: String,
     /// The source's current object, when the failure is that it changed since the manifest.
+    /// `None` with kind `SourceChanged`: a read found the source changed under it
+    /// ([`ProviderError::Changed`]), and what it is now is not known yet.
     changed: Option<Box<ObjectEntry>>,
     /// The destination's file system is full (a disk export moves on to another device).
     pub(crate) full: bool,
-    /// A read found the source changed under it ([`ProviderError::Changed`]); what it is now
-    /// is not known yet.
-    source_changed: bool,
 }
 
 impl ObjectError {
-    fn new(class: ErrorClass, message: String) -> Self {
-        ObjectError { class, message, changed: None, full: false, source_changed: false }
+    fn new(class: ErrorClass, kind: FailureKind, message: String) -> Self {
+        ObjectError { class, kind, message, changed: None, full: false }
     }
 }
 
 impl From<ProviderError> for ObjectError {
     fn from(e: ProviderError) -> Self {
-        let source_changed = matches!(e, ProviderError::Changed { .. });
-        ObjectError { full: e.is_full(), source_changed, ..ObjectError::new(e.class(), e.to_string()) }
+        ObjectError { full: e.is_full(), ..ObjectError::new(e.class(), e.kind(), e.to_string()) }
     }
 }
 
 impl From<ferry_journal::JournalError> for ObjectError {
     fn from(e: ferry_journal::JournalError) -> Self {
-        ObjectError::new(ErrorClass::Fatal, e.to_string())
+        ObjectError::new(ErrorClass::Fatal, FailureKind::Journal, e.to_string())
     }
 }
 
@@ -128,7 +127,7 @@ impl Mover {
     }
 
     /// Adds what proved each object this mover copied to `into`, and forgets it.
-    pub(crate) fn take_verified(&self, into: &mut BTreeMap<String, u64>) {
+    pub(crate) fn take_verified(&self, into: &mut BTreeMap<Evidence, u64>) {
         for (how, n) in std::mem::take(&mut *self.verified_by.lock().expect("verified lock")) {
             *into.entry(how).or_default() += n;
         }
@@ -145,7 +144,7 @@ impl Mover {
             // Bytes this attempt sent, so a retry does not count them twice.
             let sent = AtomicU64::new(0);
             let copied = match self.copy_object(&row, &sent).await {
-                Err(e) if e.source_changed && e.changed.is_none() => Err(self.changed_now(&row, e).await),
+                Err(e) if e.kind == FailureKind::SourceChanged && e.changed.is_none() => Err(self.changed_now(&row, e).await),
                 other => other,
             };
             match copied {
@@ -154,7 +153,7 @@ impl Mover {
                     // A single put's memory is given back once the object is journaled done:
                     // a crash can make ferry send again only what holds memory.
                     drop(memory);
-                    *self.verified_by.lock().expect("verified lock").entry(outcome.verified_by.clone()).or_default() += 1;
+                    *self.verified_by.lock().expect("verified lock").entry(outcome.verified_by).or_default() += 1;
                     Stats::add(&self.stats.objects_done, 1);
                     return Ok(row.entry.size);
                 }
@@ -167,12 +166,13 @@ impl Mover {
                     let current = ObjectEntry { key: row.entry.key.clone(), crc32c: None, md5: None, ..*current };
                     let note = format!("restarted: {message}");
                     self.journal.lock().expect("journal lock").restart_object(row.id, &current, &note)?;
-                    self.restarted.lock().expect("restarted lock").push(Failure { key: row.entry.key.clone(), error: note });
+                    let restarted = Failure { key: row.entry.key.clone(), kind: FailureKind::SourceChanged, error: note };
+                    self.restarted.lock().expect("restarted lock").push(restarted);
                     row.entry =
                         ObjectEntry { content_type: row.entry.content_type.clone(), metadata: row.entry.metadata.clone(), ..current };
                 }
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
-                    ferry_providers::retries::record(ferry_providers::retries::cause_of_message(&e.message));
+                    ferry_providers::retries::record(ferry_providers::retries::Cause::of(e.kind));
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     let backoff = 200u64 << attempt.min(6);
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
@@ -217,7 +217,7 @@ impl Mover {
         let plan = match &open {
             Some((_, part_size)) => PartPlan { object_size: entry.size, part_size: *part_size },
             None => PartPlan::fit(entry.size, self.opts.part_size, &self.dst.limits(), self.budget.bytes())
-                .map_err(|e| ObjectError::new(ErrorClass::PerObject, format!("{}: {e}", entry.key)))?,
+                .map_err(|e| ObjectError::new(ErrorClass::PerObject, FailureKind::NoPartPlan, format!("{}: {e}", entry.key)))?,
         };
         // Everything is read (and every part sent) before the object is committed: a read that
         // fails the source's checksum is never completed or written as a copy.
@@ -249,7 +249,7 @@ impl Mover {
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
                 let attrs = attrs_of(row, &fetched.object, self.opts.file_mode);
-                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked)
+                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked.and_then(Evidence::parse))
             }
         };
         let verified_by = match source_evidence(row, &seen, &digest, reads_checked) {
@@ -275,8 +275,8 @@ impl Mover {
         };
         let crc64nvme = Some(digest.crc64nvme_hex());
         let (sha256, crc) = digest.finish();
-        let outcome =
-            Outcome { sha256: Some(sha256), crc32c: Some(crc), crc64nvme, dst_etag: receipt.etag, verified_by: verified_by.to_string() };
+        let copied = Checksums { sha256: Some(sha256), crc32c: Some(crc), crc64nvme, md5: None };
+        let outcome = Outcome { copied, dst_etag: receipt.etag, verified_by };
         Ok((outcome, memory))
     }
 
@@ -313,10 +313,11 @@ impl Mover {
             None => {
                 let written = self.dst.head(&entry.key).await?;
                 match written {
-                    Some(w) if w.size == entry.size => "server-side size",
+                    Some(w) if w.size == entry.size => Evidence::ServerSideSize,
                     other => {
                         return Err(ObjectError::new(
                             ErrorClass::Retryable,
+                            FailureKind::Other,
                             format!(
                                 "server-side copy of {} left {:?} bytes, the source has {}",
                                 entry.key,
@@ -329,13 +330,8 @@ impl Mover {
             }
         };
         Stats::add(&self.stats.bytes_done, entry.size);
-        Ok(Outcome {
-            sha256: None,
-            crc32c: copied.crc32c,
-            crc64nvme: copied.crc64nvme,
-            dst_etag: copied.etag,
-            verified_by: verified_by.to_string(),
-        })
+        let checksums = Checksums { crc32c: copied.crc32c, crc64nvme: copied.crc64nvme, ..Checksums::default() };
+        Ok(Outcome { copied: checksums, dst_etag: copied.etag, verified_by })
     }
 
     /// Resumes the object's recorded upload (`recorded_id`, as the journal has it) when the
@@ -472,12 +468,14 @@ impl Mover {
         plan: &PartPlan,
         opened: &mut OpenedUpload,
         sent: &AtomicU64,
-    ) -> Result<(Vec<PartReceipt>, Option<&'static str>), ObjectError> {
+    ) -> Result<(Vec<PartReceipt>, Option<Evidence>), ObjectError> {
         let key = row.src_key();
         // What the adapter checked every read of this attempt against, if it checked them all.
-        let mut reads_checked: Option<Option<&'static str>> = None;
+        let mut reads_checked: Option<Option<Evidence>> = None;
         let width = self.opts.parts_per_object.max(1);
-        let count = plan.parts().map_err(|e| ObjectError::new(ErrorClass::PerObject, format!("{}: {e}", row.entry.key)))?;
+        let count = plan
+            .parts()
+            .map_err(|e| ObjectError::new(ErrorClass::PerObject, FailureKind::NoPartPlan, format!("{}: {e}", row.entry.key)))?;
         // Parts the saved digest covers are held: nothing to read or send.
         let mut receipts: Vec<PartReceipt> = (0..opened.next).filter_map(|i| opened.held.get(&i).cloned()).collect();
         for r in &receipts {
@@ -499,7 +497,7 @@ impl Mover {
                 let permit = permit?;
                 let fetched = self.src.get(key, Some(range)).await?;
                 check_unchanged(row, &fetched.object)?;
-                Ok::<_, ObjectError>((i, fetched.data, fetched.checked, permit))
+                Ok::<_, ObjectError>((i, fetched.data, fetched.checked.and_then(Evidence::parse), permit))
             })
             .buffered(width);
         let mut reads = std::pin::pin!(reads);
@@ -537,7 +535,7 @@ impl Mover {
                     if opened.completed {
                         self.journal.lock().expect("journal lock").clear_upload(row.id)?;
                         let message = format!("{}: the copy an earlier run completed differs in part {}: copying it again", row.entry.key, index + 1);
-                        return Err(ObjectError::new(ErrorClass::Retryable, message));
+                        return Err(ObjectError::new(ErrorClass::Retryable, FailureKind::Other, message));
                     }
                     // Different bytes for a part the journal has recorded: forget the record
                     // first, so a crash before their acknowledgement is journaled cannot leave
@@ -682,14 +680,15 @@ fn source_evidence(
     row: &ObjectRow,
     seen: &ObjectEntry,
     digest: &ObjectDigest,
-    reads_checked: Option<&'static str>,
-) -> Result<&'static str, ObjectError> {
+    reads_checked: Option<Evidence>,
+) -> Result<Evidence, ObjectError> {
     let entry = &row.entry;
-    let retry = |message: String| Err(ObjectError::new(ErrorClass::Retryable, message));
+    let retry = |kind, message: String| Err(ObjectError::new(ErrorClass::Retryable, kind, message));
+    let corrupted = |message: String| retry(FailureKind::CorruptedInTransit, message);
     if let Some(expected) = &row.route.expect_sha256 {
         let altered = |what: &str, got: &str, want: &str| {
             let message = format!("altered in transit: {} has {what} {got}, the shipment manifest says {want}", row.src_key());
-            Err(ObjectError::new(ErrorClass::PerObject, message))
+            Err(ObjectError::new(ErrorClass::PerObject, FailureKind::AlteredInShipment, message))
         };
         if digest.len() != entry.size {
             return altered("size", &digest.len().to_string(), &entry.size.to_string());
@@ -701,30 +700,30 @@ fn source_evidence(
         if let Some(crc64) = entry.crc64nvme.as_ref().filter(|c| **c != digest.crc64nvme_hex()) {
             return altered("crc64nvme", &digest.crc64nvme_hex(), crc64);
         }
-        return Ok("shipment sha256");
+        return Ok(Evidence::ShipmentSha256);
     }
     if digest.len() != entry.size {
-        return retry(format!("short read: {} bytes, the manifest says {}", digest.len(), entry.size));
+        return retry(FailureKind::ShortRead, format!("short read: {} bytes, the manifest says {}", digest.len(), entry.size));
     }
     let crc = digest.crc32c_hex();
     let crc64 = digest.crc64nvme_hex();
     match (entry.crc32c.as_ref().or(seen.crc32c.as_ref()), digest.etag()) {
         (Some(source_crc), _) if *source_crc != crc => {
-            retry(format!("checksum mismatch: bytes read have crc32c {crc}, the source declares {source_crc}"))
+            corrupted(format!("checksum mismatch: bytes read have crc32c {crc}, the source declares {source_crc}"))
         }
-        (Some(_), _) => Ok("source crc32c"),
-        (None, _) if seen.crc64nvme.as_ref().is_some_and(|c| *c != crc64) => retry(format!(
+        (Some(_), _) => Ok(Evidence::SourceCrc32c),
+        (None, _) if seen.crc64nvme.as_ref().is_some_and(|c| *c != crc64) => corrupted(format!(
             "checksum mismatch: bytes read have crc64nvme {crc64}, the source declares {}",
             seen.crc64nvme.as_deref().unwrap_or_default()
         )),
-        (None, _) if seen.crc64nvme.is_some() => Ok("source crc64nvme"),
+        (None, _) if seen.crc64nvme.is_some() => Ok(Evidence::SourceCrc64nvme),
         (None, Some(check)) if !check.matches() => {
-            retry(format!("checksum mismatch: bytes read have MD5 ETag {}, the source's is {}", check.computed(), check.expected()))
+            corrupted(format!("checksum mismatch: bytes read have MD5 ETag {}, the source's is {}", check.computed(), check.expected()))
         }
-        (None, Some(_)) => Ok("source md5"),
+        (None, Some(_)) => Ok(Evidence::SourceMd5),
         // The destination checked the CRC32C of what ferry sent, but nothing from the source
         // proved what ferry read: only its size matched. Counted, so it stays rare and visible.
-        (None, None) => Ok(reads_checked.unwrap_or("size only")),
+        (None, None) => Ok(reads_checked.unwrap_or(Evidence::SizeOnly)),
     }
 }
 
@@ -733,7 +732,7 @@ fn gone(row: &ObjectRow) -> ObjectError {
         Some(_) => format!("missing: {} is not on the device", row.src_key()),
         None => format!("{} was deleted from the source since the manifest was sealed", row.src_key()),
     };
-    ObjectError::new(ErrorClass::PerObject, message)
+    ObjectError::new(ErrorClass::PerObject, FailureKind::SourceGone, message)
 }
 
 /// Content type and metadata to write: what the read returned, else what the listing said —
@@ -758,18 +757,19 @@ const SERVER_COPY_PART: u64 = 256 << 20;
 
 /// What proves a server-side copy: the service's checksum of the copy against the source's
 /// own (an error when they differ), or `None` when there is nothing to compare but the size.
-fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCopied) -> Result<Option<&'static str>, ObjectError> {
+fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCopied) -> Result<Option<Evidence>, ObjectError> {
     let mismatch = |what: &str, a: &str, b: &str| {
-        Err(ObjectError::new(ErrorClass::Retryable, format!("checksum mismatch: the server-side copy has {what} {b}, the source {a}")))
+        let message = format!("checksum mismatch: the server-side copy has {what} {b}, the source {a}");
+        Err(ObjectError::new(ErrorClass::Retryable, FailureKind::CorruptedInTransit, message))
     };
     if let (Some(src), Some(dst)) = (entry.crc32c.as_ref().or(source.crc32c.as_ref()), copied.crc32c.as_ref()) {
-        return if src == dst { Ok(Some("server-side crc32c")) } else { mismatch("crc32c", src, dst) };
+        return if src == dst { Ok(Some(Evidence::ServerSideCrc32c)) } else { mismatch("crc32c", src, dst) };
     }
     if let (Some(src), Some(dst)) = (source.crc64nvme.as_ref(), copied.crc64nvme.as_ref()) {
-        return if src == dst { Ok(Some("server-side crc64nvme")) } else { mismatch("crc64nvme", src, dst) };
+        return if src == dst { Ok(Some(Evidence::ServerSideCrc64nvme)) } else { mismatch("crc64nvme", src, dst) };
     }
     if let (Some(src), Some(dst)) = (entry.md5.as_ref().or(source.md5.as_ref()), copied.md5.as_ref()) {
-        return if src == dst { Ok(Some("server-side md5")) } else { mismatch("md5", src, dst) };
+        return if src == dst { Ok(Some(Evidence::ServerSideMd5)) } else { mismatch("md5", src, dst) };
     }
     // A copy in one request keeps a plain MD5 ETag: equal ETags are the same bytes. (Different
     // ones prove nothing either way: encryption or a multipart source change the ETag.)
@@ -779,7 +779,7 @@ fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCop
         && md5_like(src)
         && src == dst
     {
-        return Ok(Some("server-side md5"));
+        return Ok(Some(Evidence::ServerSideMd5));
     }
     Ok(None)
 }
@@ -789,14 +789,14 @@ fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectErro
     // A file on a shipped disk is what the shipment manifest says, or it was altered.
     if row.route.expect_sha256.is_some() && read.size != listed.size {
         let message = format!("altered in transit: {} has size {}, the shipment manifest says {}", row.src_key(), read.size, listed.size);
-        return Err(ObjectError::new(ErrorClass::PerObject, message));
+        return Err(ObjectError::new(ErrorClass::PerObject, FailureKind::AlteredInShipment, message));
     }
     let changed = |what: &str, a: &str, b: &str| ObjectError {
         class: ErrorClass::PerObject,
+        kind: FailureKind::SourceChanged,
         message: format!("source changed since the manifest was sealed: {what} {a} is now {b}"),
         changed: Some(Box::new(read.clone())),
         full: false,
-        source_changed: true,
     };
     if read.size != listed.size {
         return Err(changed("size", &listed.size.to_string(), &read.size.to_string()));
@@ -816,7 +816,129 @@ fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectErro
 
 #[cfg(test)]
 mod tests {
-    use super::AckedRun;
+    use super::*;
+    use ferry_core::{Limits, Location};
+    use ferry_providers::{Fetched, PutReceipt};
+    use std::sync::atomic::AtomicU32;
+
+    /// A one-object source whose first `corrupt` reads fail as corrupted in transit, or a
+    /// destination that keeps what it is given. In memory: the mover's retries run in
+    /// milliseconds under tokio's paused clock.
+    struct Flaky {
+        location: Location,
+        object: ObjectEntry,
+        data: bytes::Bytes,
+        corrupt: AtomicU32,
+        puts: AtomicU32,
+    }
+
+    impl Flaky {
+        fn new(data: &'static [u8], corrupt: u32) -> Arc<Flaky> {
+            let object = ObjectEntry { key: "k".into(), size: data.len() as u64, ..Default::default() };
+            let location = Location::parse("/flaky").unwrap();
+            Arc::new(Flaky {
+                location,
+                object,
+                data: bytes::Bytes::from_static(data),
+                corrupt: AtomicU32::new(corrupt),
+                puts: AtomicU32::new(0),
+            })
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl Provider for Flaky {
+        fn name(&self) -> &'static str {
+            "flaky"
+        }
+        fn location(&self) -> &Location {
+            &self.location
+        }
+        fn limits(&self) -> Limits {
+            Limits::LOCAL
+        }
+        async fn check(&self, _: bool) -> ferry_providers::Result<()> {
+            Ok(())
+        }
+        fn list(&self) -> futures::stream::BoxStream<'_, ferry_providers::Result<Vec<ObjectEntry>>> {
+            futures::stream::empty().boxed()
+        }
+        async fn head(&self, _: &str) -> ferry_providers::Result<Option<ObjectEntry>> {
+            Ok(Some(self.object.clone()))
+        }
+        async fn get(&self, key: &str, _: Option<std::ops::Range<u64>>) -> ferry_providers::Result<Fetched> {
+            if self.corrupt.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)).is_ok() {
+                // The detail names no checksum: the kind alone must say what happened.
+                return Err(ProviderError::corrupted("flaky", "get", key, "bytes flipped on the way"));
+            }
+            Ok(Fetched { data: self.data.clone(), object: self.object.clone(), checked: None })
+        }
+        async fn put(&self, _: &str, _: bytes::Bytes, _: u32, _: &PutAttrs) -> ferry_providers::Result<PutReceipt> {
+            self.puts.fetch_add(1, Ordering::Relaxed);
+            Ok(PutReceipt { etag: None })
+        }
+        async fn delete(&self, _: &str) -> ferry_providers::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn checksum_retries() -> u64 {
+        ferry_providers::retries::snapshot().get(ferry_providers::retries::Cause::Checksum.as_str()).copied().unwrap_or(0)
+    }
+
+    /// A mover over a fresh journal holding the one object.
+    fn mover(dir: &std::path::Path, src: Arc<Flaky>, dst: Arc<Flaky>, attempts: u32) -> (Mover, ObjectRow) {
+        let mut journal = Journal::open(&dir.join("journal.sqlite")).unwrap();
+        journal.seed(1, std::slice::from_ref(&src.object)).unwrap();
+        let row = journal.todo(0, 10, 10).unwrap().remove(0);
+        let opts = CopyOptions { attempts, ..CopyOptions::default() };
+        let (journal, budget) = crate::copy::shared(journal, &opts);
+        (Mover::new(src, dst, &journal, &budget, &opts, &Arc::new(Stats::default())), row)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_corrupted_get_is_retried_and_counted_as_a_checksum_mismatch_by_its_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (Flaky::new(b"twelve bytes", 2), Flaky::new(b"", 0));
+        let (mover, row) = mover(dir.path(), src.clone(), dst.clone(), 5);
+        let before = checksum_retries();
+        assert_eq!(mover.copy_with_retries(&row).await.unwrap(), 12);
+        assert_eq!(dst.puts.load(Ordering::Relaxed), 1, "sent once, after the good read");
+        assert!(checksum_retries() >= before + 2, "both corrupted reads counted as checksum mismatches");
+        let mut proved = BTreeMap::new();
+        mover.take_verified(&mut proved);
+        assert_eq!(proved, BTreeMap::from([(Evidence::SizeOnly, 1)]));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_read_corrupted_every_time_fails_as_corrupted_in_transit() {
+        let dir = tempfile::tempdir().unwrap();
+        let (src, dst) = (Flaky::new(b"twelve bytes", u32::MAX), Flaky::new(b"", 0));
+        let (mover, row) = mover(dir.path(), src, dst.clone(), 2);
+        let e = mover.copy_with_retries(&row).await.unwrap_err();
+        assert_eq!((e.kind, e.class), (FailureKind::CorruptedInTransit, ErrorClass::Retryable), "{}", e.message);
+        assert_eq!(dst.puts.load(Ordering::Relaxed), 0, "nothing written from a bad read");
+    }
+
+    #[test]
+    fn a_shipped_file_that_differs_is_altered_and_a_missing_one_gone_by_kind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+        let entry = ObjectEntry { key: "k".into(), size: 3, ..Default::default() };
+        let route =
+            ferry_journal::Route { device: Some(0), src_path: Some("p/k".into()), dst_path: None, expect_sha256: Some("00".repeat(32)) };
+        let routed = ferry_journal::RoutedEntry { entry: entry.clone(), route, refused: None, renamed: None };
+        journal.seed_routed(1, &[routed]).unwrap();
+        let row = journal.todo(0, 10, 10).unwrap().remove(0);
+        let mut digest = ObjectDigest::new();
+        digest.push_part(b"abc", crc32c(b"abc"));
+        let e = source_evidence(&row, &entry, &digest, None).unwrap_err();
+        assert_eq!((e.kind, e.class), (FailureKind::AlteredInShipment, ErrorClass::PerObject), "{}", e.message);
+        assert_eq!(gone(&row).kind, FailureKind::SourceGone);
+        let short = ObjectEntry { size: 4, ..entry.clone() };
+        let plain = ObjectRow { entry: short.clone(), route: ferry_journal::Route::default(), ..row };
+        assert_eq!(source_evidence(&plain, &short, &digest, None).unwrap_err().kind, FailureKind::ShortRead);
+    }
 
     #[test]
     fn the_leading_acknowledged_run_reports_the_state_after_its_last_part() {

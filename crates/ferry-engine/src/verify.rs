@@ -7,7 +7,7 @@
 //! compares its SHA-256 with the one recorded while copying.
 
 use crate::{EngineError, Job, Result, Stats};
-use ferry_core::ObjectDigest;
+use ferry_core::{Evidence, ObjectDigest};
 use ferry_journal::{Journal, ObjectRow};
 use ferry_manifest::ManifestReader;
 use ferry_providers::Provider;
@@ -32,9 +32,51 @@ pub struct VerifyOptions {
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Difference {
     pub key: String,
-    /// `missing`, `extra`, `size`, `checksum`, `changed`, `not-copied` or `error`.
-    pub kind: &'static str,
+    pub kind: DifferenceKind,
     pub detail: String,
+}
+
+/// How the destination differs from what the copy recorded, by stable name (`missing`,
+/// `extra`, `size`, `checksum`, `changed`, `not-copied`, `error`) in reports and output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum DifferenceKind {
+    /// The destination does not have the object.
+    Missing,
+    /// The destination has an object the manifest does not.
+    Extra,
+    /// The destination's object has another size than the source's.
+    Size,
+    /// The destination's bytes do not match the checksum recorded at copy.
+    Checksum,
+    /// The destination's object was written since the copy (its entity tag changed).
+    Changed,
+    /// The journal does not have the object as copied (failed, pending, refused…).
+    NotCopied,
+    /// The destination could not be asked.
+    Error,
+}
+
+impl DifferenceKind {
+    /// The stable name written to reports and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DifferenceKind::Missing => "missing",
+            DifferenceKind::Extra => "extra",
+            DifferenceKind::Size => "size",
+            DifferenceKind::Checksum => "checksum",
+            DifferenceKind::Changed => "changed",
+            DifferenceKind::NotCopied => "not-copied",
+            DifferenceKind::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for DifferenceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,7 +88,7 @@ pub struct VerifySummary {
     /// Objects at the destination the manifest does not have (each also a difference).
     pub extra: u64,
     /// How many objects each kind of evidence proved.
-    pub proved_by: BTreeMap<String, u64>,
+    pub proved_by: BTreeMap<Evidence, u64>,
     pub differences: Vec<Difference>,
     /// Entries the source had that were never copied (symlinks, FIFOs…): the destination
     /// lacks them by design, named here rather than as differences.
@@ -93,7 +135,7 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
         let Some(last) = rows.last() else { break };
         cursor = last.id;
         let to_check = rows.into_iter().filter(|row| row.entry.skipped.is_none());
-        let results: Vec<(ObjectRow, std::result::Result<&'static str, Difference>)> = futures::stream::iter(to_check)
+        let results: Vec<(ObjectRow, std::result::Result<Evidence, Difference>)> = futures::stream::iter(to_check)
             .map(|row| {
                 let dst = dst.clone();
                 let stats = stats.clone();
@@ -113,7 +155,7 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
             match result {
                 Ok(method) => {
                     summary.matched += 1;
-                    *summary.proved_by.entry(method.to_string()).or_default() += 1;
+                    *summary.proved_by.entry(method).or_default() += 1;
                 }
                 Err(d) => summary.differences.push(d),
             }
@@ -138,7 +180,8 @@ async fn find_extras(dst: &dyn Provider, journal: &Journal, differences: &mut Ve
         let page = match page {
             Ok(page) => page,
             Err(e) => {
-                differences.push(Difference { key: String::new(), kind: "error", detail: format!("listing the destination: {e}") });
+                let detail = format!("listing the destination: {e}");
+                differences.push(Difference { key: String::new(), kind: DifferenceKind::Error, detail });
                 break;
             }
         };
@@ -153,7 +196,7 @@ async fn find_extras(dst: &dyn Provider, journal: &Journal, differences: &mut Ve
                     Some(reason) => format!("a {reason} at the destination, not in the manifest"),
                     None => format!("{} bytes at the destination, not in the manifest", entry.size),
                 };
-                differences.push(Difference { key: entry.key, kind: "extra", detail });
+                differences.push(Difference { key: entry.key, kind: DifferenceKind::Extra, detail });
             }
         }
     }
@@ -195,42 +238,43 @@ fn kib(bytes: u64) -> usize {
     usize::try_from(bytes.div_ceil(1024).clamp(1, u32::MAX as u64 / 2)).unwrap_or(usize::MAX)
 }
 
-async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>) -> std::result::Result<&'static str, Difference> {
+async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>) -> std::result::Result<Evidence, Difference> {
+    use DifferenceKind::*;
     let e = &row.entry;
     let diff = |kind, detail: String| Difference { key: e.key.clone(), kind, detail };
     if row.state != "done" {
         let why = row.error.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
-        return Err(diff("not-copied", format!("the journal has it {}{why}", row.state)));
+        return Err(diff(NotCopied, format!("the journal has it {}{why}", row.state)));
     }
     let head = match dst.head(&e.key).await {
         Ok(Some(h)) => h,
-        Ok(None) => return Err(diff("missing", "not found at the destination".into())),
-        Err(err) => return Err(diff("error", err.to_string())),
+        Ok(None) => return Err(diff(Missing, "not found at the destination".into())),
+        Err(err) => return Err(diff(Error, err.to_string())),
     };
     if head.size != e.size {
-        return Err(diff("size", format!("destination has {} bytes, the source {}", head.size, e.size)));
+        return Err(diff(Size, format!("destination has {} bytes, the source {}", head.size, e.size)));
     }
     // Objects the service copied itself have no SHA-256 of their bytes to compare a read-back
     // with: they are checked by the service's checksums below.
-    if let (Some(want), Some(read_back)) = (row.sha256.clone(), read_back) {
-        let got = read_back_sha256(dst, &e.key, e.size, &read_back).await.map_err(|err| diff("error", err.to_string()))?;
-        return if got == want { Ok("sha256 read-back") } else { Err(diff("checksum", format!("sha256 {got}, copied {want}"))) };
+    if let (Some(want), Some(read_back)) = (row.copied.sha256.clone(), read_back) {
+        let got = read_back_sha256(dst, &e.key, e.size, &read_back).await.map_err(|err| diff(Error, err.to_string()))?;
+        return if got == want { Ok(Evidence::Sha256ReadBack) } else { Err(diff(Checksum, format!("sha256 {got}, copied {want}"))) };
     }
-    if let (Some(dst_crc), Some(copied)) = (&head.crc32c, &row.crc32c) {
+    if let (Some(dst_crc), Some(copied)) = (&head.crc32c, &row.copied.crc32c) {
         return if dst_crc == copied {
-            Ok("destination crc32c")
+            Ok(Evidence::DestinationCrc32c)
         } else {
-            Err(diff("checksum", format!("destination crc32c {dst_crc}, copied {copied}")))
+            Err(diff(Checksum, format!("destination crc32c {dst_crc}, copied {copied}")))
         };
     }
     if let (Some(now), Some(then)) = (&head.etag, &row.dst_etag) {
         return if now == then {
-            Ok("etag recorded at copy")
+            Ok(Evidence::EtagRecordedAtCopy)
         } else {
-            Err(diff("changed", format!("written since the copy: etag {now}, the copy left {then}")))
+            Err(diff(Changed, format!("written since the copy: etag {now}, the copy left {then}")))
         };
     }
-    Ok("size only")
+    Ok(Evidence::SizeOnly)
 }
 
 async fn read_back_sha256(dst: &dyn Provider, key: &str, size: u64, read_back: &ReadBack) -> ferry_providers::Result<String> {

@@ -15,7 +15,7 @@
 //! - [`Route`]: for disk exports and ingests, which device an object is on and the path it
 //!   has there (the key stays the object's name at the cloud end).
 
-use ferry_core::{ObjectEntry, SkipReason};
+use ferry_core::{Checksums, Evidence, ObjectEntry, SkipReason};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 
@@ -125,14 +125,13 @@ pub struct ObjectRow {
     pub entry: ObjectEntry,
     pub state: String,
     pub attempts: i64,
-    pub sha256: Option<String>,
-    pub crc32c: Option<String>,
+    /// What a finished copy computed of the object: see [`Outcome::copied`].
+    pub copied: Checksums,
     pub dst_etag: Option<String>,
-    pub verified_by: Option<String>,
+    pub verified_by: Option<Evidence>,
     pub error: Option<String>,
     /// The destination's id of a multipart upload in progress (recorded before its first part).
     pub upload_id: Option<String>,
-    pub crc64nvme: Option<String>,
     pub route: Route,
     /// Why the row differs from the manifest's entry, e.g. `restarted: …` when the source changed
     /// and the journal tracks the version copied (its size, etag, version, last-modified time).
@@ -174,15 +173,13 @@ pub struct OpenUpload {
 /// What a finished copy of one object proved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
-    /// Of the bytes read and sent; `None` when the service copied the object itself.
-    pub sha256: Option<String>,
-    /// Of the object copied, where known (always, when ferry moved the bytes).
-    pub crc32c: Option<String>,
-    /// Of the bytes read and sent, when ferry moved them.
-    pub crc64nvme: Option<String>,
+    /// Checksums of the object copied: when ferry moved the bytes, their SHA-256, CRC32C and
+    /// CRC64NVME; when the service copied the object itself, what it reported (no SHA-256).
+    /// Its MD5 is not kept.
+    pub copied: Checksums,
     pub dst_etag: Option<String>,
-    /// Which check proved the bytes, e.g. `source crc32c` or `size only`.
-    pub verified_by: String,
+    /// Which check proved the bytes; stored by its stable name.
+    pub verified_by: Evidence,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
@@ -240,13 +237,11 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
         },
         state: r.get(9)?,
         attempts: r.get(10)?,
-        sha256: r.get(11)?,
-        crc32c: r.get(12)?,
+        copied: Checksums { sha256: r.get(11)?, crc32c: r.get(12)?, crc64nvme: r.get(17)?, md5: None },
         dst_etag: r.get(13)?,
-        verified_by: r.get(14)?,
+        verified_by: r.get_ref(14)?.as_str_or_null()?.and_then(Evidence::parse),
         error: r.get(15)?,
         upload_id: r.get(16)?,
-        crc64nvme: r.get(17)?,
         route: Route { device: r.get(18)?, src_path: r.get(19)?, dst_path: r.get(20)?, expect_sha256: r.get(22)? },
         note: r.get(23)?,
     })
@@ -547,7 +542,7 @@ impl Journal {
         tx.execute(
                 "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, part_size = NULL, hash_next = NULL, hash_state = NULL, attempts = attempts + 1, sha256 = ?2, crc32c = ?3,
                  dst_etag = ?4, verified_by = ?5, crc64nvme = ?6, updated_at = datetime('now') WHERE id = ?1",
-                params![id, o.sha256, o.crc32c, o.dst_etag, o.verified_by, o.crc64nvme],
+                params![id, o.copied.sha256, o.copied.crc32c, o.dst_etag, o.verified_by.as_str(), o.copied.crc64nvme],
             )
             .map_err(self.err())?;
         tx.commit().map_err(self.err())
@@ -976,11 +971,9 @@ mod tests {
         let first = j.todo(0, 3, 3).unwrap();
         assert_eq!(first.iter().map(|r| r.entry.key.as_str()).collect::<Vec<_>>(), ["k0", "k1", "k2"]);
         let outcome = Outcome {
-            sha256: Some("s".into()),
-            crc32c: Some("c".into()),
-            crc64nvme: None,
+            copied: Checksums { sha256: Some("s".into()), crc32c: Some("c".into()), ..Checksums::default() },
             dst_etag: Some("e".into()),
-            verified_by: "size only".into(),
+            verified_by: Evidence::SizeOnly,
         };
         j.mark_done(first[0].id, &outcome).unwrap();
         j.mark_failed(first[1].id, "boom").unwrap();
@@ -990,7 +983,9 @@ mod tests {
         let j = Journal::open(&path).unwrap();
         let c = j.counts().unwrap();
         assert_eq!((c.objects, c.done, c.failed, c.pending), (10, 1, 1, 8));
-        assert_eq!(j.get("k0").unwrap().unwrap().sha256.as_deref(), Some("s"));
+        let done = j.get("k0").unwrap().unwrap();
+        assert_eq!(done.copied.sha256.as_deref(), Some("s"));
+        assert_eq!(done.verified_by, Some(Evidence::SizeOnly), "stored by name, read back as the value");
         // A failed object is retried while it has attempts left, then no longer.
         assert_eq!(j.todo(0, 100, 3).unwrap().len(), 9);
         assert_eq!(j.todo(0, 100, 1).unwrap().len(), 8);

@@ -1,7 +1,7 @@
 //! Plain forms of a sealed generation: CSV (RFC 4180) and JSON Lines.
 
 use crate::{ManifestError, ManifestReader, Result};
-use ferry_core::ObjectEntry;
+use ferry_core::{Evidence, ObjectEntry};
 use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +18,8 @@ const COLUMNS: [&str; 12] =
 pub struct Proof {
     /// SHA-256 of the bytes read from the source and sent (none when the service copied them).
     pub sha256: Option<String>,
-    /// Which check proved them, e.g. `source crc32c`.
-    pub verified_by: Option<String>,
+    /// Which check proved them (written by its stable name, e.g. `source crc32c`).
+    pub verified_by: Option<Evidence>,
     /// The version of the object that was copied, when it is not the manifest's entry (the
     /// source changed and the object was restarted): its size, etag, version, checksums and
     /// time are written instead of the sealed ones.
@@ -59,7 +59,7 @@ pub fn export(
                         e.md5.clone().unwrap_or_default(),
                         e.content_type.clone().unwrap_or_default(),
                         sha.unwrap_or_default(),
-                        verified_by.unwrap_or_default(),
+                        verified_by.map(|v| v.as_str().to_string()).unwrap_or_default(),
                         note.unwrap_or_default(),
                         e.skipped.map(|r| r.as_str().to_string()).unwrap_or_default(),
                     ];
@@ -69,7 +69,7 @@ pub fn export(
                 ExportFormat::Jsonl => {
                     let mut v = serde_json::to_value(e).expect("entry serializes");
                     v["sha256"] = sha.map(Into::into).unwrap_or(serde_json::Value::Null);
-                    v["verified_by"] = verified_by.map(Into::into).unwrap_or(serde_json::Value::Null);
+                    v["verified_by"] = verified_by.map(|v| v.as_str().into()).unwrap_or(serde_json::Value::Null);
                     v["note"] = note.map(Into::into).unwrap_or(serde_json::Value::Null);
                     v["skipped"] = e.skipped.map(|r| r.as_str().into()).unwrap_or(serde_json::Value::Null);
                     writeln!(out, "{v}").map_err(io)?;
@@ -100,7 +100,7 @@ mod tests {
         w.seal().unwrap();
         let r = ManifestReader::open(dir.path()).unwrap();
         let mut csv = Vec::new();
-        let proof = Proof { sha256: Some("ab".into()), verified_by: Some("size only".into()), ..Proof::default() };
+        let proof = Proof { sha256: Some("ab".into()), verified_by: Some(Evidence::SizeOnly), ..Proof::default() };
         export(&r, ExportFormat::Csv, &mut csv, |_| Some(proof.clone())).unwrap();
         let csv = String::from_utf8(csv).unwrap();
         assert!(csv.contains("\"a,\"\"b\"\"\nc\",3,"), "{csv}");
@@ -122,7 +122,7 @@ mod tests {
         let r = ManifestReader::open(dir.path()).unwrap();
         let proof = Proof {
             sha256: Some("ab".into()),
-            verified_by: Some("size only".into()),
+            verified_by: Some(Evidence::SizeOnly),
             copied: Some(ObjectEntry { key: "k".into(), size: 26, etag: Some("new".into()), ..Default::default() }),
             note: Some("restarted: changed".into()),
         };

@@ -1,6 +1,6 @@
 //! Provider errors: structured, classified, and free of credentials.
 
-use ferry_core::ErrorClass;
+use ferry_core::{ErrorClass, FailureKind};
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +18,10 @@ pub enum ProviderError {
     BadKey { provider: &'static str, key: String, reason: String },
     #[error("{provider}: {op} {key:?} failed: {detail}")]
     Request { provider: &'static str, op: &'static str, key: String, detail: String, class: ErrorClass },
+    /// Bytes corrupted on the way: a checksum the service or ferry computed does not match
+    /// the bytes. Retryable: reading or sending them again is the repair.
+    #[error("{provider}: {op} {key:?} failed: checksum mismatch: {detail}")]
+    Corrupted { provider: &'static str, op: &'static str, key: String, detail: String },
     /// A condition ferry sent with a read of the source (`If-Match` an entity tag, a generation
     /// match) failed: the object changed since its first bytes were read. The caller starts the
     /// object over from its current version, never joining bytes of two versions.
@@ -110,6 +114,17 @@ impl std::fmt::Display for Refusal {
     }
 }
 
+/// The kind of a local I/O error; `otherwise` for one its kind does not name.
+fn kind_of_io(e: &std::io::Error, otherwise: FailureKind) -> FailureKind {
+    match e.kind() {
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => FailureKind::DeviceFull,
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => FailureKind::Denied,
+        std::io::ErrorKind::TimedOut => FailureKind::Timeout,
+        std::io::ErrorKind::NotFound => FailureKind::NotFound,
+        _ => otherwise,
+    }
+}
+
 /// An I/O error in a few plain words where its kind says enough.
 fn describe(e: &std::io::Error) -> String {
     match e.kind() {
@@ -132,6 +147,7 @@ impl ProviderError {
             | ProviderError::Refused { .. }
             | ProviderError::Changed { .. } => ErrorClass::PerObject,
             ProviderError::Request { class, .. } => *class,
+            ProviderError::Corrupted { .. } => ErrorClass::Retryable,
             ProviderError::RootUnwritable { .. } => ErrorClass::Fatal,
             // A file this user may not read (or a directory it may not write) is that object's
             // problem; so is a full file system: a smaller object may still fit, and a disk
@@ -151,16 +167,34 @@ impl ProviderError {
             if matches!(source.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
     }
 
-    /// Bytes corrupted on the way (a checksum the other side or ferry computed does not match):
-    /// retryable, and named `checksum mismatch` so the retry is counted under that cause.
-    pub fn corrupted(provider: &'static str, op: &'static str, key: impl Into<String>, detail: impl std::fmt::Display) -> ProviderError {
-        let detail = format!("{}: {detail}", crate::retries::CHECKSUM);
-        ProviderError::Request { provider, op, key: key.into(), detail, class: ErrorClass::Retryable }
+    /// What kind of failure this is, carried as a value to the run's report and retry counts.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ProviderError::NoSuchBucket { .. } | ProviderError::NotFound { .. } => FailureKind::NotFound,
+            ProviderError::Denied { .. } => FailureKind::Denied,
+            ProviderError::Unreachable { .. } => FailureKind::Connection,
+            ProviderError::BadKey { .. } => FailureKind::Rejected,
+            ProviderError::Request { .. } => FailureKind::Other,
+            ProviderError::Corrupted { .. } => FailureKind::CorruptedInTransit,
+            ProviderError::Changed { .. } => FailureKind::SourceChanged,
+            ProviderError::Config { .. } => FailureKind::Config,
+            ProviderError::UnlistedUpload { .. } => FailureKind::Other,
+            ProviderError::Io { source, .. } => kind_of_io(source, FailureKind::Other),
+            ProviderError::RootUnwritable { source, .. } => kind_of_io(source, FailureKind::DestinationRefused),
+            ProviderError::Refused { refusal: Refusal::DestinationComponent { .. }, .. } => FailureKind::DestinationRefused,
+            ProviderError::Refused { .. } => FailureKind::SourceRefused,
+        }
     }
 
-    /// Whether this is a [`ProviderError::corrupted`] error.
+    /// Bytes corrupted on the way (a checksum the other side or ferry computed does not match):
+    /// retryable, and counted under the `checksum mismatch` retry cause.
+    pub fn corrupted(provider: &'static str, op: &'static str, key: impl Into<String>, detail: impl std::fmt::Display) -> ProviderError {
+        ProviderError::Corrupted { provider, op, key: key.into(), detail: detail.to_string() }
+    }
+
+    /// Whether this is a [`ProviderError::Corrupted`] error.
     pub fn is_corrupted(&self) -> bool {
-        matches!(self, ProviderError::Request { detail, .. } if detail.starts_with(crate::retries::CHECKSUM))
+        matches!(self, ProviderError::Corrupted { .. })
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> ProviderError {
@@ -207,7 +241,33 @@ pub(crate) fn without_queries(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::without_queries;
+    use super::*;
+    use crate::retries::Cause;
+
+    #[test]
+    fn corruption_is_a_kind_not_a_message() {
+        let corrupted = ProviderError::corrupted("s3", "get", "a/b", "stored crc32c 1, sent 2");
+        assert_eq!(corrupted.to_string(), "s3: get \"a/b\" failed: checksum mismatch: stored crc32c 1, sent 2", "the message users see");
+        assert!(corrupted.is_corrupted());
+        assert_eq!((corrupted.kind(), corrupted.class()), (FailureKind::CorruptedInTransit, ErrorClass::Retryable));
+        assert_eq!(Cause::of(corrupted.kind()).as_str(), "checksum mismatch");
+        // Words in a message decide nothing.
+        let detail = "checksum mismatch: HTTP 429 timed out".to_string();
+        let worded = ProviderError::Request { provider: "s3", op: "get", key: "k".into(), detail, class: ErrorClass::Retryable };
+        assert!(!worded.is_corrupted());
+        assert_eq!(Cause::of(worded.kind()), Cause::Other);
+    }
+
+    #[test]
+    fn local_failures_have_kinds() {
+        let full = ProviderError::Io { path: "/d/k".into(), source: std::io::ErrorKind::StorageFull.into() };
+        assert_eq!(full.kind(), FailureKind::DeviceFull);
+        assert!(full.is_full());
+        let refusal = Refusal::DestinationComponent { component: "a".into(), kind: FileKind::Regular };
+        assert_eq!(ProviderError::Refused { path: "/d/a/k".into(), refusal }.kind(), FailureKind::DestinationRefused);
+        let refusal = Refusal::Source(FileKind::Fifo);
+        assert_eq!(ProviderError::Refused { path: "/s/k".into(), refusal }.kind(), FailureKind::SourceRefused);
+    }
 
     #[test]
     fn urls_lose_their_queries_and_nothing_else() {

@@ -137,21 +137,21 @@ where
                     // The service found the body differs from the checksum ferry sent with it:
                     // corrupted on the way, and sending the same bytes again is the repair.
                     400 if detail.contains("Md5Mismatch") || detail.contains("contentMD5 doesn't match") => {
-                        cause = retries::CHECKSUM;
+                        cause = retries::Cause::Checksum;
                         ProviderError::corrupted(peer.provider, op, key, detail)
                     }
                     s => {
-                        cause = retries::cause_of_status(s);
+                        cause = retries::Cause::of_status(s);
                         ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class: class_of_status(s) }
                     }
                 }
             }
             Err(e) if e.is_connect() => {
-                cause = if e.is_timeout() { retries::TIMEOUT } else { retries::CONNECTION };
+                cause = if e.is_timeout() { retries::Cause::Timeout } else { retries::Cause::Connection };
                 ProviderError::Unreachable { provider: peer.provider, endpoint: peer.endpoint.to_string(), detail: transport_detail(e) }
             }
             Err(e) => {
-                cause = if e.is_timeout() { retries::TIMEOUT } else { retries::CONNECTION };
+                cause = if e.is_timeout() { retries::Cause::Timeout } else { retries::Cause::Connection };
                 ProviderError::Request {
                     provider: peer.provider,
                     op,

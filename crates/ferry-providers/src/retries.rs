@@ -5,6 +5,7 @@
 //!
 //! Counts are process-wide: one ferry process runs one job.
 
+use ferry_core::FailureKind;
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,18 +19,71 @@ static THROTTLES: AtomicU64 = AtomicU64::new(0);
 const MAX_PACE_US: u64 = 2_000_000;
 const FIRST_PACE_US: u64 = 10_000;
 
-pub const THROTTLED: &str = "throttled (429)";
-pub const UNAVAILABLE: &str = "unavailable (503)";
-pub const SERVER_ERROR: &str = "server error (5xx)";
-pub const TIMEOUT: &str = "timeout";
-pub const CONNECTION: &str = "connection dropped";
-pub const CHECKSUM: &str = "checksum mismatch";
-pub const SHORT_READ: &str = "short read";
-pub const OTHER: &str = "other";
+/// Why a failed attempt was tried again. Each counts under its stable name in the run's
+/// report (`throttled (429)`, `checksum mismatch`, …); the cause is decided from a status or a
+/// [`FailureKind`], never from an error's text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Cause {
+    Throttled,
+    Unavailable,
+    ServerError,
+    Timeout,
+    Connection,
+    Checksum,
+    ShortRead,
+    Other,
+}
+
+impl Cause {
+    /// The name the report counts this cause under.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cause::Throttled => "throttled (429)",
+            Cause::Unavailable => "unavailable (503)",
+            Cause::ServerError => "server error (5xx)",
+            Cause::Timeout => "timeout",
+            Cause::Connection => "connection dropped",
+            Cause::Checksum => "checksum mismatch",
+            Cause::ShortRead => "short read",
+            Cause::Other => "other",
+        }
+    }
+
+    /// The cause of a failed HTTP status.
+    pub fn of_status(status: u16) -> Cause {
+        Cause::of(FailureKind::of_status(status))
+    }
+
+    /// The cause a failure of this kind is retried for.
+    pub fn of(kind: FailureKind) -> Cause {
+        match kind {
+            FailureKind::Throttled => Cause::Throttled,
+            FailureKind::Unavailable => Cause::Unavailable,
+            FailureKind::ServerError => Cause::ServerError,
+            FailureKind::Timeout => Cause::Timeout,
+            FailureKind::Connection => Cause::Connection,
+            FailureKind::CorruptedInTransit => Cause::Checksum,
+            FailureKind::ShortRead => Cause::ShortRead,
+            _ => Cause::Other,
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+// The adapters' former names for the causes, until each moves to `Cause`.
+pub(crate) const TIMEOUT: Cause = Cause::Timeout;
+pub(crate) const CONNECTION: Cause = Cause::Connection;
+pub(crate) const CHECKSUM: Cause = Cause::Checksum;
 
 /// Counts one failed attempt.
-pub fn record(cause: &'static str) {
-    *COUNTS.lock().expect("retry counts lock").entry(cause).or_default() += 1;
+pub fn record(cause: Cause) {
+    *COUNTS.lock().expect("retry counts lock").entry(cause.as_str()).or_default() += 1;
 }
 
 /// Failed attempts so far, by cause.
@@ -37,36 +91,9 @@ pub fn snapshot() -> BTreeMap<String, u64> {
     COUNTS.lock().expect("retry counts lock").iter().map(|(k, v)| (k.to_string(), *v)).collect()
 }
 
-/// The cause of a failed HTTP status.
-pub fn cause_of_status(status: u16) -> &'static str {
-    match status {
-        429 => THROTTLED,
-        503 => UNAVAILABLE,
-        408 | 504 => TIMEOUT,
-        500..=599 => SERVER_ERROR,
-        _ => OTHER,
-    }
-}
-
-/// The cause named by an error's message (for failures found above the transport: a checksum
-/// that does not match, a body shorter than announced).
-pub fn cause_of_message(message: &str) -> &'static str {
-    let m = message.to_ascii_lowercase();
-    if m.contains(CHECKSUM) {
-        CHECKSUM
-    } else if m.contains("short read") {
-        SHORT_READ
-    } else if m.contains("429") || m.contains("slowdown") || m.contains("throttl") || m.contains("toomanyrequests") {
-        THROTTLED
-    } else if m.contains("503") {
-        UNAVAILABLE
-    } else if m.contains("timeout") || m.contains("timed out") {
-        TIMEOUT
-    } else if m.contains("connection") || m.contains("dispatch") || m.contains("body") {
-        CONNECTION
-    } else {
-        OTHER
-    }
+/// The cause of a failed HTTP status (the adapters' former name for [`Cause::of_status`]).
+pub(crate) fn cause_of_status(status: u16) -> Cause {
+    Cause::of_status(status)
 }
 
 /// Throttling answers (429, 503) this process has seen: callers compare two readings to learn
@@ -124,11 +151,14 @@ mod tests {
     }
 
     #[test]
-    fn causes_are_named_from_statuses_and_messages() {
-        assert_eq!(cause_of_status(429), THROTTLED);
-        assert_eq!(cause_of_status(503), UNAVAILABLE);
-        assert_eq!(cause_of_status(500), SERVER_ERROR);
-        assert_eq!(cause_of_message("get a/b: checksum mismatch: stored crc32c 1, sent 2"), CHECKSUM);
-        assert_eq!(cause_of_message("short read: 3 of 8 bytes"), SHORT_READ);
+    fn causes_are_named_from_statuses_and_kinds() {
+        assert_eq!(Cause::of_status(429).as_str(), "throttled (429)");
+        assert_eq!(Cause::of_status(503).as_str(), "unavailable (503)");
+        assert_eq!(Cause::of_status(500).as_str(), "server error (5xx)");
+        assert_eq!(Cause::of_status(504), Cause::Timeout);
+        assert_eq!(Cause::of_status(400), Cause::Other);
+        assert_eq!(Cause::of(FailureKind::CorruptedInTransit).as_str(), "checksum mismatch");
+        assert_eq!(Cause::of(FailureKind::ShortRead).as_str(), "short read");
+        assert_eq!(Cause::of(FailureKind::SourceGone), Cause::Other);
     }
 }

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use bytes::BytesMut;
-use ferry_core::ErrorClass;
+use ferry_core::{ErrorClass, FailureKind};
 use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::ops::Range;
@@ -180,10 +180,11 @@ impl BlockClient {
                 };
                 match fetched {
                     Ok(got) => break got,
-                    Err(detail) if attempt < ATTEMPTS => {
-                        crate::retries::record(crate::retries::cause_of_message(&detail));
+                    Err((kind, _)) if attempt < ATTEMPTS => {
+                        crate::retries::record(crate::retries::Cause::of(kind));
                     }
-                    Err(detail) => {
+                    Err((FailureKind::CorruptedInTransit, detail)) => return Err(ProviderError::corrupted(PROVIDER, "get", key, detail)),
+                    Err((_, detail)) => {
                         return Err(ProviderError::Request {
                             provider: PROVIDER,
                             op: "get",
@@ -367,26 +368,36 @@ fn attr_headers(attrs: &PutAttrs) -> Vec<(String, String)> {
 /// Reads one ranged answer and checks it: the range asked for (`start..want_end`, or to the
 /// blob's end), every byte of it, and the MD5 Azure gave for it. Returns the bytes, the
 /// answer's headers and the blob's size, or why the read must be repeated.
-async fn read_checked(resp: reqwest::Response, start: u64, want_end: u64) -> std::result::Result<(Bytes, http::HeaderMap, u64), String> {
+/// A failed ranged read's kind and what happened (for a checksum mismatch, without the
+/// words `checksum mismatch`, which the error adds).
+type ReadFailure = (FailureKind, String);
+
+async fn read_checked(
+    resp: reqwest::Response,
+    start: u64,
+    want_end: u64,
+) -> std::result::Result<(Bytes, http::HeaderMap, u64), ReadFailure> {
     let head = resp.headers().clone();
     let total = head
         .get("content-range")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit('/').next())
         .and_then(|t| t.parse::<u64>().ok())
-        .ok_or("connection dropped: the answer has no Content-Range")?;
+        .ok_or((FailureKind::Connection, "connection dropped: the answer has no Content-Range".to_string()))?;
     let md5 = head.get("content-md5").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let data = crate::http::read_body(resp).await.map_err(|e| format!("connection dropped while reading: {}", crate::error::chain(&e)))?;
+    let data = crate::http::read_body(resp)
+        .await
+        .map_err(|e| (FailureKind::Connection, format!("connection dropped while reading: {}", crate::error::chain(&e))))?;
     let expected = want_end.min(total).saturating_sub(start);
     if data.len() as u64 != expected {
-        return Err(format!("short read: {} of {expected} bytes at offset {start}", data.len()));
+        return Err((FailureKind::ShortRead, format!("short read: {} of {expected} bytes at offset {start}", data.len())));
     }
     match md5 {
         Some(md5) if md5 != md5_b64(&data) => {
-            Err(format!("checksum mismatch: bytes {start}+{} have MD5 {}, Azure says {md5}", data.len(), md5_b64(&data)))
+            Err((FailureKind::CorruptedInTransit, format!("bytes {start}+{} have MD5 {}, Azure says {md5}", data.len(), md5_b64(&data))))
         }
         Some(_) => Ok((data, head, total)),
-        None => Err("the answer carries no MD5 of the range".to_string()),
+        None => Err((FailureKind::Other, "the answer carries no MD5 of the range".to_string())),
     }
 }
 
