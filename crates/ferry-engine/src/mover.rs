@@ -249,7 +249,7 @@ impl Mover {
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
                 let attrs = attrs_of(row, &fetched.object, self.opts.file_mode);
-                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked.and_then(Evidence::parse))
+                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked)
             }
         };
         let verified_by = match source_evidence(row, &seen, &digest, reads_checked) {
@@ -305,6 +305,7 @@ impl Mover {
                 key: entry.key.clone(),
                 detail: e.to_string(),
                 class: ErrorClass::Fatal,
+                kind: FailureKind::Journal,
             })
         };
         let copied = copier.copy_from(self.src.location(), &object, part_size, &started).await?;
@@ -330,7 +331,8 @@ impl Mover {
             }
         };
         Stats::add(&self.stats.bytes_done, entry.size);
-        let checksums = Checksums { crc32c: copied.crc32c, crc64nvme: copied.crc64nvme, ..Checksums::default() };
+        // The journal keeps no MD5 of a copy.
+        let checksums = Checksums { md5: None, ..copied.checksums };
         Ok(Outcome { copied: checksums, dst_etag: copied.etag, verified_by })
     }
 
@@ -497,7 +499,7 @@ impl Mover {
                 let permit = permit?;
                 let fetched = self.src.get(key, Some(range)).await?;
                 check_unchanged(row, &fetched.object)?;
-                Ok::<_, ObjectError>((i, fetched.data, fetched.checked.and_then(Evidence::parse), permit))
+                Ok::<_, ObjectError>((i, fetched.data, fetched.checked, permit))
             })
             .buffered(width);
         let mut reads = std::pin::pin!(reads);
@@ -762,13 +764,14 @@ fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCop
         let message = format!("checksum mismatch: the server-side copy has {what} {b}, the source {a}");
         Err(ObjectError::new(ErrorClass::Retryable, FailureKind::CorruptedInTransit, message))
     };
-    if let (Some(src), Some(dst)) = (entry.crc32c.as_ref().or(source.crc32c.as_ref()), copied.crc32c.as_ref()) {
+    let copied_sums = &copied.checksums;
+    if let (Some(src), Some(dst)) = (entry.crc32c.as_ref().or(source.crc32c.as_ref()), copied_sums.crc32c.as_ref()) {
         return if src == dst { Ok(Some(Evidence::ServerSideCrc32c)) } else { mismatch("crc32c", src, dst) };
     }
-    if let (Some(src), Some(dst)) = (source.crc64nvme.as_ref(), copied.crc64nvme.as_ref()) {
+    if let (Some(src), Some(dst)) = (source.crc64nvme.as_ref(), copied_sums.crc64nvme.as_ref()) {
         return if src == dst { Ok(Some(Evidence::ServerSideCrc64nvme)) } else { mismatch("crc64nvme", src, dst) };
     }
-    if let (Some(src), Some(dst)) = (entry.md5.as_ref().or(source.md5.as_ref()), copied.md5.as_ref()) {
+    if let (Some(src), Some(dst)) = (entry.md5.as_ref().or(source.md5.as_ref()), copied_sums.md5.as_ref()) {
         return if src == dst { Ok(Some(Evidence::ServerSideMd5)) } else { mismatch("md5", src, dst) };
     }
     // A copy in one request keeps a plain MD5 ETag: equal ETags are the same bytes. (Different

@@ -16,8 +16,10 @@ pub enum ProviderError {
     NotFound { provider: &'static str, key: String },
     #[error("{provider}: invalid key {key:?}: {reason}")]
     BadKey { provider: &'static str, key: String, reason: String },
+    /// A request failed: `kind` says how (a status, a timeout, a dropped connection…), set
+    /// where the failure was seen; `class` what to do about it.
     #[error("{provider}: {op} {key:?} failed: {detail}")]
-    Request { provider: &'static str, op: &'static str, key: String, detail: String, class: ErrorClass },
+    Request { provider: &'static str, op: &'static str, key: String, detail: String, class: ErrorClass, kind: FailureKind },
     /// Bytes corrupted on the way: a checksum the service or ferry computed does not match
     /// the bytes. Retryable: reading or sending them again is the repair.
     #[error("{provider}: {op} {key:?} failed: checksum mismatch: {detail}")]
@@ -174,7 +176,7 @@ impl ProviderError {
             ProviderError::Denied { .. } => FailureKind::Denied,
             ProviderError::Unreachable { .. } => FailureKind::Connection,
             ProviderError::BadKey { .. } => FailureKind::Rejected,
-            ProviderError::Request { .. } => FailureKind::Other,
+            ProviderError::Request { kind, .. } => *kind,
             ProviderError::Corrupted { .. } => FailureKind::CorruptedInTransit,
             ProviderError::Changed { .. } => FailureKind::SourceChanged,
             ProviderError::Config { .. } => FailureKind::Config,
@@ -251,11 +253,12 @@ mod tests {
         assert!(corrupted.is_corrupted());
         assert_eq!((corrupted.kind(), corrupted.class()), (FailureKind::CorruptedInTransit, ErrorClass::Retryable));
         assert_eq!(Cause::of(corrupted.kind()).as_str(), "checksum mismatch");
-        // Words in a message decide nothing.
+        // Words in a message decide nothing: the kind set where the failure was seen does.
         let detail = "checksum mismatch: HTTP 429 timed out".to_string();
-        let worded = ProviderError::Request { provider: "s3", op: "get", key: "k".into(), detail, class: ErrorClass::Retryable };
+        let kind = FailureKind::Connection;
+        let worded = ProviderError::Request { provider: "s3", op: "get", key: "k".into(), detail, class: ErrorClass::Retryable, kind };
         assert!(!worded.is_corrupted());
-        assert_eq!(Cause::of(worded.kind()), Cause::Other);
+        assert_eq!(Cause::of(worded.kind()), Cause::Connection);
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! their use needs (an error answer's first 64 KiB). No error text carries a request's URL.
 
 use crate::{ProviderError, Result, class_of_status, retries};
-use ferry_core::ErrorClass;
+use ferry_core::{ErrorClass, FailureKind};
 use std::future::Future;
 use std::time::Duration;
 
@@ -59,14 +59,19 @@ async fn error_text(mut resp: reqwest::Response) -> String {
 
 /// An answer's body when it is at most `max` bytes (a listing, a block list, an object's
 /// description): a longer one is refused as soon as it passes `max`, never held whole.
-pub(crate) async fn read_limited(mut resp: reqwest::Response, max: usize) -> std::result::Result<bytes::Bytes, String> {
+pub(crate) async fn read_limited(mut resp: reqwest::Response, max: usize) -> std::result::Result<bytes::Bytes, (FailureKind, String)> {
     let mut body = bytes::BytesMut::new();
     loop {
         match resp.chunk().await {
-            Ok(Some(chunk)) if body.len() + chunk.len() > max => return Err(format!("the answer is longer than {max} bytes")),
+            Ok(Some(chunk)) if body.len() + chunk.len() > max => {
+                return Err((FailureKind::Other, format!("the answer is longer than {max} bytes")));
+            }
             Ok(Some(chunk)) => body.extend_from_slice(&chunk),
             Ok(None) => return Ok(body.freeze()),
-            Err(e) => return Err(format!("connection dropped while reading: {}", crate::error::chain(&e.without_url()))),
+            Err(e) => {
+                let kind = if e.is_timeout() { FailureKind::Timeout } else { FailureKind::Connection };
+                return Err((kind, format!("connection dropped while reading: {}", crate::error::chain(&e.without_url()))));
+            }
         }
     }
 }
@@ -142,7 +147,8 @@ where
                     }
                     s => {
                         cause = retries::Cause::of_status(s);
-                        ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class: class_of_status(s) }
+                        let (class, kind) = (class_of_status(s), FailureKind::of_status(s));
+                        ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class, kind }
                     }
                 }
             }
@@ -151,13 +157,15 @@ where
                 ProviderError::Unreachable { provider: peer.provider, endpoint: peer.endpoint.to_string(), detail: transport_detail(e) }
             }
             Err(e) => {
-                cause = if e.is_timeout() { retries::Cause::Timeout } else { retries::Cause::Connection };
+                let kind = if e.is_timeout() { FailureKind::Timeout } else { FailureKind::Connection };
+                cause = retries::Cause::of(kind);
                 ProviderError::Request {
                     provider: peer.provider,
                     op,
                     key: key.to_string(),
                     detail: transport_detail(e),
                     class: ErrorClass::Retryable,
+                    kind,
                 }
             }
         };

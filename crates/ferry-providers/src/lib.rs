@@ -32,7 +32,7 @@ pub use error::{FileKind, ProviderError, Refusal};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::{ErrorClass, Limits, Location, ObjectEntry, Scheme};
+use ferry_core::{Checksums, ErrorClass, Evidence, Limits, Location, ObjectEntry, Scheme};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -78,9 +78,9 @@ pub struct Fetched {
     /// metadata, etag or version are filled where the response carries them.
     pub object: ObjectEntry,
     /// The source's own checksum the adapter checked these bytes against as they arrived
-    /// (`source md5` for an S3 MD5 ETag or Azure's per-range MD5), if it did. A mismatch is an
-    /// error, never a `Fetched`.
-    pub checked: Option<&'static str>,
+    /// ([`Evidence::SourceMd5`] for an S3 MD5 ETag or Azure's per-range MD5), if it did. A
+    /// mismatch is an error, never a `Fetched`.
+    pub checked: Option<Evidence>,
 }
 
 /// A storage provider: a bucket or container (or a local directory) under a prefix.
@@ -139,13 +139,9 @@ pub trait Provider: Send + Sync {
 pub struct ServerCopied {
     /// The copy's entity tag, quotes stripped.
     pub etag: Option<String>,
-    /// The copy's whole-object CRC32C (8 hex digits), where the service gave it (for a copy in
-    /// parts, every part's, combined).
-    pub crc32c: Option<String>,
-    /// The copy's whole-object CRC64NVME, where the service gave it.
-    pub crc64nvme: Option<String>,
-    /// The copy's MD5 (32 hex digits), where the service gave it (GCS).
-    pub md5: Option<String>,
+    /// The copy's whole-object checksums, where the service gave them: CRC32C (for a copy in
+    /// parts, every part's, combined), CRC64NVME, MD5 (GCS, Azure). Never a SHA-256.
+    pub checksums: Checksums,
     /// Parts it was copied in (0: one request).
     pub parts: u32,
 }

@@ -76,11 +76,6 @@ impl std::fmt::Display for Cause {
     }
 }
 
-// The adapters' former names for the causes, until each moves to `Cause`.
-pub(crate) const TIMEOUT: Cause = Cause::Timeout;
-pub(crate) const CONNECTION: Cause = Cause::Connection;
-pub(crate) const CHECKSUM: Cause = Cause::Checksum;
-
 /// Counts one failed attempt.
 pub fn record(cause: Cause) {
     *COUNTS.lock().expect("retry counts lock").entry(cause.as_str()).or_default() += 1;
@@ -89,11 +84,6 @@ pub fn record(cause: Cause) {
 /// Failed attempts so far, by cause.
 pub fn snapshot() -> BTreeMap<String, u64> {
     COUNTS.lock().expect("retry counts lock").iter().map(|(k, v)| (k.to_string(), *v)).collect()
-}
-
-/// The cause of a failed HTTP status (the adapters' former name for [`Cause::of_status`]).
-pub(crate) fn cause_of_status(status: u16) -> Cause {
-    Cause::of_status(status)
 }
 
 /// Throttling answers (429, 503) this process has seen: callers compare two readings to learn

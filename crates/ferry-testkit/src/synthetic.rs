@@ -61,6 +61,7 @@ impl SyntheticBucket {
             key: key.into(),
             detail: "a synthetic bucket can only be listed".into(),
             class: ferry_core::ErrorClass::Fatal,
+            kind: ferry_core::FailureKind::Other,
         }
     }
 }

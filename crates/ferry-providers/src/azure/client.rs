@@ -186,13 +186,14 @@ impl BlockClient {
                         crate::retries::record(crate::retries::Cause::of(kind));
                     }
                     Err((FailureKind::CorruptedInTransit, detail)) => return Err(ProviderError::corrupted(PROVIDER, "get", key, detail)),
-                    Err((_, detail)) => {
+                    Err((kind, detail)) => {
                         return Err(ProviderError::Request {
                             provider: PROVIDER,
                             op: "get",
                             key: key.to_string(),
                             detail,
                             class: ErrorClass::Retryable,
+                            kind,
                         });
                     }
                 }
@@ -276,6 +277,7 @@ impl BlockClient {
             key: key.to_string(),
             detail,
             class: ErrorClass::Retryable,
+            kind: FailureKind::Other,
         };
         let status_of = |h: &http::HeaderMap| h.get("x-ms-copy-status").and_then(|v| v.to_str().ok()).unwrap_or("success").to_string();
         let mut status = status_of(resp.headers());
@@ -301,13 +303,14 @@ impl BlockClient {
             // 50,000 blocks take about 7 MB.
             Ok(resp) => match crate::http::read_limited(resp, MAX_BLOCK_LIST).await {
                 Ok(body) => String::from_utf8_lossy(&body).into_owned(),
-                Err(detail) => {
+                Err((kind, detail)) => {
                     return Err(ProviderError::Request {
                         provider: PROVIDER,
                         op: "get block list",
                         key: key.to_string(),
                         detail,
                         class: ErrorClass::Retryable,
+                        kind,
                     });
                 }
             },
@@ -433,7 +436,15 @@ pub(super) fn map_error(endpoint: &str, container: &str, op: &'static str, key: 
         }
         object_store::Error::InvalidPath { .. } => ProviderError::BadKey { provider: PROVIDER, key: key.to_string(), reason: text },
         _ => {
-            ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail: first_line(&text), class: ErrorClass::Retryable }
+            let detail = first_line(&text);
+            ProviderError::Request {
+                provider: PROVIDER,
+                op,
+                key: key.to_string(),
+                detail,
+                class: ErrorClass::Retryable,
+                kind: FailureKind::Other,
+            }
         }
     }
 }

@@ -38,7 +38,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use client::{blob_entry, entry_from_headers, map_error};
 use config::resolve_endpoint;
-use ferry_core::{Limits, Location, ObjectEntry};
+use ferry_core::{Evidence, Limits, Location, ObjectEntry};
 use futures::stream::BoxStream;
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
@@ -133,7 +133,7 @@ impl Provider for AzureProvider {
         self.path(key)?;
         let full = self.location.key_for(key);
         let (data, head, total) = self.blocks.get_checked(&full, key, range.filter(|r| r.end > r.start)).await?;
-        Ok(Fetched { data, object: entry_from_headers(key, &head, total), checked: Some("source md5") })
+        Ok(Fetched { data, object: entry_from_headers(key, &head, total), checked: Some(Evidence::SourceMd5) })
     }
 
     async fn put(&self, key: &str, data: Bytes, _crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {

@@ -4,7 +4,7 @@ use super::client::blob_entry;
 use super::*;
 use crate::{Result, ServerCopied, ServerCopy};
 use async_trait::async_trait;
-use ferry_core::{Location, ObjectEntry};
+use ferry_core::{Checksums, Location, ObjectEntry};
 
 #[async_trait]
 impl ServerCopy for AzureProvider {
@@ -20,6 +20,6 @@ impl ServerCopy for AzureProvider {
         let head =
             self.blocks.copy_blob(&self.location.key_for(key), key, &source.bucket, &source.key_for(key), object.etag.as_deref()).await?;
         let copy = blob_entry(key, &head);
-        Ok(ServerCopied { etag: copy.etag, md5: copy.md5, crc32c: None, crc64nvme: None, parts: 0 })
+        Ok(ServerCopied { etag: copy.etag, checksums: Checksums { md5: copy.md5, ..Checksums::default() }, parts: 0 })
     }
 }

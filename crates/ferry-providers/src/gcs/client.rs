@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use ferry_core::{ErrorClass, ObjectEntry};
+use ferry_core::{ErrorClass, FailureKind, ObjectEntry};
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -123,10 +123,16 @@ impl Client {
     /// The answer's JSON (a listing page or an object's description: never more than
     /// [`MAX_JSON`] bytes is read).
     pub(super) async fn json<T: for<'de> Deserialize<'de>>(&self, op: &'static str, key: &str, resp: reqwest::Response) -> Result<T> {
-        let failed =
-            |detail: String| ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: ErrorClass::Retryable };
+        let failed = |(kind, detail): (FailureKind, String)| ProviderError::Request {
+            provider: PROVIDER,
+            op,
+            key: key.to_string(),
+            detail,
+            class: ErrorClass::Retryable,
+            kind,
+        };
         let body = crate::http::read_limited(resp, MAX_JSON).await.map_err(failed)?;
-        serde_json::from_slice(&body).map_err(|e| failed(format!("unreadable answer: {e}")))
+        serde_json::from_slice(&body).map_err(|e| failed((FailureKind::Other, format!("unreadable answer: {e}"))))
     }
 
     pub(super) async fn upload_media(&self, name: &str, data: Bytes) -> Result<GcsObject> {

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{Bytes, BytesMut};
-use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
+use ferry_core::{ErrorClass, FailureKind, Limits, Location, ObjectEntry};
 use futures::stream::BoxStream;
 use std::ops::Range;
 
@@ -116,6 +116,7 @@ impl Provider for GcsProvider {
             key: key.to_string(),
             detail: crate::error::chain(&e),
             class: ErrorClass::Retryable,
+            kind: if e.is_timeout() { FailureKind::Timeout } else { FailureKind::Connection },
         })?;
         let expected = range.map(|r| r.end - r.start).unwrap_or(total);
         if data.len() as u64 != expected {
@@ -125,6 +126,7 @@ impl Provider for GcsProvider {
                 key: key.to_string(),
                 detail: format!("short read: {} of {expected} bytes", data.len()),
                 class: ErrorClass::Retryable,
+                kind: FailureKind::ShortRead,
             });
         }
         Ok(Fetched { data, object, checked: None })

@@ -4,7 +4,6 @@ use crate::{Multipart, MultipartUpload, PartReceipt, ProviderError, PutAttrs, Pu
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use ferry_core::ErrorClass;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
@@ -205,13 +204,12 @@ impl MultipartUpload for GcsUpload {
             let o = self.client.compose(&self.dest, &names, Some(&self.attrs)).await?;
             let want = ferry_core::digest::crc32c_hex(expected.0);
             match b64_to_hex(o.crc32c.as_deref()) {
-                Some(got) if got != want => Err(ProviderError::Request {
-                    provider: PROVIDER,
-                    op: "compose",
-                    key: self.key.clone(),
-                    detail: format!("composite crc32c {got} differs from the parts' combined {want}"),
-                    class: ErrorClass::Retryable,
-                }),
+                Some(got) if got != want => Err(ProviderError::corrupted(
+                    PROVIDER,
+                    "compose",
+                    self.key.clone(),
+                    format!("composite crc32c {got} differs from the parts' combined {want}"),
+                )),
                 _ => Ok(PutReceipt { etag: o.etag }),
             }
         }

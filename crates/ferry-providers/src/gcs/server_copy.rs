@@ -2,7 +2,7 @@
 
 use crate::{ProviderError, Result, ServerCopied, ServerCopy};
 use async_trait::async_trait;
-use ferry_core::{ErrorClass, Location, ObjectEntry};
+use ferry_core::{Checksums, ErrorClass, FailureKind, Location, ObjectEntry};
 use serde::Deserialize;
 
 use super::client::*;
@@ -57,9 +57,11 @@ impl ServerCopy for GcsProvider {
                 let o = answer.resource.unwrap_or_default();
                 return Ok(ServerCopied {
                     etag: o.etag.clone(),
-                    crc32c: b64_to_hex(o.crc32c.as_deref()),
-                    md5: b64_to_hex(o.md5_hash.as_deref()),
-                    crc64nvme: None,
+                    checksums: Checksums {
+                        crc32c: b64_to_hex(o.crc32c.as_deref()),
+                        md5: b64_to_hex(o.md5_hash.as_deref()),
+                        ..Checksums::default()
+                    },
                     parts: 0,
                 });
             }
@@ -69,6 +71,7 @@ impl ServerCopy for GcsProvider {
                 key: key.to_string(),
                 detail: "the rewrite is not done and gave no token to continue with".into(),
                 class: ErrorClass::Retryable,
+                kind: FailureKind::Other,
             })?);
         }
         Err(ProviderError::Request {
@@ -77,6 +80,7 @@ impl ServerCopy for GcsProvider {
             key: key.to_string(),
             detail: format!("the rewrite was not done after {MAX_REWRITE_CALLS} calls"),
             class: ErrorClass::Retryable,
+            kind: FailureKind::Other,
         })
     }
 }

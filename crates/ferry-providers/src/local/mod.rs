@@ -49,7 +49,7 @@ mod multipart;
 use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::{Limits, Location, ObjectEntry};
+use ferry_core::{Evidence, Limits, Location, ObjectEntry};
 use fs::*;
 use futures::stream::BoxStream;
 use rustix::fs::AtFlags;
@@ -173,7 +173,7 @@ impl Provider for LocalProvider {
             let range = range.unwrap_or(0..meta.len());
             let mut buf = ferry_core::buffers::take_filled((range.end - range.start) as usize);
             file.read_exact_at(&mut buf, range.start).map_err(|source| ProviderError::Io { path: root.join(&key), source })?;
-            Ok(Fetched { data: ferry_core::buffers::freeze(buf), object: read_entry(&key, &meta), checked: Some("local file") })
+            Ok(Fetched { data: ferry_core::buffers::freeze(buf), object: read_entry(&key, &meta), checked: Some(Evidence::LocalFile) })
         })
         .await
     }

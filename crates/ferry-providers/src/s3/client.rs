@@ -12,8 +12,8 @@ use aws_smithy_types::timeout::TimeoutConfig;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
-use ferry_core::ErrorClass;
 use ferry_core::Md5Etag;
+use ferry_core::{ErrorClass, FailureKind};
 use std::time::Duration;
 
 /// The SDK client for `connect` (its endpoint and profile, else the standard AWS environment),
@@ -84,8 +84,18 @@ where
         (_, _, "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch") => {
             ProviderError::corrupted(PROVIDER, op, key, detail)
         }
-        (_, Some(s), _) => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s) },
-        _ => ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: ErrorClass::Retryable },
+        (_, Some(s), code) => {
+            // S3 names its push-backs by code; a 503 SlowDown is throttling, not an outage.
+            let kind = match code {
+                "SlowDown" | "Throttling" | "ThrottlingException" | "TooManyRequests" | "RequestLimitExceeded" => FailureKind::Throttled,
+                _ => FailureKind::of_status(s),
+            };
+            ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s), kind }
+        }
+        _ => {
+            let kind = if matches!(e, SdkError::ResponseError(_)) { FailureKind::Connection } else { FailureKind::Other };
+            ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: ErrorClass::Retryable, kind }
+        }
     }
 }
 
@@ -102,7 +112,7 @@ where
         attempt += 1;
         match send().await {
             Err(e) if attempt < 3 && e.is_corrupted() => {
-                crate::retries::record(crate::retries::CHECKSUM);
+                crate::retries::record(crate::retries::Cause::Checksum);
             }
             other => return other,
         }
@@ -158,10 +168,10 @@ impl aws_sdk_s3::config::Intercept for CountRetries {
         };
         // A 429 is retried by the SDK only under some error codes; the mover counts the rest.
         let cause = match status {
-            Some(s @ 500..=599) => crate::retries::cause_of_status(s),
+            Some(s @ 500..=599) => crate::retries::Cause::of_status(s),
             Some(_) => return Ok(()),
-            None if e.is_timeout_error() => crate::retries::TIMEOUT,
-            None => crate::retries::CONNECTION,
+            None if e.is_timeout_error() => crate::retries::Cause::Timeout,
+            None => crate::retries::Cause::Connection,
         };
         crate::retries::record(cause);
         Ok(())

@@ -31,7 +31,7 @@ use aws_sdk_s3::types::ChecksumMode;
 use bytes::Bytes;
 use client::*;
 use ferry_core::Md5Etag;
-use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
+use ferry_core::{ErrorClass, Evidence, FailureKind, Limits, Location, ObjectEntry};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::ops::Range;
@@ -200,13 +200,20 @@ impl Provider for S3Provider {
         let announced = o.content_length().unwrap_or(0).clamp(0, 1 << 30) as usize;
         let mut body = o.body;
         let mut buf = ferry_core::buffers::take(announced);
-        let failed = |e: aws_smithy_types::byte_stream::error::Error| ProviderError::Request {
-            provider: PROVIDER,
-            op: "get",
-            key: key.to_string(),
+        let failed = |e: aws_smithy_types::byte_stream::error::Error| {
             // The chain says why a body failed, e.g. the SDK's response checksum mismatch.
-            detail: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-            class: ErrorClass::Retryable,
+            let detail = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
+            match body_checksum_mismatch(&e) {
+                true => ProviderError::corrupted(PROVIDER, "get", key, detail),
+                false => ProviderError::Request {
+                    provider: PROVIDER,
+                    op: "get",
+                    key: key.to_string(),
+                    detail,
+                    class: ErrorClass::Retryable,
+                    kind: FailureKind::Connection,
+                },
+            }
         };
         while let Some(chunk) = body.try_next().await.map_err(failed)? {
             buf.extend_from_slice(&chunk);
@@ -224,6 +231,7 @@ impl Provider for S3Provider {
                 key: key.to_string(),
                 detail: format!("short read: {} of {want} bytes", data.len()),
                 class: ErrorClass::Retryable,
+                kind: FailureKind::ShortRead,
             });
         }
         // No checksum on a whole object: its single-part ETag is the MD5 of its bytes.
@@ -234,7 +242,7 @@ impl Provider for S3Provider {
                 let detail = format!("the bytes read have MD5 {}, the source's ETag is {}", check.computed(), check.expected());
                 return Err(ProviderError::corrupted(PROVIDER, "get", key, detail));
             }
-            checked = Some("source md5");
+            checked = Some(Evidence::SourceMd5);
         }
         Ok(Fetched { data, object, checked })
     }
@@ -284,4 +292,19 @@ impl Provider for S3Provider {
     fn server_copy(&self) -> Option<&dyn ServerCopy> {
         Some(self)
     }
+}
+
+/// Whether a body failed because the SDK found its bytes differ from the checksum S3 sent with
+/// them (the SDK's own error type, found in the error's chain).
+fn body_checksum_mismatch(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    // Bounded: an error chain is a handful of links.
+    for _ in 0..16 {
+        let Some(err) = cur else { return false };
+        if matches!(err.downcast_ref(), Some(aws_smithy_checksums::body::validate::Error::ChecksumMismatch { .. })) {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }

@@ -10,7 +10,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedPart};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use ferry_core::ErrorClass;
+use ferry_core::{ErrorClass, FailureKind};
 use futures::future::BoxFuture;
 
 #[async_trait]
@@ -35,6 +35,7 @@ impl Multipart for S3Provider {
             key: key.to_string(),
             detail: "no upload id in the answer".into(),
             class: ErrorClass::Retryable,
+            kind: FailureKind::Other,
         })?;
         Ok(self.upload(key, upload_id))
     }

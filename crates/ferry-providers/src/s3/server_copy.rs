@@ -5,7 +5,7 @@ use super::*;
 use crate::{Multipart, ProviderError, PutAttrs, Result, ServerCopied, ServerCopy, unquote};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedPart};
-use ferry_core::{ErrorClass, Location, ObjectEntry};
+use ferry_core::{Checksums, ErrorClass, FailureKind, Location, ObjectEntry};
 use futures::StreamExt;
 
 /// Characters kept as they are in an `x-amz-copy-source` key: unreserved ones and `/`.
@@ -50,9 +50,11 @@ impl ServerCopy for S3Provider {
             let r = o.copy_object_result();
             return Ok(ServerCopied {
                 etag: r.and_then(|r| r.e_tag()).map(unquote),
-                crc32c: crc_hex(r.and_then(|r| r.checksum_crc32_c())),
-                crc64nvme: crc64_hex(r.and_then(|r| r.checksum_crc64_nvme())),
-                md5: None,
+                checksums: Checksums {
+                    crc32c: crc_hex(r.and_then(|r| r.checksum_crc32_c())),
+                    crc64nvme: crc64_hex(r.and_then(|r| r.checksum_crc64_nvme())),
+                    ..Checksums::default()
+                },
                 parts: 0,
             });
         }
@@ -63,6 +65,7 @@ impl ServerCopy for S3Provider {
             key: key.to_string(),
             detail: e.to_string(),
             class: ErrorClass::PerObject,
+            kind: FailureKind::NoPartPlan,
         })?;
         let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone(), mode: None };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
@@ -125,7 +128,7 @@ impl ServerCopy for S3Provider {
                     .fold(None, |acc: Option<u32>, ((len, _, _), crc)| Some(acc.map_or(crc, |a| ferry_core::crc32c_combine(a, crc, *len))));
                 ferry_core::digest::crc32c_hex(whole.unwrap_or(0))
             });
-            Ok::<_, ProviderError>(ServerCopied { etag, crc32c, crc64nvme: None, md5: None, parts: count })
+            Ok::<_, ProviderError>(ServerCopied { etag, checksums: Checksums { crc32c, ..Checksums::default() }, parts: count })
         }
         .await;
         if copied.is_err() {
