@@ -1,5 +1,6 @@
 //! One object as the source listed it.
 
+use crate::Checksums;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -18,14 +19,12 @@ pub struct ObjectEntry {
     pub etag: Option<String>,
     /// Object version / generation where the provider has one.
     pub version: Option<String>,
-    /// Source-native CRC32C, 8 lowercase hex digits.
-    pub crc32c: Option<String>,
-    /// Source-native MD5, 32 lowercase hex digits.
-    pub md5: Option<String>,
-    /// Source-native full-object CRC64NVME (S3's default checksum), 16 lowercase hex digits.
-    /// Seen by a HEAD or GET at copy time; listings do not carry it and manifests do not keep it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub crc64nvme: Option<String>,
+    /// The source's own checksums: CRC32C and MD5 as listed (manifests keep them); the
+    /// full-object CRC64NVME (S3's default checksum) seen by a HEAD or GET at copy time
+    /// (listings do not carry it and manifests do not keep it; a shipment manifest does). Never
+    /// a SHA-256: a shipped file's is its route's.
+    #[serde(flatten)]
+    pub checksums: Checksums,
     /// A local file's permission bits (`mode & 0o777`), seen by a HEAD or GET at copy time so
     /// a local destination can keep them; listings and manifests do not carry it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -17,7 +17,7 @@ use crate::error::ApplianceError;
 use crate::mover::Mover;
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::layout::SHIPMENT_FILES;
-use ferry_core::{Evidence, FailureKind, Location, ObjectEntry};
+use ferry_core::{Checksums, Evidence, FailureKind, Location, ObjectEntry};
 use ferry_journal::{Journal, Route, RoutedEntry};
 use ferry_manifest::ManifestWriter;
 use ferry_manifest::shipment::{self, ShipmentHeader};
@@ -254,7 +254,7 @@ fn seed(job: &Job, journal: &mut Journal, provenance: &Provenance, roots: &[(u32
                 key: file.key,
                 size: file.size,
                 content_type: file.content_type,
-                crc64nvme: Some(file.crc64nvme).filter(|c| !c.is_empty()),
+                checksums: Checksums { crc64nvme: Some(file.crc64nvme).filter(|c| !c.is_empty()), ..Checksums::default() },
                 ..Default::default()
             };
             writer.push(&entry)?;

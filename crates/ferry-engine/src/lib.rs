@@ -19,7 +19,8 @@
 //! - [`mod@clean`]: abort the multipart uploads a job left open.
 //! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared.
 //! - [`stats`]: live counters for progress display.
-//! - [`error`]: [`EngineError`], and which errors are the user's to fix.
+//! - [`error`]: [`EngineError`] (with [`ApplianceError`] for devices and shipments), and which
+//!   errors are the user's to fix.
 
 pub mod clean;
 mod concurrency;

@@ -163,7 +163,8 @@ impl Mover {
                     restarts += 1;
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     self.abandon(&row).await;
-                    let current = ObjectEntry { key: row.entry.key.clone(), crc32c: None, md5: None, ..*current };
+                    let checksums = Checksums { crc32c: None, md5: None, ..current.checksums.clone() };
+                    let current = ObjectEntry { key: row.entry.key.clone(), checksums, ..*current };
                     let note = format!("restarted: {message}");
                     self.journal.lock().expect("journal lock").restart_object(row.id, &current, &note)?;
                     let restarted = Failure { key: row.entry.key.clone(), kind: FailureKind::SourceChanged, error: note };
@@ -229,10 +230,11 @@ impl Mover {
                 check_unchanged(row, &current)?;
                 let attrs = attrs_of(row, &current, self.opts.file_mode);
                 // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
-                let etag_check = match entry.crc32c.is_none() && current.crc32c.is_none() && current.crc64nvme.is_none() {
-                    true => self.src.etag_check(&current).await?,
-                    false => None,
-                };
+                let etag_check =
+                    match entry.checksums.crc32c.is_none() && current.checksums.crc32c.is_none() && current.checksums.crc64nvme.is_none() {
+                        true => self.src.etag_check(&current).await?,
+                        false => None,
+                    };
                 let mut opened = self.open_upload(row, mp, &plan, &attrs, open.map(|(id, _)| id), etag_check).await?;
                 let (parts, reads_checked) = self.send_parts(row, &plan, &mut opened, sent).await?;
                 (Commit::Parts(opened.upload, parts), opened.digest, current, reads_checked)
@@ -699,7 +701,7 @@ fn source_evidence(
         if sha256 != *expected {
             return altered("sha256", &sha256, expected);
         }
-        if let Some(crc64) = entry.crc64nvme.as_ref().filter(|c| **c != digest.crc64nvme_hex()) {
+        if let Some(crc64) = entry.checksums.crc64nvme.as_ref().filter(|c| **c != digest.crc64nvme_hex()) {
             return altered("crc64nvme", &digest.crc64nvme_hex(), crc64);
         }
         return Ok(Evidence::ShipmentSha256);
@@ -709,7 +711,8 @@ fn source_evidence(
     }
     let crc = digest.crc32c_hex();
     let crc64 = digest.crc64nvme_hex();
-    match (entry.crc32c.as_ref().or(seen.crc32c.as_ref()), digest.etag()) {
+    let seen = &seen.checksums;
+    match (entry.checksums.crc32c.as_ref().or(seen.crc32c.as_ref()), digest.etag()) {
         (Some(source_crc), _) if *source_crc != crc => {
             corrupted(format!("checksum mismatch: bytes read have crc32c {crc}, the source declares {source_crc}"))
         }
@@ -765,13 +768,13 @@ fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCop
         Err(ObjectError::new(ErrorClass::Retryable, FailureKind::CorruptedInTransit, message))
     };
     let copied_sums = &copied.checksums;
-    if let (Some(src), Some(dst)) = (entry.crc32c.as_ref().or(source.crc32c.as_ref()), copied_sums.crc32c.as_ref()) {
+    if let (Some(src), Some(dst)) = (entry.checksums.crc32c.as_ref().or(source.checksums.crc32c.as_ref()), copied_sums.crc32c.as_ref()) {
         return if src == dst { Ok(Some(Evidence::ServerSideCrc32c)) } else { mismatch("crc32c", src, dst) };
     }
-    if let (Some(src), Some(dst)) = (source.crc64nvme.as_ref(), copied_sums.crc64nvme.as_ref()) {
+    if let (Some(src), Some(dst)) = (source.checksums.crc64nvme.as_ref(), copied_sums.crc64nvme.as_ref()) {
         return if src == dst { Ok(Some(Evidence::ServerSideCrc64nvme)) } else { mismatch("crc64nvme", src, dst) };
     }
-    if let (Some(src), Some(dst)) = (entry.md5.as_ref().or(source.md5.as_ref()), copied_sums.md5.as_ref()) {
+    if let (Some(src), Some(dst)) = (entry.checksums.md5.as_ref().or(source.checksums.md5.as_ref()), copied_sums.md5.as_ref()) {
         return if src == dst { Ok(Some(Evidence::ServerSideMd5)) } else { mismatch("md5", src, dst) };
     }
     // A copy in one request keeps a plain MD5 ETag: equal ETags are the same bytes. (Different

@@ -260,7 +260,7 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
         let got = read_back_sha256(dst, &e.key, e.size, &read_back).await.map_err(|err| diff(Error, err.to_string()))?;
         return if got == want { Ok(Evidence::Sha256ReadBack) } else { Err(diff(Checksum, format!("sha256 {got}, copied {want}"))) };
     }
-    if let (Some(dst_crc), Some(copied)) = (&head.crc32c, &row.copied.crc32c) {
+    if let (Some(dst_crc), Some(copied)) = (&head.checksums.crc32c, &row.copied.crc32c) {
         return if dst_crc == copied {
             Ok(Evidence::DestinationCrc32c)
         } else {

@@ -223,12 +223,10 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
             size: r.get::<_, i64>(2)? as u64,
             etag: r.get(3)?,
             version: r.get(4)?,
-            crc32c: r.get(5)?,
-            md5: r.get(6)?,
+            checksums: Checksums { crc32c: r.get(5)?, md5: r.get(6)?, crc64nvme: r.get(21)?, sha256: None },
             content_type: r.get(7)?,
             metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
             last_modified: r.get::<_, Option<String>>(24)?.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.to_utc()),
-            crc64nvme: r.get(21)?,
             skipped: match r.get_ref(9)?.as_str()? {
                 SKIPPED => r.get_ref(15)?.as_str_or_null()?.and_then(SkipReason::parse),
                 _ => None,
@@ -442,7 +440,7 @@ impl Journal {
         self.conn
             .execute(
                 "UPDATE objects SET size = ?2, etag = ?3, version = ?4, src_crc32c = ?5, src_md5 = ?6, note = ?7, last_modified = ?8 WHERE id = ?1",
-                params![id, entry.size as i64, entry.etag, entry.version, entry.crc32c, entry.md5, note, entry.last_modified.map(|t| t.to_rfc3339())],
+                params![id, entry.size as i64, entry.etag, entry.version, entry.checksums.crc32c, entry.checksums.md5, note, entry.last_modified.map(|t| t.to_rfc3339())],
             )
             .map_err(self.err())?;
         Ok(())
@@ -599,14 +597,14 @@ impl Journal {
                     e.size as i64,
                     e.etag,
                     e.version,
-                    e.crc32c,
-                    e.md5,
+                    e.checksums.crc32c,
+                    e.checksums.md5,
                     e.content_type,
                     meta,
                     route.device,
                     route.src_path,
                     route.dst_path,
-                    e.crc64nvme,
+                    e.checksums.crc64nvme,
                     route.expect_sha256,
                     state,
                     error,

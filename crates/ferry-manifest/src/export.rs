@@ -55,8 +55,8 @@ pub fn export(
                         e.last_modified.map(|t| t.to_rfc3339()).unwrap_or_default(),
                         e.etag.clone().unwrap_or_default(),
                         e.version.clone().unwrap_or_default(),
-                        e.crc32c.clone().unwrap_or_default(),
-                        e.md5.clone().unwrap_or_default(),
+                        e.checksums.crc32c.clone().unwrap_or_default(),
+                        e.checksums.md5.clone().unwrap_or_default(),
                         e.content_type.clone().unwrap_or_default(),
                         sha.unwrap_or_default(),
                         verified_by.map(|v| v.as_str().to_string()).unwrap_or_default(),
@@ -68,6 +68,9 @@ pub fn export(
                 }
                 ExportFormat::Jsonl => {
                     let mut v = serde_json::to_value(e).expect("entry serializes");
+                    // The listed checksums are columns of the export: null when unknown.
+                    v["crc32c"] = e.checksums.crc32c.clone().map(Into::into).unwrap_or(serde_json::Value::Null);
+                    v["md5"] = e.checksums.md5.clone().map(Into::into).unwrap_or(serde_json::Value::Null);
                     v["sha256"] = sha.map(Into::into).unwrap_or(serde_json::Value::Null);
                     v["verified_by"] = verified_by.map(|v| v.as_str().into()).unwrap_or(serde_json::Value::Null);
                     v["note"] = note.map(Into::into).unwrap_or(serde_json::Value::Null);
@@ -110,6 +113,8 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(jl.split(|b| *b == b'\n').next().unwrap()).unwrap();
         assert_eq!(v["key"], "a,\"b\"\nc");
         assert_eq!(v["sha256"], serde_json::Value::Null);
+        // Unknown listed checksums are written as null columns, as they always were.
+        assert!(v.get("crc32c").is_some_and(|c| c.is_null()) && v.get("md5").is_some_and(|m| m.is_null()), "{v}");
     }
 
     // Issue 12, case 13: a row copied in another version than the manifest's shows that version.

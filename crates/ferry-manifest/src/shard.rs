@@ -6,7 +6,7 @@ use arrow_array::builder::{StringBuilder, TimestampMillisecondBuilder, UInt64Bui
 use arrow_array::{Array, ArrayRef, RecordBatch, StringArray, TimestampMillisecondArray, UInt64Array};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use chrono::{DateTime, Utc};
-use ferry_core::{ObjectEntry, SkipReason};
+use ferry_core::{Checksums, ObjectEntry, SkipReason};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
@@ -63,8 +63,8 @@ impl Columns {
         self.last_modified.append_option(e.last_modified.map(|t| t.timestamp_millis()));
         self.etag.append_option(e.etag.as_deref());
         self.version.append_option(e.version.as_deref());
-        self.crc32c.append_option(e.crc32c.as_deref());
-        self.md5.append_option(e.md5.as_deref());
+        self.crc32c.append_option(e.checksums.crc32c.as_deref());
+        self.md5.append_option(e.checksums.md5.as_deref());
         self.content_type.append_option(e.content_type.as_deref());
         let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
         self.metadata.append_option(meta);
@@ -372,12 +372,10 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                 last_modified: (!lm.is_null(i)).then(|| DateTime::from_timestamp_millis(lm.value(i))).flatten(),
                 etag: opt(strs[0], i),
                 version: opt(strs[1], i),
-                crc32c: opt(strs[2], i),
-                md5: opt(strs[3], i),
+                // CRC64NVME is seen at copy time, never listed: manifests do not keep it.
+                checksums: Checksums { crc32c: opt(strs[2], i), md5: opt(strs[3], i), ..Checksums::default() },
                 content_type: opt(strs[4], i),
                 metadata,
-                // Seen at copy time, never listed: manifests do not keep it.
-                crc64nvme: None,
                 skipped: match skipped.and_then(|a| opt(a, i)) {
                     None => None,
                     Some(name) => Some(SkipReason::parse(&name).ok_or_else(|| format!("row {i}: unknown skip reason {name:?}"))?),
@@ -395,7 +393,7 @@ mod tests {
     fn entry(i: u64) -> ObjectEntry {
         let mut e = ObjectEntry { key: format!("dir/é {i}#%+"), size: i, ..Default::default() };
         if i.is_multiple_of(2) {
-            e.crc32c = Some("0badf00d".into());
+            e.checksums.crc32c = Some("0badf00d".into());
             e.content_type = Some("text/plain".into());
             e.metadata.insert("owner".into(), format!("u{i}"));
             e.last_modified = DateTime::from_timestamp_millis(1_700_000_000_123);

@@ -14,8 +14,9 @@
 //!   its constructor), `client.rs` (`fs.rs` for local; Azure adds `config.rs`: how the service
 //!   is reached, requests, errors), `list.rs`, `multipart.rs`, and `server_copy.rs` where the
 //!   service copies by itself.
-//! - [`error`]: [`ProviderError`] and its [`ErrorClass`].
-//! - [`retries`]: failed attempts counted by cause, and the adaptive pace after throttling.
+//! - [`error`]: [`ProviderError`], its [`ErrorClass`] and its [`FailureKind`](ferry_core::FailureKind).
+//! - [`retries`]: failed attempts counted by [`Cause`](retries::Cause), and the adaptive pace
+//!   after throttling.
 //! - [`throttle`]: the user's ceilings, bytes per second each way and requests per second.
 //! - [`open`]: the URL registry.
 

@@ -10,7 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use bytes::BytesMut;
-use ferry_core::ObjectEntry;
+use ferry_core::{Checksums, ObjectEntry};
 use ferry_core::{ErrorClass, FailureKind};
 use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
 use object_store::{Attribute, Attributes};
@@ -499,7 +499,7 @@ pub(super) fn entry_from_headers(key: &str, head: &http::HeaderMap, total: u64) 
 pub(super) fn blob_entry(key: &str, head: &http::HeaderMap) -> ObjectEntry {
     let size = head.get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
     let md5 = head.get("content-md5").and_then(|v| v.to_str().ok()).and_then(|b64| B64.decode(b64).ok()).map(hex::encode);
-    ObjectEntry { md5, ..entry_from_headers(key, head, size) }
+    ObjectEntry { checksums: Checksums { md5, ..Checksums::default() }, ..entry_from_headers(key, head, size) }
 }
 
 #[cfg(test)]

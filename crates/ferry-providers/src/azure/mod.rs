@@ -123,10 +123,10 @@ impl Provider for AzureProvider {
         Ok(head.map(|h| blob_entry(key, &h)))
     }
 
-    /// A blob that declares a whole-object Content-MD5 (HEAD's, in `object.md5`): the bytes read
+    /// A blob that declares a whole-object Content-MD5 (HEAD's, in `object.checksums.md5`): the bytes read
     /// in parts, in order, must hash to it.
     async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
-        Ok(object.md5.as_deref().and_then(|md5| ferry_core::Md5Etag::new(md5, object.size, None)))
+        Ok(object.checksums.md5.as_deref().and_then(|md5| ferry_core::Md5Etag::new(md5, object.size, None)))
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {

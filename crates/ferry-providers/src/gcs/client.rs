@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use ferry_core::{ErrorClass, FailureKind, ObjectEntry};
+use ferry_core::{Checksums, ErrorClass, FailureKind, ObjectEntry};
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -70,11 +70,13 @@ impl GcsObject {
             last_modified: self.updated,
             etag: self.etag,
             version: self.generation,
-            crc32c: b64_to_hex(self.crc32c.as_deref()),
-            md5: b64_to_hex(self.md5_hash.as_deref()),
+            checksums: Checksums {
+                crc32c: b64_to_hex(self.crc32c.as_deref()),
+                md5: b64_to_hex(self.md5_hash.as_deref()),
+                ..Checksums::default()
+            },
             content_type: self.content_type,
             metadata: self.metadata,
-            crc64nvme: None,
             skipped: None,
             mode: None,
         }

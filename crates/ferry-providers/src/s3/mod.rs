@@ -31,7 +31,7 @@ use aws_sdk_s3::types::ChecksumMode;
 use bytes::Bytes;
 use client::*;
 use ferry_core::Md5Etag;
-use ferry_core::{ErrorClass, Evidence, FailureKind, Limits, Location, ObjectEntry};
+use ferry_core::{Checksums, ErrorClass, Evidence, FailureKind, Limits, Location, ObjectEntry};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::ops::Range;
@@ -122,8 +122,11 @@ impl Provider for S3Provider {
                 last_modified: to_chrono(o.last_modified()),
                 etag: o.e_tag().map(unquote),
                 version: o.version_id().map(str::to_string),
-                crc32c: crc_hex(o.checksum_crc32_c()),
-                crc64nvme: crc64_hex(o.checksum_crc64_nvme()),
+                checksums: Checksums {
+                    crc32c: crc_hex(o.checksum_crc32_c()),
+                    crc64nvme: crc64_hex(o.checksum_crc64_nvme()),
+                    ..Checksums::default()
+                },
                 content_type: o.content_type().map(str::to_string),
                 metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
                 ..Default::default()
@@ -136,7 +139,8 @@ impl Provider for S3Provider {
     }
 
     async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<Md5Etag>> {
-        let Some(etag) = object.etag.as_deref().filter(|_| object.crc32c.is_none() && object.crc64nvme.is_none()) else {
+        let Some(etag) = object.etag.as_deref().filter(|_| object.checksums.crc32c.is_none() && object.checksums.crc64nvme.is_none())
+        else {
             return Ok(None);
         };
         if !etag.contains('-') {
@@ -189,8 +193,14 @@ impl Provider for S3Provider {
             last_modified: to_chrono(o.last_modified()),
             etag: o.e_tag().map(unquote),
             version: o.version_id().map(str::to_string),
-            crc32c: if ranged { None } else { crc_hex(o.checksum_crc32_c()) },
-            crc64nvme: if ranged { None } else { crc64_hex(o.checksum_crc64_nvme()) },
+            checksums: match ranged {
+                true => Checksums::default(),
+                false => Checksums {
+                    crc32c: crc_hex(o.checksum_crc32_c()),
+                    crc64nvme: crc64_hex(o.checksum_crc64_nvme()),
+                    ..Checksums::default()
+                },
+            },
             content_type: o.content_type().map(str::to_string),
             metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
             ..Default::default()
