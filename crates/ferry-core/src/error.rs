@@ -17,8 +17,7 @@ pub enum ErrorClass {
 /// travels unchanged to the run's report, its retry counts and ingest's sorting — nothing
 /// downstream reads a message to learn it. [`ErrorClass`] says what to do about a failure;
 /// this says what it was.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum FailureKind {
     /// The source object is not the one the manifest recorded (size, version or entity tag).
@@ -39,6 +38,10 @@ pub enum FailureKind {
     DestinationRefused,
     /// The service refused the request (a 4xx answer trying again won't change).
     Rejected,
+    /// A read asked for bytes past the object's end (416): an empty object has no byte 0.
+    RangeNotSatisfiable,
+    /// The service does not implement the request (501, S3's `NotImplemented`).
+    Unsupported,
     /// The destination's file system is full, or the user's quota on it is used up.
     DeviceFull,
     /// The service asked ferry to slow down (429, S3's SlowDown).
@@ -77,6 +80,8 @@ impl FailureKind {
             FailureKind::ShortRead => "short-read",
             FailureKind::DestinationRefused => "destination-refused",
             FailureKind::Rejected => "rejected",
+            FailureKind::RangeNotSatisfiable => "range-not-satisfiable",
+            FailureKind::Unsupported => "unsupported",
             FailureKind::DeviceFull => "device-full",
             FailureKind::Throttled => "throttled",
             FailureKind::Unavailable => "unavailable",
@@ -98,13 +103,22 @@ impl FailureKind {
             429 => FailureKind::Throttled,
             503 => FailureKind::Unavailable,
             408 | 504 => FailureKind::Timeout,
+            501 => FailureKind::Unsupported,
             500..=599 => FailureKind::ServerError,
             401 | 403 => FailureKind::Denied,
             404 => FailureKind::NotFound,
             412 => FailureKind::SourceChanged,
+            416 => FailureKind::RangeNotSatisfiable,
             400..=499 => FailureKind::Rejected,
             _ => FailureKind::Other,
         }
+    }
+}
+
+/// Written by its stable name ([`FailureKind::as_str`]).
+impl Serialize for FailureKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -126,5 +140,8 @@ mod tests {
         assert_eq!(FailureKind::of_status(429), FailureKind::Throttled);
         assert_eq!(FailureKind::of_status(504), FailureKind::Timeout);
         assert_eq!(FailureKind::of_status(409), FailureKind::Rejected);
+        assert_eq!(FailureKind::of_status(416), FailureKind::RangeNotSatisfiable);
+        assert_eq!(FailureKind::of_status(501), FailureKind::Unsupported);
+        assert_eq!(FailureKind::of_status(500), FailureKind::ServerError);
     }
 }

@@ -52,7 +52,13 @@ impl Cause {
 
     /// The cause of a failed HTTP status.
     pub fn of_status(status: u16) -> Cause {
-        Cause::of(FailureKind::of_status(status))
+        match status {
+            429 => Cause::Throttled,
+            503 => Cause::Unavailable,
+            408 | 504 => Cause::Timeout,
+            500..=599 => Cause::ServerError,
+            _ => Cause::Other,
+        }
     }
 
     /// The cause a failure of this kind is retried for.
@@ -146,6 +152,7 @@ mod tests {
         assert_eq!(Cause::of_status(503).as_str(), "unavailable (503)");
         assert_eq!(Cause::of_status(500).as_str(), "server error (5xx)");
         assert_eq!(Cause::of_status(504), Cause::Timeout);
+        assert_eq!(Cause::of_status(501).as_str(), "server error (5xx)");
         assert_eq!(Cause::of_status(400), Cause::Other);
         assert_eq!(Cause::of(FailureKind::CorruptedInTransit).as_str(), "checksum mismatch");
         assert_eq!(Cause::of(FailureKind::ShortRead).as_str(), "short read");

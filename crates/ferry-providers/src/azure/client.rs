@@ -174,7 +174,7 @@ impl BlockClient {
                 let fetched = match sent {
                     Ok(resp) => read_checked(resp, start, want_end).await,
                     // An empty blob has no byte 0 to ask for.
-                    Err(ProviderError::Request { detail, .. }) if start == 0 && first.is_none() && detail.starts_with("HTTP 416") => {
+                    Err(ProviderError::Request { kind: FailureKind::RangeNotSatisfiable, .. }) if start == 0 && first.is_none() => {
                         let resp = self.send("get", key, http::Method::GET, url.clone(), Vec::new(), Bytes::new()).await?;
                         return Ok((Bytes::new(), resp.headers().clone(), 0));
                     }

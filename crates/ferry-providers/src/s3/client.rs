@@ -88,6 +88,8 @@ where
             // S3 names its push-backs by code; a 503 SlowDown is throttling, not an outage.
             let kind = match code {
                 "SlowDown" | "Throttling" | "ThrottlingException" | "TooManyRequests" | "RequestLimitExceeded" => FailureKind::Throttled,
+                "NoSuchUpload" => FailureKind::NotFound,
+                "NotImplemented" => FailureKind::Unsupported,
                 _ => FailureKind::of_status(s),
             };
             ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail, class: class_of_status(s), kind }

@@ -123,15 +123,10 @@ impl Multipart for S3Provider {
                 .send()
                 .await
                 .map_err(|e| match self.error("list multipart uploads", &self.location.prefix, e) {
-                    ProviderError::Request { detail, .. } if detail.contains("501") || detail.contains("NotImplemented") => {
-                        ProviderError::Config {
-                            provider: PROVIDER,
-                            detail: format!(
-                                "{} cannot list multipart uploads (ListMultipartUploads is not implemented there)",
-                                self.endpoint
-                            ),
-                        }
-                    }
+                    ProviderError::Request { kind: FailureKind::Unsupported, .. } => ProviderError::Config {
+                        provider: PROVIDER,
+                        detail: format!("{} cannot list multipart uploads (ListMultipartUploads is not implemented there)", self.endpoint),
+                    },
                     other => other,
                 })?;
             for u in page.uploads() {
@@ -156,7 +151,7 @@ impl Multipart for S3Provider {
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
         match self.upload(key, upload_id).abort().await {
             Err(ProviderError::NotFound { .. }) => Ok(()),
-            Err(ProviderError::Request { detail, .. }) if detail.contains("NoSuchUpload") => Ok(()),
+            Err(ProviderError::Request { kind: FailureKind::NotFound, .. }) => Ok(()),
             other => other,
         }
     }
