@@ -163,7 +163,7 @@ pub async fn copy(
 
     let (journal, budget) = shared(journal, &opts);
     let mut mover = Mover::new(src, dst, &journal, &budget, &opts, &stats);
-    mover.server_side = opts.server_side && same_service(job);
+    mover.server_side = opts.server_side && mover.dst.server_copy().is_some_and(|c| c.copies_from(&job.source, &job.access.source));
     let mover = Arc::new(mover);
     let pass = run_pass(&mover.journal, opts.transfers, |_| Some(mover.clone())).await?;
     summary.stopped_by = pass.stopped_by;
@@ -331,15 +331,4 @@ enum Outcome {
     Failed(FailureKind, String),
     /// Its device is full: (journal id, device).
     Full(i64, u32),
-}
-
-/// Whether the job's two sides are one service reached one way, so the service can copy
-/// between them itself: S3, GCS or Azure on both sides with the same endpoint and credentials
-/// (profile).
-fn same_service(job: &Job) -> bool {
-    use ferry_core::Scheme;
-    job.source.scheme == job.destination.scheme
-        && matches!(job.source.scheme, Scheme::S3 | Scheme::Gcs | Scheme::Azure)
-        && job.access.source.endpoint == job.access.destination.endpoint
-        && job.access.source.profile == job.access.destination.profile
 }

@@ -861,7 +861,7 @@ mod tests {
             &self.location
         }
         fn limits(&self) -> Limits {
-            Limits::LOCAL
+            ferry_providers::local::LIMITS
         }
         async fn check(&self, _: bool) -> ferry_providers::Result<()> {
             Ok(())

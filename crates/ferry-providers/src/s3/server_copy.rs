@@ -17,6 +17,11 @@ const COPY_PARTS_IN_FLIGHT: usize = 8;
 
 #[async_trait]
 impl ServerCopy for S3Provider {
+    /// A location of this service reached the same way: the same endpoint, the same profile.
+    fn copies_from(&self, source: &Location, connect: &crate::Connect) -> bool {
+        source.scheme == ferry_core::Scheme::S3 && self.connect.same_way(connect)
+    }
+
     async fn copy_from(
         &self,
         source: &Location,
