@@ -14,8 +14,9 @@
 //! room; a device that fills up anyway (ENOSPC) is closed and its unfinished objects packed again
 //! onto the others. An object is never split across devices.
 
-use crate::copy::{CopyOptions, Failure, run_pass, shared};
 use crate::mover::Mover;
+use crate::options::{CopyOptions, Failure};
+use crate::scheduler::{run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::Location;
 use ferry_core::layout::{Layout, Placement};

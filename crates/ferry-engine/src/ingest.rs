@@ -12,8 +12,9 @@
 //! export, source and manifest generation the shipment came from (`JOB/shipment.json` and the
 //! journal), so a later delta from the original source knows where to start.
 
-use crate::copy::{CopyOptions, Failure, run_pass, shared};
 use crate::mover::Mover;
+use crate::options::{CopyOptions, Failure};
+use crate::scheduler::{run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::layout::SHIPMENT_FILES;
 use ferry_core::{Location, ObjectEntry};

@@ -7,7 +7,7 @@
 //! size from the budget before it is read and gives it back when the destination acknowledged it.
 
 use crate::Stats;
-use crate::copy::{CopyOptions, Failure};
+use crate::options::{CopyOptions, Failure};
 use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
 use ferry_journal::{Journal, ObjectRow, Outcome};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
