@@ -5,7 +5,7 @@
 pub use crate::options::{CopyOptions, Failure};
 
 use crate::mover::Mover;
-use crate::scheduler::{run_pass, shared};
+use crate::scheduler::{OneMover, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::size::format_size;
 use ferry_core::{Limits, PartPlan};
@@ -120,7 +120,7 @@ pub async fn copy(
     let mut mover = Mover::new(src, dst, &journal, &budget, &opts, &stats);
     mover.server_side = opts.server_side && same_service(job);
     let mover = Arc::new(mover);
-    let pass = run_pass(&mover.journal, opts.transfers, |_| Some(mover.clone())).await?;
+    let pass = run_pass(&mover.journal, opts.transfers, &OneMover(mover.clone())).await?;
     summary.stopped_by = pass.stopped_by;
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     mover.take_verified(&mut summary.verified_by);

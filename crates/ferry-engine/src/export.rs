@@ -14,21 +14,21 @@
 //! room; a device that fills up anyway (ENOSPC) is closed and its unfinished objects packed again
 //! onto the others. An object is never split across devices.
 
-use crate::mover::Mover;
+use crate::mover::{Mover, ObjectError};
 use crate::options::{CopyOptions, Failure};
-use crate::scheduler::{run_pass, shared};
+use crate::scheduler::{Router, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::Location;
 use ferry_core::layout::{Layout, Placement};
-use ferry_journal::{Journal, Route, RoutedEntry};
+use ferry_journal::{Journal, ObjectRow, Route, RoutedEntry};
 use ferry_manifest::ManifestReader;
 use ferry_manifest::shipment::{self, ShipmentFile, ShipmentHeader, ShipmentWriter};
 use ferry_providers::Provider;
 use ferry_providers::local::LocalProvider;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -271,6 +271,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             (*index, Arc::new(mover))
         })
         .collect();
+    let router = ToDevices { movers, full: Mutex::default() };
 
     // Pack, write; a device that fills up is closed and what it did not take is packed again
     // onto the others. Each round closes a device or ends, so there are at most devices + 1.
@@ -286,19 +287,21 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
                 take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
             }
         }
-        let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
+        let pass = run_pass(&journal, opts.copy.transfers, &router).await?;
         summary.copied += pass.copied;
         summary.bytes_copied += pass.bytes;
         summary.failures.extend(pass.failures);
         summary.stopped_by = pass.stopped_by;
-        let refilled = !pass.full.is_empty();
+        let refilled = !pass.handed_back.is_empty();
         {
             let j = journal.lock().expect("journal lock");
-            for (id, device) in pass.full {
+            for id in pass.handed_back {
                 j.place(id, None)?;
-                if let Some(r) = room.get_mut(&device) {
-                    r.full = true;
-                }
+            }
+        }
+        for device in router.full.lock().expect("full lock").iter() {
+            if let Some(r) = room.get_mut(device) {
+                r.full = true;
             }
         }
         if summary.stopped_by.is_some() || !refilled {
@@ -309,12 +312,12 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
     summary.failures.sort_by(|a, b| a.key.cmp(&b.key));
     summary.failed = summary.failures.len() as u64;
-    for mover in movers.values() {
+    for mover in router.movers.values() {
         mover.take_verified(&mut summary.verified_by);
     }
 
     // A shipment manifest on every device given, for what it holds now.
-    drop(movers);
+    drop(router);
     let journal = Arc::into_inner(journal).expect("the movers are gone").into_inner().expect("journal lock");
     let export_id = journal.meta("export_id")?.unwrap_or_default();
     let manifest_sha256 = shipment::file_sha256(&ferry_manifest::ManifestHeader::path(&job.generation_dir(generation)))?;
@@ -360,6 +363,30 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("export", &report)?);
     Ok(summary)
+}
+
+/// One mover per device; a device that fills up (ENOSPC) is closed for the rest of the pass,
+/// and the objects it did not take are handed back to be packed onto the others.
+struct ToDevices {
+    movers: BTreeMap<u32, Arc<Mover>>,
+    /// Devices that filled up.
+    full: Mutex<BTreeSet<u32>>,
+}
+
+impl Router for ToDevices {
+    fn mover(&self, row: &ObjectRow) -> Option<Arc<Mover>> {
+        row.route.device.and_then(|d| self.movers.get(&d).cloned())
+    }
+
+    fn closed(&self, row: &ObjectRow) -> bool {
+        row.route.device.is_some_and(|d| self.full.lock().expect("full lock").contains(&d))
+    }
+
+    fn close_on(&self, row: &ObjectRow, error: &ObjectError) -> bool {
+        let Some(d) = row.route.device.filter(|_| error.full) else { return false };
+        self.full.lock().expect("full lock").insert(d);
+        true
+    }
 }
 
 /// A device root given with `--to`, and its free space now (read only: opening a device

@@ -14,11 +14,11 @@
 
 use crate::mover::Mover;
 use crate::options::{CopyOptions, Failure};
-use crate::scheduler::{run_pass, shared};
+use crate::scheduler::{Router, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::layout::SHIPMENT_FILES;
 use ferry_core::{Location, ObjectEntry};
-use ferry_journal::{Journal, Route, RoutedEntry};
+use ferry_journal::{Journal, ObjectRow, Route, RoutedEntry};
 use ferry_manifest::ManifestWriter;
 use ferry_manifest::shipment::{self, ShipmentHeader};
 use ferry_providers::Provider;
@@ -171,7 +171,8 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
             Ok((device - 1, Arc::new(mover)))
         })
         .collect::<Result<_>>()?;
-    let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
+    let router = FromDevices(movers);
+    let pass = run_pass(&journal, opts.copy.transfers, &router).await?;
     (summary.copied, summary.bytes_copied, summary.stopped_by) = (pass.copied, pass.bytes, pass.stopped_by);
     summary.pending_bytes = summary.pending_bytes.saturating_sub(pass.bytes);
     for f in pass.failures {
@@ -184,13 +185,23 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         }
     }
     summary.failed = summary.failures.len() as u64;
-    for mover in movers.values() {
+    for mover in router.0.values() {
         mover.take_verified(&mut summary.verified_by);
     }
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("ingest", &report)?);
     Ok(summary)
+}
+
+/// One mover per shipped device, each reading the files of its own device. No route closes: a
+/// destination that fills up fails its objects like any other error.
+struct FromDevices(BTreeMap<u32, Arc<Mover>>);
+
+impl Router for FromDevices {
+    fn mover(&self, row: &ObjectRow) -> Option<Arc<Mover>> {
+        row.route.device.and_then(|d| self.0.get(&d).cloned())
+    }
 }
 
 /// The shipments on the given devices, checked to be one export's, each device once.

@@ -1,15 +1,18 @@
 //! The scheduler: one pass over the journal's pending objects, each handed to the mover its
 //! route picks, `--transfers` at a time or fewer while the services push back. A fatal error
 //! stops the pass early. Copy, export and ingest each run passes through it.
+//!
+//! The scheduler knows nothing of where objects go: a [`Router`] the command supplies picks each
+//! object's mover and says which routes are closed (a disk export closes a device that fills
+//! up; the objects it did not take come back in [`Pass::handed_back`] to be placed again).
 
 use crate::Result;
 use crate::concurrency::Gate;
-use crate::mover::{Budget, Mover};
+use crate::mover::{Budget, Mover, ObjectError};
 use crate::options::{CopyOptions, Failure};
 use ferry_core::ErrorClass;
 use ferry_journal::{Journal, ObjectRow};
 use futures::stream::StreamExt;
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +23,33 @@ pub(crate) fn shared(journal: Journal, opts: &CopyOptions) -> (Arc<Mutex<Journal
     (Arc::new(Mutex::new(journal)), Budget::new(opts.max_memory))
 }
 
+/// Which mover takes each object, and which routes are closed: asked by the scheduler,
+/// answered by the command (copy: one mover; export and ingest: one per device).
+pub(crate) trait Router: Sync {
+    /// The mover for `row`; `None`: not in this pass (e.g. an object not yet placed on a device).
+    fn mover(&self, row: &ObjectRow) -> Option<Arc<Mover>>;
+
+    /// Whether `row`'s route is closed: the object is handed back untried.
+    fn closed(&self, _row: &ObjectRow) -> bool {
+        false
+    }
+
+    /// `row` failed with `error`: whether that closes its route, so the object is handed back
+    /// rather than failed (and the route's other objects are not tried this pass).
+    fn close_on(&self, _row: &ObjectRow, _error: &ObjectError) -> bool {
+        false
+    }
+}
+
+/// Every object through one mover, no route ever closed.
+pub(crate) struct OneMover(pub(crate) Arc<Mover>);
+
+impl Router for OneMover {
+    fn mover(&self, _row: &ObjectRow) -> Option<Arc<Mover>> {
+        Some(self.0.clone())
+    }
+}
+
 /// What one pass over the journal's pending objects did.
 pub(crate) struct Pass {
     pub(crate) copied: u64,
@@ -28,23 +58,18 @@ pub(crate) struct Pass {
     pub(crate) failures: Vec<Failure>,
     /// A fatal error that stopped the pass early.
     pub(crate) stopped_by: Option<String>,
-    /// Objects whose device filled up (or had before they started): (journal id, device).
-    pub(crate) full: Vec<(i64, u32)>,
+    /// Objects whose route closed (before they started, or by their own failure), by journal
+    /// id: neither copied nor failed.
+    pub(crate) handed_back: Vec<i64>,
     pub(crate) transfers_lowest: usize,
 }
 
-/// Runs every pending object of `journal` through the mover `pick` chooses for it (`None`:
-/// not now, e.g. an object not yet placed on a device), `transfers` at a time or fewer while
-/// the services push back. A fatal error stops the pass; a device that fills up does not: its
-/// objects are handed back in [`Pass::full`], and the device is not written again this pass.
-pub(crate) async fn run_pass(
-    journal: &Arc<Mutex<Journal>>,
-    transfers: usize,
-    pick: impl Fn(&ObjectRow) -> Option<Arc<Mover>>,
-) -> Result<Pass> {
+/// Runs every pending object of `journal` through the mover `router` picks for it,
+/// `transfers` at a time or fewer while the services push back. A fatal error stops the pass;
+/// a route that closes does not: its objects are handed back in [`Pass::handed_back`].
+pub(crate) async fn run_pass(journal: &Arc<Mutex<Journal>>, transfers: usize, router: &dyn Router) -> Result<Pass> {
     let stop: Arc<Mutex<Option<String>>> = Arc::default();
     let stopping = Arc::new(AtomicBool::new(false));
-    let full_devices: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
     // Page through the journal lazily: ids only grow, so a cursor never revisits an object
     // that failed in this pass.
     let pages = futures::stream::unfold((0i64, false), {
@@ -74,7 +99,7 @@ pub(crate) async fn run_pass(
     let throttles = ferry_providers::retries::throttles;
     let gate = Arc::new(Gate::new(transfers, throttles()));
     // Outcomes are folded as they come: memory stays flat however many objects the job has.
-    let (copied, bytes, mut failures, full) = pages
+    let (copied, bytes, mut failures, handed_back) = pages
         .filter_map(|page| {
             let keep = match page {
                 Ok(rows) => Some(futures::stream::iter(rows)),
@@ -87,33 +112,28 @@ pub(crate) async fn run_pass(
         })
         .flatten()
         .filter_map(|row| {
-            let mover = pick(&row);
+            let mover = router.mover(&row);
             async move { mover.map(|m| (row, m)) }
         })
         .map(|(row, mover)| {
             let gate = gate.clone();
             let stop = stop.clone();
             let stopping = stopping.clone();
-            let full_devices = full_devices.clone();
             async move {
                 if stopping.load(Ordering::Relaxed) {
                     return None;
                 }
                 let key = row.entry.key.clone();
-                let device = row.route.device;
-                if let Some(d) = device.filter(|d| full_devices.lock().expect("full lock").contains(d)) {
-                    return Some((key, Outcome::Full(row.id, d)));
+                if router.closed(&row) {
+                    return Some((key, Outcome::HandedBack(row.id)));
                 }
                 let slot = gate.enter(throttles()).await;
                 let result = mover.copy_with_retries(&row).await;
                 gate.leave(slot, throttles());
-                let outcome = match (result, device) {
-                    (Ok(copied), _) => Outcome::Done(copied),
-                    (Err(e), Some(d)) if e.full => {
-                        full_devices.lock().expect("full lock").insert(d);
-                        Outcome::Full(row.id, d)
-                    }
-                    (Err(e), _) => {
+                let outcome = match result {
+                    Ok(copied) => Outcome::Done(copied),
+                    Err(e) if router.close_on(&row, &e) => Outcome::HandedBack(row.id),
+                    Err(e) => {
                         if e.class == ErrorClass::Fatal {
                             stopping.store(true, Ordering::Relaxed);
                             stop.lock().expect("stop lock").get_or_insert_with(|| e.message.clone());
@@ -126,14 +146,14 @@ pub(crate) async fn run_pass(
         })
         .buffer_unordered(transfers.max(1))
         .filter_map(|r| async move { r })
-        .fold((0u64, 0u64, Vec::new(), Vec::new()), |(copied, bytes, mut failures, mut full), (key, outcome)| async move {
+        .fold((0u64, 0u64, Vec::new(), Vec::new()), |(copied, bytes, mut failures, mut handed_back), (key, outcome)| async move {
             match outcome {
                 // The size of the version copied, which a restart may have changed.
-                Outcome::Done(size) => return (copied + 1, bytes + size, failures, full),
+                Outcome::Done(size) => return (copied + 1, bytes + size, failures, handed_back),
                 Outcome::Failed(error) => failures.push(Failure { key, error }),
-                Outcome::Full(id, device) => full.push((id, device)),
+                Outcome::HandedBack(id) => handed_back.push(id),
             }
-            (copied, bytes, failures, full)
+            (copied, bytes, failures, handed_back)
         })
         .await;
     if let Some(e) = journal_error {
@@ -141,7 +161,7 @@ pub(crate) async fn run_pass(
     }
     failures.sort_by(|a, b| a.key.cmp(&b.key));
     let stopped_by = stop.lock().expect("stop lock").clone();
-    Ok(Pass { copied, bytes, failures, stopped_by, full, transfers_lowest: gate.lowest() })
+    Ok(Pass { copied, bytes, failures, stopped_by, handed_back, transfers_lowest: gate.lowest() })
 }
 
 /// How one object of a pass ended.
@@ -149,6 +169,6 @@ enum Outcome {
     /// Copied, with the size of the version copied.
     Done(u64),
     Failed(String),
-    /// Its device is full: (journal id, device).
-    Full(i64, u32),
+    /// Its route closed: its journal id.
+    HandedBack(i64),
 }
