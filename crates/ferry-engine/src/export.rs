@@ -111,14 +111,44 @@ const SHIPMENT_BYTES_PER_FILE: u64 = 512;
 /// Exports the job's manifest (planning first when it has none) onto `opts.devices`.
 pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, stats: Arc<Stats>) -> Result<ExportSummary> {
     let started = Instant::now();
-    if opts.devices.len() > shipment::MAX_DEVICES as usize {
-        return Err(EngineError::Appliance(format!(
-            "{} devices given: an export spans at most {}",
-            opts.devices.len(),
-            shipment::MAX_DEVICES
-        )));
+    let devices = open_devices(&opts.devices)?;
+    // Planning takes the job's lock: only then may this run touch what a run of the job left on
+    // its devices, and a check never does.
+    let planned = crate::plan(job, src.as_ref(), &stats).await?;
+    if !opts.check {
+        for d in &devices {
+            release_reserve(&d.root)?;
+        }
     }
-    let devices = opts.devices.iter().map(|d| open_device(d)).collect::<Result<Vec<_>>>()?;
+    let generation = planned.generation;
+    let (dir, mut journal) = open_journal(job, &opts, generation)?;
+    seed(job, &mut journal, &opts.layout, generation)?;
+    let findings = findings(&journal)?;
+    let numbered = number_devices(&journal, &devices, opts.check)?;
+    let given = &numbered.given;
+    let counts = journal.counts()?;
+    let mut summary = new_summary(job, &opts, generation, &journal, &counts, findings)?;
+    let mut room = room_left(&journal, given)?;
+    if opts.check {
+        check_packing(&journal, given, &mut room, &mut summary)?;
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+    stats.start(&counts);
+    let journal = write_devices(journal, src, given, &mut room, &opts.copy, &stats, &mut summary).await?;
+    summary.devices = write_shipments(job, &journal, &dir, &numbered, &room, &opts.layout, generation)?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    let report = serde_json::to_value(&summary).expect("summary serializes");
+    summary.report = Some(job.write_report("export", &report)?);
+    Ok(summary)
+}
+
+/// Opens the devices given, each on its own file system, no more than a shipment numbers.
+fn open_devices(roots: &[PathBuf]) -> Result<Vec<Device>> {
+    if roots.len() > shipment::MAX_DEVICES as usize {
+        return Err(EngineError::Appliance(format!("{} devices given: an export spans at most {}", roots.len(), shipment::MAX_DEVICES)));
+    }
+    let devices = roots.iter().map(|d| open_device(d)).collect::<Result<Vec<_>>>()?;
     // Two roots on one file system share one free space: packing would count it twice.
     for (i, a) in devices.iter().enumerate() {
         if let Some(b) = devices[..i].iter().find(|b| b.fs == a.fs) {
@@ -129,15 +159,11 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             )));
         }
     }
-    // Planning takes the job's lock: only then may this run touch what a run of the job left on
-    // its devices, and a check never does.
-    let planned = crate::plan(job, src.as_ref(), &stats).await?;
-    if !opts.check {
-        for d in &devices {
-            release_reserve(&d.root)?;
-        }
-    }
-    let generation = planned.generation;
+    Ok(devices)
+}
+
+/// The export's directory and journal, checked to be for this layout and manifest generation.
+fn open_journal(job: &Job, opts: &ExportOptions, generation: u32) -> Result<(PathBuf, Journal)> {
     let dir = job.dir.join("export");
     std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir))?;
     // A check works on a scratch journal (`check.sqlite`, every finding queryable until the
@@ -146,41 +172,50 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     if opts.check {
         remove_journal(&journal_path)?;
     }
-    let mut journal = Journal::open(&journal_path)?;
+    let journal = Journal::open(&journal_path)?;
     let layout_text = serde_json::to_string(&opts.layout).expect("layout serializes");
     check_same(&journal, "layout", &layout_text, "layout")?;
     check_same(&journal, "generation", &generation.to_string(), "manifest generation")?;
+    Ok((dir, journal))
+}
 
-    // Map every key once: paths, renames and refusals are journaled, and later runs read them
-    // from there instead of the manifest.
-    if journal.meta("seeded")?.is_none() {
-        let reader = ManifestReader::open(&job.generation_dir(generation))?;
-        reader.for_each_batch::<EngineError>(|batch| {
-            let routed: Vec<RoutedEntry> = batch
-                .into_iter()
-                .map(|entry| {
-                    // A skipped entry is journaled as skipped, with no path on any device.
-                    let placement = entry.skipped.is_none().then(|| opts.layout.place(&entry.key, entry.size));
-                    let (dst_path, refused, renamed) = match placement {
-                        None => (None, None, None),
-                        Some(Placement::Path(p)) => (Some(p), None, None),
-                        Some(Placement::Renamed { path, reason }) => (Some(path), None, Some(reason)),
-                        Some(Placement::Refused(reason)) => (None, Some(reason), None),
-                    };
-                    RoutedEntry { entry, route: Route { dst_path, ..Route::default() }, refused, renamed }
-                })
-                .collect();
-            Ok(journal.seed_routed(generation, &routed)?)
-        })?;
-        journal.index_routes()?;
-        for (id, _key, reason) in journal.path_conflicts(opts.layout.case_insensitive())? {
-            journal.refuse(id, &reason)?;
-        }
-        journal.set_meta("layout", &layout_text)?;
-        journal.set_meta("generation", &generation.to_string())?;
-        journal.set_meta("export_id", &uuid::Uuid::new_v4().to_string())?;
-        journal.set_meta("seeded", "1")?;
+/// Maps every key once: paths, renames and refusals are journaled, and later runs read them
+/// from there instead of the manifest.
+fn seed(job: &Job, journal: &mut Journal, layout: &Layout, generation: u32) -> Result<()> {
+    if journal.meta("seeded")?.is_some() {
+        return Ok(());
     }
+    let reader = ManifestReader::open(&job.generation_dir(generation))?;
+    reader.for_each_batch::<EngineError>(|batch| {
+        let routed: Vec<RoutedEntry> = batch
+            .into_iter()
+            .map(|entry| {
+                // A skipped entry is journaled as skipped, with no path on any device.
+                let placement = entry.skipped.is_none().then(|| layout.place(&entry.key, entry.size));
+                let (dst_path, refused, renamed) = match placement {
+                    None => (None, None, None),
+                    Some(Placement::Path(p)) => (Some(p), None, None),
+                    Some(Placement::Renamed { path, reason }) => (Some(path), None, Some(reason)),
+                    Some(Placement::Refused(reason)) => (None, Some(reason), None),
+                };
+                RoutedEntry { entry, route: Route { dst_path, ..Route::default() }, refused, renamed }
+            })
+            .collect();
+        Ok(journal.seed_routed(generation, &routed)?)
+    })?;
+    journal.index_routes()?;
+    for (id, _key, reason) in journal.path_conflicts(layout.case_insensitive())? {
+        journal.refuse(id, &reason)?;
+    }
+    journal.set_meta("layout", &serde_json::to_string(layout).expect("layout serializes"))?;
+    journal.set_meta("generation", &generation.to_string())?;
+    journal.set_meta("export_id", &uuid::Uuid::new_v4().to_string())?;
+    journal.set_meta("seeded", "1")?;
+    Ok(())
+}
+
+/// The renames and refusals, in key order, the first [`FINDINGS_KEPT`] of them.
+fn findings(journal: &Journal) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let mut after = String::new();
     while findings.len() < FINDINGS_KEPT {
@@ -192,11 +227,16 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             None => Finding { key: n.key, action: "renamed", path: n.dst_path, reason: n.renamed.unwrap_or_default() },
         }));
     }
+    Ok(findings)
+}
 
-    // Devices: indexes are stable across runs (matched by path); new ones are appended.
+/// Numbers the devices given: indexes are stable across runs (matched by path); new ones are
+/// appended (and journaled, unless this is a check). Returns every device path the export has
+/// had, and each device given with its index.
+fn number_devices<'d>(journal: &Journal, devices: &'d [Device], check: bool) -> Result<Numbered<'d>> {
     let mut known: Vec<String> = journal.meta("devices")?.map(|t| serde_json::from_str(&t).unwrap_or_default()).unwrap_or_default();
     let mut given = Vec::new();
-    for d in &devices {
+    for d in devices {
         let text = d.root.to_string_lossy().into_owned();
         let index = match known.iter().position(|k| *k == text) {
             Some(i) => i,
@@ -214,12 +254,30 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             shipment::MAX_DEVICES
         )));
     }
-    if !opts.check {
+    if !check {
         journal.set_meta("devices", &serde_json::to_string(&known).expect("list serializes"))?;
     }
+    Ok(Numbered { known, given })
+}
 
-    let counts = journal.counts()?;
-    let mut summary = ExportSummary {
+/// The devices of an export, numbered.
+struct Numbered<'d> {
+    /// Every device path the export has had, in index order.
+    known: Vec<String>,
+    /// The devices given to this run, each with its index.
+    given: Vec<(u32, &'d Device)>,
+}
+
+/// The summary before anything is written: totals, renames and refusals.
+fn new_summary(
+    job: &Job,
+    opts: &ExportOptions,
+    generation: u32,
+    journal: &Journal,
+    counts: &ferry_journal::StatusCounts,
+    findings: Vec<Finding>,
+) -> Result<ExportSummary> {
+    Ok(ExportSummary {
         source: job.source.to_string(),
         generation,
         layout: opts.layout.kind.to_string(),
@@ -241,53 +299,70 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         devices: Vec::new(),
         seconds: 0.0,
         report: None,
-    };
+    })
+}
+
+/// The room each device given has for objects not packed yet: its free space less what the
+/// objects already packed onto it will take.
+fn room_left(journal: &Journal, given: &[(u32, &Device)]) -> Result<BTreeMap<u32, Room>> {
     let mut room: BTreeMap<u32, Room> = BTreeMap::new();
-    for (index, d) in &given {
+    for (index, d) in given {
         let (pending, pending_bytes) = journal.on_device(*index, false)?;
         let committed = pending_bytes + pending * (d.block + SHIPMENT_BYTES_PER_FILE);
         room.insert(*index, Room { left: d.free.saturating_sub(DEVICE_RESERVE + committed), block: d.block, full: false });
     }
+    Ok(room)
+}
 
-    if opts.check {
-        let (unplaced, bytes, placed) = pack(&journal, &mut room, false)?;
-        (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
-        summary.devices = device_summaries(&journal, &given, &room)?;
-        for d in &mut summary.devices {
-            let (n, b) = placed.get(&(d.device - 1)).copied().unwrap_or_default();
-            (d.pending, d.pending_bytes) = (d.pending + n, d.pending_bytes + b);
-        }
-        summary.seconds = started.elapsed().as_secs_f64();
-        return Ok(summary);
+/// `--check`: the packing counted, not journaled, into the summary.
+fn check_packing(journal: &Journal, given: &[(u32, &Device)], room: &mut BTreeMap<u32, Room>, summary: &mut ExportSummary) -> Result<()> {
+    let (unplaced, bytes, placed) = pack(journal, room, false)?;
+    (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
+    summary.devices = device_summaries(journal, given, room)?;
+    for d in &mut summary.devices {
+        let (n, b) = placed.get(&(d.device - 1)).copied().unwrap_or_default();
+        (d.pending, d.pending_bytes) = (d.pending + n, d.pending_bytes + b);
     }
+    Ok(())
+}
 
-    stats.start(&counts);
-    let (journal, budget) = shared(journal, &opts.copy);
+/// Packs and writes; a device that fills up is closed and what it did not take is packed again
+/// onto the others. The outcome goes into `summary`; the journal is handed back once the
+/// movers are done with it.
+async fn write_devices(
+    journal: Journal,
+    src: Arc<dyn Provider>,
+    given: &[(u32, &Device)],
+    room: &mut BTreeMap<u32, Room>,
+    opts: &CopyOptions,
+    stats: &Arc<Stats>,
+    summary: &mut ExportSummary,
+) -> Result<Journal> {
+    let (journal, budget) = shared(journal, opts);
     let movers: BTreeMap<u32, Arc<Mover>> = given
         .iter()
         .map(|(index, d)| {
             let dst: Arc<dyn Provider> = Arc::new(LocalProvider::new(d.location.clone()));
-            let mover = Mover::new(src.clone(), dst, &journal, &budget, &opts.copy, &stats);
+            let mover = Mover::new(src.clone(), dst, &journal, &budget, opts, stats);
             (*index, Arc::new(mover))
         })
         .collect();
     let router = ToDevices { movers, full: Mutex::default() };
 
-    // Pack, write; a device that fills up is closed and what it did not take is packed again
-    // onto the others. Each round closes a device or ends, so there are at most devices + 1.
+    // Each round closes a device or ends, so there are at most devices + 1.
     for round in 0..=given.len() {
-        pack(&journal.lock().expect("journal lock"), &mut room, true)?;
+        pack(&journal.lock().expect("journal lock"), room, true)?;
         if round == 0 {
             // Room for the shipment files is taken now, so a device that fills up can still
             // say what it holds.
             let j = journal.lock().expect("journal lock");
-            for (index, d) in &given {
+            for (index, d) in given {
                 let (pending, _) = j.on_device(*index, false)?;
                 let (done, _) = j.on_device(*index, true)?;
                 take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
             }
         }
-        let pass = run_pass(&journal, opts.copy.transfers, &router).await?;
+        let pass = run_pass(&journal, opts.transfers, &router).await?;
         summary.copied += pass.copied;
         summary.bytes_copied += pass.bytes;
         summary.failures.extend(pass.failures);
@@ -308,24 +383,36 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             break;
         }
     }
-    let (unplaced, bytes, _) = pack(&journal.lock().expect("journal lock"), &mut room, false)?;
+    let (unplaced, bytes, _) = pack(&journal.lock().expect("journal lock"), room, false)?;
     (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
     summary.failures.sort_by(|a, b| a.key.cmp(&b.key));
     summary.failed = summary.failures.len() as u64;
     for mover in router.movers.values() {
         mover.take_verified(&mut summary.verified_by);
     }
-
-    // A shipment manifest on every device given, for what it holds now.
     drop(router);
-    let journal = Arc::into_inner(journal).expect("the movers are gone").into_inner().expect("journal lock");
+    Ok(Arc::into_inner(journal).expect("the movers are gone").into_inner().expect("journal lock"))
+}
+
+/// A shipment manifest on every device given, for what it holds now (a copy of each in
+/// `JOB/export/shipments/`); returns the devices' summaries.
+fn write_shipments(
+    job: &Job,
+    journal: &Journal,
+    dir: &Path,
+    devices: &Numbered,
+    room: &BTreeMap<u32, Room>,
+    layout: &Layout,
+    generation: u32,
+) -> Result<Vec<DeviceSummary>> {
+    let Numbered { known, given } = devices;
     let export_id = journal.meta("export_id")?.unwrap_or_default();
     let manifest_sha256 = shipment::file_sha256(&ferry_manifest::ManifestHeader::path(&job.generation_dir(generation)))?;
     let counts = journal.counts()?;
     let copies = dir.join("shipments");
     std::fs::create_dir_all(&copies).map_err(EngineError::io(&copies))?;
-    let mut devices_out = device_summaries(&journal, &given, &room)?;
-    for (summary_device, (index, d)) in devices_out.iter_mut().zip(&given) {
+    let mut devices_out = device_summaries(journal, given, room)?;
+    for (summary_device, (index, d)) in devices_out.iter_mut().zip(given.iter()) {
         release_reserve(&d.root)?;
         let (files, bytes) = journal.on_device(*index, true)?;
         let header = ShipmentHeader {
@@ -334,7 +421,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             source: job.source.to_string(),
             generation,
             manifest_sha256: manifest_sha256.clone(),
-            layout: serde_json::to_value(&opts.layout).expect("layout serializes"),
+            layout: serde_json::to_value(layout).expect("layout serializes"),
             device: index + 1,
             devices: known.len() as u32,
             label: d.root.to_string_lossy().into_owned(),
@@ -349,7 +436,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         let digest = match unchanged_shipment(&d.root, &copy, &header) {
             Some(digest) => digest,
             None => {
-                let digest = write_shipment(&journal, *index, &d.root, &header, opts.layout.kind.name().starts_with("databox"))
+                let digest = write_shipment(journal, *index, &d.root, &header, layout.kind.name().starts_with("databox"))
                     .map_err(|e| EngineError::Appliance(format!("writing the shipment manifest on {}: {e}", d.root.display())))?;
                 std::fs::copy(d.root.join(shipment::SHIPMENT_FILE), &copy).map_err(EngineError::io(&copy))?;
                 digest
@@ -358,11 +445,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         summary_device.shipment = Some(d.root.join(shipment::SHIPMENT_FILE));
         summary_device.shipment_sha256 = Some(digest);
     }
-    summary.devices = devices_out;
-    summary.seconds = started.elapsed().as_secs_f64();
-    let report = serde_json::to_value(&summary).expect("summary serializes");
-    summary.report = Some(job.write_report("export", &report)?);
-    Ok(summary)
+    Ok(devices_out)
 }
 
 /// One mover per device; a device that fills up (ENOSPC) is closed for the rest of the pass,
