@@ -293,11 +293,9 @@ impl Mover {
         let current = self.src.head(&entry.key).await?.ok_or_else(|| gone(row))?;
         check_unchanged(row, &current)?;
         let object = ObjectEntry { key: entry.key.clone(), ..current.clone() };
-        // Large parts: each is one request the service carries out on its side, and no byte
-        // passes through ferry, so the memory budget does not bound them (the part count
-        // limit does).
-        let part_size = PartPlan::choose(entry.size, Some(self.opts.part_size.unwrap_or(SERVER_COPY_PART)), &self.dst.limits()).part_size;
-        let (journal, id) = (self.journal.clone(), row.id);
+        let plan = server_copy_plan(entry.size, self.opts.part_size, &self.dst.limits())
+            .map_err(|e| ObjectError::new(ErrorClass::PerObject, format!("{}: {e}", entry.key)))?;
+        let (journal, id, part_size) = (self.journal.clone(), row.id, plan.part_size);
         let started = move |upload_id: &str| {
             journal.lock().expect("journal lock").set_upload(id, Some(upload_id), part_size).map_err(|e| ProviderError::Request {
                 provider: "journal",
@@ -307,7 +305,7 @@ impl Mover {
                 class: ErrorClass::Fatal,
             })
         };
-        let copied = copier.copy_from(self.src.location(), &object, part_size, &started).await?;
+        let copied = copier.copy_from(self.src.location(), &object, &plan, &started).await?;
         let verified_by = match server_evidence(entry, &current, &copied)? {
             Some(how) => how,
             None => {
@@ -750,11 +748,19 @@ fn attrs_of(row: &ObjectRow, read: &ObjectEntry, file_mode: Option<u32>) -> PutA
     PutAttrs { content_type, metadata, mode: read.mode.or(file_mode) }
 }
 
-/// Refuses to stitch an object together from two versions: the source must still be the object
-/// the manifest recorded.
 /// Part size of server-side copies in parts when none is given: each part is one request the
 /// service carries out on its side, so parts can be large.
 const SERVER_COPY_PART: u64 = 256 << 20;
+
+/// How the service copies an object of `size` itself: parts of `--part-size` (`wanted`) or
+/// [`SERVER_COPY_PART`], raised as the destination's part count limit demands and checked
+/// against all its limits. No byte passes through ferry, so the memory budget does not bound
+/// them. Chosen here once and handed to the provider, which requests exactly this plan.
+fn server_copy_plan(size: u64, wanted: Option<u64>, limits: &ferry_core::Limits) -> Result<PartPlan, ferry_core::PlanError> {
+    let plan = PartPlan::choose(size, Some(wanted.unwrap_or(SERVER_COPY_PART)), limits);
+    plan.check(limits)?;
+    Ok(plan)
+}
 
 /// What proves a server-side copy: the service's checksum of the copy against the source's
 /// own (an error when they differ), or `None` when there is nothing to compare but the size.
@@ -784,6 +790,8 @@ fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCop
     Ok(None)
 }
 
+/// Refuses to stitch an object together from two versions: the source must still be the object
+/// the manifest recorded.
 fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectError> {
     let listed = &row.entry;
     // A file on a shipped disk is what the shipment manifest says, or it was altered.
@@ -816,7 +824,30 @@ fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectErro
 
 #[cfg(test)]
 mod tests {
-    use super::AckedRun;
+    use super::{AckedRun, server_copy_plan};
+    use ferry_core::Limits;
+
+    const MIB: u64 = 1 << 20;
+
+    #[test]
+    fn a_server_side_copy_plan_keeps_within_the_destinations_limits() {
+        // Issue 13: with --part-size 8MiB, 12,000 parts' worth of object (93.75 GiB) — and with
+        // the default 256 MiB parts, an object over 2.5 TiB — would be more than S3's 10,000.
+        for (size, wanted) in [(12_000 * 8 * MIB, Some(8 * MIB)), (12_000 * 256 * MIB, None), (5 << 40, Some(5 * MIB))] {
+            let plan = server_copy_plan(size, wanted, &Limits::S3).unwrap();
+            assert_eq!(plan.object_size, size);
+            assert!(plan.count() <= 10_000, "{size}: {} parts", plan.count());
+            assert!(plan.part_size <= 5 << 30 && plan.part_size >= wanted.unwrap_or(256 * MIB), "{plan:?}");
+        }
+        // A part size over 5 GiB (no memory budget bounds a server-side copy) is lowered to it:
+        // CopyObject and UploadPartCopy take no more.
+        let plan = server_copy_plan(6 << 30, Some(10 << 30), &Limits::S3).unwrap();
+        assert_eq!((plan.part_size, plan.count()), (5 << 30, 2));
+        // An object no plan fits is refused before a request (GCS composes at most 1024 parts of
+        // any size, so only an impossible limit set shows it).
+        let tight = Limits { max_parts: 2, max_part_size: 8 * MIB, ..Limits::S3 };
+        assert!(server_copy_plan(100 * MIB, None, &tight).is_err());
+    }
 
     #[test]
     fn the_leading_acknowledged_run_reports_the_state_after_its_last_part() {

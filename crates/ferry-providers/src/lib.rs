@@ -32,7 +32,7 @@ pub use error::{FileKind, ProviderError, Refusal};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::{ErrorClass, Limits, Location, ObjectEntry, Scheme};
+use ferry_core::{ErrorClass, Limits, Location, ObjectEntry, PartPlan, Scheme};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -156,15 +156,17 @@ pub struct ServerCopied {
 pub trait ServerCopy: Send + Sync {
     /// Copies `object` (the source's current state, its key relative to `source`, which must be
     /// a location of this same service that this provider's credentials can read) to the same
-    /// relative key here. Objects over `part_size` are copied as parts in parallel; such a copy
-    /// calls `started` with its upload id before the first part (to journal it), and aborts
-    /// the upload itself when it fails. The copy is refused if the source changed from
-    /// `object` meanwhile.
+    /// relative key here, in the parts of `plan` (the caller's, chosen against [`Provider::limits`]
+    /// for `object.size`; one request when it has one part). A copy in parts copies them in
+    /// parallel, calls `started` with its upload id before the first part (to journal it), and
+    /// aborts the upload itself when it fails. The copy is refused if the source changed from
+    /// `object` meanwhile, and before any request if `plan` is not `object`'s or the service
+    /// would not take it. Services that copy whole objects in their own steps ignore `plan`.
     async fn copy_from(
         &self,
         source: &Location,
         object: &ObjectEntry,
-        part_size: u64,
+        plan: &PartPlan,
         started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
     ) -> Result<ServerCopied>;
 }
