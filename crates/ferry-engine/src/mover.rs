@@ -843,8 +843,8 @@ mod tests {
         // CopyObject and UploadPartCopy take no more.
         let plan = server_copy_plan(6 << 30, Some(10 << 30), &Limits::S3).unwrap();
         assert_eq!((plan.part_size, plan.count()), (5 << 30, 2));
-        // An object no plan fits is refused before a request (GCS composes at most 1024 parts of
-        // any size, so only an impossible limit set shows it).
+        // An object no plan fits is refused before a request (no real service's limits show it:
+        // these are made up for the test).
         let tight = Limits { max_parts: 2, max_part_size: 8 * MIB, ..Limits::S3 };
         assert!(server_copy_plan(100 * MIB, None, &tight).is_err());
     }
