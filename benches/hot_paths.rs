@@ -46,7 +46,7 @@ fn checksums(c: &mut Criterion) {
 fn part_plans(c: &mut Criterion) {
     c.bench_function("part plan of a 5 TiB object (all ranges)", |b| {
         b.iter(|| {
-            let p = PartPlan::choose(black_box(5 << 40), None, &ferry_core::Limits::S3);
+            let p = PartPlan::choose(black_box(5 << 40), None, &ferry_providers::s3::LIMITS);
             (0..p.count()).map(|i| p.range(i).end).sum::<u64>()
         })
     });

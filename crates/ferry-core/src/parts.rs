@@ -2,7 +2,9 @@
 
 use crate::size::format_size;
 
-/// What a destination accepts, as data (not booleans scattered through the code).
+/// What a destination accepts, as data (not booleans scattered through the code). Each
+/// provider owns its value (`ferry_providers::s3::LIMITS`, …) and reports it through
+/// `Provider::limits`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub min_part_size: u64,
@@ -11,28 +13,6 @@ pub struct Limits {
     pub max_object_size: u64,
     /// The part size used when the user does not choose one.
     pub default_part_size: u64,
-}
-
-impl Limits {
-    /// S3's published limits: 5 MiB..5 GiB parts, 10,000 parts, 5 TiB objects. Parts of 8 MiB
-    /// by default (as the AWS CLI): under one memory budget, smaller parts mean more of them in
-    /// flight (see docs/performance.md).
-    pub const S3: Limits =
-        Limits { min_part_size: 5 << 20, max_part_size: 5 << 30, max_parts: 10_000, max_object_size: 5 << 40, default_part_size: 8 << 20 };
-    /// Azure block blobs: blocks up to 4000 MiB, 50,000 blocks; 8 MiB blocks by default (as AzCopy).
-    pub const AZURE: Limits = Limits {
-        min_part_size: 1,
-        max_part_size: 4000 << 20,
-        max_parts: 50_000,
-        max_object_size: 190_700 << 30,
-        default_part_size: 8 << 20,
-    };
-    /// GCS parallel composite uploads: parts are objects, composed 32 at a time.
-    pub const GCS: Limits =
-        Limits { min_part_size: 1, max_part_size: 5 << 40, max_parts: 1024, max_object_size: 5 << 40, default_part_size: 16 << 20 };
-    /// Local disk: parts are written at their offsets into one temp file.
-    pub const LOCAL: Limits =
-        Limits { min_part_size: 1, max_part_size: u64::MAX, max_parts: u64::MAX, max_object_size: u64::MAX, default_part_size: 8 << 20 };
 }
 
 /// How one object is cut into parts.
@@ -178,9 +158,16 @@ fn flag_size(bytes: u64) -> String {
 mod tests {
     use super::*;
 
+    // The plan math on limits of the two shapes it must handle; the providers own the real
+    // values (S3's are these).
+    const S3: Limits =
+        Limits { min_part_size: 5 << 20, max_part_size: 5 << 30, max_parts: 10_000, max_object_size: 5 << 40, default_part_size: 8 << 20 };
+    const LOCAL: Limits =
+        Limits { min_part_size: 1, max_part_size: u64::MAX, max_parts: u64::MAX, max_object_size: u64::MAX, default_part_size: 8 << 20 };
+
     #[test]
     fn ranges_cover_the_object_exactly() {
-        let p = PartPlan::choose(64 * MIB + 1, Some(8 * MIB), &Limits::S3);
+        let p = PartPlan::choose(64 * MIB + 1, Some(8 * MIB), &S3);
         assert_eq!(p.count(), 9);
         assert_eq!(p.range(0), 0..8 * MIB);
         assert_eq!(p.range(8), 64 * MIB..64 * MIB + 1);
@@ -191,30 +178,30 @@ mod tests {
     #[test]
     fn part_size_grows_to_respect_the_part_count_limit() {
         let size = 5u64 << 40; // 5 TiB at S3's 10,000-part limit
-        let p = PartPlan::choose(size, None, &Limits::S3);
+        let p = PartPlan::choose(size, None, &S3);
         assert!(p.count() <= 10_000, "{} parts", p.count());
         assert_eq!(p.part_size % MIB, 0);
     }
 
     #[test]
     fn s3_minimum_part_size_is_enforced() {
-        let p = PartPlan::choose(100 * MIB, Some(MIB), &Limits::S3);
+        let p = PartPlan::choose(100 * MIB, Some(MIB), &S3);
         assert_eq!(p.part_size, 5 * MIB);
     }
 
     #[test]
     fn a_part_size_over_the_budget_is_lowered_to_the_largest_that_fits() {
         // Issue 12, case 6: --part-size 10GiB under --max-memory 16MiB.
-        let p = PartPlan::fit(400_000_000, Some(10 << 30), &Limits::LOCAL, 16 * MIB).unwrap();
+        let p = PartPlan::fit(400_000_000, Some(10 << 30), &LOCAL, 16 * MIB).unwrap();
         assert_eq!(p.part_size, 16 * MIB);
         assert!(!p.is_single());
         // Not 1 MiB-aligned: the largest 1 MiB multiple under it.
-        assert_eq!(Limits::S3.part_size_within(Some(1 << 30), 20 * MIB + 5).unwrap(), 20 * MIB);
+        assert_eq!(S3.part_size_within(Some(1 << 30), 20 * MIB + 5).unwrap(), 20 * MIB);
         // Below 1 MiB (local destinations allow any part): the budget itself.
-        assert_eq!(Limits::LOCAL.part_size_within(None, 1000).unwrap(), 1000);
+        assert_eq!(LOCAL.part_size_within(None, 1000).unwrap(), 1000);
         // A single request holds at most the budget.
         for size in [0, 1, 16 * MIB, 16 * MIB + 1, 5 << 30] {
-            let p = PartPlan::fit(size, Some(5 << 30), &Limits::S3, 16 * MIB).unwrap();
+            let p = PartPlan::fit(size, Some(5 << 30), &S3, 16 * MIB).unwrap();
             assert!(p.part_size <= 16 * MIB && (!p.is_single() || size <= 16 * MIB), "{size}: {p:?}");
         }
     }
@@ -222,22 +209,22 @@ mod tests {
     #[test]
     fn a_plan_that_cannot_fit_the_budget_is_an_error() {
         // Issue 12, case 6: a 5 TiB object needs 10,000 parts of at least 525 MiB on S3.
-        let e = PartPlan::fit(5 << 40, None, &Limits::S3, 64 * MIB).unwrap_err();
+        let e = PartPlan::fit(5 << 40, None, &S3, 64 * MIB).unwrap_err();
         assert_eq!(e, PlanError::PartsOverBudget { object_size: 5 << 40, max_parts: 10_000, part_size: 525 * MIB, budget: 64 * MIB });
         assert!(e.to_string().contains("raise --max-memory to at least 525MiB"), "{e}");
         // S3's 5 MiB minimum part does not fit a 1 MiB budget.
-        let e = PartPlan::fit(100, None, &Limits::S3, MIB).unwrap_err();
+        let e = PartPlan::fit(100, None, &S3, MIB).unwrap_err();
         assert!(matches!(e, PlanError::BudgetBelowMinPart { .. }), "{e}");
     }
 
     #[test]
     fn part_counts_are_checked_never_truncated() {
         // Issue 12, case 11: 1-byte parts of a 5 GiB object are more parts than a u32 numbers.
-        let p = PartPlan::choose(5 << 30, Some(1), &Limits::LOCAL);
+        let p = PartPlan::choose(5 << 30, Some(1), &LOCAL);
         assert_eq!(p.count(), 5 << 30);
         assert!(matches!(p.parts(), Err(PlanError::TooManyParts { parts, .. }) if parts == 5 << 30));
-        assert!(PartPlan::fit(5 << 30, Some(1), &Limits::LOCAL, 64 * MIB).is_err());
-        assert_eq!(PartPlan::choose(64 * MIB, Some(8 * MIB), &Limits::S3).parts(), Ok(8));
+        assert!(PartPlan::fit(5 << 30, Some(1), &LOCAL, 64 * MIB).is_err());
+        assert_eq!(PartPlan::choose(64 * MIB, Some(8 * MIB), &S3).parts(), Ok(8));
     }
 
     #[test]
@@ -245,30 +232,30 @@ mod tests {
         // Issue 13: 12,000 parts of 8 MiB (a 93.75 GiB object) are more than S3's 10,000.
         let over = PartPlan { object_size: 12_000 * 8 * MIB, part_size: 8 * MIB };
         assert_eq!(over.parts(), Ok(12_000), "a u32 counts them: only the limits can refuse them");
-        let e = over.check(&Limits::S3).unwrap_err();
+        let e = over.check(&S3).unwrap_err();
         assert!(matches!(e, PlanError::BeyondLimits { parts: 12_000, max_parts: 10_000, .. }), "{e}");
         assert!(e.to_string().contains("at most 10000"), "{e}");
         // The plan `choose` makes for that object and part size fits.
-        let chosen = PartPlan::choose(over.object_size, Some(8 * MIB), &Limits::S3);
-        assert_eq!(chosen.check(&Limits::S3), Ok(chosen.count() as u32));
+        let chosen = PartPlan::choose(over.object_size, Some(8 * MIB), &S3);
+        assert_eq!(chosen.check(&S3), Ok(chosen.count() as u32));
         assert!(chosen.count() <= 10_000 && chosen.part_size > 8 * MIB, "{chosen:?}");
         // One request or one part over 5 GiB is refused, as S3 would (CopyObject, UploadPartCopy).
         let one = PartPlan { object_size: 6 << 30, part_size: 6 << 30 };
         assert!(one.is_single());
-        assert!(matches!(one.check(&Limits::S3), Err(PlanError::BeyondLimits { .. })));
-        assert!(PartPlan { object_size: 12 << 30, part_size: 6 << 30 }.check(&Limits::S3).is_err());
+        assert!(matches!(one.check(&S3), Err(PlanError::BeyondLimits { .. })));
+        assert!(PartPlan { object_size: 12 << 30, part_size: 6 << 30 }.check(&S3).is_err());
         // Parts under the minimum, when there is more than one.
-        assert!(PartPlan { object_size: 10 * MIB, part_size: MIB }.check(&Limits::S3).is_err());
-        assert_eq!(PartPlan { object_size: MIB, part_size: MIB }.check(&Limits::S3), Ok(1));
+        assert!(PartPlan { object_size: 10 * MIB, part_size: MIB }.check(&S3).is_err());
+        assert_eq!(PartPlan { object_size: MIB, part_size: MIB }.check(&S3), Ok(1));
         // S3's largest object in 5 GiB parts, and no limit at all on a local disk.
-        assert_eq!(PartPlan { object_size: 5 << 40, part_size: 5 << 30 }.check(&Limits::S3), Ok(1024));
-        assert_eq!(over.check(&Limits::LOCAL), Ok(12_000));
+        assert_eq!(PartPlan { object_size: 5 << 40, part_size: 5 << 30 }.check(&S3), Ok(1024));
+        assert_eq!(over.check(&LOCAL), Ok(12_000));
     }
 
     #[test]
     fn empty_and_small_objects_are_single() {
-        assert!(PartPlan::choose(0, None, &Limits::S3).is_single());
-        assert!(PartPlan::choose(8 * MIB, None, &Limits::S3).is_single());
-        assert!(!PartPlan::choose(8 * MIB + 1, None, &Limits::S3).is_single());
+        assert!(PartPlan::choose(0, None, &S3).is_single());
+        assert!(PartPlan::choose(8 * MIB, None, &S3).is_single());
+        assert!(!PartPlan::choose(8 * MIB + 1, None, &S3).is_single());
     }
 }

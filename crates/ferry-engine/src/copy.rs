@@ -118,7 +118,7 @@ pub async fn copy(
 
     let (journal, budget) = shared(journal, &opts);
     let mut mover = Mover::new(src, dst, &journal, &budget, &opts, &stats);
-    mover.server_side = opts.server_side && same_service(job);
+    mover.server_side = opts.server_side && mover.dst.server_copy().is_some_and(|c| c.copies_from(&job.source, &job.access.source));
     let mover = Arc::new(mover);
     let pass = run_pass(&mover.journal, opts.transfers, &OneMover(mover.clone())).await?;
     summary.stopped_by = pass.stopped_by;
@@ -146,15 +146,4 @@ pub fn check_part_size(opts: &CopyOptions, provider: &'static str, limits: &Limi
     limits
         .part_size_within(opts.part_size, opts.max_memory)
         .map_err(|source| EngineError::NoPartPlan { what: format!("{provider} destination"), source })
-}
-
-/// Whether the job's two sides are one service reached one way, so the service can copy
-/// between them itself: S3, GCS or Azure on both sides with the same endpoint and credentials
-/// (profile).
-fn same_service(job: &Job) -> bool {
-    use ferry_core::Scheme;
-    job.source.scheme == job.destination.scheme
-        && matches!(job.source.scheme, Scheme::S3 | Scheme::Gcs | Scheme::Azure)
-        && job.access.source.endpoint == job.access.destination.endpoint
-        && job.access.source.profile == job.access.destination.profile
 }

@@ -826,6 +826,7 @@ fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectErro
 mod tests {
     use super::{AckedRun, server_copy_plan};
     use ferry_core::Limits;
+    use ferry_providers::s3::LIMITS as S3;
 
     const MIB: u64 = 1 << 20;
 
@@ -834,18 +835,18 @@ mod tests {
         // Issue 13: with --part-size 8MiB, 12,000 parts' worth of object (93.75 GiB) — and with
         // the default 256 MiB parts, an object over 2.5 TiB — would be more than S3's 10,000.
         for (size, wanted) in [(12_000 * 8 * MIB, Some(8 * MIB)), (12_000 * 256 * MIB, None), (5 << 40, Some(5 * MIB))] {
-            let plan = server_copy_plan(size, wanted, &Limits::S3).unwrap();
+            let plan = server_copy_plan(size, wanted, &S3).unwrap();
             assert_eq!(plan.object_size, size);
             assert!(plan.count() <= 10_000, "{size}: {} parts", plan.count());
             assert!(plan.part_size <= 5 << 30 && plan.part_size >= wanted.unwrap_or(256 * MIB), "{plan:?}");
         }
         // A part size over 5 GiB (no memory budget bounds a server-side copy) is lowered to it:
         // CopyObject and UploadPartCopy take no more.
-        let plan = server_copy_plan(6 << 30, Some(10 << 30), &Limits::S3).unwrap();
+        let plan = server_copy_plan(6 << 30, Some(10 << 30), &S3).unwrap();
         assert_eq!((plan.part_size, plan.count()), (5 << 30, 2));
         // An object no plan fits is refused before a request (no real service's limits show it:
         // these are made up for the test).
-        let tight = Limits { max_parts: 2, max_part_size: 8 * MIB, ..Limits::S3 };
+        let tight = Limits { max_parts: 2, max_part_size: 8 * MIB, ..S3 };
         assert!(server_copy_plan(100 * MIB, None, &tight).is_err());
     }
 

@@ -13,11 +13,12 @@
 //!   into a temp file). Each is a folder of the same files: `mod.rs` (the [`Provider`] impl and
 //!   its constructor), `client.rs` (`fs.rs` for local; Azure adds `config.rs`: how the service
 //!   is reached, requests, errors), `list.rs`, `multipart.rs`, and `server_copy.rs` where the
-//!   service copies by itself.
+//!   service copies by itself. Each folder also owns its `LIMITS` and an `open` for the
+//!   registry.
 //! - [`error`]: [`ProviderError`] and its [`ErrorClass`].
 //! - [`retries`]: failed attempts counted by cause, and the adaptive pace after throttling.
 //! - [`throttle`]: the user's ceilings, bytes per second each way and requests per second.
-//! - [`open`]: the URL registry.
+//! - [`REGISTRY`] and [`open`]: the providers by URL scheme, one line each.
 
 pub mod azure;
 pub mod error;
@@ -154,6 +155,12 @@ pub struct ServerCopied {
 /// CopyObject / UploadPartCopy, GCS rewrite).
 #[async_trait]
 pub trait ServerCopy: Send + Sync {
+    /// Whether the service can copy from `source`, reached through `connect`, by itself: only a
+    /// location of this same service reached the same way (see [`Connect::same_way`]), which
+    /// this provider's credentials can then read. Asked once per run, before any copy; `false`
+    /// means the bytes pass through ferry.
+    fn copies_from(&self, source: &Location, connect: &Connect) -> bool;
+
     /// Copies `object` (the source's current state, its key relative to `source`, which must be
     /// a location of this same service that this provider's credentials can read) to the same
     /// relative key here, in the parts of `plan` (the caller's, chosen against [`Provider::limits`]
@@ -249,15 +256,34 @@ pub struct Connect {
     pub follow_symlinks: bool,
 }
 
-/// Opens the adapter for `location`. Builds clients only: no request is sent (see
-/// [`Provider::check`]).
+impl Connect {
+    /// Whether `other` reaches the service the way this does: the same endpoint and the same
+    /// profile, so one side's credentials can read what the other names (what a server-side
+    /// copy needs, see [`ServerCopy::copies_from`]).
+    pub fn same_way(&self, other: &Connect) -> bool {
+        self.endpoint == other.endpoint && self.profile == other.profile
+    }
+}
+
+/// Opens a provider for a location (and how to reach it), building clients only.
+pub type Opener = fn(&Location, &Connect) -> BoxFuture<'static, Result<Arc<dyn Provider>>>;
+
+/// Every provider ferry knows, by the URL scheme it serves. A new provider is its folder (with
+/// its `open`, its `LIMITS` and its conformance test) and one line here; the scheme itself is
+/// URL grammar, in `ferry_core::Scheme`.
+pub const REGISTRY: &[(Scheme, Opener)] =
+    &[(Scheme::S3, s3::open), (Scheme::Gcs, gcs::open), (Scheme::Azure, azure::open), (Scheme::Local, local::open)];
+
+/// Opens the adapter for `location` through [`REGISTRY`]. Builds clients only: no request is
+/// sent (see [`Provider::check`]).
 pub async fn open(location: &Location, connect: &Connect) -> Result<Arc<dyn Provider>> {
-    Ok(match location.scheme {
-        Scheme::S3 => Arc::new(s3::S3Provider::new(location.clone(), connect).await?),
-        Scheme::Gcs => Arc::new(gcs::GcsProvider::new(location.clone(), connect).await?),
-        Scheme::Azure => Arc::new(azure::AzureProvider::new(location.clone(), connect)?),
-        Scheme::Local => Arc::new(local::LocalProvider::new(location.clone()).follow_symlinks(connect.follow_symlinks)),
-    })
+    let Some((_, open)) = REGISTRY.iter().find(|(scheme, _)| *scheme == location.scheme) else {
+        return Err(ProviderError::Config {
+            provider: location.scheme.as_url_scheme(),
+            detail: format!("no provider serves {}:// locations", location.scheme.as_url_scheme()),
+        });
+    };
+    open(location, connect).await
 }
 
 /// Classifies an HTTP status the same way for every provider.

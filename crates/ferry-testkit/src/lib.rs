@@ -10,16 +10,24 @@
 //! - [`services`]: [`S3Server`], [`Azurite`], [`FakeGcs`], [`Moto`] and [`free_port`].
 //! - [`proxy`]: [`CountingProxy`], which counts the bytes a client uploads and injects faults.
 //! - [`conformance`]: [`conformance::run`], the suite for any [`ferry_providers::Provider`].
+//! - [`memory`]: [`MemoryStore`] and [`MemoryProvider`], a provider in memory (multipart with
+//!   resume, server-side copy between providers on one store) for engine tests without services.
+//! - [`faulty`]: [`FaultyProvider`], any provider with faults injected per method (drop, delay,
+//!   corrupt, throttle, fail the Nth call).
 //! - [`tree`]: the awkward test tree (sizes at part boundaries, weird keys) and tree comparison.
 //! - [`synthetic`]: [`SyntheticBucket`], a listing of millions of generated objects for the
 //!   planner's scale benchmark.
 
 pub mod conformance;
+pub mod faulty;
+pub mod memory;
 pub mod proxy;
 pub mod services;
 pub mod synthetic;
 pub mod tree;
 
+pub use faulty::FaultyProvider;
+pub use memory::{MemoryProvider, MemoryStore};
 pub use proxy::{CountingProxy, Faults};
 pub use services::{Azurite, FakeGcs, Moto, S3Server, free_port};
 pub use synthetic::SyntheticBucket;

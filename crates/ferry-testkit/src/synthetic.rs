@@ -76,7 +76,7 @@ impl Provider for SyntheticBucket {
     }
 
     fn limits(&self) -> Limits {
-        Limits::S3
+        ferry_providers::s3::LIMITS
     }
 
     async fn check(&self, _for_write: bool) -> Result<()> {

@@ -49,7 +49,25 @@ use std::time::Duration;
 
 const PROVIDER: &str = "azure";
 
+/// Azure block blobs: blocks up to 4000 MiB, 50,000 blocks; 8 MiB blocks by default (as AzCopy).
+pub const LIMITS: Limits =
+    Limits { min_part_size: 1, max_part_size: 4000 << 20, max_parts: 50_000, max_object_size: 190_700 << 30, default_part_size: 8 << 20 };
+
+/// The registry's opener (see [`crate::REGISTRY`]).
+pub(crate) fn open(
+    location: &Location,
+    connect: &crate::Connect,
+) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
+    let (location, connect) = (location.clone(), connect.clone());
+    Box::pin(async move {
+        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(AzureProvider::new(location, &connect)?);
+        Ok(provider)
+    })
+}
+
 pub struct AzureProvider {
+    /// How this location is reached (names only), compared with a source's for server-side copy.
+    connect: crate::Connect,
     location: Location,
     store: Arc<MicrosoftAzure>,
     endpoint: String,
@@ -81,7 +99,7 @@ impl AzureProvider {
             container: location.bucket.clone(),
             endpoint: endpoint.clone(),
         });
-        Ok(AzureProvider { location, store: Arc::new(store), endpoint, blocks })
+        Ok(AzureProvider { location, store: Arc::new(store), endpoint, blocks, connect: connect.clone() })
     }
 
     fn path(&self, key: &str) -> Result<Path> {
@@ -105,7 +123,7 @@ impl Provider for AzureProvider {
     }
 
     fn limits(&self) -> Limits {
-        Limits::AZURE
+        LIMITS
     }
 
     async fn check(&self, _for_write: bool) -> Result<()> {

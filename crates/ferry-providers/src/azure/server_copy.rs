@@ -8,6 +8,11 @@ use ferry_core::{Location, ObjectEntry, PartPlan};
 
 #[async_trait]
 impl ServerCopy for AzureProvider {
+    /// A location of this service reached the same way: the same endpoint, the same profile.
+    fn copies_from(&self, source: &Location, connect: &crate::Connect) -> bool {
+        source.scheme == ferry_core::Scheme::Azure && self.connect.same_way(connect)
+    }
+
     async fn copy_from(
         &self,
         source: &Location,

@@ -33,14 +33,32 @@ use client::*;
 
 const PROVIDER: &str = "gcs";
 
+/// GCS parallel composite uploads: parts are objects, composed 32 at a time.
+pub const LIMITS: Limits =
+    Limits { min_part_size: 1, max_part_size: 5 << 40, max_parts: 1024, max_object_size: 5 << 40, default_part_size: 16 << 20 };
+
+/// The registry's opener (see [`crate::REGISTRY`]).
+pub(crate) fn open(
+    location: &Location,
+    connect: &crate::Connect,
+) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
+    let (location, connect) = (location.clone(), connect.clone());
+    Box::pin(async move {
+        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(GcsProvider::new(location, &connect).await?);
+        Ok(provider)
+    })
+}
+
 pub struct GcsProvider {
+    /// How this location is reached (names only), compared with a source's for server-side copy.
+    connect: crate::Connect,
     location: Location,
     client: Client,
 }
 
 impl GcsProvider {
     pub async fn new(location: Location, connect: &crate::Connect) -> Result<GcsProvider> {
-        Ok(GcsProvider { client: Client::connect(&location.bucket, connect)?, location })
+        Ok(GcsProvider { client: Client::connect(&location.bucket, connect)?, location, connect: connect.clone() })
     }
 }
 
@@ -55,7 +73,7 @@ impl Provider for GcsProvider {
     }
 
     fn limits(&self) -> Limits {
-        Limits::GCS
+        LIMITS
     }
 
     async fn check(&self, _for_write: bool) -> Result<()> {

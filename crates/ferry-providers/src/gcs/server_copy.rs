@@ -23,6 +23,11 @@ const MAX_REWRITE_CALLS: u32 = 100_000;
 
 #[async_trait]
 impl ServerCopy for GcsProvider {
+    /// A location of this service reached the same way: the same endpoint, the same profile.
+    fn copies_from(&self, source: &Location, connect: &crate::Connect) -> bool {
+        source.scheme == ferry_core::Scheme::Gcs && self.connect.same_way(connect)
+    }
+
     async fn copy_from(
         &self,
         source: &Location,

@@ -63,6 +63,23 @@ pub use fs::is_temp_name;
 
 const PROVIDER: &str = "local";
 
+/// Local disk: parts are written at their offsets into one temp file.
+pub const LIMITS: Limits =
+    Limits { min_part_size: 1, max_part_size: u64::MAX, max_parts: u64::MAX, max_object_size: u64::MAX, default_part_size: 8 << 20 };
+
+/// The registry's opener (see [`crate::REGISTRY`]).
+pub(crate) fn open(
+    location: &Location,
+    connect: &crate::Connect,
+) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
+    let (location, connect) = (location.clone(), connect.clone());
+    Box::pin(async move {
+        let provider: std::sync::Arc<dyn Provider> =
+            std::sync::Arc::new(LocalProvider::new(location).follow_symlinks(connect.follow_symlinks));
+        Ok(provider)
+    })
+}
+
 pub struct LocalProvider {
     location: Location,
     root: PathBuf,
@@ -119,7 +136,7 @@ impl Provider for LocalProvider {
     }
 
     fn limits(&self) -> Limits {
-        Limits::LOCAL
+        LIMITS
     }
 
     async fn check(&self, for_write: bool) -> Result<()> {

@@ -97,8 +97,12 @@ impl S3Provider {
                         let _ = tx.try_send(Ok(entries));
                     }
                     Segment::Prefix(prefix) => {
-                        let lister =
-                            S3Provider { location: self.location.clone(), client: self.client.clone(), endpoint: self.endpoint.clone() };
+                        let lister = S3Provider {
+                            location: self.location.clone(),
+                            client: self.client.clone(),
+                            endpoint: self.endpoint.clone(),
+                            connect: self.connect.clone(),
+                        };
                         tokio::spawn(async move {
                             let mut pages = lister.list_under(prefix);
                             while let Some(page) = pages.next().await {

@@ -40,7 +40,27 @@ use std::ops::Range;
 const CHECK_ATTEMPTS: u32 = 5;
 const PROVIDER: &str = "s3";
 
+/// S3's published limits: 5 MiB..5 GiB parts, 10,000 parts, 5 TiB objects. Parts of 8 MiB
+/// by default (as the AWS CLI): under one memory budget, smaller parts mean more of them in
+/// flight (see docs/performance.md).
+pub const LIMITS: Limits =
+    Limits { min_part_size: 5 << 20, max_part_size: 5 << 30, max_parts: 10_000, max_object_size: 5 << 40, default_part_size: 8 << 20 };
+
+/// The registry's opener (see [`crate::REGISTRY`]).
+pub(crate) fn open(
+    location: &Location,
+    connect: &crate::Connect,
+) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
+    let (location, connect) = (location.clone(), connect.clone());
+    Box::pin(async move {
+        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(S3Provider::new(location, &connect).await?);
+        Ok(provider)
+    })
+}
+
 pub struct S3Provider {
+    /// How this location is reached (names only), compared with a source's for server-side copy.
+    connect: crate::Connect,
     location: Location,
     client: Client,
     endpoint: String,
@@ -49,7 +69,7 @@ pub struct S3Provider {
 impl S3Provider {
     pub async fn new(location: Location, connect: &crate::Connect) -> Result<S3Provider> {
         let (client, endpoint) = client::connect(connect).await;
-        Ok(S3Provider { location, client, endpoint })
+        Ok(S3Provider { location, client, endpoint, connect: connect.clone() })
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -75,7 +95,7 @@ impl Provider for S3Provider {
     }
 
     fn limits(&self) -> Limits {
-        Limits::S3
+        LIMITS
     }
 
     async fn check(&self, _for_write: bool) -> Result<()> {

@@ -17,6 +17,11 @@ const COPY_PARTS_IN_FLIGHT: usize = 8;
 
 #[async_trait]
 impl ServerCopy for S3Provider {
+    /// A location of this service reached the same way: the same endpoint, the same profile.
+    fn copies_from(&self, source: &Location, connect: &crate::Connect) -> bool {
+        source.scheme == ferry_core::Scheme::S3 && self.connect.same_way(connect)
+    }
+
     async fn copy_from(
         &self,
         source: &Location,
@@ -149,12 +154,12 @@ fn copy_parts(object: &ObjectEntry, plan: &PartPlan, limits: &Limits) -> Result<
 
 #[cfg(test)]
 mod tests {
-    use ferry_core::{Limits, ObjectEntry, PartPlan};
+    use ferry_core::{ObjectEntry, PartPlan};
 
     const MIB: u64 = 1 << 20;
 
     fn copy_parts(object: &ObjectEntry, plan: &PartPlan) -> crate::Result<u32> {
-        super::copy_parts(object, plan, &Limits::S3)
+        super::copy_parts(object, plan, &crate::s3::LIMITS)
     }
 
     fn object(size: u64) -> ObjectEntry {
@@ -180,7 +185,7 @@ mod tests {
         let size = 10_000 * 8 * MIB;
         assert_eq!(copy_parts(&object(size), &PartPlan { object_size: size, part_size: 8 * MIB }).unwrap(), 10_000);
         let size = 12_000 * 8 * MIB;
-        let chosen = PartPlan::choose(size, Some(8 * MIB), &Limits::S3);
+        let chosen = PartPlan::choose(size, Some(8 * MIB), &crate::s3::LIMITS);
         assert_eq!(copy_parts(&object(size), &chosen).unwrap() as u64, chosen.count());
     }
 }

@@ -1,0 +1,510 @@
+//! A provider that wraps any other and injects faults per method: a dropped connection, a
+//! delay, corrupted bytes, a throttling answer, or any error, on the Nth call (or the first N,
+//! or every call), optionally only for one key. It counts every call it sees.
+//!
+//! ```no_run
+//! # use ferry_testkit::faulty::{Fault, FaultyProvider, Method, When};
+//! # use ferry_testkit::memory::MemoryStore;
+//! # use std::sync::Arc;
+//! let store = MemoryStore::new();
+//! let src = FaultyProvider::new(Arc::new(store.provider("s3://src-bucket/")))
+//!     .inject(Method::Get, When::Nth(2), Fault::Corrupt)
+//!     .inject(Method::Put, When::First(3), Fault::Throttle);
+//! ```
+//!
+//! Delays sleep on tokio's clock: a test with a paused clock (`start_paused = true`) runs them
+//! without waiting.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::{ErrorClass, Limits, Location, ObjectEntry};
+use ferry_providers::{
+    Connect, Fetched, Multipart, MultipartUpload, OpenUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result,
+    ServerCopied, ServerCopy,
+};
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A provider method faults can be injected into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum Method {
+    Check,
+    /// Each page of a listing is one call.
+    List,
+    Head,
+    Get,
+    Put,
+    Delete,
+    EtagCheck,
+    /// [`Multipart::start`].
+    Start,
+    Resume,
+    PutPart,
+    Complete,
+    /// [`MultipartUpload::abort`].
+    Abort,
+    AbortUpload,
+    StaleUploads,
+    /// [`ServerCopy::copy_from`].
+    CopyFrom,
+}
+
+/// What happens to a call a rule matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// The connection drops before an answer: a retryable error; the call does not reach the
+    /// wrapped provider.
+    Drop,
+    /// The call waits this long (tokio's clock), then goes through.
+    Delay(Duration),
+    /// The bytes are damaged: a get returns its data with one byte flipped; a put or part sends
+    /// its body with one byte flipped (the wrapped provider then sees a body that does not match
+    /// its CRC32C); other calls go through unharmed.
+    Corrupt,
+    /// The service answers 429 Too Many Requests (SlowDown): a retryable error; the call does not
+    /// reach the wrapped provider.
+    Throttle,
+    /// The call fails with an error of this class, without reaching the wrapped provider.
+    Fail(ErrorClass),
+}
+
+/// Which calls of a method a rule matches, counted among the calls the rule sees (those of its
+/// method, and of its key when it has one), from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Always,
+    /// The Nth call only.
+    Nth(u64),
+    /// The first N calls.
+    First(u64),
+    /// Every call from the Nth on.
+    From(u64),
+}
+
+impl When {
+    fn matches(self, n: u64) -> bool {
+        match self {
+            When::Always => true,
+            When::Nth(k) => n == k,
+            When::First(k) => n <= k,
+            When::From(k) => n >= k,
+        }
+    }
+}
+
+/// One injection: a method, which of its calls, and the fault.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub method: Method,
+    pub when: When,
+    pub fault: Fault,
+    /// Only calls on this key (relative to the location), if set.
+    pub key: Option<String>,
+    /// Calls this rule has seen.
+    seen: u64,
+}
+
+impl Rule {
+    pub fn new(method: Method, when: When, fault: Fault) -> Rule {
+        Rule { method, when, fault, key: None, seen: 0 }
+    }
+
+    /// Only calls on `key`.
+    pub fn for_key(mut self, key: impl Into<String>) -> Rule {
+        self.key = Some(key.into());
+        self
+    }
+}
+
+#[derive(Debug, Default)]
+struct Book {
+    rules: Vec<Rule>,
+    calls: BTreeMap<Method, u64>,
+    injected: BTreeMap<Method, u64>,
+}
+
+/// The shared part of a [`FaultyProvider`]: its rules and counts (its uploads hold it too).
+#[derive(Debug, Clone, Default)]
+struct Faults {
+    book: Arc<Mutex<Book>>,
+}
+
+impl Faults {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts a call and returns the faults that apply to it, in rule order.
+    fn decide(&self, method: Method, key: &str) -> Vec<Fault> {
+        let mut book = self.lock();
+        *book.calls.entry(method).or_default() += 1;
+        let mut faults = Vec::new();
+        for rule in book.rules.iter_mut().filter(|r| r.method == method && r.key.as_deref().is_none_or(|k| k == key)) {
+            rule.seen += 1;
+            if rule.when.matches(rule.seen) {
+                faults.push(rule.fault.clone());
+            }
+        }
+        if !faults.is_empty() {
+            *book.injected.entry(method).or_default() += 1;
+        }
+        faults
+    }
+
+    /// Applies the faults that act before the call (delays, then a drop, a throttle or an
+    /// error); returns whether the call's bytes are to be corrupted.
+    async fn before(&self, provider: &'static str, method: Method, op: &'static str, key: &str) -> Result<bool> {
+        let faults = self.decide(method, key);
+        let mut corrupt = false;
+        for fault in faults {
+            match fault {
+                Fault::Delay(d) => tokio::time::sleep(d).await,
+                Fault::Corrupt => corrupt = true,
+                Fault::Drop => return Err(dropped(provider, op, key)),
+                Fault::Throttle => return Err(throttled(provider, op, key)),
+                Fault::Fail(class) => return Err(failed(provider, op, key, class)),
+            }
+        }
+        Ok(corrupt)
+    }
+}
+
+/// The error of a dropped connection.
+pub fn dropped(provider: &'static str, op: &'static str, key: &str) -> ProviderError {
+    ProviderError::Request {
+        provider,
+        op,
+        key: key.to_string(),
+        detail: "connection closed before the answer (injected)".into(),
+        class: ErrorClass::Retryable,
+    }
+}
+
+/// The error of a throttling answer (HTTP 429).
+pub fn throttled(provider: &'static str, op: &'static str, key: &str) -> ProviderError {
+    ProviderError::Request {
+        provider,
+        op,
+        key: key.to_string(),
+        detail: "HTTP 429 SlowDown: reduce your request rate (injected)".into(),
+        class: ErrorClass::Retryable,
+    }
+}
+
+fn failed(provider: &'static str, op: &'static str, key: &str, class: ErrorClass) -> ProviderError {
+    ProviderError::Request { provider, op, key: key.to_string(), detail: format!("injected {class:?} failure"), class }
+}
+
+/// `data` with its middle byte flipped (empty data stays empty).
+pub fn corrupt(data: Bytes) -> Bytes {
+    if data.is_empty() {
+        return data;
+    }
+    let mut bytes = data.to_vec();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x5a;
+    Bytes::from(bytes)
+}
+
+/// Any provider with faults injected per method (see the module docs).
+pub struct FaultyProvider {
+    inner: Arc<dyn Provider>,
+    faults: Faults,
+}
+
+impl FaultyProvider {
+    pub fn new(inner: Arc<dyn Provider>) -> FaultyProvider {
+        FaultyProvider { inner, faults: Faults::default() }
+    }
+
+    /// Adds a rule (builder form).
+    pub fn inject(self, method: Method, when: When, fault: Fault) -> FaultyProvider {
+        self.add(Rule::new(method, when, fault));
+        self
+    }
+
+    /// Adds a rule, also while calls are under way.
+    pub fn add(&self, rule: Rule) {
+        self.faults.lock().rules.push(rule);
+    }
+
+    /// Removes every rule (the counts stay).
+    pub fn clear(&self) {
+        self.faults.lock().rules.clear();
+    }
+
+    /// Calls of `method` seen so far.
+    pub fn calls(&self, method: Method) -> u64 {
+        self.faults.lock().calls.get(&method).copied().unwrap_or(0)
+    }
+
+    /// Calls of `method` that a fault was injected into.
+    pub fn injected(&self, method: Method) -> u64 {
+        self.faults.lock().injected.get(&method).copied().unwrap_or(0)
+    }
+
+    /// The wrapped provider.
+    pub fn inner(&self) -> &Arc<dyn Provider> {
+        &self.inner
+    }
+
+    async fn before(&self, method: Method, op: &'static str, key: &str) -> Result<bool> {
+        self.faults.before(self.inner.name(), method, op, key).await
+    }
+}
+
+#[async_trait]
+impl Provider for FaultyProvider {
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn location(&self) -> &Location {
+        self.inner.location()
+    }
+
+    fn limits(&self) -> Limits {
+        self.inner.limits()
+    }
+
+    async fn check(&self, for_write: bool) -> Result<()> {
+        self.before(Method::Check, "check", "").await?;
+        self.inner.check(for_write).await
+    }
+
+    /// Each page is a call: a faulted page is an error that ends the listing.
+    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        let pages = self.inner.list();
+        futures::stream::unfold(Some(pages), move |pages| async move {
+            let mut pages = pages?;
+            if let Err(e) = self.before(Method::List, "list", "").await {
+                return Some((Err(e), None));
+            }
+            let page = pages.next().await?;
+            Some((page, Some(pages)))
+        })
+        .boxed()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+        self.before(Method::Head, "head", key).await?;
+        self.inner.head(key).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        let damage = self.before(Method::Get, "get", key).await?;
+        let mut fetched = self.inner.get(key, range).await?;
+        if damage {
+            fetched.data = corrupt(fetched.data);
+        }
+        Ok(fetched)
+    }
+
+    async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
+        let damage = self.before(Method::Put, "put", key).await?;
+        let data = if damage { corrupt(data) } else { data };
+        self.inner.put(key, data, crc32c, attrs).await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.before(Method::Delete, "delete", key).await?;
+        self.inner.delete(key).await
+    }
+
+    async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
+        self.before(Method::EtagCheck, "head", &object.key).await?;
+        self.inner.etag_check(object).await
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        self.inner.multipart().map(|_| self as &dyn Multipart)
+    }
+
+    fn server_copy(&self) -> Option<&dyn ServerCopy> {
+        self.inner.server_copy().map(|_| self as &dyn ServerCopy)
+    }
+}
+
+impl FaultyProvider {
+    fn inner_multipart(&self) -> &dyn Multipart {
+        self.inner.multipart().expect("offered only when the wrapped provider has it")
+    }
+
+    fn wrap(&self, key: &str, upload: Box<dyn MultipartUpload>) -> Box<dyn MultipartUpload> {
+        Box::new(FaultyUpload { inner: upload, faults: self.faults.clone(), provider: self.inner.name(), key: key.to_string() })
+    }
+}
+
+#[async_trait]
+impl Multipart for FaultyProvider {
+    async fn start(&self, key: &str, attrs: &PutAttrs, size: u64, id: &str) -> Result<Box<dyn MultipartUpload>> {
+        self.before(Method::Start, "create multipart upload", key).await?;
+        let upload = self.inner_multipart().start(key, attrs, size, id).await?;
+        Ok(self.wrap(key, upload))
+    }
+
+    async fn resume(
+        &self,
+        key: &str,
+        upload_id: &str,
+        attrs: &PutAttrs,
+        size: u64,
+        recorded: &[PartReceipt],
+    ) -> Result<Option<(Box<dyn MultipartUpload>, Vec<PartReceipt>)>> {
+        self.before(Method::Resume, "list parts", key).await?;
+        let resumed = self.inner_multipart().resume(key, upload_id, attrs, size, recorded).await?;
+        Ok(resumed.map(|(upload, held)| (self.wrap(key, upload), held)))
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
+        self.before(Method::AbortUpload, "abort multipart upload", key).await?;
+        self.inner_multipart().abort_upload(key, upload_id).await
+    }
+
+    async fn stale_uploads(&self, before: chrono::DateTime<chrono::Utc>) -> Result<Vec<OpenUpload>> {
+        self.before(Method::StaleUploads, "list multipart uploads", "").await?;
+        self.inner_multipart().stale_uploads(before).await
+    }
+}
+
+#[async_trait]
+impl ServerCopy for FaultyProvider {
+    fn copies_from(&self, source: &Location, connect: &Connect) -> bool {
+        self.inner.server_copy().is_some_and(|c| c.copies_from(source, connect))
+    }
+
+    async fn copy_from(
+        &self,
+        source: &Location,
+        object: &ObjectEntry,
+        plan: &ferry_core::PartPlan,
+        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+    ) -> Result<ServerCopied> {
+        self.before(Method::CopyFrom, "copy", &object.key).await?;
+        let copier = self.inner.server_copy().expect("offered only when the wrapped provider has it");
+        copier.copy_from(source, object, plan, started).await
+    }
+}
+
+/// An upload whose parts, completion and abort go through the same rules.
+struct FaultyUpload {
+    inner: Box<dyn MultipartUpload>,
+    faults: Faults,
+    provider: &'static str,
+    key: String,
+}
+
+#[async_trait]
+impl MultipartUpload for FaultyUpload {
+    fn upload_id(&self) -> Option<String> {
+        self.inner.upload_id()
+    }
+
+    /// The rule is decided when the part is started (in index order, as the caller starts
+    /// them); its delay or error comes when the returned future runs.
+    fn put_part(&mut self, index: u32, offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
+        let faults = self.faults.decide(Method::PutPart, &self.key);
+        let damage = faults.contains(&Fault::Corrupt);
+        let data = if damage { corrupt(data) } else { data };
+        let sending = self.inner.put_part(index, offset, data, crc32c);
+        let (provider, key) = (self.provider, format!("{} part {}", self.key, index + 1));
+        Box::pin(async move {
+            for fault in faults {
+                match fault {
+                    Fault::Delay(d) => tokio::time::sleep(d).await,
+                    Fault::Corrupt => {}
+                    Fault::Drop => return Err(dropped(provider, "upload part", &key)),
+                    Fault::Throttle => return Err(throttled(provider, "upload part", &key)),
+                    Fault::Fail(class) => return Err(failed(provider, "upload part", &key, class)),
+                }
+            }
+            sending.await
+        })
+    }
+
+    async fn complete(self: Box<Self>, parts: Vec<PartReceipt>) -> Result<PutReceipt> {
+        self.faults.before(self.provider, Method::Complete, "complete multipart upload", &self.key).await?;
+        self.inner.complete(parts).await
+    }
+
+    async fn abort(self: Box<Self>) -> Result<()> {
+        self.faults.before(self.provider, Method::Abort, "abort multipart upload", &self.key).await?;
+        self.inner.abort().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryStore;
+
+    fn provider() -> (MemoryStore, FaultyProvider) {
+        let store = MemoryStore::new();
+        let p = FaultyProvider::new(Arc::new(store.provider("s3://bkt/")));
+        (store, p)
+    }
+
+    #[tokio::test]
+    async fn the_nth_get_is_corrupted_and_only_it() {
+        let (store, p) = provider();
+        store.insert("bkt", "k", "hello world");
+        let p = p.inject(Method::Get, When::Nth(2), Fault::Corrupt);
+        let reads: Vec<Bytes> =
+            futures::future::join_all((0..3).map(|_| p.get("k", None))).await.into_iter().map(|f| f.unwrap().data).collect();
+        assert_eq!(reads.iter().filter(|d| d.as_ref() == b"hello world").count(), 2);
+        assert_eq!(p.calls(Method::Get), 3);
+        assert_eq!(p.injected(Method::Get), 1);
+    }
+
+    #[tokio::test]
+    async fn throttles_drops_and_failures_are_classified_and_do_not_reach_the_provider() {
+        let (store, p) = provider();
+        let p = p.inject(Method::Put, When::First(2), Fault::Throttle).inject(Method::Delete, When::Always, Fault::Drop);
+        let attrs = PutAttrs::default();
+        let put = |n: u8| p.put("k", Bytes::from(vec![n]), ferry_core::crc32c(&[n]), &attrs);
+        let e = put(1).await.unwrap_err();
+        assert_eq!(e.class(), ErrorClass::Retryable);
+        assert!(e.to_string().contains("429"), "{e}");
+        put(2).await.unwrap_err();
+        assert!(store.get("bkt", "k").is_none(), "a throttled put reached the store");
+        put(3).await.unwrap();
+        assert_eq!(store.get("bkt", "k").unwrap().as_ref(), [3]);
+        assert_eq!(p.delete("k").await.unwrap_err().class(), ErrorClass::Retryable);
+        assert!(store.get("bkt", "k").is_some(), "a dropped delete reached the store");
+        p.clear();
+        p.delete("k").await.unwrap();
+        assert!(store.get("bkt", "k").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_corrupted_part_is_refused_by_the_store_and_a_key_rule_spares_other_keys() {
+        let (_, p) = provider();
+        p.add(Rule::new(Method::PutPart, When::Always, Fault::Corrupt).for_key("bad"));
+        let data = Bytes::from_static(b"part bytes");
+        let crc = ferry_core::crc32c(&data);
+        let mp = p.multipart().unwrap();
+        let mut bad = mp.start("bad", &PutAttrs::default(), 10, "").await.unwrap();
+        assert!(bad.put_part(0, 0, data.clone(), crc).await.unwrap_err().is_corrupted());
+        let mut good = mp.start("good", &PutAttrs::default(), 10, "").await.unwrap();
+        let receipt = good.put_part(0, 0, data.clone(), crc).await.unwrap();
+        good.complete(vec![receipt]).await.unwrap();
+        assert_eq!(p.get("good", None).await.unwrap().data, data);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_delay_runs_on_the_paused_clock() {
+        let (store, p) = provider();
+        store.insert("bkt", "k", "x");
+        let p = p.inject(Method::Head, When::Always, Fault::Delay(Duration::from_secs(3600)));
+        let before = tokio::time::Instant::now();
+        assert!(p.head("k").await.unwrap().is_some());
+        assert!(before.elapsed() >= Duration::from_secs(3600));
+    }
+}
