@@ -362,7 +362,7 @@ async fn write_devices(
                 take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
             }
         }
-        let pass = run_pass(&journal, opts.transfers, &router).await?;
+        let pass = run_pass(&journal, opts.transfers, stats, &router).await?;
         summary.copied += pass.copied;
         summary.bytes_copied += pass.bytes;
         summary.failures.extend(pass.failures);

@@ -172,7 +172,7 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         })
         .collect::<Result<_>>()?;
     let router = FromDevices(movers);
-    let pass = run_pass(&journal, opts.copy.transfers, &router).await?;
+    let pass = run_pass(&journal, opts.copy.transfers, &stats, &router).await?;
     (summary.copied, summary.bytes_copied, summary.stopped_by) = (pass.copied, pass.bytes, pass.stopped_by);
     summary.pending_bytes = summary.pending_bytes.saturating_sub(pass.bytes);
     for f in pass.failures {

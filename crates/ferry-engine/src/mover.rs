@@ -144,6 +144,7 @@ impl Mover {
             attempt += 1;
             // Bytes this attempt sent, so a retry does not count them twice.
             let sent = AtomicU64::new(0);
+            let throttles_before = ferry_providers::retries::throttles();
             let copied = match self.copy_object(&row, &sent).await {
                 Err(e) if e.source_changed && e.changed.is_none() => Err(self.changed_now(&row, e).await),
                 other => other,
@@ -172,7 +173,16 @@ impl Mover {
                         ObjectEntry { content_type: row.entry.content_type.clone(), metadata: row.entry.metadata.clone(), ..current };
                 }
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
-                    ferry_providers::retries::record(ferry_providers::retries::cause_of_message(&e.message));
+                    let cause = ferry_providers::retries::cause_of_message(&e.message);
+                    ferry_providers::retries::record(cause);
+                    // A throttling answer that reached the mover with no pushback counted
+                    // meanwhile (the adapter's own client retried it and gave up) still slows
+                    // the scheduler down.
+                    if matches!(cause, ferry_providers::retries::THROTTLED | ferry_providers::retries::UNAVAILABLE)
+                        && ferry_providers::retries::throttles() == throttles_before
+                    {
+                        Stats::add(&self.stats.pushed_back, 1);
+                    }
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     let backoff = 200u64 << attempt.min(6);
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;

@@ -6,10 +6,10 @@
 //! object's mover and says which routes are closed (a disk export closes a device that fills
 //! up; the objects it did not take come back in [`Pass::handed_back`] to be placed again).
 
-use crate::Result;
 use crate::concurrency::Gate;
 use crate::mover::{Budget, Mover, ObjectError};
 use crate::options::{CopyOptions, Failure};
+use crate::{Result, Stats};
 use ferry_core::ErrorClass;
 use ferry_journal::{Journal, ObjectRow};
 use futures::stream::StreamExt;
@@ -65,9 +65,10 @@ pub(crate) struct Pass {
 }
 
 /// Runs every pending object of `journal` through the mover `router` picks for it,
-/// `transfers` at a time or fewer while the services push back. A fatal error stops the pass;
-/// a route that closes does not: its objects are handed back in [`Pass::handed_back`].
-pub(crate) async fn run_pass(journal: &Arc<Mutex<Journal>>, transfers: usize, router: &dyn Router) -> Result<Pass> {
+/// `transfers` at a time or fewer while the services push back (throttling answers the
+/// transport counted, and those the movers saw in `stats`). A fatal error stops the pass; a
+/// route that closes does not: its objects are handed back in [`Pass::handed_back`].
+pub(crate) async fn run_pass(journal: &Arc<Mutex<Journal>>, transfers: usize, stats: &Stats, router: &dyn Router) -> Result<Pass> {
     let stop: Arc<Mutex<Option<String>>> = Arc::default();
     let stopping = Arc::new(AtomicBool::new(false));
     // Page through the journal lazily: ids only grow, so a cursor never revisits an object
@@ -96,7 +97,7 @@ pub(crate) async fn run_pass(journal: &Arc<Mutex<Journal>>, transfers: usize, ro
     });
     let mut journal_error = None;
     // At most `transfers` objects at once, fewer while the services push back.
-    let throttles = ferry_providers::retries::throttles;
+    let throttles = || ferry_providers::retries::throttles() + Stats::get(&stats.pushed_back);
     let gate = Arc::new(Gate::new(transfers, throttles()));
     // Outcomes are folded as they come: memory stays flat however many objects the job has.
     let (copied, bytes, mut failures, handed_back) = pages
