@@ -1,0 +1,25 @@
+//! The GCS adapter against fake-gcs-server.
+
+use ferry_providers::Connect;
+use ferry_testkit::FakeGcs;
+use ferry_testkit::conformance::{Adapter, ListOrder, Options, run};
+
+#[test]
+fn gcs_adapter_conforms() {
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("conformance");
+    let options = Options {
+        limits: ferry_providers::gcs::LIMITS,
+        keeps_attributes: true,
+        list_order: ListOrder::Bytes,
+        lists_uploads: true,
+        server_copy: true,
+        copies_in_parts: false,
+        long_segment: true,
+        aborts_gone_uploads: true,
+        // fake-gcs-server ignores ifSourceGenerationMatch on rewrites (GCS honours it).
+        copy_refuses_changed: false,
+    };
+    let connect = Connect { endpoint: Some(gcs.endpoint.clone()), ..Default::default() };
+    run(Adapter::registry("gs://conformance/", "gs://no-such-bucket/", connect, options));
+}
