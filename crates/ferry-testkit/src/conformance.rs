@@ -63,9 +63,21 @@ pub struct Adapter {
     /// How the providers are reached (what a server-side copy between two of them compares).
     pub connect: Connect,
     pub options: Options,
+    /// What must live as long as the adapter (its service, its directory).
+    keep: Vec<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl Adapter {
+    pub fn new(open: Open, missing: Open, connect: Connect, options: Options) -> Adapter {
+        Adapter { open, missing, connect, options, keep: Vec::new() }
+    }
+
+    /// Keeps `thing` (a service handle, a temp directory) alive as long as the adapter.
+    pub fn keeping(mut self, thing: impl std::any::Any + Send + Sync) -> Adapter {
+        self.keep.push(Arc::new(thing));
+        self
+    }
+
     /// An adapter opened through the registry: each check gets `{base}{name}/` (created first
     /// for a local directory), and `missing` names a location that does not exist.
     pub fn registry(base: &str, missing: &str, connect: Connect, options: Options) -> Adapter {
@@ -89,7 +101,7 @@ impl Adapter {
                 ferry_providers::open(&location, &connect).await.unwrap_or_else(|e| panic!("open {url}: {e}"))
             })
         });
-        Adapter { open, missing, connect, options }
+        Adapter::new(open, missing, connect, options)
     }
 }
 
@@ -134,6 +146,33 @@ checks!(
     stale_uploads,
     server_copy,
 );
+
+/// One `#[test]` per check (see [`CHECKS`]), each on an adapter of its own made by
+/// `$adapter` (an expression, evaluated in each test): a broken adapter method fails only the
+/// checks that use it.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($adapter:expr) => {
+        $crate::conformance_tests!(@each $adapter;
+            limits, check_and_missing_bucket, missing_objects, put_head_get_delete, ranged_get, key_edge_cases,
+            list_order, multipart_in_any_order, multipart_resume, multipart_abort, stale_uploads, server_copy);
+    };
+    (@each $adapter:expr; $($check:ident),*) => {
+        $(
+            #[test]
+            fn $check() {
+                $crate::conformance::run_checks($adapter, &[stringify!($check)]);
+            }
+        )*
+        /// The tests above are every check there is.
+        #[test]
+        fn every_check_has_a_test() {
+            let tested = [$(stringify!($check)),*];
+            let all: Vec<&str> = $crate::conformance::CHECKS.iter().map(|(name, _)| *name).collect();
+            assert_eq!(tested.to_vec(), all);
+        }
+    };
+}
 
 /// Runs every check against `adapter` (each in its own task, all to the end), then fails
 /// naming each check that failed.

@@ -1,9 +1,10 @@
 //! The Azure adapter against Azurite, reached the documented way: `AZURE_STORAGE_USE_EMULATOR`
-//! with `AZURITE_BLOB_STORAGE_URL` (no endpoint flag).
+//! with `AZURITE_BLOB_STORAGE_URL`, no endpoint flag. One test per check, all on one Azurite
+//! (the variables are process-wide), each check on locations of its own.
 
 use ferry_providers::Connect;
 use ferry_testkit::Azurite;
-use ferry_testkit::conformance::{Adapter, ListOrder, Options, run, run_checks};
+use ferry_testkit::conformance::{Adapter, ListOrder, Options, run_checks};
 
 fn options() -> Options {
     Options {
@@ -20,23 +21,28 @@ fn options() -> Options {
     }
 }
 
-/// One test: the emulator variables are set once, before any runtime starts and while no other
-/// thread reads the environment.
-#[test]
-fn azure_adapter_conforms() {
-    let azurite = Azurite::start();
-    azurite.create_container("conformance");
-    // SAFETY: the only test in this binary; no other thread exists yet that reads the environment.
-    unsafe {
-        std::env::set_var("AZURE_STORAGE_USE_EMULATOR", "true");
-        std::env::set_var("AZURITE_BLOB_STORAGE_URL", &azurite.endpoint);
-    }
-    run(Adapter::registry("az://conformance/", "az://no-such-container/", Connect::default(), options()));
+fn adapter() -> Adapter {
+    let azurite = Azurite::shared();
+    // Set once, before any test opens a provider; the others wait in `call_once`.
+    static EMULATOR: std::sync::Once = std::sync::Once::new();
+    EMULATOR.call_once(|| {
+        azurite.create_container("conformance");
+        // SAFETY: no thread reads the environment until this closure returns (see above).
+        unsafe {
+            std::env::set_var("AZURE_STORAGE_USE_EMULATOR", "true");
+            std::env::set_var("AZURITE_BLOB_STORAGE_URL", &azurite.endpoint);
+        }
+    });
+    Adapter::registry("az://conformance/", "az://no-such-container/", Connect::default(), options())
+}
 
-    // The endpoint flag reaches the same service (it wins over the variables).
-    let by_flag = Connect { endpoint: Some(azurite.endpoint.clone()), ..Default::default() };
-    run_checks(
-        Adapter::registry("az://conformance/flag-", "az://no-such-container/", by_flag, options()),
-        &["check_and_missing_bucket", "put_head_get_delete", "server_copy"],
-    );
+ferry_testkit::conformance_tests!(adapter());
+
+/// The endpoint flag reaches the same service (it wins over the variables).
+#[test]
+fn the_endpoint_flag_reaches_azurite_too() {
+    let by_variables = adapter();
+    let by_flag = Connect { endpoint: Some(Azurite::shared().endpoint.clone()), ..by_variables.connect };
+    let adapter = Adapter::registry("az://conformance/flag-", "az://no-such-container/", by_flag, options());
+    run_checks(adapter, &["check_and_missing_bucket", "put_head_get_delete", "server_copy"]);
 }

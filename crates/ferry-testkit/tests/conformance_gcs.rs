@@ -1,11 +1,10 @@
-//! The GCS adapter against fake-gcs-server.
+//! The GCS adapter against fake-gcs-server: one test per check, each on its own server.
 
 use ferry_providers::Connect;
 use ferry_testkit::FakeGcs;
-use ferry_testkit::conformance::{Adapter, ListOrder, Options, run};
+use ferry_testkit::conformance::{Adapter, ListOrder, Options};
 
-#[test]
-fn gcs_adapter_conforms() {
+fn adapter() -> Adapter {
     let gcs = FakeGcs::start();
     gcs.create_bucket("conformance");
     let options = Options {
@@ -21,5 +20,7 @@ fn gcs_adapter_conforms() {
         copy_refuses_changed: false,
     };
     let connect = Connect { endpoint: Some(gcs.endpoint.clone()), ..Default::default() };
-    run(Adapter::registry("gs://conformance/", "gs://no-such-bucket/", connect, options));
+    Adapter::registry("gs://conformance/", "gs://no-such-bucket/", connect, options).keeping(gcs)
 }
+
+ferry_testkit::conformance_tests!(adapter());

@@ -1,10 +1,9 @@
-//! The local adapter on a temporary directory.
+//! The local adapter on a temporary directory per check.
 
 use ferry_providers::Connect;
-use ferry_testkit::conformance::{Adapter, ListOrder, Options, run};
+use ferry_testkit::conformance::{Adapter, ListOrder, Options};
 
-#[test]
-fn local_adapter_conforms() {
+fn adapter() -> Adapter {
     let root = tempfile::tempdir().unwrap();
     let options = Options {
         limits: ferry_providers::local::LIMITS,
@@ -19,5 +18,7 @@ fn local_adapter_conforms() {
         copy_refuses_changed: true,
     };
     let base = format!("file://{}/", root.path().display());
-    run(Adapter::registry(&base, "file:///nonexistent/ferry/dir", Connect::default(), options));
+    Adapter::registry(&base, "file:///nonexistent/ferry/dir", Connect::default(), options).keeping(root)
 }
+
+ferry_testkit::conformance_tests!(adapter());

@@ -2,12 +2,11 @@
 //! real adapters.
 
 use ferry_providers::{Connect, Provider};
-use ferry_testkit::conformance::{Adapter, ListOrder, Open, Options, run};
+use ferry_testkit::conformance::{Adapter, ListOrder, Open, Options};
 use ferry_testkit::memory::{LIMITS, MemoryStore};
 use std::sync::Arc;
 
-#[test]
-fn memory_provider_conforms() {
+fn adapter() -> Adapter {
     let store = MemoryStore::new();
     let on = store.clone();
     let open: Open = Arc::new(move |name: String| {
@@ -29,5 +28,7 @@ fn memory_provider_conforms() {
         aborts_gone_uploads: true,
         copy_refuses_changed: true,
     };
-    run(Adapter { open, missing, connect: Connect::default(), options });
+    Adapter::new(open, missing, Connect::default(), options)
 }
+
+ferry_testkit::conformance_tests!(adapter());
