@@ -538,6 +538,8 @@ async fn server_copy(c: Ctx) {
     assert!(copier.copies_from(src.location(), connect), "{name}: cannot copy from its own service reached the same way");
     let elsewhere = Connect { endpoint: Some("http://127.0.0.1:9".into()), ..connect.clone() };
     assert!(!copier.copies_from(src.location(), &elsewhere), "{name}: would copy from another endpoint");
+    let other_profile = Connect { profile: Some("ferry-conformance-other".into()), ..connect.clone() };
+    assert!(!copier.copies_from(src.location(), &other_profile), "{name}: would copy with other credentials (profile)");
     let disk = Location::parse("/tmp/ferry-conformance").expect("a local path");
     assert!(!copier.copies_from(&disk, &Connect::default()), "{name}: would copy from a local disk");
 
