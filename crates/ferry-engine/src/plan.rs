@@ -142,15 +142,24 @@ async fn seed(job: &Job, generation: u32) -> Result<ManifestHeader> {
 
 /// Reads a sealed generation's entries a batch at a time on the blocking pool, for an async
 /// consumer (seeding a journal); the reader comes back when all are read. A consumer that stops
-/// early closes the queue, and the rest is read and dropped.
+/// early closes the queue, and reading stops there too.
 pub(crate) fn read_batches(reader: ManifestReader) -> (Receiver<Vec<ObjectEntry>>, tokio::task::JoinHandle<Result<ManifestReader>>) {
+    /// Why reading stopped: the manifest, or a consumer gone (its own error is what counts).
+    enum Stop {
+        Manifest(ferry_manifest::ManifestError),
+        Closed,
+    }
+    impl From<ferry_manifest::ManifestError> for Stop {
+        fn from(e: ferry_manifest::ManifestError) -> Self {
+            Stop::Manifest(e)
+        }
+    }
     let (batches, to_seed) = tokio::sync::mpsc::channel::<Vec<ObjectEntry>>(SEED_QUEUE);
     let read = tokio::task::spawn_blocking(move || {
-        reader.for_each_batch::<EngineError>(|batch| {
-            let _ = batches.blocking_send(batch);
-            Ok(())
-        })?;
-        Ok(reader)
+        match reader.for_each_batch::<Stop>(|batch| batches.blocking_send(batch).map_err(|_| Stop::Closed)) {
+            Ok(()) | Err(Stop::Closed) => Ok(reader),
+            Err(Stop::Manifest(e)) => Err(e.into()),
+        }
     });
     (to_seed, read)
 }
