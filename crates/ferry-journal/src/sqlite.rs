@@ -540,6 +540,9 @@ impl Inner {
     }
 
     fn release(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let err = self.err();
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(&err)?;
