@@ -63,10 +63,12 @@ pub enum JournalKind {
 }
 
 /// Opens (creating and migrating if needed) the journal of `kind` in the job directory
-/// `job_dir`. The directory must exist (an export's subdirectory is created here).
+/// `job_dir`, which must exist (an export's subdirectory is created here).
 pub async fn open(job_dir: &Path, kind: JournalKind) -> Result<Arc<dyn Journal>> {
     let path = sqlite::path(job_dir, kind);
-    if let Some(parent) = path.parent() {
+    // An export's journals have a directory of their own in the job's; the job's directory is
+    // never made here (a job is persisted only after its checks).
+    if let Some(parent) = path.parent().filter(|p| *p != job_dir) {
         std::fs::create_dir_all(parent).map_err(|source| JournalError::Io { path: parent.into(), source })?;
     }
     // Opening may migrate (add columns, build indexes over every row): off the executor.

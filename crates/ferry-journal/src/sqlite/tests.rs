@@ -380,3 +380,11 @@ async fn the_job_directory_s_journals_are_opened_and_removed_by_kind() {
     let j = crate::open(dir.path(), JournalKind::ExportCheck).await.unwrap();
     assert_eq!(j.counts().await.unwrap().objects, 0, "a removed journal leaves nothing behind");
 }
+
+#[tokio::test]
+async fn a_job_directory_that_does_not_exist_is_not_made_by_opening_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("no-such-job");
+    assert!(crate::open(&job, JournalKind::Main).await.is_err());
+    assert!(!job.exists(), "only persisting a job makes its directory");
+}
