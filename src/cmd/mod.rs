@@ -42,7 +42,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             rates.apply();
             ingest::run(dst.as_deref(), from, expect_digest, dry_run, &common, &transfer).await
         }
-        Command::Status { common } => status::run(&common),
+        Command::Status { common } => status::run(&common).await,
         Command::Clean { dst, job, dst_endpoint, dst_profile, older_than, abort, dry_run, json } => match (dst, job) {
             (Some(dst), _) => {
                 clean::sweep(&dst, Connect { endpoint: dst_endpoint, profile: dst_profile, ..Connect::default() }, older_than, abort, json)
@@ -66,7 +66,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             (None, None) => unreachable!("clap requires DST or --job"),
         },
         Command::Manifest { command: ManifestCommand::Export { common, format, output } } => {
-            manifest::export(&common, format, output.as_deref())
+            manifest::export(&common, format, output.as_deref()).await
         }
     }
 }

@@ -9,7 +9,7 @@ use crate::scheduler::{OneMover, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::size::format_size;
 use ferry_core::{Limits, PartPlan};
-use ferry_journal::Journal;
+use ferry_journal::JournalKind;
 use ferry_providers::Provider;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -75,15 +75,15 @@ pub async fn copy(
     let limits = dst.limits();
     let part_size = check_part_size(&opts, dst.name(), &limits)?;
     let planned = crate::plan(job, src.as_ref(), &stats).await?;
-    let journal = Journal::open(&job.journal_path())?;
+    let journal = job.journal(JournalKind::Main).await?;
     // Refused before a byte moves when the largest object cannot be cut into parts that fit
     // the memory budget (every smaller one then can).
-    if let Some((key, size)) = journal.largest_pending()? {
+    if let Some((key, size)) = journal.largest_pending().await? {
         PartPlan::fit(size, opts.part_size, &limits, opts.max_memory)
             .map_err(|source| EngineError::NoPartPlan { what: format!("{key} ({})", format_size(size)), source })?;
     }
-    let before = journal.counts()?;
-    let skipped = crate::Skipped::of(&journal)?;
+    let before = journal.counts().await?;
+    let skipped = crate::Skipped::of(journal.as_ref()).await?;
     stats.start(&before);
     let mut summary = CopySummary {
         source: job.source.to_string(),

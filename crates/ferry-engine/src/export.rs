@@ -2,7 +2,7 @@
 //! each.
 //!
 //! ```text
-//! manifest gen N ──map keys (layout)──▶ export journal (JOB/export/journal.sqlite)
+//! manifest gen N ──map keys (layout)──▶ export journal (JournalKind::Export)
 //!   ──refuse conflicts──▶ pack by size onto devices ──▶ mover per device (temp + fsync + rename)
 //!   ──▶ ferry-shipment.jsonl + SHA256SUMS (+ Data Box BOM) on each device, copies in JOB/export/
 //! ```
@@ -20,7 +20,7 @@ use crate::scheduler::{Router, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::Location;
 use ferry_core::layout::{Layout, Placement};
-use ferry_journal::{Journal, ObjectRow, Route, RoutedEntry};
+use ferry_journal::{Journal, JournalKind, ObjectRow, Route, RoutedEntry};
 use ferry_manifest::ManifestReader;
 use ferry_manifest::shipment::{self, ShipmentFile, ShipmentHeader, ShipmentWriter};
 use ferry_providers::Provider;
@@ -100,7 +100,7 @@ pub struct ExportSummary {
 }
 
 /// Renames and refusals listed in a summary; beyond them only the counts (the export journal
-/// has every refusal, a check's in `check.sqlite`: `state = 'refused'`, the reason in `error`).
+/// has every refusal, a check's its own until the next check; `ferry export` prints the rest).
 const FINDINGS_KEPT: usize = 100_000;
 
 /// Bytes kept free on every device beyond the data: the shipment files and slack.
@@ -121,22 +121,23 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         }
     }
     let generation = planned.generation;
-    let (dir, mut journal) = open_journal(job, &opts, generation)?;
-    seed(job, &mut journal, &opts.layout, generation)?;
-    let findings = findings(&journal)?;
-    let numbered = number_devices(&journal, &devices, opts.check)?;
+    let (dir, opened) = open_journal(job, &opts, generation).await?;
+    let journal = opened.as_ref();
+    seed(job, journal, &opts.layout, generation).await?;
+    let findings = findings(journal).await?;
+    let numbered = number_devices(journal, &devices, opts.check).await?;
     let given = &numbered.given;
-    let counts = journal.counts()?;
-    let mut summary = new_summary(job, &opts, generation, &journal, &counts, findings)?;
-    let mut room = room_left(&journal, given)?;
+    let counts = journal.counts().await?;
+    let mut summary = new_summary(job, &opts, generation, journal, &counts, findings).await?;
+    let mut room = room_left(journal, given).await?;
     if opts.check {
-        check_packing(&journal, given, &mut room, &mut summary)?;
+        check_packing(journal, given, &mut room, &mut summary).await?;
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
     stats.start(&counts);
-    let journal = write_devices(journal, src, given, &mut room, &opts.copy, &stats, &mut summary).await?;
-    summary.devices = write_shipments(job, &journal, &dir, &numbered, &room, &opts.layout, generation)?;
+    write_devices(opened.clone(), src, given, &mut room, &opts.copy, &stats, &mut summary).await?;
+    summary.devices = write_shipments(job, journal, &dir, &numbered, &room, &opts.layout, generation).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("export", &report)?);
@@ -163,30 +164,31 @@ fn open_devices(roots: &[PathBuf]) -> Result<Vec<Device>> {
 }
 
 /// The export's directory and journal, checked to be for this layout and manifest generation.
-fn open_journal(job: &Job, opts: &ExportOptions, generation: u32) -> Result<(PathBuf, Journal)> {
+async fn open_journal(job: &mut Job, opts: &ExportOptions, generation: u32) -> Result<(PathBuf, Arc<dyn Journal>)> {
     let dir = job.dir.join("export");
     std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir))?;
-    // A check works on a scratch journal (`check.sqlite`, every finding queryable until the
-    // next check): it may try every layout on a job whose export is under way with one of them.
-    let journal_path = dir.join(if opts.check { "check.sqlite" } else { "journal.sqlite" });
+    // A check works on a scratch journal (every finding kept until the next check): it may try
+    // every layout on a job whose export is under way with one of them.
+    let kind = if opts.check { JournalKind::ExportCheck } else { JournalKind::Export };
     if opts.check {
-        remove_journal(&journal_path)?;
+        job.remove_journal(kind)?;
     }
-    let journal = Journal::open(&journal_path)?;
+    let journal = job.journal(kind).await?;
     let layout_text = serde_json::to_string(&opts.layout).expect("layout serializes");
-    check_same(&journal, "layout", &layout_text, "layout")?;
-    check_same(&journal, "generation", &generation.to_string(), "manifest generation")?;
+    check_same(journal.as_ref(), "layout", &layout_text, "layout").await?;
+    check_same(journal.as_ref(), "generation", &generation.to_string(), "manifest generation").await?;
     Ok((dir, journal))
 }
 
 /// Maps every key once: paths, renames and refusals are journaled, and later runs read them
 /// from there instead of the manifest.
-fn seed(job: &Job, journal: &mut Journal, layout: &Layout, generation: u32) -> Result<()> {
-    if journal.meta("seeded")?.is_some() {
+async fn seed(job: &Job, journal: &dyn Journal, layout: &Layout, generation: u32) -> Result<()> {
+    if journal.meta("seeded").await?.is_some() {
         return Ok(());
     }
     let reader = ManifestReader::open(&job.generation_dir(generation))?;
-    reader.for_each_batch::<EngineError>(|batch| {
+    let (mut batches, read) = crate::plan::read_batches(reader);
+    while let Some(batch) = batches.recv().await {
         let routed: Vec<RoutedEntry> = batch
             .into_iter()
             .map(|entry| {
@@ -201,25 +203,26 @@ fn seed(job: &Job, journal: &mut Journal, layout: &Layout, generation: u32) -> R
                 RoutedEntry { entry, route: Route { dst_path, ..Route::default() }, refused, renamed }
             })
             .collect();
-        Ok(journal.seed_routed(generation, &routed)?)
-    })?;
-    journal.index_routes()?;
-    for (id, _key, reason) in journal.path_conflicts(layout.case_insensitive())? {
-        journal.refuse(id, &reason)?;
+        journal.seed_routed(generation, &routed).await?;
     }
-    journal.set_meta("layout", &serde_json::to_string(layout).expect("layout serializes"))?;
-    journal.set_meta("generation", &generation.to_string())?;
-    journal.set_meta("export_id", &uuid::Uuid::new_v4().to_string())?;
-    journal.set_meta("seeded", "1")?;
+    read.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    journal.index_routes().await?;
+    for (id, _key, reason) in journal.path_conflicts(layout.case_insensitive()).await? {
+        journal.refuse(id, &reason).await?;
+    }
+    journal.set_meta("layout", &serde_json::to_string(layout).expect("layout serializes")).await?;
+    journal.set_meta("generation", &generation.to_string()).await?;
+    journal.set_meta("export_id", &uuid::Uuid::new_v4().to_string()).await?;
+    journal.set_meta("seeded", "1").await?;
     Ok(())
 }
 
 /// The renames and refusals, in key order, the first [`FINDINGS_KEPT`] of them.
-fn findings(journal: &Journal) -> Result<Vec<Finding>> {
+async fn findings(journal: &dyn Journal) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let mut after = String::new();
     while findings.len() < FINDINGS_KEPT {
-        let rows = journal.noted(&after, 1024)?;
+        let rows = journal.noted(&after, 1024).await?;
         let Some(last) = rows.last() else { break };
         after = last.key.clone();
         findings.extend(rows.into_iter().map(|n| match n.refused {
@@ -233,8 +236,8 @@ fn findings(journal: &Journal) -> Result<Vec<Finding>> {
 /// Numbers the devices given: indexes are stable across runs (matched by path); new ones are
 /// appended (and journaled, unless this is a check). Returns every device path the export has
 /// had, and each device given with its index.
-fn number_devices<'d>(journal: &Journal, devices: &'d [Device], check: bool) -> Result<Numbered<'d>> {
-    let mut known: Vec<String> = journal.meta("devices")?.map(|t| serde_json::from_str(&t).unwrap_or_default()).unwrap_or_default();
+async fn number_devices<'d>(journal: &dyn Journal, devices: &'d [Device], check: bool) -> Result<Numbered<'d>> {
+    let mut known: Vec<String> = journal.meta("devices").await?.map(|t| serde_json::from_str(&t).unwrap_or_default()).unwrap_or_default();
     let mut given = Vec::new();
     for d in devices {
         let text = d.root.to_string_lossy().into_owned();
@@ -255,7 +258,7 @@ fn number_devices<'d>(journal: &Journal, devices: &'d [Device], check: bool) -> 
         )));
     }
     if !check {
-        journal.set_meta("devices", &serde_json::to_string(&known).expect("list serializes"))?;
+        journal.set_meta("devices", &serde_json::to_string(&known).expect("list serializes")).await?;
     }
     Ok(Numbered { known, given })
 }
@@ -269,11 +272,11 @@ struct Numbered<'d> {
 }
 
 /// The summary before anything is written: totals, renames and refusals.
-fn new_summary(
+async fn new_summary(
     job: &Job,
     opts: &ExportOptions,
     generation: u32,
-    journal: &Journal,
+    journal: &dyn Journal,
     counts: &ferry_journal::StatusCounts,
     findings: Vec<Finding>,
 ) -> Result<ExportSummary> {
@@ -284,7 +287,7 @@ fn new_summary(
         check: opts.check,
         objects_total: counts.objects,
         bytes_total: counts.bytes,
-        renamed: journal.renamed_count()?,
+        renamed: journal.renamed_count().await?,
         refused: counts.refused,
         findings,
         unplaced: 0,
@@ -304,10 +307,10 @@ fn new_summary(
 
 /// The room each device given has for objects not packed yet: its free space less what the
 /// objects already packed onto it will take.
-fn room_left(journal: &Journal, given: &[(u32, &Device)]) -> Result<BTreeMap<u32, Room>> {
+async fn room_left(journal: &dyn Journal, given: &[(u32, &Device)]) -> Result<BTreeMap<u32, Room>> {
     let mut room: BTreeMap<u32, Room> = BTreeMap::new();
     for (index, d) in given {
-        let (pending, pending_bytes) = journal.on_device(*index, false)?;
+        let (pending, pending_bytes) = journal.on_device(*index, false).await?;
         let committed = pending_bytes + pending * (d.block + SHIPMENT_BYTES_PER_FILE);
         room.insert(*index, Room { left: d.free.saturating_sub(DEVICE_RESERVE + committed), block: d.block, full: false });
     }
@@ -315,10 +318,15 @@ fn room_left(journal: &Journal, given: &[(u32, &Device)]) -> Result<BTreeMap<u32
 }
 
 /// `--check`: the packing counted, not journaled, into the summary.
-fn check_packing(journal: &Journal, given: &[(u32, &Device)], room: &mut BTreeMap<u32, Room>, summary: &mut ExportSummary) -> Result<()> {
-    let (unplaced, bytes, placed) = pack(journal, room, false)?;
+async fn check_packing(
+    journal: &dyn Journal,
+    given: &[(u32, &Device)],
+    room: &mut BTreeMap<u32, Room>,
+    summary: &mut ExportSummary,
+) -> Result<()> {
+    let (unplaced, bytes, placed) = pack(journal, room, false).await?;
     (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
-    summary.devices = device_summaries(journal, given, room)?;
+    summary.devices = device_summaries(journal, given, room).await?;
     for d in &mut summary.devices {
         let (n, b) = placed.get(&(d.device - 1)).copied().unwrap_or_default();
         (d.pending, d.pending_bytes) = (d.pending + n, d.pending_bytes + b);
@@ -327,17 +335,16 @@ fn check_packing(journal: &Journal, given: &[(u32, &Device)], room: &mut BTreeMa
 }
 
 /// Packs and writes; a device that fills up is closed and what it did not take is packed again
-/// onto the others. The outcome goes into `summary`; the journal is handed back once the
-/// movers are done with it.
+/// onto the others. The outcome goes into `summary`.
 async fn write_devices(
-    journal: Journal,
+    journal: Arc<dyn Journal>,
     src: Arc<dyn Provider>,
     given: &[(u32, &Device)],
     room: &mut BTreeMap<u32, Room>,
     opts: &CopyOptions,
     stats: &Arc<Stats>,
     summary: &mut ExportSummary,
-) -> Result<Journal> {
+) -> Result<()> {
     let (journal, budget) = shared(journal, opts);
     let movers: BTreeMap<u32, Arc<Mover>> = given
         .iter()
@@ -351,14 +358,13 @@ async fn write_devices(
 
     // Each round closes a device or ends, so there are at most devices + 1.
     for round in 0..=given.len() {
-        pack(&journal.lock().expect("journal lock"), room, true)?;
+        pack(journal.as_ref(), room, true).await?;
         if round == 0 {
             // Room for the shipment files is taken now, so a device that fills up can still
             // say what it holds.
-            let j = journal.lock().expect("journal lock");
             for (index, d) in given {
-                let (pending, _) = j.on_device(*index, false)?;
-                let (done, _) = j.on_device(*index, true)?;
+                let (pending, _) = journal.on_device(*index, false).await?;
+                let (done, _) = journal.on_device(*index, true).await?;
                 take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
             }
         }
@@ -368,11 +374,8 @@ async fn write_devices(
         summary.failures.extend(pass.failures);
         summary.stopped_by = pass.stopped_by;
         let refilled = !pass.handed_back.is_empty();
-        {
-            let j = journal.lock().expect("journal lock");
-            for id in pass.handed_back {
-                j.place(id, None)?;
-            }
+        for id in pass.handed_back {
+            journal.place(id, None).await?;
         }
         for device in router.full.lock().expect("full lock").iter() {
             if let Some(r) = room.get_mut(device) {
@@ -383,38 +386,37 @@ async fn write_devices(
             break;
         }
     }
-    let (unplaced, bytes, _) = pack(&journal.lock().expect("journal lock"), room, false)?;
+    let (unplaced, bytes, _) = pack(journal.as_ref(), room, false).await?;
     (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
     summary.failures.sort_by(|a, b| a.key.cmp(&b.key));
     summary.failed = summary.failures.len() as u64;
     for mover in router.movers.values() {
         mover.take_verified(&mut summary.verified_by);
     }
-    drop(router);
-    Ok(Arc::into_inner(journal).expect("the movers are gone").into_inner().expect("journal lock"))
+    Ok(())
 }
 
 /// A shipment manifest on every device given, for what it holds now (a copy of each in
 /// `JOB/export/shipments/`); returns the devices' summaries.
-fn write_shipments(
+async fn write_shipments(
     job: &Job,
-    journal: &Journal,
+    journal: &dyn Journal,
     dir: &Path,
-    devices: &Numbered,
+    devices: &Numbered<'_>,
     room: &BTreeMap<u32, Room>,
     layout: &Layout,
     generation: u32,
 ) -> Result<Vec<DeviceSummary>> {
     let Numbered { known, given } = devices;
-    let export_id = journal.meta("export_id")?.unwrap_or_default();
+    let export_id = journal.meta("export_id").await?.unwrap_or_default();
     let manifest_sha256 = shipment::file_sha256(&ferry_manifest::ManifestHeader::path(&job.generation_dir(generation)))?;
-    let counts = journal.counts()?;
+    let counts = journal.counts().await?;
     let copies = dir.join("shipments");
     std::fs::create_dir_all(&copies).map_err(EngineError::io(&copies))?;
-    let mut devices_out = device_summaries(journal, given, room)?;
+    let mut devices_out = device_summaries(journal, given, room).await?;
     for (summary_device, (index, d)) in devices_out.iter_mut().zip(given.iter()) {
         release_reserve(&d.root)?;
-        let (files, bytes) = journal.on_device(*index, true)?;
+        let (files, bytes) = journal.on_device(*index, true).await?;
         let header = ShipmentHeader {
             format: shipment::FORMAT.into(),
             export_id: export_id.clone(),
@@ -437,6 +439,7 @@ fn write_shipments(
             Some(digest) => digest,
             None => {
                 let digest = write_shipment(journal, *index, &d.root, &header, layout.kind.name().starts_with("databox"))
+                    .await
                     .map_err(|e| EngineError::Appliance(format!("writing the shipment manifest on {}: {e}", d.root.display())))?;
                 std::fs::copy(d.root.join(shipment::SHIPMENT_FILE), &copy).map_err(EngineError::io(&copy))?;
                 digest
@@ -547,7 +550,7 @@ struct Room {
 /// Packs the objects not on a device yet, largest first, each onto the first device (most
 /// room first) it fits; `persist`: journal the placement (else only count, for `--check`).
 /// Returns what did not fit (objects, bytes) and what went on each device (objects, bytes).
-fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Result<(u64, u64, Packed)> {
+async fn pack(journal: &dyn Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Result<(u64, u64, Packed)> {
     let mut order: Vec<u32> = room.iter().filter(|(_, r)| !r.full).map(|(i, _)| *i).collect();
     order.sort_by_key(|i| std::cmp::Reverse(room[i].left));
     let mut simulated: BTreeMap<u32, u64> = BTreeMap::new();
@@ -555,7 +558,7 @@ fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Res
     let (mut unplaced, mut unplaced_bytes) = (0, 0);
     let mut after = None;
     loop {
-        let batch = journal.unplaced(after, 4096)?;
+        let batch = journal.unplaced(after, 4096).await?;
         let Some(last) = batch.last() else { break };
         after = Some((last.1, last.0));
         let mut placements = Vec::new();
@@ -582,7 +585,7 @@ fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Res
         }
         // On disk before any file is written to a device for them.
         if persist {
-            journal.place_all(&placements)?;
+            journal.place_all(&placements).await?;
         }
     }
     if !persist {
@@ -594,34 +597,33 @@ fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Res
     Ok((unplaced, unplaced_bytes, placed))
 }
 
-fn device_summaries(journal: &Journal, given: &[(u32, &Device)], room: &BTreeMap<u32, Room>) -> Result<Vec<DeviceSummary>> {
-    given
-        .iter()
-        .map(|(index, d)| {
-            let (pending, pending_bytes) = journal.on_device(*index, false)?;
-            let (done, done_bytes) = journal.on_device(*index, true)?;
-            Ok(DeviceSummary {
-                device: index + 1,
-                path: d.root.clone(),
-                free: d.free,
-                pending,
-                pending_bytes,
-                done,
-                done_bytes,
-                full: room.get(index).is_some_and(|r| r.full),
-                shipment: None,
-                shipment_sha256: None,
-            })
-        })
-        .collect()
+async fn device_summaries(journal: &dyn Journal, given: &[(u32, &Device)], room: &BTreeMap<u32, Room>) -> Result<Vec<DeviceSummary>> {
+    let mut out = Vec::with_capacity(given.len());
+    for (index, d) in given {
+        let (pending, pending_bytes) = journal.on_device(*index, false).await?;
+        let (done, done_bytes) = journal.on_device(*index, true).await?;
+        out.push(DeviceSummary {
+            device: index + 1,
+            path: d.root.clone(),
+            free: d.free,
+            pending,
+            pending_bytes,
+            done,
+            done_bytes,
+            full: room.get(index).is_some_and(|r| r.full),
+            shipment: None,
+            shipment_sha256: None,
+        });
+    }
+    Ok(out)
 }
 
 /// Writes the shipment files of device `index` at `root` from the journal; returns the digest.
-fn write_shipment(journal: &Journal, index: u32, root: &Path, header: &ShipmentHeader, bom: bool) -> Result<String> {
+async fn write_shipment(journal: &dyn Journal, index: u32, root: &Path, header: &ShipmentHeader, bom: bool) -> Result<String> {
     let mut writer = ShipmentWriter::create(root, header, bom)?;
     let mut after = String::new();
     loop {
-        let rows = journal.done_on_device(index, &after, 4096)?;
+        let rows = journal.done_on_device(index, &after, 4096).await?;
         let Some(last) = rows.last() else { break };
         after = last.dst_key().to_string();
         for row in rows {
@@ -650,23 +652,11 @@ fn unchanged_shipment(root: &Path, copy: &Path, header: &ShipmentHeader) -> Opti
     (same && shipment::file_sha256(copy).ok()? == digest && root.join(shipment::SUMS_FILE).is_file()).then_some(digest)
 }
 
-fn check_same(journal: &Journal, name: &str, value: &str, what: &str) -> Result<()> {
-    match journal.meta(name)? {
+async fn check_same(journal: &dyn Journal, name: &str, value: &str, what: &str) -> Result<()> {
+    match journal.meta(name).await? {
         Some(v) if v != value => Err(EngineError::Appliance(format!(
             "this job's export was started with another {what} ({v}); finish it with the same options, or use another --job"
         ))),
         _ => Ok(()),
     }
-}
-
-/// Removes a SQLite journal and its WAL files.
-fn remove_journal(path: &Path) -> Result<()> {
-    for suffix in ["", "-wal", "-shm"] {
-        let p = PathBuf::from(format!("{}{suffix}", path.display()));
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(EngineError::Io { path: p, source: e }),
-            _ => {}
-        }
-    }
-    Ok(())
 }

@@ -18,7 +18,7 @@ use crate::scheduler::{Router, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::layout::SHIPMENT_FILES;
 use ferry_core::{Location, ObjectEntry};
-use ferry_journal::{Journal, ObjectRow, Route, RoutedEntry};
+use ferry_journal::{Journal, JournalKind, ObjectRow, Route, RoutedEntry};
 use ferry_manifest::ManifestWriter;
 use ferry_manifest::shipment::{self, ShipmentHeader};
 use ferry_providers::Provider;
@@ -105,12 +105,12 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
     let started = Instant::now();
     let (provenance, roots) = read_shipments(&opts)?;
     job.persist()?;
-    let mut journal = Journal::open(&job.journal_path())?;
-    match journal.meta(PROVENANCE)? {
-        None => seed(job, &mut journal, &provenance, &roots)?,
+    let journal = job.journal(JournalKind::Main).await?;
+    match journal.meta(PROVENANCE).await? {
+        None => seed(job, journal.as_ref(), &provenance, &roots).await?,
         Some(text) => {
             let seeded: Provenance = serde_json::from_str(&text)
-                .map_err(|e| EngineError::Appliance(format!("{}: unreadable shipment record: {e}", job.journal_path().display())))?;
+                .map_err(|e| EngineError::Appliance(format!("{}: unreadable shipment record in the journal: {e}", job.dir.display())))?;
             if seeded.export_id != provenance.export_id {
                 return Err(EngineError::Appliance(format!(
                     "these disks are from export {}, this job ingests export {}: use another --job",
@@ -132,10 +132,10 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
 
     let mut extra = Vec::new();
     for (device, root) in &roots {
-        find_extras(&journal, *device, root, &mut extra).await?;
+        find_extras(journal.as_ref(), *device, root, &mut extra).await?;
     }
 
-    let counts = journal.counts()?;
+    let counts = journal.counts().await?;
     let mut summary = IngestSummary {
         destination: job.destination.to_string(),
         provenance,
@@ -265,14 +265,14 @@ fn read_shipments(opts: &IngestOptions) -> Result<(Provenance, Vec<(u32, PathBuf
 
 /// Builds the job's manifest (generation 1) from the shipments and seeds the journal with each
 /// file's route and the checksums it was shipped with; records where the shipment came from.
-fn seed(job: &Job, journal: &mut Journal, provenance: &Provenance, roots: &[(u32, PathBuf)]) -> Result<()> {
+async fn seed(job: &Job, journal: &dyn Journal, provenance: &Provenance, roots: &[(u32, PathBuf)]) -> Result<()> {
     let generation = 1;
     let dir = job.generation_dir(generation);
     if dir.exists() {
         // The remains of an ingest cut off while seeding: start again.
         std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
     }
-    journal.unseed(generation)?;
+    journal.unseed(generation).await?;
     let mut writer = ManifestWriter::create(&dir, generation, None, &job.source.to_string(), &job.destination.to_string())?;
     for (device, root) in roots {
         let (_, files) = shipment::read(root)?;
@@ -290,23 +290,23 @@ fn seed(job: &Job, journal: &mut Journal, provenance: &Provenance, roots: &[(u32
             let route = Route { device: Some(device - 1), src_path: Some(file.path), dst_path: None, expect_sha256: Some(file.sha256) };
             batch.push(RoutedEntry { entry, route, refused: None, renamed: None });
             if batch.len() == 4096 {
-                journal.seed_routed(generation, &std::mem::take(&mut batch))?;
+                journal.seed_routed(generation, &std::mem::take(&mut batch)).await?;
             }
         }
-        journal.seed_routed(generation, &batch)?;
+        journal.seed_routed(generation, &batch).await?;
     }
     writer.seal()?;
-    journal.index_routes()?;
+    journal.index_routes().await?;
     let text = serde_json::to_string_pretty(provenance).expect("provenance serializes");
     let record = job.dir.join("shipment.json");
     std::fs::write(&record, &text).map_err(EngineError::io(&record))?;
-    journal.set_meta("seeded_generation", &generation.to_string())?;
-    journal.set_meta(PROVENANCE, &text)?;
+    journal.set_meta("seeded_generation", &generation.to_string()).await?;
+    journal.set_meta(PROVENANCE, &text).await?;
     Ok(())
 }
 
 /// Files on the device its shipment manifest does not list.
-async fn find_extras(journal: &Journal, device: u32, root: &std::path::Path, extra: &mut Vec<String>) -> Result<()> {
+async fn find_extras(journal: &dyn Journal, device: u32, root: &std::path::Path, extra: &mut Vec<String>) -> Result<()> {
     let location = Location::parse(&root.to_string_lossy())?;
     let provider = LocalProvider::new(location);
     let mut pages = provider.list();
@@ -319,7 +319,7 @@ async fn find_extras(journal: &Journal, device: u32, root: &std::path::Path, ext
             }
             match entry.skipped {
                 Some(reason) => extra.push(format!("device {device}: {} (a {reason}, not a shipped file)", entry.key)),
-                None if !journal.has_src_path(device - 1, &entry.key)? => extra.push(format!("device {device}: {}", entry.key)),
+                None if !journal.has_src_path(device - 1, &entry.key).await? => extra.push(format!("device {device}: {}", entry.key)),
                 None => {}
             }
         }

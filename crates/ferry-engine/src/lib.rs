@@ -8,12 +8,13 @@
 //! as summaries and as JSON reports under `JOB/reports/`.
 //!
 //! # Layout
-//! - [`job`]: `JOB/` — `job.toml`, manifest generations, the journal, the lock, reports.
+//! - [`job`]: `JOB/` — `job.toml`, manifest generations, the lock, reports; the one place the
+//!   job's journals are opened ([`Job::journal`], an `Arc<dyn ferry_journal::Journal>`).
 //! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal.
 //! - [`mod@copy`]: a copy from source to destination: plan, one scheduler pass, the summary.
 //! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
-//! - `scheduler`: one pass over the journal's pending objects, `--transfers` at a time, each
-//!   through the mover its route picks.
+//! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
+//!   `--transfers` at a time, each through the mover its route picks.
 //! - `mover`: one object — a single put, or a resumable parallel multipart upload — under a
 //!   byte budget.
 //! - [`mod@export`]: the manifest onto appliance disks (layouts, packing, shipment manifests).

@@ -9,7 +9,7 @@
 use crate::Stats;
 use crate::options::{CopyOptions, Failure};
 use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
-use ferry_journal::{Journal, ObjectRow, Outcome};
+use ferry_journal::{Journal, ObjectRow, Outcome, PartRow};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,7 +54,7 @@ impl Budget {
 pub(crate) struct Mover {
     pub(crate) src: Arc<dyn Provider>,
     pub(crate) dst: Arc<dyn Provider>,
-    pub(crate) journal: Arc<Mutex<Journal>>,
+    pub(crate) journal: Arc<dyn Journal>,
     pub(crate) opts: CopyOptions,
     /// The destination's service copies objects from the source itself.
     pub(crate) server_side: bool,
@@ -109,7 +109,7 @@ impl Mover {
     pub(crate) fn new(
         src: Arc<dyn Provider>,
         dst: Arc<dyn Provider>,
-        journal: &Arc<Mutex<Journal>>,
+        journal: &Arc<dyn Journal>,
         budget: &Budget,
         opts: &CopyOptions,
         stats: &Arc<Stats>,
@@ -151,7 +151,7 @@ impl Mover {
             };
             match copied {
                 Ok((outcome, memory)) => {
-                    self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
+                    self.journal.mark_done(row.id, &outcome).await?;
                     // A single put's memory is given back once the object is journaled done:
                     // a crash can make ferry send again only what holds memory.
                     drop(memory);
@@ -167,7 +167,7 @@ impl Mover {
                     self.abandon(&row).await;
                     let current = ObjectEntry { key: row.entry.key.clone(), crc32c: None, md5: None, ..*current };
                     let note = format!("restarted: {message}");
-                    self.journal.lock().expect("journal lock").restart_object(row.id, &current, &note)?;
+                    self.journal.restart_object(row.id, &current, &note).await?;
                     self.restarted.lock().expect("restarted lock").push(Failure { key: row.entry.key.clone(), error: note });
                     row.entry =
                         ObjectEntry { content_type: row.entry.content_type.clone(), metadata: row.entry.metadata.clone(), ..current };
@@ -189,7 +189,7 @@ impl Mover {
                 }
                 Err(e) => {
                     self.abandon(&row).await;
-                    self.journal.lock().expect("journal lock").mark_failed(row.id, &e.message)?;
+                    self.journal.mark_failed(row.id, &e.message).await?;
                     Stats::add(&self.stats.objects_failed, 1);
                     return Err(e);
                 }
@@ -211,7 +211,7 @@ impl Mover {
     /// (to give back once the outcome is journaled).
     async fn copy_object(&self, row: &ObjectRow, sent: &AtomicU64) -> Result<(Outcome, Option<OwnedSemaphorePermit>), ObjectError> {
         let entry = &row.entry;
-        let mut open = self.journal.lock().expect("journal lock").upload_of(row.id)?;
+        let mut open = self.journal.upload_of(row.id).await?;
         if self.server_side
             && let Some(copier) = self.dst.server_copy()
         {
@@ -221,7 +221,7 @@ impl Mover {
         // as long as its parts fit this run's memory budget; else it starts over.
         if open.as_ref().is_some_and(|(_, part_size)| *part_size > self.budget.bytes()) {
             self.abandon(row).await;
-            self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+            self.journal.clear_upload(row.id).await?;
             open = None;
         }
         let plan = match &open {
@@ -268,7 +268,7 @@ impl Mover {
                 // The parts sent came from a bad read: drop them, so the retry reads afresh.
                 if let Commit::Parts(upload, _) = commit {
                     let _ = upload.abort().await;
-                    self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+                    self.journal.clear_upload(row.id).await?;
                 }
                 return Err(e);
             }
@@ -307,7 +307,9 @@ impl Mover {
             .map_err(|e| ObjectError::new(ErrorClass::PerObject, format!("{}: {e}", entry.key)))?;
         let (journal, id, part_size) = (self.journal.clone(), row.id, plan.part_size);
         let started = move |upload_id: &str| {
-            journal.lock().expect("journal lock").set_upload(id, Some(upload_id), part_size).map_err(|e| ProviderError::Request {
+            // The service calls this synchronously, between its requests: the id is on disk
+            // before the upload it names is created.
+            futures::executor::block_on(journal.set_upload(id, Some(upload_id), part_size)).map_err(|e| ProviderError::Request {
                 provider: "journal",
                 op: "record upload",
                 key: entry.key.clone(),
@@ -362,10 +364,7 @@ impl Mover {
         let fresh = ObjectDigest::new().with_etag(etag_check);
         let key = row.dst_key();
         if let Some(upload_id) = recorded_id {
-            let (recorded, hash) = {
-                let journal = self.journal.lock().expect("journal lock");
-                (journal.parts(row.id)?, journal.hash_state(row.id)?)
-            };
+            let (recorded, hash) = (self.journal.parts(row.id).await?, self.journal.hash_state(row.id).await?);
             let recorded: Vec<PartReceipt> = recorded
                 .iter()
                 .filter_map(|p| {
@@ -375,7 +374,7 @@ impl Mover {
                 .collect();
             let resumed = match mp.resume(key, &upload_id, attrs, row.entry.size, &recorded).await {
                 Err(ProviderError::UnlistedUpload { .. }) => {
-                    self.journal.lock().expect("journal lock").note_orphan(row.id)?;
+                    self.journal.note_orphan(row.id).await?;
                     Ok(None)
                 }
                 other => other,
@@ -421,14 +420,14 @@ impl Mover {
                     let _ = mp.abort_upload(key, &upload_id).await;
                 }
             }
-            self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+            self.journal.clear_upload(row.id).await?;
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
-        self.journal.lock().expect("journal lock").set_upload(row.id, Some(&id), plan.part_size)?;
+        self.journal.set_upload(row.id, Some(&id), plan.part_size).await?;
         let upload = mp.start(key, attrs, row.entry.size, &id).await?;
         let actual = upload.upload_id();
         if actual.as_deref() != Some(id.as_str()) {
-            self.journal.lock().expect("journal lock").set_upload(row.id, actual.as_deref(), plan.part_size)?;
+            self.journal.set_upload(row.id, actual.as_deref(), plan.part_size).await?;
         }
         Ok(OpenedUpload { upload, held: BTreeMap::new(), digest: fresh, next: 0, journaled: BTreeSet::new(), completed: false })
     }
@@ -463,11 +462,11 @@ impl Mover {
     /// Aborts the recorded upload of an object that failed for good, so none stays open (and billed).
     async fn abandon(&self, row: &ObjectRow) {
         let Some(mp) = self.dst.multipart() else { return };
-        let upload_id = self.journal.lock().expect("journal lock").upload_of(row.id);
+        let upload_id = self.journal.upload_of(row.id).await;
         if let Ok(Some((upload_id, _))) = upload_id
             && mp.abort_upload(row.dst_key(), &upload_id).await.is_ok()
         {
-            let _ = self.journal.lock().expect("journal lock").clear_upload(row.id);
+            let _ = self.journal.clear_upload(row.id).await;
         }
     }
 
@@ -536,14 +535,14 @@ impl Mover {
                         let receipt = receipt.clone();
                         drop(permit);
                         Stats::add(&self.stats.resumed_bytes, receipt.size);
-                        self.part_done(row.id, plan, &receipt, None)?;
-                        self.advance(row.id, &mut acked, index)?;
+                        self.part_done(row.id, plan, &receipt, None).await?;
+                        self.advance(row.id, &mut acked, index).await?;
                         receipts.push(receipt);
                         continue;
                     }
                     // The completed object holds other bytes than these: copy it again.
                     if opened.completed {
-                        self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+                        self.journal.clear_upload(row.id).await?;
                         let message = format!("{}: the copy an earlier run completed differs in part {}: copying it again", row.entry.key, index + 1);
                         return Err(ObjectError::new(ErrorClass::Retryable, message));
                     }
@@ -551,19 +550,19 @@ impl Mover {
                     // first, so a crash before their acknowledgement is journaled cannot leave
                     // the old record vouching for the new part.
                     if opened.journaled.remove(&index) {
-                        self.journal.lock().expect("journal lock").forget_part(row.id, index)?;
+                        self.journal.forget_part(row.id, index).await?;
                     }
                     let sending = opened.upload.put_part(index, offset, data, crc);
                     in_flight.push(async move { (sending.await, permit) });
                 }
                 Some((receipt, permit)) = in_flight.next(), if !in_flight.is_empty() => {
                     let receipt = receipt?;
-                    self.part_done(row.id, plan, &receipt, Some(sent))?;
+                    self.part_done(row.id, plan, &receipt, Some(sent)).await?;
                     // The part's memory is given back only once its acknowledgement is
                     // journaled: the bytes a crash can make ferry send again are bounded by
                     // the budget.
                     drop(permit);
-                    self.advance(row.id, &mut acked, receipt.index)?;
+                    self.advance(row.id, &mut acked, receipt.index).await?;
                     receipts.push(receipt);
                 }
                 else => break,
@@ -574,10 +573,11 @@ impl Mover {
     }
 
     /// Journals an acknowledged part; `sent` counts it as uploaded by this attempt.
-    fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt, sent: Option<&AtomicU64>) -> Result<(), ObjectError> {
+    async fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt, sent: Option<&AtomicU64>) -> Result<(), ObjectError> {
         let offset = plan.range(r.index as u64).start;
         let crc = ferry_core::digest::crc32c_hex(r.crc32c);
-        self.journal.lock().expect("journal lock").record_part(id, r.index, offset, r.size, &crc, Some(&r.id))?;
+        let part = PartRow { part_no: r.index, offset, size: r.size, crc32c: crc, etag: Some(r.id.clone()) };
+        self.journal.record_part(id, &part).await?;
         Stats::add(&self.stats.bytes_done, r.size);
         if let Some(sent) = sent {
             Stats::add(sent, r.size);
@@ -586,9 +586,9 @@ impl Mover {
     }
 
     /// Marks part `index` acknowledged and journals the digest after the leading acknowledged run.
-    fn advance(&self, id: i64, acked: &mut AckedRun, index: u32) -> Result<(), ObjectError> {
+    async fn advance(&self, id: i64, acked: &mut AckedRun, index: u32) -> Result<(), ObjectError> {
         if let Some((next, state)) = acked.ack(index) {
-            self.journal.lock().expect("journal lock").set_hash_state(id, next, &state)?;
+            self.journal.set_hash_state(id, next, &state).await?;
         }
         Ok(())
     }

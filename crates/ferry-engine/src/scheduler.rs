@@ -1,5 +1,6 @@
-//! The scheduler: one pass over the journal's pending objects, each handed to the mover its
-//! route picks, `--transfers` at a time or fewer while the services push back. A fatal error
+//! The scheduler: one pass over the journal's pending objects, claimed from the journal in
+//! batches (leased to this process until their outcome is journaled), each handed to the mover
+//! its route picks, `--transfers` at a time or fewer while the services push back. A fatal error
 //! stops the pass early. Copy, export and ingest each run passes through it.
 //!
 //! The scheduler knows nothing of where objects go: a [`Router`] the command supplies picks each
@@ -11,16 +12,16 @@ use crate::mover::{Budget, Mover, ObjectError};
 use crate::options::{CopyOptions, Failure};
 use crate::{Result, Stats};
 use ferry_core::ErrorClass;
-use ferry_journal::{Journal, ObjectRow};
+use ferry_journal::{Clock, Journal, ObjectRow};
 use futures::stream::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// What a run's movers share: the journal, and the memory budget (part buffers are recycled;
 /// the free ones kept are bounded by the same budget).
-pub(crate) fn shared(journal: Journal, opts: &CopyOptions) -> (Arc<Mutex<Journal>>, Budget) {
+pub(crate) fn shared(journal: Arc<dyn Journal>, opts: &CopyOptions) -> (Arc<dyn Journal>, Budget) {
     ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
-    (Arc::new(Mutex::new(journal)), Budget::new(opts.max_memory))
+    (journal, Budget::new(opts.max_memory))
 }
 
 /// Which mover takes each object, and which routes are closed: asked by the scheduler,
@@ -68,31 +69,39 @@ pub(crate) struct Pass {
 /// `transfers` at a time or fewer while the services push back (throttling answers the
 /// transport counted, and those the movers saw in `stats`). A fatal error stops the pass; a
 /// route that closes does not: its objects are handed back in [`Pass::handed_back`].
-pub(crate) async fn run_pass(journal: &Arc<Mutex<Journal>>, transfers: usize, stats: &Stats, router: &dyn Router) -> Result<Pass> {
+pub(crate) async fn run_pass(journal: &Arc<dyn Journal>, transfers: usize, stats: &Stats, router: &dyn Router) -> Result<Pass> {
     let stop: Arc<Mutex<Option<String>>> = Arc::default();
     let stopping = Arc::new(AtomicBool::new(false));
-    // Page through the journal lazily: ids only grow, so a cursor never revisits an object
-    // that failed in this pass.
-    let pages = futures::stream::unfold((0i64, false), {
-        let journal = journal.clone();
-        let stopping = stopping.clone();
-        move |(cursor, finished)| {
-            let journal = journal.clone();
-            let stopping = stopping.clone();
-            async move {
-                if finished || stopping.load(Ordering::Relaxed) {
-                    return None;
-                }
-                let rows = journal.lock().expect("journal lock").todo(cursor, 512, i64::MAX);
-                match rows {
-                    Ok(rows) if rows.is_empty() => None,
-                    Ok(rows) => {
-                        let next = rows.last().map(|r| r.id).unwrap_or(cursor);
-                        Some((Ok(rows), (next, false)))
-                    }
-                    Err(e) => Some((Err(e), (cursor, true))),
+    // This process holds the job's lock, so no other worker is alive: a lease still held is a
+    // killed run's, and its objects are work again.
+    journal.release_leases().await?;
+    let worker = journal.begin_pass(&format!("ferry-{}", std::process::id())).await?;
+    let clock = Clock::new();
+    // Objects are claimed lazily, a batch at a time. A pass never hands out an object twice, so
+    // one that failed in it is not tried again until the next pass. Those no mover takes now
+    // are given back at once.
+    let pages = futures::stream::unfold(false, |finished| {
+        let (journal, stopping, worker) = (journal.clone(), stopping.clone(), &worker);
+        async move {
+            if finished || stopping.load(Ordering::Relaxed) {
+                return None;
+            }
+            let claimed = match journal.claim(worker, CLAIM_BATCH, clock.lease(LEASE)).await {
+                Ok(rows) if rows.is_empty() => return None,
+                Ok(rows) => rows,
+                Err(e) => return Some((Err(e), true)),
+            };
+            let (mut taken, mut untaken) = (Vec::with_capacity(claimed.len()), Vec::new());
+            for row in claimed {
+                match router.mover(&row) {
+                    Some(mover) => taken.push((row, mover)),
+                    None => untaken.push(row.id),
                 }
             }
+            if let Err(e) = journal.release(&untaken).await {
+                return Some((Err(e), true));
+            }
+            Some((Ok(taken), false))
         }
     });
     let mut journal_error = None;
@@ -100,7 +109,7 @@ pub(crate) async fn run_pass(journal: &Arc<Mutex<Journal>>, transfers: usize, st
     let throttles = || ferry_providers::retries::throttles() + Stats::get(&stats.pushed_back);
     let gate = Arc::new(Gate::new(transfers, throttles()));
     // Outcomes are folded as they come: memory stays flat however many objects the job has.
-    let (copied, bytes, mut failures, handed_back) = pages
+    let (copied, bytes, mut failures, handed_back, mut unrun) = pages
         .filter_map(|page| {
             let keep = match page {
                 Ok(rows) => Some(futures::stream::iter(rows)),
@@ -112,21 +121,17 @@ pub(crate) async fn run_pass(journal: &Arc<Mutex<Journal>>, transfers: usize, st
             async move { keep }
         })
         .flatten()
-        .filter_map(|row| {
-            let mover = router.mover(&row);
-            async move { mover.map(|m| (row, m)) }
-        })
         .map(|(row, mover)| {
             let gate = gate.clone();
             let stop = stop.clone();
             let stopping = stopping.clone();
             async move {
-                if stopping.load(Ordering::Relaxed) {
-                    return None;
-                }
                 let key = row.entry.key.clone();
+                if stopping.load(Ordering::Relaxed) {
+                    return (key, Outcome::NotRun(row.id));
+                }
                 if router.closed(&row) {
-                    return Some((key, Outcome::HandedBack(row.id)));
+                    return (key, Outcome::HandedBack(row.id));
                 }
                 let slot = gate.enter(throttles()).await;
                 let result = mover.copy_with_retries(&row).await;
@@ -142,24 +147,30 @@ pub(crate) async fn run_pass(journal: &Arc<Mutex<Journal>>, transfers: usize, st
                         Outcome::Failed(e.message)
                     }
                 };
-                Some((key, outcome))
+                (key, outcome)
             }
         })
         .buffer_unordered(transfers.max(1))
-        .filter_map(|r| async move { r })
-        .fold((0u64, 0u64, Vec::new(), Vec::new()), |(copied, bytes, mut failures, mut handed_back), (key, outcome)| async move {
-            match outcome {
-                // The size of the version copied, which a restart may have changed.
-                Outcome::Done(size) => return (copied + 1, bytes + size, failures, handed_back),
-                Outcome::Failed(error) => failures.push(Failure { key, error }),
-                Outcome::HandedBack(id) => handed_back.push(id),
-            }
-            (copied, bytes, failures, handed_back)
-        })
+        .fold(
+            (0u64, 0u64, Vec::new(), Vec::new(), Vec::new()),
+            |(copied, bytes, mut failures, mut handed_back, mut unrun), (key, outcome)| async move {
+                match outcome {
+                    // The size of the version copied, which a restart may have changed.
+                    Outcome::Done(size) => return (copied + 1, bytes + size, failures, handed_back, unrun),
+                    Outcome::Failed(error) => failures.push(Failure { key, error }),
+                    Outcome::HandedBack(id) => handed_back.push(id),
+                    Outcome::NotRun(id) => unrun.push(id),
+                }
+                (copied, bytes, failures, handed_back, unrun)
+            },
+        )
         .await;
     if let Some(e) = journal_error {
         return Err(e.into());
     }
+    // Claimed and not finished: handed back, or left untried by a stop.
+    unrun.extend(&handed_back);
+    journal.release(&unrun).await?;
     failures.sort_by(|a, b| a.key.cmp(&b.key));
     let stopped_by = stop.lock().expect("stop lock").clone();
     Ok(Pass { copied, bytes, failures, stopped_by, handed_back, transfers_lowest: gate.lowest() })
@@ -172,4 +183,13 @@ enum Outcome {
     Failed(String),
     /// Its route closed: its journal id.
     HandedBack(i64),
+    /// Claimed, not tried: the pass was stopping. Its journal id.
+    NotRun(i64),
 }
+
+/// Objects claimed at a time: enough to keep `--transfers` busy between claims.
+const CLAIM_BATCH: usize = 512;
+/// How long a claim holds. A run renews none: one process works alone on a job (it holds the
+/// job's lock) and releases a killed run's leases when it starts, so expiry only matters to a
+/// worker sharing the journal.
+const LEASE: std::time::Duration = std::time::Duration::from_secs(3600);
