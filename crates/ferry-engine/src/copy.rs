@@ -116,8 +116,9 @@ pub async fn copy(
         return Ok(summary);
     }
 
+    let run = journal.begin_run(ferry_journal::RunKind::Copy).await?;
     let (journal, budget) = shared(journal, &opts);
-    let mut mover = Mover::new(src, dst, &journal, &budget, &opts, &stats);
+    let mut mover = Mover::new(src, dst, &journal, run, &budget, &opts, &stats);
     mover.server_side = opts.server_side && mover.dst.server_copy().is_some_and(|c| c.copies_from(&job.source, &job.access.source));
     let mover = Arc::new(mover);
     let pass = run_pass(&mover.journal, opts.transfers, &stats, &OneMover(mover.clone())).await?;

@@ -345,12 +345,13 @@ async fn write_devices(
     stats: &Arc<Stats>,
     summary: &mut ExportSummary,
 ) -> Result<()> {
+    let run = journal.begin_run(ferry_journal::RunKind::Export).await?;
     let (journal, budget) = shared(journal, opts);
     let movers: BTreeMap<u32, Arc<Mover>> = given
         .iter()
         .map(|(index, d)| {
             let dst: Arc<dyn Provider> = Arc::new(LocalProvider::new(d.location.clone()));
-            let mover = Mover::new(src.clone(), dst, &journal, &budget, opts, stats);
+            let mover = Mover::new(src.clone(), dst, &journal, run, &budget, opts, stats);
             (*index, Arc::new(mover))
         })
         .collect();

@@ -161,13 +161,14 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         return Ok(summary);
     }
     stats.start(&counts);
+    let run = journal.begin_run(ferry_journal::RunKind::Ingest).await?;
     let (journal, budget) = shared(journal, &opts.copy);
     let movers: BTreeMap<u32, Arc<Mover>> = roots
         .iter()
         .map(|(device, root)| {
             let location = Location::parse(&root.to_string_lossy())?;
             let src: Arc<dyn Provider> = Arc::new(LocalProvider::new(location));
-            let mover = Mover::new(src, dst.clone(), &journal, &budget, &opts.copy, &stats);
+            let mover = Mover::new(src, dst.clone(), &journal, run, &budget, &opts.copy, &stats);
             Ok((device - 1, Arc::new(mover)))
         })
         .collect::<Result<_>>()?;

@@ -9,7 +9,7 @@
 use crate::Stats;
 use crate::options::{CopyOptions, Failure};
 use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
-use ferry_journal::{Journal, ObjectRow, Outcome, PartRow};
+use ferry_journal::{Journal, ObjectRow, Outcome, PartRow, Prior, RunId, Seen, WriteOp, Wrote};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,6 +58,8 @@ pub(crate) struct Mover {
     pub(crate) opts: CopyOptions,
     /// The destination's service copies objects from the source itself.
     pub(crate) server_side: bool,
+    /// The run whose writes the journal's destination write ledger records.
+    pub(crate) run: RunId,
     pub(crate) budget: Budget,
     pub(crate) stats: Arc<Stats>,
     /// Objects restarted because their source changed, with why.
@@ -110,6 +112,7 @@ impl Mover {
         src: Arc<dyn Provider>,
         dst: Arc<dyn Provider>,
         journal: &Arc<dyn Journal>,
+        run: RunId,
         budget: &Budget,
         opts: &CopyOptions,
         stats: &Arc<Stats>,
@@ -120,6 +123,7 @@ impl Mover {
             journal: journal.clone(),
             opts: opts.clone(),
             server_side: false,
+            run,
             budget: budget.clone(),
             stats: stats.clone(),
             restarted: Mutex::default(),
@@ -231,11 +235,12 @@ impl Mover {
         };
         // Everything is read (and every part sent) before the object is committed: a read that
         // fails the source's checksum is never completed or written as a copy.
-        let (commit, digest, seen, reads_checked) = match self.dst.multipart() {
+        let (commit, digest, seen, reads_checked, prior) = match self.dst.multipart() {
             Some(mp) if !plan.is_single() => {
                 // One HEAD gives the attributes to write and proves the source unchanged; every
                 // part read is checked again.
-                let current = self.src.head(row.src_key()).await?.ok_or_else(|| gone(row))?;
+                let (current, prior) = tokio::join!(self.src.head(row.src_key()), self.prior(row));
+                let current = current?.ok_or_else(|| gone(row))?;
                 check_unchanged(row, &current)?;
                 let attrs = attrs_of(row, &current, self.opts.file_mode);
                 // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
@@ -245,12 +250,14 @@ impl Mover {
                 };
                 let mut opened = self.open_upload(row, mp, &plan, &attrs, open.map(|(id, _)| id), etag_check).await?;
                 let (parts, reads_checked) = self.send_parts(row, &plan, &mut opened, sent).await?;
-                (Commit::Parts(opened.upload, parts), opened.digest, current, reads_checked)
+                (Commit::Parts(opened.upload, parts), opened.digest, current, reads_checked, prior?)
             }
             _ => {
                 // Only objects that fit the budget go in one request (the plan's parts fit it).
                 let permit = self.budget.take(entry.size).await?;
-                let fetched = match self.src.get(row.src_key(), None).await {
+                // What the destination holds is asked beside the read: no round trip added.
+                let (fetched, prior) = tokio::join!(self.src.get(row.src_key(), None), self.prior(row));
+                let fetched = match fetched {
                     Err(ProviderError::NotFound { .. }) => return Err(gone(row)),
                     other => other?,
                 };
@@ -259,7 +266,7 @@ impl Mover {
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
                 let attrs = attrs_of(row, &fetched.object, self.opts.file_mode);
-                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked)
+                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked, prior?)
             }
         };
         let verified_by = match source_evidence(row, &seen, &digest, reads_checked) {
@@ -273,6 +280,7 @@ impl Mover {
                 return Err(e);
             }
         };
+        let ledger = self.begin_write(row, &prior).await?;
         let (receipt, memory) = match commit {
             Commit::Parts(upload, parts) => (upload.complete(parts).await?, None),
             Commit::Whole(data, crc, attrs, permit) => {
@@ -283,6 +291,8 @@ impl Mover {
                 (receipt, Some(permit))
             }
         };
+        let wrote = Wrote { size: entry.size, etag: receipt.etag.clone(), version: None };
+        self.journal.finish_write(ledger, &wrote).await?;
         let crc64nvme = Some(digest.crc64nvme_hex());
         let (sha256, crc) = digest.finish();
         let outcome =
@@ -300,8 +310,10 @@ impl Mover {
         if open {
             self.abandon(row).await;
         }
-        let current = self.src.head(&entry.key).await?.ok_or_else(|| gone(row))?;
+        let (current, prior) = tokio::join!(self.src.head(&entry.key), self.prior(row));
+        let current = current?.ok_or_else(|| gone(row))?;
         check_unchanged(row, &current)?;
+        let ledger = self.begin_write(row, &prior?).await?;
         let object = ObjectEntry { key: entry.key.clone(), ..current.clone() };
         let plan = server_copy_plan(entry.size, self.opts.part_size, &self.dst.limits())
             .map_err(|e| ObjectError::new(ErrorClass::PerObject, format!("{}: {e}", entry.key)))?;
@@ -339,6 +351,8 @@ impl Mover {
             }
         };
         Stats::add(&self.stats.bytes_done, entry.size);
+        let wrote = Wrote { size: entry.size, etag: copied.etag.clone(), version: None };
+        self.journal.finish_write(ledger, &wrote).await?;
         Ok(Outcome {
             sha256: None,
             crc32c: copied.crc32c,
@@ -346,6 +360,23 @@ impl Mover {
             dst_etag: copied.etag,
             verified_by: verified_by.to_string(),
         })
+    }
+
+    /// What the destination holds under the object's key now, for the write ledger.
+    async fn prior(&self, row: &ObjectRow) -> Result<Prior, ObjectError> {
+        Ok(match self.dst.head(row.dst_key()).await {
+            Ok(Some(held)) => Prior::Present { size: held.size, etag: held.etag, version: held.version },
+            Ok(None) => Prior::Absent,
+            // Not an object ferry reads (a planted symlink on a local disk): the write decides
+            // what happens to it, and the ledger says it does not know what was there.
+            Err(ProviderError::Refused { .. }) => Prior::Unknown,
+            Err(e) => return Err(e.into()),
+        })
+    }
+
+    /// Records in the write ledger, before the object is written, what the destination held.
+    async fn begin_write(&self, row: &ObjectRow, prior: &Prior) -> Result<i64, ObjectError> {
+        Ok(self.journal.begin_write(self.run, row.id, row.dst_key(), WriteOp::Put, prior, Seen::Head).await?)
     }
 
     /// Resumes the object's recorded upload (`recorded_id`, as the journal has it) when the

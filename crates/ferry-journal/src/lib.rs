@@ -21,19 +21,26 @@
 //! It owns state only: it never talks to a provider, and never stores a credential (nothing
 //! given to it carries one).
 //!
+//! Before the engine writes an object at the destination it records what the destination held
+//! under the key ([`Writes::begin_write`]), after it what it wrote: the destination write
+//! ledger, one row per write tagged with the run ([`RunId`]), so a run can be undone.
+//!
 //! # Layout
-//! - [`Journal`] = [`Ledger`] + [`Uploads`] + [`Routes`]: what the engine holds; [`open`],
+//! - [`Journal`] = [`Ledger`] + [`Uploads`] + [`Routes`] + [`Writes`]: what the engine holds; [`open`],
 //!   [`exists`], [`remove`]: the one place a job directory's journals are opened or dropped.
 //! - `types`: what goes in and comes out ([`ObjectRow`], [`ObjectState`], [`Outcome`],
 //!   [`StatusCounts`], [`Route`], claims: [`Worker`], [`Lease`], [`Clock`]).
+//! - `writes`: the destination write ledger's face and types ([`Prior`], [`Wrote`], [`WriteRow`]).
 //! - `sqlite`: [`SqliteJournal`], the embedded default: schema, migrations from older
 //!   journals, and every query.
 
 mod sqlite;
 mod types;
+mod writes;
 
 pub use sqlite::SqliteJournal;
 pub use types::*;
+pub use writes::{Prior, RunId, RunKind, Seen, WriteOp, WriteRow, Writes, Wrote};
 
 use async_trait::async_trait;
 use ferry_core::{ObjectEntry, SkipReason};
@@ -89,9 +96,9 @@ pub fn remove(job_dir: &Path, kind: JournalKind) -> Result<()> {
     sqlite::remove(&sqlite::path(job_dir, kind))
 }
 
-/// What the engine holds: one journal, its three faces.
-pub trait Journal: Ledger + Uploads + Routes {}
-impl<T: Ledger + Uploads + Routes + ?Sized> Journal for T {}
+/// What the engine holds: one journal, its four faces.
+pub trait Journal: Ledger + Uploads + Routes + Writes {}
+impl<T: Ledger + Uploads + Routes + Writes + ?Sized> Journal for T {}
 
 /// The object ledger: seeding from manifests, claiming work, outcomes, and what reports read.
 ///

@@ -11,15 +11,18 @@
 //! (seeding, merging a generation, counts, conflicts, durable commits that wait for an fsync)
 //! run on tokio's blocking pool, so a large journal never stalls the executor.
 
+mod writes;
+
 use crate::*;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::{Mutex, MutexGuard};
 
 /// 1: copies; 2: disk export and ingest routes; 3: `renamed`, and a restarted object's
 /// `last_modified`; 4: claims (`lease_owner`, `lease_until`, `claim_pass`) and the
-/// `pending-delete` state of a generation merge. Every open adds any column of [`SCHEMA`] a
+/// `pending-delete` state of a generation merge; 5: the destination write ledger (`runs`,
+/// `writes`, created where missing). Every open adds any column of [`SCHEMA`] a
 /// journal lacks, whatever its version says (version 2 journals made before `renamed` lack it).
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 /// The file names of each kind of journal in a job directory: known here and nowhere else.
 pub(crate) fn path(job_dir: &Path, kind: JournalKind) -> PathBuf {
@@ -186,6 +189,7 @@ impl SqliteJournal {
         conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(writes::SCHEMA).map_err(err)?;
         let j = Inner { conn: Mutex::new(conn), path: path.to_path_buf(), floor: Mutex::new((0, 0)) };
         let version = j.meta(SCHEMA_VERSION_META)?;
         match version.as_deref().map(|v| v.parse::<i64>().unwrap_or(-1)) {
@@ -1084,3 +1088,22 @@ impl Routes for SqliteJournal {
 
 #[cfg(test)]
 mod tests;
+
+#[async_trait]
+impl Writes for SqliteJournal {
+    async fn begin_run(&self, kind: RunKind) -> Result<RunId> {
+        writes::begin_run(&self.0.conn(), kind).map_err(self.0.err())
+    }
+
+    async fn begin_write(&self, run: RunId, id: i64, key: &str, op: WriteOp, prior: &Prior, seen: Seen) -> Result<i64> {
+        writes::begin_write(&self.0.conn(), run, id, key, op, prior, seen).map_err(self.0.err())
+    }
+
+    async fn finish_write(&self, row: i64, wrote: &Wrote) -> Result<()> {
+        writes::finish_write(&self.0.conn(), row, wrote).map_err(self.0.err())
+    }
+
+    async fn writes(&self, run: Option<RunId>, after: i64, limit: usize) -> Result<Vec<WriteRow>> {
+        writes::writes(&self.0.conn(), run, after, limit).map_err(self.0.err())
+    }
+}
