@@ -8,7 +8,7 @@ use crate::{EngineError, Job, Result, Stats};
 use ferry_core::size::format_size;
 use ferry_core::{ErrorClass, Limits, PartPlan};
 use ferry_journal::{Journal, ObjectRow};
-use ferry_providers::Provider;
+use ferry_providers::{Provider, RequestCount, RunContext};
 use futures::stream::StreamExt;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -76,6 +76,9 @@ pub struct CopySummary {
     /// `checksum mismatch`, `connection dropped`, …): requests the transport retried and
     /// objects or ranges read or sent again.
     pub retries: BTreeMap<String, u64>,
+    /// Calls to each provider by method (`s3 put part`, `local get`…): how many, how many
+    /// failed, and the bytes of those that succeeded.
+    pub requests: BTreeMap<String, RequestCount>,
     /// The size parts are cut to (objects up to it go in one request): the one asked for or
     /// the destination's default, lowered to fit `--max-memory`, and raised only for objects
     /// the destination's part count limit demands it of.
@@ -106,13 +109,15 @@ pub struct CopySummary {
 }
 
 /// Copies everything the job's manifest lists that the journal does not have as done.
-/// Plans first when the job has no sealed manifest. Both providers must have been checked.
+/// Plans first when the job has no sealed manifest. Both providers must have been checked,
+/// and opened in `run` (whose retry and request counts the summary reports).
 pub async fn copy(
     job: &mut Job,
     src: Arc<dyn Provider>,
     dst: Arc<dyn Provider>,
     opts: CopyOptions,
     stats: Arc<Stats>,
+    run: &Arc<RunContext>,
 ) -> Result<CopySummary> {
     let started = Instant::now();
     let limits = dst.limits();
@@ -138,6 +143,7 @@ pub async fn copy(
         already_done: before.done,
         verified_by: BTreeMap::new(),
         retries: BTreeMap::new(),
+        requests: BTreeMap::new(),
         transfers_lowest: opts.transfers.max(1),
         part_size,
         part_size_asked: opts.part_size.filter(|asked| *asked != part_size),
@@ -159,15 +165,16 @@ pub async fn copy(
         return Ok(summary);
     }
 
-    let (journal, budget) = shared(journal, &opts);
-    let mut mover = Mover::new(src, dst, &journal, &budget, &opts, &stats);
+    let (journal, budget) = shared(journal, &opts, run);
+    let mut mover = Mover::new(src, dst, &journal, &budget, &opts, &stats, run);
     mover.server_side = opts.server_side && same_service(job);
     let mover = Arc::new(mover);
-    let pass = run_pass(&mover.journal, opts.transfers, |_| Some(mover.clone())).await?;
+    let pass = run_pass(&mover.journal, opts.transfers, run, |_| Some(mover.clone())).await?;
     summary.stopped_by = pass.stopped_by;
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     mover.take_verified(&mut summary.verified_by);
-    summary.retries = ferry_providers::retries::snapshot();
+    summary.retries = run.retries().snapshot();
+    summary.requests = run.requests().snapshot();
     summary.transfers_lowest = pass.transfers_lowest;
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
@@ -191,10 +198,10 @@ pub fn check_part_size(opts: &CopyOptions, provider: &'static str, limits: &Limi
         .map_err(|source| EngineError::NoPartPlan { what: format!("{provider} destination"), source })
 }
 
-/// What a run's movers share: the journal, and the memory budget (part buffers are recycled;
-/// the free ones kept are bounded by the same budget).
-pub(crate) fn shared(journal: Journal, opts: &CopyOptions) -> (Arc<Mutex<Journal>>, Budget) {
-    ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
+/// What a run's movers share: the journal, and the memory budget (part buffers are recycled in
+/// the run's pool; the free ones kept are bounded by the same budget).
+pub(crate) fn shared(journal: Journal, opts: &CopyOptions, run: &RunContext) -> (Arc<Mutex<Journal>>, Budget) {
+    run.buffers().set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
     (Arc::new(Mutex::new(journal)), Budget::new(opts.max_memory))
 }
 
@@ -218,6 +225,7 @@ pub(crate) struct Pass {
 pub(crate) async fn run_pass(
     journal: &Arc<Mutex<Journal>>,
     transfers: usize,
+    run: &RunContext,
     pick: impl Fn(&ObjectRow) -> Option<Arc<Mover>>,
 ) -> Result<Pass> {
     let stop: Arc<Mutex<Option<String>>> = Arc::default();
@@ -249,7 +257,7 @@ pub(crate) async fn run_pass(
     });
     let mut journal_error = None;
     // At most `transfers` objects at once, fewer while the services push back.
-    let throttles = ferry_providers::retries::throttles;
+    let throttles = || run.retries().throttles();
     let gate = Arc::new(Gate::new(transfers, throttles()));
     // Outcomes are folded as they come: memory stays flat however many objects the job has.
     let (copied, bytes, mut failures, full) = pages

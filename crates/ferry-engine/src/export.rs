@@ -108,7 +108,14 @@ const DEVICE_RESERVE: u64 = 1 << 20;
 const SHIPMENT_BYTES_PER_FILE: u64 = 512;
 
 /// Exports the job's manifest (planning first when it has none) onto `opts.devices`.
-pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, stats: Arc<Stats>) -> Result<ExportSummary> {
+/// `src` and the devices' adapters count and pool their buffers in `run`.
+pub async fn export(
+    job: &mut Job,
+    src: Arc<dyn Provider>,
+    opts: ExportOptions,
+    stats: Arc<Stats>,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<ExportSummary> {
     let started = Instant::now();
     if opts.devices.len() > shipment::MAX_DEVICES as usize {
         return Err(EngineError::Appliance(format!(
@@ -261,12 +268,12 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     }
 
     stats.start(&counts);
-    let (journal, budget) = shared(journal, &opts.copy);
+    let (journal, budget) = shared(journal, &opts.copy, run);
     let movers: BTreeMap<u32, Arc<Mover>> = given
         .iter()
         .map(|(index, d)| {
-            let dst: Arc<dyn Provider> = Arc::new(LocalProvider::new(d.location.clone()));
-            let mover = Mover::new(src.clone(), dst, &journal, &budget, &opts.copy, &stats);
+            let dst = ferry_providers::open_local(d.location.clone(), run);
+            let mover = Mover::new(src.clone(), dst, &journal, &budget, &opts.copy, &stats, run);
             (*index, Arc::new(mover))
         })
         .collect();
@@ -285,7 +292,7 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
                 take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
             }
         }
-        let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
+        let pass = run_pass(&journal, opts.copy.transfers, run, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
         summary.copied += pass.copied;
         summary.bytes_copied += pass.bytes;
         summary.failures.extend(pass.failures);

@@ -100,7 +100,14 @@ impl IngestSummary {
 const PROVENANCE: &str = "shipment";
 
 /// Reads the shipment manifests on `opts.devices`, and uploads every file they list to `dst`.
-pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, stats: Arc<Stats>) -> Result<IngestSummary> {
+/// `dst` and the devices' adapters count and pool their buffers in `run`.
+pub async fn ingest(
+    job: &mut Job,
+    dst: Arc<dyn Provider>,
+    opts: IngestOptions,
+    stats: Arc<Stats>,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<IngestSummary> {
     let started = Instant::now();
     let (provenance, roots) = read_shipments(&opts)?;
     job.persist()?;
@@ -160,17 +167,17 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         return Ok(summary);
     }
     stats.start(&counts);
-    let (journal, budget) = shared(journal, &opts.copy);
+    let (journal, budget) = shared(journal, &opts.copy, run);
     let movers: BTreeMap<u32, Arc<Mover>> = roots
         .iter()
         .map(|(device, root)| {
             let location = Location::parse(&root.to_string_lossy())?;
-            let src: Arc<dyn Provider> = Arc::new(LocalProvider::new(location));
-            let mover = Mover::new(src, dst.clone(), &journal, &budget, &opts.copy, &stats);
+            let src = ferry_providers::open_local(location, run);
+            let mover = Mover::new(src, dst.clone(), &journal, &budget, &opts.copy, &stats, run);
             Ok((device - 1, Arc::new(mover)))
         })
         .collect::<Result<_>>()?;
-    let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
+    let pass = run_pass(&journal, opts.copy.transfers, run, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
     (summary.copied, summary.bytes_copied, summary.stopped_by) = (pass.copied, pass.bytes, pass.stopped_by);
     summary.pending_bytes = summary.pending_bytes.saturating_sub(pass.bytes);
     for f in pass.failures {

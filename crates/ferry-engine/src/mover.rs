@@ -60,6 +60,8 @@ pub(crate) struct Mover {
     pub(crate) server_side: bool,
     pub(crate) budget: Budget,
     pub(crate) stats: Arc<Stats>,
+    /// The run's counts (an object read or sent again is a retry like a request's).
+    pub(crate) run: Arc<ferry_providers::RunContext>,
     /// Objects restarted because their source changed, with why.
     pub(crate) restarted: Mutex<Vec<Failure>>,
     /// Objects proved by each kind of evidence.
@@ -113,8 +115,10 @@ impl Mover {
         budget: &Budget,
         opts: &CopyOptions,
         stats: &Arc<Stats>,
+        run: &Arc<ferry_providers::RunContext>,
     ) -> Mover {
         Mover {
+            run: run.clone(),
             src,
             dst,
             journal: journal.clone(),
@@ -172,7 +176,7 @@ impl Mover {
                         ObjectEntry { content_type: row.entry.content_type.clone(), metadata: row.entry.metadata.clone(), ..current };
                 }
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
-                    ferry_providers::retries::record(ferry_providers::retries::cause_of_message(&e.message));
+                    self.run.retries().record(ferry_providers::retries::cause_of_message(&e.message));
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     let backoff = 200u64 << attempt.min(6);
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;

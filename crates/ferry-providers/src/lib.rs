@@ -11,9 +11,12 @@
 //! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store),
 //!   [`local`] (the file system, with ferry's own multipart into a temp file).
 //! - [`error`]: [`ProviderError`] and its [`ErrorClass`].
+//! - [`run`]: [`RunContext`], what one run shares across its providers (ceilings, pace,
+//!   retry and request counts, the part-buffer pool); never a process static.
 //! - [`retries`]: failed attempts counted by cause, and the adaptive pace after throttling.
 //! - [`throttle`]: the user's ceilings, bytes per second each way and requests per second.
-//! - [`open`]: the URL registry.
+//! - [`wrap`]: [`Throttled`] and [`Counted`], put around any provider (and its capabilities).
+//! - [`open`]: the URL registry, wrapping each adapter for its run.
 
 pub mod azure;
 pub mod error;
@@ -21,10 +24,15 @@ pub mod gcs;
 mod http;
 pub mod local;
 pub mod retries;
+pub mod run;
 pub mod s3;
 pub mod throttle;
+pub mod wrap;
 
 pub use error::{FileKind, ProviderError, Refusal};
+pub use run::{RequestCount, RunContext};
+pub use throttle::Rates;
+pub use wrap::{Counted, Throttled};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -243,15 +251,26 @@ pub struct Connect {
     pub follow_symlinks: bool,
 }
 
-/// Opens the adapter for `location`. Builds clients only: no request is sent (see
-/// [`Provider::check`]).
-pub async fn open(location: &Location, connect: &Connect) -> Result<Arc<dyn Provider>> {
-    Ok(match location.scheme {
+/// Opens the adapter for `location` in `run`: every call counted ([`Counted`]), and a network
+/// provider's calls held to the run's ceilings ([`Throttled`]; local disks never are). Builds
+/// clients only: no request is sent (see [`Provider::check`]).
+pub async fn open(location: &Location, connect: &Connect, run: &Arc<RunContext>) -> Result<Arc<dyn Provider>> {
+    let network: Arc<dyn Provider> = match location.scheme {
         Scheme::S3 => Arc::new(s3::S3Provider::new(location.clone(), connect).await?),
         Scheme::Gcs => Arc::new(gcs::GcsProvider::new(location.clone(), connect).await?),
         Scheme::Azure => Arc::new(azure::AzureProvider::new(location.clone(), connect)?),
-        Scheme::Local => Arc::new(local::LocalProvider::new(location.clone()).follow_symlinks(connect.follow_symlinks)),
-    })
+        Scheme::Local => {
+            let local = local::LocalProvider::new(location.clone()).follow_symlinks(connect.follow_symlinks);
+            return Ok(Arc::new(Counted::new(Arc::new(local), run.clone())));
+        }
+    };
+    Ok(Arc::new(Counted::new(Arc::new(Throttled::new(network, run.clone())), run.clone())))
+}
+
+/// A local directory's adapter in `run`, counted (and never throttled), for the engine's own
+/// devices (an export's destinations, an ingest's sources) where no URL or [`Connect`] applies.
+pub fn open_local(location: Location, run: &Arc<RunContext>) -> Arc<dyn Provider> {
+    Arc::new(Counted::new(Arc::new(local::LocalProvider::new(location)), run.clone()))
 }
 
 /// Classifies an HTTP status the same way for every provider.

@@ -33,9 +33,13 @@ fn every_adapter_passes_the_conformance_suite() {
         ];
         for (url, endpoint, keeps_attributes) in cases {
             let location = Location::parse(url).unwrap();
-            let p = ferry_providers::open(&location, &Connect { endpoint: endpoint.clone(), profile: None, ..Default::default() })
-                .await
-                .unwrap();
+            let p = ferry_providers::open(
+                &location,
+                &Connect { endpoint: endpoint.clone(), profile: None, ..Default::default() },
+                &ferry_providers::RunContext::unlimited(),
+            )
+            .await
+            .unwrap();
             if location.scheme == ferry_core::Scheme::Local {
                 std::fs::create_dir_all(&location.prefix).unwrap();
             }
@@ -45,7 +49,13 @@ fn every_adapter_passes_the_conformance_suite() {
             let missing = Location { bucket: "no-such-bucket".into(), prefix: String::new(), ..location.clone() };
             let missing =
                 if location.scheme == ferry_core::Scheme::Local { Location::parse("/nonexistent/ferry/dir").unwrap() } else { missing };
-            let p = ferry_providers::open(&missing, &Connect { endpoint, profile: None, ..Default::default() }).await.unwrap();
+            let p = ferry_providers::open(
+                &missing,
+                &Connect { endpoint, profile: None, ..Default::default() },
+                &ferry_providers::RunContext::unlimited(),
+            )
+            .await
+            .unwrap();
             match p.check(false).await {
                 Err(e @ ProviderError::NoSuchBucket { .. }) => assert_eq!(e.class(), ferry_core::ErrorClass::Fatal),
                 other => panic!("{url}: check of a missing bucket gave {other:?}"),
