@@ -8,8 +8,12 @@
 //! # Layout
 //! - [`Provider`]: list, get (whole or ranged), put, head, delete, plus [`Limits`] as data.
 //! - [`Multipart`] / [`MultipartUpload`]: the capability to upload one object in parallel parts.
-//! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store),
-//!   [`local`] (the file system, with ferry's own multipart into a temp file).
+//! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store and
+//!   ferry's own signed block requests), [`local`] (the file system, with ferry's own multipart
+//!   into a temp file). Each is a folder of the same files: `mod.rs` (the [`Provider`] impl and
+//!   its constructor), `client.rs` (`fs.rs` for local; Azure adds `config.rs`: how the service
+//!   is reached, requests, errors), `list.rs`, `multipart.rs`, and `server_copy.rs` where the
+//!   service copies by itself.
 //! - [`error`]: [`ProviderError`] and its [`ErrorClass`].
 //! - [`run`]: [`RunContext`], what one run shares across its providers (ceilings, pace,
 //!   retry and request counts, the part-buffer pool); never a process static.

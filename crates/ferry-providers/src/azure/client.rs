@@ -11,7 +11,9 @@ use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use bytes::BytesMut;
 use ferry_core::ErrorClass;
+use ferry_core::ObjectEntry;
 use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
+use object_store::{Attribute, Attributes};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use std::ops::Range;
 
@@ -399,6 +401,83 @@ fn blocks_in(xml: &str) -> Vec<(String, u64)> {
         Some(s[start..end].to_string())
     };
     xml.split("<Block>").skip(1).filter_map(|block| Some((tag(block, "Name")?, tag(block, "Size")?.trim().parse().ok()?))).collect()
+}
+
+pub(super) fn map_error(endpoint: &str, container: &str, op: &'static str, key: &str, e: object_store::Error) -> ProviderError {
+    let text = crate::error::chain(&e);
+    match e {
+        object_store::Error::NotFound { .. } if text.contains("ContainerNotFound") => {
+            ProviderError::NoSuchBucket { provider: PROVIDER, bucket: container.to_string() }
+        }
+        object_store::Error::NotFound { .. } => ProviderError::NotFound { provider: PROVIDER, key: key.to_string() },
+        object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+            ProviderError::Denied { provider: PROVIDER, bucket: container.to_string(), detail: first_line(&text) }
+        }
+        _ if text.contains("ContainerNotFound") => ProviderError::NoSuchBucket { provider: PROVIDER, bucket: container.to_string() },
+        _ if text.contains("AuthenticationFailed") || text.contains("AuthorizationFailure") => {
+            ProviderError::Denied { provider: PROVIDER, bucket: container.to_string(), detail: first_line(&text) }
+        }
+        _ if text.contains("error sending request") || text.contains("onnection refused") || text.contains("dns error") => {
+            ProviderError::Unreachable { provider: PROVIDER, endpoint: endpoint.to_string(), detail: first_line(&text) }
+        }
+        object_store::Error::InvalidPath { .. } => ProviderError::BadKey { provider: PROVIDER, key: key.to_string(), reason: text },
+        _ => {
+            ProviderError::Request { provider: PROVIDER, op, key: key.to_string(), detail: first_line(&text), class: ErrorClass::Retryable }
+        }
+    }
+}
+
+pub(super) fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().chars().take(300).collect()
+}
+
+pub(super) fn entry_from(key: &str, meta: &object_store::ObjectMeta, attrs: &Attributes) -> ObjectEntry {
+    let mut e = ObjectEntry {
+        key: key.to_string(),
+        size: meta.size,
+        last_modified: Some(meta.last_modified),
+        etag: meta.e_tag.as_deref().map(crate::unquote),
+        version: meta.version.clone(),
+        ..Default::default()
+    };
+    for (k, v) in attrs {
+        match k {
+            Attribute::ContentType => e.content_type = Some(v.to_string()),
+            Attribute::Metadata(name) => {
+                e.metadata.insert(name.to_string(), v.to_string());
+            }
+            _ => {}
+        }
+    }
+    e
+}
+
+/// The object a GET answer describes: `total` bytes, with the answer's entity tag, time, version,
+/// content type and metadata.
+pub(super) fn entry_from_headers(key: &str, head: &http::HeaderMap, total: u64) -> ObjectEntry {
+    let text = |name: &str| head.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    ObjectEntry {
+        key: key.to_string(),
+        size: total,
+        last_modified: text("last-modified")
+            .and_then(|t| chrono::DateTime::parse_from_rfc2822(&t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc)),
+        etag: text("etag").as_deref().map(crate::unquote),
+        version: text("x-ms-version-id"),
+        content_type: text("content-type"),
+        metadata: head
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().strip_prefix("x-ms-meta-")?.to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        ..Default::default()
+    }
+}
+
+/// A blob as its properties (HEAD) describe it, with its stored Content-MD5 where it has one.
+pub(super) fn blob_entry(key: &str, head: &http::HeaderMap) -> ObjectEntry {
+    let size = head.get("content-length").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(0);
+    let md5 = head.get("content-md5").and_then(|v| v.to_str().ok()).and_then(|b64| B64.decode(b64).ok()).map(hex::encode);
+    ObjectEntry { md5, ..entry_from_headers(key, head, size) }
 }
 
 #[cfg(test)]

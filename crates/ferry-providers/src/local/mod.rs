@@ -1,0 +1,359 @@
+//! Local disk (or any mounted file system) as a provider.
+//!
+//! # Writes: never through a symlink, never half-done
+//! A key's directories are opened one at a time beneath the root (`openat` with
+//! `O_NOFOLLOW | O_DIRECTORY` from the root's descriptor) and created where missing (`mkdirat`;
+//! each new directory is fsynced into its parent before anything is written in it). A
+//! component that is a symlink or not a directory fails that object
+//! ([`Refusal::DestinationComponent`](crate::Refusal::DestinationComponent)); nothing is written outside the root.
+//!
+//! A put writes an unnamed file in the key's directory (`O_TMPFILE`), gives it its mode
+//! (fchmod), fsyncs it, links it as `.ferry-tmp-RANDOM` and renames that over the final name
+//! relative to the directory's descriptor (a symlink there is replaced, not followed); then the
+//! directory is fsynced. A crash mid-put leaves nothing behind. Where the file system has no
+//! `O_TMPFILE` (FAT, exFAT), the random temp name is created up front with
+//! `O_CREAT | O_EXCL | O_NOFOLLOW`, mode 0600, so a planted name is never written through (a
+//! crash can then leave one, which `ferry clean DST` removes). A multipart upload writes its
+//! parts at their offsets, in any order, into `.ferry-tmp-UPLOADID` (created the same way; the
+//! id is the one journaled before the upload starts, so a resume finds the file) and completes
+//! the same way. Temp names are 43 bytes whatever the object's name: a 255-byte name still fits.
+//!
+//! # Reads: regular files only
+//! `get` and `head` resolve the key the same way (no symlink followed), open the file with
+//! `O_NOFOLLOW | O_NONBLOCK` (a FIFO cannot block) and check what was opened: a symlink, FIFO,
+//! socket or device fails that object ([`Refusal::Source`](crate::Refusal::Source)). With
+//! [`follow_symlinks`](LocalProvider::follow_symlinks), a symlink whose resolved target stays
+//! inside the (canonical) root is read; one that leaves it is refused.
+//!
+//! # Permissions
+//! A written file gets [`PutAttrs::mode`]` & 0o777` (from a local source, the source file's
+//! bits: never setuid, setgid or sticky), else 0644; directories ferry creates get 0755. Both
+//! are set exactly, whatever the umask. `get` and `head` report a file's bits in
+//! [`ObjectEntry::mode`].
+//!
+//! Keys are refused if they could escape the root (`..`, `.`, empty segments, NUL) or take the
+//! name of a temp file ([`is_temp_name`]).//!
+//! # Layout
+//! - `mod.rs`: [`LocalProvider`], its constructor and the [`Provider`] methods.
+//! - `fs.rs`: the file system beneath the root: keys to segments, directories opened without
+//!   following a symlink, temp files, durable placing, reads of regular files only.
+//! - `list.rs`: the walk, every entry in file-name order, what is not a file as skipped.
+//! - `multipart.rs`: [`Multipart`] as parts written at their offsets into one temp file.
+//!
+//! A local location has no server-side copy.
+
+mod fs;
+mod list;
+mod multipart;
+
+use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use ferry_core::{Limits, Location, ObjectEntry};
+use fs::*;
+use futures::stream::BoxStream;
+use rustix::fs::AtFlags;
+use rustix::io::Errno;
+use std::io::Write;
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+
+pub use fs::is_temp_name;
+
+const PROVIDER: &str = "local";
+
+pub struct LocalProvider {
+    location: Location,
+    root: PathBuf,
+    /// List (and read) what symbolic links inside the root point to, when that stays inside.
+    follow_symlinks: bool,
+}
+
+impl LocalProvider {
+    pub fn new(location: Location) -> LocalProvider {
+        let root = PathBuf::from(&location.prefix);
+        LocalProvider { location, root, follow_symlinks: false }
+    }
+
+    /// Reads (`get`, `head`) a symlink whose resolved target stays inside the root instead of
+    /// refusing it; one that leaves the root is refused either way. Writes never follow one.
+    pub fn follow_symlinks(mut self, follow: bool) -> LocalProvider {
+        self.follow_symlinks = follow;
+        self
+    }
+
+    /// Free space for this root's file system: bytes an unprivileged writer may still use, and
+    /// the block size files are allocated in.
+    pub fn space(&self) -> Result<Space> {
+        let vfs = rustix::fs::statvfs(&self.root).map_err(|e| ProviderError::Io { path: self.root.clone(), source: e.into() })?;
+        Ok(Space { available: vfs.f_bavail.saturating_mul(vfs.f_frsize), block: vfs.f_frsize.max(512) })
+    }
+
+    /// The file a key maps to, refusing any key that could leave the root.
+    pub fn path_of(&self, key: &str) -> Result<PathBuf> {
+        segments(key)?;
+        Ok(self.root.join(key))
+    }
+}
+
+/// Free space on a file system.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    pub available: u64,
+    pub block: u64,
+}
+
+pub(super) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.expect("blocking file task panicked")
+}
+
+#[async_trait]
+impl Provider for LocalProvider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn limits(&self) -> Limits {
+        Limits::LOCAL
+    }
+
+    async fn check(&self, for_write: bool) -> Result<()> {
+        match std::fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(ProviderError::Config { provider: PROVIDER, detail: format!("{} is not a directory", self.root.display()) }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && for_write => {
+                // Created on first write; its nearest existing ancestor must be a directory.
+                let mut up = self.root.parent();
+                while let Some(dir) = up {
+                    if dir.is_dir() {
+                        return Ok(());
+                    }
+                    if dir.exists() {
+                        break;
+                    }
+                    up = dir.parent();
+                }
+                Err(ProviderError::Config { provider: PROVIDER, detail: format!("cannot create {}", self.root.display()) })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(ProviderError::NoSuchBucket { provider: PROVIDER, bucket: self.root.display().to_string() })
+            }
+            Err(e) => Err(ProviderError::Io { path: self.root.clone(), source: e }),
+        }
+    }
+
+    /// Every entry under the root, in file-name order per folder: regular files as objects,
+    /// anything else the listing meets as a skipped entry with its reason (symlinks, FIFOs,
+    /// sockets, devices, unreadable folders, names that are not UTF-8, ferry's temp files), so
+    /// nothing is left out unnamed. With `follow_symlinks`, links whose target stays inside the
+    /// root are followed (folders walked, loops refused); others are skipped.
+    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        self.listing()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+        let (root, follow, key) = (self.root.clone(), self.follow_symlinks, key.to_string());
+        blocking(move || match open_source(&root, follow, &key, false) {
+            Ok((_, meta)) => Ok(Some(read_entry(&key, &meta))),
+            Err(ProviderError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        let (root, follow, key) = (self.root.clone(), self.follow_symlinks, key.to_string());
+        blocking(move || {
+            let (file, meta) = open_source(&root, follow, &key, true)?;
+            let range = range.unwrap_or(0..meta.len());
+            let mut buf = ferry_core::buffers::take_filled((range.end - range.start) as usize);
+            file.read_exact_at(&mut buf, range.start).map_err(|source| ProviderError::Io { path: root.join(&key), source })?;
+            Ok(Fetched { data: ferry_core::buffers::freeze(buf), object: read_entry(&key, &meta), checked: Some("local file") })
+        })
+        .await
+    }
+
+    async fn put(&self, key: &str, data: Bytes, _crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
+        let (root, key, mode) = (self.root.clone(), key.to_string(), file_mode(attrs));
+        blocking(move || {
+            let parent = parent_for_write(&root, &key, true)?.expect("created");
+            // An unnamed file, named only once written; else a fresh random name created with
+            // O_EXCL. Either way nobody can plant the name ahead.
+            let (mut file, mut tmp) = match create_unnamed(&parent.dir).map_err(|e| parent.error(e))? {
+                Some(file) => (file, None),
+                None => {
+                    let tmp = temp_name(&uuid::Uuid::new_v4().simple().to_string());
+                    (create_temp(&parent.dir, &tmp).map_err(|e| parent.error(e))?, Some(tmp))
+                }
+            };
+            let mut written = || {
+                file.write_all(&data)?;
+                seal(&file, mode)?;
+                let name = match &tmp {
+                    Some(name) => name.clone(),
+                    None => tmp.insert(link_unnamed(&file, &parent.dir)?).clone(),
+                };
+                place(&parent, &name)?;
+                file.metadata()
+            };
+            match written() {
+                Ok(meta) => Ok(PutReceipt { etag: Some(etag_of(&meta)) }),
+                Err(e) => {
+                    if let Some(tmp) = &tmp {
+                        let _ = rustix::fs::unlinkat(&parent.dir, tmp.as_str(), AtFlags::empty());
+                    }
+                    Err(parent.error(e))
+                }
+            }
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let (root, key) = (self.root.clone(), key.to_string());
+        blocking(move || {
+            let Some(parent) = parent_for_write(&root, &key, false)? else { return Ok(()) };
+            match rustix::fs::unlinkat(&parent.dir, parent.name.as_str(), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(parent.error(e.into())),
+            }
+        })
+        .await
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::{FileKind, Refusal};
+    use chrono::Utc;
+    use rustix::fs::{FileType, Mode};
+    use std::path::Path;
+
+    #[test]
+    fn keys_cannot_escape_the_root() {
+        let p = LocalProvider::new(Location::parse("/tmp/root").unwrap());
+        assert_eq!(p.path_of("a/b c/d").unwrap(), PathBuf::from("/tmp/root/a/b c/d"));
+        for bad in ["../etc/passwd", "a/../../x", "/abs", "a//b", "a/", "./a", "x\0y", ""] {
+            assert!(p.path_of(bad).is_err(), "{bad:?} accepted");
+        }
+        // Temp names are reserved; names that merely contain the mark are a user's.
+        for reserved in [
+            ".ferry-tmp-0123456789abcdef0123456789abcdef",
+            "a/.ferry-tmp-put",
+            ".x.ferry-tmp-0123456789abcdef0123456789abcdef",
+            ".shipment-reserve.ferry-tmp-0",
+        ] {
+            assert!(p.path_of(reserved).is_err(), "{reserved:?} accepted");
+        }
+        for user in ["report.ferry-tmp-2024.csv", ".ferry-tmp-notes", "x.ferry-tmp-abc", ".ferry-tmp-ab", ".notes.txt.ferry-tmp-beef"] {
+            assert!(p.path_of(user).is_ok(), "{user:?} refused");
+        }
+    }
+
+    fn provider(root: &Path, follow: bool) -> LocalProvider {
+        LocalProvider::new(Location::parse(root.to_str().unwrap()).unwrap()).follow_symlinks(follow)
+    }
+
+    fn refusal(e: ProviderError) -> Refusal {
+        match e {
+            ProviderError::Refused { refusal, .. } => refusal,
+            other => panic!("not a refusal: {other}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn symlinks_are_read_only_when_followed_and_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("src");
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(root.join("real/a.txt"), b"inside").unwrap();
+        std::fs::write(dir.path().join("outside.txt"), b"outside").unwrap();
+        std::os::unix::fs::symlink(root.join("real/a.txt"), root.join("abs-inside")).unwrap();
+        std::os::unix::fs::symlink("real/a.txt", root.join("rel-inside")).unwrap();
+        std::os::unix::fs::symlink("real", root.join("linked-dir")).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside.txt"), root.join("outside")).unwrap();
+        std::os::unix::fs::symlink("../outside.txt", root.join("rel-outside")).unwrap();
+
+        let strict = provider(&root, false);
+        for key in ["abs-inside", "rel-inside", "outside"] {
+            assert_eq!(refusal(strict.get(key, None).await.unwrap_err()), Refusal::Source(FileKind::Symlink), "{key}");
+            assert_eq!(refusal(strict.head(key).await.unwrap_err()), Refusal::Source(FileKind::Symlink), "{key}");
+        }
+        let through_dir = refusal(strict.get("linked-dir/a.txt", None).await.unwrap_err());
+        assert_eq!(through_dir, Refusal::SourceComponent { component: "linked-dir".into(), kind: FileKind::Symlink });
+        let read = strict.get("real/a.txt", None).await.unwrap();
+        assert_eq!(&read.data[..], b"inside");
+
+        let follow = provider(&root, true);
+        for key in ["abs-inside", "rel-inside", "linked-dir/a.txt"] {
+            let got = follow.get(key, None).await.unwrap();
+            assert_eq!(&got.data[..], b"inside", "{key}");
+            assert_eq!(got.object.key, key);
+            assert_eq!(follow.head(key).await.unwrap().unwrap().size, 6, "{key}");
+        }
+        for key in ["outside", "rel-outside"] {
+            assert!(matches!(refusal(follow.get(key, None).await.unwrap_err()), Refusal::LeavesRoot { .. }), "{key}");
+            assert!(matches!(refusal(follow.head(key).await.unwrap_err()), Refusal::LeavesRoot { .. }), "{key}");
+        }
+        assert_eq!(follow.head("missing").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn fifos_are_refused_without_blocking_and_modes_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        rustix::fs::mknodat(rustix::fs::CWD, root.join("fifo"), FileType::Fifo, Mode::from_raw_mode(0o644), 0).unwrap();
+        std::fs::write(root.join("private"), b"x").unwrap();
+        std::fs::set_permissions(root.join("private"), std::os::unix::fs::PermissionsExt::from_mode(0o4750)).unwrap();
+        let p = provider(root, false);
+        assert_eq!(refusal(p.get("fifo", None).await.unwrap_err()), Refusal::Source(FileKind::Fifo));
+        assert_eq!(refusal(p.head("fifo").await.unwrap_err()), Refusal::Source(FileKind::Fifo));
+        assert_eq!(p.head("private").await.unwrap().unwrap().mode, Some(0o750));
+        assert_eq!(p.get("private", None).await.unwrap().object.mode, Some(0o750));
+    }
+
+    #[tokio::test]
+    async fn temp_files_are_short_unpredictable_and_found_by_clean() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("dst");
+        let p = provider(&root, false);
+        let long = format!("d/{}", "n".repeat(255));
+        p.put(&long, Bytes::from_static(b"one"), 0, &PutAttrs::default()).await.unwrap();
+        assert_eq!(std::fs::read(root.join(&long)).unwrap(), b"one");
+        let mp = p.multipart().unwrap();
+        let id = "00112233445566778899aabbccddeeff";
+        let mut upload = mp.start(&long, &PutAttrs::default(), 3, id).await.unwrap();
+        upload.put_part(0, 0, Bytes::from_static(b"two"), 0).await.unwrap();
+        drop(upload);
+        let temp = root.join("d").join(format!(".ferry-tmp-{id}"));
+        assert!(temp.is_file());
+        // An old-style temp file is found too; each is reported under its own path.
+        std::fs::write(root.join("d/.old.ferry-tmp-put"), b"").unwrap();
+        let stale = mp.stale_uploads(Utc::now() + chrono::Duration::seconds(60)).await.unwrap();
+        let mut found: Vec<(String, String)> = stale.into_iter().map(|u| (u.key, u.upload_id)).collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [("d/.ferry-tmp-00112233445566778899aabbccddeeff".into(), id.into()), ("d/.old.ferry-tmp-put".into(), "put".into())]
+        );
+        for (key, id) in &found {
+            mp.abort_upload(key, id).await.unwrap();
+        }
+        assert_eq!(std::fs::read_dir(root.join("d")).unwrap().count(), 1, "temp files were left");
+        // The journal's way: the object's key and the upload id.
+        let upload = mp.start(&long, &PutAttrs::default(), 3, id).await.unwrap();
+        drop(upload);
+        mp.abort_upload(&long, id).await.unwrap();
+        assert!(!temp.exists());
+    }
+}
