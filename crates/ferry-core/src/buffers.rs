@@ -178,21 +178,6 @@ impl Drop for Recycled {
     }
 }
 
-// TEMPORARY, until `providers-split`: the old call sites.
-fn legacy() -> &'static BufferPool {
-    static POOL: std::sync::OnceLock<BufferPool> = std::sync::OnceLock::new();
-    POOL.get_or_init(BufferPool::default)
-}
-pub fn take(n: usize) -> Vec<u8> {
-    legacy().take(n)
-}
-pub fn take_filled(n: usize) -> Vec<u8> {
-    legacy().take_filled(n)
-}
-pub fn freeze(b: Vec<u8>) -> Bytes {
-    legacy().freeze(b)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -260,11 +260,11 @@ pub struct Connect {
 /// clients only: no request is sent (see [`Provider::check`]).
 pub async fn open(location: &Location, connect: &Connect, run: &Arc<RunContext>) -> Result<Arc<dyn Provider>> {
     let network: Arc<dyn Provider> = match location.scheme {
-        Scheme::S3 => Arc::new(s3::S3Provider::new(location.clone(), connect).await?),
-        Scheme::Gcs => Arc::new(gcs::GcsProvider::new(location.clone(), connect).await?),
-        Scheme::Azure => Arc::new(azure::AzureProvider::new(location.clone(), connect)?),
+        Scheme::S3 => Arc::new(s3::S3Provider::new(location.clone(), connect, run).await?),
+        Scheme::Gcs => Arc::new(gcs::GcsProvider::new(location.clone(), connect, run).await?),
+        Scheme::Azure => Arc::new(azure::AzureProvider::new(location.clone(), connect, run)?),
         Scheme::Local => {
-            let local = local::LocalProvider::new(location.clone()).follow_symlinks(connect.follow_symlinks);
+            let local = local::LocalProvider::new(location.clone()).follow_symlinks(connect.follow_symlinks).buffers(run.buffers().clone());
             return Ok(Arc::new(Counted::new(Arc::new(local), run.clone())));
         }
     };
@@ -274,7 +274,7 @@ pub async fn open(location: &Location, connect: &Connect, run: &Arc<RunContext>)
 /// A local directory's adapter in `run`, counted (and never throttled), for the engine's own
 /// devices (an export's destinations, an ingest's sources) where no URL or [`Connect`] applies.
 pub fn open_local(location: Location, run: &Arc<RunContext>) -> Arc<dyn Provider> {
-    Arc::new(Counted::new(Arc::new(local::LocalProvider::new(location)), run.clone()))
+    Arc::new(Counted::new(Arc::new(local::LocalProvider::new(location).buffers(run.buffers().clone())), run.clone()))
 }
 
 /// Classifies an HTTP status the same way for every provider.

@@ -117,20 +117,6 @@ impl Retries {
     }
 }
 
-// TEMPORARY, until `providers-split`: the old call sites.
-pub fn record(cause: &'static str) {
-    crate::run::legacy().retries().record(cause)
-}
-pub(crate) fn throttled() {
-    crate::run::legacy().retries().throttled()
-}
-pub(crate) fn succeeded() {
-    crate::run::legacy().retries().succeeded()
-}
-pub(crate) async fn pace() {
-    crate::run::legacy().resend().await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,10 +99,3 @@ impl Requests {
         counts.iter().map(|((p, m), c)| (format!("{p} {m}"), *c)).collect()
     }
 }
-
-/// TEMPORARY, until the providers' folders (`providers-split`) land and their calls read the
-/// context they were opened with: the context the old call sites still reach.
-pub(crate) fn legacy() -> &'static RunContext {
-    static RUN: std::sync::OnceLock<Arc<RunContext>> = std::sync::OnceLock::new();
-    RUN.get_or_init(RunContext::unlimited)
-}

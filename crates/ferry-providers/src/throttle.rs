@@ -127,17 +127,6 @@ impl Throttle {
     }
 }
 
-// TEMPORARY, until `providers-split`: the old call sites.
-pub(crate) async fn request() {
-    crate::run::legacy().throttle().request().await
-}
-pub(crate) async fn received(n: usize) {
-    crate::run::legacy().throttle().received(n).await
-}
-pub(crate) async fn sending(n: usize) {
-    crate::run::legacy().throttle().sending(n).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

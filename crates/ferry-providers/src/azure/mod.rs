@@ -57,7 +57,7 @@ pub struct AzureProvider {
 }
 
 impl AzureProvider {
-    pub fn new(location: Location, connect: &crate::Connect) -> Result<AzureProvider> {
+    pub fn new(location: Location, connect: &crate::Connect, run: &Arc<crate::RunContext>) -> Result<AzureProvider> {
         let retry = RetryConfig { max_retries: 5, retry_timeout: Duration::from_secs(60), ..Default::default() };
         let builder = MicrosoftAzureBuilder::from_env().with_container_name(&location.bucket).with_retry(retry);
         let (builder, account, account_url, endpoint) = resolve_endpoint(builder, connect.endpoint.as_deref())?;
@@ -80,6 +80,7 @@ impl AzureProvider {
             container_url: format!("{account_url}/{}", location.bucket),
             container: location.bucket.clone(),
             endpoint: endpoint.clone(),
+            run: run.clone(),
         });
         Ok(AzureProvider { location, store: Arc::new(store), endpoint, blocks })
     }

@@ -30,6 +30,19 @@ impl Segment {
     }
 }
 
+/// Adjacent runs of top-level objects as one segment: each segment becomes at least one page,
+/// and each page takes a request slot in `Throttled`.
+fn merge_objects(segments: Vec<Segment>) -> Vec<Segment> {
+    let mut merged: Vec<Segment> = Vec::with_capacity(segments.len());
+    for segment in segments {
+        match (merged.last_mut(), segment) {
+            (Some(Segment::Objects(run)), Segment::Objects(more)) => run.extend(more),
+            (_, segment) => merged.push(segment),
+        }
+    }
+    merged
+}
+
 impl S3Provider {
     fn entries(&self, page: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) -> Vec<ObjectEntry> {
         let prefix_len = self.location.prefix.len();
@@ -61,10 +74,12 @@ impl S3Provider {
             .send();
         let mut segments = Vec::new();
         for _ in 0..TOP_LEVEL_PAGES {
-            crate::throttle::request().await;
+            // These pages are never yielded as they are, so `Throttled` does not see them.
+            self.run.throttle().request().await;
             let Some(page) = pages.next().await else {
                 let prefix_len = self.location.prefix.len();
                 segments.sort_by(|a: &Segment, b: &Segment| a.start(prefix_len).cmp(b.start(prefix_len)));
+                let segments = merge_objects(segments);
                 let prefixes = segments.iter().filter(|s| matches!(s, Segment::Prefix(_))).count();
                 return Ok((prefixes >= 2).then_some(segments));
             };
@@ -78,8 +93,9 @@ impl S3Provider {
     /// Everything under `prefix` (a full key prefix), a page at a time.
     pub(super) fn list_under(&self, prefix: String) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
         let pages = self.client.list_objects_v2().bucket(&self.location.bucket).prefix(&prefix).into_paginator().send();
+        // Each page yielded takes its request slot in `Throttled`; a lister runs at most
+        // `LIST_AHEAD_PAGES` ahead of the reader, so the rate holds on average.
         futures::stream::unfold(pages, move |mut pages| async move {
-            crate::throttle::request().await;
             let page = pages.next().await?;
             Some((page.map_err(|e| self.error("list", &self.location.prefix, e)).map(|page| self.entries(&page)), pages))
         })
@@ -97,8 +113,12 @@ impl S3Provider {
                         let _ = tx.try_send(Ok(entries));
                     }
                     Segment::Prefix(prefix) => {
-                        let lister =
-                            S3Provider { location: self.location.clone(), client: self.client.clone(), endpoint: self.endpoint.clone() };
+                        let lister = S3Provider {
+                            location: self.location.clone(),
+                            client: self.client.clone(),
+                            endpoint: self.endpoint.clone(),
+                            run: self.run.clone(),
+                        };
                         tokio::spawn(async move {
                             let mut pages = lister.list_under(prefix);
                             while let Some(page) = pages.next().await {

@@ -27,7 +27,6 @@ impl Multipart for S3Provider {
         for (k, v) in &attrs.metadata {
             req = req.metadata(k, v);
         }
-        crate::throttle::request().await;
         let o = req.send().await.map_err(|e| self.error("create multipart upload", key, e))?;
         let upload_id = o.upload_id().ok_or_else(|| ProviderError::Request {
             provider: PROVIDER,
@@ -192,6 +191,7 @@ impl S3Provider {
             key: key.to_string(),
             upload_id: upload_id.to_string(),
             endpoint: self.endpoint.clone(),
+            run: self.run.clone(),
         })
     }
 }
@@ -203,6 +203,7 @@ struct S3Upload {
     key: String,
     upload_id: String,
     endpoint: String,
+    run: std::sync::Arc<crate::RunContext>,
 }
 
 #[async_trait]
@@ -214,6 +215,7 @@ impl MultipartUpload for S3Upload {
     fn put_part(&mut self, index: u32, _offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
         let (client, full_key, upload_id) = (self.client.clone(), self.full_key.clone(), self.upload_id.clone());
         let (endpoint, bucket, key) = (self.endpoint.clone(), self.bucket.clone(), self.key.clone());
+        let run = self.run.clone();
         Box::pin(async move {
             let request = || {
                 client
@@ -226,9 +228,7 @@ impl MultipartUpload for S3Upload {
                     .checksum_crc32_c(b64_crc(crc32c))
                     .body(ByteStream::from(data.clone()))
             };
-            let etag = resend_on_checksum_mismatch(|| async {
-                crate::retries::pace().await;
-                crate::throttle::sending(data.len()).await;
+            let etag = resend_on_checksum_mismatch(&run, data.len(), || async {
                 let o = request()
                     .customize()
                     .disable_payload_signing()
