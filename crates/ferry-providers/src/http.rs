@@ -91,9 +91,9 @@ pub(crate) struct Peer<'a> {
 
 /// Sends the request `attempt` builds, up to `attempts` times while failures are retryable.
 /// A 2xx answer is `Ok`; 401/403 are `Denied`, 404 `NotFound`, anything else classified by status.
-/// A retryable answer's `Retry-After` (in seconds) replaces the backoff. Every attempt waits
-/// `run`'s pace and feeds it; a retry also takes a request slot (the first attempt's was the
-/// call's, in [`crate::Throttled`]) and is counted in `run` by cause.
+/// A retryable answer's `Retry-After` (in seconds) replaces the backoff. Every attempt takes a
+/// request slot and waits `run`'s pace ([`crate::RunContext::before_request`]), and feeds the
+/// pace; each retry is counted in `run` by cause.
 pub(crate) async fn send_retrying<F, Fut>(
     run: &crate::RunContext,
     peer: &Peer<'_>,
@@ -110,10 +110,7 @@ where
     loop {
         n += 1;
         let mut retry_after = None;
-        match n {
-            1 => run.retries().pace().await,
-            _ => run.resend().await,
-        }
+        run.before_request().await;
         let cause;
         let err = match attempt().await? {
             Ok(resp) if resp.status().is_success() => {

@@ -101,9 +101,8 @@ impl Retries {
             self.pace_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| (p > 0).then(|| if p < 1_000 { 0 } else { p - p / 16 }));
     }
 
-    /// Waits the current pace (jittered) before a request. The request slot under
-    /// `--tpslimit` is the [`crate::Throttled`] wrapper's (or, for a re-send inside a call,
-    /// [`crate::RunContext::resend`]'s).
+    /// Waits the current pace (jittered) before a request (see
+    /// [`crate::RunContext::before_request`], which takes the request slot first).
     pub(crate) async fn pace(&self) {
         let p = self.pace_us.load(Ordering::Relaxed);
         if p > 0 {

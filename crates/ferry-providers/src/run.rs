@@ -57,13 +57,50 @@ impl RunContext {
         &self.buffers
     }
 
-    /// Waits before a request a call sends beyond its first (a re-send, another page or part
-    /// of one call): a request slot under `--tpslimit`, then the adaptive pace. The call's
-    /// first request had its slot from [`crate::Throttled`].
-    pub(crate) async fn resend(&self) {
-        self.throttle.request().await;
+    /// Takes a request slot before a request a provider sends: the one the call's
+    /// [`crate::Throttled`] took, if no request of the call has used it yet, else a new one. A
+    /// call of several requests (a GCS compose in rounds, an Azure read in ranges, an S3 server
+    /// copy in parts, a retry) so takes one slot per request, and never two for one.
+    pub(crate) async fn take_slot(&self) {
+        let was = SLOT.try_with(|s| s.replace(Slot::Paid)).ok();
+        if was != Some(Slot::Prepaid) {
+            self.throttle.request().await;
+        }
+    }
+
+    /// [`RunContext::take_slot`], then the adaptive pace: before each data request.
+    pub(crate) async fn before_request(&self) {
+        self.take_slot().await;
         self.retries.pace().await;
     }
+}
+
+/// The request slot of the call being polled, as [`crate::Throttled`] and the providers'
+/// HTTP code share it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Slot {
+    /// The wrapper took a slot before the call; its first request uses it.
+    Prepaid,
+    /// The wrapper took none (a listing's page): whoever sends a request takes one.
+    Unpaid,
+    /// A request of the call took or used a slot.
+    Paid,
+}
+
+tokio::task_local! {
+    // Per call, not per process: a value exists only while `Throttled` polls a call inside
+    // `in_call`, and only that call's requests (on that task) see it.
+    static SLOT: std::cell::Cell<Slot>;
+}
+
+/// Runs `call` with its slot in `state`; returns the call's output and whether any of its
+/// requests took or used a slot.
+pub(crate) async fn in_call<F: std::future::Future>(state: Slot, call: F) -> (F::Output, bool) {
+    SLOT.scope(std::cell::Cell::new(state), async move {
+        let out = call.await;
+        (out, SLOT.with(|s| s.get()) == Slot::Paid)
+    })
+    .await
 }
 
 /// Calls and bytes of one method of one provider.

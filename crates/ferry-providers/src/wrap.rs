@@ -5,10 +5,12 @@
 //! hand.
 //!
 //! [`crate::open`] puts `Counted` around every provider and `Throttled` around the network ones
-//! (local disks are never throttled). A call's first request takes its slot here; requests a
-//! call sends beyond that (a re-send, the pages of a listing the service splits, the parts of a
-//! server copy) take theirs inside the provider ([`RunContext::resend`]).
+//! (local disks are never throttled). A call takes one request slot here, which its first
+//! request uses; any further request of the call (a re-send, a GCS compose round, an Azure
+//! range, an S3 server copy's parts) takes its own inside the provider
+//! ([`RunContext::take_slot`]), so each request is charged once.
 
+use crate::run::{Slot, in_call};
 use crate::{
     Fetched, Multipart, MultipartUpload, OpenUpload, PartReceipt, Provider, PutAttrs, PutReceipt, Result, RunContext, ServerCopied,
     ServerCopy,
@@ -37,17 +39,30 @@ impl<P: ?Sized> Throttled<P> {
     }
 }
 
-/// A listing (or a listing of uploads) whose every page takes a request slot. A page is
-/// charged once it has arrived (as read bytes are): charging before each poll would also
-/// charge the poll that finds the listing over, which sends nothing. The next page is asked
-/// for only once the slot's time has come, so the rate holds all the same.
+/// A listing (or a listing of uploads) whose every page takes a request slot: the provider's
+/// own, when it takes one per request it sends ([`RunContext::take_slot`]), else one charged
+/// here once the page has arrived (charging before each poll would also charge the poll that
+/// finds the listing over, which sends nothing). The next page is asked for only once the
+/// slot's time has come, so the rate holds all the same.
 fn throttled_pages<'a, T: Send + 'a>(run: &'a RunContext, pages: BoxStream<'a, Result<T>>) -> BoxStream<'a, Result<T>> {
-    pages
-        .then(move |page| async move {
+    futures::stream::unfold(pages, move |mut pages| async move {
+        let (page, paid) = in_call(Slot::Unpaid, pages.next()).await;
+        let page = page?;
+        if !paid {
             run.throttle().request().await;
-            page
-        })
-        .boxed()
+        }
+        Some((page, pages))
+    })
+    .boxed()
+}
+
+impl<P: ?Sized> Throttled<P> {
+    /// Takes the call's request slot, then runs it with the slot prepaid: its first request
+    /// uses that slot, any further one takes its own.
+    async fn call<F: std::future::Future>(&self, call: F) -> F::Output {
+        self.run.throttle().request().await;
+        in_call(Slot::Prepaid, call).await.0
+    }
 }
 
 #[async_trait]
@@ -63,8 +78,7 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
     }
 
     async fn check(&self, for_write: bool) -> Result<()> {
-        self.run.throttle().request().await;
-        self.inner.check(for_write).await
+        self.call(self.inner.check(for_write)).await
     }
 
     fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
@@ -72,30 +86,26 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
-        self.run.throttle().request().await;
-        self.inner.head(key).await
+        self.call(self.inner.head(key)).await
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
-        self.run.throttle().request().await;
-        let fetched = self.inner.get(key, range).await?;
+        let fetched = self.call(self.inner.get(key, range)).await?;
         self.run.throttle().received(fetched.data.len()).await;
         Ok(fetched)
     }
 
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
-        self.run.throttle().request().await;
         self.run.throttle().sending(data.len()).await;
-        self.inner.put(key, data, crc32c, attrs).await
+        self.call(self.inner.put(key, data, crc32c, attrs)).await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.run.throttle().request().await;
-        self.inner.delete(key).await
+        self.call(self.inner.delete(key)).await
     }
 
-    // Most answers come from what the caller holds (no request); a provider that must ask
-    // (S3, for a multipart ETag's part size) takes its own slot.
+    // Most answers come from what the caller holds (no request): no slot is taken here. A
+    // provider that must ask (S3, for a multipart ETag's part size) takes its own.
     async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
         self.inner.etag_check(object).await
     }
@@ -118,8 +128,7 @@ impl<P: Provider + ?Sized> Throttled<P> {
 #[async_trait]
 impl<P: Provider + ?Sized + 'static> Multipart for Throttled<P> {
     async fn start(&self, key: &str, attrs: &PutAttrs, size: u64, id: &str) -> Result<Box<dyn MultipartUpload>> {
-        self.run.throttle().request().await;
-        let upload = self.inner_multipart().start(key, attrs, size, id).await?;
+        let upload = self.call(self.inner_multipart().start(key, attrs, size, id)).await?;
         Ok(Box::new(ThrottledUpload { inner: upload, run: self.run.clone() }))
     }
 
@@ -131,20 +140,17 @@ impl<P: Provider + ?Sized + 'static> Multipart for Throttled<P> {
         size: u64,
         recorded: &[PartReceipt],
     ) -> Result<Option<(Box<dyn MultipartUpload>, Vec<PartReceipt>)>> {
-        self.run.throttle().request().await;
-        let resumed = self.inner_multipart().resume(key, upload_id, attrs, size, recorded).await?;
+        let resumed = self.call(self.inner_multipart().resume(key, upload_id, attrs, size, recorded)).await?;
         Ok(resumed
             .map(|(upload, held)| (Box::new(ThrottledUpload { inner: upload, run: self.run.clone() }) as Box<dyn MultipartUpload>, held)))
     }
 
     async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<()> {
-        self.run.throttle().request().await;
-        self.inner_multipart().abort_upload(key, upload_id).await
+        self.call(self.inner_multipart().abort_upload(key, upload_id)).await
     }
 
     async fn stale_uploads(&self, before: chrono::DateTime<chrono::Utc>) -> Result<Vec<OpenUpload>> {
-        self.run.throttle().request().await;
-        self.inner_multipart().stale_uploads(before).await
+        self.call(self.inner_multipart().stale_uploads(before)).await
     }
 
     fn stale_upload_pages(&self, before: chrono::DateTime<chrono::Utc>) -> BoxStream<'_, Result<Vec<OpenUpload>>> {
@@ -161,9 +167,8 @@ impl<P: Provider + ?Sized + 'static> ServerCopy for Throttled<P> {
         part_size: u64,
         started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
     ) -> Result<ServerCopied> {
-        self.run.throttle().request().await;
         let copy = self.inner.server_copy().expect("only offered when the inner provider has it");
-        copy.copy_from(source, object, part_size, started).await
+        self.call(copy.copy_from(source, object, part_size, started)).await
     }
 }
 
@@ -184,20 +189,20 @@ impl MultipartUpload for ThrottledUpload {
         let part = self.inner.put_part(index, offset, data, crc32c);
         let run = self.run.clone();
         Box::pin(async move {
-            run.throttle().request().await;
             run.throttle().sending(len).await;
-            part.await
+            run.throttle().request().await;
+            in_call(Slot::Prepaid, part).await.0
         })
     }
 
     async fn complete(self: Box<Self>, parts: Vec<PartReceipt>) -> Result<PutReceipt> {
         self.run.throttle().request().await;
-        self.inner.complete(parts).await
+        in_call(Slot::Prepaid, self.inner.complete(parts)).await.0
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
         self.run.throttle().request().await;
-        self.inner.abort().await
+        in_call(Slot::Prepaid, self.inner.abort()).await.0
     }
 }
 
@@ -441,5 +446,69 @@ mod tests {
             (calls("head"), calls("list"), calls("start upload"), calls("complete upload")),
             (Some((1, 0)), Some((1, 0)), Some((1, 0)), Some((1, 0)))
         );
+    }
+}
+
+#[cfg(test)]
+mod slot_tests {
+    use super::*;
+    use crate::Rates;
+
+    /// A provider whose `head` sends three requests (as a GCS compose sends several), each
+    /// taking its slot as the HTTP code does, and whose listing sends none of its own.
+    struct ThreeRequests {
+        location: Location,
+        run: Arc<RunContext>,
+    }
+
+    #[async_trait]
+    impl Provider for ThreeRequests {
+        fn name(&self) -> &'static str {
+            "three"
+        }
+        fn location(&self) -> &Location {
+            &self.location
+        }
+        fn limits(&self) -> Limits {
+            Limits::S3
+        }
+        async fn check(&self, _: bool) -> Result<()> {
+            Ok(())
+        }
+        fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+            futures::stream::iter([Ok(vec![]), Ok(vec![])]).boxed()
+        }
+        async fn head(&self, _: &str) -> Result<Option<ObjectEntry>> {
+            for _ in 0..3 {
+                self.run.take_slot().await;
+            }
+            Ok(None)
+        }
+        async fn get(&self, _: &str, _: Option<Range<u64>>) -> Result<Fetched> {
+            unimplemented!()
+        }
+        async fn put(&self, _: &str, _: Bytes, _: u32, _: &PutAttrs) -> Result<PutReceipt> {
+            unimplemented!()
+        }
+        async fn delete(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn each_request_takes_one_slot_whoever_takes_it() {
+        let run = RunContext::new(Rates { bytes_per_second: None, requests_per_second: Some(100) });
+        let inner = ThreeRequests { location: Location::parse("s3://bucket-x/p").unwrap(), run: run.clone() };
+        let p = Throttled::new(Arc::new(inner), run.clone());
+        let requests = || run.throttle().charged().2.units;
+        p.head("k").await.unwrap();
+        assert_eq!(requests(), 3, "the wrapper's slot went to the first request, never a fourth");
+        p.delete("k").await.unwrap();
+        assert_eq!(requests(), 4, "a call that takes no slot itself has the wrapper's");
+        assert_eq!(p.list().collect::<Vec<_>>().await.len(), 2);
+        assert_eq!(requests(), 6, "pages with no slot of their own are charged once each, the end of the listing never");
+        // Outside any wrapper, a provider's requests each take their own.
+        ThreeRequests { location: Location::parse("s3://bucket-x/p").unwrap(), run: run.clone() }.head("k").await.unwrap();
+        assert_eq!(requests(), 9);
     }
 }

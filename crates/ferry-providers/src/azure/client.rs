@@ -169,11 +169,6 @@ impl BlockClient {
             let mut attempt = 0;
             let (data, head, total) = loop {
                 attempt += 1;
-                // A range after the first, or a range read again, is a request of this call's
-                // own: the first had its slot from `Throttled`.
-                if attempt > 1 || start > range.as_ref().map_or(0, |r| r.start) {
-                    self.run.throttle().request().await;
-                }
                 let sent =
                     self.send_expecting("get", key, http::Method::GET, url.clone(), headers.clone(), Bytes::new(), want_end - start).await;
                 let fetched = match sent {

@@ -92,9 +92,9 @@ where
 
 /// Sends a body (`len` bytes) again (the same bytes, which passed the read check) while the
 /// service says it arrived corrupted, up to 3 times, each counted as a `checksum mismatch`
-/// retry. Other errors are left to the SDK's retries and the mover's. Each send waits the
-/// run's pace; a re-send also takes a request slot and charges its bytes again (the first
-/// send's were charged by [`crate::Throttled`]).
+/// retry. Other errors are left to the SDK's retries and the mover's. Each send takes a request
+/// slot and waits the run's pace; a re-send also charges its bytes again (the first send's
+/// were charged by [`crate::Throttled`]).
 pub(super) async fn resend_on_checksum_mismatch<T, F, Fut>(run: &RunContext, len: usize, mut send: F) -> Result<T>
 where
     F: FnMut() -> Fut,
@@ -103,10 +103,8 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        if attempt == 1 {
-            run.retries().pace().await;
-        } else {
-            run.resend().await;
+        run.before_request().await;
+        if attempt > 1 {
             run.throttle().sending(len).await;
         }
         match send().await {

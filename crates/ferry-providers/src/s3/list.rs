@@ -30,8 +30,9 @@ impl Segment {
     }
 }
 
-/// Adjacent runs of top-level objects as one segment: each segment becomes at least one page,
-/// and each page takes a request slot in `Throttled`.
+/// Adjacent runs of top-level objects as one segment: each becomes one page, which sends no
+/// request of its own but takes a request slot in `Throttled` all the same (one per run of
+/// objects, not one per object).
 fn merge_objects(segments: Vec<Segment>) -> Vec<Segment> {
     let mut merged: Vec<Segment> = Vec::with_capacity(segments.len());
     for segment in segments {
@@ -74,8 +75,7 @@ impl S3Provider {
             .send();
         let mut segments = Vec::new();
         for _ in 0..TOP_LEVEL_PAGES {
-            // These pages are never yielded as they are, so `Throttled` does not see them.
-            self.run.throttle().request().await;
+            self.run.take_slot().await;
             let Some(page) = pages.next().await else {
                 let prefix_len = self.location.prefix.len();
                 segments.sort_by(|a: &Segment, b: &Segment| a.start(prefix_len).cmp(b.start(prefix_len)));
@@ -93,9 +93,8 @@ impl S3Provider {
     /// Everything under `prefix` (a full key prefix), a page at a time.
     pub(super) fn list_under(&self, prefix: String) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
         let pages = self.client.list_objects_v2().bucket(&self.location.bucket).prefix(&prefix).into_paginator().send();
-        // Each page yielded takes its request slot in `Throttled`; a lister runs at most
-        // `LIST_AHEAD_PAGES` ahead of the reader, so the rate holds on average.
         futures::stream::unfold(pages, move |mut pages| async move {
+            self.run.take_slot().await;
             let page = pages.next().await?;
             Some((page.map_err(|e| self.error("list", &self.location.prefix, e)).map(|page| self.entries(&page)), pages))
         })

@@ -87,6 +87,7 @@ impl Provider for S3Provider {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.run.take_slot().await;
             let err = match self.client.head_bucket().bucket(&self.location.bucket).send().await {
                 Ok(_) => return Ok(()),
                 Err(e) => match self.error("head bucket", "", e) {
@@ -117,6 +118,7 @@ impl Provider for S3Provider {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
         let full = self.full_key(key);
+        self.run.take_slot().await;
         match self.client.head_object().bucket(&self.location.bucket).key(&full).checksum_mode(ChecksumMode::Enabled).send().await {
             Ok(o) => Ok(Some(ObjectEntry {
                 key: key.to_string(),
@@ -146,6 +148,7 @@ impl Provider for S3Provider {
         }
         // A multipart ETag: the size of part 1 gives the part size (every part but the last).
         let full = self.full_key(&object.key);
+        self.run.take_slot().await;
         let o = self
             .client
             .head_object()
@@ -174,7 +177,7 @@ impl Provider for S3Provider {
             // A whole object comes with its checksum, which the SDK checks as the body arrives.
             req = req.checksum_mode(ChecksumMode::Enabled);
         }
-        self.run.retries().pace().await;
+        self.run.before_request().await;
         let o = req.send().await.map_err(|e| self.error("get", key, e))?;
         let total = o
             .content_range()
@@ -272,6 +275,7 @@ impl Provider for S3Provider {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let full = self.full_key(key);
+        self.run.take_slot().await;
         self.client.delete_object().bucket(&self.location.bucket).key(&full).send().await.map_err(|e| self.error("delete", key, e))?;
         Ok(())
     }

@@ -27,6 +27,7 @@ impl Multipart for S3Provider {
         for (k, v) in &attrs.metadata {
             req = req.metadata(k, v);
         }
+        self.run.take_slot().await;
         let o = req.send().await.map_err(|e| self.error("create multipart upload", key, e))?;
         let upload_id = o.upload_id().ok_or_else(|| ProviderError::Request {
             provider: PROVIDER,
@@ -59,6 +60,7 @@ impl Multipart for S3Provider {
         let mut held = Vec::new();
         let mut marker: Option<String> = None;
         loop {
+            self.run.take_slot().await;
             let page = self
                 .client
                 .list_parts()
@@ -111,6 +113,7 @@ impl Multipart for S3Provider {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
+            self.run.take_slot().await;
             let page = self
                 .client
                 .list_multipart_uploads()
@@ -170,6 +173,7 @@ impl S3Provider {
     /// service cannot list them (s3s-fs answers 501), leaving them to a lifecycle rule.
     async fn abort_unrecorded(&self, key: &str) -> bool {
         let full = self.full_key(key);
+        self.run.take_slot().await;
         let Ok(listed) = self.client.list_multipart_uploads().bucket(&self.location.bucket).prefix(&full).send().await else {
             return false;
         };
@@ -256,6 +260,7 @@ impl MultipartUpload for S3Upload {
                     .build()
             })
             .collect();
+        self.run.take_slot().await;
         let etag = complete_upload(&self.client, &self.bucket, &self.full_key, &self.upload_id, completed)
             .await
             .map_err(|e| map_error(&self.endpoint, &self.bucket, "complete multipart upload", &self.key, e))?;
@@ -263,6 +268,7 @@ impl MultipartUpload for S3Upload {
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
+        self.run.take_slot().await;
         self.client
             .abort_multipart_upload()
             .bucket(&self.bucket)

@@ -35,7 +35,7 @@ impl ServerCopy for S3Provider {
         // HEAD then sees the change and the object starts over).
         let if_match = object.etag.as_ref().map(|e| format!("\"{e}\""));
         if object.size <= part_size {
-            self.run.retries().pace().await;
+            self.run.before_request().await;
             let o = self
                 .client
                 .copy_object()
@@ -65,8 +65,6 @@ impl ServerCopy for S3Provider {
             class: ErrorClass::PerObject,
         })?;
         let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone(), mode: None };
-        // This call's requests beyond its first (the upload, each part, the completion) take
-        // their own slots: only the call itself passed through `Throttled`.
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
         let upload_id = upload.upload_id().expect("S3 uploads have ids");
         if let Err(e) = started(upload_id.as_str()) {
@@ -79,7 +77,7 @@ impl ServerCopy for S3Provider {
                     let range = plan.range(i);
                     let (copy_source, if_match, full, upload_id) = (&copy_source, &if_match, &full, &upload_id);
                     async move {
-                        self.run.resend().await;
+                        self.run.before_request().await;
                         let o = self
                             .client
                             .upload_part_copy()
@@ -117,7 +115,7 @@ impl ServerCopy for S3Provider {
                         .build()
                 })
                 .collect();
-            self.run.resend().await;
+            self.run.take_slot().await;
             let etag = complete_upload(&self.client, &self.location.bucket, &full, &upload_id, completed)
                 .await
                 .map_err(|e| self.error("complete copy", key, e))?;
