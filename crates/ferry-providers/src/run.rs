@@ -68,6 +68,12 @@ impl RunContext {
         }
     }
 
+    /// Marks the call's slot as spent without taking one: for a result whose request took its
+    /// slot on another task (an S3 lister spawned ahead of the reader), or that needed none.
+    pub(crate) fn paid_elsewhere(&self) {
+        let _ = SLOT.try_with(|s| s.set(Slot::Paid));
+    }
+
     /// [`RunContext::take_slot`], then the adaptive pace: before each data request.
     pub(crate) async fn before_request(&self) {
         self.take_slot().await;

@@ -3,15 +3,44 @@
 //! call of several requests (a GCS multipart completion composes, then deletes its parts) takes
 //! one for each, never a second for the same request. Counted by the run's own schedule, so
 //! nothing here depends on time.
+//!
+//! One test function on purpose: the S3 adapter reads credentials only from the standard AWS
+//! environment, which is set once before any runtime starts (as the conformance test does).
 
 use bytes::Bytes;
 use ferry_core::Location;
 use ferry_providers::{Connect, PutAttrs, Rates, RunContext};
-use ferry_testkit::FakeGcs;
+use ferry_testkit::{FakeGcs, S3Server};
 use futures::StreamExt;
 
 #[test]
-fn gcs_calls_take_one_request_slot_per_request() {
+fn calls_take_one_request_slot_per_request() {
+    let s3 = S3Server::start();
+    s3.create_bucket("slots");
+    for (k, v) in s3.env() {
+        // SAFETY: the only test in this binary; no other thread exists yet that reads the environment.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let run = RunContext::new(Rates { bytes_per_second: Some(1 << 30), requests_per_second: Some(10_000) });
+        let connect = Connect { endpoint: Some(s3.endpoint.clone()), ..Connect::default() };
+        let p = ferry_providers::open(&Location::parse("s3://slots/run").unwrap(), &connect, &run).await.unwrap();
+        let requests = || run.throttle().charged().2.units;
+        let data = Bytes::from_static(b"one request each");
+        p.put("a", data.clone(), ferry_core::crc32c(&data), &PutAttrs::default()).await.unwrap();
+        assert_eq!(requests(), 1, "put");
+        assert!(p.head("a").await.unwrap().is_some());
+        assert_eq!(requests(), 2, "head: one slot, the wrapper's, which the provider's own request used");
+        assert_eq!(p.get("a", None).await.unwrap().data, data);
+        assert_eq!(requests(), 3, "get");
+        p.delete("a").await.unwrap();
+        assert_eq!(requests(), 4, "delete is throttled like every call");
+        let (received, sent, _) = run.throttle().charged();
+        assert_eq!((received.units, sent.units), (data.len() as u64, data.len() as u64), "bodies charged once each way");
+    });
+    drop(rt);
+
     let gcs = FakeGcs::start();
     gcs.create_bucket("slots");
     let rt = tokio::runtime::Runtime::new().unwrap();

@@ -30,20 +30,6 @@ impl Segment {
     }
 }
 
-/// Adjacent runs of top-level objects as one segment: each becomes one page, which sends no
-/// request of its own but takes a request slot in `Throttled` all the same (one per run of
-/// objects, not one per object).
-fn merge_objects(segments: Vec<Segment>) -> Vec<Segment> {
-    let mut merged: Vec<Segment> = Vec::with_capacity(segments.len());
-    for segment in segments {
-        match (merged.last_mut(), segment) {
-            (Some(Segment::Objects(run)), Segment::Objects(more)) => run.extend(more),
-            (_, segment) => merged.push(segment),
-        }
-    }
-    merged
-}
-
 impl S3Provider {
     fn entries(&self, page: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) -> Vec<ObjectEntry> {
         let prefix_len = self.location.prefix.len();
@@ -79,7 +65,6 @@ impl S3Provider {
             let Some(page) = pages.next().await else {
                 let prefix_len = self.location.prefix.len();
                 segments.sort_by(|a: &Segment, b: &Segment| a.start(prefix_len).cmp(b.start(prefix_len)));
-                let segments = merge_objects(segments);
                 let prefixes = segments.iter().filter(|s| matches!(s, Segment::Prefix(_))).count();
                 return Ok((prefixes >= 2).then_some(segments));
             };
@@ -129,7 +114,13 @@ impl S3Provider {
                         });
                     }
                 }
-                futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|page| (page, rx)) })
+                // Each page's request took its slot in the lister (or there was none: top-level
+                // objects), not here where `Throttled` reads it.
+                futures::stream::unfold(rx, move |mut rx| async move {
+                    let page = rx.recv().await?;
+                    self.run.paid_elsewhere();
+                    Some((page, rx))
+                })
             })
             .buffered(LIST_FANOUT)
             .flatten()
