@@ -8,7 +8,7 @@
 //! (local disks are never throttled). A call takes one request slot here, which its first
 //! request uses; any further request of the call (a re-send, a GCS compose round, an Azure
 //! range, an S3 server copy's parts) takes its own inside the provider
-//! ([`RunContext::take_slot`]), so each request is charged once.
+//! (`RunContext::take_slot`), so each request is charged once.
 
 use crate::run::{Slot, in_call};
 use crate::{
@@ -206,7 +206,7 @@ impl MultipartUpload for ThrottledUpload {
     }
 }
 
-/// A provider whose every call is counted in the run's [`crate::Requests`], by method, with the
+/// A provider whose every call is counted in the run's [`crate::run::Requests`], by method, with the
 /// bytes of its body and whether it failed.
 pub struct Counted<P: ?Sized> {
     inner: Arc<P>,
