@@ -291,6 +291,7 @@ fn keys_that_would_leave_the_export_root_are_refused() {
         let p = ferry_providers::open(
             &loc,
             &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None, ..Default::default() },
+            &ferry_providers::RunContext::unlimited(),
         )
         .await
         .unwrap();

@@ -40,14 +40,15 @@ pub async fn run(
     check: bool,
     common: &Common,
     transfer: &Transfer,
+    run: &std::sync::Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     // A new job records the first device as its destination.
     let mut job = open_job(common, src, device_side(common, to.first()).as_deref())?;
-    let source = job.source_provider().await?;
+    let source = job.source_provider(run).await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("export", stats.clone(), common.json || check);
     let opts = ExportOptions { layout, devices: to, check, copy: transfer.options() };
-    let summary = ferry_engine::export(&mut job, source, opts, stats).await;
+    let summary = ferry_engine::export(&mut job, source, opts, stats, run).await;
     progress.finish();
     let summary = summary?;
     if common.json {

@@ -10,7 +10,7 @@ use crate::{EngineError, Job, Result, Stats};
 use ferry_core::size::format_size;
 use ferry_core::{Limits, PartPlan};
 use ferry_journal::JournalKind;
-use ferry_providers::Provider;
+use ferry_providers::{Provider, RequestCount, RunContext};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -33,6 +33,9 @@ pub struct CopySummary {
     /// `checksum mismatch`, `connection dropped`, …): requests the transport retried and
     /// objects or ranges read or sent again.
     pub retries: BTreeMap<String, u64>,
+    /// Calls to each provider by method (`s3 put part`, `local get`…): how many, how many
+    /// failed, and the bytes of those that succeeded.
+    pub requests: BTreeMap<String, RequestCount>,
     /// The size parts are cut to (objects up to it go in one request): the one asked for or
     /// the destination's default, lowered to fit `--max-memory`, and raised only for objects
     /// the destination's part count limit demands it of.
@@ -63,13 +66,15 @@ pub struct CopySummary {
 }
 
 /// Copies everything the job's manifest lists that the journal does not have as done.
-/// Plans first when the job has no sealed manifest. Both providers must have been checked.
+/// Plans first when the job has no sealed manifest. Both providers must have been checked,
+/// and opened in `run` (whose retry and request counts the summary reports).
 pub async fn copy(
     job: &mut Job,
     src: Arc<dyn Provider>,
     dst: Arc<dyn Provider>,
     opts: CopyOptions,
     stats: Arc<Stats>,
+    run: &Arc<RunContext>,
 ) -> Result<CopySummary> {
     let started = Instant::now();
     let limits = dst.limits();
@@ -95,6 +100,7 @@ pub async fn copy(
         already_done: before.done,
         verified_by: BTreeMap::new(),
         retries: BTreeMap::new(),
+        requests: BTreeMap::new(),
         transfers_lowest: opts.transfers.max(1),
         part_size,
         part_size_asked: opts.part_size.filter(|asked| *asked != part_size),
@@ -116,16 +122,16 @@ pub async fn copy(
         return Ok(summary);
     }
 
-    let run = journal.begin_run(ferry_journal::RunKind::Copy).await?;
-    let (journal, budget) = shared(journal, &opts);
-    let mut mover = Mover::new(src, dst, &journal, run, &budget, &opts, &stats);
+    let shared = shared(journal, ferry_journal::RunKind::Copy, &opts, &stats, run).await?;
+    let mut mover = Mover::new(src, dst, &shared, &opts);
     mover.server_side = opts.server_side && mover.dst.server_copy().is_some_and(|c| c.copies_from(&job.source, &job.access.source));
     let mover = Arc::new(mover);
-    let pass = run_pass(&mover.journal, opts.transfers, &stats, &OneMover(mover.clone())).await?;
+    let pass = run_pass(&mover.journal, opts.transfers, &stats, run, &OneMover(mover.clone())).await?;
     summary.stopped_by = pass.stopped_by;
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     mover.take_verified(&mut summary.verified_by);
-    summary.retries = ferry_providers::retries::snapshot();
+    summary.retries = run.retries().snapshot();
+    summary.requests = run.requests().snapshot();
     summary.transfers_lowest = pass.transfers_lowest;
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);

@@ -16,7 +16,7 @@
 
 use crate::mover::{Mover, ObjectError};
 use crate::options::{CopyOptions, Failure};
-use crate::scheduler::{Router, run_pass, shared};
+use crate::scheduler::{Router, Shared, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::Location;
 use ferry_core::layout::{Layout, Placement};
@@ -109,7 +109,14 @@ const DEVICE_RESERVE: u64 = 1 << 20;
 const SHIPMENT_BYTES_PER_FILE: u64 = 512;
 
 /// Exports the job's manifest (planning first when it has none) onto `opts.devices`.
-pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, stats: Arc<Stats>) -> Result<ExportSummary> {
+/// `src` and the devices' adapters count and pool their buffers in `run`.
+pub async fn export(
+    job: &mut Job,
+    src: Arc<dyn Provider>,
+    opts: ExportOptions,
+    stats: Arc<Stats>,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<ExportSummary> {
     let started = Instant::now();
     let devices = open_devices(&opts.devices)?;
     // Planning takes the job's lock: only then may this run touch what a run of the job left on
@@ -136,7 +143,8 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         return Ok(summary);
     }
     stats.start(&counts);
-    write_devices(opened.clone(), src, given, &mut room, &opts.copy, &stats, &mut summary).await?;
+    let shared = shared(opened.clone(), ferry_journal::RunKind::Export, &opts.copy, &stats, run).await?;
+    write_devices(&shared, src, given, &mut room, &opts.copy, &mut summary).await?;
     summary.devices = write_shipments(job, journal, &dir, &numbered, &room, &opts.layout, generation).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");
@@ -337,21 +345,19 @@ async fn check_packing(
 /// Packs and writes; a device that fills up is closed and what it did not take is packed again
 /// onto the others. The outcome goes into `summary`.
 async fn write_devices(
-    journal: Arc<dyn Journal>,
+    shared: &Shared,
     src: Arc<dyn Provider>,
     given: &[(u32, &Device)],
     room: &mut BTreeMap<u32, Room>,
     opts: &CopyOptions,
-    stats: &Arc<Stats>,
     summary: &mut ExportSummary,
 ) -> Result<()> {
-    let run = journal.begin_run(ferry_journal::RunKind::Export).await?;
-    let (journal, budget) = shared(journal, opts);
+    let (journal, stats, run) = (&shared.journal, &shared.stats, &shared.run);
     let movers: BTreeMap<u32, Arc<Mover>> = given
         .iter()
         .map(|(index, d)| {
-            let dst: Arc<dyn Provider> = Arc::new(LocalProvider::new(d.location.clone()));
-            let mover = Mover::new(src.clone(), dst, &journal, run, &budget, opts, stats);
+            let dst = ferry_providers::open_local(d.location.clone(), run);
+            let mover = Mover::new(src.clone(), dst, shared, opts);
             (*index, Arc::new(mover))
         })
         .collect();
@@ -369,7 +375,7 @@ async fn write_devices(
                 take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
             }
         }
-        let pass = run_pass(&journal, opts.transfers, stats, &router).await?;
+        let pass = run_pass(journal, opts.transfers, stats, run, &router).await?;
         summary.copied += pass.copied;
         summary.bytes_copied += pass.bytes;
         summary.failures.extend(pass.failures);

@@ -101,7 +101,14 @@ impl IngestSummary {
 const PROVENANCE: &str = "shipment";
 
 /// Reads the shipment manifests on `opts.devices`, and uploads every file they list to `dst`.
-pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, stats: Arc<Stats>) -> Result<IngestSummary> {
+/// `dst` and the devices' adapters count and pool their buffers in `run`.
+pub async fn ingest(
+    job: &mut Job,
+    dst: Arc<dyn Provider>,
+    opts: IngestOptions,
+    stats: Arc<Stats>,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<IngestSummary> {
     let started = Instant::now();
     let (provenance, roots) = read_shipments(&opts)?;
     job.persist()?;
@@ -161,19 +168,19 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         return Ok(summary);
     }
     stats.start(&counts);
-    let run = journal.begin_run(ferry_journal::RunKind::Ingest).await?;
-    let (journal, budget) = shared(journal, &opts.copy);
+    let shared = shared(journal, ferry_journal::RunKind::Ingest, &opts.copy, &stats, run).await?;
+    let journal = shared.journal.clone();
     let movers: BTreeMap<u32, Arc<Mover>> = roots
         .iter()
         .map(|(device, root)| {
             let location = Location::parse(&root.to_string_lossy())?;
-            let src: Arc<dyn Provider> = Arc::new(LocalProvider::new(location));
-            let mover = Mover::new(src, dst.clone(), &journal, run, &budget, &opts.copy, &stats);
+            let src = ferry_providers::open_local(location, run);
+            let mover = Mover::new(src, dst.clone(), &shared, &opts.copy);
             Ok((device - 1, Arc::new(mover)))
         })
         .collect::<Result<_>>()?;
     let router = FromDevices(movers);
-    let pass = run_pass(&journal, opts.copy.transfers, &stats, &router).await?;
+    let pass = run_pass(&journal, opts.copy.transfers, &stats, run, &router).await?;
     (summary.copied, summary.bytes_copied, summary.stopped_by) = (pass.copied, pass.bytes, pass.stopped_by);
     summary.pending_bytes = summary.pending_bytes.saturating_sub(pass.bytes);
     for f in pass.failures {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use ferry_core::{Location, LocationError};
 use ferry_journal::{Journal, JournalKind};
 use ferry_manifest::{GENERATION_PREFIX, ManifestHeader};
-use ferry_providers::{Connect, Provider};
+use ferry_providers::{Connect, Provider, RunContext};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -168,21 +168,21 @@ impl Job {
         }
     }
 
-    /// Opens both providers and checks them (bucket exists, credentials work). Sends requests,
-    /// writes nothing.
-    pub async fn providers(&self) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
-        let (src, dst) = tokio::join!(self.source_provider(), self.destination_provider());
+    /// Opens both providers for `run` and checks them (bucket exists, credentials work).
+    /// Sends requests, writes nothing.
+    pub async fn providers(&self, run: &Arc<RunContext>) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
+        let (src, dst) = tokio::join!(self.source_provider(run), self.destination_provider(run));
         Ok((src?, dst?))
     }
 
     /// Opens and checks the source alone.
-    pub async fn source_provider(&self) -> Result<Arc<dyn Provider>> {
-        open_side("source", &self.source, &self.access.source, false).await
+    pub async fn source_provider(&self, run: &Arc<RunContext>) -> Result<Arc<dyn Provider>> {
+        open_side("source", &self.source, &self.access.source, false, run).await
     }
 
     /// Opens and checks the destination alone (what `verify` needs: the source may be gone).
-    pub async fn destination_provider(&self) -> Result<Arc<dyn Provider>> {
-        open_side("destination", &self.destination, &self.access.destination, true).await
+    pub async fn destination_provider(&self, run: &Arc<RunContext>) -> Result<Arc<dyn Provider>> {
+        open_side("destination", &self.destination, &self.access.destination, true, run).await
     }
 
     /// Takes the job's lock, creating the directory if new, then writes `job.toml` if new
@@ -301,9 +301,15 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     File::open(dir)?.sync_all()
 }
 
-async fn open_side(side: &'static str, location: &Location, connect: &Connect, for_write: bool) -> Result<Arc<dyn Provider>> {
+async fn open_side(
+    side: &'static str,
+    location: &Location,
+    connect: &Connect,
+    for_write: bool,
+    run: &Arc<RunContext>,
+) -> Result<Arc<dyn Provider>> {
     let err = |source| EngineError::Provider { side, source };
-    let provider = ferry_providers::open(location, connect).await.map_err(err)?;
+    let provider = ferry_providers::open(location, connect, run).await.map_err(err)?;
     provider.check(for_write).await.map_err(err)?;
     Ok(provider)
 }

@@ -8,6 +8,7 @@
 
 use crate::Stats;
 use crate::options::{CopyOptions, Failure};
+use crate::scheduler::Shared;
 use ferry_core::{ErrorClass, ObjectDigest, ObjectEntry, PartPlan, crc32c};
 use ferry_journal::{Journal, ObjectRow, Outcome, PartRow, Prior, RunId, Seen, WriteOp, Wrote};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
@@ -59,9 +60,11 @@ pub(crate) struct Mover {
     /// The destination's service copies objects from the source itself.
     pub(crate) server_side: bool,
     /// The run whose writes the journal's destination write ledger records.
-    pub(crate) run: RunId,
+    pub(crate) run_id: RunId,
     pub(crate) budget: Budget,
     pub(crate) stats: Arc<Stats>,
+    /// The run's counts (an object read or sent again is a retry like a request's).
+    pub(crate) run: Arc<ferry_providers::RunContext>,
     /// Objects restarted because their source changed, with why.
     pub(crate) restarted: Mutex<Vec<Failure>>,
     /// Objects proved by each kind of evidence.
@@ -108,24 +111,17 @@ impl Mover {
     /// A mover from `src` to `dst`, sharing the run's journal, memory budget and counters with
     /// the run's other movers (a disk export or ingest has one per device). Bytes pass through
     /// ferry unless `server_side` is set afterwards.
-    pub(crate) fn new(
-        src: Arc<dyn Provider>,
-        dst: Arc<dyn Provider>,
-        journal: &Arc<dyn Journal>,
-        run: RunId,
-        budget: &Budget,
-        opts: &CopyOptions,
-        stats: &Arc<Stats>,
-    ) -> Mover {
+    pub(crate) fn new(src: Arc<dyn Provider>, dst: Arc<dyn Provider>, shared: &Shared, opts: &CopyOptions) -> Mover {
         Mover {
+            run: shared.run.clone(),
             src,
             dst,
-            journal: journal.clone(),
+            journal: shared.journal.clone(),
             opts: opts.clone(),
             server_side: false,
-            run,
-            budget: budget.clone(),
-            stats: stats.clone(),
+            run_id: shared.run_id,
+            budget: shared.budget.clone(),
+            stats: shared.stats.clone(),
             restarted: Mutex::default(),
             verified_by: Mutex::default(),
         }
@@ -148,7 +144,7 @@ impl Mover {
             attempt += 1;
             // Bytes this attempt sent, so a retry does not count them twice.
             let sent = AtomicU64::new(0);
-            let throttles_before = ferry_providers::retries::throttles();
+            let throttles_before = self.run.retries().throttles();
             let copied = match self.copy_object(&row, &sent).await {
                 Err(e) if e.source_changed && e.changed.is_none() => Err(self.changed_now(&row, e).await),
                 other => other,
@@ -178,12 +174,12 @@ impl Mover {
                 }
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
                     let cause = ferry_providers::retries::cause_of_message(&e.message);
-                    ferry_providers::retries::record(cause);
+                    self.run.retries().record(cause);
                     // A throttling answer that reached the mover with no pushback counted
                     // meanwhile (the adapter's own client retried it and gave up) still slows
                     // the scheduler down.
                     if matches!(cause, ferry_providers::retries::THROTTLED | ferry_providers::retries::UNAVAILABLE)
-                        && ferry_providers::retries::throttles() == throttles_before
+                        && self.run.retries().throttles() == throttles_before
                     {
                         Stats::add(&self.stats.pushed_back, 1);
                     }
@@ -376,7 +372,7 @@ impl Mover {
 
     /// Records in the write ledger, before the object is written, what the destination held.
     async fn begin_write(&self, row: &ObjectRow, prior: &Prior) -> Result<i64, ObjectError> {
-        Ok(self.journal.begin_write(self.run, row.id, row.dst_key(), WriteOp::Put, prior, Seen::Head).await?)
+        Ok(self.journal.begin_write(self.run_id, row.id, row.dst_key(), WriteOp::Put, prior, Seen::Head).await?)
     }
 
     /// Resumes the object's recorded upload (`recorded_id`, as the journal has it) when the

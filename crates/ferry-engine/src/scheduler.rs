@@ -12,16 +12,35 @@ use crate::mover::{Budget, Mover, ObjectError};
 use crate::options::{CopyOptions, Failure};
 use crate::{Result, Stats};
 use ferry_core::ErrorClass;
-use ferry_journal::{Clock, Journal, ObjectRow};
+use ferry_journal::{Clock, Journal, ObjectRow, RunId, RunKind};
+use ferry_providers::RunContext;
 use futures::stream::StreamExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// What a run's movers share: the journal, and the memory budget (part buffers are recycled;
-/// the free ones kept are bounded by the same budget).
-pub(crate) fn shared(journal: Arc<dyn Journal>, opts: &CopyOptions) -> (Arc<dyn Journal>, Budget) {
-    ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
-    (journal, Budget::new(opts.max_memory))
+/// What a run's movers share: the journal and the run's tag in its write ledger, the memory
+/// budget (part buffers are recycled in the run's pool; the free ones kept are bounded by the
+/// same budget), the counters, and the run's context.
+pub(crate) struct Shared {
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) run_id: RunId,
+    pub(crate) budget: Budget,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) run: Arc<RunContext>,
+}
+
+/// Starts a run of `kind` in the journal (its writes are tagged with it) and sets up what its
+/// movers share.
+pub(crate) async fn shared(
+    journal: Arc<dyn Journal>,
+    kind: RunKind,
+    opts: &CopyOptions,
+    stats: &Arc<Stats>,
+    run: &Arc<RunContext>,
+) -> Result<Shared> {
+    let run_id = journal.begin_run(kind).await?;
+    run.buffers().set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
+    Ok(Shared { journal, run_id, budget: Budget::new(opts.max_memory), stats: stats.clone(), run: run.clone() })
 }
 
 /// Which mover takes each object, and which routes are closed: asked by the scheduler,
@@ -69,7 +88,13 @@ pub(crate) struct Pass {
 /// `transfers` at a time or fewer while the services push back (throttling answers the
 /// transport counted, and those the movers saw in `stats`). A fatal error stops the pass; a
 /// route that closes does not: its objects are handed back in [`Pass::handed_back`].
-pub(crate) async fn run_pass(journal: &Arc<dyn Journal>, transfers: usize, stats: &Stats, router: &dyn Router) -> Result<Pass> {
+pub(crate) async fn run_pass(
+    journal: &Arc<dyn Journal>,
+    transfers: usize,
+    stats: &Stats,
+    run: &ferry_providers::RunContext,
+    router: &dyn Router,
+) -> Result<Pass> {
     let stop: Arc<Mutex<Option<String>>> = Arc::default();
     let stopping = Arc::new(AtomicBool::new(false));
     // This process holds the job's lock, so no other worker is alive: a lease still held is a
@@ -106,7 +131,7 @@ pub(crate) async fn run_pass(journal: &Arc<dyn Journal>, transfers: usize, stats
     });
     let mut journal_error = None;
     // At most `transfers` objects at once, fewer while the services push back.
-    let throttles = || ferry_providers::retries::throttles() + Stats::get(&stats.pushed_back);
+    let throttles = || run.retries().throttles() + Stats::get(&stats.pushed_back);
     let gate = Arc::new(Gate::new(transfers, throttles()));
     // Outcomes are folded as they come: memory stays flat however many objects the job has.
     let (copied, bytes, mut failures, handed_back, mut unrun) = pages

@@ -57,7 +57,14 @@ pub struct VerifySummary {
 
 const READ_CHUNK: u64 = 8 << 20;
 
-pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, stats: Arc<Stats>) -> Result<VerifySummary> {
+/// Checks the destination (`dst`, opened in `run`) against what the job recorded.
+pub async fn verify(
+    job: &mut Job,
+    dst: Arc<dyn Provider>,
+    opts: VerifyOptions,
+    stats: Arc<Stats>,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<VerifySummary> {
     let started = Instant::now();
     job.lock()?;
     let generation = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
@@ -80,7 +87,7 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
     };
     // Read-backs take their ranges from one budget, so however many objects are checked at
     // once, at most `max_memory` of their bytes are held.
-    ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
+    run.buffers().set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
     let budget = Arc::new(tokio::sync::Semaphore::new(kib(opts.max_memory)));
     let chunk = READ_CHUNK.min(opts.max_memory);
     let sampled = match opts.sample {

@@ -51,7 +51,8 @@ fn through_ferry(transfers: usize) -> CopyOptions {
 
 async fn run(store: &MemoryStore, src: Arc<dyn Provider>, dst: Arc<dyn Provider>, opts: CopyOptions) -> CopySummary {
     let tmp = tempfile::tempdir().unwrap();
-    let summary = copy(&mut job(tmp.path()), src, dst, opts, Arc::new(Stats::default())).await.unwrap();
+    let summary =
+        copy(&mut job(tmp.path()), src, dst, opts, Arc::new(Stats::default()), &ferry_providers::RunContext::unlimited()).await.unwrap();
     assert!(store.open_uploads().is_empty(), "no upload left open: {:?}", store.open_uploads());
     summary
 }
@@ -91,7 +92,7 @@ async fn a_corrupted_part_is_read_again_and_the_object_ends_correct() {
     assert_copied(&store, 1);
     assert_eq!(src.injected(Method::Get), 1);
     assert_eq!(src.calls(Method::Get), 8, "four parts read, then all four again");
-    assert!(summary.retries.get("checksum mismatch").is_some_and(|n| *n >= 1), "the retry is counted: {:?}", summary.retries);
+    assert!(summary.retries.get("checksum mismatch") == Some(&1), "the retry is counted once, in this run's counts: {:?}", summary.retries);
     assert_eq!(summary.verified_by.get("source crc32c"), Some(&1));
 }
 

@@ -90,7 +90,9 @@ impl Adapter {
                 if location.scheme == ferry_core::Scheme::Local {
                     std::fs::create_dir_all(&location.prefix).expect("create the check's directory");
                 }
-                ferry_providers::open(&location, &connect).await.unwrap_or_else(|e| panic!("open {url}: {e}"))
+                ferry_providers::open(&location, &connect, &ferry_providers::RunContext::unlimited())
+                    .await
+                    .unwrap_or_else(|e| panic!("open {url}: {e}"))
             })
         });
         let missing_connect = connect.clone();
@@ -98,7 +100,9 @@ impl Adapter {
             let (url, connect) = (missing.clone(), missing_connect.clone());
             Box::pin(async move {
                 let location = Location::parse(&url).unwrap_or_else(|e| panic!("{url}: {e}"));
-                ferry_providers::open(&location, &connect).await.unwrap_or_else(|e| panic!("open {url}: {e}"))
+                ferry_providers::open(&location, &connect, &ferry_providers::RunContext::unlimited())
+                    .await
+                    .unwrap_or_else(|e| panic!("open {url}: {e}"))
             })
         });
         Adapter::new(open, missing, connect, options)

@@ -291,7 +291,7 @@ impl Azurite {
 pub async fn put_blob(endpoint: &str, container: &str, key: &str, data: bytes::Bytes) {
     let location = ferry_core::Location::parse(&format!("az://{container}/")).expect("container URL");
     let connect = ferry_providers::Connect { endpoint: Some(endpoint.to_string()), ..Default::default() };
-    let azure = ferry_providers::open(&location, &connect).await.expect("open Azurite");
+    let azure = ferry_providers::open(&location, &connect, &ferry_providers::RunContext::unlimited()).await.expect("open Azurite");
     let crc = ferry_core::crc32c(&data);
     azure.put(key, data, crc, &Default::default()).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
 }
@@ -365,7 +365,8 @@ impl FakeGcs {
         rt.block_on(async {
             let location = ferry_core::Location::parse(&format!("gs://{bucket}/")).expect("bucket URL");
             let connect = ferry_providers::Connect { endpoint: Some(self.endpoint.clone()), profile: None, ..Default::default() };
-            let gcs = ferry_providers::open(&location, &connect).await.expect("open fake-gcs-server");
+            let gcs =
+                ferry_providers::open(&location, &connect, &ferry_providers::RunContext::unlimited()).await.expect("open fake-gcs-server");
             let attrs = ferry_providers::PutAttrs { content_type: content_type.map(str::to_string), ..Default::default() };
             for (key, data) in objects {
                 gcs.put(key, data.clone(), ferry_core::crc32c(data), &attrs).await.unwrap_or_else(|e| panic!("put {key}: {e}"));

@@ -41,7 +41,7 @@ impl ServerCopy for S3Provider {
         // HEAD then sees the change and the object starts over).
         let if_match = object.etag.as_ref().map(|e| format!("\"{e}\""));
         if count == 0 {
-            crate::retries::pace().await;
+            self.run.before_request().await;
             let o = self
                 .client
                 .copy_object()
@@ -75,7 +75,7 @@ impl ServerCopy for S3Provider {
                     let range = plan.range(i);
                     let (copy_source, if_match, full, upload_id) = (&copy_source, &if_match, &full, &upload_id);
                     async move {
-                        crate::retries::pace().await;
+                        self.run.before_request().await;
                         let o = self
                             .client
                             .upload_part_copy()
@@ -113,6 +113,7 @@ impl ServerCopy for S3Provider {
                         .build()
                 })
                 .collect();
+            self.run.take_slot().await;
             let etag = complete_upload(&self.client, &self.location.bucket, &full, &upload_id, completed)
                 .await
                 .map_err(|e| self.error("complete copy", key, e))?;
