@@ -97,14 +97,55 @@ fn journal(c: &mut Criterion) {
     let mut g = c.benchmark_group("journal");
     g.throughput(Throughput::Elements(ROWS));
     g.sample_size(10);
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
     g.bench_function("seed 100k entries (10 batches)", |b| {
         b.iter_batched(
             || tempfile::tempdir().unwrap(),
             |dir| {
-                let mut j = ferry_journal::Journal::open(&dir.path().join("journal.sqlite")).unwrap();
-                for chunk in rows.chunks(10_000) {
-                    j.seed(1, chunk).unwrap();
-                }
+                rt.block_on(async {
+                    let j = ferry_journal::open(dir.path(), ferry_journal::JournalKind::Main).await.unwrap();
+                    for chunk in rows.chunks(10_000) {
+                        j.seed(1, chunk).await.unwrap();
+                    }
+                });
+                dir
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    // The scheduler's path: claim a batch, mark each done, until the pass is over.
+    g.bench_function("claim and finish 100k objects (batches of 512)", |b| {
+        b.iter_batched(
+            || {
+                let dir = tempfile::tempdir().unwrap();
+                let j = rt.block_on(async {
+                    let j = ferry_journal::open(dir.path(), ferry_journal::JournalKind::Main).await.unwrap();
+                    for chunk in rows.chunks(10_000) {
+                        j.seed(1, chunk).await.unwrap();
+                    }
+                    j
+                });
+                (dir, j)
+            },
+            |(dir, j)| {
+                rt.block_on(async {
+                    let w = j.begin_pass("bench").await.unwrap();
+                    let clock = ferry_journal::Clock::new();
+                    let outcome = ferry_journal::Outcome {
+                        copied: ferry_core::Checksums::default(),
+                        dst_etag: None,
+                        verified_by: ferry_core::Evidence::SizeOnly,
+                    };
+                    loop {
+                        let rows = j.claim(&w, 512, clock.lease(std::time::Duration::from_secs(60))).await.unwrap();
+                        if rows.is_empty() {
+                            break;
+                        }
+                        for r in rows {
+                            j.mark_done(r.id, &outcome).await.unwrap();
+                        }
+                    }
+                });
                 dir
             },
             BatchSize::PerIteration,

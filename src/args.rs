@@ -294,9 +294,10 @@ pub struct Rates {
 }
 
 impl Rates {
-    /// Applies the ceilings to every provider request of this process.
-    pub fn apply(&self) {
-        ferry_providers::throttle::configure(self.bwlimit, self.tpslimit);
+    /// A run under these ceilings: every provider the command opens is held to them (and no
+    /// other run in the process is).
+    pub fn run(&self) -> std::sync::Arc<ferry_providers::RunContext> {
+        ferry_providers::RunContext::new(ferry_providers::Rates { bytes_per_second: self.bwlimit, requests_per_second: self.tpslimit })
     }
 }
 

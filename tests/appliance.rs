@@ -14,6 +14,13 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use ferry_journal::Routes;
+
+/// Runs a journal call to its end on this thread.
+fn block_on<T>(call: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(call)
+}
+
 /// A tmpfs of `mib` MiB mounted at `dir`: a device that really fills up. Unmounted on drop.
 struct Tmpfs(PathBuf);
 
@@ -284,6 +291,7 @@ fn keys_that_would_leave_the_export_root_are_refused() {
         let p = ferry_providers::open(
             &loc,
             &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None, ..Default::default() },
+            &ferry_providers::RunContext::unlimited(),
         )
         .await
         .unwrap();
@@ -318,8 +326,8 @@ fn an_export_killed_midway_finishes_without_rewriting_finished_files() {
         if !path.exists() {
             continue;
         }
-        let journal = ferry_journal::Journal::open(&path).unwrap();
-        for row in journal.done_on_device(0, "", 100_000).unwrap() {
+        let journal = ferry_journal::SqliteJournal::open(&path).unwrap();
+        for row in block_on(journal.done_on_device(0, "", 100_000)).unwrap() {
             let meta = std::fs::metadata(w.join("dev").join(row.dst_key())).unwrap();
             finished.entry(row.dst_key().to_string()).or_insert((meta.ino(), meta.mtime(), meta.mtime_nsec()));
         }
@@ -390,7 +398,8 @@ fn a_device_that_fills_up_hands_its_objects_to_the_next_and_too_few_devices_are_
     let journal = w.join("job/export/journal.sqlite");
     let packed = (0..200).any(|_| {
         std::thread::sleep(std::time::Duration::from_millis(100));
-        journal.exists() && ferry_journal::Journal::open(&journal).and_then(|j| j.on_device(0, false)).is_ok_and(|(n, _)| n >= 25)
+        journal.exists()
+            && ferry_journal::SqliteJournal::open(&journal).and_then(|j| block_on(j.on_device(0, false))).is_ok_and(|(n, _)| n >= 25)
     });
     child.kill().unwrap();
     child.wait().unwrap();

@@ -59,6 +59,7 @@ fn awkward_tree_round_trips_through_s3_azure_and_gcs() {
         let gs = ferry_providers::open(
             &loc,
             &ferry_providers::Connect { endpoint: Some(gcs.endpoint.clone()), profile: None, ..Default::default() },
+            &ferry_providers::RunContext::unlimited(),
         )
         .await
         .unwrap();

@@ -8,7 +8,7 @@ use ferry_engine::EngineError;
 
 pub async fn run(common: &Common, dry_run: bool) -> Result<Exit, EngineError> {
     let mut job = open_job(common, None, None)?;
-    let destination = job.destination_provider().await?;
+    let destination = job.destination_provider(&ferry_providers::RunContext::unlimited()).await?;
     let summary = ferry_engine::clean(&mut job, destination, dry_run).await?;
     Ok(render(&summary, common.json))
 }
@@ -22,8 +22,9 @@ pub async fn sweep(
     json: bool,
 ) -> Result<Exit, EngineError> {
     let location = super::location(dst)?;
-    let provider =
-        ferry_providers::open(&location, &connect).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
+    let provider = ferry_providers::open(&location, &connect, &ferry_providers::RunContext::unlimited())
+        .await
+        .map_err(|source| EngineError::Provider { side: "destination", source })?;
     provider.check(true).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
     // An age beyond the calendar means every upload (the parser bounds it; this never panics).
     let before = chrono::Duration::from_std(older_than)

@@ -8,9 +8,15 @@ use ferry_core::size::format_size;
 use ferry_engine::{CopyOptions, EngineError, Stats};
 use std::sync::Arc;
 
-pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: &Tuning) -> Result<Exit, EngineError> {
+pub async fn run(
+    src: Option<&str>,
+    dst: Option<&str>,
+    common: &Common,
+    tuning: &Tuning,
+    run: &std::sync::Arc<ferry_providers::RunContext>,
+) -> Result<Exit, EngineError> {
     let mut job = open_job(common, src, dst)?;
-    let (source, destination) = job.providers().await?;
+    let (source, destination) = job.providers(run).await?;
     let opts = CopyOptions {
         dry_run: tuning.dry_run,
         server_side: tuning.server_side == crate::args::ServerSide::Auto,
@@ -29,7 +35,7 @@ pub async fn run(src: Option<&str>, dst: Option<&str>, common: &Common, tuning: 
     }
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("copy", stats.clone(), common.json);
-    let summary = ferry_engine::copy(&mut job, source, destination, opts, stats).await;
+    let summary = ferry_engine::copy(&mut job, source, destination, opts, stats, run).await;
     progress.finish();
     let summary = summary?;
     if common.json {

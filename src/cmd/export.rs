@@ -7,6 +7,7 @@ use crate::progress::Progress;
 use ferry_core::layout::{AzureType, Layout, LayoutKind};
 use ferry_core::size::format_size;
 use ferry_engine::{EngineError, ExportOptions, Stats};
+use ferry_journal::JournalKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -39,14 +40,15 @@ pub async fn run(
     check: bool,
     common: &Common,
     transfer: &Transfer,
+    run: &std::sync::Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     // A new job records the first device as its destination.
     let mut job = open_job(common, src, device_side(common, to.first()).as_deref())?;
-    let source = job.source_provider().await?;
+    let source = job.source_provider(run).await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("export", stats.clone(), common.json || check);
     let opts = ExportOptions { layout, devices: to, check, copy: transfer.options() };
-    let summary = ferry_engine::export(&mut job, source, opts, stats).await;
+    let summary = ferry_engine::export(&mut job, source, opts, stats, run).await;
     progress.finish();
     let summary = summary?;
     if common.json {
@@ -70,12 +72,22 @@ pub async fn run(
         }
         let listed = summary.findings.len() as u64;
         if listed < summary.renamed + summary.refused {
-            let journal = if summary.check { "check.sqlite" } else { "journal.sqlite" };
-            println!(
-                "  … and {} more: sqlite3 {}/export/{journal} \"select key, error from objects where state = 'refused'\"",
-                summary.renamed + summary.refused - listed,
-                common.job.display()
-            );
+            // The summary keeps the first findings (in key order); the export's journal has the rest.
+            let kind = if summary.check { JournalKind::ExportCheck } else { JournalKind::Export };
+            let journal = job.journal(kind).await?;
+            let mut after = summary.findings.last().map(|f| f.key.clone()).unwrap_or_default();
+            loop {
+                let rows = journal.noted(&after, 1024).await?;
+                let Some(last) = rows.last() else { break };
+                after = last.key.clone();
+                for n in rows {
+                    match (n.refused, n.dst_path) {
+                        (Some(reason), _) => println!("  refused: {}: {reason}", n.key),
+                        (None, Some(path)) => println!("  renamed: {} -> {path}: {}", n.key, n.renamed.unwrap_or_default()),
+                        (None, None) => println!("  renamed: {}: {}", n.key, n.renamed.unwrap_or_default()),
+                    }
+                }
+            }
         }
         for d in &summary.devices {
             let verb = if summary.check { "would take" } else { "holds" };

@@ -16,14 +16,15 @@ pub async fn run(
     dry_run: bool,
     common: &Common,
     transfer: &Transfer,
+    run: &std::sync::Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     // A new job records the first disk as its source.
     let mut job = open_job(common, device_side(common, from.first()).as_deref(), dst)?;
-    let destination = job.destination_provider().await?;
+    let destination = job.destination_provider(run).await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("ingest", stats.clone(), common.json);
     let opts = IngestOptions { devices: from, expect_digests, copy: ferry_engine::CopyOptions { dry_run, ..transfer.options() } };
-    let summary = ferry_engine::ingest(&mut job, destination, opts, stats).await;
+    let summary = ferry_engine::ingest(&mut job, destination, opts, stats, run).await;
     progress.finish();
     let summary = summary?;
     if common.json {

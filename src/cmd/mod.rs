@@ -17,32 +17,23 @@ use ferry_providers::Connect;
 
 pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
     match cli.command {
-        Command::Plan { src, dst, common, rates } => {
-            rates.apply();
-            plan::run(&src, &dst, &common).await
-        }
+        Command::Plan { src, dst, common, rates } => plan::run(&src, &dst, &common, &rates.run()).await,
         Command::Copy { src, dst, common, tuning, rates } => {
-            rates.apply();
-            copy::run(src.as_deref(), dst.as_deref(), &common, &tuning).await
+            copy::run(src.as_deref(), dst.as_deref(), &common, &tuning, &rates.run()).await
         }
-        Command::Resume { common, tuning, rates } => {
-            rates.apply();
-            copy::run(None, None, &common, &tuning).await
-        }
+        Command::Resume { common, tuning, rates } => copy::run(None, None, &common, &tuning, &rates.run()).await,
         Command::Verify { common, all_bytes, sample, no_extra, transfers, max_memory, rates } => {
-            rates.apply();
-            verify::run(&common, ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra, max_memory }).await
+            let opts = ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra, max_memory };
+            verify::run(&common, opts, &rates.run()).await
         }
         Command::Export { src, to, layout, check, container, azure_type, storage_account, prefix, common, transfer, rates } => {
-            rates.apply();
             let layout = export::layout(layout, container, azure_type, storage_account, prefix);
-            export::run(src.as_deref(), to, layout, check, &common, &transfer).await
+            export::run(src.as_deref(), to, layout, check, &common, &transfer, &rates.run()).await
         }
         Command::Ingest { dst, from, expect_digest, dry_run, common, transfer, rates } => {
-            rates.apply();
-            ingest::run(dst.as_deref(), from, expect_digest, dry_run, &common, &transfer).await
+            ingest::run(dst.as_deref(), from, expect_digest, dry_run, &common, &transfer, &rates.run()).await
         }
-        Command::Status { common } => status::run(&common),
+        Command::Status { common } => status::run(&common).await,
         Command::Clean { dst, job, dst_endpoint, dst_profile, older_than, abort, dry_run, json } => match (dst, job) {
             (Some(dst), _) => {
                 clean::sweep(&dst, Connect { endpoint: dst_endpoint, profile: dst_profile, ..Connect::default() }, older_than, abort, json)
@@ -66,7 +57,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             (None, None) => unreachable!("clap requires DST or --job"),
         },
         Command::Manifest { command: ManifestCommand::Export { common, format, output } } => {
-            manifest::export(&common, format, output.as_deref())
+            manifest::export(&common, format, output.as_deref()).await
         }
     }
 }

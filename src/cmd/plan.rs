@@ -8,10 +8,10 @@ use ferry_core::size::format_size;
 use ferry_engine::{EngineError, Stats};
 use std::sync::Arc;
 
-pub async fn run(src: &str, dst: &str, common: &Common) -> Result<Exit, EngineError> {
+pub async fn run(src: &str, dst: &str, common: &Common, run: &std::sync::Arc<ferry_providers::RunContext>) -> Result<Exit, EngineError> {
     let mut job = open_job(common, Some(src), Some(dst))?;
     // The destination is checked too: a plan for a destination that cannot be written is a mistake.
-    let (source, _destination) = job.providers().await?;
+    let (source, _destination) = job.providers(run).await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::listing(stats.clone(), common.json);
     let summary = ferry_engine::plan(&mut job, source.as_ref(), &stats).await;

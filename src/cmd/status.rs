@@ -5,25 +5,25 @@ use crate::Exit;
 use crate::args::Common;
 use ferry_core::size::format_size;
 use ferry_engine::EngineError;
-use ferry_journal::Journal;
+use ferry_journal::{JournalKind, ObjectState};
 
-pub fn run(common: &Common) -> Result<Exit, EngineError> {
+pub async fn run(common: &Common) -> Result<Exit, EngineError> {
     let job = open_job(common, None, None)?;
     let generation = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
-    let journal = Journal::open(&job.journal_path())?;
-    let counts = journal.counts()?;
-    let failed = journal.in_state("failed", 0, 100)?;
-    let uploads = journal.open_uploads()?;
-    let orphans = journal.possible_orphans()?;
+    let journal = job.journal(JournalKind::Main).await?;
+    let counts = journal.counts().await?;
+    let failed = journal.in_state(ObjectState::Failed, 0, 100).await?;
+    let uploads = journal.open_uploads().await?;
+    let orphans = journal.possible_orphans().await?;
+    let skipped_by_reason = journal.skipped_by_reason().await?;
     // An ingest job: which export and manifest generation its data came from.
-    let shipment: Option<serde_json::Value> = journal.meta("shipment")?.and_then(|t| serde_json::from_str(&t).ok());
+    let shipment: Option<serde_json::Value> = journal.meta("shipment").await?.and_then(|t| serde_json::from_str(&t).ok());
     // A disk export keeps its own journal.
-    let export_path = job.dir.join("export").join("journal.sqlite");
-    let export = match export_path.exists() {
+    let export = match job.has_journal(JournalKind::Export) {
         true => {
-            let j = Journal::open(&export_path)?;
-            let devices: Vec<String> = j.meta("devices")?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-            Some((j.counts()?, devices))
+            let j = job.journal(JournalKind::Export).await?;
+            let devices: Vec<String> = j.meta("devices").await?.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
+            Some((j.counts().await?, devices))
         }
         false => None,
     };
@@ -35,7 +35,7 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             "destination": job.destination.to_string(),
             "generation": generation,
             "counts": counts,
-            "skipped_by_reason": journal.skipped_by_reason()?,
+            "skipped_by_reason": skipped_by_reason,
             "remaining_bytes": counts.bytes - counts.done_bytes,
             "possibly_orphaned_uploads": orphans,
             "open_uploads": uploads.iter().map(|u| serde_json::json!({"key": u.key, "upload_id": u.upload_id, "parts": u.parts, "bytes": u.bytes})).collect::<Vec<_>>(),
@@ -55,8 +55,7 @@ pub fn run(common: &Common) -> Result<Exit, EngineError> {
             counts.failed
         );
         if counts.skipped > 0 {
-            let by_reason = journal.skipped_by_reason()?;
-            let text: Vec<String> = by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
+            let text: Vec<String> = skipped_by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
             println!("  not copied (skipped by the listing): {}", text.join(", "));
         }
         if let Some((c, devices)) = &export {

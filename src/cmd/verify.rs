@@ -7,12 +7,12 @@ use crate::progress::Progress;
 use ferry_engine::{EngineError, Stats, VerifyOptions};
 use std::sync::Arc;
 
-pub async fn run(common: &Common, opts: VerifyOptions) -> Result<Exit, EngineError> {
+pub async fn run(common: &Common, opts: VerifyOptions, run: &std::sync::Arc<ferry_providers::RunContext>) -> Result<Exit, EngineError> {
     let mut job = open_job(common, None, None)?;
-    let destination = job.destination_provider().await?;
+    let destination = job.destination_provider(run).await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("verify", stats.clone(), common.json);
-    let summary = ferry_engine::verify(&mut job, destination, opts, stats).await;
+    let summary = ferry_engine::verify(&mut job, destination, opts, stats, run).await;
     progress.finish();
     let summary = summary?;
     if common.json {

@@ -15,7 +15,7 @@
 //! - [`layout`]: where an object goes on an appliance disk, and the names appliances refuse.
 //! - [`etag`]: an S3-style MD5 ETag (single or multipart) checked on the bytes as they stream.
 //! - [`size`]: human sizes (`8MiB`) both ways.
-//! - [`buffers`]: part buffers recycled once their last `Bytes` clone drops.
+//! - [`buffers`]: part buffers recycled once their last `Bytes` clone drops, one pool per run.
 //! - [`skip`]: why a listed entry is recorded but not copied ([`SkipReason`]).
 //! - [`error`]: how the engine should treat a failure ([`ErrorClass`]) and what it was
 //!   ([`FailureKind`]).

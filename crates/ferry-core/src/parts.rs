@@ -70,6 +70,29 @@ impl PartPlan {
         })
     }
 
+    /// The number of parts, when the destination takes this plan as it is: every request within
+    /// its largest part (a single request too: S3's CopyObject and PutObject stop at 5 GiB),
+    /// every part but the last at least its smallest, at most its part count. Plans from
+    /// [`PartPlan::choose`] pass for any object the destination can hold; a plan made any other
+    /// way (a part size carried over from a journal, a caller's own) is checked here before
+    /// the first request, rather than refused by the service after thousands of parts.
+    pub fn check(&self, limits: &Limits) -> Result<u32, PlanError> {
+        let parts = self.parts()?;
+        let beyond = || PlanError::BeyondLimits {
+            object_size: self.object_size,
+            part_size: self.part_size,
+            parts: self.count(),
+            min_part_size: limits.min_part_size,
+            max_part_size: limits.max_part_size,
+            max_parts: limits.max_parts,
+        };
+        let largest = self.part_size.min(self.object_size);
+        if largest > limits.max_part_size || self.count() > limits.max_parts || (parts > 1 && self.part_size < limits.min_part_size) {
+            return Err(beyond());
+        }
+        Ok(parts)
+    }
+
     /// The plan of an object of `object_size` under a memory budget of `budget` bytes: parts of
     /// [`Limits::part_size_within`] (raised only as the destination's part count limit demands),
     /// each of which fits the budget — so a single request (`count() == 1`) holds at most
@@ -118,6 +141,9 @@ pub enum PlanError {
     /// The destination's part count limit forces parts larger than the budget.
     #[error("an object of {} in at most {max_parts} parts needs parts of at least {}, more than --max-memory {} holds: raise --max-memory to at least {}", format_size(*object_size), format_size(*part_size), format_size(*budget), flag_size(*part_size))]
     PartsOverBudget { object_size: u64, max_parts: u64, part_size: u64, budget: u64 },
+    /// The destination does not take parts of this size, or this many.
+    #[error("an object of {} in parts of {} is {parts} parts: the destination takes parts of {} to {}, at most {max_parts} of them", format_size(*object_size), format_size(*part_size), format_size(*min_part_size), format_size(*max_part_size))]
+    BeyondLimits { object_size: u64, part_size: u64, parts: u64, min_part_size: u64, max_part_size: u64, max_parts: u64 },
     /// More parts than part numbers (`u32`) can count.
     #[error("an object of {} in parts of {} would need {parts} parts, more than {}: raise --part-size", format_size(*object_size), format_size(*part_size), u32::MAX)]
     TooManyParts { object_size: u64, part_size: u64, parts: u64 },
@@ -199,6 +225,31 @@ mod tests {
         assert!(matches!(p.parts(), Err(PlanError::TooManyParts { parts, .. }) if parts == 5 << 30));
         assert!(PartPlan::fit(5 << 30, Some(1), &LOCAL, 64 * MIB).is_err());
         assert_eq!(PartPlan::choose(64 * MIB, Some(8 * MIB), &S3).parts(), Ok(8));
+    }
+
+    #[test]
+    fn plans_beyond_the_destinations_limits_are_refused_before_a_request() {
+        // Issue 13: 12,000 parts of 8 MiB (a 93.75 GiB object) are more than S3's 10,000.
+        let over = PartPlan { object_size: 12_000 * 8 * MIB, part_size: 8 * MIB };
+        assert_eq!(over.parts(), Ok(12_000), "a u32 counts them: only the limits can refuse them");
+        let e = over.check(&S3).unwrap_err();
+        assert!(matches!(e, PlanError::BeyondLimits { parts: 12_000, max_parts: 10_000, .. }), "{e}");
+        assert!(e.to_string().contains("at most 10000"), "{e}");
+        // The plan `choose` makes for that object and part size fits.
+        let chosen = PartPlan::choose(over.object_size, Some(8 * MIB), &S3);
+        assert_eq!(chosen.check(&S3), Ok(chosen.count() as u32));
+        assert!(chosen.count() <= 10_000 && chosen.part_size > 8 * MIB, "{chosen:?}");
+        // One request or one part over 5 GiB is refused, as S3 would (CopyObject, UploadPartCopy).
+        let one = PartPlan { object_size: 6 << 30, part_size: 6 << 30 };
+        assert!(one.is_single());
+        assert!(matches!(one.check(&S3), Err(PlanError::BeyondLimits { .. })));
+        assert!(PartPlan { object_size: 12 << 30, part_size: 6 << 30 }.check(&S3).is_err());
+        // Parts under the minimum, when there is more than one.
+        assert!(PartPlan { object_size: 10 * MIB, part_size: MIB }.check(&S3).is_err());
+        assert_eq!(PartPlan { object_size: MIB, part_size: MIB }.check(&S3), Ok(1));
+        // S3's largest object in 5 GiB parts, and no limit at all on a local disk.
+        assert_eq!(PartPlan { object_size: 5 << 40, part_size: 5 << 30 }.check(&S3), Ok(1024));
+        assert_eq!(over.check(&LOCAL), Ok(12_000));
     }
 
     #[test]

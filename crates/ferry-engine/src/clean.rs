@@ -5,7 +5,7 @@
 //! resumes them. `ferry clean` aborts those too, when the user gives up on resuming.
 
 use crate::{Job, Result};
-use ferry_journal::Journal;
+use ferry_journal::JournalKind;
 use ferry_providers::Provider;
 use serde::Serialize;
 use std::sync::Arc;
@@ -32,18 +32,18 @@ pub struct CleanSummary {
 /// Aborts every upload the job's journal has open (or only lists them with `dry_run`).
 pub async fn clean(job: &mut Job, dst: Arc<dyn Provider>, dry_run: bool) -> Result<CleanSummary> {
     job.lock()?;
-    let mut journal = Journal::open(&job.journal_path())?;
-    let open = journal.open_uploads()?;
+    let journal = job.journal(JournalKind::Main).await?;
+    let open = journal.open_uploads().await?;
     let mut uploads = Vec::with_capacity(open.len());
     for u in open {
         let mut error = None;
         if !dry_run {
             match dst.multipart().map(|mp| mp.abort_upload(&u.key, &u.upload_id)) {
                 Some(abort) => match abort.await {
-                    Ok(()) => journal.clear_upload(u.id)?,
+                    Ok(()) => journal.clear_upload(u.id).await?,
                     Err(e) => error = Some(e.to_string()),
                 },
-                None => journal.clear_upload(u.id)?,
+                None => journal.clear_upload(u.id).await?,
             }
         }
         uploads.push(AbortedUpload {

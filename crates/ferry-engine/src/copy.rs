@@ -1,65 +1,20 @@
-//! Copying: the scheduler. It plans when needed, pages through the journal's pending objects,
-//! runs the mover (`mover.rs`) on `--transfers` of them at a time, stops early on a fatal
-//! error, and folds the outcomes into a summary and a JSON report.
+//! Copying: plans when needed, runs the scheduler (`scheduler.rs`) over the journal's pending
+//! objects with one mover (`mover.rs`) from source to destination, and folds the outcomes into
+//! a summary and a JSON report.
 
-use crate::concurrency::Gate;
-use crate::mover::{Budget, Mover};
+pub use crate::options::{CopyOptions, Failure};
+
+use crate::mover::Mover;
+use crate::scheduler::{OneMover, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::size::format_size;
-use ferry_core::{ErrorClass, Evidence, FailureKind, Limits, PartPlan};
-use ferry_journal::{Journal, ObjectRow};
-use ferry_providers::Provider;
-use futures::stream::StreamExt;
+use ferry_core::{Evidence, Limits, PartPlan};
+use ferry_journal::JournalKind;
+use ferry_providers::{Provider, RequestCount, RunContext};
 use serde::Serialize;
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
-
-#[derive(Debug, Clone)]
-pub struct CopyOptions {
-    /// Objects in flight.
-    pub transfers: usize,
-    /// Part size; `None` lets the destination's limits decide.
-    pub part_size: Option<u64>,
-    /// Bytes buffered in total across all parts in flight.
-    pub max_memory: u64,
-    /// Parts in flight per object (reads and uploads each).
-    pub parts_per_object: usize,
-    /// Attempts per object within one run for retryable failures.
-    pub attempts: u32,
-    /// Plan and count what would be copied; write nothing to the destination.
-    pub dry_run: bool,
-    /// Let the service copy objects itself when source and destination are the same service
-    /// reached the same way (`--server-side auto`); `false` moves every byte through ferry.
-    pub server_side: bool,
-    /// Permission bits of files written to local disk from a source that has none (an object
-    /// store); `None`: 0644. A local source's own bits are kept.
-    pub file_mode: Option<u32>,
-}
-
-impl Default for CopyOptions {
-    fn default() -> Self {
-        CopyOptions {
-            transfers: 16,
-            part_size: None,
-            max_memory: 64 << 20,
-            parts_per_object: 4,
-            attempts: 5,
-            dry_run: false,
-            server_side: true,
-            file_mode: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub key: String,
-    /// What kind of failure, as found where it happened (written by its stable name).
-    pub kind: FailureKind,
-    pub error: String,
-}
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CopySummary {
@@ -78,6 +33,9 @@ pub struct CopySummary {
     /// `checksum mismatch`, `connection dropped`, …): requests the transport retried and
     /// objects or ranges read or sent again.
     pub retries: BTreeMap<String, u64>,
+    /// Calls to each provider by method (`s3 put part`, `local get`…): how many, how many
+    /// failed, and the bytes of those that succeeded.
+    pub requests: BTreeMap<String, RequestCount>,
     /// The size parts are cut to (objects up to it go in one request): the one asked for or
     /// the destination's default, lowered to fit `--max-memory`, and raised only for objects
     /// the destination's part count limit demands it of.
@@ -108,27 +66,29 @@ pub struct CopySummary {
 }
 
 /// Copies everything the job's manifest lists that the journal does not have as done.
-/// Plans first when the job has no sealed manifest. Both providers must have been checked.
+/// Plans first when the job has no sealed manifest. Both providers must have been checked,
+/// and opened in `run` (whose retry and request counts the summary reports).
 pub async fn copy(
     job: &mut Job,
     src: Arc<dyn Provider>,
     dst: Arc<dyn Provider>,
     opts: CopyOptions,
     stats: Arc<Stats>,
+    run: &Arc<RunContext>,
 ) -> Result<CopySummary> {
     let started = Instant::now();
     let limits = dst.limits();
     let part_size = check_part_size(&opts, dst.name(), &limits)?;
     let planned = crate::plan(job, src.as_ref(), &stats).await?;
-    let journal = Journal::open(&job.journal_path())?;
+    let journal = job.journal(JournalKind::Main).await?;
     // Refused before a byte moves when the largest object cannot be cut into parts that fit
     // the memory budget (every smaller one then can).
-    if let Some((key, size)) = journal.largest_pending()? {
+    if let Some((key, size)) = journal.largest_pending().await? {
         PartPlan::fit(size, opts.part_size, &limits, opts.max_memory)
             .map_err(|source| EngineError::NoPartPlan { what: format!("{key} ({})", format_size(size)), source })?;
     }
-    let before = journal.counts()?;
-    let skipped = crate::Skipped::of(&journal)?;
+    let before = journal.counts().await?;
+    let skipped = crate::Skipped::of(journal.as_ref()).await?;
     stats.start(&before);
     let mut summary = CopySummary {
         source: job.source.to_string(),
@@ -140,6 +100,7 @@ pub async fn copy(
         already_done: before.done,
         verified_by: BTreeMap::new(),
         retries: BTreeMap::new(),
+        requests: BTreeMap::new(),
         transfers_lowest: opts.transfers.max(1),
         part_size,
         part_size_asked: opts.part_size.filter(|asked| *asked != part_size),
@@ -161,15 +122,16 @@ pub async fn copy(
         return Ok(summary);
     }
 
-    let (journal, budget) = shared(journal, &opts);
-    let mut mover = Mover::new(src, dst, &journal, &budget, &opts, &stats);
+    let shared = shared(journal, ferry_journal::RunKind::Copy, &opts, &stats, run).await?;
+    let mut mover = Mover::new(src, dst, &shared, &opts);
     mover.server_side = opts.server_side && mover.dst.server_copy().is_some_and(|c| c.copies_from(&job.source, &job.access.source));
     let mover = Arc::new(mover);
-    let pass = run_pass(&mover.journal, opts.transfers, |_| Some(mover.clone())).await?;
+    let pass = run_pass(&mover.journal, opts.transfers, &stats, run, &OneMover(mover.clone())).await?;
     summary.stopped_by = pass.stopped_by;
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     mover.take_verified(&mut summary.verified_by);
-    summary.retries = ferry_providers::retries::snapshot();
+    summary.retries = run.retries().snapshot();
+    summary.requests = run.requests().snapshot();
     summary.transfers_lowest = pass.transfers_lowest;
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
@@ -191,144 +153,4 @@ pub fn check_part_size(opts: &CopyOptions, provider: &'static str, limits: &Limi
     limits
         .part_size_within(opts.part_size, opts.max_memory)
         .map_err(|source| EngineError::NoPartPlan { what: format!("{provider} destination"), source })
-}
-
-/// What a run's movers share: the journal, and the memory budget (part buffers are recycled;
-/// the free ones kept are bounded by the same budget).
-pub(crate) fn shared(journal: Journal, opts: &CopyOptions) -> (Arc<Mutex<Journal>>, Budget) {
-    ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
-    (Arc::new(Mutex::new(journal)), Budget::new(opts.max_memory))
-}
-
-/// What one pass over the journal's pending objects did.
-pub(crate) struct Pass {
-    pub(crate) copied: u64,
-    pub(crate) bytes: u64,
-    /// In key order.
-    pub(crate) failures: Vec<Failure>,
-    /// A fatal error that stopped the pass early.
-    pub(crate) stopped_by: Option<String>,
-    /// Objects whose device filled up (or had before they started): (journal id, device).
-    pub(crate) full: Vec<(i64, u32)>,
-    pub(crate) transfers_lowest: usize,
-}
-
-/// Runs every pending object of `journal` through the mover `pick` chooses for it (`None`:
-/// not now, e.g. an object not yet placed on a device), `transfers` at a time or fewer while
-/// the services push back. A fatal error stops the pass; a device that fills up does not: its
-/// objects are handed back in [`Pass::full`], and the device is not written again this pass.
-pub(crate) async fn run_pass(
-    journal: &Arc<Mutex<Journal>>,
-    transfers: usize,
-    pick: impl Fn(&ObjectRow) -> Option<Arc<Mover>>,
-) -> Result<Pass> {
-    let stop: Arc<Mutex<Option<String>>> = Arc::default();
-    let stopping = Arc::new(AtomicBool::new(false));
-    let full_devices: Arc<Mutex<BTreeSet<u32>>> = Arc::default();
-    // Page through the journal lazily: ids only grow, so a cursor never revisits an object
-    // that failed in this pass.
-    let pages = futures::stream::unfold((0i64, false), {
-        let journal = journal.clone();
-        let stopping = stopping.clone();
-        move |(cursor, finished)| {
-            let journal = journal.clone();
-            let stopping = stopping.clone();
-            async move {
-                if finished || stopping.load(Ordering::Relaxed) {
-                    return None;
-                }
-                let rows = journal.lock().expect("journal lock").todo(cursor, 512, i64::MAX);
-                match rows {
-                    Ok(rows) if rows.is_empty() => None,
-                    Ok(rows) => {
-                        let next = rows.last().map(|r| r.id).unwrap_or(cursor);
-                        Some((Ok(rows), (next, false)))
-                    }
-                    Err(e) => Some((Err(e), (cursor, true))),
-                }
-            }
-        }
-    });
-    let mut journal_error = None;
-    // At most `transfers` objects at once, fewer while the services push back.
-    let throttles = ferry_providers::retries::throttles;
-    let gate = Arc::new(Gate::new(transfers, throttles()));
-    // Outcomes are folded as they come: memory stays flat however many objects the job has.
-    let (copied, bytes, mut failures, full) = pages
-        .filter_map(|page| {
-            let keep = match page {
-                Ok(rows) => Some(futures::stream::iter(rows)),
-                Err(e) => {
-                    journal_error = Some(e);
-                    None
-                }
-            };
-            async move { keep }
-        })
-        .flatten()
-        .filter_map(|row| {
-            let mover = pick(&row);
-            async move { mover.map(|m| (row, m)) }
-        })
-        .map(|(row, mover)| {
-            let gate = gate.clone();
-            let stop = stop.clone();
-            let stopping = stopping.clone();
-            let full_devices = full_devices.clone();
-            async move {
-                if stopping.load(Ordering::Relaxed) {
-                    return None;
-                }
-                let key = row.entry.key.clone();
-                let device = row.route.device;
-                if let Some(d) = device.filter(|d| full_devices.lock().expect("full lock").contains(d)) {
-                    return Some((key, Outcome::Full(row.id, d)));
-                }
-                let slot = gate.enter(throttles()).await;
-                let result = mover.copy_with_retries(&row).await;
-                gate.leave(slot, throttles());
-                let outcome = match (result, device) {
-                    (Ok(copied), _) => Outcome::Done(copied),
-                    (Err(e), Some(d)) if e.full => {
-                        full_devices.lock().expect("full lock").insert(d);
-                        Outcome::Full(row.id, d)
-                    }
-                    (Err(e), _) => {
-                        if e.class == ErrorClass::Fatal {
-                            stopping.store(true, Ordering::Relaxed);
-                            stop.lock().expect("stop lock").get_or_insert_with(|| e.message.clone());
-                        }
-                        Outcome::Failed(e.kind, e.message)
-                    }
-                };
-                Some((key, outcome))
-            }
-        })
-        .buffer_unordered(transfers.max(1))
-        .filter_map(|r| async move { r })
-        .fold((0u64, 0u64, Vec::new(), Vec::new()), |(copied, bytes, mut failures, mut full), (key, outcome)| async move {
-            match outcome {
-                // The size of the version copied, which a restart may have changed.
-                Outcome::Done(size) => return (copied + 1, bytes + size, failures, full),
-                Outcome::Failed(kind, error) => failures.push(Failure { key, kind, error }),
-                Outcome::Full(id, device) => full.push((id, device)),
-            }
-            (copied, bytes, failures, full)
-        })
-        .await;
-    if let Some(e) = journal_error {
-        return Err(e.into());
-    }
-    failures.sort_by(|a, b| a.key.cmp(&b.key));
-    let stopped_by = stop.lock().expect("stop lock").clone();
-    Ok(Pass { copied, bytes, failures, stopped_by, full, transfers_lowest: gate.lowest() })
-}
-
-/// How one object of a pass ended.
-enum Outcome {
-    /// Copied, with the size of the version copied.
-    Done(u64),
-    Failed(FailureKind, String),
-    /// Its device is full: (journal id, device).
-    Full(i64, u32),
 }

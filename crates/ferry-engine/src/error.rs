@@ -71,8 +71,9 @@ pub enum ApplianceError {
     DeviceCountDiffers { device: PathBuf, says: u32, other: u32 },
     #[error("{}: device {index} of the export was given twice", device.display())]
     DeviceTwice { device: PathBuf, index: u32 },
-    #[error("{}: unreadable shipment record: {detail}", journal.display())]
-    ShipmentRecord { journal: PathBuf, detail: String },
+    /// `job`: the job directory, whose journal holds the record.
+    #[error("{}: unreadable shipment record in the journal: {detail}", job.display())]
+    ShipmentRecord { job: PathBuf, detail: String },
     #[error("these disks are from export {disks}, this job ingests export {job}: use another --job")]
     OtherExport { disks: String, job: String },
     #[error("device {index} ({}) was not given when this job started; ingest it with another --job", device.display())]

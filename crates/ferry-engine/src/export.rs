@@ -2,7 +2,7 @@
 //! each.
 //!
 //! ```text
-//! manifest gen N ──map keys (layout)──▶ export journal (JOB/export/journal.sqlite)
+//! manifest gen N ──map keys (layout)──▶ export journal (JournalKind::Export)
 //!   ──refuse conflicts──▶ pack by size onto devices ──▶ mover per device (temp + fsync + rename)
 //!   ──▶ ferry-shipment.jsonl + SHA256SUMS (+ Data Box BOM) on each device, copies in JOB/export/
 //! ```
@@ -14,21 +14,22 @@
 //! room; a device that fills up anyway (ENOSPC) is closed and its unfinished objects packed again
 //! onto the others. An object is never split across devices.
 
-use crate::copy::{CopyOptions, Failure, run_pass, shared};
 use crate::error::ApplianceError;
-use crate::mover::Mover;
+use crate::mover::{Mover, ObjectError};
+use crate::options::{CopyOptions, Failure};
+use crate::scheduler::{Router, Shared, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::layout::{Layout, Placement};
 use ferry_core::{Evidence, Location};
-use ferry_journal::{Journal, Route, RoutedEntry};
+use ferry_journal::{Journal, JournalKind, ObjectRow, Route, RoutedEntry};
 use ferry_manifest::ManifestReader;
 use ferry_manifest::shipment::{self, ShipmentFile, ShipmentHeader, ShipmentWriter};
 use ferry_providers::Provider;
 use ferry_providers::local::LocalProvider;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 #[derive(Debug, Clone)]
@@ -100,7 +101,7 @@ pub struct ExportSummary {
 }
 
 /// Renames and refusals listed in a summary; beyond them only the counts (the export journal
-/// has every refusal, a check's in `check.sqlite`: `state = 'refused'`, the reason in `error`).
+/// has every refusal, a check's its own until the next check; `ferry export` prints the rest).
 const FINDINGS_KEPT: usize = 100_000;
 
 /// Bytes kept free on every device beyond the data: the shipment files and slack.
@@ -109,18 +110,16 @@ const DEVICE_RESERVE: u64 = 1 << 20;
 const SHIPMENT_BYTES_PER_FILE: u64 = 512;
 
 /// Exports the job's manifest (planning first when it has none) onto `opts.devices`.
-pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, stats: Arc<Stats>) -> Result<ExportSummary> {
+/// `src` and the devices' adapters count and pool their buffers in `run`.
+pub async fn export(
+    job: &mut Job,
+    src: Arc<dyn Provider>,
+    opts: ExportOptions,
+    stats: Arc<Stats>,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<ExportSummary> {
     let started = Instant::now();
-    if opts.devices.len() > shipment::MAX_DEVICES as usize {
-        return Err(ApplianceError::TooManyDevices { given: opts.devices.len(), max: shipment::MAX_DEVICES, across_runs: false }.into());
-    }
-    let devices = opts.devices.iter().map(|d| open_device(d)).collect::<Result<Vec<_>>>()?;
-    // Two roots on one file system share one free space: packing would count it twice.
-    for (i, a) in devices.iter().enumerate() {
-        if let Some(b) = devices[..i].iter().find(|b| b.fs == a.fs) {
-            return Err(ApplianceError::SameFileSystem { first: b.root.clone(), second: a.root.clone() }.into());
-        }
-    }
+    let devices = open_devices(&opts.devices)?;
     // Planning takes the job's lock: only then may this run touch what a run of the job left on
     // its devices, and a check never does.
     let planned = crate::plan(job, src.as_ref(), &stats).await?;
@@ -130,53 +129,105 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         }
     }
     let generation = planned.generation;
+    let (dir, opened) = open_journal(job, &opts, generation).await?;
+    let journal = opened.as_ref();
+    seed(job, journal, &opts.layout, generation).await?;
+    let findings = findings(journal).await?;
+    let numbered = number_devices(journal, &devices, opts.check).await?;
+    let given = &numbered.given;
+    let counts = journal.counts().await?;
+    let mut summary = new_summary(job, &opts, generation, journal, &counts, findings).await?;
+    let mut room = room_left(journal, given).await?;
+    if opts.check {
+        check_packing(journal, given, &mut room, &mut summary).await?;
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
+    stats.start(&counts);
+    let shared = shared(opened.clone(), ferry_journal::RunKind::Export, &opts.copy, &stats, run).await?;
+    write_devices(&shared, src, given, &mut room, &opts.copy, &mut summary).await?;
+    summary.devices = write_shipments(job, journal, &dir, &numbered, &room, &opts.layout, generation).await?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    let report = serde_json::to_value(&summary).expect("summary serializes");
+    summary.report = Some(job.write_report("export", &report)?);
+    Ok(summary)
+}
+
+/// Opens the devices given, each on its own file system, no more than a shipment numbers.
+fn open_devices(roots: &[PathBuf]) -> Result<Vec<Device>> {
+    if roots.len() > shipment::MAX_DEVICES as usize {
+        return Err(ApplianceError::TooManyDevices { given: roots.len(), max: shipment::MAX_DEVICES, across_runs: false }.into());
+    }
+    let devices = roots.iter().map(|d| open_device(d)).collect::<Result<Vec<_>>>()?;
+    // Two roots on one file system share one free space: packing would count it twice.
+    for (i, a) in devices.iter().enumerate() {
+        if let Some(b) = devices[..i].iter().find(|b| b.fs == a.fs) {
+            return Err(ApplianceError::SameFileSystem { first: b.root.clone(), second: a.root.clone() }.into());
+        }
+    }
+    Ok(devices)
+}
+
+/// The export's directory and journal, checked to be for this layout and manifest generation.
+async fn open_journal(job: &mut Job, opts: &ExportOptions, generation: u32) -> Result<(PathBuf, Arc<dyn Journal>)> {
     let dir = job.dir.join("export");
     std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir))?;
-    // A check works on a scratch journal (`check.sqlite`, every finding queryable until the
-    // next check): it may try every layout on a job whose export is under way with one of them.
-    let journal_path = dir.join(if opts.check { "check.sqlite" } else { "journal.sqlite" });
+    // A check works on a scratch journal (every finding kept until the next check): it may try
+    // every layout on a job whose export is under way with one of them.
+    let kind = if opts.check { JournalKind::ExportCheck } else { JournalKind::Export };
     if opts.check {
-        remove_journal(&journal_path)?;
+        job.remove_journal(kind)?;
     }
-    let mut journal = Journal::open(&journal_path)?;
+    let journal = job.journal(kind).await?;
     let layout_text = serde_json::to_string(&opts.layout).expect("layout serializes");
-    check_same(&journal, "layout", &layout_text, "layout")?;
-    check_same(&journal, "generation", &generation.to_string(), "manifest generation")?;
+    check_same(journal.as_ref(), "layout", &layout_text, "layout").await?;
+    check_same(journal.as_ref(), "generation", &generation.to_string(), "manifest generation").await?;
+    Ok((dir, journal))
+}
 
-    // Map every key once: paths, renames and refusals are journaled, and later runs read them
-    // from there instead of the manifest.
-    if journal.meta("seeded")?.is_none() {
-        let reader = ManifestReader::open(&job.generation_dir(generation))?;
-        reader.for_each_batch::<EngineError>(|batch| {
-            let routed: Vec<RoutedEntry> = batch
-                .into_iter()
-                .map(|entry| {
-                    // A skipped entry is journaled as skipped, with no path on any device.
-                    let placement = entry.skipped.is_none().then(|| opts.layout.place(&entry.key, entry.size));
-                    let (dst_path, refused, renamed) = match placement {
-                        None => (None, None, None),
-                        Some(Placement::Path(p)) => (Some(p), None, None),
-                        Some(Placement::Renamed { path, reason }) => (Some(path), None, Some(reason)),
-                        Some(Placement::Refused(reason)) => (None, Some(reason), None),
-                    };
-                    RoutedEntry { entry, route: Route { dst_path, ..Route::default() }, refused, renamed }
-                })
-                .collect();
-            Ok(journal.seed_routed(generation, &routed)?)
-        })?;
-        journal.index_routes()?;
-        for (id, _key, reason) in journal.path_conflicts(opts.layout.case_insensitive())? {
-            journal.refuse(id, &reason)?;
-        }
-        journal.set_meta("layout", &layout_text)?;
-        journal.set_meta("generation", &generation.to_string())?;
-        journal.set_meta("export_id", &uuid::Uuid::new_v4().to_string())?;
-        journal.set_meta("seeded", "1")?;
+/// Maps every key once: paths, renames and refusals are journaled, and later runs read them
+/// from there instead of the manifest.
+async fn seed(job: &Job, journal: &dyn Journal, layout: &Layout, generation: u32) -> Result<()> {
+    if journal.meta("seeded").await?.is_some() {
+        return Ok(());
     }
+    let reader = ManifestReader::open(&job.generation_dir(generation))?;
+    let (mut batches, read) = crate::plan::read_batches(reader);
+    while let Some(batch) = batches.recv().await {
+        let routed: Vec<RoutedEntry> = batch
+            .into_iter()
+            .map(|entry| {
+                // A skipped entry is journaled as skipped, with no path on any device.
+                let placement = entry.skipped.is_none().then(|| layout.place(&entry.key, entry.size));
+                let (dst_path, refused, renamed) = match placement {
+                    None => (None, None, None),
+                    Some(Placement::Path(p)) => (Some(p), None, None),
+                    Some(Placement::Renamed { path, reason }) => (Some(path), None, Some(reason)),
+                    Some(Placement::Refused(reason)) => (None, Some(reason), None),
+                };
+                RoutedEntry { entry, route: Route { dst_path, ..Route::default() }, refused, renamed }
+            })
+            .collect();
+        journal.seed_routed(generation, &routed).await?;
+    }
+    read.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    journal.index_routes().await?;
+    for (id, _key, reason) in journal.path_conflicts(layout.case_insensitive()).await? {
+        journal.refuse(id, &reason).await?;
+    }
+    journal.set_meta("layout", &serde_json::to_string(layout).expect("layout serializes")).await?;
+    journal.set_meta("generation", &generation.to_string()).await?;
+    journal.set_meta("export_id", &uuid::Uuid::new_v4().to_string()).await?;
+    journal.set_meta("seeded", "1").await?;
+    Ok(())
+}
+
+/// The renames and refusals, in key order, the first [`FINDINGS_KEPT`] of them.
+async fn findings(journal: &dyn Journal) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     let mut after = String::new();
     while findings.len() < FINDINGS_KEPT {
-        let rows = journal.noted(&after, 1024)?;
+        let rows = journal.noted(&after, 1024).await?;
         let Some(last) = rows.last() else { break };
         after = last.key.clone();
         findings.extend(rows.into_iter().map(|n| match n.refused {
@@ -184,11 +235,16 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
             None => Finding { key: n.key, action: "renamed", path: n.dst_path, reason: n.renamed.unwrap_or_default() },
         }));
     }
+    Ok(findings)
+}
 
-    // Devices: indexes are stable across runs (matched by path); new ones are appended.
-    let mut known: Vec<String> = journal.meta("devices")?.map(|t| serde_json::from_str(&t).unwrap_or_default()).unwrap_or_default();
+/// Numbers the devices given: indexes are stable across runs (matched by path); new ones are
+/// appended (and journaled, unless this is a check). Returns every device path the export has
+/// had, and each device given with its index.
+async fn number_devices<'d>(journal: &dyn Journal, devices: &'d [Device], check: bool) -> Result<Numbered<'d>> {
+    let mut known: Vec<String> = journal.meta("devices").await?.map(|t| serde_json::from_str(&t).unwrap_or_default()).unwrap_or_default();
     let mut given = Vec::new();
-    for d in &devices {
+    for d in devices {
         let text = d.root.to_string_lossy().into_owned();
         let index = match known.iter().position(|k| *k == text) {
             Some(i) => i,
@@ -202,19 +258,37 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
     if known.len() > shipment::MAX_DEVICES as usize {
         return Err(ApplianceError::TooManyDevices { given: known.len(), max: shipment::MAX_DEVICES, across_runs: true }.into());
     }
-    if !opts.check {
-        journal.set_meta("devices", &serde_json::to_string(&known).expect("list serializes"))?;
+    if !check {
+        journal.set_meta("devices", &serde_json::to_string(&known).expect("list serializes")).await?;
     }
+    Ok(Numbered { known, given })
+}
 
-    let counts = journal.counts()?;
-    let mut summary = ExportSummary {
+/// The devices of an export, numbered.
+struct Numbered<'d> {
+    /// Every device path the export has had, in index order.
+    known: Vec<String>,
+    /// The devices given to this run, each with its index.
+    given: Vec<(u32, &'d Device)>,
+}
+
+/// The summary before anything is written: totals, renames and refusals.
+async fn new_summary(
+    job: &Job,
+    opts: &ExportOptions,
+    generation: u32,
+    journal: &dyn Journal,
+    counts: &ferry_journal::StatusCounts,
+    findings: Vec<Finding>,
+) -> Result<ExportSummary> {
+    Ok(ExportSummary {
         source: job.source.to_string(),
         generation,
         layout: opts.layout.kind.to_string(),
         check: opts.check,
         objects_total: counts.objects,
         bytes_total: counts.bytes,
-        renamed: journal.renamed_count()?,
+        renamed: journal.renamed_count().await?,
         refused: counts.refused,
         findings,
         unplaced: 0,
@@ -229,97 +303,127 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         devices: Vec::new(),
         seconds: 0.0,
         report: None,
-    };
+    })
+}
+
+/// The room each device given has for objects not packed yet: its free space less what the
+/// objects already packed onto it will take.
+async fn room_left(journal: &dyn Journal, given: &[(u32, &Device)]) -> Result<BTreeMap<u32, Room>> {
     let mut room: BTreeMap<u32, Room> = BTreeMap::new();
-    for (index, d) in &given {
-        let (pending, pending_bytes) = journal.on_device(*index, false)?;
+    for (index, d) in given {
+        let (pending, pending_bytes) = journal.on_device(*index, false).await?;
         let committed = pending_bytes + pending * (d.block + SHIPMENT_BYTES_PER_FILE);
         room.insert(*index, Room { left: d.free.saturating_sub(DEVICE_RESERVE + committed), block: d.block, full: false });
     }
+    Ok(room)
+}
 
-    if opts.check {
-        let (unplaced, bytes, placed) = pack(&journal, &mut room, false)?;
-        (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
-        summary.devices = device_summaries(&journal, &given, &room)?;
-        for d in &mut summary.devices {
-            let (n, b) = placed.get(&(d.device - 1)).copied().unwrap_or_default();
-            (d.pending, d.pending_bytes) = (d.pending + n, d.pending_bytes + b);
-        }
-        summary.seconds = started.elapsed().as_secs_f64();
-        return Ok(summary);
+/// `--check`: the packing counted, not journaled, into the summary.
+async fn check_packing(
+    journal: &dyn Journal,
+    given: &[(u32, &Device)],
+    room: &mut BTreeMap<u32, Room>,
+    summary: &mut ExportSummary,
+) -> Result<()> {
+    let (unplaced, bytes, placed) = pack(journal, room, false).await?;
+    (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
+    summary.devices = device_summaries(journal, given, room).await?;
+    for d in &mut summary.devices {
+        let (n, b) = placed.get(&(d.device - 1)).copied().unwrap_or_default();
+        (d.pending, d.pending_bytes) = (d.pending + n, d.pending_bytes + b);
     }
+    Ok(())
+}
 
-    stats.start(&counts);
-    let (journal, budget) = shared(journal, &opts.copy);
+/// Packs and writes; a device that fills up is closed and what it did not take is packed again
+/// onto the others. The outcome goes into `summary`.
+async fn write_devices(
+    shared: &Shared,
+    src: Arc<dyn Provider>,
+    given: &[(u32, &Device)],
+    room: &mut BTreeMap<u32, Room>,
+    opts: &CopyOptions,
+    summary: &mut ExportSummary,
+) -> Result<()> {
+    let (journal, stats, run) = (&shared.journal, &shared.stats, &shared.run);
     let movers: BTreeMap<u32, Arc<Mover>> = given
         .iter()
         .map(|(index, d)| {
-            let dst: Arc<dyn Provider> = Arc::new(LocalProvider::new(d.location.clone()));
-            let mover = Mover::new(src.clone(), dst, &journal, &budget, &opts.copy, &stats);
+            let dst = ferry_providers::open_local(d.location.clone(), run);
+            let mover = Mover::new(src.clone(), dst, shared, opts);
             (*index, Arc::new(mover))
         })
         .collect();
+    let router = ToDevices { movers, full: Mutex::default() };
 
-    // Pack, write; a device that fills up is closed and what it did not take is packed again
-    // onto the others. Each round closes a device or ends, so there are at most devices + 1.
+    // Each round closes a device or ends, so there are at most devices + 1.
     for round in 0..=given.len() {
-        pack(&journal.lock().expect("journal lock"), &mut room, true)?;
+        pack(journal.as_ref(), room, true).await?;
         if round == 0 {
             // Room for the shipment files is taken now, so a device that fills up can still
             // say what it holds.
-            let j = journal.lock().expect("journal lock");
-            for (index, d) in &given {
-                let (pending, _) = j.on_device(*index, false)?;
-                let (done, _) = j.on_device(*index, true)?;
+            for (index, d) in given {
+                let (pending, _) = journal.on_device(*index, false).await?;
+                let (done, _) = journal.on_device(*index, true).await?;
                 take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
             }
         }
-        let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
+        let pass = run_pass(journal, opts.transfers, stats, run, &router).await?;
         summary.copied += pass.copied;
         summary.bytes_copied += pass.bytes;
         summary.failures.extend(pass.failures);
         summary.stopped_by = pass.stopped_by;
-        let refilled = !pass.full.is_empty();
-        {
-            let j = journal.lock().expect("journal lock");
-            for (id, device) in pass.full {
-                j.place(id, None)?;
-                if let Some(r) = room.get_mut(&device) {
-                    r.full = true;
-                }
+        let refilled = !pass.handed_back.is_empty();
+        for id in pass.handed_back {
+            journal.place(id, None).await?;
+        }
+        for device in router.full.lock().expect("full lock").iter() {
+            if let Some(r) = room.get_mut(device) {
+                r.full = true;
             }
         }
         if summary.stopped_by.is_some() || !refilled {
             break;
         }
     }
-    let (unplaced, bytes, _) = pack(&journal.lock().expect("journal lock"), &mut room, false)?;
+    let (unplaced, bytes, _) = pack(journal.as_ref(), room, false).await?;
     (summary.unplaced, summary.unplaced_bytes) = (unplaced, bytes);
     summary.failures.sort_by(|a, b| a.key.cmp(&b.key));
     summary.failed = summary.failures.len() as u64;
-    for mover in movers.values() {
+    for mover in router.movers.values() {
         mover.take_verified(&mut summary.verified_by);
     }
+    Ok(())
+}
 
-    // A shipment manifest on every device given, for what it holds now.
-    drop(movers);
-    let journal = Arc::into_inner(journal).expect("the movers are gone").into_inner().expect("journal lock");
-    let export_id = journal.meta("export_id")?.unwrap_or_default();
+/// A shipment manifest on every device given, for what it holds now (a copy of each in
+/// `JOB/export/shipments/`); returns the devices' summaries.
+async fn write_shipments(
+    job: &Job,
+    journal: &dyn Journal,
+    dir: &Path,
+    devices: &Numbered<'_>,
+    room: &BTreeMap<u32, Room>,
+    layout: &Layout,
+    generation: u32,
+) -> Result<Vec<DeviceSummary>> {
+    let Numbered { known, given } = devices;
+    let export_id = journal.meta("export_id").await?.unwrap_or_default();
     let manifest_sha256 = shipment::file_sha256(&ferry_manifest::ManifestHeader::path(&job.generation_dir(generation)))?;
-    let counts = journal.counts()?;
+    let counts = journal.counts().await?;
     let copies = dir.join("shipments");
     std::fs::create_dir_all(&copies).map_err(EngineError::io(&copies))?;
-    let mut devices_out = device_summaries(&journal, &given, &room)?;
-    for (summary_device, (index, d)) in devices_out.iter_mut().zip(&given) {
+    let mut devices_out = device_summaries(journal, given, room).await?;
+    for (summary_device, (index, d)) in devices_out.iter_mut().zip(given.iter()) {
         release_reserve(&d.root)?;
-        let (files, bytes) = journal.on_device(*index, true)?;
+        let (files, bytes) = journal.on_device(*index, true).await?;
         let header = ShipmentHeader {
             format: shipment::FORMAT.into(),
             export_id: export_id.clone(),
             source: job.source.to_string(),
             generation,
             manifest_sha256: manifest_sha256.clone(),
-            layout: serde_json::to_value(&opts.layout).expect("layout serializes"),
+            layout: serde_json::to_value(layout).expect("layout serializes"),
             device: index + 1,
             devices: known.len() as u32,
             label: d.root.to_string_lossy().into_owned(),
@@ -334,7 +438,8 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         let digest = match unchanged_shipment(&d.root, &copy, &header) {
             Some(digest) => digest,
             None => {
-                let digest = write_shipment(&journal, *index, &d.root, &header, opts.layout.kind.name().starts_with("databox"))
+                let digest = write_shipment(journal, *index, &d.root, &header, layout.kind.name().starts_with("databox"))
+                    .await
                     .map_err(|e| ApplianceError::ShipmentWrite { device: d.root.clone(), source: Box::new(e) })?;
                 std::fs::copy(d.root.join(shipment::SHIPMENT_FILE), &copy).map_err(EngineError::io(&copy))?;
                 digest
@@ -343,11 +448,31 @@ pub async fn export(job: &mut Job, src: Arc<dyn Provider>, opts: ExportOptions, 
         summary_device.shipment = Some(d.root.join(shipment::SHIPMENT_FILE));
         summary_device.shipment_sha256 = Some(digest);
     }
-    summary.devices = devices_out;
-    summary.seconds = started.elapsed().as_secs_f64();
-    let report = serde_json::to_value(&summary).expect("summary serializes");
-    summary.report = Some(job.write_report("export", &report)?);
-    Ok(summary)
+    Ok(devices_out)
+}
+
+/// One mover per device; a device that fills up (ENOSPC) is closed for the rest of the pass,
+/// and the objects it did not take are handed back to be packed onto the others.
+struct ToDevices {
+    movers: BTreeMap<u32, Arc<Mover>>,
+    /// Devices that filled up.
+    full: Mutex<BTreeSet<u32>>,
+}
+
+impl Router for ToDevices {
+    fn mover(&self, row: &ObjectRow) -> Option<Arc<Mover>> {
+        row.route.device.and_then(|d| self.movers.get(&d).cloned())
+    }
+
+    fn closed(&self, row: &ObjectRow) -> bool {
+        row.route.device.is_some_and(|d| self.full.lock().expect("full lock").contains(&d))
+    }
+
+    fn close_on(&self, row: &ObjectRow, error: &ObjectError) -> bool {
+        let Some(d) = row.route.device.filter(|_| error.full) else { return false };
+        self.full.lock().expect("full lock").insert(d);
+        true
+    }
 }
 
 /// A device root given with `--to`, and its free space now (read only: opening a device
@@ -425,7 +550,7 @@ struct Room {
 /// Packs the objects not on a device yet, largest first, each onto the first device (most
 /// room first) it fits; `persist`: journal the placement (else only count, for `--check`).
 /// Returns what did not fit (objects, bytes) and what went on each device (objects, bytes).
-fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Result<(u64, u64, Packed)> {
+async fn pack(journal: &dyn Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Result<(u64, u64, Packed)> {
     let mut order: Vec<u32> = room.iter().filter(|(_, r)| !r.full).map(|(i, _)| *i).collect();
     order.sort_by_key(|i| std::cmp::Reverse(room[i].left));
     let mut simulated: BTreeMap<u32, u64> = BTreeMap::new();
@@ -433,7 +558,7 @@ fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Res
     let (mut unplaced, mut unplaced_bytes) = (0, 0);
     let mut after = None;
     loop {
-        let batch = journal.unplaced(after, 4096)?;
+        let batch = journal.unplaced(after, 4096).await?;
         let Some(last) = batch.last() else { break };
         after = Some((last.1, last.0));
         let mut placements = Vec::new();
@@ -460,7 +585,7 @@ fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Res
         }
         // On disk before any file is written to a device for them.
         if persist {
-            journal.place_all(&placements)?;
+            journal.place_all(&placements).await?;
         }
     }
     if !persist {
@@ -472,34 +597,33 @@ fn pack(journal: &Journal, room: &mut BTreeMap<u32, Room>, persist: bool) -> Res
     Ok((unplaced, unplaced_bytes, placed))
 }
 
-fn device_summaries(journal: &Journal, given: &[(u32, &Device)], room: &BTreeMap<u32, Room>) -> Result<Vec<DeviceSummary>> {
-    given
-        .iter()
-        .map(|(index, d)| {
-            let (pending, pending_bytes) = journal.on_device(*index, false)?;
-            let (done, done_bytes) = journal.on_device(*index, true)?;
-            Ok(DeviceSummary {
-                device: index + 1,
-                path: d.root.clone(),
-                free: d.free,
-                pending,
-                pending_bytes,
-                done,
-                done_bytes,
-                full: room.get(index).is_some_and(|r| r.full),
-                shipment: None,
-                shipment_sha256: None,
-            })
-        })
-        .collect()
+async fn device_summaries(journal: &dyn Journal, given: &[(u32, &Device)], room: &BTreeMap<u32, Room>) -> Result<Vec<DeviceSummary>> {
+    let mut out = Vec::with_capacity(given.len());
+    for (index, d) in given {
+        let (pending, pending_bytes) = journal.on_device(*index, false).await?;
+        let (done, done_bytes) = journal.on_device(*index, true).await?;
+        out.push(DeviceSummary {
+            device: index + 1,
+            path: d.root.clone(),
+            free: d.free,
+            pending,
+            pending_bytes,
+            done,
+            done_bytes,
+            full: room.get(index).is_some_and(|r| r.full),
+            shipment: None,
+            shipment_sha256: None,
+        });
+    }
+    Ok(out)
 }
 
 /// Writes the shipment files of device `index` at `root` from the journal; returns the digest.
-fn write_shipment(journal: &Journal, index: u32, root: &Path, header: &ShipmentHeader, bom: bool) -> Result<String> {
+async fn write_shipment(journal: &dyn Journal, index: u32, root: &Path, header: &ShipmentHeader, bom: bool) -> Result<String> {
     let mut writer = ShipmentWriter::create(root, header, bom)?;
     let mut after = String::new();
     loop {
-        let rows = journal.done_on_device(index, &after, 4096)?;
+        let rows = journal.done_on_device(index, &after, 4096).await?;
         let Some(last) = rows.last() else { break };
         after = last.dst_key().to_string();
         for row in rows {
@@ -528,21 +652,9 @@ fn unchanged_shipment(root: &Path, copy: &Path, header: &ShipmentHeader) -> Opti
     (same && shipment::file_sha256(copy).ok()? == digest && root.join(shipment::SUMS_FILE).is_file()).then_some(digest)
 }
 
-fn check_same(journal: &Journal, name: &str, value: &str, what: &'static str) -> Result<()> {
-    match journal.meta(name)? {
+async fn check_same(journal: &dyn Journal, name: &str, value: &str, what: &'static str) -> Result<()> {
+    match journal.meta(name).await? {
         Some(was) if was != value => Err(ApplianceError::OptionChanged { what, was }.into()),
         _ => Ok(()),
     }
-}
-
-/// Removes a SQLite journal and its WAL files.
-fn remove_journal(path: &Path) -> Result<()> {
-    for suffix in ["", "-wal", "-shm"] {
-        let p = PathBuf::from(format!("{}{suffix}", path.display()));
-        match std::fs::remove_file(&p) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(EngineError::Io { path: p, source: e }),
-            _ => {}
-        }
-    }
-    Ok(())
 }

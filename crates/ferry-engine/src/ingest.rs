@@ -12,13 +12,14 @@
 //! export, source and manifest generation the shipment came from (`JOB/shipment.json` and the
 //! journal), so a later delta from the original source knows where to start.
 
-use crate::copy::{CopyOptions, Failure, run_pass, shared};
 use crate::error::ApplianceError;
 use crate::mover::Mover;
+use crate::options::{CopyOptions, Failure};
+use crate::scheduler::{Router, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::layout::SHIPMENT_FILES;
 use ferry_core::{Checksums, Evidence, FailureKind, Location, ObjectEntry};
-use ferry_journal::{Journal, Route, RoutedEntry};
+use ferry_journal::{Journal, JournalKind, ObjectRow, Route, RoutedEntry};
 use ferry_manifest::ManifestWriter;
 use ferry_manifest::shipment::{self, ShipmentHeader};
 use ferry_providers::Provider;
@@ -101,16 +102,23 @@ impl IngestSummary {
 const PROVENANCE: &str = "shipment";
 
 /// Reads the shipment manifests on `opts.devices`, and uploads every file they list to `dst`.
-pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, stats: Arc<Stats>) -> Result<IngestSummary> {
+/// `dst` and the devices' adapters count and pool their buffers in `run`.
+pub async fn ingest(
+    job: &mut Job,
+    dst: Arc<dyn Provider>,
+    opts: IngestOptions,
+    stats: Arc<Stats>,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<IngestSummary> {
     let started = Instant::now();
     let (provenance, roots) = read_shipments(&opts)?;
     job.persist()?;
-    let mut journal = Journal::open(&job.journal_path())?;
-    match journal.meta(PROVENANCE)? {
-        None => seed(job, &mut journal, &provenance, &roots)?,
+    let journal = job.journal(JournalKind::Main).await?;
+    match journal.meta(PROVENANCE).await? {
+        None => seed(job, journal.as_ref(), &provenance, &roots).await?,
         Some(text) => {
-            let seeded: Provenance = serde_json::from_str(&text)
-                .map_err(|e| ApplianceError::ShipmentRecord { journal: job.journal_path(), detail: e.to_string() })?;
+            let seeded: Provenance =
+                serde_json::from_str(&text).map_err(|e| ApplianceError::ShipmentRecord { job: job.dir.clone(), detail: e.to_string() })?;
             if seeded.export_id != provenance.export_id {
                 return Err(ApplianceError::OtherExport { disks: provenance.export_id, job: seeded.export_id }.into());
             }
@@ -125,10 +133,10 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
 
     let mut extra = Vec::new();
     for (device, root) in &roots {
-        find_extras(&journal, *device, root, &mut extra).await?;
+        find_extras(journal.as_ref(), *device, root, &mut extra).await?;
     }
 
-    let counts = journal.counts()?;
+    let counts = journal.counts().await?;
     let mut summary = IngestSummary {
         destination: job.destination.to_string(),
         provenance,
@@ -154,17 +162,19 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         return Ok(summary);
     }
     stats.start(&counts);
-    let (journal, budget) = shared(journal, &opts.copy);
+    let shared = shared(journal, ferry_journal::RunKind::Ingest, &opts.copy, &stats, run).await?;
+    let journal = shared.journal.clone();
     let movers: BTreeMap<u32, Arc<Mover>> = roots
         .iter()
         .map(|(device, root)| {
             let location = Location::parse(&root.to_string_lossy())?;
-            let src: Arc<dyn Provider> = Arc::new(LocalProvider::new(location));
-            let mover = Mover::new(src, dst.clone(), &journal, &budget, &opts.copy, &stats);
+            let src = ferry_providers::open_local(location, run);
+            let mover = Mover::new(src, dst.clone(), &shared, &opts.copy);
             Ok((device - 1, Arc::new(mover)))
         })
         .collect::<Result<_>>()?;
-    let pass = run_pass(&journal, opts.copy.transfers, |row| row.route.device.and_then(|d| movers.get(&d).cloned())).await?;
+    let router = FromDevices(movers);
+    let pass = run_pass(&journal, opts.copy.transfers, &stats, run, &router).await?;
     (summary.copied, summary.bytes_copied, summary.stopped_by) = (pass.copied, pass.bytes, pass.stopped_by);
     summary.pending_bytes = summary.pending_bytes.saturating_sub(pass.bytes);
     for f in pass.failures {
@@ -175,13 +185,23 @@ pub async fn ingest(job: &mut Job, dst: Arc<dyn Provider>, opts: IngestOptions, 
         }
     }
     summary.failed = summary.failures.len() as u64;
-    for mover in movers.values() {
+    for mover in router.0.values() {
         mover.take_verified(&mut summary.verified_by);
     }
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("ingest", &report)?);
     Ok(summary)
+}
+
+/// One mover per shipped device, each reading the files of its own device. No route closes: a
+/// destination that fills up fails its objects like any other error.
+struct FromDevices(BTreeMap<u32, Arc<Mover>>);
+
+impl Router for FromDevices {
+    fn mover(&self, row: &ObjectRow) -> Option<Arc<Mover>> {
+        row.route.device.and_then(|d| self.0.get(&d).cloned())
+    }
 }
 
 /// The shipments on the given devices, checked to be one export's, each device once.
@@ -236,14 +256,14 @@ fn read_shipments(opts: &IngestOptions) -> Result<(Provenance, Vec<(u32, PathBuf
 
 /// Builds the job's manifest (generation 1) from the shipments and seeds the journal with each
 /// file's route and the checksums it was shipped with; records where the shipment came from.
-fn seed(job: &Job, journal: &mut Journal, provenance: &Provenance, roots: &[(u32, PathBuf)]) -> Result<()> {
+async fn seed(job: &Job, journal: &dyn Journal, provenance: &Provenance, roots: &[(u32, PathBuf)]) -> Result<()> {
     let generation = 1;
     let dir = job.generation_dir(generation);
     if dir.exists() {
         // The remains of an ingest cut off while seeding: start again.
         std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
     }
-    journal.unseed(generation)?;
+    journal.unseed(generation).await?;
     let mut writer = ManifestWriter::create(&dir, generation, None, &job.source.to_string(), &job.destination.to_string())?;
     for (device, root) in roots {
         let (_, files) = shipment::read(root)?;
@@ -261,23 +281,23 @@ fn seed(job: &Job, journal: &mut Journal, provenance: &Provenance, roots: &[(u32
             let route = Route { device: Some(device - 1), src_path: Some(file.path), dst_path: None, expect_sha256: Some(file.sha256) };
             batch.push(RoutedEntry { entry, route, refused: None, renamed: None });
             if batch.len() == 4096 {
-                journal.seed_routed(generation, &std::mem::take(&mut batch))?;
+                journal.seed_routed(generation, &std::mem::take(&mut batch)).await?;
             }
         }
-        journal.seed_routed(generation, &batch)?;
+        journal.seed_routed(generation, &batch).await?;
     }
     writer.seal()?;
-    journal.index_routes()?;
+    journal.index_routes().await?;
     let text = serde_json::to_string_pretty(provenance).expect("provenance serializes");
     let record = job.dir.join("shipment.json");
     std::fs::write(&record, &text).map_err(EngineError::io(&record))?;
-    journal.set_meta("seeded_generation", &generation.to_string())?;
-    journal.set_meta(PROVENANCE, &text)?;
+    journal.set_meta("seeded_generation", &generation.to_string()).await?;
+    journal.set_meta(PROVENANCE, &text).await?;
     Ok(())
 }
 
 /// Files on the device its shipment manifest does not list.
-async fn find_extras(journal: &Journal, device: u32, root: &std::path::Path, extra: &mut Vec<String>) -> Result<()> {
+async fn find_extras(journal: &dyn Journal, device: u32, root: &std::path::Path, extra: &mut Vec<String>) -> Result<()> {
     let location = Location::parse(&root.to_string_lossy())?;
     let provider = LocalProvider::new(location);
     let mut pages = provider.list();
@@ -290,7 +310,7 @@ async fn find_extras(journal: &Journal, device: u32, root: &std::path::Path, ext
             }
             match entry.skipped {
                 Some(reason) => extra.push(format!("device {device}: {} (a {reason}, not a shipped file)", entry.key)),
-                None if !journal.has_src_path(device - 1, &entry.key)? => extra.push(format!("device {device}: {}", entry.key)),
+                None if !journal.has_src_path(device - 1, &entry.key).await? => extra.push(format!("device {device}: {}", entry.key)),
                 None => {}
             }
         }

@@ -3,7 +3,8 @@
 //! ```text
 //! JOB/job.toml            source, destination, endpoints (never credentials)
 //! JOB/manifests/gen-NNNN/ sealed manifest generations
-//! JOB/journal.sqlite      durable progress
+//! JOB/(journal)           durable progress, and a disk export's (opened only through
+//!                         [`Job::journal`]; where and how it is stored is the journal's)
 //! JOB/reports/            one JSON report per run
 //! JOB/.lock               held by the ferry process working on the job
 //! ```
@@ -13,8 +14,9 @@
 use crate::{EngineError, Result};
 use chrono::{DateTime, Utc};
 use ferry_core::{Location, LocationError};
+use ferry_journal::{Journal, JournalKind};
 use ferry_manifest::{GENERATION_PREFIX, ManifestHeader};
-use ferry_providers::{Connect, Provider};
+use ferry_providers::{Connect, Provider, RunContext};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -50,6 +52,17 @@ pub struct Job {
     pub access: Access,
     persisted: bool,
     lock: Option<File>,
+    /// The journals opened for this run, each once (at its kind's [`slot`]).
+    journals: [tokio::sync::OnceCell<Arc<dyn Journal>>; 3],
+}
+
+/// Where a journal of `kind` is kept in [`Job`]'s journals.
+fn slot(kind: JournalKind) -> usize {
+    match kind {
+        JournalKind::Main => 0,
+        JournalKind::Export => 1,
+        JournalKind::ExportCheck => 2,
+    }
 }
 
 /// Where `path` is, or would be once created: its nearest existing ancestor with every symlink
@@ -137,6 +150,7 @@ impl Job {
                 },
                 persisted: true,
                 lock: None,
+                journals: Default::default(),
             });
         }
         match (source, destination) {
@@ -148,27 +162,27 @@ impl Job {
                         return Err(EngineError::JobInsideLocation { dir: dir.into(), what, location: location.to_string() });
                     }
                 }
-                Ok(Job { dir: dir.into(), source, destination, access, persisted: false, lock: None })
+                Ok(Job { dir: dir.into(), source, destination, access, persisted: false, lock: None, journals: Default::default() })
             }
             _ => Err(EngineError::NoJob { dir: dir.into() }),
         }
     }
 
-    /// Opens both providers and checks them (bucket exists, credentials work). Sends requests,
-    /// writes nothing.
-    pub async fn providers(&self) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
-        let (src, dst) = tokio::join!(self.source_provider(), self.destination_provider());
+    /// Opens both providers for `run` and checks them (bucket exists, credentials work).
+    /// Sends requests, writes nothing.
+    pub async fn providers(&self, run: &Arc<RunContext>) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
+        let (src, dst) = tokio::join!(self.source_provider(run), self.destination_provider(run));
         Ok((src?, dst?))
     }
 
     /// Opens and checks the source alone.
-    pub async fn source_provider(&self) -> Result<Arc<dyn Provider>> {
-        open_side("source", &self.source, &self.access.source, false).await
+    pub async fn source_provider(&self, run: &Arc<RunContext>) -> Result<Arc<dyn Provider>> {
+        open_side("source", &self.source, &self.access.source, false, run).await
     }
 
     /// Opens and checks the destination alone (what `verify` needs: the source may be gone).
-    pub async fn destination_provider(&self) -> Result<Arc<dyn Provider>> {
-        open_side("destination", &self.destination, &self.access.destination, true).await
+    pub async fn destination_provider(&self, run: &Arc<RunContext>) -> Result<Arc<dyn Provider>> {
+        open_side("destination", &self.destination, &self.access.destination, true, run).await
     }
 
     /// Takes the job's lock, creating the directory if new, then writes `job.toml` if new
@@ -228,8 +242,23 @@ impl Job {
         self.persisted
     }
 
-    pub fn journal_path(&self) -> PathBuf {
-        self.dir.join("journal.sqlite")
+    /// The job's journal of `kind`, opened (and migrated, if an older ferry made it) on first
+    /// use and shared by everything the run does after: the one place a job's journals open.
+    pub async fn journal(&self, kind: JournalKind) -> Result<Arc<dyn Journal>> {
+        let opened = self.journals[slot(kind)].get_or_try_init(|| ferry_journal::open(&self.dir, kind)).await?;
+        Ok(opened.clone())
+    }
+
+    /// Whether the job has a journal of `kind` (e.g. whether it was ever exported to disks).
+    pub fn has_journal(&self, kind: JournalKind) -> bool {
+        ferry_journal::exists(&self.dir, kind)
+    }
+
+    /// Drops the job's journal of `kind` (a check's scratch journal, before the next check).
+    /// What this run opened of it is closed first; nothing else may hold it.
+    pub fn remove_journal(&mut self, kind: JournalKind) -> Result<()> {
+        self.journals[slot(kind)].take();
+        Ok(ferry_journal::remove(&self.dir, kind)?)
     }
 
     pub fn generation_dir(&self, generation: u32) -> PathBuf {
@@ -272,9 +301,15 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()>
     File::open(dir)?.sync_all()
 }
 
-async fn open_side(side: &'static str, location: &Location, connect: &Connect, for_write: bool) -> Result<Arc<dyn Provider>> {
+async fn open_side(
+    side: &'static str,
+    location: &Location,
+    connect: &Connect,
+    for_write: bool,
+    run: &Arc<RunContext>,
+) -> Result<Arc<dyn Provider>> {
     let err = |source| EngineError::Provider { side, source };
-    let provider = ferry_providers::open(location, connect).await.map_err(err)?;
+    let provider = ferry_providers::open(location, connect, run).await.map_err(err)?;
     provider.check(for_write).await.map_err(err)?;
     Ok(provider)
 }

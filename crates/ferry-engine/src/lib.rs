@@ -8,9 +8,13 @@
 //! as summaries and as JSON reports under `JOB/reports/`.
 //!
 //! # Layout
-//! - [`job`]: `JOB/` — `job.toml`, manifest generations, the journal, the lock, reports.
+//! - [`job`]: `JOB/` — `job.toml`, manifest generations, the lock, reports; the one place the
+//!   job's journals are opened ([`Job::journal`], an `Arc<dyn ferry_journal::Journal>`).
 //! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal.
-//! - [`mod@copy`]: the scheduler: pending objects from the journal, `--transfers` at a time.
+//! - [`mod@copy`]: a copy from source to destination: plan, one scheduler pass, the summary.
+//! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
+//! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
+//!   `--transfers` at a time, each through the mover its route picks.
 //! - `mover`: one object — a single put, or a resumable parallel multipart upload — under a
 //!   byte budget.
 //! - [`mod@export`]: the manifest onto appliance disks (layouts, packing, shipment manifests).
@@ -30,7 +34,9 @@ pub mod export;
 pub mod ingest;
 pub mod job;
 mod mover;
+pub mod options;
 pub mod plan;
+mod scheduler;
 pub mod skipped;
 pub mod stats;
 pub mod verify;

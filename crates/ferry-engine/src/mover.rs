@@ -7,9 +7,10 @@
 //! size from the budget before it is read and gives it back when the destination acknowledged it.
 
 use crate::Stats;
-use crate::copy::{CopyOptions, Failure};
+use crate::options::{CopyOptions, Failure};
+use crate::scheduler::Shared;
 use ferry_core::{Checksums, ErrorClass, Evidence, FailureKind, ObjectDigest, ObjectEntry, PartPlan, crc32c};
-use ferry_journal::{Journal, ObjectRow, Outcome};
+use ferry_journal::{Journal, ObjectRow, Outcome, PartRow, Prior, RunId, Seen, WriteOp, Wrote};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
@@ -54,12 +55,16 @@ impl Budget {
 pub(crate) struct Mover {
     pub(crate) src: Arc<dyn Provider>,
     pub(crate) dst: Arc<dyn Provider>,
-    pub(crate) journal: Arc<Mutex<Journal>>,
+    pub(crate) journal: Arc<dyn Journal>,
     pub(crate) opts: CopyOptions,
     /// The destination's service copies objects from the source itself.
     pub(crate) server_side: bool,
+    /// The run whose writes the journal's destination write ledger records.
+    pub(crate) run_id: RunId,
     pub(crate) budget: Budget,
     pub(crate) stats: Arc<Stats>,
+    /// The run's counts (an object read or sent again is a retry like a request's).
+    pub(crate) run: Arc<ferry_providers::RunContext>,
     /// Objects restarted because their source changed, with why.
     pub(crate) restarted: Mutex<Vec<Failure>>,
     /// Objects proved by each kind of evidence.
@@ -105,22 +110,17 @@ impl Mover {
     /// A mover from `src` to `dst`, sharing the run's journal, memory budget and counters with
     /// the run's other movers (a disk export or ingest has one per device). Bytes pass through
     /// ferry unless `server_side` is set afterwards.
-    pub(crate) fn new(
-        src: Arc<dyn Provider>,
-        dst: Arc<dyn Provider>,
-        journal: &Arc<Mutex<Journal>>,
-        budget: &Budget,
-        opts: &CopyOptions,
-        stats: &Arc<Stats>,
-    ) -> Mover {
+    pub(crate) fn new(src: Arc<dyn Provider>, dst: Arc<dyn Provider>, shared: &Shared, opts: &CopyOptions) -> Mover {
         Mover {
+            run: shared.run.clone(),
             src,
             dst,
-            journal: journal.clone(),
+            journal: shared.journal.clone(),
             opts: opts.clone(),
             server_side: false,
-            budget: budget.clone(),
-            stats: stats.clone(),
+            run_id: shared.run_id,
+            budget: shared.budget.clone(),
+            stats: shared.stats.clone(),
             restarted: Mutex::default(),
             verified_by: Mutex::default(),
         }
@@ -143,13 +143,14 @@ impl Mover {
             attempt += 1;
             // Bytes this attempt sent, so a retry does not count them twice.
             let sent = AtomicU64::new(0);
+            let throttles_before = self.run.retries().throttles();
             let copied = match self.copy_object(&row, &sent).await {
                 Err(e) if e.kind == FailureKind::SourceChanged && e.changed.is_none() => Err(self.changed_now(&row, e).await),
                 other => other,
             };
             match copied {
                 Ok((outcome, memory)) => {
-                    self.journal.lock().expect("journal lock").mark_done(row.id, &outcome)?;
+                    self.journal.mark_done(row.id, &outcome).await?;
                     // A single put's memory is given back once the object is journaled done:
                     // a crash can make ferry send again only what holds memory.
                     drop(memory);
@@ -166,21 +167,30 @@ impl Mover {
                     let checksums = Checksums { crc32c: None, md5: None, ..current.checksums.clone() };
                     let current = ObjectEntry { key: row.entry.key.clone(), checksums, ..*current };
                     let note = format!("restarted: {message}");
-                    self.journal.lock().expect("journal lock").restart_object(row.id, &current, &note)?;
+                    self.journal.restart_object(row.id, &current, &note).await?;
                     let restarted = Failure { key: row.entry.key.clone(), kind: FailureKind::SourceChanged, error: note };
                     self.restarted.lock().expect("restarted lock").push(restarted);
                     row.entry =
                         ObjectEntry { content_type: row.entry.content_type.clone(), metadata: row.entry.metadata.clone(), ..current };
                 }
                 Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
-                    ferry_providers::retries::record(ferry_providers::retries::Cause::of(e.kind));
+                    let cause = ferry_providers::retries::Cause::of(e.kind);
+                    self.run.retries().record(cause);
+                    // A throttling answer that reached the mover with no pushback counted
+                    // meanwhile (the adapter's own client retried it and gave up) still slows
+                    // the scheduler down.
+                    if matches!(cause, ferry_providers::retries::Cause::Throttled | ferry_providers::retries::Cause::Unavailable)
+                        && self.run.retries().throttles() == throttles_before
+                    {
+                        Stats::add(&self.stats.pushed_back, 1);
+                    }
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     let backoff = 200u64 << attempt.min(6);
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
                 }
                 Err(e) => {
                     self.abandon(&row).await;
-                    self.journal.lock().expect("journal lock").mark_failed(row.id, &e.message)?;
+                    self.journal.mark_failed(row.id, &e.message).await?;
                     Stats::add(&self.stats.objects_failed, 1);
                     return Err(e);
                 }
@@ -202,7 +212,7 @@ impl Mover {
     /// (to give back once the outcome is journaled).
     async fn copy_object(&self, row: &ObjectRow, sent: &AtomicU64) -> Result<(Outcome, Option<OwnedSemaphorePermit>), ObjectError> {
         let entry = &row.entry;
-        let mut open = self.journal.lock().expect("journal lock").upload_of(row.id)?;
+        let mut open = self.journal.upload_of(row.id).await?;
         if self.server_side
             && let Some(copier) = self.dst.server_copy()
         {
@@ -212,7 +222,7 @@ impl Mover {
         // as long as its parts fit this run's memory budget; else it starts over.
         if open.as_ref().is_some_and(|(_, part_size)| *part_size > self.budget.bytes()) {
             self.abandon(row).await;
-            self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+            self.journal.clear_upload(row.id).await?;
             open = None;
         }
         let plan = match &open {
@@ -222,11 +232,12 @@ impl Mover {
         };
         // Everything is read (and every part sent) before the object is committed: a read that
         // fails the source's checksum is never completed or written as a copy.
-        let (commit, digest, seen, reads_checked) = match self.dst.multipart() {
+        let (commit, digest, seen, reads_checked, prior) = match self.dst.multipart() {
             Some(mp) if !plan.is_single() => {
                 // One HEAD gives the attributes to write and proves the source unchanged; every
                 // part read is checked again.
-                let current = self.src.head(row.src_key()).await?.ok_or_else(|| gone(row))?;
+                let (current, prior) = tokio::join!(self.src.head(row.src_key()), self.prior(row));
+                let current = current?.ok_or_else(|| gone(row))?;
                 check_unchanged(row, &current)?;
                 let attrs = attrs_of(row, &current, self.opts.file_mode);
                 // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
@@ -237,12 +248,14 @@ impl Mover {
                     };
                 let mut opened = self.open_upload(row, mp, &plan, &attrs, open.map(|(id, _)| id), etag_check).await?;
                 let (parts, reads_checked) = self.send_parts(row, &plan, &mut opened, sent).await?;
-                (Commit::Parts(opened.upload, parts), opened.digest, current, reads_checked)
+                (Commit::Parts(opened.upload, parts), opened.digest, current, reads_checked, prior?)
             }
             _ => {
                 // Only objects that fit the budget go in one request (the plan's parts fit it).
                 let permit = self.budget.take(entry.size).await?;
-                let fetched = match self.src.get(row.src_key(), None).await {
+                // What the destination holds is asked beside the read: no round trip added.
+                let (fetched, prior) = tokio::join!(self.src.get(row.src_key(), None), self.prior(row));
+                let fetched = match fetched {
                     Err(ProviderError::NotFound { .. }) => return Err(gone(row)),
                     other => other?,
                 };
@@ -251,7 +264,7 @@ impl Mover {
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
                 let attrs = attrs_of(row, &fetched.object, self.opts.file_mode);
-                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked)
+                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked, prior?)
             }
         };
         let verified_by = match source_evidence(row, &seen, &digest, reads_checked) {
@@ -260,11 +273,12 @@ impl Mover {
                 // The parts sent came from a bad read: drop them, so the retry reads afresh.
                 if let Commit::Parts(upload, _) = commit {
                     let _ = upload.abort().await;
-                    self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+                    self.journal.clear_upload(row.id).await?;
                 }
                 return Err(e);
             }
         };
+        let ledger = self.begin_write(row, &prior).await?;
         let (receipt, memory) = match commit {
             Commit::Parts(upload, parts) => (upload.complete(parts).await?, None),
             Commit::Whole(data, crc, attrs, permit) => {
@@ -275,6 +289,8 @@ impl Mover {
                 (receipt, Some(permit))
             }
         };
+        let wrote = Wrote { size: entry.size, etag: receipt.etag.clone(), version: None };
+        self.journal.finish_write(ledger, &wrote).await?;
         let crc64nvme = Some(digest.crc64nvme_hex());
         let (sha256, crc) = digest.finish();
         let copied = Checksums { sha256: Some(sha256), crc32c: Some(crc), crc64nvme, md5: None };
@@ -292,16 +308,18 @@ impl Mover {
         if open {
             self.abandon(row).await;
         }
-        let current = self.src.head(&entry.key).await?.ok_or_else(|| gone(row))?;
+        let (current, prior) = tokio::join!(self.src.head(&entry.key), self.prior(row));
+        let current = current?.ok_or_else(|| gone(row))?;
         check_unchanged(row, &current)?;
+        let ledger = self.begin_write(row, &prior?).await?;
         let object = ObjectEntry { key: entry.key.clone(), ..current.clone() };
-        // Large parts: each is one request the service carries out on its side, and no byte
-        // passes through ferry, so the memory budget does not bound them (the part count
-        // limit does).
-        let part_size = PartPlan::choose(entry.size, Some(self.opts.part_size.unwrap_or(SERVER_COPY_PART)), &self.dst.limits()).part_size;
-        let (journal, id) = (self.journal.clone(), row.id);
+        let plan = server_copy_plan(entry.size, self.opts.part_size, &self.dst.limits())
+            .map_err(|e| ObjectError::new(ErrorClass::PerObject, FailureKind::NoPartPlan, format!("{}: {e}", entry.key)))?;
+        let (journal, id, part_size) = (self.journal.clone(), row.id, plan.part_size);
         let started = move |upload_id: &str| {
-            journal.lock().expect("journal lock").set_upload(id, Some(upload_id), part_size).map_err(|e| ProviderError::Request {
+            // The service calls this synchronously, between its requests: the id is on disk
+            // before the upload it names is created.
+            futures::executor::block_on(journal.set_upload(id, Some(upload_id), part_size)).map_err(|e| ProviderError::Request {
                 provider: "journal",
                 op: "record upload",
                 key: entry.key.clone(),
@@ -310,7 +328,7 @@ impl Mover {
                 kind: FailureKind::Journal,
             })
         };
-        let copied = copier.copy_from(self.src.location(), &object, part_size, &started).await?;
+        let copied = copier.copy_from(self.src.location(), &object, &plan, &started).await?;
         let verified_by = match server_evidence(entry, &current, &copied)? {
             Some(how) => how,
             None => {
@@ -333,9 +351,28 @@ impl Mover {
             }
         };
         Stats::add(&self.stats.bytes_done, entry.size);
+        let wrote = Wrote { size: entry.size, etag: copied.etag.clone(), version: None };
+        self.journal.finish_write(ledger, &wrote).await?;
         // The journal keeps no MD5 of a copy.
         let checksums = Checksums { md5: None, ..copied.checksums };
         Ok(Outcome { copied: checksums, dst_etag: copied.etag, verified_by })
+    }
+
+    /// What the destination holds under the object's key now, for the write ledger.
+    async fn prior(&self, row: &ObjectRow) -> Result<Prior, ObjectError> {
+        Ok(match self.dst.head(row.dst_key()).await {
+            Ok(Some(held)) => Prior::Present { size: held.size, etag: held.etag, version: held.version },
+            Ok(None) => Prior::Absent,
+            // Not an object ferry reads (a planted symlink on a local disk): the write decides
+            // what happens to it, and the ledger says it does not know what was there.
+            Err(ProviderError::Refused { .. }) => Prior::Unknown,
+            Err(e) => return Err(e.into()),
+        })
+    }
+
+    /// Records in the write ledger, before the object is written, what the destination held.
+    async fn begin_write(&self, row: &ObjectRow, prior: &Prior) -> Result<i64, ObjectError> {
+        Ok(self.journal.begin_write(self.run_id, row.id, row.dst_key(), WriteOp::Put, prior, Seen::Head).await?)
     }
 
     /// Resumes the object's recorded upload (`recorded_id`, as the journal has it) when the
@@ -354,10 +391,7 @@ impl Mover {
         let fresh = ObjectDigest::new().with_etag(etag_check);
         let key = row.dst_key();
         if let Some(upload_id) = recorded_id {
-            let (recorded, hash) = {
-                let journal = self.journal.lock().expect("journal lock");
-                (journal.parts(row.id)?, journal.hash_state(row.id)?)
-            };
+            let (recorded, hash) = (self.journal.parts(row.id).await?, self.journal.hash_state(row.id).await?);
             let recorded: Vec<PartReceipt> = recorded
                 .iter()
                 .filter_map(|p| {
@@ -367,7 +401,7 @@ impl Mover {
                 .collect();
             let resumed = match mp.resume(key, &upload_id, attrs, row.entry.size, &recorded).await {
                 Err(ProviderError::UnlistedUpload { .. }) => {
-                    self.journal.lock().expect("journal lock").note_orphan(row.id)?;
+                    self.journal.note_orphan(row.id).await?;
                     Ok(None)
                 }
                 other => other,
@@ -413,14 +447,14 @@ impl Mover {
                     let _ = mp.abort_upload(key, &upload_id).await;
                 }
             }
-            self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+            self.journal.clear_upload(row.id).await?;
         }
         let id = uuid::Uuid::new_v4().simple().to_string();
-        self.journal.lock().expect("journal lock").set_upload(row.id, Some(&id), plan.part_size)?;
+        self.journal.set_upload(row.id, Some(&id), plan.part_size).await?;
         let upload = mp.start(key, attrs, row.entry.size, &id).await?;
         let actual = upload.upload_id();
         if actual.as_deref() != Some(id.as_str()) {
-            self.journal.lock().expect("journal lock").set_upload(row.id, actual.as_deref(), plan.part_size)?;
+            self.journal.set_upload(row.id, actual.as_deref(), plan.part_size).await?;
         }
         Ok(OpenedUpload { upload, held: BTreeMap::new(), digest: fresh, next: 0, journaled: BTreeSet::new(), completed: false })
     }
@@ -455,11 +489,11 @@ impl Mover {
     /// Aborts the recorded upload of an object that failed for good, so none stays open (and billed).
     async fn abandon(&self, row: &ObjectRow) {
         let Some(mp) = self.dst.multipart() else { return };
-        let upload_id = self.journal.lock().expect("journal lock").upload_of(row.id);
+        let upload_id = self.journal.upload_of(row.id).await;
         if let Ok(Some((upload_id, _))) = upload_id
             && mp.abort_upload(row.dst_key(), &upload_id).await.is_ok()
         {
-            let _ = self.journal.lock().expect("journal lock").clear_upload(row.id);
+            let _ = self.journal.clear_upload(row.id).await;
         }
     }
 
@@ -530,14 +564,14 @@ impl Mover {
                         let receipt = receipt.clone();
                         drop(permit);
                         Stats::add(&self.stats.resumed_bytes, receipt.size);
-                        self.part_done(row.id, plan, &receipt, None)?;
-                        self.advance(row.id, &mut acked, index)?;
+                        self.part_done(row.id, plan, &receipt, None).await?;
+                        self.advance(row.id, &mut acked, index).await?;
                         receipts.push(receipt);
                         continue;
                     }
                     // The completed object holds other bytes than these: copy it again.
                     if opened.completed {
-                        self.journal.lock().expect("journal lock").clear_upload(row.id)?;
+                        self.journal.clear_upload(row.id).await?;
                         let message = format!("{}: the copy an earlier run completed differs in part {}: copying it again", row.entry.key, index + 1);
                         return Err(ObjectError::new(ErrorClass::Retryable, FailureKind::Other, message));
                     }
@@ -545,19 +579,19 @@ impl Mover {
                     // first, so a crash before their acknowledgement is journaled cannot leave
                     // the old record vouching for the new part.
                     if opened.journaled.remove(&index) {
-                        self.journal.lock().expect("journal lock").forget_part(row.id, index)?;
+                        self.journal.forget_part(row.id, index).await?;
                     }
                     let sending = opened.upload.put_part(index, offset, data, crc);
                     in_flight.push(async move { (sending.await, permit) });
                 }
                 Some((receipt, permit)) = in_flight.next(), if !in_flight.is_empty() => {
                     let receipt = receipt?;
-                    self.part_done(row.id, plan, &receipt, Some(sent))?;
+                    self.part_done(row.id, plan, &receipt, Some(sent)).await?;
                     // The part's memory is given back only once its acknowledgement is
                     // journaled: the bytes a crash can make ferry send again are bounded by
                     // the budget.
                     drop(permit);
-                    self.advance(row.id, &mut acked, receipt.index)?;
+                    self.advance(row.id, &mut acked, receipt.index).await?;
                     receipts.push(receipt);
                 }
                 else => break,
@@ -568,10 +602,11 @@ impl Mover {
     }
 
     /// Journals an acknowledged part; `sent` counts it as uploaded by this attempt.
-    fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt, sent: Option<&AtomicU64>) -> Result<(), ObjectError> {
+    async fn part_done(&self, id: i64, plan: &PartPlan, r: &PartReceipt, sent: Option<&AtomicU64>) -> Result<(), ObjectError> {
         let offset = plan.range(r.index as u64).start;
         let crc = ferry_core::digest::crc32c_hex(r.crc32c);
-        self.journal.lock().expect("journal lock").record_part(id, r.index, offset, r.size, &crc, Some(&r.id))?;
+        let part = PartRow { part_no: r.index, offset, size: r.size, crc32c: crc, etag: Some(r.id.clone()) };
+        self.journal.record_part(id, &part).await?;
         Stats::add(&self.stats.bytes_done, r.size);
         if let Some(sent) = sent {
             Stats::add(sent, r.size);
@@ -580,9 +615,9 @@ impl Mover {
     }
 
     /// Marks part `index` acknowledged and journals the digest after the leading acknowledged run.
-    fn advance(&self, id: i64, acked: &mut AckedRun, index: u32) -> Result<(), ObjectError> {
+    async fn advance(&self, id: i64, acked: &mut AckedRun, index: u32) -> Result<(), ObjectError> {
         if let Some((next, state)) = acked.ack(index) {
-            self.journal.lock().expect("journal lock").set_hash_state(id, next, &state)?;
+            self.journal.set_hash_state(id, next, &state).await?;
         }
         Ok(())
     }
@@ -754,11 +789,19 @@ fn attrs_of(row: &ObjectRow, read: &ObjectEntry, file_mode: Option<u32>) -> PutA
     PutAttrs { content_type, metadata, mode: read.mode.or(file_mode) }
 }
 
-/// Refuses to stitch an object together from two versions: the source must still be the object
-/// the manifest recorded.
 /// Part size of server-side copies in parts when none is given: each part is one request the
 /// service carries out on its side, so parts can be large.
 const SERVER_COPY_PART: u64 = 256 << 20;
+
+/// How the service copies an object of `size` itself: parts of `--part-size` (`wanted`) or
+/// [`SERVER_COPY_PART`], raised as the destination's part count limit demands and checked
+/// against all its limits. No byte passes through ferry, so the memory budget does not bound
+/// them. Chosen here once and handed to the provider, which requests exactly this plan.
+fn server_copy_plan(size: u64, wanted: Option<u64>, limits: &ferry_core::Limits) -> Result<PartPlan, ferry_core::PlanError> {
+    let plan = PartPlan::choose(size, Some(wanted.unwrap_or(SERVER_COPY_PART)), limits);
+    plan.check(limits)?;
+    Ok(plan)
+}
 
 /// What proves a server-side copy: the service's checksum of the copy against the source's
 /// own (an error when they differ), or `None` when there is nothing to compare but the size.
@@ -790,6 +833,8 @@ fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCop
     Ok(None)
 }
 
+/// Refuses to stitch an object together from two versions: the source must still be the object
+/// the manifest recorded.
 fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectError> {
     let listed = &row.entry;
     // A file on a shipped disk is what the shipment manifest says, or it was altered.
@@ -824,8 +869,12 @@ fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectErro
 mod tests {
     use super::*;
     use ferry_core::{Limits, Location};
-    use ferry_providers::{Fetched, PutReceipt};
+    use ferry_journal::{Ledger as _, Routes as _, SqliteJournal};
+    use ferry_providers::s3::LIMITS as S3;
+    use ferry_providers::{Fetched, PutReceipt, RunContext};
     use std::sync::atomic::AtomicU32;
+
+    const MIB: u64 = 1 << 20;
 
     /// A one-object source whose first `corrupt` reads fail as corrupted in transit, or a
     /// destination that keeps what it is given. In memory: the mover's retries run in
@@ -888,29 +937,31 @@ mod tests {
         }
     }
 
-    fn checksum_retries() -> u64 {
-        ferry_providers::retries::snapshot().get(ferry_providers::retries::Cause::Checksum.as_str()).copied().unwrap_or(0)
+    /// The mover's run's retries counted as checksum mismatches.
+    fn checksum_retries(mover: &Mover) -> u64 {
+        mover.run.retries().snapshot().get(ferry_providers::retries::Cause::Checksum.as_str()).copied().unwrap_or(0)
     }
 
-    /// A mover over a fresh journal holding the one object.
-    fn mover(dir: &std::path::Path, src: Arc<Flaky>, dst: Arc<Flaky>, attempts: u32) -> (Mover, ObjectRow) {
-        let mut journal = Journal::open(&dir.join("journal.sqlite")).unwrap();
-        journal.seed(1, std::slice::from_ref(&src.object)).unwrap();
-        let row = journal.todo(0, 10, 10).unwrap().remove(0);
+    /// A mover over a fresh journal holding the one object, in a run of its own.
+    async fn mover(dir: &std::path::Path, src: Arc<Flaky>, dst: Arc<Flaky>, attempts: u32) -> (Mover, ObjectRow) {
+        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&dir.join("journal.sqlite")).unwrap());
+        journal.seed(1, std::slice::from_ref(&src.object)).await.unwrap();
+        let row = journal.get(&src.object.key).await.unwrap().unwrap();
         let opts = CopyOptions { attempts, ..CopyOptions::default() };
-        let (journal, budget) = crate::copy::shared(journal, &opts);
-        (Mover::new(src, dst, &journal, &budget, &opts, &Arc::new(Stats::default())), row)
+        let stats = Arc::new(Stats::default());
+        let shared =
+            crate::scheduler::shared(journal, ferry_journal::RunKind::Copy, &opts, &stats, &RunContext::unlimited()).await.unwrap();
+        (Mover::new(src, dst, &shared, &opts), row)
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_corrupted_get_is_retried_and_counted_as_a_checksum_mismatch_by_its_kind() {
         let dir = tempfile::tempdir().unwrap();
         let (src, dst) = (Flaky::new(b"twelve bytes", 2), Flaky::new(b"", 0));
-        let (mover, row) = mover(dir.path(), src.clone(), dst.clone(), 5);
-        let before = checksum_retries();
+        let (mover, row) = mover(dir.path(), src.clone(), dst.clone(), 5).await;
         assert_eq!(mover.copy_with_retries(&row).await.unwrap(), 12);
         assert_eq!(dst.puts.load(Ordering::Relaxed), 1, "sent once, after the good read");
-        assert!(checksum_retries() >= before + 2, "both corrupted reads counted as checksum mismatches");
+        assert_eq!(checksum_retries(&mover), 2, "both corrupted reads counted as checksum mismatches");
         let mut proved = BTreeMap::new();
         mover.take_verified(&mut proved);
         assert_eq!(proved, BTreeMap::from([(Evidence::SizeOnly, 1)]));
@@ -920,22 +971,22 @@ mod tests {
     async fn a_read_corrupted_every_time_fails_as_corrupted_in_transit() {
         let dir = tempfile::tempdir().unwrap();
         let (src, dst) = (Flaky::new(b"twelve bytes", u32::MAX), Flaky::new(b"", 0));
-        let (mover, row) = mover(dir.path(), src, dst.clone(), 2);
+        let (mover, row) = mover(dir.path(), src, dst.clone(), 2).await;
         let e = mover.copy_with_retries(&row).await.unwrap_err();
         assert_eq!((e.kind, e.class), (FailureKind::CorruptedInTransit, ErrorClass::Retryable), "{}", e.message);
         assert_eq!(dst.puts.load(Ordering::Relaxed), 0, "nothing written from a bad read");
     }
 
-    #[test]
-    fn a_shipped_file_that_differs_is_altered_and_a_missing_one_gone_by_kind() {
+    #[tokio::test]
+    async fn a_shipped_file_that_differs_is_altered_and_a_missing_one_gone_by_kind() {
         let dir = tempfile::tempdir().unwrap();
-        let mut journal = Journal::open(&dir.path().join("journal.sqlite")).unwrap();
+        let journal = SqliteJournal::open(&dir.path().join("journal.sqlite")).unwrap();
         let entry = ObjectEntry { key: "k".into(), size: 3, ..Default::default() };
         let route =
             ferry_journal::Route { device: Some(0), src_path: Some("p/k".into()), dst_path: None, expect_sha256: Some("00".repeat(32)) };
         let routed = ferry_journal::RoutedEntry { entry: entry.clone(), route, refused: None, renamed: None };
-        journal.seed_routed(1, &[routed]).unwrap();
-        let row = journal.todo(0, 10, 10).unwrap().remove(0);
+        journal.seed_routed(1, &[routed]).await.unwrap();
+        let row = journal.get("k").await.unwrap().unwrap();
         let mut digest = ObjectDigest::new();
         digest.push_part(b"abc", crc32c(b"abc"));
         let e = source_evidence(&row, &entry, &digest, None).unwrap_err();
@@ -944,6 +995,26 @@ mod tests {
         let short = ObjectEntry { size: 4, ..entry.clone() };
         let plain = ObjectRow { entry: short.clone(), route: ferry_journal::Route::default(), ..row };
         assert_eq!(source_evidence(&plain, &short, &digest, None).unwrap_err().kind, FailureKind::ShortRead);
+    }
+
+    #[test]
+    fn a_server_side_copy_plan_keeps_within_the_destinations_limits() {
+        // Issue 13: with --part-size 8MiB, 12,000 parts' worth of object (93.75 GiB) — and with
+        // the default 256 MiB parts, an object over 2.5 TiB — would be more than S3's 10,000.
+        for (size, wanted) in [(12_000 * 8 * MIB, Some(8 * MIB)), (12_000 * 256 * MIB, None), (5 << 40, Some(5 * MIB))] {
+            let plan = server_copy_plan(size, wanted, &S3).unwrap();
+            assert_eq!(plan.object_size, size);
+            assert!(plan.count() <= 10_000, "{size}: {} parts", plan.count());
+            assert!(plan.part_size <= 5 << 30 && plan.part_size >= wanted.unwrap_or(256 * MIB), "{plan:?}");
+        }
+        // A part size over 5 GiB (no memory budget bounds a server-side copy) is lowered to it:
+        // CopyObject and UploadPartCopy take no more.
+        let plan = server_copy_plan(6 << 30, Some(10 << 30), &S3).unwrap();
+        assert_eq!((plan.part_size, plan.count()), (5 << 30, 2));
+        // An object no plan fits is refused before a request (no real service's limits show it:
+        // these are made up for the test).
+        let tight = Limits { max_parts: 2, max_part_size: 8 * MIB, ..S3 };
+        assert!(server_copy_plan(100 * MIB, None, &tight).is_err());
     }
 
     #[test]

@@ -2,14 +2,15 @@
 
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::{ObjectEntry, SkipReason};
-use ferry_journal::Journal;
+use ferry_journal::{Journal, JournalKind};
 use ferry_manifest::{ManifestHeader, ManifestReader, ManifestWriter};
 use ferry_providers::Provider;
 use futures::StreamExt;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tokio::sync::mpsc::Sender;
+use std::sync::Arc;
+use tokio::sync::mpsc::{Receiver, Sender};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanSummary {
@@ -46,7 +47,7 @@ pub async fn plan(job: &mut Job, src: &dyn Provider, stats: &Stats) -> Result<Pl
     job.persist()?;
     if let Some(generation) = job.latest_generation() {
         let dir = job.generation_dir(generation);
-        let header = seed(job, generation)?;
+        let header = seed(job, generation).await?;
         return Ok(PlanSummary::of(&header, dir, true));
     }
     let generation = 1;
@@ -55,30 +56,33 @@ pub async fn plan(job: &mut Job, src: &dyn Provider, stats: &Stats) -> Result<Pl
         // An unsealed generation is the remains of an interrupted listing: start it again.
         std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
     }
-    let mut journal = Journal::open(&job.journal_path())?;
-    if !is_seeded(&journal, generation)? {
-        journal.unseed(generation)?;
+    let journal = job.journal(JournalKind::Main).await?;
+    if !is_seeded(journal.as_ref(), generation).await? {
+        journal.unseed(generation).await?;
     }
     let mut writer = ManifestWriter::create(&dir, generation, None, &job.source.to_string(), &job.destination.to_string())?;
-    // The journal is seeded on a second thread while the listing is written, so the two
-    // costs overlap; the generation counts as seeded only once it is sealed (see `seed`).
+    // The journal is seeded by a second task while the listing is written, so the two costs
+    // overlap; the generation counts as seeded only once it is sealed (see `seed`).
     let (batches, mut to_seed) = tokio::sync::mpsc::channel::<Vec<ObjectEntry>>(SEED_QUEUE);
-    let seeder = std::thread::spawn(move || -> Result<Journal> {
-        while let Some(batch) = to_seed.blocking_recv() {
-            journal.seed(generation, &batch)?;
+    let seeder = tokio::spawn({
+        let journal = journal.clone();
+        async move {
+            while let Some(batch) = to_seed.recv().await {
+                journal.seed(generation, &batch).await?;
+            }
+            Ok::<_, EngineError>(())
         }
-        Ok(journal)
     });
     let listed = list_into(src, &mut writer, &batches, stats).await;
     drop(batches);
-    let mut journal = seeder.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+    seeder.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     if let Err(e) = listed {
         // Rows of a listing that did not finish are not work to do; the next plan lists again.
-        journal.unseed(generation)?;
+        journal.unseed(generation).await?;
         return Err(e);
     }
     let header = writer.seal()?;
-    journal.set_meta(SEEDED, &generation.to_string())?;
+    journal.set_meta(SEEDED, &generation.to_string()).await?;
     Ok(PlanSummary::of(&header, dir, false))
 }
 
@@ -116,17 +120,46 @@ async fn list_into(src: &dyn Provider, writer: &mut ManifestWriter, seeder: &Sen
     Ok(())
 }
 
-fn is_seeded(journal: &Journal, generation: u32) -> Result<bool> {
-    Ok(journal.meta(SEEDED)?.as_deref() == Some(generation.to_string().as_str()))
+async fn is_seeded(journal: &dyn Journal, generation: u32) -> Result<bool> {
+    Ok(journal.meta(SEEDED).await?.as_deref() == Some(generation.to_string().as_str()))
 }
 
 /// Seeds the journal from sealed generation `generation` (once; replays are harmless).
-fn seed(job: &Job, generation: u32) -> Result<ManifestHeader> {
+async fn seed(job: &Job, generation: u32) -> Result<ManifestHeader> {
     let reader = ManifestReader::open(&job.generation_dir(generation))?;
-    let mut journal = Journal::open(&job.journal_path())?;
-    if !is_seeded(&journal, generation)? {
-        reader.for_each_batch::<EngineError>(|batch| Ok(journal.seed(generation, &batch)?))?;
-        journal.set_meta(SEEDED, &generation.to_string())?;
+    let journal: Arc<dyn Journal> = job.journal(JournalKind::Main).await?;
+    if !is_seeded(journal.as_ref(), generation).await? {
+        let (mut batches, read) = read_batches(reader);
+        while let Some(batch) = batches.recv().await {
+            journal.seed(generation, &batch).await?;
+        }
+        let reader = read.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        journal.set_meta(SEEDED, &generation.to_string()).await?;
+        return Ok(reader.header().clone());
     }
     Ok(reader.header().clone())
+}
+
+/// Reads a sealed generation's entries a batch at a time on the blocking pool, for an async
+/// consumer (seeding a journal); the reader comes back when all are read. A consumer that stops
+/// early closes the queue, and reading stops there too.
+pub(crate) fn read_batches(reader: ManifestReader) -> (Receiver<Vec<ObjectEntry>>, tokio::task::JoinHandle<Result<ManifestReader>>) {
+    /// Why reading stopped: the manifest, or a consumer gone (its own error is what counts).
+    enum Stop {
+        Manifest(ferry_manifest::ManifestError),
+        Closed,
+    }
+    impl From<ferry_manifest::ManifestError> for Stop {
+        fn from(e: ferry_manifest::ManifestError) -> Self {
+            Stop::Manifest(e)
+        }
+    }
+    let (batches, to_seed) = tokio::sync::mpsc::channel::<Vec<ObjectEntry>>(SEED_QUEUE);
+    let read = tokio::task::spawn_blocking(move || {
+        match reader.for_each_batch::<Stop>(|batch| batches.blocking_send(batch).map_err(|_| Stop::Closed)) {
+            Ok(()) | Err(Stop::Closed) => Ok(reader),
+            Err(Stop::Manifest(e)) => Err(e.into()),
+        }
+    });
+    (to_seed, read)
 }

@@ -32,15 +32,15 @@ pub struct Skipped {
 
 impl Skipped {
     /// The job's skipped entries as its journal records them.
-    pub fn of(journal: &Journal) -> Result<Skipped> {
-        let by_reason = journal.skipped_by_reason()?;
+    pub async fn of(journal: &dyn Journal) -> Result<Skipped> {
+        let by_reason = journal.skipped_by_reason().await?;
         let total = by_reason.values().sum();
         let lost = by_reason.iter().filter(|(r, _)| r.is_loss()).map(|(_, n)| n).sum();
         let mut entries = Vec::new();
         if total > 0 {
             let mut cursor = 0;
             while entries.len() < NAMED {
-                let page = journal.skipped(cursor, 1024.min(NAMED - entries.len()))?;
+                let page = journal.skipped(cursor, 1024.min(NAMED - entries.len())).await?;
                 let Some((last, _, _)) = page.last() else { break };
                 cursor = *last;
                 entries.extend(page.into_iter().map(|(_, key, reason)| SkippedEntry { key, reason }));

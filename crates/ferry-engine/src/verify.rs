@@ -8,7 +8,7 @@
 
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::{Evidence, ObjectDigest};
-use ferry_journal::{Journal, ObjectRow};
+use ferry_journal::{Journal, JournalKind, ObjectRow, ObjectState};
 use ferry_manifest::ManifestReader;
 use ferry_providers::Provider;
 use futures::StreamExt;
@@ -99,12 +99,19 @@ pub struct VerifySummary {
 
 const READ_CHUNK: u64 = 8 << 20;
 
-pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, stats: Arc<Stats>) -> Result<VerifySummary> {
+/// Checks the destination (`dst`, opened in `run`) against what the job recorded.
+pub async fn verify(
+    job: &mut Job,
+    dst: Arc<dyn Provider>,
+    opts: VerifyOptions,
+    stats: Arc<Stats>,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<VerifySummary> {
     let started = Instant::now();
     job.lock()?;
     let generation = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
     let header = ManifestReader::open(&job.generation_dir(generation))?.header().clone();
-    let journal = Journal::open(&job.journal_path())?;
+    let journal = job.journal(JournalKind::Main).await?;
     stats.total_objects.store(header.totals.objects, std::sync::atomic::Ordering::Relaxed);
     stats.total_bytes.store(header.totals.bytes, std::sync::atomic::Ordering::Relaxed);
 
@@ -116,22 +123,22 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
         extra: 0,
         proved_by: BTreeMap::new(),
         differences: Vec::new(),
-        skipped: crate::Skipped::of(&journal)?,
+        skipped: crate::Skipped::of(journal.as_ref()).await?,
         seconds: 0.0,
         report: None,
     };
     // Read-backs take their ranges from one budget, so however many objects are checked at
     // once, at most `max_memory` of their bytes are held.
-    ferry_core::buffers::set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
+    run.buffers().set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
     let budget = Arc::new(tokio::sync::Semaphore::new(kib(opts.max_memory)));
     let chunk = READ_CHUNK.min(opts.max_memory);
     let sampled = match opts.sample {
-        Some(n) if !opts.all_bytes => sample_ids(&journal, n)?,
+        Some(n) if !opts.all_bytes => sample_ids(journal.as_ref(), n).await?,
         _ => HashSet::new(),
     };
     let mut cursor = 0;
     loop {
-        let rows = journal.page(cursor, 1024)?;
+        let rows = journal.page(cursor, 1024).await?;
         let Some(last) = rows.last() else { break };
         cursor = last.id;
         let to_check = rows.into_iter().filter(|row| row.entry.skipped.is_none());
@@ -162,7 +169,7 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
         }
     }
     if opts.extras {
-        summary.extra = find_extras(dst.as_ref(), &journal, &mut summary.differences).await?;
+        summary.extra = find_extras(dst.as_ref(), journal.as_ref(), &mut summary.differences).await?;
     }
     summary.differences.sort_by(|a, b| a.key.cmp(&b.key));
     summary.seconds = started.elapsed().as_secs_f64();
@@ -173,7 +180,7 @@ pub async fn verify(job: &mut Job, dst: Arc<dyn Provider>, opts: VerifyOptions, 
 
 /// Lists the destination and names every object the manifest does not have (left by another
 /// writer, a rename at the source, or an upload's temporary part). Returns how many.
-async fn find_extras(dst: &dyn Provider, journal: &Journal, differences: &mut Vec<Difference>) -> Result<u64> {
+async fn find_extras(dst: &dyn Provider, journal: &dyn Journal, differences: &mut Vec<Difference>) -> Result<u64> {
     let mut extra = 0;
     let mut pages = dst.list();
     while let Some(page) = pages.next().await {
@@ -190,7 +197,7 @@ async fn find_extras(dst: &dyn Provider, journal: &Journal, differences: &mut Ve
             if entry.skipped.is_some_and(|r| !r.is_loss()) {
                 continue;
             }
-            if !journal.has_key(&entry.key)? {
+            if !journal.has_key(&entry.key).await? {
                 extra += 1;
                 let detail = match entry.skipped {
                     Some(reason) => format!("a {reason} at the destination, not in the manifest"),
@@ -204,11 +211,11 @@ async fn find_extras(dst: &dyn Provider, journal: &Journal, differences: &mut Ve
 }
 
 /// Up to `n` ids of done objects, uniformly at random (reservoir sampling over the journal).
-fn sample_ids(journal: &Journal, n: u64) -> Result<HashSet<i64>> {
+async fn sample_ids(journal: &dyn Journal, n: u64) -> Result<HashSet<i64>> {
     let mut reservoir: Vec<i64> = Vec::with_capacity(n.min(1 << 20) as usize);
     let (mut seen, mut cursor) = (0u64, 0);
     loop {
-        let rows = journal.in_state("done", cursor, 4096)?;
+        let rows = journal.in_state(ObjectState::Done, cursor, 4096).await?;
         let Some(last) = rows.last() else { break };
         cursor = last.id;
         for row in rows {
@@ -242,7 +249,7 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
     use DifferenceKind::*;
     let e = &row.entry;
     let diff = |kind, detail: String| Difference { key: e.key.clone(), kind, detail };
-    if row.state != "done" {
+    if row.state != ObjectState::Done {
         let why = row.error.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
         return Err(diff(NotCopied, format!("the journal has it {}{why}", row.state)));
     }

@@ -4,7 +4,7 @@
 
 use ferry_core::{Location, ObjectEntry};
 use ferry_engine::{Access, Job, Stats, plan};
-use ferry_journal::Journal;
+use ferry_journal::JournalKind;
 use ferry_manifest::ManifestReader;
 use ferry_testkit::SyntheticBucket;
 
@@ -20,12 +20,12 @@ fn bucket() -> SyntheticBucket {
     SyntheticBucket::new(Location::parse("s3://synthetic-source/").unwrap(), OBJECTS)
 }
 
-fn journal_keys(job: &Job) -> Vec<String> {
-    let journal = Journal::open(&job.journal_path()).unwrap();
+async fn journal_keys(job: &Job) -> Vec<String> {
+    let journal = job.journal(JournalKind::Main).await.unwrap();
     let mut keys = Vec::new();
     let mut after = 0;
     loop {
-        let page = journal.page(after, 10_000).unwrap();
+        let page = journal.page(after, 10_000).await.unwrap();
         let Some(last) = page.last() else { break };
         after = last.id;
         keys.extend(page.into_iter().map(|r| r.entry.key));
@@ -41,7 +41,7 @@ async fn the_journal_and_the_manifest_hold_exactly_the_listing() {
     assert_eq!((summary.objects, summary.already_planned), (OBJECTS, false));
 
     let expected: Vec<String> = (0..OBJECTS).map(|i| SyntheticBucket::entry(i).key).collect();
-    assert_eq!(journal_keys(&job), expected, "journal rows in listing order");
+    assert_eq!(journal_keys(&job).await, expected, "journal rows in listing order");
     let mut manifest: Vec<ObjectEntry> = Vec::new();
     ManifestReader::open(&summary.manifest)
         .unwrap()
@@ -55,7 +55,7 @@ async fn the_journal_and_the_manifest_hold_exactly_the_listing() {
 
     let again = plan(&mut job, &bucket(), &Stats::default()).await.unwrap();
     assert!(again.already_planned);
-    assert_eq!(journal_keys(&job).len() as u64, OBJECTS, "a second plan adds nothing");
+    assert_eq!(journal_keys(&job).await.len() as u64, OBJECTS, "a second plan adds nothing");
 }
 
 #[tokio::test]
@@ -65,11 +65,11 @@ async fn a_listing_that_fails_midway_leaves_no_work_and_the_next_plan_is_exact()
     let err = plan(&mut job, &bucket().failing_at_page(20), &Stats::default()).await.unwrap_err();
     assert!(err.to_string().contains("listing page 20 refused"), "{err}");
     assert_eq!(job.latest_generation(), None, "nothing sealed");
-    assert!(journal_keys(&job).is_empty(), "the 20 000 rows seeded before the failure are gone");
+    assert!(journal_keys(&job).await.is_empty(), "the 20 000 rows seeded before the failure are gone");
 
     let summary = plan(&mut job, &bucket(), &Stats::default()).await.unwrap();
     assert_eq!(summary.objects, OBJECTS);
-    assert_eq!(journal_keys(&job).len() as u64, OBJECTS);
+    assert_eq!(journal_keys(&job).await.len() as u64, OBJECTS);
 }
 
 #[tokio::test]
@@ -79,13 +79,11 @@ async fn rows_of_a_listing_killed_midway_are_replaced_by_the_next_plan() {
     job.persist().unwrap();
     // What a SIGKILL during the listing leaves: rows of generation 1, no seal, no marker, and
     // among them keys the source no longer has.
-    let mut journal = Journal::open(&job.journal_path()).unwrap();
+    let journal = job.journal(JournalKind::Main).await.unwrap();
     let gone = ObjectEntry { key: "deleted-since/x.bin".into(), size: 3, ..Default::default() };
-    journal.seed(1, &[SyntheticBucket::entry(0), gone.clone()]).unwrap();
-    drop(journal);
+    journal.seed(1, &[SyntheticBucket::entry(0), gone.clone()]).await.unwrap();
 
     plan(&mut job, &bucket(), &Stats::default()).await.unwrap();
-    let journal = Journal::open(&job.journal_path()).unwrap();
-    assert!(!journal.has_key(&gone.key).unwrap(), "a key the finished listing does not have is not work");
-    assert_eq!(journal.counts().unwrap().objects, OBJECTS);
+    assert!(!journal.has_key(&gone.key).await.unwrap(), "a key the finished listing does not have is not work");
+    assert_eq!(journal.counts().await.unwrap().objects, OBJECTS);
 }

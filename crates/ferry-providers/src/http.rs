@@ -96,8 +96,11 @@ pub(crate) struct Peer<'a> {
 
 /// Sends the request `attempt` builds, up to `attempts` times while failures are retryable.
 /// A 2xx answer is `Ok`; 401/403 are `Denied`, 404 `NotFound`, anything else classified by status.
-/// A retryable answer's `Retry-After` (in seconds) replaces the backoff.
+/// A retryable answer's `Retry-After` (in seconds) replaces the backoff. Every attempt takes a
+/// request slot and waits `run`'s pace ([`crate::RunContext::before_request`]), and feeds the
+/// pace; each retry is counted in `run` by cause.
 pub(crate) async fn send_retrying<F, Fut>(
+    run: &crate::RunContext,
     peer: &Peer<'_>,
     op: &'static str,
     key: &str,
@@ -112,17 +115,17 @@ where
     loop {
         n += 1;
         let mut retry_after = None;
-        crate::retries::pace().await;
+        run.before_request().await;
         let cause;
         let err = match attempt().await? {
             Ok(resp) if resp.status().is_success() => {
-                retries::succeeded();
+                run.retries().succeeded();
                 return Ok(resp);
             }
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 if matches!(status, 429 | 503) {
-                    retries::throttled();
+                    run.retries().throttled();
                 }
                 retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
                 // Azure names the error in a header; both services explain it in the body.
@@ -172,7 +175,7 @@ where
         if err.class() != ErrorClass::Retryable || n >= attempts {
             return Err(err);
         }
-        retries::record(cause);
+        run.retries().record(cause);
         let delay = match retry_after {
             // The service said when to come back (seconds); honour it, within reason.
             Some(secs) => Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)),
@@ -188,14 +191,14 @@ where
 /// Largest buffer reserved up front from a response's Content-Length; a longer body grows it.
 const MAX_RESERVE: u64 = 1 << 30;
 
-/// Reads a response body into one (recycled) buffer sized from its Content-Length, chunk by chunk as the
-/// connection delivers them: one copy of each byte, and never the chunks and a joined copy of
-/// them in memory at once (what collecting then flattening a body costs).
-pub(crate) async fn read_body(mut resp: reqwest::Response) -> reqwest::Result<bytes::Bytes> {
-    let mut buf = ferry_core::buffers::take(resp.content_length().unwrap_or(0).min(MAX_RESERVE) as usize);
+/// Reads a response body into one buffer of `pool` (recycled) sized from its Content-Length,
+/// chunk by chunk as the connection delivers them: one copy of each byte, and never the chunks
+/// and a joined copy of them in memory at once (what collecting then flattening a body costs).
+/// Its bytes are charged to the run's read ceiling by [`crate::Throttled`] once they are all in.
+pub(crate) async fn read_body(pool: &ferry_core::buffers::BufferPool, mut resp: reqwest::Response) -> reqwest::Result<bytes::Bytes> {
+    let mut buf = pool.take(resp.content_length().unwrap_or(0).min(MAX_RESERVE) as usize);
     while let Some(chunk) = resp.chunk().await.map_err(reqwest::Error::without_url)? {
         buf.extend_from_slice(&chunk);
     }
-    crate::throttle::received(buf.len()).await;
-    Ok(ferry_core::buffers::freeze(buf))
+    Ok(pool.freeze(buf))
 }

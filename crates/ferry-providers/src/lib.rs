@@ -16,10 +16,14 @@
 //!   service copies by itself. Each folder also owns its `LIMITS` and an `open` for the
 //!   registry.
 //! - [`error`]: [`ProviderError`], its [`ErrorClass`] and its [`FailureKind`](ferry_core::FailureKind).
+//! - [`run`]: [`RunContext`], what one run shares across its providers (ceilings, pace,
+//!   retry and request counts, the part-buffer pool); never a process static.
 //! - [`retries`]: failed attempts counted by [`Cause`](retries::Cause), and the adaptive pace
 //!   after throttling.
 //! - [`throttle`]: the user's ceilings, bytes per second each way and requests per second.
-//! - [`REGISTRY`] and [`open`]: the providers by URL scheme, one line each.
+//! - [`wrap`]: [`Throttled`] and [`Counted`], put around any provider (and its capabilities).
+//! - [`REGISTRY`] and [`open`]: the providers by URL scheme, one line each; `open` wraps each
+//!   adapter for its run.
 
 pub mod azure;
 pub mod error;
@@ -27,14 +31,19 @@ pub mod gcs;
 mod http;
 pub mod local;
 pub mod retries;
+pub mod run;
 pub mod s3;
 pub mod throttle;
+pub mod wrap;
 
 pub use error::{FileKind, ProviderError, Refusal};
+pub use run::{RequestCount, RunContext};
+pub use throttle::Rates;
+pub use wrap::{Counted, Throttled};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::{Checksums, ErrorClass, Evidence, Limits, Location, ObjectEntry, Scheme};
+use ferry_core::{Checksums, ErrorClass, Evidence, Limits, Location, ObjectEntry, PartPlan, Scheme};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -160,15 +169,17 @@ pub trait ServerCopy: Send + Sync {
 
     /// Copies `object` (the source's current state, its key relative to `source`, which must be
     /// a location of this same service that this provider's credentials can read) to the same
-    /// relative key here. Objects over `part_size` are copied as parts in parallel; such a copy
-    /// calls `started` with its upload id before the first part (to journal it), and aborts
-    /// the upload itself when it fails. The copy is refused if the source changed from
-    /// `object` meanwhile.
+    /// relative key here, in the parts of `plan` (the caller's, chosen against [`Provider::limits`]
+    /// for `object.size`; one request when it has one part). A copy in parts copies them in
+    /// parallel, calls `started` with its upload id before the first part (to journal it), and
+    /// aborts the upload itself when it fails. The copy is refused if the source changed from
+    /// `object` meanwhile, and before any request if `plan` is not `object`'s or the service
+    /// would not take it. Services that copy whole objects in their own steps ignore `plan`.
     async fn copy_from(
         &self,
         source: &Location,
         object: &ObjectEntry,
-        part_size: u64,
+        plan: &PartPlan,
         started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
     ) -> Result<ServerCopied>;
 }
@@ -260,25 +271,50 @@ impl Connect {
     }
 }
 
-/// Opens a provider for a location (and how to reach it), building clients only.
-pub type Opener = fn(&Location, &Connect) -> BoxFuture<'static, Result<Arc<dyn Provider>>>;
+/// Opens a provider for a location (how to reach it, and the run it serves), building clients
+/// only.
+pub type Opener = fn(&Location, &Connect, &Arc<RunContext>) -> BoxFuture<'static, Result<Arc<dyn Provider>>>;
+
+/// Where a provider's requests go: a network provider's calls are held to the run's ceilings,
+/// a local disk's never are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    Network,
+    LocalDisk,
+}
 
 /// Every provider ferry knows, by the URL scheme it serves. A new provider is its folder (with
 /// its `open`, its `LIMITS` and its conformance test) and one line here; the scheme itself is
 /// URL grammar, in `ferry_core::Scheme`.
-pub const REGISTRY: &[(Scheme, Opener)] =
-    &[(Scheme::S3, s3::open), (Scheme::Gcs, gcs::open), (Scheme::Azure, azure::open), (Scheme::Local, local::open)];
+pub const REGISTRY: &[(Scheme, Opener, Reach)] = &[
+    (Scheme::S3, s3::open, Reach::Network),
+    (Scheme::Gcs, gcs::open, Reach::Network),
+    (Scheme::Azure, azure::open, Reach::Network),
+    (Scheme::Local, local::open, Reach::LocalDisk),
+];
 
-/// Opens the adapter for `location` through [`REGISTRY`]. Builds clients only: no request is
-/// sent (see [`Provider::check`]).
-pub async fn open(location: &Location, connect: &Connect) -> Result<Arc<dyn Provider>> {
-    let Some((_, open)) = REGISTRY.iter().find(|(scheme, _)| *scheme == location.scheme) else {
+/// Opens the adapter for `location` through [`REGISTRY`] in `run`: every call counted
+/// ([`Counted`]), and a network provider's calls held to the run's ceilings ([`Throttled`]).
+/// Builds clients only: no request is sent (see [`Provider::check`]).
+pub async fn open(location: &Location, connect: &Connect, run: &Arc<RunContext>) -> Result<Arc<dyn Provider>> {
+    let Some((_, open, reach)) = REGISTRY.iter().find(|(scheme, _, _)| *scheme == location.scheme) else {
         return Err(ProviderError::Config {
             provider: location.scheme.as_url_scheme(),
             detail: format!("no provider serves {}:// locations", location.scheme.as_url_scheme()),
         });
     };
-    open(location, connect).await
+    let adapter = open(location, connect, run).await?;
+    let adapter: Arc<dyn Provider> = match reach {
+        Reach::Network => Arc::new(Throttled::new(adapter, run.clone())),
+        Reach::LocalDisk => adapter,
+    };
+    Ok(Arc::new(Counted::new(adapter, run.clone())))
+}
+
+/// A local directory's adapter in `run`, counted (and never throttled), for the engine's own
+/// devices (an export's destinations, an ingest's sources) where no URL or [`Connect`] applies.
+pub fn open_local(location: Location, run: &Arc<RunContext>) -> Arc<dyn Provider> {
+    Arc::new(Counted::new(Arc::new(local::LocalProvider::new(location).buffers(run.buffers().clone())), run.clone()))
 }
 
 /// Classifies an HTTP status the same way for every provider.

@@ -3,7 +3,8 @@
 //! success speeds them up again a little, so a service that pushes back gets fewer requests
 //! until it recovers. (The S3 SDK paces itself the same way in its adaptive retry mode.)
 //!
-//! Counts are process-wide: one ferry process runs one job.
+//! Counts and pace are one run's ([`Retries`] lives in its [`crate::RunContext`]): two runs in
+//! one process neither add to each other's counts nor slow each other down.
 
 use ferry_core::FailureKind;
 use std::collections::BTreeMap;
@@ -11,11 +12,16 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-static COUNTS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
-/// Delay before each request, in microseconds; 0 when the services are not pushing back.
-static PACE_US: AtomicU64 = AtomicU64::new(0);
-/// Throttling answers (429, 503) seen by this process so far.
-static THROTTLES: AtomicU64 = AtomicU64::new(0);
+/// One run's failed attempts by cause and its adaptive pace.
+#[derive(Debug, Default)]
+pub struct Retries {
+    counts: Mutex<BTreeMap<Cause, u64>>,
+    /// Delay before each request, in microseconds; 0 when the services are not pushing back.
+    pace_us: AtomicU64,
+    /// Throttling answers (429, 503) seen by this run so far.
+    throttles: AtomicU64,
+}
+
 const MAX_PACE_US: u64 = 2_000_000;
 const FIRST_PACE_US: u64 = 10_000;
 
@@ -82,41 +88,54 @@ impl std::fmt::Display for Cause {
     }
 }
 
-/// Counts one failed attempt.
-pub fn record(cause: Cause) {
-    *COUNTS.lock().expect("retry counts lock").entry(cause.as_str()).or_default() += 1;
-}
+impl Retries {
+    fn counts(&self) -> std::sync::MutexGuard<'_, BTreeMap<Cause, u64>> {
+        // Each update is one increment: a panic elsewhere cannot leave the counts torn.
+        self.counts.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 
-/// Failed attempts so far, by cause.
-pub fn snapshot() -> BTreeMap<String, u64> {
-    COUNTS.lock().expect("retry counts lock").iter().map(|(k, v)| (k.to_string(), *v)).collect()
-}
+    /// Counts one failed attempt.
+    pub fn record(&self, cause: Cause) {
+        *self.counts().entry(cause).or_default() += 1;
+    }
 
-/// Throttling answers (429, 503) this process has seen: callers compare two readings to learn
-/// whether the services pushed back meanwhile.
-pub fn throttles() -> u64 {
-    THROTTLES.load(Ordering::Relaxed)
-}
+    /// Failed attempts so far, by cause.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.counts().iter().map(|(k, v)| (k.as_str().to_string(), *v)).collect()
+    }
 
-/// Slows later requests down after a throttling answer.
-pub(crate) fn throttled() {
-    THROTTLES.fetch_add(1, Ordering::Relaxed);
-    let _ = PACE_US.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some((p * 2).clamp(FIRST_PACE_US, MAX_PACE_US)));
-}
+    /// Throttling answers (429, 503) this run has seen: callers compare two readings to learn
+    /// whether the services pushed back meanwhile.
+    pub fn throttles(&self) -> u64 {
+        self.throttles.load(Ordering::Relaxed)
+    }
 
-/// Speeds later requests up after a success (the pace shrinks by 1/16). Against doubling on
-/// each throttling answer, the pace grows only while more than about one request in twelve is
-/// throttled, and falls back to none once the service stops pushing back.
-pub(crate) fn succeeded() {
-    let _ = PACE_US.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| (p > 0).then(|| if p < 1_000 { 0 } else { p - p / 16 }));
-}
+    /// Slows later requests down after a throttling answer.
+    pub(crate) fn throttled(&self) {
+        self.throttles.fetch_add(1, Ordering::Relaxed);
+        let _ = self.pace_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| Some((p * 2).clamp(FIRST_PACE_US, MAX_PACE_US)));
+    }
 
-/// Waits the current pace (jittered) and a request slot under `--tpslimit` before a request.
-pub(crate) async fn pace() {
-    crate::throttle::request().await;
-    let p = PACE_US.load(Ordering::Relaxed);
-    if p > 0 {
-        tokio::time::sleep(Duration::from_micros(p / 2 + rand::random_range(0..=p / 2))).await;
+    /// Speeds later requests up after a success (the pace shrinks by 1/16). Against doubling
+    /// on each throttling answer, the pace grows only while more than about one request in
+    /// twelve is throttled, and falls back to none once the service stops pushing back.
+    pub(crate) fn succeeded(&self) {
+        let _ =
+            self.pace_us.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |p| (p > 0).then(|| if p < 1_000 { 0 } else { p - p / 16 }));
+    }
+
+    /// Waits the current pace (jittered) before a request (see
+    /// [`crate::RunContext::before_request`], which takes the request slot first).
+    pub(crate) async fn pace(&self) {
+        let p = self.pace_us.load(Ordering::Relaxed);
+        if p > 0 {
+            tokio::time::sleep(Duration::from_micros(p / 2 + rand::random_range(0..=p / 2))).await;
+        }
+    }
+
+    #[cfg(test)]
+    fn pace_us(&self) -> u64 {
+        self.pace_us.load(Ordering::Relaxed)
     }
 }
 
@@ -126,24 +145,38 @@ mod tests {
 
     #[test]
     fn throttling_slows_down_and_successes_recover_slowly() {
-        throttled();
-        throttled();
-        let slowed = PACE_US.load(Ordering::Relaxed);
+        let r = Retries::default();
+        r.throttled();
+        r.throttled();
+        let slowed = r.pace_us();
         assert_eq!(slowed, 2 * FIRST_PACE_US);
         for _ in 0..5 {
-            succeeded();
+            r.succeeded();
         }
-        let after = PACE_US.load(Ordering::Relaxed);
+        let after = r.pace_us();
         assert!(after < slowed && after > slowed / 2, "recovers slowly: {slowed} -> {after}");
         for _ in 0..200 {
-            succeeded();
+            r.succeeded();
         }
-        assert_eq!(PACE_US.load(Ordering::Relaxed), 0, "and fully");
+        assert_eq!(r.pace_us(), 0, "and fully");
         for _ in 0..20 {
-            throttled();
+            r.throttled();
         }
-        assert_eq!(PACE_US.load(Ordering::Relaxed), MAX_PACE_US, "capped");
-        PACE_US.store(0, Ordering::Relaxed);
+        assert_eq!(r.pace_us(), MAX_PACE_US, "capped");
+        assert_eq!(r.throttles(), 22);
+    }
+
+    #[test]
+    fn two_runs_count_and_pace_apart() {
+        let (a, b) = (Retries::default(), Retries::default());
+        a.throttled();
+        a.record(Cause::Throttled);
+        b.record(Cause::Checksum);
+        b.record(Cause::Checksum);
+        assert_eq!((a.pace_us(), b.pace_us()), (FIRST_PACE_US, 0), "b is not slowed by a's 429");
+        assert_eq!((a.throttles(), b.throttles()), (1, 0));
+        assert_eq!(a.snapshot(), BTreeMap::from([("throttled (429)".to_string(), 1)]));
+        assert_eq!(b.snapshot(), BTreeMap::from([("checksum mismatch".to_string(), 2)]));
     }
 
     #[test]

@@ -393,12 +393,12 @@ impl ServerCopy for FaultyProvider {
         &self,
         source: &Location,
         object: &ObjectEntry,
-        part_size: u64,
+        plan: &ferry_core::PartPlan,
         started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
     ) -> Result<ServerCopied> {
         self.before(Method::CopyFrom, "copy", &object.key).await?;
         let copier = self.inner.server_copy().expect("offered only when the wrapped provider has it");
-        copier.copy_from(source, object, part_size, started).await
+        copier.copy_from(source, object, plan, started).await
     }
 }
 
@@ -515,5 +515,19 @@ mod tests {
         let before = tokio::time::Instant::now();
         assert!(p.head("k").await.unwrap().is_some());
         assert!(before.elapsed() >= Duration::from_secs(3600));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_listing_page_ends_the_listing_with_the_error() {
+        let store = MemoryStore::new();
+        for key in ["a", "b", "c"] {
+            store.insert("bkt", key, key);
+        }
+        let p =
+            FaultyProvider::new(Arc::new(store.provider("s3://bkt/").with_page_size(1))).inject(Method::List, When::Nth(2), Fault::Drop);
+        let pages: Vec<Result<Vec<ObjectEntry>>> = p.list().collect().await;
+        assert_eq!(pages.len(), 2, "the listing goes on after a dropped page");
+        assert_eq!(pages[0].as_ref().unwrap()[0].key, "a");
+        assert_eq!(pages[1].as_ref().unwrap_err().class(), ErrorClass::Retryable);
     }
 }

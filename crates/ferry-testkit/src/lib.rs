@@ -1,5 +1,6 @@
-//! What ferry's tests stand on: the real local services, started on free loopback ports, and
-//! the provider conformance suite every adapter must pass.
+//! What ferry's tests stand on: the real local services, started on free loopback ports, the
+//! provider conformance suite every adapter must pass, and providers for fast engine tests (in
+//! memory, and with faults injected).
 //!
 //! Services: S3 is s3s-fs served in-process (a directory per bucket); Azure is Azurite, GCS is
 //! fake-gcs-server and a second S3 is moto, all installed by `scripts/install-services.sh` into
@@ -9,7 +10,9 @@
 //! # Layout
 //! - [`services`]: [`S3Server`], [`Azurite`], [`FakeGcs`], [`Moto`] and [`free_port`].
 //! - [`proxy`]: [`CountingProxy`], which counts the bytes a client uploads and injects faults.
-//! - [`conformance`]: [`conformance::run`], the suite for any [`ferry_providers::Provider`].
+//! - [`conformance`]: [`conformance::run`], the suite for any [`ferry_providers::Provider`]: one
+//!   check per behaviour, each adapter's test (`tests/conformance_*.rs`) passing its service and
+//!   its declared limits and capabilities ([`conformance::Options`]).
 //! - [`memory`]: [`MemoryStore`] and [`MemoryProvider`], a provider in memory (multipart with
 //!   resume, server-side copy between providers on one store) for engine tests without services.
 //! - [`faulty`]: [`FaultyProvider`], any provider with faults injected per method (drop, delay,

@@ -163,6 +163,9 @@ impl Drop for S3Server {
     }
 }
 
+/// The pid of [`Azurite::shared`]'s process.
+static SHARED_PID: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
 /// Azurite's blob service, in memory.
 pub struct Azurite {
     pub endpoint: String,
@@ -190,6 +193,27 @@ impl Azurite {
         let probe = format!("/{AZURITE_ACCOUNT}?comp=list");
         let (endpoint, service) = start_on_free_port("Azurite", command, &probe, |a| a.server.starts_with("Azurite"));
         Azurite { endpoint, _service: service }
+    }
+
+    /// One Azurite for every test of this process, stopped when the process exits (a static is
+    /// never dropped: an exit hook kills it). For tests that must share one endpoint, such as
+    /// those reaching it through `AZURITE_BLOB_STORAGE_URL`, which is process-wide.
+    pub fn shared() -> &'static Azurite {
+        static SHARED: std::sync::OnceLock<Azurite> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| {
+            let azurite = Azurite::start();
+            SHARED_PID.store(azurite._service.0.id(), std::sync::atomic::Ordering::SeqCst);
+            unsafe extern "C" {
+                fn atexit(hook: extern "C" fn()) -> std::ffi::c_int;
+            }
+            extern "C" fn stop_shared() {
+                let pid = SHARED_PID.load(std::sync::atomic::Ordering::SeqCst);
+                let _ = Command::new("kill").arg(pid.to_string()).stdout(Stdio::null()).stderr(Stdio::null()).status();
+            }
+            // SAFETY: registers a plain function with the C library, run once at a normal exit.
+            unsafe { atexit(stop_shared) };
+            azurite
+        })
     }
 
     /// SharedKey headers for a request without a body. `query` is `(name, value)` pairs, sorted.
@@ -267,7 +291,7 @@ impl Azurite {
 pub async fn put_blob(endpoint: &str, container: &str, key: &str, data: bytes::Bytes) {
     let location = ferry_core::Location::parse(&format!("az://{container}/")).expect("container URL");
     let connect = ferry_providers::Connect { endpoint: Some(endpoint.to_string()), ..Default::default() };
-    let azure = ferry_providers::open(&location, &connect).await.expect("open Azurite");
+    let azure = ferry_providers::open(&location, &connect, &ferry_providers::RunContext::unlimited()).await.expect("open Azurite");
     let crc = ferry_core::crc32c(&data);
     azure.put(key, data, crc, &Default::default()).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
 }
@@ -341,7 +365,8 @@ impl FakeGcs {
         rt.block_on(async {
             let location = ferry_core::Location::parse(&format!("gs://{bucket}/")).expect("bucket URL");
             let connect = ferry_providers::Connect { endpoint: Some(self.endpoint.clone()), profile: None, ..Default::default() };
-            let gcs = ferry_providers::open(&location, &connect).await.expect("open fake-gcs-server");
+            let gcs =
+                ferry_providers::open(&location, &connect, &ferry_providers::RunContext::unlimited()).await.expect("open fake-gcs-server");
             let attrs = ferry_providers::PutAttrs { content_type: content_type.map(str::to_string), ..Default::default() };
             for (key, data) in objects {
                 gcs.put(key, data.clone(), ferry_core::crc32c(data), &attrs).await.unwrap_or_else(|e| panic!("put {key}: {e}"));

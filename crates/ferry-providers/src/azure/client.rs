@@ -34,6 +34,8 @@ pub(super) struct BlockClient {
     pub container_url: String,
     pub container: String,
     pub endpoint: String,
+    /// The run whose pace, counts and buffers the requests use.
+    pub run: std::sync::Arc<crate::RunContext>,
 }
 
 pub(super) fn block_id(upload_id: &str, index: u32) -> String {
@@ -79,7 +81,7 @@ impl BlockClient {
         expect: u64,
     ) -> Result<reqwest::Response> {
         let peer = crate::http::Peer { provider: PROVIDER, bucket: &self.container, endpoint: &self.endpoint };
-        crate::http::send_retrying(&peer, op, key, ATTEMPTS, || async {
+        crate::http::send_retrying(&self.run, &peer, op, key, ATTEMPTS, || async {
             let req = match self.signed(&method, &url, &headers, &body).await?.build() {
                 Ok(req) => req,
                 Err(e) => return Ok(Err(e)),
@@ -124,7 +126,6 @@ impl BlockClient {
     pub async fn put_block(&self, full_key: &str, key: &str, block_id: &str, data: Bytes) -> Result<()> {
         let url = format!("{}?comp=block&blockid={}", self.blob_url(full_key), utf8_percent_encode(block_id, UNRESERVED));
         let headers = vec![("content-md5".to_string(), md5_b64(&data))];
-        crate::throttle::sending(data.len()).await;
         self.send("put block", key, http::Method::PUT, url, headers, data).await?;
         Ok(())
     }
@@ -134,7 +135,6 @@ impl BlockClient {
     pub async fn put_blob(&self, full_key: &str, key: &str, data: Bytes, attrs: &PutAttrs) -> Result<PutReceipt> {
         let mut headers = vec![("x-ms-blob-type".to_string(), "BlockBlob".to_string()), ("content-md5".to_string(), md5_b64(&data))];
         headers.extend(attr_headers(attrs));
-        crate::throttle::sending(data.len()).await;
         let resp = self.send("put", key, http::Method::PUT, self.blob_url(full_key), headers, data).await?;
         let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(crate::unquote);
         Ok(PutReceipt { etag })
@@ -172,7 +172,7 @@ impl BlockClient {
                 let sent =
                     self.send_expecting("get", key, http::Method::GET, url.clone(), headers.clone(), Bytes::new(), want_end - start).await;
                 let fetched = match sent {
-                    Ok(resp) => read_checked(resp, start, want_end).await,
+                    Ok(resp) => read_checked(self.run.buffers(), resp, start, want_end).await,
                     // An empty blob has no byte 0 to ask for.
                     Err(ProviderError::Request { kind: FailureKind::RangeNotSatisfiable, .. }) if start == 0 && first.is_none() => {
                         let resp = self.send("get", key, http::Method::GET, url.clone(), Vec::new(), Bytes::new()).await?;
@@ -183,7 +183,7 @@ impl BlockClient {
                 match fetched {
                     Ok(got) => break got,
                     Err((kind, _)) if attempt < ATTEMPTS => {
-                        crate::retries::record(crate::retries::Cause::of(kind));
+                        self.run.retries().record(crate::retries::Cause::of(kind));
                     }
                     Err((FailureKind::CorruptedInTransit, detail)) => return Err(ProviderError::corrupted(PROVIDER, "get", key, detail)),
                     Err((kind, detail)) => {
@@ -378,6 +378,7 @@ fn attr_headers(attrs: &PutAttrs) -> Vec<(String, String)> {
 type ReadFailure = (FailureKind, String);
 
 async fn read_checked(
+    pool: &ferry_core::buffers::BufferPool,
     resp: reqwest::Response,
     start: u64,
     want_end: u64,
@@ -390,7 +391,7 @@ async fn read_checked(
         .and_then(|t| t.parse::<u64>().ok())
         .ok_or((FailureKind::Connection, "connection dropped: the answer has no Content-Range".to_string()))?;
     let md5 = head.get("content-md5").and_then(|v| v.to_str().ok()).map(str::to_string);
-    let data = crate::http::read_body(resp)
+    let data = crate::http::read_body(pool, resp)
         .await
         .map_err(|e| (FailureKind::Connection, format!("connection dropped while reading: {}", crate::error::chain(&e))))?;
     let expected = want_end.min(total).saturating_sub(start);

@@ -57,10 +57,11 @@ pub const LIMITS: Limits =
 pub(crate) fn open(
     location: &Location,
     connect: &crate::Connect,
+    run: &std::sync::Arc<crate::RunContext>,
 ) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
-    let (location, connect) = (location.clone(), connect.clone());
+    let (location, connect, run) = (location.clone(), connect.clone(), run.clone());
     Box::pin(async move {
-        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(AzureProvider::new(location, &connect)?);
+        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(AzureProvider::new(location, &connect, &run)?);
         Ok(provider)
     })
 }
@@ -75,7 +76,7 @@ pub struct AzureProvider {
 }
 
 impl AzureProvider {
-    pub fn new(location: Location, connect: &crate::Connect) -> Result<AzureProvider> {
+    pub fn new(location: Location, connect: &crate::Connect, run: &Arc<crate::RunContext>) -> Result<AzureProvider> {
         let retry = RetryConfig { max_retries: 5, retry_timeout: Duration::from_secs(60), ..Default::default() };
         let builder = MicrosoftAzureBuilder::from_env().with_container_name(&location.bucket).with_retry(retry);
         let (builder, account, account_url, endpoint) = resolve_endpoint(builder, connect.endpoint.as_deref())?;
@@ -98,6 +99,7 @@ impl AzureProvider {
             container_url: format!("{account_url}/{}", location.bucket),
             container: location.bucket.clone(),
             endpoint: endpoint.clone(),
+            run: run.clone(),
         });
         Ok(AzureProvider { location, store: Arc::new(store), endpoint, blocks, connect: connect.clone() })
     }

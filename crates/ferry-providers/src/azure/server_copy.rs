@@ -4,7 +4,7 @@ use super::client::blob_entry;
 use super::*;
 use crate::{Result, ServerCopied, ServerCopy};
 use async_trait::async_trait;
-use ferry_core::{Checksums, Location, ObjectEntry};
+use ferry_core::{Checksums, Location, ObjectEntry, PartPlan};
 
 #[async_trait]
 impl ServerCopy for AzureProvider {
@@ -17,7 +17,7 @@ impl ServerCopy for AzureProvider {
         &self,
         source: &Location,
         object: &ObjectEntry,
-        _part_size: u64,
+        _plan: &PartPlan,
         _started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();

@@ -31,6 +31,8 @@ pub(super) struct Client {
     pub(super) bucket: String,
     pub(super) creds: Option<Credentials>,
     pub(super) endpoint: String,
+    /// The run whose pace, counts and buffers the requests use.
+    pub(super) run: std::sync::Arc<crate::RunContext>,
 }
 
 #[derive(Deserialize, Default)]
@@ -109,7 +111,7 @@ impl Client {
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
         let peer = crate::http::Peer { provider: PROVIDER, bucket: &self.bucket, endpoint: &self.endpoint };
-        crate::http::send_retrying(&peer, op, key, ATTEMPTS, || async {
+        crate::http::send_retrying(&self.run, &peer, op, key, ATTEMPTS, || async {
             match self.auth(build()).await?.build() {
                 Ok(req) => Ok(crate::http::execute_timed(&self.http, req, expect).await),
                 Err(e) => Ok(Err(e)),
@@ -210,7 +212,7 @@ impl Client {
 impl Client {
     /// The client for `bucket` through `connect`'s endpoint, else `STORAGE_EMULATOR_HOST` (an
     /// emulator, reached without credentials), else Google with Application Default Credentials.
-    pub(super) fn connect(bucket: &str, connect: &crate::Connect) -> Result<Client> {
+    pub(super) fn connect(bucket: &str, connect: &crate::Connect, run: &std::sync::Arc<crate::RunContext>) -> Result<Client> {
         let emulator = connect.endpoint.clone().or_else(|| std::env::var("STORAGE_EMULATOR_HOST").ok().filter(|s| !s.is_empty()));
         let (base, creds) = match &emulator {
             Some(ep) => {
@@ -231,7 +233,7 @@ impl Client {
             .build()
             .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
         let endpoint = ferry_core::location::redact(&base);
-        Ok(Client { http, base, bucket: bucket.to_string(), creds, endpoint })
+        Ok(Client { http, base, bucket: bucket.to_string(), creds, endpoint, run: run.clone() })
     }
 }
 

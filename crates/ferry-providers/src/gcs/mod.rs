@@ -41,10 +41,11 @@ pub const LIMITS: Limits =
 pub(crate) fn open(
     location: &Location,
     connect: &crate::Connect,
+    run: &std::sync::Arc<crate::RunContext>,
 ) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
-    let (location, connect) = (location.clone(), connect.clone());
+    let (location, connect, run) = (location.clone(), connect.clone(), run.clone());
     Box::pin(async move {
-        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(GcsProvider::new(location, &connect).await?);
+        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(GcsProvider::new(location, &connect, &run).await?);
         Ok(provider)
     })
 }
@@ -57,8 +58,8 @@ pub struct GcsProvider {
 }
 
 impl GcsProvider {
-    pub async fn new(location: Location, connect: &crate::Connect) -> Result<GcsProvider> {
-        Ok(GcsProvider { client: Client::connect(&location.bucket, connect)?, location, connect: connect.clone() })
+    pub async fn new(location: Location, connect: &crate::Connect, run: &std::sync::Arc<crate::RunContext>) -> Result<GcsProvider> {
+        Ok(GcsProvider { client: Client::connect(&location.bucket, connect, run)?, location, connect: connect.clone() })
     }
 }
 
@@ -128,7 +129,7 @@ impl Provider for GcsProvider {
             content_type: header("content-type"),
             ..Default::default()
         };
-        let data = crate::http::read_body(resp).await.map_err(|e| ProviderError::Request {
+        let data = crate::http::read_body(self.client.run.buffers(), resp).await.map_err(|e| ProviderError::Request {
             provider: PROVIDER,
             op: "get",
             key: key.to_string(),
@@ -151,7 +152,6 @@ impl Provider for GcsProvider {
     }
 
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
-        crate::throttle::sending(data.len()).await;
         let c = &self.client;
         let name = self.location.key_for(key);
         let mut meta = serde_json::json!({ "name": name, "crc32c": B64.encode(crc32c.to_be_bytes()) });

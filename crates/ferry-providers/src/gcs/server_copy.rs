@@ -2,7 +2,7 @@
 
 use crate::{ProviderError, Result, ServerCopied, ServerCopy};
 use async_trait::async_trait;
-use ferry_core::{Checksums, ErrorClass, FailureKind, Location, ObjectEntry};
+use ferry_core::{Checksums, ErrorClass, FailureKind, Location, ObjectEntry, PartPlan};
 use serde::Deserialize;
 
 use super::client::*;
@@ -32,7 +32,7 @@ impl ServerCopy for GcsProvider {
         &self,
         source: &Location,
         object: &ObjectEntry,
-        _part_size: u64,
+        _plan: &PartPlan,
         _started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();

@@ -71,11 +71,12 @@ pub const LIMITS: Limits =
 pub(crate) fn open(
     location: &Location,
     connect: &crate::Connect,
+    run: &std::sync::Arc<crate::RunContext>,
 ) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
-    let (location, connect) = (location.clone(), connect.clone());
+    let (location, connect, buffers) = (location.clone(), connect.clone(), run.buffers().clone());
     Box::pin(async move {
         let provider: std::sync::Arc<dyn Provider> =
-            std::sync::Arc::new(LocalProvider::new(location).follow_symlinks(connect.follow_symlinks));
+            std::sync::Arc::new(LocalProvider::new(location).follow_symlinks(connect.follow_symlinks).buffers(buffers));
         Ok(provider)
     })
 }
@@ -85,12 +86,21 @@ pub struct LocalProvider {
     root: PathBuf,
     /// List (and read) what symbolic links inside the root point to, when that stays inside.
     follow_symlinks: bool,
+    /// Where reads take their buffers: the run's pool (see [`LocalProvider::buffers`]).
+    buffers: ferry_core::buffers::BufferPool,
 }
 
 impl LocalProvider {
+    /// An adapter with a pool of its own; [`crate::open`] hands it the run's instead.
     pub fn new(location: Location) -> LocalProvider {
         let root = PathBuf::from(&location.prefix);
-        LocalProvider { location, root, follow_symlinks: false }
+        LocalProvider { location, root, follow_symlinks: false, buffers: Default::default() }
+    }
+
+    /// Reads into buffers of `pool` (a run's, so its memory budget bounds them).
+    pub fn buffers(mut self, pool: ferry_core::buffers::BufferPool) -> LocalProvider {
+        self.buffers = pool;
+        self
     }
 
     /// Reads (`get`, `head`) a symlink whose resolved target stays inside the root instead of
@@ -184,13 +194,13 @@ impl Provider for LocalProvider {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
-        let (root, follow, key) = (self.root.clone(), self.follow_symlinks, key.to_string());
+        let (root, follow, key, pool) = (self.root.clone(), self.follow_symlinks, key.to_string(), self.buffers.clone());
         blocking(move || {
             let (file, meta) = open_source(&root, follow, &key, true)?;
             let range = range.unwrap_or(0..meta.len());
-            let mut buf = ferry_core::buffers::take_filled((range.end - range.start) as usize);
+            let mut buf = pool.take_filled((range.end - range.start) as usize);
             file.read_exact_at(&mut buf, range.start).map_err(|source| ProviderError::Io { path: root.join(&key), source })?;
-            Ok(Fetched { data: ferry_core::buffers::freeze(buf), object: read_entry(&key, &meta), checked: Some(Evidence::LocalFile) })
+            Ok(Fetched { data: pool.freeze(buf), object: read_entry(&key, &meta), checked: Some(Evidence::LocalFile) })
         })
         .await
     }

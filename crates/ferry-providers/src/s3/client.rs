@@ -1,7 +1,7 @@
 //! The SDK client, its errors and the checksum helpers every S3 request shares.
 
 use super::*;
-use crate::{ProviderError, Result, class_of_status, unquote};
+use crate::{ProviderError, Result, RunContext, class_of_status, unquote};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -14,11 +14,12 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use ferry_core::Md5Etag;
 use ferry_core::{ErrorClass, FailureKind};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The SDK client for `connect` (its endpoint and profile, else the standard AWS environment),
 /// and the endpoint to name in messages (redacted).
-pub(super) async fn connect(connect: &crate::Connect) -> (Client, String) {
+pub(super) async fn connect(connect: &crate::Connect, run: &Arc<RunContext>) -> (Client, String) {
     let endpoint =
         connect.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok()).or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -37,7 +38,7 @@ pub(super) async fn connect(connect: &crate::Connect) -> (Client, String) {
         // Throttling answers slow requests down through ferry's own pace (see `retries`): the
         // SDK's adaptive mode slowed a copy tenfold under a steady 5% of 503s.
         .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .interceptor(CountRetries)
+        .interceptor(CountRetries(run.clone()))
         // ferry computes the CRC32C itself and sends it; the SDK need not hash again.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
     if endpoint.is_some() {
@@ -101,10 +102,12 @@ where
     }
 }
 
-/// Sends a body again (the same bytes, which passed the read check) while the service says it
-/// arrived corrupted, up to 3 times, each counted as a `checksum mismatch` retry. Other errors
-/// are left to the SDK's retries and the mover's.
-pub(super) async fn resend_on_checksum_mismatch<T, F, Fut>(mut send: F) -> Result<T>
+/// Sends a body (`len` bytes) again (the same bytes, which passed the read check) while the
+/// service says it arrived corrupted, up to 3 times, each counted as a `checksum mismatch`
+/// retry. Other errors are left to the SDK's retries and the mover's. Each send takes a request
+/// slot and waits the run's pace; a re-send also charges its bytes again (the first send's
+/// were charged by [`crate::Throttled`]).
+pub(super) async fn resend_on_checksum_mismatch<T, F, Fut>(run: &RunContext, len: usize, mut send: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -112,9 +115,13 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
+        run.before_request().await;
+        if attempt > 1 {
+            run.throttle().sending(len).await;
+        }
         match send().await {
             Err(e) if attempt < 3 && e.is_corrupted() => {
-                crate::retries::record(crate::retries::Cause::Checksum);
+                run.retries().record(crate::retries::Cause::Checksum);
             }
             other => return other,
         }
@@ -147,7 +154,7 @@ pub(super) fn etag_is_md5(sse: Option<&ServerSideEncryption>, customer_algorithm
 /// connections) in the run's retry counts, and feeds throttling answers and successes to
 /// ferry's pace, which every S3 data request waits on.
 #[derive(Debug)]
-struct CountRetries;
+pub(super) struct CountRetries(Arc<RunContext>);
 
 impl aws_sdk_s3::config::Intercept for CountRetries {
     fn name(&self) -> &'static str {
@@ -162,10 +169,10 @@ impl aws_sdk_s3::config::Intercept for CountRetries {
     ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
         let status = ctx.response().map(|r| r.status().as_u16());
         if matches!(status, Some(429 | 503)) {
-            crate::retries::throttled();
+            self.0.retries().throttled();
         }
         let Some(Err(e)) = ctx.output_or_error() else {
-            crate::retries::succeeded();
+            self.0.retries().succeeded();
             return Ok(());
         };
         // A 429 is retried by the SDK only under some error codes; the mover counts the rest.
@@ -175,7 +182,7 @@ impl aws_sdk_s3::config::Intercept for CountRetries {
             None if e.is_timeout_error() => crate::retries::Cause::Timeout,
             None => crate::retries::Cause::Connection,
         };
-        crate::retries::record(cause);
+        self.0.retries().record(cause);
         Ok(())
     }
 }
@@ -203,7 +210,6 @@ pub(super) async fn complete_upload(
     upload_id: &str,
     parts: Vec<CompletedPart>,
 ) -> std::result::Result<Option<String>, SdkError<CompleteMultipartUploadError, aws_smithy_runtime_api::http::Response>> {
-    crate::throttle::request().await;
     let o = client
         .complete_multipart_upload()
         .bucket(bucket)

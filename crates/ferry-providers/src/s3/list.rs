@@ -61,7 +61,7 @@ impl S3Provider {
             .send();
         let mut segments = Vec::new();
         for _ in 0..TOP_LEVEL_PAGES {
-            crate::throttle::request().await;
+            self.run.take_slot().await;
             let Some(page) = pages.next().await else {
                 let prefix_len = self.location.prefix.len();
                 segments.sort_by(|a: &Segment, b: &Segment| a.start(prefix_len).cmp(b.start(prefix_len)));
@@ -79,7 +79,7 @@ impl S3Provider {
     pub(super) fn list_under(&self, prefix: String) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
         let pages = self.client.list_objects_v2().bucket(&self.location.bucket).prefix(&prefix).into_paginator().send();
         futures::stream::unfold(pages, move |mut pages| async move {
-            crate::throttle::request().await;
+            self.run.take_slot().await;
             let page = pages.next().await?;
             Some((page.map_err(|e| self.error("list", &self.location.prefix, e)).map(|page| self.entries(&page)), pages))
         })
@@ -102,6 +102,7 @@ impl S3Provider {
                             client: self.client.clone(),
                             endpoint: self.endpoint.clone(),
                             connect: self.connect.clone(),
+                            run: self.run.clone(),
                         };
                         tokio::spawn(async move {
                             let mut pages = lister.list_under(prefix);
@@ -114,7 +115,13 @@ impl S3Provider {
                         });
                     }
                 }
-                futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|page| (page, rx)) })
+                // Each page's request took its slot in the lister (or there was none: top-level
+                // objects), not here where `Throttled` reads it.
+                futures::stream::unfold(rx, move |mut rx| async move {
+                    let page = rx.recv().await?;
+                    self.run.paid_elsewhere();
+                    Some((page, rx))
+                })
             })
             .buffered(LIST_FANOUT)
             .flatten()

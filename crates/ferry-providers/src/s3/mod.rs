@@ -22,7 +22,7 @@ mod list;
 mod multipart;
 mod server_copy;
 
-use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result, ServerCopy, unquote};
+use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result, RunContext, ServerCopy, unquote};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -35,6 +35,7 @@ use ferry_core::{Checksums, ErrorClass, Evidence, FailureKind, Limits, Location,
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Attempts at the bucket check when the service answers 429/5xx.
 const CHECK_ATTEMPTS: u32 = 5;
@@ -50,10 +51,11 @@ pub const LIMITS: Limits =
 pub(crate) fn open(
     location: &Location,
     connect: &crate::Connect,
+    run: &std::sync::Arc<crate::RunContext>,
 ) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
-    let (location, connect) = (location.clone(), connect.clone());
+    let (location, connect, run) = (location.clone(), connect.clone(), run.clone());
     Box::pin(async move {
-        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(S3Provider::new(location, &connect).await?);
+        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(S3Provider::new(location, &connect, &run).await?);
         Ok(provider)
     })
 }
@@ -64,12 +66,14 @@ pub struct S3Provider {
     location: Location,
     client: Client,
     endpoint: String,
+    /// The run whose pace, counts and buffers the requests use.
+    run: Arc<RunContext>,
 }
 
 impl S3Provider {
-    pub async fn new(location: Location, connect: &crate::Connect) -> Result<S3Provider> {
-        let (client, endpoint) = client::connect(connect).await;
-        Ok(S3Provider { location, client, endpoint, connect: connect.clone() })
+    pub async fn new(location: Location, connect: &crate::Connect, run: &Arc<RunContext>) -> Result<S3Provider> {
+        let (client, endpoint) = client::connect(connect, run).await;
+        Ok(S3Provider { location, client, endpoint, connect: connect.clone(), run: run.clone() })
     }
 
     fn full_key(&self, key: &str) -> String {
@@ -104,6 +108,7 @@ impl Provider for S3Provider {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            self.run.take_slot().await;
             let err = match self.client.head_bucket().bucket(&self.location.bucket).send().await {
                 Ok(_) => return Ok(()),
                 Err(e) => match self.error("head bucket", "", e) {
@@ -134,7 +139,7 @@ impl Provider for S3Provider {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
         let full = self.full_key(key);
-        crate::throttle::request().await;
+        self.run.take_slot().await;
         match self.client.head_object().bucket(&self.location.bucket).key(&full).checksum_mode(ChecksumMode::Enabled).send().await {
             Ok(o) => Ok(Some(ObjectEntry {
                 key: key.to_string(),
@@ -168,6 +173,7 @@ impl Provider for S3Provider {
         }
         // A multipart ETag: the size of part 1 gives the part size (every part but the last).
         let full = self.full_key(&object.key);
+        self.run.take_slot().await;
         let o = self
             .client
             .head_object()
@@ -196,7 +202,7 @@ impl Provider for S3Provider {
             // A whole object comes with its checksum, which the SDK checks as the body arrives.
             req = req.checksum_mode(ChecksumMode::Enabled);
         }
-        crate::retries::pace().await;
+        self.run.before_request().await;
         let o = req.send().await.map_err(|e| self.error("get", key, e))?;
         let total = o
             .content_range()
@@ -229,7 +235,7 @@ impl Provider for S3Provider {
         // keeps every chunk and then copies them all into one more buffer).
         let announced = o.content_length().unwrap_or(0).clamp(0, 1 << 30) as usize;
         let mut body = o.body;
-        let mut buf = ferry_core::buffers::take(announced);
+        let mut buf = self.run.buffers().take(announced);
         let failed = |e: aws_smithy_types::byte_stream::error::Error| {
             // The chain says why a body failed, e.g. the SDK's response checksum mismatch.
             let detail = aws_smithy_types::error::display::DisplayErrorContext(&e).to_string();
@@ -248,8 +254,7 @@ impl Provider for S3Provider {
         while let Some(chunk) = body.try_next().await.map_err(failed)? {
             buf.extend_from_slice(&chunk);
         }
-        let data = ferry_core::buffers::freeze(buf);
-        crate::throttle::received(data.len()).await;
+        let data = self.run.buffers().freeze(buf);
         let short = match &range {
             Some(r) if ranged => (data.len() as u64 != r.end - r.start).then(|| r.end - r.start),
             _ => (data.len() as u64 != total).then_some(total),
@@ -294,9 +299,7 @@ impl Provider for S3Provider {
             }
             req
         };
-        let etag = resend_on_checksum_mismatch(|| async {
-            crate::retries::pace().await;
-            crate::throttle::sending(data.len()).await;
+        let etag = resend_on_checksum_mismatch(&self.run, data.len(), || async {
             // UNSIGNED-PAYLOAD: the CRC32C header proves the body; hashing it again for SigV4
             // would cost a SHA-256 pass over every byte.
             let o = request().customize().disable_payload_signing().send().await.map_err(|e| self.error("put", key, e))?;
@@ -311,6 +314,7 @@ impl Provider for S3Provider {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let full = self.full_key(key);
+        self.run.take_slot().await;
         self.client.delete_object().bucket(&self.location.bucket).key(&full).send().await.map_err(|e| self.error("delete", key, e))?;
         Ok(())
     }

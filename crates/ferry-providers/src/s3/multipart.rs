@@ -27,7 +27,7 @@ impl Multipart for S3Provider {
         for (k, v) in &attrs.metadata {
             req = req.metadata(k, v);
         }
-        crate::throttle::request().await;
+        self.run.take_slot().await;
         let o = req.send().await.map_err(|e| self.error("create multipart upload", key, e))?;
         let upload_id = o.upload_id().ok_or_else(|| ProviderError::Request {
             provider: PROVIDER,
@@ -61,6 +61,7 @@ impl Multipart for S3Provider {
         let mut held = Vec::new();
         let mut marker: Option<String> = None;
         loop {
+            self.run.take_slot().await;
             let page = self
                 .client
                 .list_parts()
@@ -113,6 +114,7 @@ impl Multipart for S3Provider {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
+            self.run.take_slot().await;
             let page = self
                 .client
                 .list_multipart_uploads()
@@ -167,6 +169,7 @@ impl S3Provider {
     /// service cannot list them (s3s-fs answers 501), leaving them to a lifecycle rule.
     async fn abort_unrecorded(&self, key: &str) -> bool {
         let full = self.full_key(key);
+        self.run.take_slot().await;
         let Ok(listed) = self.client.list_multipart_uploads().bucket(&self.location.bucket).prefix(&full).send().await else {
             return false;
         };
@@ -188,6 +191,7 @@ impl S3Provider {
             key: key.to_string(),
             upload_id: upload_id.to_string(),
             endpoint: self.endpoint.clone(),
+            run: self.run.clone(),
         })
     }
 }
@@ -199,6 +203,7 @@ struct S3Upload {
     key: String,
     upload_id: String,
     endpoint: String,
+    run: std::sync::Arc<crate::RunContext>,
 }
 
 #[async_trait]
@@ -210,6 +215,7 @@ impl MultipartUpload for S3Upload {
     fn put_part(&mut self, index: u32, _offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
         let (client, full_key, upload_id) = (self.client.clone(), self.full_key.clone(), self.upload_id.clone());
         let (endpoint, bucket, key) = (self.endpoint.clone(), self.bucket.clone(), self.key.clone());
+        let run = self.run.clone();
         Box::pin(async move {
             let request = || {
                 client
@@ -222,9 +228,7 @@ impl MultipartUpload for S3Upload {
                     .checksum_crc32_c(b64_crc(crc32c))
                     .body(ByteStream::from(data.clone()))
             };
-            let etag = resend_on_checksum_mismatch(|| async {
-                crate::retries::pace().await;
-                crate::throttle::sending(data.len()).await;
+            let etag = resend_on_checksum_mismatch(&run, data.len(), || async {
                 let o = request()
                     .customize()
                     .disable_payload_signing()
@@ -252,6 +256,7 @@ impl MultipartUpload for S3Upload {
                     .build()
             })
             .collect();
+        self.run.take_slot().await;
         let etag = complete_upload(&self.client, &self.bucket, &self.full_key, &self.upload_id, completed)
             .await
             .map_err(|e| map_error(&self.endpoint, &self.bucket, "complete multipart upload", &self.key, e))?;
@@ -259,6 +264,7 @@ impl MultipartUpload for S3Upload {
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
+        self.run.take_slot().await;
         self.client
             .abort_multipart_upload()
             .bucket(&self.bucket)

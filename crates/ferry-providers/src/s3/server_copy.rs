@@ -5,7 +5,7 @@ use super::*;
 use crate::{Multipart, ProviderError, PutAttrs, Result, ServerCopied, ServerCopy, unquote};
 use async_trait::async_trait;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedPart};
-use ferry_core::{Checksums, ErrorClass, FailureKind, Location, ObjectEntry};
+use ferry_core::{Checksums, ErrorClass, FailureKind, Limits, Location, ObjectEntry, PartPlan};
 use futures::StreamExt;
 
 /// Characters kept as they are in an `x-amz-copy-source` key: unreserved ones and `/`.
@@ -26,10 +26,11 @@ impl ServerCopy for S3Provider {
         &self,
         source: &Location,
         object: &ObjectEntry,
-        part_size: u64,
+        plan: &PartPlan,
         started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
+        let count = copy_parts(object, plan, &self.limits())?;
         let full = self.full_key(key);
         let mut copy_source =
             format!("{}/{}", source.bucket, percent_encoding::utf8_percent_encode(&source.key_for(key), COPY_SOURCE_KEEP));
@@ -39,8 +40,8 @@ impl ServerCopy for S3Provider {
         // The copy is of the very version the HEAD saw, or nothing (412, retried: the retry's
         // HEAD then sees the change and the object starts over).
         let if_match = object.etag.as_ref().map(|e| format!("\"{e}\""));
-        if object.size <= part_size {
-            crate::retries::pace().await;
+        if count == 0 {
+            self.run.before_request().await;
             let o = self
                 .client
                 .copy_object()
@@ -63,15 +64,6 @@ impl ServerCopy for S3Provider {
                 parts: 0,
             });
         }
-        let plan = ferry_core::PartPlan { object_size: object.size, part_size };
-        let count = plan.parts().map_err(|e| ProviderError::Request {
-            provider: PROVIDER,
-            op: "copy",
-            key: key.to_string(),
-            detail: e.to_string(),
-            class: ErrorClass::PerObject,
-            kind: FailureKind::NoPartPlan,
-        })?;
         let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone(), mode: None };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
         let upload_id = upload.upload_id().expect("S3 uploads have ids");
@@ -85,7 +77,7 @@ impl ServerCopy for S3Provider {
                     let range = plan.range(i);
                     let (copy_source, if_match, full, upload_id) = (&copy_source, &if_match, &full, &upload_id);
                     async move {
-                        crate::retries::pace().await;
+                        self.run.before_request().await;
                         let o = self
                             .client
                             .upload_part_copy()
@@ -123,6 +115,7 @@ impl ServerCopy for S3Provider {
                         .build()
                 })
                 .collect();
+            self.run.take_slot().await;
             let etag = complete_upload(&self.client, &self.location.bucket, &full, &upload_id, completed)
                 .await
                 .map_err(|e| self.error("complete copy", key, e))?;
@@ -140,5 +133,63 @@ impl ServerCopy for S3Provider {
             let _ = self.abort_upload(key, &upload_id).await;
         }
         copied
+    }
+}
+
+/// The UploadPartCopy requests that copy `object` in the parts of `plan`; 0: one CopyObject.
+/// Refused before any request when the plan is not the object's or S3 would not take it (a
+/// request over 5 GiB, more than 10,000 parts): S3 would refuse it only after the parts
+/// before the first one out of bounds were copied and paid for.
+fn copy_parts(object: &ObjectEntry, plan: &PartPlan, limits: &Limits) -> Result<u32> {
+    let refuse = |detail: String| ProviderError::Request {
+        provider: PROVIDER,
+        op: "copy",
+        key: object.key.clone(),
+        detail,
+        class: ErrorClass::PerObject,
+        kind: FailureKind::NoPartPlan,
+    };
+    if plan.object_size != object.size {
+        return Err(refuse(format!("a part plan for {} bytes, the object has {}", plan.object_size, object.size)));
+    }
+    let parts = plan.check(limits).map_err(|e| refuse(e.to_string()))?;
+    Ok(if parts == 1 { 0 } else { parts })
+}
+
+#[cfg(test)]
+mod tests {
+    use ferry_core::{ObjectEntry, PartPlan};
+
+    const MIB: u64 = 1 << 20;
+
+    fn copy_parts(object: &ObjectEntry, plan: &PartPlan) -> crate::Result<u32> {
+        super::copy_parts(object, plan, &crate::s3::LIMITS)
+    }
+
+    fn object(size: u64) -> ObjectEntry {
+        ObjectEntry { key: "big.bin".into(), size, ..ObjectEntry::default() }
+    }
+
+    #[test]
+    fn a_copy_beyond_s3s_limits_is_refused_before_a_request() {
+        // Issue 13: a plan of 12,000 parts is more than S3's 10,000 part numbers; the old copy
+        // sent 10,000 UploadPartCopy requests before S3 refused the rest.
+        let size = 12_000 * 8 * MIB;
+        let e = copy_parts(&object(size), &PartPlan { object_size: size, part_size: 8 * MIB }).unwrap_err();
+        assert!(e.to_string().contains("at most 10000"), "{e}");
+        // One request (CopyObject) or parts (UploadPartCopy) over 5 GiB: S3 takes neither.
+        let size = 6 << 30;
+        assert!(copy_parts(&object(size), &PartPlan { object_size: size, part_size: size }).is_err());
+        assert!(copy_parts(&object(2 * size), &PartPlan { object_size: 2 * size, part_size: size }).is_err());
+        // A plan that is not the object's is the caller's mistake, not a copy of other ranges.
+        assert!(copy_parts(&object(100 * MIB), &PartPlan { object_size: 200 * MIB, part_size: 8 * MIB }).is_err());
+        // Plans S3 takes: one request up to 5 GiB, 10,000 parts, and the plan the engine
+        // chooses for the 12,000-part object.
+        assert_eq!(copy_parts(&object(5 << 30), &PartPlan { object_size: 5 << 30, part_size: 5 << 30 }).unwrap(), 0);
+        let size = 10_000 * 8 * MIB;
+        assert_eq!(copy_parts(&object(size), &PartPlan { object_size: size, part_size: 8 * MIB }).unwrap(), 10_000);
+        let size = 12_000 * 8 * MIB;
+        let chosen = PartPlan::choose(size, Some(8 * MIB), &crate::s3::LIMITS);
+        assert_eq!(copy_parts(&object(size), &chosen).unwrap() as u64, chosen.count());
     }
 }

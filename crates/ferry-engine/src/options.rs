@@ -1,0 +1,50 @@
+//! What a copy is asked to do, and how one object's failure is reported: shared by the
+//! scheduler, the mover and every command that moves bytes (copy, export, ingest).
+
+use ferry_core::FailureKind;
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct CopyOptions {
+    /// Objects in flight.
+    pub transfers: usize,
+    /// Part size; `None` lets the destination's limits decide.
+    pub part_size: Option<u64>,
+    /// Bytes buffered in total across all parts in flight.
+    pub max_memory: u64,
+    /// Parts in flight per object (reads and uploads each).
+    pub parts_per_object: usize,
+    /// Attempts per object within one run for retryable failures.
+    pub attempts: u32,
+    /// Plan and count what would be copied; write nothing to the destination.
+    pub dry_run: bool,
+    /// Let the service copy objects itself when source and destination are the same service
+    /// reached the same way (`--server-side auto`); `false` moves every byte through ferry.
+    pub server_side: bool,
+    /// Permission bits of files written to local disk from a source that has none (an object
+    /// store); `None`: 0644. A local source's own bits are kept.
+    pub file_mode: Option<u32>,
+}
+
+impl Default for CopyOptions {
+    fn default() -> Self {
+        CopyOptions {
+            transfers: 16,
+            part_size: None,
+            max_memory: 64 << 20,
+            parts_per_object: 4,
+            attempts: 5,
+            dry_run: false,
+            server_side: true,
+            file_mode: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub key: String,
+    /// What kind of failure, as found where it happened (written by its stable name).
+    pub kind: FailureKind,
+    pub error: String,
+}

@@ -1,0 +1,1106 @@
+//! The embedded journal: one SQLite database per journal in the job directory (WAL mode).
+//!
+//! Commits are group-committed (`synchronous = NORMAL`) except those that must be on disk
+//! before the side effect they precede (an upload id before the upload is created, a device
+//! placement before the file is written). Opening migrates an older journal: it adds any column
+//! the schema has and the journal lacks, then the indexes, then records the new version.
+//!
+//! One connection, behind a mutex held for one statement or transaction at a time (never across
+//! an await). Calls that touch a few rows run on the caller's thread: they take microseconds, and
+//! a hop to the blocking pool would cost more than the work. Calls that scan or write many rows
+//! (seeding, merging a generation, counts, conflicts, durable commits that wait for an fsync)
+//! run on tokio's blocking pool, so a large journal never stalls the executor.
+
+mod writes;
+
+use crate::*;
+use ferry_core::{Checksums, Evidence};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::{Mutex, MutexGuard};
+
+/// 1: copies; 2: disk export and ingest routes; 3: `renamed`, and a restarted object's
+/// `last_modified`; 4: claims (`lease_owner`, `lease_until`, `claim_pass`) and the
+/// `pending-delete` state of a generation merge; 5: the destination write ledger (`runs`,
+/// `writes`, created where missing). Every open adds any column of [`SCHEMA`] a
+/// journal lacks, whatever its version says (version 2 journals made before `renamed` lack it).
+const SCHEMA_VERSION: i64 = 5;
+
+/// The file names of each kind of journal in a job directory: known here and nowhere else.
+pub(crate) fn path(job_dir: &Path, kind: JournalKind) -> PathBuf {
+    match kind {
+        JournalKind::Main => job_dir.join("journal.sqlite"),
+        JournalKind::Export => job_dir.join("export").join("journal.sqlite"),
+        JournalKind::ExportCheck => job_dir.join("export").join("check.sqlite"),
+    }
+}
+
+/// Deletes a journal and its WAL files.
+pub(crate) fn remove(path: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let p = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&p) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(JournalError::Io { path: p, source: e }),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (
+    id            INTEGER PRIMARY KEY,
+    generation    INTEGER NOT NULL,                  -- the generation that last changed the row
+    key           TEXT NOT NULL UNIQUE,
+    size          INTEGER NOT NULL,
+    etag          TEXT,
+    version       TEXT,
+    src_crc32c    TEXT,
+    src_md5       TEXT,
+    content_type  TEXT,
+    metadata      TEXT,
+    state         TEXT NOT NULL DEFAULT 'pending',   -- ObjectState::as_str (skipped: error is the SkipReason)
+    attempts      INTEGER NOT NULL DEFAULT 0,
+    error         TEXT,
+    sha256        TEXT,                              -- of the bytes read and sent
+    crc32c        TEXT,
+    dst_etag      TEXT,
+    verified_by   TEXT,
+    upload_id     TEXT,
+    part_size     INTEGER,                           -- of the open upload
+    hash_next     INTEGER,                           -- parts hashed into hash_state
+    hash_state    BLOB,                              -- running SHA-256/CRC32C after hash_next parts
+    note          TEXT,                              -- e.g. why the object was restarted
+    orphans       INTEGER NOT NULL DEFAULT 0,        -- uploads cut off at creation the service could not list
+    updated_at    TEXT,
+    device        INTEGER,                           -- disk export/ingest: the device the object is on
+    src_path      TEXT,                              -- read from this path instead of the key
+    dst_path      TEXT,                              -- written at this path instead of the key
+    src_crc64     TEXT,                              -- CRC64NVME the source declares (a shipment manifest)
+    expect_sha256 TEXT,                              -- SHA-256 the source declares (a shipment manifest)
+    crc64nvme     TEXT,                              -- of the bytes read and sent
+    renamed       TEXT,                              -- why dst_path is not the key (a disk layout's rule)
+    last_modified TEXT,                              -- of the version a restarted object copies (RFC 3339)
+    lease_owner   TEXT,                              -- the worker holding the object's lease
+    lease_until   INTEGER,                           -- its expiry (ms since the epoch); NULL: not leased
+    claim_pass    INTEGER                            -- the pass that last claimed it (not handed out again in it)
+);
+CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
+CREATE TABLE IF NOT EXISTS parts (
+    object_id  INTEGER NOT NULL REFERENCES objects(id),
+    part_no    INTEGER NOT NULL,
+    offset     INTEGER NOT NULL,
+    size       INTEGER NOT NULL,
+    crc32c     TEXT NOT NULL,
+    etag       TEXT,
+    PRIMARY KEY (object_id, part_no)
+);
+";
+
+/// Indexes on columns an older journal may lack: made after its columns are added.
+const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS objects_leased ON objects(lease_until) WHERE lease_until IS NOT NULL;
+";
+
+const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified, generation";
+
+/// A column as `PRAGMA table_info` declares it: name, type, not null, default.
+type Column = (String, String, bool, Option<String>);
+
+/// Each column of `table`.
+fn table_info(conn: &Connection, table: &str) -> rusqlite::Result<Vec<Column>> {
+    let mut stmt = conn.prepare(&format!("PRAGMA table_info({table})"))?;
+    let rows = stmt.query_map([], |r| Ok((r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?;
+    rows.collect()
+}
+
+fn state_from(r: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<ObjectState> {
+    let name = r.get_ref(column)?.as_str()?;
+    ObjectState::parse(name).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, format!("unknown object state {name:?}").into())
+    })
+}
+
+fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
+    let metadata: Option<String> = r.get(8)?;
+    let state = state_from(r, 9)?;
+    Ok(ObjectRow {
+        id: r.get(0)?,
+        generation: r.get(25)?,
+        entry: ObjectEntry {
+            key: r.get(1)?,
+            size: r.get::<_, i64>(2)? as u64,
+            etag: r.get(3)?,
+            version: r.get(4)?,
+            checksums: Checksums { crc32c: r.get(5)?, md5: r.get(6)?, crc64nvme: r.get(21)?, sha256: None },
+            content_type: r.get(7)?,
+            metadata: metadata.and_then(|m| serde_json::from_str(&m).ok()).unwrap_or_default(),
+            last_modified: r.get::<_, Option<String>>(24)?.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.to_utc()),
+            skipped: match state {
+                ObjectState::Skipped => r.get_ref(15)?.as_str_or_null()?.and_then(SkipReason::parse),
+                _ => None,
+            },
+            mode: None,
+        },
+        state,
+        attempts: r.get(10)?,
+        copied: Checksums { sha256: r.get(11)?, crc32c: r.get(12)?, crc64nvme: r.get(17)?, md5: None },
+        dst_etag: r.get(13)?,
+        verified_by: r.get_ref(14)?.as_str_or_null()?.and_then(Evidence::parse),
+        error: r.get(15)?,
+        upload_id: r.get(16)?,
+        route: Route { device: r.get(18)?, src_path: r.get(19)?, dst_path: r.get(20)?, expect_sha256: r.get(22)? },
+        note: r.get(23)?,
+    })
+}
+
+/// The state a seeded entry starts in, and its `error` (why it is not copied).
+fn seeded_state<'a>(e: &'a ObjectEntry, refused: Option<&'a str>) -> (ObjectState, Option<&'a str>) {
+    match (e.skipped, refused) {
+        (Some(reason), _) => (ObjectState::Skipped, Some(reason.as_str())),
+        (None, Some(refused)) => (ObjectState::Refused, Some(refused)),
+        (None, None) => (ObjectState::Pending, None),
+    }
+}
+
+/// The embedded journal (see the module docs). Cheap to share: clones hold one connection.
+#[derive(Clone)]
+pub struct SqliteJournal(Arc<Inner>);
+
+pub(crate) struct Inner {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+    /// This process's pass and the highest id its claims handed out from fresh rows: every
+    /// claimable row below it was handed out already in the pass (or is leased elsewhere, and
+    /// found by expiry), so claims never rescan a pass's done and failed rows.
+    floor: Mutex<(i64, i64)>,
+}
+
+impl SqliteJournal {
+    /// Opens (creating and migrating if needed) the journal at `path`. Blocks: [`crate::open`]
+    /// calls it on the blocking pool.
+    pub fn open(path: &Path) -> Result<SqliteJournal> {
+        let err = |source| JournalError::Sqlite { path: path.to_path_buf(), source };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        conn.execute_batch(writes::SCHEMA).map_err(err)?;
+        let j = Inner { conn: Mutex::new(conn), path: path.to_path_buf(), floor: Mutex::new((0, 0)) };
+        let version = j.meta(SCHEMA_VERSION_META)?;
+        match version.as_deref().map(|v| v.parse::<i64>().unwrap_or(-1)) {
+            Some(v) if !(1..=SCHEMA_VERSION).contains(&v) => {
+                return Err(JournalError::Version { path: path.into(), found: v, expected: SCHEMA_VERSION });
+            }
+            _ => {}
+        }
+        j.add_missing_columns()?;
+        j.conn().execute_batch(INDEXES).map_err(j.err())?;
+        if version.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
+            j.set_meta(SCHEMA_VERSION_META, &SCHEMA_VERSION.to_string())?;
+        }
+        Ok(SqliteJournal(Arc::new(j)))
+    }
+
+    /// Runs `work` on tokio's blocking pool (on this thread when there is no runtime).
+    async fn blocking<T: Send + 'static>(&self, work: impl FnOnce(&Inner) -> Result<T> + Send + 'static) -> Result<T> {
+        let inner = self.0.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => rt.spawn_blocking(move || work(&inner)).await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic())),
+            Err(_) => work(&inner),
+        }
+    }
+}
+
+const SCHEMA_VERSION_META: &str = "schema_version";
+const PASSES_META: &str = "passes";
+
+impl Inner {
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding it leaves no half transaction: rusqlite rolls back on drop.
+        self.conn.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> JournalError + '_ {
+        |source| JournalError::Sqlite { path: self.path.clone(), source }
+    }
+
+    /// Adds every column [`SCHEMA`] has and this journal's tables lack (a journal made by an
+    /// older ferry), as `PRAGMA table_info` of a fresh copy of the schema declares it. Columns
+    /// are only ever added, with their defaults; rows keep their values.
+    fn add_missing_columns(&self) -> Result<()> {
+        let fresh = Connection::open_in_memory().map_err(self.err())?;
+        fresh.execute_batch(SCHEMA).map_err(self.err())?;
+        let conn = self.conn();
+        for table in ["meta", "objects", "parts"] {
+            let have: std::collections::HashSet<String> = table_info(&conn, table).map_err(self.err())?.into_iter().map(|c| c.0).collect();
+            for (name, kind, not_null, default) in table_info(&fresh, table).map_err(self.err())? {
+                if have.contains(&name) {
+                    continue;
+                }
+                let mut sql = format!("ALTER TABLE {table} ADD COLUMN {name} {kind}");
+                if let Some(default) = default {
+                    sql.push_str(&format!(" DEFAULT {default}"));
+                }
+                if not_null {
+                    sql.push_str(" NOT NULL");
+                }
+                conn.execute_batch(&sql).map_err(self.err())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `write` as a commit that is on disk when this returns (the WAL is fsynced), for writes
+    /// that precede a side effect at the destination. Other commits are group-committed
+    /// (`synchronous = NORMAL`): a power loss may forget the last of them, never a durable one,
+    /// since the WAL keeps a prefix of its commits and this one's fsync covers all before it.
+    fn durably<T>(&self, write: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let conn = self.conn();
+        conn.pragma_update(None, "synchronous", "FULL").map_err(self.err())?;
+        let done = write(&conn);
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(self.err())?;
+        done.map_err(self.err())
+    }
+
+    fn meta(&self, name: &str) -> Result<Option<String>> {
+        self.conn().query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(self.err())
+    }
+
+    fn set_meta(&self, name: &str, value: &str) -> Result<()> {
+        self.conn()
+            .execute("INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value", [name, value])
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn unseed(&self, generation: u32) -> Result<u64> {
+        let n = self
+            .conn()
+            .execute(
+                "DELETE FROM objects WHERE generation = ?1 AND state = 'pending' AND attempts = 0 AND upload_id IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM parts WHERE parts.object_id = objects.id)",
+                [generation],
+            )
+            .map_err(self.err())?;
+        Ok(n as u64)
+    }
+
+    /// Inserts entries (with their route, why a layout refused or renamed them) in one
+    /// transaction; keys already known keep their row.
+    fn insert_rows<'a>(
+        &self,
+        generation: u32,
+        rows: impl Iterator<Item = (&'a ObjectEntry, Option<&'a Route>, Option<&'a str>, Option<&'a str>)>,
+    ) -> Result<()> {
+        let err = self.err();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(&err)?;
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata,
+                                          device, src_path, dst_path, src_crc64, expect_sha256, state, error, renamed)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT(key) DO NOTHING",
+                )
+                .map_err(&err)?;
+            let no_route = Route::default();
+            for (e, route, refused, renamed) in rows {
+                let route = route.unwrap_or(&no_route);
+                let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
+                let (state, error) = seeded_state(e, refused);
+                stmt.execute(params![
+                    generation,
+                    e.key,
+                    e.size as i64,
+                    e.etag,
+                    e.version,
+                    e.checksums.crc32c,
+                    e.checksums.md5,
+                    e.content_type,
+                    meta,
+                    route.device,
+                    route.src_path,
+                    route.dst_path,
+                    e.checksums.crc64nvme,
+                    route.expect_sha256,
+                    state.as_str(),
+                    error,
+                    renamed
+                ])
+                .map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    /// See [`Ledger::seed_generation`]. Both sides are walked in key order; the journal's in
+    /// pages read before they are changed, so no write lands in a page being read.
+    fn seed_generation(&self, generation: u32, listing: &mut dyn Iterator<Item = ObjectEntry>) -> Result<GenerationDelta> {
+        const PAGE: i64 = 1024;
+        let err = self.err();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(&err)?;
+        let mut delta = GenerationDelta::default();
+        {
+            let mut page_stmt =
+                tx.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM objects WHERE key > ?1 ORDER BY key LIMIT ?2")).map_err(&err)?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(&err)?;
+            // A changed object is copied again from the start: its parts and running hash are of
+            // the old version. Its open upload (if any) stays known, so it is reused or aborted,
+            // never forgotten at the destination.
+            let mut change = tx
+                .prepare_cached(
+                    "UPDATE objects SET generation = ?1, size = ?3, etag = ?4, version = ?5, src_crc32c = ?6, src_md5 = ?7,
+                     content_type = ?8, metadata = ?9, state = ?10, error = ?11, attempts = 0, note = NULL, last_modified = NULL,
+                     sha256 = NULL, crc32c = NULL, crc64nvme = NULL, dst_etag = NULL, verified_by = NULL,
+                     hash_next = NULL, hash_state = NULL, updated_at = datetime('now') WHERE id = ?2",
+                )
+                .map_err(&err)?;
+            let mut forget_parts = tx.prepare_cached("DELETE FROM parts WHERE object_id = ?1").map_err(&err)?;
+            let mut delete = tx
+                .prepare_cached("UPDATE objects SET generation = ?1, state = ?3, updated_at = datetime('now') WHERE id = ?2")
+                .map_err(&err)?;
+
+            let mut rows: std::collections::VecDeque<ObjectRow> = Default::default();
+            let mut after = String::new();
+            let mut exhausted = false;
+            let mut next_entry = listing.next();
+            loop {
+                if rows.is_empty() && !exhausted {
+                    let page = page_stmt.query_map(params![after, PAGE], row_from).map_err(&err)?;
+                    rows = page.collect::<rusqlite::Result<_>>().map_err(&err)?;
+                    exhausted = (rows.len() as i64) < PAGE;
+                    if let Some(last) = rows.back() {
+                        after = last.entry.key.clone();
+                    }
+                }
+                let order = match (rows.front(), &next_entry) {
+                    (None, None) => break,
+                    (Some(_), None) => std::cmp::Ordering::Less,
+                    (None, Some(_)) => std::cmp::Ordering::Greater,
+                    (Some(row), Some(entry)) => row.entry.key.as_str().cmp(entry.key.as_str()),
+                };
+                match order {
+                    // Only in the journal: gone from the source.
+                    std::cmp::Ordering::Less => {
+                        let row = rows.pop_front().expect("a row");
+                        if matches!(row.state, ObjectState::PendingDelete | ObjectState::Skipped) {
+                            delta.unchanged += 1;
+                        } else {
+                            delete.execute(params![generation, row.id, ObjectState::PendingDelete.as_str()]).map_err(&err)?;
+                            delta.deleted += 1;
+                        }
+                    }
+                    // Only in the listing: new.
+                    std::cmp::Ordering::Greater => {
+                        let e = next_entry.take().expect("an entry");
+                        let (state, error) = seeded_state(&e, None);
+                        let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
+                        insert
+                            .execute(params![
+                                generation,
+                                e.key,
+                                e.size as i64,
+                                e.etag,
+                                e.version,
+                                e.checksums.crc32c,
+                                e.checksums.md5,
+                                e.content_type,
+                                meta,
+                                state.as_str(),
+                                error
+                            ])
+                            .map_err(&err)?;
+                        delta.added += 1;
+                        next_entry = listing.next();
+                    }
+                    std::cmp::Ordering::Equal => {
+                        let row = rows.pop_front().expect("a row");
+                        let e = next_entry.take().expect("an entry");
+                        let (state, error) = seeded_state(&e, None);
+                        let same = row.state != ObjectState::PendingDelete && same_version(&row.entry, &e);
+                        if same {
+                            delta.unchanged += 1;
+                        } else {
+                            // A layout's refusal is about the name, which has not changed.
+                            let state = if row.state == ObjectState::Refused { ObjectState::Refused } else { state };
+                            let error = if row.state == ObjectState::Refused { row.error.as_deref() } else { error };
+                            let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
+                            change
+                                .execute(params![
+                                    generation,
+                                    row.id,
+                                    e.size as i64,
+                                    e.etag,
+                                    e.version,
+                                    e.checksums.crc32c,
+                                    e.checksums.md5,
+                                    e.content_type,
+                                    meta,
+                                    state.as_str(),
+                                    error
+                                ])
+                                .map_err(&err)?;
+                            forget_parts.execute([row.id]).map_err(&err)?;
+                            delta.changed += 1;
+                        }
+                        next_entry = listing.next();
+                    }
+                }
+            }
+        }
+        tx.commit().map_err(&err)?;
+        Ok(delta)
+    }
+
+    fn begin_pass(&self, worker: &str) -> Result<Worker> {
+        let err = self.err();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(&err)?;
+        let last: Option<String> =
+            tx.query_row("SELECT value FROM meta WHERE name = ?1", [PASSES_META], |r| r.get(0)).optional().map_err(&err)?;
+        let pass = last.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + 1;
+        tx.execute(
+            "INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+            params![PASSES_META, pass.to_string()],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)?;
+        Ok(Worker { name: worker.to_string(), pass })
+    }
+
+    fn release_leases(&self) -> Result<u64> {
+        let n = self
+            .conn()
+            .execute("UPDATE objects SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL", [])
+            .map_err(self.err())?;
+        Ok(n as u64)
+    }
+
+    fn claim(&self, worker: &Worker, n: usize, lease: Lease) -> Result<Vec<ObjectRow>> {
+        let err = self.err();
+        let mut floor = self.floor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if floor.0 != worker.pass {
+            *floor = (worker.pass, 0);
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(&err)?;
+        let limit = n as i64;
+        // Objects whose lease ran out (a worker died or lost them), this pass's own excepted.
+        let mut rows: Vec<ObjectRow> = {
+            let mut stmt = tx
+                .prepare_cached(&format!(
+                    "SELECT {ROW_COLUMNS} FROM objects WHERE lease_until IS NOT NULL AND lease_until <= ?1 AND claim_pass IS NOT ?2
+                     AND state IN ('pending', 'failed') ORDER BY id LIMIT ?3"
+                ))
+                .map_err(&err)?;
+            stmt.query_map(params![lease.now, worker.pass, limit], row_from)
+                .map_err(&err)?
+                .collect::<rusqlite::Result<_>>()
+                .map_err(&err)?
+        };
+        // Then fresh ones: pending and failed walked apart, each on its (state, id) index from
+        // the pass's floor, and the lowest ids of both taken.
+        let wanted = limit - rows.len() as i64;
+        if wanted > 0 {
+            let mut fresh: Vec<ObjectRow> = Vec::new();
+            for state in [ObjectState::Pending, ObjectState::Failed] {
+                let mut stmt = tx
+                    .prepare_cached(&format!(
+                        "SELECT {ROW_COLUMNS} FROM objects WHERE state = ?1 AND id > ?2 AND lease_until IS NULL AND claim_pass IS NOT ?3
+                         ORDER BY id LIMIT ?4"
+                    ))
+                    .map_err(&err)?;
+                let page = stmt.query_map(params![state.as_str(), floor.1, worker.pass, wanted], row_from).map_err(&err)?;
+                fresh.extend(page.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?);
+            }
+            fresh.sort_by_key(|r| r.id);
+            fresh.truncate(wanted as usize);
+            if let Some(last) = fresh.last() {
+                floor.1 = last.id;
+            }
+            rows.extend(fresh);
+        }
+        {
+            let mut stmt =
+                tx.prepare_cached("UPDATE objects SET lease_owner = ?2, lease_until = ?3, claim_pass = ?4 WHERE id = ?1").map_err(&err)?;
+            for r in &rows {
+                stmt.execute(params![r.id, worker.name, lease.until(), worker.pass]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)?;
+        rows.sort_by_key(|r| r.id);
+        Ok(rows)
+    }
+
+    fn release(&self, ids: &[i64]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let err = self.err();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(&err)?;
+        {
+            let mut stmt = tx.prepare_cached("UPDATE objects SET lease_owner = NULL, lease_until = NULL WHERE id = ?1").map_err(&err)?;
+            for id in ids {
+                stmt.execute([id]).map_err(&err)?;
+            }
+        }
+        tx.commit().map_err(&err)
+    }
+
+    fn mark_done(&self, id: i64, o: &Outcome) -> Result<()> {
+        let err = self.err();
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction().map_err(&err)?;
+        tx.execute("DELETE FROM parts WHERE object_id = ?1", [id]).map_err(&err)?;
+        tx.execute(
+            "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, part_size = NULL, hash_next = NULL, hash_state = NULL,
+             attempts = attempts + 1, sha256 = ?2, crc32c = ?3, dst_etag = ?4, verified_by = ?5, crc64nvme = ?6,
+             lease_owner = NULL, lease_until = NULL, updated_at = datetime('now') WHERE id = ?1",
+            params![id, o.copied.sha256, o.copied.crc32c, o.dst_etag, o.verified_by.as_str(), o.copied.crc64nvme],
+        )
+        .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE objects SET state = 'failed', error = ?2, attempts = attempts + 1, lease_owner = NULL, lease_until = NULL,
+                 updated_at = datetime('now') WHERE id = ?1",
+                params![id, error],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn restart_object(&self, id: i64, entry: &ObjectEntry, note: &str) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE objects SET size = ?2, etag = ?3, version = ?4, src_crc32c = ?5, src_md5 = ?6, note = ?7, last_modified = ?8 WHERE id = ?1",
+                params![id, entry.size as i64, entry.etag, entry.version, entry.checksums.crc32c, entry.checksums.md5, note, entry.last_modified.map(|t| t.to_rfc3339())],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn largest_pending(&self) -> Result<Option<(String, u64)>> {
+        self.conn()
+            .query_row("SELECT key, size FROM objects WHERE state IN ('pending', 'failed') ORDER BY size DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn rows(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<ObjectRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(self.err())?;
+        let rows = stmt.query_map(params, row_from).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    fn get(&self, key: &str) -> Result<Option<ObjectRow>> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE key = ?1");
+        self.conn().query_row(&sql, [key], row_from).optional().map_err(self.err())
+    }
+
+    fn has(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(sql).map_err(self.err())?;
+        stmt.exists(params).map_err(self.err())
+    }
+
+    fn count(&self, sql: &str) -> Result<u64> {
+        self.conn().query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(self.err())
+    }
+
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
+        self.conn().execute(sql, params).map_err(self.err())?;
+        Ok(())
+    }
+
+    fn counts(&self) -> Result<StatusCounts> {
+        let mut c = StatusCounts::default();
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM objects GROUP BY state").map_err(self.err())?;
+        let rows =
+            stmt.query_map([], |r| Ok((state_from(r, 0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))).map_err(self.err())?;
+        for row in rows {
+            let (state, n, bytes) = row.map_err(self.err())?;
+            match state {
+                ObjectState::Refused => c.refused = n,
+                ObjectState::Skipped => c.skipped = n,
+                ObjectState::PendingDelete => c.pending_delete = n,
+                ObjectState::Done | ObjectState::Failed | ObjectState::Pending => {
+                    c.objects += n;
+                    c.bytes += bytes;
+                    match state {
+                        ObjectState::Done => (c.done, c.done_bytes) = (n, bytes),
+                        ObjectState::Failed => c.failed = n,
+                        _ => c.pending += n,
+                    }
+                }
+            }
+        }
+        Ok(c)
+    }
+
+    fn skipped_by_reason(&self) -> Result<std::collections::BTreeMap<SkipReason, u64>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached("SELECT error, COUNT(*) FROM objects WHERE state = ?1 GROUP BY error").map_err(self.err())?;
+        let rows = stmt
+            .query_map([ObjectState::Skipped.as_str()], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(self.err())?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in rows {
+            let (reason, n) = row.map_err(self.err())?;
+            // A reason this ferry does not know (a newer one wrote it) still counts as a loss.
+            let reason = reason.as_deref().and_then(SkipReason::parse).unwrap_or(SkipReason::InvalidName);
+            *out.entry(reason).or_default() += n;
+        }
+        Ok(out)
+    }
+
+    fn skipped(&self, after: i64, limit: usize) -> Result<Vec<(i64, String, SkipReason)>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, key, error FROM objects WHERE state = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![ObjectState::Skipped.as_str(), after, limit as i64], |r| {
+                let reason: Option<String> = r.get(2)?;
+                Ok((r.get(0)?, r.get(1)?, reason.as_deref().and_then(SkipReason::parse).unwrap_or(SkipReason::InvalidName)))
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    fn upload_of(&self, id: i64) -> Result<Option<(String, u64)>> {
+        let row: (Option<String>, Option<i64>) = self
+            .conn()
+            .query_row("SELECT upload_id, part_size FROM objects WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        Ok(match row {
+            (Some(upload_id), Some(part_size)) => Some((upload_id, part_size as u64)),
+            _ => None,
+        })
+    }
+
+    fn hash_state(&self, id: i64) -> Result<Option<(u32, Vec<u8>)>> {
+        let row: (Option<u32>, Option<Vec<u8>>) = self
+            .conn()
+            .query_row("SELECT hash_next, hash_state FROM objects WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        Ok(match row {
+            (Some(next), Some(state)) => Some((next, state)),
+            _ => None,
+        })
+    }
+
+    fn parts(&self, id: i64) -> Result<Vec<PartRow>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached("SELECT part_no, offset, size, crc32c, etag FROM parts WHERE object_id = ?1 ORDER BY part_no")
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(PartRow {
+                    part_no: r.get(0)?,
+                    offset: r.get::<_, i64>(1)? as u64,
+                    size: r.get::<_, i64>(2)? as u64,
+                    crc32c: r.get(3)?,
+                    etag: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    fn clear_upload(&self, id: i64) -> Result<()> {
+        let err = self.err();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(&err)?;
+        tx.execute("DELETE FROM parts WHERE object_id = ?1", [id]).map_err(&err)?;
+        tx.execute("UPDATE objects SET upload_id = NULL, part_size = NULL, hash_next = NULL, hash_state = NULL WHERE id = ?1", [id])
+            .map_err(&err)?;
+        tx.commit().map_err(&err)
+    }
+
+    fn open_uploads(&self) -> Result<Vec<OpenUpload>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT o.id, o.key, o.upload_id, COUNT(p.part_no), COALESCE(SUM(p.size), 0) FROM objects o
+                 LEFT JOIN parts p ON p.object_id = o.id WHERE o.upload_id IS NOT NULL GROUP BY o.id ORDER BY o.id",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(OpenUpload {
+                    id: r.get(0)?,
+                    key: r.get(1)?,
+                    upload_id: r.get(2)?,
+                    parts: r.get::<_, i64>(3)? as u64,
+                    bytes: r.get::<_, i64>(4)? as u64,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    fn index_routes(&self) -> Result<()> {
+        self.conn()
+            .execute_batch(
+                "CREATE INDEX IF NOT EXISTS objects_by_size ON objects(size DESC, id);
+                 CREATE INDEX IF NOT EXISTS objects_by_dst_path ON objects(dst_path);
+                 CREATE INDEX IF NOT EXISTS objects_by_src_path ON objects(device, src_path);",
+            )
+            .map_err(self.err())
+    }
+
+    fn noted(&self, after_key: &str, limit: usize) -> Result<Vec<Noted>> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT key, dst_path, state, error, renamed FROM objects WHERE (state = 'refused' OR renamed IS NOT NULL) AND key > ?1
+                 ORDER BY key LIMIT ?2",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![after_key, limit as i64], |r| {
+                let refused = state_from(r, 2)? == ObjectState::Refused;
+                Ok(Noted {
+                    key: r.get(0)?,
+                    dst_path: if refused { None } else { r.get(1)? },
+                    refused: if refused { Some(r.get::<_, Option<String>>(3)?.unwrap_or_default()) } else { None },
+                    renamed: if refused { None } else { r.get(4)? },
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    fn path_conflicts(&self, fold_case: bool) -> Result<Vec<(i64, String, String)>> {
+        let mut out = Vec::new();
+        let conn = self.conn();
+        // A file whose path + '/' starts another path: the range scan [p/, p0) on the index.
+        let mut stmt = conn
+            .prepare(
+                "SELECT a.id, a.key, (SELECT b.dst_path FROM objects b WHERE b.dst_path >= a.dst_path || '/' AND b.dst_path < a.dst_path || '0'
+                                        AND b.state != 'refused' LIMIT 1)
+                 FROM objects a WHERE a.dst_path IS NOT NULL AND a.state != 'refused'",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, Option<String>>(2)?)))
+            .map_err(self.err())?;
+        for row in rows {
+            if let (id, key, Some(other)) = row.map_err(self.err())? {
+                out.push((id, key, format!("{other} needs it as a folder")));
+            }
+        }
+        if fold_case {
+            conn.execute_batch("CREATE INDEX IF NOT EXISTS objects_by_folded_path ON objects(lower(dst_path))").map_err(self.err())?;
+            let mut stmt = conn
+                .prepare(
+                    "SELECT a.id, a.key, b.dst_path FROM objects a JOIN objects b ON lower(a.dst_path) = lower(b.dst_path) AND a.id > b.id
+                     WHERE a.dst_path IS NOT NULL AND a.state != 'refused' AND b.state != 'refused'",
+                )
+                .map_err(self.err())?;
+            let rows =
+                stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).map_err(self.err())?;
+            for row in rows {
+                let (id, key, other) = row.map_err(self.err())?;
+                out.push((id, key, format!("same name as {other} but for case, which the device does not tell apart")));
+            }
+        }
+        Ok(out)
+    }
+
+    fn unplaced(&self, after: Option<(u64, i64)>, limit: usize) -> Result<Vec<(i64, u64)>> {
+        let (size, id) = after.map(|(s, i)| (s as i64, i)).unwrap_or((i64::MAX, 0));
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT id, size FROM objects WHERE state IN ('pending', 'failed') AND device IS NULL
+                 AND (size < ?1 OR (size = ?1 AND id > ?2)) ORDER BY size DESC, id LIMIT ?3",
+            )
+            .map_err(self.err())?;
+        let rows = stmt
+            .query_map(params![size, id, limit as i64], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64)))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<_>>().map_err(self.err())
+    }
+
+    fn place_all(&self, placed: &[(i64, u32)]) -> Result<()> {
+        self.durably(|c| {
+            let tx = c.unchecked_transaction()?;
+            {
+                let mut stmt = tx.prepare_cached("UPDATE objects SET device = ?2 WHERE id = ?1")?;
+                for (id, device) in placed {
+                    stmt.execute(params![id, device])?;
+                }
+            }
+            tx.commit()
+        })
+    }
+
+    fn on_device(&self, device: u32, done: bool) -> Result<(u64, u64)> {
+        let sql = match done {
+            true => "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE device = ?1 AND state = 'done'",
+            false => "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE device = ?1 AND state IN ('pending', 'failed')",
+        };
+        self.conn().query_row(sql, [device], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))).map_err(self.err())
+    }
+}
+
+/// Whether a listing's entry is the version the journal has: same size, and the same etag,
+/// version and source checksums (each only where both sides have one) and skip reason.
+fn same_version(had: &ObjectEntry, now: &ObjectEntry) -> bool {
+    fn same(a: &Option<String>, b: &Option<String>) -> bool {
+        match (a, b) {
+            (Some(a), Some(b)) => a == b,
+            _ => true,
+        }
+    }
+    had.size == now.size
+        && had.skipped == now.skipped
+        && same(&had.etag, &now.etag)
+        && same(&had.version, &now.version)
+        && same(&had.checksums.crc32c, &now.checksums.crc32c)
+        && same(&had.checksums.md5, &now.checksums.md5)
+}
+
+#[async_trait]
+impl Ledger for SqliteJournal {
+    async fn meta(&self, name: &str) -> Result<Option<String>> {
+        self.0.meta(name)
+    }
+
+    async fn set_meta(&self, name: &str, value: &str) -> Result<()> {
+        self.0.set_meta(name, value)
+    }
+
+    async fn seed(&self, generation: u32, entries: &[ObjectEntry]) -> Result<()> {
+        let entries = entries.to_vec();
+        self.blocking(move |j| j.insert_rows(generation, entries.iter().map(|e| (e, None, None, None)))).await
+    }
+
+    async fn unseed(&self, generation: u32) -> Result<u64> {
+        self.blocking(move |j| j.unseed(generation)).await
+    }
+
+    async fn seed_generation(&self, generation: u32, mut listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta> {
+        self.blocking(move |j| j.seed_generation(generation, &mut listing)).await
+    }
+
+    async fn begin_pass(&self, worker: &str) -> Result<Worker> {
+        self.0.begin_pass(worker)
+    }
+
+    async fn release_leases(&self) -> Result<u64> {
+        self.blocking(|j| j.release_leases()).await
+    }
+
+    async fn claim(&self, worker: &Worker, n: usize, lease: Lease) -> Result<Vec<ObjectRow>> {
+        self.0.claim(worker, n, lease)
+    }
+
+    async fn release(&self, ids: &[i64]) -> Result<()> {
+        self.0.release(ids)
+    }
+
+    async fn mark_done(&self, id: i64, outcome: &Outcome) -> Result<()> {
+        self.0.mark_done(id, outcome)
+    }
+
+    async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
+        self.0.mark_failed(id, error)
+    }
+
+    async fn restart_object(&self, id: i64, entry: &ObjectEntry, note: &str) -> Result<()> {
+        self.0.restart_object(id, entry, note)
+    }
+
+    async fn largest_pending(&self) -> Result<Option<(String, u64)>> {
+        self.blocking(|j| j.largest_pending()).await
+    }
+
+    async fn in_state(&self, state: ObjectState, after: i64, limit: usize) -> Result<Vec<ObjectRow>> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE state = ?1 AND id > ?2 ORDER BY id LIMIT ?3");
+        self.0.rows(&sql, params![state.as_str(), after, limit as i64])
+    }
+
+    async fn page(&self, after: i64, limit: usize) -> Result<Vec<ObjectRow>> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE id > ?1 ORDER BY id LIMIT ?2");
+        self.0.rows(&sql, params![after, limit as i64])
+    }
+
+    async fn has_key(&self, key: &str) -> Result<bool> {
+        self.0.has("SELECT 1 FROM objects WHERE key = ?1", [key])
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<ObjectRow>> {
+        self.0.get(key)
+    }
+
+    async fn counts(&self) -> Result<StatusCounts> {
+        self.blocking(|j| j.counts()).await
+    }
+
+    async fn skipped_by_reason(&self) -> Result<std::collections::BTreeMap<SkipReason, u64>> {
+        self.blocking(|j| j.skipped_by_reason()).await
+    }
+
+    async fn skipped(&self, after: i64, limit: usize) -> Result<Vec<(i64, String, SkipReason)>> {
+        self.0.skipped(after, limit)
+    }
+}
+
+#[async_trait]
+impl Uploads for SqliteJournal {
+    async fn upload_of(&self, id: i64) -> Result<Option<(String, u64)>> {
+        self.0.upload_of(id)
+    }
+
+    async fn set_upload(&self, id: i64, upload_id: Option<&str>, part_size: u64) -> Result<()> {
+        let upload_id = upload_id.map(str::to_string);
+        // Waits for an fsync: off the executor.
+        self.blocking(move |j| {
+            j.durably(|c| {
+                c.execute("UPDATE objects SET upload_id = ?2, part_size = ?3 WHERE id = ?1", params![id, upload_id, part_size as i64])
+            })
+            .map(|_| ())
+        })
+        .await
+    }
+
+    async fn clear_upload(&self, id: i64) -> Result<()> {
+        self.0.clear_upload(id)
+    }
+
+    async fn open_uploads(&self) -> Result<Vec<OpenUpload>> {
+        self.blocking(|j| j.open_uploads()).await
+    }
+
+    async fn set_hash_state(&self, id: i64, next: u32, state: &[u8]) -> Result<()> {
+        self.0.execute("UPDATE objects SET hash_next = ?2, hash_state = ?3 WHERE id = ?1", params![id, next, state])
+    }
+
+    async fn hash_state(&self, id: i64) -> Result<Option<(u32, Vec<u8>)>> {
+        self.0.hash_state(id)
+    }
+
+    async fn record_part(&self, id: i64, p: &PartRow) -> Result<()> {
+        self.0.execute(
+            "INSERT OR REPLACE INTO parts (object_id, part_no, offset, size, crc32c, etag) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id, p.part_no, p.offset as i64, p.size as i64, p.crc32c, p.etag],
+        )
+    }
+
+    async fn forget_part(&self, id: i64, part_no: u32) -> Result<()> {
+        self.0.execute("DELETE FROM parts WHERE object_id = ?1 AND part_no = ?2", params![id, part_no])
+    }
+
+    async fn parts(&self, id: i64) -> Result<Vec<PartRow>> {
+        self.0.parts(id)
+    }
+
+    async fn note_orphan(&self, id: i64) -> Result<()> {
+        self.0.execute("UPDATE objects SET orphans = orphans + 1 WHERE id = ?1", [id])
+    }
+
+    async fn possible_orphans(&self) -> Result<u64> {
+        self.blocking(|j| j.count("SELECT COALESCE(SUM(orphans), 0) FROM objects")).await
+    }
+}
+
+#[async_trait]
+impl Routes for SqliteJournal {
+    async fn seed_routed(&self, generation: u32, entries: &[RoutedEntry]) -> Result<()> {
+        let entries = entries.to_vec();
+        self.blocking(move |j| {
+            j.insert_rows(generation, entries.iter().map(|r| (&r.entry, Some(&r.route), r.refused.as_deref(), r.renamed.as_deref())))
+        })
+        .await
+    }
+
+    async fn index_routes(&self) -> Result<()> {
+        self.blocking(|j| j.index_routes()).await
+    }
+
+    async fn path_conflicts(&self, fold_case: bool) -> Result<Vec<(i64, String, String)>> {
+        self.blocking(move |j| j.path_conflicts(fold_case)).await
+    }
+
+    async fn refuse(&self, id: i64, reason: &str) -> Result<()> {
+        self.0.execute("UPDATE objects SET state = 'refused', error = ?2, updated_at = datetime('now') WHERE id = ?1", params![id, reason])
+    }
+
+    async fn noted(&self, after_key: &str, limit: usize) -> Result<Vec<Noted>> {
+        self.0.noted(after_key, limit)
+    }
+
+    async fn renamed_count(&self) -> Result<u64> {
+        self.blocking(|j| j.count("SELECT COUNT(*) FROM objects WHERE renamed IS NOT NULL AND state != 'refused'")).await
+    }
+
+    async fn unplaced(&self, after: Option<(u64, i64)>, limit: usize) -> Result<Vec<(i64, u64)>> {
+        self.0.unplaced(after, limit)
+    }
+
+    async fn place(&self, id: i64, device: Option<u32>) -> Result<()> {
+        self.0.execute("UPDATE objects SET device = ?2 WHERE id = ?1", params![id, device])
+    }
+
+    async fn place_all(&self, placed: &[(i64, u32)]) -> Result<()> {
+        let placed = placed.to_vec();
+        // Waits for an fsync: off the executor.
+        self.blocking(move |j| j.place_all(&placed)).await
+    }
+
+    async fn on_device(&self, device: u32, done: bool) -> Result<(u64, u64)> {
+        self.blocking(move |j| j.on_device(device, done)).await
+    }
+
+    async fn done_on_device(&self, device: u32, after_path: &str, limit: usize) -> Result<Vec<ObjectRow>> {
+        let sql =
+            format!("SELECT {ROW_COLUMNS} FROM objects WHERE device = ?1 AND state = 'done' AND dst_path > ?2 ORDER BY dst_path LIMIT ?3");
+        self.0.rows(&sql, params![device, after_path, limit as i64])
+    }
+
+    async fn has_src_path(&self, device: u32, path: &str) -> Result<bool> {
+        self.0.has("SELECT 1 FROM objects WHERE device = ?1 AND src_path = ?2", params![device, path])
+    }
+}
+
+#[cfg(test)]
+mod tests;
+
+#[async_trait]
+impl Writes for SqliteJournal {
+    async fn begin_run(&self, kind: RunKind) -> Result<RunId> {
+        writes::begin_run(&self.0.conn(), kind).map_err(self.0.err())
+    }
+
+    async fn begin_write(&self, run: RunId, id: i64, key: &str, op: WriteOp, prior: &Prior, seen: Seen) -> Result<i64> {
+        writes::begin_write(&self.0.conn(), run, id, key, op, prior, seen).map_err(self.0.err())
+    }
+
+    async fn finish_write(&self, row: i64, wrote: &Wrote) -> Result<()> {
+        writes::finish_write(&self.0.conn(), row, wrote).map_err(self.0.err())
+    }
+
+    async fn writes(&self, run: Option<RunId>, after: i64, limit: usize) -> Result<Vec<WriteRow>> {
+        writes::writes(&self.0.conn(), run, after, limit).map_err(self.0.err())
+    }
+}

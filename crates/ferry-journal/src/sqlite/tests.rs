@@ -1,0 +1,395 @@
+use super::*;
+use std::time::Duration;
+
+fn routed(key: &str, size: u64, dst_path: &str) -> RoutedEntry {
+    let entry = ObjectEntry { key: key.into(), size, ..Default::default() };
+    RoutedEntry { entry, route: Route { dst_path: Some(dst_path.into()), ..Route::default() }, refused: None, renamed: None }
+}
+
+fn entries(n: usize) -> Vec<ObjectEntry> {
+    (0..n).map(|i| ObjectEntry { key: format!("k{i}"), size: i as u64, ..Default::default() }).collect()
+}
+
+fn outcome() -> Outcome {
+    Outcome {
+        copied: Checksums { sha256: Some("s".into()), crc32c: Some("c".into()), ..Checksums::default() },
+        dst_etag: Some("e".into()),
+        verified_by: Evidence::SizeOnly,
+    }
+}
+
+fn keys(rows: &[ObjectRow]) -> Vec<&str> {
+    rows.iter().map(|r| r.entry.key.as_str()).collect()
+}
+
+/// A journal as an older ferry made it: `columns` of `objects` dropped, `version` recorded.
+async fn older_journal(path: &Path, columns: &[&str], version: &str) {
+    let j = SqliteJournal::open(path).unwrap();
+    j.seed(1, &entries(3)).await.unwrap();
+    j.0.conn().execute_batch("DROP INDEX IF EXISTS objects_leased").unwrap();
+    for name in columns {
+        j.0.conn().execute_batch(&format!("ALTER TABLE objects DROP COLUMN {name}")).unwrap();
+    }
+    j.set_meta("schema_version", version).await.unwrap();
+}
+
+const V4_COLUMNS: [&str; 3] = ["lease_owner", "lease_until", "claim_pass"];
+
+#[tokio::test]
+async fn a_version_1_journal_gains_the_route_columns_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.sqlite");
+    let v2 = ["device", "src_path", "dst_path", "src_crc64", "expect_sha256", "crc64nvme", "renamed", "last_modified"];
+    older_journal(&path, &[&v2[..], &V4_COLUMNS[..]].concat(), "1").await;
+    let j = SqliteJournal::open(&path).unwrap();
+    assert_eq!(j.meta("schema_version").await.unwrap(), Some(SCHEMA_VERSION.to_string()));
+    assert_eq!(j.counts().await.unwrap().objects, 3);
+    assert_eq!(j.get("k1").await.unwrap().unwrap().route, Route::default());
+}
+
+// Issue 12, case 22: `renamed` was added to the schema without a migration, so an export
+// journal made before it failed "no such column: renamed".
+#[tokio::test]
+async fn case_22_a_version_2_journal_without_renamed_opens_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.sqlite");
+    older_journal(&path, &["renamed", "last_modified", "lease_owner", "lease_until", "claim_pass"], "2").await;
+    let j = SqliteJournal::open(&path).unwrap();
+    assert_eq!(j.meta("schema_version").await.unwrap(), Some(SCHEMA_VERSION.to_string()));
+    // What an export and `status` do with it.
+    j.seed_routed(1, &[RoutedEntry { renamed: Some("too long".into()), ..routed("r", 1, "x/r") }]).await.unwrap();
+    assert_eq!(j.renamed_count().await.unwrap(), 1);
+    assert_eq!(j.noted("", 10).await.unwrap()[0].renamed.as_deref(), Some("too long"));
+    assert_eq!(j.counts().await.unwrap().objects, 4);
+    assert!(j.page(0, 10).await.unwrap().iter().all(|r| r.note.is_none()));
+
+    // A journal of a newer ferry is refused, not changed.
+    let newer = SCHEMA_VERSION + 1;
+    j.set_meta("schema_version", &newer.to_string()).await.unwrap();
+    drop(j);
+    assert!(matches!(SqliteJournal::open(&path), Err(JournalError::Version { found, .. }) if found == newer));
+}
+
+// Issue 13: a version 3 journal (the release before claims) with work in every state is
+// migrated: its rows keep their states and its pending and failed objects are claimable.
+#[tokio::test]
+async fn a_version_3_journal_is_migrated_and_its_work_claimable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.sqlite");
+    older_journal(&path, &V4_COLUMNS, "3").await;
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "UPDATE objects SET state = 'done' WHERE key = 'k0'; UPDATE objects SET state = 'failed', attempts = 1 WHERE key = 'k1';",
+        )
+        .unwrap();
+    }
+    let j = SqliteJournal::open(&path).unwrap();
+    assert_eq!(j.meta("schema_version").await.unwrap(), Some(SCHEMA_VERSION.to_string()));
+    let w = j.begin_pass("w").await.unwrap();
+    let claimed = j.claim(&w, 10, Lease { now: 0, ttl: Duration::from_secs(60) }).await.unwrap();
+    assert_eq!(keys(&claimed), ["k1", "k2"]);
+    // The write ledger is there for the next run.
+    let run = j.begin_run(RunKind::Copy).await.unwrap();
+    let row = j.begin_write(run, claimed[0].id, "k1", WriteOp::Put, &Prior::Absent, Seen::Head).await.unwrap();
+    assert_eq!(j.writes(Some(run), 0, 10).await.unwrap().iter().map(|w| w.id).collect::<Vec<_>>(), [row]);
+    assert_eq!(claimed[0].state, ObjectState::Failed);
+    assert_eq!(j.get("k0").await.unwrap().unwrap().state, ObjectState::Done);
+}
+
+#[tokio::test]
+async fn every_column_of_the_schema_is_added_to_a_journal_missing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.sqlite");
+    let fresh = Connection::open_in_memory().unwrap();
+    fresh.execute_batch(SCHEMA).unwrap();
+    let all: Vec<String> = table_info(&fresh, "objects").unwrap().into_iter().map(|c| c.0).collect();
+    // Every column a journal could lack (not the key, the primary key or the state the
+    // table was created with).
+    let droppable: Vec<&str> =
+        all.iter().map(String::as_str).filter(|c| !["id", "generation", "key", "size", "state", "attempts"].contains(c)).collect();
+    older_journal(&path, &droppable, "1").await;
+    let j = SqliteJournal::open(&path).unwrap();
+    let now: Vec<String> = table_info(&j.0.conn(), "objects").unwrap().into_iter().map(|c| c.0).collect();
+    assert_eq!(now.iter().collect::<std::collections::BTreeSet<_>>(), all.iter().collect());
+    assert_eq!(j.possible_orphans().await.unwrap(), 0, "NOT NULL DEFAULT columns get their default");
+}
+
+// Issue 12, case 19: the upload id journaled before an upload is created must be on disk
+// before the destination holds the upload; other commits stay group-committed.
+#[tokio::test]
+async fn case_19_a_durable_write_leaves_the_connection_group_committing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    j.seed(1, &entries(2)).await.unwrap();
+    let sync = |j: &SqliteJournal| j.0.conn().pragma_query_value(None, "synchronous", |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(sync(&j), 1, "NORMAL");
+    let id = j.get("k1").await.unwrap().unwrap().id;
+    j.set_upload(id, Some("u"), 8).await.unwrap();
+    assert_eq!(sync(&j), 1, "back to NORMAL after the durable write");
+    j.place_all(&[(id, 0)]).await.unwrap();
+    assert_eq!(sync(&j), 1);
+    assert_eq!(j.upload_of(id).await.unwrap(), Some(("u".to_string(), 8)));
+    assert_eq!(j.get("k1").await.unwrap().unwrap().route.device, Some(0));
+}
+
+#[tokio::test]
+async fn routed_objects_conflict_as_file_and_folder_or_by_case_and_pack_largest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let rows = [routed("a", 5, "x/a"), routed("a/b", 7, "x/a/b"), routed("a.txt", 9, "x/a.txt"), routed("A.TXT", 1, "x/A.TXT")];
+    j.seed_routed(1, &rows).await.unwrap();
+    j.index_routes().await.unwrap();
+    let conflicts = |fold| {
+        let j = j.clone();
+        async move { j.path_conflicts(fold).await.unwrap().into_iter().map(|(_, k, _)| k).collect::<Vec<_>>() }
+    };
+    assert_eq!(conflicts(false).await, ["a"], "a is a file and a folder; a.txt sorts between them and is no conflict");
+    assert_eq!(conflicts(true).await, ["a", "A.TXT"]);
+    let order: Vec<u64> = j.unplaced(None, 2).await.unwrap().into_iter().map(|(_, s)| s).collect();
+    assert_eq!(order, [9, 7]);
+    let (id, size) = j.unplaced(None, 2).await.unwrap()[1];
+    assert_eq!(j.unplaced(Some((size, id)), 10).await.unwrap().iter().map(|(_, s)| *s).collect::<Vec<_>>(), [5, 1]);
+}
+
+// Issue 12, case 4: entries a listing met but does not copy are recorded, not dropped.
+#[tokio::test]
+async fn skipped_entries_are_recorded_with_their_reason_and_never_handed_out_as_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let mut batch = entries(3);
+    batch.push(ObjectEntry::skipped("link".into(), SkipReason::Symlink));
+    batch.push(ObjectEntry::skipped("pipe".into(), SkipReason::Fifo));
+    batch.push(ObjectEntry::skipped("pipe2".into(), SkipReason::Fifo));
+    j.seed(1, &batch).await.unwrap();
+    let c = j.counts().await.unwrap();
+    assert_eq!((c.objects, c.pending, c.skipped), (3, 3, 3));
+    let w = j.begin_pass("w").await.unwrap();
+    let claimed = j.claim(&w, 100, Clock::new().lease(Duration::from_secs(60))).await.unwrap();
+    assert_eq!(keys(&claimed), ["k0", "k1", "k2"]);
+    let by: Vec<_> = j.skipped_by_reason().await.unwrap().into_iter().collect();
+    assert_eq!(by, [(SkipReason::Symlink, 1), (SkipReason::Fifo, 2)]);
+    let rows = j.skipped(0, 10).await.unwrap();
+    assert_eq!(
+        rows.iter().map(|(_, k, r)| (k.as_str(), *r)).collect::<Vec<_>>(),
+        [("link", SkipReason::Symlink), ("pipe", SkipReason::Fifo), ("pipe2", SkipReason::Fifo)]
+    );
+    assert_eq!(j.get("pipe").await.unwrap().unwrap().entry.skipped, Some(SkipReason::Fifo));
+    assert_eq!(j.get("pipe").await.unwrap().unwrap().state, ObjectState::Skipped);
+}
+
+#[tokio::test]
+async fn seeding_is_idempotent_and_state_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.sqlite");
+    let j = SqliteJournal::open(&path).unwrap();
+    j.seed(1, &entries(10)).await.unwrap();
+    let w = j.begin_pass("w").await.unwrap();
+    let lease = Lease { now: 0, ttl: Duration::from_secs(60) };
+    let first = j.claim(&w, 3, lease).await.unwrap();
+    assert_eq!(keys(&first), ["k0", "k1", "k2"]);
+    j.mark_done(first[0].id, &outcome()).await.unwrap();
+    j.mark_failed(first[1].id, "boom").await.unwrap();
+    j.seed(1, &entries(10)).await.unwrap(); // replay
+    drop(j);
+
+    let j = SqliteJournal::open(&path).unwrap();
+    let c = j.counts().await.unwrap();
+    assert_eq!((c.objects, c.done, c.failed, c.pending), (10, 1, 1, 8));
+    let done = j.get("k0").await.unwrap().unwrap();
+    assert_eq!(done.copied.sha256.as_deref(), Some("s"));
+    assert_eq!(done.verified_by, Some(Evidence::SizeOnly), "stored by name, read back as the value");
+    assert_eq!(j.in_state(ObjectState::Failed, 0, 10).await.unwrap()[0].error.as_deref(), Some("boom"));
+    // The next pass (after the leases of a killed run are let go) has the failed one and the rest.
+    assert_eq!(j.release_leases().await.unwrap(), 1, "k2 was still leased");
+    let w = j.begin_pass("w").await.unwrap();
+    assert_eq!(j.claim(&w, 100, lease).await.unwrap().len(), 9);
+}
+
+// Issue 13: claims with leases replace cursor paging.
+#[tokio::test]
+async fn two_workers_claim_distinct_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    j.seed(1, &entries(5)).await.unwrap();
+    let clock = Clock::new();
+    let (a, b) = (j.begin_pass("a").await.unwrap(), j.begin_pass("b").await.unwrap());
+    assert_ne!(a.pass, b.pass);
+    let got_a = j.claim(&a, 2, clock.lease(Duration::from_secs(30))).await.unwrap();
+    let got_b = j.claim(&b, 10, clock.lease(Duration::from_secs(30))).await.unwrap();
+    assert_eq!(keys(&got_a), ["k0", "k1"]);
+    assert_eq!(keys(&got_b), ["k2", "k3", "k4"]);
+    assert!(j.claim(&a, 10, clock.lease(Duration::from_secs(30))).await.unwrap().is_empty(), "everything is leased");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_expired_lease_makes_its_objects_claimable_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    j.seed(1, &entries(3)).await.unwrap();
+    let clock = Clock::new();
+    let ttl = Duration::from_secs(30);
+    let (a, b) = (j.begin_pass("a").await.unwrap(), j.begin_pass("b").await.unwrap());
+    let got_a = j.claim(&a, 2, clock.lease(ttl)).await.unwrap();
+    assert_eq!(keys(&got_a), ["k0", "k1"]);
+    j.mark_done(got_a[0].id, &outcome()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(29)).await;
+    assert_eq!(keys(&j.claim(&b, 10, clock.lease(ttl)).await.unwrap()), ["k2"], "a's lease on k1 holds");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let taken = j.claim(&b, 10, clock.lease(ttl)).await.unwrap();
+    assert_eq!(keys(&taken), ["k1"], "a's lease ran out; k0 is done and stays done");
+    j.mark_done(taken[0].id, &outcome()).await.unwrap();
+    assert_eq!(j.counts().await.unwrap().done, 2);
+    // A worker never gets back what its pass claimed, even on an expired lease.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert!(j.claim(&b, 10, clock.lease(ttl)).await.unwrap().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn done_and_failed_release_their_lease_and_a_failure_waits_for_the_next_pass() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    j.seed(1, &entries(4)).await.unwrap();
+    let clock = Clock::new();
+    let ttl = Duration::from_secs(30);
+    let w = j.begin_pass("w").await.unwrap();
+    let got = j.claim(&w, 2, clock.lease(ttl)).await.unwrap();
+    let leased = |key: &'static str| {
+        let j = j.clone();
+        async move { j.0.conn().query_row("SELECT lease_until FROM objects WHERE key = ?1", [key], |r| r.get::<_, Option<i64>>(0)).unwrap() }
+    };
+    assert_eq!(leased("k0").await, Some(clock.now() + 30_000));
+    j.mark_done(got[0].id, &outcome()).await.unwrap();
+    j.mark_failed(got[1].id, "boom").await.unwrap();
+    assert_eq!((leased("k0").await, leased("k1").await), (None, None));
+    // Released without an outcome: not handed out again in this pass either.
+    let rest = j.claim(&w, 10, clock.lease(ttl)).await.unwrap();
+    assert_eq!(keys(&rest), ["k2", "k3"]);
+    j.release(&[rest[0].id]).await.unwrap();
+    assert_eq!(leased("k2").await, None);
+    j.mark_done(rest[1].id, &outcome()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    assert!(j.claim(&w, 10, clock.lease(ttl)).await.unwrap().is_empty(), "k1 failed and k2 was released in this pass");
+    // Another worker, or the next pass, takes both.
+    let next = j.begin_pass("w").await.unwrap();
+    assert_eq!(keys(&j.claim(&next, 10, clock.lease(ttl)).await.unwrap()), ["k1", "k2"]);
+}
+
+#[tokio::test]
+async fn claims_walk_the_pass_in_id_order_across_pending_and_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    j.seed(1, &entries(6)).await.unwrap();
+    let lease = Lease { now: 0, ttl: Duration::from_secs(60) };
+    let w = j.begin_pass("w").await.unwrap();
+    for r in j.claim(&w, 6, lease).await.unwrap() {
+        if r.id % 2 == 0 {
+            j.mark_failed(r.id, "x").await.unwrap();
+        }
+    }
+    j.release_leases().await.unwrap();
+    let w = j.begin_pass("w").await.unwrap();
+    let mut order = Vec::new();
+    loop {
+        let got = j.claim(&w, 2, lease).await.unwrap();
+        if got.is_empty() {
+            break;
+        }
+        for r in got {
+            order.push(r.entry.key.clone());
+            j.mark_failed(r.id, "again").await.unwrap();
+        }
+    }
+    assert_eq!(order, ["k0", "k1", "k2", "k3", "k4", "k5"], "each once, in id order");
+}
+
+// Issue 13: generations. Each case of a later generation's merge, and a replay.
+#[tokio::test]
+async fn seeding_a_later_generation_marks_objects_added_changed_deleted_or_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let gen1: Vec<ObjectEntry> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|k| ObjectEntry { key: k.to_string(), size: 1, etag: Some(format!("{k}1")), ..Default::default() })
+        .collect();
+    j.seed(1, &gen1).await.unwrap();
+    let w = j.begin_pass("w").await.unwrap();
+    for r in j.claim(&w, 10, Lease { now: 0, ttl: Duration::from_secs(60) }).await.unwrap() {
+        j.mark_done(r.id, &outcome()).await.unwrap();
+    }
+    // Generation 2: a unchanged, b changed (new etag), c deleted, d unchanged, e added.
+    let mut gen2 = gen1.clone();
+    gen2[1].etag = Some("b2".into());
+    gen2.remove(2);
+    gen2.push(ObjectEntry { key: "e".into(), size: 7, ..Default::default() });
+    let delta = j.seed_generation(2, Box::new(gen2.clone().into_iter())).await.unwrap();
+    assert_eq!(delta, GenerationDelta { added: 1, changed: 1, deleted: 1, unchanged: 2 });
+    let row = |k: &'static str| {
+        let j = j.clone();
+        async move { j.get(k).await.unwrap().unwrap() }
+    };
+    assert_eq!((row("a").await.state, row("a").await.generation), (ObjectState::Done, 1));
+    let b = row("b").await;
+    assert_eq!((b.state, b.generation, b.entry.etag.as_deref(), b.copied.sha256), (ObjectState::Pending, 2, Some("b2"), None));
+    assert_eq!((row("c").await.state, row("c").await.generation), (ObjectState::PendingDelete, 2));
+    assert_eq!((row("e").await.state, row("e").await.generation), (ObjectState::Pending, 2));
+    let c = j.counts().await.unwrap();
+    assert_eq!((c.objects, c.done, c.pending, c.pending_delete), (4, 2, 2, 1));
+
+    // The same generation again changes nothing; nor does today's seed replaying it.
+    let again = j.seed_generation(2, Box::new(gen2.clone().into_iter())).await.unwrap();
+    assert_eq!(again, GenerationDelta { added: 0, changed: 0, deleted: 0, unchanged: 5 });
+    j.seed(2, &gen2).await.unwrap();
+    assert_eq!(j.counts().await.unwrap(), c);
+    // A deleted key that comes back is pending again.
+    let gen3 = gen1.clone();
+    let back = j.seed_generation(3, Box::new(gen3.into_iter())).await.unwrap();
+    assert_eq!((back.changed, back.deleted), (2, 1), "c came back and b changed back; e is gone");
+    assert_eq!(row("c").await.state, ObjectState::Pending);
+}
+
+#[tokio::test]
+async fn a_generation_merge_pages_through_more_rows_than_one_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let gen1: Vec<ObjectEntry> = (0..2500).map(|i| ObjectEntry { key: format!("k{i:05}"), size: 1, ..Default::default() }).collect();
+    j.seed(1, &gen1).await.unwrap();
+    // Every third key dropped, and new keys between the old ones.
+    let mut gen2: Vec<ObjectEntry> = gen1.iter().enumerate().filter(|(i, _)| i % 3 != 0).map(|(_, e)| e.clone()).collect();
+    gen2.extend((0..2500).step_by(5).map(|i| ObjectEntry { key: format!("k{i:05}x"), size: 2, ..Default::default() }));
+    gen2.sort_by(|a, b| a.key.cmp(&b.key));
+    let delta = j.seed_generation(2, Box::new(gen2.into_iter())).await.unwrap();
+    assert_eq!(delta, GenerationDelta { added: 500, changed: 0, deleted: 834, unchanged: 1666 });
+}
+
+#[test]
+fn object_states_keep_their_stored_names() {
+    let names: Vec<&str> = ObjectState::ALL.iter().map(|s| s.as_str()).collect();
+    assert_eq!(names, ["pending", "done", "failed", "refused", "skipped", "pending-delete"]);
+    assert!(ObjectState::ALL.iter().all(|s| ObjectState::parse(s.as_str()) == Some(*s)));
+}
+
+#[tokio::test]
+async fn the_job_directory_s_journals_are_opened_and_removed_by_kind() {
+    let dir = tempfile::tempdir().unwrap();
+    for kind in [JournalKind::Main, JournalKind::Export, JournalKind::ExportCheck] {
+        assert!(!crate::exists(dir.path(), kind));
+        let j = crate::open(dir.path(), kind).await.unwrap();
+        j.seed(1, &entries(1)).await.unwrap();
+        drop(j);
+        assert!(crate::exists(dir.path(), kind));
+    }
+    crate::remove(dir.path(), JournalKind::ExportCheck).unwrap();
+    assert!(!crate::exists(dir.path(), JournalKind::ExportCheck));
+    assert!(crate::exists(dir.path(), JournalKind::Export));
+    let j = crate::open(dir.path(), JournalKind::ExportCheck).await.unwrap();
+    assert_eq!(j.counts().await.unwrap().objects, 0, "a removed journal leaves nothing behind");
+}
+
+#[tokio::test]
+async fn a_job_directory_that_does_not_exist_is_not_made_by_opening_its_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = dir.path().join("no-such-job");
+    assert!(crate::open(&job, JournalKind::Main).await.is_err());
+    assert!(!job.exists(), "only persisting a job makes its directory");
+}

@@ -1,0 +1,161 @@
+//! The write ledger's table and queries (see [`crate::Writes`]).
+
+use crate::{Prior, RunId, RunKind, Seen, WriteOp, WriteRow, Wrote};
+use rusqlite::{Connection, OptionalExtension, params};
+
+pub(super) const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id        INTEGER PRIMARY KEY,
+    kind      TEXT NOT NULL,
+    started   TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS writes (
+    id            INTEGER PRIMARY KEY,
+    run           INTEGER NOT NULL,
+    object        INTEGER NOT NULL,
+    key           TEXT NOT NULL,
+    op            TEXT NOT NULL,                 -- put | delete
+    prior         TEXT NOT NULL,                 -- absent | present | unknown
+    prior_seen    TEXT NOT NULL,                 -- head | listing | none
+    prior_size    INTEGER,
+    prior_etag    TEXT,
+    prior_version TEXT,
+    done          INTEGER NOT NULL DEFAULT 0,
+    wrote_size    INTEGER,
+    wrote_etag    TEXT,
+    wrote_version TEXT
+);
+CREATE INDEX IF NOT EXISTS writes_object ON writes(object, done);
+";
+
+pub(super) fn begin_run(conn: &Connection, kind: RunKind) -> rusqlite::Result<RunId> {
+    conn.execute("INSERT INTO runs (kind, started) VALUES (?1, ?2)", params![kind.as_str(), chrono::Utc::now().to_rfc3339()])?;
+    Ok(RunId(conn.last_insert_rowid()))
+}
+
+/// Records `prior` for a write of `op` to object `object` (`key`) by `run`, unless a write of
+/// the same object was begun and never finished: that row is taken over by `run` and keeps the
+/// prior state it recorded. Returns the row's id.
+pub(super) fn begin_write(
+    conn: &Connection,
+    run: RunId,
+    object: i64,
+    key: &str,
+    op: WriteOp,
+    prior: &Prior,
+    seen: Seen,
+) -> rusqlite::Result<i64> {
+    let open: Option<i64> = conn
+        .query_row(
+            "SELECT id FROM writes WHERE object = ?1 AND done = 0 AND op = ?2 ORDER BY id DESC LIMIT 1",
+            params![object, op.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = open {
+        conn.execute("UPDATE writes SET run = ?2, key = ?3 WHERE id = ?1", params![id, run.0, key])?;
+        return Ok(id);
+    }
+    let (state, size, etag, version) = match prior {
+        Prior::Absent => ("absent", None, None, None),
+        Prior::Present { size, etag, version } => ("present", Some(*size as i64), etag.as_deref(), version.as_deref()),
+        Prior::Unknown => ("unknown", None, None, None),
+    };
+    conn.execute(
+        "INSERT INTO writes (run, object, key, op, prior, prior_seen, prior_size, prior_etag, prior_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![run.0, object, key, op.as_str(), state, seen.as_str(), size, etag, version],
+    )?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// Records what the write of row `id` left at the destination.
+pub(super) fn finish_write(conn: &Connection, id: i64, wrote: &Wrote) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE writes SET done = 1, wrote_size = ?2, wrote_etag = ?3, wrote_version = ?4 WHERE id = ?1",
+        params![id, wrote.size as i64, wrote.etag, wrote.version],
+    )?;
+    Ok(())
+}
+
+/// Rows of the ledger after id `after`, in the order they were begun; `run` narrows them to one
+/// run's.
+pub(super) fn writes(conn: &Connection, run: Option<RunId>, after: i64, limit: usize) -> rusqlite::Result<Vec<WriteRow>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, run, object, key, op, prior, prior_seen, prior_size, prior_etag, prior_version, done, wrote_size, wrote_etag, wrote_version
+         FROM writes WHERE id > ?1 AND (?2 IS NULL OR run = ?2) ORDER BY id LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![after, run.map(|r| r.0), limit as i64], |r| {
+        let prior = match r.get_ref(5)?.as_str()? {
+            "absent" => Prior::Absent,
+            "present" => Prior::Present { size: r.get::<_, Option<i64>>(7)?.unwrap_or(0) as u64, etag: r.get(8)?, version: r.get(9)? },
+            _ => Prior::Unknown,
+        };
+        let done: bool = r.get(10)?;
+        let bad = |col: usize, what: &str| {
+            rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, format!("unknown {what}").into())
+        };
+        Ok(WriteRow {
+            id: r.get(0)?,
+            run: RunId(r.get(1)?),
+            object: r.get(2)?,
+            key: r.get(3)?,
+            op: WriteOp::parse(r.get_ref(4)?.as_str()?).ok_or_else(|| bad(4, "write"))?,
+            prior,
+            seen: Seen::parse(r.get_ref(6)?.as_str()?).ok_or_else(|| bad(6, "prior source"))?,
+            wrote: done
+                .then(|| -> rusqlite::Result<Wrote> {
+                    Ok(Wrote { size: r.get::<_, Option<i64>>(11)?.unwrap_or(0) as u64, etag: r.get(12)?, version: r.get(13)? })
+                })
+                .transpose()?,
+        })
+    })?;
+    rows.collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        c.execute_batch(SCHEMA).unwrap();
+        c
+    }
+
+    #[test]
+    fn one_row_per_write_with_the_prior_state() {
+        let c = conn();
+        let run = begin_run(&c, RunKind::Copy).unwrap();
+        let prior = Prior::Present { size: 3, etag: Some("e1".into()), version: Some("v1".into()) };
+        let a = begin_write(&c, run, 1, "a", WriteOp::Put, &prior, Seen::Head).unwrap();
+        let b = begin_write(&c, run, 2, "b", WriteOp::Put, &Prior::Absent, Seen::Listing).unwrap();
+        finish_write(&c, a, &Wrote { size: 5, etag: Some("e2".into()), version: None }).unwrap();
+        let rows = writes(&c, Some(run), 0, 10).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].id, &rows[0].prior, rows[0].seen), (a, &prior, Seen::Head));
+        assert_eq!(rows[0].wrote, Some(Wrote { size: 5, etag: Some("e2".into()), version: None }));
+        assert_eq!((rows[1].id, &rows[1].prior, rows[1].wrote.as_ref()), (b, &Prior::Absent, None));
+    }
+
+    #[test]
+    fn a_cut_off_write_is_taken_over_and_keeps_what_was_there_first() {
+        let c = conn();
+        let first = begin_run(&c, RunKind::Copy).unwrap();
+        let row = begin_write(&c, first, 7, "k", WriteOp::Put, &Prior::Absent, Seen::Head).unwrap();
+        // The next run HEADs ferry's own half-finished write; the ledger keeps "absent".
+        let second = begin_run(&c, RunKind::Copy).unwrap();
+        let seen_now = Prior::Present { size: 9, etag: Some("ferry".into()), version: None };
+        let again = begin_write(&c, second, 7, "k", WriteOp::Put, &seen_now, Seen::Head).unwrap();
+        assert_eq!(again, row);
+        finish_write(&c, again, &Wrote { size: 9, etag: Some("ferry".into()), version: None }).unwrap();
+        let rows = writes(&c, None, 0, 10).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].run, &rows[0].prior), (second, &Prior::Absent));
+        // A finished write is history: the next write of the object is a new row.
+        let third = begin_run(&c, RunKind::Copy).unwrap();
+        let next = begin_write(&c, third, 7, "k", WriteOp::Put, &seen_now, Seen::Head).unwrap();
+        assert_ne!(next, row);
+        assert_eq!(writes(&c, Some(third), 0, 10).unwrap()[0].prior, seen_now);
+    }
+}

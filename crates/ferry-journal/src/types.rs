@@ -1,0 +1,241 @@
+//! What goes into a journal and comes out of it.
+
+use ferry_core::{Checksums, Evidence, ObjectEntry};
+
+/// Where an object is in its life, stored by the stable name [`ObjectState::as_str`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectState {
+    /// To copy.
+    Pending,
+    Done,
+    /// The last attempt failed; the next pass tries again (`error` says why).
+    Failed,
+    /// A disk layout cannot hold it: never copied (`error` says why).
+    Refused,
+    /// The listing met it but ferry does not copy it (`error` is the [`ferry_core::SkipReason`]).
+    Skipped,
+    /// Gone from the source in a later generation: a delete at the destination still to do.
+    PendingDelete,
+}
+
+impl ObjectState {
+    pub const ALL: [ObjectState; 6] = [
+        ObjectState::Pending,
+        ObjectState::Done,
+        ObjectState::Failed,
+        ObjectState::Refused,
+        ObjectState::Skipped,
+        ObjectState::PendingDelete,
+    ];
+
+    /// The name a journal stores; never changes once released.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectState::Pending => "pending",
+            ObjectState::Done => "done",
+            ObjectState::Failed => "failed",
+            ObjectState::Refused => "refused",
+            ObjectState::Skipped => "skipped",
+            ObjectState::PendingDelete => "pending-delete",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<ObjectState> {
+        ObjectState::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for ObjectState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a disk export writes an object, or where an ingest reads it: the device (an index
+/// into the job's device list) and the path on it. `None` paths mean the key itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Route {
+    pub device: Option<u32>,
+    pub src_path: Option<String>,
+    pub dst_path: Option<String>,
+    /// The SHA-256 the source declares for the object (a shipment manifest does).
+    pub expect_sha256: Option<String>,
+}
+
+/// A manifest entry to seed with its route, or with why it will not be copied.
+#[derive(Debug, Clone)]
+pub struct RoutedEntry {
+    pub entry: ObjectEntry,
+    pub route: Route,
+    pub refused: Option<String>,
+    /// Why the route's destination path is not the key (a disk layout renamed it).
+    pub renamed: Option<String>,
+}
+
+/// A key whose name a disk layout changed or refused, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Noted {
+    pub key: String,
+    pub dst_path: Option<String>,
+    /// Why it is not copied (then it has no path).
+    pub refused: Option<String>,
+    /// Why its path is not its key.
+    pub renamed: Option<String>,
+}
+
+/// An object the journal knows, with everything a copy needs from the manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectRow {
+    pub id: i64,
+    /// The manifest generation that last changed the object.
+    pub generation: u32,
+    pub entry: ObjectEntry,
+    pub state: ObjectState,
+    pub attempts: i64,
+    /// What a finished copy computed of the object: see [`Outcome::copied`].
+    pub copied: Checksums,
+    pub dst_etag: Option<String>,
+    pub verified_by: Option<Evidence>,
+    pub error: Option<String>,
+    /// The destination's id of a multipart upload in progress (recorded before its first part).
+    pub upload_id: Option<String>,
+    pub route: Route,
+    /// Why the row differs from the manifest's entry, e.g. `restarted: …` when the source changed
+    /// and the journal tracks the version copied (its size, etag, version, last-modified time).
+    pub note: Option<String>,
+}
+
+impl ObjectRow {
+    /// The name to read at the source: the routed path, else the key.
+    pub fn src_key(&self) -> &str {
+        self.route.src_path.as_deref().unwrap_or(&self.entry.key)
+    }
+
+    /// The name to write at the destination: the routed path, else the key.
+    pub fn dst_key(&self) -> &str {
+        self.route.dst_path.as_deref().unwrap_or(&self.entry.key)
+    }
+}
+
+/// A part the destination acknowledged, as journaled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartRow {
+    pub part_no: u32,
+    pub offset: u64,
+    pub size: u64,
+    pub crc32c: String,
+    pub etag: Option<String>,
+}
+
+/// A multipart upload the journal knows is open at the destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenUpload {
+    pub id: i64,
+    pub key: String,
+    pub upload_id: String,
+    pub parts: u64,
+    pub bytes: u64,
+}
+
+/// What a finished copy of one object proved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Checksums of the object copied: when ferry moved the bytes, their SHA-256, CRC32C and
+    /// CRC64NVME; when the service copied the object itself, what it reported (no SHA-256).
+    /// Its MD5 is not kept.
+    pub copied: Checksums,
+    pub dst_etag: Option<String>,
+    /// Which check proved the bytes; stored by its stable name.
+    pub verified_by: Evidence,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct StatusCounts {
+    pub objects: u64,
+    pub bytes: u64,
+    pub done: u64,
+    pub done_bytes: u64,
+    pub pending: u64,
+    pub failed: u64,
+    /// Objects a disk layout cannot hold (never copied).
+    pub refused: u64,
+    /// Entries the listing met but ferry does not copy (symlinks, FIFOs, folder markers…),
+    /// not counted in `objects`; [`crate::Ledger::skipped_by_reason`] breaks them down.
+    pub skipped: u64,
+    /// Objects a later generation no longer lists (not counted in `objects`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pending_delete: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// What seeding a later generation did to each key ([`crate::Ledger::seed_generation`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GenerationDelta {
+    pub added: u64,
+    pub changed: u64,
+    pub deleted: u64,
+    pub unchanged: u64,
+}
+
+/// A worker in one pass over the journal's work ([`crate::Ledger::begin_pass`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Worker {
+    pub name: String,
+    /// Unique per journal: no two passes share one.
+    pub pass: i64,
+}
+
+/// Milliseconds since the Unix epoch, as leases are stored (comparable across processes).
+pub type Millis = i64;
+
+/// A lease asked for at `now`, held for `ttl`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lease {
+    pub now: Millis,
+    pub ttl: std::time::Duration,
+}
+
+impl Lease {
+    pub fn until(&self) -> Millis {
+        self.now.saturating_add(i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+/// Wall-clock time as tokio sees it: the wall time when the clock was made, advanced by tokio's
+/// monotonic time since. Leases are stored in wall time (another process reads them), and tests
+/// move it with `tokio::time::pause`/`advance` instead of waiting.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    wall: Millis,
+    start: tokio::time::Instant,
+}
+
+impl Clock {
+    pub fn new() -> Clock {
+        let wall = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        Clock { wall, start: tokio::time::Instant::now() }
+    }
+
+    pub fn now(&self) -> Millis {
+        let since = tokio::time::Instant::now().saturating_duration_since(self.start);
+        self.wall.saturating_add(i64::try_from(since.as_millis()).unwrap_or(i64::MAX))
+    }
+
+    /// A lease from now, for `ttl`.
+    pub fn lease(&self, ttl: std::time::Duration) -> Lease {
+        Lease { now: self.now(), ttl }
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Clock {
+        Clock::new()
+    }
+}
