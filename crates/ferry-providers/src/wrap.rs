@@ -520,3 +520,62 @@ mod slot_tests {
         assert_eq!(requests(), 9);
     }
 }
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+    use crate::ProviderError;
+    use crate::Rates;
+    use ferry_core::{ErrorClass, FailureKind};
+
+    /// A provider whose every call fails: reads as corrupted in transit, heads as throttled.
+    struct Failing(Location);
+
+    #[async_trait]
+    impl Provider for Failing {
+        fn name(&self) -> &'static str {
+            "failing"
+        }
+        fn location(&self) -> &Location {
+            &self.0
+        }
+        fn limits(&self) -> Limits {
+            crate::s3::LIMITS
+        }
+        async fn check(&self, _: bool) -> Result<()> {
+            Ok(())
+        }
+        fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+            futures::stream::empty().boxed()
+        }
+        async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+            let (class, kind) = (ErrorClass::Retryable, FailureKind::Throttled);
+            Err(ProviderError::Request { provider: "failing", op: "head", key: key.into(), detail: "HTTP 429".into(), class, kind })
+        }
+        async fn get(&self, key: &str, _: Option<Range<u64>>) -> Result<Fetched> {
+            Err(ProviderError::corrupted("failing", "get", key, "bytes flipped"))
+        }
+        async fn put(&self, _: &str, _: Bytes, _: u32, _: &PutAttrs) -> Result<PutReceipt> {
+            unimplemented!()
+        }
+        async fn delete(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The wrappers `open` puts around every provider hand its failures on as they are: the
+    /// kind set where the failure was seen reaches the mover, the retry counts and the report.
+    #[tokio::test(start_paused = true)]
+    async fn wrapped_failures_keep_their_kind_class_and_message() {
+        let run = RunContext::new(Rates { bytes_per_second: Some(1 << 20), requests_per_second: Some(10) });
+        let inner: Arc<dyn Provider> = Arc::new(Failing(Location::parse("s3://bucket-x/p").unwrap()));
+        let p = Counted::new(Arc::new(Throttled::new(inner.clone(), run.clone())), run.clone());
+        let (direct, wrapped) = (inner.get("k", None).await.unwrap_err(), p.get("k", None).await.unwrap_err());
+        assert_eq!((wrapped.kind(), wrapped.class()), (FailureKind::CorruptedInTransit, ErrorClass::Retryable));
+        assert!(wrapped.is_corrupted());
+        assert_eq!(wrapped.to_string(), direct.to_string());
+        let wrapped = p.head("k").await.unwrap_err();
+        assert_eq!((wrapped.kind(), wrapped.class()), (FailureKind::Throttled, ErrorClass::Retryable));
+        assert_eq!(run.requests().snapshot().get("failing get").map(|c| c.calls), Some(1), "counted as a failed call");
+    }
+}
