@@ -312,21 +312,19 @@ fn an_export_killed_midway_finishes_without_rewriting_finished_files() {
     // Files the journal had finished at each kill, with their inode and mtime then.
     let mut finished: BTreeMap<String, (u64, i64, i64)> = BTreeMap::new();
     let mut kills = 0;
-    for delay in [200u64, 400, 600, 800, 1000] {
+    // Each run is killed once it has finished a few more files than the last (never after a
+    // fixed delay: a loaded machine may not have started by then).
+    let export_journal = w.join("job/export/journal.sqlite");
+    let done_on_device = || done_count(&export_journal, |j| block_on(j.on_device(0, true)).map(|(n, _)| n));
+    for _ in 0..3 {
         let mut child = ferry_command(w, &args, &[]).stdout(std::process::Stdio::null()).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_some() {
+        if !finishes_more(&mut child, done_on_device, 10) {
             break;
         }
         child.kill().unwrap();
         child.wait().unwrap();
         kills += 1;
-        // Killed before the export journal existed (a slow start under load): nothing finished.
-        let path = w.join("job/export/journal.sqlite");
-        if !path.exists() {
-            continue;
-        }
-        let journal = ferry_journal::SqliteJournal::open(&path).unwrap();
+        let journal = ferry_journal::SqliteJournal::open(&export_journal).unwrap();
         for row in block_on(journal.done_on_device(0, "", 100_000)).unwrap() {
             let meta = std::fs::metadata(w.join("dev").join(row.dst_key())).unwrap();
             finished.entry(row.dst_key().to_string()).or_insert((meta.ino(), meta.mtime(), meta.mtime_nsec()));
@@ -353,10 +351,11 @@ fn an_export_killed_midway_finishes_without_rewriting_finished_files() {
     // The ingest is resumable the same way: killed twice, then finished, byte-identical.
     let ingest = ["ingest", "--from", "dev", "landing", "--job", "ingest", "--transfers", "1", "--part-size", "1MiB"];
     let mut ingest_kills = 0;
-    for delay in [250u64, 500] {
+    let ingest_journal = w.join("ingest/journal.sqlite");
+    let ingested = || done_count(&ingest_journal, |j| block_on(ferry_journal::Ledger::counts(j)).map(|c| c.done));
+    for _ in 0..2 {
         let mut child = ferry_command(w, &ingest, &[]).stdout(std::process::Stdio::null()).spawn().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay));
-        if child.try_wait().unwrap().is_none() {
+        if finishes_more(&mut child, ingested, 10) {
             child.kill().unwrap();
             ingest_kills += 1;
         }
@@ -366,6 +365,30 @@ fn an_export_killed_midway_finishes_without_rewriting_finished_files() {
     assert!(landed["already_done"].as_u64().unwrap() > 0, "the killed runs finished nothing: {landed}");
     assert_eq!(landed["already_done"].as_u64().unwrap() + landed["copied"].as_u64().unwrap(), files.len() as u64, "{landed}");
     assert_eq!(digest_tree(&w.join("landing")), digest_tree(&w.join("src")), "after {ingest_kills} kills");
+}
+
+/// Objects a journal at `path` has done, as `count` reads them (0 before it exists).
+fn done_count(path: &Path, count: impl Fn(&ferry_journal::SqliteJournal) -> ferry_journal::Result<u64>) -> u64 {
+    if !path.exists() {
+        return 0;
+    }
+    ferry_journal::SqliteJournal::open(path).and_then(|j| count(&j)).unwrap_or(0)
+}
+
+/// Waits until `child` has finished `more` objects beyond those `done` counts now: `true`, to
+/// kill it; `false` when it exits first. Bounded: panics after two minutes without progress.
+fn finishes_more(child: &mut std::process::Child, done: impl Fn() -> u64, more: u64) -> bool {
+    let start = done();
+    for _ in 0..2400 {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if done() >= start + more {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("no progress in two minutes")
 }
 
 /// Bytes free on the file system holding `dir`.

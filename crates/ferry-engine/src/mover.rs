@@ -10,7 +10,7 @@ use crate::Stats;
 use crate::options::{CopyOptions, Failure};
 use crate::scheduler::Shared;
 use ferry_core::{Checksums, ErrorClass, Evidence, FailureKind, ObjectDigest, ObjectEntry, PartPlan, crc32c};
-use ferry_journal::{Journal, ObjectRow, Outcome, PartRow, Prior, RunId, Seen, WriteOp, Wrote};
+use ferry_journal::{Intent, Journal, ObjectRow, Outcome, PartRow, Prior, RunId, Seen, WriteOp, Wrote};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
 use futures::stream::{FuturesUnordered, StreamExt};
 use std::collections::{BTreeMap, BTreeSet};
@@ -311,14 +311,16 @@ impl Mover {
         let (current, prior) = tokio::join!(self.src.head(&entry.key), self.prior(row));
         let current = current?.ok_or_else(|| gone(row))?;
         check_unchanged(row, &current)?;
-        let ledger = self.begin_write(row, &prior?).await?;
         let object = ObjectEntry { key: entry.key.clone(), ..current.clone() };
         let plan = server_copy_plan(entry.size, self.opts.part_size, &self.dst.limits())
             .map_err(|e| ObjectError::new(ErrorClass::PerObject, FailureKind::NoPartPlan, format!("{}: {e}", entry.key)))?;
+        // Only now is the write certain to be sent.
+        let ledger = self.begin_write(row, &prior?).await?;
         let (journal, id, part_size) = (self.journal.clone(), row.id, plan.part_size);
         let started = move |upload_id: &str| {
-            // The service calls this synchronously, between its requests: the id is on disk
-            // before the upload it names is created.
+            // The service calls this synchronously, once the upload exists and before its first
+            // part is copied (S3 assigns the id), so the id is on disk before any part is; the
+            // fsync blocks this executor thread once per copy in parts.
             futures::executor::block_on(journal.set_upload(id, Some(upload_id), part_size)).map_err(|e| ProviderError::Request {
                 provider: "journal",
                 op: "record upload",
@@ -358,21 +360,28 @@ impl Mover {
         Ok(Outcome { copied: checksums, dst_etag: copied.etag, verified_by })
     }
 
-    /// What the destination holds under the object's key now, for the write ledger.
-    async fn prior(&self, row: &ObjectRow) -> Result<Prior, ObjectError> {
+    /// What the destination holds under the object's key now, for the write ledger, and how
+    /// that is known.
+    async fn prior(&self, row: &ObjectRow) -> Result<(Prior, Seen), ObjectError> {
         Ok(match self.dst.head(row.dst_key()).await {
-            Ok(Some(held)) => Prior::Present { size: held.size, etag: held.etag, version: held.version },
-            Ok(None) => Prior::Absent,
+            Ok(Some(held)) => (Prior::Present { size: held.size, etag: held.etag, version: held.version }, Seen::Head),
+            Ok(None) => (Prior::Absent, Seen::Head),
             // Not an object ferry reads (a planted symlink on a local disk): the write decides
             // what happens to it, and the ledger says it does not know what was there.
-            Err(ProviderError::Refused { .. }) => Prior::Unknown,
-            Err(e) => return Err(e.into()),
+            Err(ProviderError::Refused { .. }) => (Prior::Unknown, Seen::Head),
+            // A transient failure is tried again like any request of the object.
+            Err(e) if e.class() == ErrorClass::Retryable => return Err(e.into()),
+            // Credentials that may write but not read (a write-only SAS or bucket policy) copied
+            // before the ledger asked: the write goes on, recorded as not known.
+            Err(_) => (Prior::Unknown, Seen::None),
         })
     }
 
     /// Records in the write ledger, before the object is written, what the destination held.
-    async fn begin_write(&self, row: &ObjectRow, prior: &Prior) -> Result<i64, ObjectError> {
-        Ok(self.journal.begin_write(self.run_id, row.id, row.dst_key(), WriteOp::Put, prior, Seen::Head).await?)
+    async fn begin_write(&self, row: &ObjectRow, (prior, seen): &(Prior, Seen)) -> Result<i64, ObjectError> {
+        let target = self.dst.location().to_string();
+        let intent = Intent { object: row.id, target: &target, key: row.dst_key(), op: WriteOp::Put, prior, seen: *seen };
+        Ok(self.journal.begin_write(self.run_id, &intent).await?)
     }
 
     /// Resumes the object's recorded upload (`recorded_id`, as the journal has it) when the

@@ -201,3 +201,25 @@ async fn a_failure_on_one_object_does_not_stop_the_others() {
     assert_eq!(src.injected(Method::Get), 1 + attempts, "a per-object failure is not retried; a dropped read is, up to --attempts");
     assert_eq!(store.keys("dst").len(), n - 2);
 }
+
+// Found in review (issue 13): the write ledger's HEAD of the destination failed the object —
+// and, denied, stopped the run — where credentials may write but not read (a write-only SAS,
+// a "drop bucket" policy), which copied before the ledger asked.
+#[tokio::test(start_paused = true)]
+async fn a_destination_that_may_write_but_not_read_is_copied_and_its_ledger_says_unknown() {
+    let n = 20;
+    let store = store_with(n, 100);
+    let src = Arc::new(store.provider("s3://src/"));
+    let dst = Arc::new(FaultyProvider::new(Arc::new(store.provider("s3://dst/"))));
+    dst.add(Rule::new(Method::Head, When::Always, Fault::Fail(ErrorClass::Fatal)));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = job(tmp.path());
+    let run = ferry_providers::RunContext::unlimited();
+    let summary = copy(&mut job, src, dst.clone(), through_ferry(4), Arc::new(Stats::default()), &run).await.unwrap();
+    assert_eq!((summary.copied, summary.failed, summary.stopped_by.as_deref()), (n as u64, 0, None), "{summary:?}");
+    assert!(dst.injected(Method::Head) >= n as u64, "every write asked first");
+    let journal = job.journal(ferry_journal::JournalKind::Main).await.unwrap();
+    let rows = journal.writes(None, 0, 1000).await.unwrap();
+    assert_eq!(rows.len(), n);
+    assert!(rows.iter().all(|r| r.prior == ferry_journal::Prior::Unknown && r.seen == ferry_journal::Seen::None && r.wrote.is_some()));
+}

@@ -8,8 +8,8 @@
 //! One connection, behind a mutex held for one statement or transaction at a time (never across
 //! an await). Calls that touch a few rows run on the caller's thread: they take microseconds, and
 //! a hop to the blocking pool would cost more than the work. Calls that scan or write many rows
-//! (seeding, merging a generation, counts, conflicts, durable commits that wait for an fsync)
-//! run on tokio's blocking pool, so a large journal never stalls the executor.
+//! (seeding, merging a generation, claims and releases, counts, conflicts, durable commits that
+//! wait for an fsync) run on tokio's blocking pool, so a large journal never stalls the executor.
 
 mod writes;
 
@@ -911,12 +911,19 @@ impl Ledger for SqliteJournal {
         self.blocking(|j| j.release_leases()).await
     }
 
+    // A claim writes up to a batch of rows, and a release at the end of a pass may cover
+    // thousands (a full device's objects): both on the blocking pool, like seeding.
     async fn claim(&self, worker: &Worker, n: usize, lease: Lease) -> Result<Vec<ObjectRow>> {
-        self.0.claim(worker, n, lease)
+        let worker = worker.clone();
+        self.blocking(move |j| j.claim(&worker, n, lease)).await
     }
 
     async fn release(&self, ids: &[i64]) -> Result<()> {
-        self.0.release(ids)
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let ids = ids.to_vec();
+        self.blocking(move |j| j.release(&ids)).await
     }
 
     async fn mark_done(&self, id: i64, outcome: &Outcome) -> Result<()> {
@@ -1092,8 +1099,8 @@ impl Writes for SqliteJournal {
         writes::begin_run(&self.0.conn(), kind).map_err(self.0.err())
     }
 
-    async fn begin_write(&self, run: RunId, id: i64, key: &str, op: WriteOp, prior: &Prior, seen: Seen) -> Result<i64> {
-        writes::begin_write(&self.0.conn(), run, id, key, op, prior, seen).map_err(self.0.err())
+    async fn begin_write(&self, run: RunId, intent: &Intent<'_>) -> Result<i64> {
+        writes::begin_write(&self.0.conn(), run, intent).map_err(self.0.err())
     }
 
     async fn finish_write(&self, row: i64, wrote: &Wrote) -> Result<()> {

@@ -114,6 +114,21 @@ pub struct Wrote {
     pub version: Option<String>,
 }
 
+/// A write about to be sent: what the ledger records before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Intent<'a> {
+    /// The journal id of the object written.
+    pub object: i64,
+    /// Where it is written: the destination location (an export's device root), as text. An
+    /// unfinished row is taken over only by a write to the same target and key.
+    pub target: &'a str,
+    /// The destination key, relative to `target`.
+    pub key: &'a str,
+    pub op: WriteOp,
+    pub prior: &'a Prior,
+    pub seen: Seen,
+}
+
 /// One row of the ledger.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteRow {
@@ -121,7 +136,9 @@ pub struct WriteRow {
     pub run: RunId,
     /// The journal id of the object written.
     pub object: i64,
-    /// The destination key, relative to the destination's location.
+    /// The destination location written to (an export's device root).
+    pub target: String,
+    /// The destination key, relative to `target`.
     pub key: String,
     pub op: WriteOp,
     pub prior: Prior,
@@ -135,14 +152,15 @@ pub struct WriteRow {
 pub trait Writes: Send + Sync {
     /// Starts a run: the tag on every destination write it records.
     async fn begin_run(&self, kind: RunKind) -> Result<RunId>;
-    /// Records, before the write is sent, what the destination held under `key` (object `id`)
-    /// before `run` writes it; a write of the object an earlier attempt began and never
-    /// finished is taken over, keeping the state it recorded. Returns the ledger row to finish.
+    /// Records, before the write is sent, what the destination held under the intent's key
+    /// before `run` writes it; a write of the same object, target and key an earlier attempt
+    /// began and never finished is taken over, keeping the state it recorded. Returns the
+    /// ledger row to finish.
     ///
     /// Group-committed like an outcome, not fsynced: a kill cannot lose it, a power loss may
     /// (an fsync per object would cost more than the copy of a small object); the next run
     /// then records ferry's own write as what was there.
-    async fn begin_write(&self, run: RunId, id: i64, key: &str, op: WriteOp, prior: &Prior, seen: Seen) -> Result<i64>;
+    async fn begin_write(&self, run: RunId, intent: &Intent<'_>) -> Result<i64>;
     /// Records what write `row` left at the destination.
     async fn finish_write(&self, row: i64, wrote: &Wrote) -> Result<()>;
     /// The ledger after row `after`, oldest first; `run` narrows it to one run's writes.

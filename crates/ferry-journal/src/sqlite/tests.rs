@@ -91,7 +91,8 @@ async fn a_version_3_journal_is_migrated_and_its_work_claimable() {
     assert_eq!(keys(&claimed), ["k1", "k2"]);
     // The write ledger is there for the next run.
     let run = j.begin_run(RunKind::Copy).await.unwrap();
-    let row = j.begin_write(run, claimed[0].id, "k1", WriteOp::Put, &Prior::Absent, Seen::Head).await.unwrap();
+    let intent = Intent { object: claimed[0].id, target: "s3://b/", key: "k1", op: WriteOp::Put, prior: &Prior::Absent, seen: Seen::Head };
+    let row = j.begin_write(run, &intent).await.unwrap();
     assert_eq!(j.writes(Some(run), 0, 10).await.unwrap().iter().map(|w| w.id).collect::<Vec<_>>(), [row]);
     assert_eq!(claimed[0].state, ObjectState::Failed);
     assert_eq!(j.get("k0").await.unwrap().unwrap().state, ObjectState::Done);

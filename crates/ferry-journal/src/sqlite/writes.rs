@@ -1,6 +1,6 @@
 //! The write ledger's table and queries (see [`crate::Writes`]).
 
-use crate::{Prior, RunId, RunKind, Seen, WriteOp, WriteRow, Wrote};
+use crate::{Intent, Prior, RunId, RunKind, Seen, WriteOp, WriteRow, Wrote};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(super) const SCHEMA: &str = "
@@ -13,6 +13,7 @@ CREATE TABLE IF NOT EXISTS writes (
     id            INTEGER PRIMARY KEY,
     run           INTEGER NOT NULL,
     object        INTEGER NOT NULL,
+    target        TEXT NOT NULL,                 -- the destination location (a device root)
     key           TEXT NOT NULL,
     op            TEXT NOT NULL,                 -- put | delete
     prior         TEXT NOT NULL,                 -- absent | present | unknown
@@ -33,27 +34,21 @@ pub(super) fn begin_run(conn: &Connection, kind: RunKind) -> rusqlite::Result<Ru
     Ok(RunId(conn.last_insert_rowid()))
 }
 
-/// Records `prior` for a write of `op` to object `object` (`key`) by `run`, unless a write of
-/// the same object was begun and never finished: that row is taken over by `run` and keeps the
-/// prior state it recorded. Returns the row's id.
-pub(super) fn begin_write(
-    conn: &Connection,
-    run: RunId,
-    object: i64,
-    key: &str,
-    op: WriteOp,
-    prior: &Prior,
-    seen: Seen,
-) -> rusqlite::Result<i64> {
+/// Records the intent's prior state for a write by `run`, unless a write of the same object to
+/// the same target and key was begun and never finished: that row is taken over by `run` and
+/// keeps the prior state it recorded (a write elsewhere, e.g. to another device after the first
+/// filled up, is a row of its own). Returns the row's id.
+pub(super) fn begin_write(conn: &Connection, run: RunId, intent: &Intent<'_>) -> rusqlite::Result<i64> {
+    let Intent { object, target, key, op, prior, seen } = *intent;
     let open: Option<i64> = conn
         .query_row(
-            "SELECT id FROM writes WHERE object = ?1 AND done = 0 AND op = ?2 ORDER BY id DESC LIMIT 1",
-            params![object, op.as_str()],
+            "SELECT id FROM writes WHERE object = ?1 AND done = 0 AND op = ?2 AND target = ?3 AND key = ?4 ORDER BY id DESC LIMIT 1",
+            params![object, op.as_str(), target, key],
             |r| r.get(0),
         )
         .optional()?;
     if let Some(id) = open {
-        conn.execute("UPDATE writes SET run = ?2, key = ?3 WHERE id = ?1", params![id, run.0, key])?;
+        conn.execute("UPDATE writes SET run = ?2 WHERE id = ?1", params![id, run.0])?;
         return Ok(id);
     }
     let (state, size, etag, version) = match prior {
@@ -62,9 +57,9 @@ pub(super) fn begin_write(
         Prior::Unknown => ("unknown", None, None, None),
     };
     conn.execute(
-        "INSERT INTO writes (run, object, key, op, prior, prior_seen, prior_size, prior_etag, prior_version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![run.0, object, key, op.as_str(), state, seen.as_str(), size, etag, version],
+        "INSERT INTO writes (run, object, target, key, op, prior, prior_seen, prior_size, prior_etag, prior_version)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![run.0, object, target, key, op.as_str(), state, seen.as_str(), size, etag, version],
     )?;
     Ok(conn.last_insert_rowid())
 }
@@ -82,7 +77,7 @@ pub(super) fn finish_write(conn: &Connection, id: i64, wrote: &Wrote) -> rusqlit
 /// run's.
 pub(super) fn writes(conn: &Connection, run: Option<RunId>, after: i64, limit: usize) -> rusqlite::Result<Vec<WriteRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT id, run, object, key, op, prior, prior_seen, prior_size, prior_etag, prior_version, done, wrote_size, wrote_etag, wrote_version
+        "SELECT id, run, object, key, op, prior, prior_seen, prior_size, prior_etag, prior_version, done, wrote_size, wrote_etag, wrote_version, target
          FROM writes WHERE id > ?1 AND (?2 IS NULL OR run = ?2) ORDER BY id LIMIT ?3",
     )?;
     let rows = stmt.query_map(params![after, run.map(|r| r.0), limit as i64], |r| {
@@ -99,6 +94,7 @@ pub(super) fn writes(conn: &Connection, run: Option<RunId>, after: i64, limit: u
             id: r.get(0)?,
             run: RunId(r.get(1)?),
             object: r.get(2)?,
+            target: r.get(14)?,
             key: r.get(3)?,
             op: WriteOp::parse(r.get_ref(4)?.as_str()?).ok_or_else(|| bad(4, "write"))?,
             prior,
@@ -123,13 +119,17 @@ mod tests {
         c
     }
 
+    fn put<'a>(object: i64, target: &'a str, key: &'a str, prior: &'a Prior) -> Intent<'a> {
+        Intent { object, target, key, op: WriteOp::Put, prior, seen: Seen::Head }
+    }
+
     #[test]
     fn one_row_per_write_with_the_prior_state() {
         let c = conn();
         let run = begin_run(&c, RunKind::Copy).unwrap();
         let prior = Prior::Present { size: 3, etag: Some("e1".into()), version: Some("v1".into()) };
-        let a = begin_write(&c, run, 1, "a", WriteOp::Put, &prior, Seen::Head).unwrap();
-        let b = begin_write(&c, run, 2, "b", WriteOp::Put, &Prior::Absent, Seen::Listing).unwrap();
+        let a = begin_write(&c, run, &put(1, "s3://b/", "a", &prior)).unwrap();
+        let b = begin_write(&c, run, &Intent { seen: Seen::Listing, ..put(2, "s3://b/", "b", &Prior::Absent) }).unwrap();
         finish_write(&c, a, &Wrote { size: 5, etag: Some("e2".into()), version: None }).unwrap();
         let rows = writes(&c, Some(run), 0, 10).unwrap();
         assert_eq!(rows.len(), 2);
@@ -142,11 +142,11 @@ mod tests {
     fn a_cut_off_write_is_taken_over_and_keeps_what_was_there_first() {
         let c = conn();
         let first = begin_run(&c, RunKind::Copy).unwrap();
-        let row = begin_write(&c, first, 7, "k", WriteOp::Put, &Prior::Absent, Seen::Head).unwrap();
+        let row = begin_write(&c, first, &put(7, "/dev1", "k", &Prior::Absent)).unwrap();
         // The next run HEADs ferry's own half-finished write; the ledger keeps "absent".
         let second = begin_run(&c, RunKind::Copy).unwrap();
         let seen_now = Prior::Present { size: 9, etag: Some("ferry".into()), version: None };
-        let again = begin_write(&c, second, 7, "k", WriteOp::Put, &seen_now, Seen::Head).unwrap();
+        let again = begin_write(&c, second, &put(7, "/dev1", "k", &seen_now)).unwrap();
         assert_eq!(again, row);
         finish_write(&c, again, &Wrote { size: 9, etag: Some("ferry".into()), version: None }).unwrap();
         let rows = writes(&c, None, 0, 10).unwrap();
@@ -154,8 +154,25 @@ mod tests {
         assert_eq!((rows[0].run, &rows[0].prior), (second, &Prior::Absent));
         // A finished write is history: the next write of the object is a new row.
         let third = begin_run(&c, RunKind::Copy).unwrap();
-        let next = begin_write(&c, third, 7, "k", WriteOp::Put, &seen_now, Seen::Head).unwrap();
+        let next = begin_write(&c, third, &put(7, "/dev1", "k", &seen_now)).unwrap();
         assert_ne!(next, row);
         assert_eq!(writes(&c, Some(third), 0, 10).unwrap()[0].prior, seen_now);
+    }
+
+    // Found in review: an export whose first device filled up wrote the object to another
+    // device, and the ledger took the first device's row over with its prior state.
+    #[test]
+    fn a_write_to_another_target_or_key_is_a_row_of_its_own() {
+        let c = conn();
+        let run = begin_run(&c, RunKind::Export).unwrap();
+        let on_first = begin_write(&c, run, &put(3, "/dev1", "x/k", &Prior::Absent)).unwrap();
+        let held = Prior::Present { size: 4, etag: None, version: None };
+        let on_second = begin_write(&c, run, &put(3, "/dev2", "x/k", &held)).unwrap();
+        let renamed = begin_write(&c, run, &put(3, "/dev2", "x/k~1", &Prior::Absent)).unwrap();
+        assert_ne!(on_first, on_second);
+        assert_ne!(on_second, renamed);
+        let rows = writes(&c, Some(run), 0, 10).unwrap();
+        let seen: Vec<(&str, &str, &Prior)> = rows.iter().map(|r| (r.target.as_str(), r.key.as_str(), &r.prior)).collect();
+        assert_eq!(seen, [("/dev1", "x/k", &Prior::Absent), ("/dev2", "x/k", &held), ("/dev2", "x/k~1", &Prior::Absent)]);
     }
 }
