@@ -878,7 +878,6 @@ fn check_unchanged(row: &ObjectRow, read: &ObjectEntry) -> Result<(), ObjectErro
 mod tests {
     use super::*;
     use ferry_core::{Limits, Location};
-    use ferry_journal::{Ledger as _, Routes as _, SqliteJournal};
     use ferry_providers::s3::LIMITS as S3;
     use ferry_providers::{Fetched, PutReceipt, RunContext};
     use std::sync::atomic::AtomicU32;
@@ -953,7 +952,7 @@ mod tests {
 
     /// A mover over a fresh journal holding the one object, in a run of its own.
     async fn mover(dir: &std::path::Path, src: Arc<Flaky>, dst: Arc<Flaky>, attempts: u32) -> (Mover, ObjectRow) {
-        let journal: Arc<dyn Journal> = Arc::new(SqliteJournal::open(&dir.join("journal.sqlite")).unwrap());
+        let journal = ferry_journal::open(dir, ferry_journal::JournalKind::Main).await.unwrap();
         journal.seed(1, std::slice::from_ref(&src.object)).await.unwrap();
         let row = journal.get(&src.object.key).await.unwrap().unwrap();
         let opts = CopyOptions { attempts, ..CopyOptions::default() };
@@ -989,7 +988,7 @@ mod tests {
     #[tokio::test]
     async fn a_shipped_file_that_differs_is_altered_and_a_missing_one_gone_by_kind() {
         let dir = tempfile::tempdir().unwrap();
-        let journal = SqliteJournal::open(&dir.path().join("journal.sqlite")).unwrap();
+        let journal = ferry_journal::open(dir.path(), ferry_journal::JournalKind::Main).await.unwrap();
         let entry = ObjectEntry { key: "k".into(), size: 3, ..Default::default() };
         let route =
             ferry_journal::Route { device: Some(0), src_path: Some("p/k".into()), dst_path: None, expect_sha256: Some("00".repeat(32)) };
