@@ -6,12 +6,12 @@
 
 mod common;
 
-use common::{ferry_command, ferry_ok};
+use common::{Tmpfs, ferry_command, ferry_ok};
 use ferry_testkit::tree::{assert_same_tree, awkward_files, digest_tree, write_tree};
 use ferry_testkit::{Azurite, FakeGcs, S3Server};
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use ferry_journal::Routes;
@@ -19,29 +19,6 @@ use ferry_journal::Routes;
 /// Runs a journal call to its end on this thread.
 fn block_on<T>(call: impl std::future::Future<Output = T>) -> T {
     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(call)
-}
-
-/// A tmpfs of `mib` MiB mounted at `dir`: a device that really fills up. Unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, mib: u64) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"]).arg(dir).output().unwrap();
-        assert!(
-            out.status.success(),
-            "mounting a {mib} MiB tmpfs at {} failed (these tests need root to mount size-limited devices): {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// `sha256sum -c SHA256SUMS` at a device root.

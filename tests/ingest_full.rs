@@ -9,33 +9,8 @@
 
 mod common;
 
-use common::ferry_ok;
+use common::{Tmpfs, ferry_ok};
 use ferry_testkit::tree::write_tree;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A tmpfs of `mib` MiB mounted at `dir`: a destination that really fills up. Unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, mib: u64) -> Tmpfs {
-        std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount").args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"]).arg(dir).output().unwrap();
-        assert!(
-            out.status.success(),
-            "mounting a {mib} MiB tmpfs at {} failed (this test needs root to mount a size-limited disk): {}",
-            dir.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Tmpfs(dir.to_path_buf())
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 #[test]
 fn an_ingest_whose_destination_fills_up_counts_every_object_it_could_not_write() {
