@@ -308,7 +308,7 @@ impl Inner {
             let no_route = Route::default();
             for (e, route, refused, renamed) in rows {
                 let route = route.unwrap_or(&no_route);
-                let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
+                let meta = metadata_json(e);
                 let (state, error) = seeded_state(e, refused);
                 stmt.execute(params![
                     generation,
@@ -402,7 +402,7 @@ impl Inner {
                     std::cmp::Ordering::Greater => {
                         let e = next_entry.take().expect("an entry");
                         let (state, error) = seeded_state(&e, None);
-                        let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
+                        let meta = metadata_json(&e);
                         insert
                             .execute(params![
                                 generation,
@@ -432,7 +432,7 @@ impl Inner {
                             // A layout's refusal is about the name, which has not changed.
                             let state = if row.state == ObjectState::Refused { ObjectState::Refused } else { state };
                             let error = if row.state == ObjectState::Refused { row.error.as_deref() } else { error };
-                            let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
+                            let meta = metadata_json(&e);
                             change
                                 .execute(params![
                                     generation,
@@ -861,6 +861,11 @@ impl Inner {
         };
         self.conn().query_row(sql, [device], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))).map_err(self.err())
     }
+}
+
+/// An entry's user metadata as the journal stores it: JSON, or NULL when it has none.
+fn metadata_json(e: &ObjectEntry) -> Option<String> {
+    (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"))
 }
 
 /// Whether a listing's entry is the version the journal has: same size, and the same etag,
