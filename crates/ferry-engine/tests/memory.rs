@@ -50,9 +50,19 @@ fn through_ferry(transfers: usize) -> CopyOptions {
 }
 
 async fn run(store: &MemoryStore, src: Arc<dyn Provider>, dst: Arc<dyn Provider>, opts: CopyOptions) -> CopySummary {
+    run_in(&ferry_providers::RunContext::unlimited(), store, src, dst, opts).await
+}
+
+/// [`run`] in `ctx`, the run a [`FaultyProvider`] was put `in_run`.
+async fn run_in(
+    ctx: &Arc<ferry_providers::RunContext>,
+    store: &MemoryStore,
+    src: Arc<dyn Provider>,
+    dst: Arc<dyn Provider>,
+    opts: CopyOptions,
+) -> CopySummary {
     let tmp = tempfile::tempdir().unwrap();
-    let summary =
-        copy(&mut job(tmp.path()), src, dst, opts, Arc::new(Stats::default()), &ferry_providers::RunContext::unlimited()).await.unwrap();
+    let summary = copy(&mut job(tmp.path()), src, dst, opts, Arc::new(Stats::default()), ctx).await.unwrap();
     assert!(store.open_uploads().is_empty(), "no upload left open: {:?}", store.open_uploads());
     summary
 }
@@ -148,8 +158,9 @@ async fn a_throttled_run_slows_down_and_recovers() {
     let src = Arc::new(store.provider("s3://src/"));
     let probe = Arc::new(InFlight { inner: Arc::new(store.provider("s3://dst/")), now: AtomicUsize::new(0), seen: Mutex::default() });
     // The service answers the first six puts with 429 SlowDown, then takes everything.
-    let dst = Arc::new(FaultyProvider::new(probe.clone()).inject(Method::Put, When::First(6), Fault::Throttle));
-    let summary = run(&store, src, dst.clone(), through_ferry(8)).await;
+    let ctx = ferry_providers::RunContext::unlimited();
+    let dst = Arc::new(FaultyProvider::new(probe.clone()).in_run(&ctx).inject(Method::Put, When::First(6), Fault::Throttle));
+    let summary = run_in(&ctx, &store, src, dst.clone(), through_ferry(8)).await;
     assert_eq!((summary.copied, summary.failed), (n as u64, 0), "{summary:?}");
     assert_copied(&store, n);
     assert_eq!(dst.injected(Method::Put), 6);

@@ -38,6 +38,10 @@ pub struct Faults {
     pub max_flips: u64,
     /// Added before every request is passed on.
     pub latency: Duration,
+    /// Answer the first this many uploads (a PUT or POST of object bytes, not XML or JSON)
+    /// 503 SlowDown with `Retry-After: 0`, before any other fault: a service that pushes back
+    /// on exactly those, so a test can count how often one upload is sent.
+    pub refuse_uploads: u64,
 }
 
 impl Faults {
@@ -52,6 +56,7 @@ impl Faults {
         flip_upload_pct: 0,
         max_flips: 0,
         latency: Duration::ZERO,
+        refuse_uploads: 0,
     };
 }
 
@@ -83,6 +88,7 @@ struct Shared {
     in_flight: Arc<AtomicU64>,
     injected: Arc<Mutex<FaultCounts>>,
     flips: AtomicU64,
+    refused: AtomicU64,
     requests: Arc<Mutex<Vec<String>>>,
     hook: Option<Hook>,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -127,6 +133,7 @@ impl CountingProxy {
                     in_flight: busy,
                     injected: inj,
                     flips: AtomicU64::new(0),
+                    refused: AtomicU64::new(0),
                     requests: log,
                     hook,
                     client,
@@ -182,7 +189,7 @@ impl CountingProxy {
     }
 
     /// Requests that got a fault, by kind (`drop`, `503`, `500`, `429`, `truncate`,
-    /// `flip download`, `flip upload`).
+    /// `flip download`, `flip upload`, `refused upload`).
     pub fn faults_by_kind(&self) -> FaultCounts {
         self.injected.lock().expect("faults lock").clone()
     }
@@ -267,6 +274,14 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         Err(_) => return Err(Dropped),
     };
     shared.uploaded.fetch_add((head_len + body.len()) as u64, Ordering::Relaxed);
+    let is_upload =
+        matches!(parts.method, http::Method::PUT | http::Method::POST) && !is_structured(parts.headers.get(http::header::CONTENT_TYPE));
+    if is_upload && shared.refused.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < f.refuse_uploads).then_some(n + 1)).is_ok() {
+        count("refused upload");
+        let xml = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>refused by the test proxy</Message></Error>";
+        let answer = Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).header("content-type", "application/xml");
+        return Ok(answer.header("retry-after", "0").body(full(Bytes::from(xml))).expect("response"));
+    }
     if unavailable || throttle || internal {
         let (status, code, kind) = if unavailable {
             (StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "503")
@@ -283,8 +298,6 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
         return Ok(answer.body(full(Bytes::from(xml))).expect("response"));
     }
-    let is_upload =
-        matches!(parts.method, http::Method::PUT | http::Method::POST) && !is_structured(parts.headers.get(http::header::CONTENT_TYPE));
     if flip_up && is_upload {
         let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if let Some(range) = upload_data(ct, &body).filter(|_| may_flip()) {
