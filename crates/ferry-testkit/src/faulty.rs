@@ -12,6 +12,10 @@
 //!     .inject(Method::Put, When::First(3), Fault::Throttle);
 //! ```
 //!
+//! An injected drop or throttle is one failed send of a request, retried like a real adapter's
+//! in the run's one retry layer (`ferry_providers::retries::request`; [`FaultyProvider::in_run`]
+//! shares a run's pace and counts): every send is a call the rules see.
+//!
 //! Delays sleep on tokio's clock: a test with a paused clock (`start_paused = true`) runs them
 //! without waiting.
 

@@ -77,6 +77,9 @@ pub struct AzureProvider {
 
 impl AzureProvider {
     pub fn new(location: Location, connect: &crate::Connect, run: &Arc<crate::RunContext>) -> Result<AzureProvider> {
+        // object_store sends only the listing, the container check and deletes (no mover or
+        // request layer of ferry's re-sends them), so its retries are the one layer for those.
+        // They are not counted in the run's report (object_store offers no hook for it).
         let retry = RetryConfig { max_retries: 5, retry_timeout: Duration::from_secs(60), ..Default::default() };
         let builder = MicrosoftAzureBuilder::from_env().with_container_name(&location.bucket).with_retry(retry);
         let (builder, account, account_url, endpoint) = resolve_endpoint(builder, connect.endpoint.as_deref())?;
