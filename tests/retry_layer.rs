@@ -2,14 +2,14 @@
 //! service refuses is sent at most `retries::REQUEST.attempts` times in all — not the S3 SDK's
 //! (or ferry's own HTTP helper's) attempts times the mover's — and the run's report counts
 //! each retry once, by cause. Counted at the service's door (the test proxy), against the real
-//! emulators: S3 through the AWS SDK, GCS through ferry's own HTTP.
+//! emulators: S3 through the AWS SDK, GCS and Azure through ferry's own HTTP.
 
 mod common;
 
 use common::ferry_ok;
 use ferry_providers::retries::REQUEST;
 use ferry_testkit::tree::write_tree;
-use ferry_testkit::{CountingProxy, FakeGcs, Faults, S3Server};
+use ferry_testkit::{Azurite, CountingProxy, FakeGcs, Faults, S3Server};
 
 /// Copies one small file to `url` through a proxy that refuses the first `refused` uploads
 /// (503 SlowDown, `Retry-After: 0`); returns the run's report and the uploads the proxy refused.
@@ -49,4 +49,29 @@ fn a_refused_gcs_upload_is_sent_at_most_the_layers_attempts() {
     let gcs = FakeGcs::start();
     gcs.create_bucket("retry");
     one_layer("gs", "gs://retry", &gcs.endpoint, &[], "unavailable (503)");
+}
+
+#[test]
+fn a_refused_azure_upload_is_sent_at_most_the_layers_attempts() {
+    let azurite = Azurite::start();
+    azurite.create_container("retry");
+    one_layer("az", "az://retry", &azurite.endpoint, &[], "unavailable (503)");
+}
+
+/// object_store's requests (Azure's listing and container check) go through the same layer:
+/// a service busy for the run's first two requests is asked again, and the report counts both.
+#[test]
+fn azure_listing_through_object_store_is_retried_and_counted_by_the_one_layer() {
+    let azurite = Azurite::start();
+    azurite.create_container("listed");
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &[("one.txt".to_string(), 1000)]);
+    ferry_ok(w, &["copy", "src", "az://listed/p", "--job", "up", "--dst-endpoint", &azurite.endpoint], &[], 0);
+    let proxy = CountingProxy::start_with_faults(&azurite.endpoint, Faults { refuse_first: 2, ..Faults::DEFAULT });
+    let args = ["copy", "az://listed/p", "back", "--job", "down", "--src-endpoint", &proxy.endpoint, "--json"];
+    let report = ferry_ok(w, &args, &[], 0).json();
+    assert_eq!(report["copied"], 1, "{report}");
+    assert_eq!(proxy.faults_by_kind().get("refused"), Some(&2));
+    assert_eq!(report["retries"], serde_json::json!({ "unavailable (503)": 2 }), "{report}");
 }

@@ -42,6 +42,9 @@ pub struct Faults {
     /// 503 SlowDown with `Retry-After: 0`, before any other fault: a service that pushes back
     /// on exactly those, so a test can count how often one upload is sent.
     pub refuse_uploads: u64,
+    /// Answer the first this many requests of any kind the same way (a service that is busy
+    /// when the run starts).
+    pub refuse_first: u64,
 }
 
 impl Faults {
@@ -57,6 +60,7 @@ impl Faults {
         max_flips: 0,
         latency: Duration::ZERO,
         refuse_uploads: 0,
+        refuse_first: 0,
     };
 }
 
@@ -89,6 +93,7 @@ struct Shared {
     injected: Arc<Mutex<FaultCounts>>,
     flips: AtomicU64,
     refused: AtomicU64,
+    refused_any: AtomicU64,
     requests: Arc<Mutex<Vec<String>>>,
     hook: Option<Hook>,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -134,6 +139,7 @@ impl CountingProxy {
                     injected: inj,
                     flips: AtomicU64::new(0),
                     refused: AtomicU64::new(0),
+                    refused_any: AtomicU64::new(0),
                     requests: log,
                     hook,
                     client,
@@ -189,7 +195,7 @@ impl CountingProxy {
     }
 
     /// Requests that got a fault, by kind (`drop`, `503`, `500`, `429`, `truncate`,
-    /// `flip download`, `flip upload`, `refused upload`).
+    /// `flip download`, `flip upload`, `refused upload`, `refused`).
     pub fn faults_by_kind(&self) -> FaultCounts {
         self.injected.lock().expect("faults lock").clone()
     }
@@ -276,8 +282,10 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     shared.uploaded.fetch_add((head_len + body.len()) as u64, Ordering::Relaxed);
     let is_upload =
         matches!(parts.method, http::Method::PUT | http::Method::POST) && !is_structured(parts.headers.get(http::header::CONTENT_TYPE));
-    if is_upload && shared.refused.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < f.refuse_uploads).then_some(n + 1)).is_ok() {
-        count("refused upload");
+    let take = |taken: &AtomicU64, of: u64| taken.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < of).then_some(n + 1)).is_ok();
+    let refused_upload = is_upload && take(&shared.refused, f.refuse_uploads);
+    if refused_upload || take(&shared.refused_any, f.refuse_first) {
+        count(if refused_upload { "refused upload" } else { "refused" });
         let xml = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>refused by the test proxy</Message></Error>";
         let answer = Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).header("content-type", "application/xml");
         return Ok(answer.header("retry-after", "0").body(full(Bytes::from(xml))).expect("response"));
