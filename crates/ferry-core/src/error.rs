@@ -5,8 +5,14 @@ use serde::Serialize;
 /// The classification the engine acts on (rclone's `fserrors` idea, as a plain enum).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorClass {
-    /// A transient failure (timeout, connection reset, 5xx, throttling): try again after a backoff.
+    /// A transient failure of one request (timeout, connection reset, 5xx, throttling): the
+    /// providers' one request-retry layer sends that request again after a backoff. One that
+    /// reaches the engine has used up those retries and fails its object.
     Retryable,
+    /// The object's transfer must start over: bytes that failed a checksum on the way, a body
+    /// cut mid-stream or short, a copy that came out different. Sending one request again
+    /// cannot fix it (the bytes already taken are suspect); the mover restarts the object.
+    Restart,
     /// This object cannot be transferred (missing, bad key, too large): record it and go on.
     PerObject,
     /// Nothing else will work either (bad credentials, missing bucket, full disk): stop the run.

@@ -126,7 +126,7 @@ pub async fn copy(
     let mut mover = Mover::new(src, dst, &shared, &opts);
     mover.server_side = opts.server_side && mover.dst.server_copy().is_some_and(|c| c.copies_from(&job.source, &job.access.source));
     let mover = Arc::new(mover);
-    let pass = run_pass(&mover.journal, opts.transfers, &stats, run, &OneMover(mover.clone())).await?;
+    let pass = run_pass(&mover.journal, opts.transfers, run, &OneMover(mover.clone())).await?;
     summary.stopped_by = pass.stopped_by;
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     mover.take_verified(&mut summary.verified_by);

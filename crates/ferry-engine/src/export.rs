@@ -345,7 +345,7 @@ async fn write_devices(
     opts: &CopyOptions,
     summary: &mut ExportSummary,
 ) -> Result<()> {
-    let (journal, stats, run) = (&shared.journal, &shared.stats, &shared.run);
+    let (journal, run) = (&shared.journal, &shared.run);
     let movers: BTreeMap<u32, Arc<Mover>> = given
         .iter()
         .map(|(index, d)| {
@@ -368,7 +368,7 @@ async fn write_devices(
                 take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
             }
         }
-        let pass = run_pass(journal, opts.transfers, stats, run, &router).await?;
+        let pass = run_pass(journal, opts.transfers, run, &router).await?;
         summary.copied += pass.copied;
         summary.bytes_copied += pass.bytes;
         summary.failures.extend(pass.failures);

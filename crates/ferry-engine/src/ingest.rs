@@ -174,7 +174,7 @@ pub async fn ingest(
         })
         .collect::<Result<_>>()?;
     let router = FromDevices(movers);
-    let pass = run_pass(&journal, opts.copy.transfers, &stats, run, &router).await?;
+    let pass = run_pass(&journal, opts.copy.transfers, run, &router).await?;
     (summary.copied, summary.bytes_copied, summary.stopped_by) = (pass.copied, pass.bytes, pass.stopped_by);
     summary.pending_bytes = summary.pending_bytes.saturating_sub(pass.bytes);
     for f in pass.failures {

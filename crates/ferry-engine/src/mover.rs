@@ -143,7 +143,6 @@ impl Mover {
             attempt += 1;
             // Bytes this attempt sent, so a retry does not count them twice.
             let sent = AtomicU64::new(0);
-            let throttles_before = self.run.retries().throttles();
             let copied = match self.copy_object(&row, &sent).await {
                 Err(e) if e.kind == FailureKind::SourceChanged && e.changed.is_none() => Err(self.changed_now(&row, e).await),
                 other => other,
@@ -173,17 +172,12 @@ impl Mover {
                     row.entry =
                         ObjectEntry { content_type: row.entry.content_type.clone(), metadata: row.entry.metadata.clone(), ..current };
                 }
-                Err(e) if e.class == ErrorClass::Retryable && attempt < self.opts.attempts => {
-                    let cause = ferry_providers::retries::Cause::of(e.kind);
-                    self.run.retries().record(cause);
-                    // A throttling answer that reached the mover with no pushback counted
-                    // meanwhile (the adapter's own client retried it and gave up) still slows
-                    // the scheduler down.
-                    if matches!(cause, ferry_providers::retries::Cause::Throttled | ferry_providers::retries::Cause::Unavailable)
-                        && self.run.retries().throttles() == throttles_before
-                    {
-                        Stats::add(&self.stats.pushed_back, 1);
-                    }
+                // Only what sending one request again cannot fix starts the object over: bytes
+                // that failed a checksum, a body cut short. A transient failure (throttled, 5xx,
+                // a timeout) was already retried by the providers' one request-retry layer;
+                // restarting the object would multiply its sends (see `ferry_providers::retries`).
+                Err(e) if e.class == ErrorClass::Restart && attempt < self.opts.attempts => {
+                    self.run.retries().record(ferry_providers::retries::Cause::of(e.kind));
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     let backoff = 200u64 << attempt.min(6);
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
@@ -339,7 +333,7 @@ impl Mover {
                     Some(w) if w.size == entry.size => Evidence::ServerSideSize,
                     other => {
                         return Err(ObjectError::new(
-                            ErrorClass::Retryable,
+                            ErrorClass::Restart,
                             FailureKind::Other,
                             format!(
                                 "server-side copy of {} left {:?} bytes, the source has {}",
@@ -369,7 +363,8 @@ impl Mover {
             // Not an object ferry reads (a planted symlink on a local disk): the write decides
             // what happens to it, and the ledger says it does not know what was there.
             Err(ProviderError::Refused { .. }) => (Prior::Unknown, Seen::Head),
-            // A transient failure is tried again like any request of the object.
+            // A transient failure the request layer gave up on fails the object (a later run
+            // resumes it), as any request of the object would.
             Err(e) if e.class() == ErrorClass::Retryable => return Err(e.into()),
             // Credentials that may write but not read (a write-only SAS or bucket policy) copied
             // before the ledger asked: the write goes on, recorded as not known.
@@ -582,7 +577,7 @@ impl Mover {
                     if opened.completed {
                         self.journal.clear_upload(row.id).await?;
                         let message = format!("{}: the copy an earlier run completed differs in part {}: copying it again", row.entry.key, index + 1);
-                        return Err(ObjectError::new(ErrorClass::Retryable, FailureKind::Other, message));
+                        return Err(ObjectError::new(ErrorClass::Restart, FailureKind::Other, message));
                     }
                     // Different bytes for a part the journal has recorded: forget the record
                     // first, so a crash before their acknowledgement is journaled cannot leave
@@ -731,7 +726,7 @@ fn source_evidence(
     reads_checked: Option<Evidence>,
 ) -> Result<Evidence, ObjectError> {
     let entry = &row.entry;
-    let retry = |kind, message: String| Err(ObjectError::new(ErrorClass::Retryable, kind, message));
+    let retry = |kind, message: String| Err(ObjectError::new(ErrorClass::Restart, kind, message));
     let corrupted = |message: String| retry(FailureKind::CorruptedInTransit, message);
     if let Some(expected) = &row.route.expect_sha256 {
         let altered = |what: &str, got: &str, want: &str| {
@@ -817,7 +812,7 @@ fn server_copy_plan(size: u64, wanted: Option<u64>, limits: &ferry_core::Limits)
 fn server_evidence(entry: &ObjectEntry, source: &ObjectEntry, copied: &ServerCopied) -> Result<Option<Evidence>, ObjectError> {
     let mismatch = |what: &str, a: &str, b: &str| {
         let message = format!("checksum mismatch: the server-side copy has {what} {b}, the source {a}");
-        Err(ObjectError::new(ErrorClass::Retryable, FailureKind::CorruptedInTransit, message))
+        Err(ObjectError::new(ErrorClass::Restart, FailureKind::CorruptedInTransit, message))
     };
     let copied_sums = &copied.checksums;
     if let (Some(src), Some(dst)) = (entry.checksums.crc32c.as_ref().or(source.checksums.crc32c.as_ref()), copied_sums.crc32c.as_ref()) {
@@ -981,7 +976,7 @@ mod tests {
         let (src, dst) = (Flaky::new(b"twelve bytes", u32::MAX), Flaky::new(b"", 0));
         let (mover, row) = mover(dir.path(), src, dst.clone(), 2).await;
         let e = mover.copy_with_retries(&row).await.unwrap_err();
-        assert_eq!((e.kind, e.class), (FailureKind::CorruptedInTransit, ErrorClass::Retryable), "{}", e.message);
+        assert_eq!((e.kind, e.class), (FailureKind::CorruptedInTransit, ErrorClass::Restart), "{}", e.message);
         assert_eq!(dst.puts.load(Ordering::Relaxed), 0, "nothing written from a bad read");
     }
 

@@ -14,7 +14,9 @@ pub struct CopyOptions {
     pub max_memory: u64,
     /// Parts in flight per object (reads and uploads each).
     pub parts_per_object: usize,
-    /// Attempts per object within one run for retryable failures.
+    /// Attempts per object within one run for failures that start the object over
+    /// (`ErrorClass::Restart`: corrupted bytes, a cut body). A transient failure of one request
+    /// is retried by the providers' request layer, never by restarting the object.
     pub attempts: u32,
     /// Plan and count what would be copied; write nothing to the destination.
     pub dry_run: bool,

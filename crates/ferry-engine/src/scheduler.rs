@@ -85,13 +85,12 @@ pub(crate) struct Pass {
 }
 
 /// Runs every pending object of `journal` through the mover `router` picks for it,
-/// `transfers` at a time or fewer while the services push back (throttling answers the
-/// transport counted, and those the movers saw in `stats`). A fatal error stops the pass; a
+/// `transfers` at a time or fewer while the services push back (throttling answers the run's
+/// retry layer counted). A fatal error stops the pass; a
 /// route that closes does not: its objects are handed back in [`Pass::handed_back`].
 pub(crate) async fn run_pass(
     journal: &Arc<dyn Journal>,
     transfers: usize,
-    stats: &Stats,
     run: &ferry_providers::RunContext,
     router: &dyn Router,
 ) -> Result<Pass> {
@@ -131,7 +130,8 @@ pub(crate) async fn run_pass(
     });
     let mut journal_error = None;
     // At most `transfers` objects at once, fewer while the services push back.
-    let throttles = || run.retries().throttles() + Stats::get(&stats.pushed_back);
+    // Every throttling answer passes the providers' one retry layer, which counts it.
+    let throttles = || run.retries().throttles();
     let gate = Arc::new(Gate::new(transfers, throttles()));
     // Outcomes are folded as they come: memory stays flat however many objects the job has.
     let (copied, bytes, mut failures, handed_back, mut unrun) = pages

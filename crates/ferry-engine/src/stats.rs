@@ -15,10 +15,6 @@ pub struct Stats {
     /// Multipart uploads resumed, and bytes their held parts saved from being sent again.
     pub resumed_objects: AtomicU64,
     pub resumed_bytes: AtomicU64,
-    /// Throttling answers (429, 503) that reached the engine as an object's failed attempt
-    /// without the provider's transport counting them (an adapter whose own client retried and
-    /// gave up): the scheduler slows down for these as for those the transport counted.
-    pub pushed_back: AtomicU64,
 }
 
 impl Stats {

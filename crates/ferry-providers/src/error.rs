@@ -21,7 +21,7 @@ pub enum ProviderError {
     #[error("{provider}: {op} {key:?} failed: {detail}")]
     Request { provider: &'static str, op: &'static str, key: String, detail: String, class: ErrorClass, kind: FailureKind },
     /// Bytes corrupted on the way: a checksum the service or ferry computed does not match
-    /// the bytes. Retryable: reading or sending them again is the repair.
+    /// the bytes. Reading or sending them again is the repair ([`ErrorClass::Restart`]).
     #[error("{provider}: {op} {key:?} failed: checksum mismatch: {detail}")]
     Corrupted { provider: &'static str, op: &'static str, key: String, detail: String },
     /// A condition ferry sent with a read of the source (`If-Match` an entity tag, a generation
@@ -149,7 +149,9 @@ impl ProviderError {
             | ProviderError::Refused { .. }
             | ProviderError::Changed { .. } => ErrorClass::PerObject,
             ProviderError::Request { class, .. } => *class,
-            ProviderError::Corrupted { .. } => ErrorClass::Retryable,
+            // Sending the same request again repairs it (the retry layer does, within the
+            // request); once that is used up, or for bytes received, the object starts over.
+            ProviderError::Corrupted { .. } => ErrorClass::Restart,
             ProviderError::RootUnwritable { .. } => ErrorClass::Fatal,
             // A file this user may not read (or a directory it may not write) is that object's
             // problem; so is a full file system: a smaller object may still fit, and a disk
@@ -157,7 +159,8 @@ impl ProviderError {
             // takes every write with it.
             ProviderError::Io { source, .. } => match source.kind() {
                 std::io::ErrorKind::ReadOnlyFilesystem => ErrorClass::Fatal,
-                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => ErrorClass::Retryable,
+                // No request layer sits under a local file: the object starts over.
+                std::io::ErrorKind::Interrupted | std::io::ErrorKind::TimedOut => ErrorClass::Restart,
                 _ => ErrorClass::PerObject,
             },
         }
@@ -189,7 +192,7 @@ impl ProviderError {
     }
 
     /// Bytes corrupted on the way (a checksum the other side or ferry computed does not match):
-    /// retryable, and counted under the `checksum mismatch` retry cause.
+    /// sent or read again, and counted under the `checksum mismatch` retry cause.
     pub fn corrupted(provider: &'static str, op: &'static str, key: impl Into<String>, detail: impl std::fmt::Display) -> ProviderError {
         ProviderError::Corrupted { provider, op, key: key.into(), detail: detail.to_string() }
     }
@@ -251,7 +254,7 @@ mod tests {
         let corrupted = ProviderError::corrupted("s3", "get", "a/b", "stored crc32c 1, sent 2");
         assert_eq!(corrupted.to_string(), "s3: get \"a/b\" failed: checksum mismatch: stored crc32c 1, sent 2", "the message users see");
         assert!(corrupted.is_corrupted());
-        assert_eq!((corrupted.kind(), corrupted.class()), (FailureKind::CorruptedInTransit, ErrorClass::Retryable));
+        assert_eq!((corrupted.kind(), corrupted.class()), (FailureKind::CorruptedInTransit, ErrorClass::Restart));
         assert_eq!(Cause::of(corrupted.kind()).as_str(), "checksum mismatch");
         // Words in a message decide nothing: the kind set where the failure was seen does.
         let detail = "checksum mismatch: HTTP 429 timed out".to_string();

@@ -1,7 +1,6 @@
 //! What the providers that speak HTTP themselves (GCS's JSON API, Azure blocks) share: turning
-//! an answer into a classified [`ProviderError`], and retrying transient failures with jittered
-//! exponential backoff, each retry counted by cause and throttling answers slowing the pace;
-//! a time limit on every request that grows with its bytes; and bodies read only as far as
+//! an answer into a classified [`ProviderError`] (and its `Retry-After`) for the run's one
+//! retry layer ([`retries::request`]); a time limit on every request that grows with its bytes; and bodies read only as far as
 //! their use needs (an error answer's first 64 KiB). No error text carries a request's URL.
 
 use crate::{ProviderError, Result, class_of_status, retries};
@@ -94,98 +93,75 @@ pub(crate) struct Peer<'a> {
     pub endpoint: &'a str,
 }
 
-/// Sends the request `attempt` builds, up to `attempts` times while failures are retryable.
-/// A 2xx answer is `Ok`; 401/403 are `Denied`, 404 `NotFound`, anything else classified by status.
-/// A retryable answer's `Retry-After` (in seconds) replaces the backoff. Every attempt takes a
-/// request slot and waits `run`'s pace ([`crate::RunContext::before_request`]), and feeds the
-/// pace; each retry is counted in `run` by cause.
+/// Sends the request `attempt` builds through the run's one retry layer
+/// ([`retries::request`]). A 2xx answer is `Ok`; 401/403 are `Denied`, 404 `NotFound`, 412
+/// `Changed`, anything else classified by status, its `Retry-After` (seconds) handed to the
+/// layer.
 pub(crate) async fn send_retrying<F, Fut>(
     run: &crate::RunContext,
     peer: &Peer<'_>,
     op: &'static str,
     key: &str,
-    attempts: u32,
     mut attempt: F,
 ) -> Result<reqwest::Response>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<reqwest::Result<reqwest::Response>>>,
 {
-    let mut n = 0;
-    loop {
-        n += 1;
-        let mut retry_after = None;
-        run.before_request().await;
-        let cause;
-        let err = match attempt().await? {
-            Ok(resp) if resp.status().is_success() => {
-                run.retries().succeeded();
-                return Ok(resp);
-            }
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                if matches!(status, 429 | 503) {
-                    run.retries().throttled();
-                }
-                retry_after = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
-                // Azure names the error in a header; both services explain it in the body.
-                let code = resp.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()).map(str::to_string);
-                let body = error_text(resp).await;
-                let body = match body.strip_prefix("<?xml").and_then(|rest| rest.split_once("?>")) {
-                    Some((_, after)) => after,
-                    None => body.as_str(),
-                };
-                let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect();
-                let detail = format!("HTTP {status} {}{body}", code.map(|c| c + ": ").unwrap_or_default());
-                match status {
-                    401 | 403 => return Err(ProviderError::Denied { provider: peer.provider, bucket: peer.bucket.to_string(), detail }),
-                    404 => return Err(ProviderError::NotFound { provider: peer.provider, key: key.to_string() }),
-                    // Only reads of a source carry conditions (If-Match, a generation match).
-                    412 => return Err(ProviderError::Changed { provider: peer.provider, key: key.to_string(), detail }),
-                    // The service found the body differs from the checksum ferry sent with it:
-                    // corrupted on the way, and sending the same bytes again is the repair.
-                    400 if detail.contains("Md5Mismatch") || detail.contains("contentMD5 doesn't match") => {
-                        cause = retries::Cause::Checksum;
-                        ProviderError::corrupted(peer.provider, op, key, detail)
-                    }
-                    s => {
-                        cause = retries::Cause::of_status(s);
-                        let (class, kind) = (class_of_status(s), FailureKind::of_status(s));
-                        ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class, kind }
-                    }
-                }
-            }
-            Err(e) if e.is_connect() => {
-                cause = if e.is_timeout() { retries::Cause::Timeout } else { retries::Cause::Connection };
-                ProviderError::Unreachable { provider: peer.provider, endpoint: peer.endpoint.to_string(), detail: transport_detail(e) }
-            }
-            Err(e) => {
-                let kind = if e.is_timeout() { FailureKind::Timeout } else { FailureKind::Connection };
-                cause = retries::Cause::of(kind);
-                ProviderError::Request {
-                    provider: peer.provider,
-                    op,
-                    key: key.to_string(),
-                    detail: transport_detail(e),
-                    class: ErrorClass::Retryable,
-                    kind,
-                }
-            }
-        };
-        if err.class() != ErrorClass::Retryable || n >= attempts {
-            return Err(err);
+    retries::request(run, &retries::REQUEST, |_| {
+        let sent = attempt();
+        async move { answer(peer, op, key, sent.await?).await }
+    })
+    .await
+}
+
+/// An answer (or a transport failure) as the retry layer sees it.
+pub(crate) async fn answer(
+    peer: &Peer<'_>,
+    op: &'static str,
+    key: &str,
+    sent: reqwest::Result<reqwest::Response>,
+) -> std::result::Result<reqwest::Response, retries::Failed> {
+    let resp = match sent {
+        Ok(resp) if resp.status().is_success() => return Ok(resp),
+        Ok(resp) => resp,
+        Err(e) if e.is_connect() => {
+            let detail = transport_detail(e);
+            return Err(ProviderError::Unreachable { provider: peer.provider, endpoint: peer.endpoint.to_string(), detail }.into());
         }
-        run.retries().record(cause);
-        let delay = match retry_after {
-            // The service said when to come back (seconds); honour it, within reason.
-            Some(secs) => Duration::from_secs(secs.min(MAX_RETRY_AFTER_SECS)),
-            None => {
-                let backoff = 100u64 << n.min(6);
-                Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))
-            }
-        };
-        tokio::time::sleep(delay).await;
-    }
+        Err(e) => {
+            let kind = if e.is_timeout() { FailureKind::Timeout } else { FailureKind::Connection };
+            let (provider, key, detail) = (peer.provider, key.to_string(), transport_detail(e));
+            return Err(ProviderError::Request { provider, op, key, detail, class: ErrorClass::Retryable, kind }.into());
+        }
+    };
+    let status = resp.status().as_u16();
+    let retry_after = retries::retry_after(resp.headers()).map(|d| d.min(Duration::from_secs(MAX_RETRY_AFTER_SECS)));
+    // Azure names the error in a header; both services explain it in the body.
+    let code = resp.headers().get("x-ms-error-code").and_then(|v| v.to_str().ok()).map(str::to_string);
+    let body = error_text(resp).await;
+    let body = match body.strip_prefix("<?xml").and_then(|rest| rest.split_once("?>")) {
+        Some((_, after)) => after,
+        None => body.as_str(),
+    };
+    let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect();
+    let detail = format!("HTTP {status} {}{body}", code.map(|c| c + ": ").unwrap_or_default());
+    let error = match status {
+        401 | 403 => ProviderError::Denied { provider: peer.provider, bucket: peer.bucket.to_string(), detail },
+        404 => ProviderError::NotFound { provider: peer.provider, key: key.to_string() },
+        // Only reads of a source carry conditions (If-Match, a generation match).
+        412 => ProviderError::Changed { provider: peer.provider, key: key.to_string(), detail },
+        // The service found the body differs from the checksum ferry sent with it:
+        // corrupted on the way, and sending the same bytes again is the repair.
+        400 if detail.contains("Md5Mismatch") || detail.contains("contentMD5 doesn't match") => {
+            ProviderError::corrupted(peer.provider, op, key, detail)
+        }
+        s => {
+            let (class, kind) = (class_of_status(s), FailureKind::of_status(s));
+            ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class, kind }
+        }
+    };
+    Err(retries::Failed { error, retry_after })
 }
 
 /// Largest buffer reserved up front from a response's Content-Length; a longer body grows it.

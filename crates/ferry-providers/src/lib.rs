@@ -18,8 +18,9 @@
 //! - [`error`]: [`ProviderError`], its [`ErrorClass`] and its [`FailureKind`](ferry_core::FailureKind).
 //! - [`run`]: [`RunContext`], what one run shares across its providers (ceilings, pace,
 //!   retry and request counts, the part-buffer pool); never a process static.
-//! - [`retries`]: failed attempts counted by [`Cause`](retries::Cause), and the adaptive pace
-//!   after throttling.
+//! - [`retries`]: the one request-retry layer every provider sends through
+//!   ([`retries::request`]), failed attempts counted by [`Cause`](retries::Cause), and the
+//!   adaptive pace after throttling.
 //! - [`throttle`]: the user's ceilings, bytes per second each way and requests per second.
 //! - [`wrap`]: [`Throttled`] and [`Counted`], put around any provider (and its capabilities).
 //! - [`REGISTRY`] and [`open`]: the providers by URL scheme, one line each; `open` wraps each

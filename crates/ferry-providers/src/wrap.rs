@@ -571,7 +571,7 @@ mod error_tests {
         let inner: Arc<dyn Provider> = Arc::new(Failing(Location::parse("s3://bucket-x/p").unwrap()));
         let p = Counted::new(Arc::new(Throttled::new(inner.clone(), run.clone())), run.clone());
         let (direct, wrapped) = (inner.get("k", None).await.unwrap_err(), p.get("k", None).await.unwrap_err());
-        assert_eq!((wrapped.kind(), wrapped.class()), (FailureKind::CorruptedInTransit, ErrorClass::Retryable));
+        assert_eq!((wrapped.kind(), wrapped.class()), (FailureKind::CorruptedInTransit, ErrorClass::Restart));
         assert!(wrapped.is_corrupted());
         assert_eq!(wrapped.to_string(), direct.to_string());
         let wrapped = p.head("k").await.unwrap_err();

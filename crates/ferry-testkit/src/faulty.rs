@@ -12,15 +12,20 @@
 //!     .inject(Method::Put, When::First(3), Fault::Throttle);
 //! ```
 //!
+//! An injected drop or throttle is one failed send of a request, retried like a real adapter's
+//! in the run's one retry layer (`ferry_providers::retries::request`; [`FaultyProvider::in_run`]
+//! shares a run's pace and counts): every send is a call the rules see.
+//!
 //! Delays sleep on tokio's clock: a test with a paused clock (`start_paused = true`) runs them
 //! without waiting.
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use ferry_core::{ErrorClass, FailureKind, Limits, Location, ObjectEntry};
+use ferry_providers::retries;
 use ferry_providers::{
     Connect, Fetched, Multipart, MultipartUpload, OpenUpload, PartReceipt, Provider, ProviderError, PutAttrs, PutReceipt, Result,
-    ServerCopied, ServerCopy,
+    RunContext, ServerCopied, ServerCopy,
 };
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -130,10 +135,12 @@ struct Book {
     injected: BTreeMap<Method, u64>,
 }
 
-/// The shared part of a [`FaultyProvider`]: its rules and counts (its uploads hold it too).
-#[derive(Debug, Clone, Default)]
+/// The shared part of a [`FaultyProvider`]: its rules and counts, and the run whose retry
+/// layer its calls go through (its uploads hold it too).
+#[derive(Debug, Clone)]
 struct Faults {
     book: Arc<Mutex<Book>>,
+    run: Arc<RunContext>,
 }
 
 impl Faults {
@@ -158,10 +165,26 @@ impl Faults {
         faults
     }
 
+    /// Decides and applies the faults of a call (see [`Faults::apply`]) as a real adapter
+    /// sends a request: through the run's one retry layer, so an injected drop or throttle is
+    /// sent again (each send a call the rules see) and counted, and what it gives up on reaches
+    /// the caller.
+    async fn before(&self, provider: &'static str, method: Method, op: &'static str, key: &str) -> Result<bool> {
+        self.layered(provider, op, key, || self.decide(method, key)).await
+    }
+
+    /// [`Faults::apply`] of the faults `decide` gives for each send, through the retry layer.
+    async fn layered(&self, provider: &'static str, op: &'static str, key: &str, mut decide: impl FnMut() -> Vec<Fault>) -> Result<bool> {
+        retries::request(&self.run, &retries::REQUEST, |_| {
+            let faults = decide();
+            async move { Self::apply(faults, provider, op, key).await.map_err(retries::Failed::from) }
+        })
+        .await
+    }
+
     /// Applies the faults that act before the call (delays, then a drop, a throttle or an
     /// error); returns whether the call's bytes are to be corrupted.
-    async fn before(&self, provider: &'static str, method: Method, op: &'static str, key: &str) -> Result<bool> {
-        let faults = self.decide(method, key);
+    async fn apply(faults: Vec<Fault>, provider: &'static str, op: &'static str, key: &str) -> Result<bool> {
         let mut corrupt = false;
         for fault in faults {
             match fault {
@@ -229,8 +252,17 @@ pub struct FaultyProvider {
 }
 
 impl FaultyProvider {
+    /// `inner` with no faults yet, its calls retried in a run of its own (see
+    /// [`FaultyProvider::in_run`]).
     pub fn new(inner: Arc<dyn Provider>) -> FaultyProvider {
-        FaultyProvider { inner, faults: Faults::default() }
+        FaultyProvider { inner, faults: Faults { book: Arc::default(), run: RunContext::unlimited() } }
+    }
+
+    /// Retries its calls in `run`'s retry layer: its pace and counts are the run's, as an
+    /// adapter opened for the run has them (builder form).
+    pub fn in_run(mut self, run: &Arc<RunContext>) -> FaultyProvider {
+        self.faults.run = run.clone();
+        self
     }
 
     /// Adds a rule (builder form).
@@ -419,21 +451,17 @@ impl MultipartUpload for FaultyUpload {
     /// The rule is decided when the part is started (in index order, as the caller starts
     /// them); its delay or error comes when the returned future runs.
     fn put_part(&mut self, index: u32, offset: u64, data: Bytes, crc32c: u32) -> BoxFuture<'static, Result<PartReceipt>> {
-        let faults = self.faults.decide(Method::PutPart, &self.key);
-        let damage = faults.contains(&Fault::Corrupt);
+        let first = self.faults.decide(Method::PutPart, &self.key);
+        let damage = first.contains(&Fault::Corrupt);
         let data = if damage { corrupt(data) } else { data };
         let sending = self.inner.put_part(index, offset, data, crc32c);
         let (provider, key) = (self.provider, format!("{} part {}", self.key, index + 1));
+        let (faults, upload_key) = (self.faults.clone(), self.key.clone());
         Box::pin(async move {
-            for fault in faults {
-                match fault {
-                    Fault::Delay(d) => tokio::time::sleep(d).await,
-                    Fault::Corrupt => {}
-                    Fault::Drop => return Err(dropped(provider, "upload part", &key)),
-                    Fault::Throttle => return Err(throttled(provider, "upload part", &key)),
-                    Fault::Fail(class) => return Err(failed(provider, "upload part", &key, class)),
-                }
-            }
+            // The first send's faults were decided above; a re-send is a new call of the rules.
+            let mut first = Some(first);
+            let decide = || first.take().unwrap_or_else(|| faults.decide(Method::PutPart, &upload_key));
+            faults.layered(provider, "upload part", &key, decide).await?;
             sending.await
         })
     }
@@ -472,21 +500,25 @@ mod tests {
         assert_eq!(p.injected(Method::Get), 1);
     }
 
-    #[tokio::test]
-    async fn throttles_drops_and_failures_are_classified_and_do_not_reach_the_provider() {
+    /// Injected throttles and drops go through the run's retry layer like a real adapter's
+    /// requests: sent again (each send a call the rules see), counted once per retry, and what
+    /// the layer gives up on reaches the caller without touching the store.
+    #[tokio::test(start_paused = true)]
+    async fn throttles_and_drops_are_retried_by_the_layer_and_do_not_reach_the_provider() {
         let (store, p) = provider();
-        let p = p.inject(Method::Put, When::First(2), Fault::Throttle).inject(Method::Delete, When::Always, Fault::Drop);
+        let run = RunContext::unlimited();
+        let p = p.in_run(&run).inject(Method::Put, When::First(2), Fault::Throttle).inject(Method::Delete, When::Always, Fault::Drop);
         let attrs = PutAttrs::default();
-        let put = |n: u8| p.put("k", Bytes::from(vec![n]), ferry_core::crc32c(&[n]), &attrs);
-        let e = put(1).await.unwrap_err();
-        assert_eq!(e.class(), ErrorClass::Retryable);
-        assert!(e.to_string().contains("429"), "{e}");
-        put(2).await.unwrap_err();
-        assert!(store.get("bkt", "k").is_none(), "a throttled put reached the store");
-        put(3).await.unwrap();
-        assert_eq!(store.get("bkt", "k").unwrap().as_ref(), [3]);
-        assert_eq!(p.delete("k").await.unwrap_err().class(), ErrorClass::Retryable);
+        p.put("k", Bytes::from_static(&[1]), ferry_core::crc32c(&[1]), &attrs).await.unwrap();
+        assert_eq!((p.calls(Method::Put), p.injected(Method::Put)), (3, 2), "two throttled sends, then the one that landed");
+        assert_eq!(store.get("bkt", "k").unwrap().as_ref(), [1]);
+        let e = p.delete("k").await.unwrap_err();
+        assert_eq!((e.class(), e.kind()), (ErrorClass::Retryable, FailureKind::Connection));
+        assert_eq!(p.injected(Method::Delete), u64::from(retries::REQUEST.attempts), "sent the layer's attempts, no more");
         assert!(store.get("bkt", "k").is_some(), "a dropped delete reached the store");
+        let counted = run.retries().snapshot();
+        assert_eq!(counted.get("throttled (429)"), Some(&2), "{counted:?}");
+        assert_eq!(counted.get("connection dropped"), Some(&u64::from(retries::REQUEST.attempts - 1)), "{counted:?}");
         p.clear();
         p.delete("k").await.unwrap();
         assert!(store.get("bkt", "k").is_none());
@@ -517,8 +549,8 @@ mod tests {
         assert!(before.elapsed() >= Duration::from_secs(3600));
     }
 
-    #[tokio::test]
-    async fn a_dropped_listing_page_ends_the_listing_with_the_error() {
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_listing_page_is_asked_for_again() {
         let store = MemoryStore::new();
         for key in ["a", "b", "c"] {
             store.insert("bkt", key, key);
@@ -526,8 +558,8 @@ mod tests {
         let p =
             FaultyProvider::new(Arc::new(store.provider("s3://bkt/").with_page_size(1))).inject(Method::List, When::Nth(2), Fault::Drop);
         let pages: Vec<Result<Vec<ObjectEntry>>> = p.list().collect().await;
-        assert_eq!(pages.len(), 2, "the listing goes on after a dropped page");
-        assert_eq!(pages[0].as_ref().unwrap()[0].key, "a");
-        assert_eq!(pages[1].as_ref().unwrap_err().class(), ErrorClass::Retryable);
+        let keys: Vec<String> = pages.into_iter().flat_map(|page| page.unwrap()).map(|e| e.key).collect();
+        assert_eq!(keys, ["a", "b", "c"], "the listing goes on after the dropped page is sent again");
+        assert_eq!(p.injected(Method::List), 1);
     }
 }

@@ -38,6 +38,13 @@ pub struct Faults {
     pub max_flips: u64,
     /// Added before every request is passed on.
     pub latency: Duration,
+    /// Answer the first this many uploads (a PUT or POST of object bytes, not XML or JSON)
+    /// 503 SlowDown with `Retry-After: 0`, before any other fault: a service that pushes back
+    /// on exactly those, so a test can count how often one upload is sent.
+    pub refuse_uploads: u64,
+    /// Answer the first this many requests of any kind the same way (a service that is busy
+    /// when the run starts).
+    pub refuse_first: u64,
 }
 
 impl Faults {
@@ -52,6 +59,8 @@ impl Faults {
         flip_upload_pct: 0,
         max_flips: 0,
         latency: Duration::ZERO,
+        refuse_uploads: 0,
+        refuse_first: 0,
     };
 }
 
@@ -83,6 +92,8 @@ struct Shared {
     in_flight: Arc<AtomicU64>,
     injected: Arc<Mutex<FaultCounts>>,
     flips: AtomicU64,
+    refused: AtomicU64,
+    refused_any: AtomicU64,
     requests: Arc<Mutex<Vec<String>>>,
     hook: Option<Hook>,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
@@ -127,6 +138,8 @@ impl CountingProxy {
                     in_flight: busy,
                     injected: inj,
                     flips: AtomicU64::new(0),
+                    refused: AtomicU64::new(0),
+                    refused_any: AtomicU64::new(0),
                     requests: log,
                     hook,
                     client,
@@ -182,7 +195,7 @@ impl CountingProxy {
     }
 
     /// Requests that got a fault, by kind (`drop`, `503`, `500`, `429`, `truncate`,
-    /// `flip download`, `flip upload`).
+    /// `flip download`, `flip upload`, `refused upload`, `refused`).
     pub fn faults_by_kind(&self) -> FaultCounts {
         self.injected.lock().expect("faults lock").clone()
     }
@@ -267,6 +280,16 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         Err(_) => return Err(Dropped),
     };
     shared.uploaded.fetch_add((head_len + body.len()) as u64, Ordering::Relaxed);
+    let is_upload =
+        matches!(parts.method, http::Method::PUT | http::Method::POST) && !is_structured(parts.headers.get(http::header::CONTENT_TYPE));
+    let take = |taken: &AtomicU64, of: u64| taken.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| (n < of).then_some(n + 1)).is_ok();
+    let refused_upload = is_upload && take(&shared.refused, f.refuse_uploads);
+    if refused_upload || take(&shared.refused_any, f.refuse_first) {
+        count(if refused_upload { "refused upload" } else { "refused" });
+        let xml = "<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>refused by the test proxy</Message></Error>";
+        let answer = Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).header("content-type", "application/xml");
+        return Ok(answer.header("retry-after", "0").body(full(Bytes::from(xml))).expect("response"));
+    }
     if unavailable || throttle || internal {
         let (status, code, kind) = if unavailable {
             (StatusCode::SERVICE_UNAVAILABLE, "SlowDown", "503")
@@ -283,8 +306,6 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
         }
         return Ok(answer.body(full(Bytes::from(xml))).expect("response"));
     }
-    let is_upload =
-        matches!(parts.method, http::Method::PUT | http::Method::POST) && !is_structured(parts.headers.get(http::header::CONTENT_TYPE));
     if flip_up && is_upload {
         let ct = parts.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
         if let Some(range) = upload_data(ct, &body).filter(|_| may_flip()) {

@@ -19,7 +19,6 @@ use std::ops::Range;
 
 const PROVIDER: &str = "azure";
 const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
-const ATTEMPTS: u32 = 4;
 
 /// How long a pending Copy Blob is waited for: 1800 polls, one a second.
 const COPY_POLLS: u32 = 1800;
@@ -80,15 +79,28 @@ impl BlockClient {
         body: Bytes,
         expect: u64,
     ) -> Result<reqwest::Response> {
+        crate::retries::request(&self.run, &crate::retries::REQUEST, |_| self.send_once(op, key, &method, &url, &headers, &body, expect))
+            .await
+    }
+
+    /// One send of a request, signed anew, for the retry layer: its answer if 2xx.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_once(
+        &self,
+        op: &'static str,
+        key: &str,
+        method: &http::Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: &Bytes,
+        expect: u64,
+    ) -> std::result::Result<reqwest::Response, crate::retries::Failed> {
         let peer = crate::http::Peer { provider: PROVIDER, bucket: &self.container, endpoint: &self.endpoint };
-        crate::http::send_retrying(&self.run, &peer, op, key, ATTEMPTS, || async {
-            let req = match self.signed(&method, &url, &headers, &body).await?.build() {
-                Ok(req) => req,
-                Err(e) => return Ok(Err(e)),
-            };
-            Ok(crate::http::execute_timed(&self.http, req, Some(expect)).await)
-        })
-        .await
+        let sent = match self.signed(method, url, headers, body).await?.build() {
+            Ok(req) => crate::http::execute_timed(&self.http, req, Some(expect)).await,
+            Err(e) => Err(e),
+        };
+        crate::http::answer(&peer, op, key, sent).await
     }
 
     /// The request, signed with the credential object_store's chain resolved.
@@ -142,7 +154,7 @@ impl BlockClient {
 
     /// Reads `range` of a blob (all of it when `None`) in requests of at most 4 MiB, each with
     /// Azure's MD5 of that range checked against the bytes received; a range that fails its
-    /// check or arrives cut short is read again. Every range after the first carries `If-Match`
+    /// check or arrives cut short is read again (by the retry layer, as one request). Every range after the first carries `If-Match`
     /// the first answer's entity tag, so all come from one version of the blob (else
     /// [`ProviderError::Changed`]). A whole blob read is also checked against the blob's own
     /// Content-MD5 when it has one. Returns the bytes and the headers of the first answer, and
@@ -166,37 +178,34 @@ impl BlockClient {
             if let Some(etag) = first.as_ref().and_then(|(head, _)| head.get("etag")?.to_str().ok()) {
                 headers.push(("if-match".to_string(), etag.to_string()));
             }
-            let mut attempt = 0;
-            let (data, head, total) = loop {
-                attempt += 1;
-                let sent =
-                    self.send_expecting("get", key, http::Method::GET, url.clone(), headers.clone(), Bytes::new(), want_end - start).await;
-                let fetched = match sent {
-                    Ok(resp) => read_checked(self.run.buffers(), resp, start, want_end).await,
-                    // An empty blob has no byte 0 to ask for.
-                    Err(ProviderError::Request { kind: FailureKind::RangeNotSatisfiable, .. }) if start == 0 && first.is_none() => {
-                        let resp = self.send("get", key, http::Method::GET, url.clone(), Vec::new(), Bytes::new()).await?;
-                        return Ok((Bytes::new(), resp.headers().clone(), 0));
-                    }
-                    Err(e) => return Err(e),
-                };
-                match fetched {
-                    Ok(got) => break got,
-                    Err((kind, _)) if attempt < ATTEMPTS => {
-                        self.run.retries().record(crate::retries::Cause::of(kind));
-                    }
-                    Err((FailureKind::CorruptedInTransit, detail)) => return Err(ProviderError::corrupted(PROVIDER, "get", key, detail)),
-                    Err((kind, detail)) => {
-                        return Err(ProviderError::Request {
+            // One range is one request of the retry layer, its body and MD5 check included: a
+            // range cut short or failing its MD5 is sent for again (4 MiB, not the object).
+            let read = crate::retries::request(&self.run, &crate::retries::REQUEST, |_| async {
+                let resp = self.send_once("get", key, &http::Method::GET, &url, &headers, &Bytes::new(), want_end - start).await?;
+                read_checked(self.run.buffers(), resp, start, want_end).await.map_err(|(kind, detail)| {
+                    let error = match kind {
+                        FailureKind::CorruptedInTransit => ProviderError::corrupted(PROVIDER, "get", key, detail),
+                        kind => ProviderError::Request {
                             provider: PROVIDER,
                             op: "get",
                             key: key.to_string(),
                             detail,
-                            class: ErrorClass::Retryable,
+                            class: ErrorClass::Restart,
                             kind,
-                        });
-                    }
+                        },
+                    };
+                    crate::retries::Failed::from(error)
+                })
+            })
+            .await;
+            let (data, head, total) = match read {
+                Ok(got) => got,
+                // An empty blob has no byte 0 to ask for.
+                Err(ProviderError::Request { kind: FailureKind::RangeNotSatisfiable, .. }) if start == 0 && first.is_none() => {
+                    let resp = self.send("get", key, http::Method::GET, url.clone(), Vec::new(), Bytes::new()).await?;
+                    return Ok((Bytes::new(), resp.headers().clone(), 0));
                 }
+                Err(e) => return Err(e),
             };
             let end = *end.get_or_insert(total);
             if first.is_none() {
@@ -276,7 +285,7 @@ impl BlockClient {
             op: "copy",
             key: key.to_string(),
             detail,
-            class: ErrorClass::Retryable,
+            class: ErrorClass::Restart,
             kind: FailureKind::Other,
         };
         let status_of = |h: &http::HeaderMap| h.get("x-ms-copy-status").and_then(|v| v.to_str().ok()).unwrap_or("success").to_string();
@@ -309,7 +318,7 @@ impl BlockClient {
                         op: "get block list",
                         key: key.to_string(),
                         detail,
-                        class: ErrorClass::Retryable,
+                        class: ErrorClass::Restart,
                         kind,
                     });
                 }

@@ -26,12 +26,14 @@
 //! - `list.rs`: the listing through object_store.
 //! - `multipart.rs`: [`Multipart`] as uncommitted blocks with ferry's block ids.
 //! - `server_copy.rs`: [`ServerCopy`] as Copy Blob.
+//! - `transport.rs`: object_store's HTTP sent through the run's one retry layer.
 
 mod client;
 mod config;
 mod list;
 mod multipart;
 mod server_copy;
+mod transport;
 
 use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result, ServerCopy};
 use async_trait::async_trait;
@@ -77,8 +79,13 @@ pub struct AzureProvider {
 
 impl AzureProvider {
     pub fn new(location: Location, connect: &crate::Connect, run: &Arc<crate::RunContext>) -> Result<AzureProvider> {
-        let retry = RetryConfig { max_retries: 5, retry_timeout: Duration::from_secs(60), ..Default::default() };
-        let builder = MicrosoftAzureBuilder::from_env().with_container_name(&location.bucket).with_retry(retry);
+        // One retry layer: object_store's requests (listing, container check, deletes) are
+        // retried by ferry's, through the connector (`transport.rs`), never by object_store.
+        let retry = RetryConfig { max_retries: 0, ..Default::default() };
+        let builder = MicrosoftAzureBuilder::from_env()
+            .with_container_name(&location.bucket)
+            .with_retry(retry)
+            .with_http_connector(transport::Layered { run: run.clone() });
         let (builder, account, account_url, endpoint) = resolve_endpoint(builder, connect.endpoint.as_deref())?;
         let options = ClientOptions::new().with_connect_timeout(Duration::from_secs(5)).with_timeout(Duration::from_secs(300));
         let http_allowed = account_url.starts_with("http://");

@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use super::*;
 
-pub(super) const ATTEMPTS: u32 = 5;
 /// The longest JSON answer read (a page of 1000 objects with metadata is a few MB).
 pub(super) const MAX_JSON: usize = 64 << 20;
 
@@ -95,8 +94,8 @@ impl Client {
         }
     }
 
-    /// Sends a request built by `build`, retrying transient failures with jittered backoff.
-    /// Answers 2xx as `Ok`; any other status becomes a classified error.
+    /// Sends a request built by `build` through the run's one retry layer. Answers 2xx as
+    /// `Ok`; any other status becomes a classified error.
     pub(super) async fn send(&self, op: &'static str, key: &str, build: impl Fn() -> reqwest::RequestBuilder) -> Result<reqwest::Response> {
         self.send_expecting(op, key, Some(0), build).await
     }
@@ -111,7 +110,7 @@ impl Client {
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response> {
         let peer = crate::http::Peer { provider: PROVIDER, bucket: &self.bucket, endpoint: &self.endpoint };
-        crate::http::send_retrying(&self.run, &peer, op, key, ATTEMPTS, || async {
+        crate::http::send_retrying(&self.run, &peer, op, key, || async {
             match self.auth(build()).await?.build() {
                 Ok(req) => Ok(crate::http::execute_timed(&self.http, req, expect).await),
                 Err(e) => Ok(Err(e)),
@@ -132,7 +131,8 @@ impl Client {
             op,
             key: key.to_string(),
             detail,
-            class: ErrorClass::Retryable,
+            // The request was answered; its answer was cut or garbled on the way.
+            class: ErrorClass::Restart,
             kind,
         };
         let body = crate::http::read_limited(resp, MAX_JSON).await.map_err(failed)?;

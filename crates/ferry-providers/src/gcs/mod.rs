@@ -134,7 +134,7 @@ impl Provider for GcsProvider {
             op: "get",
             key: key.to_string(),
             detail: crate::error::chain(&e),
-            class: ErrorClass::Retryable,
+            class: ErrorClass::Restart,
             kind: if e.is_timeout() { FailureKind::Timeout } else { FailureKind::Connection },
         })?;
         let expected = range.map(|r| r.end - r.start).unwrap_or(total);
@@ -144,7 +144,7 @@ impl Provider for GcsProvider {
                 op: "get",
                 key: key.to_string(),
                 detail: format!("short read: {} of {expected} bytes", data.len()),
-                class: ErrorClass::Retryable,
+                class: ErrorClass::Restart,
                 kind: FailureKind::ShortRead,
             });
         }

@@ -75,7 +75,7 @@ impl ServerCopy for GcsProvider {
                 op: "copy",
                 key: key.to_string(),
                 detail: "the rewrite is not done and gave no token to continue with".into(),
-                class: ErrorClass::Retryable,
+                class: ErrorClass::Restart,
                 kind: FailureKind::Other,
             })?);
         }
@@ -84,7 +84,7 @@ impl ServerCopy for GcsProvider {
             op: "copy",
             key: key.to_string(),
             detail: format!("the rewrite was not done after {MAX_REWRITE_CALLS} calls"),
-            class: ErrorClass::Retryable,
+            class: ErrorClass::Restart,
             kind: FailureKind::Other,
         })
     }

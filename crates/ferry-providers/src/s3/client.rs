@@ -1,6 +1,7 @@
 //! The SDK client, its errors and the checksum helpers every S3 request shares.
 
 use super::*;
+use crate::retries::Failed;
 use crate::{ProviderError, Result, RunContext, class_of_status, unquote};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
@@ -14,12 +15,11 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use ferry_core::Md5Etag;
 use ferry_core::{ErrorClass, FailureKind};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The SDK client for `connect` (its endpoint and profile, else the standard AWS environment),
 /// and the endpoint to name in messages (redacted).
-pub(super) async fn connect(connect: &crate::Connect, run: &Arc<RunContext>) -> (Client, String) {
+pub(super) async fn connect(connect: &crate::Connect) -> (Client, String) {
     let endpoint =
         connect.endpoint.clone().or_else(|| std::env::var("AWS_ENDPOINT_URL_S3").ok()).or_else(|| std::env::var("AWS_ENDPOINT_URL").ok());
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
@@ -35,10 +35,12 @@ pub(super) async fn connect(connect: &crate::Connect, run: &Arc<RunContext>) -> 
     let shared = loader.load().await;
     let mut conf = aws_sdk_s3::config::Builder::from(&shared)
         .timeout_config(TimeoutConfig::builder().connect_timeout(Duration::from_secs(5)).read_timeout(Duration::from_secs(120)).build())
-        // Throttling answers slow requests down through ferry's own pace (see `retries`): the
-        // SDK's adaptive mode slowed a copy tenfold under a steady 5% of 503s.
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .interceptor(CountRetries(run.clone()))
+        // One retry layer: every request goes through ferry's (`crate::retries::request`),
+        // which paces, honours Retry-After, bounds attempts and time and counts each retry by
+        // cause. The SDK's own retries under it would multiply every send (5 × 5 for one
+        // throttled request) and hide their count; its adaptive mode also slowed a copy
+        // tenfold under a steady 5% of 503s.
+        .retry_config(RetryConfig::disabled())
         // ferry computes the CRC32C itself and sends it; the SDK need not hash again.
         .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
     if endpoint.is_some() {
@@ -102,30 +104,42 @@ where
     }
 }
 
-/// Sends a body (`len` bytes) again (the same bytes, which passed the read check) while the
-/// service says it arrived corrupted, up to 3 times, each counted as a `checksum mismatch`
-/// retry. Other errors are left to the SDK's retries and the mover's. Each send takes a request
-/// slot and waits the run's pace; a re-send also charges its bytes again (the first send's
-/// were charged by [`crate::Throttled`]).
-pub(super) async fn resend_on_checksum_mismatch<T, F, Fut>(run: &RunContext, len: usize, mut send: F) -> Result<T>
+/// An SDK error as the retry layer sees it: classified, with the `Retry-After` the service
+/// sent (in seconds).
+pub(super) fn failed<E>(
+    endpoint: &str,
+    bucket: &str,
+    op: &'static str,
+    key: &str,
+    e: SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> Failed
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let retry_after =
+        e.raw_response().and_then(|r| r.headers().get("retry-after")).and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+    Failed { error: map_error(endpoint, bucket, op, key, e), retry_after }
+}
+
+/// Sends an S3 request with a body of `len` bytes through the run's one retry layer
+/// ([`crate::retries::request`]): `send` builds and sends it anew each time. A re-send charges
+/// its body's bytes again (the first send's were charged by [`crate::Throttled`]), and a body
+/// the service says arrived corrupted is sent again like any transient failure.
+pub(super) async fn request<T, F, Fut>(run: &RunContext, len: usize, mut send: F) -> Result<T>
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T>>,
+    Fut: std::future::Future<Output = std::result::Result<T, Failed>>,
 {
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        run.before_request().await;
-        if attempt > 1 {
-            run.throttle().sending(len).await;
-        }
-        match send().await {
-            Err(e) if attempt < 3 && e.is_corrupted() => {
-                run.retries().record(crate::retries::Cause::Checksum);
+    crate::retries::request(run, &crate::retries::REQUEST, |n| {
+        let sent = send();
+        async move {
+            if n > 1 && len > 0 {
+                run.throttle().sending(len).await;
             }
-            other => return other,
+            sent.await
         }
-    }
+    })
+    .await
 }
 
 /// Whether S3 answered for the very bytes sent (else why not). S3 checks the CRC32C header itself and echoes
@@ -148,43 +162,6 @@ pub(super) fn acknowledged(echoed_crc: Option<&str>, etag: Option<&str>, sent: &
 /// Whether an object's ETag is the MD5 of its bytes: not under SSE-KMS or SSE-C.
 pub(super) fn etag_is_md5(sse: Option<&ServerSideEncryption>, customer_algorithm: Option<&str>) -> bool {
     customer_algorithm.is_none() && !matches!(sse, Some(ServerSideEncryption::AwsKms | ServerSideEncryption::AwsKmsDsse))
-}
-
-/// Counts each failed attempt the SDK retries (5xx including 503 SlowDown, timeouts, dropped
-/// connections) in the run's retry counts, and feeds throttling answers and successes to
-/// ferry's pace, which every S3 data request waits on.
-#[derive(Debug)]
-pub(super) struct CountRetries(Arc<RunContext>);
-
-impl aws_sdk_s3::config::Intercept for CountRetries {
-    fn name(&self) -> &'static str {
-        "ferry-count-retries"
-    }
-
-    fn read_after_attempt(
-        &self,
-        ctx: &aws_sdk_s3::config::interceptors::FinalizerInterceptorContextRef<'_>,
-        _: &aws_sdk_s3::config::RuntimeComponents,
-        _: &mut aws_sdk_s3::config::ConfigBag,
-    ) -> std::result::Result<(), aws_smithy_runtime_api::box_error::BoxError> {
-        let status = ctx.response().map(|r| r.status().as_u16());
-        if matches!(status, Some(429 | 503)) {
-            self.0.retries().throttled();
-        }
-        let Some(Err(e)) = ctx.output_or_error() else {
-            self.0.retries().succeeded();
-            return Ok(());
-        };
-        // A 429 is retried by the SDK only under some error codes; the mover counts the rest.
-        let cause = match status {
-            Some(s @ 500..=599) => crate::retries::Cause::of_status(s),
-            Some(_) => return Ok(()),
-            None if e.is_timeout_error() => crate::retries::Cause::Timeout,
-            None => crate::retries::Cause::Connection,
-        };
-        self.0.retries().record(cause);
-        Ok(())
-    }
 }
 
 pub(super) fn b64_crc(crc: u32) -> String {

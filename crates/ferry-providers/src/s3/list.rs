@@ -48,40 +48,66 @@ impl S3Provider {
             .collect()
     }
 
+    /// One page of the listing under `prefix` (with delimiter `/` when `delimited`) after
+    /// `token`, through the run's retry layer (a failed page is asked for again, not the
+    /// listing restarted).
+    async fn page(
+        &self,
+        prefix: &str,
+        delimited: bool,
+        token: Option<String>,
+    ) -> Result<aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output> {
+        request(&self.run, 0, || async {
+            let req = self.client.list_objects_v2().bucket(&self.location.bucket).prefix(prefix);
+            let req = if delimited { req.delimiter("/") } else { req };
+            req.set_continuation_token(token.clone()).send().await.map_err(|e| self.failed("list", &self.location.prefix, e))
+        })
+        .await
+    }
+
+    /// The token of the page after `page`, if there is one.
+    fn next_token(page: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) -> Option<String> {
+        match page.is_truncated() {
+            Some(true) => page.next_continuation_token().map(str::to_string),
+            _ => None,
+        }
+    }
+
     /// The top level of the location, listed with delimiter `/`, as segments in key order; `None`
     /// when there is nothing to split (fewer than two prefixes) or too much at the top level.
     pub(super) async fn top_level(&self) -> Result<Option<Vec<Segment>>> {
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.location.bucket)
-            .prefix(&self.location.prefix)
-            .delimiter("/")
-            .into_paginator()
-            .send();
         let mut segments = Vec::new();
+        let mut token = None;
         for _ in 0..TOP_LEVEL_PAGES {
-            self.run.take_slot().await;
-            let Some(page) = pages.next().await else {
+            let page = self.page(&self.location.prefix, true, token).await?;
+            segments.extend(self.entries(&page).into_iter().map(|e| Segment::Objects(vec![e])));
+            segments.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(|p| Segment::Prefix(p.to_string())));
+            token = Self::next_token(&page);
+            if token.is_none() {
                 let prefix_len = self.location.prefix.len();
                 segments.sort_by(|a: &Segment, b: &Segment| a.start(prefix_len).cmp(b.start(prefix_len)));
                 let prefixes = segments.iter().filter(|s| matches!(s, Segment::Prefix(_))).count();
                 return Ok((prefixes >= 2).then_some(segments));
-            };
-            let page = page.map_err(|e| self.error("list", &self.location.prefix, e))?;
-            segments.extend(self.entries(&page).into_iter().map(|e| Segment::Objects(vec![e])));
-            segments.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(|p| Segment::Prefix(p.to_string())));
+            }
         }
         Ok(None)
     }
 
     /// Everything under `prefix` (a full key prefix), a page at a time.
     pub(super) fn list_under(&self, prefix: String) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
-        let pages = self.client.list_objects_v2().bucket(&self.location.bucket).prefix(&prefix).into_paginator().send();
-        futures::stream::unfold(pages, move |mut pages| async move {
-            self.run.take_slot().await;
-            let page = pages.next().await?;
-            Some((page.map_err(|e| self.error("list", &self.location.prefix, e)).map(|page| self.entries(&page)), pages))
+        // `None`: the listing is over (the last page was read, or one failed for good).
+        futures::stream::unfold(Some(None), move |state: Option<Option<String>>| {
+            let prefix = prefix.clone();
+            async move {
+                let token = state?;
+                match self.page(&prefix, false, token).await {
+                    Ok(page) => {
+                        let next = Self::next_token(&page).map(Some);
+                        Some((Ok(self.entries(&page)), next))
+                    }
+                    Err(e) => Some((Err(e), None)),
+                }
+            }
         })
         .boxed()
     }

@@ -38,7 +38,6 @@ use std::ops::Range;
 use std::sync::Arc;
 
 /// Attempts at the bucket check when the service answers 429/5xx.
-const CHECK_ATTEMPTS: u32 = 5;
 const PROVIDER: &str = "s3";
 
 /// S3's published limits: 5 MiB..5 GiB parts, 10,000 parts, 5 TiB objects. Parts of 8 MiB
@@ -72,7 +71,7 @@ pub struct S3Provider {
 
 impl S3Provider {
     pub async fn new(location: Location, connect: &crate::Connect, run: &Arc<RunContext>) -> Result<S3Provider> {
-        let (client, endpoint) = client::connect(connect, run).await;
+        let (client, endpoint) = client::connect(connect).await;
         Ok(S3Provider { location, client, endpoint, connect: connect.clone(), run: run.clone() })
     }
 
@@ -80,11 +79,12 @@ impl S3Provider {
         self.location.key_for(key)
     }
 
-    fn error<E>(&self, op: &'static str, key: &str, e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> ProviderError
+    /// An SDK error classified ([`map_error`]) with its `Retry-After`, for the retry layer.
+    fn failed<E>(&self, op: &'static str, key: &str, e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> crate::retries::Failed
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
     {
-        map_error(&self.endpoint, &self.location.bucket, op, key, e)
+        failed(&self.endpoint, &self.location.bucket, op, key, e)
     }
 }
 
@@ -103,25 +103,18 @@ impl Provider for S3Provider {
     }
 
     async fn check(&self, _for_write: bool) -> Result<()> {
-        // A HEAD's 429 or 503 has no body, so the SDK cannot tell it is throttling and does
-        // not retry it: a busy service must not fail the run before it starts.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.run.take_slot().await;
-            let err = match self.client.head_bucket().bucket(&self.location.bucket).send().await {
-                Ok(_) => return Ok(()),
-                Err(e) => match self.error("head bucket", "", e) {
-                    ProviderError::NotFound { .. } => {
-                        ProviderError::NoSuchBucket { provider: PROVIDER, bucket: self.location.bucket.clone() }
-                    }
-                    other => other,
-                },
-            };
-            if err.class() != ErrorClass::Retryable || attempt >= CHECK_ATTEMPTS {
-                return Err(err);
+        // A busy service must not fail the run before it starts: a HEAD's 429 or 503 (no
+        // body, so no error code) is retried like any other request's.
+        let head = request(&self.run, 0, || async {
+            self.client.head_bucket().bucket(&self.location.bucket).send().await.map_err(|e| self.failed("head bucket", "", e))
+        })
+        .await;
+        match head {
+            Ok(_) => Ok(()),
+            Err(ProviderError::NotFound { .. }) => {
+                Err(ProviderError::NoSuchBucket { provider: PROVIDER, bucket: self.location.bucket.clone() })
             }
-            tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
+            Err(e) => Err(e),
         }
     }
 
@@ -139,8 +132,11 @@ impl Provider for S3Provider {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
         let full = self.full_key(key);
-        self.run.take_slot().await;
-        match self.client.head_object().bucket(&self.location.bucket).key(&full).checksum_mode(ChecksumMode::Enabled).send().await {
+        let head = request(&self.run, 0, || async {
+            let req = self.client.head_object().bucket(&self.location.bucket).key(&full).checksum_mode(ChecksumMode::Enabled);
+            req.send().await.map_err(|e| self.failed("head", key, e))
+        });
+        match head.await {
             Ok(o) => Ok(Some(ObjectEntry {
                 key: key.to_string(),
                 size: o.content_length().unwrap_or(0).max(0) as u64,
@@ -156,10 +152,8 @@ impl Provider for S3Provider {
                 metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
                 ..Default::default()
             })),
-            Err(e) => match self.error("head", key, e) {
-                ProviderError::NotFound { .. } => Ok(None),
-                other => Err(other),
-            },
+            Err(ProviderError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -173,16 +167,11 @@ impl Provider for S3Provider {
         }
         // A multipart ETag: the size of part 1 gives the part size (every part but the last).
         let full = self.full_key(&object.key);
-        self.run.take_slot().await;
-        let o = self
-            .client
-            .head_object()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .part_number(1)
-            .send()
-            .await
-            .map_err(|e| self.error("head", &object.key, e))?;
+        let o = request(&self.run, 0, || async {
+            let req = self.client.head_object().bucket(&self.location.bucket).key(&full).part_number(1);
+            req.send().await.map_err(|e| self.failed("head", &object.key, e))
+        })
+        .await?;
         // S3 gives the object's ETag and parts count here (some services the part's ETag); a
         // parts count that disagrees with the ETag's means another object.
         let count = etag.rsplit_once('-').and_then(|(_, n)| n.parse::<i32>().ok());
@@ -202,8 +191,7 @@ impl Provider for S3Provider {
             // A whole object comes with its checksum, which the SDK checks as the body arrives.
             req = req.checksum_mode(ChecksumMode::Enabled);
         }
-        self.run.before_request().await;
-        let o = req.send().await.map_err(|e| self.error("get", key, e))?;
+        let o = request(&self.run, 0, || async { req.clone().send().await.map_err(|e| self.failed("get", key, e)) }).await?;
         let total = o
             .content_range()
             .and_then(|cr| cr.rsplit('/').next())
@@ -246,7 +234,9 @@ impl Provider for S3Provider {
                     op: "get",
                     key: key.to_string(),
                     detail,
-                    class: ErrorClass::Retryable,
+                    // Cut mid-stream: the object starts over (the mover), never a request
+                    // retry joining bytes of two answers.
+                    class: ErrorClass::Restart,
                     kind: FailureKind::Connection,
                 },
             }
@@ -265,7 +255,7 @@ impl Provider for S3Provider {
                 op: "get",
                 key: key.to_string(),
                 detail: format!("short read: {} of {want} bytes", data.len()),
-                class: ErrorClass::Retryable,
+                class: ErrorClass::Restart,
                 kind: FailureKind::ShortRead,
             });
         }
@@ -284,7 +274,7 @@ impl Provider for S3Provider {
 
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
         let full = self.full_key(key);
-        let request = || {
+        let build = || {
             let mut req = self
                 .client
                 .put_object()
@@ -299,10 +289,10 @@ impl Provider for S3Provider {
             }
             req
         };
-        let etag = resend_on_checksum_mismatch(&self.run, data.len(), || async {
+        let etag = request(&self.run, data.len(), || async {
             // UNSIGNED-PAYLOAD: the CRC32C header proves the body; hashing it again for SigV4
             // would cost a SHA-256 pass over every byte.
-            let o = request().customize().disable_payload_signing().send().await.map_err(|e| self.error("put", key, e))?;
+            let o = build().customize().disable_payload_signing().send().await.map_err(|e| self.failed("put", key, e))?;
             let etag = o.e_tag().map(unquote);
             acknowledged(o.checksum_crc32_c(), etag.as_deref(), &data, crc32c)
                 .map_err(|detail| ProviderError::corrupted(PROVIDER, "put", key, detail))?;
@@ -314,8 +304,10 @@ impl Provider for S3Provider {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let full = self.full_key(key);
-        self.run.take_slot().await;
-        self.client.delete_object().bucket(&self.location.bucket).key(&full).send().await.map_err(|e| self.error("delete", key, e))?;
+        request(&self.run, 0, || async {
+            self.client.delete_object().bucket(&self.location.bucket).key(&full).send().await.map_err(|e| self.failed("delete", key, e))
+        })
+        .await?;
         Ok(())
     }
 

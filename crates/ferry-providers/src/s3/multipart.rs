@@ -5,7 +5,6 @@ use super::*;
 use crate::{Multipart, MultipartUpload, PartReceipt, ProviderError, PutAttrs, PutReceipt, Result, unquote};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
-use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{ChecksumAlgorithm, CompletedPart};
 use bytes::Bytes;
@@ -27,14 +26,14 @@ impl Multipart for S3Provider {
         for (k, v) in &attrs.metadata {
             req = req.metadata(k, v);
         }
-        self.run.take_slot().await;
-        let o = req.send().await.map_err(|e| self.error("create multipart upload", key, e))?;
+        let o = request(&self.run, 0, || async { req.clone().send().await.map_err(|e| self.failed("create multipart upload", key, e)) })
+            .await?;
         let upload_id = o.upload_id().ok_or_else(|| ProviderError::Request {
             provider: PROVIDER,
             op: "create multipart upload",
             key: key.to_string(),
             detail: "no upload id in the answer".into(),
-            class: ErrorClass::Retryable,
+            class: ErrorClass::Restart,
             kind: FailureKind::Other,
         })?;
         Ok(self.upload(key, upload_id))
@@ -61,24 +60,16 @@ impl Multipart for S3Provider {
         let mut held = Vec::new();
         let mut marker: Option<String> = None;
         loop {
-            self.run.take_slot().await;
-            let page = self
-                .client
-                .list_parts()
-                .bucket(&self.location.bucket)
-                .key(&full)
-                .upload_id(upload_id)
-                .set_part_number_marker(marker.clone())
-                .send()
-                .await;
-            let page = match page {
+            let page = request(&self.run, 0, || async {
+                let req = self.client.list_parts().bucket(&self.location.bucket).key(&full).upload_id(upload_id);
+                req.set_part_number_marker(marker.clone()).send().await.map_err(|e| self.failed("list parts", key, e))
+            });
+            let page = match page.await {
                 Ok(p) => p,
-                Err(e) if e.code() == Some("NoSuchUpload") => return Ok(None),
-                Err(e) => match self.error("list parts", key, e) {
-                    // Some S3-compatibles deny rather than 404 an upload id they do not know.
-                    ProviderError::NotFound { .. } | ProviderError::Denied { .. } => return Ok(None),
-                    other => return Err(other),
-                },
+                // NoSuchUpload; some S3-compatibles deny rather than 404 an upload id they do
+                // not know.
+                Err(ProviderError::NotFound { .. } | ProviderError::Denied { .. }) => return Ok(None),
+                Err(other) => return Err(other),
             };
             for p in page.parts() {
                 let Some(index) = p.part_number().and_then(|n| u32::try_from(n).ok()).and_then(|n| n.checked_sub(1)) else { continue };
@@ -114,23 +105,19 @@ impl Multipart for S3Provider {
         let mut out = Vec::new();
         let (mut key_marker, mut id_marker): (Option<String>, Option<String>) = (None, None);
         loop {
-            self.run.take_slot().await;
-            let page = self
-                .client
-                .list_multipart_uploads()
-                .bucket(&self.location.bucket)
-                .prefix(&self.location.prefix)
-                .set_key_marker(key_marker.clone())
-                .set_upload_id_marker(id_marker.clone())
-                .send()
-                .await
-                .map_err(|e| match self.error("list multipart uploads", &self.location.prefix, e) {
-                    ProviderError::Request { kind: FailureKind::Unsupported, .. } => ProviderError::Config {
-                        provider: PROVIDER,
-                        detail: format!("{} cannot list multipart uploads (ListMultipartUploads is not implemented there)", self.endpoint),
-                    },
-                    other => other,
-                })?;
+            let page = request(&self.run, 0, || async {
+                let req = self.client.list_multipart_uploads().bucket(&self.location.bucket).prefix(&self.location.prefix);
+                let req = req.set_key_marker(key_marker.clone()).set_upload_id_marker(id_marker.clone());
+                req.send().await.map_err(|e| self.failed("list multipart uploads", &self.location.prefix, e))
+            })
+            .await
+            .map_err(|e| match e {
+                ProviderError::Request { kind: FailureKind::Unsupported, .. } => ProviderError::Config {
+                    provider: PROVIDER,
+                    detail: format!("{} cannot list multipart uploads (ListMultipartUploads is not implemented there)", self.endpoint),
+                },
+                other => other,
+            })?;
             for u in page.uploads() {
                 let (Some(key), Some(id)) = (u.key(), u.upload_id()) else { continue };
                 let initiated = to_chrono(u.initiated());
@@ -169,8 +156,11 @@ impl S3Provider {
     /// service cannot list them (s3s-fs answers 501), leaving them to a lifecycle rule.
     async fn abort_unrecorded(&self, key: &str) -> bool {
         let full = self.full_key(key);
-        self.run.take_slot().await;
-        let Ok(listed) = self.client.list_multipart_uploads().bucket(&self.location.bucket).prefix(&full).send().await else {
+        let listed = request(&self.run, 0, || async {
+            let req = self.client.list_multipart_uploads().bucket(&self.location.bucket).prefix(&full);
+            req.send().await.map_err(|e| self.failed("list multipart uploads", key, e))
+        });
+        let Ok(listed) = listed.await else {
             return false;
         };
         for u in listed.uploads() {
@@ -217,7 +207,7 @@ impl MultipartUpload for S3Upload {
         let (endpoint, bucket, key) = (self.endpoint.clone(), self.bucket.clone(), self.key.clone());
         let run = self.run.clone();
         Box::pin(async move {
-            let request = || {
+            let build = || {
                 client
                     .upload_part()
                     .bucket(&bucket)
@@ -228,13 +218,13 @@ impl MultipartUpload for S3Upload {
                     .checksum_crc32_c(b64_crc(crc32c))
                     .body(ByteStream::from(data.clone()))
             };
-            let etag = resend_on_checksum_mismatch(&run, data.len(), || async {
-                let o = request()
+            let etag = request(&run, data.len(), || async {
+                let o = build()
                     .customize()
                     .disable_payload_signing()
                     .send()
                     .await
-                    .map_err(|e| map_error(&endpoint, &bucket, "upload part", &key, e))?;
+                    .map_err(|e| failed(&endpoint, &bucket, "upload part", &key, e))?;
                 let etag = o.e_tag().map(unquote).unwrap_or_default();
                 acknowledged(o.checksum_crc32_c(), Some(&etag), &data, crc32c)
                     .map_err(|detail| ProviderError::corrupted(PROVIDER, "upload part", format!("{key} part {}", index + 1), detail))?;
@@ -246,7 +236,7 @@ impl MultipartUpload for S3Upload {
     }
 
     async fn complete(self: Box<Self>, parts: Vec<PartReceipt>) -> Result<PutReceipt> {
-        let completed = parts
+        let completed: Vec<CompletedPart> = parts
             .iter()
             .map(|p| {
                 CompletedPart::builder()
@@ -256,23 +246,21 @@ impl MultipartUpload for S3Upload {
                     .build()
             })
             .collect();
-        self.run.take_slot().await;
-        let etag = complete_upload(&self.client, &self.bucket, &self.full_key, &self.upload_id, completed)
-            .await
-            .map_err(|e| map_error(&self.endpoint, &self.bucket, "complete multipart upload", &self.key, e))?;
+        let etag = request(&self.run, 0, || async {
+            complete_upload(&self.client, &self.bucket, &self.full_key, &self.upload_id, completed.clone())
+                .await
+                .map_err(|e| failed(&self.endpoint, &self.bucket, "complete multipart upload", &self.key, e))
+        })
+        .await?;
         Ok(PutReceipt { etag })
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
-        self.run.take_slot().await;
-        self.client
-            .abort_multipart_upload()
-            .bucket(&self.bucket)
-            .key(&self.full_key)
-            .upload_id(&self.upload_id)
-            .send()
-            .await
-            .map_err(|e| map_error(&self.endpoint, &self.bucket, "abort multipart upload", &self.key, e))?;
+        request(&self.run, 0, || async {
+            let req = self.client.abort_multipart_upload().bucket(&self.bucket).key(&self.full_key).upload_id(&self.upload_id);
+            req.send().await.map_err(|e| failed(&self.endpoint, &self.bucket, "abort multipart upload", &self.key, e))
+        })
+        .await?;
         Ok(())
     }
 }

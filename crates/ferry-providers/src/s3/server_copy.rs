@@ -41,18 +41,12 @@ impl ServerCopy for S3Provider {
         // HEAD then sees the change and the object starts over).
         let if_match = object.etag.as_ref().map(|e| format!("\"{e}\""));
         if count == 0 {
-            self.run.before_request().await;
-            let o = self
-                .client
-                .copy_object()
-                .bucket(&self.location.bucket)
-                .key(&full)
-                .copy_source(&copy_source)
-                .set_copy_source_if_match(if_match)
-                .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-                .send()
-                .await
-                .map_err(|e| self.error("copy", key, e))?;
+            let o = request(&self.run, 0, || async {
+                let req = self.client.copy_object().bucket(&self.location.bucket).key(&full).copy_source(&copy_source);
+                let req = req.set_copy_source_if_match(if_match.clone()).checksum_algorithm(ChecksumAlgorithm::Crc32C);
+                req.send().await.map_err(|e| self.failed("copy", key, e))
+            })
+            .await?;
             let r = o.copy_object_result();
             return Ok(ServerCopied {
                 etag: r.and_then(|r| r.e_tag()).map(unquote),
@@ -77,20 +71,13 @@ impl ServerCopy for S3Provider {
                     let range = plan.range(i);
                     let (copy_source, if_match, full, upload_id) = (&copy_source, &if_match, &full, &upload_id);
                     async move {
-                        self.run.before_request().await;
-                        let o = self
-                            .client
-                            .upload_part_copy()
-                            .bucket(&self.location.bucket)
-                            .key(full)
-                            .upload_id(upload_id)
-                            .part_number(i as i32 + 1)
-                            .copy_source(copy_source)
-                            .copy_source_range(format!("bytes={}-{}", range.start, range.end - 1))
-                            .set_copy_source_if_match(if_match.clone())
-                            .send()
-                            .await
-                            .map_err(|e| self.error("copy part", key, e))?;
+                        let o = request(&self.run, 0, || async {
+                            let req = self.client.upload_part_copy().bucket(&self.location.bucket).key(full).upload_id(upload_id);
+                            let req = req.part_number(i as i32 + 1).copy_source(copy_source);
+                            let req = req.copy_source_range(format!("bytes={}-{}", range.start, range.end - 1));
+                            req.set_copy_source_if_match(if_match.clone()).send().await.map_err(|e| self.failed("copy part", key, e))
+                        })
+                        .await?;
                         let r = o.copy_part_result();
                         let etag = r.and_then(|r| r.e_tag()).map(unquote);
                         Ok::<_, ProviderError>((range.end - range.start, etag, r.and_then(|r| r.checksum_crc32_c()).map(str::to_string)))
@@ -104,7 +91,7 @@ impl ServerCopy for S3Provider {
             // The parts' CRC32Cs combine into the copy's, when the service gave every one.
             let crcs: Option<Vec<u32>> =
                 parts.iter().map(|(_, _, c)| crc_hex(c.as_deref()).and_then(|h| u32::from_str_radix(&h, 16).ok())).collect();
-            let completed = parts
+            let completed: Vec<CompletedPart> = parts
                 .iter()
                 .enumerate()
                 .map(|(i, (_, etag, crc))| {
@@ -115,10 +102,12 @@ impl ServerCopy for S3Provider {
                         .build()
                 })
                 .collect();
-            self.run.take_slot().await;
-            let etag = complete_upload(&self.client, &self.location.bucket, &full, &upload_id, completed)
-                .await
-                .map_err(|e| self.error("complete copy", key, e))?;
+            let etag = request(&self.run, 0, || async {
+                complete_upload(&self.client, &self.location.bucket, &full, &upload_id, completed.clone())
+                    .await
+                    .map_err(|e| self.failed("complete copy", key, e))
+            })
+            .await?;
             let crc32c = crcs.map(|crcs| {
                 let whole = parts
                     .iter()
