@@ -43,7 +43,7 @@ pub use wrap::{Counted, Throttled};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::{Checksums, ErrorClass, Evidence, Limits, Location, ObjectEntry, PartPlan, Scheme};
+use ferry_core::{Carries, Checksums, ErrorClass, Evidence, Headers, Limits, Location, ObjectEntry, PartPlan, Scheme, Tags};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -61,6 +61,10 @@ pub struct PutAttrs {
     /// Permission bits for a file written to local disk (`mode & 0o777`; object stores ignore
     /// it). `None`: 0644.
     pub mode: Option<u32>,
+    /// The system headers beside Content-Type; a provider writes those it [`Carries`].
+    pub headers: Headers,
+    /// Tags to set (`None`: none sent). Only given to a provider that carries tags.
+    pub tags: Option<Tags>,
 }
 
 /// What the destination said after a write.
@@ -132,6 +136,20 @@ pub trait Provider: Send + Sync {
     async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
         let _ = object;
         Ok(None)
+    }
+
+    /// What this location keeps besides bytes (headers, metadata names, tags), as data. By
+    /// default everything, as given.
+    fn carries(&self) -> Carries {
+        Carries::ALL
+    }
+
+    /// The tags of `key`, in one request (S3 GetObjectTagging, Azure Get Blob Tags). Asked only
+    /// when tags are to be copied, the destination keeps them, and the read said the object has
+    /// some it did not return (`ObjectEntry::tags` is `None`). By default: none.
+    async fn tags(&self, key: &str) -> Result<Tags> {
+        let _ = key;
+        Ok(Tags::new())
     }
 
     /// The capability to upload one object as parallel parts, if the provider has it.
@@ -260,6 +278,8 @@ pub struct Connect {
     /// A local source: list and read what symbolic links inside the root point to, when the
     /// target stays inside the root (`--follow-symlinks`). Links are skipped otherwise.
     pub follow_symlinks: bool,
+    /// A local location: where headers, metadata and tags are kept (`--local-metadata`).
+    pub local_metadata: local::LocalMetadata,
 }
 
 impl Connect {

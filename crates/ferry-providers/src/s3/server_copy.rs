@@ -64,7 +64,14 @@ impl ServerCopy for S3Provider {
                 parts: 0,
             });
         }
-        let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone(), mode: None };
+        // A copy in parts starts a new upload: it carries what the HEAD saw (tags are not on a
+        // HEAD: a same-service copy in parts keeps none, docs/fidelity.md).
+        let attrs = PutAttrs {
+            content_type: object.content_type.clone(),
+            metadata: object.metadata.clone(),
+            headers: object.headers.clone(),
+            ..PutAttrs::default()
+        };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
         let upload_id = upload.upload_id().expect("S3 uploads have ids");
         if let Err(e) = started(upload_id.as_str()) {
