@@ -94,8 +94,7 @@ pub enum NameRule {
     Any,
     /// An HTTP header token, stored in lower case (S3 `x-amz-meta-*`).
     LowerCaseToken,
-    /// A C# identifier, case kept but compared without case (Azure); other names go through
-    /// [`azure_name`].
+    /// A C# identifier, compared without case (Azure): every name goes through [`azure_name`].
     Identifier,
 }
 
@@ -173,7 +172,9 @@ impl std::fmt::Display for NotCarried {
             NotCarried::Name { key, issue: NameIssue::CaseFolded { stored_as } } => {
                 write!(f, "metadata {key:?}: stored in lower case as {stored_as:?}")
             }
-            NotCarried::Name { key, issue: NameIssue::Collides { with } } => write!(f, "metadata {key:?}: same destination name as {with:?}"),
+            NotCarried::Name { key, issue: NameIssue::Collides { with } } => {
+                write!(f, "metadata {key:?}: same destination name as {with:?}")
+            }
             NotCarried::Value { key } => write!(f, "metadata {key:?}: a value the destination cannot hold"),
         }
     }
@@ -226,7 +227,8 @@ pub fn fit(
                 let lower = k.to_ascii_lowercase();
                 (is_token(k).then(|| lower.clone()), lower)
             }
-            NameRule::Identifier => (azure_name(k), azure_name(k).unwrap_or_default().to_ascii_lowercase()),
+            // Escaped names are unique and have no upper case: none collide.
+            NameRule::Identifier => (azure_name(k), azure_name(k).unwrap_or_default()),
         };
         let Some(stored) = stored else {
             out.not_carried.push(NotCarried::Name { key: k.clone(), issue: NameIssue::Invalid });
@@ -260,21 +262,22 @@ fn is_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// The Azure metadata name for `key`: ASCII letters and digits stay, every other byte of its
-/// UTF-8 (`_` included) becomes `_` and two upper-case hex digits, and so does a leading digit,
-/// so the result is a C# identifier and [`from_azure_name`] gives `key` back. `None` for an
-/// empty key. Examples: `owner` → `owner`, `Build-Id` → `Build_2DId`, `a_b` → `a_5Fb`,
-/// `1st` → `_31st`.
+/// The Azure metadata name for `key`: lower-case ASCII letters and digits stay, every other
+/// byte of its UTF-8 (upper-case letters and `_` included) becomes `_` and two lower-case hex
+/// digits, and so does a leading digit. The result is a C# identifier with no upper-case letter
+/// — so it survives HTTP, whose header names (and the `http` crate) fold case — and
+/// [`from_azure_name`] gives `key` back. `None` for an empty key. Examples: `owner` → `owner`,
+/// `build-id` → `build_2did`, `Owner` → `_4fwner`, `a_b` → `a_5fb`, `1st` → `_31st`.
 pub fn azure_name(key: &str) -> Option<String> {
     if key.is_empty() {
         return None;
     }
     let mut out = String::with_capacity(key.len());
     for (i, b) in key.bytes().enumerate() {
-        let keep = b.is_ascii_alphabetic() || (b.is_ascii_digit() && i > 0);
+        let keep = b.is_ascii_lowercase() || (b.is_ascii_digit() && i > 0);
         match keep {
             true => out.push(b as char),
-            false => out.push_str(&format!("_{b:02X}")),
+            false => out.push_str(&format!("_{b:02x}")),
         }
     }
     Some(out)
@@ -282,7 +285,7 @@ pub fn azure_name(key: &str) -> Option<String> {
 
 /// The metadata key an Azure name stands for: [`azure_name`] undone. A name that is not
 /// exactly what `azure_name` makes (one written by another tool, such as `my_key`) is kept as
-/// it is.
+/// it arrived (in lower case, as HTTP gives header names).
 pub fn from_azure_name(name: &str) -> String {
     let decoded = (|| {
         let mut bytes = Vec::with_capacity(name.len());
@@ -309,13 +312,7 @@ pub fn from_azure_name(name: &str) -> String {
 mod tests {
     use super::*;
 
-    const S3: Carries = Carries {
-        metadata: true,
-        headers: &Header::ALL,
-        tags: true,
-        names: NameRule::LowerCaseToken,
-        ascii_values: true,
-    };
+    const S3: Carries = Carries { metadata: true, headers: &Header::ALL, tags: true, names: NameRule::LowerCaseToken, ascii_values: true };
     const GCS: Carries = Carries { metadata: true, headers: &Header::ALL, tags: false, names: NameRule::Any, ascii_values: false };
     const AZURE: Carries = Carries { metadata: true, headers: &[], tags: true, names: NameRule::Identifier, ascii_values: true };
 
@@ -329,11 +326,13 @@ mod tests {
             assert!(chars.all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
             assert_eq!(from_azure_name(&name), key);
         }
-        assert_eq!(azure_name("Build-Id").unwrap(), "Build_2DId");
+        assert_eq!(azure_name("Build-Id").unwrap(), "_42uild_2d_49d");
+        assert_eq!(azure_name("build-id").unwrap(), "build_2did");
         assert_eq!(azure_name(""), None);
-        // Names another tool wrote stay as they are.
+        // Names another tool wrote stay as they arrive.
         assert_eq!(from_azure_name("my_key"), "my_key");
-        assert_eq!(from_azure_name("my_2d"), "my_2d");
+        assert_eq!(from_azure_name("my_2D"), "my_2D");
+        assert_eq!(from_azure_name("mykey"), "mykey");
     }
 
     #[test]
@@ -348,15 +347,15 @@ mod tests {
         let s3 = fit(None, &meta, &headers, Some(&tags), &S3);
         assert_eq!(s3.metadata.keys().collect::<Vec<_>>(), ["Owner-Team"]);
         assert!(s3.not_carried.contains(&NotCarried::Name { key: "bad name".into(), issue: NameIssue::Invalid }));
-        assert!(s3.not_carried.contains(&NotCarried::Name {
-            key: "owner-team".into(),
-            issue: NameIssue::Collides { with: "Owner-Team".into() }
-        }));
+        assert!(
+            s3.not_carried
+                .contains(&NotCarried::Name { key: "owner-team".into(), issue: NameIssue::Collides { with: "Owner-Team".into() } })
+        );
         assert!(s3.not_carried.contains(&NotCarried::Value { key: "note".into() }));
-        assert!(s3.not_carried.contains(&NotCarried::Name {
-            key: "Owner-Team".into(),
-            issue: NameIssue::CaseFolded { stored_as: "owner-team".into() }
-        }));
+        assert!(
+            s3.not_carried
+                .contains(&NotCarried::Name { key: "Owner-Team".into(), issue: NameIssue::CaseFolded { stored_as: "owner-team".into() } })
+        );
         assert_eq!(s3.tags, Some(tags.clone()));
         assert!(s3.not_carried.iter().any(NotCarried::loses_user_data));
 
@@ -368,6 +367,7 @@ mod tests {
         let azure = fit(None, &meta, &headers, Some(&tags), &AZURE);
         assert!(azure.not_carried.contains(&NotCarried::Header { header: Header::Expires }));
         assert!(azure.metadata.contains_key("bad name"), "escaped, so carried");
+        assert!(azure.metadata.contains_key("Owner-Team") && azure.metadata.contains_key("owner-team"), "case kept by the escape");
 
         let local = fit(Some("text/plain"), &meta, &headers, Some(&tags), &Carries::NOTHING);
         assert_eq!(local.not_carried, [NotCarried::Metadata, NotCarried::Tags]);

@@ -94,8 +94,9 @@ impl Collect {
         if not_carried.iter().any(NotCarried::loses_user_data) {
             f.objects_losing_metadata += 1;
         }
-        for kind in &not_carried {
-            *f.by_kind.entry(kind_name(kind)).or_default() += 1;
+        let kinds: std::collections::BTreeSet<String> = not_carried.iter().map(kind_name).collect();
+        for kind in kinds {
+            *f.by_kind.entry(kind).or_default() += 1;
         }
         if f.named.len() < NAMED {
             f.named.push(ObjectNotCarried { key: key.to_string(), not_carried });

@@ -79,12 +79,8 @@ pub(crate) fn open(
 ) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
     let (location, connect, buffers) = (location.clone(), connect.clone(), run.buffers().clone());
     Box::pin(async move {
-        let provider: std::sync::Arc<dyn Provider> =
-            std::sync::Arc::new(
-            LocalProvider::new(location)
-                .follow_symlinks(connect.follow_symlinks)
-                .metadata(connect.local_metadata)
-                .buffers(buffers),
+        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(
+            LocalProvider::new(location).follow_symlinks(connect.follow_symlinks).metadata(connect.local_metadata).buffers(buffers),
         );
         Ok(provider)
     })
@@ -253,7 +249,8 @@ impl Provider for LocalProvider {
     async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
         self.refuse_sidecar_key(key)?;
         let (root, follow, key, kept) = (self.root.clone(), self.follow_symlinks, key.to_string(), self.metadata);
-        blocking(move || match open_source(&root, follow, &key, false) {
+        // An xattr is read through a descriptor opened for reading (not a path-only one).
+        blocking(move || match open_source(&root, follow, &key, kept == LocalMetadata::Xattr) {
             Ok((file, meta)) => Ok(Some(Self::with_kept(kept, &root, &file, read_entry(&key, &meta))?)),
             Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
@@ -263,7 +260,8 @@ impl Provider for LocalProvider {
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
         self.refuse_sidecar_key(key)?;
-        let (root, follow, key, pool, kept) = (self.root.clone(), self.follow_symlinks, key.to_string(), self.buffers.clone(), self.metadata);
+        let (root, follow, key, pool, kept) =
+            (self.root.clone(), self.follow_symlinks, key.to_string(), self.buffers.clone(), self.metadata);
         blocking(move || {
             let (file, meta) = open_source(&root, follow, &key, true)?;
             let range = range.unwrap_or(0..meta.len());
