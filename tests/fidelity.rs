@@ -203,6 +203,21 @@ fn hop(w: &Path, from: &Side, to: &Side, prefix: &str, extra: &[&str], code: i32
     report
 }
 
+/// `ferry verify` of the hop that wrote `to/PREFIX`: metadata included, it must exit `code`.
+fn verify(w: &Path, to: &Side, prefix: &str, code: i32) -> serde_json::Value {
+    let job = format!("job-{prefix}");
+    let mut args = vec!["verify", "--job", &job, "--json"];
+    if let Some(ep) = &to.endpoint {
+        args.extend(["--dst-endpoint", ep.as_str()]);
+    }
+    if let Some(mode) = to.local_metadata {
+        args.extend(["--local-metadata", mode]);
+    }
+    let run = ferry(w, &args, &to.env);
+    assert_eq!(run.code, code, "verify {prefix}: {}\n{}", run.stdout, run.stderr);
+    run.json()
+}
+
 /// The shared check of one hop: the destination holds `expected_at` of what the source held,
 /// byte for byte and attribute by attribute, and the report names what it could not keep.
 fn check_hop(from: &Seen, to: &Side, got: &Seen, report: &serde_json::Value) {
@@ -250,6 +265,7 @@ fn there_and_back(a: Side, b: Side) {
     let report = hop(w, &a, &b, "there", &[], 0);
     let at_b = read(&b, "there");
     check_hop(&at_a, &b, &at_b, &report);
+    verify(w, &b, "there", 0);
 
     // Back, under a new prefix of `a`.
     copy_within(&b, "there", "back");
@@ -355,4 +371,9 @@ fn metadata_s3_cannot_hold_is_named_and_exits_1() {
     let got = read(&b, "p");
     assert!(!got.metadata.contains_key("city"));
     assert_eq!(got.metadata.get("build-id").map(String::as_str), Some("42"));
+
+    // `verify` names it too, and exits 3.
+    let verified = verify(work.path(), &b, "p", 3);
+    let differences = verified["differences"].to_string();
+    assert!(differences.contains("\"metadata\"") && differences.contains("city"), "{verified}");
 }

@@ -267,7 +267,7 @@ impl Mover {
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
                 let attrs = self.attrs_for(row, &fetched.object).await?;
-                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked, prior?)
+                (Commit::Whole(fetched.data, crc, Box::new(attrs), permit), digest, fetched.object, fetched.checked, prior?)
             }
         };
         let verified_by = match source_evidence(row, &seen, &digest, reads_checked) {
@@ -747,7 +747,7 @@ enum Commit {
     /// Complete the multipart upload from these parts.
     Parts(Box<dyn MultipartUpload>, Vec<PartReceipt>),
     /// Put the whole object (its memory stays reserved until then).
-    Whole(bytes::Bytes, u32, PutAttrs, OwnedSemaphorePermit),
+    Whole(bytes::Bytes, u32, Box<PutAttrs>, OwnedSemaphorePermit),
 }
 
 /// The strongest evidence that the bytes read are the source's: the SHA-256 a shipment
