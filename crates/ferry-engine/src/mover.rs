@@ -343,7 +343,16 @@ impl Mover {
         let (current, prior) = tokio::join!(self.src.head(&entry.key), self.prior(row));
         let current = current?.ok_or_else(|| gone(row))?;
         check_unchanged(row, &current)?;
-        let object = ObjectEntry { key: entry.key.clone(), ..current.clone() };
+        // The tags the copy is to carry, handed to the service (not every copy keeps them).
+        let tags = match (self.opts.tags, self.dst.carries().tags) {
+            (crate::TagsMode::Skip, _) => Some(ferry_core::Tags::new()),
+            (crate::TagsMode::Copy, true) => Some(match current.tags.clone() {
+                Some(tags) => tags,
+                None => self.src.tags(&entry.key).await?,
+            }),
+            (crate::TagsMode::Copy, false) => None,
+        };
+        let object = ObjectEntry { key: entry.key.clone(), tags, ..current.clone() };
         let plan = server_copy_plan(entry.size, self.opts.part_size, &self.dst.limits())
             .map_err(|e| ObjectError::new(ErrorClass::PerObject, FailureKind::NoPartPlan, format!("{}: {e}", entry.key)))?;
         // Only now is the write certain to be sent.

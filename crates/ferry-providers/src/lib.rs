@@ -193,6 +193,8 @@ pub trait ServerCopy: Send + Sync {
     /// aborts the upload itself when it fails. The copy is refused if the source changed from
     /// `object` meanwhile, and before any request if `plan` is not `object`'s or the service
     /// would not take it. Services that copy whole objects in their own steps ignore `plan`.
+    /// `object.tags` are the tags the copy must carry (`Some`, empty for none) where the service
+    /// keeps tags; `None` leaves the service's own behaviour.
     async fn copy_from(
         &self,
         source: &Location,

@@ -281,8 +281,13 @@ impl BlockClient {
         source_container: &str,
         source_key: &str,
         if_match: Option<&str>,
+        tags: Option<&Tags>,
     ) -> Result<http::HeaderMap> {
         let mut headers = vec![("x-ms-copy-source".to_string(), self.blob_url_in(source_container, source_key))];
+        // Copy Blob keeps properties and metadata but not index tags: they are set here.
+        if let Some(tags) = tags.filter(|t| !t.is_empty()) {
+            headers.push(("x-ms-tags".into(), url::form_urlencoded::Serializer::new(String::new()).extend_pairs(tags.iter()).finish()));
+        }
         if let Some(etag) = if_match {
             headers.push(("x-ms-source-if-match".to_string(), format!("\"{etag}\"")));
         }

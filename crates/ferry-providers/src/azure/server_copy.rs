@@ -22,8 +22,10 @@ impl ServerCopy for AzureProvider {
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
         self.path(key)?;
-        let head =
-            self.blocks.copy_blob(&self.location.key_for(key), key, &source.bucket, &source.key_for(key), object.etag.as_deref()).await?;
+        let head = self
+            .blocks
+            .copy_blob(&self.location.key_for(key), key, &source.bucket, &source.key_for(key), object.etag.as_deref(), object.tags.as_ref())
+            .await?;
         let copy = blob_entry(key, &head);
         Ok(ServerCopied { etag: copy.etag, checksums: Checksums { md5: copy.checksums.md5, ..Checksums::default() }, parts: 0 })
     }

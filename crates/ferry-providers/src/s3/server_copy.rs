@@ -50,6 +50,10 @@ impl ServerCopy for S3Provider {
                 .copy_source(&copy_source)
                 .set_copy_source_if_match(if_match)
                 .checksum_algorithm(ChecksumAlgorithm::Crc32C)
+                // Headers and metadata are copied (MetadataDirective COPY); tags are replaced
+                // by those asked for, when asked.
+                .set_tagging_directive(object.tags.as_ref().map(|_| aws_sdk_s3::types::TaggingDirective::Replace))
+                .set_tagging(object.tags.as_ref().filter(|t| !t.is_empty()).map(super::tagging))
                 .send()
                 .await
                 .map_err(|e| self.error("copy", key, e))?;
@@ -64,12 +68,12 @@ impl ServerCopy for S3Provider {
                 parts: 0,
             });
         }
-        // A copy in parts starts a new upload: it carries what the HEAD saw (tags are not on a
-        // HEAD: a same-service copy in parts keeps none, docs/fidelity.md).
+        // A copy in parts starts a new upload: it carries what the HEAD saw, and the tags asked for.
         let attrs = PutAttrs {
             content_type: object.content_type.clone(),
             metadata: object.metadata.clone(),
             headers: object.headers.clone(),
+            tags: object.tags.clone(),
             ..PutAttrs::default()
         };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
