@@ -343,14 +343,11 @@ impl Mover {
         let (current, prior) = tokio::join!(self.src.head(&entry.key), self.prior(row));
         let current = current?.ok_or_else(|| gone(row))?;
         check_unchanged(row, &current)?;
-        // The tags the copy is to carry, handed to the service (not every copy keeps them).
-        let tags = match (self.opts.tags, self.dst.carries().tags) {
-            (crate::TagsMode::Skip, _) => Some(ferry_core::Tags::new()),
-            (crate::TagsMode::Copy, true) => Some(match current.tags.clone() {
-                Some(tags) => tags,
-                None => self.src.tags(&entry.key).await?,
-            }),
-            (crate::TagsMode::Copy, false) => None,
+        // The tags the copy is to carry: none with `--tags skip`; else the source's, which the
+        // service copies its own way (`None`: it reads them where the HEAD did not).
+        let tags = match self.opts.tags {
+            crate::TagsMode::Skip => Some(ferry_core::Tags::new()),
+            crate::TagsMode::Copy => current.tags.clone(),
         };
         let object = ObjectEntry { key: entry.key.clone(), tags, ..current.clone() };
         let plan = server_copy_plan(entry.size, self.opts.part_size, &self.dst.limits())

@@ -55,8 +55,8 @@ pub enum DifferenceKind {
     Changed,
     /// The journal does not have the object as copied (failed, pending, refused…).
     NotCopied,
-    /// User metadata the manifest recorded is not at the destination as it can hold it (a name
-    /// or value it cannot hold, or a pair missing or changed).
+    /// User metadata the manifest recorded (GCS listings carry it) is not at the destination as
+    /// it can hold it (a name or value it cannot hold, or a pair missing or changed).
     Metadata,
     /// The destination could not be asked.
     Error,
@@ -292,8 +292,7 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
     Ok(Evidence::SizeOnly)
 }
 
-/// The user metadata the manifest recorded (listings that carry it: GCS, a local source with
-/// metadata) that the destination (keeping `to`) does not hold as it can: names or values it
+/// The user metadata the manifest recorded (where the listing carries it: GCS) that the destination (keeping `to`) does not hold as it can: names or values it
 /// cannot hold, and pairs missing or changed. `None` when all is there.
 fn metadata_difference(to: &ferry_core::Carries, e: &ferry_core::ObjectEntry, head: &ferry_core::ObjectEntry) -> Option<String> {
     if !to.metadata || e.metadata.is_empty() {

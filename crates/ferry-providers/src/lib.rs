@@ -194,7 +194,8 @@ pub trait ServerCopy: Send + Sync {
     /// `object` meanwhile, and before any request if `plan` is not `object`'s or the service
     /// would not take it. Services that copy whole objects in their own steps ignore `plan`.
     /// `object.tags` are the tags the copy must carry (`Some`, empty for none) where the service
-    /// keeps tags; `None` leaves the service's own behaviour.
+    /// keeps tags; `None`: the source's, however the service gets them (S3 CopyObject copies
+    /// them; a copy in parts or Azure's Copy Blob reads them first).
     async fn copy_from(
         &self,
         source: &Location,

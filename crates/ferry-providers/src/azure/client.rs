@@ -123,9 +123,10 @@ impl BlockClient {
         Ok(out.body(body.clone()))
     }
 
-    /// The blob's index tags (Get Blob Tags).
-    pub async fn tags(&self, full_key: &str, key: &str) -> Result<Tags> {
-        let url = format!("{}?comp=tags", self.blob_url(full_key));
+    /// The blob's index tags (Get Blob Tags), in `container` (else this client's).
+    pub async fn tags(&self, container: Option<&str>, full_key: &str, key: &str) -> Result<Tags> {
+        let blob = container.map_or_else(|| self.blob_url(full_key), |c| self.blob_url_in(c, full_key));
+        let url = format!("{blob}?comp=tags");
         let resp = self.send("get tags", key, http::Method::GET, url, Vec::new(), Bytes::new()).await?;
         let xml = resp.text().await.map_err(|e| ProviderError::Request {
             provider: PROVIDER,

@@ -176,7 +176,7 @@ impl Provider for AzureProvider {
 
     async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
         self.path(key)?;
-        self.blocks.tags(&self.location.key_for(key), key).await
+        self.blocks.tags(None, &self.location.key_for(key), key).await
     }
 
     fn server_copy(&self) -> Option<&dyn ServerCopy> {

@@ -151,13 +151,13 @@ impl LocalProvider {
 
     /// `entry` with what the file keeps beside it.
     fn with_kept(metadata: LocalMetadata, root: &std::path::Path, file: &std::fs::File, mut entry: ObjectEntry) -> Result<ObjectEntry> {
+        // Known to have no tags either way: nobody asks for them (`Provider::tags`).
+        entry.tags = Some(ferry_core::Tags::new());
         let kept = match metadata {
             LocalMetadata::None => return Ok(entry),
             LocalMetadata::Xattr => attrs::read_xattr(file),
             LocalMetadata::Sidecar => Self::read_sidecar(root, &entry.key)?,
         };
-        // A file that keeps nothing: known to have no tags.
-        entry.tags = Some(ferry_core::Tags::new());
         if let Some(json) = kept {
             attrs::Kept::apply(&json, &mut entry);
         }

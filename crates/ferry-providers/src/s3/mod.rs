@@ -81,6 +81,17 @@ impl S3Provider {
         self.location.key_for(key)
     }
 
+    /// The tags of `bucket/full` (GetObjectTagging). A service that does not implement tagging
+    /// (501, as s3s-fs) holds none.
+    async fn tags_of(&self, bucket: &str, full: &str, key: &str) -> Result<Tags> {
+        self.run.take_slot().await;
+        match self.client.get_object_tagging().bucket(bucket).key(full).send().await {
+            Ok(o) => Ok(o.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 501) || e.code() == Some("NotImplemented") => Ok(Tags::new()),
+            Err(e) => Err(self.error("get tags", key, e)),
+        }
+    }
+
     fn error<E>(&self, op: &'static str, key: &str, e: SdkError<E, aws_smithy_runtime_api::http::Response>) -> ProviderError
     where
         E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
@@ -342,17 +353,7 @@ impl Provider for S3Provider {
     }
 
     async fn tags(&self, key: &str) -> Result<Tags> {
-        let full = self.full_key(key);
-        self.run.take_slot().await;
-        let o = self
-            .client
-            .get_object_tagging()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .send()
-            .await
-            .map_err(|e| self.error("get tags", key, e))?;
-        Ok(o.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect())
+        self.tags_of(&self.location.bucket, &self.full_key(key), key).await
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {

@@ -68,12 +68,17 @@ impl ServerCopy for S3Provider {
                 parts: 0,
             });
         }
-        // A copy in parts starts a new upload: it carries what the HEAD saw, and the tags asked for.
+        // A copy in parts starts a new upload: it carries what the HEAD saw, and the tags asked
+        // for, else the source's (one GetObjectTagging: a HEAD does not give them).
+        let tags = match &object.tags {
+            Some(tags) => tags.clone(),
+            None => self.tags_of(&source.bucket, &source.key_for(key), key).await?,
+        };
         let attrs = PutAttrs {
             content_type: object.content_type.clone(),
             metadata: object.metadata.clone(),
             headers: object.headers.clone(),
-            tags: object.tags.clone(),
+            tags: Some(tags),
             ..PutAttrs::default()
         };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
