@@ -6,7 +6,8 @@
 //! profile, metadata server, SAS, emulator defaults); nothing here ever returns or logs one.
 //!
 //! # Layout
-//! - [`Provider`]: list, get (whole or ranged), put, head, delete, plus [`Limits`] as data.
+//! - [`Provider`]: list, get (whole or ranged), put, head, delete, plus [`Limits`] and what it
+//!   [`Carries`] besides bytes (headers, metadata names, tags) as data, and an object's tags.
 //! - [`Multipart`] / [`MultipartUpload`]: the capability to upload one object in parallel parts.
 //! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store and
 //!   ferry's own signed block requests), [`local`] (the file system, with ferry's own multipart
