@@ -271,6 +271,15 @@ fn there_and_back(a: Side, b: Side) {
     let at_b = read(&b, "there");
     check_hop(&at_a, &b, &at_b, &report);
     verify(w, &b, "there", 0);
+    // Cost: one GET reads the object and its attributes; its tags take one request more, only
+    // where the destination keeps tags.
+    let calls = |what: &str| report["requests"][what]["calls"].as_u64().unwrap_or(0);
+    let tags_kept = b.kind != Kind::Gcs;
+    match a.kind {
+        Kind::S3 => assert_eq!((calls("s3 get"), calls("s3 tags")), (1, u64::from(tags_kept)), "{}", report["requests"]),
+        Kind::Azure => assert_eq!(calls("azure tags"), u64::from(tags_kept), "{}", report["requests"]),
+        Kind::Gcs | Kind::Local => {}
+    }
 
     // Back, under a new prefix of `a`.
     copy_within(&b, "there", "back");

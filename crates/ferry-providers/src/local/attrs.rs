@@ -88,3 +88,32 @@ pub(super) fn read_xattr(file: &std::fs::File) -> Option<Vec<u8>> {
     buf.truncate(n);
     Some(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sidecars_have_their_own_folder_and_documents_round_trip() {
+        assert_eq!(sidecar_key("a/b.txt"), ".ferry-meta/a/b.txt.json");
+        assert!(is_sidecar(".ferry-meta/a/b.txt.json"));
+        for user in [".ferry-meta", ".ferry-metadata/x", "a/.ferry-meta/x", "ferry-meta/x"] {
+            assert!(!is_sidecar(user), "{user}");
+        }
+        assert_eq!(Kept::of(&PutAttrs::default()), None, "nothing to keep, no document");
+        let attrs = PutAttrs {
+            content_type: Some("text/html".into()),
+            metadata: BTreeMap::from([("Owner-Team".to_string(), "web".to_string())]),
+            headers: Headers { content_encoding: Some("gzip".into()), ..Headers::default() },
+            tags: Some(Tags::from([("team".to_string(), "web".to_string())])),
+            ..PutAttrs::default()
+        };
+        let json = Kept::of(&attrs).unwrap();
+        let mut entry = ObjectEntry { content_type: Some("guessed/type".into()), ..ObjectEntry::default() };
+        Kept::apply(&json, &mut entry);
+        assert_eq!(
+            (entry.content_type, entry.headers, entry.metadata, entry.tags),
+            (attrs.content_type, attrs.headers, attrs.metadata, attrs.tags)
+        );
+    }
+}
