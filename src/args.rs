@@ -208,6 +208,12 @@ pub struct Common {
     /// every link is skipped and reported. A job planned with it keeps it.
     #[arg(long)]
     pub follow_symlinks: bool,
+    /// A local source or destination: where headers, user metadata and tags are kept beside
+    /// each file, so a local hop carries them. `xattr`: the file's `user.ferry.attrs` extended
+    /// attribute; `sidecar`: a JSON file `.ferry-meta/KEY.json` under the root (never listed
+    /// or copied as an object); `none`: bytes only (docs/fidelity.md). Give it on every run.
+    #[arg(long, value_enum, default_value_t = LocalMetadataArg::None)]
+    pub local_metadata: LocalMetadataArg,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -272,6 +278,34 @@ pub struct Tuning {
     /// store [default: 0644]. Files from a local source keep their own bits.
     #[arg(long, value_name = "MODE", value_parser = parse_file_mode)]
     pub file_mode: Option<u32>,
+    /// `copy`: object tags (S3 tagging, Azure blob index tags) travel where both sides keep
+    /// them; a destination without tags (GCS) is named in the report. `skip`: no tags are read
+    /// or written.
+    #[arg(long, value_enum, default_value_t = TagsArg::Copy)]
+    pub tags: TagsArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LocalMetadataArg {
+    None,
+    Xattr,
+    Sidecar,
+}
+
+impl From<LocalMetadataArg> for ferry_providers::local::LocalMetadata {
+    fn from(a: LocalMetadataArg) -> Self {
+        match a {
+            LocalMetadataArg::None => Self::None,
+            LocalMetadataArg::Xattr => Self::Xattr,
+            LocalMetadataArg::Sidecar => Self::Sidecar,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TagsArg {
+    Copy,
+    Skip,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

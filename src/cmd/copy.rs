@@ -21,6 +21,10 @@ pub async fn run(
         dry_run: tuning.dry_run,
         server_side: tuning.server_side == crate::args::ServerSide::Auto,
         file_mode: tuning.file_mode,
+        tags: match tuning.tags {
+            crate::args::TagsArg::Copy => ferry_engine::TagsMode::Copy,
+            crate::args::TagsArg::Skip => ferry_engine::TagsMode::Skip,
+        },
         ..tuning.transfer.options()
     };
     // Said before the copy starts, so a long run does not hide it until the end.
@@ -67,10 +71,33 @@ pub async fn run(
             println!("retried: {}", retried.join(", "));
         }
         super::print_skipped(&summary.skipped);
+        print_fidelity(&summary.fidelity);
         super::print_failures_and_report(&summary.failures, summary.report.as_deref());
     }
     if let Some(exit) = super::stopped_early(summary.stopped_by.as_ref()) {
         return Ok(exit);
     }
-    Ok(if summary.failed > 0 || summary.skipped.lost > 0 { Exit::Failures } else { Exit::Ok })
+    let lost = summary.failed > 0 || summary.skipped.lost > 0 || summary.fidelity.lost_user_data();
+    Ok(if lost { Exit::Failures } else { Exit::Ok })
+}
+
+/// What the destination did not keep of headers, metadata and tags.
+fn print_fidelity(f: &ferry_engine::Fidelity) {
+    for limit in &f.pair_limits {
+        match limit {
+            ferry_engine::fidelity::PairLimit::NoTags => println!("not carried: the destination keeps no object tags"),
+            ferry_engine::fidelity::PairLimit::NoMetadata => {
+                println!("not carried: the destination keeps no headers or metadata (see --local-metadata)")
+            }
+        }
+    }
+    if f.objects == 0 {
+        return;
+    }
+    let kinds: Vec<String> = f.by_kind.iter().map(|(kind, n)| format!("{n} {kind}")).collect();
+    println!("{} objects not carried in full: {}", f.objects, kinds.join(", "));
+    for o in &f.named {
+        let what: Vec<String> = o.not_carried.iter().map(|n| n.to_string()).collect();
+        println!("  {}: {}", o.key, what.join("; "));
+    }
 }

@@ -31,6 +31,13 @@ pub struct ObjectEntry {
     pub mode: Option<u32>,
     pub content_type: Option<String>,
     pub metadata: BTreeMap<String, String>,
+    /// The system headers beside Content-Type, where the listing or the read carried them.
+    #[serde(default, skip_serializing_if = "crate::Headers::is_empty")]
+    pub headers: crate::Headers,
+    /// The object's tags: `None` when not read (S3 and Azure listings do not carry them, and a
+    /// read only says whether there are any; see `Provider::tags`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<crate::Tags>,
     /// Set when the listing met this entry but ferry will not copy it, and why (a symlink, a
     /// FIFO, a folder marker…). Such entries are recorded, counted and reported, never copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -8,6 +8,8 @@
 //! # Layout
 //! - [`location`]: `s3://`, `gs://`, `az://`, `file://` URLs and their redacted display.
 //! - [`entry`]: one object as listed from a source ([`ObjectEntry`]).
+//! - [`headers`]: the system headers, metadata names and tags that travel with an object, what
+//!   each kind of store [`Carries`], and what a destination did not keep ([`NotCarried`]).
 //! - [`checksums`]: an object's checksums as far as known ([`Checksums`]).
 //! - [`evidence`]: what proved an object's bytes ([`Evidence`]), by stable names.
 //! - [`parts`]: provider limits and the part plan of a multipart transfer.
@@ -27,6 +29,7 @@ pub mod entry;
 pub mod error;
 pub mod etag;
 pub mod evidence;
+pub mod headers;
 pub mod layout;
 pub mod location;
 pub mod parts;
@@ -39,6 +42,7 @@ pub use entry::ObjectEntry;
 pub use error::{ErrorClass, FailureKind};
 pub use etag::Md5Etag;
 pub use evidence::Evidence;
+pub use headers::{Carries, Header, Headers, NotCarried, Tags};
 pub use location::{Location, LocationError, Scheme};
 pub use parts::{Limits, PartPlan, PlanError};
 pub use skip::SkipReason;

@@ -53,6 +53,8 @@ pub struct CopySummary {
     pub resumed_bytes: u64,
     pub failed: u64,
     pub failures: Vec<Failure>,
+    /// What the destination did not keep of the objects' headers, metadata and tags.
+    pub fidelity: crate::Fidelity,
     /// Entries the listing met that are not copied (symlinks, FIFOs…), by reason and named.
     pub skipped: crate::Skipped,
     /// A fatal error that stopped the run early.
@@ -109,6 +111,7 @@ pub async fn copy(
         resumed_bytes: 0,
         failed: 0,
         failures: Vec::new(),
+        fidelity: crate::Fidelity::default(),
         skipped,
         stopped_by: None,
         dry_run: opts.dry_run,
@@ -130,6 +133,7 @@ pub async fn copy(
     summary.stopped_by = pass.stopped_by;
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     mover.take_verified(&mut summary.verified_by);
+    summary.fidelity = mover.fidelity.take();
     summary.retries = run.retries().snapshot();
     summary.requests = run.requests().snapshot();
     summary.transfers_lowest = pass.transfers_lowest;

@@ -141,10 +141,12 @@ impl Job {
                         endpoint: access.source.endpoint.or(stored.source_endpoint),
                         profile: access.source.profile.or(stored.source_profile),
                         follow_symlinks: access.source.follow_symlinks || stored.follow_symlinks,
+                        local_metadata: access.source.local_metadata,
                     },
                     destination: Connect {
                         endpoint: access.destination.endpoint.or(stored.destination_endpoint),
                         profile: access.destination.profile.or(stored.destination_profile),
+                        local_metadata: access.destination.local_metadata,
                         ..Connect::default()
                     },
                 },

@@ -19,6 +19,8 @@
 //!   byte budget.
 //! - [`mod@export`]: the manifest onto appliance disks (layouts, packing, shipment manifests).
 //! - [`mod@ingest`]: shipped disks into a cloud destination, proved against their shipment.
+//! - [`fidelity`]: what the destination did not keep of the headers, metadata and tags,
+//!   per object, and `--tags`.
 //! - [`skipped`]: what the listing met and ferry does not copy, by reason, for every summary.
 //! - [`mod@clean`]: abort the multipart uploads a job left open.
 //! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared.
@@ -31,6 +33,7 @@ mod concurrency;
 pub mod copy;
 pub mod error;
 pub mod export;
+pub mod fidelity;
 pub mod ingest;
 pub mod job;
 mod mover;
@@ -45,6 +48,7 @@ pub use clean::{CleanSummary, clean, sweep};
 pub use copy::{CopyOptions, CopySummary, copy};
 pub use error::{ApplianceError, EngineError};
 pub use export::{ExportOptions, ExportSummary, export};
+pub use fidelity::{Fidelity, TagsMode};
 pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use job::{Access, Job};
 pub use plan::{PlanSummary, plan};

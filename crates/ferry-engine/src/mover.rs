@@ -9,7 +9,7 @@
 use crate::Stats;
 use crate::options::{CopyOptions, Failure};
 use crate::scheduler::Shared;
-use ferry_core::{Checksums, ErrorClass, Evidence, FailureKind, ObjectDigest, ObjectEntry, PartPlan, crc32c};
+use ferry_core::{Checksums, ErrorClass, Evidence, FailureKind, NotCarried, ObjectDigest, ObjectEntry, PartPlan, crc32c};
 use ferry_journal::{Intent, Journal, ObjectRow, Outcome, PartRow, Prior, RunId, Seen, WriteOp, Wrote};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -69,6 +69,8 @@ pub(crate) struct Mover {
     pub(crate) restarted: Mutex<Vec<Failure>>,
     /// Objects proved by each kind of evidence.
     pub(crate) verified_by: Mutex<BTreeMap<Evidence, u64>>,
+    /// What the destination did not keep of the objects' attributes.
+    pub(crate) fidelity: crate::fidelity::Collect,
 }
 
 /// How often one object may be restarted in a run because its source keeps changing.
@@ -113,8 +115,6 @@ impl Mover {
     pub(crate) fn new(src: Arc<dyn Provider>, dst: Arc<dyn Provider>, shared: &Shared, opts: &CopyOptions) -> Mover {
         Mover {
             run: shared.run.clone(),
-            src,
-            dst,
             journal: shared.journal.clone(),
             opts: opts.clone(),
             server_side: false,
@@ -123,6 +123,9 @@ impl Mover {
             stats: shared.stats.clone(),
             restarted: Mutex::default(),
             verified_by: Mutex::default(),
+            fidelity: crate::fidelity::Collect::new(crate::Fidelity::for_pair(&dst.carries(), opts.tags)),
+            src,
+            dst,
         }
     }
 
@@ -233,7 +236,7 @@ impl Mover {
                 let (current, prior) = tokio::join!(self.src.head(row.src_key()), self.prior(row));
                 let current = current?.ok_or_else(|| gone(row))?;
                 check_unchanged(row, &current)?;
-                let attrs = attrs_of(row, &current, self.opts.file_mode);
+                let attrs = self.attrs_for(row, &current).await?;
                 // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
                 let etag_check =
                     match entry.checksums.crc32c.is_none() && current.checksums.crc32c.is_none() && current.checksums.crc64nvme.is_none() {
@@ -257,8 +260,8 @@ impl Mover {
                 let crc = crc32c(&fetched.data);
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
-                let attrs = attrs_of(row, &fetched.object, self.opts.file_mode);
-                (Commit::Whole(fetched.data, crc, attrs, permit), digest, fetched.object, fetched.checked, prior?)
+                let attrs = self.attrs_for(row, &fetched.object).await?;
+                (Commit::Whole(fetched.data, crc, Box::new(attrs), permit), digest, fetched.object, fetched.checked, prior?)
             }
         };
         let verified_by = match source_evidence(row, &seen, &digest, reads_checked) {
@@ -292,6 +295,35 @@ impl Mover {
         Ok((outcome, memory))
     }
 
+    /// The attributes to write for `row`, given what the read (or HEAD) saw: fitted to what the
+    /// destination keeps, with what it does not recorded for the report. Tags the read did not
+    /// return cost one request, asked only when they are copied and the destination keeps them.
+    async fn attrs_for(&self, row: &ObjectRow, read: &ObjectEntry) -> Result<PutAttrs, ObjectError> {
+        let base = attrs_of(row, read, self.opts.file_mode);
+        let headers = if read.headers.is_empty() { row.entry.headers.clone() } else { read.headers.clone() };
+        let carries = self.dst.carries();
+        let tags = match (self.opts.tags, carries.tags) {
+            (crate::TagsMode::Skip, _) => None,
+            // Named when known; a destination without tags is said once in the report.
+            (crate::TagsMode::Copy, false) => read.tags.clone().or_else(|| row.entry.tags.clone()),
+            (crate::TagsMode::Copy, true) => match read.tags.clone() {
+                Some(tags) => Some(tags),
+                None => Some(self.src.tags(row.src_key()).await?),
+            },
+        };
+        let fitted = ferry_core::headers::fit(base.content_type.as_deref(), &base.metadata, &headers, tags.as_ref(), &carries);
+        // What a pair cannot carry at all is said once for the run, not per object.
+        let not_carried = fitted.not_carried.into_iter().filter(|n| !matches!(n, NotCarried::Metadata | NotCarried::Tags)).collect();
+        self.fidelity.record(&row.entry.key, not_carried);
+        Ok(PutAttrs {
+            content_type: fitted.content_type.or(base.content_type.filter(|_| !carries.metadata)),
+            metadata: fitted.metadata,
+            mode: base.mode,
+            headers: fitted.headers,
+            tags: fitted.tags,
+        })
+    }
+
     /// Has the service copy the object (no bytes through ferry), and checks the copy against
     /// the source's own checksums as the service reports them.
     /// `open`: the journal has an upload of this object open.
@@ -305,7 +337,13 @@ impl Mover {
         let (current, prior) = tokio::join!(self.src.head(&entry.key), self.prior(row));
         let current = current?.ok_or_else(|| gone(row))?;
         check_unchanged(row, &current)?;
-        let object = ObjectEntry { key: entry.key.clone(), ..current.clone() };
+        // The tags the copy is to carry: none with `--tags skip`; else the source's, which the
+        // service copies its own way (`None`: it reads them where the HEAD did not).
+        let tags = match self.opts.tags {
+            crate::TagsMode::Skip => Some(ferry_core::Tags::new()),
+            crate::TagsMode::Copy => current.tags.clone(),
+        };
+        let object = ObjectEntry { key: entry.key.clone(), tags, ..current.clone() };
         let plan = server_copy_plan(entry.size, self.opts.part_size, &self.dst.limits())
             .map_err(|e| ObjectError::new(ErrorClass::PerObject, FailureKind::NoPartPlan, format!("{}: {e}", entry.key)))?;
         // Only now is the write certain to be sent.
@@ -710,7 +748,7 @@ enum Commit {
     /// Complete the multipart upload from these parts.
     Parts(Box<dyn MultipartUpload>, Vec<PartReceipt>),
     /// Put the whole object (its memory stays reserved until then).
-    Whole(bytes::Bytes, u32, PutAttrs, OwnedSemaphorePermit),
+    Whole(bytes::Bytes, u32, Box<PutAttrs>, OwnedSemaphorePermit),
 }
 
 /// The strongest evidence that the bytes read are the source's: the SHA-256 a shipment
@@ -790,7 +828,7 @@ fn attrs_of(row: &ObjectRow, read: &ObjectEntry, file_mode: Option<u32>) -> PutA
         None => read.content_type.clone().or_else(|| listed.content_type.clone()),
     };
     let metadata = if read.metadata.is_empty() { listed.metadata.clone() } else { read.metadata.clone() };
-    PutAttrs { content_type, metadata, mode: read.mode.or(file_mode) }
+    PutAttrs { content_type, metadata, mode: read.mode.or(file_mode), ..PutAttrs::default() }
 }
 
 /// Part size of server-side copies in parts when none is given: each part is one request the

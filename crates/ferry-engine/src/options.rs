@@ -26,6 +26,8 @@ pub struct CopyOptions {
     /// Permission bits of files written to local disk from a source that has none (an object
     /// store); `None`: 0644. A local source's own bits are kept.
     pub file_mode: Option<u32>,
+    /// Whether object tags are copied (`--tags`), where both sides keep them.
+    pub tags: crate::TagsMode,
 }
 
 impl Default for CopyOptions {
@@ -39,6 +41,7 @@ impl Default for CopyOptions {
             dry_run: false,
             server_side: true,
             file_mode: None,
+            tags: crate::TagsMode::Copy,
         }
     }
 }

@@ -37,7 +37,8 @@ pub struct Difference {
 }
 
 /// How the destination differs from what the copy recorded, by stable name (`missing`,
-/// `extra`, `size`, `checksum`, `changed`, `not-copied`, `error`) in reports and output.
+/// `extra`, `size`, `checksum`, `changed`, `not-copied`, `metadata`, `error`) in reports and
+/// output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -54,6 +55,9 @@ pub enum DifferenceKind {
     Changed,
     /// The journal does not have the object as copied (failed, pending, refused…).
     NotCopied,
+    /// User metadata the manifest recorded (GCS listings carry it) is not at the destination as
+    /// it can hold it (a name or value it cannot hold, or a pair missing or changed).
+    Metadata,
     /// The destination could not be asked.
     Error,
 }
@@ -68,6 +72,7 @@ impl DifferenceKind {
             DifferenceKind::Checksum => "checksum",
             DifferenceKind::Changed => "changed",
             DifferenceKind::NotCopied => "not-copied",
+            DifferenceKind::Metadata => "metadata",
             DifferenceKind::Error => "error",
         }
     }
@@ -261,6 +266,9 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
     if head.size != e.size {
         return Err(diff(Size, format!("destination has {} bytes, the source {}", head.size, e.size)));
     }
+    if let Some(lost) = metadata_difference(&dst.carries(), e, &head) {
+        return Err(diff(Metadata, lost));
+    }
     // Objects the service copied itself have no SHA-256 of their bytes to compare a read-back
     // with: they are checked by the service's checksums below.
     if let (Some(want), Some(read_back)) = (row.copied.sha256.clone(), read_back) {
@@ -282,6 +290,26 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
         };
     }
     Ok(Evidence::SizeOnly)
+}
+
+/// The user metadata the manifest recorded (where the listing carries it: GCS) that the destination (keeping `to`) does not hold as it can: names or values it
+/// cannot hold, and pairs missing or changed. `None` when all is there.
+fn metadata_difference(to: &ferry_core::Carries, e: &ferry_core::ObjectEntry, head: &ferry_core::ObjectEntry) -> Option<String> {
+    if !to.metadata || e.metadata.is_empty() {
+        return None;
+    }
+    let fitted = ferry_core::headers::fit(None, &e.metadata, &Default::default(), None, to);
+    let mut lost: Vec<String> = fitted.not_carried.iter().filter(|n| n.loses_user_data()).map(|n| n.to_string()).collect();
+    for (k, v) in &fitted.metadata {
+        let stored = match to.names {
+            ferry_core::headers::NameRule::LowerCaseToken => k.to_ascii_lowercase(),
+            _ => k.clone(),
+        };
+        if head.metadata.get(&stored) != Some(v) {
+            lost.push(format!("metadata {k:?}: not at the destination as copied"));
+        }
+    }
+    (!lost.is_empty()).then(|| lost.join("; "))
 }
 
 async fn read_back_sha256(dst: &dyn Provider, key: &str, size: u64, read_back: &ReadBack) -> ferry_providers::Result<String> {

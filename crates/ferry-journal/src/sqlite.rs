@@ -141,6 +141,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
                 _ => None,
             },
             mode: None,
+            ..ObjectEntry::default()
         },
         state,
         attempts: r.get(10)?,

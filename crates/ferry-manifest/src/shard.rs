@@ -38,6 +38,10 @@ pub fn schema() -> SchemaRef {
         s("metadata"),
         // Why the listing's entry is not copied (a `SkipReason` name); null for objects to copy.
         s("skipped"),
+        // The system headers beside Content-Type (JSON, `ferry_core::Headers`) and the tags
+        // (JSON object), where the listing carried them; null otherwise.
+        s("headers"),
+        s("tags"),
     ]))
 }
 
@@ -53,6 +57,8 @@ struct Columns {
     content_type: StringBuilder,
     metadata: StringBuilder,
     skipped: StringBuilder,
+    headers: StringBuilder,
+    tags: StringBuilder,
     rows: usize,
 }
 
@@ -69,6 +75,9 @@ impl Columns {
         let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
         self.metadata.append_option(meta);
         self.skipped.append_option(e.skipped.map(|r| r.as_str()));
+        let headers = (!e.headers.is_empty()).then(|| serde_json::to_string(&e.headers).expect("headers serialize"));
+        self.headers.append_option(headers);
+        self.tags.append_option(e.tags.as_ref().map(|t| serde_json::to_string(t).expect("map serializes")));
         self.rows += 1;
     }
 
@@ -85,6 +94,8 @@ impl Columns {
             Arc::new(self.content_type.finish()),
             Arc::new(self.metadata.finish()),
             Arc::new(self.skipped.finish()),
+            Arc::new(self.headers.finish()),
+            Arc::new(self.tags.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -360,6 +371,14 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
         None => None,
         Some(c) => Some(c.as_any().downcast_ref::<StringArray>().ok_or("column skipped has the wrong type")?),
     };
+    // Nor these, before headers and tags were.
+    let optional = |name: &str| -> std::result::Result<Option<&StringArray>, String> {
+        match batch.column_by_name(name) {
+            None => Ok(None),
+            Some(c) => Ok(Some(c.as_any().downcast_ref::<StringArray>().ok_or_else(|| format!("column {name} has the wrong type"))?)),
+        }
+    };
+    let (headers, tags) = (optional("headers")?, optional("tags")?);
     (0..batch.num_rows())
         .map(|i| {
             let metadata = match opt(strs[5], i) {
@@ -381,6 +400,14 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                     Some(name) => Some(SkipReason::parse(&name).ok_or_else(|| format!("row {i}: unknown skip reason {name:?}"))?),
                 },
                 mode: None,
+                headers: match headers.and_then(|a| opt(a, i)) {
+                    Some(json) => serde_json::from_str(&json).map_err(|e| format!("row {i}: headers: {e}"))?,
+                    None => Default::default(),
+                },
+                tags: match tags.and_then(|a| opt(a, i)) {
+                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| format!("row {i}: tags: {e}"))?),
+                    None => None,
+                },
             })
         })
         .collect()
@@ -396,6 +423,8 @@ mod tests {
             e.checksums.crc32c = Some("0badf00d".into());
             e.content_type = Some("text/plain".into());
             e.metadata.insert("owner".into(), format!("u{i}"));
+            e.headers.cache_control = Some("max-age=60".into());
+            e.tags = Some(ferry_core::Tags::from([("team".to_string(), format!("t{i}"))]));
             e.last_modified = DateTime::from_timestamp_millis(1_700_000_000_123);
         }
         e

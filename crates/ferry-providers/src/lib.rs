@@ -6,7 +6,8 @@
 //! profile, metadata server, SAS, emulator defaults); nothing here ever returns or logs one.
 //!
 //! # Layout
-//! - [`Provider`]: list, get (whole or ranged), put, head, delete, plus [`Limits`] as data.
+//! - [`Provider`]: list, get (whole or ranged), put, head, delete, plus [`Limits`] and what it
+//!   [`Carries`] besides bytes (headers, metadata names, tags) as data, and an object's tags.
 //! - [`Multipart`] / [`MultipartUpload`]: the capability to upload one object in parallel parts.
 //! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store and
 //!   ferry's own signed block requests), [`local`] (the file system, with ferry's own multipart
@@ -44,7 +45,7 @@ pub use wrap::{Counted, Throttled};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use ferry_core::{Checksums, ErrorClass, Evidence, Limits, Location, ObjectEntry, PartPlan, Scheme};
+use ferry_core::{Carries, Checksums, ErrorClass, Evidence, Headers, Limits, Location, ObjectEntry, PartPlan, Scheme, Tags};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -62,6 +63,10 @@ pub struct PutAttrs {
     /// Permission bits for a file written to local disk (`mode & 0o777`; object stores ignore
     /// it). `None`: 0644.
     pub mode: Option<u32>,
+    /// The system headers beside Content-Type; a provider writes those it [`Carries`].
+    pub headers: Headers,
+    /// Tags to set (`None`: none sent). Only given to a provider that carries tags.
+    pub tags: Option<Tags>,
 }
 
 /// What the destination said after a write.
@@ -135,6 +140,20 @@ pub trait Provider: Send + Sync {
         Ok(None)
     }
 
+    /// What this location keeps besides bytes (headers, metadata names, tags), as data. By
+    /// default everything, as given.
+    fn carries(&self) -> Carries {
+        Carries::ALL
+    }
+
+    /// The tags of `key`, in one request (S3 GetObjectTagging, Azure Get Blob Tags). Asked only
+    /// when tags are to be copied, the destination keeps them, and the read said the object has
+    /// some it did not return (`ObjectEntry::tags` is `None`). By default: none.
+    async fn tags(&self, key: &str) -> Result<Tags> {
+        let _ = key;
+        Ok(Tags::new())
+    }
+
     /// The capability to upload one object as parallel parts, if the provider has it.
     fn multipart(&self) -> Option<&dyn Multipart> {
         None
@@ -176,6 +195,9 @@ pub trait ServerCopy: Send + Sync {
     /// aborts the upload itself when it fails. The copy is refused if the source changed from
     /// `object` meanwhile, and before any request if `plan` is not `object`'s or the service
     /// would not take it. Services that copy whole objects in their own steps ignore `plan`.
+    /// `object.tags` are the tags the copy must carry (`Some`, empty for none) where the service
+    /// keeps tags; `None`: the source's, however the service gets them (S3 CopyObject copies
+    /// them; a copy in parts or Azure's Copy Blob reads them first).
     async fn copy_from(
         &self,
         source: &Location,
@@ -261,6 +283,8 @@ pub struct Connect {
     /// A local source: list and read what symbolic links inside the root point to, when the
     /// target stays inside the root (`--follow-symlinks`). Links are skipped otherwise.
     pub follow_symlinks: bool,
+    /// A local location: where headers, metadata and tags are kept (`--local-metadata`).
+    pub local_metadata: local::LocalMetadata,
 }
 
 impl Connect {

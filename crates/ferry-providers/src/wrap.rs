@@ -110,6 +110,14 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
         self.inner.etag_check(object).await
     }
 
+    fn carries(&self) -> ferry_core::Carries {
+        self.inner.carries()
+    }
+
+    async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
+        self.call(self.inner.tags(key)).await
+    }
+
     fn multipart(&self) -> Option<&dyn Multipart> {
         self.inner.multipart().map(|_| self as &dyn Multipart)
     }
@@ -292,6 +300,16 @@ impl<P: Provider + ?Sized + 'static> Provider for Counted<P> {
 
     async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
         self.inner.etag_check(object).await
+    }
+
+    fn carries(&self) -> ferry_core::Carries {
+        self.inner.carries()
+    }
+
+    async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
+        let r = self.inner.tags(key).await;
+        self.count("tags", &r, |_| 0);
+        r
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {

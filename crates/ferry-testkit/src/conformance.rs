@@ -216,7 +216,7 @@ fn attrs() -> PutAttrs {
     PutAttrs {
         content_type: Some("text/x-ferry".into()),
         metadata: BTreeMap::from([("origin".to_string(), "conformance".to_string())]),
-        mode: None,
+        ..PutAttrs::default()
     }
 }
 

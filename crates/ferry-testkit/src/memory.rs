@@ -559,7 +559,7 @@ impl ServerCopy for MemoryProvider {
                 FailureKind::SourceChanged,
             ));
         }
-        let attrs = PutAttrs { content_type: o.content_type.clone(), metadata: o.metadata.clone(), mode: None };
+        let attrs = PutAttrs { content_type: o.content_type.clone(), metadata: o.metadata.clone(), ..PutAttrs::default() };
         let copy = state.write(&self.location.bucket, &to, o.data.clone(), &attrs, o.etag.clone())?;
         Ok(ServerCopied {
             etag: Some(copy.etag),

@@ -49,6 +49,7 @@ impl SyntheticBucket {
             content_type: None,
             metadata: Default::default(),
             skipped: None,
+            ..ObjectEntry::default()
         }
     }
 

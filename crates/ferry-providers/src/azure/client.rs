@@ -10,7 +10,8 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use bytes::BytesMut;
-use ferry_core::{Checksums, ObjectEntry};
+use ferry_core::headers::{azure_name, from_azure_name};
+use ferry_core::{Checksums, Headers, ObjectEntry, Tags};
 use ferry_core::{ErrorClass, FailureKind};
 use object_store::azure::{AzureAuthorizer, AzureCredentialProvider};
 use object_store::{Attribute, Attributes};
@@ -132,6 +133,22 @@ impl BlockClient {
             out = out.header(k, v);
         }
         Ok(out.body(body.clone()))
+    }
+
+    /// The blob's index tags (Get Blob Tags), in `container` (else this client's).
+    pub async fn tags(&self, container: Option<&str>, full_key: &str, key: &str) -> Result<Tags> {
+        let blob = container.map_or_else(|| self.blob_url(full_key), |c| self.blob_url_in(c, full_key));
+        let url = format!("{blob}?comp=tags");
+        let resp = self.send("get tags", key, http::Method::GET, url, Vec::new(), Bytes::new()).await?;
+        let xml = resp.text().await.map_err(|e| ProviderError::Request {
+            provider: PROVIDER,
+            op: "get tags",
+            key: key.to_string(),
+            detail: crate::error::chain(&e),
+            class: ErrorClass::Retryable,
+            kind: FailureKind::Connection,
+        })?;
+        Ok(tags_in(&xml))
     }
 
     /// Sends a block with its MD5, which Azure checks before it keeps the block.
@@ -274,8 +291,13 @@ impl BlockClient {
         source_container: &str,
         source_key: &str,
         if_match: Option<&str>,
+        tags: Option<&Tags>,
     ) -> Result<http::HeaderMap> {
         let mut headers = vec![("x-ms-copy-source".to_string(), self.blob_url_in(source_container, source_key))];
+        // Copy Blob keeps properties and metadata but not index tags: they are set here.
+        if let Some(tags) = tags.filter(|t| !t.is_empty()) {
+            headers.push(("x-ms-tags".into(), url::form_urlencoded::Serializer::new(String::new()).extend_pairs(tags.iter()).finish()));
+        }
         if let Some(etag) = if_match {
             headers.push(("x-ms-source-if-match".to_string(), format!("\"{etag}\"")));
         }
@@ -368,15 +390,49 @@ fn md5_b64(data: &[u8]) -> String {
     B64.encode(md5::Md5::digest(data))
 }
 
+/// The headers that write `attrs` with a blob: its properties, its metadata under names mapped
+/// to C# identifiers ([`azure_name`]; a name that has none was named by `fit` and is not
+/// here), its index tags.
 fn attr_headers(attrs: &PutAttrs) -> Vec<(String, String)> {
     let mut headers = Vec::new();
     if let Some(ct) = &attrs.content_type {
         headers.push(("x-ms-blob-content-type".into(), ct.clone()));
     }
+    let h = &attrs.headers;
+    for (name, value) in [
+        ("x-ms-blob-content-encoding", &h.content_encoding),
+        ("x-ms-blob-content-disposition", &h.content_disposition),
+        ("x-ms-blob-content-language", &h.content_language),
+        ("x-ms-blob-cache-control", &h.cache_control),
+    ] {
+        if let Some(v) = value {
+            headers.push((name.to_string(), v.clone()));
+        }
+    }
     for (k, v) in &attrs.metadata {
-        headers.push((format!("x-ms-meta-{k}"), v.clone()));
+        if let Some(name) = azure_name(k) {
+            headers.push((format!("x-ms-meta-{name}"), v.clone()));
+        }
+    }
+    if let Some(tags) = attrs.tags.as_ref().filter(|t| !t.is_empty()) {
+        headers.push(("x-ms-tags".into(), url::form_urlencoded::Serializer::new(String::new()).extend_pairs(tags.iter()).finish()));
     }
     headers
+}
+
+/// `(key, value)` of each `<Tag>` in a Get Blob Tags answer.
+pub(super) fn tags_in(xml: &str) -> Tags {
+    let tag = |s: &str, name: &str| -> Option<String> {
+        let open = format!("<{name}>");
+        let start = s.find(&open)? + open.len();
+        let end = s[start..].find(&format!("</{name}>"))? + start;
+        Some(unescape_xml(&s[start..end]))
+    };
+    xml.split("<Tag>").skip(1).filter_map(|t| Some((tag(t, "Key")?, tag(t, "Value")?))).collect()
+}
+
+fn unescape_xml(s: &str) -> String {
+    s.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", "\"").replace("&apos;", "'").replace("&amp;", "&")
 }
 
 /// Reads one ranged answer and checks it: the range asked for (`start..want_end`, or to the
@@ -499,8 +555,20 @@ pub(super) fn entry_from_headers(key: &str, head: &http::HeaderMap, total: u64) 
         content_type: text("content-type"),
         metadata: head
             .iter()
-            .filter_map(|(k, v)| Some((k.as_str().strip_prefix("x-ms-meta-")?.to_string(), v.to_str().ok()?.to_string())))
+            .filter_map(|(k, v)| Some((from_azure_name(k.as_str().strip_prefix("x-ms-meta-")?), v.to_str().ok()?.to_string())))
             .collect(),
+        headers: Headers {
+            content_encoding: text("content-encoding"),
+            content_disposition: text("content-disposition"),
+            content_language: text("content-language"),
+            cache_control: text("cache-control"),
+            expires: None,
+        },
+        // The answer counts the blob's index tags; one Get Blob Tags reads them when wanted.
+        tags: match text("x-ms-tag-count").and_then(|n| n.parse::<u32>().ok()) {
+            Some(n) if n > 0 => None,
+            _ => Some(Tags::new()),
+        },
         ..Default::default()
     }
 }
@@ -522,6 +590,12 @@ mod tests {
         let b = block_id("0123456789abcdef0123456789abcdef", 49_999);
         assert_eq!(a.len(), b.len());
         assert_eq!(parse_block_id(&b), Some(("0123456789abcdef0123456789abcdef".to_string(), 49_999)));
+    }
+
+    #[test]
+    fn reads_blob_tags() {
+        let xml = "<?xml version=\"1.0\"?><Tags><TagSet><Tag><Key>team</Key><Value>a &amp; b</Value></Tag><Tag><Key>tier</Key><Value>gold</Value></Tag></TagSet></Tags>";
+        assert_eq!(tags_in(xml), Tags::from([("team".into(), "a & b".into()), ("tier".into(), "gold".into())]));
     }
 
     #[test]

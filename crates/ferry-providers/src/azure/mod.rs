@@ -40,7 +40,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use client::{blob_entry, entry_from_headers, map_error};
 use config::resolve_endpoint;
-use ferry_core::{Evidence, Limits, Location, ObjectEntry};
+use ferry_core::headers::NameRule;
+use ferry_core::{Carries, Evidence, Header, Limits, Location, ObjectEntry};
 use futures::stream::BoxStream;
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
@@ -176,6 +177,15 @@ impl Provider for AzureProvider {
         }
     }
 
+    fn carries(&self) -> Carries {
+        CARRIES
+    }
+
+    async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
+        self.path(key)?;
+        self.blocks.tags(None, &self.location.key_for(key), key).await
+    }
+
     fn server_copy(&self) -> Option<&dyn ServerCopy> {
         Some(self)
     }
@@ -184,3 +194,14 @@ impl Provider for AzureProvider {
         Some(self)
     }
 }
+
+/// What Azure keeps: Content-Type and four headers (it has no Expires), index tags, and
+/// metadata whose names must be C# identifiers (other names are escaped, see
+/// [`ferry_core::headers::azure_name`]) and whose values are header values (printable ASCII).
+pub const CARRIES: Carries = Carries {
+    metadata: true,
+    headers: &[Header::ContentEncoding, Header::ContentDisposition, Header::ContentLanguage, Header::CacheControl],
+    tags: true,
+    names: NameRule::Identifier,
+    ascii_values: true,
+};

@@ -22,8 +22,15 @@ impl ServerCopy for AzureProvider {
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
         self.path(key)?;
-        let head =
-            self.blocks.copy_blob(&self.location.key_for(key), key, &source.bucket, &source.key_for(key), object.etag.as_deref()).await?;
+        // Copy Blob does not copy index tags: the source's are read and set on the copy.
+        let tags = match &object.tags {
+            Some(tags) => tags.clone(),
+            None => self.blocks.tags(Some(&source.bucket), &source.key_for(key), key).await?,
+        };
+        let head = self
+            .blocks
+            .copy_blob(&self.location.key_for(key), key, &source.bucket, &source.key_for(key), object.etag.as_deref(), Some(&tags))
+            .await?;
         let copy = blob_entry(key, &head);
         Ok(ServerCopied { etag: copy.etag, checksums: Checksums { md5: copy.checksums.md5, ..Checksums::default() }, parts: 0 })
     }

@@ -5,7 +5,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use ferry_core::{Checksums, ErrorClass, FailureKind, ObjectEntry};
+use ferry_core::{Checksums, ErrorClass, FailureKind, Headers, ObjectEntry, Tags};
 use google_cloud_auth::credentials::{CacheableResource, Credentials};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
@@ -47,6 +47,10 @@ pub(super) struct GcsObject {
     pub(super) crc32c: Option<String>,
     pub(super) md5_hash: Option<String>,
     pub(super) content_type: Option<String>,
+    pub(super) content_encoding: Option<String>,
+    pub(super) content_disposition: Option<String>,
+    pub(super) content_language: Option<String>,
+    pub(super) cache_control: Option<String>,
     #[serde(default)]
     pub(super) metadata: BTreeMap<String, String>,
 }
@@ -57,6 +61,28 @@ pub(super) struct ListPage {
     #[serde(default)]
     pub(super) items: Vec<GcsObject>,
     pub(super) next_page_token: Option<String>,
+}
+
+/// Writes `attrs` into an object resource (a JSON upload's metadata part, a compose's
+/// destination): Content-Type, the headers GCS has (no Expires), user metadata.
+pub(super) fn set_attrs(resource: &mut serde_json::Value, attrs: &PutAttrs) {
+    if let Some(ct) = &attrs.content_type {
+        resource["contentType"] = ct.clone().into();
+    }
+    let h = &attrs.headers;
+    for (field, value) in [
+        ("contentEncoding", &h.content_encoding),
+        ("contentDisposition", &h.content_disposition),
+        ("contentLanguage", &h.content_language),
+        ("cacheControl", &h.cache_control),
+    ] {
+        if let Some(v) = value {
+            resource[field] = v.clone().into();
+        }
+    }
+    if !attrs.metadata.is_empty() {
+        resource["metadata"] = serde_json::to_value(&attrs.metadata).expect("map serializes");
+    }
 }
 
 pub(super) fn b64_to_hex(b64: Option<&str>) -> Option<String> {
@@ -78,8 +104,16 @@ impl GcsObject {
             },
             content_type: self.content_type,
             metadata: self.metadata,
-            skipped: None,
-            mode: None,
+            headers: Headers {
+                content_encoding: self.content_encoding,
+                content_disposition: self.content_disposition,
+                content_language: self.content_language,
+                cache_control: self.cache_control,
+                expires: None,
+            },
+            // GCS has no object tags: known to be none.
+            tags: Some(Tags::new()),
+            ..ObjectEntry::default()
         }
     }
 }
@@ -192,12 +226,7 @@ impl Client {
     pub(super) async fn compose(&self, dest: &str, sources: &[String], attrs: Option<&PutAttrs>) -> Result<GcsObject> {
         let mut destination = serde_json::json!({});
         if let Some(a) = attrs {
-            if let Some(ct) = &a.content_type {
-                destination["contentType"] = ct.clone().into();
-            }
-            if !a.metadata.is_empty() {
-                destination["metadata"] = serde_json::to_value(&a.metadata).expect("map serializes");
-            }
+            set_attrs(&mut destination, a);
         }
         let body = serde_json::json!({
             "sourceObjects": sources.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),

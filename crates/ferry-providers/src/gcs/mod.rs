@@ -25,13 +25,24 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{Bytes, BytesMut};
-use ferry_core::{ErrorClass, FailureKind, Limits, Location, ObjectEntry};
+use ferry_core::headers::NameRule;
+use ferry_core::{Carries, ErrorClass, FailureKind, Header, Headers, Limits, Location, ObjectEntry};
 use futures::stream::BoxStream;
 use std::ops::Range;
 
 use client::*;
 
 const PROVIDER: &str = "gcs";
+
+/// What GCS keeps: Content-Type and four headers (it has no Expires), metadata under any name
+/// and value, and no object tags.
+pub const CARRIES: Carries = Carries {
+    metadata: true,
+    headers: &[Header::ContentEncoding, Header::ContentDisposition, Header::ContentLanguage, Header::CacheControl],
+    tags: false,
+    names: NameRule::Any,
+    ascii_values: false,
+};
 
 /// GCS parallel composite uploads: parts are objects, composed 32 at a time.
 pub const LIMITS: Limits =
@@ -109,7 +120,9 @@ impl Provider for GcsProvider {
         let range = range.filter(|r| r.end > r.start);
         let resp = c
             .send_expecting("get", key, range.as_ref().map(|r| r.end - r.start), || {
-                let req = c.http.get(&url).query(&[("alt", "media")]);
+                // The stored bytes, never GCS's decompressive transcoding of a gzip object
+                // (the same minimal change as h14-archived's; their branch owns the rest).
+                let req = c.http.get(&url).query(&[("alt", "media")]).header("accept-encoding", "gzip");
                 match &range {
                     Some(r) => req.header("range", format!("bytes={}-{}", r.start, r.end - 1)),
                     None => req,
@@ -127,6 +140,17 @@ impl Provider for GcsProvider {
             size: total,
             version: header("x-goog-generation"),
             content_type: header("content-type"),
+            // No metadata from `x-goog-meta-*`: header names arrive in lower case and values
+            // that are not ASCII not at all. The listing's (JSON) metadata is exact.
+            headers: Headers {
+                // A transcoded read says what is stored in its own header.
+                content_encoding: header("x-goog-stored-content-encoding").or_else(|| header("content-encoding")),
+                content_disposition: header("content-disposition"),
+                content_language: header("content-language"),
+                cache_control: header("cache-control"),
+                expires: None,
+            },
+            tags: Some(ferry_core::Tags::new()),
             ..Default::default()
         };
         let data = crate::http::read_body(self.client.run.buffers(), resp).await.map_err(|e| ProviderError::Request {
@@ -155,12 +179,7 @@ impl Provider for GcsProvider {
         let c = &self.client;
         let name = self.location.key_for(key);
         let mut meta = serde_json::json!({ "name": name, "crc32c": B64.encode(crc32c.to_be_bytes()) });
-        if let Some(ct) = &attrs.content_type {
-            meta["contentType"] = ct.clone().into();
-        }
-        if !attrs.metadata.is_empty() {
-            meta["metadata"] = serde_json::to_value(&attrs.metadata).expect("map serializes");
-        }
+        client::set_attrs(&mut meta, attrs);
         let boundary = format!("ferry-{}", uuid::Uuid::new_v4().simple());
         let media_type = attrs.content_type.as_deref().unwrap_or("application/octet-stream");
         let head = format!(
@@ -189,6 +208,10 @@ impl Provider for GcsProvider {
 
     async fn delete(&self, key: &str) -> Result<()> {
         self.client.delete(&self.location.key_for(key)).await
+    }
+
+    fn carries(&self) -> ferry_core::Carries {
+        CARRIES
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {

@@ -18,10 +18,15 @@ impl LocalProvider {
     /// root are followed (folders walked, loops refused); others are skipped.
     pub(super) fn listing(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
         let (root, follow) = (self.root.clone(), self.follow_symlinks);
+        let sidecars = self.metadata == super::LocalMetadata::Sidecar;
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<ObjectEntry>>>(4);
         tokio::task::spawn_blocking(move || {
             let mut page = Vec::with_capacity(PAGE);
             let mut emit = |entry: ObjectEntry| -> bool {
+                // Sidecars are ferry's record of the files' attributes, not objects.
+                if sidecars && super::attrs::is_sidecar(&entry.key) {
+                    return true;
+                }
                 page.push(entry);
                 page.len() < PAGE || tx.blocking_send(Ok(std::mem::replace(&mut page, Vec::with_capacity(PAGE)))).is_ok()
             };

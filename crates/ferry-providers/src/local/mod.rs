@@ -39,12 +39,16 @@
 //!   following a symlink, temp files, durable placing, reads of regular files only.
 //! - `list.rs`: the walk, every entry in file-name order, what is not a file as skipped.
 //! - `multipart.rs`: [`Multipart`] as parts written at their offsets into one temp file.
+//! - `attrs.rs`: headers, metadata and tags kept in an xattr or a sidecar ([`LocalMetadata`]).
 //!
 //! A local location has no server-side copy.
 
+mod attrs;
 mod fs;
 mod list;
 mod multipart;
+
+pub use attrs::{LocalMetadata, SIDECAR_DIR};
 
 use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result};
 use async_trait::async_trait;
@@ -75,8 +79,9 @@ pub(crate) fn open(
 ) -> futures::future::BoxFuture<'static, Result<std::sync::Arc<dyn Provider>>> {
     let (location, connect, buffers) = (location.clone(), connect.clone(), run.buffers().clone());
     Box::pin(async move {
-        let provider: std::sync::Arc<dyn Provider> =
-            std::sync::Arc::new(LocalProvider::new(location).follow_symlinks(connect.follow_symlinks).buffers(buffers));
+        let provider: std::sync::Arc<dyn Provider> = std::sync::Arc::new(
+            LocalProvider::new(location).follow_symlinks(connect.follow_symlinks).metadata(connect.local_metadata).buffers(buffers),
+        );
         Ok(provider)
     })
 }
@@ -88,13 +93,15 @@ pub struct LocalProvider {
     follow_symlinks: bool,
     /// Where reads take their buffers: the run's pool (see [`LocalProvider::buffers`]).
     buffers: ferry_core::buffers::BufferPool,
+    /// Where headers, metadata and tags are kept, if anywhere.
+    metadata: LocalMetadata,
 }
 
 impl LocalProvider {
     /// An adapter with a pool of its own; [`crate::open`] hands it the run's instead.
     pub fn new(location: Location) -> LocalProvider {
         let root = PathBuf::from(&location.prefix);
-        LocalProvider { location, root, follow_symlinks: false, buffers: Default::default() }
+        LocalProvider { location, root, follow_symlinks: false, buffers: Default::default(), metadata: LocalMetadata::None }
     }
 
     /// Reads into buffers of `pool` (a run's, so its memory budget bounds them).
@@ -108,6 +115,62 @@ impl LocalProvider {
     pub fn follow_symlinks(mut self, follow: bool) -> LocalProvider {
         self.follow_symlinks = follow;
         self
+    }
+
+    /// Keeps headers, metadata and tags as `metadata` says (`--local-metadata`).
+    pub fn metadata(mut self, metadata: LocalMetadata) -> LocalProvider {
+        self.metadata = metadata;
+        self
+    }
+
+    /// A key that is a sidecar's place (when sidecars are kept) is not an object's.
+    fn refuse_sidecar_key(&self, key: &str) -> Result<()> {
+        match self.metadata == LocalMetadata::Sidecar && attrs::is_sidecar(key) {
+            true => Err(ProviderError::BadKey {
+                provider: PROVIDER,
+                key: key.to_string(),
+                reason: format!("{SIDECAR_DIR}/ holds ferry's metadata sidecars (--local-metadata sidecar)"),
+            }),
+            false => Ok(()),
+        }
+    }
+
+    /// The sidecar's kept document for `key`, if there is one.
+    fn read_sidecar(root: &std::path::Path, key: &str) -> Result<Option<Vec<u8>>> {
+        let side = attrs::sidecar_key(key);
+        match open_source(root, false, &side, true) {
+            Ok((file, meta)) => {
+                let mut buf = vec![0u8; meta.len().min(16 << 20) as usize];
+                file.read_exact_at(&mut buf, 0).map_err(|source| ProviderError::Io { path: root.join(&side), source })?;
+                Ok(Some(buf))
+            }
+            Err(ProviderError::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `entry` with what the file keeps beside it.
+    fn with_kept(metadata: LocalMetadata, root: &std::path::Path, file: &std::fs::File, mut entry: ObjectEntry) -> Result<ObjectEntry> {
+        // Known to have no tags either way: nobody asks for them (`Provider::tags`).
+        entry.tags = Some(ferry_core::Tags::new());
+        let kept = match metadata {
+            LocalMetadata::None => return Ok(entry),
+            LocalMetadata::Xattr => attrs::read_xattr(file),
+            LocalMetadata::Sidecar => Self::read_sidecar(root, &entry.key)?,
+        };
+        if let Some(json) = kept {
+            attrs::Kept::apply(&json, &mut entry);
+        }
+        Ok(entry)
+    }
+
+    /// Writes (or, with nothing to keep, removes) `key`'s sidecar.
+    async fn write_sidecar(&self, key: &str, attrs: &PutAttrs) -> Result<()> {
+        let side = attrs::sidecar_key(key);
+        match attrs::Kept::of(attrs) {
+            Some(json) => self.put_file(&side, Bytes::from(json), &PutAttrs::default()).await.map(|_| ()),
+            None => self.delete(&side).await,
+        }
     }
 
     /// Free space for this root's file system: bytes an unprivileged writer may still use, and
@@ -184,9 +247,11 @@ impl Provider for LocalProvider {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
-        let (root, follow, key) = (self.root.clone(), self.follow_symlinks, key.to_string());
-        blocking(move || match open_source(&root, follow, &key, false) {
-            Ok((_, meta)) => Ok(Some(read_entry(&key, &meta))),
+        self.refuse_sidecar_key(key)?;
+        let (root, follow, key, kept) = (self.root.clone(), self.follow_symlinks, key.to_string(), self.metadata);
+        // An xattr is read through a descriptor opened for reading (not a path-only one).
+        blocking(move || match open_source(&root, follow, &key, kept == LocalMetadata::Xattr) {
+            Ok((file, meta)) => Ok(Some(Self::with_kept(kept, &root, &file, read_entry(&key, &meta))?)),
             Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         })
@@ -194,18 +259,53 @@ impl Provider for LocalProvider {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
-        let (root, follow, key, pool) = (self.root.clone(), self.follow_symlinks, key.to_string(), self.buffers.clone());
+        self.refuse_sidecar_key(key)?;
+        let (root, follow, key, pool, kept) =
+            (self.root.clone(), self.follow_symlinks, key.to_string(), self.buffers.clone(), self.metadata);
         blocking(move || {
             let (file, meta) = open_source(&root, follow, &key, true)?;
             let range = range.unwrap_or(0..meta.len());
             let mut buf = pool.take_filled((range.end - range.start) as usize);
             file.read_exact_at(&mut buf, range.start).map_err(|source| ProviderError::Io { path: root.join(&key), source })?;
-            Ok(Fetched { data: pool.freeze(buf), object: read_entry(&key, &meta), checked: Some(Evidence::LocalFile) })
+            let object = Self::with_kept(kept, &root, &file, read_entry(&key, &meta))?;
+            Ok(Fetched { data: pool.freeze(buf), object, checked: Some(Evidence::LocalFile) })
         })
         .await
     }
 
     async fn put(&self, key: &str, data: Bytes, _crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
+        self.refuse_sidecar_key(key)?;
+        let receipt = self.put_file(key, data, attrs).await?;
+        if self.metadata == LocalMetadata::Sidecar {
+            self.write_sidecar(key, attrs).await?;
+        }
+        Ok(receipt)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.delete_file(key).await?;
+        if self.metadata == LocalMetadata::Sidecar && !attrs::is_sidecar(key) {
+            self.delete_file(&attrs::sidecar_key(key)).await?;
+        }
+        Ok(())
+    }
+
+    fn carries(&self) -> ferry_core::Carries {
+        match self.metadata {
+            LocalMetadata::None => ferry_core::Carries::NOTHING,
+            LocalMetadata::Xattr | LocalMetadata::Sidecar => ferry_core::Carries::ALL,
+        }
+    }
+
+    fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+}
+
+impl LocalProvider {
+    /// Writes one file durably (see the module docs), with its xattr when kept there.
+    async fn put_file(&self, key: &str, data: Bytes, attrs: &PutAttrs) -> Result<PutReceipt> {
+        let xattr = (self.metadata == LocalMetadata::Xattr).then(|| attrs::Kept::of(attrs)).flatten();
         let (root, key, mode) = (self.root.clone(), key.to_string(), file_mode(attrs));
         blocking(move || {
             let parent = parent_for_write(&root, &key, true)?.expect("created");
@@ -220,6 +320,9 @@ impl Provider for LocalProvider {
             };
             let mut written = || {
                 file.write_all(&data)?;
+                if let Some(json) = &xattr {
+                    rustix::fs::fsetxattr(&file, attrs::XATTR, json, rustix::fs::XattrFlags::empty())?;
+                }
                 seal(&file, mode)?;
                 let name = match &tmp {
                     Some(name) => name.clone(),
@@ -241,7 +344,7 @@ impl Provider for LocalProvider {
         .await
     }
 
-    async fn delete(&self, key: &str) -> Result<()> {
+    async fn delete_file(&self, key: &str) -> Result<()> {
         let (root, key) = (self.root.clone(), key.to_string());
         blocking(move || {
             let Some(parent) = parent_for_write(&root, &key, false)? else { return Ok(()) };
@@ -251,10 +354,6 @@ impl Provider for LocalProvider {
             }
         })
         .await
-    }
-
-    fn multipart(&self) -> Option<&dyn Multipart> {
-        Some(self)
     }
 }
 

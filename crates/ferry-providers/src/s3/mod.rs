@@ -31,7 +31,8 @@ use aws_sdk_s3::types::ChecksumMode;
 use bytes::Bytes;
 use client::*;
 use ferry_core::Md5Etag;
-use ferry_core::{Checksums, ErrorClass, Evidence, FailureKind, Limits, Location, ObjectEntry};
+use ferry_core::headers::NameRule;
+use ferry_core::{Carries, Checksums, ErrorClass, Evidence, FailureKind, Header, Headers, Limits, Location, ObjectEntry, Tags};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::ops::Range;
@@ -77,6 +78,19 @@ impl S3Provider {
 
     fn full_key(&self, key: &str) -> String {
         self.location.key_for(key)
+    }
+
+    /// The tags of `bucket/full` (GetObjectTagging). A service that does not implement tagging
+    /// (501, as s3s-fs) holds none.
+    async fn tags_of(&self, bucket: &str, full: &str, key: &str) -> Result<Tags> {
+        request(&self.run, 0, || async {
+            match self.client.get_object_tagging().bucket(bucket).key(full).send().await {
+                Ok(o) => Ok(o.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()),
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 501) || e.code() == Some("NotImplemented") => Ok(Tags::new()),
+                Err(e) => Err(self.failed("get tags", key, e)),
+            }
+        })
+        .await
     }
 
     /// An SDK error classified ([`map_error`]) with its `Retry-After`, for the retry layer.
@@ -150,6 +164,15 @@ impl Provider for S3Provider {
                 },
                 content_type: o.content_type().map(str::to_string),
                 metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+                headers: headers_of(
+                    o.content_encoding(),
+                    o.content_disposition(),
+                    o.content_language(),
+                    o.cache_control(),
+                    o.expires_string(),
+                ),
+                // A HEAD need not count tags: unknown, asked when wanted.
+                tags: None,
                 ..Default::default()
             })),
             Err(ProviderError::NotFound { .. }) => Ok(None),
@@ -217,6 +240,8 @@ impl Provider for S3Provider {
             },
             content_type: o.content_type().map(str::to_string),
             metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
+            headers: headers_of(o.content_encoding(), o.content_disposition(), o.content_language(), o.cache_control(), o.expires_string()),
+            tags: tags_known(o.tag_count()),
             ..Default::default()
         };
         // One buffer of the announced length, filled chunk by chunk (the SDK's `collect`
@@ -283,6 +308,12 @@ impl Provider for S3Provider {
                 .content_length(data.len() as i64)
                 .checksum_crc32_c(b64_crc(crc32c))
                 .set_content_type(attrs.content_type.clone())
+                .set_content_encoding(attrs.headers.content_encoding.clone())
+                .set_content_disposition(attrs.headers.content_disposition.clone())
+                .set_content_language(attrs.headers.content_language.clone())
+                .set_cache_control(attrs.headers.cache_control.clone())
+                .set_expires(expires_of(&attrs.headers))
+                .set_tagging(attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging))
                 .body(ByteStream::from(data.clone()));
             for (k, v) in &attrs.metadata {
                 req = req.metadata(k, v);
@@ -311,6 +342,14 @@ impl Provider for S3Provider {
         Ok(())
     }
 
+    fn carries(&self) -> Carries {
+        CARRIES
+    }
+
+    async fn tags(&self, key: &str) -> Result<Tags> {
+        self.tags_of(&self.location.bucket, &self.full_key(key), key).await
+    }
+
     fn multipart(&self) -> Option<&dyn Multipart> {
         Some(self)
     }
@@ -318,6 +357,49 @@ impl Provider for S3Provider {
     fn server_copy(&self) -> Option<&dyn ServerCopy> {
         Some(self)
     }
+}
+
+/// What S3 keeps: every header (Expires too), tags, and `x-amz-meta-*` names, which travel as
+/// HTTP header names and come back in lower case; values are header values (printable ASCII).
+pub const CARRIES: Carries =
+    Carries { metadata: true, headers: &Header::ALL, tags: true, names: NameRule::LowerCaseToken, ascii_values: true };
+
+/// The system headers of a HEAD or GET answer.
+fn headers_of(
+    encoding: Option<&str>,
+    disposition: Option<&str>,
+    language: Option<&str>,
+    cache: Option<&str>,
+    expires: Option<&str>,
+) -> Headers {
+    let own = |v: Option<&str>| v.map(str::to_string);
+    Headers {
+        content_encoding: own(encoding),
+        content_disposition: own(disposition),
+        content_language: own(language),
+        cache_control: own(cache),
+        expires: own(expires),
+    }
+}
+
+/// Tags as far as a read knows them: none when it says there are none (`x-amz-tagging-count`
+/// absent or 0), unknown (`None`: one GetObjectTagging asks) otherwise.
+fn tags_known(count: Option<i32>) -> Option<Tags> {
+    match count {
+        Some(n) if n > 0 => None,
+        _ => Some(Tags::new()),
+    }
+}
+
+/// `Expires` as the SDK sends it; a value that is not an HTTP date is not sent.
+pub(super) fn expires_of(headers: &Headers) -> Option<aws_smithy_types::DateTime> {
+    let text = headers.expires.as_deref()?;
+    aws_smithy_types::DateTime::from_str(text, aws_smithy_types::date_time::Format::HttpDate).ok()
+}
+
+/// Tags as S3's `x-amz-tagging` header wants them: a URL-encoded query string.
+pub(super) fn tagging(tags: &Tags) -> String {
+    url::form_urlencoded::Serializer::new(String::new()).extend_pairs(tags.iter()).finish()
 }
 
 /// Whether a body failed because the SDK found its bytes differ from the checksum S3 sent with

@@ -22,7 +22,13 @@ impl Multipart for S3Provider {
             .bucket(&self.location.bucket)
             .key(&full)
             .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .set_content_type(attrs.content_type.clone());
+            .set_content_type(attrs.content_type.clone())
+            .set_content_encoding(attrs.headers.content_encoding.clone())
+            .set_content_disposition(attrs.headers.content_disposition.clone())
+            .set_content_language(attrs.headers.content_language.clone())
+            .set_cache_control(attrs.headers.cache_control.clone())
+            .set_expires(expires_of(&attrs.headers))
+            .set_tagging(attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging));
         for (k, v) in &attrs.metadata {
             req = req.metadata(k, v);
         }

@@ -44,6 +44,11 @@ impl ServerCopy for S3Provider {
             let o = request(&self.run, 0, || async {
                 let req = self.client.copy_object().bucket(&self.location.bucket).key(&full).copy_source(&copy_source);
                 let req = req.set_copy_source_if_match(if_match.clone()).checksum_algorithm(ChecksumAlgorithm::Crc32C);
+                // Headers and metadata are copied (MetadataDirective COPY); tags are replaced
+                // by those asked for, when asked.
+                let req = req
+                    .set_tagging_directive(object.tags.as_ref().map(|_| aws_sdk_s3::types::TaggingDirective::Replace))
+                    .set_tagging(object.tags.as_ref().filter(|t| !t.is_empty()).map(super::tagging));
                 req.send().await.map_err(|e| self.failed("copy", key, e))
             })
             .await?;
@@ -58,7 +63,19 @@ impl ServerCopy for S3Provider {
                 parts: 0,
             });
         }
-        let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone(), mode: None };
+        // A copy in parts starts a new upload: it carries what the HEAD saw, and the tags asked
+        // for, else the source's (one GetObjectTagging: a HEAD does not give them).
+        let tags = match &object.tags {
+            Some(tags) => tags.clone(),
+            None => self.tags_of(&source.bucket, &source.key_for(key), key).await?,
+        };
+        let attrs = PutAttrs {
+            content_type: object.content_type.clone(),
+            metadata: object.metadata.clone(),
+            headers: object.headers.clone(),
+            tags: Some(tags),
+            ..PutAttrs::default()
+        };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
         let upload_id = upload.upload_id().expect("S3 uploads have ids");
         if let Err(e) = started(upload_id.as_str()) {

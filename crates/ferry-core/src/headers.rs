@@ -1,0 +1,375 @@
+//! What travels with an object besides its bytes: the system headers beside Content-Type, user
+//! metadata names as each kind of store can hold them, object tags — and, as a value, what a
+//! destination could not carry ([`NotCarried`]).
+//!
+//! Content-Type and user metadata live on [`ObjectEntry`](crate::ObjectEntry) itself (they came
+//! first); this module adds the rest and the rules that fit them to a destination
+//! ([`Carries`], [`fit`]). Azure metadata names must be C# identifiers: [`azure_name`] and
+//! [`from_azure_name`] are the documented, reversible mapping (docs/fidelity.md).
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Object tags (S3 object tagging, Azure blob index tags): key → value.
+pub type Tags = BTreeMap<String, String>;
+
+/// A system header other than Content-Type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Header {
+    ContentEncoding,
+    ContentDisposition,
+    ContentLanguage,
+    CacheControl,
+    Expires,
+}
+
+impl Header {
+    pub const ALL: [Header; 5] =
+        [Header::ContentEncoding, Header::ContentDisposition, Header::ContentLanguage, Header::CacheControl, Header::Expires];
+
+    /// The HTTP header's name, as reports print it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Header::ContentEncoding => "Content-Encoding",
+            Header::ContentDisposition => "Content-Disposition",
+            Header::ContentLanguage => "Content-Language",
+            Header::CacheControl => "Cache-Control",
+            Header::Expires => "Expires",
+        }
+    }
+}
+
+/// The system headers an object carries besides Content-Type, as the source returned them
+/// (`Expires` as its HTTP-date text).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Headers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+impl Headers {
+    pub fn is_empty(&self) -> bool {
+        Header::ALL.iter().all(|h| self.get(*h).is_none())
+    }
+
+    pub fn get(&self, header: Header) -> Option<&str> {
+        match header {
+            Header::ContentEncoding => self.content_encoding.as_deref(),
+            Header::ContentDisposition => self.content_disposition.as_deref(),
+            Header::ContentLanguage => self.content_language.as_deref(),
+            Header::CacheControl => self.cache_control.as_deref(),
+            Header::Expires => self.expires.as_deref(),
+        }
+    }
+
+    pub fn slot(&mut self, header: Header) -> &mut Option<String> {
+        match header {
+            Header::ContentEncoding => &mut self.content_encoding,
+            Header::ContentDisposition => &mut self.content_disposition,
+            Header::ContentLanguage => &mut self.content_language,
+            Header::CacheControl => &mut self.cache_control,
+            Header::Expires => &mut self.expires,
+        }
+    }
+
+    /// Each header set here, with its value.
+    pub fn iter(&self) -> impl Iterator<Item = (Header, &str)> {
+        Header::ALL.into_iter().filter_map(|h| self.get(h).map(|v| (h, v)))
+    }
+}
+
+/// How a kind of store names user metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameRule {
+    /// Any non-empty string, case kept (GCS, a local sidecar or xattrs).
+    Any,
+    /// An HTTP header token, stored in lower case (S3 `x-amz-meta-*`).
+    LowerCaseToken,
+    /// A C# identifier, compared without case (Azure): every name goes through [`azure_name`].
+    Identifier,
+}
+
+/// What a kind of store keeps of an object besides its bytes: data, like [`Limits`](crate::Limits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Carries {
+    /// Whether it keeps Content-Type and user metadata at all.
+    pub metadata: bool,
+    pub headers: &'static [Header],
+    pub tags: bool,
+    pub names: NameRule,
+    /// Metadata values must be printable ASCII (they travel as HTTP header values).
+    pub ascii_values: bool,
+}
+
+impl Carries {
+    /// Everything, as given (a memory store, a local directory with metadata).
+    pub const ALL: Carries = Carries { metadata: true, headers: &Header::ALL, tags: true, names: NameRule::Any, ascii_values: false };
+    /// Bytes only (a local directory without `--local-metadata`).
+    pub const NOTHING: Carries = Carries { metadata: false, headers: &[], tags: false, names: NameRule::Any, ascii_values: false };
+}
+
+/// Why a metadata name was not carried as it was.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "why")]
+pub enum NameIssue {
+    /// The destination cannot hold this name, even escaped (an empty name, a space or a
+    /// non-ASCII character in an S3 name). Not written.
+    Invalid,
+    /// The destination stores names in lower case: written as `stored_as`.
+    CaseFolded { stored_as: String },
+    /// Another name of the object maps to the same destination name (`with`, which was written).
+    /// Not written.
+    Collides { with: String },
+}
+
+/// Something of an object's attributes the destination did not keep as the source had it.
+/// Recorded per object, counted and named in the report.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "what")]
+pub enum NotCarried {
+    /// The destination has no such header (GCS and Azure have no Expires).
+    Header { header: Header },
+    /// The destination keeps no object tags (GCS; a local directory without metadata).
+    Tags,
+    /// The destination keeps no user metadata or Content-Type (a local directory without
+    /// `--local-metadata`).
+    Metadata,
+    /// A user metadata name, and why.
+    Name { key: String, issue: NameIssue },
+    /// A user metadata value the destination cannot hold (non-ASCII to S3 or Azure).
+    Value { key: String },
+}
+
+impl NotCarried {
+    /// Whether this loses user data the destination could have been asked to keep: a metadata
+    /// name or value. Such objects make the run exit 1. The others are what a pair of providers
+    /// cannot carry at all (docs/fidelity.md): named in the report, not a failure.
+    pub fn loses_user_data(&self) -> bool {
+        match self {
+            NotCarried::Name { issue: NameIssue::CaseFolded { .. }, .. } => false,
+            NotCarried::Name { .. } | NotCarried::Value { .. } => true,
+            NotCarried::Header { .. } | NotCarried::Tags | NotCarried::Metadata => false,
+        }
+    }
+}
+
+impl std::fmt::Display for NotCarried {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotCarried::Header { header } => write!(f, "{}: the destination has no such header", header.as_str()),
+            NotCarried::Tags => write!(f, "tags: the destination keeps no object tags"),
+            NotCarried::Metadata => write!(f, "metadata: the destination keeps none (see --local-metadata)"),
+            NotCarried::Name { key, issue: NameIssue::Invalid } => write!(f, "metadata {key:?}: a name the destination cannot hold"),
+            NotCarried::Name { key, issue: NameIssue::CaseFolded { stored_as } } => {
+                write!(f, "metadata {key:?}: stored in lower case as {stored_as:?}")
+            }
+            NotCarried::Name { key, issue: NameIssue::Collides { with } } => {
+                write!(f, "metadata {key:?}: same destination name as {with:?}")
+            }
+            NotCarried::Value { key } => write!(f, "metadata {key:?}: a value the destination cannot hold"),
+        }
+    }
+}
+
+/// The attributes to write at a destination, fitted to what it [`Carries`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fitted {
+    pub content_type: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    pub headers: Headers,
+    pub tags: Option<Tags>,
+    /// What was left out or changed, in a stable order.
+    pub not_carried: Vec<NotCarried>,
+}
+
+/// Fits an object's attributes to a destination: what it cannot hold is left out and named.
+/// Metadata names keep the source's spelling here (S3's lower case is the wire's doing, Azure's
+/// escape is the adapter's); `fit` only finds the names that would be lost or merged.
+pub fn fit(
+    content_type: Option<&str>,
+    metadata: &BTreeMap<String, String>,
+    headers: &Headers,
+    tags: Option<&Tags>,
+    to: &Carries,
+) -> Fitted {
+    let mut out = Fitted::default();
+    if !to.metadata {
+        if content_type.is_some() || !metadata.is_empty() || !headers.is_empty() {
+            out.not_carried.push(NotCarried::Metadata);
+        }
+        if tags.is_some_and(|t| !t.is_empty()) {
+            out.not_carried.push(NotCarried::Tags);
+        }
+        return out;
+    }
+    out.content_type = content_type.map(str::to_string);
+    for (h, v) in headers.iter() {
+        match to.headers.contains(&h) {
+            true => *out.headers.slot(h) = Some(v.to_string()),
+            false => out.not_carried.push(NotCarried::Header { header: h }),
+        }
+    }
+    // Destination names already taken, compared as the destination compares them.
+    let mut taken: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in metadata {
+        let (stored, compared) = match to.names {
+            NameRule::Any => (Some(k.clone()), k.clone()),
+            NameRule::LowerCaseToken => {
+                let lower = k.to_ascii_lowercase();
+                (is_token(k).then(|| lower.clone()), lower)
+            }
+            // Escaped names are unique and have no upper case: none collide.
+            NameRule::Identifier => (azure_name(k), azure_name(k).unwrap_or_default()),
+        };
+        let Some(stored) = stored else {
+            out.not_carried.push(NotCarried::Name { key: k.clone(), issue: NameIssue::Invalid });
+            continue;
+        };
+        if let Some(with) = taken.get(&compared) {
+            out.not_carried.push(NotCarried::Name { key: k.clone(), issue: NameIssue::Collides { with: with.clone() } });
+            continue;
+        }
+        if to.ascii_values && !v.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
+            out.not_carried.push(NotCarried::Value { key: k.clone() });
+            continue;
+        }
+        if to.names == NameRule::LowerCaseToken && stored != *k {
+            out.not_carried.push(NotCarried::Name { key: k.clone(), issue: NameIssue::CaseFolded { stored_as: stored } });
+        }
+        taken.insert(compared, k.clone());
+        out.metadata.insert(k.clone(), v.clone());
+    }
+    match (tags, to.tags) {
+        (Some(t), true) => out.tags = Some(t.clone()),
+        (Some(t), false) if !t.is_empty() => out.not_carried.push(NotCarried::Tags),
+        _ => {}
+    }
+    out.not_carried.sort();
+    out
+}
+
+/// An HTTP header token (RFC 9110): what an S3 metadata name must be.
+fn is_token(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// The Azure metadata name for `key`: lower-case ASCII letters and digits stay, every other
+/// byte of its UTF-8 (upper-case letters and `_` included) becomes `_` and two lower-case hex
+/// digits, and so does a leading digit. The result is a C# identifier with no upper-case letter
+/// — so it survives HTTP, whose header names (and the `http` crate) fold case — and
+/// [`from_azure_name`] gives `key` back. `None` for an empty key. Examples: `owner` → `owner`,
+/// `build-id` → `build_2did`, `Owner` → `_4fwner`, `a_b` → `a_5fb`, `1st` → `_31st`.
+pub fn azure_name(key: &str) -> Option<String> {
+    if key.is_empty() {
+        return None;
+    }
+    let mut out = String::with_capacity(key.len());
+    for (i, b) in key.bytes().enumerate() {
+        let keep = b.is_ascii_lowercase() || (b.is_ascii_digit() && i > 0);
+        match keep {
+            true => out.push(b as char),
+            false => out.push_str(&format!("_{b:02x}")),
+        }
+    }
+    Some(out)
+}
+
+/// The metadata key an Azure name stands for: [`azure_name`] undone. A name that is not
+/// exactly what `azure_name` makes (one written by another tool, such as `my_key`) is kept as
+/// it arrived (in lower case, as HTTP gives header names).
+pub fn from_azure_name(name: &str) -> String {
+    let decoded = (|| {
+        let mut bytes = Vec::with_capacity(name.len());
+        let mut rest = name.as_bytes();
+        while let Some((&b, tail)) = rest.split_first() {
+            if b == b'_' {
+                let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+                bytes.push(u8::from_str_radix(hex, 16).ok()?);
+                rest = &tail[2..];
+            } else {
+                bytes.push(b);
+                rest = tail;
+            }
+        }
+        String::from_utf8(bytes).ok()
+    })();
+    match decoded {
+        Some(key) if azure_name(&key).as_deref() == Some(name) => key,
+        _ => name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S3: Carries = Carries { metadata: true, headers: &Header::ALL, tags: true, names: NameRule::LowerCaseToken, ascii_values: true };
+    const GCS: Carries = Carries { metadata: true, headers: &Header::ALL, tags: false, names: NameRule::Any, ascii_values: false };
+    const AZURE: Carries = Carries { metadata: true, headers: &[], tags: true, names: NameRule::Identifier, ascii_values: true };
+
+    #[test]
+    fn azure_names_round_trip_and_are_identifiers() {
+        for key in ["owner", "Build-Id", "a_b", "1st", "x-amz-thing", "é", "Mixed_Case-Key.v2", "_", "9"] {
+            let name = azure_name(key).unwrap();
+            let mut chars = name.chars();
+            let first = chars.next().unwrap();
+            assert!(first.is_ascii_alphabetic() || first == '_', "{name}");
+            assert!(chars.all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+            assert_eq!(from_azure_name(&name), key);
+        }
+        assert_eq!(azure_name("Build-Id").unwrap(), "_42uild_2d_49d");
+        assert_eq!(azure_name("build-id").unwrap(), "build_2did");
+        assert_eq!(azure_name(""), None);
+        // Names another tool wrote stay as they arrive.
+        assert_eq!(from_azure_name("my_key"), "my_key");
+        assert_eq!(from_azure_name("my_2D"), "my_2D");
+        assert_eq!(from_azure_name("mykey"), "mykey");
+    }
+
+    #[test]
+    fn fit_names_what_each_destination_cannot_keep() {
+        let meta: BTreeMap<String, String> = [("Owner-Team", "data"), ("owner-team", "x"), ("bad name", "v"), ("note", "naïve")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let headers = Headers { expires: Some("Wed, 21 Oct 2026 07:28:00 GMT".into()), ..Headers::default() };
+        let tags = Tags::from([("a".to_string(), "1".to_string())]);
+
+        let s3 = fit(None, &meta, &headers, Some(&tags), &S3);
+        assert_eq!(s3.metadata.keys().collect::<Vec<_>>(), ["Owner-Team"]);
+        assert!(s3.not_carried.contains(&NotCarried::Name { key: "bad name".into(), issue: NameIssue::Invalid }));
+        assert!(
+            s3.not_carried
+                .contains(&NotCarried::Name { key: "owner-team".into(), issue: NameIssue::Collides { with: "Owner-Team".into() } })
+        );
+        assert!(s3.not_carried.contains(&NotCarried::Value { key: "note".into() }));
+        assert!(
+            s3.not_carried
+                .contains(&NotCarried::Name { key: "Owner-Team".into(), issue: NameIssue::CaseFolded { stored_as: "owner-team".into() } })
+        );
+        assert_eq!(s3.tags, Some(tags.clone()));
+        assert!(s3.not_carried.iter().any(NotCarried::loses_user_data));
+
+        let gcs = fit(None, &meta, &headers, Some(&tags), &GCS);
+        assert_eq!(gcs.metadata, meta);
+        assert_eq!(gcs.not_carried, [NotCarried::Tags]);
+        assert!(!gcs.not_carried.iter().any(NotCarried::loses_user_data));
+
+        let azure = fit(None, &meta, &headers, Some(&tags), &AZURE);
+        assert!(azure.not_carried.contains(&NotCarried::Header { header: Header::Expires }));
+        assert!(azure.metadata.contains_key("bad name"), "escaped, so carried");
+        assert!(azure.metadata.contains_key("Owner-Team") && azure.metadata.contains_key("owner-team"), "case kept by the escape");
+
+        let local = fit(Some("text/plain"), &meta, &headers, Some(&tags), &Carries::NOTHING);
+        assert_eq!(local.not_carried, [NotCarried::Metadata, NotCarried::Tags]);
+    }
+}
