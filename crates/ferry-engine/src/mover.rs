@@ -164,8 +164,10 @@ impl Mover {
                     restarts += 1;
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     self.abandon(&row).await;
-                    let checksums = Checksums { crc32c: None, md5: None, ..current.checksums.clone() };
-                    let current = ObjectEntry { key: row.entry.key.clone(), checksums, ..*current };
+                    // The version copied from now on is proved by the checksums the source
+                    // declares for it, like any other copy (never by its size alone).
+                    let current = self.with_declared_checksums(row.src_key(), *current).await;
+                    let current = ObjectEntry { key: row.entry.key.clone(), ..current };
                     let note = format!("restarted: {message}");
                     self.journal.restart_object(row.id, &current, &note).await?;
                     let restarted = Failure { key: row.entry.key.clone(), kind: FailureKind::SourceChanged, error: note };
@@ -195,6 +197,24 @@ impl Mover {
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// `current` (the source's version found changed) with the checksums the source declares
+    /// for it: the read that found the change may carry none (a ranged read, a service whose
+    /// reads do not declare them), and then a HEAD of that same version gives them.
+    async fn with_declared_checksums(&self, key: &str, current: ObjectEntry) -> ObjectEntry {
+        let c = &current.checksums;
+        if c.crc32c.is_some() || c.crc64nvme.is_some() || c.md5.is_some() {
+            return current;
+        }
+        let agree = |a: &Option<String>, b: &Option<String>| a.is_none() || b.is_none() || a == b;
+        match self.src.head(key).await {
+            Ok(Some(head)) if head.size == current.size && agree(&head.version, &current.version) && agree(&head.etag, &current.etag) => {
+                ObjectEntry { checksums: head.checksums, ..current }
+            }
+            // Another version already, or no answer: the next attempt's own read decides.
+            _ => current,
         }
     }
 
