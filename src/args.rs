@@ -272,6 +272,46 @@ pub struct Tuning {
     /// store [default: 0644]. Files from a local source keep their own bits.
     #[arg(long, value_name = "MODE", value_parser = parse_file_mode)]
     pub file_mode: Option<u32>,
+    /// Source objects archived and not restored (S3 GLACIER / DEEP_ARCHIVE): `skip` leaves them
+    /// unread, names them and exits 1; `restore` asks the source to restore them and copies
+    /// them once readable (in a later run if the restore takes time; `ferry status` counts
+    /// restores in flight). Neither stops the run.
+    #[arg(long, value_enum, default_value_t = ArchivedArg::Skip)]
+    pub archived: ArchivedArg,
+    /// With `--archived restore`: days the restored copy stays readable.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=30_000))]
+    pub restore_days: u32,
+    /// With `--archived restore`: how fast (and dear) the restore is.
+    #[arg(long, value_enum, default_value_t = RestoreTierArg::Standard)]
+    pub restore_tier: RestoreTierArg,
+}
+
+impl Tuning {
+    /// What to do with archived source objects.
+    pub fn archived(&self) -> ferry_engine::Archived {
+        let tier = match self.restore_tier {
+            RestoreTierArg::Standard => ferry_core::RestoreTier::Standard,
+            RestoreTierArg::Bulk => ferry_core::RestoreTier::Bulk,
+            RestoreTierArg::Expedited => ferry_core::RestoreTier::Expedited,
+        };
+        match self.archived {
+            ArchivedArg::Skip => ferry_engine::Archived::Skip,
+            ArchivedArg::Restore => ferry_engine::Archived::Restore(ferry_core::RestoreRequest { days: self.restore_days, tier }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchivedArg {
+    Skip,
+    Restore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestoreTierArg {
+    Standard,
+    Bulk,
+    Expedited,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -21,6 +21,7 @@ pub async fn run(
         dry_run: tuning.dry_run,
         server_side: tuning.server_side == crate::args::ServerSide::Auto,
         file_mode: tuning.file_mode,
+        archived: tuning.archived(),
         ..tuning.transfer.options()
     };
     // Said before the copy starts, so a long run does not hide it until the end.
@@ -65,6 +66,9 @@ pub async fn run(
         if !summary.retries.is_empty() {
             let retried: Vec<String> = summary.retries.iter().map(|(why, n)| format!("{n} {why}")).collect();
             println!("retried: {}", retried.join(", "));
+        }
+        if summary.restores_requested > 0 {
+            println!("restores requested of archived objects: {} (`ferry status` counts those in flight)", summary.restores_requested);
         }
         super::print_skipped(&summary.skipped);
         super::print_failures_and_report(&summary.failures, summary.report.as_deref());

@@ -2,7 +2,7 @@
 //! objects with one mover (`mover.rs`) from source to destination, and folds the outcomes into
 //! a summary and a JSON report.
 
-pub use crate::options::{CopyOptions, Failure};
+pub use crate::options::{Archived, CopyOptions, Failure};
 
 use crate::mover::Mover;
 use crate::scheduler::{OneMover, run_pass, shared};
@@ -51,6 +51,8 @@ pub struct CopySummary {
     /// Multipart uploads continued from an earlier run, and the bytes they did not send again.
     pub resumed_objects: u64,
     pub resumed_bytes: u64,
+    /// Restores of archived source objects this run asked for (`--archived restore`).
+    pub restores_requested: u64,
     pub failed: u64,
     pub failures: Vec<Failure>,
     /// Entries the listing met that are not copied (symlinks, FIFOs…), by reason and named.
@@ -107,6 +109,7 @@ pub async fn copy(
         restarted: Vec::new(),
         resumed_objects: 0,
         resumed_bytes: 0,
+        restores_requested: 0,
         failed: 0,
         failures: Vec::new(),
         skipped,
@@ -135,6 +138,7 @@ pub async fn copy(
     summary.transfers_lowest = pass.transfers_lowest;
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
+    summary.restores_requested = Stats::get(&stats.restores_requested);
     (summary.copied, summary.bytes_copied, summary.failed) = (pass.copied, pass.bytes, pass.failures.len() as u64);
     summary.failures = pass.failures;
     summary.seconds = started.elapsed().as_secs_f64();

@@ -24,6 +24,22 @@ pub struct CopyOptions {
     /// Permission bits of files written to local disk from a source that has none (an object
     /// store); `None`: 0644. A local source's own bits are kept.
     pub file_mode: Option<u32>,
+    /// What to do with source objects that are archived and not restored (`--archived`).
+    pub archived: Archived,
+}
+
+/// What a copy does with a source object that is archived (S3 GLACIER / DEEP_ARCHIVE, Azure's
+/// Archive tier) and has no readable restored copy. Neither choice stops the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Archived {
+    /// Leave it unread: it fails alone (kind `archived`), is named in the report and by
+    /// `verify`, and the run exits 1.
+    #[default]
+    Skip,
+    /// Ask the source to restore it, and copy it once it is readable: in this run when the
+    /// service restores at once, else in a later run (`ferry status` counts restores in
+    /// flight).
+    Restore(ferry_core::RestoreRequest),
 }
 
 impl Default for CopyOptions {
@@ -37,6 +53,7 @@ impl Default for CopyOptions {
             dry_run: false,
             server_side: true,
             file_mode: None,
+            archived: Archived::Skip,
         }
     }
 }

@@ -19,6 +19,8 @@ pub struct Stats {
     /// without the provider's transport counting them (an adapter whose own client retried and
     /// gave up): the scheduler slows down for these as for those the transport counted.
     pub pushed_back: AtomicU64,
+    /// Restores of archived source objects requested (`--archived restore`).
+    pub restores_requested: AtomicU64,
 }
 
 impl Stats {

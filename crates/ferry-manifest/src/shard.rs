@@ -38,6 +38,9 @@ pub fn schema() -> SchemaRef {
         s("metadata"),
         // Why the listing's entry is not copied (a `SkipReason` name); null for objects to copy.
         s("skipped"),
+        // The storage class and whether the object is archived, as JSON (`{"name":"GLACIER",
+        // "state":"archived"}`); null where the provider has none.
+        s("storage_class"),
     ]))
 }
 
@@ -53,6 +56,7 @@ struct Columns {
     content_type: StringBuilder,
     metadata: StringBuilder,
     skipped: StringBuilder,
+    storage_class: StringBuilder,
     rows: usize,
 }
 
@@ -69,6 +73,7 @@ impl Columns {
         let meta = (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"));
         self.metadata.append_option(meta);
         self.skipped.append_option(e.skipped.map(|r| r.as_str()));
+        self.storage_class.append_option(e.storage_class.as_ref().map(|c| serde_json::to_string(c).expect("class serializes")));
         self.rows += 1;
     }
 
@@ -85,6 +90,7 @@ impl Columns {
             Arc::new(self.content_type.finish()),
             Arc::new(self.metadata.finish()),
             Arc::new(self.skipped.finish()),
+            Arc::new(self.storage_class.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -129,6 +135,10 @@ impl ManifestWriter {
             None => {
                 self.header.totals.objects += 1;
                 self.header.totals.bytes += entry.size;
+                if entry.storage_class.as_ref().is_some_and(|c| c.needs_restore()) {
+                    self.header.totals.archived += 1;
+                    self.header.totals.archived_bytes += entry.size;
+                }
             }
             Some(reason) => {
                 self.header.totals.skipped += 1;
@@ -360,6 +370,11 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
         None => None,
         Some(c) => Some(c.as_any().downcast_ref::<StringArray>().ok_or("column skipped has the wrong type")?),
     };
+    // Nor do manifests written before storage classes were.
+    let storage_class = match batch.column_by_name("storage_class") {
+        None => None,
+        Some(c) => Some(c.as_any().downcast_ref::<StringArray>().ok_or("column storage_class has the wrong type")?),
+    };
     (0..batch.num_rows())
         .map(|i| {
             let metadata = match opt(strs[5], i) {
@@ -381,6 +396,10 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                     Some(name) => Some(SkipReason::parse(&name).ok_or_else(|| format!("row {i}: unknown skip reason {name:?}"))?),
                 },
                 mode: None,
+                storage_class: match storage_class.and_then(|a| opt(a, i)) {
+                    None => None,
+                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| format!("row {i}: storage_class: {e}"))?),
+                },
             })
         })
         .collect()
@@ -397,6 +416,10 @@ mod tests {
             e.content_type = Some("text/plain".into());
             e.metadata.insert("owner".into(), format!("u{i}"));
             e.last_modified = DateTime::from_timestamp_millis(1_700_000_000_123);
+        }
+        if i.is_multiple_of(3) {
+            let state = if i.is_multiple_of(2) { ferry_core::ArchiveState::Archived } else { ferry_core::ArchiveState::Online };
+            e.storage_class = Some(ferry_core::StorageClass { name: "GLACIER".into(), state });
         }
         e
     }
@@ -450,6 +473,8 @@ mod tests {
             })
             .unwrap();
         assert_eq!(got.len(), 100_000);
+        // Entries 0, 6, 12…: archived.
+        assert_eq!(header.totals.archived, (0..100_000u64).filter(|i| i % 6 == 0).count() as u64);
         assert_eq!(got[0], entry(0));
         assert_eq!(got[99_999], entry(99_999));
 

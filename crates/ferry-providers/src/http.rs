@@ -136,6 +136,7 @@ where
                     None => body.as_str(),
                 };
                 let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect();
+                let archived = code.as_deref() == Some("BlobArchived");
                 let detail = format!("HTTP {status} {}{body}", code.map(|c| c + ": ").unwrap_or_default());
                 match status {
                     401 | 403 => return Err(ProviderError::Denied { provider: peer.provider, bucket: peer.bucket.to_string(), detail }),
@@ -147,6 +148,12 @@ where
                     400 if detail.contains("Md5Mismatch") || detail.contains("contentMD5 doesn't match") => {
                         cause = retries::Cause::Checksum;
                         ProviderError::corrupted(peer.provider, op, key, detail)
+                    }
+                    // Azure's Archive tier: the blob cannot be read until rehydrated. That
+                    // object's failure, never a retry or a stop.
+                    409 if archived => {
+                        let (class, kind) = (ErrorClass::PerObject, FailureKind::Archived);
+                        return Err(ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class, kind });
                     }
                     s => {
                         cause = retries::Cause::of_status(s);

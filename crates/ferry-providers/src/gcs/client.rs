@@ -50,6 +50,8 @@ pub(super) struct GcsObject {
     pub(super) content_type: Option<String>,
     #[serde(default)]
     pub(super) metadata: BTreeMap<String, String>,
+    /// `STANDARD`, `NEARLINE`, `COLDLINE`, `ARCHIVE`: every one read without a restore.
+    pub(super) storage_class: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +81,7 @@ impl GcsObject {
             },
             content_type: self.content_type,
             metadata: self.metadata,
+            storage_class: self.storage_class.map(ferry_core::StorageClass::online),
             skipped: None,
             mode: None,
         }
