@@ -417,6 +417,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn archived_objects_are_skipped_unless_restores_are_asked_for() {
+        let copy = |args: &[&str]| match Cli::try_parse_from([&["ferry", "copy", "a", "b", "--job", "j"], args].concat()) {
+            Ok(Cli { command: Command::Copy { tuning, .. }, .. }) => Ok(tuning.archived()),
+            Ok(_) => panic!("not a copy"),
+            Err(e) => Err(e.kind()),
+        };
+        assert_eq!(copy(&[]), Ok(ferry_engine::Archived::Skip));
+        let restore = copy(&["--archived", "restore", "--restore-days", "3", "--restore-tier", "expedited"]);
+        let request = ferry_core::RestoreRequest { days: 3, tier: ferry_core::RestoreTier::Expedited };
+        assert_eq!(restore, Ok(ferry_engine::Archived::Restore(request)));
+        let defaults = ferry_core::RestoreRequest { days: 1, tier: ferry_core::RestoreTier::Standard };
+        assert_eq!(copy(&["--archived", "restore"]), Ok(ferry_engine::Archived::Restore(defaults)));
+        for bad in [&["--archived", "thaw"][..], &["--restore-days", "0"], &["--restore-tier", "fast"]] {
+            assert!(copy(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn transfers_and_ages_are_bounded() {
         assert_eq!(parse_transfers("16"), Ok(16));
         assert_eq!(parse_transfers("10000"), Ok(10_000));

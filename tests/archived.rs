@@ -164,6 +164,15 @@ fn archived_restore_requests_restores_and_copies_the_objects_once_readable() {
     assert_eq!(summary["restores_requested"], 2, "{summary}");
     assert_eq!(std::fs::read(w.join("out/old/2019.tar")).unwrap(), vec![b'x'; 100]);
     assert_eq!(std::fs::read(w.join("out/old/2018.tar")).unwrap(), vec![b'y'; 50]);
+    // Restored for the days asked (moto keeps the restored copy until now + days).
+    let kept_days = r#"
+import email.utils, time
+restore = s3.head_object(Bucket=bucket, Key="old/2019.tar")["Restore"]
+expiry = email.utils.parsedate_to_datetime(restore.split('expiry-date="')[1].rstrip('"')).timestamp()
+days = (expiry - time.time()) / 86400
+assert 1.5 < days <= 2.01, restore
+"#;
+    boto3(&moto, "cold", kept_days);
     // The journal recorded the restores; none is in flight any more.
     let status = ferry_ok(w, &["status", "--job", "j", "--json"], &env, 0).json();
     assert_eq!(status["counts"]["restores_requested"], 2, "{status}");
