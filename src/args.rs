@@ -284,6 +284,10 @@ pub struct Tuning {
     /// With `--archived restore`: how fast (and dear) the restore is.
     #[arg(long, value_enum, default_value_t = RestoreTierArg::Standard)]
     pub restore_tier: RestoreTierArg,
+    /// With `--archived restore`: how long this run may wait for restores in flight, e.g. 6h,
+    /// looking again every 5 minutes [default: 0s, a later run copies them].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub restore_wait: Option<std::time::Duration>,
 }
 
 impl Tuning {
@@ -429,9 +433,15 @@ mod tests {
         assert_eq!(restore, Ok(ferry_engine::Archived::Restore(request)));
         let defaults = ferry_core::RestoreRequest { days: 1, tier: ferry_core::RestoreTier::Standard };
         assert_eq!(copy(&["--archived", "restore"]), Ok(ferry_engine::Archived::Restore(defaults)));
-        for bad in [&["--archived", "thaw"][..], &["--restore-days", "0"], &["--restore-tier", "fast"]] {
+        for bad in [&["--archived", "thaw"][..], &["--restore-days", "0"], &["--restore-tier", "fast"], &["--restore-wait", "soon"]] {
             assert!(copy(bad).is_err(), "{bad:?}");
         }
+        let wait = |args: &[&str]| match Cli::try_parse_from([&["ferry", "copy", "a", "b", "--job", "j"], args].concat()).unwrap() {
+            Cli { command: Command::Copy { tuning, .. }, .. } => tuning.restore_wait,
+            _ => panic!("not a copy"),
+        };
+        assert_eq!(wait(&["--restore-wait", "6h"]), Some(std::time::Duration::from_secs(6 * 3600)));
+        assert_eq!(wait(&[]), None, "no waiting unless asked");
     }
 
     #[test]

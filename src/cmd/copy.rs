@@ -22,6 +22,7 @@ pub async fn run(
         server_side: tuning.server_side == crate::args::ServerSide::Auto,
         file_mode: tuning.file_mode,
         archived: tuning.archived(),
+        restore_wait: tuning.restore_wait.unwrap_or_default(),
         ..tuning.transfer.options()
     };
     // Said before the copy starts, so a long run does not hide it until the end.

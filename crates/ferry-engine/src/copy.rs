@@ -67,6 +67,9 @@ pub struct CopySummary {
     pub report: Option<std::path::PathBuf>,
 }
 
+/// How often a copy waiting for restores (`--restore-wait`) looks at them again.
+const RESTORE_POLL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Copies everything the job's manifest lists that the journal does not have as done.
 /// Plans first when the job has no sealed manifest. Both providers must have been checked,
 /// and opened in `run` (whose retry and request counts the summary reports).
@@ -129,7 +132,26 @@ pub async fn copy(
     let mut mover = Mover::new(src, dst, &shared, &opts);
     mover.server_side = opts.server_side && mover.dst.server_copy().is_some_and(|c| c.copies_from(&job.source, &job.access.source));
     let mover = Arc::new(mover);
-    let pass = run_pass(&mover.journal, opts.transfers, &stats, run, &OneMover(mover.clone())).await?;
+    let mut pass = run_pass(&mover.journal, opts.transfers, &stats, run, &OneMover(mover.clone())).await?;
+    // Restores in flight (`--archived restore`): looked at again every few minutes, as long as
+    // `--restore-wait` allows, each time a pass over what is left (a pass hands an object out
+    // once). Bounded by the wait; without one, a later run copies them.
+    let waiting = tokio::time::Instant::now();
+    while pass.stopped_by.is_none() && matches!(opts.archived, crate::options::Archived::Restore(_)) {
+        let left = opts.restore_wait.saturating_sub(waiting.elapsed());
+        if left.is_zero() || mover.journal.counts().await?.restoring == 0 {
+            break;
+        }
+        tokio::time::sleep(left.min(RESTORE_POLL)).await;
+        let next = run_pass(&mover.journal, opts.transfers, &stats, run, &OneMover(mover.clone())).await?;
+        // What the last pass left failed is what failed; what any pass copied was copied.
+        pass = crate::scheduler::Pass {
+            copied: pass.copied + next.copied,
+            bytes: pass.bytes + next.bytes,
+            transfers_lowest: pass.transfers_lowest.min(next.transfers_lowest),
+            ..next
+        };
+    }
     summary.stopped_by = pass.stopped_by;
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     mover.take_verified(&mut summary.verified_by);

@@ -26,6 +26,9 @@ pub struct CopyOptions {
     pub file_mode: Option<u32>,
     /// What to do with source objects that are archived and not restored (`--archived`).
     pub archived: Archived,
+    /// With [`Archived::Restore`]: how long the copy may wait for restores in flight, looking
+    /// again every few minutes (zero: not at all; a later run copies them).
+    pub restore_wait: std::time::Duration,
 }
 
 /// What a copy does with a source object that is archived (S3 GLACIER / DEEP_ARCHIVE, Azure's
@@ -54,6 +57,7 @@ impl Default for CopyOptions {
             server_side: true,
             file_mode: None,
             archived: Archived::Skip,
+            restore_wait: std::time::Duration::ZERO,
         }
     }
 }
