@@ -283,6 +283,22 @@ pub struct Tuning {
     /// or written.
     #[arg(long, value_enum, default_value_t = TagsArg::Copy)]
     pub tags: TagsArg,
+    /// Source objects archived and not restored (S3 GLACIER / DEEP_ARCHIVE): `skip` leaves them
+    /// unread, names them and exits 1; `restore` asks the source to restore them and copies
+    /// them once readable (in a later run if the restore takes time; `ferry status` counts
+    /// restores in flight). Neither stops the run.
+    #[arg(long, value_enum, default_value_t = ArchivedArg::Skip)]
+    pub archived: ArchivedArg,
+    /// With `--archived restore`: days the restored copy stays readable.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=30_000))]
+    pub restore_days: u32,
+    /// With `--archived restore`: how fast (and dear) the restore is.
+    #[arg(long, value_enum, default_value_t = RestoreTierArg::Standard)]
+    pub restore_tier: RestoreTierArg,
+    /// With `--archived restore`: how long this run may wait for restores in flight, e.g. 6h,
+    /// looking again every 5 minutes [default: 0s, a later run copies them].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub restore_wait: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -302,10 +318,38 @@ impl From<LocalMetadataArg> for ferry_providers::local::LocalMetadata {
     }
 }
 
+impl Tuning {
+    /// What to do with archived source objects.
+    pub fn archived(&self) -> ferry_engine::Archived {
+        let tier = match self.restore_tier {
+            RestoreTierArg::Standard => ferry_core::RestoreTier::Standard,
+            RestoreTierArg::Bulk => ferry_core::RestoreTier::Bulk,
+            RestoreTierArg::Expedited => ferry_core::RestoreTier::Expedited,
+        };
+        match self.archived {
+            ArchivedArg::Skip => ferry_engine::Archived::Skip,
+            ArchivedArg::Restore => ferry_engine::Archived::Restore(ferry_core::RestoreRequest { days: self.restore_days, tier }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum TagsArg {
     Copy,
     Skip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ArchivedArg {
+    Skip,
+    Restore,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RestoreTierArg {
+    Standard,
+    Bulk,
+    Expedited,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -409,6 +453,30 @@ fn parse_max_memory(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archived_objects_are_skipped_unless_restores_are_asked_for() {
+        let copy = |args: &[&str]| match Cli::try_parse_from([&["ferry", "copy", "a", "b", "--job", "j"], args].concat()) {
+            Ok(Cli { command: Command::Copy { tuning, .. }, .. }) => Ok(tuning.archived()),
+            Ok(_) => panic!("not a copy"),
+            Err(e) => Err(e.kind()),
+        };
+        assert_eq!(copy(&[]), Ok(ferry_engine::Archived::Skip));
+        let restore = copy(&["--archived", "restore", "--restore-days", "3", "--restore-tier", "expedited"]);
+        let request = ferry_core::RestoreRequest { days: 3, tier: ferry_core::RestoreTier::Expedited };
+        assert_eq!(restore, Ok(ferry_engine::Archived::Restore(request)));
+        let defaults = ferry_core::RestoreRequest { days: 1, tier: ferry_core::RestoreTier::Standard };
+        assert_eq!(copy(&["--archived", "restore"]), Ok(ferry_engine::Archived::Restore(defaults)));
+        for bad in [&["--archived", "thaw"][..], &["--restore-days", "0"], &["--restore-tier", "fast"], &["--restore-wait", "soon"]] {
+            assert!(copy(bad).is_err(), "{bad:?}");
+        }
+        let wait = |args: &[&str]| match Cli::try_parse_from([&["ferry", "copy", "a", "b", "--job", "j"], args].concat()).unwrap() {
+            Cli { command: Command::Copy { tuning, .. }, .. } => tuning.restore_wait,
+            _ => panic!("not a copy"),
+        };
+        assert_eq!(wait(&["--restore-wait", "6h"]), Some(std::time::Duration::from_secs(6 * 3600)));
+        assert_eq!(wait(&[]), None, "no waiting unless asked");
+    }
 
     #[test]
     fn transfers_and_ages_are_bounded() {

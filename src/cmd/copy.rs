@@ -25,6 +25,8 @@ pub async fn run(
             crate::args::TagsArg::Copy => ferry_engine::TagsMode::Copy,
             crate::args::TagsArg::Skip => ferry_engine::TagsMode::Skip,
         },
+        archived: tuning.archived(),
+        restore_wait: tuning.restore_wait.unwrap_or_default(),
         ..tuning.transfer.options()
     };
     // Said before the copy starts, so a long run does not hide it until the end.
@@ -69,6 +71,9 @@ pub async fn run(
         if !summary.retries.is_empty() {
             let retried: Vec<String> = summary.retries.iter().map(|(why, n)| format!("{n} {why}")).collect();
             println!("retried: {}", retried.join(", "));
+        }
+        if summary.restores_requested > 0 {
+            println!("restores requested of archived objects: {} (`ferry status` counts those in flight)", summary.restores_requested);
         }
         super::print_skipped(&summary.skipped);
         print_fidelity(&summary.fidelity);

@@ -29,6 +29,14 @@ pub async fn run(src: &str, dst: &str, common: &Common, run: &std::sync::Arc<fer
             summary.skipped,
             summary.manifest.display()
         );
+        if summary.archived > 0 {
+            println!(
+                "  {} objects, {} ({}) are archived and cannot be read until restored (--archived skip|restore)",
+                summary.objects,
+                summary.archived,
+                format_size(summary.archived_bytes)
+            );
+        }
         if !summary.skipped_by_reason.is_empty() {
             for (reason, n) in &summary.skipped_by_reason {
                 println!("  skipped {n} {reason}: {}", reason.advice());

@@ -54,6 +54,12 @@ pub async fn run(common: &Common) -> Result<Exit, EngineError> {
             counts.pending,
             counts.failed
         );
+        if counts.restores_requested > 0 {
+            println!(
+                "  restores of archived objects: {} requested, {} in flight (`ferry copy` again copies those restored since)",
+                counts.restores_requested, counts.restoring
+            );
+        }
         if counts.skipped > 0 {
             let text: Vec<String> = skipped_by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
             println!("  not copied (skipped by the listing): {}", text.join(", "));

@@ -38,6 +38,11 @@ pub struct ObjectEntry {
     /// read only says whether there are any; see `Provider::tags`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<crate::Tags>,
+    /// The object's storage class (tier) as the listing or a HEAD gave it, and whether it is
+    /// archived (see [`crate::storage`]). `None` where the provider has no classes (a local
+    /// disk) or did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class: Option<crate::StorageClass>,
     /// Set when the listing met this entry but ferry will not copy it, and why (a symlink, a
     /// FIFO, a folder marker…). Such entries are recorded, counted and reported, never copied.
     #[serde(default, skip_serializing_if = "Option::is_none")]

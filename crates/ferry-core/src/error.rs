@@ -39,6 +39,10 @@ pub enum FailureKind {
     CorruptedInTransit,
     /// Fewer bytes arrived than the object (or range) has.
     ShortRead,
+    /// The source object is archived (S3 GLACIER / DEEP_ARCHIVE, Azure's Archive tier) and
+    /// cannot be read until a restore completes: S3's `InvalidObjectState`, Azure's
+    /// `BlobArchived`, or an object `--archived skip` leaves alone.
+    Archived,
     /// The destination will not take the object as named or as it is (a bad key, a path
     /// component that is not a directory).
     DestinationRefused,
@@ -81,6 +85,7 @@ impl FailureKind {
             FailureKind::SourceChanged => "source-changed",
             FailureKind::SourceGone => "source-gone",
             FailureKind::SourceRefused => "source-refused",
+            FailureKind::Archived => "archived",
             FailureKind::AlteredInShipment => "altered-in-shipment",
             FailureKind::CorruptedInTransit => "corrupted-in-transit",
             FailureKind::ShortRead => "short-read",

@@ -19,6 +19,8 @@
 //! - [`size`]: human sizes (`8MiB`) both ways.
 //! - [`buffers`]: part buffers recycled once their last `Bytes` clone drops, one pool per run.
 //! - [`skip`]: why a listed entry is recorded but not copied ([`SkipReason`]).
+//! - [`storage`]: an object's storage class and whether it is archived ([`StorageClass`],
+//!   [`ArchiveState`]), and the restore ferry may ask for ([`RestoreRequest`]).
 //! - [`error`]: how the engine should treat a failure ([`ErrorClass`]) and what it was
 //!   ([`FailureKind`]).
 
@@ -35,6 +37,7 @@ pub mod location;
 pub mod parts;
 pub mod size;
 pub mod skip;
+pub mod storage;
 
 pub use checksums::Checksums;
 pub use digest::{ObjectDigest, crc32c, crc32c_combine};
@@ -46,3 +49,4 @@ pub use headers::{Carries, Header, Headers, NotCarried, Tags};
 pub use location::{Location, LocationError, Scheme};
 pub use parts::{Limits, PartPlan, PlanError};
 pub use skip::SkipReason;
+pub use storage::{ArchiveState, RestoreRequest, RestoreTier, StorageClass};

@@ -2,7 +2,7 @@
 //! objects with one mover (`mover.rs`) from source to destination, and folds the outcomes into
 //! a summary and a JSON report.
 
-pub use crate::options::{CopyOptions, Failure};
+pub use crate::options::{Archived, CopyOptions, Failure};
 
 use crate::mover::Mover;
 use crate::scheduler::{OneMover, run_pass, shared};
@@ -51,6 +51,8 @@ pub struct CopySummary {
     /// Multipart uploads continued from an earlier run, and the bytes they did not send again.
     pub resumed_objects: u64,
     pub resumed_bytes: u64,
+    /// Restores of archived source objects this run asked for (`--archived restore`).
+    pub restores_requested: u64,
     pub failed: u64,
     pub failures: Vec<Failure>,
     /// What the destination did not keep of the objects' headers, metadata and tags.
@@ -66,6 +68,9 @@ pub struct CopySummary {
     pub seconds: f64,
     pub report: Option<std::path::PathBuf>,
 }
+
+/// How often a copy waiting for restores (`--restore-wait`) looks at them again.
+const RESTORE_POLL: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Copies everything the job's manifest lists that the journal does not have as done.
 /// Plans first when the job has no sealed manifest. Both providers must have been checked,
@@ -109,6 +114,7 @@ pub async fn copy(
         restarted: Vec::new(),
         resumed_objects: 0,
         resumed_bytes: 0,
+        restores_requested: 0,
         failed: 0,
         failures: Vec::new(),
         fidelity: crate::Fidelity::default(),
@@ -129,7 +135,26 @@ pub async fn copy(
     let mut mover = Mover::new(src, dst, &shared, &opts);
     mover.server_side = opts.server_side && mover.dst.server_copy().is_some_and(|c| c.copies_from(&job.source, &job.access.source));
     let mover = Arc::new(mover);
-    let pass = run_pass(&mover.journal, opts.transfers, run, &OneMover(mover.clone())).await?;
+    let mut pass = run_pass(&mover.journal, opts.transfers, run, &OneMover(mover.clone())).await?;
+    // Restores in flight (`--archived restore`): looked at again every few minutes, as long as
+    // `--restore-wait` allows, each time a pass over what is left (a pass hands an object out
+    // once). Bounded by the wait; without one, a later run copies them.
+    let waiting = tokio::time::Instant::now();
+    while pass.stopped_by.is_none() && matches!(opts.archived, crate::options::Archived::Restore(_)) {
+        let left = opts.restore_wait.saturating_sub(waiting.elapsed());
+        if left.is_zero() || mover.journal.counts().await?.restoring == 0 {
+            break;
+        }
+        tokio::time::sleep(left.min(RESTORE_POLL)).await;
+        let next = run_pass(&mover.journal, opts.transfers, run, &OneMover(mover.clone())).await?;
+        // What the last pass left failed is what failed; what any pass copied was copied.
+        pass = crate::scheduler::Pass {
+            copied: pass.copied + next.copied,
+            bytes: pass.bytes + next.bytes,
+            transfers_lowest: pass.transfers_lowest.min(next.transfers_lowest),
+            ..next
+        };
+    }
     summary.stopped_by = pass.stopped_by;
     summary.restarted = std::mem::take(&mut *mover.restarted.lock().expect("restarted lock"));
     mover.take_verified(&mut summary.verified_by);
@@ -139,6 +164,7 @@ pub async fn copy(
     summary.transfers_lowest = pass.transfers_lowest;
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
+    summary.restores_requested = Stats::get(&stats.restores_requested);
     (summary.copied, summary.bytes_copied, summary.failed) = (pass.copied, pass.bytes, pass.failures.len() as u64);
     summary.failures = pass.failures;
     summary.seconds = started.elapsed().as_secs_f64();

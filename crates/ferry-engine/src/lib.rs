@@ -45,7 +45,7 @@ pub mod stats;
 pub mod verify;
 
 pub use clean::{CleanSummary, clean, sweep};
-pub use copy::{CopyOptions, CopySummary, copy};
+pub use copy::{Archived, CopyOptions, CopySummary, copy};
 pub use error::{ApplianceError, EngineError};
 pub use export::{ExportOptions, ExportSummary, export};
 pub use fidelity::{Fidelity, TagsMode};

@@ -7,9 +7,9 @@
 //! size from the budget before it is read and gives it back when the destination acknowledged it.
 
 use crate::Stats;
-use crate::options::{CopyOptions, Failure};
+use crate::options::{Archived, CopyOptions, Failure};
 use crate::scheduler::Shared;
-use ferry_core::{Checksums, ErrorClass, Evidence, FailureKind, NotCarried, ObjectDigest, ObjectEntry, PartPlan, crc32c};
+use ferry_core::{ArchiveState, Checksums, ErrorClass, Evidence, FailureKind, NotCarried, ObjectDigest, ObjectEntry, PartPlan, crc32c};
 use ferry_journal::{Intent, Journal, ObjectRow, Outcome, PartRow, Prior, RunId, Seen, WriteOp, Wrote};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -166,8 +166,10 @@ impl Mover {
                     restarts += 1;
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     self.abandon(&row).await;
-                    let checksums = Checksums { crc32c: None, md5: None, ..current.checksums.clone() };
-                    let current = ObjectEntry { key: row.entry.key.clone(), checksums, ..*current };
+                    // The version copied from now on is proved by the checksums the source
+                    // declares for it, like any other copy (never by its size alone).
+                    let current = self.with_declared_checksums(row.src_key(), *current).await;
+                    let current = ObjectEntry { key: row.entry.key.clone(), ..current };
                     let note = format!("restarted: {message}");
                     self.journal.restart_object(row.id, &current, &note).await?;
                     let restarted = Failure { key: row.entry.key.clone(), kind: FailureKind::SourceChanged, error: note };
@@ -195,6 +197,55 @@ impl Mover {
         }
     }
 
+    /// `current` (the source's version found changed) with the checksums the source declares
+    /// for it: the read that found the change may carry none (a ranged read, a service whose
+    /// reads do not declare them), and then a HEAD of that same version gives them.
+    async fn with_declared_checksums(&self, key: &str, current: ObjectEntry) -> ObjectEntry {
+        let c = &current.checksums;
+        if c.crc32c.is_some() || c.crc64nvme.is_some() || c.md5.is_some() {
+            return current;
+        }
+        let agree = |a: &Option<String>, b: &Option<String>| a.is_none() || b.is_none() || a == b;
+        match self.src.head(key).await {
+            Ok(Some(head)) if head.size == current.size && agree(&head.version, &current.version) && agree(&head.etag, &current.etag) => {
+                ObjectEntry { checksums: head.checksums, ..current }
+            }
+            // Another version already, or no answer: the next attempt's own read decides.
+            _ => current,
+        }
+    }
+
+    /// An object the listing showed archived: readable now (a restored copy), or made so (a
+    /// restore asked for, `--archived restore`), else its failure, kind `Archived`, which never
+    /// stops the run.
+    async fn ready_to_read(&self, row: &ObjectRow) -> Result<(), ObjectError> {
+        // The listing cannot tell a restored copy; a HEAD can.
+        let now = self.src.head(row.src_key()).await?.ok_or_else(|| gone(row))?;
+        let Some(class) = now.storage_class.filter(|c| c.needs_restore()) else { return Ok(()) };
+        let failed = |why: String| {
+            let message = format!("{} is archived (storage class {}): {why}", row.src_key(), class.name);
+            Err(ObjectError::new(ErrorClass::PerObject, FailureKind::Archived, message))
+        };
+        let request = match self.opts.archived {
+            Archived::Skip => return failed("not restored, so not read (`--archived restore` asks the source to restore it)".into()),
+            Archived::Restore(request) => request,
+        };
+        if class.state == ArchiveState::Archived {
+            if !self.src.restore(row.src_key(), &request).await? {
+                return failed(format!("ferry cannot ask {} to restore it", self.src.name()));
+            }
+            self.journal.restore_requested(row.id).await?;
+            Stats::add(&self.stats.restores_requested, 1);
+            // Some services restore at once: one look before the object waits for a later run.
+            if let Some(now) = self.src.head(row.src_key()).await?
+                && !now.storage_class.is_some_and(|c| c.needs_restore())
+            {
+                return Ok(());
+            }
+        }
+        failed("a restore was requested and is in progress; run `ferry copy` again once it completes (`ferry status` counts restores in flight)".into())
+    }
+
     /// A read was refused because the source changed under it: what it is now, so the object
     /// restarts from that version like any other change (or fails as gone).
     async fn changed_now(&self, row: &ObjectRow, e: ObjectError) -> ObjectError {
@@ -209,6 +260,9 @@ impl Mover {
     /// (to give back once the outcome is journaled).
     async fn copy_object(&self, row: &ObjectRow, sent: &AtomicU64) -> Result<(Outcome, Option<OwnedSemaphorePermit>), ObjectError> {
         let entry = &row.entry;
+        if entry.storage_class.as_ref().is_some_and(|c| c.needs_restore()) {
+            self.ready_to_read(row).await?;
+        }
         let mut open = self.journal.upload_of(row.id).await?;
         if self.server_side
             && let Some(copier) = self.dst.server_copy()

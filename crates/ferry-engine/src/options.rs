@@ -28,6 +28,25 @@ pub struct CopyOptions {
     pub file_mode: Option<u32>,
     /// Whether object tags are copied (`--tags`), where both sides keep them.
     pub tags: crate::TagsMode,
+    /// What to do with source objects that are archived and not restored (`--archived`).
+    pub archived: Archived,
+    /// With [`Archived::Restore`]: how long the copy may wait for restores in flight, looking
+    /// again every few minutes (zero: not at all; a later run copies them).
+    pub restore_wait: std::time::Duration,
+}
+
+/// What a copy does with a source object that is archived (S3 GLACIER / DEEP_ARCHIVE, Azure's
+/// Archive tier) and has no readable restored copy. Neither choice stops the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Archived {
+    /// Leave it unread: it fails alone (kind `archived`), is named in the report and by
+    /// `verify`, and the run exits 1.
+    #[default]
+    Skip,
+    /// Ask the source to restore it, and copy it once it is readable: in this run when the
+    /// service restores at once, else in a later run (`ferry status` counts restores in
+    /// flight).
+    Restore(ferry_core::RestoreRequest),
 }
 
 impl Default for CopyOptions {
@@ -42,6 +61,8 @@ impl Default for CopyOptions {
             server_side: true,
             file_mode: None,
             tags: crate::TagsMode::Copy,
+            archived: Archived::Skip,
+            restore_wait: std::time::Duration::ZERO,
         }
     }
 }

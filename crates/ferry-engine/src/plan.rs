@@ -22,6 +22,10 @@ pub struct PlanSummary {
     pub skipped: u64,
     /// `skipped` by reason.
     pub skipped_by_reason: BTreeMap<SkipReason, u64>,
+    /// Objects (in `objects`) the listing showed archived (S3 GLACIER / DEEP_ARCHIVE…): they
+    /// cannot be read until restored (`--archived`), and their bytes.
+    pub archived: u64,
+    pub archived_bytes: u64,
     /// The job already had a sealed generation; nothing was listed.
     pub already_planned: bool,
     pub manifest: PathBuf,
@@ -35,6 +39,8 @@ impl PlanSummary {
             bytes: header.totals.bytes,
             skipped: header.totals.skipped,
             skipped_by_reason: header.totals.skipped_by_reason.clone(),
+            archived: header.totals.archived,
+            archived_bytes: header.totals.archived_bytes,
             already_planned,
             manifest,
         }

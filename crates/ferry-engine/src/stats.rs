@@ -15,6 +15,8 @@ pub struct Stats {
     /// Multipart uploads resumed, and bytes their held parts saved from being sent again.
     pub resumed_objects: AtomicU64,
     pub resumed_bytes: AtomicU64,
+    /// Restores of archived source objects requested (`--archived restore`).
+    pub restores_requested: AtomicU64,
 }
 
 impl Stats {

@@ -256,7 +256,10 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
     let diff = |kind, detail: String| Difference { key: e.key.clone(), kind, detail };
     if row.state != ObjectState::Done {
         let why = row.error.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
-        return Err(diff(NotCopied, format!("the journal has it {}{why}", row.state)));
+        // An object the listing showed archived is named as such, whatever its last error said.
+        let archived =
+            e.storage_class.as_ref().filter(|c| c.needs_restore()).map(|c| format!(" (archived: {})", c.name)).unwrap_or_default();
+        return Err(diff(NotCopied, format!("the journal has it {}{archived}{why}", row.state)));
     }
     let head = match dst.head(&e.key).await {
         Ok(Some(h)) => h,

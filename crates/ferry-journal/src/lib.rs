@@ -146,6 +146,9 @@ pub trait Ledger: Send + Sync {
     /// The source object changed since the manifest: from now on the journal tracks its current
     /// version (`entry`), and says why in the object's note. Open upload state must be cleared first.
     async fn restart_object(&self, id: i64, entry: &ObjectEntry, note: &str) -> Result<()>;
+    /// Records that ferry asked the source to restore the (archived) object now; counted in
+    /// [`StatusCounts::restores_requested`] and, until it is done, `restoring`.
+    async fn restore_requested(&self, id: i64) -> Result<()>;
 
     /// The largest object still to copy (pending or failed): its key and size.
     async fn largest_pending(&self) -> Result<Option<(String, u64)>>;

@@ -83,7 +83,9 @@ CREATE TABLE IF NOT EXISTS objects (
     last_modified TEXT,                              -- of the version a restarted object copies (RFC 3339)
     lease_owner   TEXT,                              -- the worker holding the object's lease
     lease_until   INTEGER,                           -- its expiry (ms since the epoch); NULL: not leased
-    claim_pass    INTEGER                            -- the pass that last claimed it (not handed out again in it)
+    claim_pass    INTEGER,                           -- the pass that last claimed it (not handed out again in it)
+    storage_class TEXT,                              -- JSON ferry_core::StorageClass as listed (archived or not)
+    restore_requested TEXT                           -- when ferry asked the source to restore it (RFC 3339)
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
 CREATE TABLE IF NOT EXISTS parts (
@@ -102,7 +104,7 @@ const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS objects_leased ON objects(lease_until) WHERE lease_until IS NOT NULL;
 ";
 
-const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified, generation";
+const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified, generation, storage_class, restore_requested";
 
 /// A column as `PRAGMA table_info` declares it: name, type, not null, default.
 type Column = (String, String, bool, Option<String>);
@@ -141,6 +143,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
                 _ => None,
             },
             mode: None,
+            storage_class: r.get_ref(26)?.as_str_or_null()?.and_then(|json| serde_json::from_str(json).ok()),
             ..ObjectEntry::default()
         },
         state,
@@ -152,6 +155,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
         upload_id: r.get(16)?,
         route: Route { device: r.get(18)?, src_path: r.get(19)?, dst_path: r.get(20)?, expect_sha256: r.get(22)? },
         note: r.get(23)?,
+        restore_requested: r.get::<_, Option<String>>(27)?.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.to_utc()),
     })
 }
 
@@ -302,8 +306,8 @@ impl Inner {
             let mut stmt = tx
                 .prepare_cached(
                     "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata,
-                                          device, src_path, dst_path, src_crc64, expect_sha256, state, error, renamed)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) ON CONFLICT(key) DO NOTHING",
+                                          device, src_path, dst_path, src_crc64, expect_sha256, state, error, renamed, storage_class)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT(key) DO NOTHING",
                 )
                 .map_err(&err)?;
             let no_route = Route::default();
@@ -328,7 +332,8 @@ impl Inner {
                     route.expect_sha256,
                     state.as_str(),
                     error,
-                    renamed
+                    renamed,
+                    storage_class_json(e)
                 ])
                 .map_err(&err)?;
             }
@@ -349,8 +354,9 @@ impl Inner {
                 tx.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM objects WHERE key > ?1 ORDER BY key LIMIT ?2")).map_err(&err)?;
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, error,
+                                          storage_class)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(&err)?;
             // A changed object is copied again from the start: its parts and running hash are of
@@ -359,7 +365,8 @@ impl Inner {
             let mut change = tx
                 .prepare_cached(
                     "UPDATE objects SET generation = ?1, size = ?3, etag = ?4, version = ?5, src_crc32c = ?6, src_md5 = ?7,
-                     content_type = ?8, metadata = ?9, state = ?10, error = ?11, attempts = 0, note = NULL, last_modified = NULL,
+                     content_type = ?8, metadata = ?9, state = ?10, error = ?11, storage_class = ?12, restore_requested = NULL,
+                     attempts = 0, note = NULL, last_modified = NULL,
                      sha256 = NULL, crc32c = NULL, crc64nvme = NULL, dst_etag = NULL, verified_by = NULL,
                      hash_next = NULL, hash_state = NULL, updated_at = datetime('now') WHERE id = ?2",
                 )
@@ -416,7 +423,8 @@ impl Inner {
                                 e.content_type,
                                 meta,
                                 state.as_str(),
-                                error
+                                error,
+                                storage_class_json(&e)
                             ])
                             .map_err(&err)?;
                         delta.added += 1;
@@ -446,7 +454,8 @@ impl Inner {
                                     e.content_type,
                                     meta,
                                     state.as_str(),
-                                    error
+                                    error,
+                                    storage_class_json(&e)
                                 ])
                                 .map_err(&err)?;
                             forget_parts.execute([row.id]).map_err(&err)?;
@@ -652,7 +661,25 @@ impl Inner {
                 }
             }
         }
+        let (requested, restoring): (i64, i64) = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(state <> ?1), 0) FROM objects WHERE restore_requested IS NOT NULL",
+                [ObjectState::Done.as_str()],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(self.err())?;
+        (c.restores_requested, c.restoring) = (requested as u64, restoring as u64);
         Ok(c)
+    }
+
+    fn restore_requested(&self, id: i64) -> Result<()> {
+        self.conn()
+            .execute(
+                "UPDATE objects SET restore_requested = ?2, updated_at = datetime('now') WHERE id = ?1",
+                params![id, chrono::Utc::now().to_rfc3339()],
+            )
+            .map_err(self.err())?;
+        Ok(())
     }
 
     fn skipped_by_reason(&self) -> Result<std::collections::BTreeMap<SkipReason, u64>> {
@@ -864,6 +891,11 @@ impl Inner {
     }
 }
 
+/// An entry's storage class as the journal stores it: JSON, or NULL when it has none.
+fn storage_class_json(e: &ObjectEntry) -> Option<String> {
+    e.storage_class.as_ref().map(|c| serde_json::to_string(c).expect("class serializes"))
+}
+
 /// An entry's user metadata as the journal stores it: JSON, or NULL when it has none.
 fn metadata_json(e: &ObjectEntry) -> Option<String> {
     (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"))
@@ -968,6 +1000,10 @@ impl Ledger for SqliteJournal {
 
     async fn counts(&self) -> Result<StatusCounts> {
         self.blocking(|j| j.counts()).await
+    }
+
+    async fn restore_requested(&self, id: i64) -> Result<()> {
+        self.0.restore_requested(id)
     }
 
     async fn skipped_by_reason(&self) -> Result<std::collections::BTreeMap<SkipReason, u64>> {

@@ -104,6 +104,8 @@ pub struct ObjectRow {
     /// Why the row differs from the manifest's entry, e.g. `restarted: …` when the source changed
     /// and the journal tracks the version copied (its size, etag, version, last-modified time).
     pub note: Option<String>,
+    /// When ferry asked the source to restore the (archived) object, if it did.
+    pub restore_requested: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl ObjectRow {
@@ -166,6 +168,12 @@ pub struct StatusCounts {
     /// Objects a later generation no longer lists (not counted in `objects`).
     #[serde(skip_serializing_if = "is_zero")]
     pub pending_delete: u64,
+    /// Objects (in `objects`) ferry asked the source to restore (`--archived restore`), and
+    /// those of them not copied yet: restores in flight.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restores_requested: u64,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restoring: u64,
 }
 
 fn is_zero(n: &u64) -> bool {

@@ -21,6 +21,16 @@ pub struct Totals {
     /// `skipped`, by reason.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub skipped_by_reason: std::collections::BTreeMap<ferry_core::SkipReason, u64>,
+    /// Objects (in `objects`) archived when listed, which cannot be read until restored, and
+    /// their bytes (see `ferry_core::storage`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub archived: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub archived_bytes: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

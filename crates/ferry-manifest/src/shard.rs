@@ -42,6 +42,9 @@ pub fn schema() -> SchemaRef {
         // (JSON object), where the listing carried them; null otherwise.
         s("headers"),
         s("tags"),
+        // The storage class and whether the object is archived, as JSON (`{"name":"GLACIER",
+        // "state":"archived"}`); null where the provider has none.
+        s("storage_class"),
     ]))
 }
 
@@ -59,6 +62,7 @@ struct Columns {
     skipped: StringBuilder,
     headers: StringBuilder,
     tags: StringBuilder,
+    storage_class: StringBuilder,
     rows: usize,
 }
 
@@ -78,6 +82,7 @@ impl Columns {
         let headers = (!e.headers.is_empty()).then(|| serde_json::to_string(&e.headers).expect("headers serialize"));
         self.headers.append_option(headers);
         self.tags.append_option(e.tags.as_ref().map(|t| serde_json::to_string(t).expect("map serializes")));
+        self.storage_class.append_option(e.storage_class.as_ref().map(|c| serde_json::to_string(c).expect("class serializes")));
         self.rows += 1;
     }
 
@@ -96,6 +101,7 @@ impl Columns {
             Arc::new(self.skipped.finish()),
             Arc::new(self.headers.finish()),
             Arc::new(self.tags.finish()),
+            Arc::new(self.storage_class.finish()),
         ];
         RecordBatch::try_new(schema.clone(), cols)
     }
@@ -140,6 +146,10 @@ impl ManifestWriter {
             None => {
                 self.header.totals.objects += 1;
                 self.header.totals.bytes += entry.size;
+                if entry.storage_class.as_ref().is_some_and(|c| c.needs_restore()) {
+                    self.header.totals.archived += 1;
+                    self.header.totals.archived_bytes += entry.size;
+                }
             }
             Some(reason) => {
                 self.header.totals.skipped += 1;
@@ -379,6 +389,11 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
         }
     };
     let (headers, tags) = (optional("headers")?, optional("tags")?);
+    // Nor do manifests written before storage classes were.
+    let storage_class = match batch.column_by_name("storage_class") {
+        None => None,
+        Some(c) => Some(c.as_any().downcast_ref::<StringArray>().ok_or("column storage_class has the wrong type")?),
+    };
     (0..batch.num_rows())
         .map(|i| {
             let metadata = match opt(strs[5], i) {
@@ -407,6 +422,9 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                 tags: match tags.and_then(|a| opt(a, i)) {
                     Some(json) => Some(serde_json::from_str(&json).map_err(|e| format!("row {i}: tags: {e}"))?),
                     None => None,
+                storage_class: match storage_class.and_then(|a| opt(a, i)) {
+                    None => None,
+                    Some(json) => Some(serde_json::from_str(&json).map_err(|e| format!("row {i}: storage_class: {e}"))?),
                 },
             })
         })
@@ -426,6 +444,10 @@ mod tests {
             e.headers.cache_control = Some("max-age=60".into());
             e.tags = Some(ferry_core::Tags::from([("team".to_string(), format!("t{i}"))]));
             e.last_modified = DateTime::from_timestamp_millis(1_700_000_000_123);
+        }
+        if i.is_multiple_of(3) {
+            let state = if i.is_multiple_of(2) { ferry_core::ArchiveState::Archived } else { ferry_core::ArchiveState::Online };
+            e.storage_class = Some(ferry_core::StorageClass { name: "GLACIER".into(), state });
         }
         e
     }
@@ -479,6 +501,8 @@ mod tests {
             })
             .unwrap();
         assert_eq!(got.len(), 100_000);
+        // Entries 0, 6, 12…: archived.
+        assert_eq!(header.totals.archived, (0..100_000u64).filter(|i| i % 6 == 0).count() as u64);
         assert_eq!(got[0], entry(0));
         assert_eq!(got[99_999], entry(99_999));
 

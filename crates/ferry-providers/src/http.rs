@@ -145,6 +145,7 @@ pub(crate) async fn answer(
         None => body.as_str(),
     };
     let body: String = body.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(300).collect();
+    let archived = code.as_deref() == Some("BlobArchived");
     let detail = format!("HTTP {status} {}{body}", code.map(|c| c + ": ").unwrap_or_default());
     let error = match status {
         401 | 403 => ProviderError::Denied { provider: peer.provider, bucket: peer.bucket.to_string(), detail },
@@ -155,6 +156,12 @@ pub(crate) async fn answer(
         // corrupted on the way, and sending the same bytes again is the repair.
         400 if detail.contains("Md5Mismatch") || detail.contains("contentMD5 doesn't match") => {
             ProviderError::corrupted(peer.provider, op, key, detail)
+        }
+        // Azure's Archive tier: the blob cannot be read until rehydrated. That object's
+        // failure, never a retry or a stop.
+        409 if archived => {
+            let (class, kind) = (ErrorClass::PerObject, FailureKind::Archived);
+            ProviderError::Request { provider: peer.provider, op, key: key.to_string(), detail, class, kind }
         }
         s => {
             let (class, kind) = (class_of_status(s), FailureKind::of_status(s));

@@ -6,8 +6,9 @@
 //! profile, metadata server, SAS, emulator defaults); nothing here ever returns or logs one.
 //!
 //! # Layout
-//! - [`Provider`]: list, get (whole or ranged), put, head, delete, plus [`Limits`] and what it
-//!   [`Carries`] besides bytes (headers, metadata names, tags) as data, and an object's tags.
+//! - [`Provider`]: list, get (whole or ranged), put, head, delete, restore (an archived
+//!   object), plus [`Limits`] and what it [`Carries`] besides bytes (headers, metadata names,
+//!   tags) as data, and an object's tags.
 //! - [`Multipart`] / [`MultipartUpload`]: the capability to upload one object in parallel parts.
 //! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store and
 //!   ferry's own signed block requests), [`local`] (the file system, with ferry's own multipart
@@ -131,6 +132,16 @@ pub trait Provider: Send + Sync {
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt>;
 
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Asks the service to restore archived object `key` (see [`ferry_core::storage`]) so it
+    /// can be read: a copy kept `request.days` days, made at `request.tier`. The restore takes
+    /// the service minutes to days; a HEAD's [`ObjectEntry::storage_class`] says when it is
+    /// readable. `Ok(true)`: requested, or already under way; `Ok(false)`: this provider has
+    /// no archived objects to restore. Restores are billed by the service.
+    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
+        let _ = (key, request);
+        Ok(false)
+    }
 
     /// For a source object that declares no CRC32C: the check of its bytes against the MD5
     /// entity tag it does declare, when it has one (S3), so ranged reads can still be proved.

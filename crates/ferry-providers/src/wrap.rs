@@ -104,6 +104,10 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
         self.call(self.inner.delete(key)).await
     }
 
+    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
+        self.call(self.inner.restore(key, request)).await
+    }
+
     // Most answers come from what the caller holds (no request): no slot is taken here. A
     // provider that must ask (S3, for a multipart ETag's part size) takes its own.
     async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
@@ -295,6 +299,12 @@ impl<P: Provider + ?Sized + 'static> Provider for Counted<P> {
     async fn delete(&self, key: &str) -> Result<()> {
         let r = self.inner.delete(key).await;
         self.count("delete", &r, |_| 0);
+        r
+    }
+
+    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
+        let r = self.inner.restore(key, request).await;
+        self.count("restore", &r, |_| 0);
         r
     }
 

@@ -256,6 +256,16 @@ impl Azurite {
         assert_eq!(status, 200, "set properties of {path}: HTTP {status}");
     }
 
+    /// Sets blob `container/blob`'s access tier (`Hot`, `Cool`, `Archive`): an Archive blob
+    /// cannot be read until rehydrated.
+    pub fn set_tier(&self, container: &str, blob: &str, tier: &str) {
+        let path = format!("{container}/{blob}");
+        let headers = self.signed_headers_with("PUT", &path, &[("comp", "tier")], &[("x-ms-access-tier", tier)]);
+        let url = format!("{}/{AZURITE_ACCOUNT}/{path}?comp=tier", self.endpoint);
+        let status = reqwest::blocking_put(&url, &headers);
+        assert!(status == 200 || status == 202, "set tier of {path}: HTTP {status}");
+    }
+
     /// Puts blobs through ferry's Azure provider. Call from outside a tokio runtime.
     pub fn put_blobs(&self, container: &str, objects: &[(&str, bytes::Bytes)]) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");

@@ -48,6 +48,7 @@ impl SyntheticBucket {
             mode: None,
             content_type: None,
             metadata: Default::default(),
+            storage_class: None,
             skipped: None,
             ..ObjectEntry::default()
         }

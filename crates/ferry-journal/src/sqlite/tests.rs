@@ -394,3 +394,39 @@ async fn a_job_directory_that_does_not_exist_is_not_made_by_opening_its_journal(
     assert!(crate::open(&job, JournalKind::Main).await.is_err());
     assert!(!job.exists(), "only persisting a job makes its directory");
 }
+
+// Issue 14: the journal keeps each object's storage class, and counts the restores ferry asked
+// for and those not copied yet (in flight), for `ferry status`.
+#[tokio::test]
+async fn storage_classes_are_kept_and_restores_are_counted_until_copied() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("journal.sqlite")).unwrap();
+    let glacier = ferry_core::StorageClass { name: "GLACIER".into(), state: ferry_core::ArchiveState::Archived };
+    let mut listed = entries(3);
+    listed[1].storage_class = Some(glacier.clone());
+    listed[2].storage_class = Some(glacier.clone());
+    j.seed(1, &listed).await.unwrap();
+    assert_eq!(j.get("k1").await.unwrap().unwrap().entry.storage_class, Some(glacier.clone()));
+    assert_eq!(j.get("k0").await.unwrap().unwrap().entry.storage_class, None);
+    let c = j.counts().await.unwrap();
+    assert_eq!((c.restores_requested, c.restoring), (0, 0));
+
+    let (k1, k2) = (j.get("k1").await.unwrap().unwrap().id, j.get("k2").await.unwrap().unwrap().id);
+    j.restore_requested(k1).await.unwrap();
+    j.restore_requested(k2).await.unwrap();
+    assert!(j.get("k1").await.unwrap().unwrap().restore_requested.is_some());
+    j.mark_done(k1, &outcome()).await.unwrap();
+    j.mark_failed(k2, "restoring").await.unwrap();
+    let c = j.counts().await.unwrap();
+    assert_eq!((c.restores_requested, c.restoring), (2, 1), "k2's restore is still in flight");
+
+    // A later generation in which k2 changed (and is no longer archived) forgets its restore.
+    let mut later = listed.clone();
+    later[2].size += 1;
+    later[2].storage_class = Some(ferry_core::StorageClass::online("STANDARD"));
+    j.seed_generation(2, Box::new(later.into_iter())).await.unwrap();
+    let k2 = j.get("k2").await.unwrap().unwrap();
+    assert_eq!((k2.entry.storage_class, k2.restore_requested), (Some(ferry_core::StorageClass::online("STANDARD")), None));
+    let c = j.counts().await.unwrap();
+    assert_eq!((c.restores_requested, c.restoring), (1, 0));
+}

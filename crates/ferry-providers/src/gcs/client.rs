@@ -53,6 +53,8 @@ pub(super) struct GcsObject {
     pub(super) cache_control: Option<String>,
     #[serde(default)]
     pub(super) metadata: BTreeMap<String, String>,
+    /// `STANDARD`, `NEARLINE`, `COLDLINE`, `ARCHIVE`: every one read without a restore.
+    pub(super) storage_class: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -113,6 +115,7 @@ impl GcsObject {
             },
             // GCS has no object tags: known to be none.
             tags: Some(Tags::new()),
+            storage_class: self.storage_class.map(ferry_core::StorageClass::online),
             ..ObjectEntry::default()
         }
     }

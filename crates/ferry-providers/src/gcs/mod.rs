@@ -26,7 +26,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::{Bytes, BytesMut};
 use ferry_core::headers::NameRule;
-use ferry_core::{Carries, ErrorClass, FailureKind, Header, Headers, Limits, Location, ObjectEntry};
+use ferry_core::{Carries, Checksums, ErrorClass, FailureKind, Header, Headers, Limits, Location, ObjectEntry};
 use futures::stream::BoxStream;
 use std::ops::Range;
 
@@ -120,8 +120,10 @@ impl Provider for GcsProvider {
         let range = range.filter(|r| r.end > r.start);
         let resp = c
             .send_expecting("get", key, range.as_ref().map(|r| r.end - r.start), || {
-                // The stored bytes, never GCS's decompressive transcoding of a gzip object
-                // (the same minimal change as h14-archived's; their branch owns the rest).
+                // The stored bytes, always: without `Accept-Encoding: gzip`, GCS serves an object
+                // stored with `Content-Encoding: gzip` decompressed (decompressive transcoding),
+                // bytes no stored checksum or size describes. ferry's HTTP client never
+                // decompresses (reqwest without its `gzip` feature).
                 let req = c.http.get(&url).query(&[("alt", "media")]).header("accept-encoding", "gzip");
                 match &range {
                     Some(r) => req.header("range", format!("bytes={}-{}", r.start, r.end - 1)),
@@ -135,6 +137,25 @@ impl Provider for GcsProvider {
             .or_else(|| header("x-goog-stored-content-length").and_then(|s| s.parse().ok()))
             .or(resp.content_length())
             .unwrap_or(0);
+        // Served transcoded all the same (stored gzip, sent otherwise): these are not the bytes
+        // the object's size and checksums describe, and reading again will not change that.
+        let stored_encoding = header("x-goog-stored-content-encoding").filter(|e| e != "identity");
+        if let Some(stored) = stored_encoding.filter(|stored| header("content-encoding").as_deref() != Some(stored.as_str())) {
+            return Err(ProviderError::Request {
+                provider: PROVIDER,
+                op: "get",
+                key: key.to_string(),
+                detail: format!("the service sent the object decoded from its stored Content-Encoding {stored}, not the stored bytes"),
+                class: ErrorClass::PerObject,
+                kind: FailureKind::Unsupported,
+            });
+        }
+        // A whole read comes with the object's own checksums (`x-goog-hash`), of the stored
+        // bytes of the generation read: the proof of this read, whatever the manifest says.
+        let checksums = match range {
+            Some(_) => Checksums::default(),
+            None => goog_hash(header("x-goog-hash").as_deref()),
+        };
         let object = ObjectEntry {
             key: key.to_string(),
             size: total,
@@ -144,13 +165,14 @@ impl Provider for GcsProvider {
             // that are not ASCII not at all. The listing's (JSON) metadata is exact.
             headers: Headers {
                 // A transcoded read says what is stored in its own header.
-                content_encoding: header("x-goog-stored-content-encoding").or_else(|| header("content-encoding")),
+                content_encoding: header("x-goog-stored-content-encoding").filter(|e| e != "identity").or_else(|| header("content-encoding")),
                 content_disposition: header("content-disposition"),
                 content_language: header("content-language"),
                 cache_control: header("cache-control"),
                 expires: None,
             },
             tags: Some(ferry_core::Tags::new()),
+            checksums,
             ..Default::default()
         };
         let data = crate::http::read_body(self.client.run.buffers(), resp).await.map_err(|e| ProviderError::Request {
@@ -220,5 +242,30 @@ impl Provider for GcsProvider {
 
     fn server_copy(&self) -> Option<&dyn ServerCopy> {
         Some(self)
+    }
+}
+
+/// The checksums an `x-goog-hash` header declares (`crc32c=BASE64,md5=BASE64`), as hex.
+fn goog_hash(header: Option<&str>) -> Checksums {
+    let mut checksums = Checksums::default();
+    for part in header.unwrap_or_default().split(',') {
+        match part.trim().split_once('=') {
+            Some(("crc32c", b64)) => checksums.crc32c = b64_to_hex(Some(b64)).filter(|h| h.len() == 8),
+            Some(("md5", b64)) => checksums.md5 = b64_to_hex(Some(b64)).filter(|h| h.len() == 32),
+            _ => {}
+        }
+    }
+    checksums
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn goog_hash_gives_hex_checksums() {
+        let c = super::goog_hash(Some("crc32c=eZqf0w==,md5=yECM/wRhsgGTsBHShQ8Rlg=="));
+        assert_eq!(c.crc32c.as_deref(), Some("799a9fd3"));
+        assert_eq!(c.md5.as_deref(), Some("c8408cff0461b20193b011d2850f1196"));
+        assert_eq!(super::goog_hash(Some("crc32c=bad")), ferry_core::Checksums::default());
+        assert_eq!(super::goog_hash(None), ferry_core::Checksums::default());
     }
 }

@@ -79,14 +79,35 @@ where
             ProviderError::Unreachable { provider: PROVIDER, endpoint: endpoint.to_string(), detail }
         }
         (_, _, "NoSuchBucket") => ProviderError::NoSuchBucket { provider: PROVIDER, bucket: bucket.to_string() },
+        // Only the credentials' own codes (or a 401/403 with no code: a HEAD has no body) mean
+        // "check the credentials". Other 403s are about the object: InvalidObjectState is an
+        // archived object, and stopping the run for it would be wrong.
         (_, _, "InvalidAccessKeyId" | "SignatureDoesNotMatch" | "AccessDenied" | "ExpiredToken" | "InvalidToken")
-        | (_, Some(401 | 403), _) => ProviderError::Denied { provider: PROVIDER, bucket: bucket.to_string(), detail },
+        | (_, Some(401 | 403), "") => ProviderError::Denied { provider: PROVIDER, bucket: bucket.to_string(), detail },
+        (_, _, "InvalidObjectState") => ProviderError::Request {
+            provider: PROVIDER,
+            op,
+            key: key.to_string(),
+            detail,
+            class: ErrorClass::PerObject,
+            kind: FailureKind::Archived,
+        },
         (_, _, "NoSuchKey" | "NotFound") | (_, Some(404), _) => ProviderError::NotFound { provider: PROVIDER, key: key.to_string() },
         // The service found the body differs from its checksum header: corrupted in transit, so
         // sending it again is the repair.
         (_, _, "BadDigest" | "InvalidDigest" | "XAmzContentChecksumMismatch" | "XAmzContentSHA256Mismatch") => {
             ProviderError::corrupted(PROVIDER, op, key, detail)
         }
+        // Any other 403 names a code about this object (or this request): that object fails,
+        // with the code in its message, and the run goes on.
+        (_, Some(403), _) => ProviderError::Request {
+            provider: PROVIDER,
+            op,
+            key: key.to_string(),
+            detail,
+            class: ErrorClass::PerObject,
+            kind: FailureKind::Rejected,
+        },
         (_, Some(s), code) => {
             // S3 names its push-backs by code; a 503 SlowDown is throttling, not an outage.
             let kind = match code {
@@ -206,4 +227,68 @@ pub(super) fn crc64_hex(b64: Option<&str>) -> Option<String> {
 
 pub(super) fn to_chrono(t: Option<&aws_smithy_types::DateTime>) -> Option<DateTime<Utc>> {
     t.and_then(|t| DateTime::from_timestamp(t.secs(), t.subsec_nanos()))
+}
+
+/// An S3 object's storage class (a listing's or a HEAD's; a HEAD names none for STANDARD) and
+/// whether it can be read now: GLACIER and DEEP_ARCHIVE objects, and Intelligent-Tiering
+/// objects in an archive access tier, need a restore, which a HEAD's `x-amz-restore` reports
+/// (`ongoing-request="true"`: in progress; `"false"`: a restored copy is readable).
+pub(super) fn storage_class(name: Option<&str>, restore: Option<&str>, archive_status: Option<&str>) -> ferry_core::StorageClass {
+    use ferry_core::ArchiveState;
+    let name = name.filter(|n| !n.is_empty()).unwrap_or("STANDARD");
+    let archived = matches!(name, "GLACIER" | "DEEP_ARCHIVE") || archive_status.is_some_and(|s| !s.is_empty());
+    let state = match (archived, restore.map(|r| r.replace(' ', ""))) {
+        (false, _) => ArchiveState::Online,
+        (true, Some(r)) if r.contains("ongoing-request=\"true\"") => ArchiveState::Restoring,
+        (true, Some(r)) if r.contains("ongoing-request=\"false\"") => ArchiveState::Restored,
+        (true, _) => ArchiveState::Archived,
+    };
+    ferry_core::StorageClass { name: name.to_string(), state }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::operation::get_object::GetObjectError;
+    use aws_smithy_runtime_api::http::{Response, StatusCode};
+    use aws_smithy_types::body::SdkBody;
+    use aws_smithy_types::error::ErrorMetadata;
+    use ferry_core::ArchiveState;
+
+    fn answered(status: u16, code: &str) -> ProviderError {
+        let raw = Response::new(StatusCode::try_from(status).unwrap(), SdkBody::empty());
+        let meta = ErrorMetadata::builder().code(code).message("said the service").build();
+        let e = SdkError::service_error(GetObjectError::generic(meta), raw);
+        map_error("http://127.0.0.1:1", "bucket", "get", "k", e)
+    }
+
+    // See: issue 14. An archived object's read answers 403 InvalidObjectState: that object's
+    // failure, with its code, never "check the credentials" and never a stop.
+    #[test]
+    fn only_credential_codes_mean_denied() {
+        let archived = answered(403, "InvalidObjectState");
+        assert_eq!((archived.kind(), archived.class()), (FailureKind::Archived, ErrorClass::PerObject));
+        assert!(archived.to_string().contains("InvalidObjectState"), "{archived}");
+        assert!(!archived.to_string().contains("credentials"), "{archived}");
+        let other = answered(403, "RequestTimeTooSkewedOrWhatever");
+        assert_eq!((other.kind(), other.class()), (FailureKind::Rejected, ErrorClass::PerObject), "{other}");
+        for code in ["AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", ""] {
+            let denied = answered(403, code);
+            assert!(matches!(denied, ProviderError::Denied { .. }), "{code}: {denied}");
+            assert_eq!(denied.class(), ErrorClass::Fatal);
+        }
+        let gone = answered(404, "NoSuchKey");
+        assert_eq!((gone.kind(), gone.class()), (FailureKind::NotFound, ErrorClass::PerObject));
+    }
+
+    #[test]
+    fn glacier_objects_are_archived_until_restored() {
+        assert_eq!(storage_class(None, None, None), ferry_core::StorageClass::online("STANDARD"));
+        assert_eq!(storage_class(Some("GLACIER_IR"), None, None).state, ArchiveState::Online);
+        assert_eq!(storage_class(Some("GLACIER"), None, None).state, ArchiveState::Archived);
+        assert_eq!(storage_class(Some("DEEP_ARCHIVE"), Some("ongoing-request=\"true\""), None).state, ArchiveState::Restoring);
+        let restored = "ongoing-request=\"false\", expiry-date=\"Wed, 02 Dec 2026 21:54:25 GMT\"";
+        assert_eq!(storage_class(Some("GLACIER"), Some(restored), None).state, ArchiveState::Restored);
+        assert_eq!(storage_class(Some("INTELLIGENT_TIERING"), None, Some("ARCHIVE_ACCESS")).state, ArchiveState::Archived);
+    }
 }

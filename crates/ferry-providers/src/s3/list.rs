@@ -42,6 +42,8 @@ impl S3Provider {
                     size: o.size().unwrap_or(0).max(0) as u64,
                     last_modified: to_chrono(o.last_modified()),
                     etag: o.e_tag().map(unquote),
+                    // A listing cannot tell a restored copy: the copy's HEAD does.
+                    storage_class: Some(storage_class(o.storage_class().map(|c| c.as_str()), None, None)),
                     ..Default::default()
                 })
             })

@@ -32,7 +32,9 @@ use bytes::Bytes;
 use client::*;
 use ferry_core::Md5Etag;
 use ferry_core::headers::NameRule;
-use ferry_core::{Carries, Checksums, ErrorClass, Evidence, FailureKind, Header, Headers, Limits, Location, ObjectEntry, Tags};
+use ferry_core::{
+    Carries, Checksums, ErrorClass, Evidence, FailureKind, Header, Headers, Limits, Location, ObjectEntry, RestoreRequest, RestoreTier, Tags,
+};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use std::ops::Range;
@@ -173,6 +175,11 @@ impl Provider for S3Provider {
                 ),
                 // A HEAD need not count tags: unknown, asked when wanted.
                 tags: None,
+                storage_class: Some(storage_class(
+                    o.storage_class().map(|c| c.as_str()),
+                    o.restore(),
+                    o.archive_status().map(|a| a.as_str()),
+                )),
                 ..Default::default()
             })),
             Err(ProviderError::NotFound { .. }) => Ok(None),
@@ -242,6 +249,7 @@ impl Provider for S3Provider {
             metadata: o.metadata().map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default(),
             headers: headers_of(o.content_encoding(), o.content_disposition(), o.content_language(), o.cache_control(), o.expires_string()),
             tags: tags_known(o.tag_count()),
+            storage_class: Some(storage_class(o.storage_class().map(|c| c.as_str()), o.restore(), None)),
             ..Default::default()
         };
         // One buffer of the announced length, filled chunk by chunk (the SDK's `collect`
@@ -331,6 +339,26 @@ impl Provider for S3Provider {
         })
         .await?;
         Ok(PutReceipt { etag })
+    }
+
+    async fn restore(&self, key: &str, request: &RestoreRequest) -> Result<bool> {
+        use aws_sdk_s3::types::{GlacierJobParameters, Tier};
+        let tier = match request.tier {
+            RestoreTier::Standard => Tier::Standard,
+            RestoreTier::Bulk => Tier::Bulk,
+            RestoreTier::Expedited => Tier::Expedited,
+        };
+        let job = GlacierJobParameters::builder().tier(tier).build().expect("the tier is set");
+        let restore =
+            aws_sdk_s3::types::RestoreRequest::builder().days(request.days.min(i32::MAX as u32) as i32).glacier_job_parameters(job).build();
+        let full = self.full_key(key);
+        self.run.take_slot().await;
+        match self.client.restore_object().bucket(&self.location.bucket).key(&full).restore_request(restore).send().await {
+            Ok(_) => Ok(true),
+            // Asked before (by ferry or anyone): it is under way.
+            Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(true),
+            Err(e) => Err(self.error("restore", key, e)),
+        }
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
