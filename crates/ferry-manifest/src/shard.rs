@@ -422,6 +422,7 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                 tags: match tags.and_then(|a| opt(a, i)) {
                     Some(json) => Some(serde_json::from_str(&json).map_err(|e| format!("row {i}: tags: {e}"))?),
                     None => None,
+                },
                 storage_class: match storage_class.and_then(|a| opt(a, i)) {
                     None => None,
                     Some(json) => Some(serde_json::from_str(&json).map_err(|e| format!("row {i}: storage_class: {e}"))?),

@@ -165,7 +165,9 @@ impl Provider for GcsProvider {
             // that are not ASCII not at all. The listing's (JSON) metadata is exact.
             headers: Headers {
                 // A transcoded read says what is stored in its own header.
-                content_encoding: header("x-goog-stored-content-encoding").filter(|e| e != "identity").or_else(|| header("content-encoding")),
+                content_encoding: header("x-goog-stored-content-encoding")
+                    .filter(|e| e != "identity")
+                    .or_else(|| header("content-encoding")),
                 content_disposition: header("content-disposition"),
                 content_language: header("content-language"),
                 cache_control: header("cache-control"),

@@ -33,7 +33,8 @@ use client::*;
 use ferry_core::Md5Etag;
 use ferry_core::headers::NameRule;
 use ferry_core::{
-    Carries, Checksums, ErrorClass, Evidence, FailureKind, Header, Headers, Limits, Location, ObjectEntry, RestoreRequest, RestoreTier, Tags,
+    Carries, Checksums, ErrorClass, Evidence, FailureKind, Header, Headers, Limits, Location, ObjectEntry, RestoreRequest, RestoreTier,
+    Tags,
 };
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -88,7 +89,9 @@ impl S3Provider {
         request(&self.run, 0, || async {
             match self.client.get_object_tagging().bucket(bucket).key(full).send().await {
                 Ok(o) => Ok(o.tag_set().iter().map(|t| (t.key().to_string(), t.value().to_string())).collect()),
-                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 501) || e.code() == Some("NotImplemented") => Ok(Tags::new()),
+                Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 501) || e.code() == Some("NotImplemented") => {
+                    Ok(Tags::new())
+                }
                 Err(e) => Err(self.failed("get tags", key, e)),
             }
         })
@@ -341,24 +344,27 @@ impl Provider for S3Provider {
         Ok(PutReceipt { etag })
     }
 
-    async fn restore(&self, key: &str, request: &RestoreRequest) -> Result<bool> {
+    async fn restore(&self, key: &str, asked: &RestoreRequest) -> Result<bool> {
         use aws_sdk_s3::types::{GlacierJobParameters, Tier};
-        let tier = match request.tier {
+        let tier = match asked.tier {
             RestoreTier::Standard => Tier::Standard,
             RestoreTier::Bulk => Tier::Bulk,
             RestoreTier::Expedited => Tier::Expedited,
         };
         let job = GlacierJobParameters::builder().tier(tier).build().expect("the tier is set");
         let restore =
-            aws_sdk_s3::types::RestoreRequest::builder().days(request.days.min(i32::MAX as u32) as i32).glacier_job_parameters(job).build();
+            aws_sdk_s3::types::RestoreRequest::builder().days(asked.days.min(i32::MAX as u32) as i32).glacier_job_parameters(job).build();
         let full = self.full_key(key);
-        self.run.take_slot().await;
-        match self.client.restore_object().bucket(&self.location.bucket).key(&full).restore_request(restore).send().await {
-            Ok(_) => Ok(true),
-            // Asked before (by ferry or anyone): it is under way.
-            Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(true),
-            Err(e) => Err(self.error("restore", key, e)),
-        }
+        request(&self.run, 0, || async {
+            let req = self.client.restore_object().bucket(&self.location.bucket).key(&full).restore_request(restore.clone());
+            match req.send().await {
+                Ok(_) => Ok(true),
+                // Asked before (by ferry or anyone): it is under way.
+                Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(true),
+                Err(e) => Err(self.failed("restore", key, e)),
+            }
+        })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
