@@ -15,6 +15,8 @@
 //! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
 //! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
 //!   `--transfers` at a time, each through the mover its route picks.
+//! - `held`: what the destination held, from one listing of a small destination: the write
+//!   ledger's prior states without a HEAD per object.
 //! - `mover`: one object — a single put, or a resumable parallel multipart upload — under a
 //!   byte budget.
 //! - [`mod@export`]: the manifest onto appliance disks (layouts, packing, shipment manifests).
@@ -34,6 +36,7 @@ pub mod copy;
 pub mod error;
 pub mod export;
 pub mod fidelity;
+mod held;
 pub mod ingest;
 pub mod job;
 mod mover;

@@ -71,6 +71,9 @@ pub(crate) struct Mover {
     pub(crate) verified_by: Mutex<BTreeMap<Evidence, u64>>,
     /// What the destination did not keep of the objects' attributes.
     pub(crate) fidelity: crate::fidelity::Collect,
+    /// The destination as one listing at the start of the run found it, when it was small
+    /// enough to hold: the ledger's prior states come from it instead of a HEAD per object.
+    pub(crate) held: Option<crate::held::Held>,
 }
 
 /// How often one object may be restarted in a run because its source keeps changing.
@@ -124,6 +127,7 @@ impl Mover {
             restarted: Mutex::default(),
             verified_by: Mutex::default(),
             fidelity: crate::fidelity::Collect::new(crate::Fidelity::for_pair(&dst.carries(), opts.tags)),
+            held: None,
             src,
             dst,
         }
@@ -449,6 +453,9 @@ impl Mover {
     /// What the destination holds under the object's key now, for the write ledger, and how
     /// that is known.
     async fn prior(&self, row: &ObjectRow) -> Result<(Prior, Seen), ObjectError> {
+        if let Some(prior) = self.held.as_ref().and_then(|held| held.prior(row.dst_key())) {
+            return Ok((prior, Seen::Listing));
+        }
         Ok(match self.dst.head(row.dst_key()).await {
             Ok(Some(held)) => (Prior::Present { size: held.size, etag: held.etag, version: held.version }, Seen::Head),
             Ok(None) => (Prior::Absent, Seen::Head),

@@ -229,6 +229,8 @@ async fn a_destination_that_may_write_but_not_read_is_copied_and_its_ledger_says
     let src = Arc::new(store.provider("s3://src/"));
     let dst = Arc::new(FaultyProvider::new(Arc::new(store.provider("s3://dst/"))));
     dst.add(Rule::new(Method::Head, When::Always, Fault::Fail(ErrorClass::Fatal)));
+    // Nor list: the run cannot take its prior states from a listing, and asks each key.
+    dst.add(Rule::new(Method::List, When::Always, Fault::Fail(ErrorClass::Fatal)));
     let tmp = tempfile::tempdir().unwrap();
     let mut job = job(tmp.path());
     let run = ferry_providers::RunContext::unlimited();
@@ -239,4 +241,66 @@ async fn a_destination_that_may_write_but_not_read_is_copied_and_its_ledger_says
     let rows = journal.writes(None, 0, 1000).await.unwrap();
     assert_eq!(rows.len(), n);
     assert!(rows.iter().all(|r| r.prior == ferry_journal::Prior::Unknown && r.seen == ferry_journal::Seen::None && r.wrote.is_some()));
+}
+
+// Issue 13: the ledger's prior states cost a HEAD per object (2000 small objects took twice the
+// CPU); a destination no larger than twice what the run writes is listed once instead.
+#[tokio::test(start_paused = true)]
+async fn a_small_destination_is_listed_once_instead_of_a_head_per_write() {
+    let n = 30;
+    let store = store_with(n, 100);
+    // The destination already holds two of the keys (one the same size, one not) and one other.
+    store.insert("dst", &key(3), data(3, 100));
+    store.insert("dst", &key(4), data(4, 7));
+    store.insert("dst", "elsewhere", data(0, 5));
+    let src = Arc::new(store.provider("s3://src/"));
+    let dst = Arc::new(FaultyProvider::new(Arc::new(store.provider("s3://dst/"))));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = job(tmp.path());
+    let run = ferry_providers::RunContext::unlimited();
+    let summary = copy(&mut job, src, dst.clone(), through_ferry(4), Arc::new(Stats::default()), &run).await.unwrap();
+    assert_eq!((summary.copied, summary.failed), (n as u64, 0), "{summary:?}");
+    assert_eq!(dst.calls(Method::Head), 0, "no HEAD: the listing said what each key held");
+    assert!(dst.calls(Method::List) <= 2, "one page of keys (and the listing's end): {}", dst.calls(Method::List));
+    let journal = job.journal(ferry_journal::JournalKind::Main).await.unwrap();
+    let rows = journal.writes(None, 0, 1000).await.unwrap();
+    assert_eq!(rows.len(), n);
+    for row in &rows {
+        assert_eq!(row.seen, ferry_journal::Seen::Listing, "{row:?}");
+        let size = match &row.prior {
+            ferry_journal::Prior::Present { size, etag, .. } => {
+                assert!(etag.is_some(), "the listing's etag is recorded for {}", row.key);
+                Some(*size)
+            }
+            ferry_journal::Prior::Absent => None,
+            other => panic!("{}: {other:?}", row.key),
+        };
+        let expected = match row.key.as_str() {
+            k if k == key(3) => Some(100),
+            k if k == key(4) => Some(7),
+            _ => None,
+        };
+        assert_eq!(size, expected, "{}", row.key);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_destination_larger_than_twice_the_run_is_not_listed_through_and_each_write_heads_its_key() {
+    let n = 5;
+    let store = store_with(n, 100);
+    for i in 0..11 {
+        store.insert("dst", &format!("other/{i}"), data(i, 3));
+    }
+    let src = Arc::new(store.provider("s3://src/"));
+    let dst = Arc::new(FaultyProvider::new(Arc::new(store.open(Location::parse("s3://dst/").unwrap()).with_page_size(4))));
+    let tmp = tempfile::tempdir().unwrap();
+    let mut job = job(tmp.path());
+    let run = ferry_providers::RunContext::unlimited();
+    let summary = copy(&mut job, src, dst.clone(), through_ferry(2), Arc::new(Stats::default()), &run).await.unwrap();
+    assert_eq!((summary.copied, summary.failed), (n as u64, 0), "{summary:?}");
+    assert_eq!(dst.calls(Method::List), 3, "the listing stops once it holds more than 2 × 5 keys");
+    assert_eq!(dst.calls(Method::Head), n as u64, "each write HEADs its key");
+    let journal = job.journal(ferry_journal::JournalKind::Main).await.unwrap();
+    let rows = journal.writes(None, 0, 1000).await.unwrap();
+    assert!(rows.iter().all(|r| r.seen == ferry_journal::Seen::Head && r.prior == ferry_journal::Prior::Absent), "{rows:?}");
 }
