@@ -136,10 +136,14 @@ pub trait Ledger: Send + Sync {
     /// unexpired lease, none this pass has had. An empty answer means the pass is over.
     async fn claim(&self, worker: &Worker, n: usize, lease: Lease) -> Result<Vec<ObjectRow>>;
     /// Gives claimed objects back without an outcome (e.g. their device is full): they stay as
-    /// they were, and are not handed out again in this pass.
+    /// they were, and are not handed out again in this pass. Every outcome recorded before it
+    /// is committed when it returns, even with no ids (the end of a pass calls it).
     async fn release(&self, ids: &[i64]) -> Result<()>;
     /// Records a finished object (releasing its lease); its upload is closed, so its parts are
-    /// forgotten.
+    /// forgotten. Call it only once the object is at the destination. It may be committed with
+    /// the journal's next write rather than at once (at the latest by the next claim or
+    /// release, or any read that could miss it): a kill may lose it, and the object is copied
+    /// again; nothing else is ever lost that way.
     async fn mark_done(&self, id: i64, outcome: &Outcome) -> Result<()>;
     /// Records a failed attempt (releasing its lease).
     async fn mark_failed(&self, id: i64, error: &str) -> Result<()>;
