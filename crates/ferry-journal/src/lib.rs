@@ -120,9 +120,12 @@ pub trait Ledger: Send + Sync {
     /// Merges a later `generation` into the journal in one pass over two key-ordered streams:
     /// the journal's rows and `listing` (which must be in key order). A key only in the listing
     /// is added (pending); one whose size, etag, version or checksums differ is changed
-    /// (pending again, now of `generation`); one only in the journal is deleted
-    /// ([`ObjectState::PendingDelete`]); the rest are unchanged and keep their generation.
-    /// Seeding the same listing twice changes nothing. Scans.
+    /// (pending again, now of `generation`, its route and placement dropped to be made again;
+    /// a key a layout refused stays refused); one only in the journal, whatever its state, is
+    /// deleted ([`ObjectState::PendingDelete`]), and one that comes back after that is changed
+    /// (refused again if it was); the rest are unchanged and keep their generation. Seeding the
+    /// same listing twice changes nothing. Scans, in batches: the journal is free between
+    /// them (for claims), and never held while the listing is read.
     async fn seed_generation(&self, generation: u32, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta>;
 
     /// Starts a pass of `worker`: objects it claims in this pass are never handed to it again

@@ -22,7 +22,8 @@ use std::sync::{Mutex, MutexGuard};
 
 /// 1: copies; 2: disk export and ingest routes; 3: `renamed`, and a restarted object's
 /// `last_modified`; 4: claims (`lease_owner`, `lease_until`, `claim_pass`) and the
-/// `pending-delete` state of a generation merge; 5: the destination write ledger (`runs`,
+/// `pending-delete` state of a generation merge (its `deleted_from` added later, without a new
+/// version: older journals gain it like any column); 5: the destination write ledger (`runs`,
 /// `writes`, created where missing). Every open adds any column of [`SCHEMA`] a
 /// journal lacks, whatever its version says (version 2 journals made before `renamed` lack it).
 const SCHEMA_VERSION: i64 = 5;
@@ -85,7 +86,8 @@ CREATE TABLE IF NOT EXISTS objects (
     last_modified TEXT,                              -- of the version a restarted object copies (RFC 3339)
     lease_owner   TEXT,                              -- the worker holding the object's lease
     lease_until   INTEGER,                           -- its expiry (ms since the epoch); NULL: not leased
-    claim_pass    INTEGER                            -- the pass that last claimed it (not handed out again in it)
+    claim_pass    INTEGER,                           -- the pass that last claimed it (not handed out again in it)
+    deleted_from  TEXT                               -- a pending delete's state before (a refused key that returns stays refused)
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
 CREATE TABLE IF NOT EXISTS parts (
@@ -449,129 +451,69 @@ impl Inner {
         })
     }
 
-    /// See [`Ledger::seed_generation`]. Both sides are walked in key order; the journal's in
-    /// pages read before they are changed, so no write lands in a page being read.
+    /// See [`Ledger::seed_generation`]. Both sides are walked in key order, in batches: up to
+    /// [`MERGE_BATCH`] entries are read from the listing with the journal free, then merged with
+    /// the rows after the last key merged in one transaction of at most [`MERGE_BATCH`] steps,
+    /// the rows read in it before they are changed. Between batches the journal is free, so a
+    /// merge of millions of keys never holds claims up for longer than one batch.
     fn seed_generation(&self, generation: u32, listing: &mut dyn Iterator<Item = ObjectEntry>) -> Result<GenerationDelta> {
-        const PAGE: i64 = 1024;
-        let err = self.err();
-        let mut conn = self.read()?;
-        let tx = conn.transaction().map_err(&err)?;
         let mut delta = GenerationDelta::default();
-        {
-            let mut page_stmt =
-                tx.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM objects WHERE key > ?1 ORDER BY key LIMIT ?2")).map_err(&err)?;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-                )
-                .map_err(&err)?;
-            // A changed object is copied again from the start: its parts and running hash are of
-            // the old version. Its open upload (if any) stays known, so it is reused or aborted,
-            // never forgotten at the destination.
-            let mut change = tx
-                .prepare_cached(
-                    "UPDATE objects SET generation = ?1, size = ?3, etag = ?4, version = ?5, src_crc32c = ?6, src_md5 = ?7,
-                     content_type = ?8, metadata = ?9, state = ?10, error = ?11, attempts = 0, note = NULL, last_modified = NULL,
-                     sha256 = NULL, crc32c = NULL, crc64nvme = NULL, dst_etag = NULL, verified_by = NULL,
-                     hash_next = NULL, hash_state = NULL, updated_at = datetime('now') WHERE id = ?2",
-                )
-                .map_err(&err)?;
-            let mut forget_parts = tx.prepare_cached("DELETE FROM parts WHERE object_id = ?1").map_err(&err)?;
-            let mut delete = tx
-                .prepare_cached("UPDATE objects SET generation = ?1, state = ?3, updated_at = datetime('now') WHERE id = ?2")
-                .map_err(&err)?;
-
-            let mut rows: std::collections::VecDeque<ObjectRow> = Default::default();
-            let mut after = String::new();
-            let mut exhausted = false;
-            let mut next_entry = listing.next();
-            loop {
-                if rows.is_empty() && !exhausted {
-                    let page = page_stmt.query_map(params![after, PAGE], row_from).map_err(&err)?;
-                    rows = page.collect::<rusqlite::Result<_>>().map_err(&err)?;
-                    exhausted = (rows.len() as i64) < PAGE;
-                    if let Some(last) = rows.back() {
-                        after = last.entry.key.clone();
-                    }
-                }
-                let order = match (rows.front(), &next_entry) {
-                    (None, None) => break,
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (Some(row), Some(entry)) => row.entry.key.as_str().cmp(entry.key.as_str()),
-                };
-                match order {
-                    // Only in the journal: gone from the source.
-                    std::cmp::Ordering::Less => {
-                        let row = rows.pop_front().expect("a row");
-                        if matches!(row.state, ObjectState::PendingDelete | ObjectState::Skipped) {
-                            delta.unchanged += 1;
-                        } else {
-                            delete.execute(params![generation, row.id, ObjectState::PendingDelete.as_str()]).map_err(&err)?;
-                            delta.deleted += 1;
-                        }
-                    }
-                    // Only in the listing: new.
-                    std::cmp::Ordering::Greater => {
-                        let e = next_entry.take().expect("an entry");
-                        let (state, error) = seeded_state(&e, None);
-                        let meta = metadata_json(&e);
-                        insert
-                            .execute(params![
-                                generation,
-                                e.key,
-                                e.size as i64,
-                                e.etag,
-                                e.version,
-                                e.checksums.crc32c,
-                                e.checksums.md5,
-                                e.content_type,
-                                meta,
-                                state.as_str(),
-                                error
-                            ])
-                            .map_err(&err)?;
-                        delta.added += 1;
-                        next_entry = listing.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        let row = rows.pop_front().expect("a row");
-                        let e = next_entry.take().expect("an entry");
-                        let (state, error) = seeded_state(&e, None);
-                        let same = row.state != ObjectState::PendingDelete && same_version(&row.entry, &e);
-                        if same {
-                            delta.unchanged += 1;
-                        } else {
-                            // A layout's refusal is about the name, which has not changed.
-                            let state = if row.state == ObjectState::Refused { ObjectState::Refused } else { state };
-                            let error = if row.state == ObjectState::Refused { row.error.as_deref() } else { error };
-                            let meta = metadata_json(&e);
-                            change
-                                .execute(params![
-                                    generation,
-                                    row.id,
-                                    e.size as i64,
-                                    e.etag,
-                                    e.version,
-                                    e.checksums.crc32c,
-                                    e.checksums.md5,
-                                    e.content_type,
-                                    meta,
-                                    state.as_str(),
-                                    error
-                                ])
-                                .map_err(&err)?;
-                            forget_parts.execute([row.id]).map_err(&err)?;
-                            delta.changed += 1;
-                        }
-                        next_entry = listing.next();
-                    }
-                }
+        // Everything up to this key (of either side) is merged.
+        let mut after = String::new();
+        let mut chunk: std::collections::VecDeque<ObjectEntry> = Default::default();
+        let (mut listing_done, mut journal_done) = (false, false);
+        loop {
+            if chunk.is_empty() && !listing_done {
+                chunk.extend((&mut *listing).take(MERGE_BATCH));
+                listing_done = chunk.len() < MERGE_BATCH;
             }
+            if chunk.is_empty() && listing_done && journal_done {
+                return Ok(delta);
+            }
+            self.write(|tx| {
+                let mut rows: std::collections::VecDeque<(ObjectRow, Option<ObjectState>)> = tx
+                    .prepare_cached(&format!("SELECT {ROW_COLUMNS}, deleted_from FROM objects WHERE key > ?1 ORDER BY key LIMIT ?2"))?
+                    .query_map(params![after, MERGE_BATCH as i64], |r| {
+                        let deleted_from = r.get_ref(26)?.as_str_or_null()?.and_then(ObjectState::parse);
+                        Ok((row_from(r)?, deleted_from))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let page_full = rows.len() == MERGE_BATCH;
+                for _ in 0..MERGE_BATCH {
+                    let order = match (rows.front(), chunk.front()) {
+                        (None, None) => break,
+                        // The journal may have rows past this page: read them first.
+                        (None, Some(_)) if page_full => break,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        // The listing may have this key in its next chunk.
+                        (Some(_), None) if !listing_done => break,
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (Some((row, _)), Some(entry)) => row.entry.key.as_str().cmp(entry.key.as_str()),
+                    };
+                    after = match order {
+                        std::cmp::Ordering::Less => {
+                            let (row, _) = rows.pop_front().expect("a row");
+                            merge_gone(tx, generation, &row, &mut delta)?;
+                            row.entry.key
+                        }
+                        std::cmp::Ordering::Greater => {
+                            let e = chunk.pop_front().expect("an entry");
+                            merge_added(tx, generation, &e)?;
+                            delta.added += 1;
+                            e.key
+                        }
+                        std::cmp::Ordering::Equal => {
+                            let (row, deleted_from) = rows.pop_front().expect("a row");
+                            let e = chunk.pop_front().expect("an entry");
+                            merge_listed(tx, generation, &row, deleted_from, &e, &mut delta)?;
+                            e.key
+                        }
+                    };
+                }
+                journal_done = rows.is_empty() && !page_full;
+                Ok(())
+            })?;
         }
-        tx.commit().map_err(&err)?;
-        Ok(delta)
     }
 
     fn begin_pass(&self, worker: &str) -> Result<Worker> {
@@ -938,6 +880,98 @@ impl Inner {
     }
 }
 
+/// Steps of a generation merge in one transaction, and entries of its listing read at a time.
+const MERGE_BATCH: usize = 1024;
+
+/// A generation merge met a key only in the listing: a new object.
+fn merge_added(tx: &Connection, generation: u32, e: &ObjectEntry) -> rusqlite::Result<()> {
+    let (state, error) = seeded_state(e, None);
+    tx.prepare_cached(
+        "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, src_crc64, content_type, metadata, state, error)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?
+    .execute(params![
+        generation,
+        e.key,
+        e.size as i64,
+        e.etag,
+        e.version,
+        e.checksums.crc32c,
+        e.checksums.md5,
+        e.checksums.crc64nvme,
+        e.content_type,
+        metadata_json(e),
+        state.as_str(),
+        error
+    ])?;
+    Ok(())
+}
+
+/// A generation merge met a key only in the journal: gone from the source. Whatever the row
+/// was (copied, pending, refused by a layout, skipped by the listing) it is now a pending
+/// delete; the state it had is kept beside it, and so is its `error` (a refusal's reason), so
+/// a key that comes back is refused again.
+fn merge_gone(tx: &Connection, generation: u32, row: &ObjectRow, delta: &mut GenerationDelta) -> rusqlite::Result<()> {
+    if row.state == ObjectState::PendingDelete {
+        delta.unchanged += 1;
+        return Ok(());
+    }
+    tx.prepare_cached("UPDATE objects SET generation = ?1, state = ?3, deleted_from = ?4, updated_at = datetime('now') WHERE id = ?2")?
+        .execute(params![generation, row.id, ObjectState::PendingDelete.as_str(), row.state.as_str()])?;
+    delta.deleted += 1;
+    Ok(())
+}
+
+/// A generation merge met a key on both sides: unchanged, or changed (copied again from the
+/// start), or back after a delete.
+fn merge_listed(
+    tx: &Connection,
+    generation: u32,
+    row: &ObjectRow,
+    deleted_from: Option<ObjectState>,
+    e: &ObjectEntry,
+    delta: &mut GenerationDelta,
+) -> rusqlite::Result<()> {
+    if row.state != ObjectState::PendingDelete && same_version(&row.entry, e) {
+        delta.unchanged += 1;
+        return Ok(());
+    }
+    // A layout's refusal is about the name, which has not changed, even across a delete.
+    let was = if row.state == ObjectState::PendingDelete { deleted_from } else { Some(row.state) };
+    let (state, error) = match (was, e.skipped) {
+        (Some(ObjectState::Refused), None) => (ObjectState::Refused, row.error.as_deref()),
+        _ => seeded_state(e, None),
+    };
+    // A changed object is copied again from the start: its parts and running hash are of the
+    // old version, and so is its placement on an export's device (its path there, and a digest
+    // a shipment declared): it is placed again like an added key. Its open upload (if any)
+    // stays known, so it is reused or aborted, never forgotten at the destination.
+    tx.prepare_cached(
+        "UPDATE objects SET generation = ?1, size = ?3, etag = ?4, version = ?5, src_crc32c = ?6, src_md5 = ?7, src_crc64 = ?8,
+         content_type = ?9, metadata = ?10, state = ?11, error = ?12, attempts = 0, note = NULL, last_modified = NULL,
+         sha256 = NULL, crc32c = NULL, crc64nvme = NULL, dst_etag = NULL, verified_by = NULL, hash_next = NULL, hash_state = NULL,
+         device = NULL, dst_path = NULL, renamed = NULL, expect_sha256 = NULL, deleted_from = NULL, updated_at = datetime('now')
+         WHERE id = ?2",
+    )?
+    .execute(params![
+        generation,
+        row.id,
+        e.size as i64,
+        e.etag,
+        e.version,
+        e.checksums.crc32c,
+        e.checksums.md5,
+        e.checksums.crc64nvme,
+        e.content_type,
+        metadata_json(e),
+        state.as_str(),
+        error
+    ])?;
+    tx.prepare_cached(FORGET_PARTS)?.execute([row.id])?;
+    delta.changed += 1;
+    Ok(())
+}
+
 /// An entry's user metadata as the journal stores it: JSON, or NULL when it has none.
 fn metadata_json(e: &ObjectEntry) -> Option<String> {
     (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"))
@@ -958,6 +992,7 @@ fn same_version(had: &ObjectEntry, now: &ObjectEntry) -> bool {
         && same(&had.version, &now.version)
         && same(&had.checksums.crc32c, &now.checksums.crc32c)
         && same(&had.checksums.md5, &now.checksums.md5)
+        && same(&had.checksums.crc64nvme, &now.checksums.crc64nvme)
 }
 
 #[async_trait]

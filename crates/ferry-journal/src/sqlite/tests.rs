@@ -480,3 +480,112 @@ async fn the_statements_each_object_runs_are_prepared_once() {
         assert_eq!((runs, again), (300, 0), "{sql}: runs, and times prepared again");
     }
 }
+
+fn entry(key: &str, etag: &str) -> ObjectEntry {
+    ObjectEntry { key: key.into(), size: 1, etag: Some(etag.into()), ..Default::default() }
+}
+
+async fn merge(j: &SqliteJournal, generation: u32, listing: &[ObjectEntry]) -> GenerationDelta {
+    j.seed_generation(generation, Box::new(Vec::from(listing).into_iter())).await.unwrap()
+}
+
+// Issue 13 review (a): a key a disk layout refused, gone in one generation and back in the
+// next, came back pending: its refusal (about its name, which is the same) was lost.
+#[tokio::test]
+async fn a_refused_key_that_is_deleted_and_comes_back_is_still_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let refused = RoutedEntry { refused: Some("name too long for the device".into()), ..routed("r", 1, "x/r") };
+    j.seed_routed(1, &[refused, routed("a", 1, "x/a")]).await.unwrap();
+    let gone = merge(&j, 2, &[ObjectEntry { key: "a".into(), size: 1, ..Default::default() }]).await;
+    assert_eq!((gone.deleted, gone.unchanged), (1, 1));
+    assert_eq!(j.get("r").await.unwrap().unwrap().state, ObjectState::PendingDelete);
+    let back = merge(&j, 3, &[ObjectEntry { key: "a".into(), size: 1, ..Default::default() }, entry("r", "r3")]).await;
+    assert_eq!((back.changed, back.unchanged), (1, 1));
+    let r = j.get("r").await.unwrap().unwrap();
+    assert_eq!((r.state, r.error.as_deref(), r.generation), (ObjectState::Refused, Some("name too long for the device"), 3));
+    assert_eq!(j.counts().await.unwrap().refused, 1);
+}
+
+// Issue 13 review (b): an entry the listing skipped (a symlink) and that then vanished stayed
+// skipped, counted unchanged: the journal said the source still had it.
+#[tokio::test]
+async fn a_skipped_entry_that_vanishes_is_deleted_like_any_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    j.seed(1, &[entry("a", "a1"), ObjectEntry::skipped("link".into(), SkipReason::Symlink)]).await.unwrap();
+    let delta = merge(&j, 2, &[entry("a", "a1")]).await;
+    assert_eq!(delta, GenerationDelta { added: 0, changed: 0, deleted: 1, unchanged: 1 });
+    let link = j.get("link").await.unwrap().unwrap();
+    assert_eq!((link.state, link.generation), (ObjectState::PendingDelete, 2));
+    assert!(j.skipped_by_reason().await.unwrap().is_empty(), "no longer reported as an entry ferry does not copy");
+    // Back as a file: pending; the same merge again changes nothing.
+    let back = [entry("a", "a1"), entry("link", "l3")];
+    assert_eq!(merge(&j, 3, &back).await.changed, 1);
+    assert_eq!(j.get("link").await.unwrap().unwrap().state, ObjectState::Pending);
+    assert_eq!(merge(&j, 3, &back).await, GenerationDelta { unchanged: 2, ..GenerationDelta::default() });
+}
+
+// Issue 13 review (c): a changed object kept the device and path an export had placed the old
+// version on (and the digest a shipment declared for it), so it was never placed again.
+#[tokio::test]
+async fn a_changed_object_loses_its_old_placement_and_declared_digest() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let mut placed = routed("k", 1, "x/k");
+    placed.entry.etag = Some("k1".into());
+    placed.route.expect_sha256 = Some("old".into());
+    j.seed_routed(1, &[placed, routed("same", 1, "x/same")]).await.unwrap();
+    let ids: Vec<i64> = j.page(0, 10).await.unwrap().iter().map(|r| r.id).collect();
+    j.place_all(&[(ids[0], 0), (ids[1], 0)]).await.unwrap();
+    let delta = merge(&j, 2, &[entry("k", "k2"), ObjectEntry { key: "same".into(), size: 1, ..Default::default() }]).await;
+    assert_eq!((delta.changed, delta.unchanged), (1, 1));
+    let k = j.get("k").await.unwrap().unwrap();
+    assert_eq!(k.route, Route::default(), "placed again, like an added key");
+    assert_eq!(j.unplaced(None, 10).await.unwrap().iter().map(|(id, _)| *id).collect::<Vec<_>>(), [ids[0]]);
+    assert_eq!(j.get("same").await.unwrap().unwrap().route.device, Some(0), "an unchanged object keeps its place");
+}
+
+// Issue 13 review (d): the merge held the journal for its whole run, reading its listing with
+// the connection locked: on a 100M-object job every claim waited minutes.
+#[tokio::test]
+async fn a_generation_merge_never_holds_the_journal_while_it_reads_its_listing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let gen1: Vec<ObjectEntry> = (0..3000).map(|i| ObjectEntry { key: format!("k{i:05}"), size: 1, ..Default::default() }).collect();
+    j.seed(1, &gen1).await.unwrap();
+    let held = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let (probe, seen) = (j.clone(), held.clone());
+    let listing = gen1.clone().into_iter().enumerate().map(move |(i, mut e)| {
+        if probe.0.conn.try_lock().is_err() {
+            seen.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        if i % 2 == 0 {
+            e.size = 2;
+        }
+        e
+    });
+    let delta = j.seed_generation(2, Box::new(listing)).await.unwrap();
+    assert_eq!(delta, GenerationDelta { added: 0, changed: 1500, deleted: 0, unchanged: 1500 });
+    assert_eq!(held.load(std::sync::atomic::Ordering::Relaxed), 0, "entries read while the journal was held");
+    let sizes: Vec<u64> = j.page(0, 4).await.unwrap().iter().map(|r| r.entry.size).collect();
+    assert_eq!(sizes, [2, 1, 2, 1]);
+}
+
+#[tokio::test]
+async fn a_generation_merge_adds_and_deletes_runs_longer_than_a_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let mut gen1: Vec<ObjectEntry> = ["a", "m", "z"].iter().map(|k| entry(k, "1")).collect();
+    gen1.extend((0..2500).map(|i| entry(&format!("y{i:05}"), "1")));
+    gen1.sort_by(|a, b| a.key.cmp(&b.key));
+    j.seed(1, &gen1).await.unwrap();
+    // 3000 new keys between m and y…, every y… gone, z kept.
+    let mut gen2: Vec<ObjectEntry> = ["a", "m", "z"].iter().map(|k| entry(k, "1")).collect();
+    gen2.extend((0..3000).map(|i| entry(&format!("m{i:05}"), "2")));
+    gen2.sort_by(|a, b| a.key.cmp(&b.key));
+    assert_eq!(merge(&j, 2, &gen2).await, GenerationDelta { added: 3000, changed: 0, deleted: 2500, unchanged: 3 });
+    assert_eq!(merge(&j, 2, &gen2).await, GenerationDelta { added: 0, changed: 0, deleted: 0, unchanged: 5503 });
+    let c = j.counts().await.unwrap();
+    assert_eq!((c.objects, c.pending_delete), (3003, 2500));
+}
