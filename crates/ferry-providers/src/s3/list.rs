@@ -62,15 +62,17 @@ impl S3Provider {
         let mut segments = Vec::new();
         for _ in 0..TOP_LEVEL_PAGES {
             self.run.take_slot().await;
-            let Some(page) = pages.next().await else {
+            let Some(page) = pages.next().await else { break };
+            let page = page.map_err(|e| self.error("list", &self.location.prefix, e))?;
+            segments.extend(self.entries(&page).into_iter().map(|e| Segment::Objects(vec![e])));
+            segments.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(|p| Segment::Prefix(p.to_string())));
+            // The last page: asking the paginator again would send nothing, and take a slot.
+            if !has_more(&page) {
                 let prefix_len = self.location.prefix.len();
                 segments.sort_by(|a: &Segment, b: &Segment| a.start(prefix_len).cmp(b.start(prefix_len)));
                 let prefixes = segments.iter().filter(|s| matches!(s, Segment::Prefix(_))).count();
                 return Ok((prefixes >= 2).then_some(segments));
-            };
-            let page = page.map_err(|e| self.error("list", &self.location.prefix, e))?;
-            segments.extend(self.entries(&page).into_iter().map(|e| Segment::Objects(vec![e])));
-            segments.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(|p| Segment::Prefix(p.to_string())));
+            }
         }
         Ok(None)
     }
@@ -78,10 +80,14 @@ impl S3Provider {
     /// Everything under `prefix` (a full key prefix), a page at a time.
     pub(super) fn list_under(&self, prefix: String) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
         let pages = self.client.list_objects_v2().bucket(&self.location.bucket).prefix(&prefix).into_paginator().send();
-        futures::stream::unfold(pages, move |mut pages| async move {
+        // `None` once the last page is in: the paginator would send nothing more, and a slot
+        // taken for that poll would charge a request never sent.
+        futures::stream::unfold(Some(pages), move |pages| async move {
+            let mut pages = pages?;
             self.run.take_slot().await;
             let page = pages.next().await?;
-            Some((page.map_err(|e| self.error("list", &self.location.prefix, e)).map(|page| self.entries(&page)), pages))
+            let more = page.as_ref().is_ok_and(has_more);
+            Some((page.map_err(|e| self.error("list", &self.location.prefix, e)).map(|page| self.entries(&page)), more.then_some(pages)))
         })
         .boxed()
     }
@@ -127,4 +133,10 @@ impl S3Provider {
             .flatten()
             .boxed()
     }
+}
+
+/// Whether a listing has pages after `page` (the paginator asks again only with a continuation
+/// token).
+fn has_more(page: &aws_sdk_s3::operation::list_objects_v2::ListObjectsV2Output) -> bool {
+    page.next_continuation_token().is_some_and(|t| !t.is_empty())
 }
