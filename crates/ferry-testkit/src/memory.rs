@@ -431,6 +431,21 @@ impl Multipart for MemoryProvider {
             .map(|(id, u)| OpenUpload { key: u.full_key[prefix.len()..].to_string(), upload_id: id.clone(), initiated: Some(u.initiated) })
             .collect())
     }
+
+    /// In pages of the listing's page size, in key order (as S3 lists uploads).
+    fn stale_upload_pages(&self, before: DateTime<Utc>) -> BoxStream<'_, Result<Vec<OpenUpload>>> {
+        let page = self.page;
+        Box::pin(futures::StreamExt::flat_map(futures::stream::once(self.stale_uploads(before)), move |all| {
+            let pages: Vec<Result<Vec<OpenUpload>>> = match all {
+                Ok(mut all) => {
+                    all.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+                    all.chunks(page).map(|c| Ok(c.to_vec())).collect()
+                }
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(pages)
+        }))
+    }
 }
 
 /// An upload in progress on a [`MemoryStore`].
