@@ -289,7 +289,7 @@ impl Mover {
                 (receipt, Some(permit))
             }
         };
-        let wrote = Wrote { size: entry.size, etag: receipt.etag.clone(), version: None };
+        let wrote = Wrote { size: entry.size, etag: receipt.etag.clone(), version: receipt.version };
         self.journal.finish_write(ledger, &wrote).await?;
         let crc64nvme = Some(digest.crc64nvme_hex());
         let (sha256, crc) = digest.finish();
@@ -353,7 +353,7 @@ impl Mover {
             }
         };
         Stats::add(&self.stats.bytes_done, entry.size);
-        let wrote = Wrote { size: entry.size, etag: copied.etag.clone(), version: None };
+        let wrote = Wrote { size: entry.size, etag: copied.etag.clone(), version: copied.version.clone() };
         self.journal.finish_write(ledger, &wrote).await?;
         // The journal keeps no MD5 of a copy.
         let checksums = Checksums { md5: None, ..copied.checksums };
@@ -702,7 +702,7 @@ impl MultipartUpload for Completed {
     }
 
     async fn complete(self: Box<Self>, _parts: Vec<PartReceipt>) -> ferry_providers::Result<ferry_providers::PutReceipt> {
-        Ok(ferry_providers::PutReceipt { etag: self.etag.map(|e| e.trim_matches('"').to_string()) })
+        Ok(ferry_providers::PutReceipt { etag: self.etag.map(|e| e.trim_matches('"').to_string()), version: None })
     }
 
     async fn abort(self: Box<Self>) -> ferry_providers::Result<()> {
@@ -938,7 +938,7 @@ mod tests {
         }
         async fn put(&self, _: &str, _: bytes::Bytes, _: u32, _: &PutAttrs) -> ferry_providers::Result<PutReceipt> {
             self.puts.fetch_add(1, Ordering::Relaxed);
-            Ok(PutReceipt { etag: None })
+            Ok(PutReceipt::default())
         }
         async fn delete(&self, _: &str) -> ferry_providers::Result<()> {
             Ok(())

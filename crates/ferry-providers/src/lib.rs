@@ -68,6 +68,9 @@ pub struct PutAttrs {
 pub struct PutReceipt {
     /// The destination's entity tag (or equivalent) of what was written, quotes stripped.
     pub etag: Option<String>,
+    /// The version the write made, where the destination keeps versions: S3's version id
+    /// (versioning on), GCS's generation, Azure's version id (blob versioning on).
+    pub version: Option<String>,
 }
 
 /// One part acknowledged by the destination.
@@ -155,6 +158,8 @@ pub struct ServerCopied {
     pub checksums: Checksums,
     /// Parts it was copied in (0: one request).
     pub parts: u32,
+    /// The version the copy made, where the destination keeps versions (see [`PutReceipt::version`]).
+    pub version: Option<String>,
 }
 
 /// Copying objects inside one service, without their bytes passing through ferry (S3

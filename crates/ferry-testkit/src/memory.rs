@@ -352,7 +352,7 @@ impl Provider for MemoryProvider {
         }
         let etag = md5_hex(&data);
         let stored = self.store.lock().write(&self.location.bucket, &full, data, attrs, etag)?;
-        Ok(PutReceipt { etag: Some(stored.etag) })
+        Ok(PutReceipt { etag: Some(stored.etag), version: None })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -518,7 +518,7 @@ impl MultipartUpload for MemoryUpload {
         let upload = state.uploads.remove(&self.id).expect("held above");
         let etag = format!("{}-{}", md5_hex(&body), parts.len());
         let stored = state.write(&upload.bucket, &upload.full_key, body.freeze(), &upload.attrs, etag)?;
-        Ok(PutReceipt { etag: Some(stored.etag) })
+        Ok(PutReceipt { etag: Some(stored.etag), version: None })
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
@@ -580,6 +580,7 @@ impl ServerCopy for MemoryProvider {
             etag: Some(copy.etag),
             checksums: Checksums { crc32c: Some(ferry_core::digest::crc32c_hex(copy.crc32c)), md5: Some(copy.md5), ..Checksums::default() },
             parts,
+            version: None,
         })
     }
 }

@@ -25,6 +25,11 @@ impl ServerCopy for AzureProvider {
         let head =
             self.blocks.copy_blob(&self.location.key_for(key), key, &source.bucket, &source.key_for(key), object.etag.as_deref()).await?;
         let copy = blob_entry(key, &head);
-        Ok(ServerCopied { etag: copy.etag, checksums: Checksums { md5: copy.checksums.md5, ..Checksums::default() }, parts: 0 })
+        Ok(ServerCopied {
+            etag: copy.etag,
+            checksums: Checksums { md5: copy.checksums.md5, ..Checksums::default() },
+            parts: 0,
+            version: copy.version,
+        })
     }
 }

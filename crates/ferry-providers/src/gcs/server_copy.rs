@@ -68,6 +68,7 @@ impl ServerCopy for GcsProvider {
                         ..Checksums::default()
                     },
                     parts: 0,
+                    version: o.generation.clone(),
                 });
             }
             token = Some(answer.rewrite_token.ok_or_else(|| ProviderError::Request {

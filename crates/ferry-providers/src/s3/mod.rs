@@ -299,17 +299,16 @@ impl Provider for S3Provider {
             }
             req
         };
-        let etag = resend_on_checksum_mismatch(&self.run, data.len(), || async {
+        resend_on_checksum_mismatch(&self.run, data.len(), || async {
             // UNSIGNED-PAYLOAD: the CRC32C header proves the body; hashing it again for SigV4
             // would cost a SHA-256 pass over every byte.
             let o = request().customize().disable_payload_signing().send().await.map_err(|e| self.error("put", key, e))?;
             let etag = o.e_tag().map(unquote);
             acknowledged(o.checksum_crc32_c(), etag.as_deref(), &data, crc32c)
                 .map_err(|detail| ProviderError::corrupted(PROVIDER, "put", key, detail))?;
-            Ok(etag)
+            Ok(PutReceipt { etag, version: o.version_id().map(str::to_string) })
         })
-        .await?;
-        Ok(PutReceipt { etag })
+        .await
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

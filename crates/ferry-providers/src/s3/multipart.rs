@@ -257,10 +257,9 @@ impl MultipartUpload for S3Upload {
             })
             .collect();
         self.run.take_slot().await;
-        let etag = complete_upload(&self.client, &self.bucket, &self.full_key, &self.upload_id, completed)
+        complete_upload(&self.client, &self.bucket, &self.full_key, &self.upload_id, completed)
             .await
-            .map_err(|e| map_error(&self.endpoint, &self.bucket, "complete multipart upload", &self.key, e))?;
-        Ok(PutReceipt { etag })
+            .map_err(|e| map_error(&self.endpoint, &self.bucket, "complete multipart upload", &self.key, e))
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {

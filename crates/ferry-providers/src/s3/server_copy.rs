@@ -62,6 +62,7 @@ impl ServerCopy for S3Provider {
                     ..Checksums::default()
                 },
                 parts: 0,
+                version: o.version_id().map(str::to_string),
             });
         }
         let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone(), mode: None };
@@ -116,7 +117,7 @@ impl ServerCopy for S3Provider {
                 })
                 .collect();
             self.run.take_slot().await;
-            let etag = complete_upload(&self.client, &self.location.bucket, &full, &upload_id, completed)
+            let done = complete_upload(&self.client, &self.location.bucket, &full, &upload_id, completed)
                 .await
                 .map_err(|e| self.error("complete copy", key, e))?;
             let crc32c = crcs.map(|crcs| {
@@ -126,7 +127,12 @@ impl ServerCopy for S3Provider {
                     .fold(None, |acc: Option<u32>, ((len, _, _), crc)| Some(acc.map_or(crc, |a| ferry_core::crc32c_combine(a, crc, *len))));
                 ferry_core::digest::crc32c_hex(whole.unwrap_or(0))
             });
-            Ok::<_, ProviderError>(ServerCopied { etag, checksums: Checksums { crc32c, ..Checksums::default() }, parts: count })
+            Ok::<_, ProviderError>(ServerCopied {
+                etag: done.etag,
+                checksums: Checksums { crc32c, ..Checksums::default() },
+                parts: count,
+                version: done.version,
+            })
         }
         .await;
         if copied.is_err() {
