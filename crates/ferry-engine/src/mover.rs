@@ -317,17 +317,20 @@ impl Mover {
         // Only now is the write certain to be sent.
         let ledger = self.begin_write(row, &prior?).await?;
         let (journal, id, part_size) = (self.journal.clone(), row.id, plan.part_size);
-        let started = move |upload_id: &str| {
-            // The service calls this synchronously, once the upload exists and before its first
-            // part is copied (S3 assigns the id), so the id is on disk before any part is; the
-            // fsync blocks this executor thread once per copy in parts.
-            futures::executor::block_on(journal.set_upload(id, Some(upload_id), part_size)).map_err(|e| ProviderError::Request {
-                provider: "journal",
-                op: "record upload",
-                key: entry.key.clone(),
-                detail: e.to_string(),
-                class: ErrorClass::Fatal,
-                kind: FailureKind::Journal,
+        let key = entry.key.clone();
+        // The service awaits this once the upload exists and before its first part is copied
+        // (S3 assigns the id), so the id is on disk before any part is.
+        let started = move |upload_id: String| -> futures::future::BoxFuture<'static, ferry_providers::Result<()>> {
+            let (journal, key) = (journal.clone(), key.clone());
+            Box::pin(async move {
+                journal.set_upload(id, Some(&upload_id), part_size).await.map_err(|e| ProviderError::Request {
+                    provider: "journal",
+                    op: "record upload",
+                    key,
+                    detail: e.to_string(),
+                    class: ErrorClass::Fatal,
+                    kind: FailureKind::Journal,
+                })
             })
         };
         let copied = copier.copy_from(self.src.location(), &object, &plan, &started).await?;

@@ -148,6 +148,11 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// What a server copy in parts calls with its upload id once the destination has the upload and
+/// before its first part is copied: the caller records the id (durably: an fsync) before the
+/// parts exist. Awaited, so the recording never blocks an executor thread.
+pub type UploadStarted = dyn Fn(String) -> BoxFuture<'static, Result<()>> + Send + Sync;
+
 /// An object the service copied, as the destination reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerCopied {
@@ -185,7 +190,7 @@ pub trait ServerCopy: Send + Sync {
         source: &Location,
         object: &ObjectEntry,
         plan: &PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &crate::UploadStarted,
     ) -> Result<ServerCopied>;
 }
 

@@ -174,7 +174,7 @@ impl<P: Provider + ?Sized + 'static> ServerCopy for Throttled<P> {
         source: &Location,
         object: &ObjectEntry,
         plan: &ferry_core::PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let copy = self.inner.server_copy().expect("only offered when the inner provider has it");
         self.call(copy.copy_from(source, object, plan, started)).await
@@ -373,7 +373,7 @@ impl<P: Provider + ?Sized + 'static> ServerCopy for Counted<P> {
         source: &Location,
         object: &ObjectEntry,
         plan: &ferry_core::PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let copy = self.inner.server_copy().expect("only offered when the inner provider has it");
         let r = copy.copy_from(source, object, plan, started).await;

@@ -408,7 +408,7 @@ impl ServerCopy for FaultyProvider {
         source: &Location,
         object: &ObjectEntry,
         plan: &ferry_core::PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &ferry_providers::UploadStarted,
     ) -> Result<ServerCopied> {
         self.before(Method::CopyFrom, "copy", &object.key).await?;
         let copier = self.inner.server_copy().expect("offered only when the wrapped provider has it");

@@ -543,7 +543,7 @@ impl ServerCopy for MemoryProvider {
         source: &Location,
         object: &ObjectEntry,
         plan: &ferry_core::PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &ferry_providers::UploadStarted,
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
         let (from, to) = (full_key(source, key), self.full(key)?);
@@ -557,7 +557,7 @@ impl ServerCopy for MemoryProvider {
         {
             1 => 0,
             count => {
-                started(&uuid::Uuid::new_v4().simple().to_string())?;
+                started(uuid::Uuid::new_v4().simple().to_string()).await?;
                 count
             }
         };

@@ -18,7 +18,7 @@ impl ServerCopy for AzureProvider {
         source: &Location,
         object: &ObjectEntry,
         _plan: &PartPlan,
-        _started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        _started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
         self.path(key)?;

@@ -27,7 +27,7 @@ impl ServerCopy for S3Provider {
         source: &Location,
         object: &ObjectEntry,
         plan: &PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
         let count = copy_parts(object, plan, &self.limits())?;
@@ -68,7 +68,7 @@ impl ServerCopy for S3Provider {
         let attrs = PutAttrs { content_type: object.content_type.clone(), metadata: object.metadata.clone(), mode: None };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
         let upload_id = upload.upload_id().expect("S3 uploads have ids");
-        if let Err(e) = started(upload_id.as_str()) {
+        if let Err(e) = started(upload_id.clone()).await {
             let _ = self.abort_upload(key, &upload_id).await;
             return Err(e);
         }
