@@ -7,7 +7,6 @@ use crate::progress::Progress;
 use ferry_core::layout::{AzureType, Layout, LayoutKind};
 use ferry_core::size::format_size;
 use ferry_engine::{EngineError, ExportOptions, Stats};
-use ferry_journal::JournalKind;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -65,29 +64,11 @@ pub async fn run(
             summary.refused
         );
         for f in &summary.findings {
-            match &f.path {
-                Some(path) => println!("  {}: {} -> {}: {}", f.action, f.key, path, f.reason),
-                None => println!("  {}: {}: {}", f.action, f.key, f.reason),
-            }
+            println!("  {f}");
         }
-        let listed = summary.findings.len() as u64;
-        if listed < summary.renamed + summary.refused {
-            // The summary keeps the first findings (in key order); the export's journal has the rest.
-            let kind = if summary.check { JournalKind::ExportCheck } else { JournalKind::Export };
-            let journal = job.journal(kind).await?;
-            let mut after = summary.findings.last().map(|f| f.key.clone()).unwrap_or_default();
-            loop {
-                let rows = journal.noted(&after, 1024).await?;
-                let Some(last) = rows.last() else { break };
-                after = last.key.clone();
-                for n in rows {
-                    match (n.refused, n.dst_path) {
-                        (Some(reason), _) => println!("  refused: {}: {reason}", n.key),
-                        (None, Some(path)) => println!("  renamed: {} -> {path}: {}", n.key, n.renamed.unwrap_or_default()),
-                        (None, None) => println!("  renamed: {}: {}", n.key, n.renamed.unwrap_or_default()),
-                    }
-                }
-            }
+        let more = (summary.renamed + summary.refused).saturating_sub(summary.findings.len() as u64);
+        if let Some(file) = summary.findings_file.as_ref().filter(|_| more > 0) {
+            println!("  … and {more} more renamed or refused: every one is listed in {}", file.display());
         }
         for d in &summary.devices {
             let verb = if summary.check { "would take" } else { "holds" };

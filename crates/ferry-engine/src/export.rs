@@ -28,6 +28,7 @@ use ferry_providers::Provider;
 use ferry_providers::local::LocalProvider;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -85,6 +86,9 @@ pub struct ExportSummary {
     pub refused: u64,
     /// Every rename and refusal, in key order — the first 100 000 of them when there are more.
     pub findings: Vec<Finding>,
+    /// When there are more findings than `findings` holds: a text file in the job's reports
+    /// with every one of them, a line each.
+    pub findings_file: Option<PathBuf>,
     /// Objects no device given has room for.
     pub unplaced: u64,
     pub unplaced_bytes: u64,
@@ -100,8 +104,8 @@ pub struct ExportSummary {
     pub report: Option<PathBuf>,
 }
 
-/// Renames and refusals listed in a summary; beyond them only the counts (the export journal
-/// has every refusal, a check's its own until the next check; `ferry export` prints the rest).
+/// Renames and refusals listed in a summary (and printed by `ferry export`); beyond them the
+/// counts, and a file with every one.
 const FINDINGS_KEPT: usize = 100_000;
 
 /// Bytes kept free on every device beyond the data: the shipment files and slack.
@@ -132,11 +136,12 @@ pub async fn export(
     let (dir, opened) = open_journal(job, &opts, generation).await?;
     let journal = opened.as_ref();
     seed(job, journal, &opts.layout, generation).await?;
-    let findings = findings(journal).await?;
+    let (findings, findings_file) = findings(job, journal, opts.check, FINDINGS_KEPT).await?;
     let numbered = number_devices(journal, &devices, opts.check).await?;
     let given = &numbered.given;
     let counts = journal.counts().await?;
     let mut summary = new_summary(job, &opts, generation, journal, &counts, findings).await?;
+    summary.findings_file = findings_file;
     let mut room = room_left(journal, given).await?;
     if opts.check {
         check_packing(journal, given, &mut room, &mut summary).await?;
@@ -222,20 +227,56 @@ async fn seed(job: &Job, journal: &dyn Journal, layout: &Layout, generation: u32
     Ok(())
 }
 
-/// The renames and refusals, in key order, the first [`FINDINGS_KEPT`] of them.
-async fn findings(journal: &dyn Journal) -> Result<Vec<Finding>> {
+/// The renames and refusals, in key order, the first `kept` of them; when there are more, every
+/// one is also written to a file in the job's reports (a line each, as `ferry export` prints
+/// them), whose path comes second.
+async fn findings(job: &Job, journal: &dyn Journal, check: bool, kept: usize) -> Result<(Vec<Finding>, Option<PathBuf>)> {
+    let page = |after: String| async move {
+        let rows = journal.noted(&after, 1024).await?;
+        Ok::<_, EngineError>(
+            rows.into_iter()
+                .map(|n| match n.refused {
+                    Some(reason) => Finding { key: n.key, action: "refused", path: None, reason },
+                    None => Finding { key: n.key, action: "renamed", path: n.dst_path, reason: n.renamed.unwrap_or_default() },
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
     let mut findings = Vec::new();
     let mut after = String::new();
-    while findings.len() < FINDINGS_KEPT {
-        let rows = journal.noted(&after, 1024).await?;
+    while findings.len() <= kept {
+        let rows = page(after.clone()).await?;
         let Some(last) = rows.last() else { break };
         after = last.key.clone();
-        findings.extend(rows.into_iter().map(|n| match n.refused {
-            Some(reason) => Finding { key: n.key, action: "refused", path: None, reason },
-            None => Finding { key: n.key, action: "renamed", path: n.dst_path, reason: n.renamed.unwrap_or_default() },
-        }));
+        findings.extend(rows);
     }
-    Ok(findings)
+    if findings.len() <= kept {
+        return Ok((findings, None));
+    }
+    findings.truncate(kept);
+    let (path, file) = job.report_file(if check { "check-findings" } else { "export-findings" }, "txt")?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut after = String::new();
+    loop {
+        let rows = page(after.clone()).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.key.clone();
+        for f in rows {
+            writeln!(out, "{f}").map_err(EngineError::io(&path))?;
+        }
+    }
+    out.flush().map_err(EngineError::io(&path))?;
+    Ok((findings, Some(path)))
+}
+
+impl std::fmt::Display for Finding {
+    /// `refused: KEY: REASON`, or `renamed: KEY -> PATH: REASON`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.path {
+            Some(path) => write!(f, "{}: {} -> {}: {}", self.action, self.key, path, self.reason),
+            None => write!(f, "{}: {}: {}", self.action, self.key, self.reason),
+        }
+    }
 }
 
 /// Numbers the devices given: indexes are stable across runs (matched by path); new ones are
@@ -291,6 +332,7 @@ async fn new_summary(
         renamed: journal.renamed_count().await?,
         refused: counts.refused,
         findings,
+        findings_file: None,
         unplaced: 0,
         unplaced_bytes: 0,
         copied: 0,
@@ -656,5 +698,53 @@ async fn check_same(journal: &dyn Journal, name: &str, value: &str, what: &'stat
     match journal.meta(name).await? {
         Some(was) if was != value => Err(ApplianceError::OptionChanged { what, was }.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_core::ObjectEntry;
+
+    // Issue 13 review: `ferry export` printed every rename and refusal, past 100,000 too (read
+    // from the journal). The summary keeps the first ones; every one goes to a file beside the
+    // reports, which the command points to.
+    #[tokio::test]
+    async fn findings_past_those_kept_are_written_to_a_file_in_the_job_s_reports() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut job = Job::open(
+            &dir.path().join("job"),
+            Some(Location::parse("s3://src/").unwrap()),
+            Some(Location::parse("s3://dst/").unwrap()),
+            crate::Access::default(),
+        )
+        .unwrap();
+        job.persist().unwrap();
+        let journal = job.journal(JournalKind::Export).await.unwrap();
+        let refused = |key: &str| RoutedEntry {
+            entry: ObjectEntry { key: key.into(), size: 1, ..Default::default() },
+            route: Route::default(),
+            refused: Some("too long".into()),
+            renamed: None,
+        };
+        let renamed = RoutedEntry {
+            route: Route { dst_path: Some("x/b~1".into()), ..Route::default() },
+            refused: None,
+            renamed: Some("reserved name".into()),
+            ..refused("b")
+        };
+        journal.seed_routed(1, &[refused("a"), renamed, refused("c"), refused("d")]).await.unwrap();
+
+        let (all, file) = findings(&job, journal.as_ref(), false, 4).await.unwrap();
+        assert_eq!((all.len(), file), (4, None), "no more than kept: no file");
+        let (kept, file) = findings(&job, journal.as_ref(), false, 2).await.unwrap();
+        assert_eq!(kept.iter().map(|f| f.key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        let file = file.expect("a file with every finding");
+        assert!(file.starts_with(dir.path().join("job/reports")), "{}", file.display());
+        let lines = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            lines.lines().collect::<Vec<_>>(),
+            ["refused: a: too long", "renamed: b -> x/b~1: reserved name", "refused: c: too long", "refused: d: too long"]
+        );
     }
 }

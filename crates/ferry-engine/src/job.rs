@@ -278,6 +278,15 @@ impl Job {
     }
 
     /// Writes `JOB/reports/{kind}-{timestamp}.json` and returns its path.
+    /// A new file in the job's reports, `KIND-TIME.EXT`, to write a long report into.
+    pub(crate) fn report_file(&self, kind: &str, ext: &str) -> Result<(PathBuf, std::fs::File)> {
+        let dir = self.dir.join("reports");
+        std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir))?;
+        let path = dir.join(format!("{kind}-{}.{ext}", Utc::now().format("%Y%m%dT%H%M%S%.3fZ")));
+        let file = std::fs::File::create(&path).map_err(EngineError::io(&path))?;
+        Ok((path, file))
+    }
+
     pub fn write_report(&self, kind: &str, report: &serde_json::Value) -> Result<PathBuf> {
         let dir = self.dir.join("reports");
         std::fs::create_dir_all(&dir).map_err(EngineError::io(&dir))?;

@@ -344,7 +344,7 @@ impl Mover {
                 (receipt, Some(permit))
             }
         };
-        let wrote = Wrote { size: entry.size, etag: receipt.etag.clone(), version: None };
+        let wrote = Wrote { size: entry.size, etag: receipt.etag.clone(), version: receipt.version };
         self.journal.finish_write(ledger, &wrote).await?;
         let crc64nvme = Some(digest.crc64nvme_hex());
         let (sha256, crc) = digest.finish();
@@ -407,17 +407,20 @@ impl Mover {
         // Only now is the write certain to be sent.
         let ledger = self.begin_write(row, &prior?).await?;
         let (journal, id, part_size) = (self.journal.clone(), row.id, plan.part_size);
-        let started = move |upload_id: &str| {
-            // The service calls this synchronously, once the upload exists and before its first
-            // part is copied (S3 assigns the id), so the id is on disk before any part is; the
-            // fsync blocks this executor thread once per copy in parts.
-            futures::executor::block_on(journal.set_upload(id, Some(upload_id), part_size)).map_err(|e| ProviderError::Request {
-                provider: "journal",
-                op: "record upload",
-                key: entry.key.clone(),
-                detail: e.to_string(),
-                class: ErrorClass::Fatal,
-                kind: FailureKind::Journal,
+        let key = entry.key.clone();
+        // The service awaits this once the upload exists and before its first part is copied
+        // (S3 assigns the id), so the id is on disk before any part is.
+        let started = move |upload_id: String| -> futures::future::BoxFuture<'static, ferry_providers::Result<()>> {
+            let (journal, key) = (journal.clone(), key.clone());
+            Box::pin(async move {
+                journal.set_upload(id, Some(&upload_id), part_size).await.map_err(|e| ProviderError::Request {
+                    provider: "journal",
+                    op: "record upload",
+                    key,
+                    detail: e.to_string(),
+                    class: ErrorClass::Fatal,
+                    kind: FailureKind::Journal,
+                })
             })
         };
         let copied = copier.copy_from(self.src.location(), &object, &plan, &started).await?;
@@ -443,7 +446,7 @@ impl Mover {
             }
         };
         Stats::add(&self.stats.bytes_done, entry.size);
-        let wrote = Wrote { size: entry.size, etag: copied.etag.clone(), version: None };
+        let wrote = Wrote { size: entry.size, etag: copied.etag.clone(), version: copied.version.clone() };
         self.journal.finish_write(ledger, &wrote).await?;
         // The journal keeps no MD5 of a copy.
         let checksums = Checksums { md5: None, ..copied.checksums };
@@ -796,7 +799,7 @@ impl MultipartUpload for Completed {
     }
 
     async fn complete(self: Box<Self>, _parts: Vec<PartReceipt>) -> ferry_providers::Result<ferry_providers::PutReceipt> {
-        Ok(ferry_providers::PutReceipt { etag: self.etag.map(|e| e.trim_matches('"').to_string()) })
+        Ok(ferry_providers::PutReceipt { etag: self.etag.map(|e| e.trim_matches('"').to_string()), version: None })
     }
 
     async fn abort(self: Box<Self>) -> ferry_providers::Result<()> {
@@ -1032,7 +1035,7 @@ mod tests {
         }
         async fn put(&self, _: &str, _: bytes::Bytes, _: u32, _: &PutAttrs) -> ferry_providers::Result<PutReceipt> {
             self.puts.fetch_add(1, Ordering::Relaxed);
-            Ok(PutReceipt { etag: None })
+            Ok(PutReceipt::default())
         }
         async fn delete(&self, _: &str) -> ferry_providers::Result<()> {
             Ok(())

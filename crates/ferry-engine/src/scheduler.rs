@@ -193,7 +193,8 @@ pub(crate) async fn run_pass(
     if let Some(e) = journal_error {
         return Err(e.into());
     }
-    // Claimed and not finished: handed back, or left untried by a stop.
+    // Claimed and not finished: handed back, or left untried by a stop. The release also
+    // commits the last outcomes the journal queued, so the pass ends with all of them on record.
     unrun.extend(&handed_back);
     journal.release(&unrun).await?;
     failures.sort_by(|a, b| a.key.cmp(&b.key));

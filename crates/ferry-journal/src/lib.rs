@@ -120,9 +120,12 @@ pub trait Ledger: Send + Sync {
     /// Merges a later `generation` into the journal in one pass over two key-ordered streams:
     /// the journal's rows and `listing` (which must be in key order). A key only in the listing
     /// is added (pending); one whose size, etag, version or checksums differ is changed
-    /// (pending again, now of `generation`); one only in the journal is deleted
-    /// ([`ObjectState::PendingDelete`]); the rest are unchanged and keep their generation.
-    /// Seeding the same listing twice changes nothing. Scans.
+    /// (pending again, now of `generation`, its route and placement dropped to be made again;
+    /// a key a layout refused stays refused); one only in the journal, whatever its state, is
+    /// deleted ([`ObjectState::PendingDelete`]), and one that comes back after that is changed
+    /// (refused again if it was); the rest are unchanged and keep their generation. Seeding the
+    /// same listing twice changes nothing. Scans, in batches: the journal is free between
+    /// them (for claims), and never held while the listing is read.
     async fn seed_generation(&self, generation: u32, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta>;
 
     /// Starts a pass of `worker`: objects it claims in this pass are never handed to it again
@@ -136,10 +139,14 @@ pub trait Ledger: Send + Sync {
     /// unexpired lease, none this pass has had. An empty answer means the pass is over.
     async fn claim(&self, worker: &Worker, n: usize, lease: Lease) -> Result<Vec<ObjectRow>>;
     /// Gives claimed objects back without an outcome (e.g. their device is full): they stay as
-    /// they were, and are not handed out again in this pass.
+    /// they were, and are not handed out again in this pass. Every outcome recorded before it
+    /// is committed when it returns, even with no ids (the end of a pass calls it).
     async fn release(&self, ids: &[i64]) -> Result<()>;
     /// Records a finished object (releasing its lease); its upload is closed, so its parts are
-    /// forgotten.
+    /// forgotten. Call it only once the object is at the destination. It may be committed with
+    /// the journal's next write rather than at once (at the latest by the next claim or
+    /// release, or any read that could miss it): a kill may lose it, and the object is copied
+    /// again; nothing else is ever lost that way.
     async fn mark_done(&self, id: i64, outcome: &Outcome) -> Result<()>;
     /// Records a failed attempt (releasing its lease).
     async fn mark_failed(&self, id: i64, error: &str) -> Result<()>;

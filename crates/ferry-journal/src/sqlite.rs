@@ -2,7 +2,9 @@
 //!
 //! Commits are group-committed (`synchronous = NORMAL`) except those that must be on disk
 //! before the side effect they precede (an upload id before the upload is created, a device
-//! placement before the file is written). Opening migrates an older journal: it adds any column
+//! placement before the file is written). An outcome (an object done, a write finished) is not a
+//! commit of its own: it rides on the journal's next commit (see `Inner::tx`), so a copy of small
+//! objects commits once per object, not three times. Opening migrates an older journal: it adds any column
 //! the schema has and the journal lacks, then the indexes, then records the new version.
 //!
 //! One connection, behind a mutex held for one statement or transaction at a time (never across
@@ -20,7 +22,8 @@ use std::sync::{Mutex, MutexGuard};
 
 /// 1: copies; 2: disk export and ingest routes; 3: `renamed`, and a restarted object's
 /// `last_modified`; 4: claims (`lease_owner`, `lease_until`, `claim_pass`) and the
-/// `pending-delete` state of a generation merge; 5: the destination write ledger (`runs`,
+/// `pending-delete` state of a generation merge (its `deleted_from` added later, without a new
+/// version: older journals gain it like any column); 5: the destination write ledger (`runs`,
 /// `writes`, created where missing). Every open adds any column of [`SCHEMA`] a
 /// journal lacks, whatever its version says (version 2 journals made before `renamed` lack it).
 const SCHEMA_VERSION: i64 = 5;
@@ -85,7 +88,8 @@ CREATE TABLE IF NOT EXISTS objects (
     lease_until   INTEGER,                           -- its expiry (ms since the epoch); NULL: not leased
     claim_pass    INTEGER,                           -- the pass that last claimed it (not handed out again in it)
     storage_class TEXT,                              -- JSON ferry_core::StorageClass as listed (archived or not)
-    restore_requested TEXT                           -- when ferry asked the source to restore it (RFC 3339)
+    restore_requested TEXT,                          -- when ferry asked the source to restore it (RFC 3339)
+    deleted_from  TEXT                               -- a pending delete's state before (a refused key that returns stays refused)
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
 CREATE TABLE IF NOT EXISTS parts (
@@ -179,6 +183,56 @@ pub(crate) struct Inner {
     /// claimable row below it was handed out already in the pass (or is leased elsewhere, and
     /// found by expiry), so claims never rescan a pass's done and failed rows.
     floor: Mutex<(i64, i64)>,
+    /// Outcomes waiting for the journal's next commit (see [`Inner::tx`]), in the order given.
+    queue: Mutex<Vec<Queued>>,
+}
+
+/// An outcome recorded but not yet committed: it rides on the journal's next commit.
+enum Queued {
+    /// [`Ledger::mark_done`] of an object.
+    Done(i64, Outcome),
+    /// [`Writes::finish_write`] of a write ledger row.
+    Wrote(i64, Wrote),
+}
+
+// The statements each object's copy runs: cached, and each prepared once (see
+// `the_statements_each_object_runs_are_prepared_once`).
+const FORGET_PARTS: &str = "DELETE FROM parts WHERE object_id = ?1";
+const MARK_DONE: &str = "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, part_size = NULL, hash_next = NULL,
+     hash_state = NULL, attempts = attempts + 1, sha256 = ?2, crc32c = ?3, dst_etag = ?4, verified_by = ?5, crc64nvme = ?6,
+     lease_owner = NULL, lease_until = NULL, updated_at = datetime('now') WHERE id = ?1";
+const UPLOAD_OF: &str = "SELECT upload_id, part_size FROM objects WHERE id = ?1";
+
+/// Outcomes queued at most before they are committed on their own.
+const MAX_QUEUED: usize = 256;
+
+impl Queued {
+    fn apply(&self, c: &Connection) -> rusqlite::Result<()> {
+        match self {
+            Queued::Done(id, o) => {
+                c.prepare_cached(FORGET_PARTS)?.execute([id])?;
+                let Outcome { copied, dst_etag, verified_by } = o;
+                c.prepare_cached(MARK_DONE)?.execute(params![
+                    id,
+                    copied.sha256,
+                    copied.crc32c,
+                    dst_etag,
+                    verified_by.as_str(),
+                    copied.crc64nvme
+                ])?;
+            }
+            Queued::Wrote(row, wrote) => writes::finish_write(c, *row, wrote)?,
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    // A journal dropped with outcomes queued (a run that ends without a last release) commits
+    // them: only a kill loses them.
+    fn drop(&mut self) {
+        let _ = self.flush();
+    }
 }
 
 impl SqliteJournal {
@@ -192,7 +246,7 @@ impl SqliteJournal {
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
         conn.execute_batch(writes::SCHEMA).map_err(err)?;
-        let j = Inner { conn: Mutex::new(conn), path: path.to_path_buf(), floor: Mutex::new((0, 0)) };
+        let j = Inner { conn: Mutex::new(conn), path: path.to_path_buf(), floor: Mutex::new((0, 0)), queue: Mutex::default() };
         let version = j.meta(SCHEMA_VERSION_META)?;
         match version.as_deref().map(|v| v.parse::<i64>().unwrap_or(-1)) {
             Some(v) if !(1..=SCHEMA_VERSION).contains(&v) => {
@@ -231,6 +285,75 @@ impl Inner {
         |source| JournalError::Sqlite { path: self.path.clone(), source }
     }
 
+    fn queued(&self) -> MutexGuard<'_, Vec<Queued>> {
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs `write` on `conn` (this journal's, locked) as one transaction that first commits
+    /// every queued outcome. Outcomes are not commits of their own: a commit per object (three
+    /// with the write ledger's) was most of the cost of copying small objects. They ride on
+    /// the next commit — the next object's write ledger row, a part, a claim, a release — or
+    /// are committed when [`MAX_QUEUED`] wait, or before any read that could see them
+    /// missing. A kill loses at most the outcomes still queued, so the objects are copied
+    /// again; a write the destination must not see before the journal has it (a ledger row, an
+    /// upload id, a forgotten part) is never queued.
+    fn tx<T>(&self, conn: &Connection, write: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        let mut queue = self.queued();
+        let done = (|| {
+            let tx = conn.unchecked_transaction()?;
+            for q in queue.iter() {
+                q.apply(&tx)?;
+            }
+            let out = write(&tx)?;
+            tx.commit()?;
+            Ok(out)
+        })();
+        // A failed commit keeps the outcomes queued for the next.
+        if done.is_ok() {
+            queue.clear();
+        }
+        done.map_err(self.err())
+    }
+
+    /// [`Inner::tx`] on this journal's connection.
+    fn write<T>(&self, write: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
+        self.tx(&self.conn(), write)
+    }
+
+    /// The connection, with every queued outcome committed: for reads that must see them.
+    fn read(&self) -> Result<MutexGuard<'_, Connection>> {
+        let conn = self.conn();
+        if !self.queued().is_empty() {
+            self.tx(&conn, |_| Ok(()))?;
+        }
+        Ok(conn)
+    }
+
+    /// The connection for a read of object `id`'s own rows: outcomes of other objects stay
+    /// queued (the copy of the next object reads its upload while the last one's outcome waits).
+    fn read_of(&self, id: i64) -> Result<MutexGuard<'_, Connection>> {
+        let conn = self.conn();
+        if self.queued().iter().any(|q| matches!(q, Queued::Done(of, _) if *of == id)) {
+            self.tx(&conn, |_| Ok(()))?;
+        }
+        Ok(conn)
+    }
+
+    /// Commits every queued outcome.
+    fn flush(&self) -> Result<()> {
+        self.read().map(drop)
+    }
+
+    /// Queues an outcome for the next commit.
+    fn enqueue(&self, q: Queued) -> Result<()> {
+        let full = {
+            let mut queue = self.queued();
+            queue.push(q);
+            queue.len() >= MAX_QUEUED
+        };
+        if full { self.flush() } else { Ok(()) }
+    }
+
     /// Adds every column [`SCHEMA`] has and this journal's tables lack (a journal made by an
     /// older ferry), as `PRAGMA table_info` of a fresh copy of the schema declares it. Columns
     /// are only ever added, with their defaults; rows keep their values.
@@ -264,31 +387,30 @@ impl Inner {
     fn durably<T>(&self, write: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T> {
         let conn = self.conn();
         conn.pragma_update(None, "synchronous", "FULL").map_err(self.err())?;
-        let done = write(&conn);
+        let done = self.tx(&conn, write);
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(self.err())?;
-        done.map_err(self.err())
+        done
     }
 
     fn meta(&self, name: &str) -> Result<Option<String>> {
-        self.conn().query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(self.err())
+        self.read()?.query_row("SELECT value FROM meta WHERE name = ?1", [name], |r| r.get(0)).optional().map_err(self.err())
     }
 
     fn set_meta(&self, name: &str, value: &str) -> Result<()> {
-        self.conn()
-            .execute("INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value", [name, value])
-            .map_err(self.err())?;
+        self.write(|c| {
+            c.execute("INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value", [name, value])
+        })?;
         Ok(())
     }
 
     fn unseed(&self, generation: u32) -> Result<u64> {
-        let n = self
-            .conn()
-            .execute(
+        let n = self.write(|c| {
+            c.execute(
                 "DELETE FROM objects WHERE generation = ?1 AND state = 'pending' AND attempts = 0 AND upload_id IS NULL
                  AND NOT EXISTS (SELECT 1 FROM parts WHERE parts.object_id = objects.id)",
                 [generation],
             )
-            .map_err(self.err())?;
+        })?;
         Ok(n as u64)
     }
 
@@ -299,17 +421,12 @@ impl Inner {
         generation: u32,
         rows: impl Iterator<Item = (&'a ObjectEntry, Option<&'a Route>, Option<&'a str>, Option<&'a str>)>,
     ) -> Result<()> {
-        let err = self.err();
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(&err)?;
-        {
-            let mut stmt = tx
-                .prepare_cached(
-                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata,
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached(
+                "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata,
                                           device, src_path, dst_path, src_crc64, expect_sha256, state, error, renamed, storage_class)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT(key) DO NOTHING",
-                )
-                .map_err(&err)?;
+            )?;
             let no_route = Route::default();
             for (e, route, refused, renamed) in rows {
                 let route = route.unwrap_or(&no_route);
@@ -334,276 +451,175 @@ impl Inner {
                     error,
                     renamed,
                     storage_class_json(e)
-                ])
-                .map_err(&err)?;
+                ])?;
             }
-        }
-        tx.commit().map_err(&err)
+            Ok(())
+        })
     }
 
-    /// See [`Ledger::seed_generation`]. Both sides are walked in key order; the journal's in
-    /// pages read before they are changed, so no write lands in a page being read.
+    /// See [`Ledger::seed_generation`]. Both sides are walked in key order, in batches: up to
+    /// [`MERGE_BATCH`] entries are read from the listing with the journal free, then merged with
+    /// the rows after the last key merged in one transaction of at most [`MERGE_BATCH`] steps,
+    /// the rows read in it before they are changed. Between batches the journal is free, so a
+    /// merge of millions of keys never holds claims up for longer than one batch.
     fn seed_generation(&self, generation: u32, listing: &mut dyn Iterator<Item = ObjectEntry>) -> Result<GenerationDelta> {
-        const PAGE: i64 = 1024;
-        let err = self.err();
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(&err)?;
         let mut delta = GenerationDelta::default();
-        {
-            let mut page_stmt =
-                tx.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM objects WHERE key > ?1 ORDER BY key LIMIT ?2")).map_err(&err)?;
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, error,
-                                          storage_class)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )
-                .map_err(&err)?;
-            // A changed object is copied again from the start: its parts and running hash are of
-            // the old version. Its open upload (if any) stays known, so it is reused or aborted,
-            // never forgotten at the destination.
-            let mut change = tx
-                .prepare_cached(
-                    "UPDATE objects SET generation = ?1, size = ?3, etag = ?4, version = ?5, src_crc32c = ?6, src_md5 = ?7,
-                     content_type = ?8, metadata = ?9, state = ?10, error = ?11, storage_class = ?12, restore_requested = NULL,
-                     attempts = 0, note = NULL, last_modified = NULL,
-                     sha256 = NULL, crc32c = NULL, crc64nvme = NULL, dst_etag = NULL, verified_by = NULL,
-                     hash_next = NULL, hash_state = NULL, updated_at = datetime('now') WHERE id = ?2",
-                )
-                .map_err(&err)?;
-            let mut forget_parts = tx.prepare_cached("DELETE FROM parts WHERE object_id = ?1").map_err(&err)?;
-            let mut delete = tx
-                .prepare_cached("UPDATE objects SET generation = ?1, state = ?3, updated_at = datetime('now') WHERE id = ?2")
-                .map_err(&err)?;
-
-            let mut rows: std::collections::VecDeque<ObjectRow> = Default::default();
-            let mut after = String::new();
-            let mut exhausted = false;
-            let mut next_entry = listing.next();
-            loop {
-                if rows.is_empty() && !exhausted {
-                    let page = page_stmt.query_map(params![after, PAGE], row_from).map_err(&err)?;
-                    rows = page.collect::<rusqlite::Result<_>>().map_err(&err)?;
-                    exhausted = (rows.len() as i64) < PAGE;
-                    if let Some(last) = rows.back() {
-                        after = last.entry.key.clone();
-                    }
-                }
-                let order = match (rows.front(), &next_entry) {
-                    (None, None) => break,
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (Some(row), Some(entry)) => row.entry.key.as_str().cmp(entry.key.as_str()),
-                };
-                match order {
-                    // Only in the journal: gone from the source.
-                    std::cmp::Ordering::Less => {
-                        let row = rows.pop_front().expect("a row");
-                        if matches!(row.state, ObjectState::PendingDelete | ObjectState::Skipped) {
-                            delta.unchanged += 1;
-                        } else {
-                            delete.execute(params![generation, row.id, ObjectState::PendingDelete.as_str()]).map_err(&err)?;
-                            delta.deleted += 1;
-                        }
-                    }
-                    // Only in the listing: new.
-                    std::cmp::Ordering::Greater => {
-                        let e = next_entry.take().expect("an entry");
-                        let (state, error) = seeded_state(&e, None);
-                        let meta = metadata_json(&e);
-                        insert
-                            .execute(params![
-                                generation,
-                                e.key,
-                                e.size as i64,
-                                e.etag,
-                                e.version,
-                                e.checksums.crc32c,
-                                e.checksums.md5,
-                                e.content_type,
-                                meta,
-                                state.as_str(),
-                                error,
-                                storage_class_json(&e)
-                            ])
-                            .map_err(&err)?;
-                        delta.added += 1;
-                        next_entry = listing.next();
-                    }
-                    std::cmp::Ordering::Equal => {
-                        let row = rows.pop_front().expect("a row");
-                        let e = next_entry.take().expect("an entry");
-                        let (state, error) = seeded_state(&e, None);
-                        let same = row.state != ObjectState::PendingDelete && same_version(&row.entry, &e);
-                        if same {
-                            delta.unchanged += 1;
-                        } else {
-                            // A layout's refusal is about the name, which has not changed.
-                            let state = if row.state == ObjectState::Refused { ObjectState::Refused } else { state };
-                            let error = if row.state == ObjectState::Refused { row.error.as_deref() } else { error };
-                            let meta = metadata_json(&e);
-                            change
-                                .execute(params![
-                                    generation,
-                                    row.id,
-                                    e.size as i64,
-                                    e.etag,
-                                    e.version,
-                                    e.checksums.crc32c,
-                                    e.checksums.md5,
-                                    e.content_type,
-                                    meta,
-                                    state.as_str(),
-                                    error,
-                                    storage_class_json(&e)
-                                ])
-                                .map_err(&err)?;
-                            forget_parts.execute([row.id]).map_err(&err)?;
-                            delta.changed += 1;
-                        }
-                        next_entry = listing.next();
-                    }
-                }
+        // Everything up to this key (of either side) is merged.
+        let mut after = String::new();
+        let mut chunk: std::collections::VecDeque<ObjectEntry> = Default::default();
+        let (mut listing_done, mut journal_done) = (false, false);
+        loop {
+            if chunk.is_empty() && !listing_done {
+                chunk.extend((&mut *listing).take(MERGE_BATCH));
+                listing_done = chunk.len() < MERGE_BATCH;
             }
+            if chunk.is_empty() && listing_done && journal_done {
+                return Ok(delta);
+            }
+            self.write(|tx| {
+                let mut rows: std::collections::VecDeque<(ObjectRow, Option<ObjectState>)> = tx
+                    .prepare_cached(&format!("SELECT {ROW_COLUMNS}, deleted_from FROM objects WHERE key > ?1 ORDER BY key LIMIT ?2"))?
+                    .query_map(params![after, MERGE_BATCH as i64], |r| {
+                        let deleted_from = r.get_ref(26)?.as_str_or_null()?.and_then(ObjectState::parse);
+                        Ok((row_from(r)?, deleted_from))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                let page_full = rows.len() == MERGE_BATCH;
+                for _ in 0..MERGE_BATCH {
+                    let order = match (rows.front(), chunk.front()) {
+                        (None, None) => break,
+                        // The journal may have rows past this page: read them first.
+                        (None, Some(_)) if page_full => break,
+                        (None, Some(_)) => std::cmp::Ordering::Greater,
+                        // The listing may have this key in its next chunk.
+                        (Some(_), None) if !listing_done => break,
+                        (Some(_), None) => std::cmp::Ordering::Less,
+                        (Some((row, _)), Some(entry)) => row.entry.key.as_str().cmp(entry.key.as_str()),
+                    };
+                    after = match order {
+                        std::cmp::Ordering::Less => {
+                            let (row, _) = rows.pop_front().expect("a row");
+                            merge_gone(tx, generation, &row, &mut delta)?;
+                            row.entry.key
+                        }
+                        std::cmp::Ordering::Greater => {
+                            let e = chunk.pop_front().expect("an entry");
+                            merge_added(tx, generation, &e)?;
+                            delta.added += 1;
+                            e.key
+                        }
+                        std::cmp::Ordering::Equal => {
+                            let (row, deleted_from) = rows.pop_front().expect("a row");
+                            let e = chunk.pop_front().expect("an entry");
+                            merge_listed(tx, generation, &row, deleted_from, &e, &mut delta)?;
+                            e.key
+                        }
+                    };
+                }
+                journal_done = rows.is_empty() && !page_full;
+                Ok(())
+            })?;
         }
-        tx.commit().map_err(&err)?;
-        Ok(delta)
     }
 
     fn begin_pass(&self, worker: &str) -> Result<Worker> {
-        let err = self.err();
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(&err)?;
-        let last: Option<String> =
-            tx.query_row("SELECT value FROM meta WHERE name = ?1", [PASSES_META], |r| r.get(0)).optional().map_err(&err)?;
-        let pass = last.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + 1;
-        tx.execute(
-            "INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
-            params![PASSES_META, pass.to_string()],
-        )
-        .map_err(&err)?;
-        tx.commit().map_err(&err)?;
+        let pass = self.write(|tx| {
+            let last: Option<String> = tx.query_row("SELECT value FROM meta WHERE name = ?1", [PASSES_META], |r| r.get(0)).optional()?;
+            let pass = last.and_then(|v| v.parse::<i64>().ok()).unwrap_or(0) + 1;
+            tx.execute(
+                "INSERT INTO meta(name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                params![PASSES_META, pass.to_string()],
+            )?;
+            Ok(pass)
+        })?;
         Ok(Worker { name: worker.to_string(), pass })
     }
 
     fn release_leases(&self) -> Result<u64> {
-        let n = self
-            .conn()
-            .execute("UPDATE objects SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL", [])
-            .map_err(self.err())?;
+        let n = self.write(|c| c.execute("UPDATE objects SET lease_owner = NULL, lease_until = NULL WHERE lease_until IS NOT NULL", []))?;
         Ok(n as u64)
     }
 
     fn claim(&self, worker: &Worker, n: usize, lease: Lease) -> Result<Vec<ObjectRow>> {
-        let err = self.err();
         let mut floor = self.floor.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         if floor.0 != worker.pass {
             *floor = (worker.pass, 0);
         }
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(&err)?;
         let limit = n as i64;
-        // Objects whose lease ran out (a worker died or lost them), this pass's own excepted.
-        let mut rows: Vec<ObjectRow> = {
-            let mut stmt = tx
-                .prepare_cached(&format!(
+        let mut rows = self.write(|tx| {
+            // Objects whose lease ran out (a worker died or lost them), this pass's own excepted.
+            let mut rows: Vec<ObjectRow> = {
+                let mut stmt = tx.prepare_cached(&format!(
                     "SELECT {ROW_COLUMNS} FROM objects WHERE lease_until IS NOT NULL AND lease_until <= ?1 AND claim_pass IS NOT ?2
                      AND state IN ('pending', 'failed') ORDER BY id LIMIT ?3"
-                ))
-                .map_err(&err)?;
-            stmt.query_map(params![lease.now, worker.pass, limit], row_from)
-                .map_err(&err)?
-                .collect::<rusqlite::Result<_>>()
-                .map_err(&err)?
-        };
-        // Then fresh ones: pending and failed walked apart, each on its (state, id) index from
-        // the pass's floor, and the lowest ids of both taken.
-        let wanted = limit - rows.len() as i64;
-        if wanted > 0 {
-            let mut fresh: Vec<ObjectRow> = Vec::new();
-            for state in [ObjectState::Pending, ObjectState::Failed] {
-                let mut stmt = tx
-                    .prepare_cached(&format!(
+                ))?;
+                stmt.query_map(params![lease.now, worker.pass, limit], row_from)?.collect::<rusqlite::Result<_>>()?
+            };
+            // Then fresh ones: pending and failed walked apart, each on its (state, id) index from
+            // the pass's floor, and the lowest ids of both taken.
+            let wanted = limit - rows.len() as i64;
+            if wanted > 0 {
+                let mut fresh: Vec<ObjectRow> = Vec::new();
+                for state in [ObjectState::Pending, ObjectState::Failed] {
+                    let mut stmt = tx.prepare_cached(&format!(
                         "SELECT {ROW_COLUMNS} FROM objects WHERE state = ?1 AND id > ?2 AND lease_until IS NULL AND claim_pass IS NOT ?3
                          ORDER BY id LIMIT ?4"
-                    ))
-                    .map_err(&err)?;
-                let page = stmt.query_map(params![state.as_str(), floor.1, worker.pass, wanted], row_from).map_err(&err)?;
-                fresh.extend(page.collect::<rusqlite::Result<Vec<_>>>().map_err(&err)?);
+                    ))?;
+                    let page = stmt.query_map(params![state.as_str(), floor.1, worker.pass, wanted], row_from)?;
+                    fresh.extend(page.collect::<rusqlite::Result<Vec<_>>>()?);
+                }
+                fresh.sort_by_key(|r| r.id);
+                fresh.truncate(wanted as usize);
+                if let Some(last) = fresh.last() {
+                    floor.1 = last.id;
+                }
+                rows.extend(fresh);
             }
-            fresh.sort_by_key(|r| r.id);
-            fresh.truncate(wanted as usize);
-            if let Some(last) = fresh.last() {
-                floor.1 = last.id;
+            {
+                let mut stmt = tx.prepare_cached("UPDATE objects SET lease_owner = ?2, lease_until = ?3, claim_pass = ?4 WHERE id = ?1")?;
+                for r in &rows {
+                    stmt.execute(params![r.id, worker.name, lease.until(), worker.pass])?;
+                }
             }
-            rows.extend(fresh);
-        }
-        {
-            let mut stmt =
-                tx.prepare_cached("UPDATE objects SET lease_owner = ?2, lease_until = ?3, claim_pass = ?4 WHERE id = ?1").map_err(&err)?;
-            for r in &rows {
-                stmt.execute(params![r.id, worker.name, lease.until(), worker.pass]).map_err(&err)?;
-            }
-        }
-        tx.commit().map_err(&err)?;
+            Ok(rows)
+        })?;
         rows.sort_by_key(|r| r.id);
         Ok(rows)
     }
 
     fn release(&self, ids: &[i64]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let err = self.err();
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(&err)?;
-        {
-            let mut stmt = tx.prepare_cached("UPDATE objects SET lease_owner = NULL, lease_until = NULL WHERE id = ?1").map_err(&err)?;
+        self.write(|tx| {
+            let mut stmt = tx.prepare_cached("UPDATE objects SET lease_owner = NULL, lease_until = NULL WHERE id = ?1")?;
             for id in ids {
-                stmt.execute([id]).map_err(&err)?;
+                stmt.execute([id])?;
             }
-        }
-        tx.commit().map_err(&err)
-    }
-
-    fn mark_done(&self, id: i64, o: &Outcome) -> Result<()> {
-        let err = self.err();
-        let conn = self.conn();
-        let tx = conn.unchecked_transaction().map_err(&err)?;
-        tx.execute("DELETE FROM parts WHERE object_id = ?1", [id]).map_err(&err)?;
-        tx.execute(
-            "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, part_size = NULL, hash_next = NULL, hash_state = NULL,
-             attempts = attempts + 1, sha256 = ?2, crc32c = ?3, dst_etag = ?4, verified_by = ?5, crc64nvme = ?6,
-             lease_owner = NULL, lease_until = NULL, updated_at = datetime('now') WHERE id = ?1",
-            params![id, o.copied.sha256, o.copied.crc32c, o.dst_etag, o.verified_by.as_str(), o.copied.crc64nvme],
-        )
-        .map_err(&err)?;
-        tx.commit().map_err(&err)
+            Ok(())
+        })
     }
 
     fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
-        self.conn()
-            .execute(
+        self.write(|c| {
+            c.prepare_cached(
                 "UPDATE objects SET state = 'failed', error = ?2, attempts = attempts + 1, lease_owner = NULL, lease_until = NULL,
                  updated_at = datetime('now') WHERE id = ?1",
-                params![id, error],
-            )
-            .map_err(self.err())?;
+            )?
+            .execute(params![id, error])
+        })?;
         Ok(())
     }
 
     fn restart_object(&self, id: i64, entry: &ObjectEntry, note: &str) -> Result<()> {
-        self.conn()
-            .execute(
+        self.write(|c| {
+            c.execute(
                 "UPDATE objects SET size = ?2, etag = ?3, version = ?4, src_crc32c = ?5, src_md5 = ?6, note = ?7, last_modified = ?8 WHERE id = ?1",
                 params![id, entry.size as i64, entry.etag, entry.version, entry.checksums.crc32c, entry.checksums.md5, note, entry.last_modified.map(|t| t.to_rfc3339())],
             )
-            .map_err(self.err())?;
+        })?;
         Ok(())
     }
 
     fn largest_pending(&self) -> Result<Option<(String, u64)>> {
-        self.conn()
+        self.read()?
             .query_row("SELECT key, size FROM objects WHERE state IN ('pending', 'failed') ORDER BY size DESC LIMIT 1", [], |r| {
                 Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
             })
@@ -612,7 +628,7 @@ impl Inner {
     }
 
     fn rows(&self, sql: &str, params: impl rusqlite::Params) -> Result<Vec<ObjectRow>> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn.prepare_cached(sql).map_err(self.err())?;
         let rows = stmt.query_map(params, row_from).map_err(self.err())?;
         rows.collect::<rusqlite::Result<_>>().map_err(self.err())
@@ -620,27 +636,27 @@ impl Inner {
 
     fn get(&self, key: &str) -> Result<Option<ObjectRow>> {
         let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE key = ?1");
-        self.conn().query_row(&sql, [key], row_from).optional().map_err(self.err())
+        self.read()?.query_row(&sql, [key], row_from).optional().map_err(self.err())
     }
 
     fn has(&self, sql: &str, params: impl rusqlite::Params) -> Result<bool> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn.prepare_cached(sql).map_err(self.err())?;
         stmt.exists(params).map_err(self.err())
     }
 
     fn count(&self, sql: &str) -> Result<u64> {
-        self.conn().query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(self.err())
+        self.read()?.query_row(sql, [], |r| r.get::<_, i64>(0)).map(|n| n as u64).map_err(self.err())
     }
 
     fn execute(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
-        self.conn().execute(sql, params).map_err(self.err())?;
+        self.write(|c| c.prepare_cached(sql)?.execute(params))?;
         Ok(())
     }
 
     fn counts(&self) -> Result<StatusCounts> {
         let mut c = StatusCounts::default();
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn.prepare("SELECT state, COUNT(*), COALESCE(SUM(size), 0) FROM objects GROUP BY state").map_err(self.err())?;
         let rows =
             stmt.query_map([], |r| Ok((state_from(r, 0)?, r.get::<_, i64>(1)? as u64, r.get::<_, i64>(2)? as u64))).map_err(self.err())?;
@@ -683,7 +699,7 @@ impl Inner {
     }
 
     fn skipped_by_reason(&self) -> Result<std::collections::BTreeMap<SkipReason, u64>> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn.prepare_cached("SELECT error, COUNT(*) FROM objects WHERE state = ?1 GROUP BY error").map_err(self.err())?;
         let rows = stmt
             .query_map([ObjectState::Skipped.as_str()], |r| Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)? as u64)))
@@ -699,7 +715,7 @@ impl Inner {
     }
 
     fn skipped(&self, after: i64, limit: usize) -> Result<Vec<(i64, String, SkipReason)>> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached("SELECT id, key, error FROM objects WHERE state = ?1 AND id > ?2 ORDER BY id LIMIT ?3")
             .map_err(self.err())?;
@@ -714,8 +730,9 @@ impl Inner {
 
     fn upload_of(&self, id: i64) -> Result<Option<(String, u64)>> {
         let row: (Option<String>, Option<i64>) = self
-            .conn()
-            .query_row("SELECT upload_id, part_size FROM objects WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .read_of(id)?
+            .prepare_cached(UPLOAD_OF)
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(self.err())?;
         Ok(match row {
             (Some(upload_id), Some(part_size)) => Some((upload_id, part_size as u64)),
@@ -725,8 +742,9 @@ impl Inner {
 
     fn hash_state(&self, id: i64) -> Result<Option<(u32, Vec<u8>)>> {
         let row: (Option<u32>, Option<Vec<u8>>) = self
-            .conn()
-            .query_row("SELECT hash_next, hash_state FROM objects WHERE id = ?1", [id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .read_of(id)?
+            .prepare_cached("SELECT hash_next, hash_state FROM objects WHERE id = ?1")
+            .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(self.err())?;
         Ok(match row {
             (Some(next), Some(state)) => Some((next, state)),
@@ -735,7 +753,7 @@ impl Inner {
     }
 
     fn parts(&self, id: i64) -> Result<Vec<PartRow>> {
-        let conn = self.conn();
+        let conn = self.read_of(id)?;
         let mut stmt = conn
             .prepare_cached("SELECT part_no, offset, size, crc32c, etag FROM parts WHERE object_id = ?1 ORDER BY part_no")
             .map_err(self.err())?;
@@ -754,17 +772,15 @@ impl Inner {
     }
 
     fn clear_upload(&self, id: i64) -> Result<()> {
-        let err = self.err();
-        let mut conn = self.conn();
-        let tx = conn.transaction().map_err(&err)?;
-        tx.execute("DELETE FROM parts WHERE object_id = ?1", [id]).map_err(&err)?;
-        tx.execute("UPDATE objects SET upload_id = NULL, part_size = NULL, hash_next = NULL, hash_state = NULL WHERE id = ?1", [id])
-            .map_err(&err)?;
-        tx.commit().map_err(&err)
+        self.write(|tx| {
+            tx.execute("DELETE FROM parts WHERE object_id = ?1", [id])?;
+            tx.execute("UPDATE objects SET upload_id = NULL, part_size = NULL, hash_next = NULL, hash_state = NULL WHERE id = ?1", [id])?;
+            Ok(())
+        })
     }
 
     fn open_uploads(&self) -> Result<Vec<OpenUpload>> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare(
                 "SELECT o.id, o.key, o.upload_id, COUNT(p.part_no), COALESCE(SUM(p.size), 0) FROM objects o
@@ -786,17 +802,17 @@ impl Inner {
     }
 
     fn index_routes(&self) -> Result<()> {
-        self.conn()
-            .execute_batch(
+        self.write(|c| {
+            c.execute_batch(
                 "CREATE INDEX IF NOT EXISTS objects_by_size ON objects(size DESC, id);
                  CREATE INDEX IF NOT EXISTS objects_by_dst_path ON objects(dst_path);
                  CREATE INDEX IF NOT EXISTS objects_by_src_path ON objects(device, src_path);",
             )
-            .map_err(self.err())
+        })
     }
 
     fn noted(&self, after_key: &str, limit: usize) -> Result<Vec<Noted>> {
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT key, dst_path, state, error, renamed FROM objects WHERE (state = 'refused' OR renamed IS NOT NULL) AND key > ?1
@@ -819,7 +835,7 @@ impl Inner {
 
     fn path_conflicts(&self, fold_case: bool) -> Result<Vec<(i64, String, String)>> {
         let mut out = Vec::new();
-        let conn = self.conn();
+        let conn = self.read()?;
         // A file whose path + '/' starts another path: the range scan [p/, p0) on the index.
         let mut stmt = conn
             .prepare(
@@ -856,7 +872,7 @@ impl Inner {
 
     fn unplaced(&self, after: Option<(u64, i64)>, limit: usize) -> Result<Vec<(i64, u64)>> {
         let (size, id) = after.map(|(s, i)| (s as i64, i)).unwrap_or((i64::MAX, 0));
-        let conn = self.conn();
+        let conn = self.read()?;
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, size FROM objects WHERE state IN ('pending', 'failed') AND device IS NULL
@@ -870,15 +886,12 @@ impl Inner {
     }
 
     fn place_all(&self, placed: &[(i64, u32)]) -> Result<()> {
-        self.durably(|c| {
-            let tx = c.unchecked_transaction()?;
-            {
-                let mut stmt = tx.prepare_cached("UPDATE objects SET device = ?2 WHERE id = ?1")?;
-                for (id, device) in placed {
-                    stmt.execute(params![id, device])?;
-                }
+        self.durably(|tx| {
+            let mut stmt = tx.prepare_cached("UPDATE objects SET device = ?2 WHERE id = ?1")?;
+            for (id, device) in placed {
+                stmt.execute(params![id, device])?;
             }
-            tx.commit()
+            Ok(())
         })
     }
 
@@ -887,13 +900,108 @@ impl Inner {
             true => "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE device = ?1 AND state = 'done'",
             false => "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM objects WHERE device = ?1 AND state IN ('pending', 'failed')",
         };
-        self.conn().query_row(sql, [device], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))).map_err(self.err())
+        self.read()?.query_row(sql, [device], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64))).map_err(self.err())
     }
 }
 
 /// An entry's storage class as the journal stores it: JSON, or NULL when it has none.
 fn storage_class_json(e: &ObjectEntry) -> Option<String> {
     e.storage_class.as_ref().map(|c| serde_json::to_string(c).expect("class serializes"))
+}
+
+/// Steps of a generation merge in one transaction, and entries of its listing read at a time.
+const MERGE_BATCH: usize = 1024;
+
+/// A generation merge met a key only in the listing: a new object.
+fn merge_added(tx: &Connection, generation: u32, e: &ObjectEntry) -> rusqlite::Result<()> {
+    let (state, error) = seeded_state(e, None);
+    tx.prepare_cached(
+        "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, src_crc64, content_type, metadata, state, error,
+                              storage_class)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?
+    .execute(params![
+        generation,
+        e.key,
+        e.size as i64,
+        e.etag,
+        e.version,
+        e.checksums.crc32c,
+        e.checksums.md5,
+        e.checksums.crc64nvme,
+        e.content_type,
+        metadata_json(e),
+        state.as_str(),
+        error,
+        storage_class_json(e)
+    ])?;
+    Ok(())
+}
+
+/// A generation merge met a key only in the journal: gone from the source. Whatever the row
+/// was (copied, pending, refused by a layout, skipped by the listing) it is now a pending
+/// delete; the state it had is kept beside it, and so is its `error` (a refusal's reason), so
+/// a key that comes back is refused again.
+fn merge_gone(tx: &Connection, generation: u32, row: &ObjectRow, delta: &mut GenerationDelta) -> rusqlite::Result<()> {
+    if row.state == ObjectState::PendingDelete {
+        delta.unchanged += 1;
+        return Ok(());
+    }
+    tx.prepare_cached("UPDATE objects SET generation = ?1, state = ?3, deleted_from = ?4, updated_at = datetime('now') WHERE id = ?2")?
+        .execute(params![generation, row.id, ObjectState::PendingDelete.as_str(), row.state.as_str()])?;
+    delta.deleted += 1;
+    Ok(())
+}
+
+/// A generation merge met a key on both sides: unchanged, or changed (copied again from the
+/// start), or back after a delete.
+fn merge_listed(
+    tx: &Connection,
+    generation: u32,
+    row: &ObjectRow,
+    deleted_from: Option<ObjectState>,
+    e: &ObjectEntry,
+    delta: &mut GenerationDelta,
+) -> rusqlite::Result<()> {
+    if row.state != ObjectState::PendingDelete && same_version(&row.entry, e) {
+        delta.unchanged += 1;
+        return Ok(());
+    }
+    // A layout's refusal is about the name, which has not changed, even across a delete.
+    let was = if row.state == ObjectState::PendingDelete { deleted_from } else { Some(row.state) };
+    let (state, error) = match (was, e.skipped) {
+        (Some(ObjectState::Refused), None) => (ObjectState::Refused, row.error.as_deref()),
+        _ => seeded_state(e, None),
+    };
+    // A changed object is copied again from the start: its parts and running hash are of the
+    // old version, and so is its placement on an export's device (its path there, and a digest
+    // a shipment declared): it is placed again like an added key. Its open upload (if any)
+    // stays known, so it is reused or aborted, never forgotten at the destination.
+    tx.prepare_cached(
+        "UPDATE objects SET generation = ?1, size = ?3, etag = ?4, version = ?5, src_crc32c = ?6, src_md5 = ?7, src_crc64 = ?8,
+         content_type = ?9, metadata = ?10, state = ?11, error = ?12, storage_class = ?13, restore_requested = NULL, attempts = 0, note = NULL, last_modified = NULL,
+         sha256 = NULL, crc32c = NULL, crc64nvme = NULL, dst_etag = NULL, verified_by = NULL, hash_next = NULL, hash_state = NULL,
+         device = NULL, dst_path = NULL, renamed = NULL, expect_sha256 = NULL, deleted_from = NULL, updated_at = datetime('now')
+         WHERE id = ?2",
+    )?
+    .execute(params![
+        generation,
+        row.id,
+        e.size as i64,
+        e.etag,
+        e.version,
+        e.checksums.crc32c,
+        e.checksums.md5,
+        e.checksums.crc64nvme,
+        e.content_type,
+        metadata_json(e),
+        state.as_str(),
+        error,
+        storage_class_json(e)
+    ])?;
+    tx.prepare_cached(FORGET_PARTS)?.execute([row.id])?;
+    delta.changed += 1;
+    Ok(())
 }
 
 /// An entry's user metadata as the journal stores it: JSON, or NULL when it has none.
@@ -916,6 +1024,7 @@ fn same_version(had: &ObjectEntry, now: &ObjectEntry) -> bool {
         && same(&had.version, &now.version)
         && same(&had.checksums.crc32c, &now.checksums.crc32c)
         && same(&had.checksums.md5, &now.checksums.md5)
+        && same(&had.checksums.crc64nvme, &now.checksums.crc64nvme)
 }
 
 #[async_trait]
@@ -957,15 +1066,13 @@ impl Ledger for SqliteJournal {
     }
 
     async fn release(&self, ids: &[i64]) -> Result<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
+        // Even with nothing to release: the end of a pass commits the outcomes still queued.
         let ids = ids.to_vec();
         self.blocking(move |j| j.release(&ids)).await
     }
 
     async fn mark_done(&self, id: i64, outcome: &Outcome) -> Result<()> {
-        self.0.mark_done(id, outcome)
+        self.0.enqueue(Queued::Done(id, outcome.clone()))
     }
 
     async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {
@@ -1138,18 +1245,18 @@ mod tests;
 #[async_trait]
 impl Writes for SqliteJournal {
     async fn begin_run(&self, kind: RunKind) -> Result<RunId> {
-        writes::begin_run(&self.0.conn(), kind).map_err(self.0.err())
+        self.0.write(|c| writes::begin_run(c, kind))
     }
 
     async fn begin_write(&self, run: RunId, intent: &Intent<'_>) -> Result<i64> {
-        writes::begin_write(&self.0.conn(), run, intent).map_err(self.0.err())
+        self.0.write(|c| writes::begin_write(c, run, intent))
     }
 
     async fn finish_write(&self, row: i64, wrote: &Wrote) -> Result<()> {
-        writes::finish_write(&self.0.conn(), row, wrote).map_err(self.0.err())
+        self.0.enqueue(Queued::Wrote(row, wrote.clone()))
     }
 
     async fn writes(&self, run: Option<RunId>, after: i64, limit: usize) -> Result<Vec<WriteRow>> {
-        writes::writes(&self.0.conn(), run, after, limit).map_err(self.0.err())
+        writes::writes(&*self.0.read()?, run, after, limit).map_err(self.0.err())
     }
 }

@@ -161,7 +161,9 @@ pub trait Writes: Send + Sync {
     /// (an fsync per object would cost more than the copy of a small object); the next run
     /// then records ferry's own write as what was there.
     async fn begin_write(&self, run: RunId, intent: &Intent<'_>) -> Result<i64>;
-    /// Records what write `row` left at the destination.
+    /// Records what write `row` left at the destination. Committed like an outcome
+    /// ([`crate::Ledger::mark_done`]): a kill may lose it, and the next attempt takes the row
+    /// over.
     async fn finish_write(&self, row: i64, wrote: &Wrote) -> Result<()>;
     /// The ledger after row `after`, oldest first; `run` narrows it to one run's writes.
     async fn writes(&self, run: Option<RunId>, after: i64, limit: usize) -> Result<Vec<WriteRow>>;

@@ -75,6 +75,9 @@ pub struct PutAttrs {
 pub struct PutReceipt {
     /// The destination's entity tag (or equivalent) of what was written, quotes stripped.
     pub etag: Option<String>,
+    /// The version the write made, where the destination keeps versions: S3's version id
+    /// (versioning on), GCS's generation, Azure's version id (blob versioning on).
+    pub version: Option<String>,
 }
 
 /// One part acknowledged by the destination.
@@ -176,6 +179,11 @@ pub trait Provider: Send + Sync {
     }
 }
 
+/// What a server copy in parts calls with its upload id once the destination has the upload and
+/// before its first part is copied: the caller records the id (durably: an fsync) before the
+/// parts exist. Awaited, so the recording never blocks an executor thread.
+pub type UploadStarted = dyn Fn(String) -> BoxFuture<'static, Result<()>> + Send + Sync;
+
 /// An object the service copied, as the destination reported it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ServerCopied {
@@ -186,6 +194,8 @@ pub struct ServerCopied {
     pub checksums: Checksums,
     /// Parts it was copied in (0: one request).
     pub parts: u32,
+    /// The version the copy made, where the destination keeps versions (see [`PutReceipt::version`]).
+    pub version: Option<String>,
 }
 
 /// Copying objects inside one service, without their bytes passing through ferry (S3
@@ -214,7 +224,7 @@ pub trait ServerCopy: Send + Sync {
         source: &Location,
         object: &ObjectEntry,
         plan: &PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &crate::UploadStarted,
     ) -> Result<ServerCopied>;
 }
 

@@ -552,10 +552,11 @@ async fn server_copy(c: Ctx) {
         let data = bytes_of(size as u8, size);
         put(src.as_ref(), key, &data).await;
         let entry = head(src.as_ref(), key).await.unwrap_or_else(|| panic!("{name}: the source object is missing"));
-        let started = std::sync::Mutex::new(Vec::new());
-        let journal = |id: &str| {
-            started.lock().unwrap().push(id.to_string());
-            Ok(())
+        let started = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let recorded = started.clone();
+        let journal = move |id: String| -> futures::future::BoxFuture<'static, ferry_providers::Result<()>> {
+            recorded.lock().unwrap().push(id);
+            Box::pin(async { Ok(()) })
         };
         let plan = ferry_core::PartPlan { object_size: entry.size, part_size: part };
         let copied =
@@ -586,7 +587,7 @@ async fn server_copy(c: Ctx) {
     let before = head(src.as_ref(), "changing").await.unwrap_or_else(|| panic!("{name}: the source object is missing"));
     put(src.as_ref(), "changing", &bytes_of(2, 600)).await;
     let plan = ferry_core::PartPlan { object_size: before.size, part_size: part };
-    let copied = copier.copy_from(src.location(), &before, &plan, &|_| Ok(())).await;
+    let copied = copier.copy_from(src.location(), &before, &plan, &|_| Box::pin(async { Ok(()) })).await;
     if c.options().copy_refuses_changed {
         assert!(copied.is_err(), "{name}: a source that changed since its HEAD was copied");
         assert!(head(dst.as_ref(), "changing").await.is_none(), "{name}: a refused copy left an object");

@@ -413,6 +413,20 @@ impl Multipart for FaultyProvider {
         self.before(Method::StaleUploads, "list multipart uploads", "").await?;
         self.inner_multipart().stale_uploads(before).await
     }
+
+    /// The inner provider's pages, each a call a rule can hit (like a listing's pages).
+    fn stale_upload_pages(&self, before: chrono::DateTime<chrono::Utc>) -> BoxStream<'_, Result<Vec<OpenUpload>>> {
+        let pages = self.inner_multipart().stale_upload_pages(before);
+        futures::stream::unfold(Some(pages), move |pages| async move {
+            let mut pages = pages?;
+            if let Err(e) = self.before(Method::StaleUploads, "list multipart uploads", "").await {
+                return Some((Err(e), None));
+            }
+            let page = pages.next().await?;
+            Some((page, Some(pages)))
+        })
+        .boxed()
+    }
 }
 
 #[async_trait]
@@ -426,7 +440,7 @@ impl ServerCopy for FaultyProvider {
         source: &Location,
         object: &ObjectEntry,
         plan: &ferry_core::PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &ferry_providers::UploadStarted,
     ) -> Result<ServerCopied> {
         self.before(Method::CopyFrom, "copy", &object.key).await?;
         let copier = self.inner.server_copy().expect("offered only when the wrapped provider has it");
@@ -561,5 +575,25 @@ mod tests {
         let keys: Vec<String> = pages.into_iter().flat_map(|page| page.unwrap()).map(|e| e.key).collect();
         assert_eq!(keys, ["a", "b", "c"], "the listing goes on after the dropped page is sent again");
         assert_eq!(p.injected(Method::List), 1);
+    }
+
+    // Issue 13 review: the fault wrapper did not forward `stale_upload_pages`, so a sweep over
+    // it saw one page whatever the provider's paging, and a fault hit the whole sweep at once.
+    #[tokio::test]
+    async fn stale_uploads_come_a_page_at_a_time_and_a_fault_hits_one_page() {
+        let store = MemoryStore::new();
+        store.create_bucket("bkt");
+        let inner = store.provider("s3://bkt/").with_page_size(2);
+        let mp = inner.multipart().unwrap();
+        for key in ["a", "b", "c"] {
+            drop(mp.start(key, &PutAttrs::default(), 10, "").await.unwrap());
+        }
+        let later = chrono::Utc::now() + chrono::Duration::hours(1);
+        let p = FaultyProvider::new(Arc::new(inner)).inject(Method::StaleUploads, When::Nth(2), Fault::Drop);
+        let pages: Vec<Result<Vec<OpenUpload>>> = p.multipart().unwrap().stale_upload_pages(later).collect().await;
+        assert_eq!(pages.len(), 2, "{pages:?}");
+        assert_eq!(pages[0].as_ref().unwrap().iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(pages[1].as_ref().unwrap_err().class(), ErrorClass::Retryable);
+        assert_eq!(p.calls(Method::StaleUploads), 2);
     }
 }

@@ -352,7 +352,7 @@ impl Provider for MemoryProvider {
         }
         let etag = md5_hex(&data);
         let stored = self.store.lock().write(&self.location.bucket, &full, data, attrs, etag)?;
-        Ok(PutReceipt { etag: Some(stored.etag) })
+        Ok(PutReceipt { etag: Some(stored.etag), version: None })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
@@ -431,6 +431,21 @@ impl Multipart for MemoryProvider {
             .map(|(id, u)| OpenUpload { key: u.full_key[prefix.len()..].to_string(), upload_id: id.clone(), initiated: Some(u.initiated) })
             .collect())
     }
+
+    /// In pages of the listing's page size, in key order (as S3 lists uploads).
+    fn stale_upload_pages(&self, before: DateTime<Utc>) -> BoxStream<'_, Result<Vec<OpenUpload>>> {
+        let page = self.page;
+        Box::pin(futures::StreamExt::flat_map(futures::stream::once(self.stale_uploads(before)), move |all| {
+            let pages: Vec<Result<Vec<OpenUpload>>> = match all {
+                Ok(mut all) => {
+                    all.sort_by(|a, b| (&a.key, &a.upload_id).cmp(&(&b.key, &b.upload_id)));
+                    all.chunks(page).map(|c| Ok(c.to_vec())).collect()
+                }
+                Err(e) => vec![Err(e)],
+            };
+            futures::stream::iter(pages)
+        }))
+    }
 }
 
 /// An upload in progress on a [`MemoryStore`].
@@ -503,7 +518,7 @@ impl MultipartUpload for MemoryUpload {
         let upload = state.uploads.remove(&self.id).expect("held above");
         let etag = format!("{}-{}", md5_hex(&body), parts.len());
         let stored = state.write(&upload.bucket, &upload.full_key, body.freeze(), &upload.attrs, etag)?;
-        Ok(PutReceipt { etag: Some(stored.etag) })
+        Ok(PutReceipt { etag: Some(stored.etag), version: None })
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {
@@ -528,7 +543,7 @@ impl ServerCopy for MemoryProvider {
         source: &Location,
         object: &ObjectEntry,
         plan: &ferry_core::PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &ferry_providers::UploadStarted,
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
         let (from, to) = (full_key(source, key), self.full(key)?);
@@ -542,7 +557,7 @@ impl ServerCopy for MemoryProvider {
         {
             1 => 0,
             count => {
-                started(&uuid::Uuid::new_v4().simple().to_string())?;
+                started(uuid::Uuid::new_v4().simple().to_string()).await?;
                 count
             }
         };
@@ -565,6 +580,7 @@ impl ServerCopy for MemoryProvider {
             etag: Some(copy.etag),
             checksums: Checksums { crc32c: Some(ferry_core::digest::crc32c_hex(copy.crc32c)), md5: Some(copy.md5), ..Checksums::default() },
             parts,
+            version: None,
         })
     }
 }

@@ -350,6 +350,19 @@ impl FakeGcs {
 
     /// Every object name in `bucket`, ferry's temporary part objects included.
     pub fn object_names(&self, bucket: &str) -> Vec<String> {
+        self.objects(bucket).into_iter().map(|o| o["name"].as_str().unwrap_or_default().to_string()).collect()
+    }
+
+    /// The generation of each object of `bucket`, by name.
+    pub fn generations(&self, bucket: &str) -> std::collections::BTreeMap<String, String> {
+        self.objects(bucket)
+            .into_iter()
+            .map(|o| (o["name"].as_str().unwrap_or_default().to_string(), o["generation"].as_str().unwrap_or_default().to_string()))
+            .collect()
+    }
+
+    /// Every object of `bucket`, as the JSON API lists it.
+    fn objects(&self, bucket: &str) -> Vec<serde_json::Value> {
         let mut names = Vec::new();
         let mut token: Option<String> = None;
         loop {
@@ -358,9 +371,7 @@ impl FakeGcs {
                 url.push_str(&format!("&pageToken={t}"));
             }
             let page: serde_json::Value = reqwest::blocking_get_json(&url);
-            for item in page["items"].as_array().into_iter().flatten() {
-                names.push(item["name"].as_str().unwrap_or_default().to_string());
-            }
+            names.extend(page["items"].as_array().into_iter().flatten().cloned());
             match page["nextPageToken"].as_str() {
                 Some(t) => token = Some(t.to_string()),
                 None => return names,
@@ -434,6 +445,44 @@ print(s3.head_object(Bucket=bucket, Key=key)["ETag"])
             .output()
             .expect("run python3");
         assert!(out.status.success(), "boto3 upload of {key}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Runs a boto3 `script` (given `s3`, a client, and `args`, the rest of the command line) and
+    /// returns what it printed.
+    fn boto3(&self, script: &str, args: &[&str]) -> String {
+        let prelude = r#"
+import sys, json, boto3
+from botocore.config import Config
+s3 = boto3.client("s3", endpoint_url=sys.argv[1], aws_access_key_id="moto", aws_secret_access_key="moto",
+                  region_name="us-east-1", config=Config(request_checksum_calculation="when_required"))
+args = sys.argv[2:]
+"#;
+        let out = Command::new("python3")
+            .args(["-c", &format!("{prelude}{script}"), &self.endpoint])
+            .args(args)
+            .env("PYTHONPATH", services_dir().join("moto"))
+            .output()
+            .expect("run python3");
+        assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Turns versioning on for `bucket`: every write then makes a version with its own id.
+    pub fn enable_versioning(&self, bucket: &str) {
+        self.boto3("s3.put_bucket_versioning(Bucket=args[0], VersioningConfiguration={'Status': 'Enabled'})", &[bucket]);
+    }
+
+    /// The current version id of each key of `bucket`.
+    pub fn latest_versions(&self, bucket: &str) -> std::collections::BTreeMap<String, String> {
+        let script = r#"
+out = {}
+for page in s3.get_paginator("list_object_versions").paginate(Bucket=args[0]):
+    for v in page.get("Versions", []):
+        if v["IsLatest"]:
+            out[v["Key"]] = v["VersionId"]
+print(json.dumps(out))
+"#;
+        serde_json::from_str(&self.boto3(script, &[bucket])).expect("versions as JSON")
     }
 
     /// Credentials for ferry's S3 chain (moto accepts any).

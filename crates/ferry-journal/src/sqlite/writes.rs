@@ -29,6 +29,18 @@ CREATE TABLE IF NOT EXISTS writes (
 CREATE INDEX IF NOT EXISTS writes_object ON writes(object, done);
 ";
 
+// The statements each object's write runs: cached, and each prepared once (see
+// `the_statements_each_object_runs_are_prepared_once`).
+/// The unfinished row of a write of the same object, target and key: at most one (a write takes
+/// an unfinished row over rather than add one). No `ORDER BY id DESC`: with it SQLite prepares
+/// the statement again at every run once the table grows.
+pub(super) const OPEN_WRITE: &str = "SELECT id FROM writes WHERE object = ?1 AND done = 0 AND op = ?2 AND target = ?3 AND key = ?4 LIMIT 1";
+pub(super) const TAKE_OVER: &str = "UPDATE writes SET run = ?2 WHERE id = ?1";
+pub(super) const BEGIN_WRITE: &str =
+    "INSERT INTO writes (run, object, target, key, op, prior, prior_seen, prior_size, prior_etag, prior_version)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+pub(super) const FINISH_WRITE: &str = "UPDATE writes SET done = 1, wrote_size = ?2, wrote_etag = ?3, wrote_version = ?4 WHERE id = ?1";
+
 pub(super) fn begin_run(conn: &Connection, kind: RunKind) -> rusqlite::Result<RunId> {
     conn.execute("INSERT INTO runs (kind, started) VALUES (?1, ?2)", params![kind.as_str(), chrono::Utc::now().to_rfc3339()])?;
     Ok(RunId(conn.last_insert_rowid()))
@@ -40,15 +52,10 @@ pub(super) fn begin_run(conn: &Connection, kind: RunKind) -> rusqlite::Result<Ru
 /// filled up, is a row of its own). Returns the row's id.
 pub(super) fn begin_write(conn: &Connection, run: RunId, intent: &Intent<'_>) -> rusqlite::Result<i64> {
     let Intent { object, target, key, op, prior, seen } = *intent;
-    let open: Option<i64> = conn
-        .query_row(
-            "SELECT id FROM writes WHERE object = ?1 AND done = 0 AND op = ?2 AND target = ?3 AND key = ?4 ORDER BY id DESC LIMIT 1",
-            params![object, op.as_str(), target, key],
-            |r| r.get(0),
-        )
-        .optional()?;
+    let open: Option<i64> =
+        conn.prepare_cached(OPEN_WRITE)?.query_row(params![object, op.as_str(), target, key], |r| r.get(0)).optional()?;
     if let Some(id) = open {
-        conn.execute("UPDATE writes SET run = ?2 WHERE id = ?1", params![id, run.0])?;
+        conn.prepare_cached(TAKE_OVER)?.execute(params![id, run.0])?;
         return Ok(id);
     }
     let (state, size, etag, version) = match prior {
@@ -56,20 +63,24 @@ pub(super) fn begin_write(conn: &Connection, run: RunId, intent: &Intent<'_>) ->
         Prior::Present { size, etag, version } => ("present", Some(*size as i64), etag.as_deref(), version.as_deref()),
         Prior::Unknown => ("unknown", None, None, None),
     };
-    conn.execute(
-        "INSERT INTO writes (run, object, target, key, op, prior, prior_seen, prior_size, prior_etag, prior_version)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-        params![run.0, object, target, key, op.as_str(), state, seen.as_str(), size, etag, version],
-    )?;
+    conn.prepare_cached(BEGIN_WRITE)?.execute(params![
+        run.0,
+        object,
+        target,
+        key,
+        op.as_str(),
+        state,
+        seen.as_str(),
+        size,
+        etag,
+        version
+    ])?;
     Ok(conn.last_insert_rowid())
 }
 
 /// Records what the write of row `id` left at the destination.
 pub(super) fn finish_write(conn: &Connection, id: i64, wrote: &Wrote) -> rusqlite::Result<()> {
-    conn.execute(
-        "UPDATE writes SET done = 1, wrote_size = ?2, wrote_etag = ?3, wrote_version = ?4 WHERE id = ?1",
-        params![id, wrote.size as i64, wrote.etag, wrote.version],
-    )?;
+    conn.prepare_cached(FINISH_WRITE)?.execute(params![id, wrote.size as i64, wrote.etag, wrote.version])?;
     Ok(())
 }
 

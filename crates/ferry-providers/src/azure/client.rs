@@ -165,8 +165,9 @@ impl BlockClient {
         let mut headers = vec![("x-ms-blob-type".to_string(), "BlockBlob".to_string()), ("content-md5".to_string(), md5_b64(&data))];
         headers.extend(attr_headers(attrs));
         let resp = self.send("put", key, http::Method::PUT, self.blob_url(full_key), headers, data).await?;
-        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(crate::unquote);
-        Ok(PutReceipt { etag })
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
+        // A version id only where the account keeps blob versions.
+        Ok(PutReceipt { etag: header("etag").map(crate::unquote), version: header("x-ms-version-id").map(str::to_string) })
     }
 
     /// Reads `range` of a blob (all of it when `None`) in requests of at most 4 MiB, each with
@@ -374,8 +375,9 @@ impl BlockClient {
         headers.extend(attr_headers(attrs));
         let url = format!("{}?comp=blocklist", self.blob_url(full_key));
         let resp = self.send("put block list", key, http::Method::PUT, url, headers, Bytes::from(xml)).await?;
-        let etag = resp.headers().get("etag").and_then(|v| v.to_str().ok()).map(crate::unquote);
-        Ok(PutReceipt { etag })
+        let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
+        // A version id only where the account keeps blob versions.
+        Ok(PutReceipt { etag: header("etag").map(crate::unquote), version: header("x-ms-version-id").map(str::to_string) })
     }
 }
 

@@ -18,7 +18,7 @@ impl ServerCopy for AzureProvider {
         source: &Location,
         object: &ObjectEntry,
         _plan: &PartPlan,
-        _started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        _started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
         self.path(key)?;
@@ -32,6 +32,11 @@ impl ServerCopy for AzureProvider {
             .copy_blob(&self.location.key_for(key), key, &source.bucket, &source.key_for(key), object.etag.as_deref(), Some(&tags))
             .await?;
         let copy = blob_entry(key, &head);
-        Ok(ServerCopied { etag: copy.etag, checksums: Checksums { md5: copy.checksums.md5, ..Checksums::default() }, parts: 0 })
+        Ok(ServerCopied {
+            etag: copy.etag,
+            checksums: Checksums { md5: copy.checksums.md5, ..Checksums::default() },
+            parts: 0,
+            version: copy.version,
+        })
     }
 }

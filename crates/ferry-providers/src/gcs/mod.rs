@@ -227,7 +227,7 @@ impl Provider for GcsProvider {
             .await?;
         let o: GcsObject = c.json("put", key, resp).await?;
         stored_as_sent(&o, crc32c, "put", key)?;
-        Ok(PutReceipt { etag: o.etag })
+        Ok(PutReceipt { etag: o.etag, version: o.generation })
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -209,7 +209,7 @@ impl MultipartUpload for GcsUpload {
                     self.key.clone(),
                     format!("composite crc32c {got} differs from the parts' combined {want}"),
                 )),
-                _ => Ok(PutReceipt { etag: o.etag }),
+                _ => Ok(PutReceipt { etag: o.etag, version: o.generation }),
             }
         }
         .await;

@@ -33,7 +33,7 @@ impl ServerCopy for GcsProvider {
         source: &Location,
         object: &ObjectEntry,
         _plan: &PartPlan,
-        _started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        _started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
         let c = &self.client;
@@ -68,6 +68,7 @@ impl ServerCopy for GcsProvider {
                         ..Checksums::default()
                     },
                     parts: 0,
+                    version: o.generation.clone(),
                 });
             }
             token = Some(answer.rewrite_token.ok_or_else(|| ProviderError::Request {

@@ -332,7 +332,7 @@ impl LocalProvider {
                 file.metadata()
             };
             match written() {
-                Ok(meta) => Ok(PutReceipt { etag: Some(etag_of(&meta)) }),
+                Ok(meta) => Ok(PutReceipt { etag: Some(etag_of(&meta)), version: None }),
                 Err(e) => {
                     if let Some(tmp) = &tmp {
                         let _ = rustix::fs::unlinkat(&parent.dir, tmp.as_str(), AtFlags::empty());

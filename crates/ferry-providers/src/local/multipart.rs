@@ -173,7 +173,7 @@ impl MultipartUpload for LocalUpload {
                 self.file.metadata()
             })();
             let meta = done.map_err(|e| self.parent.error(e))?;
-            Ok(PutReceipt { etag: Some(etag_of(&meta)) })
+            Ok(PutReceipt { etag: Some(etag_of(&meta)), version: None })
         })
         .await
     }

@@ -207,7 +207,7 @@ pub(super) async fn complete_upload(
     full_key: &str,
     upload_id: &str,
     parts: Vec<CompletedPart>,
-) -> std::result::Result<Option<String>, SdkError<CompleteMultipartUploadError, aws_smithy_runtime_api::http::Response>> {
+) -> std::result::Result<PutReceipt, SdkError<CompleteMultipartUploadError, aws_smithy_runtime_api::http::Response>> {
     let o = client
         .complete_multipart_upload()
         .bucket(bucket)
@@ -216,7 +216,7 @@ pub(super) async fn complete_upload(
         .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
         .send()
         .await?;
-    Ok(o.e_tag().map(unquote))
+    Ok(PutReceipt { etag: o.e_tag().map(unquote), version: o.version_id().map(str::to_string) })
 }
 
 /// A full-object base64 CRC64NVME (always full-object, multipart or not), as 16 hex digits.

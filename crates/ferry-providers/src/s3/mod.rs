@@ -331,17 +331,16 @@ impl Provider for S3Provider {
             }
             req
         };
-        let etag = request(&self.run, data.len(), || async {
+        request(&self.run, data.len(), || async {
             // UNSIGNED-PAYLOAD: the CRC32C header proves the body; hashing it again for SigV4
             // would cost a SHA-256 pass over every byte.
             let o = build().customize().disable_payload_signing().send().await.map_err(|e| self.failed("put", key, e))?;
             let etag = o.e_tag().map(unquote);
             acknowledged(o.checksum_crc32_c(), etag.as_deref(), &data, crc32c)
                 .map_err(|detail| ProviderError::corrupted(PROVIDER, "put", key, detail))?;
-            Ok(etag)
+            Ok(PutReceipt { etag, version: o.version_id().map(str::to_string) })
         })
-        .await?;
-        Ok(PutReceipt { etag })
+        .await
     }
 
     async fn restore(&self, key: &str, asked: &RestoreRequest) -> Result<bool> {

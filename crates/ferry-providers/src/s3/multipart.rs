@@ -252,13 +252,12 @@ impl MultipartUpload for S3Upload {
                     .build()
             })
             .collect();
-        let etag = request(&self.run, 0, || async {
+        request(&self.run, 0, || async {
             complete_upload(&self.client, &self.bucket, &self.full_key, &self.upload_id, completed.clone())
                 .await
                 .map_err(|e| failed(&self.endpoint, &self.bucket, "complete multipart upload", &self.key, e))
         })
-        .await?;
-        Ok(PutReceipt { etag })
+        .await
     }
 
     async fn abort(self: Box<Self>) -> Result<()> {

@@ -27,7 +27,7 @@ impl ServerCopy for S3Provider {
         source: &Location,
         object: &ObjectEntry,
         plan: &PartPlan,
-        started: &(dyn for<'s> Fn(&'s str) -> Result<()> + Sync),
+        started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let key = object.key.as_str();
         let count = copy_parts(object, plan, &self.limits())?;
@@ -61,6 +61,7 @@ impl ServerCopy for S3Provider {
                     ..Checksums::default()
                 },
                 parts: 0,
+                version: o.version_id().map(str::to_string),
             });
         }
         // A copy in parts starts a new upload: it carries what the HEAD saw, and the tags asked
@@ -78,7 +79,7 @@ impl ServerCopy for S3Provider {
         };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
         let upload_id = upload.upload_id().expect("S3 uploads have ids");
-        if let Err(e) = started(upload_id.as_str()) {
+        if let Err(e) = started(upload_id.clone()).await {
             let _ = self.abort_upload(key, &upload_id).await;
             return Err(e);
         }
@@ -119,7 +120,7 @@ impl ServerCopy for S3Provider {
                         .build()
                 })
                 .collect();
-            let etag = request(&self.run, 0, || async {
+            let done = request(&self.run, 0, || async {
                 complete_upload(&self.client, &self.location.bucket, &full, &upload_id, completed.clone())
                     .await
                     .map_err(|e| self.failed("complete copy", key, e))
@@ -132,7 +133,12 @@ impl ServerCopy for S3Provider {
                     .fold(None, |acc: Option<u32>, ((len, _, _), crc)| Some(acc.map_or(crc, |a| ferry_core::crc32c_combine(a, crc, *len))));
                 ferry_core::digest::crc32c_hex(whole.unwrap_or(0))
             });
-            Ok::<_, ProviderError>(ServerCopied { etag, checksums: Checksums { crc32c, ..Checksums::default() }, parts: count })
+            Ok::<_, ProviderError>(ServerCopied {
+                etag: done.etag,
+                checksums: Checksums { crc32c, ..Checksums::default() },
+                parts: count,
+                version: done.version,
+            })
         }
         .await;
         if copied.is_err() {
