@@ -480,7 +480,7 @@ impl Inner {
                 let mut rows: std::collections::VecDeque<(ObjectRow, Option<ObjectState>)> = tx
                     .prepare_cached(&format!("SELECT {ROW_COLUMNS}, deleted_from FROM objects WHERE key > ?1 ORDER BY key LIMIT ?2"))?
                     .query_map(params![after, MERGE_BATCH as i64], |r| {
-                        let deleted_from = r.get_ref(26)?.as_str_or_null()?.and_then(ObjectState::parse);
+                        let deleted_from = r.get_ref("deleted_from")?.as_str_or_null()?.and_then(ObjectState::parse);
                         Ok((row_from(r)?, deleted_from))
                     })?
                     .collect::<rusqlite::Result<_>>()?;

@@ -419,10 +419,11 @@ impl Multipart for FaultyProvider {
         let pages = self.inner_multipart().stale_upload_pages(before);
         futures::stream::unfold(Some(pages), move |pages| async move {
             let mut pages = pages?;
+            // The end of the sweep is no call: a fault hits a page the provider has.
+            let page = pages.next().await?;
             if let Err(e) = self.before(Method::StaleUploads, "list multipart uploads", "").await {
                 return Some((Err(e), None));
             }
-            let page = pages.next().await?;
             Some((page, Some(pages)))
         })
         .boxed()
@@ -591,9 +592,11 @@ mod tests {
         let later = chrono::Utc::now() + chrono::Duration::hours(1);
         let p = FaultyProvider::new(Arc::new(inner)).inject(Method::StaleUploads, When::Nth(2), Fault::Drop);
         let pages: Vec<Result<Vec<OpenUpload>>> = p.multipart().unwrap().stale_upload_pages(later).collect().await;
+        // Pages, not one sweep: the drop hits the second page alone, which the request layer
+        // sends again (issue 13: one retry layer).
         assert_eq!(pages.len(), 2, "{pages:?}");
-        assert_eq!(pages[0].as_ref().unwrap().iter().map(|u| u.key.as_str()).collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(pages[1].as_ref().unwrap_err().class(), ErrorClass::Retryable);
-        assert_eq!(p.calls(Method::StaleUploads), 2);
+        let keys: Vec<Vec<String>> = pages.into_iter().map(|page| page.unwrap().into_iter().map(|u| u.key).collect()).collect();
+        assert_eq!(keys, [vec!["a", "b"], vec!["c"]]);
+        assert_eq!((p.calls(Method::StaleUploads), p.injected(Method::StaleUploads)), (3, 1));
     }
 }
