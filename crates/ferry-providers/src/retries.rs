@@ -212,7 +212,7 @@ fn worth_sending_again(e: &ProviderError) -> bool {
 
 /// Sends a request through the run's one retry layer (see the module docs): `send(n)` makes
 /// send `n` (from 1) and returns its result. Before each send the request takes a request slot
-/// and waits the run's pace ([`RunContext::before_request`]); a throttling failure slows the
+/// and waits the run's pace (`RunContext::before_request`); a throttling failure slows the
 /// pace, a success speeds it up; each retry is counted in the run by its cause. The last
 /// failure is returned as it is, so what reaches the engine has used up its request retries.
 pub async fn request<T, F, Fut>(run: &RunContext, policy: &Policy, mut send: F) -> Result<T, ProviderError>
