@@ -299,6 +299,12 @@ pub struct Tuning {
     /// looking again every 5 minutes [default: 0s, a later run copies them].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub restore_wait: Option<std::time::Duration>,
+    /// The class objects are written in at the destination: S3 StorageClass (STANDARD_IA,
+    /// GLACIER_IR, …), GCS storageClass (NEARLINE, COLDLINE, ARCHIVE, …), Azure access tier
+    /// (Hot, Cool, Cold, Archive); any case. Refused for a local destination or a class the
+    /// destination does not have [default: the destination's default class].
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -16,6 +16,9 @@ pub async fn run(
     run: &std::sync::Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     let mut job = open_job(common, src, dst)?;
+    if let Some(asked) = &tuning.storage_class {
+        job.set_storage_class(asked)?;
+    }
     let (source, destination) = job.providers(run).await?;
     let opts = CopyOptions {
         dry_run: tuning.dry_run,

@@ -59,6 +59,9 @@ pub struct CopySummary {
     pub fidelity: crate::Fidelity,
     /// Entries the listing met that are not copied (symlinks, FIFOs…), by reason and named.
     pub skipped: crate::Skipped,
+    /// The class (or access tier) every write asked for (`--storage-class`); `None`: the
+    /// destination's default.
+    pub storage_class: Option<String>,
     /// A fatal error that stopped the run early.
     pub stopped_by: Option<String>,
     /// `--dry-run`: nothing was copied; these are the objects and bytes a copy would send.
@@ -119,6 +122,7 @@ pub async fn copy(
         failures: Vec::new(),
         fidelity: crate::Fidelity::default(),
         skipped,
+        storage_class: job.access.destination.write.storage_class.clone(),
         stopped_by: None,
         dry_run: opts.dry_run,
         pending: before.objects - before.done,

@@ -142,11 +142,13 @@ impl Job {
                         profile: access.source.profile.or(stored.source_profile),
                         follow_symlinks: access.source.follow_symlinks || stored.follow_symlinks,
                         local_metadata: access.source.local_metadata,
+                        write: access.source.write,
                     },
                     destination: Connect {
                         endpoint: access.destination.endpoint.or(stored.destination_endpoint),
                         profile: access.destination.profile.or(stored.destination_profile),
                         local_metadata: access.destination.local_metadata,
+                        write: access.destination.write,
                         ..Connect::default()
                     },
                 },
@@ -172,6 +174,15 @@ impl Job {
 
     /// Opens both providers for `run` and checks them (bucket exists, credentials work).
     /// Sends requests, writes nothing.
+    /// Asks every write to the destination for storage class (or access tier) `asked`, checked
+    /// against the destination's provider first: refused (a usage error) before anything is
+    /// opened or written. Returns the class as the provider spells it.
+    pub fn set_storage_class(&mut self, asked: &str) -> Result<String> {
+        let class = ferry_providers::placement::storage_class_for(self.destination.scheme, asked).map_err(EngineError::WriteSetting)?;
+        self.access.destination.write.storage_class = Some(class.clone());
+        Ok(class)
+    }
+
     pub async fn providers(&self, run: &Arc<RunContext>) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
         let (src, dst) = tokio::join!(self.source_provider(run), self.destination_provider(run));
         Ok((src?, dst?))

@@ -107,6 +107,7 @@ impl AzureProvider {
             container_url: format!("{account_url}/{}", location.bucket),
             container: location.bucket.clone(),
             endpoint: endpoint.clone(),
+            access_tier: connect.write.storage_class.clone(),
             run: run.clone(),
         });
         Ok(AzureProvider { location, store: Arc::new(store), endpoint, blocks, connect: connect.clone() })

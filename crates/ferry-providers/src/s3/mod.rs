@@ -74,6 +74,11 @@ pub struct S3Provider {
 }
 
 impl S3Provider {
+    /// The class every write asks for (`--storage-class`); `None`: the bucket's default.
+    fn storage_class(&self) -> Option<aws_sdk_s3::types::StorageClass> {
+        self.connect.write.storage_class.as_deref().map(aws_sdk_s3::types::StorageClass::from)
+    }
+
     pub async fn new(location: Location, connect: &crate::Connect, run: &Arc<RunContext>) -> Result<S3Provider> {
         let (client, endpoint) = client::connect(connect).await;
         Ok(S3Provider { location, client, endpoint, connect: connect.clone(), run: run.clone() })
@@ -325,6 +330,7 @@ impl Provider for S3Provider {
                 .set_cache_control(attrs.headers.cache_control.clone())
                 .set_expires(expires_of(&attrs.headers))
                 .set_tagging(attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging))
+                .set_storage_class(self.storage_class())
                 .body(ByteStream::from(data.clone()));
             for (k, v) in &attrs.metadata {
                 req = req.metadata(k, v);

@@ -1,0 +1,64 @@
+//! How the destination stores what ferry writes: the storage class (S3), class (GCS) or access
+//! tier (Azure) asked with `--storage-class`. Checked against the destination's provider before
+//! anything is written, so a misspelt class is one usage error, not a failure per object.
+
+use ferry_core::Scheme;
+
+/// Settings every write to the destination carries (put, multipart start, server copy).
+/// Given on the destination's [`Connect`](crate::Connect) only; the source's stays default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteSettings {
+    /// The class to write in, as the provider names it (checked by [`storage_class_for`]);
+    /// `None`: the destination's default class.
+    pub storage_class: Option<String>,
+}
+
+const S3_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER",
+    "DEEP_ARCHIVE",
+    "GLACIER_IR",
+    "OUTPOSTS",
+    "SNOW",
+    "EXPRESS_ONEZONE",
+];
+const GCS_CLASSES: &[&str] = &["STANDARD", "NEARLINE", "COLDLINE", "ARCHIVE", "MULTI_REGIONAL", "REGIONAL", "DURABLE_REDUCED_AVAILABILITY"];
+const AZURE_TIERS: &[&str] = &["Hot", "Cool", "Cold", "Archive"];
+
+/// The provider's own spelling of `asked` (case does not matter) for a destination of
+/// `scheme`, or a one-line reason it is refused.
+pub fn storage_class_for(scheme: Scheme, asked: &str) -> Result<String, String> {
+    let (known, what): (&[&str], &str) = match scheme {
+        Scheme::S3 => (S3_CLASSES, "an S3 storage class"),
+        Scheme::Gcs => (GCS_CLASSES, "a GCS storage class"),
+        Scheme::Azure => (AZURE_TIERS, "an Azure access tier"),
+        Scheme::Local => return Err("--storage-class does not apply to a local destination".into()),
+    };
+    known
+        .iter()
+        .find(|k| k.eq_ignore_ascii_case(asked))
+        .map(|k| k.to_string())
+        .ok_or_else(|| format!("--storage-class {asked}: not {what}; one of {}", known.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_are_checked_per_provider_and_spelt_its_way() {
+        assert_eq!(storage_class_for(Scheme::S3, "standard_ia"), Ok("STANDARD_IA".into()));
+        assert_eq!(storage_class_for(Scheme::Gcs, "nearline"), Ok("NEARLINE".into()));
+        assert_eq!(storage_class_for(Scheme::Azure, "COOL"), Ok("Cool".into()));
+        // A class of another provider is refused, naming the ones this one has.
+        let e = storage_class_for(Scheme::S3, "NEARLINE").unwrap_err();
+        assert!(e.contains("not an S3 storage class") && e.contains("GLACIER_IR"), "{e}");
+        assert!(storage_class_for(Scheme::Azure, "STANDARD_IA").is_err());
+        assert!(storage_class_for(Scheme::Gcs, "Hot").is_err());
+        assert!(storage_class_for(Scheme::Local, "STANDARD").unwrap_err().contains("local destination"));
+    }
+}
