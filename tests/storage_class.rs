@@ -159,3 +159,82 @@ fn a_class_the_destination_does_not_have_is_refused_before_anything_is_written()
         assert!(!w.join("j").exists() && !w.join("out").exists(), "nothing written for {dst}");
     }
 }
+
+/// Each object's `(x-amz-server-side-encryption, x-amz-server-side-encryption-aws-kms-key-id)`
+/// as moto's HEAD gives them (`-` where absent).
+fn s3_encryption(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
+    let script = r#"
+import sys, boto3
+endpoint, bucket = sys.argv[1:3]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto", region_name="us-east-1")
+for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+    h = s3.head_object(Bucket=bucket, Key=o["Key"])["ResponseMetadata"]["HTTPHeaders"]
+    print(o["Key"], h.get("x-amz-server-side-encryption", "-"), h.get("x-amz-server-side-encryption-aws-kms-key-id", "-"))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &moto.endpoint, bucket])
+        .env("PYTHONPATH", services_dir().join("moto"))
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let (k, rest) = l.split_once(' ').unwrap();
+            (k.to_string(), rest.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn s3_objects_are_encrypted_as_asked_and_still_proved_by_their_crcs() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = source(w, 100);
+    let moto = Moto::start();
+    let env = moto.env();
+    for b in ["kms-sealed", "s3-sealed"] {
+        moto.create_bucket(b);
+    }
+    let ep = moto.endpoint.as_str();
+
+    let args = ["copy", &src, "s3://kms-sealed/", "--job", "j1", "--dst-endpoint", ep, "--json"];
+    let report = ferry_ok(w, &[&args[..], &["--sse", "aws:kms", "--sse-kms-key-id", "ferry-test-key"]].concat(), &env, 0).json();
+    assert_eq!(report["sse"], "aws:kms (key ferry-test-key)", "{report}");
+    let kms = "aws:kms ferry-test-key";
+    assert_eq!(s3_encryption(&moto, "kms-sealed"), classes(&[("a.txt", kms), ("big.bin", kms)]));
+    // Proved by what S3 says of the bytes (the CRC), never by the ETag of an SSE-KMS object.
+    let proved = report["verified_by"].as_object().unwrap();
+    assert!(proved.keys().all(|how| !how.contains("md5")), "{report}");
+    assert_eq!(proved.values().map(|n| n.as_u64().unwrap()).sum::<u64>(), 2, "{report}");
+    let verify = ferry(w, &["verify", "--job", "j1", "--dst-endpoint", ep, "--all-bytes"], &env);
+    assert_eq!(verify.code, 0, "{}{}", verify.stdout, verify.stderr);
+
+    // The service copies into SSE-S3.
+    let args = ["copy", "s3://kms-sealed/", "s3://s3-sealed/", "--job", "j2", "--src-endpoint", ep, "--dst-endpoint", ep, "--json"];
+    let report = ferry_ok(w, &[&args[..], &["--sse", "AES256"]].concat(), &env, 0).json();
+    assert!(report["requests"].as_object().unwrap().keys().any(|k| k.contains("copy")), "a server copy: {report}");
+    assert_eq!(s3_encryption(&moto, "s3-sealed"), classes(&[("a.txt", "AES256 -"), ("big.bin", "AES256 -")]));
+}
+
+#[test]
+fn encryption_flags_that_do_not_fit_the_destination_are_refused_before_anything_is_written() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = source(w, 10);
+    for (dst, flags, says) in [
+        ("gs://bucket/", &["--sse", "AES256"][..], "--sse applies to an S3 destination only"),
+        ("az://bucket/", &["--sse", "aws:kms"], "--sse applies to an S3 destination only"),
+        ("out", &["--sse", "AES256"], "--sse applies to an S3 destination only"),
+        ("s3://bucket/", &["--sse-kms-key-id", "k"], "--sse-kms-key-id needs --sse aws:kms"),
+        ("s3://bucket/", &["--sse", "AES256", "--sse-kms-key-id", "k"], "--sse-kms-key-id needs --sse aws:kms"),
+    ] {
+        let args = [&["copy", &src, dst, "--job", "j", "--dst-endpoint", "http://127.0.0.1:9"][..], flags].concat();
+        let run = ferry(w, &args, &[]);
+        assert_eq!(run.code, 2, "{dst} {flags:?}: {}{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(says), "{dst} {flags:?}: {}", run.stderr);
+        assert_eq!(run.stderr.trim().lines().count(), 1, "one line: {}", run.stderr);
+        assert!(!w.join("j").exists() && !w.join("out").exists(), "nothing written for {dst}");
+    }
+}

@@ -19,6 +19,9 @@ pub async fn run(
     if let Some(asked) = &tuning.storage_class {
         job.set_storage_class(asked)?;
     }
+    if let Some(sse) = tuning.sse().map_err(EngineError::WriteSetting)? {
+        job.set_sse(sse)?;
+    }
     let (source, destination) = job.providers(run).await?;
     let opts = CopyOptions {
         dry_run: tuning.dry_run,

@@ -62,6 +62,9 @@ pub struct CopySummary {
     /// The class (or access tier) every write asked for (`--storage-class`); `None`: the
     /// destination's default.
     pub storage_class: Option<String>,
+    /// The S3 server-side encryption every write asked for (`--sse`), e.g. `aws:kms (key K)`;
+    /// `None`: the bucket's default.
+    pub sse: Option<String>,
     /// A fatal error that stopped the run early.
     pub stopped_by: Option<String>,
     /// `--dry-run`: nothing was copied; these are the objects and bytes a copy would send.
@@ -123,6 +126,7 @@ pub async fn copy(
         fidelity: crate::Fidelity::default(),
         skipped,
         storage_class: job.access.destination.write.storage_class.clone(),
+        sse: job.access.destination.write.sse.as_ref().map(|s| s.describe()),
         stopped_by: None,
         dry_run: opts.dry_run,
         pending: before.objects - before.done,

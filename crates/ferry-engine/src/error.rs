@@ -10,7 +10,8 @@ use std::path::PathBuf;
 pub enum EngineError {
     #[error("{0}")]
     Location(#[from] ferry_core::LocationError),
-    /// A destination write setting (`--storage-class`) the destination's provider does not have.
+    /// A destination write setting (`--storage-class`, `--sse`) the destination's provider does
+    /// not have.
     #[error("{0}")]
     WriteSetting(String),
     #[error("{side}: {source}")]

@@ -183,6 +183,14 @@ impl Job {
         Ok(class)
     }
 
+    /// Asks every write to the destination for S3 server-side encryption `sse`: refused (a
+    /// usage error) before anything is opened or written where the destination is not S3.
+    pub fn set_sse(&mut self, sse: ferry_providers::placement::Sse) -> Result<()> {
+        let sse = ferry_providers::placement::sse_for(self.destination.scheme, sse).map_err(EngineError::WriteSetting)?;
+        self.access.destination.write.sse = Some(sse);
+        Ok(())
+    }
+
     pub async fn providers(&self, run: &Arc<RunContext>) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
         let (src, dst) = tokio::join!(self.source_provider(run), self.destination_provider(run));
         Ok((src?, dst?))

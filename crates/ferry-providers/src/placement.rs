@@ -1,5 +1,5 @@
 //! How the destination stores what ferry writes: the storage class (S3), class (GCS) or access
-//! tier (Azure) asked with `--storage-class`. Checked against the destination's provider before
+//! tier (Azure) asked with `--storage-class`, and S3 server-side encryption (`--sse`). Checked against the destination's provider before
 //! anything is written, so a misspelt class is one usage error, not a failure per object.
 
 use ferry_core::Scheme;
@@ -11,6 +11,39 @@ pub struct WriteSettings {
     /// The class to write in, as the provider names it (checked by [`storage_class_for`]);
     /// `None`: the destination's default class.
     pub storage_class: Option<String>,
+    /// S3 server-side encryption every write asks for (checked by [`sse_for`]); `None`: the
+    /// bucket's default encryption.
+    pub sse: Option<Sse>,
+}
+
+/// S3 server-side encryption on write (`--sse`, `--sse-kms-key-id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    /// SSE-S3: `AES256`, keys S3 manages.
+    Aes256,
+    /// SSE-KMS: `aws:kms` with this key (`None`: the account's AWS-managed key). The ETag of
+    /// such an object is not the MD5 of its bytes: the proof is its CRC.
+    Kms { key_id: Option<String> },
+}
+
+impl Sse {
+    /// How the report names it (a key id or ARN names a key, it is no secret).
+    pub fn describe(&self) -> String {
+        match self {
+            Sse::Aes256 => "AES256".into(),
+            Sse::Kms { key_id: None } => "aws:kms".into(),
+            Sse::Kms { key_id: Some(key) } => format!("aws:kms (key {key})"),
+        }
+    }
+}
+
+/// `sse` for a destination of `scheme`, or a one-line reason it is refused: only S3 has it
+/// (GCS and Azure encrypt with their own keys unless told otherwise).
+pub fn sse_for(scheme: Scheme, sse: Sse) -> Result<Sse, String> {
+    match scheme {
+        Scheme::S3 => Ok(sse),
+        _ => Err("--sse applies to an S3 destination only".into()),
+    }
 }
 
 const S3_CLASSES: &[&str] = &[
@@ -60,5 +93,14 @@ mod tests {
         assert!(storage_class_for(Scheme::Azure, "STANDARD_IA").is_err());
         assert!(storage_class_for(Scheme::Gcs, "Hot").is_err());
         assert!(storage_class_for(Scheme::Local, "STANDARD").unwrap_err().contains("local destination"));
+    }
+
+    #[test]
+    fn sse_is_for_s3_destinations_only() {
+        assert_eq!(sse_for(Scheme::S3, Sse::Aes256), Ok(Sse::Aes256));
+        for other in [Scheme::Gcs, Scheme::Azure, Scheme::Local] {
+            assert_eq!(sse_for(other, Sse::Aes256), Err("--sse applies to an S3 destination only".into()));
+        }
+        assert_eq!(Sse::Kms { key_id: Some("k-1".into()) }.describe(), "aws:kms (key k-1)");
     }
 }
