@@ -313,6 +313,14 @@ pub struct Tuning {
     /// With `--sse aws:kms`: the KMS key (id, ARN or alias) [default: the AWS-managed key].
     #[arg(long, value_name = "KEY")]
     pub sse_kms_key_id: Option<String>,
+    /// GCS destinations: the Cloud KMS key (`projects/P/locations/L/keyRings/R/cryptoKeys/K`)
+    /// every object is encrypted with [default: the bucket's default].
+    #[arg(long, value_name = "NAME")]
+    pub gcs_kms_key: Option<String>,
+    /// Azure destinations: the encryption scope every blob is written in [default: the
+    /// container's default].
+    #[arg(long, value_name = "NAME")]
+    pub azure_encryption_scope: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

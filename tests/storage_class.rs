@@ -227,6 +227,8 @@ fn encryption_flags_that_do_not_fit_the_destination_are_refused_before_anything_
         ("gs://bucket/", &["--sse", "AES256"][..], "--sse applies to an S3 destination only"),
         ("az://bucket/", &["--sse", "aws:kms"], "--sse applies to an S3 destination only"),
         ("out", &["--sse", "AES256"], "--sse applies to an S3 destination only"),
+        ("s3://bucket/", &["--gcs-kms-key", "k"], "--gcs-kms-key applies to a GCS destination only"),
+        ("gs://bucket/", &["--azure-encryption-scope", "s"], "--azure-encryption-scope applies to an Azure destination only"),
         ("s3://bucket/", &["--sse-kms-key-id", "k"], "--sse-kms-key-id needs --sse aws:kms"),
         ("s3://bucket/", &["--sse", "AES256", "--sse-kms-key-id", "k"], "--sse-kms-key-id needs --sse aws:kms"),
     ] {
@@ -237,4 +239,33 @@ fn encryption_flags_that_do_not_fit_the_destination_are_refused_before_anything_
         assert_eq!(run.stderr.trim().lines().count(), 1, "one line: {}", run.stderr);
         assert!(!w.join("j").exists() && !w.join("out").exists(), "nothing written for {dst}");
     }
+}
+
+#[test]
+fn gcs_kms_key_and_azure_encryption_scope_are_sent_taken_and_reported() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = source(w, 3 << 19);
+    let key = "projects/p/locations/global/keyRings/r/cryptoKeys/ferry";
+
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("sealed");
+    let args = ["copy", &src, "gs://sealed/", "--job", "j1", "--dst-endpoint", &gcs.endpoint, "--gcs-kms-key", key, "--json"];
+    let report = ferry_ok(w, &args, &[], 0).json();
+    assert_eq!(report["gcs_kms_key"], key, "{report}");
+    // fake-gcs-server takes `kmsKeyName` on an upload but keeps no key (the
+    // object's `kmsKeyName` stays empty): that the writes are taken is what can be seen here.
+    assert_eq!(report["copied"], 2, "{report}");
+    assert_eq!(gcs.fields("sealed", "name").len(), 2);
+
+    let azurite = Azurite::start();
+    azurite.create_container("sealed");
+    let args = ["copy", &src, "az://sealed/", "--job", "j2", "--dst-endpoint", &azurite.endpoint, "--azure-encryption-scope", "ferryscope"];
+    let report = ferry_ok(w, &[&args[..], &["--part-size", "1MiB", "--json"]].concat(), &[], 0).json();
+    assert_eq!(report["azure_encryption_scope"], "ferryscope", "{report}");
+    // Azurite takes `x-ms-encryption-scope` on Put Blob, Put Block and Put Block List but keeps
+    // no scope (List Blobs shows no `<EncryptionScope>`): that the writes are taken is what can
+    // be seen here.
+    assert_eq!(report["copied"], 2, "{report}");
+    assert_eq!(azurite.blob_properties("sealed").len(), 2);
 }

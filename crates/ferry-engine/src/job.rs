@@ -183,6 +183,24 @@ impl Job {
         Ok(class)
     }
 
+    /// Encrypts every object written to a GCS destination with Cloud KMS key `key`; refused
+    /// (a usage error) for another destination.
+    pub fn set_gcs_kms_key(&mut self, key: &str) -> Result<()> {
+        ferry_providers::placement::only_for(self.destination.scheme, ferry_core::Scheme::Gcs, "--gcs-kms-key")
+            .map_err(EngineError::WriteSetting)?;
+        self.access.destination.write.gcs_kms_key = Some(key.to_string());
+        Ok(())
+    }
+
+    /// Writes every blob of an Azure destination in encryption scope `scope`; refused (a
+    /// usage error) for another destination.
+    pub fn set_azure_encryption_scope(&mut self, scope: &str) -> Result<()> {
+        ferry_providers::placement::only_for(self.destination.scheme, ferry_core::Scheme::Azure, "--azure-encryption-scope")
+            .map_err(EngineError::WriteSetting)?;
+        self.access.destination.write.azure_encryption_scope = Some(scope.to_string());
+        Ok(())
+    }
+
     /// Asks every write to the destination for S3 server-side encryption `sse`: refused (a
     /// usage error) before anything is opened or written where the destination is not S3.
     pub fn set_sse(&mut self, sse: ferry_providers::placement::Sse) -> Result<()> {

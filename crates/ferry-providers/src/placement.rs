@@ -14,6 +14,12 @@ pub struct WriteSettings {
     /// S3 server-side encryption every write asks for (checked by [`sse_for`]); `None`: the
     /// bucket's default encryption.
     pub sse: Option<Sse>,
+    /// GCS: the Cloud KMS key (`projects/…/cryptoKeys/…`) objects are encrypted with
+    /// (`--gcs-kms-key`, the upload's `kmsKeyName`); `None`: the bucket's default.
+    pub gcs_kms_key: Option<String>,
+    /// Azure: the encryption scope blobs are written in (`--azure-encryption-scope`,
+    /// `x-ms-encryption-scope`); `None`: the container's default.
+    pub azure_encryption_scope: Option<String>,
 }
 
 /// S3 server-side encryption on write (`--sse`, `--sse-kms-key-id`).
@@ -37,13 +43,21 @@ impl Sse {
     }
 }
 
+/// Refuses `flag`, which only a destination of `wanted` has, for one of `scheme`.
+pub fn only_for(scheme: Scheme, wanted: Scheme, flag: &str) -> Result<(), String> {
+    let name = match wanted {
+        Scheme::S3 => "an S3",
+        Scheme::Gcs => "a GCS",
+        Scheme::Azure => "an Azure",
+        Scheme::Local => "a local",
+    };
+    if scheme == wanted { Ok(()) } else { Err(format!("{flag} applies to {name} destination only")) }
+}
+
 /// `sse` for a destination of `scheme`, or a one-line reason it is refused: only S3 has it
 /// (GCS and Azure encrypt with their own keys unless told otherwise).
 pub fn sse_for(scheme: Scheme, sse: Sse) -> Result<Sse, String> {
-    match scheme {
-        Scheme::S3 => Ok(sse),
-        _ => Err("--sse applies to an S3 destination only".into()),
-    }
+    only_for(scheme, Scheme::S3, "--sse").map(|()| sse)
 }
 
 const S3_CLASSES: &[&str] = &[
@@ -101,6 +115,8 @@ mod tests {
         for other in [Scheme::Gcs, Scheme::Azure, Scheme::Local] {
             assert_eq!(sse_for(other, Sse::Aes256), Err("--sse applies to an S3 destination only".into()));
         }
+        assert_eq!(only_for(Scheme::S3, Scheme::Gcs, "--gcs-kms-key"), Err("--gcs-kms-key applies to a GCS destination only".into()));
+        assert_eq!(only_for(Scheme::Azure, Scheme::Azure, "--azure-encryption-scope"), Ok(()));
         assert_eq!(Sse::Kms { key_id: Some("k-1".into()) }.describe(), "aws:kms (key k-1)");
     }
 }

@@ -108,6 +108,7 @@ impl AzureProvider {
             container: location.bucket.clone(),
             endpoint: endpoint.clone(),
             access_tier: connect.write.storage_class.clone(),
+            encryption_scope: connect.write.azure_encryption_scope.clone(),
             run: run.clone(),
         });
         Ok(AzureProvider { location, store: Arc::new(store), endpoint, blocks, connect: connect.clone() })

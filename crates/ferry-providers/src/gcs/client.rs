@@ -33,6 +33,8 @@ pub(super) struct Client {
     /// The class the objects ferry writes are stored in (`--storage-class`); `None`: the
     /// bucket's default. Part objects of a composite upload keep the default: they live minutes.
     pub(super) storage_class: Option<String>,
+    /// The Cloud KMS key objects ferry writes are encrypted with (`--gcs-kms-key`).
+    pub(super) kms_key: Option<String>,
     /// The run whose pace, counts and buffers the requests use.
     pub(super) run: std::sync::Arc<crate::RunContext>,
 }
@@ -241,7 +243,9 @@ impl Client {
             "destination": destination,
         });
         let url = format!("{}/compose", self.object_url(dest));
-        let resp = self.send("compose", dest, || self.http.post(&url).json(&body)).await?;
+        // The final compose makes the object: it is encrypted with the key asked for.
+        let kms: Vec<(&str, &str)> = attrs.and(self.kms_key.as_deref()).map(|k| ("kmsKeyName", k)).into_iter().collect();
+        let resp = self.send("compose", dest, || self.http.post(&url).query(&kms).json(&body)).await?;
         self.json("compose", dest, resp).await
     }
 }
@@ -278,7 +282,8 @@ impl Client {
             .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
         let endpoint = ferry_core::location::redact(&base);
         let storage_class = connect.write.storage_class.clone();
-        Ok(Client { http, base, bucket: bucket.to_string(), creds, endpoint, storage_class, run: run.clone() })
+        let kms_key = connect.write.gcs_kms_key.clone();
+        Ok(Client { http, base, bucket: bucket.to_string(), creds, endpoint, storage_class, kms_key, run: run.clone() })
     }
 }
 

@@ -222,6 +222,7 @@ impl Provider for GcsProvider {
                 c.http
                     .post(&url)
                     .query(&[("uploadType", "multipart")])
+                    .query(&c.kms_key.as_deref().map(|k| [("kmsKeyName", k)]).unwrap_or_default())
                     .header("content-type", format!("multipart/related; boundary={boundary}"))
                     .body(body.clone())
             })

@@ -71,6 +71,9 @@ impl ServerCopy for GcsProvider {
             if let Some(t) = &token {
                 query.push(("rewriteToken", t.clone()));
             }
+            if let Some(k) = &c.kms_key {
+                query.push(("destinationKmsKeyName", k.clone()));
+            }
             let resp = c
                 .send("copy", key, || match &resource {
                     Some(body) => c.http.post(&url).query(&query).json(body),
