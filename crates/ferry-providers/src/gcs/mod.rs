@@ -217,12 +217,13 @@ impl Provider for GcsProvider {
         body.extend_from_slice(tail.as_bytes());
         let body = body.freeze();
         let url = format!("{}/upload/storage/v1/b/{}/o", c.base, enc(&c.bucket));
+        let kms: Vec<(&str, &str)> = c.kms_key.as_deref().map(|k| ("kmsKeyName", k)).into_iter().collect();
         let resp = c
             .send("put", key, || {
                 c.http
                     .post(&url)
                     .query(&[("uploadType", "multipart")])
-                    .query(&c.kms_key.as_deref().map(|k| [("kmsKeyName", k)]).unwrap_or_default())
+                    .query(&kms)
                     .header("content-type", format!("multipart/related; boundary={boundary}"))
                     .body(body.clone())
             })
