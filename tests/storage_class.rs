@@ -250,9 +250,21 @@ fn gcs_kms_key_and_azure_encryption_scope_are_sent_taken_and_reported() {
 
     let gcs = FakeGcs::start();
     gcs.create_bucket("sealed");
-    let args = ["copy", &src, "gs://sealed/", "--job", "j1", "--dst-endpoint", &gcs.endpoint, "--gcs-kms-key", key, "--json"];
+    gcs.create_bucket("plain");
+    // Through a proxy that records each request line: the key is in each upload's query.
+    let proxy = ferry_testkit::CountingProxy::start(&gcs.endpoint);
+    let args = ["copy", &src, "gs://sealed/", "--job", "j1", "--dst-endpoint", &proxy.endpoint, "--gcs-kms-key", key, "--json"];
     let report = ferry_ok(w, &args, &[], 0).json();
     assert_eq!(report["gcs_kms_key"], key, "{report}");
+    let uploads: Vec<String> = proxy.requests().into_iter().filter(|r| r.starts_with("POST /upload/")).collect();
+    assert_eq!(uploads.len(), 2, "{uploads:?}");
+    assert!(uploads.iter().all(|r| r.contains("kmsKeyName=projects%2Fp%2F")), "{uploads:?}");
+    // Without the flag: no key, and no empty query pair in its place.
+    let proxy = ferry_testkit::CountingProxy::start(&gcs.endpoint);
+    ferry_ok(w, &["copy", &src, "gs://plain/", "--job", "j0", "--dst-endpoint", &proxy.endpoint], &[], 0);
+    let uploads: Vec<String> = proxy.requests().into_iter().filter(|r| r.starts_with("POST /upload/")).collect();
+    assert_eq!(uploads.len(), 2, "{uploads:?}");
+    assert!(uploads.iter().all(|r| !r.contains("kmsKeyName") && !r.contains("&=") && r.ends_with("uploadType=multipart")), "{uploads:?}");
     // fake-gcs-server takes `kmsKeyName` on an upload but keeps no key (the
     // object's `kmsKeyName` stays empty): that the writes are taken is what can be seen here.
     assert_eq!(report["copied"], 2, "{report}");
