@@ -299,6 +299,49 @@ pub struct Tuning {
     /// looking again every 5 minutes [default: 0s, a later run copies them].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub restore_wait: Option<std::time::Duration>,
+    /// The class objects are written in at the destination: S3 StorageClass (STANDARD_IA,
+    /// GLACIER_IR, …), GCS storageClass (NEARLINE, COLDLINE, ARCHIVE, …), Azure access tier
+    /// (Hot, Cool, Cold, Archive); any case. Refused for a local destination or a class the
+    /// destination does not have [default: the destination's default class].
+    #[arg(long, value_name = "CLASS")]
+    pub storage_class: Option<String>,
+    /// S3 server-side encryption of every object written: `AES256` (SSE-S3) or `aws:kms`
+    /// (SSE-KMS; the proof is then the CRC, never the ETag). S3 destinations only
+    /// [default: the bucket's default encryption].
+    #[arg(long, value_enum, value_name = "ALGORITHM")]
+    pub sse: Option<SseArg>,
+    /// With `--sse aws:kms`: the KMS key (id, ARN or alias) [default: the AWS-managed key].
+    #[arg(long, value_name = "KEY")]
+    pub sse_kms_key_id: Option<String>,
+    /// GCS destinations: the Cloud KMS key (`projects/P/locations/L/keyRings/R/cryptoKeys/K`)
+    /// every object is encrypted with [default: the bucket's default].
+    #[arg(long, value_name = "NAME")]
+    pub gcs_kms_key: Option<String>,
+    /// Azure destinations: the encryption scope every blob is written in [default: the
+    /// container's default].
+    #[arg(long, value_name = "NAME")]
+    pub azure_encryption_scope: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SseArg {
+    #[value(name = "AES256")]
+    Aes256,
+    #[value(name = "aws:kms")]
+    AwsKms,
+}
+
+impl Tuning {
+    /// The encryption asked for, or why the flags do not go together.
+    pub fn sse(&self) -> Result<Option<ferry_providers::placement::Sse>, String> {
+        use ferry_providers::placement::Sse;
+        match (self.sse, &self.sse_kms_key_id) {
+            (None, None) => Ok(None),
+            (Some(SseArg::Aes256), None) => Ok(Some(Sse::Aes256)),
+            (Some(SseArg::AwsKms), key) => Ok(Some(Sse::Kms { key_id: key.clone() })),
+            (_, Some(_)) => Err("--sse-kms-key-id needs --sse aws:kms".into()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -16,6 +16,18 @@ pub async fn run(
     run: &std::sync::Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     let mut job = open_job(common, src, dst)?;
+    if let Some(asked) = &tuning.storage_class {
+        job.set_storage_class(asked)?;
+    }
+    if let Some(sse) = tuning.sse().map_err(EngineError::WriteSetting)? {
+        job.set_sse(sse)?;
+    }
+    if let Some(key) = &tuning.gcs_kms_key {
+        job.set_gcs_kms_key(key)?;
+    }
+    if let Some(scope) = &tuning.azure_encryption_scope {
+        job.set_azure_encryption_scope(scope)?;
+    }
     let (source, destination) = job.providers(run).await?;
     let opts = CopyOptions {
         dry_run: tuning.dry_run,

@@ -82,6 +82,7 @@ fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job
             profile: common.src_profile.clone(),
             follow_symlinks: common.follow_symlinks,
             local_metadata: common.local_metadata.into(),
+            ..Connect::default()
         },
         destination: Connect {
             endpoint: common.dst_endpoint.clone(),

@@ -59,6 +59,16 @@ pub struct CopySummary {
     pub fidelity: crate::Fidelity,
     /// Entries the listing met that are not copied (symlinks, FIFOs…), by reason and named.
     pub skipped: crate::Skipped,
+    /// The class (or access tier) every write asked for (`--storage-class`); `None`: the
+    /// destination's default.
+    pub storage_class: Option<String>,
+    /// The S3 server-side encryption every write asked for (`--sse`), e.g. `aws:kms (key K)`;
+    /// `None`: the bucket's default.
+    pub sse: Option<String>,
+    /// The Cloud KMS key (`--gcs-kms-key`) or Azure encryption scope
+    /// (`--azure-encryption-scope`) every write asked for.
+    pub gcs_kms_key: Option<String>,
+    pub azure_encryption_scope: Option<String>,
     /// A fatal error that stopped the run early.
     pub stopped_by: Option<String>,
     /// `--dry-run`: nothing was copied; these are the objects and bytes a copy would send.
@@ -119,6 +129,10 @@ pub async fn copy(
         failures: Vec::new(),
         fidelity: crate::Fidelity::default(),
         skipped,
+        storage_class: job.access.destination.write.storage_class.clone(),
+        sse: job.access.destination.write.sse.as_ref().map(|s| s.describe()),
+        gcs_kms_key: job.access.destination.write.gcs_kms_key.clone(),
+        azure_encryption_scope: job.access.destination.write.azure_encryption_scope.clone(),
         stopped_by: None,
         dry_run: opts.dry_run,
         pending: before.objects - before.done,

@@ -10,6 +10,10 @@ use std::path::PathBuf;
 pub enum EngineError {
     #[error("{0}")]
     Location(#[from] ferry_core::LocationError),
+    /// A destination write setting (`--storage-class`, `--sse`) the destination's provider does
+    /// not have.
+    #[error("{0}")]
+    WriteSetting(String),
     #[error("{side}: {source}")]
     Provider { side: &'static str, source: ProviderError },
     #[error(transparent)]
@@ -107,7 +111,8 @@ impl EngineError {
             | EngineError::Appliance(_)
             | EngineError::PartSizeBelowMinimum { .. }
             | EngineError::NoPartPlan { .. }
-            | EngineError::Manifest(_) => true,
+            | EngineError::Manifest(_)
+            | EngineError::WriteSetting(_) => true,
             EngineError::Journal(_) | EngineError::Io { .. } => false,
         }
     }

@@ -142,11 +142,13 @@ impl Job {
                         profile: access.source.profile.or(stored.source_profile),
                         follow_symlinks: access.source.follow_symlinks || stored.follow_symlinks,
                         local_metadata: access.source.local_metadata,
+                        write: access.source.write,
                     },
                     destination: Connect {
                         endpoint: access.destination.endpoint.or(stored.destination_endpoint),
                         profile: access.destination.profile.or(stored.destination_profile),
                         local_metadata: access.destination.local_metadata,
+                        write: access.destination.write,
                         ..Connect::default()
                     },
                 },
@@ -172,6 +174,41 @@ impl Job {
 
     /// Opens both providers for `run` and checks them (bucket exists, credentials work).
     /// Sends requests, writes nothing.
+    /// Asks every write to the destination for storage class (or access tier) `asked`, checked
+    /// against the destination's provider first: refused (a usage error) before anything is
+    /// opened or written. Returns the class as the provider spells it.
+    pub fn set_storage_class(&mut self, asked: &str) -> Result<String> {
+        let class = ferry_providers::placement::storage_class_for(self.destination.scheme, asked).map_err(EngineError::WriteSetting)?;
+        self.access.destination.write.storage_class = Some(class.clone());
+        Ok(class)
+    }
+
+    /// Encrypts every object written to a GCS destination with Cloud KMS key `key`; refused
+    /// (a usage error) for another destination.
+    pub fn set_gcs_kms_key(&mut self, key: &str) -> Result<()> {
+        ferry_providers::placement::only_for(self.destination.scheme, ferry_core::Scheme::Gcs, "--gcs-kms-key")
+            .map_err(EngineError::WriteSetting)?;
+        self.access.destination.write.gcs_kms_key = Some(key.to_string());
+        Ok(())
+    }
+
+    /// Writes every blob of an Azure destination in encryption scope `scope`; refused (a
+    /// usage error) for another destination.
+    pub fn set_azure_encryption_scope(&mut self, scope: &str) -> Result<()> {
+        ferry_providers::placement::only_for(self.destination.scheme, ferry_core::Scheme::Azure, "--azure-encryption-scope")
+            .map_err(EngineError::WriteSetting)?;
+        self.access.destination.write.azure_encryption_scope = Some(scope.to_string());
+        Ok(())
+    }
+
+    /// Asks every write to the destination for S3 server-side encryption `sse`: refused (a
+    /// usage error) before anything is opened or written where the destination is not S3.
+    pub fn set_sse(&mut self, sse: ferry_providers::placement::Sse) -> Result<()> {
+        let sse = ferry_providers::placement::sse_for(self.destination.scheme, sse).map_err(EngineError::WriteSetting)?;
+        self.access.destination.write.sse = Some(sse);
+        Ok(())
+    }
+
     pub async fn providers(&self, run: &Arc<RunContext>) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
         let (src, dst) = tokio::join!(self.source_provider(run), self.destination_provider(run));
         Ok((src?, dst?))

@@ -17,6 +17,8 @@
 //!   is reached, requests, errors), `list.rs`, `multipart.rs`, and `server_copy.rs` where the
 //!   service copies by itself. Each folder also owns its `LIMITS` and an `open` for the
 //!   registry.
+//! - [`placement`]: [`WriteSettings`], how the destination stores what ferry writes
+//!   (`--storage-class`), and each provider's classes.
 //! - [`error`]: [`ProviderError`], its [`ErrorClass`] and its [`FailureKind`](ferry_core::FailureKind).
 //! - [`run`]: [`RunContext`], what one run shares across its providers (ceilings, pace,
 //!   retry and request counts, the part-buffer pool); never a process static.
@@ -33,6 +35,7 @@ pub mod error;
 pub mod gcs;
 mod http;
 pub mod local;
+pub mod placement;
 pub mod retries;
 pub mod run;
 pub mod s3;
@@ -40,6 +43,7 @@ pub mod throttle;
 pub mod wrap;
 
 pub use error::{FileKind, ProviderError, Refusal};
+pub use placement::WriteSettings;
 pub use run::{RequestCount, RunContext};
 pub use throttle::Rates;
 pub use wrap::{Counted, Throttled};
@@ -306,6 +310,8 @@ pub struct Connect {
     pub follow_symlinks: bool,
     /// A local location: where headers, metadata and tags are kept (`--local-metadata`).
     pub local_metadata: local::LocalMetadata,
+    /// The destination's write settings (`--storage-class`); default for a source.
+    pub write: WriteSettings,
 }
 
 impl Connect {

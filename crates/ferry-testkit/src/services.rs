@@ -266,6 +266,42 @@ impl Azurite {
         assert!(status == 200 || status == 202, "set tier of {path}: HTTP {status}");
     }
 
+    /// Each blob of `container` as List Blobs gives it: its name and its `<Properties>` XML.
+    pub fn blob_properties(&self, container: &str) -> std::collections::BTreeMap<String, String> {
+        let headers = self.signed_headers("GET", container, &[("comp", "list"), ("restype", "container")]);
+        let url = format!("{}/{AZURITE_ACCOUNT}/{container}?restype=container&comp=list", self.endpoint);
+        let (status, body) = reqwest::blocking_get_text(&url, &headers);
+        assert_eq!(status, 200, "list {container}: HTTP {status}: {body}");
+        body.split("<Blob>")
+            .skip(1)
+            .filter_map(|blob| {
+                let name = blob.split_once("<Name>")?.1.split_once("</Name>")?.0;
+                Some((name.to_string(), blob.split_once("<Properties>")?.1.split_once("</Properties>")?.0.to_string()))
+            })
+            .collect()
+    }
+
+    /// The access tier of each blob of `container` as List Blobs gives it (`<AccessTier>`),
+    /// with `(inferred)` after a tier the blob has by the account's default, not set on it.
+    pub fn access_tiers(&self, container: &str) -> std::collections::BTreeMap<String, String> {
+        let headers = self.signed_headers("GET", container, &[("comp", "list"), ("restype", "container")]);
+        let url = format!("{}/{AZURITE_ACCOUNT}/{container}?restype=container&comp=list", self.endpoint);
+        let (status, body) = reqwest::blocking_get_text(&url, &headers);
+        assert_eq!(status, 200, "list {container}: HTTP {status}: {body}");
+        let field = |blob: &str, name: &str| -> Option<String> {
+            let start = blob.find(&format!("<{name}>"))? + name.len() + 2;
+            Some(blob[start..start + blob[start..].find('<')?].to_string())
+        };
+        body.split("<Blob>")
+            .skip(1)
+            .filter_map(|blob| {
+                let tier = field(blob, "AccessTier")?;
+                let inferred = field(blob, "AccessTierInferred").is_some_and(|v| v == "true");
+                Some((field(blob, "Name")?, if inferred { format!("{tier} (inferred)") } else { tier }))
+            })
+            .collect()
+    }
+
     /// Puts blobs through ferry's Azure provider. Call from outside a tokio runtime.
     pub fn put_blobs(&self, container: &str, objects: &[(&str, bytes::Bytes)]) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -358,6 +394,20 @@ impl FakeGcs {
         self.objects(bucket)
             .into_iter()
             .map(|o| (o["name"].as_str().unwrap_or_default().to_string(), o["generation"].as_str().unwrap_or_default().to_string()))
+            .collect()
+    }
+
+    /// The storageClass of each object of `bucket`, by name, as the JSON API lists it.
+    pub fn storage_classes(&self, bucket: &str) -> std::collections::BTreeMap<String, String> {
+        self.fields(bucket, "storageClass")
+    }
+
+    /// Field `field` (a string; empty where absent) of each object of `bucket`, by name, as the
+    /// JSON API lists it.
+    pub fn fields(&self, bucket: &str, field: &str) -> std::collections::BTreeMap<String, String> {
+        self.objects(bucket)
+            .into_iter()
+            .map(|o| (o["name"].as_str().unwrap_or_default().to_string(), o[field].as_str().unwrap_or_default().to_string()))
             .collect()
     }
 

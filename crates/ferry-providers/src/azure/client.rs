@@ -34,6 +34,12 @@ pub(super) struct BlockClient {
     pub container_url: String,
     pub container: String,
     pub endpoint: String,
+    /// The access tier every blob written is set in (`--storage-class`); `None`: the
+    /// account's default tier.
+    pub access_tier: Option<String>,
+    /// The encryption scope every blob is written in (`--azure-encryption-scope`); `None`:
+    /// the container's default.
+    pub encryption_scope: Option<String>,
     /// The run whose pace, counts and buffers the requests use.
     pub run: std::sync::Arc<crate::RunContext>,
 }
@@ -151,10 +157,22 @@ impl BlockClient {
         Ok(tags_in(&xml))
     }
 
+    /// The headers of a blob write for what was asked: `x-ms-access-tier`, `x-ms-encryption-scope`.
+    fn write_headers(&self) -> Vec<(String, String)> {
+        let tier = self.access_tier.clone().map(|tier| ("x-ms-access-tier".to_string(), tier));
+        tier.into_iter().chain(self.scope_header()).collect()
+    }
+
+    /// The `x-ms-encryption-scope` header of a write (blocks included), when one was asked for.
+    fn scope_header(&self) -> Option<(String, String)> {
+        self.encryption_scope.clone().map(|scope| ("x-ms-encryption-scope".to_string(), scope))
+    }
+
     /// Sends a block with its MD5, which Azure checks before it keeps the block.
     pub async fn put_block(&self, full_key: &str, key: &str, block_id: &str, data: Bytes) -> Result<()> {
         let url = format!("{}?comp=block&blockid={}", self.blob_url(full_key), utf8_percent_encode(block_id, UNRESERVED));
-        let headers = vec![("content-md5".to_string(), md5_b64(&data))];
+        let mut headers = vec![("content-md5".to_string(), md5_b64(&data))];
+        headers.extend(self.scope_header());
         self.send("put block", key, http::Method::PUT, url, headers, data).await?;
         Ok(())
     }
@@ -164,6 +182,7 @@ impl BlockClient {
     pub async fn put_blob(&self, full_key: &str, key: &str, data: Bytes, attrs: &PutAttrs) -> Result<PutReceipt> {
         let mut headers = vec![("x-ms-blob-type".to_string(), "BlockBlob".to_string()), ("content-md5".to_string(), md5_b64(&data))];
         headers.extend(attr_headers(attrs));
+        headers.extend(self.write_headers());
         let resp = self.send("put", key, http::Method::PUT, self.blob_url(full_key), headers, data).await?;
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
         // A version id only where the account keeps blob versions.
@@ -299,6 +318,7 @@ impl BlockClient {
         if let Some(tags) = tags.filter(|t| !t.is_empty()) {
             headers.push(("x-ms-tags".into(), url::form_urlencoded::Serializer::new(String::new()).extend_pairs(tags.iter()).finish()));
         }
+        headers.extend(self.write_headers());
         if let Some(etag) = if_match {
             headers.push(("x-ms-source-if-match".to_string(), format!("\"{etag}\"")));
         }
@@ -373,6 +393,7 @@ impl BlockClient {
         xml.push_str("</BlockList>");
         let mut headers = vec![("content-type".to_string(), "application/xml".to_string())];
         headers.extend(attr_headers(attrs));
+        headers.extend(self.write_headers());
         let url = format!("{}?comp=blocklist", self.blob_url(full_key));
         let resp = self.send("put block list", key, http::Method::PUT, url, headers, Bytes::from(xml)).await?;
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());

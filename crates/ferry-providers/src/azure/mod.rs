@@ -107,6 +107,8 @@ impl AzureProvider {
             container_url: format!("{account_url}/{}", location.bucket),
             container: location.bucket.clone(),
             endpoint: endpoint.clone(),
+            access_tier: connect.write.storage_class.clone(),
+            encryption_scope: connect.write.azure_encryption_scope.clone(),
             run: run.clone(),
         });
         Ok(AzureProvider { location, store: Arc::new(store), endpoint, blocks, connect: connect.clone() })

@@ -30,6 +30,11 @@ pub(super) struct Client {
     pub(super) bucket: String,
     pub(super) creds: Option<Credentials>,
     pub(super) endpoint: String,
+    /// The class the objects ferry writes are stored in (`--storage-class`); `None`: the
+    /// bucket's default. Part objects of a composite upload keep the default: they live minutes.
+    pub(super) storage_class: Option<String>,
+    /// The Cloud KMS key objects ferry writes are encrypted with (`--gcs-kms-key`).
+    pub(super) kms_key: Option<String>,
     /// The run whose pace, counts and buffers the requests use.
     pub(super) run: std::sync::Arc<crate::RunContext>,
 }
@@ -228,20 +233,31 @@ impl Client {
 
     pub(super) async fn compose(&self, dest: &str, sources: &[String], attrs: Option<&PutAttrs>) -> Result<GcsObject> {
         let mut destination = serde_json::json!({});
+        // Only the final compose makes the object; intermediate ones are removed with the parts.
         if let Some(a) = attrs {
             set_attrs(&mut destination, a);
+            self.set_class(&mut destination);
         }
         let body = serde_json::json!({
             "sourceObjects": sources.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
             "destination": destination,
         });
         let url = format!("{}/compose", self.object_url(dest));
-        let resp = self.send("compose", dest, || self.http.post(&url).json(&body)).await?;
+        // The final compose makes the object: it is encrypted with the key asked for.
+        let kms: Vec<(&str, &str)> = attrs.and(self.kms_key.as_deref()).map(|k| ("kmsKeyName", k)).into_iter().collect();
+        let resp = self.send("compose", dest, || self.http.post(&url).query(&kms).json(&body)).await?;
         self.json("compose", dest, resp).await
     }
 }
 
 impl Client {
+    /// Asks for the `--storage-class` in an object resource about to be written.
+    pub(super) fn set_class(&self, resource: &mut serde_json::Value) {
+        if let Some(class) = &self.storage_class {
+            resource["storageClass"] = class.clone().into();
+        }
+    }
+
     /// The client for `bucket` through `connect`'s endpoint, else `STORAGE_EMULATOR_HOST` (an
     /// emulator, reached without credentials), else Google with Application Default Credentials.
     pub(super) fn connect(bucket: &str, connect: &crate::Connect, run: &std::sync::Arc<crate::RunContext>) -> Result<Client> {
@@ -265,7 +281,9 @@ impl Client {
             .build()
             .map_err(|e| ProviderError::Config { provider: PROVIDER, detail: e.to_string() })?;
         let endpoint = ferry_core::location::redact(&base);
-        Ok(Client { http, base, bucket: bucket.to_string(), creds, endpoint, run: run.clone() })
+        let storage_class = connect.write.storage_class.clone();
+        let kms_key = connect.write.gcs_kms_key.clone();
+        Ok(Client { http, base, bucket: bucket.to_string(), creds, endpoint, storage_class, kms_key, run: run.clone() })
     }
 }
 

@@ -204,6 +204,7 @@ impl Provider for GcsProvider {
         let name = self.location.key_for(key);
         let mut meta = serde_json::json!({ "name": name, "crc32c": B64.encode(crc32c.to_be_bytes()) });
         client::set_attrs(&mut meta, attrs);
+        c.set_class(&mut meta);
         let boundary = format!("ferry-{}", uuid::Uuid::new_v4().simple());
         let media_type = attrs.content_type.as_deref().unwrap_or("application/octet-stream");
         let head = format!(
@@ -216,11 +217,13 @@ impl Provider for GcsProvider {
         body.extend_from_slice(tail.as_bytes());
         let body = body.freeze();
         let url = format!("{}/upload/storage/v1/b/{}/o", c.base, enc(&c.bucket));
+        let kms: Vec<(&str, &str)> = c.kms_key.as_deref().map(|k| ("kmsKeyName", k)).into_iter().collect();
         let resp = c
             .send("put", key, || {
                 c.http
                     .post(&url)
                     .query(&[("uploadType", "multipart")])
+                    .query(&kms)
                     .header("content-type", format!("multipart/related; boundary={boundary}"))
                     .body(body.clone())
             })

@@ -45,6 +45,21 @@ impl ServerCopy for GcsProvider {
             enc(&c.bucket),
             enc(&self.location.key_for(key))
         );
+        // A class asked for goes in the destination resource of the rewrite; the resource then
+        // carries the source's headers and metadata too (a rewrite with a resource writes the
+        // resource's). Without a class, no body: the service copies them itself.
+        let resource = c.storage_class.as_ref().map(|_| {
+            let attrs = crate::PutAttrs {
+                content_type: object.content_type.clone(),
+                metadata: object.metadata.clone(),
+                headers: object.headers.clone(),
+                ..crate::PutAttrs::default()
+            };
+            let mut resource = serde_json::json!({});
+            super::client::set_attrs(&mut resource, &attrs);
+            c.set_class(&mut resource);
+            resource
+        });
         let mut token: Option<String> = None;
         for _ in 0..MAX_REWRITE_CALLS {
             // The copy is of the generation the HEAD saw, or nothing (412, retried: the retry's
@@ -56,7 +71,15 @@ impl ServerCopy for GcsProvider {
             if let Some(t) = &token {
                 query.push(("rewriteToken", t.clone()));
             }
-            let resp = c.send("copy", key, || c.http.post(&url).query(&query).header("content-length", "0")).await?;
+            if let Some(k) = &c.kms_key {
+                query.push(("destinationKmsKeyName", k.clone()));
+            }
+            let resp = c
+                .send("copy", key, || match &resource {
+                    Some(body) => c.http.post(&url).query(&query).json(body),
+                    None => c.http.post(&url).query(&query).header("content-length", "0"),
+                })
+                .await?;
             let answer: RewriteAnswer = c.json("copy", key, resp).await?;
             if answer.done {
                 let o = answer.resource.unwrap_or_default();

@@ -74,6 +74,28 @@ pub struct S3Provider {
 }
 
 impl S3Provider {
+    /// The class every write asks for (`--storage-class`); `None`: the bucket's default.
+    fn storage_class(&self) -> Option<aws_sdk_s3::types::StorageClass> {
+        self.connect.write.storage_class.as_deref().map(aws_sdk_s3::types::StorageClass::from)
+    }
+
+    /// The server-side encryption every write asks for (`--sse`); `None`: the bucket's default.
+    fn sse(&self) -> Option<aws_sdk_s3::types::ServerSideEncryption> {
+        use aws_sdk_s3::types::ServerSideEncryption;
+        self.connect.write.sse.as_ref().map(|sse| match sse {
+            crate::placement::Sse::Aes256 => ServerSideEncryption::Aes256,
+            crate::placement::Sse::Kms { .. } => ServerSideEncryption::AwsKms,
+        })
+    }
+
+    /// The KMS key of `--sse aws:kms` (`None`: the AWS-managed key).
+    fn sse_key(&self) -> Option<String> {
+        match &self.connect.write.sse {
+            Some(crate::placement::Sse::Kms { key_id }) => key_id.clone(),
+            _ => None,
+        }
+    }
+
     pub async fn new(location: Location, connect: &crate::Connect, run: &Arc<RunContext>) -> Result<S3Provider> {
         let (client, endpoint) = client::connect(connect).await;
         Ok(S3Provider { location, client, endpoint, connect: connect.clone(), run: run.clone() })
@@ -325,6 +347,9 @@ impl Provider for S3Provider {
                 .set_cache_control(attrs.headers.cache_control.clone())
                 .set_expires(expires_of(&attrs.headers))
                 .set_tagging(attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging))
+                .set_storage_class(self.storage_class())
+                .set_server_side_encryption(self.sse())
+                .set_ssekms_key_id(self.sse_key())
                 .body(ByteStream::from(data.clone()));
             for (k, v) in &attrs.metadata {
                 req = req.metadata(k, v);
@@ -336,7 +361,9 @@ impl Provider for S3Provider {
             // would cost a SHA-256 pass over every byte.
             let o = build().customize().disable_payload_signing().send().await.map_err(|e| self.failed("put", key, e))?;
             let etag = o.e_tag().map(unquote);
-            acknowledged(o.checksum_crc32_c(), etag.as_deref(), &data, crc32c)
+            // An SSE-KMS (or SSE-C) ETag is not an MD5: only the CRC can prove the bytes.
+            let md5 = etag.as_deref().filter(|_| etag_is_md5(o.server_side_encryption(), o.sse_customer_algorithm()));
+            acknowledged(o.checksum_crc32_c(), md5, &data, crc32c)
                 .map_err(|detail| ProviderError::corrupted(PROVIDER, "put", key, detail))?;
             Ok(PutReceipt { etag, version: o.version_id().map(str::to_string) })
         })

@@ -28,7 +28,10 @@ impl Multipart for S3Provider {
             .set_content_language(attrs.headers.content_language.clone())
             .set_cache_control(attrs.headers.cache_control.clone())
             .set_expires(expires_of(&attrs.headers))
-            .set_tagging(attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging));
+            .set_tagging(attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging))
+            .set_storage_class(self.storage_class())
+            .set_server_side_encryption(self.sse())
+            .set_ssekms_key_id(self.sse_key());
         for (k, v) in &attrs.metadata {
             req = req.metadata(k, v);
         }

@@ -48,7 +48,11 @@ impl ServerCopy for S3Provider {
                 // by those asked for, when asked.
                 let req = req
                     .set_tagging_directive(object.tags.as_ref().map(|_| aws_sdk_s3::types::TaggingDirective::Replace))
-                    .set_tagging(object.tags.as_ref().filter(|t| !t.is_empty()).map(super::tagging));
+                    .set_tagging(object.tags.as_ref().filter(|t| !t.is_empty()).map(super::tagging))
+                    // Without it, S3 writes the copy in STANDARD, whatever the source's class.
+                    .set_storage_class(self.storage_class())
+                    .set_server_side_encryption(self.sse())
+                    .set_ssekms_key_id(self.sse_key());
                 req.send().await.map_err(|e| self.failed("copy", key, e))
             })
             .await?;
