@@ -21,6 +21,8 @@
 //! - [`skip`]: why a listed entry is recorded but not copied ([`SkipReason`]).
 //! - [`storage`]: an object's storage class and whether it is archived ([`StorageClass`],
 //!   [`ArchiveState`]), and the restore ferry may ask for ([`RestoreRequest`]).
+//! - [`lock`]: an S3 object version's legal hold or retention ([`ObjectLock`]), reported,
+//!   never carried.
 //! - [`error`]: how the engine should treat a failure ([`ErrorClass`]) and what it was
 //!   ([`FailureKind`]).
 
@@ -34,6 +36,7 @@ pub mod evidence;
 pub mod headers;
 pub mod layout;
 pub mod location;
+pub mod lock;
 pub mod parts;
 pub mod size;
 pub mod skip;
@@ -47,6 +50,7 @@ pub use etag::Md5Etag;
 pub use evidence::Evidence;
 pub use headers::{Carries, Header, Headers, NotCarried, Tags};
 pub use location::{Location, LocationError, Scheme};
+pub use lock::{ObjectLock, Retention, RetentionMode};
 pub use parts::{Limits, PartPlan, PlanError};
 pub use skip::SkipReason;
 pub use storage::{ArchiveState, RestoreRequest, RestoreTier, StorageClass};

@@ -10,7 +10,8 @@
 //! # Layout
 //! - [`job`]: `JOB/` — `job.toml`, manifest generations, the lock, reports; the one place the
 //!   job's journals are opened ([`Job::journal`], an `Arc<dyn ferry_journal::Journal>`).
-//! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal.
+//! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal; count
+//!   and name objects under S3 object lock.
 //! - [`mod@copy`]: a copy from source to destination: plan, one scheduler pass, the summary.
 //! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
 //! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
@@ -54,7 +55,7 @@ pub use export::{ExportOptions, ExportSummary, export};
 pub use fidelity::{Fidelity, TagsMode};
 pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use job::{Access, Job};
-pub use plan::{PlanSummary, plan};
+pub use plan::{Locked, PlanSummary, plan};
 pub use skipped::Skipped;
 pub use stats::Stats;
 pub use verify::{Difference, DifferenceKind, VerifyOptions, VerifySummary, verify};

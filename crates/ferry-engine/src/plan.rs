@@ -1,7 +1,8 @@
-//! Planning: list the source into a sealed manifest generation, then seed the journal from it.
+//! Planning: list the source into a sealed manifest generation, then seed the journal from it;
+//! objects under S3 object lock are counted and named on the way.
 
 use crate::{EngineError, Job, Result, Stats};
-use ferry_core::{ObjectEntry, SkipReason};
+use ferry_core::{ObjectEntry, ObjectLock, SkipReason};
 use ferry_journal::{Journal, JournalKind};
 use ferry_manifest::{ManifestHeader, ManifestReader, ManifestWriter};
 use ferry_providers::Provider;
@@ -26,6 +27,12 @@ pub struct PlanSummary {
     /// cannot be read until restored (`--archived`), and their bytes.
     pub archived: u64,
     pub archived_bytes: u64,
+    /// Objects (in `objects`) under S3 object lock when listed (a legal hold, or a retention
+    /// whose date is ahead), asked only where the source bucket has object lock on; counted by
+    /// the plan that lists (0 when `already_planned`). ferry copies their bytes, never their lock.
+    pub locked: u64,
+    /// The first [`LOCKED_NAMED`] of them, in listing order, with their lock.
+    pub locked_objects: Vec<Locked>,
     /// The job already had a sealed generation; nothing was listed.
     pub already_planned: bool,
     pub manifest: PathBuf,
@@ -41,6 +48,8 @@ impl PlanSummary {
             skipped_by_reason: header.totals.skipped_by_reason.clone(),
             archived: header.totals.archived,
             archived_bytes: header.totals.archived_bytes,
+            locked: 0,
+            locked_objects: Vec::new(),
             already_planned,
             manifest,
         }
@@ -79,7 +88,11 @@ pub async fn plan(job: &mut Job, src: &dyn Provider, stats: &Stats) -> Result<Pl
             Ok::<_, EngineError>(())
         }
     });
-    let listed = list_into(src, &mut writer, &batches, stats).await;
+    let mut locks = match src.locks_objects().await {
+        Ok(on) => Locks { on, ..Locks::default() },
+        Err(source) => return Err(EngineError::Provider { side: "source", source }),
+    };
+    let listed = list_into(src, &mut writer, &batches, stats, &mut locks).await;
     drop(batches);
     seeder.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     if let Err(e) = listed {
@@ -89,7 +102,32 @@ pub async fn plan(job: &mut Job, src: &dyn Provider, stats: &Stats) -> Result<Pl
     }
     let header = writer.seal()?;
     journal.set_meta(SEEDED, &generation.to_string()).await?;
-    Ok(PlanSummary::of(&header, dir, false))
+    let mut summary = PlanSummary::of(&header, dir, false);
+    (summary.locked, summary.locked_objects) = (locks.count, locks.named);
+    Ok(summary)
+}
+
+/// An object under object lock, as a plan names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Locked {
+    pub key: String,
+    #[serde(flatten)]
+    pub lock: ObjectLock,
+}
+
+/// Locked objects a plan names (all are counted).
+pub const LOCKED_NAMED: usize = 1000;
+
+/// Requests in flight asking one page's objects for their lock.
+const LOCK_QUERIES: usize = 8;
+
+/// What a listing found locked.
+#[derive(Default)]
+struct Locks {
+    /// The source bucket has object lock on: each object is asked.
+    on: bool,
+    count: u64,
+    named: Vec<Locked>,
 }
 
 /// Entries handed to the seeding thread at a time, and batches queued for it: bounded, so a
@@ -99,12 +137,29 @@ const SEED_QUEUE: usize = 4;
 const SEEDED: &str = "seeded_generation";
 
 /// Streams the source's listing into the manifest writer and, in batches, to the seeder.
-async fn list_into(src: &dyn Provider, writer: &mut ManifestWriter, seeder: &Sender<Vec<ObjectEntry>>, stats: &Stats) -> Result<()> {
+async fn list_into(
+    src: &dyn Provider,
+    writer: &mut ManifestWriter,
+    seeder: &Sender<Vec<ObjectEntry>>,
+    stats: &Stats,
+    locks: &mut Locks,
+) -> Result<()> {
     let mut pages = src.list();
     let mut batch = Vec::with_capacity(SEED_BATCH);
     while let Some(page) = pages.next().await {
         let page = page.map_err(|source| EngineError::Provider { side: "source", source })?;
         Stats::add(&stats.listed, page.len() as u64);
+        if locks.on {
+            let keys = page.iter().filter(|e| e.skipped.is_none() && !e.key.is_empty() && !e.key.ends_with('/')).map(|e| e.key.as_str());
+            let mut asked = futures::stream::iter(keys).map(|key| async move { (key, src.lock(key).await) }).buffered(LOCK_QUERIES);
+            while let Some((key, lock)) = asked.next().await {
+                let Some(lock) = lock.map_err(|source| EngineError::Provider { side: "source", source })? else { continue };
+                locks.count += 1;
+                if locks.named.len() < LOCKED_NAMED {
+                    locks.named.push(Locked { key: key.to_string(), lock });
+                }
+            }
+        }
         for mut entry in page {
             if entry.skipped.is_none() && (entry.key.is_empty() || entry.key.ends_with('/')) {
                 entry = ObjectEntry::skipped(entry.key, SkipReason::DirectoryMarker);

@@ -8,7 +8,7 @@
 //! # Layout
 //! - [`Provider`]: list, get (whole or ranged), put, head, delete, restore (an archived
 //!   object), plus [`Limits`] and what it [`Carries`] besides bytes (headers, metadata names,
-//!   tags) as data, and an object's tags.
+//!   tags) as data, an object's tags, and its object lock (reported, never carried).
 //! - [`Multipart`] / [`MultipartUpload`]: the capability to upload one object in parallel parts.
 //! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store and
 //!   ferry's own signed block requests), [`local`] (the file system, with ferry's own multipart
@@ -170,6 +170,20 @@ pub trait Provider: Send + Sync {
     async fn tags(&self, key: &str) -> Result<Tags> {
         let _ = key;
         Ok(Tags::new())
+    }
+
+    /// Whether the location's bucket has object lock on (S3 GetObjectLockConfiguration, one
+    /// request): only then is each object asked for its [`Provider::lock`]. By default: no.
+    async fn locks_objects(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// The lock in effect on `key`'s current version (a legal hold, a retention whose date is
+    /// ahead), in one request (S3: a HEAD, which reports both). Asked only where
+    /// [`Provider::locks_objects`]. By default: none.
+    async fn lock(&self, key: &str) -> Result<Option<ferry_core::ObjectLock>> {
+        let _ = key;
+        Ok(None)
     }
 
     /// The capability to upload one object as parallel parts, if the provider has it.

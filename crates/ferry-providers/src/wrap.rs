@@ -124,6 +124,14 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
         self.call(self.inner.tags(key)).await
     }
 
+    async fn locks_objects(&self) -> Result<bool> {
+        self.call(self.inner.locks_objects()).await
+    }
+
+    async fn lock(&self, key: &str) -> Result<Option<ferry_core::ObjectLock>> {
+        self.call(self.inner.lock(key)).await
+    }
+
     fn multipart(&self) -> Option<&dyn Multipart> {
         self.inner.multipart().map(|_| self as &dyn Multipart)
     }
@@ -330,6 +338,18 @@ impl<P: Provider + ?Sized + 'static> Provider for Counted<P> {
     async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
         let r = self.inner.tags(key).await;
         self.count("tags", &r, |_| 0);
+        r
+    }
+
+    async fn locks_objects(&self) -> Result<bool> {
+        let r = self.inner.locks_objects().await;
+        self.count("lock configuration", &r, |_| 0);
+        r
+    }
+
+    async fn lock(&self, key: &str) -> Result<Option<ferry_core::ObjectLock>> {
+        let r = self.inner.lock(key).await;
+        self.count("lock", &r, |_| 0);
         r
     }
 

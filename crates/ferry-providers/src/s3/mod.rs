@@ -9,7 +9,7 @@
 //!
 //! # Layout
 //! - `mod.rs`: [`S3Provider`], its constructor and the [`Provider`] methods (head, get, put,
-//!   delete, the bucket check and the MD5 ETag check).
+//!   delete, the bucket check, the MD5 ETag check and the object lock report).
 //! - `client.rs`: the SDK client built from the standard AWS environment, error mapping, the
 //!   checksum helpers and the retry interceptor.
 //! - `list.rs`: the listing, top-level prefixes in parallel, read back in key order.
@@ -408,6 +408,45 @@ impl Provider for S3Provider {
 
     async fn tags(&self, key: &str) -> Result<Tags> {
         self.tags_of(&self.location.bucket, &self.full_key(key), key).await
+    }
+
+    async fn locks_objects(&self) -> Result<bool> {
+        use aws_sdk_s3::types::ObjectLockEnabled;
+        request(&self.run, 0, || async {
+            match self.client.get_object_lock_configuration().bucket(&self.location.bucket).send().await {
+                Ok(o) => Ok(o.object_lock_configuration().and_then(|c| c.object_lock_enabled()) == Some(&ObjectLockEnabled::Enabled)),
+                // A bucket without object lock, or a service without it (501, as s3s-fs).
+                Err(e)
+                    if matches!(e.code(), Some("ObjectLockConfigurationNotFoundError" | "NotImplemented"))
+                        || e.raw_response().is_some_and(|r| r.status().as_u16() == 501) =>
+                {
+                    Ok(false)
+                }
+                Err(e) => Err(self.failed("get object lock configuration", "", e)),
+            }
+        })
+        .await
+    }
+
+    /// One HEAD: it reports the legal hold and the retention both (to a caller allowed
+    /// `s3:GetObjectLegalHold` and `s3:GetObjectRetention`), where GetObjectLegalHold and
+    /// GetObjectRetention would take two requests.
+    async fn lock(&self, key: &str) -> Result<Option<ferry_core::ObjectLock>> {
+        use aws_sdk_s3::types::{ObjectLockLegalHoldStatus, ObjectLockMode};
+        use ferry_core::{ObjectLock, RetentionMode};
+        let full = self.full_key(key);
+        let o = request(&self.run, 0, || async {
+            self.client.head_object().bucket(&self.location.bucket).key(&full).send().await.map_err(|e| self.failed("head", key, e))
+        })
+        .await?;
+        let held = o.object_lock_legal_hold_status() == Some(&ObjectLockLegalHoldStatus::On);
+        let mode = match o.object_lock_mode() {
+            Some(ObjectLockMode::Compliance) => Some(RetentionMode::Compliance),
+            Some(ObjectLockMode::Governance) => Some(RetentionMode::Governance),
+            _ => None,
+        };
+        let retention = mode.zip(to_chrono(o.object_lock_retain_until_date()));
+        Ok(ObjectLock::in_effect(held, retention, chrono::Utc::now()))
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {
