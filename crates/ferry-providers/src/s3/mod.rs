@@ -17,6 +17,24 @@
 //!   ListMultipartUploads for stale uploads) and the upload handle.
 //! - `server_copy.rs`: [`ServerCopy`] (CopyObject, UploadPartCopy).
 
+/// The object's attributes and the destination's write settings on a put or an upload's start
+/// (the SDK's two builders have the same setters but no common trait).
+macro_rules! object_attrs {
+    ($req:expr, $provider:expr, $attrs:expr) => {
+        $req.set_content_type($attrs.content_type.clone())
+            .set_content_encoding($attrs.headers.content_encoding.clone())
+            .set_content_disposition($attrs.headers.content_disposition.clone())
+            .set_content_language($attrs.headers.content_language.clone())
+            .set_cache_control($attrs.headers.cache_control.clone())
+            .set_expires(expires_of(&$attrs.headers))
+            .set_tagging($attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging))
+            .set_storage_class($provider.storage_class())
+            .set_server_side_encryption($provider.sse())
+            .set_ssekms_key_id($provider.sse_key())
+    };
+}
+use object_attrs;
+
 mod client;
 mod list;
 mod multipart;
@@ -333,24 +351,9 @@ impl Provider for S3Provider {
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
         let full = self.full_key(key);
         let build = || {
-            let mut req = self
-                .client
-                .put_object()
-                .bucket(&self.location.bucket)
-                .key(&full)
-                .content_length(data.len() as i64)
-                .checksum_crc32_c(b64_crc(crc32c))
-                .set_content_type(attrs.content_type.clone())
-                .set_content_encoding(attrs.headers.content_encoding.clone())
-                .set_content_disposition(attrs.headers.content_disposition.clone())
-                .set_content_language(attrs.headers.content_language.clone())
-                .set_cache_control(attrs.headers.cache_control.clone())
-                .set_expires(expires_of(&attrs.headers))
-                .set_tagging(attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging))
-                .set_storage_class(self.storage_class())
-                .set_server_side_encryption(self.sse())
-                .set_ssekms_key_id(self.sse_key())
-                .body(ByteStream::from(data.clone()));
+            let req = self.client.put_object().bucket(&self.location.bucket).key(&full);
+            let req = req.content_length(data.len() as i64).checksum_crc32_c(b64_crc(crc32c));
+            let mut req = object_attrs!(req, self, attrs).body(ByteStream::from(data.clone()));
             for (k, v) in &attrs.metadata {
                 req = req.metadata(k, v);
             }

@@ -16,22 +16,8 @@ use futures::future::BoxFuture;
 impl Multipart for S3Provider {
     async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64, _id: &str) -> Result<Box<dyn MultipartUpload>> {
         let full = self.full_key(key);
-        let mut req = self
-            .client
-            .create_multipart_upload()
-            .bucket(&self.location.bucket)
-            .key(&full)
-            .checksum_algorithm(ChecksumAlgorithm::Crc32C)
-            .set_content_type(attrs.content_type.clone())
-            .set_content_encoding(attrs.headers.content_encoding.clone())
-            .set_content_disposition(attrs.headers.content_disposition.clone())
-            .set_content_language(attrs.headers.content_language.clone())
-            .set_cache_control(attrs.headers.cache_control.clone())
-            .set_expires(expires_of(&attrs.headers))
-            .set_tagging(attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging))
-            .set_storage_class(self.storage_class())
-            .set_server_side_encryption(self.sse())
-            .set_ssekms_key_id(self.sse_key());
+        let req = self.client.create_multipart_upload().bucket(&self.location.bucket).key(&full);
+        let mut req = super::object_attrs!(req.checksum_algorithm(ChecksumAlgorithm::Crc32C), self, attrs);
         for (k, v) in &attrs.metadata {
             req = req.metadata(k, v);
         }
