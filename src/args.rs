@@ -42,6 +42,29 @@ pub enum Command {
         #[command(flatten)]
         rates: Rates,
     },
+    /// Catch up with a live source: list it again into the next manifest generation, copy what
+    /// was added or changed since the last one and, with --delete, delete at the destination
+    /// what the source no longer has. A delta cut off is finished by the next.
+    Delta {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        tuning: Tuning,
+        #[command(flatten)]
+        rates: Rates,
+        /// Delete at the destination the keys the source no longer has: only after every copy
+        /// of the run succeeded, each recorded first (what the destination held) for a rollback.
+        #[arg(long)]
+        delete: bool,
+        /// The most deletes a delta carries out, as a count or a percentage of the objects
+        /// (e.g. 500 or 2%) [default: 10% of the objects, at most 10,000]. More are refused
+        /// (exit 2, nothing deleted) unless --force-delete.
+        #[arg(long, value_name = "N|P%", value_parser = parse_max_delete)]
+        max_delete: Option<ferry_engine::MaxDelete>,
+        /// Delete beyond --max-delete, and accept a source that lists no objects at all.
+        #[arg(long)]
+        force_delete: bool,
+    },
     /// Compare the destination with the manifest: presence, size, checksum.
     Verify {
         #[command(flatten)]
@@ -178,6 +201,10 @@ pub enum ManifestCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+}
+
+fn parse_max_delete(text: &str) -> Result<ferry_engine::MaxDelete, String> {
+    ferry_engine::MaxDelete::parse(text)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

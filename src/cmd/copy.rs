@@ -16,41 +16,9 @@ pub async fn run(
     run: &std::sync::Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     let mut job = open_job(common, src, dst)?;
-    if let Some(asked) = &tuning.storage_class {
-        job.set_storage_class(asked)?;
-    }
-    if let Some(sse) = tuning.sse().map_err(EngineError::WriteSetting)? {
-        job.set_sse(sse)?;
-    }
-    if let Some(key) = &tuning.gcs_kms_key {
-        job.set_gcs_kms_key(key)?;
-    }
-    if let Some(scope) = &tuning.azure_encryption_scope {
-        job.set_azure_encryption_scope(scope)?;
-    }
+    write_settings(&mut job, tuning)?;
     let (source, destination) = job.providers(run).await?;
-    let opts = CopyOptions {
-        dry_run: tuning.dry_run,
-        server_side: tuning.server_side == crate::args::ServerSide::Auto,
-        file_mode: tuning.file_mode,
-        tags: match tuning.tags {
-            crate::args::TagsArg::Copy => ferry_engine::TagsMode::Copy,
-            crate::args::TagsArg::Skip => ferry_engine::TagsMode::Skip,
-        },
-        archived: tuning.archived(),
-        restore_wait: tuning.restore_wait.unwrap_or_default(),
-        ..tuning.transfer.options()
-    };
-    // Said before the copy starts, so a long run does not hide it until the end.
-    let part_size = ferry_engine::copy::check_part_size(&opts, destination.name(), &destination.limits())?;
-    if let Some(asked) = opts.part_size.filter(|asked| *asked != part_size) {
-        eprintln!(
-            "ferry: parts of {} (--part-size {} lowered to fit --max-memory {})",
-            format_size(part_size),
-            format_size(asked),
-            format_size(opts.max_memory)
-        );
-    }
+    let opts = options(tuning, destination.as_ref())?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("copy", stats.clone(), common.json);
     let summary = ferry_engine::copy(&mut job, source, destination, opts, stats, run).await;
@@ -98,8 +66,54 @@ pub async fn run(
     Ok(if lost { Exit::Failures } else { Exit::Ok })
 }
 
+/// Applies the run's write settings to the job, before its providers are opened (shared by
+/// `copy`, `resume` and `delta`).
+pub(super) fn write_settings(job: &mut ferry_engine::Job, tuning: &Tuning) -> Result<(), EngineError> {
+    if let Some(asked) = &tuning.storage_class {
+        job.set_storage_class(asked)?;
+    }
+    if let Some(sse) = tuning.sse().map_err(EngineError::WriteSetting)? {
+        job.set_sse(sse)?;
+    }
+    if let Some(key) = &tuning.gcs_kms_key {
+        job.set_gcs_kms_key(key)?;
+    }
+    if let Some(scope) = &tuning.azure_encryption_scope {
+        job.set_azure_encryption_scope(scope)?;
+    }
+    Ok(())
+}
+
+/// The copy options the flags ask for; says the part size before the run starts when it was
+/// lowered.
+pub(super) fn options(tuning: &Tuning, destination: &dyn ferry_providers::Provider) -> Result<CopyOptions, EngineError> {
+    let opts = CopyOptions {
+        dry_run: tuning.dry_run,
+        server_side: tuning.server_side == crate::args::ServerSide::Auto,
+        file_mode: tuning.file_mode,
+        tags: match tuning.tags {
+            crate::args::TagsArg::Copy => ferry_engine::TagsMode::Copy,
+            crate::args::TagsArg::Skip => ferry_engine::TagsMode::Skip,
+        },
+        archived: tuning.archived(),
+        restore_wait: tuning.restore_wait.unwrap_or_default(),
+        ..tuning.transfer.options()
+    };
+    // Said before the copy starts, so a long run does not hide it until the end.
+    let part_size = ferry_engine::copy::check_part_size(&opts, destination.name(), &destination.limits())?;
+    if let Some(asked) = opts.part_size.filter(|asked| *asked != part_size) {
+        eprintln!(
+            "ferry: parts of {} (--part-size {} lowered to fit --max-memory {})",
+            format_size(part_size),
+            format_size(asked),
+            format_size(opts.max_memory)
+        );
+    }
+    Ok(opts)
+}
+
 /// What the destination did not keep of headers, metadata and tags.
-fn print_fidelity(f: &ferry_engine::Fidelity) {
+pub(super) fn print_fidelity(f: &ferry_engine::Fidelity) {
     for limit in &f.pair_limits {
         match limit {
             ferry_engine::fidelity::PairLimit::NoTags => println!("not carried: the destination keeps no object tags"),

@@ -2,6 +2,7 @@
 
 mod clean;
 mod copy;
+mod delta;
 mod export;
 mod ingest;
 mod manifest;
@@ -22,6 +23,9 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             copy::run(src.as_deref(), dst.as_deref(), &common, &tuning, &rates.run()).await
         }
         Command::Resume { common, tuning, rates } => copy::run(None, None, &common, &tuning, &rates.run()).await,
+        Command::Delta { common, tuning, rates, delete, max_delete, force_delete } => {
+            delta::run(&common, &tuning, delta::DeleteArgs { delete, max_delete, force_delete }, &rates.run()).await
+        }
         Command::Verify { common, all_bytes, sample, no_extra, transfers, max_memory, rates } => {
             let opts = ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra, max_memory };
             verify::run(&common, opts, &rates.run()).await

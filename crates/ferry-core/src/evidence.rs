@@ -32,10 +32,12 @@ pub enum Evidence {
     DestinationCrc32c,
     /// Verify: the destination's entity tag is the one it gave when ferry wrote the object.
     EtagRecordedAtCopy,
+    /// Verify: a key gone from the source (a later generation) is not at the destination either.
+    Absent,
 }
 
 impl Evidence {
-    pub const ALL: [Evidence; 13] = [
+    pub const ALL: [Evidence; 14] = [
         Evidence::ShipmentSha256,
         Evidence::SourceCrc32c,
         Evidence::SourceCrc64nvme,
@@ -49,6 +51,7 @@ impl Evidence {
         Evidence::Sha256ReadBack,
         Evidence::DestinationCrc32c,
         Evidence::EtagRecordedAtCopy,
+        Evidence::Absent,
     ];
 
     /// The stable name written to reports, the journal and manifest exports.
@@ -67,6 +70,7 @@ impl Evidence {
             Evidence::Sha256ReadBack => "sha256 read-back",
             Evidence::DestinationCrc32c => "destination crc32c",
             Evidence::EtagRecordedAtCopy => "etag recorded at copy",
+            Evidence::Absent => "absent",
         }
     }
 

@@ -34,6 +34,9 @@ pub enum EngineError {
     JobInsideLocation { dir: PathBuf, what: &'static str, location: String },
     #[error("{dir} has no sealed manifest yet: run `ferry plan` or `ferry copy` first")]
     NotPlanned { dir: PathBuf },
+    /// A delta refused before it sealed, merged or deleted anything.
+    #[error("delta refused: {0}")]
+    DeltaRefused(crate::delta::DeltaRefusal),
     /// `--part-size` below what the destination accepts.
     #[error("--part-size {}: {provider} takes parts of at least {}; use --part-size {} or more", format_size(*given), format_size(*min), min.div_ceil(1 << 20).max(1).to_string() + "MiB")]
     PartSizeBelowMinimum { provider: &'static str, given: u64, min: u64 },
@@ -107,6 +110,7 @@ impl EngineError {
             | EngineError::JobFile { .. }
             | EngineError::Locked { .. }
             | EngineError::NotPlanned { .. }
+            | EngineError::DeltaRefused(_)
             | EngineError::JobInsideLocation { .. }
             | EngineError::Appliance(_)
             | EngineError::PartSizeBelowMinimum { .. }

@@ -13,6 +13,9 @@
 //! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal; count
 //!   and name objects under S3 object lock.
 //! - [`mod@copy`]: a copy from source to destination: plan, one scheduler pass, the summary.
+//! - [`mod@delta`]: list the source again, seal the next generation with its change set, copy
+//!   what changed, and delete what is gone (only when asked and safe).
+//! - `key_order`: a listing in key order whatever order it came in (an external sort).
 //! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
 //! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
 //!   `--transfers` at a time, each through the mover its route picks.
@@ -34,12 +37,14 @@
 pub mod clean;
 mod concurrency;
 pub mod copy;
+pub mod delta;
 pub mod error;
 pub mod export;
 pub mod fidelity;
 mod held;
 pub mod ingest;
 pub mod job;
+mod key_order;
 mod mover;
 pub mod options;
 pub mod plan;
@@ -50,6 +55,7 @@ pub mod verify;
 
 pub use clean::{CleanSummary, clean, sweep};
 pub use copy::{Archived, CopyOptions, CopySummary, copy};
+pub use delta::{DeltaOptions, DeltaRefusal, DeltaSummary, MaxDelete, delta};
 pub use error::{ApplianceError, EngineError};
 pub use export::{ExportOptions, ExportSummary, export};
 pub use fidelity::{Fidelity, TagsMode};

@@ -60,6 +60,9 @@ pub enum DifferenceKind {
     Metadata,
     /// The destination could not be asked.
     Error,
+    /// Gone from the source (a delta's later generation), still at the destination: a delete
+    /// not carried out yet (`ferry delta --delete`).
+    DeletedAtSource,
 }
 
 impl DifferenceKind {
@@ -74,6 +77,7 @@ impl DifferenceKind {
             DifferenceKind::NotCopied => "not-copied",
             DifferenceKind::Metadata => "metadata",
             DifferenceKind::Error => "error",
+            DifferenceKind::DeletedAtSource => "deleted-at-source",
         }
     }
 }
@@ -254,6 +258,17 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
     use DifferenceKind::*;
     let e = &row.entry;
     let diff = |kind, detail: String| Difference { key: e.key.clone(), kind, detail };
+    // A key gone from the source must be gone from the destination too.
+    if matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted) {
+        return match dst.head(&e.key).await {
+            Ok(None) => Ok(Evidence::Absent),
+            Ok(Some(_)) if row.state == ObjectState::PendingDelete => {
+                Err(diff(DeletedAtSource, "deleted at the source, still at the destination (`ferry delta --delete` deletes it)".into()))
+            }
+            Ok(Some(_)) => Err(diff(DeletedAtSource, "deleted at the source and by a delta, but at the destination again".into())),
+            Err(err) => Err(diff(Error, err.to_string())),
+        };
+    }
     if row.state != ObjectState::Done {
         let why = row.error.as_deref().map(|x| format!(": {x}")).unwrap_or_default();
         // An object the listing showed archived is named as such, whatever its last error said.

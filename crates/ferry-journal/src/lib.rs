@@ -127,6 +127,10 @@ pub trait Ledger: Send + Sync {
     /// same listing twice changes nothing. Scans, in batches: the journal is free between
     /// them (for claims), and never held while the listing is read.
     async fn seed_generation(&self, generation: u32, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta>;
+    /// What [`Ledger::seed_generation`] would do with `listing`, changing nothing. Scans.
+    async fn preview_generation(&self, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta>;
+    /// Records that a pending delete was carried out at the destination.
+    async fn mark_deleted(&self, id: i64) -> Result<()>;
 
     /// Starts a pass of `worker`: objects it claims in this pass are never handed to it again
     /// in it (one that failed waits for the next pass).
@@ -163,7 +167,7 @@ pub trait Ledger: Send + Sync {
     async fn in_state(&self, state: ObjectState, after: i64, limit: usize) -> Result<Vec<ObjectRow>>;
     /// Every object with an id above `after`, in id order, whatever its state.
     async fn page(&self, after: i64, limit: usize) -> Result<Vec<ObjectRow>>;
-    /// Whether the manifest this journal was seeded from has `key`.
+    /// Whether the manifests this journal was seeded from have `key` (in any generation).
     async fn has_key(&self, key: &str) -> Result<bool>;
     async fn get(&self, key: &str) -> Result<Option<ObjectRow>>;
 

@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS objects (
     expect_sha256 TEXT,                              -- SHA-256 the source declares (a shipment manifest)
     crc64nvme     TEXT,                              -- of the bytes read and sent
     renamed       TEXT,                              -- why dst_path is not the key (a disk layout's rule)
-    last_modified TEXT,                              -- of the version a restarted object copies (RFC 3339)
+    last_modified TEXT,                              -- of the source version listed, or a restart copies (RFC 3339)
     lease_owner   TEXT,                              -- the worker holding the object's lease
     lease_until   INTEGER,                           -- its expiry (ms since the epoch); NULL: not leased
     claim_pass    INTEGER,                           -- the pass that last claimed it (not handed out again in it)
@@ -424,8 +424,9 @@ impl Inner {
         self.write(|tx| {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata,
-                                          device, src_path, dst_path, src_crc64, expect_sha256, state, error, renamed, storage_class)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18) ON CONFLICT(key) DO NOTHING",
+                                          device, src_path, dst_path, src_crc64, expect_sha256, state, error, renamed, storage_class,
+                                          last_modified)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) ON CONFLICT(key) DO NOTHING",
             )?;
             let no_route = Route::default();
             for (e, route, refused, renamed) in rows {
@@ -450,7 +451,8 @@ impl Inner {
                     state.as_str(),
                     error,
                     renamed,
-                    storage_class_json(e)
+                    storage_class_json(e),
+                    rfc3339(e)
                 ])?;
             }
             Ok(())
@@ -462,7 +464,9 @@ impl Inner {
     /// the rows after the last key merged in one transaction of at most [`MERGE_BATCH`] steps,
     /// the rows read in it before they are changed. Between batches the journal is free, so a
     /// merge of millions of keys never holds claims up for longer than one batch.
-    fn seed_generation(&self, generation: u32, listing: &mut dyn Iterator<Item = ObjectEntry>) -> Result<GenerationDelta> {
+    /// With `apply` false nothing is written: the answer is what the merge would do (a
+    /// delta's `--dry-run`, and its delete limits checked before anything changes).
+    fn seed_generation(&self, generation: u32, listing: &mut dyn Iterator<Item = ObjectEntry>, apply: bool) -> Result<GenerationDelta> {
         let mut delta = GenerationDelta::default();
         // Everything up to this key (of either side) is merged.
         let mut after = String::new();
@@ -499,19 +503,21 @@ impl Inner {
                     after = match order {
                         std::cmp::Ordering::Less => {
                             let (row, _) = rows.pop_front().expect("a row");
-                            merge_gone(tx, generation, &row, &mut delta)?;
+                            merge_gone(tx, generation, &row, &mut delta, apply)?;
                             row.entry.key
                         }
                         std::cmp::Ordering::Greater => {
                             let e = chunk.pop_front().expect("an entry");
-                            merge_added(tx, generation, &e)?;
+                            if apply {
+                                merge_added(tx, generation, &e)?;
+                            }
                             delta.added += 1;
                             e.key
                         }
                         std::cmp::Ordering::Equal => {
                             let (row, deleted_from) = rows.pop_front().expect("a row");
                             let e = chunk.pop_front().expect("an entry");
-                            merge_listed(tx, generation, &row, deleted_from, &e, &mut delta)?;
+                            merge_listed(tx, generation, &row, deleted_from, &e, &mut delta, apply)?;
                             e.key
                         }
                     };
@@ -666,6 +672,7 @@ impl Inner {
                 ObjectState::Refused => c.refused = n,
                 ObjectState::Skipped => c.skipped = n,
                 ObjectState::PendingDelete => c.pending_delete = n,
+                ObjectState::Deleted => c.deleted = n,
                 ObjectState::Done | ObjectState::Failed | ObjectState::Pending => {
                     c.objects += n;
                     c.bytes += bytes;
@@ -917,8 +924,8 @@ fn merge_added(tx: &Connection, generation: u32, e: &ObjectEntry) -> rusqlite::R
     let (state, error) = seeded_state(e, None);
     tx.prepare_cached(
         "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, src_crc64, content_type, metadata, state, error,
-                              storage_class)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                              storage_class, last_modified)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         generation,
@@ -933,23 +940,32 @@ fn merge_added(tx: &Connection, generation: u32, e: &ObjectEntry) -> rusqlite::R
         metadata_json(e),
         state.as_str(),
         error,
-        storage_class_json(e)
+        storage_class_json(e),
+        rfc3339(e)
     ])?;
     Ok(())
+}
+
+/// An entry's last-modified time as the journal stores it.
+fn rfc3339(e: &ObjectEntry) -> Option<String> {
+    e.last_modified.map(|t| t.to_rfc3339())
 }
 
 /// A generation merge met a key only in the journal: gone from the source. Whatever the row
 /// was (copied, pending, refused by a layout, skipped by the listing) it is now a pending
 /// delete; the state it had is kept beside it, and so is its `error` (a refusal's reason), so
 /// a key that comes back is refused again.
-fn merge_gone(tx: &Connection, generation: u32, row: &ObjectRow, delta: &mut GenerationDelta) -> rusqlite::Result<()> {
-    if row.state == ObjectState::PendingDelete {
-        delta.unchanged += 1;
+fn merge_gone(tx: &Connection, generation: u32, row: &ObjectRow, delta: &mut GenerationDelta, apply: bool) -> rusqlite::Result<()> {
+    // Gone already: not an object of either generation, so not counted.
+    if matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted) {
+        return Ok(());
+    }
+    delta.deleted += 1;
+    if !apply {
         return Ok(());
     }
     tx.prepare_cached("UPDATE objects SET generation = ?1, state = ?3, deleted_from = ?4, updated_at = datetime('now') WHERE id = ?2")?
         .execute(params![generation, row.id, ObjectState::PendingDelete.as_str(), row.state.as_str()])?;
-    delta.deleted += 1;
     Ok(())
 }
 
@@ -962,13 +978,30 @@ fn merge_listed(
     deleted_from: Option<ObjectState>,
     e: &ObjectEntry,
     delta: &mut GenerationDelta,
+    apply: bool,
 ) -> rusqlite::Result<()> {
-    if row.state != ObjectState::PendingDelete && same_version(&row.entry, e) {
+    let gone = matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted);
+    if !gone && same_version(&row.entry, e) {
         delta.unchanged += 1;
+        // The same content, touched: its time is kept (the lag of a later change is measured
+        // from it), and nothing is copied.
+        // Compared to the millisecond, as a manifest keeps it.
+        if let (Some(had), Some(now)) = (row.entry.last_modified, e.last_modified)
+            && had.timestamp_millis() != now.timestamp_millis()
+        {
+            delta.touched += 1;
+            if apply {
+                tx.prepare_cached("UPDATE objects SET last_modified = ?2 WHERE id = ?1")?.execute(params![row.id, now.to_rfc3339()])?;
+            }
+        }
+        return Ok(());
+    }
+    delta.changed += 1;
+    if !apply {
         return Ok(());
     }
     // A layout's refusal is about the name, which has not changed, even across a delete.
-    let was = if row.state == ObjectState::PendingDelete { deleted_from } else { Some(row.state) };
+    let was = if gone { deleted_from } else { Some(row.state) };
     let (state, error) = match (was, e.skipped) {
         (Some(ObjectState::Refused), None) => (ObjectState::Refused, row.error.as_deref()),
         _ => seeded_state(e, None),
@@ -979,7 +1012,7 @@ fn merge_listed(
     // stays known, so it is reused or aborted, never forgotten at the destination.
     tx.prepare_cached(
         "UPDATE objects SET generation = ?1, size = ?3, etag = ?4, version = ?5, src_crc32c = ?6, src_md5 = ?7, src_crc64 = ?8,
-         content_type = ?9, metadata = ?10, state = ?11, error = ?12, storage_class = ?13, restore_requested = NULL, attempts = 0, note = NULL, last_modified = NULL,
+         content_type = ?9, metadata = ?10, state = ?11, error = ?12, storage_class = ?13, restore_requested = NULL, attempts = 0, note = NULL, last_modified = ?14,
          sha256 = NULL, crc32c = NULL, crc64nvme = NULL, dst_etag = NULL, verified_by = NULL, hash_next = NULL, hash_state = NULL,
          device = NULL, dst_path = NULL, renamed = NULL, expect_sha256 = NULL, deleted_from = NULL, updated_at = datetime('now')
          WHERE id = ?2",
@@ -997,10 +1030,10 @@ fn merge_listed(
         metadata_json(e),
         state.as_str(),
         error,
-        storage_class_json(e)
+        storage_class_json(e),
+        rfc3339(e)
     ])?;
     tx.prepare_cached(FORGET_PARTS)?.execute([row.id])?;
-    delta.changed += 1;
     Ok(())
 }
 
@@ -1047,7 +1080,19 @@ impl Ledger for SqliteJournal {
     }
 
     async fn seed_generation(&self, generation: u32, mut listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta> {
-        self.blocking(move |j| j.seed_generation(generation, &mut listing)).await
+        self.blocking(move |j| j.seed_generation(generation, &mut listing, true)).await
+    }
+
+    async fn preview_generation(&self, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta> {
+        let mut listing = listing;
+        self.blocking(move |j| j.seed_generation(0, &mut listing, false)).await
+    }
+
+    async fn mark_deleted(&self, id: i64) -> Result<()> {
+        self.0.execute(
+            "UPDATE objects SET state = ?2, lease_owner = NULL, lease_until = NULL, updated_at = datetime('now') WHERE id = ?1 AND state = ?3",
+            params![id, ObjectState::Deleted.as_str(), ObjectState::PendingDelete.as_str()],
+        )
     }
 
     async fn begin_pass(&self, worker: &str) -> Result<Worker> {

@@ -17,16 +17,19 @@ pub enum ObjectState {
     Skipped,
     /// Gone from the source in a later generation: a delete at the destination still to do.
     PendingDelete,
+    /// Gone from the source, and deleted at the destination by a delta (`--delete`).
+    Deleted,
 }
 
 impl ObjectState {
-    pub const ALL: [ObjectState; 6] = [
+    pub const ALL: [ObjectState; 7] = [
         ObjectState::Pending,
         ObjectState::Done,
         ObjectState::Failed,
         ObjectState::Refused,
         ObjectState::Skipped,
         ObjectState::PendingDelete,
+        ObjectState::Deleted,
     ];
 
     /// The name a journal stores; never changes once released.
@@ -38,6 +41,7 @@ impl ObjectState {
             ObjectState::Refused => "refused",
             ObjectState::Skipped => "skipped",
             ObjectState::PendingDelete => "pending-delete",
+            ObjectState::Deleted => "deleted",
         }
     }
 
@@ -168,6 +172,10 @@ pub struct StatusCounts {
     /// Objects a later generation no longer lists (not counted in `objects`).
     #[serde(skip_serializing_if = "is_zero")]
     pub pending_delete: u64,
+    /// Objects a later generation no longer lists, deleted at the destination (not counted in
+    /// `objects`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub deleted: u64,
     /// Objects (in `objects`) ferry asked the source to restore (`--archived restore`), and
     /// those of them not copied yet: restores in flight.
     #[serde(skip_serializing_if = "is_zero")]
@@ -181,12 +189,15 @@ fn is_zero(n: &u64) -> bool {
 }
 
 /// What seeding a later generation did to each key ([`crate::Ledger::seed_generation`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct GenerationDelta {
     pub added: u64,
     pub changed: u64,
     pub deleted: u64,
     pub unchanged: u64,
+    /// Of `unchanged`: the same content (size, etag, version, checksums) with another
+    /// last-modified time. Recorded, never copied again.
+    pub touched: u64,
 }
 
 /// A worker in one pass over the journal's work ([`crate::Ledger::begin_pass`]).

@@ -18,6 +18,8 @@ pub enum RunKind {
     Copy,
     Export,
     Ingest,
+    /// A delta's deletes at the destination (its copies are a [`RunKind::Copy`]).
+    Delta,
 }
 
 impl RunKind {
@@ -26,6 +28,7 @@ impl RunKind {
             RunKind::Copy => "copy",
             RunKind::Export => "export",
             RunKind::Ingest => "ingest",
+            RunKind::Delta => "delta",
         }
     }
 }

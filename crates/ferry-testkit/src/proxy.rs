@@ -75,6 +75,10 @@ pub type FaultCounts = BTreeMap<&'static str, u64>;
 /// exact point of a transfer, which a test cannot time from outside.
 pub type Hook = Arc<dyn Fn(&RequestHead) -> Option<futures::future::BoxFuture<'static, ()>> + Send + Sync>;
 
+/// Decides, for each request, whether the proxy answers it `500 InternalError` itself instead
+/// of passing it on (e.g. every listing request from the third page on: a listing cut off).
+pub type Refuse = Arc<dyn Fn(&RequestHead) -> bool + Send + Sync>;
+
 pub struct CountingProxy {
     pub endpoint: String,
     uploaded: Arc<AtomicU64>,
@@ -96,6 +100,7 @@ struct Shared {
     refused_any: AtomicU64,
     requests: Arc<Mutex<Vec<String>>>,
     hook: Option<Hook>,
+    refuse: Option<Refuse>,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
@@ -115,6 +120,15 @@ impl CountingProxy {
 
     /// Like [`CountingProxy::start_with_faults`], running `hook` before each request is passed on.
     pub fn start_with_hook(upstream: &str, faults: Faults, hook: Option<Hook>) -> CountingProxy {
+        Self::start_full(upstream, faults, hook, None)
+    }
+
+    /// Like [`CountingProxy::start`], answering the requests `refuse` picks with 500.
+    pub fn start_refusing(upstream: &str, refuse: Refuse) -> CountingProxy {
+        Self::start_full(upstream, Faults::DEFAULT, None, Some(refuse))
+    }
+
+    fn start_full(upstream: &str, faults: Faults, hook: Option<Hook>, refuse: Option<Refuse>) -> CountingProxy {
         let upstream = upstream.trim_end_matches('/').to_string();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
         let port = listener.local_addr().expect("addr").port();
@@ -142,6 +156,7 @@ impl CountingProxy {
                     refused_any: AtomicU64::new(0),
                     requests: log,
                     hook,
+                    refuse,
                     client,
                 });
                 let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
@@ -260,6 +275,12 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Result<Response<
     let (parts, body) = req.into_parts();
     let line = format!("{} {}", parts.method, parts.uri.path_and_query().map_or("/", |p| p.as_str()));
     shared.requests.lock().expect("requests lock").push(line);
+    if shared.refuse.as_ref().is_some_and(|refuse| refuse(&parts)) {
+        count("refused by the test");
+        let xml = "<?xml version=\"1.0\"?><Error><Code>InternalError</Code><Message>refused by the test proxy</Message></Error>";
+        let answer = Response::builder().status(StatusCode::INTERNAL_SERVER_ERROR).header("content-type", "application/xml");
+        return Ok(answer.body(full(Bytes::from(xml))).expect("response"));
+    }
     let head_len = parts.uri.to_string().len() + 16 + parts.headers.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum::<usize>();
     let declared: Option<usize> = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
     if drop && declared.unwrap_or(0) > 1 {

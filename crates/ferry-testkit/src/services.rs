@@ -499,7 +499,7 @@ print(s3.head_object(Bucket=bucket, Key=key)["ETag"])
 
     /// Runs a boto3 `script` (given `s3`, a client, and `args`, the rest of the command line) and
     /// returns what it printed.
-    fn boto3(&self, script: &str, args: &[&str]) -> String {
+    pub fn boto3(&self, script: &str, args: &[&str]) -> String {
         let prelude = r#"
 import sys, json, boto3
 from botocore.config import Config

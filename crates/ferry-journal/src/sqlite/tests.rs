@@ -324,7 +324,7 @@ async fn seeding_a_later_generation_marks_objects_added_changed_deleted_or_uncha
     gen2.remove(2);
     gen2.push(ObjectEntry { key: "e".into(), size: 7, ..Default::default() });
     let delta = j.seed_generation(2, Box::new(gen2.clone().into_iter())).await.unwrap();
-    assert_eq!(delta, GenerationDelta { added: 1, changed: 1, deleted: 1, unchanged: 2 });
+    assert_eq!(delta, GenerationDelta { added: 1, changed: 1, deleted: 1, unchanged: 2, touched: 0 });
     let row = |k: &'static str| {
         let j = j.clone();
         async move { j.get(k).await.unwrap().unwrap() }
@@ -339,7 +339,7 @@ async fn seeding_a_later_generation_marks_objects_added_changed_deleted_or_uncha
 
     // The same generation again changes nothing; nor does today's seed replaying it.
     let again = j.seed_generation(2, Box::new(gen2.clone().into_iter())).await.unwrap();
-    assert_eq!(again, GenerationDelta { added: 0, changed: 0, deleted: 0, unchanged: 5 });
+    assert_eq!(again, GenerationDelta { added: 0, changed: 0, deleted: 0, unchanged: 4, touched: 0 }, "a key gone already is not counted");
     j.seed(2, &gen2).await.unwrap();
     assert_eq!(j.counts().await.unwrap(), c);
     // A deleted key that comes back is pending again.
@@ -360,13 +360,13 @@ async fn a_generation_merge_pages_through_more_rows_than_one_page() {
     gen2.extend((0..2500).step_by(5).map(|i| ObjectEntry { key: format!("k{i:05}x"), size: 2, ..Default::default() }));
     gen2.sort_by(|a, b| a.key.cmp(&b.key));
     let delta = j.seed_generation(2, Box::new(gen2.into_iter())).await.unwrap();
-    assert_eq!(delta, GenerationDelta { added: 500, changed: 0, deleted: 834, unchanged: 1666 });
+    assert_eq!(delta, GenerationDelta { added: 500, changed: 0, deleted: 834, unchanged: 1666, touched: 0 });
 }
 
 #[test]
 fn object_states_keep_their_stored_names() {
     let names: Vec<&str> = ObjectState::ALL.iter().map(|s| s.as_str()).collect();
-    assert_eq!(names, ["pending", "done", "failed", "refused", "skipped", "pending-delete"]);
+    assert_eq!(names, ["pending", "done", "failed", "refused", "skipped", "pending-delete", "deleted"]);
     assert!(ObjectState::ALL.iter().all(|s| ObjectState::parse(s.as_str()) == Some(*s)));
 }
 
@@ -551,7 +551,7 @@ async fn a_skipped_entry_that_vanishes_is_deleted_like_any_other() {
     let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
     j.seed(1, &[entry("a", "a1"), ObjectEntry::skipped("link".into(), SkipReason::Symlink)]).await.unwrap();
     let delta = merge(&j, 2, &[entry("a", "a1")]).await;
-    assert_eq!(delta, GenerationDelta { added: 0, changed: 0, deleted: 1, unchanged: 1 });
+    assert_eq!(delta, GenerationDelta { added: 0, changed: 0, deleted: 1, unchanged: 1, touched: 0 });
     let link = j.get("link").await.unwrap().unwrap();
     assert_eq!((link.state, link.generation), (ObjectState::PendingDelete, 2));
     assert!(j.skipped_by_reason().await.unwrap().is_empty(), "no longer reported as an entry ferry does not copy");
@@ -602,7 +602,7 @@ async fn a_generation_merge_never_holds_the_journal_while_it_reads_its_listing()
         e
     });
     let delta = j.seed_generation(2, Box::new(listing)).await.unwrap();
-    assert_eq!(delta, GenerationDelta { added: 0, changed: 1500, deleted: 0, unchanged: 1500 });
+    assert_eq!(delta, GenerationDelta { added: 0, changed: 1500, deleted: 0, unchanged: 1500, touched: 0 });
     assert_eq!(held.load(std::sync::atomic::Ordering::Relaxed), 0, "entries read while the journal was held");
     let sizes: Vec<u64> = j.page(0, 4).await.unwrap().iter().map(|r| r.entry.size).collect();
     assert_eq!(sizes, [2, 1, 2, 1]);
@@ -620,8 +620,65 @@ async fn a_generation_merge_adds_and_deletes_runs_longer_than_a_batch() {
     let mut gen2: Vec<ObjectEntry> = ["a", "m", "z"].iter().map(|k| entry(k, "1")).collect();
     gen2.extend((0..3000).map(|i| entry(&format!("m{i:05}"), "2")));
     gen2.sort_by(|a, b| a.key.cmp(&b.key));
-    assert_eq!(merge(&j, 2, &gen2).await, GenerationDelta { added: 3000, changed: 0, deleted: 2500, unchanged: 3 });
-    assert_eq!(merge(&j, 2, &gen2).await, GenerationDelta { added: 0, changed: 0, deleted: 0, unchanged: 5503 });
+    assert_eq!(merge(&j, 2, &gen2).await, GenerationDelta { added: 3000, changed: 0, deleted: 2500, unchanged: 3, touched: 0 });
+    assert_eq!(merge(&j, 2, &gen2).await, GenerationDelta { added: 0, changed: 0, deleted: 0, unchanged: 3003, touched: 0 });
     let c = j.counts().await.unwrap();
     assert_eq!((c.objects, c.pending_delete), (3003, 2500));
+}
+
+#[tokio::test]
+async fn a_previewed_merge_counts_what_the_merge_would_do_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0);
+    let e = |k: &str, etag: &str, t: i64| ObjectEntry {
+        key: k.into(),
+        size: 1,
+        etag: Some(etag.into()),
+        last_modified: at(t),
+        ..Default::default()
+    };
+    j.seed(1, &[e("a", "1", 0), e("b", "1", 0), e("c", "1", 0), e("d", "1", 0)]).await.unwrap();
+    // a unchanged, b touched (same etag, later time), c changed, d gone, e added.
+    let gen2 = vec![e("a", "1", 0), e("b", "1", 60), e("c", "2", 60), e("e", "1", 60)];
+    let want = GenerationDelta { added: 1, changed: 1, deleted: 1, unchanged: 2, touched: 1 };
+    let before = j.page(0, 100).await.unwrap();
+    assert_eq!(j.preview_generation(Box::new(gen2.clone().into_iter())).await.unwrap(), want);
+    assert_eq!(j.page(0, 100).await.unwrap().len(), before.len());
+    assert_eq!(j.counts().await.unwrap().pending_delete, 0, "a preview writes nothing");
+    assert_eq!(j.get("b").await.unwrap().unwrap().entry.last_modified, at(0));
+
+    assert_eq!(j.seed_generation(2, Box::new(gen2.into_iter())).await.unwrap(), want);
+    let b = j.get("b").await.unwrap().unwrap();
+    assert_eq!(
+        (b.entry.last_modified, b.state, b.generation),
+        (at(60), ObjectState::Pending, 1),
+        "touched: its time kept, not copied again"
+    );
+    assert_eq!(j.get("c").await.unwrap().unwrap().entry.last_modified, at(60));
+}
+
+#[tokio::test]
+async fn a_deleted_key_stays_out_of_the_counts_until_it_comes_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let e = |k: &str| ObjectEntry { key: k.into(), size: 1, etag: Some("1".into()), ..Default::default() };
+    j.seed(1, &[e("a"), e("b")]).await.unwrap();
+    j.seed_generation(2, Box::new(vec![e("a")].into_iter())).await.unwrap();
+    let b = j.get("b").await.unwrap().unwrap();
+    j.mark_deleted(b.id).await.unwrap();
+    let c = j.counts().await.unwrap();
+    assert_eq!((c.objects, c.pending_delete, c.deleted), (1, 0, 1));
+    // Still gone: nothing to count, nothing to do.
+    let again = j.seed_generation(3, Box::new(vec![e("a")].into_iter())).await.unwrap();
+    assert_eq!(again, GenerationDelta { unchanged: 1, ..Default::default() });
+    assert_eq!(j.get("b").await.unwrap().unwrap().state, ObjectState::Deleted);
+    // Back at the source: copied again.
+    let back = j.seed_generation(4, Box::new(vec![e("a"), e("b")].into_iter())).await.unwrap();
+    assert_eq!(back.changed, 1);
+    assert_eq!(j.get("b").await.unwrap().unwrap().state, ObjectState::Pending);
+    // A pending delete only: marking a row in another state deleted does nothing.
+    let a = j.get("a").await.unwrap().unwrap();
+    j.mark_deleted(a.id).await.unwrap();
+    assert_eq!(j.get("a").await.unwrap().unwrap().state, ObjectState::Pending);
 }

@@ -1,0 +1,422 @@
+//! A delta: list the source again, seal the next manifest generation with its change set
+//! against the newest one, copy what was added or changed through the normal copy, and, only
+//! when asked and only when it is safe, delete at the destination what the source no longer has.
+//!
+//! Order of side effects, each step resumable:
+//! 1. the listing goes to an unsealed generation directory and to a key-order spool
+//!    (`key_order`); a listing that fails leaves no generation (the directory is removed);
+//! 2. the merge is previewed against the journal (nothing written) and the delete limits are
+//!    checked: an emptied source, or more deletes than `--max-delete`, refuse here with
+//!    nothing sealed, merged or deleted (unless `--force-delete`);
+//! 3. the generation is sealed, then merged into the journal (added and changed objects become
+//!    pending, gone ones pending deletes);
+//! 4. the copy runs over what is pending, as `ferry copy` would;
+//! 5. with `--delete`, and only after every copy of the run succeeded, the pending deletes are
+//!    carried out, each recorded in the write ledger first (what the destination held), so a
+//!    rollback can restore it.
+//!
+//! A run killed after step 3 is finished by the next `ferry delta` (copies, then deletes)
+//! before it lists again.
+
+use crate::copy::{CopyOptions, CopySummary, Failure};
+use crate::key_order::KeySorter;
+use crate::{EngineError, Job, Result, Stats};
+use ferry_core::{ObjectEntry, SkipReason};
+use ferry_journal::{GenerationDelta, Intent, JournalKind, ObjectState, Prior, RunKind, Seen, WriteOp, Wrote};
+use ferry_manifest::{ManifestReader, ManifestWriter};
+use ferry_providers::{Provider, RunContext};
+use futures::StreamExt;
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How many deletes a delta may carry out without `--force-delete`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum MaxDelete {
+    /// 10% of the objects, or 10,000, whichever is smaller.
+    #[default]
+    Default,
+    Count(u64),
+    /// A percentage of the objects.
+    Percent(f64),
+}
+
+impl MaxDelete {
+    /// The most deletes allowed of `objects` objects the destination holds for the job.
+    pub fn limit(self, objects: u64) -> u64 {
+        match self {
+            MaxDelete::Default => (objects / 10).min(10_000),
+            MaxDelete::Count(n) => n,
+            MaxDelete::Percent(p) => ((objects as f64) * p / 100.0).floor() as u64,
+        }
+    }
+
+    /// `N` or `P%` (as `--max-delete` takes it).
+    pub fn parse(text: &str) -> std::result::Result<MaxDelete, String> {
+        let text = text.trim();
+        if let Some(p) = text.strip_suffix('%') {
+            let p: f64 = p.trim().parse().map_err(|_| format!("{text:?} is not a percentage such as 5%"))?;
+            if !(0.0..=100.0).contains(&p) {
+                return Err(format!("{text:?}: a percentage is between 0% and 100%"));
+            }
+            return Ok(MaxDelete::Percent(p));
+        }
+        text.parse().map(MaxDelete::Count).map_err(|_| format!("{text:?} is not a count of objects or a percentage such as 5%"))
+    }
+}
+
+impl std::fmt::Display for MaxDelete {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MaxDelete::Default => f.write_str("the default (10% of the objects, at most 10,000)"),
+            MaxDelete::Count(n) => write!(f, "{n}"),
+            MaxDelete::Percent(p) => write!(f, "{p}%"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeltaOptions {
+    /// The copy of what was added or changed (its `dry_run` is the delta's).
+    pub copy: CopyOptions,
+    /// Delete at the destination what the source no longer has.
+    pub delete: bool,
+    pub max_delete: MaxDelete,
+    /// Delete beyond `max_delete`, and accept a source that lists empty.
+    pub force_delete: bool,
+}
+
+/// Why a delta refused to go on: nothing was sealed, merged or deleted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, thiserror::Error)]
+#[serde(tag = "refusal", rename_all = "kebab-case")]
+pub enum DeltaRefusal {
+    #[error(
+        "the source lists no objects, and generation {parent} had {had}: refusing to record them all as deleted (a wrong prefix or credentials look like this); --force-delete if the source really is empty"
+    )]
+    EmptySource { parent: u32, had: u64 },
+    #[error(
+        "{deletes} deletes exceed --max-delete {limit} (of {of} objects the destination holds for the job); nothing deleted: check the source, or raise --max-delete, or --force-delete"
+    )]
+    TooManyDeletes { deletes: u64, limit: u64, of: u64 },
+}
+
+/// The deletes a delta carried out at the destination.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Deletes {
+    /// Keys gone from the source whose delete at the destination is still to do (before this
+    /// run carried any out).
+    pub pending: u64,
+    pub deleted: u64,
+    pub failed: u64,
+    pub failures: Vec<Failure>,
+    /// Why no delete was carried out although `--delete` was given (copies failed).
+    pub held_back: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeltaSummary {
+    pub source: String,
+    pub destination: String,
+    /// The generation this delta sealed (or finished), and the one it was compared with.
+    pub generation: u32,
+    pub parent: u32,
+    /// This run finished a delta an earlier run sealed and did not finish (no listing).
+    pub resumed: bool,
+    /// Objects and bytes the new generation lists.
+    pub objects: u64,
+    pub bytes: u64,
+    /// What the merge found (a resumed delta: what it found when it merged).
+    pub changes: GenerationDelta,
+    pub copy: Option<CopySummary>,
+    pub deletes: Deletes,
+    /// `--dry-run`: nothing was sealed, copied or deleted; `changes` is what a delta would do.
+    pub dry_run: bool,
+    pub seconds: f64,
+    pub report: Option<std::path::PathBuf>,
+}
+
+impl DeltaSummary {
+    /// Whether anything was lost or left undone that the user must hear about (exit 1).
+    pub fn incomplete(&self) -> bool {
+        let copy = self.copy.as_ref().is_some_and(|c| c.failed > 0 || c.skipped.lost > 0 || c.fidelity.lost_user_data());
+        copy || self.deletes.failed > 0 || self.deletes.held_back.is_some()
+    }
+}
+
+/// The journal's meta entries a delta keeps: the generation merged into the journal (shared
+/// with planning), and the last generation whose delta ran to its end.
+const SEEDED: &str = "seeded_generation";
+const FINISHED: &str = "delta_finished";
+
+/// Runs a delta of the job (see the module docs). Both providers must have been checked and
+/// opened in `run`. A refusal is [`EngineError::DeltaRefused`] (a usage error, exit 2).
+pub async fn delta(
+    job: &mut Job,
+    src: Arc<dyn Provider>,
+    dst: Arc<dyn Provider>,
+    opts: DeltaOptions,
+    stats: Arc<Stats>,
+    run: &Arc<RunContext>,
+) -> Result<DeltaSummary> {
+    let started = Instant::now();
+    job.persist()?;
+    let latest = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
+    let journal = job.journal(JournalKind::Main).await?;
+    let seeded = meta_u32(journal.meta(SEEDED).await?);
+    let finished = meta_u32(journal.meta(FINISHED).await?).max(1);
+    let header = ManifestReader::open(&job.generation_dir(latest))?.header().clone();
+    let mut summary = DeltaSummary {
+        source: job.source.to_string(),
+        destination: job.destination.to_string(),
+        generation: latest,
+        parent: header.parent.unwrap_or(latest),
+        resumed: false,
+        objects: header.totals.objects,
+        bytes: header.totals.bytes,
+        changes: GenerationDelta::default(),
+        copy: None,
+        deletes: Deletes::default(),
+        dry_run: opts.copy.dry_run,
+        seconds: 0.0,
+        report: None,
+    };
+
+    if latest > 1 && (seeded < latest || finished < latest) && !opts.copy.dry_run {
+        // An earlier delta sealed `latest` and did not finish: finish it before listing again.
+        summary.resumed = true;
+        if seeded < latest {
+            summary.changes = merge_sealed(job, latest).await?;
+        }
+    } else {
+        // The journal must hold the generation it is compared with (a plan that was never
+        // copied has not seeded it yet).
+        if seeded < latest {
+            crate::plan(job, src.as_ref(), &stats).await?;
+        }
+        let generation = latest + 1;
+        let dir = job.generation_dir(generation);
+        if dir.exists() {
+            // An unsealed generation is the remains of an interrupted listing: start it again.
+            std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
+        }
+        let listed = list(job, src.as_ref(), generation, latest, &stats).await;
+        let (writer, sorted) = match listed {
+            Ok(listed) => listed,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        let refused = async {
+            let (entries, read_error) = sorted.entries().map_err(EngineError::io(job.dir.clone()))?;
+            let preview = journal.preview_generation(Box::new(entries)).await?;
+            if let Some(e) = read_error.take() {
+                return Err(EngineError::Io { path: job.dir.clone(), source: e });
+            }
+            let counts = journal.counts().await?;
+            let pending_deletes = counts.pending_delete + preview.deleted;
+            let listed_objects = writer.totals().objects;
+            let refusal = if listed_objects == 0 && header.totals.objects > 0 && !opts.force_delete {
+                Some(DeltaRefusal::EmptySource { parent: latest, had: header.totals.objects })
+            } else {
+                too_many_deletes(&opts, pending_deletes, counts.objects + counts.pending_delete)
+            };
+            Ok::<_, EngineError>((preview, refusal))
+        }
+        .await;
+        let (preview, refusal) = match refused {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(e);
+            }
+        };
+        if let Some(refusal) = refusal {
+            std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
+            return Err(EngineError::DeltaRefused(refusal));
+        }
+        (summary.generation, summary.parent) = (generation, latest);
+        (summary.objects, summary.bytes) = (writer.totals().objects, writer.totals().bytes);
+        if opts.copy.dry_run {
+            std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
+            summary.changes = preview;
+            summary.deletes.pending = journal.counts().await?.pending_delete + preview.deleted;
+            summary.seconds = started.elapsed().as_secs_f64();
+            return Ok(summary);
+        }
+        writer.seal()?;
+        summary.changes = merge(journal.as_ref(), generation, &sorted, job).await?;
+        journal.set_meta(SEEDED, &generation.to_string()).await?;
+    }
+
+    let copied = crate::copy(job, src, dst.clone(), opts.copy.clone(), stats, run).await?;
+    let copies_failed = copied.failed > 0 || copied.stopped_by.is_some();
+    let stopped = copied.stopped_by.is_some();
+    summary.copy = Some(copied);
+    let counts = journal.counts().await?;
+    summary.deletes.pending = counts.pending_delete;
+    if opts.delete && summary.deletes.pending > 0 {
+        if copies_failed {
+            summary.deletes.held_back = Some(format!(
+                "{} deletes held back: copies of this run failed (deletes run only after every copy succeeded)",
+                summary.deletes.pending
+            ));
+        } else {
+            if let Some(refusal) = too_many_deletes(&opts, counts.pending_delete, counts.objects + counts.pending_delete) {
+                return Err(EngineError::DeltaRefused(refusal));
+            }
+            delete_gone(job, dst.as_ref(), &mut summary.deletes).await?;
+        }
+    }
+    if !stopped {
+        journal.set_meta(FINISHED, &summary.generation.to_string()).await?;
+    }
+    summary.seconds = started.elapsed().as_secs_f64();
+    let report = serde_json::to_value(&summary).expect("summary serializes");
+    summary.report = Some(job.write_report("delta", &report)?);
+    Ok(summary)
+}
+
+fn meta_u32(value: Option<String>) -> u32 {
+    value.and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+/// A refusal when `deletes` exceed `--max-delete` of the `of` objects the destination holds
+/// for the job (those of the new generation and those still to delete).
+fn too_many_deletes(opts: &DeltaOptions, deletes: u64, of: u64) -> Option<DeltaRefusal> {
+    let limit = opts.max_delete.limit(of);
+    (opts.delete && !opts.force_delete && deletes > limit).then_some(DeltaRefusal::TooManyDeletes { deletes, limit, of })
+}
+
+/// Lists the source into the unsealed generation `generation` and a key-order spool.
+async fn list(
+    job: &Job,
+    src: &dyn Provider,
+    generation: u32,
+    parent: u32,
+    stats: &Stats,
+) -> Result<(ManifestWriter, crate::key_order::Sorted)> {
+    let dir = job.generation_dir(generation);
+    let mut writer = ManifestWriter::create(&dir, generation, Some(parent), &job.source.to_string(), &job.destination.to_string())?;
+    let spool = job.dir.join("tmp").join("delta-keys");
+    let mut sorter = KeySorter::new(&spool).map_err(EngineError::io(&spool))?;
+    let mut pages = src.list();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|source| EngineError::Provider { side: "source", source })?;
+        Stats::add(&stats.listed, page.len() as u64);
+        for entry in page {
+            let entry = marker_skipped(entry);
+            writer.push(&entry)?;
+            sorter.push(entry).map_err(EngineError::io(&spool))?;
+        }
+    }
+    let sorted = sorter.finish().map_err(EngineError::io(&spool))?;
+    Ok((writer, sorted))
+}
+
+/// A folder marker (`photos/`, or an empty key) is recorded as skipped, as a plan records it.
+pub(crate) fn marker_skipped(entry: ObjectEntry) -> ObjectEntry {
+    if entry.skipped.is_none() && (entry.key.is_empty() || entry.key.ends_with('/')) {
+        return ObjectEntry::skipped(entry.key, SkipReason::DirectoryMarker);
+    }
+    entry
+}
+
+/// Merges sorted entries into the journal as `generation`, checking every one was read.
+async fn merge(
+    journal: &dyn ferry_journal::Journal,
+    generation: u32,
+    sorted: &crate::key_order::Sorted,
+    job: &Job,
+) -> Result<GenerationDelta> {
+    let (entries, read_error) = sorted.entries().map_err(EngineError::io(job.dir.clone()))?;
+    let changes = journal.seed_generation(generation, Box::new(entries)).await?;
+    if let Some(e) = read_error.take() {
+        // Keys after the error were taken as gone: nothing is deleted before a merge of the
+        // whole listing (the next delta merges again and puts them back).
+        return Err(EngineError::Io { path: job.dir.join("tmp"), source: e });
+    }
+    Ok(changes)
+}
+
+/// Merges the sealed generation `generation` (a delta killed before its merge ended).
+async fn merge_sealed(job: &Job, generation: u32) -> Result<GenerationDelta> {
+    let reader = ManifestReader::open(&job.generation_dir(generation))?;
+    let spool = job.dir.join("tmp").join("delta-keys");
+    let mut sorter = KeySorter::new(&spool).map_err(EngineError::io(&spool))?;
+    let mut failed = None;
+    reader.for_each_batch::<ferry_manifest::ManifestError>(|batch| {
+        for e in batch {
+            if let Err(e) = sorter.push(e) {
+                failed.get_or_insert(e);
+            }
+        }
+        Ok(())
+    })?;
+    if let Some(e) = failed {
+        return Err(EngineError::Io { path: spool, source: e });
+    }
+    let sorted = sorter.finish().map_err(EngineError::io(&spool))?;
+    let journal = job.journal(JournalKind::Main).await?;
+    let changes = merge(journal.as_ref(), generation, &sorted, job).await?;
+    journal.set_meta(SEEDED, &generation.to_string()).await?;
+    Ok(changes)
+}
+
+/// Deletes at the destination every key the source no longer has, recording in the write
+/// ledger what the destination held first.
+async fn delete_gone(job: &Job, dst: &dyn Provider, deletes: &mut Deletes) -> Result<()> {
+    const DELETES_AT_ONCE: usize = 16;
+    let journal = job.journal(JournalKind::Main).await?;
+    let run = journal.begin_run(RunKind::Delta).await?;
+    let target = job.destination.to_string();
+    let mut after = 0;
+    loop {
+        let rows = journal.in_state(ObjectState::PendingDelete, after, 512).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        let results: Vec<_> = futures::stream::iter(rows)
+            .map(|row| {
+                let (journal, target) = (journal.clone(), target.as_str());
+                async move {
+                    let key = row.dst_key().to_string();
+                    let (prior, seen) = match dst.head(&key).await {
+                        Ok(None) => (Prior::Absent, Seen::Head),
+                        Ok(Some(h)) => (Prior::Present { size: h.size, etag: h.etag, version: h.version }, Seen::Head),
+                        Err(_) => (Prior::Unknown, Seen::None),
+                    };
+                    let intent = Intent { object: row.id, target, key: &key, op: WriteOp::Delete, prior: &prior, seen };
+                    let ledger = journal.begin_write(run, &intent).await?;
+                    let outcome = match prior {
+                        // Nothing to delete: already gone.
+                        Prior::Absent => Ok(()),
+                        _ => dst.delete(&key).await,
+                    };
+                    match outcome {
+                        Ok(()) => {
+                            journal.finish_write(ledger, &Wrote::default()).await?;
+                            journal.mark_deleted(row.id).await?;
+                            Ok::<_, EngineError>(None)
+                        }
+                        Err(e) => Ok(Some(Failure { key, kind: e.kind(), error: e.to_string() })),
+                    }
+                }
+            })
+            .buffer_unordered(DELETES_AT_ONCE)
+            .collect()
+            .await;
+        for r in results {
+            match r? {
+                None => deletes.deleted += 1,
+                Some(f) => {
+                    deletes.failed += 1;
+                    if deletes.failures.len() < 1000 {
+                        deletes.failures.push(f);
+                    }
+                }
+            }
+        }
+    }
+    journal.release(&[]).await?;
+    Ok(())
+}

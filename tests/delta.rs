@@ -1,0 +1,250 @@
+//! `ferry delta` (issue 15) end to end on real services: after a bulk copy the source changes
+//! (added, overwritten — some at the same size —, deleted, and re-written with the same bytes)
+//! and a delta leaves the destination byte-identical to the source, with exact counts, without
+//! sending the touched objects again; a listing cut off, an emptied source and one that lost
+//! too many objects are refused with nothing sealed or deleted.
+
+mod common;
+
+use common::{ferry, ferry_ok};
+use ferry_testkit::proxy::Refuse;
+use ferry_testkit::tree::write_tree;
+use ferry_testkit::{CountingProxy, FakeGcs, Moto};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Objects of the bulk copy, and of each kind of change (a tenth of the Done-means figures of
+/// the issue, so the suite stays quick; the counts are exact either way).
+const OBJECTS: usize = 1000;
+const ADDED: usize = 50;
+const OVERWRITTEN: usize = 30;
+const SAME_SIZE: usize = 10;
+const DELETED: usize = 20;
+const TOUCHED: usize = 10;
+
+fn key(i: usize) -> String {
+    format!("d{}/obj-{i:05}.bin", i % 7)
+}
+
+fn size(i: usize) -> usize {
+    100 + (i * 37) % 900
+}
+
+/// Every object of `bucket` with the MD5 of its bytes (hex), read by boto3, not by ferry.
+fn moto_md5s(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
+    let script = r#"
+import hashlib
+out = {}
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args[0]):
+    for o in page.get("Contents", []):
+        out[o["Key"]] = hashlib.md5(s3.get_object(Bucket=args[0], Key=o["Key"])["Body"].read()).hexdigest()
+print(json.dumps(out))
+"#;
+    serde_json::from_str(&moto.boto3(script, &[bucket])).unwrap()
+}
+
+/// Every object of `bucket` with the MD5 fake-gcs-server computed of its bytes (hex).
+fn gcs_md5s(gcs: &FakeGcs, bucket: &str) -> BTreeMap<String, String> {
+    use base64::Engine;
+    gcs.fields(bucket, "md5Hash")
+        .into_iter()
+        .map(|(k, b64)| (k, base64::engine::general_purpose::STANDARD.decode(b64).unwrap().iter().map(|b| format!("{b:02x}")).collect()))
+        .collect()
+}
+
+/// Changes the source as the issue's Done means do: adds, overwrites (the first `SAME_SIZE` at
+/// the same size with other bytes), deletes, and re-puts `TOUCHED` objects with their own bytes
+/// (a new last-modified time, the same ETag). Returns the bytes a delta must send.
+fn change_source(moto: &Moto, bucket: &str) -> u64 {
+    let script = r#"
+import random
+spec = json.loads(args[1])
+for k, n, seed in spec["put"]:
+    random.seed(seed)
+    s3.put_object(Bucket=args[0], Key=k, Body=bytes(random.getrandbits(8) for _ in range(n)))
+for k in spec["delete"]:
+    s3.delete_object(Bucket=args[0], Key=k)
+for k in spec["touch"]:
+    body = s3.get_object(Bucket=args[0], Key=k)["Body"].read()
+    s3.put_object(Bucket=args[0], Key=k, Body=body)
+"#;
+    let mut put = Vec::new();
+    let mut sent = 0u64;
+    for i in OBJECTS..OBJECTS + ADDED {
+        put.push((key(i), size(i), i as u64));
+        sent += size(i) as u64;
+    }
+    for i in 0..OVERWRITTEN {
+        let n = if i < SAME_SIZE { size(i) } else { size(i) + 11 };
+        put.push((key(i), n, 1_000_000 + i as u64));
+        sent += n as u64;
+    }
+    let delete: Vec<String> = (OVERWRITTEN..OVERWRITTEN + DELETED).map(key).collect();
+    let touch: Vec<String> = (OVERWRITTEN + DELETED..OVERWRITTEN + DELETED + TOUCHED).map(key).collect();
+    let spec = serde_json::json!({ "put": put, "delete": delete, "touch": touch });
+    moto.boto3(script, &[bucket, &spec.to_string()]);
+    sent
+}
+
+/// A source bucket on moto holding [`OBJECTS`] objects, written by ferry from a local tree.
+fn seeded_source(w: &Path, moto: &Moto, bucket: &str) {
+    moto.create_bucket(bucket);
+    let files: Vec<(String, usize)> = (0..OBJECTS).map(|i| (key(i), size(i))).collect();
+    write_tree(&w.join("seed"), &files);
+    ferry_ok(w, &["copy", "seed", &format!("s3://{bucket}"), "--job", "seed-job", "--dst-endpoint", &moto.endpoint], &moto.env(), 0);
+}
+
+#[test]
+fn a_delta_from_s3_to_gcs_copies_what_changed_deletes_what_is_gone_and_leaves_touched_objects_alone() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let moto = Moto::start();
+    seeded_source(w, &moto, "live");
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("copy");
+    let proxy = CountingProxy::start(&gcs.endpoint);
+    let env = moto.env();
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        a.extend(["--job", "j", "--src-endpoint", &moto.endpoint, "--dst-endpoint", &proxy.endpoint].map(String::from));
+        a
+    };
+    let run = |extra: &[&str], code: i32| {
+        let a = args(extra);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        ferry_ok(w, &a, &env, code)
+    };
+    run(&["copy", "s3://live", "gs://copy"], 0);
+    assert_eq!(gcs_md5s(&gcs, "copy"), moto_md5s(&moto, "live"));
+
+    let sent = change_source(&moto, "live");
+    // A dry run says what a delta would do, and changes nothing.
+    let dry = run(&["delta", "--delete", "--dry-run", "--json"], 0).json();
+    assert_eq!(dry["changes"]["added"], ADDED as u64, "{dry:#}");
+    assert!(!w.join("j/manifests/gen-0002").exists(), "a dry run seals nothing");
+    let before = proxy.uploaded();
+    let summary = run(&["delta", "--delete", "--json"], 0).json();
+    let uploaded = proxy.uploaded() - before;
+
+    let changes = &summary["changes"];
+    assert_eq!(changes["added"], ADDED as u64, "{summary:#}");
+    assert_eq!(changes["changed"], OVERWRITTEN as u64, "{summary:#}");
+    assert_eq!(changes["deleted"], DELETED as u64, "{summary:#}");
+    assert_eq!(changes["touched"], TOUCHED as u64, "{summary:#}");
+    assert_eq!(changes["unchanged"], (OBJECTS - OVERWRITTEN - DELETED) as u64, "{summary:#}");
+    assert_eq!(summary["generation"], 2);
+    assert_eq!(summary["copy"]["copied"], (ADDED + OVERWRITTEN) as u64);
+    assert_eq!(summary["copy"]["bytes_copied"], sent);
+    assert_eq!(summary["deletes"]["deleted"], DELETED as u64);
+    assert_eq!(summary["deletes"]["failed"], 0);
+    // The touched objects (each at least 100 bytes) were not sent again: what went up is the
+    // changed bytes and the requests' own lines and headers (under 2 KiB each).
+    let requests = (ADDED + OVERWRITTEN + DELETED) as u64;
+    assert!(uploaded >= sent && uploaded < sent + requests * 2048, "uploaded {uploaded}, changed bytes {sent}");
+    assert_eq!(gcs_md5s(&gcs, "copy"), moto_md5s(&moto, "live"), "the destination is the source, byte for byte");
+
+    // Verify agrees, proving the deleted keys absent; a second delta finds nothing to do.
+    let verify = run(&["verify", "--json"], 0).json();
+    assert_eq!(verify["proved_by"]["absent"], DELETED as u64, "{verify:#}");
+    let again = run(&["delta", "--delete", "--json"], 0).json();
+    assert_eq!(again["generation"], 3);
+    assert_eq!(again["changes"]["unchanged"], (OBJECTS + ADDED - DELETED) as u64, "{again:#}");
+    assert_eq!(again["copy"]["copied"], 0);
+}
+
+#[test]
+fn a_listing_cut_off_seals_nothing_and_deletes_nothing() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let moto = Moto::start();
+    seeded_source(w, &moto, "cut");
+    let dst = w.join("dst");
+    let env = moto.env();
+    ferry_ok(w, &["copy", "s3://cut", "dst", "--job", "j", "--src-endpoint", &moto.endpoint], &env, 0);
+    moto.boto3("for k in args[1:]: s3.delete_object(Bucket=args[0], Key=k)", &["cut", &key(0), &key(1)]);
+
+    // Listing pages of 1000 keys: every request for the third page on is refused (the page
+    // after the second), so the listing cannot finish.
+    let lists = Arc::new(AtomicU64::new(0));
+    let counted = lists.clone();
+    let refuse: Refuse = Arc::new(move |head| {
+        let listing = head.method == http::Method::GET && head.uri.query().is_some_and(|q| q.contains("list-type=2"));
+        listing && counted.fetch_add(1, Ordering::SeqCst) >= 2
+    });
+    let proxy = CountingProxy::start_refusing(&moto.endpoint, refuse);
+    // 1000 keys list in one page; make the source span three pages.
+    let extra: Vec<String> = (OBJECTS..OBJECTS * 2 + 10).map(key).collect();
+    let script = "for k in args[1:]: s3.put_object(Bucket=args[0], Key=k, Body=b'x')";
+    moto.boto3(script, &[&["cut"], extra.iter().map(String::as_str).collect::<Vec<_>>().as_slice()].concat());
+    let out = ferry(w, &["delta", "--delete", "--job", "j", "--src-endpoint", &proxy.endpoint], &env);
+    assert_ne!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("source"), "names the side: {}", out.stderr);
+    assert!(lists.load(Ordering::SeqCst) >= 3, "the listing reached the refused page");
+    assert!(!w.join("j/manifests/gen-0002").exists(), "no generation sealed or left behind");
+    for i in 0..2 {
+        assert!(dst.join(key(i)).exists(), "{} deleted after a listing that did not finish", key(i));
+    }
+    // The same delta with the whole listing finishes, and deletes the two keys.
+    let done = ferry_ok(w, &["delta", "--delete", "--job", "j", "--src-endpoint", &moto.endpoint, "--json"], &env, 0).json();
+    assert_eq!(done["changes"]["deleted"], 2, "{done:#}");
+    assert_eq!(done["changes"]["added"], extra.len() as u64, "{done:#}");
+    assert!(!dst.join(key(0)).exists() && !dst.join(key(1)).exists());
+}
+
+#[test]
+fn an_emptied_source_and_one_losing_too_many_objects_are_refused_unless_forced() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let files: Vec<(String, usize)> = (0..100).map(|i| (key(i), 10)).collect();
+    write_tree(&w.join("src"), &files);
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+
+    // 40 of 100 gone: above the default limit (10%).
+    for i in 0..40 {
+        std::fs::remove_file(w.join("src").join(key(i))).unwrap();
+    }
+    let out = ferry(w, &["delta", "--delete", "--job", "j"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("40 deletes exceed --max-delete 10 (of 100 objects"), "{}", out.stderr);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "one line: {}", out.stderr);
+    assert!(!w.join("j/manifests/gen-0002").exists());
+    assert!(w.join("dst").join(key(0)).exists(), "nothing deleted");
+    // Without --delete nothing is deleted, so nothing is refused: the deletes are recorded.
+    let recorded = ferry_ok(w, &["delta", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!(recorded["changes"]["deleted"], 40);
+    assert_eq!(recorded["deletes"]["pending"], 40);
+    assert!(w.join("dst").join(key(0)).exists());
+    // verify names each as deleted at the source and still at the destination.
+    let verify = ferry(w, &["verify", "--job", "j", "--json"], &[]);
+    assert_eq!(verify.code, 3);
+    let differences = verify.json()["differences"].as_array().unwrap().clone();
+    assert_eq!(differences.iter().filter(|d| d["kind"] == "deleted-at-source").count(), 40);
+    // A raised limit lets them go.
+    let raised = ferry_ok(w, &["delta", "--delete", "--max-delete", "40%", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!(raised["deletes"]["deleted"], 40, "{raised:#}");
+    assert!(!w.join("dst").join(key(0)).exists());
+
+    // The source emptied: refused even without --delete.
+    for i in 40..100 {
+        std::fs::remove_file(w.join("src").join(key(i))).unwrap();
+    }
+    let out = ferry(w, &["delta", "--job", "j"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("the source lists no objects"), "{}", out.stderr);
+    assert!(w.join("dst").join(key(50)).exists());
+    let forced = ferry_ok(w, &["delta", "--delete", "--force-delete", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!(forced["deletes"]["deleted"], 60, "{forced:#}");
+    assert!(!w.join("dst").join(key(50)).exists());
+}
+
+#[test]
+fn max_delete_takes_a_count_or_a_percentage_and_nothing_else() {
+    let work = tempfile::tempdir().unwrap();
+    for bad in ["ten", "-1", "101%", "%"] {
+        let out = ferry(work.path(), &["delta", "--job", "j", &format!("--max-delete={bad}")], &[]);
+        assert_eq!(out.code, 2, "{bad}: {}", out.stderr);
+        assert!(out.stderr.contains("--max-delete"), "{bad}: {}", out.stderr);
+    }
+}
