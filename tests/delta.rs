@@ -248,3 +248,70 @@ fn max_delete_takes_a_count_or_a_percentage_and_nothing_else() {
         assert!(out.stderr.contains("--max-delete"), "{bad}: {}", out.stderr);
     }
 }
+
+#[test]
+fn a_delta_from_a_local_disk_to_azure_reads_touched_files_instead_of_sending_them_again() {
+    use ferry_testkit::services::{AZURITE_ACCOUNT, AZURITE_KEY};
+    use ferry_testkit::tree::digest_tree;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    let files: Vec<(String, usize)> = (0..OBJECTS).map(|i| (key(i), size(i))).collect();
+    write_tree(&src, &files);
+    let azurite = ferry_testkit::Azurite::start();
+    azurite.create_container("site");
+    let proxy = CountingProxy::start(&azurite.endpoint);
+    // The README's way: the emulator variables, no endpoint flag.
+    let env: Vec<(String, String)> = [
+        ("AZURE_STORAGE_USE_EMULATOR", "true"),
+        ("AZURITE_BLOB_STORAGE_URL", proxy.endpoint.as_str()),
+        ("AZURE_STORAGE_ACCOUNT_NAME", AZURITE_ACCOUNT),
+        ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    ferry_ok(w, &["copy", "src", "az://site", "--job", "j"], &env, 0);
+    assert_eq!(azurite.blob_sha256s("site"), digest_tree(&src));
+
+    // Added, overwritten (the first SAME_SIZE at their size), deleted, and touched: the same
+    // bytes with a later modification time, which is what a local listing's entity tag is of.
+    let mut sent = 0u64;
+    let mut changed: Vec<(String, usize)> = (OBJECTS..OBJECTS + ADDED).map(|i| (key(i), size(i))).collect();
+    for i in 0..OVERWRITTEN {
+        let n = if i < SAME_SIZE { size(i) } else { size(i) + 11 };
+        let path = src.join(key(i));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes.resize(n, 0);
+        bytes[0] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        sent += n as u64;
+    }
+    write_tree(&src, &changed);
+    sent += changed.iter().map(|(_, n)| *n as u64).sum::<u64>();
+    for i in OVERWRITTEN..OVERWRITTEN + DELETED {
+        std::fs::remove_file(src.join(key(i))).unwrap();
+    }
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
+    for i in OVERWRITTEN + DELETED..OVERWRITTEN + DELETED + TOUCHED {
+        std::fs::File::options().write(true).open(src.join(key(i))).unwrap().set_modified(later).unwrap();
+    }
+    changed.clear();
+
+    let before = proxy.uploaded();
+    let summary = ferry_ok(w, &["delta", "--delete", "--job", "j", "--json"], &env, 0).json();
+    let uploaded = proxy.uploaded() - before;
+    let changes = &summary["changes"];
+    assert_eq!(changes["added"], ADDED as u64, "{summary:#}");
+    assert_eq!(changes["changed"], OVERWRITTEN as u64, "the same-size overwrites too: {summary:#}");
+    assert_eq!(changes["deleted"], DELETED as u64, "{summary:#}");
+    assert_eq!(changes["touched"], TOUCHED as u64, "{summary:#}");
+    assert_eq!(summary["copy"]["bytes_copied"], sent, "{summary:#}");
+    let requests = (ADDED + OVERWRITTEN + DELETED) as u64;
+    assert!(uploaded >= sent && uploaded < sent + requests * 2048, "uploaded {uploaded}, changed bytes {sent}");
+    assert_eq!(azurite.blob_sha256s("site"), digest_tree(&src), "the destination is the source, byte for byte");
+    // The touch is recorded: a second delta reads nothing again and finds nothing to do.
+    let again = ferry_ok(w, &["delta", "--delete", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!((again["changes"]["changed"].as_u64(), again["changes"]["touched"].as_u64()), (Some(0), Some(0)), "{again:#}");
+    ferry_ok(w, &["verify", "--job", "j", "--all-bytes"], &env, 0);
+}

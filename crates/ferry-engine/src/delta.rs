@@ -199,8 +199,9 @@ pub async fn delta(
             // An unsealed generation is the remains of an interrupted listing: start it again.
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
         }
-        let listed = list(job, src.as_ref(), generation, latest, &stats).await;
-        let (writer, sorted) = match listed {
+        let touched = Touched { journal: journal.clone(), record: !opts.copy.dry_run, confirmed: 0 };
+        let listed = list(job, src.as_ref(), generation, latest, &stats, touched).await;
+        let (writer, sorted, touched) = match listed {
             Ok(listed) => listed,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -239,6 +240,11 @@ pub async fn delta(
         (summary.objects, summary.bytes) = (writer.totals().objects, writer.totals().bytes);
         if opts.copy.dry_run {
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
+            // Touched files read and found unchanged: the preview (their new identity not
+            // recorded) took them as changed.
+            let mut preview = preview;
+            preview.changed -= touched;
+            (preview.unchanged, preview.touched) = (preview.unchanged + touched, preview.touched + touched);
             summary.changes = preview;
             summary.deletes.pending = journal.counts().await?.pending_delete + preview.deleted;
             summary.seconds = started.elapsed().as_secs_f64();
@@ -246,6 +252,7 @@ pub async fn delta(
         }
         writer.seal()?;
         summary.changes = merge(journal.as_ref(), generation, &sorted, job).await?;
+        summary.changes.touched += touched;
         journal.set_meta(SEEDED, &generation.to_string()).await?;
     }
 
@@ -288,14 +295,17 @@ fn too_many_deletes(opts: &DeltaOptions, deletes: u64, of: u64) -> Option<DeltaR
     (opts.delete && !opts.force_delete && deletes > limit).then_some(DeltaRefusal::TooManyDeletes { deletes, limit, of })
 }
 
-/// Lists the source into the unsealed generation `generation` and a key-order spool.
+/// Lists the source into the unsealed generation `generation` and a key-order spool; where
+/// the source's entity tags do not name content (a local disk), files that look changed at
+/// their old size are read to tell a touch from a change. Returns how many were touches.
 async fn list(
     job: &Job,
     src: &dyn Provider,
     generation: u32,
     parent: u32,
     stats: &Stats,
-) -> Result<(ManifestWriter, crate::key_order::Sorted)> {
+    mut touched: Touched,
+) -> Result<(ManifestWriter, crate::key_order::Sorted, u64)> {
     let dir = job.generation_dir(generation);
     let mut writer = ManifestWriter::create(&dir, generation, Some(parent), &job.source.to_string(), &job.destination.to_string())?;
     let spool = job.dir.join("tmp").join("delta-keys");
@@ -304,14 +314,58 @@ async fn list(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|source| EngineError::Provider { side: "source", source })?;
         Stats::add(&stats.listed, page.len() as u64);
+        let page: Vec<ObjectEntry> = page.into_iter().map(marker_skipped).collect();
+        if !src.etag_names_content() {
+            touched.confirm(src, &page).await?;
+        }
         for entry in page {
-            let entry = marker_skipped(entry);
             writer.push(&entry)?;
             sorter.push(entry).map_err(EngineError::io(&spool))?;
         }
     }
     let sorted = sorter.finish().map_err(EngineError::io(&spool))?;
-    Ok((writer, sorted))
+    Ok((writer, sorted, touched.confirmed))
+}
+
+/// Tells touched files from changed ones where a listing's entity tag is made of the time (a
+/// local disk): a file copied before, of the same size, with another tag, is read, and when
+/// its SHA-256 is the one recorded when it was copied, only its time changed — its new tag is
+/// recorded (unless a dry run) so the merge finds it unchanged, and it is not sent again.
+struct Touched {
+    journal: Arc<dyn ferry_journal::Journal>,
+    record: bool,
+    confirmed: u64,
+}
+
+impl Touched {
+    async fn confirm(&mut self, src: &dyn Provider, page: &[ObjectEntry]) -> Result<()> {
+        const READS_AT_ONCE: usize = 4;
+        let keys: Vec<String> = page.iter().filter(|e| e.skipped.is_none()).map(|e| e.key.clone()).collect();
+        let rows = self.journal.get_many(&keys).await?;
+        let listed: std::collections::HashMap<&str, &ObjectEntry> = page.iter().map(|e| (e.key.as_str(), e)).collect();
+        let suspects = rows.into_iter().filter_map(|row| {
+            let now = *listed.get(row.entry.key.as_str())?;
+            let sha256 = row.copied.sha256.clone()?;
+            (row.state == ObjectState::Done && row.entry.size == now.size && row.entry.etag != now.etag).then_some((row, now, sha256))
+        });
+        let same: Vec<_> = futures::stream::iter(suspects)
+            .map(|(row, now, sha256)| async move {
+                let read = crate::verify::sha256_of(src, &now.key, now.size).await;
+                // A file that cannot be read now is taken as changed: the copy meets the error.
+                (read.ok().as_deref() == Some(sha256.as_str())).then_some((row.id, now))
+            })
+            .buffer_unordered(READS_AT_ONCE)
+            .filter_map(|same| async move { same })
+            .collect()
+            .await;
+        for (id, now) in same {
+            if self.record {
+                self.journal.refresh_identity(id, now.etag.as_deref(), now.last_modified).await?;
+            }
+            self.confirmed += 1;
+        }
+        Ok(())
+    }
 }
 
 /// A folder marker (`photos/`, or an empty key) is recorded as skipped, as a plan records it.

@@ -330,6 +330,18 @@ fn metadata_difference(to: &ferry_core::Carries, e: &ferry_core::ObjectEntry, he
     (!lost.is_empty()).then(|| lost.join("; "))
 }
 
+/// The SHA-256 of `key`'s `size` bytes, read in ranges of [`READ_CHUNK`] one at a time.
+pub(crate) async fn sha256_of(src: &dyn Provider, key: &str, size: u64) -> ferry_providers::Result<String> {
+    let mut digest = ObjectDigest::new();
+    let mut offset = 0;
+    while offset < size {
+        let end = (offset + READ_CHUNK).min(size);
+        digest.update(&src.get(key, Some(offset..end)).await?.data);
+        offset = end;
+    }
+    Ok(digest.finish().0)
+}
+
 async fn read_back_sha256(dst: &dyn Provider, key: &str, size: u64, read_back: &ReadBack) -> ferry_providers::Result<String> {
     let mut digest = ObjectDigest::new();
     let mut offset = 0;

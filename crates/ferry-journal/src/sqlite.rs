@@ -1088,6 +1088,25 @@ impl Ledger for SqliteJournal {
         self.blocking(move |j| j.seed_generation(0, &mut listing, false)).await
     }
 
+    async fn get_many(&self, keys: &[String]) -> Result<Vec<ObjectRow>> {
+        let mut rows = Vec::with_capacity(keys.len());
+        // Within SQLite's limit of bound parameters per statement.
+        for chunk in keys.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE key IN ({marks}) ORDER BY key");
+            rows.extend(self.0.rows(&sql, rusqlite::params_from_iter(chunk))?);
+        }
+        rows.sort_by(|a, b| a.entry.key.cmp(&b.entry.key));
+        Ok(rows)
+    }
+
+    async fn refresh_identity(&self, id: i64, etag: Option<&str>, last_modified: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
+        self.0.execute(
+            "UPDATE objects SET etag = ?2, last_modified = ?3, updated_at = datetime('now') WHERE id = ?1",
+            params![id, etag, last_modified.map(|t| t.to_rfc3339())],
+        )
+    }
+
     async fn mark_deleted(&self, id: i64) -> Result<()> {
         self.0.execute(
             "UPDATE objects SET state = ?2, lease_owner = NULL, lease_until = NULL, updated_at = datetime('now') WHERE id = ?1 AND state = ?3",

@@ -164,6 +164,13 @@ pub trait Provider: Send + Sync {
         Carries::ALL
     }
 
+    /// Whether a listed entity tag changes only when the content does. A local disk's is made
+    /// of the modification time and size, so a touched file shows a new one: a delta then
+    /// reads the file to tell a touch from a change. By default: yes.
+    fn etag_names_content(&self) -> bool {
+        true
+    }
+
     /// The tags of `key`, in one request (S3 GetObjectTagging, Azure Get Blob Tags). Asked only
     /// when tags are to be copied, the destination keeps them, and the read said the object has
     /// some it did not return (`ObjectEntry::tags` is `None`). By default: none.

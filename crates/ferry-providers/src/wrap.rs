@@ -120,6 +120,10 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
         self.inner.carries()
     }
 
+    fn etag_names_content(&self) -> bool {
+        self.inner.etag_names_content()
+    }
+
     async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
         self.call(self.inner.tags(key)).await
     }
@@ -333,6 +337,10 @@ impl<P: Provider + ?Sized + 'static> Provider for Counted<P> {
 
     fn carries(&self) -> ferry_core::Carries {
         self.inner.carries()
+    }
+
+    fn etag_names_content(&self) -> bool {
+        self.inner.etag_names_content()
     }
 
     async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {

@@ -302,6 +302,24 @@ impl Azurite {
             .collect()
     }
 
+    /// The SHA-256 (hex) of each blob of `container`, of the bytes a signed GET reads (not what
+    /// any header says), as [`crate::tree::digest_tree`] gives a local tree's. Names must need no
+    /// escaping in a URL; at most one listing page (5,000).
+    pub fn blob_sha256s(&self, container: &str) -> std::collections::BTreeMap<String, String> {
+        use sha2::Digest;
+        self.blob_properties(container)
+            .into_keys()
+            .map(|name| {
+                let path = format!("{container}/{name}");
+                let headers = self.signed_headers("GET", &path, &[]);
+                let url = format!("{}/{AZURITE_ACCOUNT}/{path}", self.endpoint);
+                let (status, body) = reqwest::blocking_get_bytes(&url, &headers);
+                assert_eq!(status, 200, "get {path}: HTTP {status}");
+                (name, hex::encode(sha2::Sha256::digest(&body)))
+            })
+            .collect()
+    }
+
     /// Puts blobs through ferry's Azure provider. Call from outside a tokio runtime.
     pub fn put_blobs(&self, container: &str, objects: &[(&str, bytes::Bytes)]) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
@@ -579,6 +597,18 @@ mod reqwest {
             let status = resp.status().as_u16();
             let server = resp.headers().get("server").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
             Some(Answer { status, server, body: resp.text().await.unwrap_or_default() })
+        })
+    }
+
+    pub fn blocking_get_bytes(url: &str, headers: &[(String, String)]) -> (u16, Vec<u8>) {
+        run(async {
+            let mut req = ::reqwest::Client::new().get(url);
+            for (k, v) in headers {
+                req = req.header(k, v);
+            }
+            let resp = req.send().await.expect("service request");
+            let status = resp.status().as_u16();
+            (status, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
         })
     }
 

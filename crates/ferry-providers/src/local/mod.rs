@@ -290,6 +290,10 @@ impl Provider for LocalProvider {
         Ok(())
     }
 
+    fn etag_names_content(&self) -> bool {
+        false
+    }
+
     fn carries(&self) -> ferry_core::Carries {
         match self.metadata {
             LocalMetadata::None => ferry_core::Carries::NOTHING,
