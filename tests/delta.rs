@@ -315,3 +315,78 @@ fn a_delta_from_a_local_disk_to_azure_reads_touched_files_instead_of_sending_the
     assert_eq!((again["changes"]["changed"].as_u64(), again["changes"]["touched"].as_u64()), (Some(0), Some(0)), "{again:#}");
     ferry_ok(w, &["verify", "--job", "j", "--all-bytes"], &env, 0);
 }
+
+/// The journal's counts, read beside a running ferry.
+fn counts(job: &Path) -> Option<ferry_journal::StatusCounts> {
+    if !job.join("journal.sqlite").exists() {
+        return None;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async { ferry_journal::open(job, ferry_journal::JournalKind::Main).await.ok()?.counts().await.ok() })
+}
+
+/// Runs `args` and kills it (SIGKILL) once `landed` holds of the journal's counts: polled,
+/// never a fixed delay. Returns whether the kill landed before the run ended.
+fn kill_when(w: &Path, args: &[&str], env: &[(String, String)], landed: impl Fn(&ferry_journal::StatusCounts) -> bool) -> bool {
+    let mut child = common::ferry_command(w, args, env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..3000 {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        if counts(&w.join("j")).is_some_and(|c| landed(&c)) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    false
+}
+
+#[test]
+fn a_delta_killed_during_its_copies_and_during_its_deletes_is_finished_by_the_next_run() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    write_tree(&src, &(0..200).map(|i| (key(i), 300)).collect::<Vec<_>>());
+    let s3 = ferry_testkit::S3Server::start();
+    s3.create_bucket("killed");
+    let proxy = CountingProxy::start(&s3.endpoint);
+    let env = s3.env();
+    ferry_ok(w, &["copy", "src", "s3://killed", "--job", "j", "--dst-endpoint", &proxy.endpoint], &env, 0);
+    let puts_before = proxy.requests().iter().filter(|r| r.starts_with("PUT ")).count();
+
+    // 100 added, 100 deleted; slow (20 requests a second, one object at a time) so each kill
+    // lands in the middle of its phase.
+    write_tree(&src, &(200..300).map(|i| (key(i), 300)).collect::<Vec<_>>());
+    for i in 0..100 {
+        std::fs::remove_file(src.join(key(i))).unwrap();
+    }
+    let args = ["delta", "--delete", "--max-delete", "50%", "--job", "j", "--dst-endpoint", &proxy.endpoint, "--transfers", "1", "--tpslimit", "20"];
+    let done_before = counts(&w.join("j")).unwrap().done;
+    assert!(kill_when(w, &args, &env, |c| c.done >= done_before - 100 + 10 && c.pending > 0), "killed during the copies");
+    assert!(kill_when(w, &args, &env, |c| c.deleted >= 10 && c.pending_delete > 0), "killed during the deletes");
+    let last = ferry_ok(w, &["delta", "--delete", "--max-delete", "50%", "--job", "j", "--dst-endpoint", &proxy.endpoint, "--json"], &env, 0).json();
+    assert_eq!(last["resumed"], true, "the killed delta is finished, not listed again: {last:#}");
+    assert_eq!(last["generation"], 2);
+    let c = counts(&w.join("j")).unwrap();
+    assert_eq!((c.objects, c.done, c.pending_delete, c.deleted), (200, 200, 0, 100));
+
+    // The bucket holds exactly the source.
+    let held = digest_tree_of_bucket(&s3.root.path().join("killed"));
+    assert_eq!(held, ferry_testkit::tree::digest_tree(&src));
+    // Each added object was sent once, or twice if a kill cut its upload off (one in flight).
+    let puts: Vec<String> = proxy.requests().into_iter().filter(|r| r.starts_with("PUT ")).skip(puts_before).collect();
+    assert!((100..=101).contains(&puts.len()), "{} puts for 100 added objects", puts.len());
+}
+
+/// What s3s-fs holds under a bucket's directory, its own files left out.
+fn digest_tree_of_bucket(dir: &Path) -> BTreeMap<String, String> {
+    ferry_testkit::tree::digest_tree(dir).into_iter().filter(|(k, _)| !k.contains(".s3s") && !k.ends_with(".json")).collect()
+}

@@ -272,7 +272,7 @@ pub async fn delta(
             if let Some(refusal) = too_many_deletes(&opts, counts.pending_delete, counts.objects + counts.pending_delete) {
                 return Err(EngineError::DeltaRefused(refusal));
             }
-            delete_gone(job, dst.as_ref(), &mut summary.deletes).await?;
+            delete_gone(job, dst.as_ref(), opts.copy.transfers, &mut summary.deletes).await?;
         }
     }
     if !stopped {
@@ -417,10 +417,9 @@ async fn merge_sealed(job: &Job, generation: u32) -> Result<GenerationDelta> {
     Ok(changes)
 }
 
-/// Deletes at the destination every key the source no longer has, recording in the write
-/// ledger what the destination held first.
-async fn delete_gone(job: &Job, dst: &dyn Provider, deletes: &mut Deletes) -> Result<()> {
-    const DELETES_AT_ONCE: usize = 16;
+/// Deletes at the destination every key the source no longer has, `at_once` at a time
+/// (`--transfers`), recording in the write ledger what the destination held first.
+async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mut Deletes) -> Result<()> {
     let journal = job.journal(JournalKind::Main).await?;
     let run = journal.begin_run(RunKind::Delta).await?;
     let target = job.destination.to_string();
@@ -456,7 +455,7 @@ async fn delete_gone(job: &Job, dst: &dyn Provider, deletes: &mut Deletes) -> Re
                     }
                 }
             })
-            .buffer_unordered(DELETES_AT_ONCE)
+            .buffer_unordered(at_once.max(1))
             .collect()
             .await;
         for r in results {
