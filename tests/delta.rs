@@ -328,11 +328,8 @@ fn counts(job: &Path) -> Option<ferry_journal::StatusCounts> {
 /// Runs `args` and kills it (SIGKILL) once `landed` holds of the journal's counts: polled,
 /// never a fixed delay. Returns whether the kill landed before the run ended.
 fn kill_when(w: &Path, args: &[&str], env: &[(String, String)], landed: impl Fn(&ferry_journal::StatusCounts) -> bool) -> bool {
-    let mut child = common::ferry_command(w, args, env)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        common::ferry_command(w, args, env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     for _ in 0..3000 {
         if child.try_wait().unwrap().is_some() {
             return false;
@@ -368,11 +365,26 @@ fn a_delta_killed_during_its_copies_and_during_its_deletes_is_finished_by_the_ne
     for i in 0..100 {
         std::fs::remove_file(src.join(key(i))).unwrap();
     }
-    let args = ["delta", "--delete", "--max-delete", "50%", "--job", "j", "--dst-endpoint", &proxy.endpoint, "--transfers", "1", "--tpslimit", "20"];
+    let args = [
+        "delta",
+        "--delete",
+        "--max-delete",
+        "50%",
+        "--job",
+        "j",
+        "--dst-endpoint",
+        &proxy.endpoint,
+        "--transfers",
+        "1",
+        "--tpslimit",
+        "20",
+    ];
     let done_before = counts(&w.join("j")).unwrap().done;
     assert!(kill_when(w, &args, &env, |c| c.done >= done_before - 100 + 10 && c.pending > 0), "killed during the copies");
     assert!(kill_when(w, &args, &env, |c| c.deleted >= 10 && c.pending_delete > 0), "killed during the deletes");
-    let last = ferry_ok(w, &["delta", "--delete", "--max-delete", "50%", "--job", "j", "--dst-endpoint", &proxy.endpoint, "--json"], &env, 0).json();
+    let last =
+        ferry_ok(w, &["delta", "--delete", "--max-delete", "50%", "--job", "j", "--dst-endpoint", &proxy.endpoint, "--json"], &env, 0)
+            .json();
     assert_eq!(last["resumed"], true, "the killed delta is finished, not listed again: {last:#}");
     assert_eq!(last["generation"], 2);
     let c = counts(&w.join("j")).unwrap();
@@ -389,4 +401,45 @@ fn a_delta_killed_during_its_copies_and_during_its_deletes_is_finished_by_the_ne
 /// What s3s-fs holds under a bucket's directory, its own files left out.
 fn digest_tree_of_bucket(dir: &Path) -> BTreeMap<String, String> {
     ferry_testkit::tree::digest_tree(dir).into_iter().filter(|(k, _)| !k.contains(".s3s") && !k.ends_with(".json")).collect()
+}
+
+#[test]
+fn the_lag_counts_what_is_behind_by_the_age_of_each_change_exactly() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    write_tree(&src, &(0..20).map(|i| (key(i), 100)).collect::<Vec<_>>());
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+
+    // Changes at known times (whole seconds, so every precision keeps them): added files aged
+    // 10 s, 5 min, 8 min, 30 min and 3 h, one overwritten 5 min ago, two deleted.
+    let now = std::time::SystemTime::now();
+    let secs = now.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let at = |ago: u64| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs - ago);
+    let aged = [(100, 10), (101, 300), (102, 480), (103, 1800), (104, 3 * 3600)];
+    write_tree(&src, &aged.iter().map(|(i, _)| (key(*i), 1000 + i)).collect::<Vec<_>>());
+    for (i, ago) in aged {
+        std::fs::File::options().write(true).open(src.join(key(i))).unwrap().set_modified(at(ago)).unwrap();
+    }
+    std::fs::write(src.join(key(0)), vec![7u8; 333]).unwrap();
+    std::fs::File::options().write(true).open(src.join(key(0))).unwrap().set_modified(at(300)).unwrap();
+    std::fs::remove_file(src.join(key(1))).unwrap();
+    std::fs::remove_file(src.join(key(2))).unwrap();
+
+    let summary = ferry_ok(w, &["delta", "--job", "j", "--json"], &[], 0).json();
+    let lag = &summary["lag_listed"];
+    assert_eq!(lag["objects"], 6, "{lag:#}");
+    assert_eq!(lag["bytes"], 333 + (1100..=1104).sum::<u64>(), "{lag:#}");
+    assert_eq!(lag["deletes"], 2, "{lag:#}");
+    let oldest: chrono::DateTime<chrono::Utc> = serde_json::from_value(lag["oldest_change"].clone()).unwrap();
+    assert_eq!(oldest.timestamp() as u64, secs - 3 * 3600, "{lag:#}");
+    let buckets = ["under_1m", "from_1m_to_15m", "from_15m_to_1h", "over_1h", "age_unknown"].map(|b| lag[b].as_u64().unwrap());
+    assert_eq!(buckets, [1, 3, 1, 1, 0], "{lag:#}");
+    // Copied: nothing behind but the deletes (no --delete).
+    let after = &summary["lag"];
+    assert_eq!((after["objects"].as_u64(), after["deletes"].as_u64()), (Some(0), Some(2)), "{after:#}");
+    let status = ferry_ok(w, &["status", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!(status["lag"]["deletes"], 2, "{status:#}");
+    let text = ferry_ok(w, &["status", "--job", "j"], &[], 0).stdout;
+    assert!(text.contains("2 deletes to carry out"), "{text}");
 }

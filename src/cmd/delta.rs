@@ -72,6 +72,9 @@ pub async fn run(
         } else if d.pending > 0 {
             println!("{} keys gone from the source are still at the destination (`ferry delta --delete` deletes them)", d.pending);
         }
+        if let Some(line) = summary.lag.as_ref().and_then(super::lag_line) {
+            println!("{line}");
+        }
         super::print_failures_and_report(&d.failures, summary.report.as_deref());
     }
     if let Some(exit) = super::stopped_early(summary.copy.as_ref().and_then(|c| c.stopped_by.as_ref())) {

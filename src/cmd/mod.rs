@@ -143,3 +143,36 @@ fn stopped_early(reason: Option<&String>) -> Option<Exit> {
     eprintln!("ferry: error: stopped early: {reason}");
     Some(Exit::Usage)
 }
+
+/// How far behind the destination is, in one line (`None` when it is not behind).
+fn lag_line(lag: &ferry_journal::Lag) -> Option<String> {
+    if lag.objects == 0 && lag.deletes == 0 {
+        return None;
+    }
+    let oldest = match lag.oldest_age_seconds {
+        Some(age) => format!(", the oldest changed {} ago", age_text(age)),
+        None => String::new(),
+    };
+    Some(format!(
+        "behind the source: {} objects ({}) to copy{oldest} [under 1 min {}, 1-15 min {}, 15-60 min {}, over 1 h {}{}], {} deletes to carry out",
+        lag.objects,
+        ferry_core::size::format_size(lag.bytes),
+        lag.under_1m,
+        lag.from_1m_to_15m,
+        lag.from_15m_to_1h,
+        lag.over_1h,
+        if lag.age_unknown > 0 { format!(", age unknown {}", lag.age_unknown) } else { String::new() },
+        lag.deletes
+    ))
+}
+
+/// An age in seconds the way people say it: `45s`, `12m 5s`, `3h 20m`, `2d 4h`.
+fn age_text(seconds: u64) -> String {
+    let (d, h, m, s) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60, seconds % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}

@@ -12,6 +12,7 @@ pub async fn run(common: &Common) -> Result<Exit, EngineError> {
     let generation = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
     let journal = job.journal(JournalKind::Main).await?;
     let counts = journal.counts().await?;
+    let lag = journal.lag(chrono::Utc::now()).await?;
     let failed = journal.in_state(ObjectState::Failed, 0, 100).await?;
     let uploads = journal.open_uploads().await?;
     let orphans = journal.possible_orphans().await?;
@@ -35,6 +36,7 @@ pub async fn run(common: &Common) -> Result<Exit, EngineError> {
             "destination": job.destination.to_string(),
             "generation": generation,
             "counts": counts,
+            "lag": lag,
             "skipped_by_reason": skipped_by_reason,
             "remaining_bytes": counts.bytes - counts.done_bytes,
             "possibly_orphaned_uploads": orphans,
@@ -59,6 +61,12 @@ pub async fn run(common: &Common) -> Result<Exit, EngineError> {
                 "  restores of archived objects: {} requested, {} in flight (`ferry copy` again copies those restored since)",
                 counts.restores_requested, counts.restoring
             );
+        }
+        if counts.pending_delete > 0 || counts.deleted > 0 {
+            println!("  gone from the source: {} deleted at the destination, {} still there", counts.deleted, counts.pending_delete);
+        }
+        if let Some(line) = super::lag_line(&lag) {
+            println!("  {line}");
         }
         if counts.skipped > 0 {
             let text: Vec<String> = skipped_by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();

@@ -22,7 +22,7 @@ use crate::copy::{CopyOptions, CopySummary, Failure};
 use crate::key_order::KeySorter;
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::{ObjectEntry, SkipReason};
-use ferry_journal::{GenerationDelta, Intent, JournalKind, ObjectState, Prior, RunKind, Seen, WriteOp, Wrote};
+use ferry_journal::{GenerationDelta, Intent, JournalKind, Lag, ObjectState, Prior, RunKind, Seen, WriteOp, Wrote};
 use ferry_manifest::{ManifestReader, ManifestWriter};
 use ferry_providers::{Provider, RunContext};
 use futures::StreamExt;
@@ -127,6 +127,10 @@ pub struct DeltaSummary {
     pub bytes: u64,
     /// What the merge found (a resumed delta: what it found when it merged).
     pub changes: GenerationDelta,
+    /// How far behind the destination was when this delta had merged its listing (before it
+    /// copied), and when it ended.
+    pub lag_listed: Option<Lag>,
+    pub lag: Option<Lag>,
     pub copy: Option<CopySummary>,
     pub deletes: Deletes,
     /// `--dry-run`: nothing was sealed, copied or deleted; `changes` is what a delta would do.
@@ -174,6 +178,8 @@ pub async fn delta(
         objects: header.totals.objects,
         bytes: header.totals.bytes,
         changes: GenerationDelta::default(),
+        lag_listed: None,
+        lag: None,
         copy: None,
         deletes: Deletes::default(),
         dry_run: opts.copy.dry_run,
@@ -256,6 +262,7 @@ pub async fn delta(
         journal.set_meta(SEEDED, &generation.to_string()).await?;
     }
 
+    summary.lag_listed = Some(journal.lag(chrono::Utc::now()).await?);
     let copied = crate::copy(job, src, dst.clone(), opts.copy.clone(), stats, run).await?;
     let copies_failed = copied.failed > 0 || copied.stopped_by.is_some();
     let stopped = copied.stopped_by.is_some();
@@ -278,6 +285,7 @@ pub async fn delta(
     if !stopped {
         journal.set_meta(FINISHED, &summary.generation.to_string()).await?;
     }
+    summary.lag = Some(journal.lag(chrono::Utc::now()).await?);
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("delta", &report)?);

@@ -179,6 +179,8 @@ pub trait Ledger: Send + Sync {
 
     /// Counts and bytes by state. Scans.
     async fn counts(&self) -> Result<StatusCounts>;
+    /// How far the destination is behind the source at `now`. Scans.
+    async fn lag(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Lag>;
     /// Skipped entries counted by reason (every generation), reasons in their declared order. Scans.
     async fn skipped_by_reason(&self) -> Result<std::collections::BTreeMap<SkipReason, u64>>;
     /// Up to `limit` skipped entries with ids above `after`, in id order: `(id, key, reason)`.

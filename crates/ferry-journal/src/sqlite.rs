@@ -618,7 +618,7 @@ impl Inner {
         self.write(|c| {
             c.execute(
                 "UPDATE objects SET size = ?2, etag = ?3, version = ?4, src_crc32c = ?5, src_md5 = ?6, note = ?7, last_modified = ?8 WHERE id = ?1",
-                params![id, entry.size as i64, entry.etag, entry.version, entry.checksums.crc32c, entry.checksums.md5, note, entry.last_modified.map(|t| t.to_rfc3339())],
+                params![id, entry.size as i64, entry.etag, entry.version, entry.checksums.crc32c, entry.checksums.md5, note, rfc3339(entry)],
             )
         })?;
         Ok(())
@@ -948,7 +948,13 @@ fn merge_added(tx: &Connection, generation: u32, e: &ObjectEntry) -> rusqlite::R
 
 /// An entry's last-modified time as the journal stores it.
 fn rfc3339(e: &ObjectEntry) -> Option<String> {
-    e.last_modified.map(|t| t.to_rfc3339())
+    e.last_modified.map(stored_time)
+}
+
+/// A time as the journal stores it: RFC 3339 in UTC to the millisecond, one width for every
+/// time, so stored times compare as text ([`Ledger::lag`]'s ages).
+fn stored_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
 /// A generation merge met a key only in the journal: gone from the source. Whatever the row
@@ -991,7 +997,7 @@ fn merge_listed(
         {
             delta.touched += 1;
             if apply {
-                tx.prepare_cached("UPDATE objects SET last_modified = ?2 WHERE id = ?1")?.execute(params![row.id, now.to_rfc3339()])?;
+                tx.prepare_cached("UPDATE objects SET last_modified = ?2 WHERE id = ?1")?.execute(params![row.id, stored_time(now)])?;
             }
         }
         return Ok(());
@@ -1088,6 +1094,43 @@ impl Ledger for SqliteJournal {
         self.blocking(move |j| j.seed_generation(0, &mut listing, false)).await
     }
 
+    async fn lag(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Lag> {
+        let ago = |minutes: i64| stored_time(now - chrono::Duration::minutes(minutes));
+        let conn = self.0.read()?;
+        let mut lag = conn
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0), MIN(last_modified),
+                        COALESCE(SUM(last_modified >= ?1), 0), COALESCE(SUM(last_modified < ?1 AND last_modified >= ?2), 0),
+                        COALESCE(SUM(last_modified < ?2 AND last_modified >= ?3), 0), COALESCE(SUM(last_modified < ?3), 0),
+                        COALESCE(SUM(last_modified IS NULL), 0)
+                 FROM objects WHERE state IN ('pending', 'failed')",
+                params![ago(1), ago(15), ago(60)],
+                |r| {
+                    let n = |i: usize| r.get::<_, i64>(i).map(|n| n as u64);
+                    let oldest =
+                        r.get::<_, Option<String>>(2)?.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.to_utc());
+                    Ok(Lag {
+                        at: now,
+                        objects: n(0)?,
+                        bytes: n(1)?,
+                        deletes: 0,
+                        oldest_change: oldest,
+                        oldest_age_seconds: oldest.map(|t| (now - t).num_seconds().max(0) as u64),
+                        under_1m: n(3)?,
+                        from_1m_to_15m: n(4)?,
+                        from_15m_to_1h: n(5)?,
+                        over_1h: n(6)?,
+                        age_unknown: n(7)?,
+                    })
+                },
+            )
+            .map_err(self.0.err())?;
+        lag.deletes = conn
+            .query_row("SELECT COUNT(*) FROM objects WHERE state = ?1", [ObjectState::PendingDelete.as_str()], |r| r.get::<_, i64>(0))
+            .map_err(self.0.err())? as u64;
+        Ok(lag)
+    }
+
     async fn get_many(&self, keys: &[String]) -> Result<Vec<ObjectRow>> {
         let mut rows = Vec::with_capacity(keys.len());
         // Within SQLite's limit of bound parameters per statement.
@@ -1103,7 +1146,7 @@ impl Ledger for SqliteJournal {
     async fn refresh_identity(&self, id: i64, etag: Option<&str>, last_modified: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
         self.0.execute(
             "UPDATE objects SET etag = ?2, last_modified = ?3, updated_at = datetime('now') WHERE id = ?1",
-            params![id, etag, last_modified.map(|t| t.to_rfc3339())],
+            params![id, etag, last_modified.map(stored_time)],
         )
     }
 

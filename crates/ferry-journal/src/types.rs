@@ -258,3 +258,27 @@ impl Default for Clock {
         Clock::new()
     }
 }
+
+/// How far the destination is behind the source: objects still to copy (pending or failed) and
+/// deletes still to carry out, with the ages of the changes not yet copied, from the source's
+/// last-modified times ([`crate::Ledger::lag`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Lag {
+    /// When it was measured.
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub objects: u64,
+    pub bytes: u64,
+    /// Keys gone from the source still at the destination.
+    pub deletes: u64,
+    /// The source's last-modified time of the oldest change not yet copied, and its age in
+    /// seconds at `at`.
+    pub oldest_change: Option<chrono::DateTime<chrono::Utc>>,
+    pub oldest_age_seconds: Option<u64>,
+    /// `objects` by the age of the change: under a minute, 1–15 minutes, 15–60 minutes, over an
+    /// hour, and those whose time the listing did not give.
+    pub under_1m: u64,
+    pub from_1m_to_15m: u64,
+    pub from_15m_to_1h: u64,
+    pub over_1h: u64,
+    pub age_unknown: u64,
+}
