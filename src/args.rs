@@ -64,6 +64,19 @@ pub enum Command {
         /// Delete beyond --max-delete, and accept a source that lists no objects at all.
         #[arg(long)]
         force_delete: bool,
+        /// Keep going: one delta (one sealed generation) every --interval until SIGINT or
+        /// SIGTERM, which stop it between passes (a pass under way finishes first; a second
+        /// signal stops at once, and the next delta finishes the pass).
+        #[arg(long)]
+        watch: bool,
+        /// With --watch: the time from the start of one pass to the start of the next.
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "watch")]
+        interval: std::time::Duration,
+        /// With --watch: stop once a pass found at most N objects to copy (and, with --delete,
+        /// no deletes left) and left nothing failed: `--until-lag 0` runs until the source is
+        /// quiet.
+        #[arg(long, value_name = "N", requires = "watch")]
+        until_lag: Option<u64>,
     },
     /// Compare the destination with the manifest: presence, size, checksum.
     Verify {

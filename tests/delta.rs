@@ -443,3 +443,68 @@ fn the_lag_counts_what_is_behind_by_the_age_of_each_change_exactly() {
     let text = ferry_ok(w, &["status", "--job", "j"], &[], 0).stdout;
     assert!(text.contains("2 deletes to carry out"), "{text}");
 }
+
+/// The delta reports of the job, oldest first.
+fn delta_reports(job: &Path) -> Vec<serde_json::Value> {
+    let mut names: Vec<_> = std::fs::read_dir(job.join("reports"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.to_string_lossy().contains("/delta-")).collect())
+        .unwrap_or_default();
+    names.sort();
+    names.iter().filter_map(|p| serde_json::from_slice(&std::fs::read(p).ok()?).ok()).collect()
+}
+
+#[test]
+fn a_watch_replays_each_change_and_stops_cleanly_between_passes_on_sigterm() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    write_tree(&src, &(0..10).map(|i| (key(i), 100)).collect::<Vec<_>>());
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+    let child = common::ferry_command(w, &["delta", "--watch", "--interval", "1s", "--delete", "--job", "j"], &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wait_for = |what: &str, done: &dyn Fn() -> bool| {
+        for _ in 0..1500 {
+            if done() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        panic!("timed out waiting for {what}");
+    };
+    wait_for("the first pass", &|| !delta_reports(&w.join("j")).is_empty());
+    write_tree(&src, &[(key(50), 123)]);
+    std::fs::remove_file(src.join(key(3))).unwrap();
+    wait_for("a pass copying the change", &|| w.join("dst").join(key(50)).exists() && !w.join("dst").join(key(3)).exists());
+    let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("stopped between passes"), "{stderr}");
+    // Every generation the watch made is sealed, and each pass wrote its report.
+    let reports = delta_reports(&w.join("j"));
+    let last = reports.last().unwrap();
+    let generations = std::fs::read_dir(w.join("j/manifests")).unwrap().count();
+    assert_eq!(generations as u64, last["generation"].as_u64().unwrap(), "no unsealed generation left");
+    assert!(reports.iter().any(|r| r["changes"]["added"] == 1 && r["deletes"]["deleted"] == 1), "{reports:#?}");
+    ferry_ok(w, &["verify", "--job", "j"], &[], 0);
+}
+
+#[test]
+fn a_watch_until_lag_0_stops_once_a_pass_finds_the_source_quiet() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &(0..10).map(|i| (key(i), 100)).collect::<Vec<_>>());
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+    write_tree(&w.join("src"), &[(key(60), 10)]);
+    // The first pass finds one change: not quiet; the second finds none and stops.
+    let out = ferry_ok(w, &["delta", "--watch", "--interval", "1s", "--until-lag", "0", "--job", "j"], &[], 0);
+    assert!(out.stderr.contains("quiet"), "{}", out.stderr);
+    assert_eq!(delta_reports(&w.join("j")).len(), 2);
+    // --interval and --until-lag belong to --watch.
+    let out = ferry(w, &["delta", "--until-lag", "0", "--job", "j"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}

@@ -14,10 +14,17 @@ pub struct DeleteArgs {
     pub force_delete: bool,
 }
 
+/// `--watch`: a delta every `interval`, until a signal, or until `until_lag` holds.
+pub struct Watch {
+    pub interval: std::time::Duration,
+    pub until_lag: Option<u64>,
+}
+
 pub async fn run(
     common: &Common,
     tuning: &Tuning,
     deletes: DeleteArgs,
+    watch: Option<Watch>,
     run: &Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     let mut job = super::open_job(common, None, None)?;
@@ -30,12 +37,114 @@ pub async fn run(
         max_delete: deletes.max_delete.unwrap_or_default(),
         force_delete: deletes.force_delete,
     };
+    let Some(watch) = watch else {
+        return pass(&mut job, source, destination, &opts, common.json, run).await;
+    };
+    let stop = stop_on_signals();
+    loop {
+        let started = tokio::time::Instant::now();
+        let (exit, quiet) = match pass_summary(&mut job, source.clone(), destination.clone(), &opts, common.json, run).await {
+            Ok((Exit::Usage, _)) => return Ok(Exit::Usage),
+            Ok((exit, summary)) => {
+                let quiet = summary.lag_listed.as_ref().is_some_and(|lag| {
+                    watch
+                        .until_lag
+                        .is_some_and(|n| lag.objects <= n && (!opts.delete || summary.deletes.pending == summary.deletes.deleted))
+                }) && exit == Exit::Ok;
+                (exit, quiet)
+            }
+            // A refusal or a configuration error stops the watch; anything else (a listing the
+            // retries could not finish) is said, and the next pass tries again.
+            Err(e) if e.is_usage() => return Err(e),
+            Err(e) => {
+                eprintln!("ferry: error: {e} (the next pass tries again)");
+                (Exit::Failures, false)
+            }
+        };
+        if quiet {
+            eprintln!("ferry: the source is quiet (--until-lag {}): stopping", watch.until_lag.unwrap_or_default());
+            return Ok(exit);
+        }
+        let next = started + watch.interval;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.notified() => {}
+        }
+        if stop_requested(&stop) {
+            eprintln!("ferry: stopped between passes (the next `ferry delta` goes on from here)");
+            return Ok(exit);
+        }
+    }
+}
+
+/// One delta, printed.
+async fn pass(
+    job: &mut ferry_engine::Job,
+    source: Arc<dyn ferry_providers::Provider>,
+    destination: Arc<dyn ferry_providers::Provider>,
+    opts: &DeltaOptions,
+    json: bool,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<Exit, EngineError> {
+    Ok(pass_summary(job, source, destination, opts, json, run).await?.0)
+}
+
+/// Stops a watch between passes: the first SIGINT or SIGTERM lets the pass under way finish,
+/// a second ends the process at once (what is journaled is kept; the next delta goes on).
+fn stop_on_signals() -> Arc<Stop> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let stop = Arc::new(Stop::default());
+    let notify = stop.clone();
+    tokio::spawn(async move {
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
+        loop {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+            if notify.requested.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("ferry: stopping after this pass (signal again to stop at once)");
+            notify.notify.notify_one();
+        }
+    });
+    stop
+}
+
+#[derive(Default)]
+struct Stop {
+    requested: std::sync::atomic::AtomicBool,
+    notify: tokio::sync::Notify,
+}
+
+impl Stop {
+    async fn notified(&self) {
+        if !self.requested.load(std::sync::atomic::Ordering::SeqCst) {
+            self.notify.notified().await;
+        }
+    }
+}
+
+fn stop_requested(stop: &Stop) -> bool {
+    stop.requested.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// One delta, printed; its exit code and summary.
+async fn pass_summary(
+    job: &mut ferry_engine::Job,
+    source: Arc<dyn ferry_providers::Provider>,
+    destination: Arc<dyn ferry_providers::Provider>,
+    opts: &DeltaOptions,
+    json: bool,
+    run: &Arc<ferry_providers::RunContext>,
+) -> Result<(Exit, ferry_engine::DeltaSummary), EngineError> {
     let stats = Arc::new(Stats::default());
-    let progress = Progress::transfer("delta", stats.clone(), common.json);
-    let summary = ferry_engine::delta(&mut job, source, destination, opts, stats, run).await;
+    let progress = Progress::transfer("delta", stats.clone(), json);
+    let summary = ferry_engine::delta(job, source, destination, opts.clone(), stats, run).await;
     progress.finish();
     let summary = summary?;
-    if common.json {
+    if json {
         print_json(&summary);
     } else {
         let c = &summary.changes;
@@ -78,7 +187,8 @@ pub async fn run(
         super::print_failures_and_report(&d.failures, summary.report.as_deref());
     }
     if let Some(exit) = super::stopped_early(summary.copy.as_ref().and_then(|c| c.stopped_by.as_ref())) {
-        return Ok(exit);
+        return Ok((exit, summary));
     }
-    Ok(if summary.incomplete() { Exit::Failures } else { Exit::Ok })
+    let exit = if summary.incomplete() { Exit::Failures } else { Exit::Ok };
+    Ok((exit, summary))
 }

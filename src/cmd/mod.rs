@@ -23,8 +23,10 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             copy::run(src.as_deref(), dst.as_deref(), &common, &tuning, &rates.run()).await
         }
         Command::Resume { common, tuning, rates } => copy::run(None, None, &common, &tuning, &rates.run()).await,
-        Command::Delta { common, tuning, rates, delete, max_delete, force_delete } => {
-            delta::run(&common, &tuning, delta::DeleteArgs { delete, max_delete, force_delete }, &rates.run()).await
+        Command::Delta { common, tuning, rates, delete, max_delete, force_delete, watch, interval, until_lag } => {
+            let deletes = delta::DeleteArgs { delete, max_delete, force_delete };
+            let watch = watch.then_some(delta::Watch { interval, until_lag });
+            delta::run(&common, &tuning, deletes, watch, &rates.run()).await
         }
         Command::Verify { common, all_bytes, sample, no_extra, transfers, max_memory, rates } => {
             let opts = ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra, max_memory };
