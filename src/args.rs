@@ -78,6 +78,31 @@ pub enum Command {
         #[arg(long, value_name = "N", requires = "watch")]
         until_lag: Option<u64>,
     },
+    /// Declare the source frozen and prove the destination equals it: a final delta (deletes
+    /// included, within --max-delete), a second listing that must be identical, a verify of the
+    /// whole destination, and a cutover record (JSON and text in JOB/reports/) whose SHA-256 is
+    /// printed. Exit 0 only if all of it holds (3: the source changed or verify found
+    /// differences).
+    Cutover {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        tuning: Tuning,
+        #[command(flatten)]
+        rates: Rates,
+        /// Verify by reading every object back (SHA-256 against the copy's).
+        #[arg(long)]
+        all_bytes: bool,
+        /// Verify by reading N randomly chosen objects back besides the quick check of all.
+        #[arg(long, value_name = "N", conflicts_with = "all_bytes")]
+        sample: Option<u64>,
+        /// As for `ferry delta`: the most deletes the final delta carries out.
+        #[arg(long, value_name = "N|P%", value_parser = parse_max_delete)]
+        max_delete: Option<ferry_engine::MaxDelete>,
+        /// As for `ferry delta`.
+        #[arg(long)]
+        force_delete: bool,
+    },
     /// Compare the destination with the manifest: presence, size, checksum.
     Verify {
         #[command(flatten)]

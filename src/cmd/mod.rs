@@ -2,6 +2,7 @@
 
 mod clean;
 mod copy;
+mod cutover;
 mod delta;
 mod export;
 mod ingest;
@@ -27,6 +28,10 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             let deletes = delta::DeleteArgs { delete, max_delete, force_delete };
             let watch = watch.then_some(delta::Watch { interval, until_lag });
             delta::run(&common, &tuning, deletes, watch, &rates.run()).await
+        }
+        Command::Cutover { common, tuning, rates, all_bytes, sample, max_delete, force_delete } => {
+            let deletes = delta::DeleteArgs { delete: true, max_delete, force_delete };
+            cutover::run(&common, &tuning, deletes, all_bytes, sample, &rates.run()).await
         }
         Command::Verify { common, all_bytes, sample, no_extra, transfers, max_memory, rates } => {
             let opts = ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra, max_memory };

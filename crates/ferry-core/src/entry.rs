@@ -54,4 +54,23 @@ impl ObjectEntry {
     pub fn skipped(key: String, reason: crate::SkipReason) -> ObjectEntry {
         ObjectEntry { key, skipped: Some(reason), ..Default::default() }
     }
+
+    /// Whether `other` (a later listing of the same key) is this version: the same size, and
+    /// the same entity tag, version and source checksums (each compared only where both have
+    /// one) and skip reason. A last-modified time alone does not make another version.
+    pub fn same_version(&self, other: &ObjectEntry) -> bool {
+        fn same(a: &Option<String>, b: &Option<String>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => a == b,
+                _ => true,
+            }
+        }
+        self.size == other.size
+            && self.skipped == other.skipped
+            && same(&self.etag, &other.etag)
+            && same(&self.version, &other.version)
+            && same(&self.checksums.crc32c, &other.checksums.crc32c)
+            && same(&self.checksums.md5, &other.checksums.md5)
+            && same(&self.checksums.crc64nvme, &other.checksums.crc64nvme)
+    }
 }

@@ -377,7 +377,7 @@ impl Touched {
 }
 
 /// A folder marker (`photos/`, or an empty key) is recorded as skipped, as a plan records it.
-pub(crate) fn marker_skipped(entry: ObjectEntry) -> ObjectEntry {
+fn marker_skipped(entry: ObjectEntry) -> ObjectEntry {
     if entry.skipped.is_none() && (entry.key.is_empty() || entry.key.ends_with('/')) {
         return ObjectEntry::skipped(entry.key, SkipReason::DirectoryMarker);
     }
@@ -403,9 +403,17 @@ async fn merge(
 
 /// Merges the sealed generation `generation` (a delta killed before its merge ended).
 async fn merge_sealed(job: &Job, generation: u32) -> Result<GenerationDelta> {
+    let sorted = sort_generation(job, generation, &job.dir.join("tmp").join("delta-keys"))?;
+    let journal = job.journal(JournalKind::Main).await?;
+    let changes = merge(journal.as_ref(), generation, &sorted, job).await?;
+    journal.set_meta(SEEDED, &generation.to_string()).await?;
+    Ok(changes)
+}
+
+/// The entries of sealed generation `generation`, in key order (spilled under `spool`).
+pub(crate) fn sort_generation(job: &Job, generation: u32, spool: &std::path::Path) -> Result<crate::key_order::Sorted> {
     let reader = ManifestReader::open(&job.generation_dir(generation))?;
-    let spool = job.dir.join("tmp").join("delta-keys");
-    let mut sorter = KeySorter::new(&spool).map_err(EngineError::io(&spool))?;
+    let mut sorter = KeySorter::new(spool).map_err(EngineError::io(spool))?;
     let mut failed = None;
     reader.for_each_batch::<ferry_manifest::ManifestError>(|batch| {
         for e in batch {
@@ -416,13 +424,24 @@ async fn merge_sealed(job: &Job, generation: u32) -> Result<GenerationDelta> {
         Ok(())
     })?;
     if let Some(e) = failed {
-        return Err(EngineError::Io { path: spool, source: e });
+        return Err(EngineError::Io { path: spool.to_path_buf(), source: e });
     }
-    let sorted = sorter.finish().map_err(EngineError::io(&spool))?;
-    let journal = job.journal(JournalKind::Main).await?;
-    let changes = merge(journal.as_ref(), generation, &sorted, job).await?;
-    journal.set_meta(SEEDED, &generation.to_string()).await?;
-    Ok(changes)
+    sorter.finish().map_err(EngineError::io(spool))
+}
+
+/// The source's listing, in key order (spilled under `spool`), folder markers recorded as a
+/// plan records them.
+pub(crate) async fn sort_listing(src: &dyn Provider, spool: &std::path::Path, stats: &Stats) -> Result<crate::key_order::Sorted> {
+    let mut sorter = KeySorter::new(spool).map_err(EngineError::io(spool))?;
+    let mut pages = src.list();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|source| EngineError::Provider { side: "source", source })?;
+        Stats::add(&stats.listed, page.len() as u64);
+        for entry in page {
+            sorter.push(marker_skipped(entry)).map_err(EngineError::io(spool))?;
+        }
+    }
+    sorter.finish().map_err(EngineError::io(spool))
 }
 
 /// Deletes at the destination every key the source no longer has, `at_once` at a time

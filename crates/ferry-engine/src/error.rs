@@ -34,6 +34,8 @@ pub enum EngineError {
     JobInsideLocation { dir: PathBuf, what: &'static str, location: String },
     #[error("{dir} has no sealed manifest yet: run `ferry plan` or `ferry copy` first")]
     NotPlanned { dir: PathBuf },
+    #[error("a cutover has no --dry-run: `ferry delta --dry-run` says what is left to copy and delete")]
+    CutoverDryRun,
     /// A delta refused before it sealed, merged or deleted anything.
     #[error("delta refused: {0}")]
     DeltaRefused(crate::delta::DeltaRefusal),
@@ -111,6 +113,7 @@ impl EngineError {
             | EngineError::Locked { .. }
             | EngineError::NotPlanned { .. }
             | EngineError::DeltaRefused(_)
+            | EngineError::CutoverDryRun
             | EngineError::JobInsideLocation { .. }
             | EngineError::Appliance(_)
             | EngineError::PartSizeBelowMinimum { .. }

@@ -15,6 +15,8 @@
 //! - [`mod@copy`]: a copy from source to destination: plan, one scheduler pass, the summary.
 //! - [`mod@delta`]: list the source again, seal the next generation with its change set, copy
 //!   what changed, and delete what is gone (only when asked and safe).
+//! - [`mod@cutover`]: a final delta, a second listing proved identical, a verify, and the
+//!   hashed cutover record.
 //! - `key_order`: a listing in key order whatever order it came in (an external sort).
 //! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
 //! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
@@ -37,6 +39,7 @@
 pub mod clean;
 mod concurrency;
 pub mod copy;
+pub mod cutover;
 pub mod delta;
 pub mod error;
 pub mod export;
@@ -55,6 +58,7 @@ pub mod verify;
 
 pub use clean::{CleanSummary, clean, sweep};
 pub use copy::{Archived, CopyOptions, CopySummary, copy};
+pub use cutover::{CutoverOptions, CutoverRecord, CutoverSummary, cutover};
 pub use delta::{DeltaOptions, DeltaRefusal, DeltaSummary, MaxDelete, delta};
 pub use error::{ApplianceError, EngineError};
 pub use export::{ExportOptions, ExportSummary, export};

@@ -987,7 +987,7 @@ fn merge_listed(
     apply: bool,
 ) -> rusqlite::Result<()> {
     let gone = matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted);
-    if !gone && same_version(&row.entry, e) {
+    if !gone && row.entry.same_version(e) {
         delta.unchanged += 1;
         // The same content, touched: its time is kept (the lag of a later change is measured
         // from it), and nothing is copied.
@@ -1046,24 +1046,6 @@ fn merge_listed(
 /// An entry's user metadata as the journal stores it: JSON, or NULL when it has none.
 fn metadata_json(e: &ObjectEntry) -> Option<String> {
     (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"))
-}
-
-/// Whether a listing's entry is the version the journal has: same size, and the same etag,
-/// version and source checksums (each only where both sides have one) and skip reason.
-fn same_version(had: &ObjectEntry, now: &ObjectEntry) -> bool {
-    fn same(a: &Option<String>, b: &Option<String>) -> bool {
-        match (a, b) {
-            (Some(a), Some(b)) => a == b,
-            _ => true,
-        }
-    }
-    had.size == now.size
-        && had.skipped == now.skipped
-        && same(&had.etag, &now.etag)
-        && same(&had.version, &now.version)
-        && same(&had.checksums.crc32c, &now.checksums.crc32c)
-        && same(&had.checksums.md5, &now.checksums.md5)
-        && same(&had.checksums.crc64nvme, &now.checksums.crc64nvme)
 }
 
 #[async_trait]

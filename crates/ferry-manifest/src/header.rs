@@ -101,6 +101,15 @@ impl ManifestHeader {
         Ok(())
     }
 
+    /// The digest of the sealed generation in `dir`: the SHA-256 (hex) of its `manifest.json`,
+    /// which holds each shard's SHA-256 (checked whenever a shard is read).
+    pub fn digest(dir: &Path) -> Result<String> {
+        use sha2::Digest;
+        let path = Self::path(dir);
+        let text = std::fs::read(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        Ok(hex::encode(sha2::Sha256::digest(&text)))
+    }
+
     /// The directory name of generation `n`.
     pub fn dir_name(generation: u32) -> String {
         format!("{GENERATION_PREFIX}{generation:04}")

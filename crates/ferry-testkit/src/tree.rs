@@ -78,6 +78,13 @@ pub fn digest_tree(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// SHA-256 of bytes, hex.
+pub fn file_sha256_of_bytes(bytes: &[u8]) -> String {
+    let mut digest = ferry_core::ObjectDigest::new();
+    digest.update(bytes);
+    digest.finish().0
+}
+
 /// SHA-256 of a file, hex.
 pub fn file_sha256(path: &Path) -> String {
     use std::io::Read;

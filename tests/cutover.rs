@@ -1,0 +1,120 @@
+//! `ferry cutover` (issue 15) end to end: on a quiet source it exits 0 and writes a record whose
+//! SHA-256 it prints; a change written between its final delta and its second listing makes it
+//! fail, naming the key.
+
+mod common;
+
+use common::{ferry, ferry_ok};
+use ferry_testkit::proxy::Hook;
+use ferry_testkit::tree::write_tree;
+use ferry_testkit::{CountingProxy, Faults, Moto};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    ferry_testkit::tree::file_sha256_of_bytes(bytes)
+}
+
+/// The record file the run printed on stderr (`cutover record PATH sha256 DIGEST`).
+fn printed_record(w: &Path, stderr: &str) -> (std::path::PathBuf, String) {
+    let line = stderr.lines().find(|l| l.contains("cutover record")).unwrap_or_else(|| panic!("no record line: {stderr}"));
+    let mut words = line.split_whitespace().skip_while(|w| *w != "record").skip(1);
+    let path = w.join(words.next().unwrap());
+    assert_eq!(words.next(), Some("sha256"));
+    (path, words.next().unwrap().to_string())
+}
+
+#[test]
+fn a_cutover_of_a_quiet_source_holds_and_its_record_is_the_file_it_hashed() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    write_tree(&src, &(0..30).map(|i| (format!("d{}/f{i}.bin", i % 3), 100 + i)).collect::<Vec<_>>());
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+    // Changed since the bulk copy: the final delta replays it.
+    write_tree(&src, &[("d0/new.bin".to_string(), 77)]);
+    std::fs::remove_file(src.join("d1/f1.bin")).unwrap();
+
+    let out = ferry_ok(w, &["cutover", "--job", "j", "--all-bytes"], &[], 0);
+    assert!(out.stdout.contains("HOLDS"), "{}", out.stdout);
+    let (path, digest) = printed_record(w, &out.stderr);
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(sha256_hex(&bytes), digest, "the printed digest is the record's");
+    let record: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(record["holds"], true, "{record:#}");
+    assert_eq!(record["final_generation"], 2);
+    assert_eq!((record["lag_objects"].as_u64(), record["lag_deletes"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(record["listings_identical"], true);
+    assert_eq!(record["objects"], 30);
+    assert_eq!(record["verify_differences"], 0);
+    assert_eq!(record["proved_by"]["sha256 read-back"], 30, "{record:#}");
+    assert_eq!(record["proved_by"]["absent"], 1, "{record:#}");
+    // Each generation's digest is its sealed manifest.json's.
+    let generations = record["generations"].as_array().unwrap();
+    assert_eq!(generations.len(), 2);
+    for g in generations {
+        let dir = w.join(format!("j/manifests/gen-{:04}", g["generation"].as_u64().unwrap()));
+        assert_eq!(g["digest"].as_str().unwrap(), sha256_hex(&std::fs::read(dir.join("manifest.json")).unwrap()));
+    }
+    assert_eq!(record["manifest_digest"], generations[1]["digest"]);
+    assert!(w.join("dst/d0/new.bin").exists() && !w.join("dst/d1/f1.bin").exists());
+    // --dry-run is not a cutover.
+    let out = ferry(w, &["cutover", "--job", "j", "--dry-run"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+}
+
+#[test]
+fn a_change_between_the_final_delta_and_the_second_listing_fails_the_cutover_naming_the_key() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let moto = Moto::start();
+    moto.create_bucket("frozen");
+    write_tree(&w.join("seed"), &(0..20).map(|i| (format!("k{i:02}"), 50)).collect::<Vec<_>>());
+    let env = moto.env();
+    ferry_ok(w, &["copy", "seed", "s3://frozen", "--job", "seed-job", "--dst-endpoint", &moto.endpoint], &env, 0);
+    ferry_ok(w, &["copy", "s3://frozen", "dst", "--job", "j", "--src-endpoint", &moto.endpoint], &env, 0);
+
+    // One change for the final delta to copy: its read marks the end of that delta's listing.
+    std::fs::write(w.join("changed.txt"), "changed before the freeze").unwrap();
+    let one = w.join("one");
+    std::fs::create_dir_all(&one).unwrap();
+    std::fs::rename(w.join("changed.txt"), one.join("k00")).unwrap();
+    ferry_ok(w, &["copy", "one", "s3://frozen", "--job", "one-job", "--dst-endpoint", &moto.endpoint], &env, 0);
+
+    // A writer that ignores the freeze: it puts a key just before the first listing request
+    // after the final delta read its change (the cutover's second listing) reaches the source.
+    let stage = Arc::new(AtomicU64::new(0));
+    let upstream = moto.endpoint.clone();
+    let seen = stage.clone();
+    let hook: Hook = Arc::new(move |head| {
+        let get = head.method == http::Method::GET;
+        let listing = get && head.uri.query().is_some_and(|q| q.contains("list-type=2"));
+        let object_read = get && !listing && head.uri.path() == "/frozen/k00";
+        if object_read {
+            let _ = seen.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+        }
+        if !listing || seen.compare_exchange(1, 2, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+            return None;
+        }
+        let url = format!("{upstream}/frozen/late-writer.txt");
+        Some(Box::pin(async move {
+            let status = reqwest::Client::new().put(url).body("written after the freeze").send().await.unwrap().status();
+            assert!(status.is_success(), "{status}");
+        }))
+    });
+    let proxy = CountingProxy::start_with_hook(&moto.endpoint, Faults::DEFAULT, Some(hook));
+    let out = ferry(w, &["cutover", "--job", "j", "--src-endpoint", &proxy.endpoint], &env);
+    assert_eq!(stage.load(Ordering::SeqCst), 2, "the late write was made");
+    assert_eq!(out.code, 3, "{}\n{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("DOES NOT HOLD") && out.stdout.contains("late-writer.txt"), "{}", out.stdout);
+    let (path, _) = printed_record(w, &out.stderr);
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    assert_eq!(record["holds"], false);
+    assert_eq!(record["listing_differences"][0]["key"], "late-writer.txt", "{record:#}");
+    assert_eq!(record["listing_differences"][0]["change"], "added");
+    // Once the writer is stopped, the next cutover replays it and holds.
+    let out = ferry_ok(w, &["cutover", "--job", "j", "--src-endpoint", &moto.endpoint], &env, 0);
+    assert!(out.stdout.contains("HOLDS"), "{}", out.stdout);
+    assert!(w.join("dst/late-writer.txt").exists());
+}
