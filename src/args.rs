@@ -103,6 +103,18 @@ pub enum Command {
         #[arg(long)]
         force_delete: bool,
     },
+    /// After a cutover that holds: make a job from the new side back to the old (in
+    /// --job-out), whose first generation is the new side as it was at cutover, so
+    /// `ferry delta --job DIR2` copies back only what is written there after cutover.
+    Reverse {
+        #[command(flatten)]
+        common: Common,
+        /// The directory of the reversed job (new).
+        #[arg(long, value_name = "DIR2")]
+        job_out: PathBuf,
+        #[command(flatten)]
+        rates: Rates,
+    },
     /// Compare the destination with the manifest: presence, size, checksum.
     Verify {
         #[command(flatten)]

@@ -118,3 +118,30 @@ fn a_change_between_the_final_delta_and_the_second_listing_fails_the_cutover_nam
     assert!(out.stdout.contains("HOLDS"), "{}", out.stdout);
     assert!(w.join("dst/late-writer.txt").exists());
 }
+
+#[test]
+fn after_a_cutover_a_reversed_job_copies_back_exactly_what_was_written_on_the_new_side() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let s3 = ferry_testkit::S3Server::start();
+    s3.create_bucket("new-side");
+    let env = s3.env();
+    write_tree(&w.join("old"), &(0..40).map(|i| (format!("d{}/f{i}.bin", i % 4), 100 + i)).collect::<Vec<_>>());
+    ferry_ok(w, &["copy", "old", "s3://new-side", "--job", "j", "--dst-endpoint", &s3.endpoint], &env, 0);
+    // Refused before a cutover holds.
+    let out = ferry(w, &["reverse", "--job", "j", "--job-out", "back", "--dst-endpoint", &s3.endpoint], &env);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no cutover record"), "{}", out.stderr);
+    ferry_ok(w, &["cutover", "--job", "j", "--dst-endpoint", &s3.endpoint], &env, 0);
+    let reversed = ferry_ok(w, &["reverse", "--job", "j", "--job-out", "back", "--dst-endpoint", &s3.endpoint, "--json"], &env, 0).json();
+    assert_eq!((reversed["objects"].as_u64(), reversed["equal_at_cutover"].as_u64()), (Some(40), Some(40)), "{reversed:#}");
+
+    // 50 objects written on the new side after cutover: a delta of the reversed job copies
+    // back exactly those.
+    write_tree(&w.join("later"), &(0..50).map(|i| (format!("after/n{i}.bin"), 64)).collect::<Vec<_>>());
+    ferry_ok(w, &["copy", "later", "s3://new-side", "--job", "later-job", "--dst-endpoint", &s3.endpoint], &env, 0);
+    let back = ferry_ok(w, &["delta", "--job", "back", "--src-endpoint", &s3.endpoint, "--json"], &env, 0).json();
+    assert_eq!(back["changes"]["added"], 50, "{back:#}");
+    assert_eq!(back["copy"]["copied"], 50, "only what was written after cutover: {back:#}");
+    assert_eq!(ferry_testkit::tree::digest_tree(&w.join("old/after")), ferry_testkit::tree::digest_tree(&w.join("later/after")));
+}

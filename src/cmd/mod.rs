@@ -8,6 +8,7 @@ mod export;
 mod ingest;
 mod manifest;
 mod plan;
+mod reverse;
 mod status;
 mod verify;
 
@@ -33,6 +34,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             let deletes = delta::DeleteArgs { delete: true, max_delete, force_delete };
             cutover::run(&common, &tuning, deletes, all_bytes, sample, &rates.run()).await
         }
+        Command::Reverse { common, job_out, rates } => reverse::run(&common, &job_out, &rates.run()).await,
         Command::Verify { common, all_bytes, sample, no_extra, transfers, max_memory, rates } => {
             let opts = ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra, max_memory };
             verify::run(&common, opts, &rates.run()).await

@@ -34,6 +34,10 @@ pub enum EngineError {
     JobInsideLocation { dir: PathBuf, what: &'static str, location: String },
     #[error("{dir} has no sealed manifest yet: run `ferry plan` or `ferry copy` first")]
     NotPlanned { dir: PathBuf },
+    #[error("{dir} has no cutover record that holds for its newest generation: run `ferry cutover` first")]
+    NoCutover { dir: PathBuf },
+    #[error("{dir} already holds a job: give a new --job-out directory")]
+    JobExists { dir: PathBuf },
     #[error("a cutover has no --dry-run: `ferry delta --dry-run` says what is left to copy and delete")]
     CutoverDryRun,
     /// A delta refused before it sealed, merged or deleted anything.
@@ -114,6 +118,8 @@ impl EngineError {
             | EngineError::NotPlanned { .. }
             | EngineError::DeltaRefused(_)
             | EngineError::CutoverDryRun
+            | EngineError::NoCutover { .. }
+            | EngineError::JobExists { .. }
             | EngineError::JobInsideLocation { .. }
             | EngineError::Appliance(_)
             | EngineError::PartSizeBelowMinimum { .. }

@@ -17,6 +17,8 @@
 //!   what changed, and delete what is gone (only when asked and safe).
 //! - [`mod@cutover`]: a final delta, a second listing proved identical, a verify, and the
 //!   hashed cutover record.
+//! - [`mod@reverse`]: after a cutover, a job from the new side back to the old whose first
+//!   generation is the new side at cutover.
 //! - `key_order`: a listing in key order whatever order it came in (an external sort).
 //! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
 //! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
@@ -51,6 +53,7 @@ mod key_order;
 mod mover;
 pub mod options;
 pub mod plan;
+pub mod reverse;
 mod scheduler;
 pub mod skipped;
 pub mod stats;
@@ -66,6 +69,7 @@ pub use fidelity::{Fidelity, TagsMode};
 pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use job::{Access, Job};
 pub use plan::{Locked, PlanSummary, plan};
+pub use reverse::{ReverseSummary, reverse};
 pub use skipped::Skipped;
 pub use stats::Stats;
 pub use verify::{Difference, DifferenceKind, VerifyOptions, VerifySummary, verify};

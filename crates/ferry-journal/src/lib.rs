@@ -131,6 +131,9 @@ pub trait Ledger: Send + Sync {
     async fn preview_generation(&self, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta>;
     /// Records that a pending delete was carried out at the destination.
     async fn mark_deleted(&self, id: i64) -> Result<()>;
+    /// Records as done (with `note`) each pending object that has the key and size of one of
+    /// `entries` (a reversed job's objects that were equal at cutover). Returns how many.
+    async fn mark_equal_done(&self, entries: &[ObjectEntry], note: &str) -> Result<u64>;
     /// The rows of those of `keys` the journal has, in key order (one query).
     async fn get_many(&self, keys: &[String]) -> Result<Vec<ObjectRow>>;
     /// Records a new listed identity (entity tag, last-modified) of object `id` whose content

@@ -1113,6 +1113,24 @@ impl Ledger for SqliteJournal {
         Ok(lag)
     }
 
+    async fn mark_equal_done(&self, entries: &[ObjectEntry], note: &str) -> Result<u64> {
+        let entries = entries.to_vec();
+        let note = note.to_string();
+        self.blocking(move |j| {
+            j.write(|tx| {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE objects SET state = 'done', note = ?3, updated_at = datetime('now') WHERE key = ?1 AND size = ?2 AND state = 'pending'",
+                )?;
+                let mut n = 0;
+                for e in entries.iter().filter(|e| e.skipped.is_none()) {
+                    n += stmt.execute(params![e.key, e.size as i64, note])? as u64;
+                }
+                Ok(n)
+            })
+        })
+        .await
+    }
+
     async fn get_many(&self, keys: &[String]) -> Result<Vec<ObjectRow>> {
         let mut rows = Vec::with_capacity(keys.len());
         // Within SQLite's limit of bound parameters per statement.

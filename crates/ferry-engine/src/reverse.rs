@@ -1,0 +1,83 @@
+//! Reverse replication after a cutover: a new job from the old destination back to the old
+//! source, whose first generation is the new side as it stood at cutover, so `ferry delta` on it
+//! replicates only what changed after cutover (the way back, should the migration be undone at
+//! the data level).
+//!
+//! The new job's generation 1 is a listing of the old destination; every key of it that the
+//! cutover's final generation has at the same size is recorded as done (the cutover proved the
+//! two sides equal), and anything else — written on the new side since — stays pending, so the
+//! first delta of the reversed job copies it back.
+
+use crate::{EngineError, Job, Result, Stats};
+use ferry_journal::JournalKind;
+use ferry_manifest::ManifestReader;
+use ferry_providers::RunContext;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReverseSummary {
+    /// The new job: its directory, source (the old destination) and destination (the old source).
+    pub job: PathBuf,
+    pub source: String,
+    pub destination: String,
+    /// The cutover record it starts from, and its final generation.
+    pub cutover_record: PathBuf,
+    pub cutover_generation: u32,
+    /// Objects the new side listed, those equal at cutover (done), and those written since
+    /// (pending: the first delta copies them back).
+    pub objects: u64,
+    pub equal_at_cutover: u64,
+    pub written_since: u64,
+}
+
+/// The newest cutover record of the job that holds for its newest generation.
+fn holding_cutover(job: &Job) -> Result<(PathBuf, u32)> {
+    let latest = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
+    let mut records: Vec<PathBuf> =
+        std::fs::read_dir(job.dir.join("reports")).map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect()).unwrap_or_default();
+    records.retain(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("cutover-") && n.ends_with(".json")));
+    records.sort();
+    let newest = records.pop().ok_or_else(|| EngineError::NoCutover { dir: job.dir.clone() })?;
+    let text = std::fs::read(&newest).map_err(EngineError::io(&newest))?;
+    let record: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| EngineError::JobFile { path: newest.clone(), detail: e.to_string() })?;
+    if record["holds"] != true || record["final_generation"].as_u64() != Some(latest as u64) {
+        return Err(EngineError::NoCutover { dir: job.dir.clone() });
+    }
+    Ok((newest, latest))
+}
+
+/// Makes the reversed job in `out` from `job` (see the module docs).
+pub async fn reverse(job: &mut Job, out: &Path, run: &Arc<RunContext>, stats: &Stats) -> Result<ReverseSummary> {
+    job.lock()?;
+    let (record, generation) = holding_cutover(job)?;
+    if out.join("job.toml").exists() {
+        return Err(EngineError::JobExists { dir: out.to_path_buf() });
+    }
+    let side = |c: &ferry_providers::Connect| ferry_providers::Connect { write: Default::default(), ..c.clone() };
+    let access = crate::Access { source: side(&job.access.destination), destination: side(&job.access.source) };
+    let mut back = Job::open(out, Some(job.destination.clone()), Some(job.source.clone()), access)?;
+    let new_side = back.source_provider(run).await?;
+    let planned = crate::plan(&mut back, new_side.as_ref(), stats).await?;
+    let journal = back.journal(JournalKind::Main).await?;
+    let note = format!("equal at cutover ({})", record.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+    let reader = ManifestReader::open(&job.generation_dir(generation))?;
+    let (mut batches, read) = crate::plan::read_batches(reader);
+    let mut equal = 0;
+    while let Some(batch) = batches.recv().await {
+        equal += journal.mark_equal_done(&batch, &note).await?;
+    }
+    read.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    Ok(ReverseSummary {
+        job: out.to_path_buf(),
+        source: back.source.to_string(),
+        destination: back.destination.to_string(),
+        cutover_record: record,
+        cutover_generation: generation,
+        objects: planned.objects,
+        equal_at_cutover: equal,
+        written_since: planned.objects - equal,
+    })
+}
