@@ -15,14 +15,28 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Objects of the bulk copy, and of each kind of change (a tenth of the Done-means figures of
-/// the issue, so the suite stays quick; the counts are exact either way).
-const OBJECTS: usize = 1000;
-const ADDED: usize = 50;
-const OVERWRITTEN: usize = 30;
-const SAME_SIZE: usize = 10;
-const DELETED: usize = 20;
-const TOUCHED: usize = 10;
+/// Objects of the bulk copy, and of each kind of change: a tenth of the issue's figures by
+/// default, so the suite stays quick; `DELTA_TEST_OBJECTS=10000` runs the issue's own (500
+/// added, 300 overwritten of which 100 at the same size, 200 deleted, 100 touched). The counts
+/// are exact either way.
+fn objects() -> usize {
+    std::env::var("DELTA_TEST_OBJECTS").ok().and_then(|n| n.parse().ok()).unwrap_or(1000)
+}
+fn n_added() -> usize {
+    objects() / 20
+}
+fn n_overwritten() -> usize {
+    objects() * 3 / 100
+}
+fn n_same_size() -> usize {
+    objects() / 100
+}
+fn n_deleted() -> usize {
+    objects() / 50
+}
+fn n_touched() -> usize {
+    objects() / 100
+}
 
 fn key(i: usize) -> String {
     format!("d{}/obj-{i:05}.bin", i % 7)
@@ -54,8 +68,8 @@ fn gcs_md5s(gcs: &FakeGcs, bucket: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Changes the source as the issue's Done means do: adds, overwrites (the first `SAME_SIZE` at
-/// the same size with other bytes), deletes, and re-puts `TOUCHED` objects with their own bytes
+/// Changes the source as the issue's Done means do: adds, overwrites (the first `n_same_size()` at
+/// the same size with other bytes), deletes, and re-puts `n_touched()` objects with their own bytes
 /// (a new last-modified time, the same ETag). Returns the bytes a delta must send.
 fn change_source(moto: &Moto, bucket: &str) -> u64 {
     let script = r#"
@@ -72,26 +86,26 @@ for k in spec["touch"]:
 "#;
     let mut put = Vec::new();
     let mut sent = 0u64;
-    for i in OBJECTS..OBJECTS + ADDED {
+    for i in objects()..objects() + n_added() {
         put.push((key(i), size(i), i as u64));
         sent += size(i) as u64;
     }
-    for i in 0..OVERWRITTEN {
-        let n = if i < SAME_SIZE { size(i) } else { size(i) + 11 };
+    for i in 0..n_overwritten() {
+        let n = if i < n_same_size() { size(i) } else { size(i) + 11 };
         put.push((key(i), n, 1_000_000 + i as u64));
         sent += n as u64;
     }
-    let delete: Vec<String> = (OVERWRITTEN..OVERWRITTEN + DELETED).map(key).collect();
-    let touch: Vec<String> = (OVERWRITTEN + DELETED..OVERWRITTEN + DELETED + TOUCHED).map(key).collect();
+    let delete: Vec<String> = (n_overwritten()..n_overwritten() + n_deleted()).map(key).collect();
+    let touch: Vec<String> = (n_overwritten() + n_deleted()..n_overwritten() + n_deleted() + n_touched()).map(key).collect();
     let spec = serde_json::json!({ "put": put, "delete": delete, "touch": touch });
     moto.boto3(script, &[bucket, &spec.to_string()]);
     sent
 }
 
-/// A source bucket on moto holding [`OBJECTS`] objects, written by ferry from a local tree.
+/// A source bucket on moto holding [`objects`] objects, written by ferry from a local tree.
 fn seeded_source(w: &Path, moto: &Moto, bucket: &str) {
     moto.create_bucket(bucket);
-    let files: Vec<(String, usize)> = (0..OBJECTS).map(|i| (key(i), size(i))).collect();
+    let files: Vec<(String, usize)> = (0..objects()).map(|i| (key(i), size(i))).collect();
     write_tree(&w.join("seed"), &files);
     ferry_ok(w, &["copy", "seed", &format!("s3://{bucket}"), "--job", "seed-job", "--dst-endpoint", &moto.endpoint], &moto.env(), 0);
 }
@@ -122,35 +136,35 @@ fn a_delta_from_s3_to_gcs_copies_what_changed_deletes_what_is_gone_and_leaves_to
     let sent = change_source(&moto, "live");
     // A dry run says what a delta would do, and changes nothing.
     let dry = run(&["delta", "--delete", "--dry-run", "--json"], 0).json();
-    assert_eq!(dry["changes"]["added"], ADDED as u64, "{dry:#}");
+    assert_eq!(dry["changes"]["added"], n_added() as u64, "{dry:#}");
     assert!(!w.join("j/manifests/gen-0002").exists(), "a dry run seals nothing");
     let before = proxy.uploaded();
     let summary = run(&["delta", "--delete", "--json"], 0).json();
     let uploaded = proxy.uploaded() - before;
 
     let changes = &summary["changes"];
-    assert_eq!(changes["added"], ADDED as u64, "{summary:#}");
-    assert_eq!(changes["changed"], OVERWRITTEN as u64, "{summary:#}");
-    assert_eq!(changes["deleted"], DELETED as u64, "{summary:#}");
-    assert_eq!(changes["touched"], TOUCHED as u64, "{summary:#}");
-    assert_eq!(changes["unchanged"], (OBJECTS - OVERWRITTEN - DELETED) as u64, "{summary:#}");
+    assert_eq!(changes["added"], n_added() as u64, "{summary:#}");
+    assert_eq!(changes["changed"], n_overwritten() as u64, "{summary:#}");
+    assert_eq!(changes["deleted"], n_deleted() as u64, "{summary:#}");
+    assert_eq!(changes["touched"], n_touched() as u64, "{summary:#}");
+    assert_eq!(changes["unchanged"], (objects() - n_overwritten() - n_deleted()) as u64, "{summary:#}");
     assert_eq!(summary["generation"], 2);
-    assert_eq!(summary["copy"]["copied"], (ADDED + OVERWRITTEN) as u64);
+    assert_eq!(summary["copy"]["copied"], (n_added() + n_overwritten()) as u64);
     assert_eq!(summary["copy"]["bytes_copied"], sent);
-    assert_eq!(summary["deletes"]["deleted"], DELETED as u64);
+    assert_eq!(summary["deletes"]["deleted"], n_deleted() as u64);
     assert_eq!(summary["deletes"]["failed"], 0);
     // The touched objects (each at least 100 bytes) were not sent again: what went up is the
     // changed bytes and the requests' own lines and headers (under 2 KiB each).
-    let requests = (ADDED + OVERWRITTEN + DELETED) as u64;
+    let requests = (n_added() + n_overwritten() + n_deleted()) as u64;
     assert!(uploaded >= sent && uploaded < sent + requests * 2048, "uploaded {uploaded}, changed bytes {sent}");
     assert_eq!(gcs_md5s(&gcs, "copy"), moto_md5s(&moto, "live"), "the destination is the source, byte for byte");
 
     // Verify agrees, proving the deleted keys absent; a second delta finds nothing to do.
     let verify = run(&["verify", "--json"], 0).json();
-    assert_eq!(verify["proved_by"]["absent"], DELETED as u64, "{verify:#}");
+    assert_eq!(verify["proved_by"]["absent"], n_deleted() as u64, "{verify:#}");
     let again = run(&["delta", "--delete", "--json"], 0).json();
     assert_eq!(again["generation"], 3);
-    assert_eq!(again["changes"]["unchanged"], (OBJECTS + ADDED - DELETED) as u64, "{again:#}");
+    assert_eq!(again["changes"]["unchanged"], (objects() + n_added() - n_deleted()) as u64, "{again:#}");
     assert_eq!(again["copy"]["copied"], 0);
 }
 
@@ -175,7 +189,7 @@ fn a_listing_cut_off_seals_nothing_and_deletes_nothing() {
     });
     let proxy = CountingProxy::start_refusing(&moto.endpoint, refuse);
     // 1000 keys list in one page; make the source span three pages.
-    let extra: Vec<String> = (OBJECTS..OBJECTS * 2 + 10).map(key).collect();
+    let extra: Vec<String> = (objects()..objects() * 2 + 10).map(key).collect();
     let script = "for k in args[1:]: s3.put_object(Bucket=args[0], Key=k, Body=b'x')";
     moto.boto3(script, &[&["cut"], extra.iter().map(String::as_str).collect::<Vec<_>>().as_slice()].concat());
     let out = ferry(w, &["delta", "--delete", "--job", "j", "--src-endpoint", &proxy.endpoint], &env);
@@ -256,7 +270,7 @@ fn a_delta_from_a_local_disk_to_azure_reads_touched_files_instead_of_sending_the
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let src = w.join("src");
-    let files: Vec<(String, usize)> = (0..OBJECTS).map(|i| (key(i), size(i))).collect();
+    let files: Vec<(String, usize)> = (0..objects()).map(|i| (key(i), size(i))).collect();
     write_tree(&src, &files);
     let azurite = ferry_testkit::Azurite::start();
     azurite.create_container("site");
@@ -274,12 +288,12 @@ fn a_delta_from_a_local_disk_to_azure_reads_touched_files_instead_of_sending_the
     ferry_ok(w, &["copy", "src", "az://site", "--job", "j"], &env, 0);
     assert_eq!(azurite.blob_sha256s("site"), digest_tree(&src));
 
-    // Added, overwritten (the first SAME_SIZE at their size), deleted, and touched: the same
+    // Added, overwritten (the first n_same_size() at their size), deleted, and touched: the same
     // bytes with a later modification time, which is what a local listing's entity tag is of.
     let mut sent = 0u64;
-    let mut changed: Vec<(String, usize)> = (OBJECTS..OBJECTS + ADDED).map(|i| (key(i), size(i))).collect();
-    for i in 0..OVERWRITTEN {
-        let n = if i < SAME_SIZE { size(i) } else { size(i) + 11 };
+    let mut changed: Vec<(String, usize)> = (objects()..objects() + n_added()).map(|i| (key(i), size(i))).collect();
+    for i in 0..n_overwritten() {
+        let n = if i < n_same_size() { size(i) } else { size(i) + 11 };
         let path = src.join(key(i));
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.resize(n, 0);
@@ -289,11 +303,11 @@ fn a_delta_from_a_local_disk_to_azure_reads_touched_files_instead_of_sending_the
     }
     write_tree(&src, &changed);
     sent += changed.iter().map(|(_, n)| *n as u64).sum::<u64>();
-    for i in OVERWRITTEN..OVERWRITTEN + DELETED {
+    for i in n_overwritten()..n_overwritten() + n_deleted() {
         std::fs::remove_file(src.join(key(i))).unwrap();
     }
     let later = std::time::SystemTime::now() + std::time::Duration::from_secs(3600);
-    for i in OVERWRITTEN + DELETED..OVERWRITTEN + DELETED + TOUCHED {
+    for i in n_overwritten() + n_deleted()..n_overwritten() + n_deleted() + n_touched() {
         std::fs::File::options().write(true).open(src.join(key(i))).unwrap().set_modified(later).unwrap();
     }
     changed.clear();
@@ -302,12 +316,12 @@ fn a_delta_from_a_local_disk_to_azure_reads_touched_files_instead_of_sending_the
     let summary = ferry_ok(w, &["delta", "--delete", "--job", "j", "--json"], &env, 0).json();
     let uploaded = proxy.uploaded() - before;
     let changes = &summary["changes"];
-    assert_eq!(changes["added"], ADDED as u64, "{summary:#}");
-    assert_eq!(changes["changed"], OVERWRITTEN as u64, "the same-size overwrites too: {summary:#}");
-    assert_eq!(changes["deleted"], DELETED as u64, "{summary:#}");
-    assert_eq!(changes["touched"], TOUCHED as u64, "{summary:#}");
+    assert_eq!(changes["added"], n_added() as u64, "{summary:#}");
+    assert_eq!(changes["changed"], n_overwritten() as u64, "the same-size overwrites too: {summary:#}");
+    assert_eq!(changes["deleted"], n_deleted() as u64, "{summary:#}");
+    assert_eq!(changes["touched"], n_touched() as u64, "{summary:#}");
     assert_eq!(summary["copy"]["bytes_copied"], sent, "{summary:#}");
-    let requests = (ADDED + OVERWRITTEN + DELETED) as u64;
+    let requests = (n_added() + n_overwritten() + n_deleted()) as u64;
     assert!(uploaded >= sent && uploaded < sent + requests * 2048, "uploaded {uploaded}, changed bytes {sent}");
     assert_eq!(azurite.blob_sha256s("site"), digest_tree(&src), "the destination is the source, byte for byte");
     // The touch is recorded: a second delta reads nothing again and finds nothing to do.
