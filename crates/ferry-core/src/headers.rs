@@ -88,6 +88,20 @@ impl Headers {
     }
 }
 
+/// What an object carries besides its bytes and tags, as the source gave it to a copy:
+/// Content-Type, the other system headers and user metadata. The journal keeps it per object
+/// copied, so `verify` can compare the destination with it ([`fit`] to what the destination
+/// carries) whatever the source's listing carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attrs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+}
+
 /// How a kind of store names user metadata.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NameRule {
