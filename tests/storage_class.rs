@@ -57,8 +57,7 @@ fn classes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn s3_objects_are_written_in_the_class_asked_for_by_put_and_server_copy() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    // One request per object: moto answers CompleteMultipartUpload with a root element the
-    // Rust SDK refuses (`CompleteMultipartUploadResponse`), so S3 parts cannot be tried there.
+    // One request per object (the class on a multipart upload: tests/s3_multipart_class.rs).
     let src = source(w, 100);
     let moto = Moto::start();
     let env = moto.env();

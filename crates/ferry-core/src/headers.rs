@@ -5,7 +5,8 @@
 //! Content-Type and user metadata live on [`ObjectEntry`](crate::ObjectEntry) itself (they came
 //! first); this module adds the rest and the rules that fit them to a destination
 //! ([`Carries`], [`fit`]). Azure metadata names must be C# identifiers: [`azure_name`] and
-//! [`from_azure_name`] are the documented, reversible mapping (docs/fidelity.md).
+//! [`from_azure_name`] are the documented, reversible mapping (docs/fidelity.md); only names
+//! under its prefix ([`AZURE_ESCAPE_PREFIX`]) are ever decoded.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -85,6 +86,20 @@ impl Headers {
     pub fn iter(&self) -> impl Iterator<Item = (Header, &str)> {
         Header::ALL.into_iter().filter_map(|h| self.get(h).map(|v| (h, v)))
     }
+}
+
+/// What an object carries besides its bytes and tags, as the source gave it to a copy:
+/// Content-Type, the other system headers and user metadata. The journal keeps it per object
+/// copied, so `verify` can compare the destination with it ([`fit`] to what the destination
+/// carries) whatever the source's listing carried.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attrs {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Headers::is_empty")]
+    pub headers: Headers,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
 }
 
 /// How a kind of store names user metadata.
@@ -227,7 +242,8 @@ pub fn fit(
                 let lower = k.to_ascii_lowercase();
                 (is_token(k).then(|| lower.clone()), lower)
             }
-            // Escaped names are unique and have no upper case: none collide.
+            // Plain names are lower-case identifiers outside the escape's prefix, escaped names
+            // are unique under it: none collide, even compared without case.
             NameRule::Identifier => (azure_name(k), azure_name(k).unwrap_or_default()),
         };
         let Some(stored) = stored else {
@@ -262,20 +278,36 @@ fn is_token(name: &str) -> bool {
     !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// The Azure metadata name for `key`: lower-case ASCII letters and digits stay, every other
-/// byte of its UTF-8 (upper-case letters and `_` included) becomes `_` and two lower-case hex
-/// digits, and so does a leading digit. The result is a C# identifier with no upper-case letter
-/// — so it survives HTTP, whose header names (and the `http` crate) fold case — and
-/// [`from_azure_name`] gives `key` back. `None` for an empty key. Examples: `owner` → `owner`,
-/// `build-id` → `build_2did`, `Owner` → `_4fwner`, `a_b` → `a_5fb`, `1st` → `_31st`.
+/// The prefix that marks an Azure metadata name as ferry's escape of another name. Only names
+/// under it are ever decoded, so a name another tool wrote (`size_20`, `n_00`) is read as it is.
+pub const AZURE_ESCAPE_PREFIX: &str = "ferry_x_";
+
+/// Whether `key` is stored on Azure under its own spelling: a C# identifier with no upper-case
+/// letter (HTTP folds header names to lower case) that is not under [`AZURE_ESCAPE_PREFIX`].
+fn azure_plain(key: &str) -> bool {
+    let mut bytes = key.bytes();
+    let first_ok = bytes.next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_');
+    first_ok && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_') && !key.starts_with(AZURE_ESCAPE_PREFIX)
+}
+
+/// The Azure metadata name for `key`. A key that is already a lower-case C# identifier (`owner`,
+/// `my_key`) is stored as it is. Any other is escaped: [`AZURE_ESCAPE_PREFIX`], then the key
+/// with lower-case ASCII letters and digits kept and every other byte of its UTF-8 (upper-case
+/// letters, `_`, `-`, `.`, non-ASCII) as `_` and two lower-case hex digits. The result is a C#
+/// identifier with no upper-case letter — so it survives HTTP, which folds header names — and
+/// [`from_azure_name`] gives `key` back. `None` (not carried) for an empty key or one holding a
+/// control character, which no header name may hold. Examples: `owner` → `owner`, `build-id` →
+/// `ferry_x_build_2did`, `Owner` → `ferry_x__4fwner`, `1st` → `ferry_x_1st`.
 pub fn azure_name(key: &str) -> Option<String> {
-    if key.is_empty() {
+    if key.is_empty() || key.chars().any(char::is_control) {
         return None;
     }
-    let mut out = String::with_capacity(key.len());
-    for (i, b) in key.bytes().enumerate() {
-        let keep = b.is_ascii_lowercase() || (b.is_ascii_digit() && i > 0);
-        match keep {
+    if azure_plain(key) {
+        return Some(key.to_string());
+    }
+    let mut out = String::from(AZURE_ESCAPE_PREFIX);
+    for b in key.bytes() {
+        match b.is_ascii_lowercase() || b.is_ascii_digit() {
             true => out.push(b as char),
             false => out.push_str(&format!("_{b:02x}")),
         }
@@ -283,13 +315,15 @@ pub fn azure_name(key: &str) -> Option<String> {
     Some(out)
 }
 
-/// The metadata key an Azure name stands for: [`azure_name`] undone. A name that is not
-/// exactly what `azure_name` makes (one written by another tool, such as `my_key`) is kept as
-/// it arrived (in lower case, as HTTP gives header names).
+/// The metadata key an Azure name stands for: [`azure_name`] undone. Only a name under
+/// [`AZURE_ESCAPE_PREFIX`] that is exactly what `azure_name` makes of some key is decoded; any
+/// other (one written by another tool, such as `size_20`) is kept as it arrived (in lower case,
+/// as HTTP gives header names). Never yields a control character.
 pub fn from_azure_name(name: &str) -> String {
     let decoded = (|| {
-        let mut bytes = Vec::with_capacity(name.len());
-        let mut rest = name.as_bytes();
+        let body = name.strip_prefix(AZURE_ESCAPE_PREFIX)?;
+        let mut bytes = Vec::with_capacity(body.len());
+        let mut rest = body.as_bytes();
         while let Some((&b, tail)) = rest.split_first() {
             if b == b'_' {
                 let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
@@ -303,6 +337,7 @@ pub fn from_azure_name(name: &str) -> String {
         String::from_utf8(bytes).ok()
     })();
     match decoded {
+        // `azure_name` refuses control characters, so a decoding into one is not its escape.
         Some(key) if azure_name(&key).as_deref() == Some(name) => key,
         _ => name.to_string(),
     }
@@ -318,21 +353,35 @@ mod tests {
 
     #[test]
     fn azure_names_round_trip_and_are_identifiers() {
-        for key in ["owner", "Build-Id", "a_b", "1st", "x-amz-thing", "é", "Mixed_Case-Key.v2", "_", "9"] {
+        for key in ["owner", "Build-Id", "a_b", "1st", "x-amz-thing", "é", "Mixed_Case-Key.v2", "_", "9", "ferry_x_a", "size "] {
             let name = azure_name(key).unwrap();
             let mut chars = name.chars();
             let first = chars.next().unwrap();
             assert!(first.is_ascii_alphabetic() || first == '_', "{name}");
-            assert!(chars.all(|c| c.is_ascii_alphanumeric() || c == '_'), "{name}");
+            assert!(chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'), "{name}");
             assert_eq!(from_azure_name(&name), key);
         }
-        assert_eq!(azure_name("Build-Id").unwrap(), "_42uild_2d_49d");
-        assert_eq!(azure_name("build-id").unwrap(), "build_2did");
+        assert_eq!(azure_name("Build-Id").unwrap(), "ferry_x__42uild_2d_49d");
+        assert_eq!(azure_name("build-id").unwrap(), "ferry_x_build_2did");
+        assert_eq!(azure_name("a_b").unwrap(), "a_b", "a lower-case identifier is stored as it is");
+        assert_eq!(azure_name("ferry_x_a").unwrap(), "ferry_x_ferry_5fx_5fa", "the prefix itself is escaped");
         assert_eq!(azure_name(""), None);
-        // Names another tool wrote stay as they arrive.
-        assert_eq!(from_azure_name("my_key"), "my_key");
-        assert_eq!(from_azure_name("my_2D"), "my_2D");
-        assert_eq!(from_azure_name("mykey"), "mykey");
+        assert_eq!(azure_name("n\0"), None, "no control character in a header name");
+        assert_eq!(azure_name("tab\there"), None);
+    }
+
+    /// Names another tool wrote are never taken for ferry's escape (hostile-user finding 5).
+    #[test]
+    fn azure_names_other_tools_wrote_stay_as_they_are() {
+        for name in ["size_20", "n_00", "content_2dtype", "my_key", "my_2D", "mykey", "_31st"] {
+            assert_eq!(from_azure_name(name), name);
+        }
+        // Under the prefix, only ferry's exact escapes decode: never to a control character,
+        // never a plain name written the long way.
+        assert_eq!(from_azure_name("ferry_x_n_00"), "ferry_x_n_00");
+        assert_eq!(from_azure_name("ferry_x_abc"), "ferry_x_abc");
+        assert_eq!(from_azure_name("ferry_x_a_2"), "ferry_x_a_2");
+        assert_eq!(from_azure_name("ferry_x_size_20"), "size ");
     }
 
     #[test]
@@ -367,6 +416,10 @@ mod tests {
         let azure = fit(None, &meta, &headers, Some(&tags), &AZURE);
         assert!(azure.not_carried.contains(&NotCarried::Header { header: Header::Expires }));
         assert!(azure.metadata.contains_key("bad name"), "escaped, so carried");
+        let control: BTreeMap<String, String> = [("n\0".to_string(), "v".to_string())].into();
+        let azure_control = fit(None, &control, &Headers::default(), None, &AZURE);
+        assert!(azure_control.metadata.is_empty());
+        assert_eq!(azure_control.not_carried, [NotCarried::Name { key: "n\0".into(), issue: NameIssue::Invalid }]);
         assert!(azure.metadata.contains_key("Owner-Team") && azure.metadata.contains_key("owner-team"), "case kept by the escape");
 
         let local = fit(Some("text/plain"), &meta, &headers, Some(&tags), &Carries::NOTHING);

@@ -9,6 +9,7 @@
 use crate::Stats;
 use crate::options::{Archived, CopyOptions, Failure};
 use crate::scheduler::Shared;
+use ferry_core::headers::Attrs;
 use ferry_core::{ArchiveState, Checksums, ErrorClass, Evidence, FailureKind, NotCarried, ObjectDigest, ObjectEntry, PartPlan, crc32c};
 use ferry_journal::{Intent, Journal, ObjectRow, Outcome, PartRow, Prior, RunId, Seen, WriteOp, Wrote};
 use ferry_providers::{Multipart, MultipartUpload, PartReceipt, Provider, ProviderError, PutAttrs, ServerCopied, ServerCopy};
@@ -287,14 +288,14 @@ impl Mover {
         };
         // Everything is read (and every part sent) before the object is committed: a read that
         // fails the source's checksum is never completed or written as a copy.
-        let (commit, digest, seen, reads_checked, prior) = match self.dst.multipart() {
+        let (commit, digest, seen, reads_checked, prior, src_attrs) = match self.dst.multipart() {
             Some(mp) if !plan.is_single() => {
                 // One HEAD gives the attributes to write and proves the source unchanged; every
                 // part read is checked again.
                 let (current, prior) = tokio::join!(self.src.head(row.src_key()), self.prior(row));
                 let current = current?.ok_or_else(|| gone(row))?;
                 check_unchanged(row, &current)?;
-                let attrs = self.attrs_for(row, &current).await?;
+                let (attrs, src_attrs) = self.attrs_for(row, &current).await?;
                 // Without a source CRC32C, ranged reads are proved by the source's MD5 ETag if it has one.
                 let etag_check =
                     match entry.checksums.crc32c.is_none() && current.checksums.crc32c.is_none() && current.checksums.crc64nvme.is_none() {
@@ -303,7 +304,7 @@ impl Mover {
                     };
                 let mut opened = self.open_upload(row, mp, &plan, &attrs, open.map(|(id, _)| id), etag_check).await?;
                 let (parts, reads_checked) = self.send_parts(row, &plan, &mut opened, sent).await?;
-                (Commit::Parts(opened.upload, parts), opened.digest, current, reads_checked, prior?)
+                (Commit::Parts(opened.upload, parts), opened.digest, current, reads_checked, prior?, src_attrs)
             }
             _ => {
                 // Only objects that fit the budget go in one request (the plan's parts fit it).
@@ -318,8 +319,8 @@ impl Mover {
                 let crc = crc32c(&fetched.data);
                 let mut digest = ObjectDigest::new();
                 digest.push_part(&fetched.data, crc);
-                let attrs = self.attrs_for(row, &fetched.object).await?;
-                (Commit::Whole(fetched.data, crc, Box::new(attrs), permit), digest, fetched.object, fetched.checked, prior?)
+                let (attrs, src_attrs) = self.attrs_for(row, &fetched.object).await?;
+                (Commit::Whole(fetched.data, crc, Box::new(attrs), permit), digest, fetched.object, fetched.checked, prior?, src_attrs)
             }
         };
         let verified_by = match source_evidence(row, &seen, &digest, reads_checked) {
@@ -349,16 +350,17 @@ impl Mover {
         let crc64nvme = Some(digest.crc64nvme_hex());
         let (sha256, crc) = digest.finish();
         let copied = Checksums { sha256: Some(sha256), crc32c: Some(crc), crc64nvme, md5: None };
-        let outcome = Outcome { copied, dst_etag: receipt.etag, verified_by };
+        let outcome = Outcome { copied, dst_etag: receipt.etag, verified_by, src_attrs: Some(src_attrs) };
         Ok((outcome, memory))
     }
 
     /// The attributes to write for `row`, given what the read (or HEAD) saw: fitted to what the
     /// destination keeps, with what it does not recorded for the report. Tags the read did not
     /// return cost one request, asked only when they are copied and the destination keeps them.
-    async fn attrs_for(&self, row: &ObjectRow, read: &ObjectEntry) -> Result<PutAttrs, ObjectError> {
+    /// Also what the source gave besides tags, as read: the journal keeps it for `verify`.
+    async fn attrs_for(&self, row: &ObjectRow, read: &ObjectEntry) -> Result<(PutAttrs, Attrs), ObjectError> {
         let base = attrs_of(row, read, self.opts.file_mode);
-        let headers = if read.headers.is_empty() { row.entry.headers.clone() } else { read.headers.clone() };
+        let headers = source_headers(row, read);
         let carries = self.dst.carries();
         let tags = match (self.opts.tags, carries.tags) {
             (crate::TagsMode::Skip, _) => None,
@@ -373,13 +375,15 @@ impl Mover {
         // What a pair cannot carry at all is said once for the run, not per object.
         let not_carried = fitted.not_carried.into_iter().filter(|n| !matches!(n, NotCarried::Metadata | NotCarried::Tags)).collect();
         self.fidelity.record(&row.entry.key, not_carried);
-        Ok(PutAttrs {
+        let src_attrs = Attrs { content_type: base.content_type.clone(), headers, metadata: base.metadata };
+        let put = PutAttrs {
             content_type: fitted.content_type.or(base.content_type.filter(|_| !carries.metadata)),
             metadata: fitted.metadata,
             mode: base.mode,
             headers: fitted.headers,
             tags: fitted.tags,
-        })
+        };
+        Ok((put, src_attrs))
     }
 
     /// Has the service copy the object (no bytes through ferry), and checks the copy against
@@ -450,7 +454,10 @@ impl Mover {
         self.journal.finish_write(ledger, &wrote).await?;
         // The journal keeps no MD5 of a copy.
         let checksums = Checksums { md5: None, ..copied.checksums };
-        Ok(Outcome { copied: checksums, dst_etag: copied.etag, verified_by })
+        // The service copied the source's attributes as its HEAD gave them.
+        let base = attrs_of(row, &current, None);
+        let src_attrs = Attrs { content_type: base.content_type, headers: source_headers(row, &current), metadata: base.metadata };
+        Ok(Outcome { copied: checksums, dst_etag: copied.etag, verified_by, src_attrs: Some(src_attrs) })
     }
 
     /// What the destination holds under the object's key now, for the write ledger, and how
@@ -885,6 +892,11 @@ fn gone(row: &ObjectRow) -> ObjectError {
 /// except for a file read off a shipped disk, whose type the shipment manifest kept from the
 /// original source (the disk's own is only guessed from the name). Permission bits: the source
 /// file's (local disk), else `file_mode` (`--file-mode`), else the destination's default.
+/// The system headers besides Content-Type the source gave: the read's, else the listing's.
+fn source_headers(row: &ObjectRow, read: &ObjectEntry) -> ferry_core::Headers {
+    if read.headers.is_empty() { row.entry.headers.clone() } else { read.headers.clone() }
+}
+
 fn attrs_of(row: &ObjectRow, read: &ObjectEntry, file_mode: Option<u32>) -> PutAttrs {
     let listed = &row.entry;
     let content_type = match row.route.src_path {

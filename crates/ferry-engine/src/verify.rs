@@ -5,9 +5,14 @@
 //! the bytes ferry read, else the entity tag the destination gave when ferry wrote the object
 //! (any later write changes it), else the size alone. `--all-bytes` reads every object back and
 //! compares its SHA-256 with the one recorded while copying.
+//!
+//! The same HEAD's headers and metadata are compared with what the source gave the copy (kept
+//! in the journal), fitted to what the destination can hold: one difference per header or
+//! metadata pair, each of its own [`DifferenceKind`].
 
 use crate::{EngineError, Job, Result, Stats};
-use ferry_core::{Evidence, ObjectDigest};
+use ferry_core::headers::{Attrs, NameRule, fit};
+use ferry_core::{Carries, Evidence, Header, ObjectDigest, ObjectEntry};
 use ferry_journal::{Journal, JournalKind, ObjectRow, ObjectState};
 use ferry_manifest::ManifestReader;
 use ferry_providers::Provider;
@@ -37,8 +42,9 @@ pub struct Difference {
 }
 
 /// How the destination differs from what the copy recorded, by stable name (`missing`,
-/// `extra`, `size`, `checksum`, `changed`, `not-copied`, `metadata`, `error`) in reports and
-/// output.
+/// `extra`, `size`, `checksum`, `changed`, `not-copied`, `metadata`, `content-type`,
+/// `content-encoding`, `content-disposition`, `content-language`, `cache-control`, `expires`,
+/// `error`) in reports and output.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
@@ -55,9 +61,19 @@ pub enum DifferenceKind {
     Changed,
     /// The journal does not have the object as copied (failed, pending, refused…).
     NotCopied,
-    /// User metadata the manifest recorded (GCS listings carry it) is not at the destination as
-    /// it can hold it (a name or value it cannot hold, or a pair missing or changed).
+    /// User metadata the source gave the copy is not at the destination as it can hold it (a
+    /// name or value it cannot hold, a pair missing or changed), or the destination has a pair
+    /// the source did not.
     Metadata,
+    /// The destination's Content-Type is not the source's.
+    ContentType,
+    /// A system header the destination carries is not as the source gave it (changed, missing,
+    /// or there without the source having it): one kind per header.
+    ContentEncoding,
+    ContentDisposition,
+    ContentLanguage,
+    CacheControl,
+    Expires,
     /// The destination could not be asked.
     Error,
     /// Gone from the source (a delta's later generation), still at the destination: a delete
@@ -76,8 +92,25 @@ impl DifferenceKind {
             DifferenceKind::Changed => "changed",
             DifferenceKind::NotCopied => "not-copied",
             DifferenceKind::Metadata => "metadata",
+            DifferenceKind::ContentType => "content-type",
+            DifferenceKind::ContentEncoding => "content-encoding",
+            DifferenceKind::ContentDisposition => "content-disposition",
+            DifferenceKind::ContentLanguage => "content-language",
+            DifferenceKind::CacheControl => "cache-control",
+            DifferenceKind::Expires => "expires",
             DifferenceKind::Error => "error",
             DifferenceKind::DeletedAtSource => "deleted-at-source",
+        }
+    }
+
+    /// The kind that names a difference in `header`.
+    pub fn of_header(header: Header) -> DifferenceKind {
+        match header {
+            Header::ContentEncoding => DifferenceKind::ContentEncoding,
+            Header::ContentDisposition => DifferenceKind::ContentDisposition,
+            Header::ContentLanguage => DifferenceKind::ContentLanguage,
+            Header::CacheControl => DifferenceKind::CacheControl,
+            Header::Expires => DifferenceKind::Expires,
         }
     }
 }
@@ -102,6 +135,9 @@ pub struct VerifySummary {
     /// Entries the source had that were never copied (symlinks, FIFOs…): the destination
     /// lacks them by design, named here rather than as differences.
     pub skipped: crate::Skipped,
+    /// Calls to the destination by method (`s3 head`, `azure head`…): quick mode sends one per
+    /// object, whose answer carries the headers and metadata compared too.
+    pub requests: BTreeMap<String, ferry_providers::RequestCount>,
     pub seconds: f64,
     pub report: Option<std::path::PathBuf>,
 }
@@ -133,6 +169,7 @@ pub async fn verify(
         proved_by: BTreeMap::new(),
         differences: Vec::new(),
         skipped: crate::Skipped::of(journal.as_ref()).await?,
+        requests: BTreeMap::new(),
         seconds: 0.0,
         report: None,
     };
@@ -151,7 +188,7 @@ pub async fn verify(
         let Some(last) = rows.last() else { break };
         cursor = last.id;
         let to_check = rows.into_iter().filter(|row| row.entry.skipped.is_none());
-        let results: Vec<(ObjectRow, std::result::Result<Evidence, Difference>)> = futures::stream::iter(to_check)
+        let results: Vec<(ObjectRow, std::result::Result<Evidence, Vec<Difference>>)> = futures::stream::iter(to_check)
             .map(|row| {
                 let dst = dst.clone();
                 let stats = stats.clone();
@@ -173,7 +210,7 @@ pub async fn verify(
                     summary.matched += 1;
                     *summary.proved_by.entry(method).or_default() += 1;
                 }
-                Err(d) => summary.differences.push(d),
+                Err(d) => summary.differences.extend(d),
             }
         }
     }
@@ -181,6 +218,7 @@ pub async fn verify(
         summary.extra = find_extras(dst.as_ref(), journal.as_ref(), &mut summary.differences).await?;
     }
     summary.differences.sort_by(|a, b| a.key.cmp(&b.key));
+    summary.requests = run.requests().snapshot();
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("verify", &report)?);
@@ -254,10 +292,10 @@ fn kib(bytes: u64) -> usize {
     usize::try_from(bytes.div_ceil(1024).clamp(1, u32::MAX as u64 / 2)).unwrap_or(usize::MAX)
 }
 
-async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>) -> std::result::Result<Evidence, Difference> {
+async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>) -> std::result::Result<Evidence, Vec<Difference>> {
     use DifferenceKind::*;
     let e = &row.entry;
-    let diff = |kind, detail: String| Difference { key: e.key.clone(), kind, detail };
+    let diff = |kind, detail: String| vec![Difference { key: e.key.clone(), kind, detail }];
     // A key gone from the source must be gone from the destination too.
     if matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted) {
         return match dst.head(&e.key).await {
@@ -276,6 +314,7 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
             e.storage_class.as_ref().filter(|c| c.needs_restore()).map(|c| format!(" (archived: {})", c.name)).unwrap_or_default();
         return Err(diff(NotCopied, format!("the journal has it {}{archived}{why}", row.state)));
     }
+    // The one request per object: its answer carries the headers and metadata as well.
     let head = match dst.head(&e.key).await {
         Ok(Some(h)) => h,
         Ok(None) => return Err(diff(Missing, "not found at the destination".into())),
@@ -284,8 +323,9 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
     if head.size != e.size {
         return Err(diff(Size, format!("destination has {} bytes, the source {}", head.size, e.size)));
     }
-    if let Some(lost) = metadata_difference(&dst.carries(), e, &head) {
-        return Err(diff(Metadata, lost));
+    let attrs = attr_differences(&dst.carries(), row, &head);
+    if !attrs.is_empty() {
+        return Err(attrs);
     }
     // Objects the service copied itself have no SHA-256 of their bytes to compare a read-back
     // with: they are checked by the service's checksums below.
@@ -310,24 +350,64 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
     Ok(Evidence::SizeOnly)
 }
 
-/// The user metadata the manifest recorded (where the listing carries it: GCS) that the destination (keeping `to`) does not hold as it can: names or values it
-/// cannot hold, and pairs missing or changed. `None` when all is there.
-fn metadata_difference(to: &ferry_core::Carries, e: &ferry_core::ObjectEntry, head: &ferry_core::ObjectEntry) -> Option<String> {
-    if !to.metadata || e.metadata.is_empty() {
-        return None;
+/// How the destination's attributes (`head`, of a destination keeping `to`) differ from what
+/// it can hold of the source's: one difference per header and per metadata pair, each of its
+/// own kind. What the pair of providers cannot carry at all (Expires to GCS or Azure, case in
+/// S3 names) is expected absent; a name or value lost is a difference. The source's
+/// attributes are those the journal kept of the copy; an object copied by a ferry that kept
+/// none is compared by the metadata the manifest recorded (a GCS listing's) alone.
+fn attr_differences(to: &Carries, row: &ObjectRow, head: &ObjectEntry) -> Vec<Difference> {
+    let e = &row.entry;
+    if !to.metadata {
+        return Vec::new();
     }
-    let fitted = ferry_core::headers::fit(None, &e.metadata, &Default::default(), None, to);
-    let mut lost: Vec<String> = fitted.not_carried.iter().filter(|n| n.loses_user_data()).map(|n| n.to_string()).collect();
-    for (k, v) in &fitted.metadata {
-        let stored = match to.names {
-            ferry_core::headers::NameRule::LowerCaseToken => k.to_ascii_lowercase(),
-            _ => k.clone(),
-        };
-        if head.metadata.get(&stored) != Some(v) {
-            lost.push(format!("metadata {k:?}: not at the destination as copied"));
+    let mut out = Vec::new();
+    let mut push = |kind, detail: String| out.push(Difference { key: e.key.clone(), kind, detail });
+    let (src, whole) = match &row.src_attrs {
+        Some(attrs) => (attrs.clone(), true),
+        None => (Attrs { metadata: e.metadata.clone(), ..Attrs::default() }, false),
+    };
+    let fitted = fit(src.content_type.as_deref(), &src.metadata, &src.headers, None, to);
+    for lost in fitted.not_carried.iter().filter(|n| n.loses_user_data()) {
+        push(DifferenceKind::Metadata, lost.to_string());
+    }
+    let shown = |v: Option<&str>| v.map_or_else(|| "none".to_string(), |v| format!("{v:?}"));
+    // A destination gives every object a Content-Type (S3 `binary/octet-stream`, Azure
+    // `application/octet-stream`): compared only where the source had one.
+    if let Some(want) = fitted.content_type.as_deref().filter(|_| whole)
+        && head.content_type.as_deref() != Some(want)
+    {
+        push(
+            DifferenceKind::ContentType,
+            format!("Content-Type {} at the destination, {want:?} at the source", shown(head.content_type.as_deref())),
+        );
+    }
+    for header in to.headers.iter().copied().filter(|_| whole) {
+        let (want, got) = (fitted.headers.get(header), head.headers.get(header));
+        if want != got {
+            let detail = format!("{} {} at the destination, {} at the source", header.as_str(), shown(got), shown(want));
+            push(DifferenceKind::of_header(header), detail);
         }
     }
-    (!lost.is_empty()).then(|| lost.join("; "))
+    // Metadata names as the destination gives them back.
+    let stored = |k: &str| match to.names {
+        NameRule::LowerCaseToken => k.to_ascii_lowercase(),
+        NameRule::Any | NameRule::Identifier => k.to_string(),
+    };
+    let mut expected = std::collections::HashSet::new();
+    for (k, v) in &fitted.metadata {
+        let name = stored(k);
+        match head.metadata.get(&name) {
+            Some(got) if got == v => {}
+            Some(got) => push(DifferenceKind::Metadata, format!("metadata {k:?}: {got:?} at the destination, {v:?} at the source")),
+            None => push(DifferenceKind::Metadata, format!("metadata {k:?}: not at the destination as copied")),
+        }
+        expected.insert(name);
+    }
+    for (k, v) in head.metadata.iter().filter(|(k, _)| whole && !expected.contains(k.as_str())) {
+        push(DifferenceKind::Metadata, format!("metadata {k:?}: {v:?} at the destination, not at the source"));
+    }
+    out
 }
 
 /// The SHA-256 of `key`'s `size` bytes, read in ranges of [`READ_CHUNK`] one at a time.

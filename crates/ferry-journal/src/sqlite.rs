@@ -89,7 +89,8 @@ CREATE TABLE IF NOT EXISTS objects (
     claim_pass    INTEGER,                           -- the pass that last claimed it (not handed out again in it)
     storage_class TEXT,                              -- JSON ferry_core::StorageClass as listed (archived or not)
     restore_requested TEXT,                          -- when ferry asked the source to restore it (RFC 3339)
-    deleted_from  TEXT                               -- a pending delete's state before (a refused key that returns stays refused)
+    deleted_from  TEXT,                              -- a pending delete's state before (a refused key that returns stays refused)
+    src_attrs     TEXT                               -- JSON ferry_core::headers::Attrs the source gave the last copy (for verify)
 );
 CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
 CREATE TABLE IF NOT EXISTS parts (
@@ -108,7 +109,7 @@ const INDEXES: &str = "
 CREATE INDEX IF NOT EXISTS objects_leased ON objects(lease_until) WHERE lease_until IS NOT NULL;
 ";
 
-const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified, generation, storage_class, restore_requested";
+const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified, generation, storage_class, restore_requested, src_attrs";
 
 /// A column as `PRAGMA table_info` declares it: name, type, not null, default.
 type Column = (String, String, bool, Option<String>);
@@ -160,6 +161,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
         route: Route { device: r.get(18)?, src_path: r.get(19)?, dst_path: r.get(20)?, expect_sha256: r.get(22)? },
         note: r.get(23)?,
         restore_requested: r.get::<_, Option<String>>(27)?.and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok()).map(|t| t.to_utc()),
+        src_attrs: r.get_ref(28)?.as_str_or_null()?.and_then(|json| serde_json::from_str(json).ok()),
     })
 }
 
@@ -190,7 +192,7 @@ pub(crate) struct Inner {
 /// An outcome recorded but not yet committed: it rides on the journal's next commit.
 enum Queued {
     /// [`Ledger::mark_done`] of an object.
-    Done(i64, Outcome),
+    Done(i64, Box<Outcome>),
     /// [`Writes::finish_write`] of a write ledger row.
     Wrote(i64, Wrote),
 }
@@ -200,7 +202,7 @@ enum Queued {
 const FORGET_PARTS: &str = "DELETE FROM parts WHERE object_id = ?1";
 const MARK_DONE: &str = "UPDATE objects SET state = 'done', error = NULL, upload_id = NULL, part_size = NULL, hash_next = NULL,
      hash_state = NULL, attempts = attempts + 1, sha256 = ?2, crc32c = ?3, dst_etag = ?4, verified_by = ?5, crc64nvme = ?6,
-     lease_owner = NULL, lease_until = NULL, updated_at = datetime('now') WHERE id = ?1";
+     src_attrs = ?7, lease_owner = NULL, lease_until = NULL, updated_at = datetime('now') WHERE id = ?1";
 const UPLOAD_OF: &str = "SELECT upload_id, part_size FROM objects WHERE id = ?1";
 
 /// Outcomes queued at most before they are committed on their own.
@@ -211,14 +213,16 @@ impl Queued {
         match self {
             Queued::Done(id, o) => {
                 c.prepare_cached(FORGET_PARTS)?.execute([id])?;
-                let Outcome { copied, dst_etag, verified_by } = o;
+                let Outcome { copied, dst_etag, verified_by, src_attrs } = o.as_ref();
+                let src_attrs = src_attrs.as_ref().map(|a| serde_json::to_string(a).expect("attributes serialize"));
                 c.prepare_cached(MARK_DONE)?.execute(params![
                     id,
                     copied.sha256,
                     copied.crc32c,
                     dst_etag,
                     verified_by.as_str(),
-                    copied.crc64nvme
+                    copied.crc64nvme,
+                    src_attrs
                 ])?;
             }
             Queued::Wrote(row, wrote) => writes::finish_write(c, *row, wrote)?,
@@ -1179,7 +1183,7 @@ impl Ledger for SqliteJournal {
     }
 
     async fn mark_done(&self, id: i64, outcome: &Outcome) -> Result<()> {
-        self.0.enqueue(Queued::Done(id, outcome.clone()))
+        self.0.enqueue(Queued::Done(id, Box::new(outcome.clone())))
     }
 
     async fn mark_failed(&self, id: i64, error: &str) -> Result<()> {

@@ -110,6 +110,9 @@ pub struct ObjectRow {
     pub note: Option<String>,
     /// When ferry asked the source to restore the (archived) object, if it did.
     pub restore_requested: Option<chrono::DateTime<chrono::Utc>>,
+    /// What the source gave the last finished copy besides the bytes (see [`Outcome::src_attrs`]);
+    /// `None` for objects not copied, or copied by a ferry that did not keep it.
+    pub src_attrs: Option<ferry_core::headers::Attrs>,
 }
 
 impl ObjectRow {
@@ -154,6 +157,9 @@ pub struct Outcome {
     pub dst_etag: Option<String>,
     /// Which check proved the bytes; stored by its stable name.
     pub verified_by: Evidence,
+    /// The Content-Type, headers and user metadata the source gave the copy (as read, before
+    /// they were fitted to the destination): what `verify` expects at the destination.
+    pub src_attrs: Option<ferry_core::headers::Attrs>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]

@@ -221,18 +221,19 @@ impl Azurite {
         self.signed_headers_with(verb, path, query, &[])
     }
 
-    /// Like `signed_headers`, with more `x-ms-*` headers (sorted, lowercase names, each after
-    /// `x-ms-blob-…` and before `x-ms-date` in order) signed and sent.
+    /// Like `signed_headers`, with more `x-ms-*` headers (lowercase names) signed and sent.
     fn signed_headers_with(&self, verb: &str, path: &str, query: &[(&str, &str)], extra: &[(&str, &str)]) -> Vec<(String, String)> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::STANDARD;
         let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
         let version = "2021-08-06";
         let resource: String = query.iter().map(|(k, v)| format!("\n{k}:{v}")).collect();
-        let extra_signed: String = extra.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
-        let to_sign = format!(
-            "{verb}\n\n\n\n\n\n\n\n\n\n\n\n{extra_signed}x-ms-date:{date}\nx-ms-version:{version}\n/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{path}{resource}"
-        );
+        // The canonical headers: every `x-ms-*` one, sorted by name (SharedKey's rule).
+        let mut signed: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        signed.extend([("x-ms-date".to_string(), date.clone()), ("x-ms-version".to_string(), version.to_string())]);
+        signed.sort();
+        let canonical: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+        let to_sign = format!("{verb}\n\n\n\n\n\n\n\n\n\n\n\n{canonical}/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{path}{resource}");
         let key = b64.decode(AZURITE_KEY).expect("key");
         let signature = b64.encode(hmac_sha256(&key, to_sign.as_bytes()));
         let mut headers: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -254,6 +255,18 @@ impl Azurite {
         let url = format!("{}/{AZURITE_ACCOUNT}/{path}?comp=properties", self.endpoint);
         let status = reqwest::blocking_put(&url, &headers);
         assert_eq!(status, 200, "set properties of {path}: HTTP {status}");
+    }
+
+    /// Replaces blob `container/blob`'s metadata with `pairs` the way any other tool does (Set
+    /// Blob Metadata, names sent as given: lower-case identifiers, as HTTP sends them).
+    pub fn set_metadata(&self, container: &str, blob: &str, pairs: &[(&str, &str)]) {
+        let path = format!("{container}/{blob}");
+        let names: Vec<(String, &str)> = pairs.iter().map(|(k, v)| (format!("x-ms-meta-{k}"), *v)).collect();
+        let extra: Vec<(&str, &str)> = names.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        let headers = self.signed_headers_with("PUT", &path, &[("comp", "metadata")], &extra);
+        let url = format!("{}/{AZURITE_ACCOUNT}/{path}?comp=metadata", self.endpoint);
+        let status = reqwest::blocking_put(&url, &headers);
+        assert_eq!(status, 200, "set metadata of {path}: HTTP {status}");
     }
 
     /// Sets blob `container/blob`'s access tier (`Hot`, `Cool`, `Archive`): an Archive blob

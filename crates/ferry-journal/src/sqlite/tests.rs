@@ -15,6 +15,7 @@ fn outcome() -> Outcome {
         copied: Checksums { sha256: Some("s".into()), crc32c: Some("c".into()), ..Checksums::default() },
         dst_etag: Some("e".into()),
         verified_by: Evidence::SizeOnly,
+        src_attrs: None,
     }
 }
 
@@ -681,4 +682,26 @@ async fn a_deleted_key_stays_out_of_the_counts_until_it_comes_back() {
     let a = j.get("a").await.unwrap().unwrap();
     j.mark_deleted(a.id).await.unwrap();
     assert_eq!(j.get("a").await.unwrap().unwrap().state, ObjectState::Pending);
+}
+
+// Issue 14 (verify compares every header): a done object keeps the attributes its source gave
+// the copy, across a reopen; a journal made before the column gains it, its rows without one.
+#[tokio::test]
+async fn a_done_object_keeps_its_source_attributes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.sqlite");
+    older_journal(&path, &["src_attrs"], "5").await;
+    let j = SqliteJournal::open(&path).unwrap();
+    assert!(j.page(0, 10).await.unwrap().iter().all(|r| r.src_attrs.is_none()));
+    let attrs = ferry_core::headers::Attrs {
+        content_type: Some("text/html".into()),
+        headers: ferry_core::Headers { cache_control: Some("no-store".into()), ..Default::default() },
+        metadata: [("Owner-Team".to_string(), "web".to_string())].into(),
+    };
+    let id = j.get("k1").await.unwrap().unwrap().id;
+    j.mark_done(id, &Outcome { src_attrs: Some(attrs.clone()), ..outcome() }).await.unwrap();
+    drop(j);
+    let j = SqliteJournal::open(&path).unwrap();
+    assert_eq!(j.get("k1").await.unwrap().unwrap().src_attrs, Some(attrs));
+    assert_eq!(j.get("k2").await.unwrap().unwrap().src_attrs, None);
 }
