@@ -15,29 +15,16 @@ pub async fn run(
     tuning: &Tuning,
     run: &std::sync::Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
+    let asked = tuning.asked().map_err(EngineError::WriteSetting)?;
     let mut job = open_job(common, src, dst)?;
-    if let Some(asked) = &tuning.storage_class {
-        job.set_storage_class(asked)?;
-    }
-    if let Some(sse) = tuning.sse().map_err(EngineError::WriteSetting)? {
-        job.set_sse(sse)?;
-    }
-    if let Some(key) = &tuning.gcs_kms_key {
-        job.set_gcs_kms_key(key)?;
-    }
-    if let Some(scope) = &tuning.azure_encryption_scope {
-        job.set_azure_encryption_scope(scope)?;
-    }
+    let settings = job.settle(&asked)?;
     let (source, destination) = job.providers(run).await?;
     let opts = CopyOptions {
         dry_run: tuning.dry_run,
         server_side: tuning.server_side == crate::args::ServerSide::Auto,
         file_mode: tuning.file_mode,
-        tags: match tuning.tags {
-            crate::args::TagsArg::Copy => ferry_engine::TagsMode::Copy,
-            crate::args::TagsArg::Skip => ferry_engine::TagsMode::Skip,
-        },
-        archived: tuning.archived(),
+        tags: settings.tags,
+        archived: settings.archived(),
         restore_wait: tuning.restore_wait.unwrap_or_default(),
         ..tuning.transfer.options()
     };

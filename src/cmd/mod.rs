@@ -48,7 +48,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
                         src_profile: None,
                         dst_profile: dst_profile.clone(),
                         follow_symlinks: false,
-                        local_metadata: crate::args::LocalMetadataArg::None,
+                        local_metadata: None,
                         json,
                     },
                     dry_run,
@@ -81,17 +81,13 @@ fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job
             endpoint: common.src_endpoint.clone(),
             profile: common.src_profile.clone(),
             follow_symlinks: common.follow_symlinks,
-            local_metadata: common.local_metadata.into(),
             ..Connect::default()
         },
-        destination: Connect {
-            endpoint: common.dst_endpoint.clone(),
-            profile: common.dst_profile.clone(),
-            local_metadata: common.local_metadata.into(),
-            ..Connect::default()
-        },
+        destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone(), ..Connect::default() },
     };
-    Job::open(&common.job, src, dst, access)
+    let mut job = Job::open(&common.job, src, dst, access)?;
+    job.settle_local_metadata(common.local_metadata.map(Into::into))?;
+    Ok(job)
 }
 
 /// A device (`--to` of an export, `--from` of an ingest) as the side a new job records; an

@@ -144,6 +144,8 @@ pub async fn copy(
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
+    // Before the first write: a later run of this job writes the way this one does.
+    job.keep_settings()?;
 
     let shared = shared(journal, ferry_journal::RunKind::Copy, &opts, &stats, run).await?;
     let mut mover = Mover::new(src, dst, &shared, &opts);

@@ -13,6 +13,8 @@
 //! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal; count
 //!   and name objects under S3 object lock.
 //! - [`mod@copy`]: a copy from source to destination: plan, one scheduler pass, the summary.
+//! - [`settings`]: the run settings a job keeps from its first copy (class, encryption,
+//!   local metadata, tags, archived objects), and how a later run's flags meet them.
 //! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
 //! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
 //!   `--transfers` at a time, each through the mover its route picks.
@@ -44,6 +46,7 @@ mod mover;
 pub mod options;
 pub mod plan;
 mod scheduler;
+pub mod settings;
 pub mod skipped;
 pub mod stats;
 pub mod verify;
@@ -56,6 +59,7 @@ pub use fidelity::{Fidelity, TagsMode};
 pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use job::{Access, Job};
 pub use plan::{Locked, PlanSummary, plan};
+pub use settings::{AskedSettings, Settings};
 pub use skipped::Skipped;
 pub use stats::Stats;
 pub use verify::{Difference, DifferenceKind, VerifyOptions, VerifySummary, verify};
