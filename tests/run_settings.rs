@@ -187,3 +187,105 @@ fn findings_09_10_empty_keys_and_restore_flags_without_restore_are_refused() {
         assert!(!w.join("j").exists(), "nothing written: {args:?}");
     }
 }
+
+/// Runs boto3 (shipped with moto) against `moto`: `script` sees `s3` (a client), `bucket` and
+/// `datetime`.
+fn boto3(moto: &Moto, bucket: &str, script: &str) {
+    let prelude = r#"
+import sys, boto3
+from datetime import datetime
+from botocore.config import Config
+endpoint, bucket = sys.argv[1:3]
+s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto",
+                  region_name="us-east-1", config=Config(request_checksum_calculation="when_required"))
+"#;
+    let out = std::process::Command::new("python3")
+        .args(["-c", &format!("{prelude}{script}"), &moto.endpoint, bucket])
+        .env("PYTHONPATH", services_dir().join("moto"))
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+// Finding 10: `copy` did not say how many objects were archived, and `expedited` was sent for
+// DEEP_ARCHIVE (which S3 refuses). moto restores at once and takes any tier, so what is proved
+// here is the count of restores asked at standard instead, and the summaries.
+#[test]
+fn finding_10_copy_counts_archived_objects_and_restores_deep_archive_at_standard() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let moto = Moto::start();
+    let env = moto.env();
+    // Two buckets alike: moto keeps an object restored once.
+    for bucket in ["cold", "cold2"] {
+        moto.create_bucket(bucket);
+        boto3(
+            &moto,
+            bucket,
+            r#"
+s3.put_object(Bucket=bucket, Key="hot.txt", Body=b"aaa")
+s3.put_object(Bucket=bucket, Key="2019.tar", Body=b"x" * 100, StorageClass="GLACIER")
+s3.put_object(Bucket=bucket, Key="2018.tar", Body=b"y" * 50, StorageClass="DEEP_ARCHIVE")
+"#,
+        );
+    }
+    let ep = moto.endpoint.as_str();
+    let skip = ferry_ok(w, &["copy", "s3://cold/", "out", "--job", "j", "--src-endpoint", ep], &env, 1);
+    assert!(skip.stdout.contains("archived objects: 2 in the manifest, 2 not read (--archived skip;"), "{}", skip.stdout);
+    let json = ferry_ok(w, &["resume", "--job", "j", "--json"], &env, 1).json();
+    assert_eq!((json["archived"].as_u64(), json["archived_not_read"].as_u64()), (Some(2), Some(2)), "{json}");
+
+    // The next run of the same job restores them: `--archived` follows the latest run.
+    let run = ferry_ok(w, &["resume", "--job", "j", "--archived", "restore", "--restore-tier", "expedited"], &env, 0);
+    assert!(run.stdout.contains("archived objects: 2 in the manifest, 2 restores requested"), "{}", run.stdout);
+    assert!(run.stdout.contains("1 restores asked at standard, not expedited"), "{}", run.stdout);
+    assert_eq!(std::fs::read(w.join("out/2018.tar")).unwrap(), vec![b'y'; 50]);
+    let toml = std::fs::read_to_string(w.join("j/job.toml")).unwrap();
+    assert!(toml.contains("tier = \"expedited\""), "kept: {toml}");
+
+    let args = [
+        "copy",
+        "s3://cold2/",
+        "out2",
+        "--job",
+        "k",
+        "--src-endpoint",
+        ep,
+        "--archived",
+        "restore",
+        "--restore-tier",
+        "expedited",
+        "--json",
+    ];
+    let json = ferry_ok(w, &args, &env, 0).json();
+    assert_eq!((json["restores_requested"].as_u64(), json["restores_at_other_tier"].as_u64()), (Some(2), Some(1)), "{json}");
+    assert_eq!(
+        (json["archived"].as_u64(), json["restoring"].as_u64(), json["archived_not_read"].as_u64()),
+        (Some(2), Some(0), Some(0)),
+        "{json}"
+    );
+}
+
+// Finding 10: object locks were counted by `plan` only; a `copy` that plans says them too.
+#[test]
+fn finding_10_copy_names_the_objects_under_object_lock() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let moto = Moto::start();
+    let env = moto.env();
+    boto3(
+        &moto,
+        "vault",
+        r#"
+s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
+s3.put_object(Bucket=bucket, Key="free.txt", Body=b"a")
+s3.put_object(Bucket=bucket, Key="held.txt", Body=b"b", ChecksumAlgorithm="CRC32", ObjectLockLegalHoldStatus="ON")
+"#,
+    );
+    let ep = moto.endpoint.as_str();
+    let text = ferry_ok(w, &["copy", "s3://vault/", "out", "--job", "j", "--src-endpoint", ep], &env, 0);
+    assert!(text.stdout.contains("1 objects are under object lock (legal hold or retention)"), "{}", text.stdout);
+    assert!(text.stdout.contains("held.txt: legal hold"), "{}", text.stdout);
+    let json = ferry_ok(w, &["copy", "s3://vault/", "out", "--job", "k", "--src-endpoint", ep, "--json"], &env, 0).json();
+    assert_eq!((json["locked"].as_u64(), json["locked_objects"][0]["key"].as_str()), (Some(1), Some("held.txt")), "{json}");
+}

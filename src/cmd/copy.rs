@@ -71,9 +71,8 @@ pub async fn run(
             let retried: Vec<String> = summary.retries.iter().map(|(why, n)| format!("{n} {why}")).collect();
             println!("retried: {}", retried.join(", "));
         }
-        if summary.restores_requested > 0 {
-            println!("restores requested of archived objects: {} (`ferry status` counts those in flight)", summary.restores_requested);
-        }
+        print_archived(&summary, &settings);
+        super::print_locked(summary.locked, &summary.locked_objects);
         super::print_skipped(&summary.skipped);
         print_fidelity(&summary.fidelity);
         super::print_failures_and_report(&summary.failures, summary.report.as_deref());
@@ -83,6 +82,32 @@ pub async fn run(
     }
     let lost = summary.failed > 0 || summary.skipped.lost > 0 || summary.fidelity.lost_user_data();
     Ok(if lost { Exit::Failures } else { Exit::Ok })
+}
+
+/// The archived objects of the manifest, and what this run did with them.
+fn print_archived(s: &ferry_engine::CopySummary, settings: &ferry_engine::Settings) {
+    if s.archived == 0 && s.restores_requested == 0 {
+        return;
+    }
+    let mut said = vec![format!("{} in the manifest", s.archived)];
+    if s.restores_requested > 0 {
+        said.push(format!("{} restores requested", s.restores_requested));
+    }
+    if s.restoring > 0 {
+        said.push(format!("{} still restoring (`ferry copy` again copies those restored since)", s.restoring));
+    }
+    let not_read = s.archived_not_read.saturating_sub(s.restoring);
+    if not_read > 0 {
+        let why = match settings.archived() {
+            ferry_engine::Archived::Skip => " (--archived skip; --archived restore asks the source to restore them)",
+            ferry_engine::Archived::Restore(_) => "",
+        };
+        said.push(format!("{not_read} not read{why}"));
+    }
+    println!("archived objects: {}", said.join(", "));
+    if s.restores_at_other_tier > 0 {
+        println!("  {} restores asked at standard, not expedited: S3 has no expedited retrieval of DEEP_ARCHIVE", s.restores_at_other_tier);
+    }
 }
 
 /// What the destination did not keep of headers, metadata and tags.

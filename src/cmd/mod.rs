@@ -129,6 +129,24 @@ fn print_skipped(skipped: &ferry_engine::Skipped) {
     }
 }
 
+/// Locked objects the text report names (`--json` names more).
+const LOCKED_SHOWN: usize = 20;
+
+/// The objects under S3 object lock a plan counted, and the first of them by name (`plan`,
+/// and `copy` when it planned).
+fn print_locked(locked: u64, named: &[ferry_engine::Locked]) {
+    if locked == 0 {
+        return;
+    }
+    println!("  {locked} objects are under object lock (legal hold or retention): ferry copies their bytes, never their lock");
+    for o in named.iter().take(LOCKED_SHOWN) {
+        println!("    {}: {}", o.key, o.lock);
+    }
+    if locked > LOCKED_SHOWN as u64 {
+        println!("    … and {} more (--json names up to {})", locked - LOCKED_SHOWN as u64, ferry_engine::plan::LOCKED_NAMED);
+    }
+}
+
 /// A run stopped early by a fatal error: said on stderr, exit 2.
 fn stopped_early(reason: Option<&String>) -> Option<Exit> {
     let reason = reason?;

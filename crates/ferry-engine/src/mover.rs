@@ -235,11 +235,14 @@ impl Mover {
             Archived::Restore(request) => request,
         };
         if class.state == ArchiveState::Archived {
-            if !self.src.restore(row.src_key(), &request).await? {
+            let Some(tier) = self.src.restore(row.src_key(), &class, &request).await? else {
                 return failed(format!("ferry cannot ask {} to restore it", self.src.name()));
-            }
+            };
             self.journal.restore_requested(row.id).await?;
             Stats::add(&self.stats.restores_requested, 1);
+            if tier != request.tier {
+                Stats::add(&self.stats.restores_at_other_tier, 1);
+            }
             // Some services restore at once: one look before the object waits for a later run.
             if let Some(now) = self.src.head(row.src_key()).await?
                 && !now.storage_class.is_some_and(|c| c.needs_restore())

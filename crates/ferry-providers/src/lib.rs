@@ -140,14 +140,21 @@ pub trait Provider: Send + Sync {
 
     async fn delete(&self, key: &str) -> Result<()>;
 
-    /// Asks the service to restore archived object `key` (see [`ferry_core::storage`]) so it
-    /// can be read: a copy kept `request.days` days, made at `request.tier`. The restore takes
-    /// the service minutes to days; a HEAD's [`ObjectEntry::storage_class`] says when it is
-    /// readable. `Ok(true)`: requested, or already under way; `Ok(false)`: this provider has
-    /// no archived objects to restore. Restores are billed by the service.
-    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
-        let _ = (key, request);
-        Ok(false)
+    /// Asks the service to restore archived object `key`, now in `class` (see
+    /// [`ferry_core::storage`]), so it can be read: a copy kept `request.days` days, made at
+    /// `request.tier`, or at the nearest tier the service offers for that class (S3 has no
+    /// Expedited retrieval of DEEP_ARCHIVE). The restore takes the service minutes to days; a
+    /// HEAD's [`ObjectEntry::storage_class`] says when it is readable. `Ok(Some(tier))`:
+    /// requested at `tier`, or already under way; `Ok(None)`: this provider has no archived
+    /// objects to restore. Restores are billed by the service.
+    async fn restore(
+        &self,
+        key: &str,
+        class: &ferry_core::StorageClass,
+        request: &ferry_core::RestoreRequest,
+    ) -> Result<Option<ferry_core::RestoreTier>> {
+        let _ = (key, class, request);
+        Ok(None)
     }
 
     /// For a source object that declares no CRC32C: the check of its bytes against the MD5

@@ -106,8 +106,13 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
         self.call(self.inner.delete(key)).await
     }
 
-    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
-        self.call(self.inner.restore(key, request)).await
+    async fn restore(
+        &self,
+        key: &str,
+        class: &ferry_core::StorageClass,
+        request: &ferry_core::RestoreRequest,
+    ) -> Result<Option<ferry_core::RestoreTier>> {
+        self.call(self.inner.restore(key, class, request)).await
     }
 
     // Most answers come from what the caller holds (no request): no slot is taken here. A
@@ -315,8 +320,13 @@ impl<P: Provider + ?Sized + 'static> Provider for Counted<P> {
         r
     }
 
-    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
-        let r = self.inner.restore(key, request).await;
+    async fn restore(
+        &self,
+        key: &str,
+        class: &ferry_core::StorageClass,
+        request: &ferry_core::RestoreRequest,
+    ) -> Result<Option<ferry_core::RestoreTier>> {
+        let r = self.inner.restore(key, class, request).await;
         self.count("restore", &r, |_| 0);
         r
     }

@@ -373,9 +373,10 @@ impl Provider for S3Provider {
         .await
     }
 
-    async fn restore(&self, key: &str, asked: &RestoreRequest) -> Result<bool> {
+    async fn restore(&self, key: &str, class: &ferry_core::StorageClass, asked: &RestoreRequest) -> Result<Option<RestoreTier>> {
         use aws_sdk_s3::types::{GlacierJobParameters, Tier};
-        let tier = match asked.tier {
+        let offered = offered_tier(class, asked.tier);
+        let tier = match offered {
             RestoreTier::Standard => Tier::Standard,
             RestoreTier::Bulk => Tier::Bulk,
             RestoreTier::Expedited => Tier::Expedited,
@@ -387,9 +388,9 @@ impl Provider for S3Provider {
         request(&self.run, 0, || async {
             let req = self.client.restore_object().bucket(&self.location.bucket).key(&full).restore_request(restore.clone());
             match req.send().await {
-                Ok(_) => Ok(true),
+                Ok(_) => Ok(Some(offered)),
                 // Asked before (by ferry or anyone): it is under way.
-                Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(true),
+                Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(Some(offered)),
                 Err(e) => Err(self.failed("restore", key, e)),
             }
         })
