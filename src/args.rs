@@ -308,6 +308,12 @@ pub struct Tuning {
     /// destination does not have [default: the destination's default class].
     #[arg(long, value_name = "CLASS")]
     pub storage_class: Option<String>,
+    /// Per source class, the class objects are written in at the destination, e.g.
+    /// `GLACIER_IR=Archive,STANDARD_IA=Cool,STANDARD=Hot` (any case; each side checked against
+    /// its provider's classes), from the class the manifest recorded for each object. Objects
+    /// of a class not listed get --storage-class, else the destination's default.
+    #[arg(long, value_name = "SRC=DST[,SRC=DST...]", value_parser = parse_class_map)]
+    pub storage_class_map: Option<ClassMap>,
     /// S3 server-side encryption of every object written: `AES256` (SSE-S3) or `aws:kms`
     /// (SSE-KMS; the proof is then the CRC, never the ETag). S3 destinations only
     /// [default: the bucket's default encryption]. Like every write setting, kept by the job
@@ -360,6 +366,7 @@ impl Tuning {
         }
         Ok(ferry_engine::AskedSettings {
             storage_class: self.storage_class.clone(),
+            storage_class_map: self.storage_class_map.clone().map(|m| m.0),
             sse: self.sse()?,
             gcs_kms_key: self.gcs_kms_key.clone(),
             azure_encryption_scope: self.azure_encryption_scope.clone(),
@@ -440,6 +447,14 @@ impl Rates {
     pub fn run(&self) -> std::sync::Arc<ferry_providers::RunContext> {
         ferry_providers::RunContext::new(ferry_providers::Rates { bytes_per_second: self.bwlimit, requests_per_second: self.tpslimit })
     }
+}
+
+/// `--storage-class-map` as read (one value: clap would take a bare `Vec` for a list of values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassMap(pub Vec<(String, String)>);
+
+fn parse_class_map(s: &str) -> Result<ClassMap, String> {
+    ferry_engine::settings::parse_class_map(s).map(ClassMap)
 }
 
 fn parse_rate(s: &str) -> Result<u64, String> {

@@ -25,6 +25,7 @@ pub async fn run(
         file_mode: tuning.file_mode,
         tags: settings.tags,
         archived: settings.archived(),
+        storage_class_map: settings.storage_class_map.clone(),
         restore_wait: tuning.restore_wait.unwrap_or_default(),
         ..tuning.transfer.options()
     };

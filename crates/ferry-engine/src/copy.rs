@@ -79,6 +79,9 @@ pub struct CopySummary {
     /// The class (or access tier) every write asked for (`--storage-class`); `None`: the
     /// destination's default.
     pub storage_class: Option<String>,
+    /// `--storage-class-map`: the class objects of each source class were written in (others:
+    /// `storage_class`).
+    pub storage_class_map: BTreeMap<String, String>,
     /// The S3 server-side encryption every write asked for (`--sse`), e.g. `aws:kms (key K)`;
     /// `None`: the bucket's default.
     pub sse: Option<String>,
@@ -153,6 +156,7 @@ pub async fn copy(
         fidelity: crate::Fidelity::default(),
         skipped,
         storage_class: job.access.destination.write.storage_class.clone(),
+        storage_class_map: opts.storage_class_map.clone(),
         sse: job.access.destination.write.sse.as_ref().map(|s| s.describe()),
         gcs_kms_key: job.access.destination.write.gcs_kms_key.clone(),
         azure_encryption_scope: job.access.destination.write.azure_encryption_scope.clone(),

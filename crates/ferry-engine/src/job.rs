@@ -207,7 +207,8 @@ impl Job {
     /// anything is opened or written, where a flag contradicts a kept setting. Every write to
     /// the destination then carries them; the copy keeps them ([`Job::keep_settings`]).
     pub fn settle(&mut self, asked: &AskedSettings) -> Result<Settings> {
-        let settings = Settings::settle(self.kept.as_ref(), asked, self.destination.scheme, self.access.destination.local_metadata)?;
+        let schemes = (self.source.scheme, self.destination.scheme);
+        let settings = Settings::settle(self.kept.as_ref(), asked, schemes, self.access.destination.local_metadata)?;
         self.access.destination.write = settings.write();
         self.settings = Some(settings.clone());
         Ok(settings)

@@ -356,6 +356,13 @@ impl Mover {
         Ok((outcome, memory))
     }
 
+    /// The class `row` is written in by `--storage-class-map`, from the source class the
+    /// manifest recorded; `None`: unmapped (the destination's `--storage-class` or default).
+    fn mapped_class(&self, row: &ObjectRow) -> Option<String> {
+        let class = row.entry.storage_class.as_ref()?;
+        self.opts.storage_class_map.iter().find(|(from, _)| from.eq_ignore_ascii_case(&class.name)).map(|(_, to)| to.clone())
+    }
+
     /// The attributes to write for `row`, given what the read (or HEAD) saw: fitted to what the
     /// destination keeps, with what it does not recorded for the report. Tags the read did not
     /// return cost one request, asked only when they are copied and the destination keeps them.
@@ -382,6 +389,7 @@ impl Mover {
             mode: base.mode,
             headers: fitted.headers,
             tags: fitted.tags,
+            storage_class: self.mapped_class(row),
         })
     }
 
@@ -426,7 +434,8 @@ impl Mover {
                 })
             })
         };
-        let copied = copier.copy_from(self.src.location(), &object, &plan, &started).await?;
+        let class = self.mapped_class(row);
+        let copied = copier.copy_from(self.src.location(), &object, class.as_deref(), &plan, &started).await?;
         let verified_by = match server_evidence(entry, &current, &copied)? {
             Some(how) => how,
             None => {

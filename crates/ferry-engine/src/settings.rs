@@ -23,11 +23,14 @@ use ferry_core::{RestoreRequest, RestoreTier, Scheme};
 use ferry_providers::local::LocalMetadata;
 use ferry_providers::placement::{self, Sse, WriteSettings};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What a command line asked for: `None` where the flag was left out.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AskedSettings {
     pub storage_class: Option<String>,
+    /// `--storage-class-map`, as [`parse_class_map`] reads it.
+    pub storage_class_map: Option<Vec<(String, String)>>,
     pub sse: Option<Sse>,
     pub gcs_kms_key: Option<String>,
     pub azure_encryption_scope: Option<String>,
@@ -61,6 +64,11 @@ pub struct Settings {
     /// `--archived restore` with these days and tier; `None`: `--archived skip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreRequest>,
+    /// `--storage-class-map`: a source class (the source provider's spelling) to the class its
+    /// objects are written in (the destination's); an unmapped class gets `storage_class`.
+    /// Last: a TOML table.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub storage_class_map: BTreeMap<String, String>,
 }
 
 /// `--sse` as kept.
@@ -131,8 +139,32 @@ impl Settings {
     /// for the rest; `local_metadata` is the one `--local-metadata` already settled (see
     /// [`settle_local_metadata`]). Refused (a usage error, nothing written) where `asked`
     /// contradicts a kept setting that shapes the destination.
-    pub fn settle(kept: Option<&Settings>, asked: &AskedSettings, destination: Scheme, local_metadata: LocalMetadata) -> Result<Settings> {
+    pub fn settle(
+        kept: Option<&Settings>,
+        asked: &AskedSettings,
+        (source, destination): (Scheme, Scheme),
+        local_metadata: LocalMetadata,
+    ) -> Result<Settings> {
         let setting = EngineError::WriteSetting;
+        let map = match &asked.storage_class_map {
+            None => None,
+            Some(pairs) => {
+                let mut map = BTreeMap::new();
+                for (from, to) in pairs {
+                    let from = placement::class_of(source, from, "--storage-class-map", "source").map_err(setting)?;
+                    let to = placement::class_of(destination, to, "--storage-class-map", "destination").map_err(setting)?;
+                    if map.insert(from.clone(), to.clone()).is_some_and(|was| was != to) {
+                        return Err(setting(format!("--storage-class-map: {from} is mapped twice")));
+                    }
+                }
+                Some(map)
+            }
+        };
+        let show_map = |m: &BTreeMap<String, String>| {
+            Some(m.iter().map(|(from, to)| format!("{from}={to}")).collect::<Vec<_>>().join(",")).filter(|s| !s.is_empty())
+        };
+        let storage_class_map =
+            keep_shown("--storage-class-map", kept.map(|s| s.storage_class_map.clone()), map, show_map)?.unwrap_or_default();
         let storage_class =
             asked.storage_class.as_deref().map(|c| placement::storage_class_for(destination, c)).transpose().map_err(setting)?;
         let sse = asked.sse.clone().map(|s| placement::sse_for(destination, s)).transpose().map_err(setting)?;
@@ -185,8 +217,20 @@ impl Settings {
             local_metadata: local_metadata.into(),
             tags: tags.unwrap_or_default(),
             restore,
+            storage_class_map,
         })
     }
+}
+
+/// Reads `--storage-class-map SRC=DST[,SRC=DST…]` (checked against the providers by
+/// [`Settings::settle`]), or says why it cannot.
+pub fn parse_class_map(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.split(',')
+        .map(|pair| match pair.split_once('=') {
+            Some((from, to)) if !from.trim().is_empty() && !to.trim().is_empty() => Ok((from.trim().to_string(), to.trim().to_string())),
+            _ => Err(format!("--storage-class-map: {:?} is not SRC=DST (e.g. GLACIER_IR=Archive,STANDARD=Hot)", pair.trim())),
+        })
+        .collect()
 }
 
 /// `--local-metadata` for any command on a job: the one given, else the one kept, else none;
@@ -244,23 +288,23 @@ mod tests {
 
     #[test]
     fn a_left_out_flag_takes_the_kept_value_and_another_value_is_refused() {
-        let first = Settings::settle(None, &aes(), Scheme::S3, LocalMetadata::None).unwrap();
+        let first = Settings::settle(None, &aes(), (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap();
         assert_eq!((first.sse, first.storage_class.as_deref()), (Some(SseAlgorithm::Aes256), Some("STANDARD_IA")));
-        let resumed = Settings::settle(Some(&first), &AskedSettings::default(), Scheme::S3, LocalMetadata::None).unwrap();
+        let resumed = Settings::settle(Some(&first), &AskedSettings::default(), (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap();
         assert_eq!(resumed, first);
         // The same value in another case is the same value.
-        assert_eq!(Settings::settle(Some(&first), &aes(), Scheme::S3, LocalMetadata::None).unwrap(), first);
+        assert_eq!(Settings::settle(Some(&first), &aes(), (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap(), first);
         let kms = AskedSettings { sse: Some(Sse::Kms { key_id: Some("k".into()) }), ..Default::default() };
-        let err = Settings::settle(Some(&first), &kms, Scheme::S3, LocalMetadata::None).unwrap_err();
+        let err = Settings::settle(Some(&first), &kms, (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap_err();
         assert!(err.is_usage());
         assert_eq!(err.to_string().lines().count(), 1);
         assert!(err.to_string().starts_with("--sse aws:kms --sse-kms-key-id k: this job was first copied with --sse AES256"), "{err}");
         // Kept without a flag: giving it is a contradiction too.
-        let plain = Settings::settle(None, &AskedSettings::default(), Scheme::S3, LocalMetadata::None).unwrap();
-        let err = Settings::settle(Some(&plain), &aes(), Scheme::S3, LocalMetadata::None).unwrap_err().to_string();
+        let plain = Settings::settle(None, &AskedSettings::default(), (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap();
+        let err = Settings::settle(Some(&plain), &aes(), (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap_err().to_string();
         assert!(err.contains("first copied without --storage-class"), "{err}");
         let skip = AskedSettings { tags: Some(TagsMode::Skip), ..Default::default() };
-        assert!(Settings::settle(Some(&plain), &skip, Scheme::S3, LocalMetadata::None).is_err());
+        assert!(Settings::settle(Some(&plain), &skip, (Scheme::S3, Scheme::S3), LocalMetadata::None).is_err());
         assert!(settle_local_metadata(Some(&plain), Some(LocalMetadata::Sidecar)).is_err());
         assert_eq!(settle_local_metadata(Some(&first), None).unwrap(), LocalMetadata::None);
     }
@@ -268,20 +312,51 @@ mod tests {
     #[test]
     fn archived_settings_follow_the_latest_run_and_restore_flags_need_restore() {
         let restore = AskedSettings { restore: Some(true), restore_tier: Some(RestoreTier::Bulk), ..Default::default() };
-        let first = Settings::settle(None, &restore, Scheme::S3, LocalMetadata::None).unwrap();
+        let first = Settings::settle(None, &restore, (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap();
         assert_eq!(first.restore, Some(RestoreRequest { days: 1, tier: RestoreTier::Bulk }));
         let days = AskedSettings { restore_days: Some(3), restore_wait: true, ..Default::default() };
-        let next = Settings::settle(Some(&first), &days, Scheme::S3, LocalMetadata::None).unwrap();
+        let next = Settings::settle(Some(&first), &days, (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap();
         assert_eq!(next.restore, Some(RestoreRequest { days: 3, tier: RestoreTier::Bulk }));
         let skip = AskedSettings { restore: Some(false), ..Default::default() };
-        assert_eq!(Settings::settle(Some(&next), &skip, Scheme::S3, LocalMetadata::None).unwrap().restore, None);
+        assert_eq!(Settings::settle(Some(&next), &skip, (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap().restore, None);
         for asked in [
             AskedSettings { restore_days: Some(3), ..Default::default() },
             AskedSettings { restore_tier: Some(RestoreTier::Expedited), restore: Some(false), ..Default::default() },
             AskedSettings { restore_wait: true, ..Default::default() },
         ] {
-            let err = Settings::settle(None, &asked, Scheme::S3, LocalMetadata::None).unwrap_err();
+            let err = Settings::settle(None, &asked, (Scheme::S3, Scheme::S3), LocalMetadata::None).unwrap_err();
             assert!(err.to_string().contains("applies only with --archived restore"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_class_map_is_checked_against_both_providers_and_kept() {
+        let pairs = parse_class_map("glacier_ir=archive, STANDARD_IA = Cool,STANDARD=Hot").unwrap();
+        let asked = AskedSettings { storage_class_map: Some(pairs), ..Default::default() };
+        let s = Settings::settle(None, &asked, (Scheme::S3, Scheme::Azure), LocalMetadata::None).unwrap();
+        let want = [("GLACIER_IR", "Archive"), ("STANDARD", "Hot"), ("STANDARD_IA", "Cool")];
+        assert_eq!(s.storage_class_map, want.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<BTreeMap<_, _>>());
+        assert_eq!(toml::from_str::<Settings>(&toml::to_string(&s).unwrap()).unwrap(), s);
+        let resumed = Settings::settle(Some(&s), &AskedSettings::default(), (Scheme::S3, Scheme::Azure), LocalMetadata::None).unwrap();
+        assert_eq!(resumed.storage_class_map, s.storage_class_map);
+        let other = AskedSettings { storage_class_map: Some(parse_class_map("STANDARD=Cool").unwrap()), ..Default::default() };
+        let err = Settings::settle(Some(&s), &other, (Scheme::S3, Scheme::Azure), LocalMetadata::None).unwrap_err().to_string();
+        assert!(
+            err.starts_with("--storage-class-map STANDARD=Cool: this job was first copied with --storage-class-map GLACIER_IR=Archive,"),
+            "{err}"
+        );
+        for (text, scheme, says) in [
+            ("STANDARD=NEARLINE", Scheme::Azure, "--storage-class-map NEARLINE: not an Azure access tier"),
+            ("Hot=Cool", Scheme::Azure, "--storage-class-map Hot: not an S3 storage class"),
+            ("STANDARD=Cool,standard=Hot", Scheme::Azure, "STANDARD is mapped twice"),
+            ("STANDARD=STANDARD", Scheme::Local, "--storage-class-map does not apply to a local destination"),
+        ] {
+            let asked = AskedSettings { storage_class_map: Some(parse_class_map(text).unwrap()), ..Default::default() };
+            let err = Settings::settle(None, &asked, (Scheme::S3, scheme), LocalMetadata::None).unwrap_err().to_string();
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        for bad in ["STANDARD", "=Hot", "STANDARD=", "A=B,,C=D"] {
+            assert!(parse_class_map(bad).is_err(), "{bad}");
         }
     }
 

@@ -72,6 +72,10 @@ pub struct PutAttrs {
     pub headers: Headers,
     /// Tags to set (`None`: none sent). Only given to a provider that carries tags.
     pub tags: Option<Tags>,
+    /// The class (or access tier) this object is written in, as the destination's provider
+    /// spells it, in place of the destination's [`WriteSettings::storage_class`]
+    /// (`--storage-class-map`); `None`: that one.
+    pub storage_class: Option<String>,
 }
 
 /// What the destination said after a write.
@@ -244,10 +248,13 @@ pub trait ServerCopy: Send + Sync {
     /// `object.tags` are the tags the copy must carry (`Some`, empty for none) where the service
     /// keeps tags; `None`: the source's, however the service gets them (S3 CopyObject copies
     /// them; a copy in parts or Azure's Copy Blob reads them first).
+    /// `class`: the class (or access tier) the copy is written in, in place of the
+    /// destination's [`WriteSettings::storage_class`] (`--storage-class-map`; `None`: that one).
     async fn copy_from(
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         plan: &PartPlan,
         started: &crate::UploadStarted,
     ) -> Result<ServerCopied>;

@@ -198,11 +198,12 @@ impl<P: Provider + ?Sized + 'static> ServerCopy for Throttled<P> {
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         plan: &ferry_core::PartPlan,
         started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let copy = self.inner.server_copy().expect("only offered when the inner provider has it");
-        self.call(copy.copy_from(source, object, plan, started)).await
+        self.call(copy.copy_from(source, object, class, plan, started)).await
     }
 }
 
@@ -430,11 +431,12 @@ impl<P: Provider + ?Sized + 'static> ServerCopy for Counted<P> {
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         plan: &ferry_core::PartPlan,
         started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let copy = self.inner.server_copy().expect("only offered when the inner provider has it");
-        let r = copy.copy_from(source, object, plan, started).await;
+        let r = copy.copy_from(source, object, class, plan, started).await;
         // The bytes the service copied: none passed through ferry.
         self.count("server copy", &r, |_| 0);
         r

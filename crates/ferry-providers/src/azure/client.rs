@@ -157,9 +157,10 @@ impl BlockClient {
         Ok(tags_in(&xml))
     }
 
-    /// The headers of a blob write for what was asked: `x-ms-access-tier`, `x-ms-encryption-scope`.
-    fn write_headers(&self) -> Vec<(String, String)> {
-        let tier = self.access_tier.clone().map(|tier| ("x-ms-access-tier".to_string(), tier));
+    /// The headers of a blob write for what was asked: `x-ms-access-tier` (`tier`, this
+    /// object's, else `--storage-class`), `x-ms-encryption-scope`.
+    fn write_headers(&self, tier: Option<&str>) -> Vec<(String, String)> {
+        let tier = tier.or(self.access_tier.as_deref()).map(|tier| ("x-ms-access-tier".to_string(), tier.to_string()));
         tier.into_iter().chain(self.scope_header()).collect()
     }
 
@@ -182,7 +183,7 @@ impl BlockClient {
     pub async fn put_blob(&self, full_key: &str, key: &str, data: Bytes, attrs: &PutAttrs) -> Result<PutReceipt> {
         let mut headers = vec![("x-ms-blob-type".to_string(), "BlockBlob".to_string()), ("content-md5".to_string(), md5_b64(&data))];
         headers.extend(attr_headers(attrs));
-        headers.extend(self.write_headers());
+        headers.extend(self.write_headers(attrs.storage_class.as_deref()));
         let resp = self.send("put", key, http::Method::PUT, self.blob_url(full_key), headers, data).await?;
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
         // A version id only where the account keeps blob versions.
@@ -303,22 +304,23 @@ impl BlockClient {
 
     /// Has Azure copy blob `source_key` of container `source_container` (same account) to
     /// `full_key` (Copy Blob), only while its entity tag is still `if_match`, and waits until the
-    /// copy is done. Returns the copy's properties.
+    /// copy is done; `tier`: the copy's access tier, else `--storage-class`. Returns the copy's
+    /// properties.
     pub async fn copy_blob(
         &self,
         full_key: &str,
         key: &str,
-        source_container: &str,
-        source_key: &str,
+        (source_container, source_key): (&str, &str),
         if_match: Option<&str>,
         tags: Option<&Tags>,
+        tier: Option<&str>,
     ) -> Result<http::HeaderMap> {
         let mut headers = vec![("x-ms-copy-source".to_string(), self.blob_url_in(source_container, source_key))];
         // Copy Blob keeps properties and metadata but not index tags: they are set here.
         if let Some(tags) = tags.filter(|t| !t.is_empty()) {
             headers.push(("x-ms-tags".into(), url::form_urlencoded::Serializer::new(String::new()).extend_pairs(tags.iter()).finish()));
         }
-        headers.extend(self.write_headers());
+        headers.extend(self.write_headers(tier));
         if let Some(etag) = if_match {
             headers.push(("x-ms-source-if-match".to_string(), format!("\"{etag}\"")));
         }
@@ -393,7 +395,7 @@ impl BlockClient {
         xml.push_str("</BlockList>");
         let mut headers = vec![("content-type".to_string(), "application/xml".to_string())];
         headers.extend(attr_headers(attrs));
-        headers.extend(self.write_headers());
+        headers.extend(self.write_headers(attrs.storage_class.as_deref()));
         let url = format!("{}?comp=blocklist", self.blob_url(full_key));
         let resp = self.send("put block list", key, http::Method::PUT, url, headers, Bytes::from(xml)).await?;
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
