@@ -146,6 +146,8 @@ impl Mover {
         let mut row = row.clone();
         let mut attempt = 0;
         let mut restarts = 0;
+        // Whether a read refused as archived was looked at (once) for a restore.
+        let mut looked = false;
         loop {
             attempt += 1;
             // Bytes this attempt sent, so a retry does not count them twice.
@@ -190,6 +192,23 @@ impl Mover {
                     self.stats.bytes_done.fetch_sub(sent.load(Ordering::Relaxed), Ordering::Relaxed);
                     let backoff = 200u64 << attempt.min(6);
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
+                }
+                // Archived since the plan listed it readable, or by a source whose listing does
+                // not say (Azure): with `--archived restore`, what a HEAD says now decides, as for
+                // an object listed archived (restored and copied, or left restoring).
+                Err(e)
+                    if e.kind == FailureKind::Archived
+                        && !looked
+                        && matches!(self.opts.archived, Archived::Restore(_))
+                        && !row.entry.storage_class.as_ref().is_some_and(|c| c.needs_restore()) =>
+                {
+                    looked = true;
+                    if let Err(e) = self.ready_to_read(&row).await {
+                        self.abandon(&row).await;
+                        self.journal.mark_failed(row.id, &e.message).await?;
+                        Stats::add(&self.stats.objects_failed, 1);
+                        return Err(e);
+                    }
                 }
                 Err(e) => {
                     self.abandon(&row).await;
