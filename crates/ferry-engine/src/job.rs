@@ -229,6 +229,8 @@ impl Job {
         Ok(())
     }
 
+    /// Opens both providers for `run` and checks them (bucket exists, credentials work).
+    /// Sends requests, writes nothing.
     pub async fn providers(&self, run: &Arc<RunContext>) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
         let (src, dst) = tokio::join!(self.source_provider(run), self.destination_provider(run));
         Ok((src?, dst?))
