@@ -288,9 +288,10 @@ pub struct Common {
     /// A local source or destination: where headers, user metadata and tags are kept beside
     /// each file, so a local hop carries them. `xattr`: the file's `user.ferry.attrs` extended
     /// attribute; `sidecar`: a JSON file `.ferry-meta/KEY.json` under the root (never listed
-    /// or copied as an object); `none`: bytes only (docs/fidelity.md). Give it on every run.
-    #[arg(long, value_enum, default_value_t = LocalMetadataArg::None)]
-    pub local_metadata: LocalMetadataArg,
+    /// or copied as an object); `none`: bytes only (docs/fidelity.md) [default: none; a job
+    /// keeps the value of its first copy, and refuses another].
+    #[arg(long, value_enum)]
+    pub local_metadata: Option<LocalMetadataArg>,
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
@@ -357,21 +358,23 @@ pub struct Tuning {
     pub file_mode: Option<u32>,
     /// `copy`: object tags (S3 tagging, Azure blob index tags) travel where both sides keep
     /// them; a destination without tags (GCS) is named in the report. `skip`: no tags are read
-    /// or written.
-    #[arg(long, value_enum, default_value_t = TagsArg::Copy)]
-    pub tags: TagsArg,
-    /// Source objects archived and not restored (S3 GLACIER / DEEP_ARCHIVE): `skip` leaves them
-    /// unread, names them and exits 1; `restore` asks the source to restore them and copies
-    /// them once readable (in a later run if the restore takes time; `ferry status` counts
-    /// restores in flight). Neither stops the run.
-    #[arg(long, value_enum, default_value_t = ArchivedArg::Skip)]
-    pub archived: ArchivedArg,
-    /// With `--archived restore`: days the restored copy stays readable.
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=30_000))]
-    pub restore_days: u32,
-    /// With `--archived restore`: how fast (and dear) the restore is.
-    #[arg(long, value_enum, default_value_t = RestoreTierArg::Standard)]
-    pub restore_tier: RestoreTierArg,
+    /// or written [default: copy; a job keeps the value of its first copy].
+    #[arg(long, value_enum)]
+    pub tags: Option<TagsArg>,
+    /// Source objects archived and not restored (S3 GLACIER / DEEP_ARCHIVE, Azure Archive):
+    /// `skip` leaves them unread, names them and exits 1; `restore` asks the source to restore
+    /// them and copies them once readable (in a later run if the restore takes time; `ferry
+    /// status` counts restores in flight). Neither stops the run [default: skip; a job keeps
+    /// the value of its last copy].
+    #[arg(long, value_enum)]
+    pub archived: Option<ArchivedArg>,
+    /// With `--archived restore`: days the restored copy stays readable [default: 1].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=30_000))]
+    pub restore_days: Option<u32>,
+    /// With `--archived restore`: how fast (and dear) the restore is [default: standard]. S3
+    /// has no expedited retrieval of DEEP_ARCHIVE: those objects are restored at standard.
+    #[arg(long, value_enum)]
+    pub restore_tier: Option<RestoreTierArg>,
     /// With `--archived restore`: how long this run may wait for restores in flight, e.g. 6h,
     /// looking again every 5 minutes [default: 0s, a later run copies them].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
@@ -382,9 +385,16 @@ pub struct Tuning {
     /// destination does not have [default: the destination's default class].
     #[arg(long, value_name = "CLASS")]
     pub storage_class: Option<String>,
+    /// Per source class, the class objects are written in at the destination, e.g.
+    /// `GLACIER_IR=Archive,STANDARD_IA=Cool,STANDARD=Hot` (any case; each side checked against
+    /// its provider's classes), from the class the manifest recorded for each object. Objects
+    /// of a class not listed get --storage-class, else the destination's default.
+    #[arg(long, value_name = "SRC=DST[,SRC=DST...]", value_parser = parse_class_map)]
+    pub storage_class_map: Option<ClassMap>,
     /// S3 server-side encryption of every object written: `AES256` (SSE-S3) or `aws:kms`
     /// (SSE-KMS; the proof is then the CRC, never the ETag). S3 destinations only
-    /// [default: the bucket's default encryption].
+    /// [default: the bucket's default encryption]. Like every write setting, kept by the job
+    /// from its first copy: a later run takes it, and refuses another value.
     #[arg(long, value_enum, value_name = "ALGORITHM")]
     pub sse: Option<SseArg>,
     /// With `--sse aws:kms`: the KMS key (id, ARN or alias) [default: the AWS-managed key].
@@ -413,11 +423,43 @@ impl Tuning {
     pub fn sse(&self) -> Result<Option<ferry_providers::placement::Sse>, String> {
         use ferry_providers::placement::Sse;
         match (self.sse, &self.sse_kms_key_id) {
+            (_, Some(key)) if key.trim().is_empty() => {
+                Err("--sse-kms-key-id is empty: give a KMS key id, ARN or alias, or leave it out for the AWS-managed key".into())
+            }
             (None, None) => Ok(None),
             (Some(SseArg::Aes256), None) => Ok(Some(Sse::Aes256)),
             (Some(SseArg::AwsKms), key) => Ok(Some(Sse::Kms { key_id: key.clone() })),
             (_, Some(_)) => Err("--sse-kms-key-id needs --sse aws:kms".into()),
         }
+    }
+
+    /// The run settings the command line gives (`None` where a flag was left out: the job's
+    /// kept value, or the default, applies), or why they are refused.
+    pub fn asked(&self) -> Result<ferry_engine::AskedSettings, String> {
+        for (flag, value) in [("--gcs-kms-key", &self.gcs_kms_key), ("--azure-encryption-scope", &self.azure_encryption_scope)] {
+            if value.as_ref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(format!("{flag} is empty: give a name, or leave it out for the default"));
+            }
+        }
+        Ok(ferry_engine::AskedSettings {
+            storage_class: self.storage_class.clone(),
+            storage_class_map: self.storage_class_map.clone().map(|m| m.0),
+            sse: self.sse()?,
+            gcs_kms_key: self.gcs_kms_key.clone(),
+            azure_encryption_scope: self.azure_encryption_scope.clone(),
+            tags: self.tags.map(|t| match t {
+                TagsArg::Copy => ferry_engine::TagsMode::Copy,
+                TagsArg::Skip => ferry_engine::TagsMode::Skip,
+            }),
+            restore: self.archived.map(|a| a == ArchivedArg::Restore),
+            restore_days: self.restore_days,
+            restore_tier: self.restore_tier.map(|t| match t {
+                RestoreTierArg::Standard => ferry_core::RestoreTier::Standard,
+                RestoreTierArg::Bulk => ferry_core::RestoreTier::Bulk,
+                RestoreTierArg::Expedited => ferry_core::RestoreTier::Expedited,
+            }),
+            restore_wait: self.restore_wait.is_some(),
+        })
     }
 }
 
@@ -434,21 +476,6 @@ impl From<LocalMetadataArg> for ferry_providers::local::LocalMetadata {
             LocalMetadataArg::None => Self::None,
             LocalMetadataArg::Xattr => Self::Xattr,
             LocalMetadataArg::Sidecar => Self::Sidecar,
-        }
-    }
-}
-
-impl Tuning {
-    /// What to do with archived source objects.
-    pub fn archived(&self) -> ferry_engine::Archived {
-        let tier = match self.restore_tier {
-            RestoreTierArg::Standard => ferry_core::RestoreTier::Standard,
-            RestoreTierArg::Bulk => ferry_core::RestoreTier::Bulk,
-            RestoreTierArg::Expedited => ferry_core::RestoreTier::Expedited,
-        };
-        match self.archived {
-            ArchivedArg::Skip => ferry_engine::Archived::Skip,
-            ArchivedArg::Restore => ferry_engine::Archived::Restore(ferry_core::RestoreRequest { days: self.restore_days, tier }),
         }
     }
 }
@@ -497,6 +524,14 @@ impl Rates {
     pub fn run(&self) -> std::sync::Arc<ferry_providers::RunContext> {
         ferry_providers::RunContext::new(ferry_providers::Rates { bytes_per_second: self.bwlimit, requests_per_second: self.tpslimit })
     }
+}
+
+/// `--storage-class-map` as read (one value: clap would take a bare `Vec` for a list of values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassMap(pub Vec<(String, String)>);
+
+fn parse_class_map(s: &str) -> Result<ClassMap, String> {
+    ferry_engine::settings::parse_class_map(s).map(ClassMap)
 }
 
 fn parse_rate(s: &str) -> Result<u64, String> {
@@ -575,27 +610,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn archived_objects_are_skipped_unless_restores_are_asked_for() {
+    fn archived_and_restore_flags_are_asked_only_when_given() {
         let copy = |args: &[&str]| match Cli::try_parse_from([&["ferry", "copy", "a", "b", "--job", "j"], args].concat()) {
-            Ok(Cli { command: Command::Copy { tuning, .. }, .. }) => Ok(tuning.archived()),
+            Ok(Cli { command: Command::Copy { tuning, .. }, .. }) => Ok(tuning.asked().unwrap()),
             Ok(_) => panic!("not a copy"),
             Err(e) => Err(e.kind()),
         };
-        assert_eq!(copy(&[]), Ok(ferry_engine::Archived::Skip));
-        let restore = copy(&["--archived", "restore", "--restore-days", "3", "--restore-tier", "expedited"]);
-        let request = ferry_core::RestoreRequest { days: 3, tier: ferry_core::RestoreTier::Expedited };
-        assert_eq!(restore, Ok(ferry_engine::Archived::Restore(request)));
-        let defaults = ferry_core::RestoreRequest { days: 1, tier: ferry_core::RestoreTier::Standard };
-        assert_eq!(copy(&["--archived", "restore"]), Ok(ferry_engine::Archived::Restore(defaults)));
+        assert_eq!(copy(&[]), Ok(ferry_engine::AskedSettings::default()), "nothing asked: the job's kept settings apply");
+        let restore =
+            copy(&["--archived", "restore", "--restore-days", "3", "--restore-tier", "expedited", "--restore-wait", "6h"]).unwrap();
+        assert_eq!(restore.restore, Some(true));
+        assert_eq!((restore.restore_days, restore.restore_tier), (Some(3), Some(ferry_core::RestoreTier::Expedited)));
+        assert!(restore.restore_wait);
         for bad in [&["--archived", "thaw"][..], &["--restore-days", "0"], &["--restore-tier", "fast"], &["--restore-wait", "soon"]] {
             assert!(copy(bad).is_err(), "{bad:?}");
         }
-        let wait = |args: &[&str]| match Cli::try_parse_from([&["ferry", "copy", "a", "b", "--job", "j"], args].concat()).unwrap() {
-            Cli { command: Command::Copy { tuning, .. }, .. } => tuning.restore_wait,
+    }
+
+    // Hostile-user finding 9: an empty key was taken as a key.
+    #[test]
+    fn empty_key_names_are_refused() {
+        let asked = |args: &[&str]| match Cli::try_parse_from([&["ferry", "copy", "a", "b", "--job", "j"], args].concat()).unwrap() {
+            Cli { command: Command::Copy { tuning, .. }, .. } => tuning.asked(),
             _ => panic!("not a copy"),
         };
-        assert_eq!(wait(&["--restore-wait", "6h"]), Some(std::time::Duration::from_secs(6 * 3600)));
-        assert_eq!(wait(&[]), None, "no waiting unless asked");
+        for bad in [
+            &["--sse", "aws:kms", "--sse-kms-key-id", ""][..],
+            &["--sse", "aws:kms", "--sse-kms-key-id", "  "],
+            &["--gcs-kms-key", ""],
+            &["--azure-encryption-scope", " "],
+        ] {
+            assert!(asked(bad).unwrap_err().contains("is empty"), "{bad:?}");
+        }
+        assert!(asked(&["--sse", "aws:kms", "--sse-kms-key-id", "alias/k"]).is_ok());
     }
 
     #[test]

@@ -82,7 +82,7 @@ fn plan_counts_the_archived_objects_and_the_manifest_records_each_class() {
     let env = moto.env();
     cold_bucket(&moto, "cold");
     let plan = ferry_ok(w, &["plan", "s3://cold/", "out", "--job", "j", "--src-endpoint", &moto.endpoint], &env, 0);
-    assert!(plan.stdout.contains("4 objects, 2 (150 B) are archived and cannot be read until restored"), "{}", plan.stdout);
+    assert!(plan.stdout.contains("2 of 4 objects (150 B) are archived and cannot be read until restored"), "{}", plan.stdout);
     let json = ferry_ok(w, &["plan", "s3://cold/", "out", "--job", "j", "--json"], &env, 0).json();
     assert_eq!((json["archived"].as_u64(), json["archived_bytes"].as_u64()), (Some(2), Some(150)), "{json}");
 

@@ -16,9 +16,9 @@ pub async fn run(
     run: &std::sync::Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     let mut job = open_job(common, src, dst)?;
-    write_settings(&mut job, tuning)?;
+    let settings = settle(&mut job, tuning)?;
     let (source, destination) = job.providers(run).await?;
-    let opts = options(tuning, destination.as_ref())?;
+    let opts = options(tuning, &settings, destination.as_ref())?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("copy", stats.clone(), common.json);
     let summary = ferry_engine::copy(&mut job, source, destination, opts, stats, run).await;
@@ -52,9 +52,8 @@ pub async fn run(
             let retried: Vec<String> = summary.retries.iter().map(|(why, n)| format!("{n} {why}")).collect();
             println!("retried: {}", retried.join(", "));
         }
-        if summary.restores_requested > 0 {
-            println!("restores requested of archived objects: {} (`ferry status` counts those in flight)", summary.restores_requested);
-        }
+        print_archived(&summary, &settings);
+        super::print_locked(summary.locked, &summary.locked_objects);
         super::print_skipped(&summary.skipped);
         print_fidelity(&summary.fidelity);
         super::print_failures_and_report(&summary.failures, summary.report.as_deref());
@@ -66,50 +65,30 @@ pub async fn run(
     Ok(if lost { Exit::Failures } else { Exit::Ok })
 }
 
-/// Applies the run's write settings to the job, before its providers are opened (shared by
-/// `copy`, `resume` and `delta`).
-pub(super) fn write_settings(job: &mut ferry_engine::Job, tuning: &Tuning) -> Result<(), EngineError> {
-    if let Some(asked) = &tuning.storage_class {
-        job.set_storage_class(asked)?;
+/// The archived objects of the manifest, and what this run did with them.
+fn print_archived(s: &ferry_engine::CopySummary, settings: &ferry_engine::Settings) {
+    if s.archived == 0 && s.restores_requested == 0 {
+        return;
     }
-    if let Some(sse) = tuning.sse().map_err(EngineError::WriteSetting)? {
-        job.set_sse(sse)?;
+    let mut said = vec![format!("{} in the manifest", s.archived)];
+    if s.restores_requested > 0 {
+        said.push(format!("{} restores requested", s.restores_requested));
     }
-    if let Some(key) = &tuning.gcs_kms_key {
-        job.set_gcs_kms_key(key)?;
+    if s.restoring > 0 {
+        said.push(format!("{} still restoring (`ferry copy` again copies those restored since)", s.restoring));
     }
-    if let Some(scope) = &tuning.azure_encryption_scope {
-        job.set_azure_encryption_scope(scope)?;
+    let not_read = s.archived_not_read.saturating_sub(s.restoring);
+    if not_read > 0 {
+        let why = match settings.archived() {
+            ferry_engine::Archived::Skip => " (--archived skip; --archived restore asks the source to restore them)",
+            ferry_engine::Archived::Restore(_) => "",
+        };
+        said.push(format!("{not_read} not read{why}"));
     }
-    Ok(())
-}
-
-/// The copy options the flags ask for; says the part size before the run starts when it was
-/// lowered.
-pub(super) fn options(tuning: &Tuning, destination: &dyn ferry_providers::Provider) -> Result<CopyOptions, EngineError> {
-    let opts = CopyOptions {
-        dry_run: tuning.dry_run,
-        server_side: tuning.server_side == crate::args::ServerSide::Auto,
-        file_mode: tuning.file_mode,
-        tags: match tuning.tags {
-            crate::args::TagsArg::Copy => ferry_engine::TagsMode::Copy,
-            crate::args::TagsArg::Skip => ferry_engine::TagsMode::Skip,
-        },
-        archived: tuning.archived(),
-        restore_wait: tuning.restore_wait.unwrap_or_default(),
-        ..tuning.transfer.options()
-    };
-    // Said before the copy starts, so a long run does not hide it until the end.
-    let part_size = ferry_engine::copy::check_part_size(&opts, destination.name(), &destination.limits())?;
-    if let Some(asked) = opts.part_size.filter(|asked| *asked != part_size) {
-        eprintln!(
-            "ferry: parts of {} (--part-size {} lowered to fit --max-memory {})",
-            format_size(part_size),
-            format_size(asked),
-            format_size(opts.max_memory)
-        );
+    println!("archived objects: {}", said.join(", "));
+    if s.restores_at_other_tier > 0 {
+        println!("  {} restores asked at standard, not expedited: S3 has no expedited retrieval of DEEP_ARCHIVE", s.restores_at_other_tier);
     }
-    Ok(opts)
 }
 
 /// What the destination did not keep of headers, metadata and tags.
@@ -131,4 +110,41 @@ pub(super) fn print_fidelity(f: &ferry_engine::Fidelity) {
         let what: Vec<String> = o.not_carried.iter().map(|n| n.to_string()).collect();
         println!("  {}: {}", o.key, what.join("; "));
     }
+}
+
+/// The run settings of the job, its kept ones met by the flags (shared by `copy`, `resume`,
+/// `delta` and `cutover`): before the providers are opened, which write by them.
+pub(super) fn settle(job: &mut ferry_engine::Job, tuning: &Tuning) -> Result<ferry_engine::Settings, EngineError> {
+    let asked = tuning.asked().map_err(EngineError::WriteSetting)?;
+    job.settle(&asked)
+}
+
+/// The copy options the flags and the job's settings ask for; says the part size before the
+/// run starts when it was lowered.
+pub(super) fn options(
+    tuning: &Tuning,
+    settings: &ferry_engine::Settings,
+    destination: &dyn ferry_providers::Provider,
+) -> Result<CopyOptions, EngineError> {
+    let opts = CopyOptions {
+        dry_run: tuning.dry_run,
+        server_side: tuning.server_side == crate::args::ServerSide::Auto,
+        file_mode: tuning.file_mode,
+        tags: settings.tags,
+        archived: settings.archived(),
+        storage_class_map: settings.storage_class_map.clone(),
+        restore_wait: tuning.restore_wait.unwrap_or_default(),
+        ..tuning.transfer.options()
+    };
+    // Said before the copy starts, so a long run does not hide it until the end.
+    let part_size = ferry_engine::copy::check_part_size(&opts, destination.name(), &destination.limits())?;
+    if let Some(asked) = opts.part_size.filter(|asked| *asked != part_size) {
+        eprintln!(
+            "ferry: parts of {} (--part-size {} lowered to fit --max-memory {})",
+            format_size(part_size),
+            format_size(asked),
+            format_size(opts.max_memory)
+        );
+    }
+    Ok(opts)
 }

@@ -19,9 +19,9 @@ pub async fn run(
         return Err(EngineError::CutoverDryRun);
     }
     let mut job = super::open_job(common, None, None)?;
-    super::copy::write_settings(&mut job, tuning)?;
+    let settings = super::copy::settle(&mut job, tuning)?;
     let (source, destination) = job.providers(run).await?;
-    let copy = super::copy::options(tuning, destination.as_ref())?;
+    let copy = super::copy::options(tuning, &settings, destination.as_ref())?;
     let verify = VerifyOptions { transfers: copy.transfers, all_bytes, sample, extras: true, max_memory: copy.max_memory };
     let delta = DeltaOptions { copy, delete: true, max_delete: deletes.max_delete.unwrap_or_default(), force_delete: deletes.force_delete };
     let stats = Arc::new(Stats::default());

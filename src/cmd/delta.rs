@@ -28,9 +28,9 @@ pub async fn run(
     run: &Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     let mut job = super::open_job(common, None, None)?;
-    super::copy::write_settings(&mut job, tuning)?;
+    let settings = super::copy::settle(&mut job, tuning)?;
     let (source, destination) = job.providers(run).await?;
-    let copy = super::copy::options(tuning, destination.as_ref())?;
+    let copy = super::copy::options(tuning, &settings, destination.as_ref())?;
     let opts = DeltaOptions {
         copy,
         delete: deletes.delete,

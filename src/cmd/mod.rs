@@ -61,7 +61,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
                         src_profile: None,
                         dst_profile: dst_profile.clone(),
                         follow_symlinks: false,
-                        local_metadata: crate::args::LocalMetadataArg::None,
+                        local_metadata: None,
                         json,
                     },
                     dry_run,
@@ -94,17 +94,13 @@ fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job
             endpoint: common.src_endpoint.clone(),
             profile: common.src_profile.clone(),
             follow_symlinks: common.follow_symlinks,
-            local_metadata: common.local_metadata.into(),
             ..Connect::default()
         },
-        destination: Connect {
-            endpoint: common.dst_endpoint.clone(),
-            profile: common.dst_profile.clone(),
-            local_metadata: common.local_metadata.into(),
-            ..Connect::default()
-        },
+        destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone(), ..Connect::default() },
     };
-    Job::open(&common.job, src, dst, access)
+    let mut job = Job::open(&common.job, src, dst, access)?;
+    job.settle_local_metadata(common.local_metadata.map(Into::into))?;
+    Ok(job)
 }
 
 /// A device (`--to` of an export, `--from` of an ingest) as the side a new job records; an
@@ -143,6 +139,24 @@ fn print_skipped(skipped: &ferry_engine::Skipped) {
     }
     if skipped.lost > 20 {
         println!("  … and {} more (`ferry manifest export` lists them all, column skipped)", skipped.lost - 20);
+    }
+}
+
+/// Locked objects the text report names (`--json` names more).
+const LOCKED_SHOWN: usize = 20;
+
+/// The objects under S3 object lock a plan counted, and the first of them by name (`plan`,
+/// and `copy` when it planned).
+fn print_locked(locked: u64, named: &[ferry_engine::Locked]) {
+    if locked == 0 {
+        return;
+    }
+    println!("  {locked} objects are under object lock (legal hold or retention): ferry copies their bytes, never their lock");
+    for o in named.iter().take(LOCKED_SHOWN) {
+        println!("    {}: {}", o.key, o.lock);
+    }
+    if locked > LOCKED_SHOWN as u64 {
+        println!("    … and {} more (--json names up to {})", locked - LOCKED_SHOWN as u64, ferry_engine::plan::LOCKED_NAMED);
     }
 }
 

@@ -8,9 +8,6 @@ use ferry_core::size::format_size;
 use ferry_engine::{EngineError, Stats};
 use std::sync::Arc;
 
-/// Locked objects the text report names (`--json` names more).
-const LOCKED_SHOWN: usize = 20;
-
 pub async fn run(src: &str, dst: &str, common: &Common, run: &std::sync::Arc<ferry_providers::RunContext>) -> Result<Exit, EngineError> {
     let mut job = open_job(common, Some(src), Some(dst))?;
     // The destination is checked too: a plan for a destination that cannot be written is a mistake.
@@ -34,28 +31,13 @@ pub async fn run(src: &str, dst: &str, common: &Common, run: &std::sync::Arc<fer
         );
         if summary.archived > 0 {
             println!(
-                "  {} objects, {} ({}) are archived and cannot be read until restored (--archived skip|restore)",
-                summary.objects,
+                "  {} of {} objects ({}) are archived and cannot be read until restored (--archived skip|restore)",
                 summary.archived,
+                summary.objects,
                 format_size(summary.archived_bytes)
             );
         }
-        if summary.locked > 0 {
-            println!(
-                "  {} objects are under object lock (legal hold or retention): ferry copies their bytes, never their lock",
-                summary.locked
-            );
-            for locked in summary.locked_objects.iter().take(LOCKED_SHOWN) {
-                println!("    {}: {}", locked.key, locked.lock);
-            }
-            if summary.locked > LOCKED_SHOWN as u64 {
-                println!(
-                    "    … and {} more (a plan run with --json names up to {})",
-                    summary.locked - LOCKED_SHOWN as u64,
-                    ferry_engine::plan::LOCKED_NAMED
-                );
-            }
-        }
+        super::print_locked(summary.locked, &summary.locked_objects);
         if !summary.skipped_by_reason.is_empty() {
             for (reason, n) in &summary.skipped_by_reason {
                 println!("  skipped {n} {reason}: {}", reason.advice());

@@ -51,8 +51,25 @@ pub struct CopySummary {
     /// Multipart uploads continued from an earlier run, and the bytes they did not send again.
     pub resumed_objects: u64,
     pub resumed_bytes: u64,
+    /// Objects the manifest lists archived (S3 GLACIER / DEEP_ARCHIVE, Azure Archive), as
+    /// `plan` counts them: unreadable until restored (`--archived`).
+    pub archived: u64,
+    /// Archived objects this run did not read (`failures` of kind `archived`): left unread by
+    /// `--archived skip`, or with a restore in progress.
+    pub archived_not_read: u64,
     /// Restores of archived source objects this run asked for (`--archived restore`).
     pub restores_requested: u64,
+    /// Of those, asked at another tier than `--restore-tier`: the service does not offer it
+    /// for the object's class (S3 has no expedited retrieval of DEEP_ARCHIVE: standard).
+    pub restores_at_other_tier: u64,
+    /// Restores in flight when the run ended (`ferry status` counts them too); a later run
+    /// copies those restored since.
+    pub restoring: u64,
+    /// Objects under S3 object lock (legal hold or retention ahead) counted by the plan this
+    /// run made, and the first of them named (0 when the job was planned before: `ferry
+    /// plan` reports them). ferry copies their bytes, never their lock.
+    pub locked: u64,
+    pub locked_objects: Vec<crate::Locked>,
     pub failed: u64,
     pub failures: Vec<Failure>,
     /// What the destination did not keep of the objects' headers, metadata and tags.
@@ -62,6 +79,9 @@ pub struct CopySummary {
     /// The class (or access tier) every write asked for (`--storage-class`); `None`: the
     /// destination's default.
     pub storage_class: Option<String>,
+    /// `--storage-class-map`: the class objects of each source class were written in (others:
+    /// `storage_class`).
+    pub storage_class_map: BTreeMap<String, String>,
     /// The S3 server-side encryption every write asked for (`--sse`), e.g. `aws:kms (key K)`;
     /// `None`: the bucket's default.
     pub sse: Option<String>,
@@ -124,12 +144,19 @@ pub async fn copy(
         restarted: Vec::new(),
         resumed_objects: 0,
         resumed_bytes: 0,
+        archived: planned.archived,
+        archived_not_read: 0,
         restores_requested: 0,
+        restores_at_other_tier: 0,
+        restoring: before.restoring,
+        locked: planned.locked,
+        locked_objects: planned.locked_objects.clone(),
         failed: 0,
         failures: Vec::new(),
         fidelity: crate::Fidelity::default(),
         skipped,
         storage_class: job.access.destination.write.storage_class.clone(),
+        storage_class_map: opts.storage_class_map.clone(),
         sse: job.access.destination.write.sse.as_ref().map(|s| s.describe()),
         gcs_kms_key: job.access.destination.write.gcs_kms_key.clone(),
         azure_encryption_scope: job.access.destination.write.azure_encryption_scope.clone(),
@@ -144,6 +171,8 @@ pub async fn copy(
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
     }
+    // Before the first write: a later run of this job writes the way this one does.
+    job.keep_settings()?;
 
     let shared = shared(journal, ferry_journal::RunKind::Copy, &opts, &stats, run).await?;
     let mut mover = Mover::new(src, dst, &shared, &opts);
@@ -182,6 +211,9 @@ pub async fn copy(
     summary.resumed_objects = Stats::get(&stats.resumed_objects);
     summary.resumed_bytes = Stats::get(&stats.resumed_bytes);
     summary.restores_requested = Stats::get(&stats.restores_requested);
+    summary.restores_at_other_tier = Stats::get(&stats.restores_at_other_tier);
+    summary.restoring = mover.journal.counts().await?.restoring;
+    summary.archived_not_read = pass.failures.iter().filter(|f| f.kind == ferry_core::FailureKind::Archived).count() as u64;
     (summary.copied, summary.bytes_copied, summary.failed) = (pass.copied, pass.bytes, pass.failures.len() as u64);
     summary.failures = pass.failures;
     summary.seconds = started.elapsed().as_secs_f64();

@@ -14,6 +14,10 @@ pub enum EngineError {
     /// not have.
     #[error("{0}")]
     WriteSetting(String),
+    /// A flag that contradicts a setting the job kept from its first copy (`given`: the flag
+    /// and its value; `was`: how the job was first copied).
+    #[error("{given}: this job was first copied {was} (kept in its job.toml); leave the flag out to keep it, or copy with a new --job")]
+    SettingChanged { given: String, was: String },
     #[error("{side}: {source}")]
     Provider { side: &'static str, source: ProviderError },
     #[error(transparent)]
@@ -125,7 +129,8 @@ impl EngineError {
             | EngineError::PartSizeBelowMinimum { .. }
             | EngineError::NoPartPlan { .. }
             | EngineError::Manifest(_)
-            | EngineError::WriteSetting(_) => true,
+            | EngineError::WriteSetting(_)
+            | EngineError::SettingChanged { .. } => true,
             EngineError::Journal(_) | EngineError::Io { .. } => false,
         }
     }

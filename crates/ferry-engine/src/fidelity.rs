@@ -10,7 +10,7 @@ use std::sync::Mutex;
 const NAMED: usize = 1_000;
 
 /// `--tags`: whether object tags are copied.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum TagsMode {
     /// Where both sides keep tags (S3 tagging, Azure blob index tags, a local hop with metadata).

@@ -1,7 +1,8 @@
 //! The job directory: one migration's configuration, manifests, journal and reports.
 //!
 //! ```text
-//! JOB/job.toml            source, destination, endpoints (never credentials)
+//! JOB/job.toml            source, destination, endpoints, the run settings kept from the
+//!                         first copy (`[settings]`, see `settings.rs`; never credentials)
 //! JOB/manifests/gen-NNNN/ sealed manifest generations
 //! JOB/(journal)           durable progress, and a disk export's (opened only through
 //!                         [`Job::journal`]; where and how it is stored is the journal's)
@@ -11,6 +12,7 @@
 //! Nothing is written until the command has been validated: a job is persisted only after
 //! both sides answered their checks.
 
+use crate::settings::{AskedSettings, Settings};
 use crate::{EngineError, Result};
 use chrono::{DateTime, Utc};
 use ferry_core::{Location, LocationError};
@@ -43,6 +45,10 @@ struct JobFile {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     follow_symlinks: bool,
     created_at: DateTime<Utc>,
+    /// The run settings kept since the job's first copy; absent before it (and in a job an
+    /// older ferry made).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    settings: Option<Settings>,
 }
 
 pub struct Job {
@@ -51,6 +57,10 @@ pub struct Job {
     pub destination: Location,
     pub access: Access,
     persisted: bool,
+    /// The settings `job.toml` keeps (`None`: no copy kept any yet).
+    kept: Option<Settings>,
+    /// The settings this run settled on ([`Job::settle`]), kept by [`Job::keep_settings`].
+    settings: Option<Settings>,
     lock: Option<File>,
     /// The journals opened for this run, each once (at its kind's [`slot`]).
     journals: [tokio::sync::OnceCell<Arc<dyn Journal>>; 3],
@@ -153,6 +163,8 @@ impl Job {
                     },
                 },
                 persisted: true,
+                kept: stored.settings,
+                settings: None,
                 lock: None,
                 journals: Default::default(),
             });
@@ -166,49 +178,59 @@ impl Job {
                         return Err(EngineError::JobInsideLocation { dir: dir.into(), what, location: location.to_string() });
                     }
                 }
-                Ok(Job { dir: dir.into(), source, destination, access, persisted: false, lock: None, journals: Default::default() })
+                Ok(Job {
+                    dir: dir.into(),
+                    source,
+                    destination,
+                    access,
+                    persisted: false,
+                    kept: None,
+                    settings: None,
+                    lock: None,
+                    journals: Default::default(),
+                })
             }
             _ => Err(EngineError::NoJob { dir: dir.into() }),
         }
     }
 
+    /// Settles `--local-metadata` for any command on this job: the one given, else the one
+    /// kept (see [`crate::settings`]); refused where it contradicts the kept one.
+    pub fn settle_local_metadata(&mut self, asked: Option<ferry_providers::local::LocalMetadata>) -> Result<()> {
+        let m = crate::settings::settle_local_metadata(self.kept.as_ref(), asked)?;
+        (self.access.source.local_metadata, self.access.destination.local_metadata) = (m, m);
+        Ok(())
+    }
+
+    /// Settles the settings of a run that copies: what `asked` gives (checked against the
+    /// destination's provider), the job's kept settings for the rest; a usage error, before
+    /// anything is opened or written, where a flag contradicts a kept setting. Every write to
+    /// the destination then carries them; the copy keeps them ([`Job::keep_settings`]).
+    pub fn settle(&mut self, asked: &AskedSettings) -> Result<Settings> {
+        let schemes = (self.source.scheme, self.destination.scheme);
+        let settings = Settings::settle(self.kept.as_ref(), asked, schemes, self.access.destination.local_metadata)?;
+        self.access.destination.write = settings.write();
+        self.settings = Some(settings.clone());
+        Ok(settings)
+    }
+
+    /// Keeps this run's settled settings in `job.toml` (once the job is persisted, under its
+    /// lock, before the first write): later runs of the job take them.
+    pub(crate) fn keep_settings(&mut self) -> Result<()> {
+        let Some(settings) = self.settings.clone().filter(|s| self.kept.as_ref() != Some(s)) else { return Ok(()) };
+        self.lock()?;
+        let path = self.dir.join("job.toml");
+        let text = std::fs::read_to_string(&path).map_err(EngineError::io(&path))?;
+        let mut file: JobFile = toml::from_str(&text).map_err(|e| EngineError::JobFile { path: path.clone(), detail: e.to_string() })?;
+        file.settings = Some(settings.clone());
+        let text = toml::to_string(&file).expect("job file serializes");
+        write_atomically(&path, text.as_bytes()).map_err(EngineError::io(&path))?;
+        self.kept = Some(settings);
+        Ok(())
+    }
+
     /// Opens both providers for `run` and checks them (bucket exists, credentials work).
     /// Sends requests, writes nothing.
-    /// Asks every write to the destination for storage class (or access tier) `asked`, checked
-    /// against the destination's provider first: refused (a usage error) before anything is
-    /// opened or written. Returns the class as the provider spells it.
-    pub fn set_storage_class(&mut self, asked: &str) -> Result<String> {
-        let class = ferry_providers::placement::storage_class_for(self.destination.scheme, asked).map_err(EngineError::WriteSetting)?;
-        self.access.destination.write.storage_class = Some(class.clone());
-        Ok(class)
-    }
-
-    /// Encrypts every object written to a GCS destination with Cloud KMS key `key`; refused
-    /// (a usage error) for another destination.
-    pub fn set_gcs_kms_key(&mut self, key: &str) -> Result<()> {
-        ferry_providers::placement::only_for(self.destination.scheme, ferry_core::Scheme::Gcs, "--gcs-kms-key")
-            .map_err(EngineError::WriteSetting)?;
-        self.access.destination.write.gcs_kms_key = Some(key.to_string());
-        Ok(())
-    }
-
-    /// Writes every blob of an Azure destination in encryption scope `scope`; refused (a
-    /// usage error) for another destination.
-    pub fn set_azure_encryption_scope(&mut self, scope: &str) -> Result<()> {
-        ferry_providers::placement::only_for(self.destination.scheme, ferry_core::Scheme::Azure, "--azure-encryption-scope")
-            .map_err(EngineError::WriteSetting)?;
-        self.access.destination.write.azure_encryption_scope = Some(scope.to_string());
-        Ok(())
-    }
-
-    /// Asks every write to the destination for S3 server-side encryption `sse`: refused (a
-    /// usage error) before anything is opened or written where the destination is not S3.
-    pub fn set_sse(&mut self, sse: ferry_providers::placement::Sse) -> Result<()> {
-        let sse = ferry_providers::placement::sse_for(self.destination.scheme, sse).map_err(EngineError::WriteSetting)?;
-        self.access.destination.write.sse = Some(sse);
-        Ok(())
-    }
-
     pub async fn providers(&self, run: &Arc<RunContext>) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
         let (src, dst) = tokio::join!(self.source_provider(run), self.destination_provider(run));
         Ok((src?, dst?))
@@ -235,7 +257,7 @@ impl Job {
             if path.exists() {
                 // Another process made this job between our open and our lock: check against it.
                 let stored = Job::open(&self.dir, Some(self.source.clone()), Some(self.destination.clone()), self.access.clone())?;
-                (self.access, self.persisted) = (stored.access, true);
+                (self.access, self.persisted, self.kept) = (stored.access, true, stored.kept);
                 return Ok(());
             }
             let file = JobFile {
@@ -247,6 +269,7 @@ impl Job {
                 destination_profile: self.access.destination.profile.clone(),
                 follow_symlinks: self.access.source.follow_symlinks,
                 created_at: Utc::now(),
+                settings: None,
             };
             let text = toml::to_string(&file).expect("job file serializes");
             write_atomically(&path, text.as_bytes()).map_err(EngineError::io(&path))?;

@@ -20,6 +20,8 @@
 //! - [`mod@reverse`]: after a cutover, a job from the new side back to the old whose first
 //!   generation is the new side at cutover.
 //! - `key_order`: a listing in key order whatever order it came in (an external sort).
+//! - [`settings`]: the run settings a job keeps from its first copy (class, encryption,
+//!   local metadata, tags, archived objects), and how a later run's flags meet them.
 //! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
 //! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
 //!   `--transfers` at a time, each through the mover its route picks.
@@ -55,6 +57,7 @@ pub mod options;
 pub mod plan;
 pub mod reverse;
 mod scheduler;
+pub mod settings;
 pub mod skipped;
 pub mod stats;
 pub mod verify;
@@ -70,6 +73,7 @@ pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use job::{Access, Job};
 pub use plan::{Locked, PlanSummary, plan};
 pub use reverse::{ReverseSummary, reverse};
+pub use settings::{AskedSettings, Settings};
 pub use skipped::Skipped;
 pub use stats::Stats;
 pub use verify::{Difference, DifferenceKind, VerifyOptions, VerifySummary, verify};

@@ -147,6 +147,8 @@ impl Mover {
         let mut row = row.clone();
         let mut attempt = 0;
         let mut restarts = 0;
+        // Whether a read refused as archived was looked at (once) for a restore.
+        let mut looked = false;
         loop {
             attempt += 1;
             // Bytes this attempt sent, so a retry does not count them twice.
@@ -192,6 +194,23 @@ impl Mover {
                     let backoff = 200u64 << attempt.min(6);
                     tokio::time::sleep(Duration::from_millis(backoff / 2 + rand::random_range(0..=backoff / 2))).await;
                 }
+                // Archived since the plan listed it readable, or by a source whose listing does
+                // not say (Azure): with `--archived restore`, what a HEAD says now decides, as for
+                // an object listed archived (restored and copied, or left restoring).
+                Err(e)
+                    if e.kind == FailureKind::Archived
+                        && !looked
+                        && matches!(self.opts.archived, Archived::Restore(_))
+                        && !row.entry.storage_class.as_ref().is_some_and(|c| c.needs_restore()) =>
+                {
+                    looked = true;
+                    if let Err(e) = self.ready_to_read(&row).await {
+                        self.abandon(&row).await;
+                        self.journal.mark_failed(row.id, &e.message).await?;
+                        Stats::add(&self.stats.objects_failed, 1);
+                        return Err(e);
+                    }
+                }
                 Err(e) => {
                     self.abandon(&row).await;
                     self.journal.mark_failed(row.id, &e.message).await?;
@@ -236,11 +255,14 @@ impl Mover {
             Archived::Restore(request) => request,
         };
         if class.state == ArchiveState::Archived {
-            if !self.src.restore(row.src_key(), &request).await? {
+            let Some(tier) = self.src.restore(row.src_key(), &class, &request).await? else {
                 return failed(format!("ferry cannot ask {} to restore it", self.src.name()));
-            }
+            };
             self.journal.restore_requested(row.id).await?;
             Stats::add(&self.stats.restores_requested, 1);
+            if tier != request.tier {
+                Stats::add(&self.stats.restores_at_other_tier, 1);
+            }
             // Some services restore at once: one look before the object waits for a later run.
             if let Some(now) = self.src.head(row.src_key()).await?
                 && !now.storage_class.is_some_and(|c| c.needs_restore())
@@ -354,6 +376,13 @@ impl Mover {
         Ok((outcome, memory))
     }
 
+    /// The class `row` is written in by `--storage-class-map`, from the source class the
+    /// manifest recorded; `None`: unmapped (the destination's `--storage-class` or default).
+    fn mapped_class(&self, row: &ObjectRow) -> Option<String> {
+        let class = row.entry.storage_class.as_ref()?;
+        self.opts.storage_class_map.iter().find(|(from, _)| from.eq_ignore_ascii_case(&class.name)).map(|(_, to)| to.clone())
+    }
+
     /// The attributes to write for `row`, given what the read (or HEAD) saw: fitted to what the
     /// destination keeps, with what it does not recorded for the report. Tags the read did not
     /// return cost one request, asked only when they are copied and the destination keeps them.
@@ -382,6 +411,7 @@ impl Mover {
             mode: base.mode,
             headers: fitted.headers,
             tags: fitted.tags,
+            storage_class: self.mapped_class(row),
         };
         Ok((put, src_attrs))
     }
@@ -427,7 +457,8 @@ impl Mover {
                 })
             })
         };
-        let copied = copier.copy_from(self.src.location(), &object, &plan, &started).await?;
+        let class = self.mapped_class(row);
+        let copied = copier.copy_from(self.src.location(), &object, class.as_deref(), &plan, &started).await?;
         let verified_by = match server_evidence(entry, &current, &copied)? {
             Some(how) => how,
             None => {

@@ -30,6 +30,9 @@ pub struct CopyOptions {
     pub tags: crate::TagsMode,
     /// What to do with source objects that are archived and not restored (`--archived`).
     pub archived: Archived,
+    /// `--storage-class-map`: the class objects of a source class are written in (keys: the
+    /// source provider's spelling, see [`crate::Settings::storage_class_map`]).
+    pub storage_class_map: std::collections::BTreeMap<String, String>,
     /// With [`Archived::Restore`]: how long the copy may wait for restores in flight, looking
     /// again every few minutes (zero: not at all; a later run copies them).
     pub restore_wait: std::time::Duration,
@@ -62,6 +65,7 @@ impl Default for CopyOptions {
             file_mode: None,
             tags: crate::TagsMode::Copy,
             archived: Archived::Skip,
+            storage_class_map: Default::default(),
             restore_wait: std::time::Duration::ZERO,
         }
     }

@@ -17,6 +17,9 @@ pub struct Stats {
     pub resumed_bytes: AtomicU64,
     /// Restores of archived source objects requested (`--archived restore`).
     pub restores_requested: AtomicU64,
+    /// Of those, restores asked at another tier than `--restore-tier`, which the service does
+    /// not offer for the object's class (S3: no expedited retrieval of DEEP_ARCHIVE).
+    pub restores_at_other_tier: AtomicU64,
 }
 
 impl Stats {

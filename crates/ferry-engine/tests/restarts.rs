@@ -140,10 +140,15 @@ impl Provider for SlowRestores {
     async fn delete(&self, key: &str) -> ferry_providers::Result<()> {
         self.inner.delete(key).await
     }
-    async fn restore(&self, key: &str, _: &RestoreRequest) -> ferry_providers::Result<bool> {
+    async fn restore(
+        &self,
+        key: &str,
+        _: &ferry_core::StorageClass,
+        asked: &RestoreRequest,
+    ) -> ferry_providers::Result<Option<ferry_core::RestoreTier>> {
         assert_eq!(key, "cold");
         self.looks.lock().unwrap().get_or_insert(0);
-        Ok(true)
+        Ok(Some(asked.tier))
     }
 }
 

@@ -72,6 +72,10 @@ pub struct PutAttrs {
     pub headers: Headers,
     /// Tags to set (`None`: none sent). Only given to a provider that carries tags.
     pub tags: Option<Tags>,
+    /// The class (or access tier) this object is written in, as the destination's provider
+    /// spells it, in place of the destination's [`WriteSettings::storage_class`]
+    /// (`--storage-class-map`); `None`: that one.
+    pub storage_class: Option<String>,
 }
 
 /// What the destination said after a write.
@@ -140,14 +144,21 @@ pub trait Provider: Send + Sync {
 
     async fn delete(&self, key: &str) -> Result<()>;
 
-    /// Asks the service to restore archived object `key` (see [`ferry_core::storage`]) so it
-    /// can be read: a copy kept `request.days` days, made at `request.tier`. The restore takes
-    /// the service minutes to days; a HEAD's [`ObjectEntry::storage_class`] says when it is
-    /// readable. `Ok(true)`: requested, or already under way; `Ok(false)`: this provider has
-    /// no archived objects to restore. Restores are billed by the service.
-    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
-        let _ = (key, request);
-        Ok(false)
+    /// Asks the service to restore archived object `key`, now in `class` (see
+    /// [`ferry_core::storage`]), so it can be read: a copy kept `request.days` days, made at
+    /// `request.tier`, or at the nearest tier the service offers for that class (S3 has no
+    /// Expedited retrieval of DEEP_ARCHIVE). The restore takes the service minutes to days; a
+    /// HEAD's [`ObjectEntry::storage_class`] says when it is readable. `Ok(Some(tier))`:
+    /// requested at `tier`, or already under way; `Ok(None)`: this provider has no archived
+    /// objects to restore. Restores are billed by the service.
+    async fn restore(
+        &self,
+        key: &str,
+        class: &ferry_core::StorageClass,
+        request: &ferry_core::RestoreRequest,
+    ) -> Result<Option<ferry_core::RestoreTier>> {
+        let _ = (key, class, request);
+        Ok(None)
     }
 
     /// For a source object that declares no CRC32C: the check of its bytes against the MD5
@@ -244,10 +255,13 @@ pub trait ServerCopy: Send + Sync {
     /// `object.tags` are the tags the copy must carry (`Some`, empty for none) where the service
     /// keeps tags; `None`: the source's, however the service gets them (S3 CopyObject copies
     /// them; a copy in parts or Azure's Copy Blob reads them first).
+    /// `class`: the class (or access tier) the copy is written in, in place of the
+    /// destination's [`WriteSettings::storage_class`] (`--storage-class-map`; `None`: that one).
     async fn copy_from(
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         plan: &PartPlan,
         started: &crate::UploadStarted,
     ) -> Result<ServerCopied>;

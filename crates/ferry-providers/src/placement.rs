@@ -79,17 +79,23 @@ const AZURE_TIERS: &[&str] = &["Hot", "Cool", "Cold", "Archive"];
 /// The provider's own spelling of `asked` (case does not matter) for a destination of
 /// `scheme`, or a one-line reason it is refused.
 pub fn storage_class_for(scheme: Scheme, asked: &str) -> Result<String, String> {
+    class_of(scheme, asked, "--storage-class", "destination")
+}
+
+/// The provider's own spelling of class `asked` (case does not matter) on a `side`
+/// (`source`, `destination`) of `scheme`, or a one-line reason, naming `flag`, it is refused.
+pub fn class_of(scheme: Scheme, asked: &str, flag: &str, side: &str) -> Result<String, String> {
     let (known, what): (&[&str], &str) = match scheme {
         Scheme::S3 => (S3_CLASSES, "an S3 storage class"),
         Scheme::Gcs => (GCS_CLASSES, "a GCS storage class"),
         Scheme::Azure => (AZURE_TIERS, "an Azure access tier"),
-        Scheme::Local => return Err("--storage-class does not apply to a local destination".into()),
+        Scheme::Local => return Err(format!("{flag} does not apply to a local {side}")),
     };
     known
         .iter()
         .find(|k| k.eq_ignore_ascii_case(asked))
         .map(|k| k.to_string())
-        .ok_or_else(|| format!("--storage-class {asked}: not {what}; one of {}", known.join(", ")))
+        .ok_or_else(|| format!("{flag} {asked}: not {what}; one of {}", known.join(", ")))
 }
 
 #[cfg(test)]

@@ -106,8 +106,13 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
         self.call(self.inner.delete(key)).await
     }
 
-    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
-        self.call(self.inner.restore(key, request)).await
+    async fn restore(
+        &self,
+        key: &str,
+        class: &ferry_core::StorageClass,
+        request: &ferry_core::RestoreRequest,
+    ) -> Result<Option<ferry_core::RestoreTier>> {
+        self.call(self.inner.restore(key, class, request)).await
     }
 
     // Most answers come from what the caller holds (no request): no slot is taken here. A
@@ -197,11 +202,12 @@ impl<P: Provider + ?Sized + 'static> ServerCopy for Throttled<P> {
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         plan: &ferry_core::PartPlan,
         started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let copy = self.inner.server_copy().expect("only offered when the inner provider has it");
-        self.call(copy.copy_from(source, object, plan, started)).await
+        self.call(copy.copy_from(source, object, class, plan, started)).await
     }
 }
 
@@ -319,8 +325,13 @@ impl<P: Provider + ?Sized + 'static> Provider for Counted<P> {
         r
     }
 
-    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
-        let r = self.inner.restore(key, request).await;
+    async fn restore(
+        &self,
+        key: &str,
+        class: &ferry_core::StorageClass,
+        request: &ferry_core::RestoreRequest,
+    ) -> Result<Option<ferry_core::RestoreTier>> {
+        let r = self.inner.restore(key, class, request).await;
         self.count("restore", &r, |_| 0);
         r
     }
@@ -428,11 +439,12 @@ impl<P: Provider + ?Sized + 'static> ServerCopy for Counted<P> {
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         plan: &ferry_core::PartPlan,
         started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
         let copy = self.inner.server_copy().expect("only offered when the inner provider has it");
-        let r = copy.copy_from(source, object, plan, started).await;
+        let r = copy.copy_from(source, object, class, plan, started).await;
         // The bytes the service copied: none passed through ferry.
         self.count("server copy", &r, |_| 0);
         r

@@ -560,7 +560,7 @@ async fn server_copy(c: Ctx) {
         };
         let plan = ferry_core::PartPlan { object_size: entry.size, part_size: part };
         let copied =
-            copier.copy_from(src.location(), &entry, &plan, &journal).await.unwrap_or_else(|e| panic!("{name}: copy {key:?}: {e}"));
+            copier.copy_from(src.location(), &entry, None, &plan, &journal).await.unwrap_or_else(|e| panic!("{name}: copy {key:?}: {e}"));
         assert!(read(dst.as_ref(), key).await == data, "{name}: the copy of {key:?} has other bytes");
         if c.options().keeps_attributes {
             let h = head(dst.as_ref(), key).await.unwrap_or_else(|| panic!("{name}: the copy is missing"));
@@ -587,7 +587,7 @@ async fn server_copy(c: Ctx) {
     let before = head(src.as_ref(), "changing").await.unwrap_or_else(|| panic!("{name}: the source object is missing"));
     put(src.as_ref(), "changing", &bytes_of(2, 600)).await;
     let plan = ferry_core::PartPlan { object_size: before.size, part_size: part };
-    let copied = copier.copy_from(src.location(), &before, &plan, &|_| Box::pin(async { Ok(()) })).await;
+    let copied = copier.copy_from(src.location(), &before, None, &plan, &|_| Box::pin(async { Ok(()) })).await;
     if c.options().copy_refuses_changed {
         assert!(copied.is_err(), "{name}: a source that changed since its HEAD was copied");
         assert!(head(dst.as_ref(), "changing").await.is_none(), "{name}: a refused copy left an object");

@@ -440,12 +440,13 @@ impl ServerCopy for FaultyProvider {
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         plan: &ferry_core::PartPlan,
         started: &ferry_providers::UploadStarted,
     ) -> Result<ServerCopied> {
         self.before(Method::CopyFrom, "copy", &object.key).await?;
         let copier = self.inner.server_copy().expect("offered only when the wrapped provider has it");
-        copier.copy_from(source, object, plan, started).await
+        copier.copy_from(source, object, class, plan, started).await
     }
 }
 

@@ -542,6 +542,7 @@ impl ServerCopy for MemoryProvider {
         &self,
         source: &Location,
         object: &ObjectEntry,
+        _class: Option<&str>,
         plan: &ferry_core::PartPlan,
         started: &ferry_providers::UploadStarted,
     ) -> Result<ServerCopied> {

@@ -157,9 +157,10 @@ impl BlockClient {
         Ok(tags_in(&xml))
     }
 
-    /// The headers of a blob write for what was asked: `x-ms-access-tier`, `x-ms-encryption-scope`.
-    fn write_headers(&self) -> Vec<(String, String)> {
-        let tier = self.access_tier.clone().map(|tier| ("x-ms-access-tier".to_string(), tier));
+    /// The headers of a blob write for what was asked: `x-ms-access-tier` (`tier`, this
+    /// object's, else `--storage-class`), `x-ms-encryption-scope`.
+    fn write_headers(&self, tier: Option<&str>) -> Vec<(String, String)> {
+        let tier = tier.or(self.access_tier.as_deref()).map(|tier| ("x-ms-access-tier".to_string(), tier.to_string()));
         tier.into_iter().chain(self.scope_header()).collect()
     }
 
@@ -182,7 +183,7 @@ impl BlockClient {
     pub async fn put_blob(&self, full_key: &str, key: &str, data: Bytes, attrs: &PutAttrs) -> Result<PutReceipt> {
         let mut headers = vec![("x-ms-blob-type".to_string(), "BlockBlob".to_string()), ("content-md5".to_string(), md5_b64(&data))];
         headers.extend(attr_headers(attrs));
-        headers.extend(self.write_headers());
+        headers.extend(self.write_headers(attrs.storage_class.as_deref()));
         let resp = self.send("put", key, http::Method::PUT, self.blob_url(full_key), headers, data).await?;
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
         // A version id only where the account keeps blob versions.
@@ -301,24 +302,35 @@ impl BlockClient {
         }
     }
 
+    /// Asks Azure to rehydrate Archive blob `full_key` to [`REHYDRATE_TO`] (Set Blob Tier) at
+    /// `priority` (`Standard` or `High`), through the run's one retry layer.
+    pub async fn rehydrate(&self, full_key: &str, key: &str, priority: &str) -> Result<()> {
+        let url = format!("{}?comp=tier", self.blob_url(full_key));
+        let headers =
+            vec![("x-ms-access-tier".to_string(), REHYDRATE_TO.to_string()), ("x-ms-rehydrate-priority".to_string(), priority.to_string())];
+        self.send("rehydrate", key, http::Method::PUT, url, headers, Bytes::new()).await?;
+        Ok(())
+    }
+
     /// Has Azure copy blob `source_key` of container `source_container` (same account) to
     /// `full_key` (Copy Blob), only while its entity tag is still `if_match`, and waits until the
-    /// copy is done. Returns the copy's properties.
+    /// copy is done; `tier`: the copy's access tier, else `--storage-class`. Returns the copy's
+    /// properties.
     pub async fn copy_blob(
         &self,
         full_key: &str,
         key: &str,
-        source_container: &str,
-        source_key: &str,
+        (source_container, source_key): (&str, &str),
         if_match: Option<&str>,
         tags: Option<&Tags>,
+        tier: Option<&str>,
     ) -> Result<http::HeaderMap> {
         let mut headers = vec![("x-ms-copy-source".to_string(), self.blob_url_in(source_container, source_key))];
         // Copy Blob keeps properties and metadata but not index tags: they are set here.
         if let Some(tags) = tags.filter(|t| !t.is_empty()) {
             headers.push(("x-ms-tags".into(), url::form_urlencoded::Serializer::new(String::new()).extend_pairs(tags.iter()).finish()));
         }
-        headers.extend(self.write_headers());
+        headers.extend(self.write_headers(tier));
         if let Some(etag) = if_match {
             headers.push(("x-ms-source-if-match".to_string(), format!("\"{etag}\"")));
         }
@@ -393,7 +405,7 @@ impl BlockClient {
         xml.push_str("</BlockList>");
         let mut headers = vec![("content-type".to_string(), "application/xml".to_string())];
         headers.extend(attr_headers(attrs));
-        headers.extend(self.write_headers());
+        headers.extend(self.write_headers(attrs.storage_class.as_deref()));
         let url = format!("{}?comp=blocklist", self.blob_url(full_key));
         let resp = self.send("put block list", key, http::Method::PUT, url, headers, Bytes::from(xml)).await?;
         let header = |name: &str| resp.headers().get(name).and_then(|v| v.to_str().ok());
@@ -587,6 +599,8 @@ pub(super) fn entry_from_headers(key: &str, head: &http::HeaderMap, total: u64) 
             cache_control: text("cache-control"),
             expires: None,
         },
+        // Properties (a HEAD) name the access tier; a read's answer does not.
+        storage_class: text("x-ms-access-tier").map(|tier| access_tier(&tier, text("x-ms-archive-status").as_deref())),
         // The answer counts the blob's index tags; one Get Blob Tags reads them when wanted.
         tags: match text("x-ms-tag-count").and_then(|n| n.parse::<u32>().ok()) {
             Some(n) if n > 0 => None,
@@ -595,6 +609,24 @@ pub(super) fn entry_from_headers(key: &str, head: &http::HeaderMap, total: u64) 
         ..Default::default()
     }
 }
+
+/// A blob's access tier as its storage class: an `Archive` blob must be rehydrated before it
+/// can be read (`x-ms-archive-status: rehydrate-pending-to-…` while that is under way); `Hot`,
+/// `Cool`, `Cold` are read like any object. A rehydrated blob is in its new tier: online.
+pub(super) fn access_tier(tier: &str, archive_status: Option<&str>) -> ferry_core::StorageClass {
+    use ferry_core::ArchiveState;
+    let state = match (tier.eq_ignore_ascii_case("Archive"), archive_status) {
+        (false, _) => ArchiveState::Online,
+        (true, Some(s)) if s.starts_with("rehydrate-pending") => ArchiveState::Restoring,
+        (true, _) => ArchiveState::Archived,
+    };
+    ferry_core::StorageClass { name: tier.to_string(), state }
+}
+
+/// The tier an Archive blob is rehydrated to for `--archived restore`: Cool, the cheaper
+/// online tier to keep what a migration reads once (rehydration changes the source blob's tier
+/// for good; Hot would bill more each month it stays).
+pub(super) const REHYDRATE_TO: &str = "Cool";
 
 /// A blob as its properties (HEAD) describe it, with its stored Content-MD5 where it has one.
 pub(super) fn blob_entry(key: &str, head: &http::HeaderMap) -> ObjectEntry {
@@ -613,6 +645,16 @@ mod tests {
         let b = block_id("0123456789abcdef0123456789abcdef", 49_999);
         assert_eq!(a.len(), b.len());
         assert_eq!(parse_block_id(&b), Some(("0123456789abcdef0123456789abcdef".to_string(), 49_999)));
+    }
+
+    #[test]
+    fn archive_blobs_need_a_rehydration() {
+        use ferry_core::ArchiveState;
+        assert_eq!(access_tier("Hot", None).state, ArchiveState::Online);
+        assert_eq!(access_tier("Cool", Some("rehydrate-pending-to-hot")).state, ArchiveState::Online);
+        assert_eq!(access_tier("Archive", None).state, ArchiveState::Archived);
+        assert_eq!(access_tier("Archive", Some("rehydrate-pending-to-cool")).state, ArchiveState::Restoring);
+        assert_eq!(access_tier("Archive", None).name, "Archive");
     }
 
     #[test]

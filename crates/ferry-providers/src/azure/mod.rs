@@ -166,6 +166,24 @@ impl Provider for AzureProvider {
         Ok(Fetched { data, object: entry_from_headers(key, &head, total), checked: Some(Evidence::SourceMd5) })
     }
 
+    /// Rehydrates an Archive blob (Set Blob Tier to Cool): `expedited` is Azure's High
+    /// priority, `standard` and `bulk` its Standard (Azure has nothing slower). The blob stays
+    /// in Cool at the source; `request.days` has no meaning here (a rehydration is for good).
+    async fn restore(
+        &self,
+        key: &str,
+        _class: &ferry_core::StorageClass,
+        request: &ferry_core::RestoreRequest,
+    ) -> Result<Option<ferry_core::RestoreTier>> {
+        self.path(key)?;
+        let priority = match request.tier {
+            ferry_core::RestoreTier::Expedited => "High",
+            ferry_core::RestoreTier::Standard | ferry_core::RestoreTier::Bulk => "Standard",
+        };
+        self.blocks.rehydrate(&self.location.key_for(key), key, priority).await?;
+        Ok(Some(request.tier))
+    }
+
     async fn put(&self, key: &str, data: Bytes, _crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
         self.path(key)?;
         self.blocks.put_blob(&self.location.key_for(key), key, data, attrs).await

@@ -17,6 +17,7 @@ impl ServerCopy for AzureProvider {
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         _plan: &PartPlan,
         _started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
@@ -29,7 +30,7 @@ impl ServerCopy for AzureProvider {
         };
         let head = self
             .blocks
-            .copy_blob(&self.location.key_for(key), key, &source.bucket, &source.key_for(key), object.etag.as_deref(), Some(&tags))
+            .copy_blob(&self.location.key_for(key), key, (&source.bucket, &source.key_for(key)), object.etag.as_deref(), Some(&tags), class)
             .await?;
         let copy = blob_entry(key, &head);
         Ok(ServerCopied {

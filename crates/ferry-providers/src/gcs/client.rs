@@ -236,7 +236,7 @@ impl Client {
         // Only the final compose makes the object; intermediate ones are removed with the parts.
         if let Some(a) = attrs {
             set_attrs(&mut destination, a);
-            self.set_class(&mut destination);
+            self.set_class(&mut destination, a.storage_class.as_deref());
         }
         let body = serde_json::json!({
             "sourceObjects": sources.iter().map(|n| serde_json::json!({"name": n})).collect::<Vec<_>>(),
@@ -251,10 +251,11 @@ impl Client {
 }
 
 impl Client {
-    /// Asks for the `--storage-class` in an object resource about to be written.
-    pub(super) fn set_class(&self, resource: &mut serde_json::Value) {
-        if let Some(class) = &self.storage_class {
-            resource["storageClass"] = class.clone().into();
+    /// Asks for `class` (this object's), else the `--storage-class`, in an object resource
+    /// about to be written.
+    pub(super) fn set_class(&self, resource: &mut serde_json::Value, class: Option<&str>) {
+        if let Some(class) = class.or(self.storage_class.as_deref()) {
+            resource["storageClass"] = class.into();
         }
     }
 

@@ -204,7 +204,7 @@ impl Provider for GcsProvider {
         let name = self.location.key_for(key);
         let mut meta = serde_json::json!({ "name": name, "crc32c": B64.encode(crc32c.to_be_bytes()) });
         client::set_attrs(&mut meta, attrs);
-        c.set_class(&mut meta);
+        c.set_class(&mut meta, attrs.storage_class.as_deref());
         let boundary = format!("ferry-{}", uuid::Uuid::new_v4().simple());
         let media_type = attrs.content_type.as_deref().unwrap_or("application/octet-stream");
         let head = format!(

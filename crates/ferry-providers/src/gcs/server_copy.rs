@@ -32,6 +32,7 @@ impl ServerCopy for GcsProvider {
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         _plan: &PartPlan,
         _started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
@@ -48,7 +49,7 @@ impl ServerCopy for GcsProvider {
         // A class asked for goes in the destination resource of the rewrite; the resource then
         // carries the source's headers and metadata too (a rewrite with a resource writes the
         // resource's). Without a class, no body: the service copies them itself.
-        let resource = c.storage_class.as_ref().map(|_| {
+        let resource = class.or(c.storage_class.as_deref()).map(|_| {
             let attrs = crate::PutAttrs {
                 content_type: object.content_type.clone(),
                 metadata: object.metadata.clone(),
@@ -57,7 +58,7 @@ impl ServerCopy for GcsProvider {
             };
             let mut resource = serde_json::json!({});
             super::client::set_attrs(&mut resource, &attrs);
-            c.set_class(&mut resource);
+            c.set_class(&mut resource, class);
             resource
         });
         let mut token: Option<String> = None;

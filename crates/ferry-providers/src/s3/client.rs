@@ -246,6 +246,17 @@ pub(super) fn storage_class(name: Option<&str>, restore: Option<&str>, archive_s
     ferry_core::StorageClass { name: name.to_string(), state }
 }
 
+/// The retrieval tier S3 offers for a restore of an object in `class` nearest to `asked`: S3
+/// has no Expedited retrieval of DEEP_ARCHIVE (it refuses the request), so such an object is
+/// restored at Standard, the next fastest, and the copy's summary counts it.
+pub(super) fn offered_tier(class: &ferry_core::StorageClass, asked: ferry_core::RestoreTier) -> ferry_core::RestoreTier {
+    use ferry_core::RestoreTier;
+    match (class.name.as_str(), asked) {
+        ("DEEP_ARCHIVE", RestoreTier::Expedited) => RestoreTier::Standard,
+        _ => asked,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,5 +301,16 @@ mod tests {
         let restored = "ongoing-request=\"false\", expiry-date=\"Wed, 02 Dec 2026 21:54:25 GMT\"";
         assert_eq!(storage_class(Some("GLACIER"), Some(restored), None).state, ArchiveState::Restored);
         assert_eq!(storage_class(Some("INTELLIGENT_TIERING"), None, Some("ARCHIVE_ACCESS")).state, ArchiveState::Archived);
+    }
+
+    // Hostile-user finding 10: `expedited` was sent for DEEP_ARCHIVE, which S3 refuses.
+    #[test]
+    fn deep_archive_is_restored_at_standard_when_expedited_is_asked() {
+        use ferry_core::RestoreTier::{Bulk, Expedited, Standard};
+        let deep = storage_class(Some("DEEP_ARCHIVE"), None, None);
+        let glacier = storage_class(Some("GLACIER"), None, None);
+        assert_eq!(offered_tier(&deep, Expedited), Standard);
+        assert_eq!(offered_tier(&deep, Bulk), Bulk);
+        assert_eq!(offered_tier(&glacier, Expedited), Expedited);
     }
 }

@@ -28,7 +28,7 @@ macro_rules! object_attrs {
             .set_cache_control($attrs.headers.cache_control.clone())
             .set_expires(expires_of(&$attrs.headers))
             .set_tagging($attrs.tags.as_ref().filter(|t| !t.is_empty()).map(tagging))
-            .set_storage_class($provider.storage_class())
+            .set_storage_class($provider.storage_class($attrs.storage_class.as_deref()))
             .set_server_side_encryption($provider.sse())
             .set_ssekms_key_id($provider.sse_key())
     };
@@ -92,9 +92,10 @@ pub struct S3Provider {
 }
 
 impl S3Provider {
-    /// The class every write asks for (`--storage-class`); `None`: the bucket's default.
-    fn storage_class(&self) -> Option<aws_sdk_s3::types::StorageClass> {
-        self.connect.write.storage_class.as_deref().map(aws_sdk_s3::types::StorageClass::from)
+    /// The class a write asks for: `asked` (the object's, `--storage-class-map`), else
+    /// `--storage-class`; `None`: the bucket's default.
+    fn storage_class(&self, asked: Option<&str>) -> Option<aws_sdk_s3::types::StorageClass> {
+        asked.or(self.connect.write.storage_class.as_deref()).map(aws_sdk_s3::types::StorageClass::from)
     }
 
     /// The server-side encryption every write asks for (`--sse`); `None`: the bucket's default.
@@ -373,9 +374,10 @@ impl Provider for S3Provider {
         .await
     }
 
-    async fn restore(&self, key: &str, asked: &RestoreRequest) -> Result<bool> {
+    async fn restore(&self, key: &str, class: &ferry_core::StorageClass, asked: &RestoreRequest) -> Result<Option<RestoreTier>> {
         use aws_sdk_s3::types::{GlacierJobParameters, Tier};
-        let tier = match asked.tier {
+        let offered = offered_tier(class, asked.tier);
+        let tier = match offered {
             RestoreTier::Standard => Tier::Standard,
             RestoreTier::Bulk => Tier::Bulk,
             RestoreTier::Expedited => Tier::Expedited,
@@ -387,9 +389,9 @@ impl Provider for S3Provider {
         request(&self.run, 0, || async {
             let req = self.client.restore_object().bucket(&self.location.bucket).key(&full).restore_request(restore.clone());
             match req.send().await {
-                Ok(_) => Ok(true),
+                Ok(_) => Ok(Some(offered)),
                 // Asked before (by ferry or anyone): it is under way.
-                Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(true),
+                Err(e) if e.code() == Some("RestoreAlreadyInProgress") => Ok(Some(offered)),
                 Err(e) => Err(self.failed("restore", key, e)),
             }
         })

@@ -26,6 +26,7 @@ impl ServerCopy for S3Provider {
         &self,
         source: &Location,
         object: &ObjectEntry,
+        class: Option<&str>,
         plan: &PartPlan,
         started: &crate::UploadStarted,
     ) -> Result<ServerCopied> {
@@ -50,7 +51,7 @@ impl ServerCopy for S3Provider {
                     .set_tagging_directive(object.tags.as_ref().map(|_| aws_sdk_s3::types::TaggingDirective::Replace))
                     .set_tagging(object.tags.as_ref().filter(|t| !t.is_empty()).map(super::tagging))
                     // Without it, S3 writes the copy in STANDARD, whatever the source's class.
-                    .set_storage_class(self.storage_class())
+                    .set_storage_class(self.storage_class(class))
                     .set_server_side_encryption(self.sse())
                     .set_ssekms_key_id(self.sse_key());
                 req.send().await.map_err(|e| self.failed("copy", key, e))
@@ -79,6 +80,7 @@ impl ServerCopy for S3Provider {
             metadata: object.metadata.clone(),
             headers: object.headers.clone(),
             tags: Some(tags),
+            storage_class: class.map(str::to_string),
             ..PutAttrs::default()
         };
         let upload = Multipart::start(self, key, &attrs, object.size, "").await?;
