@@ -314,6 +314,7 @@ fn sidecar_paths_never_collide() {
 
 /// Finding 6: tags a destination cannot hold (an 11th tag on S3 or Azure, `@` on Azure) are
 /// named per object as not carried; the object's bytes and the tags it can hold arrive; exit 1.
+/// Local (11 tags) → moto, local → Azurite, and moto (10 tags, one with `@`) → Azurite.
 #[test]
 fn tags_a_destination_cannot_hold_are_named_not_fatal() {
     let work = tempfile::tempdir().unwrap();
@@ -364,4 +365,17 @@ fn tags_a_destination_cannot_hold_are_named_not_fatal() {
     let mut valid = all.clone();
     valid.remove("k00");
     assert_eq!(got, valid);
+
+    // S3 → Azure: the ten tags moto holds, `@` among them.
+    let (ep, az) = (s3.endpoint.clone(), azurite.endpoint.clone());
+    let report = copy(w, "s3://lm-tags/out", "az://lm-tags/from-s3", "j3", &["--src-endpoint", &ep, "--dst-endpoint", &az], &s3.env(), 1);
+    assert_eq!(report["copied"], 1, "{report}");
+    assert_eq!(report["fidelity"]["by_kind"]["tag not allowed"], 1, "{report}");
+    let got = rt().block_on(async {
+        let p = open("az://lm-tags/from-s3", Some(&az), LocalMetadata::None).await;
+        assert_eq!(&p.get("tagged.txt", None).await.unwrap().data[..], b"tagged bytes");
+        p.tags("tagged.txt").await.unwrap()
+    });
+    first_ten.remove("k00");
+    assert_eq!(got, first_ten);
 }
