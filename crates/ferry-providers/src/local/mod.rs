@@ -304,8 +304,10 @@ impl Provider for LocalProvider {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        // The store's files are removed only with their objects (`delete_file` below).
+        self.refuse_reserved(key)?;
         self.delete_file(key).await?;
-        if self.metadata == LocalMetadata::Sidecar && !attrs::is_reserved(key) {
+        if self.metadata == LocalMetadata::Sidecar {
             self.delete_file(&attrs::sidecar_key(key)).await?;
         }
         Ok(())
@@ -453,6 +455,24 @@ mod tests {
             assert!(matches!(refusal(follow.head(key).await.unwrap_err()), Refusal::LeavesRoot { .. }), "{key}");
         }
         assert_eq!(follow.head("missing").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_store_name_is_reserved_in_every_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [LocalMetadata::None, LocalMetadata::Xattr, LocalMetadata::Sidecar] {
+            let p = provider(dir.path(), false).metadata(mode);
+            for key in [".ferry-meta", ".ferry-meta/x", ".ferry-meta/ab/cd.json"] {
+                let put = p.put(key, Bytes::from_static(b"x"), 0, &PutAttrs::default()).await.unwrap_err();
+                assert_eq!((refusal(put), mode), (Refusal::Reserved, mode), "{key}");
+                assert_eq!(refusal(p.delete(key).await.unwrap_err()), Refusal::Reserved, "{key}");
+                assert_eq!(refusal(p.head(key).await.unwrap_err()), Refusal::Reserved, "{key}");
+            }
+            // Only at the root, and only that name.
+            for key in ["a/.ferry-meta", ".ferry-meta.txt", "b/.ferry-meta/x"] {
+                p.put(key, Bytes::from_static(b"x"), 0, &PutAttrs::default()).await.unwrap();
+            }
+        }
     }
 
     #[tokio::test]
