@@ -329,13 +329,21 @@ fn gcs_and_local_sidecar() {
     there_and_back(gcs("fid-gcs"), local("sidecar"));
 }
 
-/// The sidecar lives under `.ferry-meta/` and a copy out of the directory does not list it.
+/// The sidecar lives under `.ferry-meta/` (`HH/SHA-256 of the key.json`, recording its key) and
+/// a copy out of the directory does not list it.
 #[test]
 fn local_sidecar_is_never_an_object() {
     let dir = local("sidecar");
     seed(&dir, "p", &original());
-    let side = Path::new(&dir.base).join("p/.ferry-meta").join(format!("{KEY}.json"));
-    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&side).unwrap()).unwrap();
+    let store = Path::new(&dir.base).join("p/.ferry-meta");
+    let shard: Vec<_> = std::fs::read_dir(&store).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(shard.len(), 1, "{shard:?}");
+    let side: Vec<_> = std::fs::read_dir(&shard[0]).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(side.len(), 1, "{side:?}");
+    let name = side[0].file_name().unwrap().to_str().unwrap();
+    assert!(name.len() == 64 + ".json".len() && name.starts_with(shard[0].file_name().unwrap().to_str().unwrap()), "{name}");
+    let kept: serde_json::Value = serde_json::from_slice(&std::fs::read(&side[0]).unwrap()).unwrap();
+    assert_eq!(kept["key"], KEY, "{kept}");
     assert_eq!(kept["headers"]["content_encoding"], "gzip", "{kept}");
     assert_eq!(kept["metadata"]["Owner-Team"], "web", "{kept}");
     let to = local("sidecar");

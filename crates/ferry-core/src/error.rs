@@ -32,6 +32,11 @@ pub enum FailureKind {
     SourceGone,
     /// ferry will not read the source object as it is (a symlink, a FIFO, a path leaving the root).
     SourceRefused,
+    /// The headers, metadata and tags a local source keeps beside the file (`--local-metadata`:
+    /// its sidecar or xattr) cannot be read: not the document, over its size bound, or a sidecar
+    /// that is not a regular file. The object is not copied without them (fix or remove the
+    /// sidecar and resume; `--local-metadata none` copies bytes only).
+    MetadataUnreadable,
     /// A file on a shipped disk holds other bytes than its shipment manifest declares: reading
     /// it again will not change that.
     AlteredInShipment,
@@ -85,6 +90,7 @@ impl FailureKind {
             FailureKind::SourceChanged => "source-changed",
             FailureKind::SourceGone => "source-gone",
             FailureKind::SourceRefused => "source-refused",
+            FailureKind::MetadataUnreadable => "metadata-unreadable",
             FailureKind::Archived => "archived",
             FailureKind::AlteredInShipment => "altered-in-shipment",
             FailureKind::CorruptedInTransit => "corrupted-in-transit",

@@ -120,6 +120,8 @@ pub struct Carries {
     pub metadata: bool,
     pub headers: &'static [Header],
     pub tags: bool,
+    /// Which tags it can hold, where it keeps tags.
+    pub tag_limits: TagLimits,
     pub names: NameRule,
     /// Metadata values must be printable ASCII (they travel as HTTP header values).
     pub ascii_values: bool,
@@ -127,9 +129,46 @@ pub struct Carries {
 
 impl Carries {
     /// Everything, as given (a memory store, a local directory with metadata).
-    pub const ALL: Carries = Carries { metadata: true, headers: &Header::ALL, tags: true, names: NameRule::Any, ascii_values: false };
+    pub const ALL: Carries = Carries {
+        metadata: true,
+        headers: &Header::ALL,
+        tags: true,
+        tag_limits: TagLimits::ANY,
+        names: NameRule::Any,
+        ascii_values: false,
+    };
     /// Bytes only (a local directory without `--local-metadata`).
-    pub const NOTHING: Carries = Carries { metadata: false, headers: &[], tags: false, names: NameRule::Any, ascii_values: false };
+    pub const NOTHING: Carries =
+        Carries { metadata: false, headers: &[], tags: false, tag_limits: TagLimits::ANY, names: NameRule::Any, ascii_values: false };
+}
+
+/// Which object tags a kind of store can hold (S3 tagging, Azure blob index tags): data, like
+/// [`Limits`](crate::Limits). Lengths count characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TagLimits {
+    pub max_tags: usize,
+    pub max_key_chars: usize,
+    pub max_value_chars: usize,
+    /// The characters a key or value may have besides letters, digits and space; `None`: any.
+    pub symbols: Option<&'static str>,
+    /// Whether letters and digits beyond ASCII count as letters and digits (S3: yes; Azure: no).
+    pub unicode_letters: bool,
+}
+
+impl TagLimits {
+    /// Any tags at all (a memory store, a local directory with metadata).
+    pub const ANY: TagLimits =
+        TagLimits { max_tags: usize::MAX, max_key_chars: usize::MAX, max_value_chars: usize::MAX, symbols: None, unicode_letters: true };
+
+    /// Whether one tag `key` = `value` can be held (its count aside).
+    pub fn holds(&self, key: &str, value: &str) -> bool {
+        let char_ok = |c: char| match self.symbols {
+            None => true,
+            Some(symbols) => c == ' ' || c.is_ascii_alphanumeric() || (self.unicode_letters && c.is_alphanumeric()) || symbols.contains(c),
+        };
+        let fits = |text: &str, max: usize| text.chars().count() <= max && text.chars().all(char_ok);
+        !key.is_empty() && fits(key, self.max_key_chars) && fits(value, self.max_value_chars)
+    }
 }
 
 /// Why a metadata name was not carried as it was.
@@ -162,6 +201,20 @@ pub enum NotCarried {
     Name { key: String, issue: NameIssue },
     /// A user metadata value the destination cannot hold (non-ASCII to S3 or Azure).
     Value { key: String },
+    /// An object tag the destination cannot hold, and why. Not written.
+    Tag { key: String, issue: TagIssue },
+}
+
+/// Why an object tag was not carried.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "why")]
+pub enum TagIssue {
+    /// A key or value the destination does not allow (a character such as `@` on Azure, an
+    /// empty key, too long).
+    Invalid,
+    /// The object has more tags than the destination holds (`max`, 10 on S3 and Azure): the
+    /// first `max` allowed ones in key order are written.
+    TooMany { max: usize },
 }
 
 impl NotCarried {
@@ -171,7 +224,7 @@ impl NotCarried {
     pub fn loses_user_data(&self) -> bool {
         match self {
             NotCarried::Name { issue: NameIssue::CaseFolded { .. }, .. } => false,
-            NotCarried::Name { .. } | NotCarried::Value { .. } => true,
+            NotCarried::Name { .. } | NotCarried::Value { .. } | NotCarried::Tag { .. } => true,
             NotCarried::Header { .. } | NotCarried::Tags | NotCarried::Metadata => false,
         }
     }
@@ -191,6 +244,10 @@ impl std::fmt::Display for NotCarried {
                 write!(f, "metadata {key:?}: same destination name as {with:?}")
             }
             NotCarried::Value { key } => write!(f, "metadata {key:?}: a value the destination cannot hold"),
+            NotCarried::Tag { key, issue: TagIssue::Invalid } => write!(f, "tag {key:?}: a tag the destination cannot hold"),
+            NotCarried::Tag { key, issue: TagIssue::TooMany { max } } => {
+                write!(f, "tag {key:?}: over the {max} tags the destination holds")
+            }
         }
     }
 }
@@ -265,7 +322,21 @@ pub fn fit(
         out.metadata.insert(k.clone(), v.clone());
     }
     match (tags, to.tags) {
-        (Some(t), true) => out.tags = Some(t.clone()),
+        (Some(t), true) => {
+            let limits = &to.tag_limits;
+            let mut kept = Tags::new();
+            // Invalid tags first, so the count limit keeps as many of the rest as it can.
+            for (k, v) in t {
+                if !limits.holds(k, v) {
+                    out.not_carried.push(NotCarried::Tag { key: k.clone(), issue: TagIssue::Invalid });
+                } else if kept.len() >= limits.max_tags {
+                    out.not_carried.push(NotCarried::Tag { key: k.clone(), issue: TagIssue::TooMany { max: limits.max_tags } });
+                } else {
+                    kept.insert(k.clone(), v.clone());
+                }
+            }
+            out.tags = Some(kept);
+        }
         (Some(t), false) if !t.is_empty() => out.not_carried.push(NotCarried::Tags),
         _ => {}
     }
@@ -347,9 +418,28 @@ pub fn from_azure_name(name: &str) -> String {
 mod tests {
     use super::*;
 
-    const S3: Carries = Carries { metadata: true, headers: &Header::ALL, tags: true, names: NameRule::LowerCaseToken, ascii_values: true };
-    const GCS: Carries = Carries { metadata: true, headers: &Header::ALL, tags: false, names: NameRule::Any, ascii_values: false };
-    const AZURE: Carries = Carries { metadata: true, headers: &[], tags: true, names: NameRule::Identifier, ascii_values: true };
+    const S3_TAGS: TagLimits =
+        TagLimits { max_tags: 10, max_key_chars: 128, max_value_chars: 256, symbols: Some("+-=._:/@"), unicode_letters: true };
+    const AZURE_TAGS: TagLimits =
+        TagLimits { max_tags: 10, max_key_chars: 128, max_value_chars: 256, symbols: Some("+-=._:/"), unicode_letters: false };
+    const S3: Carries = Carries {
+        metadata: true,
+        headers: &Header::ALL,
+        tags: true,
+        tag_limits: S3_TAGS,
+        names: NameRule::LowerCaseToken,
+        ascii_values: true,
+    };
+    const GCS: Carries = Carries {
+        metadata: true,
+        headers: &Header::ALL,
+        tags: false,
+        tag_limits: TagLimits::ANY,
+        names: NameRule::Any,
+        ascii_values: false,
+    };
+    const AZURE: Carries =
+        Carries { metadata: true, headers: &[], tags: true, tag_limits: AZURE_TAGS, names: NameRule::Identifier, ascii_values: true };
 
     #[test]
     fn azure_names_round_trip_and_are_identifiers() {
@@ -421,6 +511,19 @@ mod tests {
         assert!(azure_control.metadata.is_empty());
         assert_eq!(azure_control.not_carried, [NotCarried::Name { key: "n\0".into(), issue: NameIssue::Invalid }]);
         assert!(azure.metadata.contains_key("Owner-Team") && azure.metadata.contains_key("owner-team"), "case kept by the escape");
+
+        // Tags: what the destination cannot hold is named, the rest written.
+        let mut many: Tags = (0..11).map(|i| (format!("k{i:02}"), format!("v{i}"))).collect();
+        many.insert("k00".into(), "ann@example.com".into());
+        let s3 = fit(None, &BTreeMap::new(), &Headers::default(), Some(&many), &S3);
+        assert_eq!(s3.not_carried, [NotCarried::Tag { key: "k10".into(), issue: TagIssue::TooMany { max: 10 } }]);
+        assert_eq!(s3.tags.as_ref().map(Tags::len), Some(10));
+        assert!(s3.not_carried.iter().all(NotCarried::loses_user_data));
+        let azure = fit(None, &BTreeMap::new(), &Headers::default(), Some(&many), &AZURE);
+        assert_eq!(azure.not_carried, [NotCarried::Tag { key: "k00".into(), issue: TagIssue::Invalid }]);
+        assert_eq!(azure.tags.as_ref().map(Tags::len), Some(10));
+        assert!(!AZURE_TAGS.holds("", "v") && !AZURE_TAGS.holds("k", &"v".repeat(257)) && !AZURE_TAGS.holds("é", "v"));
+        assert!(S3_TAGS.holds("é", "a b+c=d.e_f:g/h@i") && TagLimits::ANY.holds("k", "any\u{0}thing"));
 
         let local = fit(Some("text/plain"), &meta, &headers, Some(&tags), &Carries::NOTHING);
         assert_eq!(local.not_carried, [NotCarried::Metadata, NotCarried::Tags]);

@@ -48,7 +48,7 @@ pub use entry::ObjectEntry;
 pub use error::{ErrorClass, FailureKind};
 pub use etag::Md5Etag;
 pub use evidence::Evidence;
-pub use headers::{Carries, Header, Headers, NotCarried, Tags};
+pub use headers::{Carries, Header, Headers, NotCarried, TagLimits, Tags};
 pub use location::{Location, LocationError, Scheme};
 pub use lock::{ObjectLock, Retention, RetentionMode};
 pub use parts::{Limits, PartPlan, PlanError};

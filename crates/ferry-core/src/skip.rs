@@ -31,10 +31,15 @@ pub enum SkipReason {
     InvalidName,
     /// One of ferry's own temporary files (an upload in progress, a device's reserve).
     FerryTempFile,
+    /// `.ferry-meta` at a local source's root: the name ferry keeps local metadata sidecars
+    /// under. With `--local-metadata sidecar` its folder is read as the files' metadata and not
+    /// listed at all; anything else under that name (a file, or the folder in another mode) is
+    /// named with this reason, never copied as objects. A loss: what it holds does not arrive.
+    FerryMetadata,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 10] = [
+    pub const ALL: [SkipReason; 11] = [
         SkipReason::DirectoryMarker,
         SkipReason::Symlink,
         SkipReason::SymlinkOutsideRoot,
@@ -45,6 +50,7 @@ impl SkipReason {
         SkipReason::Unreadable,
         SkipReason::InvalidName,
         SkipReason::FerryTempFile,
+        SkipReason::FerryMetadata,
     ];
 
     /// The stable name written to manifests, journals and reports.
@@ -60,6 +66,7 @@ impl SkipReason {
             SkipReason::Unreadable => "unreadable",
             SkipReason::InvalidName => "invalid-name",
             SkipReason::FerryTempFile => "ferry-temp-file",
+            SkipReason::FerryMetadata => "ferry-metadata",
         }
     }
 
@@ -80,6 +87,9 @@ impl SkipReason {
             SkipReason::Unreadable => "folder or entry ferry may not read; fix its permissions and plan it in a new job",
             SkipReason::InvalidName => "name is not valid UTF-8; rename it and plan again",
             SkipReason::FerryTempFile => "ferry's own temporary file",
+            SkipReason::FerryMetadata => {
+                "the name ferry keeps local metadata sidecars under; --local-metadata sidecar reads that folder as the files' metadata"
+            }
         }
     }
 

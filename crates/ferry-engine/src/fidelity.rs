@@ -43,8 +43,8 @@ pub struct Fidelity {
     pub pair_limits: Vec<PairLimit>,
     /// Objects the destination did not keep everything of.
     pub objects: u64,
-    /// Of them, objects that lost user metadata (a name or a value the destination cannot hold):
-    /// they make the run exit 1.
+    /// Of them, objects that lost user metadata (a name or a value the destination cannot hold)
+    /// or tags (ones it cannot hold, or over its count): they make the run exit 1.
     pub objects_losing_metadata: u64,
     /// Objects by what they lost (`Expires: the destination has no such header`, …).
     pub by_kind: BTreeMap<String, u64>,
@@ -121,5 +121,7 @@ fn kind_name(n: &NotCarried) -> String {
         NotCarried::Name { issue: NameIssue::CaseFolded { .. }, .. } => "metadata name lower-cased".into(),
         NotCarried::Name { issue: NameIssue::Collides { .. }, .. } => "metadata name collides".into(),
         NotCarried::Value { .. } => "metadata value not allowed".into(),
+        NotCarried::Tag { issue: ferry_core::headers::TagIssue::Invalid, .. } => "tag not allowed".into(),
+        NotCarried::Tag { issue: ferry_core::headers::TagIssue::TooMany { .. }, .. } => "tags over the limit".into(),
     }
 }

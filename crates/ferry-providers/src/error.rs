@@ -47,6 +47,10 @@ pub enum ProviderError {
     /// ferry will not read or write `path` (the key's file) as it is: see [`Refusal`].
     #[error("local disk {path}: {refusal}")]
     Refused { path: PathBuf, refusal: Refusal },
+    /// The headers, metadata and tags a local file keeps beside it (`--local-metadata`: its
+    /// sidecar or xattr, at `path`) cannot be read; that object fails, never copied without them.
+    #[error("local disk {path}: the object's metadata (--local-metadata) cannot be read: {detail}")]
+    Metadata { path: PathBuf, detail: String },
 }
 
 /// What a local path is, when it is not what ferry reads or writes through.
@@ -90,6 +94,9 @@ pub enum Refusal {
     SourceComponent { component: String, kind: FileKind },
     /// A directory on the way to a destination object is not a directory.
     DestinationComponent { component: String, kind: FileKind },
+    /// The key is ferry's at a local root (`.ferry-meta`, where sidecars are kept, or under it):
+    /// never an object's, whatever `--local-metadata` says.
+    Reserved,
 }
 
 impl std::fmt::Display for Refusal {
@@ -112,6 +119,11 @@ impl std::fmt::Display for Refusal {
             Refusal::DestinationComponent { component, kind } => {
                 write!(f, "destination path component {component} is {kind}, not a directory")
             }
+            Refusal::Reserved => write!(
+                f,
+                "{} at a local root is reserved for ferry's metadata sidecars (--local-metadata); no object is written there",
+                crate::local::SIDECAR_DIR
+            ),
         }
     }
 }
@@ -147,6 +159,7 @@ impl ProviderError {
             | ProviderError::BadKey { .. }
             | ProviderError::UnlistedUpload { .. }
             | ProviderError::Refused { .. }
+            | ProviderError::Metadata { .. }
             | ProviderError::Changed { .. } => ErrorClass::PerObject,
             ProviderError::Request { class, .. } => *class,
             // Sending the same request again repairs it (the retry layer does, within the
@@ -186,7 +199,10 @@ impl ProviderError {
             ProviderError::UnlistedUpload { .. } => FailureKind::Other,
             ProviderError::Io { source, .. } => kind_of_io(source, FailureKind::Other),
             ProviderError::RootUnwritable { source, .. } => kind_of_io(source, FailureKind::DestinationRefused),
-            ProviderError::Refused { refusal: Refusal::DestinationComponent { .. }, .. } => FailureKind::DestinationRefused,
+            ProviderError::Refused { refusal: Refusal::DestinationComponent { .. } | Refusal::Reserved, .. } => {
+                FailureKind::DestinationRefused
+            }
+            ProviderError::Metadata { .. } => FailureKind::MetadataUnreadable,
             ProviderError::Refused { .. } => FailureKind::SourceRefused,
         }
     }

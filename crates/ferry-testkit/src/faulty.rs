@@ -58,6 +58,14 @@ pub enum Method {
     StaleUploads,
     /// [`ServerCopy::copy_from`].
     CopyFrom,
+    /// [`Provider::restore`].
+    Restore,
+    /// [`Provider::tags`].
+    Tags,
+    /// [`Provider::locks_objects`].
+    LocksObjects,
+    /// [`Provider::lock`].
+    Lock,
 }
 
 /// What happens to a call a rule matches.
@@ -364,6 +372,32 @@ impl Provider for FaultyProvider {
         self.inner.etag_check(object).await
     }
 
+    // Every method of the trait is forwarded: one left to its default would answer for the
+    // inner provider (no tags, nothing carried, no restore) and hide what a test means to see.
+    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
+        self.before(Method::Restore, "restore", key).await?;
+        self.inner.restore(key, request).await
+    }
+
+    fn carries(&self) -> ferry_core::Carries {
+        self.inner.carries()
+    }
+
+    async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
+        self.before(Method::Tags, "tags", key).await?;
+        self.inner.tags(key).await
+    }
+
+    async fn locks_objects(&self) -> Result<bool> {
+        self.before(Method::LocksObjects, "lock configuration", "").await?;
+        self.inner.locks_objects().await
+    }
+
+    async fn lock(&self, key: &str) -> Result<Option<ferry_core::ObjectLock>> {
+        self.before(Method::Lock, "lock", key).await?;
+        self.inner.lock(key).await
+    }
+
     fn multipart(&self) -> Option<&dyn Multipart> {
         self.inner.multipart().map(|_| self as &dyn Multipart)
     }
@@ -599,5 +633,80 @@ mod tests {
         let keys: Vec<Vec<String>> = pages.into_iter().map(|page| page.unwrap().into_iter().map(|u| u.key).collect()).collect();
         assert_eq!(keys, [vec!["a", "b"], vec!["c"]]);
         assert_eq!((p.calls(Method::StaleUploads), p.injected(Method::StaleUploads)), (3, 1));
+    }
+
+    /// A provider whose every answer differs from the trait's defaults, so a method the faulty
+    /// wrapper stopped forwarding shows.
+    struct Distinct(Location);
+
+    #[async_trait]
+    impl Provider for Distinct {
+        fn name(&self) -> &'static str {
+            "distinct"
+        }
+        fn location(&self) -> &Location {
+            &self.0
+        }
+        fn limits(&self) -> Limits {
+            ferry_providers::local::LIMITS
+        }
+        async fn check(&self, _: bool) -> Result<()> {
+            Ok(())
+        }
+        fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+            futures::stream::iter([Ok(vec![ObjectEntry { key: "listed".into(), ..ObjectEntry::default() }])]).boxed()
+        }
+        async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+            Ok(Some(ObjectEntry { key: key.into(), size: 7, ..ObjectEntry::default() }))
+        }
+        async fn get(&self, key: &str, _: Option<Range<u64>>) -> Result<Fetched> {
+            let object = ObjectEntry { key: key.into(), size: 1, ..ObjectEntry::default() };
+            Ok(Fetched { data: Bytes::from_static(b"x"), object, checked: None })
+        }
+        async fn put(&self, _: &str, _: Bytes, _: u32, _: &PutAttrs) -> Result<PutReceipt> {
+            Ok(PutReceipt { etag: Some("put".into()), version: None })
+        }
+        async fn delete(&self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        async fn restore(&self, _: &str, _: &ferry_core::RestoreRequest) -> Result<bool> {
+            Ok(true)
+        }
+        async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
+            Ok(ferry_core::Md5Etag::new("d41d8cd98f00b204e9800998ecf8427e", object.size, None))
+        }
+        fn carries(&self) -> ferry_core::Carries {
+            ferry_core::Carries::NOTHING
+        }
+        async fn tags(&self, _: &str) -> Result<ferry_core::Tags> {
+            Ok(ferry_core::Tags::from([("t".to_string(), "1".to_string())]))
+        }
+        async fn locks_objects(&self) -> Result<bool> {
+            Ok(true)
+        }
+        async fn lock(&self, _: &str) -> Result<Option<ferry_core::ObjectLock>> {
+            Ok(Some(ferry_core::ObjectLock { legal_hold: true, retention: None }))
+        }
+    }
+
+    #[tokio::test]
+    async fn every_provider_method_reaches_the_inner_provider() {
+        let p = FaultyProvider::new(Arc::new(Distinct(Location::parse("s3://bkt/").unwrap())));
+        assert_eq!(p.name(), "distinct");
+        assert_eq!(p.limits(), ferry_providers::local::LIMITS);
+        assert_eq!(p.carries(), ferry_core::Carries::NOTHING);
+        assert!(p.restore("k", &ferry_core::RestoreRequest { days: 1, tier: Default::default() }).await.unwrap());
+        assert_eq!(p.tags("k").await.unwrap().get("t").map(String::as_str), Some("1"));
+        assert!(p.locks_objects().await.unwrap());
+        assert!(p.lock("k").await.unwrap().is_some_and(|l| l.legal_hold));
+        let object = ObjectEntry { key: "k".into(), ..ObjectEntry::default() };
+        assert!(p.etag_check(&object).await.unwrap().is_some());
+        assert_eq!(p.head("k").await.unwrap().unwrap().size, 7);
+        assert_eq!(p.put("k", Bytes::new(), 0, &PutAttrs::default()).await.unwrap().etag.as_deref(), Some("put"));
+        assert_eq!(p.list().next().await.unwrap().unwrap()[0].key, "listed");
+        // And the methods added to the wrapper take faults like the others.
+        let p = p.inject(Method::Tags, When::Always, Fault::Fail(ErrorClass::PerObject));
+        assert!(p.tags("k").await.is_err());
+        assert_eq!(p.injected(Method::Tags), 1);
     }
 }

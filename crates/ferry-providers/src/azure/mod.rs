@@ -218,10 +218,19 @@ impl Provider for AzureProvider {
 /// What Azure keeps: Content-Type and four headers (it has no Expires), index tags, and
 /// metadata whose names must be C# identifiers (other names are escaped, see
 /// [`ferry_core::headers::azure_name`]) and whose values are header values (printable ASCII).
+/// Blob index tags: at most 10, keys of 1–128 and values of 0–256 characters among ASCII
+/// letters, digits, space and `+ - . / : = _`.
 pub const CARRIES: Carries = Carries {
     metadata: true,
     headers: &[Header::ContentEncoding, Header::ContentDisposition, Header::ContentLanguage, Header::CacheControl],
     tags: true,
+    tag_limits: ferry_core::TagLimits {
+        max_tags: 10,
+        max_key_chars: 128,
+        max_value_chars: 256,
+        symbols: Some("+-./:=_"),
+        unicode_letters: false,
+    },
     names: NameRule::Identifier,
     ascii_values: true,
 };

@@ -40,6 +40,7 @@ pub const CARRIES: Carries = Carries {
     metadata: true,
     headers: &[Header::ContentEncoding, Header::ContentDisposition, Header::ContentLanguage, Header::CacheControl],
     tags: false,
+    tag_limits: ferry_core::TagLimits::ANY,
     names: NameRule::Any,
     ascii_values: false,
 };

@@ -16,6 +16,10 @@ impl LocalProvider {
     /// sockets, devices, unreadable folders, names that are not UTF-8, ferry's temp files), so
     /// nothing is left out unnamed. With `follow_symlinks`, links whose target stays inside the
     /// root are followed (folders walked, loops refused); others are skipped.
+    ///
+    /// `.ferry-meta` at the root is never listed as objects: with sidecars, its folder is the
+    /// files' metadata (not walked); anything else of that name is one skipped entry
+    /// ([`SkipReason::FerryMetadata`](ferry_core::SkipReason::FerryMetadata)).
     pub(super) fn listing(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
         let (root, follow) = (self.root.clone(), self.follow_symlinks);
         let sidecars = self.metadata == super::LocalMetadata::Sidecar;
@@ -23,14 +27,10 @@ impl LocalProvider {
         tokio::task::spawn_blocking(move || {
             let mut page = Vec::with_capacity(PAGE);
             let mut emit = |entry: ObjectEntry| -> bool {
-                // Sidecars are ferry's record of the files' attributes, not objects.
-                if sidecars && super::attrs::is_sidecar(&entry.key) {
-                    return true;
-                }
                 page.push(entry);
                 page.len() < PAGE || tx.blocking_send(Ok(std::mem::replace(&mut page, Vec::with_capacity(PAGE)))).is_ok()
             };
-            let walked = walk(&root, follow, &mut emit);
+            let walked = walk(&root, follow, sidecars, &mut emit);
             match walked {
                 Err(e) => {
                     let _ = tx.blocking_send(Err(e));
@@ -46,8 +46,9 @@ impl LocalProvider {
 }
 
 /// Walks `root` for [`LocalProvider::list`], handing each entry to `emit` (which answers
-/// whether to go on). Fails only when the root itself cannot be read.
-fn walk(root: &Path, follow: bool, emit: &mut dyn FnMut(ObjectEntry) -> bool) -> Result<()> {
+/// whether to go on). `sidecars`: the root's `.ferry-meta` folder is the sidecar store. Fails
+/// only when the root itself cannot be read.
+fn walk(root: &Path, follow: bool, sidecars: bool, emit: &mut dyn FnMut(ObjectEntry) -> bool) -> Result<()> {
     use ferry_core::SkipReason;
     use std::os::unix::fs::FileTypeExt;
     // Where followed links may lead: the root as the file system resolves it.
@@ -90,6 +91,22 @@ fn walk(root: &Path, follow: bool, emit: &mut dyn FnMut(ObjectEntry) -> bool) ->
             }
         };
         if item.depth() == 0 {
+            continue;
+        }
+        if item.depth() == 1 && item.file_name() == super::SIDECAR_DIR {
+            // Ferry's name at the root: the store's folder is metadata, read with each file; a
+            // file (or a link, or the folder without sidecars) is named, never copied.
+            let is_dir = item.file_type().is_dir();
+            if is_dir {
+                items.skip_current_dir();
+            }
+            if sidecars && is_dir && !item.path_is_symlink() {
+                continue;
+            }
+            let key = if is_dir { format!("{}/", super::SIDECAR_DIR) } else { super::SIDECAR_DIR.to_string() };
+            if !emit(ObjectEntry::skipped(key, SkipReason::FerryMetadata)) {
+                return Ok(());
+            }
             continue;
         }
         let name = item.file_name().to_string_lossy();

@@ -123,43 +123,64 @@ impl LocalProvider {
         self
     }
 
-    /// A key that is a sidecar's place (when sidecars are kept) is not an object's.
-    fn refuse_sidecar_key(&self, key: &str) -> Result<()> {
-        match self.metadata == LocalMetadata::Sidecar && attrs::is_sidecar(key) {
-            true => Err(ProviderError::BadKey {
-                provider: PROVIDER,
-                key: key.to_string(),
-                reason: format!("{SIDECAR_DIR}/ holds ferry's metadata sidecars (--local-metadata sidecar)"),
-            }),
+    /// A key that is ferry's at a local root (`.ferry-meta` or under it) is never an object's,
+    /// whatever the mode: with sidecars it would break or fake the store, and without them a
+    /// later sidecar run would take it for one.
+    fn refuse_reserved(&self, key: &str) -> Result<()> {
+        match attrs::is_reserved(key) {
+            true => Err(ProviderError::Refused { path: self.root.join(key), refusal: crate::Refusal::Reserved }),
             false => Ok(()),
         }
     }
 
-    /// The sidecar's kept document for `key`, if there is one.
+    /// The sidecar's kept document for `key`, if there is one: a regular file beneath the root
+    /// reached without following a symlink (as any object's data), read up to its bound.
     fn read_sidecar(root: &std::path::Path, key: &str) -> Result<Option<Vec<u8>>> {
         let side = attrs::sidecar_key(key);
+        let path = root.join(&side);
+        let unreadable = |detail: String| ProviderError::Metadata { path: path.clone(), detail };
         match open_source(root, false, &side, true) {
             Ok((file, meta)) => {
-                let mut buf = vec![0u8; meta.len().min(16 << 20) as usize];
-                file.read_exact_at(&mut buf, 0).map_err(|source| ProviderError::Io { path: root.join(&side), source })?;
+                if meta.len() > attrs::MAX_DOC as u64 {
+                    return Err(unreadable(format!("the sidecar is over {} KiB", attrs::MAX_DOC >> 10)));
+                }
+                let mut buf = vec![0u8; meta.len() as usize];
+                file.read_exact_at(&mut buf, 0).map_err(|source| ProviderError::Io { path: path.clone(), source })?;
                 Ok(Some(buf))
             }
             Err(ProviderError::NotFound { .. }) => Ok(None),
+            // A symlink, FIFO or folder where the sidecar should be, or on the way to it.
+            Err(ProviderError::Refused { refusal, .. }) => Err(unreadable(refusal.to_string())),
             Err(e) => Err(e),
         }
     }
 
-    /// `entry` with what the file keeps beside it.
+    /// `entry` with what the file keeps beside it; a kept document that cannot be read fails the
+    /// object ([`ProviderError::Metadata`]).
     fn with_kept(metadata: LocalMetadata, root: &std::path::Path, file: &std::fs::File, mut entry: ObjectEntry) -> Result<ObjectEntry> {
         // Known to have no tags either way: nobody asks for them (`Provider::tags`).
         entry.tags = Some(ferry_core::Tags::new());
-        let kept = match metadata {
+        let (kept, path) = match metadata {
             LocalMetadata::None => return Ok(entry),
-            LocalMetadata::Xattr => attrs::read_xattr(file),
-            LocalMetadata::Sidecar => Self::read_sidecar(root, &entry.key)?,
+            LocalMetadata::Xattr => {
+                let path = root.join(&entry.key);
+                let kept = attrs::read_xattr(file).map_err(|e| match e {
+                    attrs::XattrError::TooLarge => ProviderError::Metadata {
+                        path: path.clone(),
+                        detail: format!("xattr {} is over {} KiB", attrs::XATTR, attrs::MAX_DOC >> 10),
+                    },
+                    attrs::XattrError::Io(source) => ProviderError::Io { path: path.clone(), source },
+                })?;
+                (kept, path)
+            }
+            LocalMetadata::Sidecar => (Self::read_sidecar(root, &entry.key)?, root.join(attrs::sidecar_key(&entry.key))),
         };
         if let Some(json) = kept {
-            attrs::Kept::apply(&json, &mut entry);
+            let what = match metadata {
+                LocalMetadata::Xattr => format!("xattr {}: ", attrs::XATTR),
+                _ => String::new(),
+            };
+            attrs::Kept::apply(&json, &mut entry).map_err(|detail| ProviderError::Metadata { path, detail: format!("{what}{detail}") })?;
         }
         Ok(entry)
     }
@@ -167,9 +188,9 @@ impl LocalProvider {
     /// Writes (or, with nothing to keep, removes) `key`'s sidecar.
     async fn write_sidecar(&self, key: &str, attrs: &PutAttrs) -> Result<()> {
         let side = attrs::sidecar_key(key);
-        match attrs::Kept::of(attrs) {
+        match attrs::Kept::of(attrs, Some(key)) {
             Some(json) => self.put_file(&side, Bytes::from(json), &PutAttrs::default()).await.map(|_| ()),
-            None => self.delete(&side).await,
+            None => self.delete_file(&side).await,
         }
     }
 
@@ -247,7 +268,7 @@ impl Provider for LocalProvider {
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
-        self.refuse_sidecar_key(key)?;
+        self.refuse_reserved(key)?;
         let (root, follow, key, kept) = (self.root.clone(), self.follow_symlinks, key.to_string(), self.metadata);
         // An xattr is read through a descriptor opened for reading (not a path-only one).
         blocking(move || match open_source(&root, follow, &key, kept == LocalMetadata::Xattr) {
@@ -259,7 +280,7 @@ impl Provider for LocalProvider {
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
-        self.refuse_sidecar_key(key)?;
+        self.refuse_reserved(key)?;
         let (root, follow, key, pool, kept) =
             (self.root.clone(), self.follow_symlinks, key.to_string(), self.buffers.clone(), self.metadata);
         blocking(move || {
@@ -274,7 +295,7 @@ impl Provider for LocalProvider {
     }
 
     async fn put(&self, key: &str, data: Bytes, _crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
-        self.refuse_sidecar_key(key)?;
+        self.refuse_reserved(key)?;
         let receipt = self.put_file(key, data, attrs).await?;
         if self.metadata == LocalMetadata::Sidecar {
             self.write_sidecar(key, attrs).await?;
@@ -283,8 +304,10 @@ impl Provider for LocalProvider {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        // The store's files are removed only with their objects (`delete_file` below).
+        self.refuse_reserved(key)?;
         self.delete_file(key).await?;
-        if self.metadata == LocalMetadata::Sidecar && !attrs::is_sidecar(key) {
+        if self.metadata == LocalMetadata::Sidecar {
             self.delete_file(&attrs::sidecar_key(key)).await?;
         }
         Ok(())
@@ -309,7 +332,7 @@ impl Provider for LocalProvider {
 impl LocalProvider {
     /// Writes one file durably (see the module docs), with its xattr when kept there.
     async fn put_file(&self, key: &str, data: Bytes, attrs: &PutAttrs) -> Result<PutReceipt> {
-        let xattr = (self.metadata == LocalMetadata::Xattr).then(|| attrs::Kept::of(attrs)).flatten();
+        let xattr = (self.metadata == LocalMetadata::Xattr).then(|| attrs::Kept::of(attrs, None)).flatten();
         let (root, key, mode) = (self.root.clone(), key.to_string(), file_mode(attrs));
         blocking(move || {
             let parent = parent_for_write(&root, &key, true)?.expect("created");
@@ -436,6 +459,24 @@ mod tests {
             assert!(matches!(refusal(follow.head(key).await.unwrap_err()), Refusal::LeavesRoot { .. }), "{key}");
         }
         assert_eq!(follow.head("missing").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn the_store_name_is_reserved_in_every_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        for mode in [LocalMetadata::None, LocalMetadata::Xattr, LocalMetadata::Sidecar] {
+            let p = provider(dir.path(), false).metadata(mode);
+            for key in [".ferry-meta", ".ferry-meta/x", ".ferry-meta/ab/cd.json"] {
+                let put = p.put(key, Bytes::from_static(b"x"), 0, &PutAttrs::default()).await.unwrap_err();
+                assert_eq!((refusal(put), mode), (Refusal::Reserved, mode), "{key}");
+                assert_eq!(refusal(p.delete(key).await.unwrap_err()), Refusal::Reserved, "{key}");
+                assert_eq!(refusal(p.head(key).await.unwrap_err()), Refusal::Reserved, "{key}");
+            }
+            // Only at the root, and only that name.
+            for key in ["a/.ferry-meta", ".ferry-meta.txt", "b/.ferry-meta/x"] {
+                p.put(key, Bytes::from_static(b"x"), 0, &PutAttrs::default()).await.unwrap();
+            }
+        }
     }
 
     #[tokio::test]

@@ -17,13 +17,13 @@ use std::sync::Arc;
 #[async_trait]
 impl Multipart for LocalProvider {
     async fn start(&self, key: &str, attrs: &PutAttrs, _size: u64, id: &str) -> Result<Box<dyn MultipartUpload>> {
-        self.refuse_sidecar_key(key)?;
+        self.refuse_reserved(key)?;
         // The attributes are kept as the upload starts: a sidecar ahead of its file (a crash
         // leaves one for a file the retry then writes), an xattr on the temp file itself.
         if self.metadata == LocalMetadata::Sidecar {
             self.write_sidecar(key, attrs).await?;
         }
-        let xattr = (self.metadata == LocalMetadata::Xattr).then(|| super::attrs::Kept::of(attrs)).flatten();
+        let xattr = (self.metadata == LocalMetadata::Xattr).then(|| super::attrs::Kept::of(attrs, None)).flatten();
         let (root, key, mode, id) = (self.root.clone(), key.to_string(), file_mode(attrs), checked_id(id)?);
         blocking(move || {
             let parent = parent_for_write(&root, &key, true)?.expect("created");

@@ -465,8 +465,22 @@ impl Provider for S3Provider {
 
 /// What S3 keeps: every header (Expires too), tags, and `x-amz-meta-*` names, which travel as
 /// HTTP header names and come back in lower case; values are header values (printable ASCII).
-pub const CARRIES: Carries =
-    Carries { metadata: true, headers: &Header::ALL, tags: true, names: NameRule::LowerCaseToken, ascii_values: true };
+/// Tags: at most 10, keys of 1–128 and values of 0–256 characters among letters, digits, space
+/// and `+ - = . _ : / @`.
+pub const CARRIES: Carries = Carries {
+    metadata: true,
+    headers: &Header::ALL,
+    tags: true,
+    tag_limits: ferry_core::TagLimits {
+        max_tags: 10,
+        max_key_chars: 128,
+        max_value_chars: 256,
+        symbols: Some("+-=._:/@"),
+        unicode_letters: true,
+    },
+    names: NameRule::LowerCaseToken,
+    ascii_values: true,
+};
 
 /// The system headers of a HEAD or GET answer.
 fn headers_of(
