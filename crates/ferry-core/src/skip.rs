@@ -31,10 +31,14 @@ pub enum SkipReason {
     InvalidName,
     /// One of ferry's own temporary files (an upload in progress, a device's reserve).
     FerryTempFile,
+    /// An S3 delete marker met by an `--all-versions` listing: a version without bytes that
+    /// says the key was deleted then. Recorded in its place among the key's versions, never
+    /// written (the destination keeps the versions before it, and shows the key).
+    DeleteMarker,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 10] = [
+    pub const ALL: [SkipReason; 11] = [
         SkipReason::DirectoryMarker,
         SkipReason::Symlink,
         SkipReason::SymlinkOutsideRoot,
@@ -45,6 +49,7 @@ impl SkipReason {
         SkipReason::Unreadable,
         SkipReason::InvalidName,
         SkipReason::FerryTempFile,
+        SkipReason::DeleteMarker,
     ];
 
     /// The stable name written to manifests, journals and reports.
@@ -60,6 +65,7 @@ impl SkipReason {
             SkipReason::Unreadable => "unreadable",
             SkipReason::InvalidName => "invalid-name",
             SkipReason::FerryTempFile => "ferry-temp-file",
+            SkipReason::DeleteMarker => "delete-marker",
         }
     }
 
@@ -80,13 +86,15 @@ impl SkipReason {
             SkipReason::Unreadable => "folder or entry ferry may not read; fix its permissions and plan it in a new job",
             SkipReason::InvalidName => "name is not valid UTF-8; rename it and plan again",
             SkipReason::FerryTempFile => "ferry's own temporary file",
+            SkipReason::DeleteMarker => "delete marker (a version without bytes); not written, so the destination still shows the key",
         }
     }
 
     /// Whether a source entry for this reason is data the destination will lack: such skips
-    /// make `copy` and `verify` exit 1. A folder marker carries nothing.
+    /// make `copy` and `verify` exit 1. A folder marker carries nothing, nor does a delete
+    /// marker (it is counted and named, not a failure).
     pub fn is_loss(self) -> bool {
-        !matches!(self, SkipReason::DirectoryMarker | SkipReason::FerryTempFile)
+        !matches!(self, SkipReason::DirectoryMarker | SkipReason::FerryTempFile | SkipReason::DeleteMarker)
     }
 }
 
