@@ -48,6 +48,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
                         src_profile: None,
                         dst_profile: dst_profile.clone(),
                         follow_symlinks: false,
+                        all_versions: false,
                         local_metadata: crate::args::LocalMetadataArg::None,
                         json,
                     },
@@ -81,6 +82,7 @@ fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job
             endpoint: common.src_endpoint.clone(),
             profile: common.src_profile.clone(),
             follow_symlinks: common.follow_symlinks,
+            all_versions: common.all_versions,
             local_metadata: common.local_metadata.into(),
             ..Connect::default()
         },

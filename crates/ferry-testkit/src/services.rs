@@ -522,6 +522,39 @@ args = sys.argv[2:]
         self.boto3("s3.put_bucket_versioning(Bucket=args[0], VersioningConfiguration={'Status': 'Enabled'})", &[bucket]);
     }
 
+    /// Writes `bucket`'s history in order: each step a put of the body given, or (`None`) a
+    /// delete, which on a versioned bucket adds a delete marker.
+    pub fn write_history(&self, bucket: &str, steps: &[(&str, Option<&str>)]) {
+        let script = r#"
+steps = json.loads(args[1])
+for key, body in steps:
+    if body is None:
+        s3.delete_object(Bucket=args[0], Key=key)
+    else:
+        s3.put_object(Bucket=args[0], Key=key, Body=body.encode())
+"#;
+        let steps = serde_json::to_string(steps).expect("steps as JSON");
+        self.boto3(script, &[bucket, &steps]);
+    }
+
+    /// Every version of each key of `bucket`, oldest first: its body (`None`: a delete marker),
+    /// each read by its version id. Keys in order.
+    pub fn history(&self, bucket: &str) -> std::collections::BTreeMap<String, Vec<Option<String>>> {
+        let script = r#"
+out = {}
+for page in s3.get_paginator("list_object_versions").paginate(Bucket=args[0]):
+    # Each list is newest first per key (S3's order, kept where times tie).
+    found = [(v, False) for v in reversed(page.get("Versions", []))] + [(m, True) for m in reversed(page.get("DeleteMarkers", []))]
+    found = [(f, i) for i, f in enumerate(found)]
+    found.sort(key=lambda f: (f[0][0]["Key"], f[0][0]["IsLatest"], f[0][0]["LastModified"], f[1]))
+    for (v, marker), _ in found:
+        body = None if marker else s3.get_object(Bucket=args[0], Key=v["Key"], VersionId=v["VersionId"])["Body"].read().decode()
+        out.setdefault(v["Key"], []).append(body)
+print(json.dumps(out))
+"#;
+        serde_json::from_str(&self.boto3(script, &[bucket])).expect("history as JSON")
+    }
+
     /// The current version id of each key of `bucket`.
     pub fn latest_versions(&self, bucket: &str) -> std::collections::BTreeMap<String, String> {
         let script = r#"
