@@ -208,8 +208,8 @@ pub struct Common {
     /// every link is skipped and reported. A job planned with it keeps it.
     #[arg(long)]
     pub follow_symlinks: bool,
-    /// Copy every version of each key, oldest first, not only the current one (S3 to S3 with
-    /// bucket versioning on at the destination, else refused with exit 2). Delete markers are
+    /// Copy every version of each key, oldest first, not only the current one (S3 and GCS, with
+    /// versioning on at the destination, else refused with exit 2). Delete markers are
     /// recorded and counted, not written. A job planned with it keeps it (docs/fidelity.md).
     #[arg(long)]
     pub all_versions: bool,

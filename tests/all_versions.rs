@@ -115,11 +115,49 @@ fn a_destination_that_does_not_keep_versions_is_refused_before_anything_is_writt
     assert!(moto.history("flat").is_empty(), "nothing written");
     assert!(!w.join("j").exists(), "no job made");
 
-    // A provider without versions ferry can list and read: refused the same way.
+    // A GCS bucket without object versioning: the same.
     let gcs = FakeGcs::start();
     gcs.create_bucket("gcs");
     let gcs_end = ["--src-endpoint", moto.endpoint.as_str(), "--dst-endpoint", gcs.endpoint.as_str()];
     let run = ferry_ok(w, &[&["plan", "s3://src", "gs://gcs", "--job", "g", "--all-versions"][..], &gcs_end].concat(), &env, 2);
-    assert!(run.stderr.contains("has no versions ferry can list and read"), "{}", run.stderr);
+    assert!(run.stderr.contains("does not keep versions"), "{}", run.stderr);
     assert!(gcs.object_names("gcs").is_empty());
+
+    // A provider without versions ferry can list and read (a local folder): refused too.
+    let run = ferry_ok(w, &[&["copy", "s3://src", "out", "--job", "l", "--all-versions"][..], &ends[..2]].concat(), &env, 2);
+    assert!(run.stderr.contains("has no versions ferry can list and read"), "{}", run.stderr);
+    assert!(!w.join("out").exists() && !w.join("l").exists());
+}
+
+#[test]
+fn gcs_generations_are_copied_oldest_first_between_versioned_buckets_and_from_s3() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let gcs = FakeGcs::start();
+    gcs.create_versioned_bucket("src");
+    for (key, body) in [("a.txt", "one"), ("b.txt", "only b"), ("a.txt", "two, longer"), ("a.txt", "three")] {
+        gcs.put_objects("src", &[(key, bytes::Bytes::from(body))], None);
+    }
+    let want: BTreeMap<String, Vec<String>> = [("a.txt", vec!["one", "two, longer", "three"]), ("b.txt", vec!["only b"])]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_iter().map(str::to_string).collect()))
+        .collect();
+    assert_eq!(gcs.history("src"), want, "the source as written");
+    gcs.create_versioned_bucket("dst");
+    let ends = ["--src-endpoint", gcs.endpoint.as_str(), "--dst-endpoint", gcs.endpoint.as_str()];
+    let copy = ferry_ok(w, &[&["copy", "gs://src", "gs://dst", "--job", "j", "--all-versions", "--json"][..], &ends].concat(), &[], 0);
+    assert_eq!(copy.json()["copied"], 4, "{}", copy.stdout);
+    assert_eq!(gcs.history("dst"), want, "each generation read by its number and written in order");
+    let verify = ferry_ok(w, &[&["verify", "--job", "j", "--json"][..], &ends].concat(), &[], 0).json();
+    assert_eq!(verify["matched"], 4, "{verify}");
+
+    // From S3 (versions and a delete marker) into a versioned GCS bucket.
+    let moto = Moto::start();
+    source(&moto, "s3src");
+    gcs.create_versioned_bucket("froms3");
+    let ends = ["--src-endpoint", moto.endpoint.as_str(), "--dst-endpoint", gcs.endpoint.as_str()];
+    ferry_ok(w, &[&["copy", "s3://s3src", "gs://froms3", "--job", "k", "--all-versions"][..], &ends].concat(), &moto.env(), 0);
+    let mut want = want;
+    want.insert("b.txt".into(), vec!["only b".into()]);
+    assert_eq!(gcs.history("froms3"), want);
 }

@@ -99,8 +99,8 @@ fn too_many(given: usize, max: u32, across_runs: bool) -> String {
 /// Why a side cannot take part in an `--all-versions` job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum VersionsRefusal {
-    /// The provider has no versions ferry can list and read (only S3 has them so far).
-    #[error("has no versions ferry can list and read (only S3 buckets so far)")]
+    /// The provider has no versions ferry can list and read (only S3 and GCS have them so far).
+    #[error("has no versions ferry can list and read (only S3 and GCS buckets so far)")]
     Unsupported,
     /// The destination would keep only the last write of each key: every version but the
     /// newest would be lost without a word.

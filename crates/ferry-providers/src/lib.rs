@@ -11,7 +11,7 @@
 //!   tags) as data, an object's tags, and its object lock (reported, never carried).
 //! - [`Multipart`] / [`MultipartUpload`]: the capability to upload one object in parallel parts.
 //! - [`Versions`]: the capability to keep, list and read every version of a key
-//!   (`--all-versions`; S3 only, in `s3/versions.rs`).
+//!   (`--all-versions`; S3 and GCS, in their `versions.rs`).
 //! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store and
 //!   ferry's own signed block requests), [`local`] (the file system, with ferry's own multipart
 //!   into a temp file). Each is a folder of the same files: `mod.rs` (the [`Provider`] impl and
@@ -223,20 +223,20 @@ pub struct ServerCopied {
     pub version: Option<String>,
 }
 
-/// Copying objects inside one service, without their bytes passing through ferry (S3
-/// CopyObject / UploadPartCopy, GCS rewrite).
 /// A provider that keeps a version per write and can list and read each (S3 with bucket
-/// versioning). `--all-versions` needs it on both sides: the source's versions are listed and
-/// read one by one, and the destination must keep each write as a version of its own.
+/// versioning, GCS with object versioning). `--all-versions` needs it on both sides: the
+/// source's versions are listed and read one by one, and the destination must keep each write
+/// as a version of its own.
 #[async_trait]
 pub trait Versions: Send + Sync {
     /// Whether the location keeps every write as a version of its own (S3: bucket versioning
-    /// `Enabled`; `Suspended` or never enabled keeps only the last write). One request.
+    /// `Enabled`; `Suspended` or never enabled keeps only the last write; GCS: the bucket's
+    /// `versioning.enabled`). One request.
     async fn keeps_versions(&self) -> Result<bool>;
     /// Every version of every object under the location, a page at a time: keys in order, each
     /// key's versions oldest first, every entry pinned to its version (`ObjectEntry::pinned`);
     /// a delete marker is an entry skipped as [`ferry_core::SkipReason::DeleteMarker`]. A
-    /// key's versions are held until the key's last one is listed (pages come newest first).
+    /// key's versions are held until the key's last one is listed.
     fn list_versions(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>>;
     /// [`Provider::head`] of one version of `key`.
     async fn head_version(&self, key: &str, version: &str) -> Result<Option<ObjectEntry>>;
@@ -244,6 +244,8 @@ pub trait Versions: Send + Sync {
     async fn get_version(&self, key: &str, version: &str, range: Option<Range<u64>>) -> Result<Fetched>;
 }
 
+/// Copying objects inside one service, without their bytes passing through ferry (S3
+/// CopyObject / UploadPartCopy, GCS rewrite).
 #[async_trait]
 pub trait ServerCopy: Send + Sync {
     /// Whether the service can copy from `source`, reached through `connect`, by itself: only a

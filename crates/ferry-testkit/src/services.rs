@@ -450,6 +450,35 @@ impl FakeGcs {
         let status = reqwest::blocking_post_json(&url, &serde_json::json!({ "name": name }).to_string());
         assert!(status == 200 || status == 409, "creating bucket {name}: HTTP {status}");
     }
+
+    /// Creates `name` with object versioning on: every write keeps the generation before it.
+    pub fn create_versioned_bucket(&self, name: &str) {
+        let url = format!("{}/storage/v1/b?project=test", self.endpoint);
+        let bucket = serde_json::json!({ "name": name, "versioning": { "enabled": true } });
+        let status = reqwest::blocking_post_json(&url, &bucket.to_string());
+        assert!(status == 200, "creating bucket {name}: HTTP {status}");
+    }
+
+    /// Every generation of each object of `bucket`, oldest first: its bytes, each read by its
+    /// generation. Keys in order.
+    pub fn history(&self, bucket: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<(u64, String)>> = Default::default();
+        let page: serde_json::Value = reqwest::blocking_get_json(&format!("{}/storage/v1/b/{bucket}/o?versions=true", self.endpoint));
+        for o in page["items"].as_array().into_iter().flatten() {
+            let name = o["name"].as_str().unwrap_or_default();
+            let generation = o["generation"].as_str().unwrap_or_default();
+            let url = format!("{}/storage/v1/b/{bucket}/o/{name}?alt=media&generation={generation}", self.endpoint);
+            let (status, body) = reqwest::blocking_get_text(&url, &[]);
+            assert_eq!(status, 200, "{url}");
+            out.entry(name.to_string()).or_default().push((generation.parse().unwrap_or(0), body));
+        }
+        out.into_iter()
+            .map(|(k, mut v)| {
+                v.sort();
+                (k, v.into_iter().map(|(_, body)| body).collect())
+            })
+            .collect()
+    }
 }
 
 /// moto's S3 server (any keys, no signature check), for what s3s-fs does not implement: HEAD
