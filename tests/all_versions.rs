@@ -55,6 +55,15 @@ fn every_version_is_copied_oldest_first_and_delete_markers_are_counted_not_writt
     let copied = history(&[("a.txt", &[Some("one"), Some("two, longer"), Some("three")]), ("b.txt", &[Some("only b")])]);
     assert_eq!(moto.history("dst"), copied, "the same versions in the same order, the delete marker not written");
 
+    // The manifest's export names each version with what copying it proved.
+    let export = ferry_ok(w, &["manifest", "export", "--job", "j", "--format", "jsonl"], &env, 0).stdout;
+    let lines: Vec<serde_json::Value> = export.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let a: Vec<_> = lines.iter().filter(|l| l["key"] == "a.txt").collect();
+    assert_eq!(a.len(), 4, "{export}");
+    let shas: std::collections::BTreeSet<_> = a[..3].iter().map(|l| l["sha256"].as_str().expect("copied, proved")).collect();
+    assert_eq!(shas.len(), 3, "each version's own proof: {export}");
+    assert_eq!(a[3]["skipped"], "delete-marker", "{export}");
+
     // verify compares each key's versions, in order: by the entity tags the copy was given,
     // or by reading every version back.
     let verify = ferry_ok(w, &[&["verify", "--job", "j", "--json"][..], &ends].concat(), &env, 0).json();

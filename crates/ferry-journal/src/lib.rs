@@ -169,6 +169,9 @@ pub trait Ledger: Send + Sync {
     /// Whether the manifest this journal was seeded from has `key`.
     async fn has_key(&self, key: &str) -> Result<bool>;
     async fn get(&self, key: &str) -> Result<Option<ObjectRow>>;
+    /// The object `id` names: a key's row, or in an `--all-versions` job the row of one version
+    /// of it ([`Ledger::get`] gives the first of them).
+    async fn get_object(&self, id: ferry_core::ObjectId<'_>) -> Result<Option<ObjectRow>>;
 
     /// Counts and bytes by state. Scans.
     async fn counts(&self) -> Result<StatusCounts>;

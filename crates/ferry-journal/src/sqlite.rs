@@ -1177,6 +1177,11 @@ impl Ledger for SqliteJournal {
         self.0.get(key)
     }
 
+    async fn get_object(&self, id: ferry_core::ObjectId<'_>) -> Result<Option<ObjectRow>> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE key = ?1 AND pinned = ?2");
+        self.0.read()?.query_row(&sql, params![id.key, id.version.unwrap_or_default()], row_from).optional().map_err(self.0.err())
+    }
+
     async fn counts(&self) -> Result<StatusCounts> {
         self.blocking(|j| j.counts()).await
     }

@@ -687,6 +687,9 @@ async fn versions_of_a_key_are_never_split_between_claims() {
     let clock = Clock::new();
     let first = j.claim(&worker, 2, clock.lease(Duration::from_secs(60))).await.unwrap();
     let versions: Vec<_> = first.iter().map(|r| (r.entry.key.as_str(), r.entry.version.as_deref().unwrap(), r.entry.pinned)).collect();
+    let y = j.get_object(ferry_core::ObjectId { key: "b", version: Some("y") }).await.unwrap().unwrap();
+    assert_eq!((y.id, y.entry.version.as_deref()), (first[2].id, Some("y")));
+    assert!(j.get_object(ferry_core::ObjectId { key: "b", version: None }).await.unwrap().is_none());
     assert_eq!(versions, [("a", "1", true), ("b", "x", true), ("b", "y", true), ("b", "z", true)]);
     assert_eq!(keys(&j.claim(&worker, 2, clock.lease(Duration::from_secs(60))).await.unwrap()), ["c"]);
 }
