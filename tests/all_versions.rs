@@ -48,6 +48,11 @@ fn every_version_is_copied_oldest_first_and_delete_markers_are_counted_not_writt
     let toml = std::fs::read_to_string(w.join("j/job.toml")).unwrap();
     assert!(toml.contains("all_versions = true"), "{toml}");
 
+    // A job planned without the flag does not take it later: its rows are one per key.
+    ferry_ok(w, &[&["plan", "s3://src", "s3://dst", "--job", "current", "--json"][..], &ends].concat(), &env, 0);
+    let run = ferry_ok(w, &[&["copy", "--job", "current", "--all-versions"][..], &ends].concat(), &env, 2);
+    assert!(run.stderr.contains("was planned without --all-versions"), "{}", run.stderr);
+
     // The job keeps the flag: copy is not given it again. Server-side copies would name the
     // current version: the versions are read and sent.
     let copy = ferry_ok(w, &[&["copy", "--job", "j", "--json"][..], &ends].concat(), &env, 0).json();

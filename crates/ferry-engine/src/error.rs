@@ -16,6 +16,10 @@ pub enum EngineError {
     WriteSetting(String),
     #[error("{side}: {source}")]
     Provider { side: &'static str, source: ProviderError },
+    /// `--all-versions` given for a job planned without it: its manifest and journal hold one
+    /// row per key.
+    #[error("{dir} was planned without --all-versions (one version of each key): plan every version in a new --job directory")]
+    PlannedWithoutVersions { dir: PathBuf },
     /// `--all-versions` where a side cannot list, read or keep versions.
     #[error("--all-versions: the {side} {location} {refusal}")]
     AllVersions { side: &'static str, location: String, refusal: VersionsRefusal },
@@ -128,7 +132,8 @@ impl EngineError {
             | EngineError::NoPartPlan { .. }
             | EngineError::Manifest(_)
             | EngineError::WriteSetting(_)
-            | EngineError::AllVersions { .. } => true,
+            | EngineError::AllVersions { .. }
+            | EngineError::PlannedWithoutVersions { .. } => true,
             EngineError::Journal(_) | EngineError::Io { .. } => false,
         }
     }

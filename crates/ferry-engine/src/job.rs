@@ -135,6 +135,10 @@ impl Job {
                     return Err(EngineError::JobMismatch { dir: dir.into(), what, job: job.to_string(), given: given.to_string() });
                 }
             }
+            // A job's rows are of one kind: a key each, or a version each.
+            if access.source.all_versions && !stored.all_versions {
+                return Err(EngineError::PlannedWithoutVersions { dir: dir.into() });
+            }
             return Ok(Job {
                 dir: dir.into(),
                 source: job_src,
