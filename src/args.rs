@@ -285,6 +285,11 @@ pub struct Common {
     /// every link is skipped and reported. A job planned with it keeps it.
     #[arg(long)]
     pub follow_symlinks: bool,
+    /// Copy every version of each key, oldest first, not only the current one (S3 and GCS, with
+    /// versioning on at the destination, else refused with exit 2). Delete markers are
+    /// recorded and counted, not written. A job planned with it keeps it (docs/fidelity.md).
+    #[arg(long)]
+    pub all_versions: bool,
     /// A local source or destination: where headers, user metadata and tags are kept beside
     /// each file, so a local hop carries them. `xattr`: the file's `user.ferry.attrs` extended
     /// attribute; `sidecar`: a JSON file `.ferry-meta/KEY.json` under the root (never listed

@@ -32,7 +32,7 @@ pub async fn export(common: &Common, format: Format, output: Option<&Path>) -> R
         // The journal is the truth for what was copied: a restarted object shows the version
         // copied, not the sealed one.
         let rows = ferry_manifest::export(&reader, format, &mut out, |e| {
-            let row = runtime.block_on(journal.get(&e.key)).ok().flatten()?;
+            let row = runtime.block_on(journal.get_object(e.id())).ok().flatten()?;
             let copied = row.note.as_ref().map(|_| ObjectEntry {
                 content_type: e.content_type.clone(),
                 metadata: e.metadata.clone(),

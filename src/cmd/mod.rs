@@ -61,6 +61,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
                         src_profile: None,
                         dst_profile: dst_profile.clone(),
                         follow_symlinks: false,
+                        all_versions: false,
                         local_metadata: None,
                         json,
                     },
@@ -94,6 +95,7 @@ fn open_job(common: &Common, src: Option<&str>, dst: Option<&str>) -> Result<Job
             endpoint: common.src_endpoint.clone(),
             profile: common.src_profile.clone(),
             follow_symlinks: common.follow_symlinks,
+            all_versions: common.all_versions,
             ..Connect::default()
         },
         destination: Connect { endpoint: common.dst_endpoint.clone(), profile: common.dst_profile.clone(), ..Connect::default() },

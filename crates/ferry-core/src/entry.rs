@@ -19,6 +19,13 @@ pub struct ObjectEntry {
     pub etag: Option<String>,
     /// Object version / generation where the provider has one.
     pub version: Option<String>,
+    /// This entry stands for the one version `version` of its key, not for the key's current
+    /// version: an `--all-versions` listing lists every version of a key as an entry of its
+    /// own, each read by its version and identified by its key and version together (see
+    /// [`ObjectEntry::id`]). Not a manifest column: a manifest of all versions says so once,
+    /// in its header.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pinned: bool,
     /// The source's own checksums: CRC32C and MD5 as listed (manifests keep them); the
     /// full-object CRC64NVME (S3's default checksum) seen by a HEAD or GET at copy time
     /// (listings do not carry it and manifests do not keep it; a shipment manifest does). Never
@@ -49,7 +56,22 @@ pub struct ObjectEntry {
     pub skipped: Option<crate::SkipReason>,
 }
 
+/// What names an object in a job: its key, and where the entry is [`ObjectEntry::pinned`] the
+/// source version it stands for. Two entries with the same id are the same object; an
+/// `--all-versions` job has one per version of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId<'a> {
+    pub key: &'a str,
+    /// `None`: the key's current version (a job of current versions).
+    pub version: Option<&'a str>,
+}
+
 impl ObjectEntry {
+    /// The entry's identity: its key, and its version where it is pinned to one.
+    pub fn id(&self) -> ObjectId<'_> {
+        ObjectId { key: &self.key, version: if self.pinned { self.version.as_deref() } else { None } }
+    }
+
     /// An entry the listing met but ferry will not copy.
     pub fn skipped(key: String, reason: crate::SkipReason) -> ObjectEntry {
         ObjectEntry { key, skipped: Some(reason), ..Default::default() }

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`location`]: `s3://`, `gs://`, `az://`, `file://` URLs and their redacted display.
-//! - [`entry`]: one object as listed from a source ([`ObjectEntry`]).
+//! - [`entry`]: one object as listed from a source ([`ObjectEntry`]), and what names it in a
+//!   job ([`ObjectId`]: its key, and its version in an `--all-versions` job).
 //! - [`headers`]: the system headers, metadata names and tags that travel with an object, what
 //!   each kind of store [`Carries`], and what a destination did not keep ([`NotCarried`]).
 //! - [`checksums`]: an object's checksums as far as known ([`Checksums`]).
@@ -44,7 +45,7 @@ pub mod storage;
 
 pub use checksums::Checksums;
 pub use digest::{ObjectDigest, crc32c, crc32c_combine};
-pub use entry::ObjectEntry;
+pub use entry::{ObjectEntry, ObjectId};
 pub use error::{ErrorClass, FailureKind};
 pub use etag::Md5Etag;
 pub use evidence::Evidence;

@@ -36,10 +36,14 @@ pub enum SkipReason {
     /// listed at all; anything else under that name (a file, or the folder in another mode) is
     /// named with this reason, never copied as objects. A loss: what it holds does not arrive.
     FerryMetadata,
+    /// An S3 delete marker met by an `--all-versions` listing: a version without bytes that
+    /// says the key was deleted then. Recorded in its place among the key's versions, never
+    /// written (the destination keeps the versions before it, and shows the key).
+    DeleteMarker,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 12] = [
         SkipReason::DirectoryMarker,
         SkipReason::Symlink,
         SkipReason::SymlinkOutsideRoot,
@@ -51,6 +55,7 @@ impl SkipReason {
         SkipReason::InvalidName,
         SkipReason::FerryTempFile,
         SkipReason::FerryMetadata,
+        SkipReason::DeleteMarker,
     ];
 
     /// The stable name written to manifests, journals and reports.
@@ -67,6 +72,7 @@ impl SkipReason {
             SkipReason::InvalidName => "invalid-name",
             SkipReason::FerryTempFile => "ferry-temp-file",
             SkipReason::FerryMetadata => "ferry-metadata",
+            SkipReason::DeleteMarker => "delete-marker",
         }
     }
 
@@ -90,13 +96,15 @@ impl SkipReason {
             SkipReason::FerryMetadata => {
                 "the name ferry keeps local metadata sidecars under; --local-metadata sidecar reads that folder as the files' metadata"
             }
+            SkipReason::DeleteMarker => "delete marker (a version without bytes); not written, so the destination still shows the key",
         }
     }
 
     /// Whether a source entry for this reason is data the destination will lack: such skips
-    /// make `copy` and `verify` exit 1. A folder marker carries nothing.
+    /// make `copy` and `verify` exit 1. A folder marker carries nothing, nor does a delete
+    /// marker (it is counted and named, not a failure).
     pub fn is_loss(self) -> bool {
-        !matches!(self, SkipReason::DirectoryMarker | SkipReason::FerryTempFile)
+        !matches!(self, SkipReason::DirectoryMarker | SkipReason::FerryTempFile | SkipReason::DeleteMarker)
     }
 }
 

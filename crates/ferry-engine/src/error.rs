@@ -20,6 +20,13 @@ pub enum EngineError {
     SettingChanged { given: String, was: String },
     #[error("{side}: {source}")]
     Provider { side: &'static str, source: ProviderError },
+    /// `--all-versions` given for a job planned without it: its manifest and journal hold one
+    /// row per key.
+    #[error("{dir} was planned without --all-versions (one version of each key): plan every version in a new --job directory")]
+    PlannedWithoutVersions { dir: PathBuf },
+    /// `--all-versions` where a side cannot list, read or keep versions.
+    #[error("--all-versions: the {side} {location} {refusal}")]
+    AllVersions { side: &'static str, location: String, refusal: VersionsRefusal },
     #[error(transparent)]
     Manifest(#[from] ferry_manifest::ManifestError),
     #[error(transparent)]
@@ -106,6 +113,18 @@ fn too_many(given: usize, max: u32, across_runs: bool) -> String {
     }
 }
 
+/// Why a side cannot take part in an `--all-versions` job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VersionsRefusal {
+    /// The provider has no versions ferry can list and read (only S3 and GCS have them so far).
+    #[error("has no versions ferry can list and read (only S3 and GCS buckets so far)")]
+    Unsupported,
+    /// The destination would keep only the last write of each key: every version but the
+    /// newest would be lost without a word.
+    #[error("does not keep versions (turn bucket versioning on), so only the last version of each key would be kept")]
+    NotKept,
+}
+
 impl EngineError {
     /// Whether the user must fix the command, the configuration or the environment (exit code 2),
     /// as opposed to a run that went ahead and met failures.
@@ -130,7 +149,9 @@ impl EngineError {
             | EngineError::NoPartPlan { .. }
             | EngineError::Manifest(_)
             | EngineError::WriteSetting(_)
-            | EngineError::SettingChanged { .. } => true,
+            | EngineError::SettingChanged { .. }
+            | EngineError::AllVersions { .. }
+            | EngineError::PlannedWithoutVersions { .. } => true,
             EngineError::Journal(_) | EngineError::Io { .. } => false,
         }
     }

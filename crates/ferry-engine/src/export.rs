@@ -123,6 +123,11 @@ pub async fn export(
     run: &Arc<ferry_providers::RunContext>,
 ) -> Result<ExportSummary> {
     let started = Instant::now();
+    // A disk layout places one file per key: a device cannot hold a key's versions.
+    if job.all_versions() {
+        let location = job.destination.to_string();
+        return Err(EngineError::AllVersions { side: "destination", location, refusal: crate::VersionsRefusal::Unsupported });
+    }
     let devices = open_devices(&opts.devices)?;
     // Planning takes the job's lock: only then may this run touch what a run of the job left on
     // its devices, and a check never does.

@@ -111,6 +111,11 @@ pub async fn ingest(
     run: &Arc<ferry_providers::RunContext>,
 ) -> Result<IngestSummary> {
     let started = Instant::now();
+    // A shipped disk holds one file per key: no versions to copy.
+    if job.all_versions() {
+        let location = job.source.to_string();
+        return Err(EngineError::AllVersions { side: "source", location, refusal: crate::VersionsRefusal::Unsupported });
+    }
     let (provenance, roots) = read_shipments(&opts)?;
     job.persist()?;
     let journal = job.journal(JournalKind::Main).await?;

@@ -44,6 +44,9 @@ struct JobFile {
     /// A local source's symbolic links are followed (inside the source only).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     follow_symlinks: bool,
+    /// Every version of each key is listed and copied, oldest first (`--all-versions`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    all_versions: bool,
     created_at: DateTime<Utc>,
     /// The run settings kept since the job's first copy; absent before it (and in a job an
     /// older ferry made).
@@ -142,6 +145,10 @@ impl Job {
                     return Err(EngineError::JobMismatch { dir: dir.into(), what, job: job.to_string(), given: given.to_string() });
                 }
             }
+            // A job's rows are of one kind: a key each, or a version each.
+            if access.source.all_versions && !stored.all_versions {
+                return Err(EngineError::PlannedWithoutVersions { dir: dir.into() });
+            }
             return Ok(Job {
                 dir: dir.into(),
                 source: job_src,
@@ -153,6 +160,7 @@ impl Job {
                         follow_symlinks: access.source.follow_symlinks || stored.follow_symlinks,
                         local_metadata: access.source.local_metadata,
                         write: access.source.write,
+                        all_versions: access.source.all_versions || stored.all_versions,
                     },
                     destination: Connect {
                         endpoint: access.destination.endpoint.or(stored.destination_endpoint),
@@ -233,7 +241,36 @@ impl Job {
     /// Sends requests, writes nothing.
     pub async fn providers(&self, run: &Arc<RunContext>) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {
         let (src, dst) = tokio::join!(self.source_provider(run), self.destination_provider(run));
-        Ok((src?, dst?))
+        let (src, dst) = (src?, dst?);
+        if self.all_versions() {
+            self.check_versions(src.as_ref(), Some(dst.as_ref())).await?;
+        }
+        Ok((src, dst))
+    }
+
+    /// Whether the job copies every version of each key (`--all-versions`, kept in job.toml).
+    pub fn all_versions(&self) -> bool {
+        self.access.source.all_versions
+    }
+
+    /// Refuses an `--all-versions` job (a usage error, before anything is written) where the
+    /// source cannot list and read versions, or the destination (when given) cannot or does
+    /// not keep them: writing every version onto a destination that keeps one per key would
+    /// keep only the last, losing the history without a word.
+    pub async fn check_versions(&self, src: &dyn Provider, dst: Option<&dyn Provider>) -> Result<()> {
+        let refuse = |side, location: &Location, refusal| EngineError::AllVersions { side, location: location.to_string(), refusal };
+        if src.versions().is_none() {
+            return Err(refuse("source", &self.source, crate::VersionsRefusal::Unsupported));
+        }
+        if let Some(dst) = dst {
+            let Some(versions) = dst.versions() else {
+                return Err(refuse("destination", &self.destination, crate::VersionsRefusal::Unsupported));
+            };
+            if !versions.keeps_versions().await.map_err(|source| EngineError::Provider { side: "destination", source })? {
+                return Err(refuse("destination", &self.destination, crate::VersionsRefusal::NotKept));
+            }
+        }
+        Ok(())
     }
 
     /// Opens and checks the source alone.
@@ -268,6 +305,7 @@ impl Job {
                 source_profile: self.access.source.profile.clone(),
                 destination_profile: self.access.destination.profile.clone(),
                 follow_symlinks: self.access.source.follow_symlinks,
+                all_versions: self.access.source.all_versions,
                 created_at: Utc::now(),
                 settings: None,
             };

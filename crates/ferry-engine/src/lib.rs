@@ -10,8 +10,8 @@
 //! # Layout
 //! - [`job`]: `JOB/` — `job.toml`, manifest generations, the lock, reports; the one place the
 //!   job's journals are opened ([`Job::journal`], an `Arc<dyn ferry_journal::Journal>`).
-//! - [`mod@plan`]: list the source into a sealed manifest generation, seed the journal; count
-//!   and name objects under S3 object lock.
+//! - [`mod@plan`]: list the source (every version of each key with `--all-versions`) into a
+//!   sealed manifest generation, seed the journal; count and name objects under S3 object lock.
 //! - [`mod@copy`]: a copy from source to destination: plan, one scheduler pass, the summary.
 //! - [`mod@delta`]: list the source again, seal the next generation with its change set, copy
 //!   what changed, and delete what is gone (only when asked and safe).
@@ -24,7 +24,8 @@
 //!   local metadata, tags, archived objects), and how a later run's flags meet them.
 //! - [`options`]: what a copy is asked to do ([`CopyOptions`]) and a failed object ([`copy::Failure`]).
 //! - `scheduler`: one pass over the journal's pending objects, claimed in leased batches,
-//!   `--transfers` at a time, each through the mover its route picks.
+//!   `--transfers` at a time, each through the mover its route picks; a key's versions
+//!   (`--all-versions`) one after the other, oldest first.
 //! - `held`: what the destination held, from one listing of a small destination: the write
 //!   ledger's prior states without a HEAD per object.
 //! - `mover`: one object — a single put, or a resumable parallel multipart upload — under a
@@ -35,10 +36,12 @@
 //!   per object, and `--tags`.
 //! - [`skipped`]: what the listing met and ferry does not copy, by reason, for every summary.
 //! - [`mod@clean`]: abort the multipart uploads a job left open.
-//! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared.
+//! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared
+//!   (with `--all-versions`, each key's versions in order).
 //! - [`stats`]: live counters for progress display.
-//! - [`error`]: [`EngineError`] (with [`ApplianceError`] for devices and shipments), and which
-//!   errors are the user's to fix.
+//! - [`error`]: [`EngineError`] (with [`ApplianceError`] for devices and shipments, and
+//!   [`VersionsRefusal`] for a side an `--all-versions` job cannot use), and which errors are the
+//!   user's to fix.
 
 pub mod clean;
 mod concurrency;
@@ -66,7 +69,7 @@ pub use clean::{CleanSummary, clean, sweep};
 pub use copy::{Archived, CopyOptions, CopySummary, copy};
 pub use cutover::{CutoverOptions, CutoverRecord, CutoverSummary, cutover};
 pub use delta::{DeltaOptions, DeltaRefusal, DeltaSummary, MaxDelete, delta};
-pub use error::{ApplianceError, EngineError};
+pub use error::{ApplianceError, EngineError, VersionsRefusal};
 pub use export::{ExportOptions, ExportSummary, export};
 pub use fidelity::{Fidelity, TagsMode};
 pub use ingest::{IngestOptions, IngestSummary, ingest};

@@ -175,7 +175,7 @@ impl Mover {
                     self.abandon(&row).await;
                     // The version copied from now on is proved by the checksums the source
                     // declares for it, like any other copy (never by its size alone).
-                    let current = self.with_declared_checksums(row.src_key(), *current).await;
+                    let current = self.with_declared_checksums(&row, *current).await;
                     let current = ObjectEntry { key: row.entry.key.clone(), ..current };
                     let note = format!("restarted: {message}");
                     self.journal.restart_object(row.id, &current, &note).await?;
@@ -224,13 +224,13 @@ impl Mover {
     /// `current` (the source's version found changed) with the checksums the source declares
     /// for it: the read that found the change may carry none (a ranged read, a service whose
     /// reads do not declare them), and then a HEAD of that same version gives them.
-    async fn with_declared_checksums(&self, key: &str, current: ObjectEntry) -> ObjectEntry {
+    async fn with_declared_checksums(&self, row: &ObjectRow, current: ObjectEntry) -> ObjectEntry {
         let c = &current.checksums;
         if c.crc32c.is_some() || c.crc64nvme.is_some() || c.md5.is_some() {
             return current;
         }
         let agree = |a: &Option<String>, b: &Option<String>| a.is_none() || b.is_none() || a == b;
-        match self.src.head(key).await {
+        match self.src_head(row).await {
             Ok(Some(head)) if head.size == current.size && agree(&head.version, &current.version) && agree(&head.etag, &current.etag) => {
                 ObjectEntry { checksums: head.checksums, ..current }
             }
@@ -239,12 +239,50 @@ impl Mover {
         }
     }
 
+    /// A HEAD of what `row` copies at the source: its key's current version, or the one version
+    /// it is pinned to (`--all-versions`), which stays pinned (an MD5 ETag check then asks that
+    /// version too).
+    async fn src_head(&self, row: &ObjectRow) -> ferry_providers::Result<Option<ObjectEntry>> {
+        match row.entry.id().version {
+            None => self.src.head(row.src_key()).await,
+            Some(version) => {
+                let head = self.src_versions(row)?.head_version(row.src_key(), version).await?;
+                Ok(head.map(|h| ObjectEntry { pinned: true, ..h }))
+            }
+        }
+    }
+
+    /// A read of what `row` copies at the source (see [`Mover::src_head`]).
+    async fn src_get(&self, row: &ObjectRow, range: Option<std::ops::Range<u64>>) -> ferry_providers::Result<ferry_providers::Fetched> {
+        match row.entry.id().version {
+            None => self.src.get(row.src_key(), range).await,
+            Some(version) => {
+                let mut fetched = self.src_versions(row)?.get_version(row.src_key(), version, range).await?;
+                fetched.object.pinned = true;
+                Ok(fetched)
+            }
+        }
+    }
+
+    /// The source's versions, for a pinned row: a job of all versions is refused up front where
+    /// the source has none, so their absence here stops the run rather than reading another version.
+    fn src_versions(&self, row: &ObjectRow) -> ferry_providers::Result<&dyn ferry_providers::Versions> {
+        self.src.versions().ok_or_else(|| ProviderError::Request {
+            provider: self.src.name(),
+            op: "get",
+            key: row.entry.key.clone(),
+            detail: "the source cannot read one version of a key (--all-versions)".into(),
+            class: ErrorClass::Fatal,
+            kind: FailureKind::Unsupported,
+        })
+    }
+
     /// An object the listing showed archived: readable now (a restored copy), or made so (a
     /// restore asked for, `--archived restore`), else its failure, kind `Archived`, which never
     /// stops the run.
     async fn ready_to_read(&self, row: &ObjectRow) -> Result<(), ObjectError> {
         // The listing cannot tell a restored copy; a HEAD can.
-        let now = self.src.head(row.src_key()).await?.ok_or_else(|| gone(row))?;
+        let now = self.src_head(row).await?.ok_or_else(|| gone(row))?;
         let Some(class) = now.storage_class.filter(|c| c.needs_restore()) else { return Ok(()) };
         let failed = |why: String| {
             let message = format!("{} is archived (storage class {}): {why}", row.src_key(), class.name);
@@ -264,7 +302,7 @@ impl Mover {
                 Stats::add(&self.stats.restores_at_other_tier, 1);
             }
             // Some services restore at once: one look before the object waits for a later run.
-            if let Some(now) = self.src.head(row.src_key()).await?
+            if let Some(now) = self.src_head(row).await?
                 && !now.storage_class.is_some_and(|c| c.needs_restore())
             {
                 return Ok(());
@@ -276,7 +314,7 @@ impl Mover {
     /// A read was refused because the source changed under it: what it is now, so the object
     /// restarts from that version like any other change (or fails as gone).
     async fn changed_now(&self, row: &ObjectRow, e: ObjectError) -> ObjectError {
-        match self.src.head(row.src_key()).await {
+        match self.src_head(row).await {
             Ok(Some(now)) => ObjectError { changed: Some(Box::new(now)), ..e },
             Ok(None) => gone(row),
             Err(head) => head.into(),
@@ -291,7 +329,9 @@ impl Mover {
             self.ready_to_read(row).await?;
         }
         let mut open = self.journal.upload_of(row.id).await?;
+        // A server-side copy names the source's current version: a pinned one is read and sent.
         if self.server_side
+            && !entry.pinned
             && let Some(copier) = self.dst.server_copy()
         {
             return Ok((self.copy_server_side(row, copier, open.is_some()).await?, None));
@@ -314,7 +354,7 @@ impl Mover {
             Some(mp) if !plan.is_single() => {
                 // One HEAD gives the attributes to write and proves the source unchanged; every
                 // part read is checked again.
-                let (current, prior) = tokio::join!(self.src.head(row.src_key()), self.prior(row));
+                let (current, prior) = tokio::join!(self.src_head(row), self.prior(row));
                 let current = current?.ok_or_else(|| gone(row))?;
                 check_unchanged(row, &current)?;
                 let (attrs, src_attrs) = self.attrs_for(row, &current).await?;
@@ -332,7 +372,7 @@ impl Mover {
                 // Only objects that fit the budget go in one request (the plan's parts fit it).
                 let permit = self.budget.take(entry.size).await?;
                 // What the destination holds is asked beside the read: no round trip added.
-                let (fetched, prior) = tokio::join!(self.src.get(row.src_key(), None), self.prior(row));
+                let (fetched, prior) = tokio::join!(self.src_get(row, None), self.prior(row));
                 let fetched = match fetched {
                     Err(ProviderError::NotFound { .. }) => return Err(gone(row)),
                     other => other?,
@@ -651,7 +691,6 @@ impl Mover {
         opened: &mut OpenedUpload,
         sent: &AtomicU64,
     ) -> Result<(Vec<PartReceipt>, Option<Evidence>), ObjectError> {
-        let key = row.src_key();
         // What the adapter checked every read of this attempt against, if it checked them all.
         let mut reads_checked: Option<Option<Evidence>> = None;
         let width = self.opts.parts_per_object.max(1);
@@ -677,7 +716,7 @@ impl Mover {
             })
             .map(|(i, range, permit)| async move {
                 let permit = permit?;
-                let fetched = self.src.get(key, Some(range)).await?;
+                let fetched = self.src_get(row, Some(range)).await?;
                 check_unchanged(row, &fetched.object)?;
                 Ok::<_, ObjectError>((i, fetched.data, fetched.checked, permit))
             })

@@ -76,6 +76,19 @@ pub async fn plan(job: &mut Job, src: &dyn Provider, stats: &Stats) -> Result<Pl
         journal.unseed(generation).await?;
     }
     let mut writer = ManifestWriter::create(&dir, generation, None, &job.source.to_string(), &job.destination.to_string())?;
+    // Every version of each key (`--all-versions`): the source's versions, refused up front
+    // where it has none (`Job::providers`).
+    let versions = match job.all_versions() {
+        true => {
+            writer = writer.all_versions();
+            Some(src.versions().ok_or_else(|| EngineError::AllVersions {
+                side: "source",
+                location: job.source.to_string(),
+                refusal: crate::VersionsRefusal::Unsupported,
+            })?)
+        }
+        false => None,
+    };
     // The journal is seeded by a second task while the listing is written, so the two costs
     // overlap; the generation counts as seeded only once it is sealed (see `seed`).
     let (batches, mut to_seed) = tokio::sync::mpsc::channel::<Vec<ObjectEntry>>(SEED_QUEUE);
@@ -92,7 +105,11 @@ pub async fn plan(job: &mut Job, src: &dyn Provider, stats: &Stats) -> Result<Pl
         Ok(on) => Locks { on, ..Locks::default() },
         Err(source) => return Err(EngineError::Provider { side: "source", source }),
     };
-    let listed = list_into(src, &mut writer, &batches, stats, &mut locks).await;
+    let pages = match versions {
+        Some(versions) => versions.list_versions(),
+        None => src.list(),
+    };
+    let listed = list_into(src, pages, &mut writer, &batches, stats, &mut locks).await;
     drop(batches);
     seeder.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     if let Err(e) = listed {
@@ -139,12 +156,12 @@ const SEEDED: &str = "seeded_generation";
 /// Streams the source's listing into the manifest writer and, in batches, to the seeder.
 async fn list_into(
     src: &dyn Provider,
+    mut pages: futures::stream::BoxStream<'_, ferry_providers::Result<Vec<ObjectEntry>>>,
     writer: &mut ManifestWriter,
     seeder: &Sender<Vec<ObjectEntry>>,
     stats: &Stats,
     locks: &mut Locks,
 ) -> Result<()> {
-    let mut pages = src.list();
     let mut batch = Vec::with_capacity(SEED_BATCH);
     while let Some(page) = pages.next().await {
         let page = page.map_err(|source| EngineError::Provider { side: "source", source })?;
@@ -162,7 +179,12 @@ async fn list_into(
         }
         for mut entry in page {
             if entry.skipped.is_none() && (entry.key.is_empty() || entry.key.ends_with('/')) {
-                entry = ObjectEntry::skipped(entry.key, SkipReason::DirectoryMarker);
+                // A version of one stays that version (`--all-versions`).
+                entry = ObjectEntry {
+                    version: entry.version,
+                    pinned: entry.pinned,
+                    ..ObjectEntry::skipped(entry.key, SkipReason::DirectoryMarker)
+                };
             }
             writer.push(&entry)?;
             batch.push(entry);

@@ -125,7 +125,7 @@ pub(crate) async fn run_pass(
             if let Err(e) = journal.release(&untaken).await {
                 return Some((Err(e), true));
             }
-            Some((Ok(taken), false))
+            Some((Ok(in_order(taken)), false))
         }
     });
     let mut journal_error = None;
@@ -146,36 +146,48 @@ pub(crate) async fn run_pass(
             async move { keep }
         })
         .flatten()
-        .map(|(row, mover)| {
+        .map(|group| {
             let gate = gate.clone();
             let stop = stop.clone();
             let stopping = stopping.clone();
             async move {
-                let key = row.entry.key.clone();
-                if stopping.load(Ordering::Relaxed) {
-                    return (key, Outcome::NotRun(row.id));
-                }
-                if router.closed(&row) {
-                    return (key, Outcome::HandedBack(row.id));
-                }
-                let slot = gate.enter(throttles()).await;
-                let result = mover.copy_with_retries(&row).await;
-                gate.leave(slot, throttles());
-                let outcome = match result {
-                    Ok(copied) => Outcome::Done(copied),
-                    Err(e) if router.close_on(&row, &e) => Outcome::HandedBack(row.id),
-                    Err(e) => {
-                        if e.class == ErrorClass::Fatal {
-                            stopping.store(true, Ordering::Relaxed);
-                            stop.lock().expect("stop lock").get_or_insert_with(|| e.message.clone());
-                        }
-                        Outcome::Failed(e.kind, e.message)
+                let mut outcomes = Vec::with_capacity(group.len());
+                // A group's objects run one after the other; once one does not finish, the
+                // versions after it wait for a later pass (written after it, never before).
+                let mut held = false;
+                for (row, mover) in group {
+                    let key = row.entry.key.clone();
+                    if held || stopping.load(Ordering::Relaxed) {
+                        outcomes.push((key, Outcome::NotRun(row.id)));
+                        continue;
                     }
-                };
-                (key, outcome)
+                    if router.closed(&row) {
+                        held = true;
+                        outcomes.push((key, Outcome::HandedBack(row.id)));
+                        continue;
+                    }
+                    let slot = gate.enter(throttles()).await;
+                    let result = mover.copy_with_retries(&row).await;
+                    gate.leave(slot, throttles());
+                    let outcome = match result {
+                        Ok(copied) => Outcome::Done(copied),
+                        Err(e) if router.close_on(&row, &e) => Outcome::HandedBack(row.id),
+                        Err(e) => {
+                            if e.class == ErrorClass::Fatal {
+                                stopping.store(true, Ordering::Relaxed);
+                                stop.lock().expect("stop lock").get_or_insert_with(|| e.message.clone());
+                            }
+                            Outcome::Failed(e.kind, e.message)
+                        }
+                    };
+                    held = !matches!(outcome, Outcome::Done(_));
+                    outcomes.push((key, outcome));
+                }
+                futures::stream::iter(outcomes)
             }
         })
         .buffer_unordered(transfers.max(1))
+        .flatten()
         .fold(
             (0u64, 0u64, Vec::new(), Vec::new(), Vec::new()),
             |(copied, bytes, mut failures, mut handed_back, mut unrun), (key, outcome)| async move {
@@ -200,6 +212,20 @@ pub(crate) async fn run_pass(
     failures.sort_by(|a, b| a.key.cmp(&b.key));
     let stopped_by = stop.lock().expect("stop lock").clone();
     Ok(Pass { copied, bytes, failures, stopped_by, handed_back, transfers_lowest: gate.lowest() })
+}
+
+/// A claimed page as the units the pass runs: each object alone, except the versions of one key
+/// (pinned rows, `--all-versions`), which the journal hands out together and oldest first, and
+/// which run as one unit in that order, so the destination's versions come in the source's.
+fn in_order(taken: Vec<(ObjectRow, Arc<Mover>)>) -> Vec<Vec<(ObjectRow, Arc<Mover>)>> {
+    let mut groups: Vec<Vec<(ObjectRow, Arc<Mover>)>> = Vec::with_capacity(taken.len());
+    for (row, mover) in taken {
+        match groups.last_mut() {
+            Some(last) if row.entry.pinned && last[0].0.entry.pinned && last[0].0.entry.key == row.entry.key => last.push((row, mover)),
+            _ => groups.push(vec![(row, mover)]),
+        }
+    }
+    groups
 }
 
 /// How one object of a pass ended.

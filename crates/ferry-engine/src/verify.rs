@@ -4,7 +4,8 @@
 //! the strongest evidence available, in order: the destination's own CRC32C against the CRC of
 //! the bytes ferry read, else the entity tag the destination gave when ferry wrote the object
 //! (any later write changes it), else the size alone. `--all-bytes` reads every object back and
-//! compares its SHA-256 with the one recorded while copying.
+//! compares its SHA-256 with the one recorded while copying. A job of every version
+//! (`--all-versions`) lists the destination's versions instead and checks each key's in order.
 //!
 //! The same HEAD's headers and metadata are compared with what the source gave the copy (kept
 //! in the journal), fitted to what the destination can hold: one difference per header or
@@ -182,8 +183,11 @@ pub async fn verify(
         Some(n) if !opts.all_bytes => sample_ids(journal.as_ref(), n).await?,
         _ => HashSet::new(),
     };
+    if job.all_versions() {
+        verify_versions(job, dst.as_ref(), journal.as_ref(), &opts, &stats, &mut summary).await?;
+    }
     let mut cursor = 0;
-    loop {
+    while !job.all_versions() {
         let rows = journal.page(cursor, 1024).await?;
         let Some(last) = rows.last() else { break };
         cursor = last.id;
@@ -223,6 +227,129 @@ pub async fn verify(
     let report = serde_json::to_value(&summary).expect("summary serializes");
     summary.report = Some(job.write_report("verify", &report)?);
     Ok(summary)
+}
+
+/// Checks an `--all-versions` job: the destination's versions of each key (listed once, delete
+/// markers aside) against the journal's, in order. The key's N copied versions are its newest N
+/// at the destination (versions it held before the copy come first); each is proved by the
+/// entity tag the destination gave when ferry wrote it (a version out of place has another), or
+/// with `--all-bytes` by reading that version back. A version missing, of another size or in
+/// another place is a difference.
+async fn verify_versions(
+    job: &Job,
+    dst: &dyn Provider,
+    journal: &dyn Journal,
+    opts: &VerifyOptions,
+    stats: &Stats,
+    summary: &mut VerifySummary,
+) -> Result<()> {
+    let versions = dst.versions().ok_or_else(|| EngineError::AllVersions {
+        side: "destination",
+        location: job.destination.to_string(),
+        refusal: crate::VersionsRefusal::Unsupported,
+    })?;
+    let mut at_dst: BTreeMap<String, Vec<ferry_core::ObjectEntry>> = BTreeMap::new();
+    let mut pages = versions.list_versions();
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|source| EngineError::Provider { side: "destination", source })?;
+        for e in page.into_iter().filter(|e| e.skipped.is_none()) {
+            at_dst.entry(e.key.clone()).or_default().push(e);
+        }
+    }
+    // A key's rows are contiguous in id order (seeded from the listing, oldest first).
+    let mut key_rows: Vec<ObjectRow> = Vec::new();
+    let mut cursor = 0;
+    loop {
+        let rows = journal.page(cursor, 1024).await?;
+        let last_page = rows.is_empty();
+        if let Some(last) = rows.last() {
+            cursor = last.id;
+        }
+        for row in rows.into_iter().filter(|r| r.entry.skipped.is_none()).map(Some).chain(last_page.then_some(None)) {
+            if key_rows.first().is_some_and(|first| row.as_ref().is_none_or(|r| r.entry.key != first.entry.key)) {
+                let rows = std::mem::take(&mut key_rows);
+                let held = at_dst.remove(&rows[0].entry.key).unwrap_or_default();
+                for result in check_versions(versions, &rows, &held, opts.all_bytes).await {
+                    Stats::add(&stats.objects_done, 1);
+                    summary.checked += 1;
+                    match result {
+                        Ok(method) => {
+                            summary.matched += 1;
+                            *summary.proved_by.entry(method).or_default() += 1;
+                        }
+                        Err(d) => summary.differences.push(d),
+                    }
+                }
+            }
+            key_rows.extend(row);
+        }
+        if last_page {
+            return Ok(());
+        }
+    }
+}
+
+/// One key's copied versions (`rows`, oldest first) against the versions the destination
+/// holds (`held`, oldest first).
+async fn check_versions(
+    versions: &dyn ferry_providers::Versions,
+    rows: &[ObjectRow],
+    held: &[ferry_core::ObjectEntry],
+    all_bytes: bool,
+) -> Vec<std::result::Result<Evidence, Difference>> {
+    use DifferenceKind::*;
+    let n = rows.len();
+    let mut out = Vec::with_capacity(n);
+    for (i, row) in rows.iter().enumerate() {
+        let e = &row.entry;
+        let which = format!("version {} of {n} (source version {})", i + 1, e.version.as_deref().unwrap_or("?"));
+        let diff = |kind, detail: String| Difference { key: e.key.clone(), kind, detail: format!("{which}: {detail}") };
+        if row.state != ObjectState::Done {
+            out.push(Err(diff(NotCopied, format!("the journal has it {}", row.state))));
+            continue;
+        }
+        // The i-th of the key's n copied versions is the destination's (held - n + i)-th.
+        let Some(at) = (held.len() + i).checked_sub(n).and_then(|at| held.get(at)) else {
+            out.push(Err(diff(Missing, format!("the destination holds {} versions of the key, the source {n}", held.len()))));
+            continue;
+        };
+        if at.size != e.size {
+            out.push(Err(diff(Size, format!("destination has {} bytes, the source {}", at.size, e.size))));
+            continue;
+        }
+        if let (true, Some(want), Some(version)) = (all_bytes, &row.copied.sha256, &at.version) {
+            let got = match version_sha256(versions, &e.key, version, e.size).await {
+                Ok(got) => got,
+                Err(err) => {
+                    out.push(Err(diff(Error, err.to_string())));
+                    continue;
+                }
+            };
+            out.push(if &got == want { Ok(Evidence::Sha256ReadBack) } else { Err(diff(Checksum, format!("sha256 {got}, copied {want}"))) });
+            continue;
+        }
+        out.push(match (&at.etag, &row.dst_etag) {
+            (Some(now), Some(then)) if now == then => Ok(Evidence::EtagRecordedAtCopy),
+            (Some(now), Some(then)) => Err(diff(
+                Changed,
+                format!("the destination's version here has etag {now}, the copy wrote {then} (another version, or out of order)"),
+            )),
+            _ => Ok(Evidence::SizeOnly),
+        });
+    }
+    out
+}
+
+/// The SHA-256 of one version at the destination, read back in ranges of [`READ_CHUNK`].
+async fn version_sha256(versions: &dyn ferry_providers::Versions, key: &str, version: &str, size: u64) -> ferry_providers::Result<String> {
+    let mut digest = ObjectDigest::new();
+    let mut offset = 0;
+    while offset < size {
+        let end = (offset + READ_CHUNK).min(size);
+        digest.update(&versions.get_version(key, version, Some(offset..end)).await?.data);
+        offset = end;
+    }
+    Ok(digest.finish().0)
 }
 
 /// Lists the destination and names every object the manifest does not have (left by another

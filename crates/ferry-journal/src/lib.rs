@@ -112,7 +112,10 @@ pub trait Ledger: Send + Sync {
 
     /// Adds a batch of manifest entries of `generation` as pending work (entries the listing
     /// skipped as skipped, with their reason), in one commit. Replaying a batch is harmless:
-    /// keys already known keep their row.
+    /// objects already known keep their row. An object is its [`ferry_core::ObjectId`]: its
+    /// key, and the version a pinned entry stands for (an `--all-versions` job has a row per
+    /// version, in listing order: [`Ledger::claim`] hands out a key's versions together, oldest
+    /// first, never split between claims).
     async fn seed(&self, generation: u32, entries: &[ObjectEntry]) -> Result<()>;
     /// Forgets the objects a listing of `generation` seeded before it was cut off (the listing
     /// starts again), keeping any that work has touched.
@@ -179,6 +182,9 @@ pub trait Ledger: Send + Sync {
     /// Whether the manifests this journal was seeded from have `key` (in any generation).
     async fn has_key(&self, key: &str) -> Result<bool>;
     async fn get(&self, key: &str) -> Result<Option<ObjectRow>>;
+    /// The object `id` names: a key's row, or in an `--all-versions` job the row of one version
+    /// of it ([`Ledger::get`] gives the first of them).
+    async fn get_object(&self, id: ferry_core::ObjectId<'_>) -> Result<Option<ObjectRow>>;
 
     /// Counts and bytes by state. Scans.
     async fn counts(&self) -> Result<StatusCounts>;

@@ -24,9 +24,12 @@ use std::sync::{Mutex, MutexGuard};
 /// `last_modified`; 4: claims (`lease_owner`, `lease_until`, `claim_pass`) and the
 /// `pending-delete` state of a generation merge (its `deleted_from` added later, without a new
 /// version: older journals gain it like any column); 5: the destination write ledger (`runs`,
-/// `writes`, created where missing). Every open adds any column of [`SCHEMA`] a
+/// `writes`, created where missing); 6: `pinned`, and an object is unique by key and pinned
+/// version (`objects_id`), not by key (an `--all-versions` job has a row per version): an
+/// older journal's objects table, whose key column was declared UNIQUE, is built afresh with
+/// its rows and ids (see `Inner::unpin_key`). Every open adds any column of [`SCHEMA`] a
 /// journal lacks, whatever its version says (version 2 journals made before `renamed` lack it).
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 
 /// The file names of each kind of journal in a job directory: known here and nowhere else.
 pub(crate) fn path(job_dir: &Path, kind: JournalKind) -> PathBuf {
@@ -49,12 +52,14 @@ pub(crate) fn remove(path: &Path) -> Result<()> {
     Ok(())
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS objects (
+/// The objects table's columns: one row per object (per key, or per key and version in an
+/// `--all-versions` job). Kept apart so a migration can build the table afresh.
+macro_rules! objects_columns {
+    () => {
+        "
     id            INTEGER PRIMARY KEY,
     generation    INTEGER NOT NULL,                  -- the generation that last changed the row
-    key           TEXT NOT NULL UNIQUE,
+    key           TEXT NOT NULL,                     -- unique with pinned (see objects_id)
     size          INTEGER NOT NULL,
     etag          TEXT,
     version       TEXT,
@@ -90,9 +95,18 @@ CREATE TABLE IF NOT EXISTS objects (
     storage_class TEXT,                              -- JSON ferry_core::StorageClass as listed (archived or not)
     restore_requested TEXT,                          -- when ferry asked the source to restore it (RFC 3339)
     deleted_from  TEXT,                              -- a pending delete's state before (a refused key that returns stays refused)
-    src_attrs     TEXT                               -- JSON ferry_core::headers::Attrs the source gave the last copy (for verify)
-);
-CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
+    src_attrs     TEXT,                              -- JSON ferry_core::headers::Attrs the source gave the last copy (for verify)
+    pinned        TEXT NOT NULL DEFAULT ''           -- the source version the row copies (--all-versions); '': the key's current one
+"
+    };
+}
+
+const SCHEMA: &str = concat!(
+    "
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS objects (",
+    objects_columns!(),
+    ");
 CREATE TABLE IF NOT EXISTS parts (
     object_id  INTEGER NOT NULL REFERENCES objects(id),
     part_no    INTEGER NOT NULL,
@@ -102,14 +116,17 @@ CREATE TABLE IF NOT EXISTS parts (
     etag       TEXT,
     PRIMARY KEY (object_id, part_no)
 );
-";
+"
+);
 
 /// Indexes on columns an older journal may lack: made after its columns are added.
 const INDEXES: &str = "
+CREATE INDEX IF NOT EXISTS objects_state ON objects(state, id);
+CREATE UNIQUE INDEX IF NOT EXISTS objects_id ON objects(key, pinned);
 CREATE INDEX IF NOT EXISTS objects_leased ON objects(lease_until) WHERE lease_until IS NOT NULL;
 ";
 
-const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified, generation, storage_class, restore_requested, src_attrs";
+const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified, generation, storage_class, restore_requested, src_attrs, pinned";
 
 /// A column as `PRAGMA table_info` declares it: name, type, not null, default.
 type Column = (String, String, bool, Option<String>);
@@ -149,6 +166,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
             },
             mode: None,
             storage_class: r.get_ref(26)?.as_str_or_null()?.and_then(|json| serde_json::from_str(json).ok()),
+            pinned: !r.get_ref(29)?.as_str()?.is_empty(),
             ..ObjectEntry::default()
         },
         state,
@@ -259,6 +277,7 @@ impl SqliteJournal {
             _ => {}
         }
         j.add_missing_columns()?;
+        j.unpin_key()?;
         j.conn().execute_batch(INDEXES).map_err(j.err())?;
         if version.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
             j.set_meta(SCHEMA_VERSION_META, &SCHEMA_VERSION.to_string())?;
@@ -384,6 +403,45 @@ impl Inner {
         Ok(())
     }
 
+    /// Builds the objects table afresh where its key column was declared UNIQUE (a journal made
+    /// before version 6): SQLite cannot drop a column's constraint, and an `--all-versions`
+    /// job keeps a row per version of a key. Every row is copied with its id (parts and the
+    /// write ledger name objects by id), in one transaction; the indexes are made after.
+    fn unpin_key(&self) -> Result<()> {
+        let conn = self.conn();
+        let unique_key: bool = conn
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM pragma_index_list('objects') AS i
+                  WHERE i.origin = 'u' AND (SELECT group_concat(name) FROM pragma_index_info(i.name)) = 'key')",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
+        if !unique_key {
+            return Ok(());
+        }
+        // The schema's columns: the old table has each of them (added above).
+        let fresh = Connection::open_in_memory().map_err(self.err())?;
+        fresh.execute_batch(SCHEMA).map_err(self.err())?;
+        let columns: Vec<String> = table_info(&fresh, "objects").map_err(self.err())?.into_iter().map(|c| c.0).collect();
+        let columns = columns.join(", ");
+        // The parts and the write ledger keep naming the same ids: their references are not
+        // checked while the table is swapped (SQLite's own recipe for altering a table).
+        let enforced: bool = conn.pragma_query_value(None, "foreign_keys", |r| r.get(0)).map_err(self.err())?;
+        conn.pragma_update(None, "foreign_keys", false).map_err(self.err())?;
+        let rebuilt = self.tx(&conn, |tx| {
+            tx.execute_batch(&format!(
+                "CREATE TABLE objects_v6 ({});
+                 INSERT INTO objects_v6 ({columns}) SELECT {columns} FROM objects;
+                 DROP TABLE objects;
+                 ALTER TABLE objects_v6 RENAME TO objects;",
+                objects_columns!()
+            ))
+        });
+        conn.pragma_update(None, "foreign_keys", enforced).map_err(self.err())?;
+        rebuilt
+    }
+
     /// Runs `write` as a commit that is on disk when this returns (the WAL is fsynced), for writes
     /// that precede a side effect at the destination. Other commits are group-committed
     /// (`synchronous = NORMAL`): a power loss may forget the last of them, never a durable one,
@@ -429,8 +487,8 @@ impl Inner {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata,
                                           device, src_path, dst_path, src_crc64, expect_sha256, state, error, renamed, storage_class,
-                                          last_modified)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) ON CONFLICT(key) DO NOTHING",
+                                          last_modified, pinned)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) ON CONFLICT DO NOTHING",
             )?;
             let no_route = Route::default();
             for (e, route, refused, renamed) in rows {
@@ -456,7 +514,8 @@ impl Inner {
                     error,
                     renamed,
                     storage_class_json(e),
-                    rfc3339(e)
+                    rfc3339(e),
+                    e.id().version.unwrap_or_default()
                 ])?;
             }
             Ok(())
@@ -580,6 +639,18 @@ impl Inner {
                 }
                 fresh.sort_by_key(|r| r.id);
                 fresh.truncate(wanted as usize);
+                // A key's versions (an `--all-versions` job) are never split between claims: the
+                // caller writes them one after the other, oldest (lowest id) first, so the
+                // destination's versions come in the source's order.
+                if let Some(last) = fresh.last().filter(|r| r.entry.pinned) {
+                    let mut stmt = tx.prepare_cached(&format!(
+                        "SELECT {ROW_COLUMNS} FROM objects WHERE key = ?1 AND id > ?2 AND state IN ('pending', 'failed')
+                         AND lease_until IS NULL AND claim_pass IS NOT ?3 ORDER BY id"
+                    ))?;
+                    let rest = stmt.query_map(params![last.entry.key, last.id, worker.pass], row_from)?;
+                    let rest = rest.collect::<rusqlite::Result<Vec<_>>>()?;
+                    fresh.extend(rest);
+                }
                 if let Some(last) = fresh.last() {
                     floor.1 = last.id;
                 }
@@ -1214,6 +1285,11 @@ impl Ledger for SqliteJournal {
 
     async fn get(&self, key: &str) -> Result<Option<ObjectRow>> {
         self.0.get(key)
+    }
+
+    async fn get_object(&self, id: ferry_core::ObjectId<'_>) -> Result<Option<ObjectRow>> {
+        let sql = format!("SELECT {ROW_COLUMNS} FROM objects WHERE key = ?1 AND pinned = ?2");
+        self.0.read()?.query_row(&sql, params![id.key, id.version.unwrap_or_default()], row_from).optional().map_err(self.0.err())
     }
 
     async fn counts(&self) -> Result<StatusCounts> {

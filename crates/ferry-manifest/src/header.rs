@@ -53,6 +53,10 @@ pub struct ManifestHeader {
     pub created_at: DateTime<Utc>,
     pub totals: Totals,
     pub shards: Vec<ShardInfo>,
+    /// Every version of each key was listed (`--all-versions`): each entry is one version
+    /// (pinned to it), a key's versions oldest first, delete markers as skipped entries.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_versions: bool,
 }
 
 impl ManifestHeader {

@@ -132,11 +132,19 @@ impl ManifestWriter {
                 created_at: Utc::now(),
                 totals: Totals::default(),
                 shards: Vec::new(),
+                all_versions: false,
             },
             schema: schema(),
             cols: Columns::default(),
             current: None,
         })
+    }
+
+    /// Marks the generation as a listing of every version (see [`ManifestHeader::all_versions`]):
+    /// its entries are read back pinned to their version.
+    pub fn all_versions(mut self) -> Self {
+        self.header.all_versions = true;
+        self
     }
 
     /// Adds an entry: an object to copy, or one the listing skipped (counted by reason).
@@ -259,7 +267,13 @@ impl ManifestReader {
         for shard in &self.header.shards {
             let path = self.dir.join(&shard.file);
             let open = || File::open(&path).map_err(|source| ManifestError::Io { path: path.clone(), source });
-            read_shard(open, &path, &mut f)?;
+            let pinned = self.header.all_versions;
+            read_shard(open, &path, &mut |mut batch: Vec<ObjectEntry>| {
+                if pinned {
+                    batch.iter_mut().for_each(|e| e.pinned = true);
+                }
+                f(batch)
+            })?;
         }
         Ok(())
     }
@@ -415,6 +429,8 @@ fn decode(batch: &RecordBatch) -> std::result::Result<Vec<ObjectEntry>, String> 
                     Some(name) => Some(SkipReason::parse(&name).ok_or_else(|| format!("row {i}: unknown skip reason {name:?}"))?),
                 },
                 mode: None,
+                // Set for every entry of a manifest of all versions (see `for_each_batch`).
+                pinned: false,
                 headers: match headers.and_then(|a| opt(a, i)) {
                     Some(json) => serde_json::from_str(&json).map_err(|e| format!("row {i}: headers: {e}"))?,
                     None => Default::default(),

@@ -10,6 +10,8 @@
 //!   object), plus [`Limits`] and what it [`Carries`] besides bytes (headers, metadata names,
 //!   tags) as data, an object's tags, and its object lock (reported, never carried).
 //! - [`Multipart`] / [`MultipartUpload`]: the capability to upload one object in parallel parts.
+//! - [`Versions`]: the capability to keep, list and read every version of a key
+//!   (`--all-versions`; S3 and GCS, in their `versions.rs`).
 //! - [`s3`] (aws-sdk-s3), [`gcs`] (the JSON API over reqwest), [`azure`] (object_store and
 //!   ferry's own signed block requests), [`local`] (the file system, with ferry's own multipart
 //!   into a temp file). Each is a folder of the same files: `mod.rs` (the [`Provider`] impl and
@@ -210,6 +212,11 @@ pub trait Provider: Send + Sync {
     }
 
     /// The capability to have the service copy objects into this location itself, if it has it.
+    /// Every version of a key, where the provider keeps them (`--all-versions`).
+    fn versions(&self) -> Option<&dyn Versions> {
+        None
+    }
+
     fn server_copy(&self) -> Option<&dyn ServerCopy> {
         None
     }
@@ -232,6 +239,27 @@ pub struct ServerCopied {
     pub parts: u32,
     /// The version the copy made, where the destination keeps versions (see [`PutReceipt::version`]).
     pub version: Option<String>,
+}
+
+/// A provider that keeps a version per write and can list and read each (S3 with bucket
+/// versioning, GCS with object versioning). `--all-versions` needs it on both sides: the
+/// source's versions are listed and read one by one, and the destination must keep each write
+/// as a version of its own.
+#[async_trait]
+pub trait Versions: Send + Sync {
+    /// Whether the location keeps every write as a version of its own (S3: bucket versioning
+    /// `Enabled`; `Suspended` or never enabled keeps only the last write; GCS: the bucket's
+    /// `versioning.enabled`). One request.
+    async fn keeps_versions(&self) -> Result<bool>;
+    /// Every version of every object under the location, a page at a time: keys in order, each
+    /// key's versions oldest first, every entry pinned to its version (`ObjectEntry::pinned`);
+    /// a delete marker is an entry skipped as [`ferry_core::SkipReason::DeleteMarker`]. A
+    /// key's versions are held until the key's last one is listed.
+    fn list_versions(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>>;
+    /// [`Provider::head`] of one version of `key`.
+    async fn head_version(&self, key: &str, version: &str) -> Result<Option<ObjectEntry>>;
+    /// [`Provider::get`] of one version of `key`.
+    async fn get_version(&self, key: &str, version: &str, range: Option<Range<u64>>) -> Result<Fetched>;
 }
 
 /// Copying objects inside one service, without their bytes passing through ferry (S3
@@ -347,6 +375,9 @@ pub struct Connect {
     pub local_metadata: local::LocalMetadata,
     /// The destination's write settings (`--storage-class`); default for a source.
     pub write: WriteSettings,
+    /// A source: every version of each key is listed and copied, oldest first
+    /// (`--all-versions`); both sides must have [`Versions`].
+    pub all_versions: bool,
 }
 
 impl Connect {

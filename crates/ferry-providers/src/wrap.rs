@@ -15,7 +15,7 @@
 use crate::run::{Slot, in_call};
 use crate::{
     Fetched, Multipart, MultipartUpload, OpenUpload, PartReceipt, Provider, PutAttrs, PutReceipt, Result, RunContext, ServerCopied,
-    ServerCopy,
+    ServerCopy, Versions,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -145,8 +145,39 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
         self.inner.multipart().map(|_| self as &dyn Multipart)
     }
 
+    fn versions(&self) -> Option<&dyn Versions> {
+        self.inner.versions().map(|_| self as &dyn Versions)
+    }
+
     fn server_copy(&self) -> Option<&dyn ServerCopy> {
         self.inner.server_copy().map(|_| self as &dyn ServerCopy)
+    }
+}
+
+impl<P: Provider + ?Sized> Throttled<P> {
+    fn inner_versions(&self) -> &dyn Versions {
+        self.inner.versions().expect("only offered when the inner provider has it")
+    }
+}
+
+#[async_trait]
+impl<P: Provider + ?Sized + 'static> Versions for Throttled<P> {
+    async fn keeps_versions(&self) -> Result<bool> {
+        self.call(self.inner_versions().keeps_versions()).await
+    }
+
+    fn list_versions(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        throttled_pages(&self.run, self.inner_versions().list_versions())
+    }
+
+    async fn head_version(&self, key: &str, version: &str) -> Result<Option<ObjectEntry>> {
+        self.call(self.inner_versions().head_version(key, version)).await
+    }
+
+    async fn get_version(&self, key: &str, version: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        let fetched = self.call(self.inner_versions().get_version(key, version, range)).await?;
+        self.run.throttle().received(fetched.data.len()).await;
+        Ok(fetched)
     }
 }
 
@@ -270,6 +301,41 @@ impl<P: Provider + ?Sized> Counted<P> {
     fn inner_multipart(&self) -> &dyn Multipart {
         self.inner.multipart().expect("only offered when the inner provider has it")
     }
+
+    fn inner_versions(&self) -> &dyn Versions {
+        self.inner.versions().expect("only offered when the inner provider has it")
+    }
+}
+
+#[async_trait]
+impl<P: Provider + ?Sized + 'static> Versions for Counted<P> {
+    async fn keeps_versions(&self) -> Result<bool> {
+        let r = self.inner_versions().keeps_versions().await;
+        self.count("versioning", &r, |_| 0);
+        r
+    }
+
+    fn list_versions(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        self.inner_versions()
+            .list_versions()
+            .map(move |page| {
+                self.count("list versions", &page, |_| 0);
+                page
+            })
+            .boxed()
+    }
+
+    async fn head_version(&self, key: &str, version: &str) -> Result<Option<ObjectEntry>> {
+        let r = self.inner_versions().head_version(key, version).await;
+        self.count("head", &r, |_| 0);
+        r
+    }
+
+    async fn get_version(&self, key: &str, version: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        let r = self.inner_versions().get_version(key, version, range).await;
+        self.count("get", &r, |f| f.data.len() as u64);
+        r
+    }
 }
 
 #[async_trait]
@@ -374,6 +440,10 @@ impl<P: Provider + ?Sized + 'static> Provider for Counted<P> {
 
     fn multipart(&self) -> Option<&dyn Multipart> {
         self.inner.multipart().map(|_| self as &dyn Multipart)
+    }
+
+    fn versions(&self) -> Option<&dyn Versions> {
+        self.inner.versions().map(|_| self as &dyn Versions)
     }
 
     fn server_copy(&self) -> Option<&dyn ServerCopy> {

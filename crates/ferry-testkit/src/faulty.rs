@@ -374,13 +374,26 @@ impl Provider for FaultyProvider {
 
     // Every method of the trait is forwarded: one left to its default would answer for the
     // inner provider (no tags, nothing carried, no restore) and hide what a test means to see.
-    async fn restore(&self, key: &str, request: &ferry_core::RestoreRequest) -> Result<bool> {
+    async fn restore(
+        &self,
+        key: &str,
+        class: &ferry_core::StorageClass,
+        request: &ferry_core::RestoreRequest,
+    ) -> Result<Option<ferry_core::RestoreTier>> {
         self.before(Method::Restore, "restore", key).await?;
-        self.inner.restore(key, request).await
+        self.inner.restore(key, class, request).await
     }
 
     fn carries(&self) -> ferry_core::Carries {
         self.inner.carries()
+    }
+
+    fn etag_names_content(&self) -> bool {
+        self.inner.etag_names_content()
+    }
+
+    fn versions(&self) -> Option<&dyn ferry_providers::Versions> {
+        self.inner.versions()
     }
 
     async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
@@ -669,8 +682,16 @@ mod tests {
         async fn delete(&self, _: &str) -> Result<()> {
             Ok(())
         }
-        async fn restore(&self, _: &str, _: &ferry_core::RestoreRequest) -> Result<bool> {
-            Ok(true)
+        async fn restore(
+            &self,
+            _: &str,
+            _: &ferry_core::StorageClass,
+            _: &ferry_core::RestoreRequest,
+        ) -> Result<Option<ferry_core::RestoreTier>> {
+            Ok(Some(ferry_core::RestoreTier::Bulk))
+        }
+        fn etag_names_content(&self) -> bool {
+            false
         }
         async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<ferry_core::Md5Etag>> {
             Ok(ferry_core::Md5Etag::new("d41d8cd98f00b204e9800998ecf8427e", object.size, None))
@@ -695,7 +716,10 @@ mod tests {
         assert_eq!(p.name(), "distinct");
         assert_eq!(p.limits(), ferry_providers::local::LIMITS);
         assert_eq!(p.carries(), ferry_core::Carries::NOTHING);
-        assert!(p.restore("k", &ferry_core::RestoreRequest { days: 1, tier: Default::default() }).await.unwrap());
+        let class = ferry_core::StorageClass::online("GLACIER");
+        let asked = ferry_core::RestoreRequest { days: 1, tier: Default::default() };
+        assert_eq!(p.restore("k", &class, &asked).await.unwrap(), Some(ferry_core::RestoreTier::Bulk));
+        assert!(!p.etag_names_content());
         assert_eq!(p.tags("k").await.unwrap().get("t").map(String::as_str), Some("1"));
         assert!(p.locks_objects().await.unwrap());
         assert!(p.lock("k").await.unwrap().is_some_and(|l| l.legal_hold));

@@ -481,6 +481,35 @@ impl FakeGcs {
         let status = reqwest::blocking_post_json(&url, &serde_json::json!({ "name": name }).to_string());
         assert!(status == 200 || status == 409, "creating bucket {name}: HTTP {status}");
     }
+
+    /// Creates `name` with object versioning on: every write keeps the generation before it.
+    pub fn create_versioned_bucket(&self, name: &str) {
+        let url = format!("{}/storage/v1/b?project=test", self.endpoint);
+        let bucket = serde_json::json!({ "name": name, "versioning": { "enabled": true } });
+        let status = reqwest::blocking_post_json(&url, &bucket.to_string());
+        assert!(status == 200, "creating bucket {name}: HTTP {status}");
+    }
+
+    /// Every generation of each object of `bucket`, oldest first: its bytes, each read by its
+    /// generation. Keys in order.
+    pub fn history(&self, bucket: &str) -> std::collections::BTreeMap<String, Vec<String>> {
+        let mut out: std::collections::BTreeMap<String, Vec<(u64, String)>> = Default::default();
+        let page: serde_json::Value = reqwest::blocking_get_json(&format!("{}/storage/v1/b/{bucket}/o?versions=true", self.endpoint));
+        for o in page["items"].as_array().into_iter().flatten() {
+            let name = o["name"].as_str().unwrap_or_default();
+            let generation = o["generation"].as_str().unwrap_or_default();
+            let url = format!("{}/storage/v1/b/{bucket}/o/{name}?alt=media&generation={generation}", self.endpoint);
+            let (status, body) = reqwest::blocking_get_text(&url, &[]);
+            assert_eq!(status, 200, "{url}");
+            out.entry(name.to_string()).or_default().push((generation.parse().unwrap_or(0), body));
+        }
+        out.into_iter()
+            .map(|(k, mut v)| {
+                v.sort();
+                (k, v.into_iter().map(|(_, body)| body).collect())
+            })
+            .collect()
+    }
 }
 
 /// moto's S3 server (any keys, no signature check), for what s3s-fs does not implement: HEAD
@@ -551,6 +580,39 @@ args = sys.argv[2:]
     /// Turns versioning on for `bucket`: every write then makes a version with its own id.
     pub fn enable_versioning(&self, bucket: &str) {
         self.boto3("s3.put_bucket_versioning(Bucket=args[0], VersioningConfiguration={'Status': 'Enabled'})", &[bucket]);
+    }
+
+    /// Writes `bucket`'s history in order: each step a put of the body given, or (`None`) a
+    /// delete, which on a versioned bucket adds a delete marker.
+    pub fn write_history(&self, bucket: &str, steps: &[(&str, Option<&str>)]) {
+        let script = r#"
+steps = json.loads(args[1])
+for key, body in steps:
+    if body is None:
+        s3.delete_object(Bucket=args[0], Key=key)
+    else:
+        s3.put_object(Bucket=args[0], Key=key, Body=body.encode())
+"#;
+        let steps = serde_json::to_string(steps).expect("steps as JSON");
+        self.boto3(script, &[bucket, &steps]);
+    }
+
+    /// Every version of each key of `bucket`, oldest first: its body (`None`: a delete marker),
+    /// each read by its version id. Keys in order.
+    pub fn history(&self, bucket: &str) -> std::collections::BTreeMap<String, Vec<Option<String>>> {
+        let script = r#"
+out = {}
+for page in s3.get_paginator("list_object_versions").paginate(Bucket=args[0]):
+    # Each list is newest first per key (S3's order, kept where times tie).
+    found = [(v, False) for v in reversed(page.get("Versions", []))] + [(m, True) for m in reversed(page.get("DeleteMarkers", []))]
+    found = [(f, i) for i, f in enumerate(found)]
+    found.sort(key=lambda f: (f[0][0]["Key"], f[0][0]["IsLatest"], f[0][0]["LastModified"], f[1]))
+    for (v, marker), _ in found:
+        body = None if marker else s3.get_object(Bucket=args[0], Key=v["Key"], VersionId=v["VersionId"])["Body"].read().decode()
+        out.setdefault(v["Key"], []).append(body)
+print(json.dumps(out))
+"#;
+        serde_json::from_str(&self.boto3(script, &[bucket])).expect("history as JSON")
     }
 
     /// The current version id of each key of `bucket`.

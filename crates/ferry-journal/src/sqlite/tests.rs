@@ -27,7 +27,7 @@ fn keys(rows: &[ObjectRow]) -> Vec<&str> {
 async fn older_journal(path: &Path, columns: &[&str], version: &str) {
     let j = SqliteJournal::open(path).unwrap();
     j.seed(1, &entries(3)).await.unwrap();
-    j.0.conn().execute_batch("DROP INDEX IF EXISTS objects_leased").unwrap();
+    j.0.conn().execute_batch("DROP INDEX IF EXISTS objects_leased; DROP INDEX IF EXISTS objects_id").unwrap();
     for name in columns {
         j.0.conn().execute_batch(&format!("ALTER TABLE objects DROP COLUMN {name}")).unwrap();
     }
@@ -704,4 +704,72 @@ async fn a_done_object_keeps_its_source_attributes() {
     let j = SqliteJournal::open(&path).unwrap();
     assert_eq!(j.get("k1").await.unwrap().unwrap().src_attrs, Some(attrs));
     assert_eq!(j.get("k2").await.unwrap().unwrap().src_attrs, None);
+}
+
+fn version_of(key: &str, version: &str) -> ObjectEntry {
+    ObjectEntry { key: key.into(), size: 1, version: Some(version.into()), pinned: true, ..Default::default() }
+}
+
+// Issue 14 (`--all-versions`): a version 5 journal declared its key column UNIQUE, which SQLite
+// cannot drop; opening it builds the table afresh with the same rows, ids and parts, and the
+// journal then takes a row per version of a key.
+#[tokio::test]
+async fn a_version_5_journal_with_unique_keys_is_rebuilt_keeping_its_rows_and_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.sqlite");
+    {
+        let conn = Connection::open(&path).unwrap();
+        let v5 = objects_columns!()
+            .replace("key           TEXT NOT NULL,", "key TEXT NOT NULL UNIQUE,")
+            .replace("deleted_from  TEXT,", "deleted_from  TEXT")
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("pinned"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        conn.execute_batch(&format!(
+            "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE objects ({v5}
+);
+             CREATE TABLE parts (object_id INTEGER NOT NULL REFERENCES objects(id), part_no INTEGER NOT NULL, offset INTEGER NOT NULL,
+                                 size INTEGER NOT NULL, crc32c TEXT NOT NULL, etag TEXT, PRIMARY KEY (object_id, part_no));
+             INSERT INTO meta VALUES ('schema_version', '5');
+             INSERT INTO objects (id, generation, key, size, state) VALUES (7, 1, 'a', 3, 'done'), (9, 1, 'b', 4, 'pending');
+             INSERT INTO parts VALUES (9, 0, 0, 4, 'c', 'e');"
+        ))
+        .unwrap();
+        assert!(conn.execute("INSERT INTO objects (generation, key, size) VALUES (1, 'a', 1)", []).is_err(), "v5 keys are unique");
+    }
+    let j = SqliteJournal::open(&path).unwrap();
+    assert_eq!(j.meta("schema_version").await.unwrap(), Some("6".into()));
+    let a = j.get("a").await.unwrap().unwrap();
+    assert_eq!((a.id, a.state, a.entry.pinned), (7, ObjectState::Done, false));
+    assert_eq!(j.get("b").await.unwrap().unwrap().id, 9);
+    assert_eq!(j.parts(9).await.unwrap().len(), 1);
+    // A key's current version is still one row; its versions are one row each.
+    j.seed(1, &[ObjectEntry { key: "a".into(), ..Default::default() }]).await.unwrap();
+    j.seed(1, &[version_of("v", "1"), version_of("v", "2"), version_of("v", "1")]).await.unwrap();
+    assert_eq!(j.counts().await.unwrap().objects, 4);
+    drop(j);
+    // Opening again rebuilds nothing.
+    let j = SqliteJournal::open(&path).unwrap();
+    assert_eq!(j.counts().await.unwrap().objects, 4);
+}
+
+// Issue 14 (`--all-versions`): a key's versions are claimed together, oldest first, however
+// the batch falls, so the caller can write them in order.
+#[tokio::test]
+async fn versions_of_a_key_are_never_split_between_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let listing = [version_of("a", "1"), version_of("b", "x"), version_of("b", "y"), version_of("b", "z"), version_of("c", "1")];
+    j.seed(1, &listing).await.unwrap();
+    let worker = j.begin_pass("w").await.unwrap();
+    let clock = Clock::new();
+    let first = j.claim(&worker, 2, clock.lease(Duration::from_secs(60))).await.unwrap();
+    let versions: Vec<_> = first.iter().map(|r| (r.entry.key.as_str(), r.entry.version.as_deref().unwrap(), r.entry.pinned)).collect();
+    let y = j.get_object(ferry_core::ObjectId { key: "b", version: Some("y") }).await.unwrap().unwrap();
+    assert_eq!((y.id, y.entry.version.as_deref()), (first[2].id, Some("y")));
+    assert!(j.get_object(ferry_core::ObjectId { key: "b", version: None }).await.unwrap().is_none());
+    assert_eq!(versions, [("a", "1", true), ("b", "x", true), ("b", "y", true), ("b", "z", true)]);
+    assert_eq!(keys(&j.claim(&worker, 2, clock.lease(Duration::from_secs(60))).await.unwrap()), ["c"]);
 }

@@ -210,6 +210,22 @@ impl Client {
         self.json("list", prefix, resp).await
     }
 
+    /// One page of every generation (live and noncurrent) of the names starting with `prefix`,
+    /// after `token` (`versions=true`).
+    pub(super) async fn list_versions_page(&self, prefix: &str, token: Option<&str>) -> Result<ListPage> {
+        let url = format!("{}/storage/v1/b/{}/o", self.base, enc(&self.bucket));
+        let resp = self
+            .send("list versions", prefix, || {
+                let mut q = vec![("prefix", prefix), ("maxResults", "1000"), ("versions", "true")];
+                if let Some(t) = token {
+                    q.push(("pageToken", t));
+                }
+                self.http.get(&url).query(&q)
+            })
+            .await?;
+        self.json("list versions", prefix, resp).await
+    }
+
     /// Every object whose name starts with `prefix` (all pages).
     pub(super) async fn list_prefix(&self, prefix: &str) -> Result<Vec<GcsObject>> {
         let mut out = Vec::new();

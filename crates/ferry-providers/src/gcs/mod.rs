@@ -14,13 +14,16 @@
 //! - `multipart.rs`: [`Multipart`] as part objects joined by compose, resume and stale uploads
 //!   found by listing part objects.
 //! - `server_copy.rs`: [`ServerCopy`] as rewrite calls.
+//! - `versions.rs`: [`Versions`] (object versioning: the bucket's `versioning.enabled`, listings
+//!   with `versions=true`, reads by `generation`).
 
 mod client;
 mod list;
 mod multipart;
 mod server_copy;
+mod versions;
 
-use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result, ServerCopy};
+use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result, ServerCopy, Versions};
 use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -75,46 +78,21 @@ impl GcsProvider {
     }
 }
 
-#[async_trait]
-impl Provider for GcsProvider {
-    fn name(&self) -> &'static str {
-        PROVIDER
-    }
-
-    fn location(&self) -> &Location {
-        &self.location
-    }
-
-    fn limits(&self) -> Limits {
-        LIMITS
-    }
-
-    async fn check(&self, _for_write: bool) -> Result<()> {
-        let c = &self.client;
-        let url = format!("{}/storage/v1/b/{}", c.base, enc(&c.bucket));
-        match c.send("get bucket", "", || c.http.get(&url)).await {
-            Ok(_) => Ok(()),
-            Err(ProviderError::NotFound { .. }) => Err(ProviderError::NoSuchBucket { provider: PROVIDER, bucket: c.bucket.clone() }),
-            Err(e) => Err(e),
-        }
-    }
-
-    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
-        self.listing()
-    }
-
-    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+impl GcsProvider {
+    /// [`Provider::head`] of the key's live generation, or of `generation`.
+    pub(crate) async fn head_of(&self, key: &str, generation: Option<&str>) -> Result<Option<ObjectEntry>> {
         let c = &self.client;
         let name = self.location.key_for(key);
         let url = c.object_url(&name);
-        match c.send("head", key, || c.http.get(&url)).await {
+        match c.send("head", key, || c.http.get(&url).query(&generation.map(|g| vec![("generation", g)]).unwrap_or_default())).await {
             Ok(resp) => Ok(Some(c.json::<GcsObject>("head", key, resp).await?.entry(key.to_string()))),
             Err(ProviderError::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+    /// [`Provider::get`] of the key's live generation, or of `generation`.
+    pub(crate) async fn get_of(&self, key: &str, generation: Option<&str>, range: Option<Range<u64>>) -> Result<Fetched> {
         let c = &self.client;
         let name = self.location.key_for(key);
         let url = c.object_url(&name);
@@ -126,6 +104,7 @@ impl Provider for GcsProvider {
                 // bytes no stored checksum or size describes. ferry's HTTP client never
                 // decompresses (reqwest without its `gzip` feature).
                 let req = c.http.get(&url).query(&[("alt", "media")]).header("accept-encoding", "gzip");
+                let req = req.query(&generation.map(|g| vec![("generation", g)]).unwrap_or_default());
                 match &range {
                     Some(r) => req.header("range", format!("bytes={}-{}", r.start, r.end - 1)),
                     None => req,
@@ -199,6 +178,43 @@ impl Provider for GcsProvider {
         }
         Ok(Fetched { data, object, checked: None })
     }
+}
+
+#[async_trait]
+impl Provider for GcsProvider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn limits(&self) -> Limits {
+        LIMITS
+    }
+
+    async fn check(&self, _for_write: bool) -> Result<()> {
+        let c = &self.client;
+        let url = format!("{}/storage/v1/b/{}", c.base, enc(&c.bucket));
+        match c.send("get bucket", "", || c.http.get(&url)).await {
+            Ok(_) => Ok(()),
+            Err(ProviderError::NotFound { .. }) => Err(ProviderError::NoSuchBucket { provider: PROVIDER, bucket: c.bucket.clone() }),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        self.listing()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+        self.head_of(key, None).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        self.get_of(key, None, range).await
+    }
 
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
         let c = &self.client;
@@ -243,6 +259,10 @@ impl Provider for GcsProvider {
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+
+    fn versions(&self) -> Option<&dyn Versions> {
         Some(self)
     }
 

@@ -16,6 +16,7 @@
 //! - `multipart.rs`: [`Multipart`] (CreateMultipartUpload, ListParts for resume,
 //!   ListMultipartUploads for stale uploads) and the upload handle.
 //! - `server_copy.rs`: [`ServerCopy`] (CopyObject, UploadPartCopy).
+//! - `versions.rs`: [`Versions`] (GetBucketVersioning, ListObjectVersions; reads by version id).
 
 /// The object's attributes and the destination's write settings on a put or an upload's start
 /// (the SDK's two builders have the same setters but no common trait).
@@ -39,8 +40,9 @@ mod client;
 mod list;
 mod multipart;
 mod server_copy;
+mod versions;
 
-use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result, RunContext, ServerCopy, unquote};
+use crate::{Fetched, Multipart, Provider, ProviderError, PutAttrs, PutReceipt, Result, RunContext, ServerCopy, Versions, unquote};
 use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
@@ -148,53 +150,13 @@ impl S3Provider {
     }
 }
 
-#[async_trait]
-impl Provider for S3Provider {
-    fn name(&self) -> &'static str {
-        PROVIDER
-    }
-
-    fn location(&self) -> &Location {
-        &self.location
-    }
-
-    fn limits(&self) -> Limits {
-        LIMITS
-    }
-
-    async fn check(&self, _for_write: bool) -> Result<()> {
-        // A busy service must not fail the run before it starts: a HEAD's 429 or 503 (no
-        // body, so no error code) is retried like any other request's.
-        let head = request(&self.run, 0, || async {
-            self.client.head_bucket().bucket(&self.location.bucket).send().await.map_err(|e| self.failed("head bucket", "", e))
-        })
-        .await;
-        match head {
-            Ok(_) => Ok(()),
-            Err(ProviderError::NotFound { .. }) => {
-                Err(ProviderError::NoSuchBucket { provider: PROVIDER, bucket: self.location.bucket.clone() })
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
-        futures::stream::once(self.top_level())
-            .flat_map(move |top| match top {
-                // A deep bucket: its top-level prefixes are listed in parallel, read back in key order.
-                Ok(Some(segments)) => self.list_segments(segments),
-                // A flat one (or a small one): one listing.
-                Ok(None) => self.list_under(self.location.prefix.clone()),
-                Err(e) => futures::stream::once(async { Err(e) }).boxed(),
-            })
-            .boxed()
-    }
-
-    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+impl S3Provider {
+    /// [`Provider::head`] of the key's current version, or of `version`.
+    pub(crate) async fn head_of(&self, key: &str, version: Option<&str>) -> Result<Option<ObjectEntry>> {
         let full = self.full_key(key);
         let head = request(&self.run, 0, || async {
             let req = self.client.head_object().bucket(&self.location.bucket).key(&full).checksum_mode(ChecksumMode::Enabled);
-            req.send().await.map_err(|e| self.failed("head", key, e))
+            req.set_version_id(version.map(str::to_string)).send().await.map_err(|e| self.failed("head", key, e))
         });
         match head.await {
             Ok(o) => Ok(Some(ObjectEntry {
@@ -231,7 +193,7 @@ impl Provider for S3Provider {
         }
     }
 
-    async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<Md5Etag>> {
+    async fn etag_check_of(&self, object: &ObjectEntry) -> Result<Option<Md5Etag>> {
         let Some(etag) = object.etag.as_deref().filter(|_| object.checksums.crc32c.is_none() && object.checksums.crc64nvme.is_none())
         else {
             return Ok(None);
@@ -242,7 +204,9 @@ impl Provider for S3Provider {
         // A multipart ETag: the size of part 1 gives the part size (every part but the last).
         let full = self.full_key(&object.key);
         let o = request(&self.run, 0, || async {
+            // A pinned entry's part 1 is its version's (see `ObjectEntry::id`).
             let req = self.client.head_object().bucket(&self.location.bucket).key(&full).part_number(1);
+            let req = req.set_version_id(object.id().version.map(str::to_string));
             req.send().await.map_err(|e| self.failed("head", &object.key, e))
         })
         .await?;
@@ -255,9 +219,11 @@ impl Provider for S3Provider {
         Ok(Md5Etag::new(etag, object.size, o.content_length().map(|l| l.max(0) as u64)))
     }
 
-    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+    /// [`Provider::get`] of the key's current version, or of `version` (a pinned entry, see
+    /// [`crate::Versions::get_version`]).
+    pub(crate) async fn get_of(&self, key: &str, version: Option<&str>, range: Option<Range<u64>>) -> Result<Fetched> {
         let full = self.full_key(key);
-        let mut req = self.client.get_object().bucket(&self.location.bucket).key(&full);
+        let mut req = self.client.get_object().bucket(&self.location.bucket).key(&full).set_version_id(version.map(str::to_string));
         let ranged = range.as_ref().is_some_and(|r| r.end > r.start);
         if let Some(r) = range.as_ref().filter(|r| r.end > r.start) {
             req = req.range(format!("bytes={}-{}", r.start, r.end - 1));
@@ -347,6 +313,61 @@ impl Provider for S3Provider {
             checked = Some(Evidence::SourceMd5);
         }
         Ok(Fetched { data, object, checked })
+    }
+}
+
+#[async_trait]
+impl Provider for S3Provider {
+    fn name(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn location(&self) -> &Location {
+        &self.location
+    }
+
+    fn limits(&self) -> Limits {
+        LIMITS
+    }
+
+    async fn check(&self, _for_write: bool) -> Result<()> {
+        // A busy service must not fail the run before it starts: a HEAD's 429 or 503 (no
+        // body, so no error code) is retried like any other request's.
+        let head = request(&self.run, 0, || async {
+            self.client.head_bucket().bucket(&self.location.bucket).send().await.map_err(|e| self.failed("head bucket", "", e))
+        })
+        .await;
+        match head {
+            Ok(_) => Ok(()),
+            Err(ProviderError::NotFound { .. }) => {
+                Err(ProviderError::NoSuchBucket { provider: PROVIDER, bucket: self.location.bucket.clone() })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self) -> BoxStream<'_, Result<Vec<ObjectEntry>>> {
+        futures::stream::once(self.top_level())
+            .flat_map(move |top| match top {
+                // A deep bucket: its top-level prefixes are listed in parallel, read back in key order.
+                Ok(Some(segments)) => self.list_segments(segments),
+                // A flat one (or a small one): one listing.
+                Ok(None) => self.list_under(self.location.prefix.clone()),
+                Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+            })
+            .boxed()
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectEntry>> {
+        self.head_of(key, None).await
+    }
+
+    async fn etag_check(&self, object: &ObjectEntry) -> Result<Option<Md5Etag>> {
+        self.etag_check_of(object).await
+    }
+
+    async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<Fetched> {
+        self.get_of(key, None, range).await
     }
 
     async fn put(&self, key: &str, data: Bytes, crc32c: u32, attrs: &PutAttrs) -> Result<PutReceipt> {
@@ -455,6 +476,10 @@ impl Provider for S3Provider {
     }
 
     fn multipart(&self) -> Option<&dyn Multipart> {
+        Some(self)
+    }
+
+    fn versions(&self) -> Option<&dyn Versions> {
         Some(self)
     }
 
