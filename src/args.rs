@@ -59,10 +59,10 @@ pub enum Command {
         /// The most deletes a delta carries out, as a count or a percentage of the objects
         /// (e.g. 500 or 2%) [default: 10% of the objects, at most 10,000]. More are refused
         /// (exit 2, nothing deleted) unless --force-delete.
-        #[arg(long, value_name = "N|P%", value_parser = parse_max_delete)]
+        #[arg(long, value_name = "N|P%", value_parser = parse_max_delete, requires = "delete")]
         max_delete: Option<ferry_engine::MaxDelete>,
         /// Delete beyond --max-delete, and accept a source that lists no objects at all.
-        #[arg(long)]
+        #[arg(long, requires = "delete")]
         force_delete: bool,
         /// Keep going: one delta (one sealed generation) every --interval until SIGINT or
         /// SIGTERM, which stop it between passes (a pass under way finishes first; a second
@@ -70,7 +70,7 @@ pub enum Command {
         #[arg(long)]
         watch: bool,
         /// With --watch: the time from the start of one pass to the start of the next.
-        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration, requires = "watch")]
+        #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_interval, requires = "watch")]
         interval: std::time::Duration,
         /// With --watch: stop once a pass found at most N objects to copy (and, with --delete,
         /// no deletes left) and left nothing failed: `--until-lag 0` runs until the source is
@@ -251,6 +251,15 @@ pub enum ManifestCommand {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+}
+
+/// A `--watch` interval: a duration of at least a second.
+fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(text)?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err(format!("{text:?}: an interval is at least 1s"));
+    }
+    Ok(d)
 }
 
 fn parse_max_delete(text: &str) -> Result<ferry_engine::MaxDelete, String> {

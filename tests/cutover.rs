@@ -123,7 +123,9 @@ fn a_change_between_the_final_delta_and_the_second_listing_fails_the_cutover_nam
 fn after_a_cutover_a_reversed_job_copies_back_exactly_what_was_written_on_the_new_side() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    let s3 = ferry_testkit::S3Server::start();
+    // moto: its listings carry entity tags, as S3's do (s3s-fs lists none, and without them
+    // nothing can be taken as equal).
+    let s3 = Moto::start();
     s3.create_bucket("new-side");
     let env = s3.env();
     write_tree(&w.join("old"), &(0..40).map(|i| (format!("d{}/f{i}.bin", i % 4), 100 + i)).collect::<Vec<_>>());
@@ -144,4 +146,25 @@ fn after_a_cutover_a_reversed_job_copies_back_exactly_what_was_written_on_the_ne
     assert_eq!(back["changes"]["added"], 50, "{back:#}");
     assert_eq!(back["copy"]["copied"], 50, "only what was written after cutover: {back:#}");
     assert_eq!(ferry_testkit::tree::digest_tree(&w.join("old/after")), ferry_testkit::tree::digest_tree(&w.join("later/after")));
+}
+
+#[test]
+fn a_same_size_rewrite_on_the_new_side_before_reverse_is_copied_back() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let s3 = Moto::start();
+    s3.create_bucket("rewritten");
+    let env = s3.env();
+    write_tree(&w.join("old"), &(0..10).map(|i| (format!("f{i}.bin"), 100)).collect::<Vec<_>>());
+    ferry_ok(w, &["copy", "old", "s3://rewritten", "--job", "j", "--dst-endpoint", &s3.endpoint], &env, 0);
+    ferry_ok(w, &["cutover", "--job", "j", "--dst-endpoint", &s3.endpoint], &env, 0);
+    // f3 rewritten on the new side at the same size, before the reverse.
+    std::fs::create_dir_all(w.join("new")).unwrap();
+    std::fs::write(w.join("new/f3.bin"), vec![b'N'; 100]).unwrap();
+    ferry_ok(w, &["copy", "new", "s3://rewritten", "--job", "rewrite", "--dst-endpoint", &s3.endpoint], &env, 0);
+    let reversed = ferry_ok(w, &["reverse", "--job", "j", "--job-out", "back", "--dst-endpoint", &s3.endpoint, "--json"], &env, 0).json();
+    assert_eq!((reversed["equal_at_cutover"].as_u64(), reversed["written_since"].as_u64()), (Some(9), Some(1)), "{reversed:#}");
+    let back = ferry_ok(w, &["delta", "--job", "back", "--src-endpoint", &s3.endpoint, "--json"], &env, 0).json();
+    assert_eq!(back["copy"]["copied"], 1, "{back:#}");
+    assert_eq!(std::fs::read(w.join("old/f3.bin")).unwrap(), vec![b'N'; 100]);
 }

@@ -522,3 +522,109 @@ fn a_watch_until_lag_0_stops_once_a_pass_finds_the_source_quiet() {
     let out = ferry(w, &["delta", "--until-lag", "0", "--job", "j"], &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+/// Sets `path`'s modification time to `secs` after the epoch.
+fn set_mtime(path: &Path, secs: u64) {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(t).unwrap();
+}
+
+// Hostile-user findings on delta (issue 15), each red before its fix.
+
+#[test]
+fn a_file_replaced_at_the_same_size_and_modification_time_is_copied_again() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for (name, body) in [("k1", "v1\n"), ("k2", "v2\n"), ("k3", "v3\n"), ("k4", "v4\n")] {
+        std::fs::write(src.join(name), body).unwrap();
+        set_mtime(&src.join(name), 1_700_000_000);
+    }
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+    // `mv k2 k1`, then k3 rewritten with its time put back (`touch -r`): same sizes, same times.
+    std::fs::rename(src.join("k2"), src.join("k1")).unwrap();
+    std::fs::write(src.join("k2"), "x2\n").unwrap();
+    set_mtime(&src.join("k2"), 1_700_000_000);
+    std::fs::write(src.join("k3"), "x3\n").unwrap();
+    set_mtime(&src.join("k3"), 1_700_000_000);
+    let summary = ferry_ok(w, &["delta", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!(summary["changes"]["changed"], 3, "{summary:#}");
+    assert_eq!(ferry_testkit::tree::digest_tree(&w.join("dst")), ferry_testkit::tree::digest_tree(&src));
+    // A touch alone is still only a touch.
+    set_mtime(&src.join("k4"), 1_800_000_000);
+    let touched = ferry_ok(w, &["delta", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!((touched["changes"]["touched"].as_u64(), touched["copy"]["copied"].as_u64()), (Some(1), Some(0)), "{touched:#}");
+}
+
+#[test]
+fn a_delete_never_removes_what_the_job_did_not_copy() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &(0..20).map(|i| (key(i), 10)).collect::<Vec<_>>());
+    std::fs::create_dir_all(w.join("dst").join(key(0)).parent().unwrap()).unwrap();
+    std::fs::write(w.join("dst").join(key(0)), "PRECIOUS").unwrap();
+    ferry_ok(w, &["plan", "src", "dst", "--job", "j"], &[], 0);
+    std::fs::remove_file(w.join("src").join(key(0))).unwrap();
+    let summary = ferry_ok(w, &["delta", "--delete", "--max-delete", "5", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!((summary["deletes"]["deleted"].as_u64(), summary["deletes"]["left_not_copied"].as_u64()), (Some(0), Some(1)), "{summary:#}");
+    assert_eq!(std::fs::read_to_string(w.join("dst").join(key(0))).unwrap(), "PRECIOUS");
+}
+
+#[test]
+fn a_refused_delta_records_nothing_and_keys_back_from_a_short_listing_are_not_copied_again() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    write_tree(&src, &(0..20).map(|i| (key(i), 10)).collect::<Vec<_>>());
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+    // Refused (10 deletes of 20, over the default 10%) with a touched file: nothing recorded,
+    // so the next dry run still sees the touch.
+    set_mtime(&src.join(key(19)), 1_800_000_000);
+    let away = w.join("away");
+    std::fs::create_dir_all(&away).unwrap();
+    for i in 0..10 {
+        std::fs::rename(src.join(key(i)), away.join(format!("{i}"))).unwrap();
+    }
+    let out = ferry(w, &["delta", "--delete", "--job", "j"], &[]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let dry = ferry_ok(w, &["delta", "--dry-run", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!(dry["changes"]["touched"], 1, "{dry:#}");
+    // Recorded without --delete: ten pending deletes. The files come back as they were: the
+    // deletes are gone, nothing is copied again, and --delete is not refused.
+    let recorded = ferry_ok(w, &["delta", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!(recorded["deletes"]["pending"], 10, "{recorded:#}");
+    for i in 0..10 {
+        std::fs::rename(away.join(format!("{i}")), src.join(key(i))).unwrap();
+    }
+    let back = ferry_ok(w, &["delta", "--delete", "--job", "j", "--json"], &[], 0).json();
+    assert_eq!(back["changes"]["returned"], 10, "{back:#}");
+    assert_eq!((back["copy"]["copied"].as_u64(), back["deletes"]["deleted"].as_u64()), (Some(0), Some(0)), "{back:#}");
+    ferry_ok(w, &["verify", "--job", "j"], &[], 0);
+}
+
+#[test]
+fn flags_that_mean_nothing_are_refused_and_a_closed_pipe_ends_ferry_quietly() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &[(key(0), 10)]);
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+    for args in [
+        &["delta", "--job", "j", "--max-delete", "5"][..],
+        &["delta", "--job", "j", "--force-delete"],
+        &["delta", "--job", "j", "--watch", "--interval", "0s"],
+    ] {
+        let out = ferry(w, args, &[]);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.stderr);
+    }
+    // stdout closed before ferry prints: no panic, no exit 101.
+    let mut child = common::ferry_command(w, &["status", "--job", "j"], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_ne!(out.status.code(), Some(101), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"));
+}

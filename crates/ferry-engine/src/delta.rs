@@ -111,6 +111,9 @@ pub struct Deletes {
     pub failures: Vec<Failure>,
     /// Why no delete was carried out although `--delete` was given (copies failed).
     pub held_back: Option<String>,
+    /// Keys gone from the source that this job never copied: whatever the destination holds
+    /// under them is not the job's, and is left there (named by `verify`).
+    pub left_not_copied: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -164,10 +167,17 @@ pub async fn delta(
 ) -> Result<DeltaSummary> {
     let started = Instant::now();
     job.persist()?;
+    if job.all_versions() {
+        return Err(EngineError::DeltaOfAllVersions { dir: job.dir.clone() });
+    }
     let latest = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
     let journal = job.journal(JournalKind::Main).await?;
     let seeded = meta_u32(journal.meta(SEEDED).await?);
     let finished = meta_u32(journal.meta(FINISHED).await?).max(1);
+    if opts.copy.dry_run && latest > 1 && (seeded < latest || finished < latest) {
+        // Its merge or its copies are not done: what a new delta would do depends on them.
+        return Err(EngineError::DeltaUnfinished { generation: latest });
+    }
     let header = ManifestReader::open(&job.generation_dir(latest))?.header().clone();
     let mut summary = DeltaSummary {
         source: job.source.to_string(),
@@ -205,7 +215,7 @@ pub async fn delta(
             // An unsealed generation is the remains of an interrupted listing: start it again.
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
         }
-        let touched = Touched { journal: journal.clone(), record: !opts.copy.dry_run, confirmed: 0 };
+        let touched = Touched { journal: journal.clone(), confirmed: Vec::new() };
         let listed = list(job, src.as_ref(), generation, latest, &stats, touched).await;
         let (writer, sorted, touched) = match listed {
             Ok(listed) => listed,
@@ -221,7 +231,8 @@ pub async fn delta(
                 return Err(EngineError::Io { path: job.dir.clone(), source: e });
             }
             let counts = journal.counts().await?;
-            let pending_deletes = counts.pending_delete + preview.deleted;
+            // Deletes still pending that the listing shows again are no longer deletes.
+            let pending_deletes = counts.pending_delete + preview.deleted - preview.returned;
             let listed_objects = writer.totals().objects;
             let refusal = if listed_objects == 0 && header.totals.objects > 0 && !opts.force_delete {
                 Some(DeltaRefusal::EmptySource { parent: latest, had: header.totals.objects })
@@ -248,17 +259,19 @@ pub async fn delta(
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
             // Touched files read and found unchanged: the preview (their new identity not
             // recorded) took them as changed.
+            let touched = touched.confirmed.len() as u64;
             let mut preview = preview;
             preview.changed -= touched;
             (preview.unchanged, preview.touched) = (preview.unchanged + touched, preview.touched + touched);
             summary.changes = preview;
-            summary.deletes.pending = journal.counts().await?.pending_delete + preview.deleted;
+            summary.deletes.pending = journal.counts().await?.pending_delete + preview.deleted - preview.returned;
             summary.seconds = started.elapsed().as_secs_f64();
             return Ok(summary);
         }
         writer.seal()?;
+        touched.record().await?;
         summary.changes = merge(journal.as_ref(), generation, &sorted, job).await?;
-        summary.changes.touched += touched;
+        summary.changes.touched += touched.confirmed.len() as u64;
         journal.set_meta(SEEDED, &generation.to_string()).await?;
     }
 
@@ -313,7 +326,7 @@ async fn list(
     parent: u32,
     stats: &Stats,
     mut touched: Touched,
-) -> Result<(ManifestWriter, crate::key_order::Sorted, u64)> {
+) -> Result<(ManifestWriter, crate::key_order::Sorted, Touched)> {
     let dir = job.generation_dir(generation);
     let mut writer = ManifestWriter::create(&dir, generation, Some(parent), &job.source.to_string(), &job.destination.to_string())?;
     let spool = job.dir.join("tmp").join("delta-keys");
@@ -332,7 +345,7 @@ async fn list(
         }
     }
     let sorted = sorter.finish().map_err(EngineError::io(&spool))?;
-    Ok((writer, sorted, touched.confirmed))
+    Ok((writer, sorted, touched))
 }
 
 /// Tells touched files from changed ones where a listing's entity tag is made of the time (a
@@ -341,8 +354,9 @@ async fn list(
 /// recorded (unless a dry run) so the merge finds it unchanged, and it is not sent again.
 struct Touched {
     journal: Arc<dyn ferry_journal::Journal>,
-    record: bool,
-    confirmed: u64,
+    /// The objects found touched and their new listed identity: recorded only once the delta
+    /// goes ahead (a refused or dry run writes nothing).
+    confirmed: Vec<(i64, ObjectEntry)>,
 }
 
 impl Touched {
@@ -354,7 +368,10 @@ impl Touched {
         let suspects = rows.into_iter().filter_map(|row| {
             let now = *listed.get(row.entry.key.as_str())?;
             let sha256 = row.copied.sha256.clone()?;
-            (row.state == ObjectState::Done && row.entry.size == now.size && row.entry.etag != now.etag).then_some((row, now, sha256))
+            let other = row.entry.etag != now.etag || row.entry.version != now.version;
+            // Copied (done, or gone from a listing since and still at the destination).
+            let copied = row.state == ObjectState::Done || (row.state == ObjectState::PendingDelete && row.verified_by.is_some());
+            (copied && row.entry.size == now.size && other).then_some((row, now, sha256))
         });
         let same: Vec<_> = futures::stream::iter(suspects)
             .map(|(row, now, sha256)| async move {
@@ -366,11 +383,14 @@ impl Touched {
             .filter_map(|same| async move { same })
             .collect()
             .await;
-        for (id, now) in same {
-            if self.record {
-                self.journal.refresh_identity(id, now.etag.as_deref(), now.last_modified).await?;
-            }
-            self.confirmed += 1;
+        self.confirmed.extend(same.into_iter().map(|(id, now)| (id, now.clone())));
+        Ok(())
+    }
+
+    /// Records the touched objects' new identity, so the merge finds them unchanged.
+    async fn record(&self) -> Result<()> {
+        for (id, listed) in &self.confirmed {
+            self.journal.refresh_identity(*id, listed).await?;
         }
         Ok(())
     }
@@ -444,6 +464,13 @@ pub(crate) async fn sort_listing(src: &dyn Provider, spool: &std::path::Path, st
     sorter.finish().map_err(EngineError::io(spool))
 }
 
+/// What became of one key gone from the source.
+enum Gone {
+    Deleted,
+    NotCopied,
+    Failed(Failure),
+}
+
 /// Deletes at the destination every key the source no longer has, `at_once` at a time
 /// (`--transfers`), recording in the write ledger what the destination held first.
 async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mut Deletes) -> Result<()> {
@@ -460,6 +487,11 @@ async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mu
                 let (journal, target) = (journal.clone(), target.as_str());
                 async move {
                     let key = row.dst_key().to_string();
+                    // Never copied by this job: what the destination holds there is not its own.
+                    if row.verified_by.is_none() && row.dst_etag.is_none() && row.copied.sha256.is_none() {
+                        journal.mark_deleted(row.id).await?;
+                        return Ok::<_, EngineError>(Gone::NotCopied);
+                    }
                     let (prior, seen) = match dst.head(&key).await {
                         Ok(None) => (Prior::Absent, Seen::Head),
                         Ok(Some(h)) => (Prior::Present { size: h.size, etag: h.etag, version: h.version }, Seen::Head),
@@ -476,9 +508,9 @@ async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mu
                         Ok(()) => {
                             journal.finish_write(ledger, &Wrote::default()).await?;
                             journal.mark_deleted(row.id).await?;
-                            Ok::<_, EngineError>(None)
+                            Ok(Gone::Deleted)
                         }
-                        Err(e) => Ok(Some(Failure { key, kind: e.kind(), error: e.to_string() })),
+                        Err(e) => Ok(Gone::Failed(Failure { key, kind: e.kind(), error: e.to_string() })),
                     }
                 }
             })
@@ -487,8 +519,9 @@ async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mu
             .await;
         for r in results {
             match r? {
-                None => deletes.deleted += 1,
-                Some(f) => {
+                Gone::Deleted => deletes.deleted += 1,
+                Gone::NotCopied => deletes.left_not_copied += 1,
+                Gone::Failed(f) => {
                     deletes.failed += 1;
                     if deletes.failures.len() < 1000 {
                         deletes.failures.push(f);

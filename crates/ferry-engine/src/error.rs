@@ -51,6 +51,10 @@ pub enum EngineError {
     JobExists { dir: PathBuf },
     #[error("a cutover has no --dry-run: `ferry delta --dry-run` says what is left to copy and delete")]
     CutoverDryRun,
+    #[error("generation {generation} is an unfinished delta's: run `ferry delta` to finish it before a dry run")]
+    DeltaUnfinished { generation: u32 },
+    #[error("{dir} copies every version (--all-versions): ferry delta does not replay versions yet")]
+    DeltaOfAllVersions { dir: PathBuf },
     /// A delta refused before it sealed, merged or deleted anything.
     #[error("delta refused: {0}")]
     DeltaRefused(crate::delta::DeltaRefusal),
@@ -141,6 +145,8 @@ impl EngineError {
             | EngineError::NotPlanned { .. }
             | EngineError::DeltaRefused(_)
             | EngineError::CutoverDryRun
+            | EngineError::DeltaUnfinished { .. }
+            | EngineError::DeltaOfAllVersions { .. }
             | EngineError::NoCutover { .. }
             | EngineError::JobExists { .. }
             | EngineError::JobInsideLocation { .. }

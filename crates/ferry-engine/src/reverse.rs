@@ -3,14 +3,14 @@
 //! replicates only what changed after cutover (the way back, should the migration be undone at
 //! the data level).
 //!
-//! The new job's generation 1 is a listing of the old destination; every key of it that the
-//! cutover's final generation has at the same size is recorded as done (the cutover proved the
-//! two sides equal), and anything else — written on the new side since — stays pending, so the
-//! first delta of the reversed job copies it back.
+//! The new job's generation 1 is a listing of the old destination; every key of it with the
+//! size and the entity tag the destination gave when ferry wrote it is recorded as done (the
+//! cutover proved those equal to the source), and anything else — written or rewritten on the
+//! new side since, even at the same size — stays pending, so the first delta of the reversed
+//! job copies it back.
 
 use crate::{EngineError, Job, Result, Stats};
 use ferry_journal::JournalKind;
-use ferry_manifest::ManifestReader;
 use ferry_providers::RunContext;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -63,13 +63,24 @@ pub async fn reverse(job: &mut Job, out: &Path, run: &Arc<RunContext>, stats: &S
     let planned = crate::plan(&mut back, new_side.as_ref(), stats).await?;
     let journal = back.journal(JournalKind::Main).await?;
     let note = format!("equal at cutover ({})", record.file_name().and_then(|n| n.to_str()).unwrap_or_default());
-    let reader = ManifestReader::open(&job.generation_dir(generation))?;
-    let (mut batches, read) = crate::plan::read_batches(reader);
-    let mut equal = 0;
-    while let Some(batch) = batches.recv().await {
-        equal += journal.mark_equal_done(&batch, &note).await?;
+    // What ferry wrote at the old destination, as the destination described it then.
+    let written = job.journal(JournalKind::Main).await?;
+    let (mut equal, mut after) = (0, 0);
+    loop {
+        let rows = written.in_state(ferry_journal::ObjectState::Done, after, 4096).await?;
+        let Some(last) = rows.last() else { break };
+        after = last.id;
+        let held: Vec<ferry_core::ObjectEntry> = rows
+            .iter()
+            .map(|r| ferry_core::ObjectEntry {
+                key: r.dst_key().to_string(),
+                size: r.entry.size,
+                etag: r.dst_etag.clone(),
+                ..Default::default()
+            })
+            .collect();
+        equal += journal.mark_equal_done(&held, &note).await?;
     }
-    read.await.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
     Ok(ReverseSummary {
         job: out.to_path_buf(),
         source: back.source.to_string(),

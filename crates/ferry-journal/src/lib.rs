@@ -134,15 +134,16 @@ pub trait Ledger: Send + Sync {
     async fn preview_generation(&self, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta>;
     /// Records that a pending delete was carried out at the destination.
     async fn mark_deleted(&self, id: i64) -> Result<()>;
-    /// Records as done (with `note`) each pending object that has the key and size of one of
-    /// `entries` (a reversed job's objects that were equal at cutover). Returns how many.
+    /// Records as done (with `note`) each pending object that has the key, size and entity tag
+    /// of one of `entries` (a reversed job's objects that are as they were written at cutover);
+    /// an entry without a tag matches nothing. Returns how many.
     async fn mark_equal_done(&self, entries: &[ObjectEntry], note: &str) -> Result<u64>;
     /// The rows of those of `keys` the journal has, in key order (one query).
     async fn get_many(&self, keys: &[String]) -> Result<Vec<ObjectRow>>;
-    /// Records a new listed identity (entity tag, last-modified) of object `id` whose content
-    /// was read and found to be what was copied (a touched local file), so a merge of the
-    /// listing finds it unchanged.
-    async fn refresh_identity(&self, id: i64, etag: Option<&str>, last_modified: Option<chrono::DateTime<chrono::Utc>>) -> Result<()>;
+    /// Records a new listed identity (entity tag, version, last-modified) of object `id` whose
+    /// content was read and found to be what was copied (a touched local file), so a merge of
+    /// the listing finds it unchanged.
+    async fn refresh_identity(&self, id: i64, listed: &ObjectEntry) -> Result<()>;
 
     /// Starts a pass of `worker`: objects it claims in this pass are never handed to it again
     /// in it (one that failed waits for the next pass).

@@ -1062,6 +1062,19 @@ fn merge_listed(
     apply: bool,
 ) -> rusqlite::Result<()> {
     let gone = matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted);
+    if row.state == ObjectState::PendingDelete {
+        delta.returned += 1;
+        // Gone from one listing (a listing that came up short, say) and back as it was copied:
+        // the destination still holds that copy, so it is done again.
+        if deleted_from == Some(ObjectState::Done) && row.entry.same_version(e) {
+            delta.unchanged += 1;
+            if apply {
+                tx.prepare_cached("UPDATE objects SET state = ?2, deleted_from = NULL, updated_at = datetime('now') WHERE id = ?1")?
+                    .execute(params![row.id, ObjectState::Done.as_str()])?;
+            }
+            return Ok(());
+        }
+    }
     if !gone && row.entry.same_version(e) {
         delta.unchanged += 1;
         // The same content, touched: its time is kept (the lag of a later change is measured
@@ -1194,11 +1207,13 @@ impl Ledger for SqliteJournal {
         self.blocking(move |j| {
             j.write(|tx| {
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE objects SET state = 'done', note = ?3, updated_at = datetime('now') WHERE key = ?1 AND size = ?2 AND state = 'pending'",
+                    "UPDATE objects SET state = 'done', note = ?4, updated_at = datetime('now')
+                     WHERE key = ?1 AND size = ?2 AND etag = ?3 AND state = 'pending'",
                 )?;
                 let mut n = 0;
-                for e in entries.iter().filter(|e| e.skipped.is_none()) {
-                    n += stmt.execute(params![e.key, e.size as i64, note])? as u64;
+                // Without an entity tag to compare, nothing is taken as equal.
+                for e in entries.iter().filter(|e| e.skipped.is_none() && e.etag.is_some()) {
+                    n += stmt.execute(params![e.key, e.size as i64, e.etag, note])? as u64;
                 }
                 Ok(n)
             })
@@ -1218,10 +1233,10 @@ impl Ledger for SqliteJournal {
         Ok(rows)
     }
 
-    async fn refresh_identity(&self, id: i64, etag: Option<&str>, last_modified: Option<chrono::DateTime<chrono::Utc>>) -> Result<()> {
+    async fn refresh_identity(&self, id: i64, listed: &ObjectEntry) -> Result<()> {
         self.0.execute(
-            "UPDATE objects SET etag = ?2, last_modified = ?3, updated_at = datetime('now') WHERE id = ?1",
-            params![id, etag, last_modified.map(stored_time)],
+            "UPDATE objects SET etag = ?2, version = ?3, last_modified = ?4, updated_at = datetime('now') WHERE id = ?1",
+            params![id, listed.etag, listed.version, rfc3339(listed)],
         )
     }
 

@@ -204,6 +204,10 @@ pub struct GenerationDelta {
     /// Of `unchanged`: the same content (size, etag, version, checksums) with another
     /// last-modified time. Recorded, never copied again.
     pub touched: u64,
+    /// Of `changed` and `unchanged`: keys whose delete was still pending (gone from an earlier
+    /// listing, still at the destination) listed again. One that comes back as it was copied
+    /// is done again, not copied a second time.
+    pub returned: u64,
 }
 
 /// A worker in one pass over the journal's work ([`crate::Ledger::begin_pass`]).

@@ -77,11 +77,21 @@ pub(super) fn etag_of(meta: &Metadata) -> String {
     format!("{mtime:x}-{:x}", meta.len())
 }
 
+/// A local file's version: its inode and change time. Neither can be set back by a user (a
+/// `mv` over a file brings another inode; a write, even with its modification time restored
+/// by `touch -r`, moves the change time), so a file replaced at the same size and time is
+/// seen as another version, which the entity tag (modification time and size) alone misses.
+pub(super) fn version_of(meta: &Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!("{:x}-{}.{:09}", meta.ino(), meta.ctime(), meta.ctime_nsec())
+}
+
 pub(super) fn entry_of(key: String, meta: &Metadata) -> ObjectEntry {
     ObjectEntry {
         content_type: mime_guess::from_path(&key).first_raw().map(str::to_string),
         last_modified: meta.modified().ok().map(DateTime::<Utc>::from),
         etag: Some(etag_of(meta)),
+        version: Some(version_of(meta)),
         size: meta.len(),
         key,
         ..Default::default()
