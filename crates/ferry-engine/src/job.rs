@@ -213,7 +213,7 @@ impl Job {
     /// Settles the settings of a run that copies: what `asked` gives (checked against the
     /// destination's provider), the job's kept settings for the rest; a usage error, before
     /// anything is opened or written, where a flag contradicts a kept setting. Every write to
-    /// the destination then carries them; the copy keeps them ([`Job::keep_settings`]).
+    /// the destination then carries them; the copy keeps them (`Job::keep_settings`).
     pub fn settle(&mut self, asked: &AskedSettings) -> Result<Settings> {
         let schemes = (self.source.scheme, self.destination.scheme);
         let settings = Settings::settle(self.kept.as_ref(), asked, schemes, self.access.destination.local_metadata)?;
