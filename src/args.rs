@@ -62,7 +62,7 @@ pub enum Command {
         #[arg(long, value_name = "N|P%", value_parser = parse_max_delete, requires = "delete")]
         max_delete: Option<ferry_engine::MaxDelete>,
         /// Delete beyond --max-delete, and accept a source that lists no objects at all.
-        #[arg(long, requires = "delete")]
+        #[arg(long)]
         force_delete: bool,
         /// Keep going: one delta (one sealed generation) every --interval until SIGINT or
         /// SIGTERM, which stop it between passes (a pass under way finishes first; a second

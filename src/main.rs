@@ -38,19 +38,8 @@ fn tune_allocator() {
     }
 }
 
-/// A closed pipe ends ferry quietly, as it does `ls | head` (Rust ignores SIGPIPE, and a print
-/// to a closed stdout would panic instead); the work is journaled, so nothing is lost.
-fn restore_sigpipe() {
-    #[cfg(unix)]
-    // SAFETY: resets one signal's disposition to the default, before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
-}
-
 fn main() -> ExitCode {
     tune_allocator();
-    restore_sigpipe();
     let cli = args::Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let code = match runtime.block_on(cmd::run(cli)) {

@@ -146,6 +146,11 @@ fn after_a_cutover_a_reversed_job_copies_back_exactly_what_was_written_on_the_ne
     assert_eq!(back["changes"]["added"], 50, "{back:#}");
     assert_eq!(back["copy"]["copied"], 50, "only what was written after cutover: {back:#}");
     assert_eq!(ferry_testkit::tree::digest_tree(&w.join("old/after")), ferry_testkit::tree::digest_tree(&w.join("later/after")));
+    // A key that existed at cutover and is deleted on the new side is deleted on the old side.
+    s3.boto3("s3.delete_object(Bucket=args[0], Key=args[1])", &["new-side", "d0/f0.bin"]);
+    let gone = ferry_ok(w, &["delta", "--delete", "--job", "back", "--src-endpoint", &s3.endpoint, "--json"], &env, 0).json();
+    assert_eq!(gone["deletes"]["deleted"], 1, "{gone:#}");
+    assert!(!w.join("old/d0/f0.bin").exists());
 }
 
 #[test]

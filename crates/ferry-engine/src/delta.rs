@@ -114,6 +114,9 @@ pub struct Deletes {
     /// Keys gone from the source that this job never copied: whatever the destination holds
     /// under them is not the job's, and is left there (named by `verify`).
     pub left_not_copied: u64,
+    /// Keys whose object at the destination is not the one ferry wrote (another writer
+    /// replaced it since): left there, named by `verify`.
+    pub left_changed: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -268,8 +271,8 @@ pub async fn delta(
             summary.seconds = started.elapsed().as_secs_f64();
             return Ok(summary);
         }
-        writer.seal()?;
         touched.record().await?;
+        writer.seal()?;
         summary.changes = merge(journal.as_ref(), generation, &sorted, job).await?;
         summary.changes.touched += touched.confirmed.len() as u64;
         journal.set_meta(SEEDED, &generation.to_string()).await?;
@@ -368,7 +371,7 @@ impl Touched {
         let suspects = rows.into_iter().filter_map(|row| {
             let now = *listed.get(row.entry.key.as_str())?;
             let sha256 = row.copied.sha256.clone()?;
-            let other = row.entry.etag != now.etag || row.entry.version != now.version;
+            let other = !row.entry.same_version(now);
             // Copied (done, or gone from a listing since and still at the destination).
             let copied = row.state == ObjectState::Done || (row.state == ObjectState::PendingDelete && row.verified_by.is_some());
             (copied && row.entry.size == now.size && other).then_some((row, now, sha256))
@@ -468,6 +471,7 @@ pub(crate) async fn sort_listing(src: &dyn Provider, spool: &std::path::Path, st
 enum Gone {
     Deleted,
     NotCopied,
+    Changed,
     Failed(Failure),
 }
 
@@ -487,8 +491,11 @@ async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mu
                 let (journal, target) = (journal.clone(), target.as_str());
                 async move {
                     let key = row.dst_key().to_string();
-                    // Never copied by this job: what the destination holds there is not its own.
-                    if row.verified_by.is_none() && row.dst_etag.is_none() && row.copied.sha256.is_none() {
+                    // What ferry left there: its newest write (a changed key's row forgets the copy
+                    // before, the ledger does not), or what a reversed job knows is there.
+                    let wrote = journal.last_put(row.id, target).await?.and_then(|w| w.etag).or_else(|| row.dst_etag.clone());
+                    let copied = wrote.is_some() || row.verified_by.is_some() || row.copied.sha256.is_some();
+                    if !copied {
                         journal.mark_deleted(row.id).await?;
                         return Ok::<_, EngineError>(Gone::NotCopied);
                     }
@@ -497,6 +504,12 @@ async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mu
                         Ok(Some(h)) => (Prior::Present { size: h.size, etag: h.etag, version: h.version }, Seen::Head),
                         Err(_) => (Prior::Unknown, Seen::None),
                     };
+                    // Another writer's object now: not ferry's to delete.
+                    if let (Prior::Present { etag: Some(now), .. }, Some(wrote)) = (&prior, &wrote)
+                        && now != wrote
+                    {
+                        return Ok(Gone::Changed);
+                    }
                     let intent = Intent { object: row.id, target, key: &key, op: WriteOp::Delete, prior: &prior, seen };
                     let ledger = journal.begin_write(run, &intent).await?;
                     let outcome = match prior {
@@ -521,6 +534,7 @@ async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mu
             match r? {
                 Gone::Deleted => deletes.deleted += 1,
                 Gone::NotCopied => deletes.left_not_copied += 1,
+                Gone::Changed => deletes.left_changed += 1,
                 Gone::Failed(f) => {
                     deletes.failed += 1;
                     if deletes.failures.len() < 1000 {

@@ -70,13 +70,17 @@ pub async fn reverse(job: &mut Job, out: &Path, run: &Arc<RunContext>, stats: &S
         let rows = written.in_state(ferry_journal::ObjectState::Done, after, 4096).await?;
         let Some(last) = rows.last() else { break };
         after = last.id;
-        let held: Vec<ferry_core::ObjectEntry> = rows
+        // Each as the new side holds it, with what the old side (the reversed destination) holds.
+        let held: Vec<(ferry_core::ObjectEntry, Option<String>)> = rows
             .iter()
-            .map(|r| ferry_core::ObjectEntry {
-                key: r.dst_key().to_string(),
-                size: r.entry.size,
-                etag: r.dst_etag.clone(),
-                ..Default::default()
+            .map(|r| {
+                let new_side = ferry_core::ObjectEntry {
+                    key: r.dst_key().to_string(),
+                    size: r.entry.size,
+                    etag: r.dst_etag.clone(),
+                    ..Default::default()
+                };
+                (new_side, r.entry.etag.clone())
             })
             .collect();
         equal += journal.mark_equal_done(&held, &note).await?;

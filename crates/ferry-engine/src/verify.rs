@@ -425,12 +425,15 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
     let diff = |kind, detail: String| vec![Difference { key: e.key.clone(), kind, detail }];
     // A key gone from the source must be gone from the destination too.
     if matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted) {
-        return match dst.head(&e.key).await {
+        return match dst.head(row.dst_key()).await {
             Ok(None) => Ok(Evidence::Absent),
             Ok(Some(_)) if row.state == ObjectState::PendingDelete => {
                 Err(diff(DeletedAtSource, "deleted at the source, still at the destination (`ferry delta --delete` deletes it)".into()))
             }
-            Ok(Some(_)) => Err(diff(DeletedAtSource, "deleted at the source and by a delta, but at the destination again".into())),
+            Ok(Some(_)) => Err(diff(
+                DeletedAtSource,
+                "deleted at the source; the destination still holds an object there (one ferry did not write, or wrote again since)".into(),
+            )),
             Err(err) => Err(diff(Error, err.to_string())),
         };
     }

@@ -135,9 +135,10 @@ pub trait Ledger: Send + Sync {
     /// Records that a pending delete was carried out at the destination.
     async fn mark_deleted(&self, id: i64) -> Result<()>;
     /// Records as done (with `note`) each pending object that has the key, size and entity tag
-    /// of one of `entries` (a reversed job's objects that are as they were written at cutover);
-    /// an entry without a tag matches nothing. Returns how many.
-    async fn mark_equal_done(&self, entries: &[ObjectEntry], note: &str) -> Result<u64>;
+    /// of one of `entries` (a reversed job's objects that are as they were written at cutover),
+    /// with the entity tag its destination holds (the second of each pair); an entry without a
+    /// tag matches nothing. Returns how many.
+    async fn mark_equal_done(&self, entries: &[(ObjectEntry, Option<String>)], note: &str) -> Result<u64>;
     /// The rows of those of `keys` the journal has, in key order (one query).
     async fn get_many(&self, keys: &[String]) -> Result<Vec<ObjectRow>>;
     /// Records a new listed identity (entity tag, version, last-modified) of object `id` whose

@@ -1066,7 +1066,11 @@ fn merge_listed(
         delta.returned += 1;
         // Gone from one listing (a listing that came up short, say) and back as it was copied:
         // the destination still holds that copy, so it is done again.
-        if deleted_from == Some(ObjectState::Done) && row.entry.same_version(e) {
+        // …unless a delete of it was begun (a kill or a lost answer may have left it done).
+        let delete_begun: bool = tx
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM writes WHERE object = ?1 AND op = 'delete')")?
+            .query_row([row.id], |r| r.get(0))?;
+        if deleted_from == Some(ObjectState::Done) && !delete_begun && row.entry.same_version(e) {
             delta.unchanged += 1;
             if apply {
                 tx.prepare_cached("UPDATE objects SET state = ?2, deleted_from = NULL, updated_at = datetime('now') WHERE id = ?1")?
@@ -1201,19 +1205,19 @@ impl Ledger for SqliteJournal {
         Ok(lag)
     }
 
-    async fn mark_equal_done(&self, entries: &[ObjectEntry], note: &str) -> Result<u64> {
+    async fn mark_equal_done(&self, entries: &[(ObjectEntry, Option<String>)], note: &str) -> Result<u64> {
         let entries = entries.to_vec();
         let note = note.to_string();
         self.blocking(move |j| {
             j.write(|tx| {
                 let mut stmt = tx.prepare_cached(
-                    "UPDATE objects SET state = 'done', note = ?4, updated_at = datetime('now')
+                    "UPDATE objects SET state = 'done', note = ?4, dst_etag = ?5, updated_at = datetime('now')
                      WHERE key = ?1 AND size = ?2 AND etag = ?3 AND state = 'pending'",
                 )?;
                 let mut n = 0;
                 // Without an entity tag to compare, nothing is taken as equal.
-                for e in entries.iter().filter(|e| e.skipped.is_none() && e.etag.is_some()) {
-                    n += stmt.execute(params![e.key, e.size as i64, e.etag, note])? as u64;
+                for (e, held) in entries.iter().filter(|(e, _)| e.skipped.is_none() && e.etag.is_some()) {
+                    n += stmt.execute(params![e.key, e.size as i64, e.etag, note, held])? as u64;
                 }
                 Ok(n)
             })
@@ -1446,6 +1450,21 @@ mod tests;
 
 #[async_trait]
 impl Writes for SqliteJournal {
+    async fn last_put(&self, object: i64, target: &str) -> Result<Option<Wrote>> {
+        let conn = self.0.read()?;
+        conn.prepare_cached(
+            "SELECT wrote_size, wrote_etag, wrote_version FROM writes WHERE object = ?1 AND target = ?2 AND op = 'put' AND done = 1
+             ORDER BY id DESC LIMIT 1",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(params![object, target], |r| {
+                Ok(Wrote { size: r.get::<_, Option<i64>>(0)?.unwrap_or(0) as u64, etag: r.get(1)?, version: r.get(2)? })
+            })
+            .optional()
+        })
+        .map_err(self.0.err())
+    }
+
     async fn begin_run(&self, kind: RunKind) -> Result<RunId> {
         self.0.write(|c| writes::begin_run(c, kind))
     }

@@ -168,6 +168,8 @@ pub trait Writes: Send + Sync {
     /// ([`crate::Ledger::mark_done`]): a kill may lose it, and the next attempt takes the row
     /// over.
     async fn finish_write(&self, row: i64, wrote: &Wrote) -> Result<()>;
+    /// What the newest finished put of `object` at `target` left there, if ferry ever wrote it.
+    async fn last_put(&self, object: i64, target: &str) -> Result<Option<Wrote>>;
     /// The ledger after row `after`, oldest first; `run` narrows it to one run's writes.
     async fn writes(&self, run: Option<RunId>, after: i64, limit: usize) -> Result<Vec<WriteRow>>;
 }
