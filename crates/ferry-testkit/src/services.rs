@@ -227,6 +227,9 @@ impl Azurite {
         let b64 = base64::engine::general_purpose::STANDARD;
         let date = chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
         let version = "2021-08-06";
+        // The canonical resource's parameters, sorted by name (SharedKey's rule).
+        let mut query = query.to_vec();
+        query.sort();
         let resource: String = query.iter().map(|(k, v)| format!("\n{k}:{v}")).collect();
         // The canonical headers: every `x-ms-*` one, sorted by name (SharedKey's rule).
         let mut signed: Vec<(String, String)> = extra.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
@@ -281,17 +284,30 @@ impl Azurite {
 
     /// Each blob of `container` as List Blobs gives it: its name and its `<Properties>` XML.
     pub fn blob_properties(&self, container: &str) -> std::collections::BTreeMap<String, String> {
-        let headers = self.signed_headers("GET", container, &[("comp", "list"), ("restype", "container")]);
-        let url = format!("{}/{AZURITE_ACCOUNT}/{container}?restype=container&comp=list", self.endpoint);
-        let (status, body) = reqwest::blocking_get_text(&url, &headers);
-        assert_eq!(status, 200, "list {container}: HTTP {status}: {body}");
-        body.split("<Blob>")
-            .skip(1)
-            .filter_map(|blob| {
+        let mut out = std::collections::BTreeMap::new();
+        let mut marker = String::new();
+        // Every page (5,000 blobs each), following NextMarker (markers are URL-safe tokens).
+        loop {
+            let mut query = vec![("comp", "list"), ("restype", "container")];
+            if !marker.is_empty() {
+                query.push(("marker", marker.as_str()));
+            }
+            let headers = self.signed_headers("GET", container, &query);
+            let mut url = format!("{}/{AZURITE_ACCOUNT}/{container}?restype=container&comp=list", self.endpoint);
+            if !marker.is_empty() {
+                url.push_str(&format!("&marker={marker}"));
+            }
+            let (status, body) = reqwest::blocking_get_text(&url, &headers);
+            assert_eq!(status, 200, "list {container}: HTTP {status}: {body}");
+            out.extend(body.split("<Blob>").skip(1).filter_map(|blob| {
                 let name = blob.split_once("<Name>")?.1.split_once("</Name>")?.0;
                 Some((name.to_string(), blob.split_once("<Properties>")?.1.split_once("</Properties>")?.0.to_string()))
-            })
-            .collect()
+            }));
+            match body.split_once("<NextMarker>").and_then(|(_, rest)| rest.split_once("</NextMarker>")).map(|(m, _)| m) {
+                Some(next) if !next.is_empty() => marker = next.to_string(),
+                _ => return out,
+            }
+        }
     }
 
     /// The access tier of each blob of `container` as List Blobs gives it (`<AccessTier>`),
@@ -317,7 +333,7 @@ impl Azurite {
 
     /// The SHA-256 (hex) of each blob of `container`, of the bytes a signed GET reads (not what
     /// any header says), as [`crate::tree::digest_tree`] gives a local tree's. Names must need no
-    /// escaping in a URL; at most one listing page (5,000).
+    /// escaping in a URL.
     pub fn blob_sha256s(&self, container: &str) -> std::collections::BTreeMap<String, String> {
         use sha2::Digest;
         self.blob_properties(container)
