@@ -7,30 +7,11 @@ mod common;
 
 use common::{ferry, ferry_ok};
 use ferry_testkit::Moto;
-use ferry_testkit::services::services_dir;
-
-/// Runs boto3 (shipped with moto) against `moto`: `script` sees `s3` (a client) and `bucket`.
-fn boto3(moto: &Moto, bucket: &str, script: &str) {
-    let prelude = r#"
-import sys, boto3
-from botocore.config import Config
-endpoint, bucket = sys.argv[1:3]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto",
-                  region_name="us-east-1", config=Config(request_checksum_calculation="when_required"))
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", &format!("{prelude}{script}"), &moto.endpoint, bucket])
-        .env("PYTHONPATH", services_dir().join("moto"))
-        .output()
-        .expect("run python3");
-    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 /// A bucket with two objects to copy and two archived ones (GLACIER and DEEP_ARCHIVE).
 fn cold_bucket(moto: &Moto, bucket: &str) {
     moto.create_bucket(bucket);
-    boto3(
-        moto,
+    moto.boto3_on(
         bucket,
         r#"
 s3.put_object(Bucket=bucket, Key="hot/a.txt", Body=b"aaa")
@@ -51,14 +32,13 @@ fn an_s3_error_about_one_object_fails_that_object_with_its_code() {
     let moto = Moto::start();
     let env = moto.env();
     moto.create_bucket("frozen");
-    boto3(
-        &moto,
+    moto.boto3_on(
         "frozen",
         "s3.put_object(Bucket=bucket, Key='a.txt', Body=b'aaa')\ns3.put_object(Bucket=bucket, Key='b.txt', Body=b'bbb')",
     );
     ferry_ok(w, &["plan", "s3://frozen/", "out", "--job", "j", "--src-endpoint", &moto.endpoint], &env, 0);
     let to_glacier = "s3.copy_object(Bucket=bucket, Key='b.txt', CopySource={'Bucket': bucket, 'Key': 'b.txt'}, StorageClass='GLACIER')";
-    boto3(&moto, "frozen", to_glacier);
+    moto.boto3_on("frozen", to_glacier);
 
     let run = ferry(w, &["copy", "s3://frozen/", "out", "--job", "j", "--src-endpoint", &moto.endpoint, "--json"], &env);
     assert_eq!(run.code, 1, "one object failed, the run went on\n{}{}", run.stdout, run.stderr);
@@ -172,7 +152,7 @@ expiry = email.utils.parsedate_to_datetime(restore.split('expiry-date="')[1].rst
 days = (expiry - time.time()) / 86400
 assert 1.5 < days <= 2.01, restore
 "#;
-    boto3(&moto, "cold", kept_days);
+    moto.boto3_on("cold", kept_days);
     // The journal recorded the restores; none is in flight any more.
     let status = ferry_ok(w, &["status", "--job", "j", "--json"], &env, 0).json();
     assert_eq!(status["counts"]["restores_requested"], 2, "{status}");

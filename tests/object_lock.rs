@@ -6,26 +6,6 @@ mod common;
 
 use common::ferry_ok;
 use ferry_testkit::Moto;
-use ferry_testkit::services::services_dir;
-
-/// Runs boto3 (shipped with moto) against `moto`: `script` sees `s3` (a client), `bucket` and
-/// `datetime`.
-fn boto3(moto: &Moto, bucket: &str, script: &str) {
-    let prelude = r#"
-import sys, boto3
-from datetime import datetime
-from botocore.config import Config
-endpoint, bucket = sys.argv[1:3]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto",
-                  region_name="us-east-1", config=Config(request_checksum_calculation="when_required"))
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", &format!("{prelude}{script}"), &moto.endpoint, bucket])
-        .env("PYTHONPATH", services_dir().join("moto"))
-        .output()
-        .expect("run python3");
-    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
-}
 
 #[test]
 fn plan_names_the_objects_under_legal_hold_or_retention() {
@@ -33,9 +13,7 @@ fn plan_names_the_objects_under_legal_hold_or_retention() {
     let w = work.path();
     let moto = Moto::start();
     let env = moto.env();
-    boto3(
-        &moto,
-        "vault",
+    moto.boto3_on("vault",
         r#"
 s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
 s3.put_object(Bucket=bucket, Key="free.txt", Body=b"a")
@@ -62,7 +40,7 @@ s3.put_object(Bucket=bucket, Key="kept.txt", Body=b"c", ChecksumAlgorithm="CRC32
     assert!(text.stdout.contains("kept.txt: governance retention until 2099-01-01"), "{}", text.stdout);
 
     // Without object lock on the bucket, nothing is locked (and no object is asked).
-    boto3(&moto, "plain", "s3.create_bucket(Bucket=bucket)\ns3.put_object(Bucket=bucket, Key='a.txt', Body=b'a')");
+    moto.boto3_on("plain", "s3.create_bucket(Bucket=bucket)\ns3.put_object(Bucket=bucket, Key='a.txt', Body=b'a')");
     let plain = ferry_ok(w, &["plan", "s3://plain/", "out", "--job", "p", "--src-endpoint", &moto.endpoint, "--json"], &env, 0).json();
     assert_eq!((plain["objects"].as_u64(), plain["locked"].as_u64()), (Some(1), Some(0)), "{plain}");
     assert_eq!(plain["locked_objects"], serde_json::json!([]), "{plain}");

@@ -9,7 +9,6 @@
 mod common;
 
 use common::{ferry, ferry_ok};
-use ferry_testkit::services::services_dir;
 use ferry_testkit::{Azurite, Moto};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,33 +35,6 @@ fn hide_all_but_one(w: &Path, src: &Path, back: bool) {
         std::fs::create_dir_all(to.parent().unwrap()).unwrap();
         std::fs::rename(from, to).unwrap();
     }
-}
-
-/// Each object's `CLASS SSE` as moto's HEAD gives them (`-` where absent: STANDARD, or no
-/// encryption).
-fn s3_settings(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
-    let script = r#"
-import sys, boto3
-endpoint, bucket = sys.argv[1:3]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto", region_name="us-east-1")
-for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-    h = s3.head_object(Bucket=bucket, Key=o["Key"])["ResponseMetadata"]["HTTPHeaders"]
-    print(o["Key"], h.get("x-amz-storage-class", "-"), h.get("x-amz-server-side-encryption", "-"))
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, &moto.endpoint, bucket])
-        .env("PYTHONPATH", services_dir().join("moto"))
-        .output()
-        .expect("run python3");
-    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (k, rest) = l.split_once(' ').unwrap();
-            (k.to_string(), rest.to_string())
-        })
-        .collect()
 }
 
 fn all(value: &str) -> BTreeMap<String, String> {
@@ -94,7 +66,7 @@ fn finding_02_a_resume_without_the_flags_writes_the_rest_encrypted_and_in_the_cl
     let report = ferry_ok(w, &[&first[..], &["--dst-endpoint", ep]].concat(), &env, 1).json();
     assert_eq!((report["copied"].as_u64(), report["failed"].as_u64()), (Some(1), Some(5)), "{report}");
     hide_all_but_one(w, Path::new(src), true);
-    let written = s3_settings(&moto, "sealed");
+    let written = moto.head_headers("sealed", &["x-amz-storage-class", "x-amz-server-side-encryption"]);
     assert_eq!(written, BTreeMap::from([("a.txt".to_string(), "STANDARD_IA AES256".to_string())]));
     let toml = std::fs::read_to_string(w.join("j/job.toml")).unwrap();
     assert!(toml.contains("[settings]") && toml.contains("sse = \"AES256\"") && toml.contains("storage_class = \"STANDARD_IA\""), "{toml}");
@@ -109,12 +81,16 @@ fn finding_02_a_resume_without_the_flags_writes_the_rest_encrypted_and_in_the_cl
         "--storage-class STANDARD: this job was first copied with --storage-class STANDARD_IA",
     );
     refused(w, &["resume", "--job", "j", "--tags", "skip"], &env, "--tags skip: this job was first copied with --tags copy");
-    assert_eq!(s3_settings(&moto, "sealed"), written, "nothing written by a refused run");
+    assert_eq!(
+        moto.head_headers("sealed", &["x-amz-storage-class", "x-amz-server-side-encryption"]),
+        written,
+        "nothing written by a refused run"
+    );
 
     // The flags left out: the kept ones.
     let report = ferry_ok(w, &["resume", "--job", "j", "--storage-class", "STANDARD_IA", "--json"], &env, 0).json();
     assert_eq!((report["copied"].as_u64(), report["sse"].as_str()), (Some(5), Some("AES256")), "{report}");
-    assert_eq!(s3_settings(&moto, "sealed"), all("STANDARD_IA AES256"));
+    assert_eq!(moto.head_headers("sealed", &["x-amz-storage-class", "x-amz-server-side-encryption"]), all("STANDARD_IA AES256"));
     ferry_ok(w, &["verify", "--job", "j"], &env, 0);
 }
 
@@ -163,7 +139,7 @@ fn a_job_made_before_settings_were_kept_keeps_those_of_its_next_copy() {
     ferry_ok(w, &["copy", "--job", "j", "--sse", "AES256"], &env, 1);
     hide_all_but_one(w, Path::new(src), true);
     ferry_ok(w, &["resume", "--job", "j"], &env, 0);
-    assert_eq!(s3_settings(&moto, "old"), all("- AES256"));
+    assert_eq!(moto.head_headers("old", &["x-amz-storage-class", "x-amz-server-side-encryption"]), all("- AES256"));
 }
 
 #[test]
@@ -188,25 +164,6 @@ fn findings_09_10_empty_keys_and_restore_flags_without_restore_are_refused() {
     }
 }
 
-/// Runs boto3 (shipped with moto) against `moto`: `script` sees `s3` (a client), `bucket` and
-/// `datetime`.
-fn boto3(moto: &Moto, bucket: &str, script: &str) {
-    let prelude = r#"
-import sys, boto3
-from datetime import datetime
-from botocore.config import Config
-endpoint, bucket = sys.argv[1:3]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto",
-                  region_name="us-east-1", config=Config(request_checksum_calculation="when_required"))
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", &format!("{prelude}{script}"), &moto.endpoint, bucket])
-        .env("PYTHONPATH", services_dir().join("moto"))
-        .output()
-        .expect("run python3");
-    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
-}
-
 // Finding 10: `copy` did not say how many objects were archived, and `expedited` was sent for
 // DEEP_ARCHIVE (which S3 refuses). moto restores at once and takes any tier, so what is proved
 // here is the count of restores asked at standard instead, and the summaries.
@@ -219,8 +176,7 @@ fn finding_10_copy_counts_archived_objects_and_restores_deep_archive_at_standard
     // Two buckets alike: moto keeps an object restored once.
     for bucket in ["cold", "cold2"] {
         moto.create_bucket(bucket);
-        boto3(
-            &moto,
+        moto.boto3_on(
             bucket,
             r#"
 s3.put_object(Bucket=bucket, Key="hot.txt", Body=b"aaa")
@@ -273,8 +229,7 @@ fn finding_10_copy_names_the_objects_under_object_lock() {
     let w = work.path();
     let moto = Moto::start();
     let env = moto.env();
-    boto3(
-        &moto,
+    moto.boto3_on(
         "vault",
         r#"
 s3.create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=True)
@@ -300,8 +255,7 @@ fn a_storage_class_map_writes_each_object_in_the_class_mapped_from_its_source_cl
     let moto = Moto::start();
     let env = moto.env();
     moto.create_bucket("mixed");
-    boto3(
-        &moto,
+    moto.boto3_on(
         "mixed",
         r#"
 s3.put_object(Bucket=bucket, Key="std.txt", Body=b"aaa")
@@ -334,7 +288,10 @@ s3.put_object(Bucket=bucket, Key="ir.txt", Body=b"ccc", StorageClass="GLACIER_IR
     let report = ferry_ok(w, &[&args[..], &more].concat(), &env, 0).json();
     assert!(report["requests"].as_object().unwrap().keys().any(|k| k.contains("copy")), "a server copy: {report}");
     let want = [("ia.txt", "GLACIER_IR -"), ("ir.txt", "STANDARD_IA -"), ("std.txt", "ONEZONE_IA -")];
-    assert_eq!(s3_settings(&moto, "mapped"), want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
+    assert_eq!(
+        moto.head_headers("mapped", &["x-amz-storage-class", "x-amz-server-side-encryption"]),
+        want.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    );
 }
 
 // Issue 14: `--archived restore` for an Azure Archive blob: a read refused with BlobArchived

@@ -7,7 +7,6 @@
 mod common;
 
 use common::{ferry, ferry_ok};
-use ferry_testkit::services::services_dir;
 use ferry_testkit::{Azurite, FakeGcs, Moto};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -20,33 +19,6 @@ fn source(w: &Path, big: usize) -> String {
     std::fs::write(src.join("a.txt"), b"aaa").unwrap();
     std::fs::write(src.join("big.bin"), vec![7u8; big]).unwrap();
     src.to_str().unwrap().to_string()
-}
-
-/// Each object's storage class as moto's HEAD gives it (`x-amz-storage-class`; S3 leaves it
-/// out for STANDARD, said here as `-`).
-fn s3_classes(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
-    let script = r#"
-import sys, boto3
-endpoint, bucket = sys.argv[1:3]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto", region_name="us-east-1")
-for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-    head = s3.head_object(Bucket=bucket, Key=o["Key"])
-    print(o["Key"], head["ResponseMetadata"]["HTTPHeaders"].get("x-amz-storage-class", "-"))
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, &moto.endpoint, bucket])
-        .env("PYTHONPATH", services_dir().join("moto"))
-        .output()
-        .expect("run python3");
-    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (k, c) = l.split_once(' ').unwrap();
-            (k.to_string(), c.to_string())
-        })
-        .collect()
 }
 
 fn classes(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
@@ -70,19 +42,19 @@ fn s3_objects_are_written_in_the_class_asked_for_by_put_and_server_copy() {
     let args = ["copy", &src, "s3://infrequent/", "--job", "j1", "--dst-endpoint", ep, "--storage-class", "standard_ia"];
     let report = ferry_ok(w, &[&args[..], &["--json"]].concat(), &env, 0).json();
     assert_eq!(report["storage_class"], "STANDARD_IA", "{report}");
-    assert_eq!(s3_classes(&moto, "infrequent"), classes(&[("a.txt", "STANDARD_IA"), ("big.bin", "STANDARD_IA")]));
+    assert_eq!(moto.head_headers("infrequent", &["x-amz-storage-class"]), classes(&[("a.txt", "STANDARD_IA"), ("big.bin", "STANDARD_IA")]));
 
     // The service copies (CopyObject) into the class asked for.
     let args = ["copy", "s3://infrequent/", "s3://glacier-ir/", "--job", "j2", "--src-endpoint", ep, "--dst-endpoint", ep, "--json"];
     let report = ferry_ok(w, &[&args[..], &["--storage-class", "GLACIER_IR"]].concat(), &env, 0).json();
     assert!(report["requests"].as_object().unwrap().keys().any(|k| k.contains("copy")), "a server copy: {report}");
-    assert_eq!(s3_classes(&moto, "glacier-ir"), classes(&[("a.txt", "GLACIER_IR"), ("big.bin", "GLACIER_IR")]));
+    assert_eq!(moto.head_headers("glacier-ir", &["x-amz-storage-class"]), classes(&[("a.txt", "GLACIER_IR"), ("big.bin", "GLACIER_IR")]));
 
     // Without the flag, the destination's default: not the source's class.
     let args = ["copy", "s3://infrequent/", "s3://plain/", "--job", "j3", "--src-endpoint", ep, "--dst-endpoint", ep, "--json"];
     let report = ferry_ok(w, &args, &env, 0).json();
     assert_eq!(report["storage_class"], serde_json::Value::Null, "{report}");
-    assert_eq!(s3_classes(&moto, "plain"), classes(&[("a.txt", "-"), ("big.bin", "-")]));
+    assert_eq!(moto.head_headers("plain", &["x-amz-storage-class"]), classes(&[("a.txt", "-"), ("big.bin", "-")]));
 }
 
 #[test]
@@ -159,33 +131,6 @@ fn a_class_the_destination_does_not_have_is_refused_before_anything_is_written()
     }
 }
 
-/// Each object's `(x-amz-server-side-encryption, x-amz-server-side-encryption-aws-kms-key-id)`
-/// as moto's HEAD gives them (`-` where absent).
-fn s3_encryption(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
-    let script = r#"
-import sys, boto3
-endpoint, bucket = sys.argv[1:3]
-s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="moto", aws_secret_access_key="moto", region_name="us-east-1")
-for o in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
-    h = s3.head_object(Bucket=bucket, Key=o["Key"])["ResponseMetadata"]["HTTPHeaders"]
-    print(o["Key"], h.get("x-amz-server-side-encryption", "-"), h.get("x-amz-server-side-encryption-aws-kms-key-id", "-"))
-"#;
-    let out = std::process::Command::new("python3")
-        .args(["-c", script, &moto.endpoint, bucket])
-        .env("PYTHONPATH", services_dir().join("moto"))
-        .output()
-        .expect("run python3");
-    assert!(out.status.success(), "boto3: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let (k, rest) = l.split_once(' ').unwrap();
-            (k.to_string(), rest.to_string())
-        })
-        .collect()
-}
-
 #[test]
 fn s3_objects_are_encrypted_as_asked_and_still_proved_by_their_crcs() {
     let work = tempfile::tempdir().unwrap();
@@ -202,7 +147,10 @@ fn s3_objects_are_encrypted_as_asked_and_still_proved_by_their_crcs() {
     let report = ferry_ok(w, &[&args[..], &["--sse", "aws:kms", "--sse-kms-key-id", "ferry-test-key"]].concat(), &env, 0).json();
     assert_eq!(report["sse"], "aws:kms (key ferry-test-key)", "{report}");
     let kms = "aws:kms ferry-test-key";
-    assert_eq!(s3_encryption(&moto, "kms-sealed"), classes(&[("a.txt", kms), ("big.bin", kms)]));
+    assert_eq!(
+        moto.head_headers("kms-sealed", &["x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id"]),
+        classes(&[("a.txt", kms), ("big.bin", kms)])
+    );
     // Proved by what S3 says of the bytes (the CRC), never by the ETag of an SSE-KMS object.
     let proved = report["verified_by"].as_object().unwrap();
     assert!(proved.keys().all(|how| !how.contains("md5")), "{report}");
@@ -214,7 +162,10 @@ fn s3_objects_are_encrypted_as_asked_and_still_proved_by_their_crcs() {
     let args = ["copy", "s3://kms-sealed/", "s3://s3-sealed/", "--job", "j2", "--src-endpoint", ep, "--dst-endpoint", ep, "--json"];
     let report = ferry_ok(w, &[&args[..], &["--sse", "AES256"]].concat(), &env, 0).json();
     assert!(report["requests"].as_object().unwrap().keys().any(|k| k.contains("copy")), "a server copy: {report}");
-    assert_eq!(s3_encryption(&moto, "s3-sealed"), classes(&[("a.txt", "AES256 -"), ("big.bin", "AES256 -")]));
+    assert_eq!(
+        moto.head_headers("s3-sealed", &["x-amz-server-side-encryption", "x-amz-server-side-encryption-aws-kms-key-id"]),
+        classes(&[("a.txt", "AES256 -"), ("big.bin", "AES256 -")])
+    );
 }
 
 #[test]

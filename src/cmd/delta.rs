@@ -38,7 +38,7 @@ pub async fn run(
         force_delete: deletes.force_delete,
     };
     let Some(watch) = watch else {
-        return pass(&mut job, source, destination, &opts, common.json, run).await;
+        return Ok(pass_summary(&mut job, source, destination, &opts, common.json, run).await?.0);
     };
     let stop = stop_on_signals();
     loop {
@@ -70,23 +70,11 @@ pub async fn run(
             _ = tokio::time::sleep_until(next) => {}
             _ = stop.notified() => {}
         }
-        if stop_requested(&stop) {
+        if stop.requested() {
             eprintln!("ferry: stopped between passes (the next `ferry delta` goes on from here)");
             return Ok(exit);
         }
     }
-}
-
-/// One delta, printed.
-async fn pass(
-    job: &mut ferry_engine::Job,
-    source: Arc<dyn ferry_providers::Provider>,
-    destination: Arc<dyn ferry_providers::Provider>,
-    opts: &DeltaOptions,
-    json: bool,
-    run: &Arc<ferry_providers::RunContext>,
-) -> Result<Exit, EngineError> {
-    Ok(pass_summary(job, source, destination, opts, json, run).await?.0)
 }
 
 /// Stops a watch between passes: the first SIGINT or SIGTERM lets the pass under way finish,
@@ -119,15 +107,15 @@ struct Stop {
 }
 
 impl Stop {
+    fn requested(&self) -> bool {
+        self.requested.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     async fn notified(&self) {
-        if !self.requested.load(std::sync::atomic::Ordering::SeqCst) {
+        if !self.requested() {
             self.notify.notified().await;
         }
     }
-}
-
-fn stop_requested(stop: &Stop) -> bool {
-    stop.requested.load(std::sync::atomic::Ordering::SeqCst)
 }
 
 /// One delta, printed; its exit code and summary.

@@ -593,6 +593,28 @@ args = sys.argv[2:]
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Runs a boto3 `script` on `bucket` (it sees `s3`, a client, `bucket` and `datetime`) and
+    /// returns what it printed.
+    pub fn boto3_on(&self, bucket: &str, script: &str) -> String {
+        self.boto3(&format!("from datetime import datetime\nbucket = args[0]\n{script}"), &[bucket])
+    }
+
+    /// Each object of `bucket` with the response headers `names` of its HEAD, space-separated
+    /// in that order (`-` where absent: S3 leaves out the class of a STANDARD object).
+    pub fn head_headers(&self, bucket: &str, names: &[&str]) -> std::collections::BTreeMap<String, String> {
+        let script = r#"
+names = json.loads(args[1])
+for o in s3.list_objects_v2(Bucket=args[0]).get("Contents", []):
+    h = s3.head_object(Bucket=args[0], Key=o["Key"])["ResponseMetadata"]["HTTPHeaders"]
+    print(o["Key"], *[h.get(n, "-") for n in names])
+"#;
+        let names = serde_json::to_string(names).expect("names as JSON");
+        self.boto3(script, &[bucket, &names])
+            .lines()
+            .filter_map(|l| l.split_once(' ').map(|(k, rest)| (k.to_string(), rest.to_string())))
+            .collect()
+    }
+
     /// Turns versioning on for `bucket`: every write then makes a version with its own id.
     pub fn enable_versioning(&self, bucket: &str) {
         self.boto3("s3.put_bucket_versioning(Bucket=args[0], VersioningConfiguration={'Status': 'Enabled'})", &[bucket]);
