@@ -15,7 +15,11 @@ fn tree() -> Vec<(String, usize)> {
     files
 }
 
-const FAULTS: Faults = Faults { drop_pct: 10, unavailable_pct: 5, ..Faults::DEFAULT };
+/// Dropped connections and 503s on 8% of requests. A request is sent at most 5 times (the one
+/// retry layer), so one fails for good at 0.08^5 (3e-6); across the ~1,300 requests of the three
+/// round trips a run fails about once in 300. At 15% (the rate before) it was 7.6e-5 a request,
+/// about one run in ten, and CI met it.
+const FAULTS: Faults = Faults { drop_pct: 5, unavailable_pct: 3, ..Faults::DEFAULT };
 
 #[test]
 fn copies_survive_dropped_connections_and_503s() {
