@@ -115,6 +115,35 @@ pub enum Command {
         #[command(flatten)]
         rates: Rates,
     },
+    /// Put the destination back as it was before a run (--run ID, and every later run) or as
+    /// generation N left it (--to-generation N), from the write ledger: objects ferry created
+    /// are deleted, objects it overwrote or deleted are copied back from --backup-to or from
+    /// the destination's own versions (S3 versioning, GCS object versioning). Each key that
+    /// cannot be put back, or that another writer changed since, is named (exit 1). The undone
+    /// objects are pending again: the next copy or delta moves forward. Journaled: run it again
+    /// to finish one that was cut off. Example: `ferry rollback --job DIR --to-generation 1
+    /// --dry-run`, then without --dry-run.
+    Rollback {
+        #[command(flatten)]
+        common: Common,
+        /// Undo this run and every later one (`--list` shows the runs).
+        #[arg(long, value_name = "ID", conflicts_with = "to_generation", required_unless_present_any = ["to_generation", "list"])]
+        run: Option<i64>,
+        /// Undo every run begun after generation N was the newest (0: every run).
+        #[arg(long, value_name = "N")]
+        to_generation: Option<u32>,
+        /// Print what would be done to each key (also written to JOB/reports/), touching nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// List the job's runs (id, kind, generation, writes, undone) and exit.
+        #[arg(long, conflicts_with_all = ["run", "to_generation", "dry_run"])]
+        list: bool,
+        /// Keys undone at once.
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(usize))]
+        transfers: usize,
+        #[command(flatten)]
+        rates: Rates,
+    },
     /// Compare the destination with the manifest: presence, size, checksum.
     Verify {
         #[command(flatten)]
@@ -422,6 +451,13 @@ pub struct Tuning {
     /// container's default].
     #[arg(long, value_name = "NAME")]
     pub azure_encryption_scope: Option<String>,
+    /// Before an object at the destination is overwritten (or deleted by `ferry delta
+    /// --delete`), keep it under URL/run-N/ with the same key, so `ferry rollback` can put it
+    /// back (like rclone's --backup-dir). Copied by the service where URL is on the
+    /// destination's service, else through ferry. Must not overlap the source or destination.
+    /// Kept by the job: later runs back up there too.
+    #[arg(long, value_name = "URL")]
+    pub backup_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -473,6 +509,10 @@ impl Tuning {
                 RestoreTierArg::Expedited => ferry_core::RestoreTier::Expedited,
             }),
             restore_wait: self.restore_wait.is_some(),
+            backup_to: match &self.backup_to {
+                Some(text) => Some(crate::cmd::location(text).map_err(|e| format!("--backup-to: {e}"))?),
+                None => None,
+            },
         })
     }
 }

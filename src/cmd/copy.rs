@@ -134,6 +134,7 @@ pub(super) fn options(
         archived: settings.archived(),
         storage_class_map: settings.storage_class_map.clone(),
         restore_wait: tuning.restore_wait.unwrap_or_default(),
+        backup_to: settings.backup_to()?,
         ..tuning.transfer.options()
     };
     // Said before the copy starts, so a long run does not hide it until the end.

@@ -9,6 +9,7 @@ mod ingest;
 mod manifest;
 mod plan;
 mod reverse;
+mod rollback;
 mod status;
 mod verify;
 
@@ -35,6 +36,15 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
             cutover::run(&common, &tuning, deletes, all_bytes, sample, &rates.run()).await
         }
         Command::Reverse { common, job_out, rates } => reverse::run(&common, &job_out, &rates.run()).await,
+        Command::Rollback { common, run, to_generation, dry_run, list: _, transfers, rates } => {
+            // `--list` is the one way to give neither --run nor --to-generation.
+            let to = match (run, to_generation) {
+                (Some(id), _) => Some(ferry_engine::RollbackTo::Run(id)),
+                (None, Some(n)) => Some(ferry_engine::RollbackTo::Generation(n)),
+                (None, None) => None,
+            };
+            rollback::run(&common, to, dry_run, transfers, &rates.run()).await
+        }
         Command::Verify { common, all_bytes, sample, no_extra, transfers, max_memory, rates } => {
             let opts = ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra, max_memory };
             verify::run(&common, opts, &rates.run()).await
@@ -78,7 +88,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
 }
 
 /// Parses a URL or a path; relative paths are taken from the working directory.
-fn location(text: &str) -> Result<Location, EngineError> {
+pub(crate) fn location(text: &str) -> Result<Location, EngineError> {
     if !text.contains("://") && !text.starts_with('/') {
         let cwd = std::env::current_dir().map_err(|source| EngineError::Io { path: ".".into(), source })?;
         return Ok(Location::parse(&cwd.join(text).to_string_lossy())?);

@@ -102,6 +102,31 @@ impl Location {
         Location { scheme: Scheme::Local, bucket: String::new(), prefix: root.to_string() }
     }
 
+    /// The location of the folder `name` under this one.
+    pub fn child(&self, name: &str) -> Location {
+        let prefix = match self.scheme {
+            Scheme::Local if self.prefix == "/" => format!("/{name}"),
+            Scheme::Local => format!("{}/{name}", self.prefix),
+            _ => format!("{}{name}/", self.prefix),
+        };
+        Location { prefix, ..self.clone() }
+    }
+
+    /// Whether one of the two locations holds the other (or they are the same): a write under
+    /// one could land among the other's objects.
+    pub fn overlaps(&self, other: &Location) -> bool {
+        if self.scheme != other.scheme || self.bucket != other.bucket {
+            return false;
+        }
+        let folder = |l: &Location| match l.scheme {
+            Scheme::Local if l.prefix == "/" => "/".to_string(),
+            Scheme::Local => format!("{}/", l.prefix),
+            _ => l.prefix.clone(),
+        };
+        let (a, b) = (folder(self), folder(other));
+        a.starts_with(&b) || b.starts_with(&a)
+    }
+
     /// The full provider key of a manifest key (relative to this location).
     pub fn key_for(&self, relative: &str) -> String {
         match self.scheme {
@@ -118,6 +143,25 @@ impl fmt::Display for Location {
             Scheme::Local => write!(f, "file://{}", self.prefix.replace('%', "%25")),
             s => write!(f, "{}://{}/{}", s.as_url_scheme(), self.bucket, self.prefix),
         }
+    }
+}
+
+#[cfg(test)]
+mod child_tests {
+    use super::*;
+
+    #[test]
+    fn a_child_is_inside_and_overlaps_its_parent_only() {
+        let s3 = Location::parse("s3://bucket/data").unwrap();
+        assert_eq!(s3.child("run-3").to_string(), "s3://bucket/data/run-3/");
+        assert!(s3.child("run-3").overlaps(&s3) && s3.overlaps(&s3.child("x")));
+        assert!(!Location::parse("s3://bucket/database").unwrap().overlaps(&s3));
+        assert!(!Location::parse("s3://other/data").unwrap().overlaps(&s3));
+        let local = Location::parse("/srv/dst").unwrap();
+        assert_eq!(local.child("run-1").prefix, "/srv/dst/run-1");
+        assert!(Location::parse("/srv/dst/backup").unwrap().overlaps(&local));
+        assert!(!Location::parse("/srv/dst-backup").unwrap().overlaps(&local));
+        assert!(Location::parse("/").unwrap().overlaps(&local));
     }
 }
 

@@ -174,12 +174,16 @@ pub async fn copy(
     // Before the first write: a later run of this job writes the way this one does.
     job.keep_settings()?;
 
-    let shared = shared(journal, ferry_journal::RunKind::Copy, &opts, &stats, run).await?;
+    let shared = shared(journal, ferry_journal::RunKind::Copy, job.latest_generation().unwrap_or(1), &opts, &stats, run).await?;
     let mut mover = Mover::new(src, dst, &shared, &opts);
     mover.server_side = opts.server_side && mover.dst.server_copy().is_some_and(|c| c.copies_from(&job.source, &job.access.source));
     // The write ledger's prior states from one listing of a destination no larger than what
     // this run writes (an empty one: a single request), instead of a HEAD per object.
     mover.held = crate::held::Held::list(mover.dst.as_ref(), crate::held::Held::limit(summary.pending)).await;
+    if let Some(root) = &opts.backup_to {
+        let backup = crate::backup::Backup::open(root, shared.run_id, mover.dst.as_ref(), &job.access.destination, run).await?;
+        mover.backup = Some(Arc::new(backup));
+    }
     let mover = Arc::new(mover);
     let mut pass = run_pass(&mover.journal, opts.transfers, run, &OneMover(mover.clone())).await?;
     // Restores in flight (`--archived restore`): looked at again every few minutes, as long as

@@ -295,7 +295,7 @@ pub async fn delta(
             if let Some(refusal) = too_many_deletes(&opts, counts.pending_delete, counts.objects + counts.pending_delete) {
                 return Err(EngineError::DeltaRefused(refusal));
             }
-            delete_gone(job, dst.as_ref(), opts.copy.transfers, &mut summary.deletes).await?;
+            delete_gone(job, dst.as_ref(), &opts.copy, summary.generation, run, &mut summary.deletes).await?;
         }
     }
     if !stopped {
@@ -477,9 +477,22 @@ enum Gone {
 
 /// Deletes at the destination every key the source no longer has, `at_once` at a time
 /// (`--transfers`), recording in the write ledger what the destination held first.
-async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mut Deletes) -> Result<()> {
+async fn delete_gone(
+    job: &Job,
+    dst: &dyn Provider,
+    opts: &CopyOptions,
+    generation: u32,
+    run_context: &Arc<RunContext>,
+    deletes: &mut Deletes,
+) -> Result<()> {
+    let at_once = opts.transfers;
     let journal = job.journal(JournalKind::Main).await?;
-    let run = journal.begin_run(RunKind::Delta).await?;
+    let run = journal.begin_run(RunKind::Delta, generation).await?;
+    let backup = match &opts.backup_to {
+        Some(root) => Some(crate::backup::Backup::open(root, run, dst, &job.access.destination, run_context).await?),
+        None => None,
+    };
+    let backup = backup.as_ref();
     let target = job.destination.to_string();
     let mut after = 0;
     loop {
@@ -512,6 +525,13 @@ async fn delete_gone(job: &Job, dst: &dyn Provider, at_once: usize, deletes: &mu
                     }
                     let intent = Intent { object: row.id, target, key: &key, op: WriteOp::Delete, prior: &prior, seen };
                     let ledger = journal.begin_write(run, &intent).await?;
+                    // What the delete removes is kept first (--backup-to): a failure to keep it
+                    // fails the delete.
+                    if let Some(backup) = backup
+                        && let Err(e) = crate::mover::keep_replaced(backup, journal.as_ref(), dst, ledger, &key).await
+                    {
+                        return Ok(Gone::Failed(Failure { key, kind: e.kind, error: e.message }));
+                    }
                     let outcome = match prior {
                         // Nothing to delete: already gone.
                         Prior::Absent => Ok(()),

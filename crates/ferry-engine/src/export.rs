@@ -154,7 +154,7 @@ pub async fn export(
         return Ok(summary);
     }
     stats.start(&counts);
-    let shared = shared(opened.clone(), ferry_journal::RunKind::Export, &opts.copy, &stats, run).await?;
+    let shared = shared(opened.clone(), ferry_journal::RunKind::Export, generation, &opts.copy, &stats, run).await?;
     write_devices(&shared, src, given, &mut room, &opts.copy, &mut summary).await?;
     summary.devices = write_shipments(job, journal, &dir, &numbered, &room, &opts.layout, generation).await?;
     summary.seconds = started.elapsed().as_secs_f64();

@@ -167,7 +167,7 @@ pub async fn ingest(
         return Ok(summary);
     }
     stats.start(&counts);
-    let shared = shared(journal, ferry_journal::RunKind::Ingest, &opts.copy, &stats, run).await?;
+    let shared = shared(journal, ferry_journal::RunKind::Ingest, job.latest_generation().unwrap_or(1), &opts.copy, &stats, run).await?;
     let journal = shared.journal.clone();
     let movers: BTreeMap<u32, Arc<Mover>> = roots
         .iter()

@@ -217,6 +217,20 @@ impl Job {
     pub fn settle(&mut self, asked: &AskedSettings) -> Result<Settings> {
         let schemes = (self.source.scheme, self.destination.scheme);
         let settings = Settings::settle(self.kept.as_ref(), asked, schemes, self.access.destination.local_metadata)?;
+        if let Some(backup) = settings.backup_to()? {
+            // Kept objects among the destination's would be copied, verified and deleted as
+            // its own; among the source's, listed by the next delta.
+            for (what, location) in [("destination", &self.destination), ("source", &self.source)] {
+                if backup.overlaps(location) {
+                    return Err(EngineError::WriteSetting(format!(
+                        "--backup-to {backup} overlaps the {what} {location}: keep backups in a location of their own"
+                    )));
+                }
+            }
+            if backup.scheme == ferry_core::Scheme::Local && resolved(&self.dir).starts_with(resolved(Path::new(&backup.prefix))) {
+                return Err(EngineError::WriteSetting(format!("--backup-to {backup} holds the job directory {}", self.dir.display())));
+            }
+        }
         self.access.destination.write = settings.write();
         self.settings = Some(settings.clone());
         Ok(settings)

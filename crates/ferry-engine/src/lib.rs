@@ -19,6 +19,10 @@
 //!   hashed cutover record.
 //! - [`mod@reverse`]: after a cutover, a job from the new side back to the old whose first
 //!   generation is the new side at cutover.
+//! - [`mod@rollback`]: the destination put back as it was before a run or after a
+//!   generation, from the write ledger (backups, the destination's versions).
+//! - `backup`: `--backup-to`, what a write replaces kept first, and the one copy between two
+//!   providers outside the mover (backups and restores).
 //! - `key_order`: a listing in key order whatever order it came in (an external sort).
 //! - [`settings`]: the run settings a job keeps from its first copy (class, encryption,
 //!   local metadata, tags, archived objects), and how a later run's flags meet them.
@@ -43,6 +47,7 @@
 //!   [`VersionsRefusal`] for a side an `--all-versions` job cannot use), and which errors are the
 //!   user's to fix.
 
+mod backup;
 pub mod clean;
 mod concurrency;
 pub mod copy;
@@ -59,6 +64,7 @@ mod mover;
 pub mod options;
 pub mod plan;
 pub mod reverse;
+pub mod rollback;
 mod scheduler;
 pub mod settings;
 pub mod skipped;
@@ -76,6 +82,7 @@ pub use ingest::{IngestOptions, IngestSummary, ingest};
 pub use job::{Access, Job};
 pub use plan::{Locked, PlanSummary, plan};
 pub use reverse::{ReverseSummary, reverse};
+pub use rollback::{RollbackOptions, RollbackSummary, RollbackTo, rollback};
 pub use settings::{AskedSettings, Settings};
 pub use skipped::Skipped;
 pub use stats::Stats;

@@ -75,6 +75,8 @@ pub(crate) struct Mover {
     /// The destination as one listing at the start of the run found it, when it was small
     /// enough to hold: the ledger's prior states come from it instead of a HEAD per object.
     pub(crate) held: Option<crate::held::Held>,
+    /// `--backup-to`: where what each write replaces is kept first.
+    pub(crate) backup: Option<Arc<crate::backup::Backup>>,
 }
 
 /// How often one object may be restarted in a run because its source keeps changing.
@@ -129,6 +131,7 @@ impl Mover {
             verified_by: Mutex::default(),
             fidelity: crate::fidelity::Collect::new(crate::Fidelity::for_pair(&dst.carries(), opts.tags)),
             held: None,
+            backup: None,
             src,
             dst,
         }
@@ -556,7 +559,11 @@ impl Mover {
     async fn begin_write(&self, row: &ObjectRow, (prior, seen): &(Prior, Seen)) -> Result<i64, ObjectError> {
         let target = self.dst.location().to_string();
         let intent = Intent { object: row.id, target: &target, key: row.dst_key(), op: WriteOp::Put, prior, seen: *seen };
-        Ok(self.journal.begin_write(self.run_id, &intent).await?)
+        let ledger = self.journal.begin_write(self.run_id, &intent).await?;
+        if let Some(backup) = &self.backup {
+            keep_replaced(backup, self.journal.as_ref(), self.dst.as_ref(), ledger, row.dst_key()).await?;
+        }
+        Ok(ledger)
     }
 
     /// Resumes the object's recorded upload (`recorded_id`, as the journal has it) when the
@@ -985,7 +992,27 @@ const SERVER_COPY_PART: u64 = 256 << 20;
 /// [`SERVER_COPY_PART`], raised as the destination's part count limit demands and checked
 /// against all its limits. No byte passes through ferry, so the memory budget does not bound
 /// them. Chosen here once and handed to the provider, which requests exactly this plan.
-fn server_copy_plan(size: u64, wanted: Option<u64>, limits: &ferry_core::Limits) -> Result<PartPlan, ferry_core::PlanError> {
+/// `--backup-to`: keeps what ledger row `ledger` is about to replace under `key` (its prior, as
+/// its first attempt saw it), unless an attempt kept it already or nothing was there; the row
+/// says where. A failure fails the write: nothing is replaced that could not be kept.
+pub(crate) async fn keep_replaced(
+    backup: &crate::backup::Backup,
+    journal: &dyn Journal,
+    dst: &dyn Provider,
+    ledger: i64,
+    key: &str,
+) -> Result<(), ObjectError> {
+    let (prior, kept) = journal.prior_of(ledger).await?;
+    if kept.is_some() || prior == Prior::Absent {
+        return Ok(());
+    }
+    if backup.keep(dst, key).await? {
+        journal.set_backup(ledger, &backup.location.to_string()).await?;
+    }
+    Ok(())
+}
+
+pub(crate) fn server_copy_plan(size: u64, wanted: Option<u64>, limits: &ferry_core::Limits) -> Result<PartPlan, ferry_core::PlanError> {
     let plan = PartPlan::choose(size, Some(wanted.unwrap_or(SERVER_COPY_PART)), limits);
     plan.check(limits)?;
     Ok(plan)
@@ -1137,7 +1164,7 @@ mod tests {
         let opts = CopyOptions { attempts, ..CopyOptions::default() };
         let stats = Arc::new(Stats::default());
         let shared =
-            crate::scheduler::shared(journal, ferry_journal::RunKind::Copy, &opts, &stats, &RunContext::unlimited()).await.unwrap();
+            crate::scheduler::shared(journal, ferry_journal::RunKind::Copy, 1, &opts, &stats, &RunContext::unlimited()).await.unwrap();
         (Mover::new(src, dst, &shared, &opts), row)
     }
 

@@ -36,6 +36,9 @@ pub struct CopyOptions {
     /// With [`Archived::Restore`]: how long the copy may wait for restores in flight, looking
     /// again every few minutes (zero: not at all; a later run copies them).
     pub restore_wait: std::time::Duration,
+    /// `--backup-to`: before an object is overwritten (or, by a delta, deleted) at the
+    /// destination, what was there is kept under this location's `run-N/` (see `backup.rs`).
+    pub backup_to: Option<ferry_core::Location>,
 }
 
 /// What a copy does with a source object that is archived (S3 GLACIER / DEEP_ARCHIVE, Azure's
@@ -67,6 +70,7 @@ impl Default for CopyOptions {
             archived: Archived::Skip,
             storage_class_map: Default::default(),
             restore_wait: std::time::Duration::ZERO,
+            backup_to: None,
         }
     }
 }

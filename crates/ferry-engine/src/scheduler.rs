@@ -34,11 +34,12 @@ pub(crate) struct Shared {
 pub(crate) async fn shared(
     journal: Arc<dyn Journal>,
     kind: RunKind,
+    generation: u32,
     opts: &CopyOptions,
     stats: &Arc<Stats>,
     run: &Arc<RunContext>,
 ) -> Result<Shared> {
-    let run_id = journal.begin_run(kind).await?;
+    let run_id = journal.begin_run(kind, generation).await?;
     run.buffers().set_limit(usize::try_from(opts.max_memory).unwrap_or(usize::MAX));
     Ok(Shared { journal, run_id, budget: Budget::new(opts.max_memory), stats: stats.clone(), run: run.clone() })
 }

@@ -41,6 +41,8 @@ pub struct AskedSettings {
     pub restore_tier: Option<RestoreTier>,
     /// Whether `--restore-wait` was given (it needs `--archived restore`, given or kept).
     pub restore_wait: bool,
+    /// `--backup-to`.
+    pub backup_to: Option<ferry_core::Location>,
 }
 
 /// A job's settings as one run uses them, and as `job.toml` keeps them.
@@ -64,6 +66,11 @@ pub struct Settings {
     /// `--archived restore` with these days and tier; `None`: `--archived skip`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore: Option<RestoreRequest>,
+    /// `--backup-to`: where what a write replaces is kept (a location URL, never a credential:
+    /// a URL with one is refused when parsed). Given, it is taken and kept; left out, the kept
+    /// one goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_to: Option<String>,
     /// `--storage-class-map`: a source class (the source provider's spelling) to the class its
     /// objects are written in (the destination's); an unmapped class gets `storage_class`.
     /// Last: a TOML table.
@@ -111,6 +118,11 @@ impl From<LocalMetadataSetting> for LocalMetadata {
 }
 
 impl Settings {
+    /// `--backup-to`, as a location.
+    pub fn backup_to(&self) -> Result<Option<ferry_core::Location>> {
+        self.backup_to.as_deref().map(ferry_core::Location::parse).transpose().map_err(EngineError::from)
+    }
+
     /// The S3 encryption these settings ask for.
     pub fn sse(&self) -> Option<Sse> {
         match self.sse? {
@@ -217,6 +229,7 @@ impl Settings {
             local_metadata: local_metadata.into(),
             tags: tags.unwrap_or_default(),
             restore,
+            backup_to: asked.backup_to.as_ref().map(|l| l.to_string()).or_else(|| kept.and_then(|k| k.backup_to.clone())),
             storage_class_map,
         })
     }

@@ -29,7 +29,9 @@ use std::sync::{Mutex, MutexGuard};
 /// older journal's objects table, whose key column was declared UNIQUE, is built afresh with
 /// its rows and ids (see `Inner::unpin_key`). Every open adds any column of [`SCHEMA`] a
 /// journal lacks, whatever its version says (version 2 journals made before `renamed` lack it).
-const SCHEMA_VERSION: i64 = 6;
+/// 7: rollback (`runs.generation`; `writes.backup`, `undone_by`, `undo_state`), added like
+/// any column.
+const SCHEMA_VERSION: i64 = 7;
 
 /// The file names of each kind of journal in a job directory: known here and nowhere else.
 pub(crate) fn path(job_dir: &Path, kind: JournalKind) -> PathBuf {
@@ -279,6 +281,7 @@ impl SqliteJournal {
         j.add_missing_columns()?;
         j.unpin_key()?;
         j.conn().execute_batch(INDEXES).map_err(j.err())?;
+        j.conn().execute_batch(writes::INDEXES).map_err(j.err())?;
         if version.as_deref() != Some(SCHEMA_VERSION.to_string().as_str()) {
             j.set_meta(SCHEMA_VERSION_META, &SCHEMA_VERSION.to_string())?;
         }
@@ -383,8 +386,9 @@ impl Inner {
     fn add_missing_columns(&self) -> Result<()> {
         let fresh = Connection::open_in_memory().map_err(self.err())?;
         fresh.execute_batch(SCHEMA).map_err(self.err())?;
+        fresh.execute_batch(writes::SCHEMA).map_err(self.err())?;
         let conn = self.conn();
-        for table in ["meta", "objects", "parts"] {
+        for table in ["meta", "objects", "parts", "runs", "writes"] {
             let have: std::collections::HashSet<String> = table_info(&conn, table).map_err(self.err())?.into_iter().map(|c| c.0).collect();
             for (name, kind, not_null, default) in table_info(&fresh, table).map_err(self.err())? {
                 if have.contains(&name) {
@@ -1453,7 +1457,7 @@ impl Writes for SqliteJournal {
     async fn last_put(&self, object: i64, target: &str) -> Result<Option<Wrote>> {
         let conn = self.0.read()?;
         conn.prepare_cached(
-            "SELECT wrote_size, wrote_etag, wrote_version FROM writes WHERE object = ?1 AND target = ?2 AND op = 'put' AND done = 1
+            "SELECT wrote_size, wrote_etag, wrote_version FROM writes WHERE object = ?1 AND target = ?2 AND op = 'put' AND done = 1 AND undo_state IS NOT 'done'
              ORDER BY id DESC LIMIT 1",
         )
         .and_then(|mut stmt| {
@@ -1465,8 +1469,39 @@ impl Writes for SqliteJournal {
         .map_err(self.0.err())
     }
 
-    async fn begin_run(&self, kind: RunKind) -> Result<RunId> {
-        self.0.write(|c| writes::begin_run(c, kind))
+    async fn begin_run(&self, kind: RunKind, generation: u32) -> Result<RunId> {
+        self.0.write(|c| writes::begin_run(c, kind, generation))
+    }
+
+    async fn runs(&self) -> Result<Vec<RunRow>> {
+        self.blocking(|j| writes::runs(&*j.read()?).map_err(j.err())).await
+    }
+
+    async fn set_backup(&self, row: i64, backup: &str) -> Result<()> {
+        self.0.write(|c| writes::set_backup(c, row, backup))
+    }
+
+    async fn prior_of(&self, row: i64) -> Result<(Prior, Option<String>)> {
+        writes::prior_of(&*self.0.read()?, row).map_err(self.0.err())
+    }
+
+    async fn undo_groups(&self, target: &str, from: RunId, after_key: &str, limit: usize) -> Result<Vec<UndoGroup>> {
+        let (target, after_key) = (target.to_string(), after_key.to_string());
+        self.blocking(move |j| writes::undo_groups(&*j.read()?, &target, from, &after_key, limit).map_err(j.err())).await
+    }
+
+    async fn begin_undo(&self, rows: &[i64], by: RunId) -> Result<()> {
+        self.0.write(|c| writes::mark_undo(c, rows, by, UndoState::Begun))
+    }
+
+    async fn finish_undo(&self, rows: &[i64], by: RunId, object: i64, left: Undone, etag: Option<&str>) -> Result<()> {
+        self.0.write(|c| {
+            writes::mark_undo(c, rows, by, UndoState::Done)?;
+            if let (Some(first), Some(etag), Undone::Restored) = (rows.first(), etag, left) {
+                writes::earlier_put_left(c, *first, etag)?;
+            }
+            writes::object_undone(c, object, by, left)
+        })
     }
 
     async fn begin_write(&self, run: RunId, intent: &Intent<'_>) -> Result<i64> {

@@ -20,6 +20,8 @@ pub enum RunKind {
     Ingest,
     /// A delta's deletes at the destination (its copies are a [`RunKind::Copy`]).
     Delta,
+    /// A rollback: it writes no ledger rows of its own, it marks the rows it undid.
+    Rollback,
 }
 
 impl RunKind {
@@ -29,12 +31,38 @@ impl RunKind {
             RunKind::Export => "export",
             RunKind::Ingest => "ingest",
             RunKind::Delta => "delta",
+            RunKind::Rollback => "rollback",
         }
+    }
+
+    pub fn parse(s: &str) -> Option<RunKind> {
+        [RunKind::Copy, RunKind::Export, RunKind::Ingest, RunKind::Delta, RunKind::Rollback].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// A run as the ledger knows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct RunRow {
+    pub id: RunId,
+    pub kind: RunKind,
+    /// The job's newest generation when the run began (`None`: a run recorded by a ferry that
+    /// did not say).
+    pub generation: Option<u32>,
+    /// When it began (RFC 3339).
+    pub started: String,
+    /// Rows it recorded in the ledger, and how many of them a rollback has undone.
+    pub writes: u64,
+    pub undone: u64,
+}
+
+impl serde::Serialize for RunKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
 /// One run of a job: the tag on every write it made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
 pub struct RunId(pub i64);
 
 impl fmt::Display for RunId {
@@ -148,13 +176,91 @@ pub struct WriteRow {
     pub seen: Seen,
     /// `None` while the write has not been acknowledged (a crash cut it off, or it failed).
     pub wrote: Option<Wrote>,
+    /// Where the destination's object was kept before this write replaced or deleted it
+    /// (`--backup-to`): the location under which it has the same key, as text.
+    pub backup: Option<String>,
+    /// The rollback that undid this write, and how far it got.
+    pub undo: Option<(RunId, UndoState)>,
+}
+
+/// How far a rollback got with a key's writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UndoState {
+    /// Recorded before the destination is touched: a rollback cut off here does the key again.
+    Begun,
+    /// The destination holds again what it held before the first of the writes.
+    Done,
+}
+
+impl UndoState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            UndoState::Begun => "begun",
+            UndoState::Done => "done",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<UndoState> {
+        match s {
+            "begun" => Some(UndoState::Begun),
+            "done" => Some(UndoState::Done),
+            _ => None,
+        }
+    }
+}
+
+/// What a rollback left under a key it undid, for the object's row in the ledger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Undone {
+    /// Nothing: the key was absent before the writes.
+    Removed,
+    /// What was there before the writes, put back.
+    Restored,
+}
+
+/// The writes still standing under one destination key since a run: what a rollback to before
+/// that run has to undo, in one step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoGroup {
+    pub key: String,
+    /// The oldest of them: its prior state (and backup) is what the key goes back to.
+    pub first: WriteRow,
+    /// The newest: what ferry left there last.
+    pub last: WriteRow,
+    /// Every row of the group, oldest first.
+    pub rows: Vec<i64>,
+    /// An earlier rollback began undoing it and was cut off before it finished.
+    pub begun: bool,
 }
 
 /// The destination write ledger of a journal.
 #[async_trait]
 pub trait Writes: Send + Sync {
-    /// Starts a run: the tag on every destination write it records.
-    async fn begin_run(&self, kind: RunKind) -> Result<RunId>;
+    /// Starts a run: the tag on every destination write it records. `generation`: the job's
+    /// newest generation as the run begins (what `rollback --to-generation` goes by).
+    async fn begin_run(&self, kind: RunKind, generation: u32) -> Result<RunId>;
+    /// Every run, oldest first, with its ledger row counts. Scans the ledger.
+    async fn runs(&self) -> Result<Vec<RunRow>>;
+    /// Records, before write `row` is sent, that what the destination held was kept under the
+    /// location `backup` (same key). Committed before it returns, like [`Writes::begin_write`].
+    async fn set_backup(&self, row: i64, backup: &str) -> Result<()>;
+    /// What write `row` recorded the destination held before it, and where that was kept if
+    /// an attempt already kept it: a write taken over from a cut-off attempt goes by the state
+    /// its first attempt saw, and must not keep ferry's own half-finished write.
+    async fn prior_of(&self, row: i64) -> Result<(Prior, Option<String>)>;
+    /// The destination keys at `target` with writes of runs `from` and later that no rollback
+    /// finished undoing, in key order after `after_key`, up to `limit` of them, each with its
+    /// writes (only those not undone).
+    async fn undo_groups(&self, target: &str, from: RunId, after_key: &str, limit: usize) -> Result<Vec<UndoGroup>>;
+    /// Records that rollback `by` begins undoing `rows` (committed before it returns).
+    async fn begin_undo(&self, rows: &[i64], by: RunId) -> Result<()>;
+    /// Records that rollback `by` undid `rows` (oldest first), writes of `object`, leaving `left`
+    /// at the destination: the object is to copy again (or to delete again, when the source no
+    /// longer has it and what was there is back), so the next copy or delta moves forward.
+    /// `etag`: the entity tag of what was put back, which an earlier write of ferry's under the
+    /// key (one no rollback undid) now names as what ferry left there: a copy put back under
+    /// a new tag (a local file's, a copy in parts) is still ferry's to delete or roll back.
+    async fn finish_undo(&self, rows: &[i64], by: RunId, object: i64, left: Undone, etag: Option<&str>) -> Result<()>;
     /// Records, before the write is sent, what the destination held under the intent's key
     /// before `run` writes it; a write of the same object, target and key an earlier attempt
     /// began and never finished is taken over, keeping the state it recorded. Returns the

@@ -260,6 +260,14 @@ pub trait Versions: Send + Sync {
     async fn head_version(&self, key: &str, version: &str) -> Result<Option<ObjectEntry>>;
     /// [`Provider::get`] of one version of `key`.
     async fn get_version(&self, key: &str, version: &str, range: Option<Range<u64>>) -> Result<Fetched>;
+    /// Every version of exactly `key`, oldest first, each pinned; a delete marker is an entry
+    /// skipped as [`ferry_core::SkipReason::DeleteMarker`] (what a rollback searches for the
+    /// version a write replaced). One listing of the key's versions (S3 ListObjectVersions with
+    /// the key as prefix). By default: not offered, a [`ProviderError::Config`].
+    async fn versions_of(&self, key: &str) -> Result<Vec<ObjectEntry>> {
+        let _ = key;
+        Err(ProviderError::Config { provider: "versions", detail: "this provider cannot list one key's versions".into() })
+    }
 }
 
 /// Copying objects inside one service, without their bytes passing through ferry (S3

@@ -179,6 +179,10 @@ impl<P: Provider + ?Sized + 'static> Versions for Throttled<P> {
         self.run.throttle().received(fetched.data.len()).await;
         Ok(fetched)
     }
+
+    async fn versions_of(&self, key: &str) -> Result<Vec<ObjectEntry>> {
+        self.call(self.inner_versions().versions_of(key)).await
+    }
 }
 
 impl<P: Provider + ?Sized> Throttled<P> {
@@ -334,6 +338,12 @@ impl<P: Provider + ?Sized + 'static> Versions for Counted<P> {
     async fn get_version(&self, key: &str, version: &str, range: Option<Range<u64>>) -> Result<Fetched> {
         let r = self.inner_versions().get_version(key, version, range).await;
         self.count("get", &r, |f| f.data.len() as u64);
+        r
+    }
+
+    async fn versions_of(&self, key: &str) -> Result<Vec<ObjectEntry>> {
+        let r = self.inner_versions().versions_of(key).await;
+        self.count("list versions", &r, |_| 0);
         r
     }
 }

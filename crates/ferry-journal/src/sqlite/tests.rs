@@ -91,7 +91,7 @@ async fn a_version_3_journal_is_migrated_and_its_work_claimable() {
     let claimed = j.claim(&w, 10, Lease { now: 0, ttl: Duration::from_secs(60) }).await.unwrap();
     assert_eq!(keys(&claimed), ["k1", "k2"]);
     // The write ledger is there for the next run.
-    let run = j.begin_run(RunKind::Copy).await.unwrap();
+    let run = j.begin_run(RunKind::Copy, 1).await.unwrap();
     let intent = Intent { object: claimed[0].id, target: "s3://b/", key: "k1", op: WriteOp::Put, prior: &Prior::Absent, seen: Seen::Head };
     let row = j.begin_write(run, &intent).await.unwrap();
     assert_eq!(j.writes(Some(run), 0, 10).await.unwrap().iter().map(|w| w.id).collect::<Vec<_>>(), [row]);
@@ -455,7 +455,7 @@ async fn outcomes_ride_on_the_next_commit_and_a_kill_loses_only_done_marks() {
     j.seed(1, &entries(3)).await.unwrap();
     let w = j.begin_pass("w").await.unwrap();
     let got = j.claim(&w, 3, Lease { now: 0, ttl: Duration::from_secs(60) }).await.unwrap();
-    let run = j.begin_run(RunKind::Copy).await.unwrap();
+    let run = j.begin_run(RunKind::Copy, 1).await.unwrap();
     // What another process (`ferry status`, or the next run after a kill) reads.
     let other = Connection::open(&path).unwrap();
     let state = |key: &str| other.query_row("SELECT state FROM objects WHERE key = ?1", [key], |r| r.get::<_, String>(0)).unwrap();
@@ -480,7 +480,7 @@ async fn outcomes_ride_on_the_next_commit_and_a_kill_loses_only_done_marks() {
     assert_eq!(j.get("k1").await.unwrap().unwrap().state, ObjectState::Pending, "its done mark was lost: k1 is copied again");
     // The next run's write of k1 takes its unfinished row over, keeping what was there first.
     j.release_leases().await.unwrap();
-    let next = j.begin_run(RunKind::Copy).await.unwrap();
+    let next = j.begin_run(RunKind::Copy, 1).await.unwrap();
     let seen_now = Prior::Present { size: 0, etag: Some("w".into()), version: None };
     assert_eq!(j.begin_write(next, &put_of(&got[1], &seen_now)).await.unwrap(), w1);
     let rows = j.writes(None, 0, 10).await.unwrap();
@@ -505,7 +505,7 @@ async fn the_statements_each_object_runs_are_prepared_once() {
     j.seed(1, &entries(300)).await.unwrap();
     let w = j.begin_pass("w").await.unwrap();
     let got = j.claim(&w, 300, Lease { now: 0, ttl: Duration::from_secs(60) }).await.unwrap();
-    let run = j.begin_run(RunKind::Copy).await.unwrap();
+    let run = j.begin_run(RunKind::Copy, 1).await.unwrap();
     // What the mover does for each object it puts in one request.
     for r in &got {
         assert_eq!(j.upload_of(r.id).await.unwrap(), None);
@@ -749,7 +749,7 @@ async fn a_version_5_journal_with_unique_keys_is_rebuilt_keeping_its_rows_and_id
         assert!(conn.execute("INSERT INTO objects (generation, key, size) VALUES (1, 'a', 1)", []).is_err(), "v5 keys are unique");
     }
     let j = SqliteJournal::open(&path).unwrap();
-    assert_eq!(j.meta("schema_version").await.unwrap(), Some("6".into()));
+    assert_eq!(j.meta("schema_version").await.unwrap(), Some(SCHEMA_VERSION.to_string()));
     let a = j.get("a").await.unwrap().unwrap();
     assert_eq!((a.id, a.state, a.entry.pinned), (7, ObjectState::Done, false));
     assert_eq!(j.get("b").await.unwrap().unwrap().id, 9);
@@ -781,4 +781,81 @@ async fn versions_of_a_key_are_never_split_between_claims() {
     assert!(j.get_object(ferry_core::ObjectId { key: "b", version: None }).await.unwrap().is_none());
     assert_eq!(versions, [("a", "1", true), ("b", "x", true), ("b", "y", true), ("b", "z", true)]);
     assert_eq!(keys(&j.claim(&worker, 2, clock.lease(Duration::from_secs(60))).await.unwrap()), ["c"]);
+}
+
+// Issue 15 (rollback): a key's writes since a run are one group — its oldest write's prior
+// state, its newest write — made of the writes no rollback finished; an undo begun and cut off
+// is said (the next rollback does the key again); one finished leaves the group, marks the
+// object to copy again, and names what was put back as what the earlier write left.
+#[tokio::test]
+async fn writes_since_a_run_are_grouped_by_key_and_an_undo_is_journaled_begun_then_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    j.seed(1, &entries(2)).await.unwrap();
+    let (k0, k1) = (j.get("k0").await.unwrap().unwrap(), j.get("k1").await.unwrap().unwrap());
+    let wrote = |etag: &str| Wrote { size: 1, etag: Some(etag.into()), version: None };
+    let first = j.begin_run(RunKind::Copy, 1).await.unwrap();
+    let a = j.begin_write(first, &put_of(&k0, &Prior::Absent)).await.unwrap();
+    j.finish_write(a, &wrote("e1")).await.unwrap();
+    j.mark_done(k0.id, &outcome()).await.unwrap();
+    let second = j.begin_run(RunKind::Copy, 2).await.unwrap();
+    let held = Prior::Present { size: 1, etag: Some("e1".into()), version: None };
+    let b = j.begin_write(second, &put_of(&k0, &held)).await.unwrap();
+    j.set_backup(b, "s3://keep/run-2/").await.unwrap();
+    j.finish_write(b, &wrote("e2")).await.unwrap();
+    let c = j.begin_write(second, &put_of(&k1, &Prior::Absent)).await.unwrap();
+    assert_eq!(j.prior_of(b).await.unwrap(), (held.clone(), Some("s3://keep/run-2/".into())));
+
+    let runs = j.runs().await.unwrap();
+    assert_eq!(runs.iter().map(|r| (r.id, r.generation, r.writes)).collect::<Vec<_>>(), [(first, Some(1), 1), (second, Some(2), 2)]);
+    let since_first = j.undo_groups("s3://b/", first, "", 10).await.unwrap();
+    assert_eq!(since_first.iter().map(|g| (g.key.as_str(), g.rows.clone())).collect::<Vec<_>>(), [("k0", vec![a, b]), ("k1", vec![c])]);
+    assert_eq!((since_first[0].first.prior.clone(), since_first[0].last.wrote.clone()), (Prior::Absent, Some(wrote("e2"))));
+    let since_second = j.undo_groups("s3://b/", second, "", 10).await.unwrap();
+    assert_eq!(since_second[0].first.backup.as_deref(), Some("s3://keep/run-2/"));
+    assert_eq!(j.undo_groups("s3://b/", second, "k0", 10).await.unwrap().len(), 1, "keyset paging");
+    assert!(j.undo_groups("s3://other/", first, "", 10).await.unwrap().is_empty(), "another target's writes");
+
+    let by = j.begin_run(RunKind::Rollback, 2).await.unwrap();
+    j.begin_undo(&[b], by).await.unwrap();
+    assert!(j.undo_groups("s3://b/", second, "", 10).await.unwrap()[0].begun);
+    j.finish_undo(&[b], by, k0.id, Undone::Restored, Some("e1-again")).await.unwrap();
+    let left = j.undo_groups("s3://b/", second, "", 10).await.unwrap();
+    assert_eq!(left.iter().map(|g| g.key.as_str()).collect::<Vec<_>>(), ["k1"]);
+    // The bulk copy's write of k0 is what the key holds again, under the tag it has now.
+    let since_first = j.undo_groups("s3://b/", first, "", 10).await.unwrap();
+    assert_eq!(since_first[0].rows, [a]);
+    assert_eq!(since_first[0].last.wrote, Some(wrote("e1-again")));
+    let k0_now = j.get("k0").await.unwrap().unwrap();
+    assert_eq!((k0_now.state, k0_now.note.as_deref()), (ObjectState::Pending, Some(format!("rolled back by run {}", by.0).as_str())));
+    assert_eq!(j.last_put(k0.id, "s3://b/").await.unwrap(), Some(wrote("e1-again")), "an undone write is not what ferry left");
+    assert_eq!(j.runs().await.unwrap()[1].undone, 1);
+}
+
+// A version 6 journal's ledger lacks the rollback columns: they are added, rows kept.
+#[tokio::test]
+async fn a_version_6_ledger_gains_the_rollback_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("j.sqlite");
+    {
+        let j = SqliteJournal::open(&path).unwrap();
+        j.seed(1, &entries(1)).await.unwrap();
+        let k0 = j.get("k0").await.unwrap().unwrap();
+        let run = j.begin_run(RunKind::Copy, 1).await.unwrap();
+        j.begin_write(run, &put_of(&k0, &Prior::Absent)).await.unwrap();
+    }
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "DROP INDEX writes_key; ALTER TABLE writes DROP COLUMN backup; ALTER TABLE writes DROP COLUMN undone_by;
+             ALTER TABLE writes DROP COLUMN undo_state; ALTER TABLE runs DROP COLUMN generation;
+             UPDATE meta SET value = '6' WHERE name = 'schema_version';",
+        )
+        .unwrap();
+    }
+    let j = SqliteJournal::open(&path).unwrap();
+    assert_eq!(j.meta("schema_version").await.unwrap(), Some(SCHEMA_VERSION.to_string()));
+    assert_eq!(j.runs().await.unwrap()[0].generation, None);
+    let groups = j.undo_groups("s3://b/", RunId(1), "", 10).await.unwrap();
+    assert_eq!((groups.len(), groups[0].first.backup.clone(), groups[0].begun), (1, None, false));
 }

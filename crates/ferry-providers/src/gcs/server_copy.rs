@@ -66,8 +66,9 @@ impl ServerCopy for GcsProvider {
             // The copy is of the generation the HEAD saw, or nothing (412, retried: the retry's
             // HEAD then sees the change and the object starts over).
             let mut query: Vec<(&str, String)> = Vec::new();
+            // A pinned object is that generation, live or not (a rollback puts one back).
             if let Some(generation) = &object.version {
-                query.push(("ifSourceGenerationMatch", generation.clone()));
+                query.push((if object.pinned { "sourceGeneration" } else { "ifSourceGenerationMatch" }, generation.clone()));
             }
             if let Some(t) = &token {
                 query.push(("rewriteToken", t.clone()));

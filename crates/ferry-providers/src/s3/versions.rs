@@ -15,8 +15,13 @@ type Held = (String, Vec<(bool, ObjectEntry)>);
 impl S3Provider {
     /// One page of ListObjectVersions after the markers.
     async fn versions_page(&self, markers: &(Option<String>, Option<String>)) -> Result<ListObjectVersionsOutput> {
+        self.versions_page_under(&self.location.prefix, markers).await
+    }
+
+    /// One page of ListObjectVersions of the keys under the full `prefix`, after the markers.
+    async fn versions_page_under(&self, prefix: &str, markers: &(Option<String>, Option<String>)) -> Result<ListObjectVersionsOutput> {
         request(&self.run, 0, || async {
-            let req = self.client.list_object_versions().bucket(&self.location.bucket).prefix(&self.location.prefix);
+            let req = self.client.list_object_versions().bucket(&self.location.bucket).prefix(prefix);
             let req = req.set_key_marker(markers.0.clone()).set_version_id_marker(markers.1.clone());
             req.send().await.map_err(|e| self.failed("list versions", &self.location.prefix, e))
         })
@@ -130,5 +135,26 @@ impl Versions for S3Provider {
 
     async fn get_version(&self, key: &str, version: &str, range: Option<Range<u64>>) -> Result<Fetched> {
         self.get_of(key, Some(version), range).await
+    }
+
+    async fn versions_of(&self, key: &str) -> Result<Vec<ObjectEntry>> {
+        let full = self.full_key(key);
+        let mut markers = (None, None);
+        let mut newest_first = Vec::new();
+        // Bounded: every page moves the markers on, and S3 ends a listing with no next markers.
+        loop {
+            let page = self.versions_page_under(&full, &markers).await?;
+            for (k, versions) in self.version_entries(&page) {
+                if k == key {
+                    newest_first.extend(versions.into_iter().map(|(_, e)| e));
+                }
+            }
+            match page.is_truncated() {
+                Some(true) => markers = (page.next_key_marker().map(str::to_string), page.next_version_id_marker().map(str::to_string)),
+                _ => break,
+            }
+        }
+        newest_first.reverse();
+        Ok(newest_first)
     }
 }

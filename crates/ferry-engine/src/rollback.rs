@@ -1,0 +1,460 @@
+//! `ferry rollback`: puts the destination back as it was before a run (`--run ID`) or after a
+//! generation (`--to-generation N`), from the write ledger.
+//!
+//! A rollback to before run R undoes R and every later run (they were made on top of it). The
+//! ledger's writes of those runs are taken a destination key at a time, in key order: the
+//! oldest write's prior state is what the key goes back to, the newest write is what ferry left
+//! there. For each key:
+//! 1. HEAD the key. Already as it was before: nothing to do. Not what ferry left (another
+//!    writer put something there since): left as it is, named (`left_changed`).
+//! 2. Absent before: delete it. Present before: copy it back from where it was kept — the
+//!    `--backup-to` location the write recorded, else the destination's own versions (S3
+//!    versioning, GCS object versioning: the version the first write replaced is copied over the
+//!    key by the service). Neither: named as unrecoverable (exit 1).
+//! 3. The ledger records the undo (begun before the destination is touched, done after), and
+//!    the object's row goes back to pending (or pending delete), so the next `copy` or `delta`
+//!    moves forward again.
+//!
+//! A rollback cut off (kill -9 included) is finished by running it again: keys it finished are
+//! not looked at, a key it had begun is done again (deleting or copying back twice is harmless).
+//! `--dry-run` asks the same HEADs and writes the plan, touching nothing.
+
+use crate::{EngineError, Job, Result};
+use ferry_core::{Location, ObjectEntry, SkipReason};
+use ferry_journal::{JournalKind, Prior, RunId, RunKind, RunRow, UndoGroup, Undone, WriteOp};
+use ferry_providers::{Provider, ProviderError, RunContext};
+use futures::StreamExt;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// How far back a rollback goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RollbackTo {
+    /// To before this run (and every later one).
+    Run(i64),
+    /// To the destination as generation N's runs left it: every run begun after generation N
+    /// was the newest is undone (`0`: every run).
+    Generation(u32),
+}
+
+#[derive(Debug, Clone)]
+pub struct RollbackOptions {
+    pub to: RollbackTo,
+    pub dry_run: bool,
+    /// Keys undone at once.
+    pub transfers: usize,
+}
+
+/// Why a key could not be put back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unrecoverable {
+    /// It was overwritten or deleted with no `--backup-to`, and the destination keeps no versions.
+    NotKept,
+    /// The ledger does not know what was there (the destination could not be asked before the write).
+    PriorUnknown,
+    /// The destination keeps versions, but none of them is the one the write replaced.
+    VersionNotFound,
+}
+
+impl Unrecoverable {
+    fn says(self) -> &'static str {
+        match self {
+            Unrecoverable::NotKept => "overwritten or deleted with no --backup-to, and the destination keeps no versions",
+            Unrecoverable::PriorUnknown => "what the destination held before is not known",
+            Unrecoverable::VersionNotFound => "none of the destination's versions of it is the one ferry replaced",
+        }
+    }
+}
+
+/// What a rollback does (or, dry, would do) with one key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// It holds what it held before already.
+    Nothing,
+    /// Ferry created it: deleted.
+    Delete,
+    /// Copied back from the `--backup-to` location.
+    FromBackup { backup: String },
+    /// The destination's version `version` copied over it.
+    FromVersion { version: String },
+    /// Another writer changed it after ferry: left as it is.
+    LeaveChanged,
+    /// Cannot be put back.
+    Unrecoverable { why: Unrecoverable },
+}
+
+/// One key of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub key: String,
+    #[serde(flatten)]
+    pub action: Action,
+    /// Set when carrying it out failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct RollbackSummary {
+    pub destination: String,
+    /// The runs undone (this and later), oldest first.
+    pub runs: Vec<i64>,
+    /// The rollback's own run (none for a dry run).
+    pub run: Option<i64>,
+    pub dry_run: bool,
+    /// Keys looked at.
+    pub keys: u64,
+    pub deleted: u64,
+    pub restored_from_backup: u64,
+    pub restored_from_version: u64,
+    pub already: u64,
+    pub left_changed: u64,
+    pub unrecoverable: u64,
+    pub failed: u64,
+    /// Keys not undone (changed since, unrecoverable, failed), with why: the first 1,000.
+    pub not_undone: Vec<Step>,
+    /// Every step, a JSON line each (the exact plan, for a dry run).
+    pub plan: Option<std::path::PathBuf>,
+    pub seconds: f64,
+    pub report: Option<std::path::PathBuf>,
+}
+
+impl RollbackSummary {
+    /// Whether a key was left as it is or could not be put back (exit 1).
+    pub fn incomplete(&self) -> bool {
+        self.left_changed + self.unrecoverable + self.failed > 0
+    }
+}
+
+/// The runs a rollback to `to` undoes, of `runs` (the ledger's): `Ok(None)`: nothing was written after it.
+pub fn runs_to_undo(runs: &[RunRow], to: RollbackTo) -> Result<Option<RunId>> {
+    let undoable = |r: &&RunRow| r.kind != RunKind::Rollback;
+    match to {
+        RollbackTo::Run(id) => match runs.iter().find(|r| r.id.0 == id) {
+            Some(r) if r.kind == RunKind::Rollback => Err(EngineError::WriteSetting(format!(
+                "--run {id} is a rollback: roll back to before the run it undid, or copy again to move forward"
+            ))),
+            Some(r) => Ok(Some(r.id)),
+            None => Err(EngineError::WriteSetting(format!(
+                "--run {id}: this job has no such run (its runs: {}; `ferry rollback --job DIR --list` shows them)",
+                runs.iter().filter(undoable).map(|r| r.id.0.to_string()).collect::<Vec<_>>().join(", ")
+            ))),
+        },
+        RollbackTo::Generation(n) => Ok(runs.iter().filter(undoable).find(|r| r.generation.is_none_or(|g| g > n)).map(|r| r.id)),
+    }
+}
+
+/// Rolls the job's destination back (see the module docs). `dst` must have been opened and
+/// checked in `run`.
+pub async fn rollback(job: &mut Job, dst: Arc<dyn Provider>, opts: RollbackOptions, run: &Arc<RunContext>) -> Result<RollbackSummary> {
+    let started = Instant::now();
+    job.persist()?;
+    let journal = job.journal(JournalKind::Main).await?;
+    let runs = journal.runs().await?;
+    let mut summary = RollbackSummary { destination: job.destination.to_string(), dry_run: opts.dry_run, ..Default::default() };
+    let Some(from) = runs_to_undo(&runs, opts.to)? else {
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    };
+    summary.runs = runs.iter().filter(|r| r.id >= from && r.kind != RunKind::Rollback).map(|r| r.id.0).collect();
+    let by = match opts.dry_run {
+        true => None,
+        false => Some(journal.begin_run(RunKind::Rollback, job.latest_generation().unwrap_or(0)).await?),
+    };
+    summary.run = by.map(|r| r.0);
+    let (plan_path, mut plan) = job.report_file(if opts.dry_run { "rollback-plan" } else { "rollback-steps" }, "jsonl")?;
+    let undo = Undo { dst, versions: tokio::sync::OnceCell::new(), backups: tokio::sync::Mutex::new(HashMap::new()), job, run };
+    let target = job.destination.to_string();
+    let mut after = String::new();
+    loop {
+        let groups = journal.undo_groups(&target, from, &after, 256).await?;
+        let Some(last) = groups.last() else { break };
+        after = last.key.clone();
+        let steps: Vec<Result<Step>> = futures::stream::iter(groups)
+            .map(|group| {
+                let (undo, journal) = (&undo, journal.clone());
+                async move {
+                    let action = undo.decide(&group).await;
+                    let mut step = match action {
+                        Ok(action) => Step { key: group.key.clone(), action, error: None },
+                        Err(e) => return Ok(Step { key: group.key.clone(), action: Action::Nothing, error: Some(e.to_string()) }),
+                    };
+                    if let Some(by) = by
+                        && let Err(e) = undo.carry_out(journal.as_ref(), &group, &step.action, by).await
+                    {
+                        step.error = Some(e.to_string());
+                    }
+                    Ok(step)
+                }
+            })
+            .buffer_unordered(opts.transfers.max(1))
+            .collect()
+            .await;
+        for step in steps {
+            let step = step?;
+            summary.keys += 1;
+            let line = serde_json::to_string(&step).expect("a step serializes");
+            writeln!(plan, "{line}").map_err(EngineError::io(&plan_path))?;
+            let undone = step.error.is_none();
+            match (&step.action, undone) {
+                (_, false) => summary.failed += 1,
+                (Action::Nothing, true) => summary.already += 1,
+                (Action::Delete, true) => summary.deleted += 1,
+                (Action::FromBackup { .. }, true) => summary.restored_from_backup += 1,
+                (Action::FromVersion { .. }, true) => summary.restored_from_version += 1,
+                (Action::LeaveChanged, true) => summary.left_changed += 1,
+                (Action::Unrecoverable { .. }, true) => summary.unrecoverable += 1,
+            }
+            let named = !undone || matches!(step.action, Action::LeaveChanged | Action::Unrecoverable { .. });
+            if named && summary.not_undone.len() < 1000 {
+                summary.not_undone.push(step);
+            }
+        }
+    }
+    plan.sync_all().map_err(EngineError::io(&plan_path))?;
+    summary.plan = Some(plan_path);
+    journal.release(&[]).await?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    let report = serde_json::to_value(&summary).expect("summary serializes");
+    summary.report = Some(job.write_report(if opts.dry_run { "rollback-dry-run" } else { "rollback" }, &report)?);
+    Ok(summary)
+}
+
+/// What one rollback holds while it undoes keys.
+struct Undo<'a> {
+    dst: Arc<dyn Provider>,
+    /// Whether the destination keeps versions (asked once).
+    versions: tokio::sync::OnceCell<bool>,
+    /// The backup locations the ledger names, opened once each.
+    backups: tokio::sync::Mutex<HashMap<String, Arc<dyn Provider>>>,
+    job: &'a Job,
+    run: &'a Arc<RunContext>,
+}
+
+impl Undo<'_> {
+    /// What to do with a key's writes: decided from a HEAD of the key and the ledger, changing
+    /// nothing.
+    async fn decide(&self, group: &UndoGroup) -> Result<Action> {
+        let now = self.dst.head(&group.key).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
+        let before = &group.first.prior;
+        if holds(&now, before) {
+            return Ok(Action::Nothing);
+        }
+        // What ferry left there: a delete leaves nothing; a write cut off before its
+        // acknowledgement may have landed, and nothing else is known to write there.
+        let ferrys = match (group.last.op, &group.last.wrote) {
+            (WriteOp::Delete, _) => now.is_none(),
+            (WriteOp::Put, Some(wrote)) => now.as_ref().is_some_and(|n| n.size == wrote.size && same_tag(&n.etag, &wrote.etag)),
+            (WriteOp::Put, None) => true,
+        };
+        // A key an earlier rollback began may hold what it began to put back.
+        if !ferrys && !group.begun {
+            return Ok(Action::LeaveChanged);
+        }
+        Ok(match before {
+            Prior::Absent => match now {
+                Some(_) => Action::Delete,
+                None => Action::Nothing,
+            },
+            Prior::Unknown => Action::Unrecoverable { why: Unrecoverable::PriorUnknown },
+            Prior::Present { size, etag, version } => {
+                if let Some(backup) = &group.first.backup {
+                    Action::FromBackup { backup: backup.clone() }
+                } else if self.keeps_versions().await? {
+                    match self.replaced_version(group, *size, etag, version).await? {
+                        Some(version) => Action::FromVersion { version },
+                        None => Action::Unrecoverable { why: Unrecoverable::VersionNotFound },
+                    }
+                } else {
+                    Action::Unrecoverable { why: Unrecoverable::NotKept }
+                }
+            }
+        })
+    }
+
+    async fn keeps_versions(&self) -> Result<bool> {
+        let asked = self
+            .versions
+            .get_or_try_init(|| async {
+                match self.dst.versions() {
+                    Some(v) => v.keeps_versions().await,
+                    None => Ok(false),
+                }
+            })
+            .await;
+        asked.copied().map_err(|source| EngineError::Provider { side: "destination", source })
+    }
+
+    /// The destination's version of the key that the group's first write replaced: the one the
+    /// ledger recorded, else the newest of the key's versions with the prior size and entity
+    /// tag that none of the group's writes made.
+    async fn replaced_version(
+        &self,
+        group: &UndoGroup,
+        size: u64,
+        etag: &Option<String>,
+        version: &Option<String>,
+    ) -> Result<Option<String>> {
+        if let Some(v) = version.as_ref().filter(|v| v.as_str() != "null") {
+            return Ok(Some(v.clone()));
+        }
+        let versions = self.dst.versions().expect("asked only where the destination keeps versions");
+        let all = versions.versions_of(&group.key).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
+        let ours: Vec<&str> = [&group.first, &group.last].iter().filter_map(|r| r.wrote.as_ref()?.version.as_deref()).collect();
+        Ok(all
+            .iter()
+            .rev()
+            .filter(|e| e.skipped != Some(SkipReason::DeleteMarker))
+            .find(|e| e.size == size && same_tag(&e.etag, etag) && e.version.as_deref().is_some_and(|v| !ours.contains(&v)))
+            .and_then(|e| e.version.clone()))
+    }
+
+    /// Carries out `action` on the key, journaled: begun before the destination is touched,
+    /// done after. Steps that change nothing are journaled done at once; those not undone
+    /// (changed since, unrecoverable) are not journaled, so the next rollback looks again.
+    async fn carry_out(&self, journal: &dyn ferry_journal::Journal, group: &UndoGroup, action: &Action, by: RunId) -> Result<()> {
+        let left = match action {
+            Action::LeaveChanged | Action::Unrecoverable { .. } => return Ok(()),
+            Action::Nothing => match group.first.prior {
+                Prior::Absent => Undone::Removed,
+                _ => Undone::Restored,
+            },
+            Action::Delete => Undone::Removed,
+            Action::FromBackup { .. } | Action::FromVersion { .. } => Undone::Restored,
+        };
+        if *action != Action::Nothing {
+            journal.begin_undo(&group.rows, by).await?;
+        }
+        let dst = |source| EngineError::Provider { side: "destination", source };
+        let etag = match action {
+            Action::Delete => {
+                self.dst.delete(&group.key).await.map_err(dst)?;
+                None
+            }
+            Action::FromBackup { backup } => {
+                let from = self.backup(backup).await?;
+                let object = from.head(&group.key).await.map_err(|source| EngineError::Provider { side: "backup", source })?;
+                let Some(object) = object else {
+                    return Err(EngineError::Provider { side: "backup", source: gone(&group.key, backup) });
+                };
+                let server_side =
+                    self.dst.server_copy().is_some_and(|c| c.copies_from(from.location(), &self.backup_connect(from.location())));
+                crate::backup::copy(from.as_ref(), &object, self.dst.as_ref(), server_side).await.map_err(dst)?
+            }
+            Action::FromVersion { version } => {
+                let versions = self.dst.versions().expect("a version is restored only where the destination keeps them");
+                let held = versions.head_version(&group.key, version).await.map_err(dst)?;
+                let Some(held) = held else { return Err(dst(gone(&group.key, version))) };
+                let object = ObjectEntry { version: Some(version.clone()), pinned: true, ..held };
+                let server_side = self.dst.server_copy().is_some();
+                crate::backup::copy(self.dst.as_ref(), &object, self.dst.as_ref(), server_side).await.map_err(dst)?
+            }
+            _ => None,
+        };
+        // What was put back, as the destination names it now (a copy may be given a new tag).
+        let etag = match etag {
+            Some(e) => Some(e),
+            None if left == Undone::Restored => self.dst.head(&group.key).await.map_err(dst)?.and_then(|h| h.etag),
+            None => None,
+        };
+        journal.finish_undo(&group.rows, by, group.last.object, left, etag.as_deref()).await?;
+        Ok(())
+    }
+
+    fn backup_connect(&self, backup: &Location) -> ferry_providers::Connect {
+        crate::backup::connect_for(backup, &self.job.destination, &self.job.access.destination)
+    }
+
+    /// The backup location `text` names, opened once.
+    async fn backup(&self, text: &str) -> Result<Arc<dyn Provider>> {
+        let mut opened = self.backups.lock().await;
+        if let Some(p) = opened.get(text) {
+            return Ok(p.clone());
+        }
+        let location = Location::parse(text)?;
+        let provider = crate::backup::open(&location, &self.backup_connect(&location), self.run).await?;
+        opened.insert(text.to_string(), provider.clone());
+        Ok(provider)
+    }
+}
+
+/// Whether the destination's state `now` is the prior state `before`.
+fn holds(now: &Option<ObjectEntry>, before: &Prior) -> bool {
+    match (now, before) {
+        (None, Prior::Absent) => true,
+        (Some(n), Prior::Present { size, etag, .. }) => n.size == *size && etag.is_some() && same_tag(&n.etag, etag),
+        _ => false,
+    }
+}
+
+/// Entity tags equal where both are known.
+fn same_tag(a: &Option<String>, b: &Option<String>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => a == b,
+        _ => true,
+    }
+}
+
+fn gone(key: &str, whence: &str) -> ProviderError {
+    ProviderError::NotFound { provider: "rollback", key: format!("{key} (kept at {whence})") }
+}
+
+/// Lines of a plan file, for the CLI to print.
+pub fn plan_lines(path: &std::path::Path) -> std::io::Result<impl Iterator<Item = Step>> {
+    use std::io::BufRead;
+    let file = std::io::BufReader::new(std::fs::File::open(path)?);
+    Ok(file.lines().map_while(|l| l.ok()).filter_map(|l| serde_json::from_str::<StepLine>(&l).ok()).map(|s| s.into_step()))
+}
+
+/// A plan line as read back.
+#[derive(serde::Deserialize)]
+struct StepLine {
+    key: String,
+    action: String,
+    backup: Option<String>,
+    version: Option<String>,
+    why: Option<String>,
+    error: Option<String>,
+}
+
+impl StepLine {
+    fn into_step(self) -> Step {
+        let action = match self.action.as_str() {
+            "delete" => Action::Delete,
+            "from-backup" => Action::FromBackup { backup: self.backup.unwrap_or_default() },
+            "from-version" => Action::FromVersion { version: self.version.unwrap_or_default() },
+            "leave-changed" => Action::LeaveChanged,
+            "unrecoverable" => Action::Unrecoverable {
+                why: match self.why.as_deref() {
+                    Some("prior-unknown") => Unrecoverable::PriorUnknown,
+                    Some("version-not-found") => Unrecoverable::VersionNotFound,
+                    _ => Unrecoverable::NotKept,
+                },
+            },
+            _ => Action::Nothing,
+        };
+        Step { key: self.key, action, error: self.error }
+    }
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.action {
+            Action::Nothing => write!(f, "as before      {}", self.key)?,
+            Action::Delete => write!(f, "delete         {}", self.key)?,
+            Action::FromBackup { backup } => write!(f, "from backup    {} ({backup})", self.key)?,
+            Action::FromVersion { version } => write!(f, "from version   {} (version {version})", self.key)?,
+            Action::LeaveChanged => write!(f, "left changed   {} (another writer changed it after ferry)", self.key)?,
+            Action::Unrecoverable { why } => write!(f, "unrecoverable  {} ({})", self.key, why.says())?,
+        }
+        if let Some(e) = &self.error {
+            write!(f, ": failed: {e}")?;
+        }
+        Ok(())
+    }
+}

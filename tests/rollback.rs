@@ -1,0 +1,259 @@
+//! `ferry rollback` (issue 15) end to end on real services: after a bulk copy onto a destination
+//! that already held some keys, and a delta that overwrote, deleted and added objects, rollback
+//! puts the destination back byte for byte — to after the bulk copy (`--to-generation 1`), and to
+//! before ferry wrote anything (`--run 1`) — from the destination's own versions (moto with
+//! versioning on) or from `--backup-to` (another bucket of the same service, copied by the
+//! service; a local directory, copied through ferry). Without either, it deletes what ferry
+//! created and names each object it cannot put back (exit 1); a key another writer changed since
+//! is left and named; `--dry-run` prints the plan and touches nothing; the objects undone are
+//! pending again, so the next delta moves forward.
+
+mod common;
+
+use common::{ferry, ferry_ok};
+use ferry_testkit::Moto;
+use ferry_testkit::tree::write_tree;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// The source at the bulk copy: 24 objects.
+fn tree() -> Vec<(String, usize)> {
+    (0..24).map(|i| (format!("d{}/obj-{i:02}.bin", i % 3), 200 + i * 13)).collect()
+}
+
+/// Keys the destination held before ferry, with other bytes: ferry's copy overwrites them.
+const PRE_EXISTING: [&str; 3] = ["d0/obj-00.bin", "d1/obj-01.bin", "d2/obj-05.bin"];
+
+/// Changes the source after the bulk copy: 5 overwritten (one at the same size), 4 deleted, 3 added.
+fn change_source(src: &Path) {
+    for i in [2, 3, 4, 6, 7] {
+        let path = src.join(format!("d{}/obj-{i:02}.bin", i % 3));
+        let same_size = i == 2;
+        let body = if same_size { vec![b'Z'; 200 + i * 13] } else { format!("rewritten {i}").into_bytes() };
+        std::fs::write(path, body).unwrap();
+    }
+    for i in [0, 8, 9, 10] {
+        std::fs::remove_file(src.join(format!("d{}/obj-{i:02}.bin", i % 3))).unwrap();
+    }
+    for i in 30..33 {
+        std::fs::write(src.join(format!("new-{i}.txt")), format!("added {i}")).unwrap();
+    }
+}
+
+/// Every object of `bucket` under `prefix` with the MD5 of its bytes, read by boto3.
+fn moto_md5s(moto: &Moto, bucket: &str) -> BTreeMap<String, String> {
+    let script = r#"
+import hashlib
+out = {}
+for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args[0]):
+    for o in page.get("Contents", []):
+        out[o["Key"]] = hashlib.md5(s3.get_object(Bucket=args[0], Key=o["Key"])["Body"].read()).hexdigest()
+print(json.dumps(out))
+"#;
+    serde_json::from_str(&moto.boto3(script, &[bucket])).unwrap()
+}
+
+/// Every file under `root` with its bytes.
+fn files(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+            } else {
+                out.insert(path.strip_prefix(root).unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    if root.exists() {
+        walk(root, root, &mut out);
+    }
+    out
+}
+
+fn put_pre_existing(moto: &Moto, bucket: &str) {
+    let mut steps: Vec<(String, Option<String>)> =
+        PRE_EXISTING.iter().map(|k| (format!("data/{k}"), Some(format!("held before ferry: {k}")))).collect();
+    steps.push(("elsewhere/other.txt".into(), Some("not the job's".into())));
+    let steps: Vec<(&str, Option<&str>)> = steps.iter().map(|(k, b)| (k.as_str(), b.as_deref())).collect();
+    moto.write_history(bucket, &steps);
+}
+
+#[test]
+fn a_versioned_s3_destination_is_rolled_back_byte_for_byte_to_each_generation_and_to_before_ferry() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &tree());
+    let moto = Moto::start();
+    moto.create_bucket("dst");
+    moto.enable_versioning("dst");
+    put_pre_existing(&moto, "dst");
+    let env = moto.env();
+    let ep = ["--dst-endpoint", moto.endpoint.as_str()];
+    let before_ferry = moto_md5s(&moto, "dst");
+
+    ferry_ok(w, &[&["copy", "src", "s3://dst/data", "--job", "j"][..], &ep].concat(), &env, 0);
+    let after_copy = moto_md5s(&moto, "dst");
+    assert_eq!(after_copy.len(), 24 + 1, "{after_copy:?}");
+    change_source(&w.join("src"));
+    ferry_ok(w, &["delta", "--job", "j", "--delete", "--max-delete", "50%"], &env, 0);
+    let after_delta = moto_md5s(&moto, "dst");
+    assert_ne!(after_delta, after_copy);
+
+    // The plan, exact, and nothing touched.
+    let dry = ferry_ok(w, &["rollback", "--job", "j", "--to-generation", "1", "--dry-run"], &env, 0);
+    assert_eq!(moto_md5s(&moto, "dst"), after_delta, "a dry run touched the destination");
+    let lines = |verb: &str| dry.stdout.lines().filter(|l| l.trim_start().starts_with(verb)).count();
+    assert_eq!((lines("delete "), lines("from version ")), (3, 5 + 4), "{}", dry.stdout);
+    assert!(dry.stdout.contains("new-30.txt") && dry.stdout.contains("d0/obj-00.bin"), "{}", dry.stdout);
+
+    let back = ferry_ok(w, &["rollback", "--job", "j", "--to-generation", "1", "--json"], &env, 0).json();
+    assert_eq!((back["deleted"].as_u64(), back["restored_from_version"].as_u64()), (Some(3), Some(9)), "{back}");
+    assert_eq!(moto_md5s(&moto, "dst"), after_copy, "the destination is as the bulk copy left it");
+
+    // A second run finds nothing left to undo for that generation.
+    let again = ferry_ok(w, &["rollback", "--job", "j", "--to-generation", "1", "--json"], &env, 0).json();
+    assert_eq!(again["keys"].as_u64(), Some(0), "{again}");
+
+    // To before ferry wrote anything: what it created is gone, what it overwrote is back, the
+    // key outside the job untouched.
+    let all = ferry_ok(w, &["rollback", "--job", "j", "--run", "1", "--json"], &env, 0).json();
+    assert_eq!((all["deleted"].as_u64(), all["restored_from_version"].as_u64()), (Some(24 - 3), Some(3)), "{all}");
+    assert_eq!(moto_md5s(&moto, "dst"), before_ferry);
+
+    // Moving forward again: everything undone is pending, and a delta copies the source.
+    let status = ferry_ok(w, &["status", "--job", "j", "--json"], &env, 0).json();
+    assert!(status.to_string().contains("pending"), "{status}");
+    let delta = ferry_ok(w, &["delta", "--job", "j", "--delete", "--max-delete", "50%", "--json"], &env, 0).json();
+    let forward = moto_md5s(&moto, "dst");
+    let src_now = files(&w.join("src"));
+    for key in src_now.keys() {
+        assert!(forward.contains_key(&format!("data/{key}")), "{key} not copied forward: {forward:?}");
+    }
+    // The key deleted at the source that was there before ferry is not ferry's to delete.
+    assert_eq!(delta["deletes"]["left_changed"].as_u64(), Some(1), "{delta}");
+    assert_eq!(forward["data/d0/obj-00.bin"], before_ferry["data/d0/obj-00.bin"]);
+}
+
+/// `--backup-to` given to the bulk copy and kept by the job: the delta keeps what it overwrites
+/// and deletes too, and rollback copies it back.
+fn backup_round_trip(
+    w: &Path,
+    dst: &str,
+    backup: &str,
+    env: &[(String, String)],
+    extra: &[&str],
+    snapshot: &dyn Fn() -> BTreeMap<String, String>,
+) {
+    let before_ferry = snapshot();
+    ferry_ok(w, &[&["copy", "src", dst, "--job", "j", "--backup-to", backup][..], extra].concat(), env, 0);
+    let after_copy = snapshot();
+    change_source(&w.join("src"));
+    ferry_ok(w, &["delta", "--job", "j", "--delete", "--max-delete", "50%"], env, 0);
+    let job_toml = std::fs::read_to_string(w.join("j/job.toml")).unwrap();
+    assert!(job_toml.contains("backup_to"), "{job_toml}");
+
+    let back = ferry_ok(w, &["rollback", "--job", "j", "--to-generation", "1", "--json"], env, 0).json();
+    assert_eq!((back["deleted"].as_u64(), back["restored_from_backup"].as_u64()), (Some(3), Some(9)), "{back}");
+    assert_eq!(snapshot(), after_copy, "the destination is as the bulk copy left it");
+    let all = ferry_ok(w, &["rollback", "--job", "j", "--run", "1", "--json"], env, 0).json();
+    assert_eq!(all["restored_from_backup"].as_u64(), Some(3), "{all}");
+    assert_eq!(snapshot(), before_ferry);
+}
+
+#[test]
+fn backups_in_another_bucket_of_the_same_service_put_an_unversioned_destination_back() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &tree());
+    let moto = Moto::start();
+    moto.create_bucket("plain");
+    moto.create_bucket("keep");
+    put_pre_existing(&moto, "plain");
+    let env = moto.env();
+    let snapshot = || moto_md5s(&moto, "plain");
+    backup_round_trip(w, "s3://plain/data", "s3://keep/ferry", &env, &["--dst-endpoint", moto.endpoint.as_str()], &snapshot);
+    // One folder per run: the bulk copy's overwrites, and the delta's (copy run and delete run).
+    let kept = moto_md5s(&moto, "keep");
+    let runs: std::collections::BTreeSet<&str> = kept.keys().filter_map(|k| k.split('/').nth(1)).collect();
+    assert_eq!(runs.len(), 3, "{kept:?}");
+    assert_eq!(kept.len(), 3 + 5 + 4, "{kept:?}");
+}
+
+#[test]
+fn backups_on_a_local_disk_put_a_local_destination_back() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &tree());
+    let dst = w.join("dst");
+    for k in PRE_EXISTING {
+        std::fs::create_dir_all(dst.join(k).parent().unwrap()).unwrap();
+        std::fs::write(dst.join(k), format!("held before ferry: {k}")).unwrap();
+    }
+    let snapshot = || files(&dst).into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
+    backup_round_trip(w, dst.to_str().unwrap(), w.join("kept").to_str().unwrap(), &[], &[], &snapshot);
+}
+
+#[test]
+fn without_backups_or_versions_rollback_deletes_what_it_created_and_names_what_it_cannot_put_back() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &tree());
+    let moto = Moto::start();
+    moto.create_bucket("plain");
+    put_pre_existing(&moto, "plain");
+    let env = moto.env();
+    ferry_ok(w, &["copy", "src", "s3://plain/data", "--job", "j", "--dst-endpoint", moto.endpoint.as_str()], &env, 0);
+    let after_copy = moto_md5s(&moto, "plain");
+    // Another writer replaces one of ferry's objects: not ferry's to delete.
+    moto.write_history("plain", &[("data/d1/obj-04.bin", Some("someone else's"))]);
+
+    let run = ferry(w, &["rollback", "--job", "j", "--run", "1"], &env);
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    for k in PRE_EXISTING {
+        assert!(
+            run.stdout.contains(&format!("unrecoverable  data/{k}")) || run.stdout.contains(&format!("unrecoverable  {k}")),
+            "{k}: {}",
+            run.stdout
+        );
+    }
+    assert!(run.stdout.contains("left changed   d1/obj-04.bin"), "{}", run.stdout);
+    let now = moto_md5s(&moto, "plain");
+    let expected: BTreeMap<String, String> = after_copy
+        .into_iter()
+        .filter(|(k, _)| k == "elsewhere/other.txt" || PRE_EXISTING.iter().any(|p| k == &format!("data/{p}")) || k == "data/d1/obj-04.bin")
+        .map(|(k, v)| if k == "data/d1/obj-04.bin" { (k, now["data/d1/obj-04.bin"].clone()) } else { (k, v) })
+        .collect();
+    assert_eq!(now, expected, "created objects deleted; the unrecoverable and the changed one left");
+    // Not undone: a later rollback names them again.
+    let again = ferry(w, &["rollback", "--job", "j", "--run", "1", "--json"], &env);
+    assert_eq!(again.code, 1);
+    assert_eq!((again.json()["unrecoverable"].as_u64(), again.json()["left_changed"].as_u64()), (Some(3), Some(1)));
+}
+
+#[test]
+fn a_backup_location_inside_the_destination_or_an_unknown_run_is_refused_with_nothing_written() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &tree());
+    let dst = w.join("dst");
+    let inside = dst.join("backups");
+    let run = ferry(w, &["copy", "src", dst.to_str().unwrap(), "--job", "j", "--backup-to", inside.to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("--backup-to") && run.stderr.contains("overlaps the destination"), "{}", run.stderr);
+    assert!(files(&dst).is_empty(), "nothing written");
+    let run = ferry(w, &["copy", "src", dst.to_str().unwrap(), "--job", "j", "--backup-to", w.join("src/b").to_str().unwrap()], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+
+    ferry_ok(w, &["copy", "src", dst.to_str().unwrap(), "--job", "j"], &[], 0);
+    let run = ferry(w, &["rollback", "--job", "j", "--run", "7"], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("no such run") && run.stderr.contains("--list"), "{}", run.stderr);
+    let listed = ferry_ok(w, &["rollback", "--job", "j", "--list", "--json"], &[], 0).json();
+    assert_eq!(listed[0]["kind"], "copy", "{listed}");
+    assert_eq!(listed[0]["writes"].as_u64(), Some(24), "{listed}");
+    let run = ferry(w, &["rollback", "--job", "j"], &[]);
+    assert_eq!(run.code, 2, "neither --run nor --to-generation: {}", run.stderr);
+    assert_eq!(files(&dst).len(), 24, "nothing rolled back by a refused command");
+}
