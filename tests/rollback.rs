@@ -257,3 +257,81 @@ fn a_backup_location_inside_the_destination_or_an_unknown_run_is_refused_with_no
     assert_eq!(run.code, 2, "neither --run nor --to-generation: {}", run.stderr);
     assert_eq!(files(&dst).len(), 24, "nothing rolled back by a refused command");
 }
+
+#[test]
+fn a_versioned_gcs_destination_is_rolled_back_to_after_the_bulk_copy() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &tree());
+    let gcs = ferry_testkit::FakeGcs::start();
+    gcs.create_versioned_bucket("gens");
+    let md5s = || gcs.fields("gens", "md5Hash");
+    ferry_ok(w, &["copy", "src", "gs://gens/data", "--job", "j", "--dst-endpoint", &gcs.endpoint], &[], 0);
+    let after_copy = md5s();
+    assert_eq!(after_copy.len(), 24);
+    change_source(&w.join("src"));
+    ferry_ok(w, &["delta", "--job", "j", "--delete", "--max-delete", "50%"], &[], 0);
+    assert_ne!(md5s(), after_copy);
+    let back = ferry_ok(w, &["rollback", "--job", "j", "--to-generation", "1", "--json"], &[], 0).json();
+    assert_eq!((back["deleted"].as_u64(), back["restored_from_version"].as_u64()), (Some(3), Some(9)), "{back}");
+    assert_eq!(md5s(), after_copy, "the destination is as the bulk copy left it (each generation copied back by the service)");
+}
+
+/// The journal's counts, read beside a running ferry.
+fn counts(job: &Path) -> Option<ferry_journal::StatusCounts> {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    rt.block_on(async { ferry_journal::open(job, ferry_journal::JournalKind::Main).await.ok()?.counts().await.ok() })
+}
+
+#[test]
+fn a_rollback_killed_twice_is_finished_by_the_next_run() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    write_tree(&src, &(0..100).map(|i| (format!("k/{i:03}.bin"), 300 + i)).collect::<Vec<_>>());
+    let s3 = ferry_testkit::S3Server::start();
+    s3.create_bucket("dst");
+    s3.create_bucket("keep");
+    // 30 keys there before ferry, with other bytes: each must come back from the backup.
+    let bucket = s3.root.path().join("dst");
+    for i in (0..100).step_by(10).chain(5..25) {
+        std::fs::create_dir_all(bucket.join("k")).unwrap();
+        std::fs::write(bucket.join(format!("k/{i:03}.bin")), format!("before ferry {i}")).unwrap();
+    }
+    let held = || {
+        ferry_testkit::tree::digest_tree(&bucket)
+            .into_iter()
+            .filter(|(k, _)| !k.contains(".s3s") && !k.ends_with(".json"))
+            .collect::<BTreeMap<_, _>>()
+    };
+    let before = held();
+    assert_eq!(before.len(), 28, "{before:?}");
+    let env = s3.env();
+    ferry_ok(w, &["copy", "src", "s3://dst", "--job", "j", "--dst-endpoint", &s3.endpoint, "--backup-to", "s3://keep/b"], &env, 0);
+    assert_ne!(held(), before);
+
+    // Slow (20 requests a second, a key at a time), so each kill lands in the middle.
+    let args = ["rollback", "--job", "j", "--run", "1", "--dst-endpoint", &s3.endpoint, "--transfers", "1", "--tpslimit", "20"];
+    for pending in [15, 50] {
+        let mut child = common::ferry_command(w, &args, &env).stdout(std::process::Stdio::null()).spawn().unwrap();
+        let mut killed = false;
+        for _ in 0..3000 {
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if counts(&w.join("j")).is_some_and(|c| c.pending >= pending) {
+                child.kill().unwrap();
+                killed = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.wait().unwrap();
+        assert!(killed, "the kill landed before the rollback ended");
+    }
+    let last = ferry_ok(w, &["rollback", "--job", "j", "--run", "1", "--dst-endpoint", &s3.endpoint, "--json"], &env, 0).json();
+    assert!(last["keys"].as_u64().unwrap() < 100, "keys finished before the kills are not looked at again: {last}");
+    assert_eq!(held(), before, "the destination is as it was before ferry");
+    let c = counts(&w.join("j")).unwrap();
+    assert_eq!((c.pending, c.done), (100, 0));
+}

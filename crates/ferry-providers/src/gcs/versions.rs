@@ -73,4 +73,24 @@ impl Versions for GcsProvider {
     async fn get_version(&self, key: &str, version: &str, range: Option<Range<u64>>) -> Result<Fetched> {
         self.get_of(key, Some(version), range).await
     }
+
+    async fn versions_of(&self, key: &str) -> Result<Vec<ObjectEntry>> {
+        let full = format!("{}{key}", self.location.prefix);
+        let mut generations: Vec<(u64, ObjectEntry)> = Vec::new();
+        let mut token: Option<String> = None;
+        // Bounded: every page gives the next token, and the last none.
+        loop {
+            let page = self.client.list_versions_page(&full, token.as_deref()).await?;
+            let next = page.next_page_token;
+            for o in page.items.into_iter().filter(|o| o.name == full) {
+                let generation = o.generation.as_deref().and_then(|g| g.parse::<u64>().ok()).unwrap_or(0);
+                generations.push((generation, ObjectEntry { pinned: true, ..o.entry(key.to_string()) }));
+            }
+            match next {
+                Some(next) => token = Some(next),
+                None => break,
+            }
+        }
+        Ok(oldest_first((key.to_string(), generations)).collect())
+    }
 }
