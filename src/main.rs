@@ -6,10 +6,13 @@
 //! - `cmd/*`: one module per command, each turning arguments into engine calls and results
 //!   into text or JSON.
 //! - `progress`: progress bars on a terminal, periodic plain lines elsewhere.
+//! - `out`: standard output that a closed pipe ends quietly (the crate's `println!`).
 //!
 //! Exit codes: 0 done (and verified), 1 some objects failed, 2 usage or configuration error,
 //! 3 verification found differences.
 
+#[macro_use]
+mod out;
 mod args;
 mod cmd;
 mod progress;

@@ -307,3 +307,30 @@ fn case_14_export_check_never_touches_a_running_exports_reserve() {
     ferry_ok(w, &export, &[], 0);
     assert!(!reserve.exists(), "an export releases a reserve left behind");
 }
+
+// Issue 15 (left from the delta work): a reader that closes ferry's standard output early
+// (`ferry rollback --dry-run … | head -1`) made `println!` panic, exit 101 with a panic
+// message; `ferry manifest export | head -1` ended with an error. Both now end quietly, exit 0,
+// the job untouched.
+#[test]
+fn a_closed_standard_output_ends_ferry_quietly() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    ferry_testkit::tree::write_tree(&w.join("src"), &(0..3000).map(|i| (format!("f{i:04}"), 1)).collect::<Vec<_>>());
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+    for args in [&["rollback", "--job", "j", "--run", "1", "--dry-run"][..], &["manifest", "export", "--job", "j", "--format", "jsonl"]] {
+        let mut child =
+            ferry_command(w, args, &[]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+        // Read one line, then go away (as `head -1` does).
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut first = String::new();
+        std::io::BufRead::read_line(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked") && !stderr.contains("error"), "{args:?}: {stderr}");
+        assert!(!first.is_empty());
+    }
+    assert_eq!(std::fs::read_dir(w.join("dst")).unwrap().count(), 3000, "a dry run touched nothing");
+}

@@ -33,7 +33,8 @@ pub async fn run(
     if common.json {
         print_json(&summary);
     } else {
-        print!("{}", std::fs::read_to_string(&summary.summary_path).unwrap_or_default());
+        let text = std::fs::read_to_string(&summary.summary_path).unwrap_or_default();
+        println!("{}", text.trim_end_matches('\n'));
         for d in summary.verify.differences.iter().take(20) {
             println!("  {}: {}: {}", d.kind, d.key, d.detail);
         }

@@ -39,10 +39,21 @@ pub async fn export(common: &Common, format: Format, output: Option<&Path>) -> R
                 ..row.entry.clone()
             });
             Some(ferry_manifest::Proof { sha256: row.copied.sha256, verified_by: row.verified_by, copied, note: row.note })
-        })?;
+        });
         let path = output_path.as_deref().unwrap_or(Path::new("<stdout>"));
-        out.flush().map_err(|source| EngineError::Io { path: path.into(), source })?;
-        Ok(rows)
+        let rows = rows.map_err(EngineError::from).and_then(|rows| {
+            out.flush().map_err(|source| EngineError::Io { path: path.into(), source })?;
+            Ok(rows)
+        });
+        // A reader of standard output that went away (`| head`) ends the export quietly.
+        match rows {
+            Err(EngineError::Manifest(ferry_manifest::ManifestError::Io { source, .. }) | EngineError::Io { source, .. })
+                if output_path.is_none() && source.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                std::process::exit(0)
+            }
+            other => other,
+        }
     })
     .await
     .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
