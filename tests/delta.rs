@@ -163,7 +163,8 @@ fn a_delta_from_s3_to_gcs_copies_what_changed_deletes_what_is_gone_and_leaves_to
     let verify = run(&["verify", "--json"], 0).json();
     assert_eq!(verify["proved_by"]["absent"], n_deleted() as u64, "{verify:#}");
     let again = run(&["delta", "--delete", "--json"], 0).json();
-    assert_eq!(again["generation"], 3);
+    // A quiet source: nothing sealed, generation 2 stands.
+    assert_eq!((again["generation"].as_u64(), again["unchanged_source"].as_bool()), (Some(2), Some(true)), "{again:#}");
     assert_eq!(again["changes"]["unchanged"], (objects() + n_added() - n_deleted()) as u64, "{again:#}");
     assert_eq!(again["copy"]["copied"], 0);
 }
@@ -517,7 +518,14 @@ fn a_watch_until_lag_0_stops_once_a_pass_finds_the_source_quiet() {
     // The first pass finds one change: not quiet; the second finds none and stops.
     let out = ferry_ok(w, &["delta", "--watch", "--interval", "1s", "--until-lag", "0", "--job", "j"], &[], 0);
     assert!(out.stderr.contains("quiet"), "{}", out.stderr);
-    assert_eq!(delta_reports(&w.join("j")).len(), 2);
+    let reports = delta_reports(&w.join("j"));
+    assert_eq!(reports.len(), 2);
+    // The quiet pass sealed nothing: generation 2 (the change) stands, no manifest a pass.
+    assert_eq!((reports[1]["unchanged_source"].as_bool(), reports[1]["generation"].as_u64()), (Some(true), Some(2)), "{:#}", reports[1]);
+    assert_eq!(std::fs::read_dir(w.join("j/manifests")).unwrap().count(), 2);
+    let quiet = ferry_ok(w, &["delta", "--job", "j"], &[], 0);
+    assert!(quiet.stdout.contains("no change since generation 2"), "{}", quiet.stdout);
+    assert_eq!(std::fs::read_dir(w.join("j/manifests")).unwrap().count(), 2);
     // --interval and --until-lag belong to --watch.
     let out = ferry(w, &["delta", "--until-lag", "0", "--job", "j"], &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);

@@ -140,6 +140,8 @@ async fn pass_summary(
             "dry run: a delta would record".to_string()
         } else if summary.resumed {
             format!("finished generation {} (an earlier delta's)", summary.generation)
+        } else if summary.unchanged_source {
+            format!("no change since generation {} (nothing sealed)", summary.generation)
         } else {
             format!("generation {} (parent {})", summary.generation, summary.parent)
         };

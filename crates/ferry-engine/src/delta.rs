@@ -128,6 +128,10 @@ pub struct DeltaSummary {
     pub parent: u32,
     /// This run finished a delta an earlier run sealed and did not finish (no listing).
     pub resumed: bool,
+    /// The listing was the newest generation exactly (nothing added, changed, deleted or
+    /// touched): no generation was sealed, `generation` is that one. A `--watch` on a quiet
+    /// source does not seal a manifest a pass.
+    pub unchanged_source: bool,
     /// Objects and bytes the new generation lists.
     pub objects: u64,
     pub bytes: u64,
@@ -188,6 +192,7 @@ pub async fn delta(
         generation: latest,
         parent: header.parent.unwrap_or(latest),
         resumed: false,
+        unchanged_source: false,
         objects: header.totals.objects,
         bytes: header.totals.bytes,
         changes: GenerationDelta::default(),
@@ -256,7 +261,17 @@ pub async fn delta(
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
             return Err(EngineError::DeltaRefused(refusal));
         }
-        (summary.generation, summary.parent) = (generation, latest);
+        let quiet = preview.added + preview.changed + preview.deleted + preview.returned + preview.touched == 0
+            && touched.confirmed.is_empty()
+            && !opts.copy.dry_run;
+        if quiet {
+            // The listing is generation `latest` again, key for key: nothing to seal or merge.
+            std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
+            summary.unchanged_source = true;
+            summary.changes = preview;
+        } else {
+            (summary.generation, summary.parent) = (generation, latest);
+        }
         (summary.objects, summary.bytes) = (writer.totals().objects, writer.totals().bytes);
         if opts.copy.dry_run {
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
@@ -271,11 +286,13 @@ pub async fn delta(
             summary.seconds = started.elapsed().as_secs_f64();
             return Ok(summary);
         }
-        touched.record().await?;
-        writer.seal()?;
-        summary.changes = merge(journal.as_ref(), generation, &sorted, job).await?;
-        summary.changes.touched += touched.confirmed.len() as u64;
-        journal.set_meta(SEEDED, &generation.to_string()).await?;
+        if !quiet {
+            touched.record().await?;
+            writer.seal()?;
+            summary.changes = merge(journal.as_ref(), generation, &sorted, job).await?;
+            summary.changes.touched += touched.confirmed.len() as u64;
+            journal.set_meta(SEEDED, &generation.to_string()).await?;
+        }
     }
 
     summary.lag_listed = Some(journal.lag(chrono::Utc::now()).await?);
