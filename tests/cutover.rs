@@ -135,8 +135,18 @@ fn after_a_cutover_a_reversed_job_copies_back_exactly_what_was_written_on_the_ne
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(out.stderr.contains("no cutover record"), "{}", out.stderr);
     ferry_ok(w, &["cutover", "--job", "j", "--dst-endpoint", &s3.endpoint], &env, 0);
+    // A reverse cut off earlier (kill -9) left its staging directory, half made: never a job at
+    // --job-out. The next reverse starts it over.
+    std::fs::create_dir_all(w.join(".back.reversing/manifests/gen-0001")).unwrap();
+    std::fs::write(w.join(".back.reversing/job.toml"), "half made").unwrap();
     let reversed = ferry_ok(w, &["reverse", "--job", "j", "--job-out", "back", "--dst-endpoint", &s3.endpoint, "--json"], &env, 0).json();
     assert_eq!((reversed["objects"].as_u64(), reversed["equal_at_cutover"].as_u64()), (Some(40), Some(40)), "{reversed:#}");
+    assert!(!w.join(".back.reversing").exists() && w.join("back/job.toml").exists());
+    // A --job-out that holds anything is refused.
+    std::fs::create_dir_all(w.join("busy")).unwrap();
+    std::fs::write(w.join("busy/notes.txt"), "mine").unwrap();
+    let busy = ferry(w, &["reverse", "--job", "j", "--job-out", "busy", "--dst-endpoint", &s3.endpoint], &env);
+    assert_eq!(busy.code, 2, "{}", busy.stderr);
 
     // 50 objects written on the new side after cutover: a delta of the reversed job copies
     // back exactly those.

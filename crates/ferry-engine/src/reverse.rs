@@ -8,6 +8,10 @@
 //! cutover proved those equal to the source), and anything else — written or rewritten on the
 //! new side since, even at the same size — stays pending, so the first delta of the reversed
 //! job copies it back.
+//!
+//! The job is made in a staging directory beside `--job-out` (`.NAME.reversing`) and renamed
+//! into place only once it is whole: a reverse cut off (kill -9 included) leaves no job that
+//! would copy everything back, and the next reverse starts the staging over.
 
 use crate::{EngineError, Job, Result, Stats};
 use ferry_journal::JournalKind;
@@ -56,9 +60,47 @@ pub async fn reverse(job: &mut Job, out: &Path, run: &Arc<RunContext>, stats: &S
     if out.join("job.toml").exists() {
         return Err(EngineError::JobExists { dir: out.to_path_buf() });
     }
+    if out.exists() && std::fs::read_dir(out).map_err(EngineError::io(out))?.next().is_some() {
+        return Err(EngineError::JobExists { dir: out.to_path_buf() });
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "reversed".into());
+    let staging = out.with_file_name(format!(".{name}.reversing"));
+    if staging.exists() {
+        // An earlier reverse cut off: its half-made job is started over.
+        std::fs::remove_dir_all(&staging).map_err(EngineError::io(&staging))?;
+    }
+    let made = make(job, &staging, &record, run, stats).await;
+    let made = match made {
+        Ok(made) => made,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    // The staged job's journal and lock are closed (dropped in `make`): the whole directory
+    // moves into place at once.
+    std::fs::rename(&staging, out).map_err(EngineError::io(out))?;
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(EngineError::io(parent))?;
+    let (source, destination, objects, equal) = made;
+    Ok(ReverseSummary {
+        job: out.to_path_buf(),
+        source,
+        destination,
+        cutover_record: record,
+        cutover_generation: generation,
+        objects,
+        equal_at_cutover: equal,
+        written_since: objects - equal,
+    })
+}
+
+/// Makes the reversed job of `job` in `dir`: its source, destination, objects listed and
+/// objects equal at cutover. Everything it opens is closed when it returns.
+async fn make(job: &Job, dir: &Path, record: &Path, run: &Arc<RunContext>, stats: &Stats) -> Result<(String, String, u64, u64)> {
     let side = |c: &ferry_providers::Connect| ferry_providers::Connect { write: Default::default(), ..c.clone() };
     let access = crate::Access { source: side(&job.access.destination), destination: side(&job.access.source) };
-    let mut back = Job::open(out, Some(job.destination.clone()), Some(job.source.clone()), access)?;
+    let mut back = Job::open(dir, Some(job.destination.clone()), Some(job.source.clone()), access)?;
     let new_side = back.source_provider(run).await?;
     let planned = crate::plan(&mut back, new_side.as_ref(), stats).await?;
     let journal = back.journal(JournalKind::Main).await?;
@@ -85,14 +127,6 @@ pub async fn reverse(job: &mut Job, out: &Path, run: &Arc<RunContext>, stats: &S
             .collect();
         equal += journal.mark_equal_done(&held, &note).await?;
     }
-    Ok(ReverseSummary {
-        job: out.to_path_buf(),
-        source: back.source.to_string(),
-        destination: back.destination.to_string(),
-        cutover_record: record,
-        cutover_generation: generation,
-        objects: planned.objects,
-        equal_at_cutover: equal,
-        written_since: planned.objects - equal,
-    })
+    journal.release(&[]).await?;
+    Ok((back.source.to_string(), back.destination.to_string(), planned.objects, equal))
 }
