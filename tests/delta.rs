@@ -640,3 +640,26 @@ fn a_delete_leaves_an_object_another_writer_put_at_the_destination_since() {
     let verify = ferry(w, &["verify", "--job", "j", "--json"], &[]);
     assert_eq!(verify.code, 3, "named: {}", verify.stdout);
 }
+
+// Issue 15 (left from the delta work): a file that becomes a folder (`a` gone, `a/b` added)
+// deadlocked every delta: `a/b` cannot be written while `a` is a file at a local destination,
+// and the delete of `a` waited for every copy to succeed. Now the deletes that block the failed
+// copies go first, and the copies are tried again.
+#[test]
+fn a_file_that_becomes_a_folder_is_replayed_by_one_delta() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let src = w.join("src");
+    write_tree(&src, &[("a".to_string(), 10), ("keep/x".to_string(), 20)]);
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+    std::fs::remove_file(src.join("a")).unwrap();
+    write_tree(&src, &[("a/b".to_string(), 30), ("a/c/d".to_string(), 40)]);
+    // Without --delete the copy cannot land, and says so.
+    let held = ferry(w, &["delta", "--job", "j"], &[]);
+    assert_eq!(held.code, 1, "{}\n{}", held.stdout, held.stderr);
+    assert!(w.join("dst/a").is_file());
+    let done = ferry_ok(w, &["delta", "--job", "j", "--delete", "--max-delete", "50%", "--json"], &[], 0).json();
+    assert_eq!((done["deletes"]["deleted"].as_u64(), done["copy"]["failed"].as_u64()), (Some(1), Some(0)), "{done:#}");
+    assert_eq!(ferry_testkit::tree::digest_tree(&w.join("dst")), ferry_testkit::tree::digest_tree(&src));
+    ferry_ok(w, &["verify", "--job", "j"], &[], 0);
+}

@@ -296,7 +296,26 @@ pub async fn delta(
     }
 
     summary.lag_listed = Some(journal.lag(chrono::Utc::now()).await?);
-    let copied = crate::copy(job, src, dst.clone(), opts.copy.clone(), stats, run).await?;
+    let mut copied = crate::copy(job, src.clone(), dst.clone(), opts.copy.clone(), stats.clone(), run).await?;
+    // A key that became a folder (`a` gone, `a/b` added) cannot be copied to a destination where
+    // `a` is still a file, and the deletes wait for every copy: they would wait for good. When
+    // every failed copy is under a key still to delete, those deletes (and only they) go first,
+    // within --max-delete, and the copies are tried again.
+    if opts.delete && copied.failed > 0 && copied.stopped_by.is_none() && copied.failed as usize == copied.failures.len() {
+        let blocking = blocking_deletes(journal.as_ref(), &copied.failures).await?;
+        if let Some(blocking) = blocking {
+            let counts = journal.counts().await?;
+            if let Some(refusal) = too_many_deletes(&opts, counts.pending_delete, counts.objects + counts.pending_delete) {
+                return Err(EngineError::DeltaRefused(refusal));
+            }
+            let generation = summary.generation;
+            delete_gone(job, dst.as_ref(), &opts.copy, generation, run, Some(&blocking), &mut summary.deletes).await?;
+            let first = copied;
+            copied = crate::copy(job, src, dst.clone(), opts.copy.clone(), stats, run).await?;
+            copied.copied += first.copied;
+            copied.bytes_copied += first.bytes_copied;
+        }
+    }
     let copies_failed = copied.failed > 0 || copied.stopped_by.is_some();
     let stopped = copied.stopped_by.is_some();
     summary.copy = Some(copied);
@@ -312,7 +331,7 @@ pub async fn delta(
             if let Some(refusal) = too_many_deletes(&opts, counts.pending_delete, counts.objects + counts.pending_delete) {
                 return Err(EngineError::DeltaRefused(refusal));
             }
-            delete_gone(job, dst.as_ref(), &opts.copy, summary.generation, run, &mut summary.deletes).await?;
+            delete_gone(job, dst.as_ref(), &opts.copy, summary.generation, run, None, &mut summary.deletes).await?;
         }
     }
     if !stopped {
@@ -492,7 +511,23 @@ enum Gone {
     Failed(Failure),
 }
 
-/// Deletes at the destination every key the source no longer has, `at_once` at a time
+/// The pending deletes whose keys are folders of the failed copies' keys (`a` of `a/b/c`), when
+/// every failed copy has one: `None` when any failure has another cause.
+async fn blocking_deletes(journal: &dyn ferry_journal::Journal, failures: &[Failure]) -> Result<Option<std::collections::HashSet<i64>>> {
+    let mut blocking = std::collections::HashSet::new();
+    for f in failures {
+        let folders: Vec<String> = f.key.match_indices('/').map(|(i, _)| f.key[..i].to_string()).collect();
+        let pending: Vec<i64> =
+            journal.get_many(&folders).await?.into_iter().filter(|r| r.state == ObjectState::PendingDelete).map(|r| r.id).collect();
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        blocking.extend(pending);
+    }
+    Ok((!blocking.is_empty()).then_some(blocking))
+}
+
+/// Deletes at the destination every key the source no longer has (of `only`, when given), `at_once` at a time
 /// (`--transfers`), recording in the write ledger what the destination held first.
 async fn delete_gone(
     job: &Job,
@@ -500,6 +535,7 @@ async fn delete_gone(
     opts: &CopyOptions,
     generation: u32,
     run_context: &Arc<RunContext>,
+    only: Option<&std::collections::HashSet<i64>>,
     deletes: &mut Deletes,
 ) -> Result<()> {
     let at_once = opts.transfers;
@@ -516,6 +552,7 @@ async fn delete_gone(
         let rows = journal.in_state(ObjectState::PendingDelete, after, 512).await?;
         let Some(last) = rows.last() else { break };
         after = last.id;
+        let rows: Vec<_> = rows.into_iter().filter(|r| only.is_none_or(|only| only.contains(&r.id))).collect();
         let results: Vec<_> = futures::stream::iter(rows)
             .map(|row| {
                 let (journal, target) = (journal.clone(), target.as_str());

@@ -427,6 +427,11 @@ async fn check(dst: &dyn Provider, row: &ObjectRow, read_back: Option<ReadBack>)
     if matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted) {
         return match dst.head(row.dst_key()).await {
             Ok(None) => Ok(Evidence::Absent),
+            // A folder there now (the key became one at the source): no object under the key.
+            Err(ferry_providers::ProviderError::Refused {
+                refusal: ferry_providers::Refusal::Source(ferry_providers::FileKind::Directory),
+                ..
+            }) => Ok(Evidence::Absent),
             Ok(Some(_)) if row.state == ObjectState::PendingDelete => {
                 Err(diff(DeletedAtSource, "deleted at the source, still at the destination (`ferry delta --delete` deletes it)".into()))
             }
