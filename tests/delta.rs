@@ -81,8 +81,10 @@ for k, n, seed in spec["put"]:
 for k in spec["delete"]:
     s3.delete_object(Bucket=args[0], Key=k)
 for k in spec["touch"]:
-    body = s3.get_object(Bucket=args[0], Key=k)["Body"].read()
-    s3.put_object(Bucket=args[0], Key=k, Body=body)
+    # The same bytes, type and metadata written again: only the time changes (a put that
+    # dropped the type would change what travels with the bytes, and be copied again).
+    got = s3.get_object(Bucket=args[0], Key=k)
+    s3.put_object(Bucket=args[0], Key=k, Body=got["Body"].read(), ContentType=got["ContentType"], Metadata=got["Metadata"])
 "#;
     let mut put = Vec::new();
     let mut sent = 0u64;
@@ -662,4 +664,46 @@ fn a_file_that_becomes_a_folder_is_replayed_by_one_delta() {
     assert_eq!((done["deletes"]["deleted"].as_u64(), done["copy"]["failed"].as_u64()), (Some(1), Some(0)), "{done:#}");
     assert_eq!(ferry_testkit::tree::digest_tree(&w.join("dst")), ferry_testkit::tree::digest_tree(&src));
     ferry_ok(w, &["verify", "--job", "j"], &[], 0);
+}
+
+// Issue 15 (left from the delta work): S3 rewrites an object's metadata by copying it onto
+// itself, which keeps its ETag and changes only its last-modified time: the delta took it as
+// touched and never carried the new metadata. A touched object is now HEADed, and one whose
+// headers or metadata differ from what its copy carried is copied again.
+#[test]
+fn a_metadata_rewrite_that_keeps_the_etag_is_copied_again() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let moto = Moto::start();
+    moto.create_bucket("meta-src");
+    moto.create_bucket("meta-dst");
+    moto.boto3_on(
+        "meta-src",
+        r#"
+for i in range(4):
+    s3.put_object(Bucket=bucket, Key=f"o{i}", Body=b"x" * (100 + i), Metadata={"team": "old"}, ContentType="text/plain")
+"#,
+    );
+    let env = moto.env();
+    let ep = ["--src-endpoint", moto.endpoint.as_str(), "--dst-endpoint", moto.endpoint.as_str()];
+    ferry_ok(w, &[&["copy", "s3://meta-src", "s3://meta-dst", "--job", "j"][..], &ep].concat(), &env, 0);
+    let etags = || moto.boto3_on("meta-src", "print(sorted((o['Key'], o['ETag']) for o in s3.list_objects_v2(Bucket=bucket)['Contents']))");
+    let before = etags();
+    // o1's metadata rewritten in place; o2 touched (copied onto itself, metadata kept).
+    moto.boto3_on(
+        "meta-src",
+        r#"
+import time
+time.sleep(1.1)
+s3.copy_object(Bucket=bucket, Key="o1", CopySource={"Bucket": bucket, "Key": "o1"}, Metadata={"team": "new"}, MetadataDirective="REPLACE", ContentType="text/plain")
+s3.copy_object(Bucket=bucket, Key="o2", CopySource={"Bucket": bucket, "Key": "o2"}, Metadata={"team": "old"}, MetadataDirective="REPLACE", ContentType="text/plain")
+"#,
+    );
+    assert_eq!(etags(), before, "a metadata rewrite keeps the ETag");
+    let delta = ferry_ok(w, &["delta", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!((delta["changes"]["changed"].as_u64(), delta["changes"]["touched"].as_u64()), (Some(1), Some(1)), "{delta:#}");
+    assert_eq!(delta["copy"]["copied"].as_u64(), Some(1), "{delta:#}");
+    let team = moto.boto3_on("meta-dst", "print(s3.head_object(Bucket=bucket, Key='o1')['Metadata'].get('team'))");
+    assert_eq!(team.trim(), "new");
+    ferry_ok(w, &["verify", "--job", "j"], &env, 0);
 }

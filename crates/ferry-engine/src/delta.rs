@@ -223,7 +223,7 @@ pub async fn delta(
             // An unsealed generation is the remains of an interrupted listing: start it again.
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
         }
-        let touched = Touched { journal: journal.clone(), confirmed: Vec::new() };
+        let touched = Touched { journal: journal.clone(), confirmed: Vec::new(), metadata_changed: Vec::new() };
         let listed = list(job, src.as_ref(), generation, latest, &stats, touched).await;
         let (writer, sorted, touched) = match listed {
             Ok(listed) => listed,
@@ -277,10 +277,13 @@ pub async fn delta(
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
             // Touched files read and found unchanged: the preview (their new identity not
             // recorded) took them as changed.
+            let restamped = touched.metadata_changed.len() as u64;
             let touched = touched.confirmed.len() as u64;
             let mut preview = preview;
             preview.changed -= touched;
             (preview.unchanged, preview.touched) = (preview.unchanged + touched, preview.touched + touched);
+            (preview.changed, preview.unchanged, preview.touched) =
+                (preview.changed + restamped, preview.unchanged.saturating_sub(restamped), preview.touched.saturating_sub(restamped));
             summary.changes = preview;
             summary.deletes.pending = journal.counts().await?.pending_delete + preview.deleted - preview.returned;
             summary.seconds = started.elapsed().as_secs_f64();
@@ -291,6 +294,11 @@ pub async fn delta(
             writer.seal()?;
             summary.changes = merge(journal.as_ref(), generation, &sorted, job).await?;
             summary.changes.touched += touched.confirmed.len() as u64;
+            touched.recopy().await?;
+            let restamped = touched.metadata_changed.len() as u64;
+            let c = &mut summary.changes;
+            (c.changed, c.unchanged, c.touched) =
+                (c.changed + restamped, c.unchanged.saturating_sub(restamped), c.touched.saturating_sub(restamped));
             journal.set_meta(SEEDED, &generation.to_string()).await?;
         }
     }
@@ -377,6 +385,8 @@ async fn list(
         let page: Vec<ObjectEntry> = page.into_iter().map(marker_skipped).collect();
         if !src.etag_names_content() {
             touched.confirm(src, &page).await?;
+        } else {
+            touched.restamped(src, &page).await?;
         }
         for entry in page {
             writer.push(&entry)?;
@@ -396,6 +406,10 @@ struct Touched {
     /// The objects found touched and their new listed identity: recorded only once the delta
     /// goes ahead (a refused or dry run writes nothing).
     confirmed: Vec<(i64, ObjectEntry)>,
+    /// Objects whose bytes are as copied (the same entity tag) but whose headers or metadata
+    /// changed at the source since (S3 rewrites an object's metadata by copying it onto itself,
+    /// keeping its ETag): copied again once the delta goes ahead.
+    metadata_changed: Vec<i64>,
 }
 
 impl Touched {
@@ -423,6 +437,55 @@ impl Touched {
             .collect()
             .await;
         self.confirmed.extend(same.into_iter().map(|(id, now)| (id, now.clone())));
+        Ok(())
+    }
+
+    /// Where entity tags name content: of `page`'s objects copied before with the same tag and a
+    /// new last-modified time (the merge would call them touched), those whose Content-Type,
+    /// headers or metadata the source now gives otherwise than it gave the copy (one HEAD each,
+    /// only for those): S3 and GCS list no metadata, and a metadata rewrite keeps the tag.
+    async fn restamped(&mut self, src: &dyn Provider, page: &[ObjectEntry]) -> Result<()> {
+        const HEADS_AT_ONCE: usize = 8;
+        let listed: std::collections::HashMap<&str, &ObjectEntry> =
+            page.iter().filter(|e| e.skipped.is_none() && e.last_modified.is_some()).map(|e| (e.key.as_str(), e)).collect();
+        if listed.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = listed.keys().map(|k| k.to_string()).collect();
+        let rows = self.journal.get_many(&keys).await?;
+        let suspects = rows.into_iter().filter(|row| {
+            let Some(now) = listed.get(row.entry.key.as_str()) else { return false };
+            row.state == ObjectState::Done
+                && row.src_attrs.is_some()
+                && row.entry.same_version(now)
+                && row.entry.last_modified.is_some()
+                && row.entry.last_modified != now.last_modified
+        });
+        let changed: Vec<i64> = futures::stream::iter(suspects)
+            .map(|row| async move {
+                let head = src.head(&row.entry.key).await.ok().flatten()?;
+                let was = row.src_attrs.as_ref()?;
+                let now = ferry_core::headers::Attrs {
+                    content_type: head.content_type.clone(),
+                    headers: head.headers.clone(),
+                    metadata: head.metadata.clone(),
+                };
+                (now != *was && head.etag == row.entry.etag).then_some(row.id)
+            })
+            .buffer_unordered(HEADS_AT_ONCE)
+            .filter_map(|id| async move { id })
+            .collect()
+            .await;
+        self.metadata_changed.extend(changed);
+        Ok(())
+    }
+
+    /// Makes the objects whose metadata changed pending again (after the merge, which found
+    /// them touched).
+    async fn recopy(&self) -> Result<()> {
+        for id in &self.metadata_changed {
+            self.journal.recopy(*id, "metadata changed at the source (same bytes)").await?;
+        }
         Ok(())
     }
 

@@ -171,6 +171,9 @@ pub trait Ledger: Send + Sync {
     /// The source object changed since the manifest: from now on the journal tracks its current
     /// version (`entry`), and says why in the object's note. Open upload state must be cleared first.
     async fn restart_object(&self, id: i64, entry: &ObjectEntry, note: &str) -> Result<()>;
+    /// Makes a copied object pending again, with why in its note: its bytes are as copied but
+    /// what travels with them changed at the source (a delta found its metadata rewritten).
+    async fn recopy(&self, id: i64, note: &str) -> Result<()>;
     /// Records that ferry asked the source to restore the (archived) object now; counted in
     /// [`StatusCounts::restores_requested`] and, until it is done, `restoring`.
     async fn restore_requested(&self, id: i64) -> Result<()>;

@@ -1288,6 +1288,13 @@ impl Ledger for SqliteJournal {
         self.0.restart_object(id, entry, note)
     }
 
+    async fn recopy(&self, id: i64, note: &str) -> Result<()> {
+        self.0.execute(
+            "UPDATE objects SET state = 'pending', attempts = 0, note = ?2, updated_at = datetime('now') WHERE id = ?1 AND state = 'done'",
+            params![id, note],
+        )
+    }
+
     async fn largest_pending(&self) -> Result<Option<(String, u64)>> {
         self.blocking(|j| j.largest_pending()).await
     }
