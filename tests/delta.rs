@@ -155,6 +155,25 @@ fn a_delta_from_s3_to_gcs_copies_what_changed_deletes_what_is_gone_and_leaves_to
     assert_eq!(summary["copy"]["bytes_copied"], sent);
     assert_eq!(summary["deletes"]["deleted"], n_deleted() as u64);
     assert_eq!(summary["deletes"]["failed"], 0);
+    // The change set is sealed with generation 2: a line a key, with what it was and is.
+    let header: serde_json::Value = serde_json::from_slice(&std::fs::read(w.join("j/manifests/gen-0002/manifest.json")).unwrap()).unwrap();
+    assert_eq!(header["changes"]["file"], "changes.jsonl", "{header:#}");
+    let set: Vec<serde_json::Value> = std::fs::read_to_string(w.join("j/manifests/gen-0002/changes.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let of = |kind: &str| set.iter().filter(|c| c["change"] == kind).count();
+    assert_eq!(
+        (of("added"), of("changed"), of("deleted"), of("touched")),
+        (n_added(), n_overwritten(), n_deleted(), n_touched()),
+        "{set:#?}"
+    );
+    assert_eq!(header["changes"]["rows"].as_u64(), Some(set.len() as u64));
+    let same_size = set.iter().find(|c| c["key"] == key(0)).unwrap();
+    assert_eq!(same_size["old"]["size"], same_size["new"]["size"], "{same_size}");
+    assert_ne!(same_size["old"]["etag"], same_size["new"]["etag"], "{same_size}");
+    assert!(set.iter().filter(|c| c["change"] == "added").all(|c| c["old"].is_null() && c["new"]["size"].is_u64()));
     // The touched objects (each at least 100 bytes) were not sent again: what went up is the
     // changed bytes and the requests' own lines and headers (under 2 KiB each).
     let requests = (n_added() + n_overwritten() + n_deleted()) as u64;
@@ -169,6 +188,12 @@ fn a_delta_from_s3_to_gcs_copies_what_changed_deletes_what_is_gone_and_leaves_to
     assert_eq!((again["generation"].as_u64(), again["unchanged_source"].as_bool()), (Some(2), Some(true)), "{again:#}");
     assert_eq!(again["changes"]["unchanged"], (objects() + n_added() - n_deleted()) as u64, "{again:#}");
     assert_eq!(again["copy"]["copied"], 0);
+    // The change set is sealed: an edited one is refused, naming it.
+    let path = w.join("j/manifests/gen-0002/changes.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, text.replacen("added", "deleted", 1)).unwrap();
+    let edited = run(&["delta", "--dry-run"], 2);
+    assert!(edited.stderr.contains("changes.jsonl") && edited.stderr.contains("corrupt"), "{}", edited.stderr);
 }
 
 #[test]

@@ -225,7 +225,7 @@ pub async fn delta(
         }
         let touched = Touched { journal: journal.clone(), confirmed: Vec::new(), metadata_changed: Vec::new() };
         let listed = list(job, src.as_ref(), generation, latest, &stats, touched).await;
-        let (writer, sorted, touched) = match listed {
+        let (mut writer, sorted, touched) = match listed {
             Ok(listed) => listed,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
@@ -291,6 +291,8 @@ pub async fn delta(
         }
         if !quiet {
             touched.record().await?;
+            let rows = write_change_set(job, latest, &sorted, &touched, &dir)?;
+            writer.attach_changes(CHANGES_FILE, rows)?;
             writer.seal()?;
             summary.changes = merge(journal.as_ref(), generation, &sorted, job).await?;
             summary.changes.touched += touched.confirmed.len() as u64;
@@ -409,7 +411,7 @@ struct Touched {
     /// Objects whose bytes are as copied (the same entity tag) but whose headers or metadata
     /// changed at the source since (S3 rewrites an object's metadata by copying it onto itself,
     /// keeping its ETag): copied again once the delta goes ahead.
-    metadata_changed: Vec<i64>,
+    metadata_changed: Vec<(i64, String)>,
 }
 
 impl Touched {
@@ -461,7 +463,7 @@ impl Touched {
                 && row.entry.last_modified.is_some()
                 && row.entry.last_modified != now.last_modified
         });
-        let changed: Vec<i64> = futures::stream::iter(suspects)
+        let changed: Vec<(i64, String)> = futures::stream::iter(suspects)
             .map(|row| async move {
                 let head = src.head(&row.entry.key).await.ok().flatten()?;
                 let was = row.src_attrs.as_ref()?;
@@ -470,7 +472,7 @@ impl Touched {
                     headers: head.headers.clone(),
                     metadata: head.metadata.clone(),
                 };
-                (now != *was && head.etag == row.entry.etag).then_some(row.id)
+                (now != *was && head.etag == row.entry.etag).then_some((row.id, row.entry.key.clone()))
             })
             .buffer_unordered(HEADS_AT_ONCE)
             .filter_map(|id| async move { id })
@@ -483,7 +485,7 @@ impl Touched {
     /// Makes the objects whose metadata changed pending again (after the merge, which found
     /// them touched).
     async fn recopy(&self) -> Result<()> {
-        for id in &self.metadata_changed {
+        for (id, _) in &self.metadata_changed {
             self.journal.recopy(*id, "metadata changed at the source (same bytes)").await?;
         }
         Ok(())
@@ -496,6 +498,110 @@ impl Touched {
         }
         Ok(())
     }
+}
+
+/// The change set's file in a delta generation's directory.
+const CHANGES_FILE: &str = "changes.jsonl";
+
+/// One line of a change set: a key and what it was and is.
+#[derive(Serialize)]
+struct Change<'a> {
+    change: &'static str,
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    old: Option<Identity<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    new: Option<Identity<'a>>,
+}
+
+/// What tells one content from another.
+#[derive(Serialize)]
+struct Identity<'a> {
+    size: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etag: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<&'a str>,
+    #[serde(skip_serializing_if = "ferry_core::Checksums::is_empty")]
+    checksums: &'a ferry_core::Checksums,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_modified: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+impl<'a> Identity<'a> {
+    fn of(e: &'a ObjectEntry) -> Identity<'a> {
+        Identity {
+            size: e.size,
+            etag: e.etag.as_deref(),
+            version: e.version.as_deref(),
+            checksums: &e.checksums,
+            last_modified: e.last_modified,
+        }
+    }
+}
+
+/// Writes generation `parent`'s change set against the sorted new listing into `dir`: one
+/// streaming merge of two key-ordered walks (the parent's entries sorted under `JOB/tmp`), so
+/// memory does not grow with the object count. Returns its lines.
+fn write_change_set(job: &Job, parent: u32, listing: &crate::key_order::Sorted, touched: &Touched, dir: &std::path::Path) -> Result<u64> {
+    use std::io::Write;
+    let spool = job.dir.join("tmp").join("delta-parent");
+    let before = sort_generation(job, parent, &spool)?;
+    let (old, old_error) = before.entries().map_err(EngineError::io(&spool))?;
+    let (new, new_error) = listing.entries().map_err(EngineError::io(job.dir.join("tmp")))?;
+    let read_touched: std::collections::HashSet<&str> = touched.confirmed.iter().map(|(_, e)| e.key.as_str()).collect();
+    let restamped: std::collections::HashSet<&str> = touched.metadata_changed.iter().map(|(_, k)| k.as_str()).collect();
+    let path = dir.join(CHANGES_FILE);
+    let file = std::fs::File::create(&path).map_err(EngineError::io(&path))?;
+    let mut out = std::io::BufWriter::new(file);
+    let mut rows = 0u64;
+    let mut write = |change: Change<'_>| -> Result<()> {
+        serde_json::to_writer(&mut out, &change).expect("a change serializes");
+        out.write_all(b"\n").map_err(EngineError::io(&path))?;
+        rows += 1;
+        Ok(())
+    };
+    let (mut old, mut new) = (old.filter(|e| e.skipped.is_none()).peekable(), new.filter(|e| e.skipped.is_none()).peekable());
+    loop {
+        let order = match (old.peek(), new.peek()) {
+            (None, None) => break,
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (Some(o), Some(n)) => o.id().cmp(&n.id()),
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                let o = old.next().expect("peeked");
+                write(Change { change: "deleted", key: &o.key, old: Some(Identity::of(&o)), new: None })?;
+            }
+            std::cmp::Ordering::Greater => {
+                let n = new.next().expect("peeked");
+                write(Change { change: "added", key: &n.key, old: None, new: Some(Identity::of(&n)) })?;
+            }
+            std::cmp::Ordering::Equal => {
+                let (o, n) = (old.next().expect("peeked"), new.next().expect("peeked"));
+                let change = if restamped.contains(n.key.as_str()) {
+                    "changed"
+                } else if read_touched.contains(n.key.as_str()) {
+                    "touched"
+                } else if !o.same_version(&n) {
+                    "changed"
+                } else if o.last_modified != n.last_modified {
+                    "touched"
+                } else {
+                    continue;
+                };
+                write(Change { change, key: &n.key, old: Some(Identity::of(&o)), new: Some(Identity::of(&n)) })?;
+            }
+        }
+    }
+    out.flush().map_err(EngineError::io(&path))?;
+    for error in [old_error, new_error] {
+        if let Some(e) = error.take() {
+            return Err(EngineError::Io { path: job.dir.join("tmp"), source: e });
+        }
+    }
+    Ok(rows)
 }
 
 /// A folder marker (`photos/`, or an empty key) is recorded as skipped, as a plan records it.

@@ -57,6 +57,11 @@ pub struct ManifestHeader {
     /// (pinned to it), a key's versions oldest first, delete markers as skipped entries.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub all_versions: bool,
+    /// A delta generation's change set: `changes.jsonl`, a line per key added, changed,
+    /// deleted or touched since the parent, with the old and new identity (see
+    /// `docs/job-directory.md`), hashed like a shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ShardInfo>,
 }
 
 impl ManifestHeader {

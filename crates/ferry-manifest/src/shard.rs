@@ -133,6 +133,7 @@ impl ManifestWriter {
                 totals: Totals::default(),
                 shards: Vec::new(),
                 all_versions: false,
+                changes: None,
             },
             schema: schema(),
             cols: Columns::default(),
@@ -209,6 +210,16 @@ impl ManifestWriter {
         Ok(())
     }
 
+    /// Seals `file` (written in the generation's directory, `rows` lines) with the generation as
+    /// its change set: hashed now, checked by every reader.
+    pub fn attach_changes(&mut self, file: &str, rows: u64) -> Result<()> {
+        let path = self.dir.join(file);
+        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let (sha256, bytes) = file_sha256(&path)?;
+        self.header.changes = Some(ShardInfo { file: file.to_string(), rows, bytes, sha256 });
+        Ok(())
+    }
+
     /// Writes the remaining rows, hashes every shard and writes the header: the generation is sealed.
     pub fn seal(mut self) -> Result<ManifestHeader> {
         self.flush_batch()?;
@@ -244,7 +255,7 @@ pub struct ManifestReader {
 impl ManifestReader {
     pub fn open(dir: &Path) -> Result<Self> {
         let header = ManifestHeader::read(dir)?;
-        for shard in &header.shards {
+        for shard in header.shards.iter().chain(&header.changes) {
             let path = dir.join(&shard.file);
             let (sha, bytes) = file_sha256(&path)?;
             if sha != shard.sha256 || bytes != shard.bytes {
