@@ -131,7 +131,8 @@ impl RollbackSummary {
     }
 }
 
-/// The runs a rollback to `to` undoes, of `runs` (the ledger's): `Ok(None)`: nothing was written after it.
+/// The first of the runs a rollback to `to` undoes (it and every later one), of `runs` (the
+/// ledger's): `Ok(None)`: nothing was written after it.
 pub fn runs_to_undo(runs: &[RunRow], to: RollbackTo) -> Result<Option<RunId>> {
     let undoable = |r: &&RunRow| r.kind != RunKind::Rollback;
     match to {
@@ -145,7 +146,8 @@ pub fn runs_to_undo(runs: &[RunRow], to: RollbackTo) -> Result<Option<RunId>> {
                 runs.iter().filter(undoable).map(|r| r.id.0.to_string()).collect::<Vec<_>>().join(", ")
             ))),
         },
-        RollbackTo::Generation(n) => Ok(runs.iter().filter(undoable).find(|r| r.generation.is_none_or(|g| g > n)).map(|r| r.id)),
+        // A run an older ferry recorded without its generation is never taken for a later one.
+        RollbackTo::Generation(n) => Ok(runs.iter().filter(undoable).find(|r| r.generation.is_some_and(|g| g > n)).map(|r| r.id)),
     }
 }
 
@@ -456,5 +458,34 @@ impl std::fmt::Display for Step {
             write!(f, ": failed: {e}")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(id: i64, kind: RunKind, generation: Option<u32>) -> RunRow {
+        RunRow { id: RunId(id), kind, generation, started: String::new(), writes: 1, undone: 0 }
+    }
+
+    #[test]
+    fn a_rollback_goes_back_to_the_first_run_after_the_generation_and_never_undoes_a_rollback() {
+        let runs = [
+            run(1, RunKind::Copy, None),
+            run(2, RunKind::Copy, Some(1)),
+            run(3, RunKind::Copy, Some(2)),
+            run(4, RunKind::Delta, Some(2)),
+            run(5, RunKind::Rollback, Some(3)),
+            run(6, RunKind::Copy, Some(3)),
+        ];
+        let to = |t| runs_to_undo(&runs, t).unwrap().map(|r| r.0);
+        assert_eq!(to(RollbackTo::Generation(1)), Some(3));
+        assert_eq!(to(RollbackTo::Generation(2)), Some(6));
+        assert_eq!(to(RollbackTo::Generation(0)), Some(2), "a run recorded without its generation is not taken for a later one");
+        assert_eq!(to(RollbackTo::Generation(3)), None);
+        assert_eq!(to(RollbackTo::Run(4)), Some(4));
+        assert!(runs_to_undo(&runs, RollbackTo::Run(5)).is_err(), "a rollback is not undone");
+        assert!(runs_to_undo(&runs, RollbackTo::Run(9)).is_err());
     }
 }
