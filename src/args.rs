@@ -139,8 +139,8 @@ pub enum Command {
         #[arg(long, conflicts_with_all = ["run", "to_generation", "dry_run"])]
         list: bool,
         /// Keys undone at once.
-        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(usize))]
-        transfers: usize,
+        #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..=4096))]
+        transfers: u16,
         #[command(flatten)]
         rates: Rates,
     },

@@ -176,7 +176,9 @@ fn backups_in_another_bucket_of_the_same_service_put_an_unversioned_destination_
     backup_round_trip(w, "s3://plain/data", "s3://keep/ferry", &env, &["--dst-endpoint", moto.endpoint.as_str()], &snapshot);
     // One folder per run: the bulk copy's overwrites, and the delta's (copy run and delete run).
     let kept = moto_md5s(&moto, "keep");
-    let runs: std::collections::BTreeSet<&str> = kept.keys().filter_map(|k| k.split('/').nth(1)).collect();
+    // ferry/job-ID/run-N/KEY
+    let runs: std::collections::BTreeSet<&str> = kept.keys().filter_map(|k| k.split('/').nth(2)).collect();
+    assert!(kept.keys().all(|k| k.split('/').nth(1).is_some_and(|j| j.starts_with("job-"))), "{kept:?}");
     assert_eq!(runs.len(), 3, "{kept:?}");
     assert_eq!(kept.len(), 3 + 5 + 4, "{kept:?}");
 }
@@ -243,8 +245,24 @@ fn a_backup_location_inside_the_destination_or_an_unknown_run_is_refused_with_no
     assert_eq!(run.code, 2, "{}", run.stderr);
     assert!(run.stderr.contains("--backup-to") && run.stderr.contains("overlaps the destination"), "{}", run.stderr);
     assert!(files(&dst).is_empty(), "nothing written");
-    let run = ferry(w, &["copy", "src", dst.to_str().unwrap(), "--job", "j", "--backup-to", w.join("src/b").to_str().unwrap()], &[]);
-    assert_eq!(run.code, 2, "{}", run.stderr);
+    // Compared where the paths really are: `.`, doubled slashes, a symbolic link, the job
+    // directory; and another kind of store than the destination's (it would not keep what
+    // the destination's objects carry).
+    std::fs::create_dir_all(&dst).unwrap();
+    std::os::unix::fs::symlink(&dst, w.join("to-dst")).unwrap();
+    let sneaky = [
+        format!("{}/./src/.bk", w.display()),
+        format!("{}//dst//bk", w.display()),
+        format!("{}/to-dst/bk", w.display()),
+        "j/bk".to_string(),
+        "s3://bucket/keep".to_string(),
+    ];
+    for backup in &sneaky {
+        let run = ferry(w, &["copy", "src", dst.to_str().unwrap(), "--job", "j", "--backup-to", backup], &[]);
+        assert_eq!(run.code, 2, "{backup}: {}", run.stderr);
+        assert!(run.stderr.contains("--backup-to"), "{backup}: {}", run.stderr);
+    }
+    assert!(files(&dst).is_empty() && !w.join("src/.bk").exists(), "nothing written");
 
     ferry_ok(w, &["copy", "src", dst.to_str().unwrap(), "--job", "j"], &[], 0);
     let run = ferry(w, &["rollback", "--job", "j", "--run", "7"], &[]);
@@ -256,6 +274,117 @@ fn a_backup_location_inside_the_destination_or_an_unknown_run_is_refused_with_no
     let run = ferry(w, &["rollback", "--job", "j"], &[]);
     assert_eq!(run.code, 2, "neither --run nor --to-generation: {}", run.stderr);
     assert_eq!(files(&dst).len(), 24, "nothing rolled back by a refused command");
+    let run = ferry(w, &["rollback", "--job", "j", "--to-generation", "5"], &[]);
+    assert_eq!(run.code, 2, "a generation the job does not have: {}", run.stderr);
+    // An unmounted destination lists as empty: refused, not taken for "as before".
+    std::fs::rename(&dst, w.join("dst.away")).unwrap();
+    let run = ferry(w, &["rollback", "--job", "j", "--run", "1"], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("mounted"), "{}", run.stderr);
+    std::fs::rename(w.join("dst.away"), &dst).unwrap();
+    let listed = ferry_ok(w, &["rollback", "--job", "j", "--list", "--json"], &[], 0).json();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "a refused rollback records no run: {listed}");
+}
+
+// Hostile-user findings on rollback (issue 15): a kept copy altered since is never put back; two
+// jobs backing up to one URL keep their own copies; an object over the part size is kept and
+// put back on a local disk; a key another writer changed after a failed rollback is left.
+#[test]
+fn a_backup_altered_since_is_named_and_not_put_back() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("src")).unwrap();
+    std::fs::create_dir_all(w.join("dst")).unwrap();
+    for k in ["a", "b"] {
+        std::fs::write(w.join("src").join(k), format!("new {k}")).unwrap();
+        std::fs::write(w.join("dst").join(k), format!("precious {k}")).unwrap();
+    }
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j", "--backup-to", "kept"], &[], 0);
+    let copies: Vec<_> = files(&w.join("kept")).into_keys().collect();
+    assert_eq!(copies.len(), 2, "{copies:?}");
+    let tampered = w.join("kept").join(copies.iter().find(|k| k.ends_with("/a")).unwrap());
+    std::fs::write(&tampered, "tampered!").unwrap();
+    let dry = ferry(w, &["rollback", "--job", "j", "--run", "1", "--dry-run"], &[]);
+    assert_eq!(dry.code, 1, "the plan says it too: {}", dry.stdout);
+    assert!(dry.stdout.contains("unrecoverable  a (its --backup-to copy was altered since ferry kept it)"), "{}", dry.stdout);
+    let run = ferry(w, &["rollback", "--job", "j", "--run", "1"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(w.join("dst/a")).unwrap(), "new a", "the altered copy is not put back");
+    assert_eq!(std::fs::read_to_string(w.join("dst/b")).unwrap(), "precious b");
+}
+
+#[test]
+fn two_jobs_backing_up_to_one_location_keep_their_own_copies() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    for (job, side) in [("ja", "A"), ("jb", "B")] {
+        std::fs::create_dir_all(w.join(format!("src{side}"))).unwrap();
+        std::fs::create_dir_all(w.join(format!("dst{side}"))).unwrap();
+        std::fs::write(w.join(format!("src{side}/config")), format!("{side} new")).unwrap();
+        std::fs::write(w.join(format!("dst{side}/config")), format!("{side} precious")).unwrap();
+        let (src, dst) = (format!("src{side}"), format!("dst{side}"));
+        ferry_ok(w, &["copy", &src, &dst, "--job", job, "--backup-to", "shared"], &[], 0);
+    }
+    ferry_ok(w, &["rollback", "--job", "ja", "--run", "1"], &[], 0);
+    assert_eq!(std::fs::read_to_string(w.join("dstA/config")).unwrap(), "A precious");
+    ferry_ok(w, &["rollback", "--job", "jb", "--run", "1"], &[], 0);
+    assert_eq!(std::fs::read_to_string(w.join("dstB/config")).unwrap(), "B precious");
+}
+
+#[test]
+fn an_object_larger_than_a_part_is_kept_and_put_back_on_a_local_disk() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &[("big".to_string(), 70 << 20)]);
+    write_tree(&w.join("old"), &[("big".to_string(), 66 << 20)]);
+    std::fs::create_dir_all(w.join("dst")).unwrap();
+    std::fs::rename(w.join("old/big"), w.join("dst/big")).unwrap();
+    let before = files(&w.join("dst"));
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j", "--backup-to", "kept", "--part-size", "8MiB"], &[], 0);
+    assert_ne!(files(&w.join("dst")), before);
+    let back = ferry_ok(w, &["rollback", "--job", "j", "--run", "1", "--json"], &[], 0).json();
+    assert_eq!(back["restored_from_backup"].as_u64(), Some(1), "{back}");
+    assert!(files(&w.join("dst")) == before, "the 66 MiB object is back byte for byte");
+}
+
+#[test]
+fn a_key_another_writer_changed_after_a_failed_rollback_is_left() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("src")).unwrap();
+    std::fs::create_dir_all(w.join("dst")).unwrap();
+    std::fs::write(w.join("src/a"), "new").unwrap();
+    std::fs::write(w.join("dst/a"), "old").unwrap();
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j", "--backup-to", "kept"], &[], 0);
+    // The backup location away: the rollback fails that key (begun, not done).
+    std::fs::rename(w.join("kept"), w.join("kept.away")).unwrap();
+    let failed = ferry(w, &["rollback", "--job", "j", "--run", "1"], &[]);
+    assert_ne!(failed.code, 0, "{}", failed.stdout);
+    std::fs::rename(w.join("kept.away"), w.join("kept")).unwrap();
+    std::fs::write(w.join("dst/a"), "the application's, written after").unwrap();
+    let run = ferry(w, &["rollback", "--job", "j", "--run", "1"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("left changed   a"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(w.join("dst/a")).unwrap(), "the application's, written after");
+}
+
+#[test]
+fn a_write_cut_off_is_taken_as_ferrys_only_at_the_size_ferry_was_writing() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &[("a".to_string(), 100), ("b".to_string(), 100)]);
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j"], &[], 0);
+    // As a kill between the write and its acknowledgement leaves the ledger: both rows open.
+    let script = "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute('UPDATE writes SET done = 0'); c.commit()";
+    let out = std::process::Command::new("python3").args(["-c", script, w.join("j/journal.sqlite").to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Another writer replaced b with other bytes of another size.
+    std::fs::write(w.join("dst/b"), "someone else's").unwrap();
+    let run = ferry(w, &["rollback", "--job", "j", "--run", "1"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("left changed   b"), "{}", run.stdout);
+    assert!(!w.join("dst/a").exists(), "a, at the size ferry wrote, is ferry's: deleted");
+    assert_eq!(std::fs::read_to_string(w.join("dst/b")).unwrap(), "someone else's");
 }
 
 #[test]

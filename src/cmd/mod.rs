@@ -43,7 +43,7 @@ pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
                 (None, Some(n)) => Some(ferry_engine::RollbackTo::Generation(n)),
                 (None, None) => None,
             };
-            rollback::run(&common, to, dry_run, transfers, &rates.run()).await
+            rollback::run(&common, to, dry_run, usize::from(transfers), &rates.run()).await
         }
         Command::Verify { common, all_bytes, sample, no_extra, transfers, max_memory, rates } => {
             let opts = ferry_engine::VerifyOptions { transfers, all_bytes, sample, extras: !no_extra, max_memory };

@@ -1,7 +1,8 @@
 //! `--backup-to URL`: before ferry overwrites or deletes an object at the destination, it keeps
-//! what was there under `URL/run-N/` with the same key (rclone's `--backup-dir`, one folder per
-//! run so two runs that replace the same key keep both), and the write ledger row says where.
-//! A rollback puts it back from there.
+//! what was there under `URL/job-ID/run-N/` with the same key (rclone's `--backup-dir`; a folder
+//! per job, so two jobs backing up to one URL never overwrite each other's copies, and per run,
+//! so two runs that replace the same key keep both), and the write ledger row says where and
+//! what the kept copy was. A rollback checks the copy against that before putting it back.
 //!
 //! The copy is made by the service where the backup and the destination are one service reached
 //! the same way (S3 CopyObject/UploadPartCopy, GCS rewrite); else its bytes pass through ferry,
@@ -43,24 +44,28 @@ impl Backup {
     /// The backup of run `run_id` under `root`, for a destination reached through `dst_connect`.
     pub(crate) async fn open(
         root: &Location,
+        job_id: &str,
         run_id: ferry_journal::RunId,
         dst: &dyn Provider,
         dst_connect: &Connect,
         run: &Arc<RunContext>,
     ) -> Result<Backup> {
-        let location = root.child(&format!("run-{}", run_id.0));
+        let location = root.child(&format!("job-{job_id}")).child(&format!("run-{}", run_id.0));
         let connect = connect_for(root, dst.location(), dst_connect);
         let provider = open(&location, &connect, run).await?;
         let server_side = provider.server_copy().is_some_and(|c| c.copies_from(dst.location(), dst_connect));
         Ok(Backup { location, provider, server_side })
     }
 
-    /// Keeps what `dst` holds under `key` now, under the same key here. `Ok(false)`: the key
-    /// holds nothing (there is nothing to keep).
-    pub(crate) async fn keep(&self, dst: &dyn Provider, key: &str) -> std::result::Result<bool, ProviderError> {
-        let Some(held) = dst.head(key).await? else { return Ok(false) };
+    /// Keeps what `dst` holds under `key` now, under the same key here, and says what the kept
+    /// copy is (one HEAD of it: its size must be the object's). `Ok(None)`: the key holds
+    /// nothing (there is nothing to keep).
+    pub(crate) async fn keep(&self, dst: &dyn Provider, key: &str) -> std::result::Result<Option<ferry_journal::Kept>, ProviderError> {
+        let Some(held) = dst.head(key).await? else { return Ok(None) };
         copy(dst, &held, self.provider.as_ref(), self.server_side).await?;
-        Ok(true)
+        let kept = self.provider.head(key).await?.filter(|k| k.size == held.size);
+        let Some(kept) = kept else { return Err(short_read(key, 0, held.size)) };
+        Ok(Some(ferry_journal::Kept { location: self.location.to_string(), size: kept.size, etag: kept.etag }))
     }
 }
 
@@ -101,7 +106,8 @@ pub(crate) async fn copy(
     let plan = PartPlan::fit(object.size, None, &to.limits(), 64 << 20).map_err(|e| plan_error(&object.key, e))?;
     match to.multipart() {
         Some(mp) if !plan.is_single() => {
-            let id = format!("backup-{}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default());
+            // An id of the kind ferry's own uploads have (a local disk takes no other).
+            let id = uuid::Uuid::new_v4().simple().to_string();
             let mut upload = mp.start(&object.key, &attrs, object.size, &id).await?;
             let mut parts: Vec<PartReceipt> = Vec::new();
             for index in 0..plan.count() {

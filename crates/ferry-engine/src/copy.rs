@@ -181,7 +181,7 @@ pub async fn copy(
     // this run writes (an empty one: a single request), instead of a HEAD per object.
     mover.held = crate::held::Held::list(mover.dst.as_ref(), crate::held::Held::limit(summary.pending)).await;
     if let Some(root) = &opts.backup_to {
-        let backup = crate::backup::Backup::open(root, shared.run_id, mover.dst.as_ref(), &job.access.destination, run).await?;
+        let backup = crate::backup::Backup::open(root, &job.id(), shared.run_id, mover.dst.as_ref(), &job.access.destination, run).await?;
         mover.backup = Some(Arc::new(backup));
     }
     let mover = Arc::new(mover);

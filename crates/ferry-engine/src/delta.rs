@@ -711,7 +711,7 @@ async fn delete_gone(
     let journal = job.journal(JournalKind::Main).await?;
     let run = journal.begin_run(RunKind::Delta, generation).await?;
     let backup = match &opts.backup_to {
-        Some(root) => Some(crate::backup::Backup::open(root, run, dst, &job.access.destination, run_context).await?),
+        Some(root) => Some(crate::backup::Backup::open(root, &job.id(), run, dst, &job.access.destination, run_context).await?),
         None => None,
     };
     let backup = backup.as_ref();

@@ -60,6 +60,9 @@ pub struct Job {
     pub destination: Location,
     pub access: Access,
     persisted: bool,
+    /// When the job was made (kept in `job.toml`): with its sides, what tells it from any
+    /// other job, even one made again in the same directory.
+    created_at: DateTime<Utc>,
     /// The settings `job.toml` keeps (`None`: no copy kept any yet).
     kept: Option<Settings>,
     /// The settings this run settled on ([`Job::settle`]), kept by [`Job::keep_settings`].
@@ -171,6 +174,7 @@ impl Job {
                     },
                 },
                 persisted: true,
+                created_at: stored.created_at,
                 kept: stored.settings,
                 settings: None,
                 lock: None,
@@ -192,6 +196,7 @@ impl Job {
                     destination,
                     access,
                     persisted: false,
+                    created_at: Utc::now(),
                     kept: None,
                     settings: None,
                     lock: None,
@@ -200,6 +205,14 @@ impl Job {
             }
             _ => Err(EngineError::NoJob { dir: dir.into() }),
         }
+    }
+
+    /// A short id of this job, the same for every run of it and different for any other job
+    /// (even one made again in the same directory): where its `--backup-to` copies go.
+    pub fn id(&self) -> String {
+        use sha2::Digest;
+        let who = format!("{}|{}|{}", self.created_at.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true), self.source, self.destination);
+        hex::encode(&sha2::Sha256::digest(who.as_bytes())[..8])
     }
 
     /// Settles `--local-metadata` for any command on this job: the one given, else the one
@@ -218,17 +231,32 @@ impl Job {
         let schemes = (self.source.scheme, self.destination.scheme);
         let settings = Settings::settle(self.kept.as_ref(), asked, schemes, self.access.destination.local_metadata)?;
         if let Some(backup) = settings.backup_to()? {
+            // A kept copy must keep what the destination keeps (headers, metadata, tags): on
+            // another kind of store it would come back without them.
+            if backup.scheme != self.destination.scheme {
+                return Err(EngineError::WriteSetting(format!(
+                    "--backup-to {backup}: keep backups on the destination's kind of store ({}://), which keeps what its objects carry",
+                    self.destination.scheme.as_url_scheme()
+                )));
+            }
             // Kept objects among the destination's would be copied, verified and deleted as
-            // its own; among the source's, listed by the next delta.
-            for (what, location) in [("destination", &self.destination), ("source", &self.source)] {
-                if backup.overlaps(location) {
+            // its own; among the source's, listed by the next delta; in the job directory,
+            // mixed with its files. Local paths are compared where they really are (`..`,
+            // doubled slashes, symbolic links).
+            let real = |l: &Location| match l.scheme {
+                ferry_core::Scheme::Local => {
+                    Location { prefix: resolved(Path::new(&l.prefix)).to_string_lossy().into_owned(), ..l.clone() }
+                }
+                _ => l.clone(),
+            };
+            let job_dir = Location { prefix: resolved(&self.dir).to_string_lossy().into_owned(), ..Location::parse("/").expect("a path") };
+            let places = [("destination", real(&self.destination)), ("source", real(&self.source)), ("job directory", job_dir)];
+            for (what, location) in places {
+                if real(&backup).overlaps(&location) {
                     return Err(EngineError::WriteSetting(format!(
                         "--backup-to {backup} overlaps the {what} {location}: keep backups in a location of their own"
                     )));
                 }
-            }
-            if backup.scheme == ferry_core::Scheme::Local && resolved(&self.dir).starts_with(resolved(Path::new(&backup.prefix))) {
-                return Err(EngineError::WriteSetting(format!("--backup-to {backup} holds the job directory {}", self.dir.display())));
             }
         }
         self.access.destination.write = settings.write();
@@ -308,7 +336,7 @@ impl Job {
             if path.exists() {
                 // Another process made this job between our open and our lock: check against it.
                 let stored = Job::open(&self.dir, Some(self.source.clone()), Some(self.destination.clone()), self.access.clone())?;
-                (self.access, self.persisted, self.kept) = (stored.access, true, stored.kept);
+                (self.access, self.persisted, self.kept, self.created_at) = (stored.access, true, stored.kept, stored.created_at);
                 return Ok(());
             }
             let file = JobFile {
@@ -320,7 +348,7 @@ impl Job {
                 destination_profile: self.access.destination.profile.clone(),
                 follow_symlinks: self.access.source.follow_symlinks,
                 all_versions: self.access.source.all_versions,
-                created_at: Utc::now(),
+                created_at: self.created_at,
                 settings: None,
             };
             let text = toml::to_string(&file).expect("job file serializes");

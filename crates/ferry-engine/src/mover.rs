@@ -1006,8 +1006,8 @@ pub(crate) async fn keep_replaced(
     if kept.is_some() || prior == Prior::Absent {
         return Ok(());
     }
-    if backup.keep(dst, key).await? {
-        journal.set_backup(ledger, &backup.location.to_string()).await?;
+    if let Some(kept) = backup.keep(dst, key).await? {
+        journal.set_backup(ledger, &kept).await?;
     }
     Ok(())
 }

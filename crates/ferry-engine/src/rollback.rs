@@ -21,7 +21,7 @@
 
 use crate::{EngineError, Job, Result};
 use ferry_core::{Location, ObjectEntry, SkipReason};
-use ferry_journal::{JournalKind, Prior, RunId, RunKind, RunRow, UndoGroup, Undone, WriteOp};
+use ferry_journal::{JournalKind, Prior, RunId, RunKind, RunRow, UndoGroup, Undone, WriteOp, Wrote};
 use ferry_providers::{Provider, ProviderError, RunContext};
 use futures::StreamExt;
 use serde::Serialize;
@@ -58,6 +58,11 @@ pub enum Unrecoverable {
     PriorUnknown,
     /// The destination keeps versions, but none of them is the one the write replaced.
     VersionNotFound,
+    /// The `--backup-to` copy is gone.
+    BackupMissing,
+    /// The `--backup-to` copy is not the one ferry kept (another size or entity tag): it was
+    /// altered since, and is not put back.
+    BackupChanged,
 }
 
 impl Unrecoverable {
@@ -66,6 +71,8 @@ impl Unrecoverable {
             Unrecoverable::NotKept => "overwritten or deleted with no --backup-to, and the destination keeps no versions",
             Unrecoverable::PriorUnknown => "what the destination held before is not known",
             Unrecoverable::VersionNotFound => "none of the destination's versions of it is the one ferry replaced",
+            Unrecoverable::BackupMissing => "its --backup-to copy is gone",
+            Unrecoverable::BackupChanged => "its --backup-to copy was altered since ferry kept it",
         }
     }
 }
@@ -155,7 +162,22 @@ pub fn runs_to_undo(runs: &[RunRow], to: RollbackTo) -> Result<Option<RunId>> {
 /// checked in `run`.
 pub async fn rollback(job: &mut Job, dst: Arc<dyn Provider>, opts: RollbackOptions, run: &Arc<RunContext>) -> Result<RollbackSummary> {
     let started = Instant::now();
+    // An unmounted disk lists as empty: every key would look as it was before ferry.
+    if job.destination.scheme == ferry_core::Scheme::Local && !std::path::Path::new(&job.destination.prefix).is_dir() {
+        return Err(EngineError::WriteSetting(format!(
+            "the destination {} is not a directory (is its disk mounted?): nothing rolled back",
+            job.destination
+        )));
+    }
     job.persist()?;
+    if let RollbackTo::Generation(n) = opts.to
+        && n > job.latest_generation().unwrap_or(0)
+    {
+        return Err(EngineError::WriteSetting(format!(
+            "--to-generation {n}: this job's newest generation is {} (`ferry rollback --list` shows the runs)",
+            job.latest_generation().unwrap_or(0)
+        )));
+    }
     let journal = job.journal(JournalKind::Main).await?;
     let runs = journal.runs().await?;
     let mut summary = RollbackSummary { destination: job.destination.to_string(), dry_run: opts.dry_run, ..Default::default() };
@@ -163,15 +185,28 @@ pub async fn rollback(job: &mut Job, dst: Arc<dyn Provider>, opts: RollbackOptio
         summary.seconds = started.elapsed().as_secs_f64();
         return Ok(summary);
     };
-    summary.runs = runs.iter().filter(|r| r.id >= from && r.kind != RunKind::Rollback).map(|r| r.id.0).collect();
+    summary.runs = runs.iter().filter(|r| r.id >= from && r.kind != RunKind::Rollback && r.undone < r.writes).map(|r| r.id.0).collect();
+    let target = job.destination.to_string();
+    // Nothing left to undo: no rollback run is recorded.
+    if journal.undo_groups(&target, from, "", 1).await?.is_empty() {
+        summary.runs.clear();
+        summary.seconds = started.elapsed().as_secs_f64();
+        return Ok(summary);
+    }
     let by = match opts.dry_run {
         true => None,
         false => Some(journal.begin_run(RunKind::Rollback, job.latest_generation().unwrap_or(0)).await?),
     };
     summary.run = by.map(|r| r.0);
     let (plan_path, mut plan) = job.report_file(if opts.dry_run { "rollback-plan" } else { "rollback-steps" }, "jsonl")?;
-    let undo = Undo { dst, versions: tokio::sync::OnceCell::new(), backups: tokio::sync::Mutex::new(HashMap::new()), job, run };
-    let target = job.destination.to_string();
+    let undo = Undo {
+        dst,
+        versions: tokio::sync::OnceCell::new(),
+        backups: tokio::sync::Mutex::new(HashMap::new()),
+        job,
+        run,
+        journal: journal.clone(),
+    };
     let mut after = String::new();
     loop {
         let groups = journal.undo_groups(&target, from, &after, 256).await?;
@@ -181,15 +216,21 @@ pub async fn rollback(job: &mut Job, dst: Arc<dyn Provider>, opts: RollbackOptio
             .map(|group| {
                 let (undo, journal) = (&undo, journal.clone());
                 async move {
-                    let action = undo.decide(&group).await;
-                    let mut step = match action {
-                        Ok(action) => Step { key: group.key.clone(), action, error: None },
+                    // A destination or backup that cannot be reached, or refuses the
+                    // credentials, stops the rollback (the journal as it was): the next keys
+                    // would fail alike, each after its retries.
+                    let action = match undo.decide(&group).await {
+                        Ok(action) => action,
+                        Err(e) if e.is_usage() => return Err(e),
                         Err(e) => return Ok(Step { key: group.key.clone(), action: Action::Nothing, error: Some(e.to_string()) }),
                     };
-                    if let Some(by) = by
-                        && let Err(e) = undo.carry_out(journal.as_ref(), &group, &step.action, by).await
-                    {
-                        step.error = Some(e.to_string());
+                    let mut step = Step { key: group.key.clone(), action, error: None };
+                    if let Some(by) = by {
+                        match undo.carry_out(journal.as_ref(), &group, &step.action, by).await {
+                            Err(e) if e.is_usage() => return Err(e),
+                            Err(e) => step.error = Some(e.to_string()),
+                            Ok(()) => {}
+                        }
                     }
                     Ok(step)
                 }
@@ -229,6 +270,7 @@ pub async fn rollback(job: &mut Job, dst: Arc<dyn Provider>, opts: RollbackOptio
 
 /// What one rollback holds while it undoes keys.
 struct Undo<'a> {
+    journal: Arc<dyn ferry_journal::Journal>,
     dst: Arc<dyn Provider>,
     /// Whether the destination keeps versions (asked once).
     versions: tokio::sync::OnceCell<bool>,
@@ -242,20 +284,29 @@ impl Undo<'_> {
     /// What to do with a key's writes: decided from a HEAD of the key and the ledger, changing
     /// nothing.
     async fn decide(&self, group: &UndoGroup) -> Result<Action> {
-        let now = self.dst.head(&group.key).await.map_err(|source| EngineError::Provider { side: "destination", source })?;
+        let dst = |source| EngineError::Provider { side: "destination", source };
+        let now = self.dst.head(&group.key).await.map_err(dst)?;
         let before = &group.first.prior;
         if holds(&now, before) {
             return Ok(Action::Nothing);
         }
         // What ferry left there: a delete leaves nothing; a write cut off before its
-        // acknowledgement may have landed, and nothing else is known to write there.
+        // acknowledgement may have landed: taken as ferry's only at the size ferry was writing.
         let ferrys = match (group.last.op, &group.last.wrote) {
             (WriteOp::Delete, _) => now.is_none(),
-            (WriteOp::Put, Some(wrote)) => now.as_ref().is_some_and(|n| n.size == wrote.size && same_tag(&n.etag, &wrote.etag)),
-            (WriteOp::Put, None) => true,
+            (WriteOp::Put, Some(wrote)) => {
+                now.as_ref().is_some_and(|n| n.size == wrote.size && same_tag(&n.etag, &wrote.etag) && same_tag(&n.version, &wrote.version))
+            }
+            (WriteOp::Put, None) => match &now {
+                Some(n) => self.journal.get(&group.key).await?.is_some_and(|row| row.entry.size == n.size),
+                None => false,
+            },
         };
-        // A key an earlier rollback began may hold what it began to put back.
-        if !ferrys && !group.begun {
+        // A key an earlier rollback began may hold what it began to put back (a local copy
+        // gets a new time, so a new tag): that, proved by content, is done again; anything else
+        // is another writer's.
+        let putting_back = !ferrys && group.begun && self.holds_what_was_kept(group, &now).await?;
+        if !ferrys && !putting_back {
             return Ok(Action::LeaveChanged);
         }
         Ok(match before {
@@ -265,8 +316,11 @@ impl Undo<'_> {
             },
             Prior::Unknown => Action::Unrecoverable { why: Unrecoverable::PriorUnknown },
             Prior::Present { size, etag, version } => {
-                if let Some(backup) = &group.first.backup {
-                    Action::FromBackup { backup: backup.clone() }
+                if let Some(kept) = &group.first.backup {
+                    match self.kept_copy(kept, &group.key).await? {
+                        Ok(_) => Action::FromBackup { backup: kept.location.clone() },
+                        Err(why) => Action::Unrecoverable { why },
+                    }
                 } else if self.keeps_versions().await? {
                     match self.replaced_version(group, *size, etag, version).await? {
                         Some(version) => Action::FromVersion { version },
@@ -277,6 +331,38 @@ impl Undo<'_> {
                 }
             }
         })
+    }
+
+    /// The `--backup-to` copy of `key`, as ferry kept it: `Err` when it is gone or not what was
+    /// kept (another size, another entity tag).
+    async fn kept_copy(&self, kept: &ferry_journal::Kept, key: &str) -> Result<std::result::Result<ObjectEntry, Unrecoverable>> {
+        let from = self.backup(&kept.location).await?;
+        let held = from.head(key).await.map_err(|source| EngineError::Provider { side: "backup", source })?;
+        Ok(match held {
+            None => Err(Unrecoverable::BackupMissing),
+            Some(h) if h.size != kept.size || kept.etag.is_some() && h.etag != kept.etag => Err(Unrecoverable::BackupChanged),
+            Some(h) => Ok(h),
+        })
+    }
+
+    /// Whether `now` is the copy a rollback began to put back: the kept copy's bytes (read
+    /// and hashed on both sides), or the version's entity tag.
+    async fn holds_what_was_kept(&self, group: &UndoGroup, now: &Option<ObjectEntry>) -> Result<bool> {
+        let Some(now) = now else { return Ok(false) };
+        let Prior::Present { size, etag, .. } = &group.first.prior else { return Ok(false) };
+        if now.size != *size {
+            return Ok(false);
+        }
+        if let Some(kept) = &group.first.backup {
+            let Ok(copy) = self.kept_copy(kept, &group.key).await? else { return Ok(false) };
+            let from = self.backup(&kept.location).await?;
+            let (a, b) = tokio::join!(
+                crate::verify::sha256_of(from.as_ref(), &copy.key, copy.size),
+                crate::verify::sha256_of(self.dst.as_ref(), &now.key, now.size)
+            );
+            return Ok(matches!((a, b), (Ok(a), Ok(b)) if a == b));
+        }
+        Ok(etag.is_some() && now.etag == *etag)
     }
 
     async fn keeps_versions(&self) -> Result<bool> {
@@ -330,23 +416,21 @@ impl Undo<'_> {
             Action::FromBackup { .. } | Action::FromVersion { .. } => Undone::Restored,
         };
         if *action != Action::Nothing {
-            journal.begin_undo(&group.rows, by).await?;
+            journal.begin_undo(&group.rows, by, group.last.object).await?;
         }
         let dst = |source| EngineError::Provider { side: "destination", source };
-        let etag = match action {
-            Action::Delete => {
-                self.dst.delete(&group.key).await.map_err(dst)?;
-                None
-            }
+        match action {
+            Action::Delete => self.dst.delete(&group.key).await.map_err(dst)?,
             Action::FromBackup { backup } => {
                 let from = self.backup(backup).await?;
-                let object = from.head(&group.key).await.map_err(|source| EngineError::Provider { side: "backup", source })?;
-                let Some(object) = object else {
-                    return Err(EngineError::Provider { side: "backup", source: gone(&group.key, backup) });
+                let kept = group.first.backup.as_ref().expect("a backup action has its copy");
+                let object = match self.kept_copy(kept, &group.key).await? {
+                    Ok(object) => object,
+                    Err(_) => return Err(EngineError::Provider { side: "backup", source: gone(&group.key, backup) }),
                 };
                 let server_side =
                     self.dst.server_copy().is_some_and(|c| c.copies_from(from.location(), &self.backup_connect(from.location())));
-                crate::backup::copy(from.as_ref(), &object, self.dst.as_ref(), server_side).await.map_err(dst)?
+                crate::backup::copy(from.as_ref(), &object, self.dst.as_ref(), server_side).await.map_err(dst)?;
             }
             Action::FromVersion { version } => {
                 let versions = self.dst.versions().expect("a version is restored only where the destination keeps them");
@@ -354,17 +438,19 @@ impl Undo<'_> {
                 let Some(held) = held else { return Err(dst(gone(&group.key, version))) };
                 let object = ObjectEntry { version: Some(version.clone()), pinned: true, ..held };
                 let server_side = self.dst.server_copy().is_some();
-                crate::backup::copy(self.dst.as_ref(), &object, self.dst.as_ref(), server_side).await.map_err(dst)?
+                crate::backup::copy(self.dst.as_ref(), &object, self.dst.as_ref(), server_side).await.map_err(dst)?;
             }
-            _ => None,
+            _ => {}
+        }
+        // What was put back, as the destination names it now (a copy may be given a new tag,
+        // and a versioned bucket a new version).
+        let now = match left {
+            Undone::Restored => {
+                self.dst.head(&group.key).await.map_err(dst)?.map(|h| Wrote { size: h.size, etag: h.etag, version: h.version })
+            }
+            Undone::Removed => None,
         };
-        // What was put back, as the destination names it now (a copy may be given a new tag).
-        let etag = match etag {
-            Some(e) => Some(e),
-            None if left == Undone::Restored => self.dst.head(&group.key).await.map_err(dst)?.and_then(|h| h.etag),
-            None => None,
-        };
-        journal.finish_undo(&group.rows, by, group.last.object, left, etag.as_deref()).await?;
+        journal.finish_undo(&group.rows, by, group.last.object, left, now.as_ref()).await?;
         Ok(())
     }
 
@@ -435,6 +521,8 @@ impl StepLine {
                 why: match self.why.as_deref() {
                     Some("prior-unknown") => Unrecoverable::PriorUnknown,
                     Some("version-not-found") => Unrecoverable::VersionNotFound,
+                    Some("backup-missing") => Unrecoverable::BackupMissing,
+                    Some("backup-changed") => Unrecoverable::BackupChanged,
                     _ => Unrecoverable::NotKept,
                 },
             },
@@ -446,6 +534,9 @@ impl StepLine {
 
 impl std::fmt::Display for Step {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let Some(e) = &self.error {
+            return write!(f, "failed         {}: {e}", self.key);
+        }
         match &self.action {
             Action::Nothing => write!(f, "as before      {}", self.key)?,
             Action::Delete => write!(f, "delete         {}", self.key)?,
@@ -453,9 +544,6 @@ impl std::fmt::Display for Step {
             Action::FromVersion { version } => write!(f, "from version   {} (version {version})", self.key)?,
             Action::LeaveChanged => write!(f, "left changed   {} (another writer changed it after ferry)", self.key)?,
             Action::Unrecoverable { why } => write!(f, "unrecoverable  {} ({})", self.key, why.says())?,
-        }
-        if let Some(e) = &self.error {
-            write!(f, ": failed: {e}")?;
         }
         Ok(())
     }

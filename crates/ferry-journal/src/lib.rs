@@ -40,7 +40,7 @@ mod writes;
 
 pub use sqlite::SqliteJournal;
 pub use types::*;
-pub use writes::{Intent, Prior, RunId, RunKind, RunRow, Seen, UndoGroup, UndoState, Undone, WriteOp, WriteRow, Writes, Wrote};
+pub use writes::{Intent, Kept, Prior, RunId, RunKind, RunRow, Seen, UndoGroup, UndoState, Undone, WriteOp, WriteRow, Writes, Wrote};
 
 use async_trait::async_trait;
 use ferry_core::{ObjectEntry, SkipReason};

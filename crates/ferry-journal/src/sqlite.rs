@@ -1484,11 +1484,11 @@ impl Writes for SqliteJournal {
         self.blocking(|j| writes::runs(&*j.read()?).map_err(j.err())).await
     }
 
-    async fn set_backup(&self, row: i64, backup: &str) -> Result<()> {
+    async fn set_backup(&self, row: i64, backup: &Kept) -> Result<()> {
         self.0.write(|c| writes::set_backup(c, row, backup))
     }
 
-    async fn prior_of(&self, row: i64) -> Result<(Prior, Option<String>)> {
+    async fn prior_of(&self, row: i64) -> Result<(Prior, Option<Kept>)> {
         writes::prior_of(&*self.0.read()?, row).map_err(self.0.err())
     }
 
@@ -1497,15 +1497,18 @@ impl Writes for SqliteJournal {
         self.blocking(move |j| writes::undo_groups(&*j.read()?, &target, from, &after_key, limit).map_err(j.err())).await
     }
 
-    async fn begin_undo(&self, rows: &[i64], by: RunId) -> Result<()> {
-        self.0.write(|c| writes::mark_undo(c, rows, by, UndoState::Begun))
+    async fn begin_undo(&self, rows: &[i64], by: RunId, object: i64) -> Result<()> {
+        self.0.write(|c| {
+            writes::mark_undo(c, rows, by, UndoState::Begun)?;
+            writes::object_undoing(c, object, by)
+        })
     }
 
-    async fn finish_undo(&self, rows: &[i64], by: RunId, object: i64, left: Undone, etag: Option<&str>) -> Result<()> {
+    async fn finish_undo(&self, rows: &[i64], by: RunId, object: i64, left: Undone, now: Option<&Wrote>) -> Result<()> {
         self.0.write(|c| {
             writes::mark_undo(c, rows, by, UndoState::Done)?;
-            if let (Some(first), Some(etag), Undone::Restored) = (rows.first(), etag, left) {
-                writes::earlier_put_left(c, *first, etag)?;
+            if let (Some(first), Some(now), Undone::Restored) = (rows.first(), now, left) {
+                writes::earlier_put_left(c, *first, now)?;
             }
             writes::object_undone(c, object, by, left)
         })

@@ -177,10 +177,20 @@ pub struct WriteRow {
     /// `None` while the write has not been acknowledged (a crash cut it off, or it failed).
     pub wrote: Option<Wrote>,
     /// Where the destination's object was kept before this write replaced or deleted it
-    /// (`--backup-to`): the location under which it has the same key, as text.
-    pub backup: Option<String>,
+    /// (`--backup-to`), and what the kept copy was when it was made.
+    pub backup: Option<Kept>,
     /// The rollback that undid this write, and how far it got.
     pub undo: Option<(RunId, UndoState)>,
+}
+
+/// A copy kept of what a write replaced (`--backup-to`): where, and as the backup location
+/// described it once written, so a rollback can tell a kept copy altered or lost since.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kept {
+    /// The location under which it has the write's key, as text.
+    pub location: String,
+    pub size: u64,
+    pub etag: Option<String>,
 }
 
 /// How far a rollback got with a key's writes.
@@ -243,24 +253,27 @@ pub trait Writes: Send + Sync {
     async fn runs(&self) -> Result<Vec<RunRow>>;
     /// Records, before write `row` is sent, that what the destination held was kept under the
     /// location `backup` (same key). Committed before it returns, like [`Writes::begin_write`].
-    async fn set_backup(&self, row: i64, backup: &str) -> Result<()>;
+    async fn set_backup(&self, row: i64, backup: &Kept) -> Result<()>;
     /// What write `row` recorded the destination held before it, and where that was kept if
     /// an attempt already kept it: a write taken over from a cut-off attempt goes by the state
     /// its first attempt saw, and must not keep ferry's own half-finished write.
-    async fn prior_of(&self, row: i64) -> Result<(Prior, Option<String>)>;
+    async fn prior_of(&self, row: i64) -> Result<(Prior, Option<Kept>)>;
     /// The destination keys at `target` with writes of runs `from` and later that no rollback
     /// finished undoing, in key order after `after_key`, up to `limit` of them, each with its
     /// writes (only those not undone).
     async fn undo_groups(&self, target: &str, from: RunId, after_key: &str, limit: usize) -> Result<Vec<UndoGroup>>;
-    /// Records that rollback `by` begins undoing `rows` (committed before it returns).
-    async fn begin_undo(&self, rows: &[i64], by: RunId) -> Result<()>;
+    /// Records that rollback `by` begins undoing `rows`, writes of `object` (committed before it
+    /// returns): the object is no longer taken as copied (a copy or `status` after a rollback
+    /// cut off here sees it pending).
+    async fn begin_undo(&self, rows: &[i64], by: RunId, object: i64) -> Result<()>;
     /// Records that rollback `by` undid `rows` (oldest first), writes of `object`, leaving `left`
     /// at the destination: the object is to copy again (or to delete again, when the source no
     /// longer has it and what was there is back), so the next copy or delta moves forward.
-    /// `etag`: the entity tag of what was put back, which an earlier write of ferry's under the
-    /// key (one no rollback undid) now names as what ferry left there: a copy put back under
-    /// a new tag (a local file's, a copy in parts) is still ferry's to delete or roll back.
-    async fn finish_undo(&self, rows: &[i64], by: RunId, object: i64, left: Undone, etag: Option<&str>) -> Result<()>;
+    /// `now`: what was put back (its entity tag and version), which an earlier write of
+    /// ferry's under the key (one no rollback undid) now names as what ferry left there: a copy
+    /// put back under a new tag or version (a local file's time, a copy in parts, a versioned
+    /// bucket's new version) is still ferry's to delete or roll back.
+    async fn finish_undo(&self, rows: &[i64], by: RunId, object: i64, left: Undone, now: Option<&Wrote>) -> Result<()>;
     /// Records, before the write is sent, what the destination held under the intent's key
     /// before `run` writes it; a write of the same object, target and key an earlier attempt
     /// began and never finished is taken over, keeping the state it recorded. Returns the

@@ -801,10 +801,11 @@ async fn writes_since_a_run_are_grouped_by_key_and_an_undo_is_journaled_begun_th
     let second = j.begin_run(RunKind::Copy, 2).await.unwrap();
     let held = Prior::Present { size: 1, etag: Some("e1".into()), version: None };
     let b = j.begin_write(second, &put_of(&k0, &held)).await.unwrap();
-    j.set_backup(b, "s3://keep/run-2/").await.unwrap();
+    let kept = Kept { location: "s3://keep/run-2/".into(), size: 1, etag: Some("e1".into()) };
+    j.set_backup(b, &kept).await.unwrap();
     j.finish_write(b, &wrote("e2")).await.unwrap();
     let c = j.begin_write(second, &put_of(&k1, &Prior::Absent)).await.unwrap();
-    assert_eq!(j.prior_of(b).await.unwrap(), (held.clone(), Some("s3://keep/run-2/".into())));
+    assert_eq!(j.prior_of(b).await.unwrap(), (held.clone(), Some(kept.clone())));
 
     let runs = j.runs().await.unwrap();
     assert_eq!(runs.iter().map(|r| (r.id, r.generation, r.writes)).collect::<Vec<_>>(), [(first, Some(1), 1), (second, Some(2), 2)]);
@@ -812,23 +813,26 @@ async fn writes_since_a_run_are_grouped_by_key_and_an_undo_is_journaled_begun_th
     assert_eq!(since_first.iter().map(|g| (g.key.as_str(), g.rows.clone())).collect::<Vec<_>>(), [("k0", vec![a, b]), ("k1", vec![c])]);
     assert_eq!((since_first[0].first.prior.clone(), since_first[0].last.wrote.clone()), (Prior::Absent, Some(wrote("e2"))));
     let since_second = j.undo_groups("s3://b/", second, "", 10).await.unwrap();
-    assert_eq!(since_second[0].first.backup.as_deref(), Some("s3://keep/run-2/"));
+    assert_eq!(since_second[0].first.backup.as_ref(), Some(&kept));
     assert_eq!(j.undo_groups("s3://b/", second, "k0", 10).await.unwrap().len(), 1, "keyset paging");
     assert!(j.undo_groups("s3://other/", first, "", 10).await.unwrap().is_empty(), "another target's writes");
 
     let by = j.begin_run(RunKind::Rollback, 2).await.unwrap();
-    j.begin_undo(&[b], by).await.unwrap();
+    j.mark_done(k0.id, &outcome()).await.unwrap();
+    j.begin_undo(&[b], by, k0.id).await.unwrap();
     assert!(j.undo_groups("s3://b/", second, "", 10).await.unwrap()[0].begun);
-    j.finish_undo(&[b], by, k0.id, Undone::Restored, Some("e1-again")).await.unwrap();
+    assert_eq!(j.get("k0").await.unwrap().unwrap().state, ObjectState::Pending, "begun: no longer taken as copied");
+    let again = Wrote { size: 1, etag: Some("e1-again".into()), version: Some("v9".into()) };
+    j.finish_undo(&[b], by, k0.id, Undone::Restored, Some(&again)).await.unwrap();
     let left = j.undo_groups("s3://b/", second, "", 10).await.unwrap();
     assert_eq!(left.iter().map(|g| g.key.as_str()).collect::<Vec<_>>(), ["k1"]);
     // The bulk copy's write of k0 is what the key holds again, under the tag it has now.
     let since_first = j.undo_groups("s3://b/", first, "", 10).await.unwrap();
     assert_eq!(since_first[0].rows, [a]);
-    assert_eq!(since_first[0].last.wrote, Some(wrote("e1-again")));
+    assert_eq!(since_first[0].last.wrote.as_ref().map(|w| (w.etag.as_deref(), w.version.as_deref())), Some((Some("e1-again"), Some("v9"))));
     let k0_now = j.get("k0").await.unwrap().unwrap();
     assert_eq!((k0_now.state, k0_now.note.as_deref()), (ObjectState::Pending, Some(format!("rolled back by run {}", by.0).as_str())));
-    assert_eq!(j.last_put(k0.id, "s3://b/").await.unwrap(), Some(wrote("e1-again")), "an undone write is not what ferry left");
+    assert_eq!(j.last_put(k0.id, "s3://b/").await.unwrap(), Some(again), "an undone write is not what ferry left");
     assert_eq!(j.runs().await.unwrap()[1].undone, 1);
 }
 

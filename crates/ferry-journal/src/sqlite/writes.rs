@@ -1,6 +1,6 @@
 //! The write ledger's table and queries (see [`crate::Writes`]).
 
-use crate::{Intent, Prior, RunId, RunKind, RunRow, Seen, UndoGroup, UndoState, Undone, WriteOp, WriteRow, Wrote};
+use crate::{Intent, Kept, Prior, RunId, RunKind, RunRow, Seen, UndoGroup, UndoState, Undone, WriteOp, WriteRow, Wrote};
 use rusqlite::{Connection, OptionalExtension, params};
 
 pub(super) const SCHEMA: &str = "
@@ -27,6 +27,8 @@ CREATE TABLE IF NOT EXISTS writes (
     wrote_etag    TEXT,
     wrote_version TEXT,
     backup        TEXT,                          -- where the prior object was kept (--backup-to)
+    backup_size   INTEGER,                       -- the kept copy, as written
+    backup_etag   TEXT,
     undone_by     INTEGER,                       -- the rollback run that undid the write
     undo_state    TEXT                           -- begun | done (UndoState)
 );
@@ -81,17 +83,22 @@ pub(super) fn runs(conn: &Connection) -> rusqlite::Result<Vec<RunRow>> {
     rows.collect()
 }
 
-pub(super) fn set_backup(conn: &Connection, row: i64, backup: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("UPDATE writes SET backup = ?2 WHERE id = ?1")?.execute(params![row, backup])?;
+pub(super) fn set_backup(conn: &Connection, row: i64, backup: &Kept) -> rusqlite::Result<()> {
+    conn.prepare_cached("UPDATE writes SET backup = ?2, backup_size = ?3, backup_etag = ?4 WHERE id = ?1")?.execute(params![
+        row,
+        backup.location,
+        backup.size as i64,
+        backup.etag
+    ])?;
     Ok(())
 }
 
-pub(super) fn prior_of(conn: &Connection, row: i64) -> rusqlite::Result<(Prior, Option<String>)> {
+pub(super) fn prior_of(conn: &Connection, row: i64) -> rusqlite::Result<(Prior, Option<Kept>)> {
     let row = conn.prepare_cached(&format!("SELECT {ROW_COLUMNS} FROM writes WHERE id = ?1"))?.query_row([row], row_of)?;
     Ok((row.prior, row.backup))
 }
 
-const ROW_COLUMNS: &str = "id, run, object, key, op, prior, prior_seen, prior_size, prior_etag, prior_version, done, wrote_size, wrote_etag, wrote_version, target, backup, undone_by, undo_state";
+const ROW_COLUMNS: &str = "id, run, object, key, op, prior, prior_seen, prior_size, prior_etag, prior_version, done, wrote_size, wrote_etag, wrote_version, target, backup, undone_by, undo_state, backup_size, backup_etag";
 
 /// The groups of writes a rollback to before run `from` undoes, a key each (see
 /// [`crate::Writes::undo_groups`]).
@@ -125,16 +132,26 @@ pub(super) fn mark_undo(conn: &Connection, rows: &[i64], by: RunId, state: UndoS
 }
 
 /// The newest finished put before row `first` under its key that no rollback undid now names
-/// `etag` as what it left (see [`crate::Writes::finish_undo`]).
-pub(super) fn earlier_put_left(conn: &Connection, first: i64, etag: &str) -> rusqlite::Result<()> {
+/// `now`'s entity tag and version as what it left (see [`crate::Writes::finish_undo`]).
+pub(super) fn earlier_put_left(conn: &Connection, first: i64, now: &Wrote) -> rusqlite::Result<()> {
     conn.prepare_cached(
-        "UPDATE writes SET wrote_etag = ?2 WHERE id = (
+        "UPDATE writes SET wrote_etag = ?2, wrote_version = ?3 WHERE id = (
              SELECT MAX(w.id) FROM writes w, writes f
              WHERE f.id = ?1 AND w.target = f.target AND w.key = f.key AND w.id < f.id
                AND w.op = 'put' AND w.done = 1 AND w.undo_state IS NOT 'done'
                AND (f.prior_size IS NULL OR w.wrote_size = f.prior_size))",
     )?
-    .execute(params![first, etag])?;
+    .execute(params![first, now.etag, now.version])?;
+    Ok(())
+}
+
+/// The object a rollback begins undoing the writes of: no longer copied.
+pub(super) fn object_undoing(conn: &Connection, object: i64, by: RunId) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE objects SET state = 'pending', note = ?2, lease_owner = NULL, lease_until = NULL, updated_at = datetime('now')
+         WHERE id = ?1 AND state = 'done'",
+        params![object, format!("rollback begun by run {}", by.0)],
+    )?;
     Ok(())
 }
 
@@ -233,7 +250,12 @@ fn row_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<WriteRow> {
                 Ok(Wrote { size: r.get::<_, Option<i64>>(11)?.unwrap_or(0) as u64, etag: r.get(12)?, version: r.get(13)? })
             })
             .transpose()?,
-        backup: r.get(15)?,
+        backup: r
+            .get::<_, Option<String>>(15)?
+            .map(|location| -> rusqlite::Result<Kept> {
+                Ok(Kept { location, size: r.get::<_, Option<i64>>(18)?.unwrap_or(0) as u64, etag: r.get(19)? })
+            })
+            .transpose()?,
         undo,
     })
 }
