@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Tmpfs, ferry_command, ferry_ok};
+use common::{Tmpfs, ferry, ferry_command, ferry_ok};
 use ferry_testkit::tree::{assert_same_tree, awkward_files, digest_tree, write_tree};
 use ferry_testkit::{Azurite, FakeGcs, S3Server};
 use std::collections::{BTreeMap, BTreeSet};
@@ -275,6 +275,15 @@ fn keys_that_would_leave_the_export_root_are_refused() {
         let head = p.head("good/file.txt").await.unwrap().expect("ingested");
         assert_eq!(head.content_type.as_deref(), Some("application/x-ferry-test"));
     });
+    // A delta of the ingest job would list the disk again and replay its files under their
+    // paths there (the shipment manifest among them): refused, naming where the shipment came
+    // from, with nothing sealed or written.
+    let names = gcs.object_names("landing");
+    let delta = ferry(w, &["delta", "--job", "ingest", "--dst-endpoint", &gcs.endpoint], &[]);
+    assert_eq!(delta.code, 2, "{}", delta.stderr);
+    assert!(delta.stderr.contains("ingested shipped disks") && delta.stderr.contains("plan a job from"), "{}", delta.stderr);
+    assert!(!w.join("ingest/manifests/gen-0002").exists());
+    assert_eq!(gcs.object_names("landing"), names);
 }
 
 #[test]

@@ -177,6 +177,9 @@ pub async fn delta(
     if job.all_versions() {
         return Err(EngineError::DeltaOfAllVersions { dir: job.dir.clone() });
     }
+    if let Some(shipped_from) = crate::ingest::shipped_from(job) {
+        return Err(EngineError::DeltaOfIngest { dir: job.dir.clone(), shipped_from });
+    }
     let latest = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;
     let journal = job.journal(JournalKind::Main).await?;
     let seeded = meta_u32(journal.meta(SEEDED).await?);

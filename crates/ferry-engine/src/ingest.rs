@@ -259,6 +259,13 @@ fn read_shipments(opts: &IngestOptions) -> Result<(Provenance, Vec<(u32, PathBuf
     Ok((provenance, roots))
 }
 
+/// Where the shipment an ingest job took in came from (`JOB/shipment.json`), if it is one.
+pub(crate) fn shipped_from(job: &Job) -> Option<String> {
+    let text = std::fs::read(job.dir.join("shipment.json")).ok()?;
+    let provenance: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    Some(provenance["source"].as_str().unwrap_or("the exported source").to_string())
+}
+
 /// Builds the job's manifest (generation 1) from the shipments and seeds the journal with each
 /// file's route and the checksums it was shipped with; records where the shipment came from.
 async fn seed(job: &Job, journal: &dyn Journal, provenance: &Provenance, roots: &[(u32, PathBuf)]) -> Result<()> {
