@@ -57,7 +57,9 @@ pub enum EngineError {
     DeltaOfAllVersions { dir: PathBuf },
     /// Its source is a shipped disk, not the system the shipment came from: listing the disk
     /// again would replay its files under their paths there.
-    #[error("{dir} ingested shipped disks (from {shipped_from}): a delta lists the original source, which an ingest job does not reach yet; plan a job from {shipped_from} to the same destination and run its deltas there")]
+    #[error(
+        "{dir} ingested shipped disks (from {shipped_from}): a delta lists the original source, which an ingest job does not reach yet; plan a job from {shipped_from} to the same destination and run its deltas there"
+    )]
     DeltaOfIngest { dir: PathBuf, shipped_from: String },
     /// A delta refused before it sealed, merged or deleted anything.
     #[error("delta refused: {0}")]
