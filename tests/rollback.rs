@@ -464,3 +464,25 @@ fn a_rollback_killed_twice_is_finished_by_the_next_run() {
     let c = counts(&w.join("j")).unwrap();
     assert_eq!((c.pending, c.done), (100, 0));
 }
+
+// Hostile-user finding: a file replaced by another writer at the same size with its time set
+// back (`cp -p`, `rsync -t`, `tar`) looked like ferry's to rollback (the local entity tag is the
+// time and size); a local write now records the file's inode and change time as its version.
+#[test]
+fn a_local_file_replaced_at_the_same_size_and_time_is_another_writers() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir_all(w.join("src")).unwrap();
+    std::fs::create_dir_all(w.join("dst")).unwrap();
+    std::fs::write(w.join("src/d"), "src-d").unwrap();
+    std::fs::write(w.join("dst/d"), "pre-d").unwrap();
+    ferry_ok(w, &["copy", "src", "dst", "--job", "j", "--backup-to", "kept"], &[], 0);
+    std::fs::write(w.join("t"), "XXXXX").unwrap();
+    let ferrys = std::fs::metadata(w.join("dst/d")).unwrap().modified().unwrap();
+    std::fs::File::options().write(true).open(w.join("t")).unwrap().set_modified(ferrys).unwrap();
+    std::fs::rename(w.join("t"), w.join("dst/d")).unwrap();
+    let run = ferry(w, &["rollback", "--job", "j", "--run", "1"], &[]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stdout.contains("left changed   d"), "{}", run.stdout);
+    assert_eq!(std::fs::read_to_string(w.join("dst/d")).unwrap(), "XXXXX");
+}

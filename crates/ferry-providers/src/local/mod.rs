@@ -359,7 +359,7 @@ impl LocalProvider {
                 file.metadata()
             };
             match written() {
-                Ok(meta) => Ok(PutReceipt { etag: Some(etag_of(&meta)), version: None }),
+                Ok(meta) => Ok(PutReceipt { etag: Some(etag_of(&meta)), version: Some(version_of(&meta)) }),
                 Err(e) => {
                     if let Some(tmp) = &tmp {
                         let _ = rustix::fs::unlinkat(&parent.dir, tmp.as_str(), AtFlags::empty());

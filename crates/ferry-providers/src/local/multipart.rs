@@ -173,7 +173,7 @@ impl MultipartUpload for LocalUpload {
                 self.file.metadata()
             })();
             let meta = done.map_err(|e| self.parent.error(e))?;
-            Ok(PutReceipt { etag: Some(etag_of(&meta)), version: None })
+            Ok(PutReceipt { etag: Some(etag_of(&meta)), version: Some(version_of(&meta)) })
         })
         .await
     }
