@@ -54,8 +54,9 @@ pub async fn run(
                 println!("  {step}");
             }
         }
+        let (deleted, restored) = if summary.dry_run { ("would delete", "would restore") } else { ("deleted", "restored") };
         println!(
-            "  deleted {}, restored from backup {}, restored from the destination's versions {}, already as before {}",
+            "  {deleted} {}, {restored} from backup {}, {restored} from the destination's versions {}, already as before {}",
             summary.deleted, summary.restored_from_backup, summary.restored_from_version, summary.already
         );
         if summary.incomplete() {

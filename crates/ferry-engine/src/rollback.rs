@@ -235,7 +235,8 @@ pub async fn rollback(job: &mut Job, dst: Arc<dyn Provider>, opts: RollbackOptio
                     Ok(step)
                 }
             })
-            .buffer_unordered(opts.transfers.max(1))
+            // In key order (the plan reads as the ledger does), several at a time.
+            .buffered(opts.transfers.max(1))
             .collect()
             .await;
         for step in steps {
