@@ -5,24 +5,32 @@
 //! Order of side effects, each step resumable:
 //! 1. the listing goes to an unsealed generation directory and to a key-order spool
 //!    (`key_order`); a listing that fails leaves no generation (the directory is removed);
-//! 2. the merge is previewed against the journal (nothing written) and the delete limits are
-//!    checked: an emptied source, or more deletes than `--max-delete`, refuse here with
-//!    nothing sealed, merged or deleted (unless `--force-delete`);
-//! 3. the generation is sealed, then merged into the journal (added and changed objects become
-//!    pending, gone ones pending deletes);
+//! 2. the spool is merged into the journal in one pass and one transaction, watched
+//!    ([`DeltaWatch`]): what looks touched is asked about (a HEAD, or a read of a local file),
+//!    each change is written to the change set, and at the end the delete limits are checked —
+//!    an emptied source, or more deletes than `--max-delete`, refuse here (unless
+//!    `--force-delete`), and a dry run or a listing equal to the newest generation stop here:
+//!    the merge is rolled back and the generation directory removed, nothing sealed, merged or
+//!    deleted. Otherwise the generation is sealed, and then the merge committed (added and
+//!    changed objects pending, gone ones pending deletes) with the journal's record that it
+//!    merged the generation;
 //! 4. the copy runs over what is pending, as `ferry copy` would;
 //! 5. with `--delete`, and only after every copy of the run succeeded, the pending deletes are
 //!    carried out, each recorded in the write ledger first (what the destination held), so a
 //!    rollback can restore it.
 //!
-//! A run killed after step 3 is finished by the next `ferry delta` (copies, then deletes)
-//! before it lists again.
+//! A run killed after the seal and before the commit finds a sealed generation the journal has
+//! not merged: the next `ferry delta` merges it; killed later, the next run finishes the copies,
+//! then the deletes, before it lists again.
 
 use crate::copy::{CopyOptions, CopySummary, Failure};
 use crate::key_order::KeySorter;
 use crate::{EngineError, Job, Result, Stats};
 use ferry_core::{ObjectEntry, SkipReason};
-use ferry_journal::{GenerationDelta, Intent, JournalKind, Lag, ObjectState, Prior, RunKind, Seen, WriteOp, Wrote};
+use ferry_journal::{
+    GenerationDelta, Held, Intent, JournalKind, Lag, Look, LookKind, MergeStep, MergeWatch, ObjectState, Prior, RunKind, Seen, Verdict,
+    WriteOp, Wrote,
+};
 use ferry_manifest::{ManifestReader, ManifestWriter};
 use ferry_providers::{Provider, RunContext};
 use futures::StreamExt;
@@ -226,85 +234,42 @@ pub async fn delta(
             // An unsealed generation is the remains of an interrupted listing: start it again.
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
         }
-        let touched = Touched { journal: journal.clone(), confirmed: Vec::new(), metadata_changed: Vec::new() };
-        let listed = list(job, src.as_ref(), generation, latest, &stats, touched).await;
-        let (mut writer, sorted, touched) = match listed {
+        let listed = list(job, src.as_ref(), generation, latest, &stats).await;
+        let (writer, sorted) = match listed {
             Ok(listed) => listed,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
             }
         };
-        let refused = async {
-            let (entries, read_error) = sorted.entries().map_err(EngineError::io(job.dir.clone()))?;
-            let preview = journal.preview_generation(Box::new(entries)).await?;
-            if let Some(e) = read_error.take() {
-                return Err(EngineError::Io { path: job.dir.clone(), source: e });
-            }
-            let counts = journal.counts().await?;
-            // Deletes still pending that the listing shows again are no longer deletes.
-            let pending_deletes = counts.pending_delete + preview.deleted - preview.returned;
-            let listed_objects = writer.totals().objects;
-            let refusal = if listed_objects == 0 && header.totals.objects > 0 && !opts.force_delete {
-                Some(DeltaRefusal::EmptySource { parent: latest, had: header.totals.objects })
-            } else {
-                too_many_deletes(&opts, pending_deletes, counts.objects + counts.pending_delete)
-            };
-            Ok::<_, EngineError>((preview, refusal))
-        }
-        .await;
-        let (preview, refusal) = match refused {
-            Ok(r) => r,
+        let parent = Parent { generation: latest, objects: header.totals.objects };
+        let merged = merge_listing(job, journal.as_ref(), src.clone(), writer, &sorted, generation, parent, &opts).await;
+        let (changes, committed, outcome) = match merged {
+            Ok(merged) => merged,
             Err(e) => {
                 let _ = std::fs::remove_dir_all(&dir);
                 return Err(e);
             }
         };
-        if let Some(refusal) = refusal {
+        if !committed {
+            // Refused, a dry run, or the listing again: nothing sealed, nothing merged.
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
+        }
+        if let Some(refusal) = outcome.refusal {
             return Err(EngineError::DeltaRefused(refusal));
         }
-        let quiet = preview.added + preview.changed + preview.deleted + preview.returned + preview.touched == 0
-            && touched.confirmed.is_empty()
-            && !opts.copy.dry_run;
-        if quiet {
-            // The listing is generation `latest` again, key for key: nothing to seal or merge.
-            std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
-            summary.unchanged_source = true;
-            summary.changes = preview;
-        } else {
-            (summary.generation, summary.parent) = (generation, latest);
-        }
-        (summary.objects, summary.bytes) = (writer.totals().objects, writer.totals().bytes);
+        (summary.objects, summary.bytes) = (outcome.objects, outcome.bytes);
+        summary.changes = changes;
         if opts.copy.dry_run {
-            std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
-            // Touched files read and found unchanged: the preview (their new identity not
-            // recorded) took them as changed.
-            let restamped = touched.metadata_changed.len() as u64;
-            let touched = touched.confirmed.len() as u64;
-            let mut preview = preview;
-            preview.changed -= touched;
-            (preview.unchanged, preview.touched) = (preview.unchanged + touched, preview.touched + touched);
-            (preview.changed, preview.unchanged, preview.touched) =
-                (preview.changed + restamped, preview.unchanged.saturating_sub(restamped), preview.touched.saturating_sub(restamped));
-            summary.changes = preview;
-            summary.deletes.pending = journal.counts().await?.pending_delete + preview.deleted - preview.returned;
+            summary.deletes.pending = outcome.pending_deletes;
             summary.seconds = started.elapsed().as_secs_f64();
             return Ok(summary);
         }
-        if !quiet {
-            touched.record().await?;
-            let rows = write_change_set(job, latest, &sorted, &touched, &dir)?;
-            writer.attach_changes(CHANGES_FILE, rows)?;
-            writer.seal()?;
-            summary.changes = merge(journal.as_ref(), generation, &sorted, job).await?;
-            summary.changes.touched += touched.confirmed.len() as u64;
-            touched.recopy().await?;
-            let restamped = touched.metadata_changed.len() as u64;
-            let c = &mut summary.changes;
-            (c.changed, c.unchanged, c.touched) =
-                (c.changed + restamped, c.unchanged.saturating_sub(restamped), c.touched.saturating_sub(restamped));
-            journal.set_meta(SEEDED, &generation.to_string()).await?;
+        if committed {
+            (summary.generation, summary.parent) = (generation, latest);
+        } else {
+            // The listing is generation `latest` again, key for key: nothing to seal or merge.
+            summary.unchanged_source = true;
         }
     }
 
@@ -368,17 +333,14 @@ fn too_many_deletes(opts: &DeltaOptions, deletes: u64, of: u64) -> Option<DeltaR
     (opts.delete && !opts.force_delete && deletes > limit).then_some(DeltaRefusal::TooManyDeletes { deletes, limit, of })
 }
 
-/// Lists the source into the unsealed generation `generation` and a key-order spool; where
-/// the source's entity tags do not name content (a local disk), files that look changed at
-/// their old size are read to tell a touch from a change. Returns how many were touches.
+/// Lists the source into the unsealed generation `generation` and a key-order spool.
 async fn list(
     job: &Job,
     src: &dyn Provider,
     generation: u32,
     parent: u32,
     stats: &Stats,
-    mut touched: Touched,
-) -> Result<(ManifestWriter, crate::key_order::Sorted, Touched)> {
+) -> Result<(ManifestWriter, crate::key_order::Sorted)> {
     let dir = job.generation_dir(generation);
     let mut writer = ManifestWriter::create(&dir, generation, Some(parent), &job.source.to_string(), &job.destination.to_string())?;
     let spool = job.dir.join("tmp").join("delta-keys");
@@ -387,119 +349,219 @@ async fn list(
     while let Some(page) = pages.next().await {
         let page = page.map_err(|source| EngineError::Provider { side: "source", source })?;
         Stats::add(&stats.listed, page.len() as u64);
-        let page: Vec<ObjectEntry> = page.into_iter().map(marker_skipped).collect();
-        if !src.etag_names_content() {
-            touched.confirm(src, &page).await?;
-        } else {
-            touched.restamped(src, &page).await?;
-        }
         for entry in page {
+            let entry = marker_skipped(entry);
             writer.push(&entry)?;
             sorter.push(entry).map_err(EngineError::io(&spool))?;
         }
     }
     let sorted = sorter.finish().map_err(EngineError::io(&spool))?;
-    Ok((writer, sorted, touched))
+    Ok((writer, sorted))
 }
 
-/// Tells touched files from changed ones where a listing's entity tag is made of the time (a
-/// local disk): a file copied before, of the same size, with another tag, is read, and when
-/// its SHA-256 is the one recorded when it was copied, only its time changed — its new tag is
-/// recorded (unless a dry run) so the merge finds it unchanged, and it is not sent again.
-struct Touched {
-    journal: Arc<dyn ferry_journal::Journal>,
-    /// The objects found touched and their new listed identity: recorded only once the delta
-    /// goes ahead (a refused or dry run writes nothing).
-    confirmed: Vec<(i64, ObjectEntry)>,
-    /// Objects whose bytes are as copied (the same entity tag) but whose headers or metadata
-    /// changed at the source since (S3 rewrites an object's metadata by copying it onto itself,
-    /// keeping its ETag): copied again once the delta goes ahead.
-    metadata_changed: Vec<(i64, String)>,
+/// The generation a delta is compared with.
+#[derive(Debug, Clone, Copy)]
+struct Parent {
+    generation: u32,
+    /// Objects its manifest lists.
+    objects: u64,
 }
 
-impl Touched {
-    async fn confirm(&mut self, src: &dyn Provider, page: &[ObjectEntry]) -> Result<()> {
-        const READS_AT_ONCE: usize = 4;
-        let keys: Vec<String> = page.iter().filter(|e| e.skipped.is_none()).map(|e| e.key.clone()).collect();
-        let rows = self.journal.get_many(&keys).await?;
-        let listed: std::collections::HashMap<&str, &ObjectEntry> = page.iter().map(|e| (e.key.as_str(), e)).collect();
-        let suspects = rows.into_iter().filter_map(|row| {
-            let now = *listed.get(row.entry.key.as_str())?;
-            let sha256 = row.copied.sha256.clone()?;
-            let other = !row.entry.same_version(now);
-            // Copied (done, or gone from a listing since and still at the destination).
-            let copied = row.state == ObjectState::Done || (row.state == ObjectState::PendingDelete && row.verified_by.is_some());
-            (copied && row.entry.size == now.size && other).then_some((row, now, sha256))
-        });
-        let same: Vec<_> = futures::stream::iter(suspects)
-            .map(|(row, now, sha256)| async move {
-                let read = crate::verify::sha256_of(src, &now.key, now.size).await;
-                // A file that cannot be read now is taken as changed: the copy meets the error.
-                (read.ok().as_deref() == Some(sha256.as_str())).then_some((row.id, now))
-            })
-            .buffer_unordered(READS_AT_ONCE)
-            .filter_map(|same| async move { same })
-            .collect()
-            .await;
-        self.confirmed.extend(same.into_iter().map(|(id, now)| (id, now.clone())));
-        Ok(())
+/// What a watched merge concluded, besides what it merged.
+#[derive(Default)]
+struct Outcome {
+    /// What stopped it (the change set not written, the listing not read back, the
+    /// generation not sealed): nothing was committed.
+    error: Option<EngineError>,
+    refusal: Option<DeltaRefusal>,
+    /// Deletes still to carry out once the listing is merged.
+    pending_deletes: u64,
+    /// Objects and bytes the listing holds.
+    objects: u64,
+    bytes: u64,
+}
+
+/// Merges the sorted listing into the journal as `generation` in one pass (see
+/// [`DeltaWatch`]): returns what it merged, whether it was committed (the generation sealed,
+/// its change set beside it), and the watch's outcome. An error stops it before anything is
+/// committed.
+#[allow(clippy::too_many_arguments)]
+async fn merge_listing(
+    job: &Job,
+    journal: &dyn ferry_journal::Journal,
+    src: Arc<dyn Provider>,
+    writer: ManifestWriter,
+    sorted: &crate::key_order::Sorted,
+    generation: u32,
+    parent: Parent,
+    opts: &DeltaOptions,
+) -> Result<(GenerationDelta, bool, Outcome)> {
+    let tmp = job.dir.join("tmp");
+    let (entries, read_error) = sorted.entries().map_err(EngineError::io(&tmp))?;
+    let path = job.generation_dir(generation).join(CHANGES_FILE);
+    let file = std::fs::File::create(&path).map_err(EngineError::io(&path))?;
+    let outcome = Arc::new(std::sync::Mutex::new(Outcome::default()));
+    let watch = DeltaWatch {
+        src,
+        runtime: tokio::runtime::Handle::current(),
+        writer: Some(writer),
+        changes: std::io::BufWriter::new(file),
+        path,
+        rows: 0,
+        read_error,
+        tmp,
+        parent,
+        opts: opts.clone(),
+        outcome: outcome.clone(),
+    };
+    let meta = vec![(SEEDED.to_string(), generation.to_string())];
+    let (changes, committed) = journal.merge_generation(generation, Box::new(entries), Box::new(watch), meta).await?;
+    let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    if let Some(e) = outcome.error.take() {
+        return Err(e);
+    }
+    Ok((changes, committed, outcome))
+}
+
+/// Watches a delta's merge from inside the journal's transaction:
+/// - judges what looks touched: where the source's entity tags name content, an object copied
+///   before with the same tag at a new time is asked for its headers (one HEAD), and copied
+///   again when its Content-Type, headers or metadata are no longer those the copy was given
+///   (S3 rewrites metadata by copying an object onto itself, keeping the ETag; S3 and GCS list
+///   no metadata); where they do not (a local disk, whose tag is its time), a file copied
+///   before at the same size with another tag is read, and when its SHA-256 is the copy's it
+///   is touched, not changed, and not sent again;
+/// - writes each change as a line of the change set;
+/// - at the end, checks the listing was read back whole, refuses an emptied source or more
+///   deletes than `--max-delete` allows, and seals the generation — unless refused, a dry run,
+///   or the listing again key for key, which roll the merge back.
+struct DeltaWatch {
+    src: Arc<dyn Provider>,
+    /// The merge runs on the journal's thread: the provider is called on the engine's runtime.
+    runtime: tokio::runtime::Handle,
+    writer: Option<ManifestWriter>,
+    changes: std::io::BufWriter<std::fs::File>,
+    path: std::path::PathBuf,
+    rows: u64,
+    read_error: crate::key_order::ReadError,
+    tmp: std::path::PathBuf,
+    parent: Parent,
+    opts: DeltaOptions,
+    outcome: Arc<std::sync::Mutex<Outcome>>,
+}
+
+/// Objects a watch asks the source about at a time (a HEAD, or a read of a local file).
+const LOOKS_AT_ONCE: usize = 8;
+
+impl DeltaWatch {
+    fn fail(&mut self, error: EngineError) {
+        self.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner).error.get_or_insert(error);
+    }
+}
+
+impl MergeWatch for DeltaWatch {
+    fn judge(&mut self, looks: &[Look<'_>]) -> Vec<Verdict> {
+        let src = self.src.as_ref();
+        let names_content = src.etag_names_content();
+        self.runtime.block_on(
+            futures::stream::iter(looks)
+                .map(|look| async move {
+                    match (look.kind, names_content) {
+                        (LookKind::NewTime, true) => metadata_verdict(src, look).await,
+                        (LookKind::OtherTag, false) => content_verdict(src, look).await,
+                        (kind, _) => Verdict::unexamined(kind),
+                    }
+                })
+                .buffered(LOOKS_AT_ONCE)
+                .collect(),
+        )
     }
 
-    /// Where entity tags name content: of `page`'s objects copied before with the same tag and a
-    /// new last-modified time (the merge would call them touched), those whose Content-Type,
-    /// headers or metadata the source now gives otherwise than it gave the copy (one HEAD each,
-    /// only for those): S3 and GCS list no metadata, and a metadata rewrite keeps the tag.
-    async fn restamped(&mut self, src: &dyn Provider, page: &[ObjectEntry]) -> Result<()> {
-        const HEADS_AT_ONCE: usize = 8;
-        let listed: std::collections::HashMap<&str, &ObjectEntry> =
-            page.iter().filter(|e| e.skipped.is_none() && e.last_modified.is_some()).map(|e| (e.key.as_str(), e)).collect();
-        if listed.is_empty() {
-            return Ok(());
+    fn step(&mut self, step: MergeStep<'_>) -> bool {
+        use std::io::Write;
+        let change = match step {
+            MergeStep::Added { new } => Change { change: "added", key: &new.key, old: None, new: Some(Identity::of(new)) },
+            MergeStep::Changed { old, new } => {
+                Change { change: "changed", key: &new.key, old: Some(Identity::of(old)), new: Some(Identity::of(new)) }
+            }
+            MergeStep::Touched { old, new } => {
+                Change { change: "touched", key: &new.key, old: Some(Identity::of(old)), new: Some(Identity::of(new)) }
+            }
+            MergeStep::Deleted { old } => Change { change: "deleted", key: &old.key, old: Some(Identity::of(old)), new: None },
+        };
+        serde_json::to_writer(&mut self.changes, &change).expect("a change serializes");
+        if let Err(e) = self.changes.write_all(b"\n") {
+            let error = EngineError::Io { path: self.path.clone(), source: e };
+            self.fail(error);
+            return false;
         }
-        let keys: Vec<String> = listed.keys().map(|k| k.to_string()).collect();
-        let rows = self.journal.get_many(&keys).await?;
-        let suspects = rows.into_iter().filter(|row| {
-            let Some(now) = listed.get(row.entry.key.as_str()) else { return false };
-            row.state == ObjectState::Done
-                && row.src_attrs.is_some()
-                && row.entry.same_version(now)
-                && row.entry.last_modified.is_some()
-                && row.entry.last_modified != now.last_modified
-        });
-        let changed: Vec<(i64, String)> = futures::stream::iter(suspects)
-            .map(|row| async move {
-                let head = src.head(&row.entry.key).await.ok().flatten()?;
-                let was = row.src_attrs.as_ref()?;
-                let now = ferry_core::headers::Attrs {
-                    content_type: head.content_type.clone(),
-                    headers: head.headers.clone(),
-                    metadata: head.metadata.clone(),
-                };
-                (now != *was && head.etag == row.entry.etag).then_some((row.id, row.entry.key.clone()))
-            })
-            .buffer_unordered(HEADS_AT_ONCE)
-            .filter_map(|id| async move { id })
-            .collect()
-            .await;
-        self.metadata_changed.extend(changed);
-        Ok(())
+        self.rows += 1;
+        true
     }
 
-    /// Makes the objects whose metadata changed pending again (after the merge, which found
-    /// them touched).
-    async fn recopy(&self) -> Result<()> {
-        for (id, _) in &self.metadata_changed {
-            self.journal.recopy(*id, "metadata changed at the source (same bytes)").await?;
+    fn finish(&mut self, delta: &GenerationDelta, held: &Held) -> bool {
+        use std::io::Write;
+        if let Err(e) = self.changes.flush() {
+            let error = EngineError::Io { path: self.path.clone(), source: e };
+            self.fail(error);
+            return false;
         }
-        Ok(())
+        if let Some(e) = self.read_error.take() {
+            // Keys after the error would be taken as gone: nothing is merged but the whole listing.
+            let error = EngineError::Io { path: self.tmp.clone(), source: e };
+            self.fail(error);
+            return false;
+        }
+        let Some(writer) = self.writer.take() else { return false };
+        let (objects, bytes) = (writer.totals().objects, writer.totals().bytes);
+        // Deletes still pending that the listing shows again are no longer deletes.
+        let pending_deletes = held.pending_delete + delta.deleted - delta.returned;
+        let refusal = if objects == 0 && self.parent.objects > 0 && !self.opts.force_delete {
+            Some(DeltaRefusal::EmptySource { parent: self.parent.generation, had: self.parent.objects })
+        } else {
+            too_many_deletes(&self.opts, pending_deletes, held.objects + held.pending_delete)
+        };
+        let quiet = delta.added + delta.changed + delta.deleted + delta.returned + delta.touched == 0;
+        let go = refusal.is_none() && !self.opts.copy.dry_run && !quiet;
+        {
+            let mut outcome = self.outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            (outcome.refusal, outcome.pending_deletes, outcome.objects, outcome.bytes) = (refusal, pending_deletes, objects, bytes);
+        }
+        if !go {
+            return false;
+        }
+        let mut writer = writer;
+        let sealed = writer.attach_changes(CHANGES_FILE, self.rows).and_then(|()| writer.seal().map(|_| ()));
+        if let Err(e) = sealed {
+            self.fail(e.into());
+            return false;
+        }
+        true
     }
+}
 
-    /// Records the touched objects' new identity, so the merge finds them unchanged.
-    async fn record(&self) -> Result<()> {
-        for (id, listed) in &self.confirmed {
-            self.journal.refresh_identity(*id, listed).await?;
-        }
-        Ok(())
+/// A copied object at the same entity tag and a new time: changed when the source now gives it
+/// other headers or metadata than it gave the copy (and still the same tag). A HEAD that fails
+/// takes it as touched: its bytes are as copied.
+async fn metadata_verdict(src: &dyn Provider, look: &Look<'_>) -> Verdict {
+    let (Ok(Some(head)), Some(was)) = (src.head(&look.listed.key).await, look.row.src_attrs.as_ref()) else {
+        return Verdict::Unchanged;
+    };
+    let now = ferry_core::headers::Attrs {
+        content_type: head.content_type.clone(),
+        headers: head.headers.clone(),
+        metadata: head.metadata.clone(),
+    };
+    if now != *was && head.etag == look.row.entry.etag { Verdict::Changed } else { Verdict::Unchanged }
+}
+
+/// A copied file at its old size with another tag: unchanged when its SHA-256 is the copy's. A
+/// file that cannot be read now is taken as changed: the copy meets the error.
+async fn content_verdict(src: &dyn Provider, look: &Look<'_>) -> Verdict {
+    let Some(copied) = look.row.copied.sha256.as_deref() else { return Verdict::Changed };
+    match crate::verify::sha256_of(src, &look.listed.key, look.listed.size).await {
+        Ok(read) if read == copied => Verdict::Unchanged,
+        _ => Verdict::Changed,
     }
 }
 
@@ -541,70 +603,6 @@ impl<'a> Identity<'a> {
             last_modified: e.last_modified,
         }
     }
-}
-
-/// Writes generation `parent`'s change set against the sorted new listing into `dir`: one
-/// streaming merge of two key-ordered walks (the parent's entries sorted under `JOB/tmp`), so
-/// memory does not grow with the object count. Returns its lines.
-fn write_change_set(job: &Job, parent: u32, listing: &crate::key_order::Sorted, touched: &Touched, dir: &std::path::Path) -> Result<u64> {
-    use std::io::Write;
-    let spool = job.dir.join("tmp").join("delta-parent");
-    let before = sort_generation(job, parent, &spool)?;
-    let (old, old_error) = before.entries().map_err(EngineError::io(&spool))?;
-    let (new, new_error) = listing.entries().map_err(EngineError::io(job.dir.join("tmp")))?;
-    let read_touched: std::collections::HashSet<&str> = touched.confirmed.iter().map(|(_, e)| e.key.as_str()).collect();
-    let restamped: std::collections::HashSet<&str> = touched.metadata_changed.iter().map(|(_, k)| k.as_str()).collect();
-    let path = dir.join(CHANGES_FILE);
-    let file = std::fs::File::create(&path).map_err(EngineError::io(&path))?;
-    let mut out = std::io::BufWriter::new(file);
-    let mut rows = 0u64;
-    let mut write = |change: Change<'_>| -> Result<()> {
-        serde_json::to_writer(&mut out, &change).expect("a change serializes");
-        out.write_all(b"\n").map_err(EngineError::io(&path))?;
-        rows += 1;
-        Ok(())
-    };
-    let (mut old, mut new) = (old.filter(|e| e.skipped.is_none()).peekable(), new.filter(|e| e.skipped.is_none()).peekable());
-    loop {
-        let order = match (old.peek(), new.peek()) {
-            (None, None) => break,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some(o), Some(n)) => o.id().cmp(&n.id()),
-        };
-        match order {
-            std::cmp::Ordering::Less => {
-                let o = old.next().expect("peeked");
-                write(Change { change: "deleted", key: &o.key, old: Some(Identity::of(&o)), new: None })?;
-            }
-            std::cmp::Ordering::Greater => {
-                let n = new.next().expect("peeked");
-                write(Change { change: "added", key: &n.key, old: None, new: Some(Identity::of(&n)) })?;
-            }
-            std::cmp::Ordering::Equal => {
-                let (o, n) = (old.next().expect("peeked"), new.next().expect("peeked"));
-                let change = if restamped.contains(n.key.as_str()) {
-                    "changed"
-                } else if read_touched.contains(n.key.as_str()) {
-                    "touched"
-                } else if !o.same_version(&n) {
-                    "changed"
-                } else if o.last_modified != n.last_modified {
-                    "touched"
-                } else {
-                    continue;
-                };
-                write(Change { change, key: &n.key, old: Some(Identity::of(&o)), new: Some(Identity::of(&n)) })?;
-            }
-        }
-    }
-    out.flush().map_err(EngineError::io(&path))?;
-    for error in [old_error, new_error] {
-        if let Some(e) = error.take() {
-            return Err(EngineError::Io { path: job.dir.join("tmp"), source: e });
-        }
-    }
-    Ok(rows)
 }
 
 /// A folder marker (`photos/`, or an empty key) is recorded as skipped, as a plan records it.

@@ -3,8 +3,7 @@
 //!
 //! Listings of S3 and GCS arrive in key order already; those are written straight to one run
 //! and never sorted. A local disk's fanned-out walk does not: its entries are sorted in runs of
-//! [`RUN_ENTRIES`] and merged when read. The sorted entries can be read more than once (a
-//! delta previews its merge before it applies it).
+//! [`RUN_ENTRIES`] and merged when read. The sorted entries can be read more than once.
 
 use ferry_core::ObjectEntry;
 use std::cmp::Reverse;

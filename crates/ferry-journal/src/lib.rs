@@ -130,8 +130,20 @@ pub trait Ledger: Send + Sync {
     /// same listing twice changes nothing. Scans, in batches: the journal is free between
     /// them (for claims), and never held while the listing is read.
     async fn seed_generation(&self, generation: u32, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta>;
-    /// What [`Ledger::seed_generation`] would do with `listing`, changing nothing. Scans.
-    async fn preview_generation(&self, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta>;
+    /// [`Ledger::seed_generation`] in one pass and one transaction, watched: `watch` judges
+    /// the objects that look touched or changed at their old size, is told every key at which
+    /// the listing differs from the generation before (the change set), and decides once the
+    /// whole listing is merged whether the merge is committed — with `meta` set in the same
+    /// commit — or rolled back, changing nothing (a dry run, a refused delete, a listing that
+    /// could not be read back). Returns what the merge did (or would have done) and whether it
+    /// was committed. Scans; holds the journal for the whole merge.
+    async fn merge_generation(
+        &self,
+        generation: u32,
+        listing: Box<dyn Iterator<Item = ObjectEntry> + Send>,
+        watch: Box<dyn MergeWatch>,
+        meta: Vec<(String, String)>,
+    ) -> Result<(GenerationDelta, bool)>;
     /// Records that a pending delete was carried out at the destination.
     async fn mark_deleted(&self, id: i64) -> Result<()>;
     /// Records as done (with `note`) each pending object that has the key, size and entity tag
@@ -141,10 +153,6 @@ pub trait Ledger: Send + Sync {
     async fn mark_equal_done(&self, entries: &[(ObjectEntry, Option<String>)], note: &str) -> Result<u64>;
     /// The rows of those of `keys` the journal has, in key order (one query).
     async fn get_many(&self, keys: &[String]) -> Result<Vec<ObjectRow>>;
-    /// Records a new listed identity (entity tag, version, last-modified) of object `id` whose
-    /// content was read and found to be what was copied (a touched local file), so a merge of
-    /// the listing finds it unchanged.
-    async fn refresh_identity(&self, id: i64, listed: &ObjectEntry) -> Result<()>;
 
     /// Starts a pass of `worker`: objects it claims in this pass are never handed to it again
     /// in it (one that failed waits for the next pass).
@@ -171,9 +179,6 @@ pub trait Ledger: Send + Sync {
     /// The source object changed since the manifest: from now on the journal tracks its current
     /// version (`entry`), and says why in the object's note. Open upload state must be cleared first.
     async fn restart_object(&self, id: i64, entry: &ObjectEntry, note: &str) -> Result<()>;
-    /// Makes a copied object pending again, with why in its note: its bytes are as copied but
-    /// what travels with them changed at the source (a delta found its metadata rewritten).
-    async fn recopy(&self, id: i64, note: &str) -> Result<()>;
     /// Records that ferry asked the source to restore the (archived) object now; counted in
     /// [`StatusCounts::restores_requested`] and, until it is done, `restoring`.
     async fn restore_requested(&self, id: i64) -> Result<()>;

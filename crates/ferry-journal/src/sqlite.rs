@@ -13,6 +13,7 @@
 //! (seeding, merging a generation, claims and releases, counts, conflicts, durable commits that
 //! wait for an fsync) run on tokio's blocking pool, so a large journal never stalls the executor.
 
+mod merge;
 mod writes;
 
 use crate::*;
@@ -531,9 +532,8 @@ impl Inner {
     /// the rows after the last key merged in one transaction of at most [`MERGE_BATCH`] steps,
     /// the rows read in it before they are changed. Between batches the journal is free, so a
     /// merge of millions of keys never holds claims up for longer than one batch.
-    /// With `apply` false nothing is written: the answer is what the merge would do (a
-    /// delta's `--dry-run`, and its delete limits checked before anything changes).
-    fn seed_generation(&self, generation: u32, listing: &mut dyn Iterator<Item = ObjectEntry>, apply: bool) -> Result<GenerationDelta> {
+    /// (A delta merges its listing watched, in one transaction: `merge::merge_watched`.)
+    fn seed_generation(&self, generation: u32, listing: &mut dyn Iterator<Item = ObjectEntry>) -> Result<GenerationDelta> {
         let mut delta = GenerationDelta::default();
         // Everything up to this key (of either side) is merged.
         let mut after = String::new();
@@ -570,21 +570,19 @@ impl Inner {
                     after = match order {
                         std::cmp::Ordering::Less => {
                             let (row, _) = rows.pop_front().expect("a row");
-                            merge_gone(tx, generation, &row, &mut delta, apply)?;
+                            merge_gone(tx, generation, &row, &mut delta)?;
                             row.entry.key
                         }
                         std::cmp::Ordering::Greater => {
                             let e = chunk.pop_front().expect("an entry");
-                            if apply {
-                                merge_added(tx, generation, &e)?;
-                            }
+                            merge_added(tx, generation, &e)?;
                             delta.added += 1;
                             e.key
                         }
                         std::cmp::Ordering::Equal => {
                             let (row, deleted_from) = rows.pop_front().expect("a row");
                             let e = chunk.pop_front().expect("an entry");
-                            merge_listed(tx, generation, &row, deleted_from, &e, &mut delta, apply)?;
+                            merge_listed(tx, generation, &row, deleted_from, &e, &mut delta)?;
                             e.key
                         }
                     };
@@ -1040,15 +1038,12 @@ fn stored_time(t: chrono::DateTime<chrono::Utc>) -> String {
 /// was (copied, pending, refused by a layout, skipped by the listing) it is now a pending
 /// delete; the state it had is kept beside it, and so is its `error` (a refusal's reason), so
 /// a key that comes back is refused again.
-fn merge_gone(tx: &Connection, generation: u32, row: &ObjectRow, delta: &mut GenerationDelta, apply: bool) -> rusqlite::Result<()> {
+fn merge_gone(tx: &Connection, generation: u32, row: &ObjectRow, delta: &mut GenerationDelta) -> rusqlite::Result<()> {
     // Gone already: not an object of either generation, so not counted.
     if matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted) {
         return Ok(());
     }
     delta.deleted += 1;
-    if !apply {
-        return Ok(());
-    }
     tx.prepare_cached("UPDATE objects SET generation = ?1, state = ?3, deleted_from = ?4, updated_at = datetime('now') WHERE id = ?2")?
         .execute(params![generation, row.id, ObjectState::PendingDelete.as_str(), row.state.as_str()])?;
     Ok(())
@@ -1063,7 +1058,6 @@ fn merge_listed(
     deleted_from: Option<ObjectState>,
     e: &ObjectEntry,
     delta: &mut GenerationDelta,
-    apply: bool,
 ) -> rusqlite::Result<()> {
     let gone = matches!(row.state, ObjectState::PendingDelete | ObjectState::Deleted);
     if row.state == ObjectState::PendingDelete {
@@ -1076,10 +1070,8 @@ fn merge_listed(
             .query_row([row.id], |r| r.get(0))?;
         if deleted_from == Some(ObjectState::Done) && !delete_begun && row.entry.same_version(e) {
             delta.unchanged += 1;
-            if apply {
-                tx.prepare_cached("UPDATE objects SET state = ?2, deleted_from = NULL, updated_at = datetime('now') WHERE id = ?1")?
-                    .execute(params![row.id, ObjectState::Done.as_str()])?;
-            }
+            tx.prepare_cached("UPDATE objects SET state = ?2, deleted_from = NULL, updated_at = datetime('now') WHERE id = ?1")?
+                .execute(params![row.id, ObjectState::Done.as_str()])?;
             return Ok(());
         }
     }
@@ -1092,16 +1084,11 @@ fn merge_listed(
             && had.timestamp_millis() != now.timestamp_millis()
         {
             delta.touched += 1;
-            if apply {
-                tx.prepare_cached("UPDATE objects SET last_modified = ?2 WHERE id = ?1")?.execute(params![row.id, stored_time(now)])?;
-            }
+            tx.prepare_cached("UPDATE objects SET last_modified = ?2 WHERE id = ?1")?.execute(params![row.id, stored_time(now)])?;
         }
         return Ok(());
     }
     delta.changed += 1;
-    if !apply {
-        return Ok(());
-    }
     // A layout's refusal is about the name, which has not changed, even across a delete.
     let was = if gone { deleted_from } else { Some(row.state) };
     let (state, error) = match (was, e.skipped) {
@@ -1164,12 +1151,17 @@ impl Ledger for SqliteJournal {
     }
 
     async fn seed_generation(&self, generation: u32, mut listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta> {
-        self.blocking(move |j| j.seed_generation(generation, &mut listing, true)).await
+        self.blocking(move |j| j.seed_generation(generation, &mut listing)).await
     }
 
-    async fn preview_generation(&self, listing: Box<dyn Iterator<Item = ObjectEntry> + Send>) -> Result<GenerationDelta> {
-        let mut listing = listing;
-        self.blocking(move |j| j.seed_generation(0, &mut listing, false)).await
+    async fn merge_generation(
+        &self,
+        generation: u32,
+        mut listing: Box<dyn Iterator<Item = ObjectEntry> + Send>,
+        mut watch: Box<dyn MergeWatch>,
+        meta: Vec<(String, String)>,
+    ) -> Result<(GenerationDelta, bool)> {
+        self.blocking(move |j| j.merge_generation(generation, &mut listing, watch.as_mut(), &meta)).await
     }
 
     async fn lag(&self, now: chrono::DateTime<chrono::Utc>) -> Result<Lag> {
@@ -1241,13 +1233,6 @@ impl Ledger for SqliteJournal {
         Ok(rows)
     }
 
-    async fn refresh_identity(&self, id: i64, listed: &ObjectEntry) -> Result<()> {
-        self.0.execute(
-            "UPDATE objects SET etag = ?2, version = ?3, last_modified = ?4, updated_at = datetime('now') WHERE id = ?1",
-            params![id, listed.etag, listed.version, rfc3339(listed)],
-        )
-    }
-
     async fn mark_deleted(&self, id: i64) -> Result<()> {
         self.0.execute(
             "UPDATE objects SET state = ?2, lease_owner = NULL, lease_until = NULL, updated_at = datetime('now') WHERE id = ?1 AND state = ?3",
@@ -1286,13 +1271,6 @@ impl Ledger for SqliteJournal {
 
     async fn restart_object(&self, id: i64, entry: &ObjectEntry, note: &str) -> Result<()> {
         self.0.restart_object(id, entry, note)
-    }
-
-    async fn recopy(&self, id: i64, note: &str) -> Result<()> {
-        self.0.execute(
-            "UPDATE objects SET state = 'pending', attempts = 0, note = ?2, updated_at = datetime('now') WHERE id = ?1 AND state = 'done'",
-            params![id, note],
-        )
     }
 
     async fn largest_pending(&self) -> Result<Option<(String, u64)>> {

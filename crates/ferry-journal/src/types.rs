@@ -292,3 +292,82 @@ pub struct Lag {
     pub over_1h: u64,
     pub age_unknown: u64,
 }
+
+/// One key at which a generation merge found the listing other than the generation merged
+/// before it ([`crate::Ledger::merge_generation`]): a line of the change set. `old` is the
+/// object as the journal held it (that generation's listing, with what copying learned since).
+#[derive(Debug, Clone, Copy)]
+pub enum MergeStep<'a> {
+    /// Listed, and not an object of the generation before (new, or back after a delete).
+    Added { new: &'a ObjectEntry },
+    /// Listed with other content (size, entity tag, version or a checksum), or with the same
+    /// bytes and other headers or metadata ([`Verdict::Changed`] of a [`LookKind::NewTime`]).
+    Changed { old: &'a ObjectEntry, new: &'a ObjectEntry },
+    /// The same content at another last-modified time (recorded, not copied).
+    Touched { old: &'a ObjectEntry, new: &'a ObjectEntry },
+    /// Gone from the listing.
+    Deleted { old: &'a ObjectEntry },
+}
+
+/// Why a merge asks about an object before it decides ([`MergeWatch::judge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LookKind {
+    /// Copied, and listed with the same content at another last-modified time: touched
+    /// ([`Verdict::Unchanged`]) unless its headers or metadata changed at the source (a
+    /// rewrite of an S3 object's metadata keeps its ETag).
+    NewTime,
+    /// Copied, and listed at its old size with another entity tag or version: changed
+    /// ([`Verdict::Changed`]) unless its bytes are as copied (a local file's tag is its time).
+    OtherTag,
+}
+
+/// An object a merge asks about: the journal's row (with `src_attrs` for a
+/// [`LookKind::NewTime`]) and the listed entry.
+#[derive(Debug)]
+pub struct Look<'a> {
+    pub kind: LookKind,
+    pub row: &'a ObjectRow,
+    pub listed: &'a ObjectEntry,
+}
+
+/// What a [`MergeWatch`] concluded about a [`Look`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// The same content as copied: not copied again (a new identity is recorded).
+    Unchanged,
+    /// To copy again.
+    Changed,
+}
+
+impl Verdict {
+    /// What a merge takes a look of `kind` to be when nobody looked.
+    pub fn unexamined(kind: LookKind) -> Verdict {
+        match kind {
+            LookKind::NewTime => Verdict::Unchanged,
+            LookKind::OtherTag => Verdict::Changed,
+        }
+    }
+}
+
+/// What the journal held before a merge (tallied by its scan): the refusals of a delta
+/// ([`MergeWatch::finish`]) are measured against it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Held {
+    /// Objects (neither skipped nor gone).
+    pub objects: u64,
+    /// Deletes not yet carried out.
+    pub pending_delete: u64,
+}
+
+/// Watches a merge ([`crate::Ledger::merge_generation`]) from inside its one transaction,
+/// called on the journal's thread in key order: judges the objects it asks about, is told each
+/// change, and decides at the end whether the merge is committed.
+pub trait MergeWatch: Send {
+    /// A verdict for each of `looks` (in their order), before any of them is merged.
+    fn judge(&mut self, looks: &[Look<'_>]) -> Vec<Verdict>;
+    /// One change, in key order. `false` stops the merge (nothing is committed).
+    fn step(&mut self, step: MergeStep<'_>) -> bool;
+    /// Every key merged (`delta`), against what the journal held before (`held`): `true`
+    /// commits the merge, `false` rolls it back.
+    fn finish(&mut self, delta: &GenerationDelta, held: &Held) -> bool;
+}

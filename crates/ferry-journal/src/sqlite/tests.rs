@@ -635,36 +635,179 @@ async fn a_generation_merge_adds_and_deletes_runs_longer_than_a_batch() {
     assert_eq!((c.objects, c.pending_delete), (3003, 2500));
 }
 
+/// A watch that records what a merge tells it, answers its looks from `verdicts` (by key;
+/// unexamined otherwise), and commits when `commit`.
+#[derive(Default)]
+struct Recorder {
+    verdicts: std::collections::HashMap<String, Verdict>,
+    commit: bool,
+    /// Stops the merge at this step (counted from 1).
+    stop_at: Option<usize>,
+    seen: Arc<Mutex<Recorded>>,
+}
+
+#[derive(Debug, Default)]
+struct Recorded {
+    looks: Vec<(String, LookKind, bool)>,
+    steps: Vec<String>,
+    held: Option<Held>,
+}
+
+impl MergeWatch for Recorder {
+    fn judge(&mut self, looks: &[Look<'_>]) -> Vec<Verdict> {
+        let mut seen = self.seen.lock().unwrap();
+        looks
+            .iter()
+            .map(|l| {
+                seen.looks.push((l.row.entry.key.clone(), l.kind, l.row.src_attrs.is_some()));
+                self.verdicts.get(&l.listed.key).copied().unwrap_or(Verdict::unexamined(l.kind))
+            })
+            .collect()
+    }
+    fn step(&mut self, step: MergeStep<'_>) -> bool {
+        let line = match step {
+            MergeStep::Added { new } => format!("added {}", new.key),
+            MergeStep::Changed { old, new } => format!("changed {} {:?}>{:?}", new.key, old.etag, new.etag),
+            MergeStep::Touched { new, .. } => format!("touched {}", new.key),
+            MergeStep::Deleted { old } => format!("deleted {}", old.key),
+        };
+        let mut seen = self.seen.lock().unwrap();
+        seen.steps.push(line);
+        self.stop_at != Some(seen.steps.len())
+    }
+    fn finish(&mut self, _: &GenerationDelta, held: &Held) -> bool {
+        self.seen.lock().unwrap().held = Some(*held);
+        self.commit
+    }
+}
+
+/// Generation 1 of a, b, c, d (size 1, tag 1, at time 0) all copied, with attributes.
+async fn copied_abcd(j: &SqliteJournal) {
+    let e = |k: &str| ObjectEntry { key: k.into(), size: 1, etag: Some("1".into()), last_modified: at(0), ..Default::default() };
+    j.seed(1, &[e("a"), e("b"), e("c"), e("d")]).await.unwrap();
+    let w = j.begin_pass("w").await.unwrap();
+    let copied = Outcome { src_attrs: Some(ferry_core::headers::Attrs::default()), ..outcome() };
+    for r in j.claim(&w, 10, Lease { now: 0, ttl: Duration::from_secs(60) }).await.unwrap() {
+        j.mark_done(r.id, &copied).await.unwrap();
+    }
+    j.release(&[]).await.unwrap();
+}
+
+fn at(s: i64) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::from_timestamp(1_700_000_000 + s, 0)
+}
+
+fn listed(k: &str, etag: &str, t: i64) -> ObjectEntry {
+    ObjectEntry { key: k.into(), size: 1, etag: Some(etag.into()), last_modified: at(t), ..Default::default() }
+}
+
+async fn watched(j: &SqliteJournal, listing: Vec<ObjectEntry>, watch: Recorder) -> (GenerationDelta, bool) {
+    let meta = vec![("merged".to_string(), "2".to_string())];
+    j.merge_generation(2, Box::new(listing.into_iter()), Box::new(watch), meta).await.unwrap()
+}
+
 #[tokio::test]
-async fn a_previewed_merge_counts_what_the_merge_would_do_and_changes_nothing() {
+async fn a_watched_merge_rolled_back_changes_nothing_and_says_what_it_would_have_done() {
     let dir = tempfile::tempdir().unwrap();
     let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
-    let at = |s: i64| chrono::DateTime::from_timestamp(1_700_000_000 + s, 0);
-    let e = |k: &str, etag: &str, t: i64| ObjectEntry {
-        key: k.into(),
-        size: 1,
-        etag: Some(etag.into()),
-        last_modified: at(t),
-        ..Default::default()
-    };
-    j.seed(1, &[e("a", "1", 0), e("b", "1", 0), e("c", "1", 0), e("d", "1", 0)]).await.unwrap();
-    // a unchanged, b touched (same etag, later time), c changed, d gone, e added.
-    let gen2 = vec![e("a", "1", 0), e("b", "1", 60), e("c", "2", 60), e("e", "1", 60)];
+    copied_abcd(&j).await;
+    // a unchanged, b touched (same tag, later time), c changed, d gone, e added.
+    let gen2 = vec![listed("a", "1", 0), listed("b", "1", 60), listed("c", "2", 60), listed("e", "1", 60)];
     let want = GenerationDelta { added: 1, changed: 1, deleted: 1, unchanged: 2, touched: 1, returned: 0 };
     let before = j.page(0, 100).await.unwrap();
-    assert_eq!(j.preview_generation(Box::new(gen2.clone().into_iter())).await.unwrap(), want);
-    assert_eq!(j.page(0, 100).await.unwrap().len(), before.len());
-    assert_eq!(j.counts().await.unwrap().pending_delete, 0, "a preview writes nothing");
-    assert_eq!(j.get("b").await.unwrap().unwrap().entry.last_modified, at(0));
+    let watch = Recorder::default();
+    let seen = watch.seen.clone();
+    assert_eq!(watched(&j, gen2.clone(), watch).await, (want, false));
+    let after = j.page(0, 100).await.unwrap();
+    assert_eq!(format!("{after:?}"), format!("{before:?}"), "a rolled-back merge writes nothing");
+    assert_eq!(j.meta("merged").await.unwrap(), None, "nor its meta");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.steps, ["touched b", "changed c Some(\"1\")>Some(\"2\")", "deleted d", "added e"]);
+    // b with the attributes it was copied with; c, copied, has another tag at its old size.
+    let looks = [("b".to_string(), LookKind::NewTime, true), ("c".to_string(), LookKind::OtherTag, false)];
+    assert_eq!(seen.looks, looks);
+    assert_eq!(seen.held, Some(Held { objects: 4, pending_delete: 0 }));
+    drop(seen);
 
-    assert_eq!(j.seed_generation(2, Box::new(gen2.into_iter())).await.unwrap(), want);
+    // Committed: the same merge as a seed, and its meta with it.
+    let watch = Recorder { commit: true, ..Recorder::default() };
+    assert_eq!(watched(&j, gen2, watch).await, (want, true));
+    assert_eq!(j.meta("merged").await.unwrap().as_deref(), Some("2"));
+    let b = j.get("b").await.unwrap().unwrap();
+    assert_eq!((b.entry.last_modified, b.state), (at(60), ObjectState::Done), "touched: its time kept, not copied again");
+    let c = j.get("c").await.unwrap().unwrap();
+    assert_eq!((c.state, c.entry.etag.as_deref()), (ObjectState::Pending, Some("2")));
+    assert_eq!(j.get("d").await.unwrap().unwrap().state, ObjectState::PendingDelete);
+}
+
+#[tokio::test]
+async fn a_watched_merge_copies_again_what_its_watch_finds_changed_and_keeps_what_it_finds_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    copied_abcd(&j).await;
+    // a: same tag, new time, and the watch finds its metadata changed; b: another tag at the
+    // same size, and the watch finds its bytes as copied; c: another tag, not examined (changed).
+    let gen2 = vec![listed("a", "1", 60), listed("b", "2", 60), listed("c", "2", 60), listed("d", "1", 0)];
+    let verdicts = [("a".to_string(), Verdict::Changed), ("b".to_string(), Verdict::Unchanged)].into();
+    let watch = Recorder { verdicts, commit: true, ..Recorder::default() };
+    let seen = watch.seen.clone();
+    let (delta, committed) = watched(&j, gen2, watch).await;
+    assert!(committed);
+    assert_eq!(delta, GenerationDelta { added: 0, changed: 2, deleted: 0, unchanged: 2, touched: 1, returned: 0 });
+    let seen = seen.lock().unwrap();
+    let looks: Vec<_> = seen.looks.iter().map(|(k, kind, _)| (k.as_str(), *kind)).collect();
+    assert_eq!(looks, [("a", LookKind::NewTime), ("b", LookKind::OtherTag), ("c", LookKind::OtherTag)]);
+    assert_eq!(seen.steps, ["changed a Some(\"1\")>Some(\"1\")", "touched b", "changed c Some(\"1\")>Some(\"2\")"]);
+    drop(seen);
+    let a = j.get("a").await.unwrap().unwrap();
+    assert_eq!((a.state, a.note.as_deref()), (ObjectState::Pending, Some("metadata changed at the source (same bytes)")));
     let b = j.get("b").await.unwrap().unwrap();
     assert_eq!(
-        (b.entry.last_modified, b.state, b.generation),
-        (at(60), ObjectState::Pending, 1),
-        "touched: its time kept, not copied again"
+        (b.state, b.entry.etag.as_deref(), b.entry.last_modified),
+        (ObjectState::Done, Some("2"), at(60)),
+        "its new identity recorded"
     );
-    assert_eq!(j.get("c").await.unwrap().unwrap().entry.last_modified, at(60));
+    assert_eq!(j.get("c").await.unwrap().unwrap().state, ObjectState::Pending);
+    // Merged again, b is unchanged: its new tag is the journal's.
+    let watch = Recorder { commit: true, ..Recorder::default() };
+    let gen2 = vec![listed("a", "1", 60), listed("b", "2", 60), listed("c", "2", 60), listed("d", "1", 0)];
+    let (delta, _) = watched(&j, gen2, watch).await;
+    assert_eq!((delta.changed, delta.unchanged, delta.touched), (0, 4, 0), "{delta:?}");
+}
+
+#[tokio::test]
+async fn a_watch_that_stops_a_merge_rolls_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    // More keys than a batch, so the stop falls after some were written.
+    let gen1: Vec<ObjectEntry> = (0..5000).map(|i| listed(&format!("k{i:05}"), "1", 0)).collect();
+    j.seed(1, &gen1).await.unwrap();
+    let gen2: Vec<ObjectEntry> = (0..5000).map(|i| listed(&format!("k{i:05}"), "2", 0)).collect();
+    let watch = Recorder { commit: true, stop_at: Some(4500), ..Recorder::default() };
+    let seen = watch.seen.clone();
+    let (_, committed) = watched(&j, gen2, watch).await;
+    assert!(!committed);
+    assert!(seen.lock().unwrap().held.is_none(), "not asked to finish");
+    let changed = j.page(0, 10_000).await.unwrap().iter().filter(|r| r.entry.etag.as_deref() != Some("1")).count();
+    assert_eq!(changed, 0);
+}
+
+#[tokio::test]
+async fn a_watched_merge_tallies_what_the_journal_held_and_names_keys_back_from_a_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    copied_abcd(&j).await;
+    // Generation 2 loses c and d; generation 3 has c back and d still gone.
+    let commit = || Recorder { commit: true, ..Recorder::default() };
+    watched(&j, vec![listed("a", "1", 0), listed("b", "1", 0)], commit()).await;
+    let watch = commit();
+    let seen = watch.seen.clone();
+    let gen3 = vec![listed("a", "1", 0), listed("b", "1", 0), listed("c", "1", 0)];
+    let (delta, _) = j.merge_generation(3, Box::new(gen3.into_iter()), Box::new(watch), Vec::new()).await.unwrap();
+    assert_eq!((delta.returned, delta.deleted, delta.unchanged), (1, 0, 3), "{delta:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.held, Some(Held { objects: 2, pending_delete: 2 }));
+    assert_eq!(seen.steps, ["added c"], "a key back after a delete is added; one still gone is no change");
 }
 
 #[tokio::test]
