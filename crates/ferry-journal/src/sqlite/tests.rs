@@ -721,13 +721,12 @@ async fn a_watched_merge_rolled_back_changes_nothing_and_says_what_it_would_have
     let after = j.page(0, 100).await.unwrap();
     assert_eq!(format!("{after:?}"), format!("{before:?}"), "a rolled-back merge writes nothing");
     assert_eq!(j.meta("merged").await.unwrap(), None, "nor its meta");
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert_eq!(seen.steps, ["touched b", "changed c Some(\"1\")>Some(\"2\")", "deleted d", "added e"]);
     // b with the attributes it was copied with; c, copied, has another tag at its old size.
     let looks = [("b".to_string(), LookKind::NewTime, true), ("c".to_string(), LookKind::OtherTag, false)];
     assert_eq!(seen.looks, looks);
     assert_eq!(seen.held, Some(Held { objects: 4, pending_delete: 0 }));
-    drop(seen);
 
     // Committed: the same merge as a seed, and its meta with it.
     let watch = Recorder { commit: true, ..Recorder::default() };
@@ -754,11 +753,10 @@ async fn a_watched_merge_copies_again_what_its_watch_finds_changed_and_keeps_wha
     let (delta, committed) = watched(&j, gen2, watch).await;
     assert!(committed);
     assert_eq!(delta, GenerationDelta { added: 0, changed: 2, deleted: 0, unchanged: 2, touched: 1, returned: 0 });
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     let looks: Vec<_> = seen.looks.iter().map(|(k, kind, _)| (k.as_str(), *kind)).collect();
     assert_eq!(looks, [("a", LookKind::NewTime), ("b", LookKind::OtherTag), ("c", LookKind::OtherTag)]);
     assert_eq!(seen.steps, ["changed a Some(\"1\")>Some(\"1\")", "touched b", "changed c Some(\"1\")>Some(\"2\")"]);
-    drop(seen);
     let a = j.get("a").await.unwrap().unwrap();
     assert_eq!((a.state, a.note.as_deref()), (ObjectState::Pending, Some("metadata changed at the source (same bytes)")));
     let b = j.get("b").await.unwrap().unwrap();
@@ -805,7 +803,7 @@ async fn a_watched_merge_tallies_what_the_journal_held_and_names_keys_back_from_
     let gen3 = vec![listed("a", "1", 0), listed("b", "1", 0), listed("c", "1", 0)];
     let (delta, _) = j.merge_generation(3, Box::new(gen3.into_iter()), Box::new(watch), Vec::new()).await.unwrap();
     assert_eq!((delta.returned, delta.deleted, delta.unchanged), (1, 0, 3), "{delta:?}");
-    let seen = seen.lock().unwrap();
+    let seen = std::mem::take(&mut *seen.lock().unwrap());
     assert_eq!(seen.held, Some(Held { objects: 2, pending_delete: 2 }));
     assert_eq!(seen.steps, ["added c"], "a key back after a delete is added; one still gone is no change");
 }
