@@ -155,6 +155,9 @@ async fn pass_summary(
             summary.objects,
             format_size(summary.bytes)
         );
+        if let Some(key) = &summary.listed_out_of_order {
+            println!("the source listed {key:?} out of key order: listed again and sorted (the first listing was not merged)");
+        }
         if let Some(copy) = &summary.copy {
             println!("copied {} objects ({}) in {:.1}s; {} failed", copy.copied, format_size(copy.bytes_copied), copy.seconds, copy.failed);
             super::print_skipped(&copy.skipped);

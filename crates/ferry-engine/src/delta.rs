@@ -3,10 +3,12 @@
 //! when asked and only when it is safe, delete at the destination what the source no longer has.
 //!
 //! Order of side effects, each step resumable:
-//! 1. the listing goes to an unsealed generation directory and to a key-order spool
-//!    (`key_order`); a listing that fails leaves no generation (the directory is removed);
-//! 2. the spool is merged into the journal in one pass and one transaction, watched
-//!    ([`DeltaWatch`]): what looks touched is asked about (a HEAD, or a read of a local file),
+//! 1. the listing goes to an unsealed generation directory and to the merge (`feed`): as it
+//!    arrives when the source lists in key order (S3, GCS, Azure; checked as it goes), else
+//!    through a key-order spool (`key_order`); a listing that fails leaves no generation (the
+//!    merge rolled back, the directory removed);
+//! 2. the listing is merged into the journal in one pass and one transaction, watched
+//!    (`DeltaWatch`): what looks touched is asked about (a HEAD, or a read of a local file),
 //!    each change is written to the change set, and at the end the delete limits are checked —
 //!    an emptied source, or more deletes than `--max-delete`, refuse here (unless
 //!    `--force-delete`), and a dry run or a listing equal to the newest generation stop here:
@@ -14,14 +16,16 @@
 //!    deleted. Otherwise the generation is sealed, and then the merge committed (added and
 //!    changed objects pending, gone ones pending deletes) with the journal's record that it
 //!    merged the generation;
-//! 4. the copy runs over what is pending, as `ferry copy` would;
-//! 5. with `--delete`, and only after every copy of the run succeeded, the pending deletes are
+//! 3. the copy runs over what is pending, as `ferry copy` would;
+//! 4. with `--delete`, and only after every copy of the run succeeded, the pending deletes are
 //!    carried out, each recorded in the write ledger first (what the destination held), so a
 //!    rollback can restore it.
 //!
 //! A run killed after the seal and before the commit finds a sealed generation the journal has
 //! not merged: the next `ferry delta` merges it; killed later, the next run finishes the copies,
 //! then the deletes, before it lists again.
+
+mod feed;
 
 use crate::copy::{CopyOptions, CopySummary, Failure};
 use crate::key_order::KeySorter;
@@ -153,6 +157,9 @@ pub struct DeltaSummary {
     pub deletes: Deletes,
     /// `--dry-run`: nothing was sealed, copied or deleted; `changes` is what a delta would do.
     pub dry_run: bool,
+    /// A source that lists in key order gave this key at or before the one before it: the
+    /// merge was rolled back and the source listed again through a key-order spool.
+    pub listed_out_of_order: Option<String>,
     pub seconds: f64,
     pub report: Option<std::path::PathBuf>,
 }
@@ -212,6 +219,7 @@ pub async fn delta(
         copy: None,
         deletes: Deletes::default(),
         dry_run: opts.copy.dry_run,
+        listed_out_of_order: None,
         seconds: 0.0,
         report: None,
     };
@@ -234,16 +242,8 @@ pub async fn delta(
             // An unsealed generation is the remains of an interrupted listing: start it again.
             std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
         }
-        let listed = list(job, src.as_ref(), generation, latest, &stats).await;
-        let (writer, sorted) = match listed {
-            Ok(listed) => listed,
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&dir);
-                return Err(e);
-            }
-        };
         let parent = Parent { generation: latest, objects: header.totals.objects };
-        let merged = merge_listing(job, journal.as_ref(), src.clone(), writer, &sorted, generation, parent, &opts).await;
+        let merged = list_and_merge(job, journal.as_ref(), src.clone(), &stats, generation, parent, &opts).await;
         let (changes, committed, outcome) = match merged {
             Ok(merged) => merged,
             Err(e) => {
@@ -259,6 +259,7 @@ pub async fn delta(
             return Err(EngineError::DeltaRefused(refusal));
         }
         (summary.objects, summary.bytes) = (outcome.objects, outcome.bytes);
+        summary.listed_out_of_order = outcome.out_of_order;
         summary.changes = changes;
         if opts.copy.dry_run {
             summary.deletes.pending = outcome.pending_deletes;
@@ -379,43 +380,79 @@ struct Outcome {
     /// Objects and bytes the listing holds.
     objects: u64,
     bytes: u64,
+    /// The key a source that lists in key order gave out of order (it was listed again).
+    out_of_order: Option<String>,
 }
 
-/// Merges the sorted listing into the journal as `generation` in one pass (see
-/// [`DeltaWatch`]): returns what it merged, whether it was committed (the generation sealed,
-/// its change set beside it), and the watch's outcome. An error stops it before anything is
-/// committed.
+/// Lists the source and merges the listing into the journal as `generation` in one pass (see
+/// [`DeltaWatch`]), as it arrives when the source lists in key order, else through a key-order
+/// spool: returns what it merged, whether it was committed (the generation sealed, its change
+/// set beside it), and the watch's outcome. An error stops it before anything is committed.
 #[allow(clippy::too_many_arguments)]
-async fn merge_listing(
+async fn list_and_merge(
     job: &Job,
     journal: &dyn ferry_journal::Journal,
     src: Arc<dyn Provider>,
-    writer: ManifestWriter,
-    sorted: &crate::key_order::Sorted,
+    stats: &Arc<Stats>,
     generation: u32,
     parent: Parent,
     opts: &DeltaOptions,
 ) -> Result<(GenerationDelta, bool, Outcome)> {
+    let dir = job.generation_dir(generation);
+    let mut out_of_order = None;
+    if src.lists_in_key_order() {
+        let writer =
+            ManifestWriter::create(&dir, generation, Some(parent.generation), &job.source.to_string(), &job.destination.to_string())?;
+        let (listing, feed, lister) = feed::arriving(src.clone(), writer, stats.clone());
+        let merged = merge_fed(job, journal, src.clone(), Box::new(listing), feed, generation, parent, opts).await;
+        match lister.end() {
+            Some(feed::Ended::Failed(e)) => return Err(e),
+            Some(feed::Ended::OutOfOrder { key }) => {
+                // Rolled back: listed again, and sorted this time.
+                drop(merged);
+                std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
+                out_of_order = Some(key);
+            }
+            Some(feed::Ended::Listed(_)) | None => return merged,
+        }
+    }
+    let (writer, sorted) = list(job, src.as_ref(), generation, parent.generation, stats).await?;
     let tmp = job.dir.join("tmp");
     let (entries, read_error) = sorted.entries().map_err(EngineError::io(&tmp))?;
+    let feed = feed::Feed::Spooled { writer: Some(Box::new(writer)), read_error, tmp };
+    let (changes, committed, mut outcome) = merge_fed(job, journal, src, Box::new(entries), feed, generation, parent, opts).await?;
+    outcome.out_of_order = out_of_order;
+    Ok((changes, committed, outcome))
+}
+
+/// Merges `listing` into the journal as `generation`, watched by a [`DeltaWatch`] over `feed`.
+#[allow(clippy::too_many_arguments)]
+async fn merge_fed(
+    job: &Job,
+    journal: &dyn ferry_journal::Journal,
+    src: Arc<dyn Provider>,
+    listing: Box<dyn Iterator<Item = ObjectEntry> + Send>,
+    feed: feed::Feed,
+    generation: u32,
+    parent: Parent,
+    opts: &DeltaOptions,
+) -> Result<(GenerationDelta, bool, Outcome)> {
     let path = job.generation_dir(generation).join(CHANGES_FILE);
     let file = std::fs::File::create(&path).map_err(EngineError::io(&path))?;
     let outcome = Arc::new(std::sync::Mutex::new(Outcome::default()));
     let watch = DeltaWatch {
         src,
         runtime: tokio::runtime::Handle::current(),
-        writer: Some(writer),
+        feed,
         changes: std::io::BufWriter::new(file),
         path,
         rows: 0,
-        read_error,
-        tmp,
         parent,
         opts: opts.clone(),
         outcome: outcome.clone(),
     };
     let meta = vec![(SEEDED.to_string(), generation.to_string())];
-    let (changes, committed) = journal.merge_generation(generation, Box::new(entries), Box::new(watch), meta).await?;
+    let (changes, committed) = journal.merge_generation(generation, listing, Box::new(watch), meta).await?;
     let mut outcome = std::mem::take(&mut *outcome.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
     if let Some(e) = outcome.error.take() {
         return Err(e);
@@ -439,12 +476,10 @@ struct DeltaWatch {
     src: Arc<dyn Provider>,
     /// The merge runs on the journal's thread: the provider is called on the engine's runtime.
     runtime: tokio::runtime::Handle,
-    writer: Option<ManifestWriter>,
+    feed: feed::Feed,
     changes: std::io::BufWriter<std::fs::File>,
     path: std::path::PathBuf,
     rows: u64,
-    read_error: crate::key_order::ReadError,
-    tmp: std::path::PathBuf,
     parent: Parent,
     opts: DeltaOptions,
     outcome: Arc<std::sync::Mutex<Outcome>>,
@@ -479,6 +514,9 @@ impl MergeWatch for DeltaWatch {
 
     fn step(&mut self, step: MergeStep<'_>) -> bool {
         use std::io::Write;
+        if self.feed.stopped() {
+            return false;
+        }
         let change = match step {
             MergeStep::Added { new } => Change { change: "added", key: &new.key, old: None, new: Some(Identity::of(new)) },
             MergeStep::Changed { old, new } => {
@@ -506,13 +544,14 @@ impl MergeWatch for DeltaWatch {
             self.fail(error);
             return false;
         }
-        if let Some(e) = self.read_error.take() {
-            // Keys after the error would be taken as gone: nothing is merged but the whole listing.
-            let error = EngineError::Io { path: self.tmp.clone(), source: e };
-            self.fail(error);
-            return false;
-        }
-        let Some(writer) = self.writer.take() else { return false };
+        let writer = match self.feed.writer() {
+            Ok(Some(writer)) => writer,
+            Ok(None) => return false,
+            Err(e) => {
+                self.fail(e);
+                return false;
+            }
+        };
         let (objects, bytes) = (writer.totals().objects, writer.totals().bytes);
         // Deletes still pending that the listing shows again are no longer deletes.
         let pending_deletes = held.pending_delete + delta.deleted - delta.returned;

@@ -184,6 +184,13 @@ pub trait Provider: Send + Sync {
         true
     }
 
+    /// Whether [`Provider::list`] gives each key once, in byte order (S3, GCS and Azure list so;
+    /// a fanned-out walk of a local disk does not). A delta then merges the listing as it
+    /// arrives instead of sorting it first, and checks the order as it goes. By default: no.
+    fn lists_in_key_order(&self) -> bool {
+        false
+    }
+
     /// The tags of `key`, in one request (S3 GetObjectTagging, Azure Get Blob Tags). Asked only
     /// when tags are to be copied, the destination keeps them, and the read said the object has
     /// some it did not return (`ObjectEntry::tags` is `None`). By default: none.

@@ -129,6 +129,10 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
         self.inner.etag_names_content()
     }
 
+    fn lists_in_key_order(&self) -> bool {
+        self.inner.lists_in_key_order()
+    }
+
     async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
         self.call(self.inner.tags(key)).await
     }
@@ -428,6 +432,10 @@ impl<P: Provider + ?Sized + 'static> Provider for Counted<P> {
 
     fn etag_names_content(&self) -> bool {
         self.inner.etag_names_content()
+    }
+
+    fn lists_in_key_order(&self) -> bool {
+        self.inner.lists_in_key_order()
     }
 
     async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {

@@ -392,6 +392,10 @@ impl Provider for FaultyProvider {
         self.inner.etag_names_content()
     }
 
+    fn lists_in_key_order(&self) -> bool {
+        self.inner.lists_in_key_order()
+    }
+
     fn versions(&self) -> Option<&dyn ferry_providers::Versions> {
         self.inner.versions()
     }

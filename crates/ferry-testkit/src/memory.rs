@@ -268,6 +268,10 @@ impl Provider for MemoryProvider {
         &self.location
     }
 
+    fn lists_in_key_order(&self) -> bool {
+        true
+    }
+
     fn limits(&self) -> Limits {
         self.limits
     }

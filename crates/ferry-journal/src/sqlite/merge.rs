@@ -10,7 +10,6 @@ use super::{Inner, merge_added, merge_gone, merge_listed, state_from};
 use crate::*;
 use ferry_core::{Checksums, Evidence};
 use rusqlite::{Connection, params};
-use std::collections::VecDeque;
 
 /// Steps of a watched merge taken at a time (one query of rows, one chunk of the listing, one
 /// call to judge). The merge is one transaction whatever its size.
@@ -66,13 +65,13 @@ fn merge_row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<MergeRow> {
     })
 }
 
-/// One key of the merge: only in the journal, only in the listing, or in both.
-// Unboxed: a batch holds at most `WATCHED_BATCH` of them, and a box would be an allocation a key.
-#[allow(clippy::large_enum_variant)]
+/// One key of the merge: only in the journal, only in the listing, or in both — by its index
+/// in the batch's rows and in the listing's chunk (the 1.4 KB values stay where they are).
+#[derive(Clone, Copy)]
 enum Pair {
-    Gone(MergeRow),
-    Added(ObjectEntry),
-    Both(MergeRow, ObjectEntry),
+    Gone(usize),
+    Added(usize),
+    Both(usize, usize),
 }
 
 /// Counts a row the merge met in what the journal held.
@@ -162,7 +161,8 @@ fn merge_watched(
     let mut held = Held::default();
     // Everything up to this key (of either side) is merged.
     let mut after = String::new();
-    let mut chunk: VecDeque<ObjectEntry> = VecDeque::new();
+    // The listing's entries not merged yet, from `chunk[taken..]`.
+    let mut chunk: Vec<ObjectEntry> = Vec::with_capacity(WATCHED_BATCH);
     let (mut listing_done, mut journal_done) = (false, false);
     let select = format!("SELECT {MERGE_COLUMNS} FROM objects WHERE key > ?1 ORDER BY key LIMIT ?2");
     loop {
@@ -173,14 +173,15 @@ fn merge_watched(
         if chunk.is_empty() && listing_done && journal_done {
             return Ok((delta, held, true));
         }
-        let mut rows: VecDeque<MergeRow> = tx
+        let mut rows: Vec<MergeRow> = tx
             .prepare_cached(&select)?
             .query_map(params![after, WATCHED_BATCH as i64], merge_row_from)?
             .collect::<rusqlite::Result<_>>()?;
         let page_full = rows.len() == WATCHED_BATCH;
         let mut pairs = Vec::with_capacity(WATCHED_BATCH);
+        let (mut r, mut c) = (0, 0);
         for _ in 0..WATCHED_BATCH {
-            let order = match (rows.front(), chunk.front()) {
+            let order = match (rows.get(r), chunk.get(c)) {
                 (None, None) => break,
                 // The journal may have rows past this page: read them first.
                 (None, Some(_)) if page_full => break,
@@ -191,27 +192,33 @@ fn merge_watched(
                 (Some(m), Some(entry)) => m.row.entry.key.as_str().cmp(entry.key.as_str()),
             };
             pairs.push(match order {
-                std::cmp::Ordering::Less => Pair::Gone(rows.pop_front().expect("a row")),
-                std::cmp::Ordering::Greater => Pair::Added(chunk.pop_front().expect("an entry")),
-                std::cmp::Ordering::Equal => Pair::Both(rows.pop_front().expect("a row"), chunk.pop_front().expect("an entry")),
+                std::cmp::Ordering::Less => Pair::Gone(r),
+                std::cmp::Ordering::Greater => Pair::Added(c),
+                std::cmp::Ordering::Equal => Pair::Both(r, c),
             });
+            match order {
+                std::cmp::Ordering::Less => r += 1,
+                std::cmp::Ordering::Greater => c += 1,
+                std::cmp::Ordering::Equal => (r, c) = (r + 1, c + 1),
+            }
         }
-        journal_done = rows.is_empty() && !page_full;
+        journal_done = r == rows.len() && !page_full;
         if let Some(last) = pairs.last() {
-            after = match last {
-                Pair::Gone(m) | Pair::Both(m, _) => m.row.entry.key.clone(),
-                Pair::Added(e) => e.key.clone(),
+            after = match *last {
+                Pair::Gone(i) | Pair::Both(i, _) => rows[i].row.entry.key.clone(),
+                Pair::Added(i) => chunk[i].key.clone(),
             };
         }
 
         // What looks touched, or changed at its old size, is judged before anything is merged.
         let mut kinds: Vec<Option<LookKind>> = Vec::with_capacity(pairs.len());
-        for pair in &mut pairs {
-            let kind = match pair {
-                Pair::Both(m, e) => look_of(m, e),
+        for pair in &pairs {
+            let kind = match *pair {
+                Pair::Both(i, j) => look_of(&rows[i], &chunk[j]),
                 _ => None,
             };
-            if let (Some(LookKind::NewTime), Pair::Both(m, _)) = (kind, &mut *pair) {
+            if let (Some(LookKind::NewTime), Pair::Both(i, _)) = (kind, *pair) {
+                let m = &mut rows[i];
                 m.row.src_attrs = m.src_attrs.as_deref().and_then(|json| serde_json::from_str(json).ok());
             }
             kinds.push(kind);
@@ -219,8 +226,8 @@ fn merge_watched(
         let looks: Vec<Look<'_>> = pairs
             .iter()
             .zip(&kinds)
-            .filter_map(|(pair, kind)| match (pair, kind) {
-                (Pair::Both(m, e), Some(kind)) => Some(Look { kind: *kind, row: &m.row, listed: e }),
+            .filter_map(|(pair, kind)| match (*pair, kind) {
+                (Pair::Both(i, j), Some(kind)) => Some(Look { kind: *kind, row: &rows[i].row, listed: &chunk[j] }),
                 _ => None,
             })
             .collect();
@@ -230,19 +237,22 @@ fn merge_watched(
         for (pair, kind) in pairs.into_iter().zip(kinds) {
             let verdict = kind.map(|kind| verdicts.next().unwrap_or(Verdict::unexamined(kind)));
             let going_on = match pair {
-                Pair::Gone(m) => {
+                Pair::Gone(i) => {
+                    let m = &rows[i];
                     tally(&mut held, m.row.state);
                     let counted = !gone(m.row.state);
                     merge_gone(tx, generation, &m.row, &mut delta)?;
                     let present = counted && m.row.state != ObjectState::Skipped && m.row.entry.skipped.is_none();
                     !present || watch.step(MergeStep::Deleted { old: &m.row.entry })
                 }
-                Pair::Added(e) => {
-                    merge_added(tx, generation, &e)?;
+                Pair::Added(j) => {
+                    let e = &chunk[j];
+                    merge_added(tx, generation, e)?;
                     delta.added += 1;
-                    e.skipped.is_some() || watch.step(MergeStep::Added { new: &e })
+                    e.skipped.is_some() || watch.step(MergeStep::Added { new: e })
                 }
-                Pair::Both(mut m, e) => {
+                Pair::Both(i, j) => {
+                    let (m, e) = (&mut rows[i], &chunk[j]);
                     tally(&mut held, m.row.state);
                     match (kind, verdict) {
                         (Some(LookKind::OtherTag), Some(Verdict::Unchanged)) => {
@@ -252,21 +262,21 @@ fn merge_watched(
                             tx.prepare_cached(
                                 "UPDATE objects SET etag = ?2, version = ?3, last_modified = ?4, updated_at = datetime('now') WHERE id = ?1",
                             )?
-                            .execute(params![m.row.id, e.etag, e.version, super::rfc3339(&e)])?;
+                            .execute(params![m.row.id, e.etag, e.version, super::rfc3339(e)])?;
                             (m.row.entry.etag, m.row.entry.version, m.row.entry.last_modified) =
                                 (e.etag.clone(), e.version.clone(), e.last_modified);
                             let was_present = !gone(m.row.state);
                             let unchanged = delta.unchanged;
-                            merge_listed(tx, generation, &m.row, m.deleted_from, &e, &mut delta)?;
+                            merge_listed(tx, generation, &m.row, m.deleted_from, e, &mut delta)?;
                             if delta.unchanged > unchanged {
                                 delta.touched += 1;
                             }
-                            let step = if was_present { MergeStep::Touched { old: &old, new: &e } } else { MergeStep::Added { new: &e } };
+                            let step = if was_present { MergeStep::Touched { old: &old, new: e } } else { MergeStep::Added { new: e } };
                             watch.step(step)
                         }
                         (Some(LookKind::NewTime), Some(Verdict::Changed)) => {
                             // The same bytes with other headers or metadata: copied again.
-                            merge_listed(tx, generation, &m.row, m.deleted_from, &e, &mut delta)?;
+                            merge_listed(tx, generation, &m.row, m.deleted_from, e, &mut delta)?;
                             tx.prepare_cached(
                                 "UPDATE objects SET state = 'pending', attempts = 0, note = ?2, updated_at = datetime('now')
                                  WHERE id = ?1 AND state = 'done'",
@@ -275,11 +285,11 @@ fn merge_watched(
                             delta.unchanged -= 1;
                             delta.touched -= 1;
                             delta.changed += 1;
-                            watch.step(MergeStep::Changed { old: &m.row.entry, new: &e })
+                            watch.step(MergeStep::Changed { old: &m.row.entry, new: e })
                         }
                         _ => {
-                            merge_listed(tx, generation, &m.row, m.deleted_from, &e, &mut delta)?;
-                            step_of(&m.row, &e).is_none_or(|step| watch.step(step))
+                            merge_listed(tx, generation, &m.row, m.deleted_from, e, &mut delta)?;
+                            step_of(&m.row, e).is_none_or(|step| watch.step(step))
                         }
                     }
                 }
@@ -288,5 +298,7 @@ fn merge_watched(
                 return Ok((delta, held, false));
             }
         }
+        // What this batch did not reach of the chunk waits for the next; the rows are read again.
+        chunk.drain(..c);
     }
 }

@@ -197,6 +197,10 @@ impl Provider for AzureProvider {
         }
     }
 
+    fn lists_in_key_order(&self) -> bool {
+        true
+    }
+
     fn carries(&self) -> Carries {
         CARRIES
     }

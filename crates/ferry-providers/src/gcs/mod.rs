@@ -254,6 +254,10 @@ impl Provider for GcsProvider {
         self.client.delete(&self.location.key_for(key)).await
     }
 
+    fn lists_in_key_order(&self) -> bool {
+        true
+    }
+
     fn carries(&self) -> ferry_core::Carries {
         CARRIES
     }

@@ -428,6 +428,10 @@ impl Provider for S3Provider {
         Ok(())
     }
 
+    fn lists_in_key_order(&self) -> bool {
+        true
+    }
+
     fn carries(&self) -> Carries {
         CARRIES
     }
