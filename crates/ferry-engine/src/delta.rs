@@ -342,8 +342,7 @@ async fn list(
     parent: u32,
     stats: &Stats,
 ) -> Result<(ManifestWriter, crate::key_order::Sorted)> {
-    let dir = job.generation_dir(generation);
-    let mut writer = ManifestWriter::create(&dir, generation, Some(parent), &job.source.to_string(), &job.destination.to_string())?;
+    let mut writer = generation_writer(job, generation, parent)?;
     let spool = job.dir.join("tmp").join("delta-keys");
     let mut sorter = KeySorter::new(&spool).map_err(EngineError::io(&spool))?;
     let mut pages = src.list();
@@ -358,6 +357,12 @@ async fn list(
     }
     let sorted = sorter.finish().map_err(EngineError::io(&spool))?;
     Ok((writer, sorted))
+}
+
+/// The unsealed manifest of the delta's generation `generation` (parent `parent`).
+fn generation_writer(job: &Job, generation: u32, parent: u32) -> Result<ManifestWriter> {
+    let dir = job.generation_dir(generation);
+    Ok(ManifestWriter::create(&dir, generation, Some(parent), &job.source.to_string(), &job.destination.to_string())?)
 }
 
 /// The generation a delta is compared with.
@@ -401,19 +406,18 @@ async fn list_and_merge(
     let dir = job.generation_dir(generation);
     let mut out_of_order = None;
     if src.lists_in_key_order() {
-        let writer =
-            ManifestWriter::create(&dir, generation, Some(parent.generation), &job.source.to_string(), &job.destination.to_string())?;
+        let writer = generation_writer(job, generation, parent.generation)?;
         let (listing, feed, lister) = feed::arriving(src.clone(), writer, stats.clone());
         let merged = merge_fed(job, journal, src.clone(), Box::new(listing), feed, generation, parent, opts).await;
         match lister.end() {
-            Some(feed::Ended::Failed(e)) => return Err(e),
-            Some(feed::Ended::OutOfOrder { key }) => {
+            Some(feed::Stopped::Failed(e)) => return Err(e),
+            Some(feed::Stopped::OutOfOrder { key }) => {
                 // Rolled back: listed again, and sorted this time.
                 drop(merged);
                 std::fs::remove_dir_all(&dir).map_err(EngineError::io(&dir))?;
                 out_of_order = Some(key);
             }
-            Some(feed::Ended::Listed(_)) | None => return merged,
+            None => return merged,
         }
     }
     let (writer, sorted) = list(job, src.as_ref(), generation, parent.generation, stats).await?;

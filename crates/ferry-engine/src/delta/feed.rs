@@ -26,14 +26,19 @@ use std::sync::{Arc, Mutex};
 /// few enough that memory does not grow with a slow merge (a page is ~1,000 entries).
 const PAGES_IN_FLIGHT: usize = 8;
 
-/// How an arriving listing ended (the first word is kept).
-pub(super) enum Ended {
-    /// Listed whole: its generation's manifest, to seal.
-    Listed(Box<ManifestWriter>),
+/// What stopped an arriving listing short.
+pub(super) enum Stopped {
     /// The listing failed, or its manifest could not be written.
     Failed(EngineError),
     /// The source gave `key` at or before the key before it.
     OutOfOrder { key: String },
+}
+
+/// How an arriving listing ended (the first word is kept).
+pub(super) enum Ended {
+    /// Listed whole: its generation's manifest, to seal.
+    Listed(Box<ManifestWriter>),
+    Stopped(Stopped),
 }
 
 type Slot = Arc<Mutex<Option<Ended>>>;
@@ -73,8 +78,8 @@ impl Feed {
                 let mut ended = ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 match ended.take() {
                     Some(Ended::Listed(writer)) => Ok(Some(*writer)),
-                    Some(other) => {
-                        *ended = Some(other);
+                    Some(stopped) => {
+                        *ended = Some(stopped);
                         Ok(None)
                     }
                     None => Err(EngineError::Io {
@@ -137,13 +142,13 @@ async fn list(
     while let Some(page) = listing.next().await {
         let page = match page {
             Ok(page) => page,
-            Err(source) => return Some(Ended::Failed(EngineError::Provider { side: "source", source })),
+            Err(source) => return Some(Ended::Stopped(Stopped::Failed(EngineError::Provider { side: "source", source }))),
         };
         Stats::add(&stats.listed, page.len() as u64);
         let page: Vec<ObjectEntry> = page.into_iter().map(marker_skipped).collect();
         for entry in &page {
             if let Err(e) = writer.push(entry) {
-                return Some(Ended::Failed(e.into()));
+                return Some(Ended::Stopped(Stopped::Failed(e.into())));
             }
         }
         pages.send(page).await.ok()?;
@@ -159,14 +164,14 @@ pub(super) struct Lister {
 
 impl Lister {
     /// What stopped the listing, once the merge is over (`None`: nothing did).
-    pub(super) fn end(&self) -> Option<Ended> {
+    pub(super) fn end(&self) -> Option<Stopped> {
         let mut ended = self.ended.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         match ended.take() {
-            Some(Ended::Listed(writer)) => {
-                *ended = Some(Ended::Listed(writer));
+            Some(Ended::Stopped(stopped)) => Some(stopped),
+            listed => {
+                *ended = listed;
                 None
             }
-            other => other,
         }
     }
 }
@@ -196,7 +201,7 @@ impl Iterator for Arriving {
         loop {
             if let Some(entry) = self.page.next() {
                 if self.any && self.last.as_str() >= entry.key.as_str() {
-                    set(&self.ended, Ended::OutOfOrder { key: entry.key });
+                    set(&self.ended, Ended::Stopped(Stopped::OutOfOrder { key: entry.key }));
                     self.stopped.store(true, Ordering::Relaxed);
                     self.pages.close();
                     return None;

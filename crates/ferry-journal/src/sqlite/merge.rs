@@ -191,16 +191,14 @@ fn merge_watched(
                 (Some(_), None) => std::cmp::Ordering::Less,
                 (Some(m), Some(entry)) => m.row.entry.key.as_str().cmp(entry.key.as_str()),
             };
-            pairs.push(match order {
+            let pair = match order {
                 std::cmp::Ordering::Less => Pair::Gone(r),
                 std::cmp::Ordering::Greater => Pair::Added(c),
                 std::cmp::Ordering::Equal => Pair::Both(r, c),
-            });
-            match order {
-                std::cmp::Ordering::Less => r += 1,
-                std::cmp::Ordering::Greater => c += 1,
-                std::cmp::Ordering::Equal => (r, c) = (r + 1, c + 1),
-            }
+            };
+            r += usize::from(order.is_le());
+            c += usize::from(order.is_ge());
+            pairs.push(pair);
         }
         journal_done = r == rows.len() && !page_full;
         if let Some(last) = pairs.last() {
