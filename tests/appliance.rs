@@ -45,9 +45,10 @@ fn shipped(root: &Path) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// Data files on a device (shipment files left out).
+/// Data files on a device (shipment files and the shipped manifest left out).
 fn data_files(root: &Path) -> BTreeSet<String> {
-    digest_tree(root).into_keys().filter(|k| !["SHA256SUMS", "ferry-shipment.jsonl", "ferry-bom.txt"].contains(&k.as_str())).collect()
+    let shipment = |k: &str| ["SHA256SUMS", "ferry-shipment.jsonl", "ferry-bom.txt"].contains(&k) || k.starts_with("ferry-manifest/");
+    digest_tree(root).into_keys().filter(|k| !shipment(k)).collect()
 }
 
 #[test]
@@ -275,13 +276,18 @@ fn keys_that_would_leave_the_export_root_are_refused() {
         let head = p.head("good/file.txt").await.unwrap().expect("ingested");
         assert_eq!(head.content_type.as_deref(), Some("application/x-ferry-test"));
     });
-    // A delta of the ingest job would list the disk again and replay its files under their
-    // paths there (the shipment manifest among them): refused, naming where the shipment came
-    // from, with nothing sealed or written.
+    // A delta of the ingest job lists the bucket the disk was exported from, not the disk (whose
+    // files, the shipment manifest among them, would be replayed under their paths there): the
+    // keys the layout refused, which no disk carried, are what it would add.
     let names = gcs.object_names("landing");
-    let delta = ferry(w, &["delta", "--job", "ingest", "--dst-endpoint", &gcs.endpoint], &[]);
-    assert_eq!(delta.code, 2, "{}", delta.stderr);
-    assert!(delta.stderr.contains("ingested shipped disks") && delta.stderr.contains("plan a job from"), "{}", delta.stderr);
+    let args = ["delta", "--job", "ingest", "--src-endpoint", &gcs.endpoint, "--dst-endpoint", &gcs.endpoint, "--dry-run", "--json"];
+    let delta = ferry_ok(w, &args, &[], 0).json();
+    assert_eq!(delta["source"], "gs://keys/", "{delta:#}");
+    assert_eq!(
+        (delta["changes"]["added"].as_u64(), delta["changes"]["unchanged"].as_u64()),
+        (Some(bad.len() as u64), Some(1)),
+        "{delta:#}"
+    );
     assert!(!w.join("ingest/manifests/gen-0002").exists());
     assert_eq!(gcs.object_names("landing"), names);
 }
@@ -330,7 +336,7 @@ fn an_export_killed_midway_finishes_without_rewriting_finished_files() {
     println!("{kills} kills, {} files finished before them were left alone", finished.len());
     sha256sum_check(&w.join("dev"));
     let mut on_device = digest_tree(&w.join("dev"));
-    on_device.retain(|k, _| !["SHA256SUMS", "ferry-shipment.jsonl"].contains(&k.as_str()));
+    on_device.retain(|k, _| !["SHA256SUMS", "ferry-shipment.jsonl"].contains(&k.as_str()) && !k.starts_with("ferry-manifest/"));
     assert_eq!(on_device, digest_tree(&w.join("src")), "the device holds the source, byte for byte");
     assert!(!digest_tree(&w.join("dev")).keys().any(|k| k.contains("ferry-tmp")), "a temp file was left on the device");
 
@@ -474,4 +480,65 @@ fn bad_devices_and_shipments_get_one_clear_line_and_exit_2() {
     let text = std::fs::read_to_string(&path).unwrap();
     std::fs::write(&path, text.replacen("\"size\":10", "\"size\":\"ten\"", 1)).unwrap();
     one_line(&["ingest", "--from", "dev", "out", "--job", "i4"], "ferry-shipment.jsonl is corrupt: line 2");
+}
+
+// Issue 15: each device carries the exported manifest generation, which the ingest adopts the
+// source's identities from. One that is not the shipment's — edited, a shard altered, a shard
+// planted as a link to /dev/zero — is refused in one line naming it, before anything is
+// written; a shipment without one is ingested, and a delta of that job is refused, naming why.
+#[test]
+fn a_shipped_manifest_that_is_not_the_shipment_s_is_refused_and_without_one_no_delta_follows() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    write_tree(&w.join("src"), &[("a/one.txt".to_string(), 10), ("a/two.txt".to_string(), 20)]);
+    std::fs::create_dir_all(w.join("dev")).unwrap();
+    ferry_ok(w, &["export", "src", "--job", "x", "--layout", "plain", "--to", "dev"], &[], 0);
+    let generation = w.join("dev/ferry-manifest/gen-0001");
+    let header = generation.join("manifest.json");
+    let shard = std::fs::read_dir(&generation)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .expect("a shard shipped");
+    let refused = |job: &str, names: &[&str]| {
+        let run = ferry(w, &["ingest", "--from", "dev", "out", "--job", job], &[]);
+        assert_eq!(run.code, 2, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+        assert_eq!(run.stderr.lines().count(), 1, "one line: {}", run.stderr);
+        for name in names {
+            assert!(run.stderr.contains(name), "names {name}: {}", run.stderr);
+        }
+        assert!(!w.join("out").exists(), "a refused ingest wrote to the destination");
+    };
+
+    let (text, bytes) = (std::fs::read(&header).unwrap(), std::fs::read(&shard).unwrap());
+    let mut edited = text.clone();
+    edited.extend_from_slice(b" ");
+    std::fs::write(&header, &edited).unwrap();
+    refused("i1", &["ferry-manifest/gen-0001", "not the manifest this shipment was exported from"]);
+    std::fs::write(&header, &text).unwrap();
+
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x01;
+    std::fs::write(&shard, &flipped).unwrap();
+    refused("i2", &[&shard.file_name().unwrap().to_string_lossy(), "does not match the sealed"]);
+
+    std::fs::remove_file(&shard).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &shard).unwrap();
+    refused("i3", &["is not a plain file"]);
+    std::fs::remove_file(&shard).unwrap();
+    std::fs::write(&shard, &bytes).unwrap();
+
+    // As exported, it is adopted; without it, the ingest goes ahead and no delta can follow.
+    let ingested = ferry_ok(w, &["ingest", "--from", "dev", "out", "--job", "i4", "--json"], &[], 0).json();
+    assert_eq!(ingested["provenance"]["identities"], 2, "{ingested:#}");
+    std::fs::remove_dir_all(w.join("dev/ferry-manifest")).unwrap();
+    let ingested = ferry_ok(w, &["ingest", "--from", "dev", "out2", "--job", "i5", "--json"], &[], 0).json();
+    assert!(ingested["provenance"]["identities"].is_null(), "{ingested:#}");
+    let job_toml = std::fs::read_to_string(w.join("i5/job.toml")).unwrap();
+    let delta = ferry(w, &["delta", "--job", "i5"], &[]);
+    assert_eq!(delta.code, 2, "{}", delta.stderr);
+    assert!(delta.stderr.contains("carry no manifest of") && delta.stderr.contains("plan a job from"), "{}", delta.stderr);
+    assert!(!w.join("i5/manifests/gen-0002").exists(), "nothing sealed");
+    assert_eq!(std::fs::read_to_string(w.join("i5/job.toml")).unwrap(), job_toml, "the job still reads from its disk");
 }

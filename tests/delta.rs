@@ -732,3 +732,85 @@ s3.copy_object(Bucket=bucket, Key="o2", CopySource={"Bucket": bucket, "Key": "o2
     assert_eq!(team.trim(), "new");
     ferry_ok(w, &["verify", "--job", "j"], &env, 0);
 }
+
+/// The manifest SHA-256 a device's shipment header declares.
+fn declared_manifest_sha256(device: &Path) -> String {
+    let text = std::fs::read_to_string(device.join("ferry-shipment.jsonl")).unwrap();
+    let header: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    header["manifest_sha256"].as_str().unwrap().to_string()
+}
+
+// Issue 15: "after an ingest, `ferry delta` on the ingest's job starts from the shipment's
+// manifest generation". The export ships its manifest on every device; the ingest takes the
+// source's identity of each object from it (an S3 ETag, its time); the delta on the ingest job
+// lists the exported bucket and replays exactly what changed there since the export — the
+// same-size overwrites found by their ETags, the touched objects not sent again.
+#[test]
+fn a_delta_of_an_ingest_job_lists_the_exported_source_and_replays_what_changed_since_the_export() {
+    use common::Tmpfs;
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let moto = Moto::start();
+    seeded_source(w, &moto, "live");
+    let env = moto.env();
+    let devices = [Tmpfs::mount(&w.join("d1"), 16), Tmpfs::mount(&w.join("d2"), 16)];
+    let (d1, d2) = (devices[0].0.to_string_lossy().into_owned(), devices[1].0.to_string_lossy().into_owned());
+    let export = ["export", "s3://live", "--to", &d1, "--to", &d2, "--job", "xjob", "--layout", "plain", "--src-endpoint", &moto.endpoint];
+    let exported = ferry_ok(w, &[&export[..], &["--json"]].concat(), &env, 0).json();
+    assert_eq!(exported["copied"], objects() as u64, "{exported:#}");
+    for d in &devices {
+        let shipped = d.0.join("ferry-manifest/gen-0001/manifest.json");
+        assert_eq!(
+            ferry_testkit::tree::file_sha256(&shipped),
+            declared_manifest_sha256(&d.0),
+            "{} carries the shipment's manifest",
+            d.0.display()
+        );
+    }
+
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("landing");
+    let proxy = CountingProxy::start(&gcs.endpoint);
+    let ingest = ["ingest", "--from", &d1, "--from", &d2, "gs://landing", "--job", "ij", "--dst-endpoint", &proxy.endpoint, "--json"];
+    let ingested = ferry_ok(w, &ingest, &env, 0).json();
+    assert_eq!(ingested["copied"], objects() as u64, "{ingested:#}");
+    assert_eq!(ingested["provenance"]["identities"], objects() as u64, "every object took the source's identity: {ingested:#}");
+    assert_eq!(gcs_md5s(&gcs, "landing"), moto_md5s(&moto, "live"));
+
+    let sent = change_source(&moto, "live");
+    let delta = |extra: &[&str], code: i32| {
+        let args =
+            [&["delta", "--job", "ij", "--src-endpoint", &moto.endpoint, "--dst-endpoint", &proxy.endpoint, "--json"][..], extra].concat();
+        ferry_ok(w, &args, &env, code).json()
+    };
+    let job_toml = || std::fs::read_to_string(w.join("ij/job.toml")).unwrap();
+    let dry = delta(&["--delete", "--dry-run"], 0);
+    assert_eq!(dry["changes"]["changed"], n_overwritten() as u64, "{dry:#}");
+    assert!(job_toml().contains(&d1), "a dry run leaves the job reading from its disks:\n{}", job_toml());
+
+    let before = proxy.uploaded();
+    let summary = delta(&["--delete"], 0);
+    let uploaded = proxy.uploaded() - before;
+    let changes = &summary["changes"];
+    assert_eq!(summary["source"], "s3://live/", "{summary:#}");
+    assert_eq!(changes["added"], n_added() as u64, "{summary:#}");
+    assert_eq!(changes["changed"], n_overwritten() as u64, "the same-size overwrites too: {summary:#}");
+    assert_eq!(changes["deleted"], n_deleted() as u64, "{summary:#}");
+    assert_eq!(changes["touched"], n_touched() as u64, "{summary:#}");
+    assert_eq!(summary["copy"]["copied"], (n_added() + n_overwritten()) as u64, "{summary:#}");
+    assert_eq!(summary["copy"]["bytes_copied"], sent, "{summary:#}");
+    assert_eq!(summary["deletes"]["deleted"], n_deleted() as u64, "{summary:#}");
+    let requests = (n_added() + n_overwritten() + n_deleted()) as u64;
+    assert!(uploaded >= sent && uploaded < sent + requests * 2048, "uploaded {uploaded}, changed bytes {sent}");
+    assert_eq!(gcs_md5s(&gcs, "landing"), moto_md5s(&moto, "live"), "the destination is the source, byte for byte");
+    assert!(job_toml().contains("s3://live"), "the job reads from the exported bucket now:\n{}", job_toml());
+
+    // From now on it is a job like any other: verify passes, a quiet source has nothing to do,
+    // and the disks cannot be ingested into it again.
+    ferry_ok(w, &["verify", "--job", "ij", "--dst-endpoint", &proxy.endpoint], &env, 0);
+    let again = delta(&["--delete"], 0);
+    assert_eq!((again["unchanged_source"].as_bool(), again["copy"]["copied"].as_u64()), (Some(true), Some(0)), "{again:#}");
+    let refused = ferry(w, &ingest, &env);
+    assert_eq!(refused.code, 2, "{}", refused.stderr);
+    assert!(refused.stderr.contains("a delta made this job read from s3://live"), "{}", refused.stderr);
+}

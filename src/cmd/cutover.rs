@@ -19,6 +19,8 @@ pub async fn run(
         return Err(EngineError::CutoverDryRun);
     }
     let mut job = super::open_job(common, None, None)?;
+    // An ingest job's cutover lists the system its disks were exported from.
+    ferry_engine::follow_source(&mut job, false).await?;
     let settings = super::copy::settle(&mut job, tuning)?;
     let (source, destination) = job.providers(run).await?;
     let copy = super::copy::options(tuning, &settings, destination.as_ref())?;

@@ -28,6 +28,8 @@ pub async fn run(
     run: &Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     let mut job = super::open_job(common, None, None)?;
+    // An ingest job's deltas list the system its disks were exported from.
+    ferry_engine::follow_source(&mut job, tuning.dry_run).await?;
     let settings = super::copy::settle(&mut job, tuning)?;
     let (source, destination) = job.providers(run).await?;
     let copy = super::copy::options(tuning, &settings, destination.as_ref())?;

@@ -16,6 +16,19 @@ use std::fmt;
 /// Files at a device root that belong to the shipment manifest; no object may take their names.
 pub const SHIPMENT_FILES: [&str; 3] = ["SHA256SUMS", "ferry-shipment.jsonl", "ferry-bom.txt"];
 
+/// The folder at a device root that holds the exported manifest generation (the source's
+/// identity of every object, for the delta after the ingest); no object may be under it.
+pub const SHIPPED_MANIFEST_DIR: &str = "ferry-manifest";
+
+/// Whether `path` (at a device root) is a shipment file or under the shipped manifest's folder.
+/// The folder's name is compared without case: a device may not tell `Ferry-Manifest` apart.
+pub fn reserved_on_device(path: &str) -> bool {
+    let first = path.split('/').next().unwrap_or(path);
+    SHIPMENT_FILES.contains(&path) || first.eq_ignore_ascii_case(SHIPPED_MANIFEST_DIR)
+}
+
+const RESERVED: &str = "name is reserved for the shipment manifest at the device root";
+
 /// The appliance a disk export is laid out for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -153,8 +166,8 @@ impl Layout {
             return Placement::Refused(reason);
         }
         match self.kind {
-            LayoutKind::Plain => match SHIPMENT_FILES.contains(&key) {
-                true => Placement::Refused("name is reserved for the shipment manifest at the device root".into()),
+            LayoutKind::Plain => match reserved_on_device(key) {
+                true => Placement::Refused(RESERVED.into()),
                 false => Placement::Path(key.to_string()),
             },
             LayoutKind::Snowball => self.s3_key(key, size),
@@ -168,8 +181,8 @@ impl Layout {
     }
 
     fn s3_key(&self, key: &str, size: u64) -> Placement {
-        if SHIPMENT_FILES.contains(&key) {
-            return Placement::Refused("name is reserved for the shipment manifest at the device root".into());
+        if reserved_on_device(key) {
+            return Placement::Refused(RESERVED.into());
         }
         if self.full_name_len(key) > KEY_MAX {
             return Placement::Refused(format!("S3 keys are at most {KEY_MAX} bytes; this one is {}", self.full_name_len(key)));
@@ -181,8 +194,8 @@ impl Layout {
     }
 
     fn gcs_name(&self, key: &str) -> Placement {
-        if SHIPMENT_FILES.contains(&key) {
-            return Placement::Refused("name is reserved for the shipment manifest at the device root".into());
+        if reserved_on_device(key) {
+            return Placement::Refused(RESERVED.into());
         }
         let len = self.full_name_len(key);
         if len > KEY_MAX {
@@ -389,6 +402,24 @@ mod tests {
         assert_eq!(page.place("disks/a.vhd", 1024), Placement::Path("PageBlob/disks/a.vhd".into()));
         let boxed = Layout { account: Some("acct".into()), container: Some("all".into()), ..Layout::new(LayoutKind::Databox) };
         assert_eq!(boxed.place("top.txt", 1), Placement::Path("acct_BlockBlob/all/top.txt".into()));
+    }
+
+    // Issue 15: the export ships its manifest generation under `ferry-manifest/` at each device
+    // root; a key there would be overwritten by it, or taken for it at the ingest.
+    #[test]
+    fn no_layout_places_a_key_under_the_shipped_manifest() {
+        for kind in [LayoutKind::Plain, LayoutKind::Snowball, LayoutKind::TransferAppliance] {
+            let layout = Layout::new(kind);
+            for key in ["ferry-manifest", "ferry-manifest/gen-0001/manifest.json", "Ferry-Manifest/x"] {
+                assert!(refused(&layout, key, 1).contains("reserved"), "{key:?} on {kind}");
+            }
+            for key in ["ferry-manifest-notes.txt", "a/ferry-manifest/x"] {
+                assert!(layout.place(key, 1).path().is_some(), "{key:?} on {kind}");
+            }
+        }
+        // The Azure layouts put every blob under its storage type's folder.
+        let disk = Layout::new(LayoutKind::DataboxDisk);
+        assert_eq!(disk.place("ferry-manifest/x", 1), Placement::Path("BlockBlob/ferry-manifest/x".into()));
     }
 
     #[test]

@@ -69,6 +69,11 @@ impl Location {
             "gs" | "gcs" => Scheme::Gcs,
             "az" | "azure" => Scheme::Azure,
             "file" => {
+                // A file URL's query is not part of its path (RFC 8089): `file:///x?sig=…` is a
+                // URL pasted with its token, refused like any other (`%3F` names a `?`).
+                if rest.contains('?') {
+                    return Err(LocationError::CredentialsInUrl { url: redact(url), what: "a query string" });
+                }
                 if !rest.starts_with('/') {
                     return Err(LocationError::RelativePath { url: url.to_string() });
                 }
@@ -204,6 +209,10 @@ mod tests {
         assert!(matches!(Location::parse("relative/dir"), Err(LocationError::RelativePath { .. })));
         let e = Location::parse("az://cnt/p?sig=SECRET").unwrap_err().to_string();
         assert!(!e.contains("SECRET"), "{e}");
+        // Issue 15 hostile pass: a file URL took its query as part of the path, token and all.
+        let e = Location::parse("file:///backups/run?sig=SECRET").unwrap_err();
+        assert!(matches!(e, LocationError::CredentialsInUrl { .. }) && !e.to_string().contains("SECRET"), "{e}");
+        assert_eq!(Location::parse("file:///a%3Fb").unwrap().prefix, "/a?b");
         let e = Location::parse("s3://AK:SK@bkt/p").unwrap_err().to_string();
         assert!(!e.contains("SK"), "{e}");
     }

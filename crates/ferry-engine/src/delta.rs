@@ -192,7 +192,9 @@ pub async fn delta(
     if job.all_versions() {
         return Err(EngineError::DeltaOfAllVersions { dir: job.dir.clone() });
     }
-    if let Some(shipped_from) = crate::ingest::shipped_from(job) {
+    // An ingest job's source is its disks until [`crate::follow_source`] moves it to where they
+    // were exported from: a listing of the disks would replay their files under their paths.
+    if let Some(shipped_from) = crate::ingest::shipped_from(job).filter(|from| *from != job.source.to_string()) {
         return Err(EngineError::DeltaOfIngest { dir: job.dir.clone(), shipped_from });
     }
     let latest = job.latest_generation().ok_or_else(|| EngineError::NotPlanned { dir: job.dir.clone() })?;

@@ -55,10 +55,10 @@ pub enum EngineError {
     DeltaUnfinished { generation: u32 },
     #[error("{dir} copies every version (--all-versions): ferry delta does not replay versions yet")]
     DeltaOfAllVersions { dir: PathBuf },
-    /// Its source is a shipped disk, not the system the shipment came from: listing the disk
-    /// again would replay its files under their paths there.
+    /// An ingest job whose shipment carried no manifest of the source (an export by an older
+    /// ferry): its rows hold no entity tags or versions to compare a listing with.
     #[error(
-        "{dir} ingested shipped disks (from {shipped_from}): a delta lists the original source, which an ingest job does not reach yet; plan a job from {shipped_from} to the same destination and run its deltas there"
+        "{dir} ingested shipped disks (from {shipped_from}) that carry no manifest of that source (exported by an older ferry): a delta could not tell what changed since; plan a job from {shipped_from} to the same destination and run its deltas there"
     )]
     DeltaOfIngest { dir: PathBuf, shipped_from: String },
     /// A delta refused before it sealed, merged or deleted anything.
@@ -112,6 +112,13 @@ pub enum ApplianceError {
     OtherExport { disks: String, job: String },
     #[error("device {index} ({}) was not given when this job started; ingest it with another --job", device.display())]
     DeviceNotInJob { device: PathBuf, index: u32 },
+    /// The manifest generation a device carries (`ferry-manifest/`) is not the one its
+    /// shipment was exported from, or cannot be read: nothing is ingested.
+    #[error("{}: {detail}; refusing to ingest (remove the folder to ingest without the source's identities)", dir.display())]
+    ShippedManifest { dir: PathBuf, detail: String },
+    /// A delta made the job read from the exported source: its disks are behind it.
+    #[error("{}: a delta made this job read from {reads_from} instead of its disks; ingest them with another --job", job.display())]
+    IngestAfterDelta { job: PathBuf, reads_from: String },
 }
 
 fn too_many(given: usize, max: u32, across_runs: bool) -> String {

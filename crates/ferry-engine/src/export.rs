@@ -147,7 +147,9 @@ pub async fn export(
     let counts = journal.counts().await?;
     let mut summary = new_summary(job, &opts, generation, journal, &counts, findings).await?;
     summary.findings_file = findings_file;
-    let mut room = room_left(journal, given).await?;
+    // Each device also carries the manifest generation (see [`ship_manifest`]).
+    let manifest_bytes = manifest_bytes(&job.generation_dir(generation))?;
+    let mut room = room_left(journal, given, manifest_bytes).await?;
     if opts.check {
         check_packing(journal, given, &mut room, &mut summary).await?;
         summary.seconds = started.elapsed().as_secs_f64();
@@ -155,7 +157,7 @@ pub async fn export(
     }
     stats.start(&counts);
     let shared = shared(opened.clone(), ferry_journal::RunKind::Export, generation, &opts.copy, &stats, run).await?;
-    write_devices(&shared, src, given, &mut room, &opts.copy, &mut summary).await?;
+    write_devices(&shared, src, given, &mut room, manifest_bytes, &opts.copy, &mut summary).await?;
     summary.devices = write_shipments(job, journal, &dir, &numbered, &room, &opts.layout, generation).await?;
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");
@@ -355,12 +357,13 @@ async fn new_summary(
 
 /// The room each device given has for objects not packed yet: its free space less what the
 /// objects already packed onto it will take.
-async fn room_left(journal: &dyn Journal, given: &[(u32, &Device)]) -> Result<BTreeMap<u32, Room>> {
+async fn room_left(journal: &dyn Journal, given: &[(u32, &Device)], manifest_bytes: u64) -> Result<BTreeMap<u32, Room>> {
     let mut room: BTreeMap<u32, Room> = BTreeMap::new();
     for (index, d) in given {
         let (pending, pending_bytes) = journal.on_device(*index, false).await?;
         let committed = pending_bytes + pending * (d.block + SHIPMENT_BYTES_PER_FILE);
-        room.insert(*index, Room { left: d.free.saturating_sub(DEVICE_RESERVE + committed), block: d.block, full: false });
+        let reserve = DEVICE_RESERVE + manifest_bytes;
+        room.insert(*index, Room { left: d.free.saturating_sub(reserve + committed), block: d.block, full: false });
     }
     Ok(room)
 }
@@ -389,6 +392,7 @@ async fn write_devices(
     src: Arc<dyn Provider>,
     given: &[(u32, &Device)],
     room: &mut BTreeMap<u32, Room>,
+    manifest_bytes: u64,
     opts: &CopyOptions,
     summary: &mut ExportSummary,
 ) -> Result<()> {
@@ -412,7 +416,7 @@ async fn write_devices(
             for (index, d) in given {
                 let (pending, _) = journal.on_device(*index, false).await?;
                 let (done, _) = journal.on_device(*index, true).await?;
-                take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + (64 << 10));
+                take_reserve(&d.root, (pending + done) * SHIPMENT_BYTES_PER_FILE + manifest_bytes + (64 << 10));
             }
         }
         let pass = run_pass(journal, opts.transfers, run, &router).await?;
@@ -479,6 +483,9 @@ async fn write_shipments(
             pending_elsewhere: counts.objects - counts.done,
             created_at: chrono::Utc::now(),
         };
+        // The manifest first: a device's shipment manifest is written last, over what it holds.
+        ship_manifest(&job.generation_dir(generation), &d.root, generation)
+            .map_err(|e| ApplianceError::ShipmentWrite { device: d.root.clone(), source: Box::new(e) })?;
         let copy = copies.join(format!("device-{}.jsonl", index + 1));
         // A shipment already on the device for exactly this content keeps its digest: an export
         // run again with nothing to write does not change what was printed for custody.
@@ -496,6 +503,47 @@ async fn write_shipments(
         summary_device.shipment_sha256 = Some(digest);
     }
     Ok(devices_out)
+}
+
+/// The bytes of sealed generation `dir` (its header, shards and change set).
+fn manifest_bytes(dir: &Path) -> Result<u64> {
+    let header = ferry_manifest::ManifestHeader::read(dir)?;
+    let path = ferry_manifest::ManifestHeader::path(dir);
+    let own = std::fs::metadata(&path).map_err(EngineError::io(&path))?.len();
+    Ok(own + header.shards.iter().chain(&header.changes).map(|s| s.bytes).sum::<u64>())
+}
+
+/// Copies sealed generation `gen_dir` onto the device, as `ferry-manifest/gen-NNNN/` at its
+/// root (a temp folder, each file fsynced, then renamed): the source's identity of every
+/// object (entity tag, version, checksums, times), which the ingest adopts so that a delta from
+/// the source after it finds what changed since the export. The shipment header's
+/// `manifest_sha256` is its header's digest: a device cannot carry another manifest unnoticed.
+/// A device that holds it already is left as it is.
+fn ship_manifest(gen_dir: &Path, root: &Path, generation: u32) -> Result<()> {
+    use ferry_manifest::ManifestHeader;
+    let folder = root.join(ferry_core::layout::SHIPPED_MANIFEST_DIR);
+    let target = folder.join(ManifestHeader::dir_name(generation));
+    let digest = shipment::file_sha256(&ManifestHeader::path(gen_dir))?;
+    if shipment::file_sha256(&ManifestHeader::path(&target)).is_ok_and(|d| d == digest) {
+        return Ok(());
+    }
+    let header = ManifestHeader::read(gen_dir)?;
+    let tmp = folder.join(format!("{}.tmp", ManifestHeader::dir_name(generation)));
+    for stale in [&tmp, &target] {
+        if stale.exists() {
+            std::fs::remove_dir_all(stale).map_err(EngineError::io(stale))?;
+        }
+    }
+    std::fs::create_dir_all(&tmp).map_err(EngineError::io(&tmp))?;
+    let files = header.shards.iter().chain(&header.changes).map(|s| s.file.as_str());
+    for file in files.chain([ferry_manifest::header::HEADER_FILE]) {
+        let (from, to) = (gen_dir.join(file), tmp.join(file));
+        std::fs::copy(&from, &to).map_err(EngineError::io(&to))?;
+        std::fs::File::open(&to).and_then(|f| f.sync_all()).map_err(EngineError::io(&to))?;
+    }
+    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(EngineError::io(&tmp))?;
+    std::fs::rename(&tmp, &target).map_err(EngineError::io(&target))?;
+    std::fs::File::open(&folder).and_then(|f| f.sync_all()).map_err(EngineError::io(&folder))
 }
 
 /// One mover per device; a device that fills up (ENOSPC) is closed for the rest of the pass,

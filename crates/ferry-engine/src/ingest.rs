@@ -11,17 +11,23 @@
 //! the device the shipment does not list are `extra` (not uploaded). The job records which
 //! export, source and manifest generation the shipment came from (`JOB/shipment.json` and the
 //! journal), so a later delta from the original source knows where to start.
+//!
+//! The export also ships its manifest generation (`ferry-manifest/gen-NNNN/` on each device),
+//! hashed into every shipment header. The ingest checks it and refuses one that is not the
+//! shipment's, then gives each seeded row the source's identity of its object (entity tag,
+//! version, times, checksums, metadata). A delta of the ingest job ([`follow_source`]) then lists
+//! that source and finds exactly what changed there since the export.
 
 use crate::error::ApplianceError;
 use crate::mover::Mover;
 use crate::options::{CopyOptions, Failure};
 use crate::scheduler::{Router, run_pass, shared};
 use crate::{EngineError, Job, Result, Stats};
-use ferry_core::layout::SHIPMENT_FILES;
+use ferry_core::layout::{SHIPPED_MANIFEST_DIR, reserved_on_device};
 use ferry_core::{Checksums, Evidence, FailureKind, Location, ObjectEntry};
 use ferry_journal::{Journal, JournalKind, ObjectRow, Route, RoutedEntry};
-use ferry_manifest::ManifestWriter;
 use ferry_manifest::shipment::{self, ShipmentHeader};
+use ferry_manifest::{ManifestReader, ManifestWriter};
 use ferry_providers::Provider;
 use ferry_providers::local::LocalProvider;
 use futures::StreamExt;
@@ -62,6 +68,10 @@ pub struct Provenance {
     pub manifest_sha256: String,
     pub devices: u32,
     pub shipments: Vec<ShipmentSeen>,
+    /// Objects that took on the source's identity from the manifest the devices carried;
+    /// `None`: they carried none (an export by an older ferry), and no delta can follow.
+    #[serde(default)]
+    pub identities: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -116,14 +126,18 @@ pub async fn ingest(
         let location = job.source.to_string();
         return Err(EngineError::AllVersions { side: "source", location, refusal: crate::VersionsRefusal::Unsupported });
     }
-    let (provenance, roots) = read_shipments(&opts)?;
+    let (mut provenance, roots) = read_shipments(&opts)?;
     job.persist()?;
     let journal = job.journal(JournalKind::Main).await?;
+    if let Some(source) = journal.meta(LEFT_DEVICES).await? {
+        return Err(ApplianceError::IngestAfterDelta { job: job.dir.clone(), reads_from: source }.into());
+    }
     match journal.meta(PROVENANCE).await? {
-        None => seed(job, journal.as_ref(), &provenance, &roots).await?,
+        None => seed(job, journal.as_ref(), &mut provenance, &roots).await?,
         Some(text) => {
             let seeded: Provenance =
                 serde_json::from_str(&text).map_err(|e| ApplianceError::ShipmentRecord { job: job.dir.clone(), detail: e.to_string() })?;
+            provenance.identities = seeded.identities;
             if seeded.export_id != provenance.export_id {
                 return Err(ApplianceError::OtherExport { disks: provenance.export_id, job: seeded.export_id }.into());
             }
@@ -255,6 +269,7 @@ fn read_shipments(opts: &IngestOptions) -> Result<(Provenance, Vec<(u32, PathBuf
         manifest_sha256: header.manifest_sha256,
         devices: header.devices,
         shipments,
+        identities: None,
     };
     Ok((provenance, roots))
 }
@@ -266,9 +281,49 @@ pub(crate) fn shipped_from(job: &Job) -> Option<String> {
     Some(provenance["source"].as_str().unwrap_or("the exported source").to_string())
 }
 
+/// The journal's meta entry naming the source an ingest job reads from since its first delta.
+const LEFT_DEVICES: &str = "left_devices";
+
+/// Makes an ingest job's source the one its shipment was exported from, before a delta (or a
+/// cutover) opens it: the job's rows leave the devices (objects are read from the source by
+/// key from now on) and `job.toml` names that source. Done once; a job that is not an
+/// ingest's is left as it is. Refused ([`EngineError::DeltaOfIngest`]) when the shipment
+/// carried no manifest to take the source's identity from: without it, a delta could not tell
+/// an object rewritten at its old size from one left alone. `dry_run`: the job reads from that
+/// source for this run only, and its journal and `job.toml` are left as they are.
+pub async fn follow_source(job: &mut Job, dry_run: bool) -> Result<()> {
+    if shipped_from(job).is_none() {
+        return Ok(());
+    }
+    let journal = job.journal(JournalKind::Main).await?;
+    let Some(text) = journal.meta(PROVENANCE).await? else { return Ok(()) };
+    let provenance: Provenance =
+        serde_json::from_str(&text).map_err(|e| ApplianceError::ShipmentRecord { job: job.dir.clone(), detail: e.to_string() })?;
+    let source =
+        Location::parse(&provenance.source).map_err(|e| ApplianceError::ShipmentRecord { job: job.dir.clone(), detail: e.to_string() })?;
+    if journal.meta(LEFT_DEVICES).await?.is_none() {
+        if provenance.identities.is_none() {
+            return Err(EngineError::DeltaOfIngest { dir: job.dir.clone(), shipped_from: provenance.source });
+        }
+        if dry_run {
+            job.source = source;
+            return Ok(());
+        }
+        job.lock()?;
+        journal.leave_devices().await?;
+        journal.set_meta(LEFT_DEVICES, &provenance.source).await?;
+    }
+    if job.source != source {
+        job.move_source(source)?;
+    }
+    Ok(())
+}
+
 /// Builds the job's manifest (generation 1) from the shipments and seeds the journal with each
 /// file's route and the checksums it was shipped with; records where the shipment came from.
-async fn seed(job: &Job, journal: &dyn Journal, provenance: &Provenance, roots: &[(u32, PathBuf)]) -> Result<()> {
+async fn seed(job: &Job, journal: &dyn Journal, provenance: &mut Provenance, roots: &[(u32, PathBuf)]) -> Result<()> {
+    // Checked before anything is seeded: a device carrying another manifest is refused.
+    let shipped = shipped_manifest(provenance, roots)?;
     let generation = 1;
     let dir = job.generation_dir(generation);
     if dir.exists() {
@@ -300,12 +355,87 @@ async fn seed(job: &Job, journal: &dyn Journal, provenance: &Provenance, roots: 
     }
     writer.seal()?;
     journal.index_routes().await?;
+    if let Some(reader) = shipped {
+        provenance.identities = Some(adopt_identities(journal, reader).await?);
+    }
     let text = serde_json::to_string_pretty(provenance).expect("provenance serializes");
     let record = job.dir.join("shipment.json");
     std::fs::write(&record, &text).map_err(EngineError::io(&record))?;
     journal.set_meta("seeded_generation", &generation.to_string()).await?;
     journal.set_meta(PROVENANCE, &text).await?;
     Ok(())
+}
+
+/// The manifest generation the export shipped (`ferry-manifest/gen-NNNN/` on a device), checked
+/// on every device that carries one: its header must hash to the shipment's `manifest_sha256`,
+/// and be of the shipment's source and generation; its shards are checked against the header
+/// as it is opened. Only regular files are read (a link or a FIFO planted there is refused).
+/// `None`: no device carries one.
+fn shipped_manifest(provenance: &Provenance, roots: &[(u32, PathBuf)]) -> Result<Option<ManifestReader>> {
+    let name = ferry_manifest::ManifestHeader::dir_name(provenance.generation);
+    let mut found = None;
+    for (_, root) in roots {
+        let folder = root.join(SHIPPED_MANIFEST_DIR);
+        let dir = folder.join(&name);
+        let header = ferry_manifest::ManifestHeader::path(&dir);
+        let unreadable = |detail: String| ApplianceError::ShippedManifest { dir: dir.clone(), detail };
+        match std::fs::symlink_metadata(&folder) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(unreadable(e.to_string()).into()),
+            Ok(m) if !m.is_dir() => return Err(unreadable("not a folder".into()).into()),
+            Ok(_) => {}
+        }
+        if !regular(&dir, true) || !regular(&header, false) {
+            return Err(unreadable(format!("no sealed generation {} there (or not a plain folder and file)", provenance.generation)).into());
+        }
+        let digest = shipment::file_sha256(&header)?;
+        if !digest.eq_ignore_ascii_case(&provenance.manifest_sha256) {
+            return Err(unreadable(format!(
+                "its manifest.json hashes to {digest}, the shipment declares {}: not the manifest this shipment was exported from",
+                provenance.manifest_sha256
+            ))
+            .into());
+        }
+        found.get_or_insert(dir);
+    }
+    let Some(dir) = found else { return Ok(None) };
+    let unreadable = |detail: String| ApplianceError::ShippedManifest { dir: dir.clone(), detail };
+    let header = ferry_manifest::ManifestHeader::read(&dir).map_err(|e| unreadable(e.to_string()))?;
+    for shard in header.shards.iter().chain(&header.changes) {
+        let plain_name = std::path::Path::new(&shard.file).file_name().is_some_and(|n| n == shard.file.as_str());
+        if !plain_name || !regular(&dir.join(&shard.file), false) {
+            return Err(unreadable(format!("{:?} is not a plain file in the generation's folder", shard.file)).into());
+        }
+    }
+    if header.generation != provenance.generation || header.source != provenance.source {
+        let (generation, source) = (header.generation, header.source);
+        return Err(unreadable(format!("it is generation {generation} of {source}, not the shipment's")).into());
+    }
+    Ok(Some(ManifestReader::open(&dir).map_err(|e| unreadable(e.to_string()))?))
+}
+
+/// Whether `path` is a folder (`dir`) or a regular file, not a link to one.
+fn regular(path: &std::path::Path, dir: bool) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| if dir { m.is_dir() } else { m.is_file() })
+}
+
+/// Gives each seeded row the source's identity of its object, from the shipped manifest read
+/// a batch at a time (on the blocking pool). Returns how many rows took one on.
+async fn adopt_identities(journal: &dyn Journal, reader: ManifestReader) -> Result<u64> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ObjectEntry>>(2);
+    let reading = tokio::task::spawn_blocking(move || {
+        reader.for_each_batch::<ferry_manifest::ManifestError>(|batch| {
+            // The receiver gone means the ingest stopped: nothing more to read.
+            let _ = tx.blocking_send(batch);
+            Ok(())
+        })
+    });
+    let mut adopted = 0;
+    while let Some(batch) = rx.recv().await {
+        adopted += journal.adopt_identity(&batch).await?;
+    }
+    reading.await.expect("the manifest reader does not panic")?;
+    Ok(adopted)
 }
 
 /// Files on the device its shipment manifest does not list.
@@ -317,7 +447,7 @@ async fn find_extras(journal: &dyn Journal, device: u32, root: &std::path::Path,
         let page = page.map_err(|source| EngineError::Provider { side: "device", source })?;
         for entry in page {
             // ferry's own temp files (a device's reserve) hold nothing shipped.
-            if SHIPMENT_FILES.contains(&entry.key.as_str()) || entry.skipped.is_some_and(|r| !r.is_loss()) {
+            if reserved_on_device(&entry.key) || entry.skipped.is_some_and(|r| !r.is_loss()) {
                 continue;
             }
             match entry.skipped {

@@ -279,6 +279,23 @@ impl Job {
         Ok(())
     }
 
+    /// Makes `source` the job's source, in `job.toml` too (an ingest job that goes on from its
+    /// disks to the system they were exported from). The source's endpoint and profile are
+    /// this run's (`--src-endpoint`, `--src-profile`), kept for the runs after it.
+    pub(crate) fn move_source(&mut self, source: Location) -> Result<()> {
+        self.lock()?;
+        let path = self.dir.join("job.toml");
+        let text = std::fs::read_to_string(&path).map_err(EngineError::io(&path))?;
+        let mut file: JobFile = toml::from_str(&text).map_err(|e| EngineError::JobFile { path: path.clone(), detail: e.to_string() })?;
+        (file.source, file.source_endpoint, file.source_profile) =
+            (source.to_string(), self.access.source.endpoint.clone(), self.access.source.profile.clone());
+        file.follow_symlinks = false;
+        let text = toml::to_string(&file).expect("job file serializes");
+        write_atomically(&path, text.as_bytes()).map_err(EngineError::io(&path))?;
+        (self.source, self.access.source.follow_symlinks) = (source, false);
+        Ok(())
+    }
+
     /// Opens both providers for `run` and checks them (bucket exists, credentials work).
     /// Sends requests, writes nothing.
     pub async fn providers(&self, run: &Arc<RunContext>) -> Result<(Arc<dyn Provider>, Arc<dyn Provider>)> {

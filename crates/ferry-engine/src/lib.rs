@@ -78,7 +78,7 @@ pub use delta::{DeltaOptions, DeltaRefusal, DeltaSummary, MaxDelete, delta};
 pub use error::{ApplianceError, EngineError, VersionsRefusal};
 pub use export::{ExportOptions, ExportSummary, export};
 pub use fidelity::{Fidelity, TagsMode};
-pub use ingest::{IngestOptions, IngestSummary, ingest};
+pub use ingest::{IngestOptions, IngestSummary, follow_source, ingest};
 pub use job::{Access, Job};
 pub use plan::{Locked, PlanSummary, plan};
 pub use reverse::{ReverseSummary, reverse};

@@ -270,4 +270,14 @@ pub trait Routes: Send + Sync {
     async fn done_on_device(&self, device: u32, after_path: &str, limit: usize) -> Result<Vec<ObjectRow>>;
     /// Whether an object is read from `path` on `device` (an ingest's shipment lists it).
     async fn has_src_path(&self, device: u32, path: &str) -> Result<bool>;
+    /// An ingest takes on the source's identity of the objects it seeded from a shipment: for
+    /// each entry of the exported manifest, the row of its key and size gets its entity tag,
+    /// version, last-modified time, storage class, metadata and content type, and the source
+    /// checksums it lacks (those the shipment declared are kept). In one commit; returns how many
+    /// rows took one on. A key the shipment does not hold, or holds at another size, is left.
+    async fn adopt_identity(&self, entries: &[ObjectEntry]) -> Result<u64>;
+    /// Forgets every row's device route (device, paths on it, the digest a shipment declared):
+    /// the job's objects are read from its source from now on, by key. Returns how many rows had
+    /// one. Scans.
+    async fn leave_devices(&self) -> Result<u64>;
 }

@@ -1097,13 +1097,14 @@ fn merge_listed(
     };
     // A changed object is copied again from the start: its parts and running hash are of the
     // old version, and so is its placement on an export's device (its path there, and a digest
-    // a shipment declared): it is placed again like an added key. Its open upload (if any)
-    // stays known, so it is reused or aborted, never forgotten at the destination.
+    // a shipment declared) or its path on an ingest's: it is placed again like an added key,
+    // or read from the source by its key. Its open upload (if any) stays known, so it is reused
+    // or aborted, never forgotten at the destination.
     tx.prepare_cached(
         "UPDATE objects SET generation = ?1, size = ?3, etag = ?4, version = ?5, src_crc32c = ?6, src_md5 = ?7, src_crc64 = ?8,
          content_type = ?9, metadata = ?10, state = ?11, error = ?12, storage_class = ?13, restore_requested = NULL, attempts = 0, note = NULL, last_modified = ?14,
          sha256 = NULL, crc32c = NULL, crc64nvme = NULL, dst_etag = NULL, verified_by = NULL, hash_next = NULL, hash_state = NULL,
-         device = NULL, dst_path = NULL, renamed = NULL, expect_sha256 = NULL, deleted_from = NULL, updated_at = datetime('now')
+         device = NULL, src_path = NULL, dst_path = NULL, renamed = NULL, expect_sha256 = NULL, deleted_from = NULL, updated_at = datetime('now')
          WHERE id = ?2",
     )?
     .execute(params![
@@ -1377,6 +1378,53 @@ impl Uploads for SqliteJournal {
 
 #[async_trait]
 impl Routes for SqliteJournal {
+    async fn adopt_identity(&self, entries: &[ObjectEntry]) -> Result<u64> {
+        let entries = entries.to_vec();
+        self.blocking(move |j| {
+            j.write(|tx| {
+                let mut stmt = tx.prepare_cached(
+                    "UPDATE objects SET etag = ?3, version = ?4, last_modified = ?5, storage_class = ?6,
+                     metadata = COALESCE(?7, metadata), content_type = COALESCE(?8, content_type),
+                     src_crc32c = COALESCE(src_crc32c, ?9), src_md5 = COALESCE(src_md5, ?10), src_crc64 = COALESCE(src_crc64, ?11),
+                     updated_at = datetime('now')
+                     WHERE key = ?1 AND pinned = '' AND size = ?2 AND device IS NOT NULL",
+                )?;
+                let mut n = 0;
+                for e in entries.iter().filter(|e| e.skipped.is_none()) {
+                    n += stmt.execute(params![
+                        e.key,
+                        e.size as i64,
+                        e.etag,
+                        e.version,
+                        rfc3339(e),
+                        storage_class_json(e),
+                        metadata_json(e),
+                        e.content_type,
+                        e.checksums.crc32c,
+                        e.checksums.md5,
+                        e.checksums.crc64nvme,
+                    ])? as u64;
+                }
+                Ok(n)
+            })
+        })
+        .await
+    }
+
+    async fn leave_devices(&self) -> Result<u64> {
+        self.blocking(|j| {
+            j.write(|tx| {
+                tx.execute(
+                    "UPDATE objects SET device = NULL, src_path = NULL, dst_path = NULL, expect_sha256 = NULL, updated_at = datetime('now')
+                     WHERE device IS NOT NULL OR src_path IS NOT NULL OR expect_sha256 IS NOT NULL",
+                    [],
+                )
+                .map(|n| n as u64)
+            })
+        })
+        .await
+    }
+
     async fn seed_routed(&self, generation: u32, entries: &[RoutedEntry]) -> Result<()> {
         let entries = entries.to_vec();
         self.blocking(move |j| {

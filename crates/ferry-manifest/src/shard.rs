@@ -184,7 +184,9 @@ impl ManifestWriter {
             let name = format!("objects-{:05}.parquet", self.header.shards.len());
             let path = self.dir.join(&name);
             let file = File::create(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
-            let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+            // A batch is a row group: the writer holds one batch's pages, not a million rows'.
+            let props =
+                WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(BATCH_ROWS)).build();
             let writer =
                 ArrowWriter::try_new(file, self.schema.clone(), Some(props)).map_err(|source| ManifestError::Parquet { path, source })?;
             self.current = Some((writer, name, 0));
@@ -478,6 +480,31 @@ mod tests {
             e.storage_class = Some(ferry_core::StorageClass { name: "GLACIER".into(), state });
         }
         e
+    }
+
+    // Issue 15 (a 10 M-object delta at 257 MiB against a 256 MiB goal): the writer kept a
+    // million rows' pages in memory before it wrote a row group (the Parquet default), not the
+    // one batch this module says a row group is.
+    #[test]
+    fn each_batch_is_written_as_its_own_row_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = ManifestWriter::create(dir.path(), 1, None, "s3://a/", "gs://b/").unwrap();
+        let rows = 2 * BATCH_ROWS as u64 + 1;
+        for i in 0..rows {
+            w.push(&ObjectEntry { key: format!("k/{i:07}"), size: i, ..Default::default() }).unwrap();
+        }
+        let header = w.seal().unwrap();
+        let file = File::open(dir.path().join(&header.shards[0].file)).unwrap();
+        let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let groups: Vec<i64> = reader.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+        assert_eq!(groups, [BATCH_ROWS as i64, BATCH_ROWS as i64, 1]);
+        let mut read = 0;
+        let count = |b: Vec<ObjectEntry>| {
+            read += b.len() as u64;
+            Ok(())
+        };
+        ManifestReader::open(dir.path()).unwrap().for_each_batch::<ManifestError>(count).unwrap();
+        assert_eq!(read, rows);
     }
 
     #[test]
