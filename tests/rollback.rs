@@ -24,7 +24,8 @@ fn tree() -> Vec<(String, usize)> {
 /// Keys the destination held before ferry, with other bytes: ferry's copy overwrites them.
 const PRE_EXISTING: [&str; 3] = ["d0/obj-00.bin", "d1/obj-01.bin", "d2/obj-05.bin"];
 
-/// Changes the source after the bulk copy: 5 overwritten (one at the same size), 4 deleted, 3 added.
+/// Changes the source after the bulk copy: 5 overwritten (one at the same size), 4 deleted, 3 added
+/// (under `added/deep/`).
 fn change_source(src: &Path) {
     for i in [2, 3, 4, 6, 7] {
         let path = src.join(format!("d{}/obj-{i:02}.bin", i % 3));
@@ -35,8 +36,10 @@ fn change_source(src: &Path) {
     for i in [0, 8, 9, 10] {
         std::fs::remove_file(src.join(format!("d{}/obj-{i:02}.bin", i % 3))).unwrap();
     }
+    // In folders of their own: a rollback of a local destination takes the folders with them.
+    std::fs::create_dir_all(src.join("added/deep")).unwrap();
     for i in 30..33 {
-        std::fs::write(src.join(format!("new-{i}.txt")), format!("added {i}")).unwrap();
+        std::fs::write(src.join(format!("added/deep/new-{i}.txt")), format!("added {i}")).unwrap();
     }
 }
 
@@ -195,6 +198,28 @@ fn backups_on_a_local_disk_put_a_local_destination_back() {
     }
     let snapshot = || files(&dst).into_iter().map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned())).collect();
     backup_round_trip(w, dst.to_str().unwrap(), w.join("kept").to_str().unwrap(), &[], &[], &snapshot);
+    // Issue 15 hostile pass: the folders the delta made for its added files (`added/deep/`)
+    // were left behind, empty; the destination's own folders stay.
+    let folders: Vec<String> =
+        walkdir(&dst).into_iter().filter(|p| p.is_dir()).map(|p| p.strip_prefix(&dst).unwrap().display().to_string()).collect();
+    assert_eq!(folders, ["d0", "d1", "d2"], "the destination's folders are as before ferry");
+}
+
+/// Every path under `root` (not `root`), sorted.
+fn walkdir(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                todo.push(path.clone());
+            }
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]

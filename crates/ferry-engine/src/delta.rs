@@ -720,7 +720,8 @@ pub(crate) async fn sort_listing(src: &dyn Provider, spool: &std::path::Path, st
 
 /// What became of one key gone from the source.
 enum Gone {
-    Deleted,
+    /// Deleted: its key, whose emptied folders go once the batch is done.
+    Deleted(String),
     NotCopied,
     Changed,
     Failed(Failure),
@@ -810,7 +811,7 @@ async fn delete_gone(
                         Ok(()) => {
                             journal.finish_write(ledger, &Wrote::default()).await?;
                             journal.mark_deleted(row.id).await?;
-                            Ok(Gone::Deleted)
+                            Ok(Gone::Deleted(key))
                         }
                         Err(e) => Ok(Gone::Failed(Failure { key, kind: e.kind(), error: e.to_string() })),
                     }
@@ -821,7 +822,12 @@ async fn delete_gone(
             .await;
         for r in results {
             match r? {
-                Gone::Deleted => deletes.deleted += 1,
+                Gone::Deleted(key) => {
+                    deletes.deleted += 1;
+                    // A folder left empty holds nothing to lose: like an object store's implied
+                    // folders, it goes with its last key (a local destination's own folders).
+                    let _ = dst.prune_folders(&key).await;
+                }
                 Gone::NotCopied => deletes.left_not_copied += 1,
                 Gone::Changed => deletes.left_changed += 1,
                 Gone::Failed(f) => {

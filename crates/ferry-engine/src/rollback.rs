@@ -241,6 +241,11 @@ pub async fn rollback(job: &mut Job, dst: Arc<dyn Provider>, opts: RollbackOptio
             .await;
         for step in steps {
             let step = step?;
+            // Once the batch is done (a restore beside it could be writing into the folder): the
+            // folders the undone run made for a key it created go with it.
+            if by.is_some() && step.error.is_none() && step.action == Action::Delete {
+                let _ = undo.dst.prune_folders(&step.key).await;
+            }
             summary.keys += 1;
             let line = serde_json::to_string(&step).expect("a step serializes");
             writeln!(plan, "{line}").map_err(EngineError::io(&plan_path))?;

@@ -146,6 +146,16 @@ pub trait Provider: Send + Sync {
 
     async fn delete(&self, key: &str) -> Result<()>;
 
+    /// Removes the folders above `key` that hold nothing now, deepest first, up to the
+    /// location's root (never the root): a key deleted from a local disk takes the folders
+    /// written for it with it, as an object store's implied folders go with their last key.
+    /// Stops at the first folder that is not empty (or not a plain folder). Object stores have
+    /// no folders: nothing to do.
+    async fn prune_folders(&self, key: &str) -> Result<()> {
+        let _ = key;
+        Ok(())
+    }
+
     /// Asks the service to restore archived object `key`, now in `class` (see
     /// [`ferry_core::storage`]), so it can be read: a copy kept `request.days` days, made at
     /// `request.tier`, or at the nearest tier the service offers for that class (S3 has no

@@ -133,6 +133,10 @@ impl<P: Provider + ?Sized + 'static> Provider for Throttled<P> {
         self.inner.lists_in_key_order()
     }
 
+    async fn prune_folders(&self, key: &str) -> Result<()> {
+        self.inner.prune_folders(key).await
+    }
+
     async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {
         self.call(self.inner.tags(key)).await
     }
@@ -436,6 +440,10 @@ impl<P: Provider + ?Sized + 'static> Provider for Counted<P> {
 
     fn lists_in_key_order(&self) -> bool {
         self.inner.lists_in_key_order()
+    }
+
+    async fn prune_folders(&self, key: &str) -> Result<()> {
+        self.inner.prune_folders(key).await
     }
 
     async fn tags(&self, key: &str) -> Result<ferry_core::Tags> {

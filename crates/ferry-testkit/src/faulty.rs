@@ -396,6 +396,10 @@ impl Provider for FaultyProvider {
         self.inner.lists_in_key_order()
     }
 
+    async fn prune_folders(&self, key: &str) -> ferry_providers::Result<()> {
+        self.inner.prune_folders(key).await
+    }
+
     fn versions(&self) -> Option<&dyn ferry_providers::Versions> {
         self.inner.versions()
     }

@@ -240,6 +240,28 @@ pub(super) fn parent_for_write(root: &Path, key: &str, create: bool) -> Result<O
     Ok(Some(Parent { dir, name: name.to_string(), path, at_root: dirs.is_empty() }))
 }
 
+/// Removes the folders above `key` beneath `root` that are empty, deepest first; stops at the
+/// first that is not empty, is missing, or is not a plain folder (a link is never followed or
+/// removed). The root itself is never removed.
+pub(super) fn prune_empty_parents(root: &Path, key: &str) -> Result<()> {
+    let segs = segments(key)?;
+    let Some((_, dirs)) = segs.split_last() else { return Ok(()) };
+    let mut holders = vec![open_root(root).map_err(|source| ProviderError::Io { path: root.to_path_buf(), source })?];
+    for seg in dirs {
+        match open_dir(holders.last().expect("the root at least"), OsStr::new(seg), false) {
+            Ok(fd) => holders.push(fd),
+            Err(_) => return Ok(()),
+        }
+    }
+    // `holders[i]` is the folder that holds `dirs[i]`.
+    for (i, seg) in dirs.iter().enumerate().rev() {
+        if rustix::fs::unlinkat(&holders[i], *seg, AtFlags::REMOVEDIR).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// Creates temp file `name` in `dir`: never an existing name, never through a symlink, 0600.
 pub(super) fn create_temp(dir: &OwnedFd, name: &str) -> std::io::Result<File> {
     let flags = OFlags::RDWR | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;

@@ -313,6 +313,12 @@ impl Provider for LocalProvider {
         Ok(())
     }
 
+    async fn prune_folders(&self, key: &str) -> Result<()> {
+        self.refuse_reserved(key)?;
+        let (root, key) = (self.root.clone(), key.to_string());
+        blocking(move || fs::prune_empty_parents(&root, &key)).await
+    }
+
     fn etag_names_content(&self) -> bool {
         false
     }
@@ -422,6 +428,36 @@ mod tests {
             ProviderError::Refused { refusal, .. } => refusal,
             other => panic!("not a refusal: {other}"),
         }
+    }
+
+    // Issue 15 hostile pass: a rollback of a local copy deleted the files the run made and left
+    // their folders behind, empty. Pruning takes the emptied folders only: never one that holds
+    // anything, never the root, never through or at a link.
+    #[tokio::test]
+    async fn pruning_removes_emptied_folders_up_to_the_root_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("dst");
+        let p = provider(&root, false);
+        for key in ["a/b/c/one.txt", "a/keep.txt", "solo/x/y.txt", "top.txt"] {
+            p.put(key, Bytes::from_static(b"data"), 0, &PutAttrs::default()).await.unwrap();
+        }
+        p.delete("a/b/c/one.txt").await.unwrap();
+        p.prune_folders("a/b/c/one.txt").await.unwrap();
+        assert!(!root.join("a/b").exists() && root.join("a/keep.txt").exists(), "a/b/c and a/b went, a stays");
+        p.delete("solo/x/y.txt").await.unwrap();
+        p.prune_folders("solo/x/y.txt").await.unwrap();
+        assert!(!root.join("solo").exists() && root.is_dir(), "every emptied folder went, the root stays");
+        p.delete("top.txt").await.unwrap();
+        p.prune_folders("top.txt").await.unwrap();
+        assert!(root.is_dir());
+        // A link planted in place of a folder is neither followed nor removed.
+        let outside = dir.path().join("outside/empty");
+        std::fs::create_dir_all(&outside).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), root.join("link")).unwrap();
+        p.prune_folders("link/empty/k").await.unwrap();
+        assert!(outside.is_dir() && root.join("link").is_symlink());
+        // A key that is gone already, or whose folder never was: nothing to do.
+        p.prune_folders("never/was/here").await.unwrap();
     }
 
     #[tokio::test]
