@@ -784,6 +784,12 @@ fn a_delta_of_an_ingest_job_lists_the_exported_source_and_replays_what_changed_s
         ferry_ok(w, &args, &env, code).json()
     };
     let job_toml = || std::fs::read_to_string(w.join("ij/job.toml")).unwrap();
+    // A delta that cannot reach the source keeps nothing: the job still reads from its disks.
+    let kept = job_toml();
+    let args = ["delta", "--job", "ij", "--src-endpoint", "http://127.0.0.1:1", "--dst-endpoint", &proxy.endpoint];
+    let unreachable = ferry(w, &args, &env);
+    assert_eq!(unreachable.code, 2, "{}", unreachable.stderr);
+    assert_eq!(job_toml(), kept, "a refused delta moved the job");
     let dry = delta(&["--delete", "--dry-run"], 0);
     assert_eq!(dry["changes"]["changed"], n_overwritten() as u64, "{dry:#}");
     assert!(job_toml().contains(&d1), "a dry run leaves the job reading from its disks:\n{}", job_toml());

@@ -19,11 +19,13 @@ pub async fn run(
         return Err(EngineError::CutoverDryRun);
     }
     let mut job = super::open_job(common, None, None)?;
-    // An ingest job's cutover lists the system its disks were exported from.
+    // An ingest job's cutover lists the system its disks were exported from (kept once the
+    // run's checks have passed and its providers are open).
     ferry_engine::follow_source(&mut job, false).await?;
     let settings = super::copy::settle(&mut job, tuning)?;
     let (source, destination) = job.providers(run).await?;
     let copy = super::copy::options(tuning, &settings, destination.as_ref())?;
+    ferry_engine::follow_source(&mut job, true).await?;
     let verify = VerifyOptions { transfers: copy.transfers, all_bytes, sample, extras: true, max_memory: copy.max_memory };
     let delta = DeltaOptions { copy, delete: true, max_delete: deletes.max_delete.unwrap_or_default(), force_delete: deletes.force_delete };
     let stats = Arc::new(Stats::default());

@@ -28,11 +28,15 @@ pub async fn run(
     run: &Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
     let mut job = super::open_job(common, None, None)?;
-    // An ingest job's deltas list the system its disks were exported from.
-    ferry_engine::follow_source(&mut job, tuning.dry_run).await?;
+    // An ingest job's deltas list the system its disks were exported from (kept once the run's
+    // checks have passed and its providers are open; a dry run keeps nothing).
+    ferry_engine::follow_source(&mut job, false).await?;
     let settings = super::copy::settle(&mut job, tuning)?;
     let (source, destination) = job.providers(run).await?;
     let copy = super::copy::options(tuning, &settings, destination.as_ref())?;
+    if !tuning.dry_run {
+        ferry_engine::follow_source(&mut job, true).await?;
+    }
     let opts = DeltaOptions {
         copy,
         delete: deletes.delete,

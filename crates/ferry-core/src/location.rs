@@ -144,8 +144,9 @@ impl Location {
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.scheme {
-            // `%` is the one character `parse` decodes in a file URL.
-            Scheme::Local => write!(f, "file://{}", self.prefix.replace('%', "%25")),
+            // `parse` decodes `%` escapes in a file URL and refuses a `?` (a query): a path's
+            // own `%` and `?` are written escaped, so the URL parses back to the same path.
+            Scheme::Local => write!(f, "file://{}", self.prefix.replace('%', "%25").replace('?', "%3F")),
             s => write!(f, "{}://{}/{}", s.as_url_scheme(), self.bucket, self.prefix),
         }
     }
@@ -213,6 +214,11 @@ mod tests {
         let e = Location::parse("file:///backups/run?sig=SECRET").unwrap_err();
         assert!(matches!(e, LocationError::CredentialsInUrl { .. }) && !e.to_string().contains("SECRET"), "{e}");
         assert_eq!(Location::parse("file:///a%3Fb").unwrap().prefix, "/a?b");
+        // A path's own `?` and `%` survive the round trip through its URL (job.toml keeps it).
+        for path in ["/data/a?b", "/data/100%/x?y=%3F"] {
+            let url = Location::parse(path).unwrap().to_string();
+            assert_eq!(Location::parse(&url).unwrap().prefix, path, "{url}");
+        }
         let e = Location::parse("s3://AK:SK@bkt/p").unwrap_err().to_string();
         assert!(!e.contains("SK"), "{e}");
     }

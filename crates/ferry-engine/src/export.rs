@@ -527,6 +527,11 @@ fn ship_manifest(gen_dir: &Path, root: &Path, generation: u32) -> Result<()> {
     if shipment::file_sha256(&ManifestHeader::path(&target)).is_ok_and(|d| d == digest) {
         return Ok(());
     }
+    // Never written through a link planted on the device in the folder's place.
+    if std::fs::symlink_metadata(&folder).is_ok_and(|m| !m.is_dir()) {
+        let source = std::io::Error::new(std::io::ErrorKind::AlreadyExists, "not a plain folder (a link or a file): remove it");
+        return Err(EngineError::Io { path: folder, source });
+    }
     let header = ManifestHeader::read(gen_dir)?;
     let tmp = folder.join(format!("{}.tmp", ManifestHeader::dir_name(generation)));
     for stale in [&tmp, &target] {

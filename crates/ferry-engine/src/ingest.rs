@@ -127,13 +127,15 @@ pub async fn ingest(
         return Err(EngineError::AllVersions { side: "source", location, refusal: crate::VersionsRefusal::Unsupported });
     }
     let (mut provenance, roots) = read_shipments(&opts)?;
+    // Checked before the job is made: a device carrying another manifest is refused.
+    let shipped = shipped_manifest(&provenance, &roots)?;
     job.persist()?;
     let journal = job.journal(JournalKind::Main).await?;
     if let Some(source) = journal.meta(LEFT_DEVICES).await? {
         return Err(ApplianceError::IngestAfterDelta { job: job.dir.clone(), reads_from: source }.into());
     }
     match journal.meta(PROVENANCE).await? {
-        None => seed(job, journal.as_ref(), &mut provenance, &roots).await?,
+        None => seed(job, journal.as_ref(), &mut provenance, &roots, shipped).await?,
         Some(text) => {
             let seeded: Provenance =
                 serde_json::from_str(&text).map_err(|e| ApplianceError::ShipmentRecord { job: job.dir.clone(), detail: e.to_string() })?;
@@ -284,46 +286,52 @@ pub(crate) fn shipped_from(job: &Job) -> Option<String> {
 /// The journal's meta entry naming the source an ingest job reads from since its first delta.
 const LEFT_DEVICES: &str = "left_devices";
 
-/// Makes an ingest job's source the one its shipment was exported from, before a delta (or a
-/// cutover) opens it: the job's rows leave the devices (objects are read from the source by
-/// key from now on) and `job.toml` names that source. Done once; a job that is not an
+/// Makes an ingest job's source the one its shipment was exported from, for a delta (or a
+/// cutover): objects are read from that source by key from now on. A job that is not an
 /// ingest's is left as it is. Refused ([`EngineError::DeltaOfIngest`]) when the shipment
 /// carried no manifest to take the source's identity from: without it, a delta could not tell
-/// an object rewritten at its old size from one left alone. `dry_run`: the job reads from that
-/// source for this run only, and its journal and `job.toml` are left as they are.
-pub async fn follow_source(job: &mut Job, dry_run: bool) -> Result<()> {
+/// an object rewritten at its old size from one left alone.
+///
+/// In two steps, so that nothing is kept before the run's checks have passed: `commit: false`
+/// makes the job read from that source for this run only (a dry run stops there); `commit:
+/// true`, once the providers are open, writes `job.toml` with it, then, in one commit, forgets
+/// the rows' routes on the disks and marks the job as having left them (a kill between the two
+/// leaves a job whose next delta does the second again). A row the shipped manifest gave no
+/// identity (its object was shipped at another size than the manifest lists: the export met a
+/// newer version) is copied again from the source: nothing tells what it holds.
+pub async fn follow_source(job: &mut Job, commit: bool) -> Result<()> {
     if shipped_from(job).is_none() {
         return Ok(());
     }
     let journal = job.journal(JournalKind::Main).await?;
     let Some(text) = journal.meta(PROVENANCE).await? else { return Ok(()) };
-    let provenance: Provenance =
-        serde_json::from_str(&text).map_err(|e| ApplianceError::ShipmentRecord { job: job.dir.clone(), detail: e.to_string() })?;
-    let source =
-        Location::parse(&provenance.source).map_err(|e| ApplianceError::ShipmentRecord { job: job.dir.clone(), detail: e.to_string() })?;
-    if journal.meta(LEFT_DEVICES).await?.is_none() {
-        if provenance.identities.is_none() {
-            return Err(EngineError::DeltaOfIngest { dir: job.dir.clone(), shipped_from: provenance.source });
-        }
-        if dry_run {
-            job.source = source;
-            return Ok(());
-        }
-        job.lock()?;
-        journal.leave_devices().await?;
-        journal.set_meta(LEFT_DEVICES, &provenance.source).await?;
+    let record = |detail: String| ApplianceError::ShipmentRecord { job: job.dir.clone(), detail };
+    let provenance: Provenance = serde_json::from_str(&text).map_err(|e| record(e.to_string()))?;
+    let source = Location::parse(&provenance.source).map_err(|e| record(e.to_string()))?;
+    let left = journal.meta(LEFT_DEVICES).await?.is_some();
+    if !left && provenance.identities.is_none() {
+        return Err(EngineError::DeltaOfIngest { dir: job.dir.clone(), shipped_from: provenance.source });
     }
-    if job.source != source {
-        job.move_source(source)?;
+    if !commit {
+        (job.source, job.access.source.follow_symlinks) = (source, false);
+        return Ok(());
+    }
+    job.move_source(source)?;
+    if !left {
+        journal.leave_devices(&[(LEFT_DEVICES.to_string(), provenance.source)]).await?;
     }
     Ok(())
 }
 
 /// Builds the job's manifest (generation 1) from the shipments and seeds the journal with each
 /// file's route and the checksums it was shipped with; records where the shipment came from.
-async fn seed(job: &Job, journal: &dyn Journal, provenance: &mut Provenance, roots: &[(u32, PathBuf)]) -> Result<()> {
-    // Checked before anything is seeded: a device carrying another manifest is refused.
-    let shipped = shipped_manifest(provenance, roots)?;
+async fn seed(
+    job: &Job,
+    journal: &dyn Journal,
+    provenance: &mut Provenance,
+    roots: &[(u32, PathBuf)],
+    shipped: Option<ManifestReader>,
+) -> Result<()> {
     let generation = 1;
     let dir = job.generation_dir(generation);
     if dir.exists() {
@@ -422,20 +430,28 @@ fn regular(path: &std::path::Path, dir: bool) -> bool {
 /// Gives each seeded row the source's identity of its object, from the shipped manifest read
 /// a batch at a time (on the blocking pool). Returns how many rows took one on.
 async fn adopt_identities(journal: &dyn Journal, reader: ManifestReader) -> Result<u64> {
+    /// What ends the reading early: the manifest, or the ingest no longer taking batches (it
+    /// stopped at an error of its own, which it returns).
+    enum Stop {
+        Manifest(ferry_manifest::ManifestError),
+        NoTaker,
+    }
+    impl From<ferry_manifest::ManifestError> for Stop {
+        fn from(e: ferry_manifest::ManifestError) -> Stop {
+            Stop::Manifest(e)
+        }
+    }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ObjectEntry>>(2);
-    let reading = tokio::task::spawn_blocking(move || {
-        reader.for_each_batch::<ferry_manifest::ManifestError>(|batch| {
-            // The receiver gone means the ingest stopped: nothing more to read.
-            let _ = tx.blocking_send(batch);
-            Ok(())
-        })
-    });
+    let reading =
+        tokio::task::spawn_blocking(move || reader.for_each_batch::<Stop>(|batch| tx.blocking_send(batch).map_err(|_| Stop::NoTaker)));
     let mut adopted = 0;
     while let Some(batch) = rx.recv().await {
         adopted += journal.adopt_identity(&batch).await?;
     }
-    reading.await.expect("the manifest reader does not panic")?;
-    Ok(adopted)
+    match reading.await.expect("the manifest reader does not panic") {
+        Ok(()) | Err(Stop::NoTaker) => Ok(adopted),
+        Err(Stop::Manifest(e)) => Err(e.into()),
+    }
 }
 
 /// Files on the device its shipment manifest does not list.

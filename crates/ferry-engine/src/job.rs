@@ -287,11 +287,13 @@ impl Job {
         let path = self.dir.join("job.toml");
         let text = std::fs::read_to_string(&path).map_err(EngineError::io(&path))?;
         let mut file: JobFile = toml::from_str(&text).map_err(|e| EngineError::JobFile { path: path.clone(), detail: e.to_string() })?;
-        (file.source, file.source_endpoint, file.source_profile) =
-            (source.to_string(), self.access.source.endpoint.clone(), self.access.source.profile.clone());
-        file.follow_symlinks = false;
-        let text = toml::to_string(&file).expect("job file serializes");
-        write_atomically(&path, text.as_bytes()).map_err(EngineError::io(&path))?;
+        let moved = (source.to_string(), self.access.source.endpoint.clone(), self.access.source.profile.clone());
+        if (&file.source, &file.source_endpoint, &file.source_profile, file.follow_symlinks) != (&moved.0, &moved.1, &moved.2, false) {
+            (file.source, file.source_endpoint, file.source_profile) = moved;
+            file.follow_symlinks = false;
+            let text = toml::to_string(&file).expect("job file serializes");
+            write_atomically(&path, text.as_bytes()).map_err(EngineError::io(&path))?;
+        }
         (self.source, self.access.source.follow_symlinks) = (source, false);
         Ok(())
     }

@@ -277,7 +277,9 @@ pub trait Routes: Send + Sync {
     /// rows took one on. A key the shipment does not hold, or holds at another size, is left.
     async fn adopt_identity(&self, entries: &[ObjectEntry]) -> Result<u64>;
     /// Forgets every row's device route (device, paths on it, the digest a shipment declared):
-    /// the job's objects are read from its source from now on, by key. Returns how many rows had
-    /// one. Scans.
-    async fn leave_devices(&self) -> Result<u64>;
+    /// the job's objects are read from its source from now on, by key. A routed row that took no
+    /// source identity ([`Routes::adopt_identity`]: no entity tag, no version) is pending again,
+    /// with a note: nothing tells what the source holds for it. Sets `meta` in the same commit.
+    /// Returns how many rows had a route. Scans.
+    async fn leave_devices(&self, meta: &[(String, String)]) -> Result<u64>;
 }

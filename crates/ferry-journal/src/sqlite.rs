@@ -1411,15 +1411,27 @@ impl Routes for SqliteJournal {
         .await
     }
 
-    async fn leave_devices(&self) -> Result<u64> {
-        self.blocking(|j| {
+    async fn leave_devices(&self, meta: &[(String, String)]) -> Result<u64> {
+        let meta = meta.to_vec();
+        self.blocking(move |j| {
             j.write(|tx| {
                 tx.execute(
+                    "UPDATE objects SET state = 'pending', attempts = 0, error = NULL, updated_at = datetime('now'),
+                     note = 'copied again from the source: the shipped manifest did not list it at the size it was shipped'
+                     WHERE device IS NOT NULL AND etag IS NULL AND version IS NULL AND state IN ('done', 'failed')",
+                    [],
+                )?;
+                let left = tx.execute(
                     "UPDATE objects SET device = NULL, src_path = NULL, dst_path = NULL, expect_sha256 = NULL, updated_at = datetime('now')
                      WHERE device IS NOT NULL OR src_path IS NOT NULL OR expect_sha256 IS NOT NULL",
                     [],
-                )
-                .map(|n| n as u64)
+                )?;
+                let mut set =
+                    tx.prepare_cached("INSERT INTO meta (name, value) VALUES (?1, ?2) ON CONFLICT(name) DO UPDATE SET value = ?2")?;
+                for (name, value) in &meta {
+                    set.execute(params![name, value])?;
+                }
+                Ok(left as u64)
             })
         })
         .await

@@ -259,6 +259,12 @@ impl ManifestReader {
         let header = ManifestHeader::read(dir)?;
         for shard in header.shards.iter().chain(&header.changes) {
             let path = dir.join(&shard.file);
+            // The size first: a shard of another size is refused without reading it through.
+            let len = std::fs::metadata(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?.len();
+            if len != shard.bytes {
+                let reason = format!("{len} bytes, the sealed shard has {}", shard.bytes);
+                return Err(ManifestError::Corrupt { path, reason });
+            }
             let (sha, bytes) = file_sha256(&path)?;
             if sha != shard.sha256 || bytes != shard.bytes {
                 return Err(ManifestError::Corrupt {

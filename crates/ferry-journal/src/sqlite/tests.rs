@@ -1004,3 +1004,34 @@ async fn a_version_6_ledger_gains_the_rollback_columns() {
     let groups = j.undo_groups("s3://b/", RunId(1), "", 10).await.unwrap();
     assert_eq!((groups.len(), groups[0].first.backup.clone(), groups[0].begun), (1, None, false));
 }
+
+// Issue 15 review: an ingest's rows take the source's identity from the shipped manifest, by
+// key and size; a row shipped at another size (the export met a newer version) takes none, and
+// would be judged unchanged by every delta after (no tag to compare). Leaving the devices makes
+// it pending again, and forgets every route, in the commit that sets the marker.
+#[tokio::test]
+async fn rows_leave_their_devices_and_those_without_a_source_identity_are_copied_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let shipped = |key: &str, size: u64| RoutedEntry {
+        entry: ObjectEntry { key: key.into(), size, ..Default::default() },
+        route: Route { device: Some(0), src_path: Some(format!("disk/{key}")), dst_path: None, expect_sha256: Some("00".repeat(32)) },
+        refused: None,
+        renamed: None,
+    };
+    j.seed_routed(1, &[shipped("a", 1), shipped("b", 2)]).await.unwrap();
+    let listed = |key: &str, size: u64| ObjectEntry { key: key.into(), size, etag: Some(format!("tag-{key}")), ..Default::default() };
+    // `b` is listed at another size than shipped: not adopted.
+    assert_eq!(j.adopt_identity(&[listed("a", 1), listed("b", 3), listed("c", 1)]).await.unwrap(), 1);
+    let worker = j.begin_pass("w").await.unwrap();
+    for row in j.claim(&worker, 10, Lease { now: 0, ttl: Duration::from_secs(60) }).await.unwrap() {
+        j.mark_done(row.id, &outcome()).await.unwrap();
+    }
+    assert_eq!(j.leave_devices(&[("left".into(), "s3://src/".into())]).await.unwrap(), 2);
+    let (a, b) = (j.get("a").await.unwrap().unwrap(), j.get("b").await.unwrap().unwrap());
+    assert_eq!((a.state, a.entry.etag.as_deref()), (ObjectState::Done, Some("tag-a")));
+    assert_eq!(b.state, ObjectState::Pending, "{b:?}");
+    assert!(b.note.as_deref().is_some_and(|n| n.contains("copied again")), "{b:?}");
+    assert!([&a, &b].iter().all(|r| r.route == Route::default() && r.src_key() == r.entry.key), "routes forgotten");
+    assert_eq!(j.meta("left").await.unwrap().as_deref(), Some("s3://src/"));
+}
