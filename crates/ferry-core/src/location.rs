@@ -215,7 +215,7 @@ mod tests {
         assert!(matches!(e, LocationError::CredentialsInUrl { .. }) && !e.to_string().contains("SECRET"), "{e}");
         assert_eq!(Location::parse("file:///a%3Fb").unwrap().prefix, "/a?b");
         // A path's own `?` and `%` survive the round trip through its URL (job.toml keeps it).
-        for path in ["/data/a?b", "/data/100%/x?y=%3F"] {
+        for path in ["/data/a?b", "/data/100%/x?y=%3F", "/\u{f}?"] {
             let url = Location::parse(path).unwrap().to_string();
             assert_eq!(Location::parse(&url).unwrap().prefix, path, "{url}");
         }
