@@ -430,28 +430,13 @@ fn regular(path: &std::path::Path, dir: bool) -> bool {
 /// Gives each seeded row the source's identity of its object, from the shipped manifest read
 /// a batch at a time (on the blocking pool). Returns how many rows took one on.
 async fn adopt_identities(journal: &dyn Journal, reader: ManifestReader) -> Result<u64> {
-    /// What ends the reading early: the manifest, or the ingest no longer taking batches (it
-    /// stopped at an error of its own, which it returns).
-    enum Stop {
-        Manifest(ferry_manifest::ManifestError),
-        NoTaker,
-    }
-    impl From<ferry_manifest::ManifestError> for Stop {
-        fn from(e: ferry_manifest::ManifestError) -> Stop {
-            Stop::Manifest(e)
-        }
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<ObjectEntry>>(2);
-    let reading =
-        tokio::task::spawn_blocking(move || reader.for_each_batch::<Stop>(|batch| tx.blocking_send(batch).map_err(|_| Stop::NoTaker)));
+    let (mut batches, reading) = crate::plan::read_batches(reader);
     let mut adopted = 0;
-    while let Some(batch) = rx.recv().await {
+    while let Some(batch) = batches.recv().await {
         adopted += journal.adopt_identity(&batch).await?;
     }
-    match reading.await.expect("the manifest reader does not panic") {
-        Ok(()) | Err(Stop::NoTaker) => Ok(adopted),
-        Err(Stop::Manifest(e)) => Err(e.into()),
-    }
+    reading.await.expect("the manifest reader does not panic")?;
+    Ok(adopted)
 }
 
 /// Files on the device its shipment manifest does not list.
