@@ -81,10 +81,11 @@ for k, n, seed in spec["put"]:
 for k in spec["delete"]:
     s3.delete_object(Bucket=args[0], Key=k)
 for k in spec["touch"]:
-    # The same bytes, type and metadata written again: only the time changes (a put that
-    # dropped the type would change what travels with the bytes, and be copied again).
+    # The same bytes, type, metadata and cache control written again: only the time changes (a
+    # put that dropped any of them would change what travels with the bytes, and be copied again).
     got = s3.get_object(Bucket=args[0], Key=k)
-    s3.put_object(Bucket=args[0], Key=k, Body=got["Body"].read(), ContentType=got["ContentType"], Metadata=got["Metadata"])
+    extra = {"CacheControl": got["CacheControl"]} if "CacheControl" in got else {}
+    s3.put_object(Bucket=args[0], Key=k, Body=got["Body"].read(), ContentType=got["ContentType"], Metadata=got["Metadata"], **extra)
 "#;
     let mut put = Vec::new();
     let mut sent = 0u64;
@@ -752,6 +753,16 @@ fn a_delta_of_an_ingest_job_lists_the_exported_source_and_replays_what_changed_s
     let w = work.path();
     let moto = Moto::start();
     seeded_source(w, &moto, "live");
+    // What no disk keeps and no listing carries travels through the shipment: a type ferry
+    // could not guess from the name, user metadata and a system header, on the objects the
+    // delta will touch and on some it will not.
+    let dressed: Vec<String> = (0..n_overwritten() + n_deleted() + n_touched() + 20).map(key).collect();
+    let dress = r#"
+for k in json.loads(args[1]):
+    s3.copy_object(Bucket=args[0], Key=k, CopySource={"Bucket": args[0], "Key": k}, MetadataDirective="REPLACE",
+                   ContentType="text/x-ferry-shipped", Metadata={"owner": "team " + k}, CacheControl="max-age=77")
+"#;
+    moto.boto3(dress, &["live", &serde_json::to_string(&dressed).unwrap()]);
     let env = moto.env();
     let devices = [Tmpfs::mount(&w.join("d1"), 16), Tmpfs::mount(&w.join("d2"), 16)];
     let (d1, d2) = (devices[0].0.to_string_lossy().into_owned(), devices[1].0.to_string_lossy().into_owned());
@@ -776,6 +787,16 @@ fn a_delta_of_an_ingest_job_lists_the_exported_source_and_replays_what_changed_s
     assert_eq!(ingested["copied"], objects() as u64, "{ingested:#}");
     assert_eq!(ingested["provenance"]["identities"], objects() as u64, "every object took the source's identity: {ingested:#}");
     assert_eq!(gcs_md5s(&gcs, "landing"), moto_md5s(&moto, "live"));
+    let dressed_at_destination = || {
+        let objects = gcs.objects("landing");
+        let dressed_there = |k: &String| {
+            let o = objects.iter().find(|o| o["name"] == k.as_str()).unwrap_or_else(|| panic!("{k} not at the destination"));
+            (o["contentType"].as_str(), o["metadata"]["owner"].as_str(), o["cacheControl"].as_str())
+                == (Some("text/x-ferry-shipped"), Some(format!("team {k}").as_str()), Some("max-age=77"))
+        };
+        (n_overwritten() + n_deleted()..dressed.len()).map(|i| &dressed[i]).filter(|k| !dressed_there(k)).cloned().collect::<Vec<_>>()
+    };
+    assert_eq!(dressed_at_destination(), Vec::<String>::new(), "the ingest wrote the source's type, metadata and headers");
 
     let sent = change_source(&moto, "live");
     let delta = |extra: &[&str], code: i32| {
@@ -809,6 +830,7 @@ fn a_delta_of_an_ingest_job_lists_the_exported_source_and_replays_what_changed_s
     let requests = (n_added() + n_overwritten() + n_deleted()) as u64;
     assert!(uploaded >= sent && uploaded < sent + requests * 2048, "uploaded {uploaded}, changed bytes {sent}");
     assert_eq!(gcs_md5s(&gcs, "landing"), moto_md5s(&moto, "live"), "the destination is the source, byte for byte");
+    assert_eq!(dressed_at_destination(), Vec::<String>::new(), "touched and untouched objects keep what the source gave them");
     assert!(job_toml().contains("s3://live"), "the job reads from the exported bucket now:\n{}", job_toml());
 
     // From now on it is a job like any other: verify passes, a quiet source has nothing to do,

@@ -727,6 +727,13 @@ async fn write_shipment(journal: &dyn Journal, index: u32, root: &Path, header: 
         let Some(last) = rows.last() else { break };
         after = last.dst_key().to_string();
         for row in rows {
+            // What the source gave the read that copied the bytes (a listing may carry none of
+            // it); a row copied by an older ferry falls back to what its listing carried.
+            let attrs = row.src_attrs.clone().unwrap_or_else(|| ferry_core::headers::Attrs {
+                content_type: row.entry.content_type.clone(),
+                headers: row.entry.headers.clone(),
+                metadata: row.entry.metadata.clone(),
+            });
             writer.push(&ShipmentFile {
                 path: row.dst_key().to_string(),
                 key: row.entry.key.clone(),
@@ -734,7 +741,9 @@ async fn write_shipment(journal: &dyn Journal, index: u32, root: &Path, header: 
                 sha256: row.copied.sha256.clone().unwrap_or_default(),
                 crc64nvme: row.copied.crc64nvme.clone().unwrap_or_default(),
                 crc32c: row.copied.crc32c.clone().unwrap_or_default(),
-                content_type: row.entry.content_type.clone(),
+                content_type: attrs.content_type,
+                metadata: attrs.metadata,
+                headers: attrs.headers,
             })?;
         }
     }

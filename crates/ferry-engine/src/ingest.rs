@@ -349,6 +349,8 @@ async fn seed(
                 key: file.key,
                 size: file.size,
                 content_type: file.content_type,
+                metadata: file.metadata,
+                headers: file.headers,
                 checksums: Checksums { crc64nvme: Some(file.crc64nvme).filter(|c| !c.is_empty()), ..Checksums::default() },
                 ..Default::default()
             };

@@ -31,7 +31,8 @@ use std::sync::{Mutex, MutexGuard};
 /// its rows and ids (see `Inner::unpin_key`). Every open adds any column of [`SCHEMA`] a
 /// journal lacks, whatever its version says (version 2 journals made before `renamed` lack it).
 /// 7: rollback (`runs.generation`; `writes.backup`, `undone_by`, `undo_state`), added like
-/// any column.
+/// any column. `headers` (the listed system headers, which a shipment carries) is added like
+/// any column, without a version of its own.
 const SCHEMA_VERSION: i64 = 7;
 
 /// The file names of each kind of journal in a job directory: known here and nowhere else.
@@ -99,6 +100,7 @@ macro_rules! objects_columns {
     restore_requested TEXT,                          -- when ferry asked the source to restore it (RFC 3339)
     deleted_from  TEXT,                              -- a pending delete's state before (a refused key that returns stays refused)
     src_attrs     TEXT,                              -- JSON ferry_core::headers::Attrs the source gave the last copy (for verify)
+    headers       TEXT,                              -- JSON ferry_core::Headers as listed, or as a shipment carried them
     pinned        TEXT NOT NULL DEFAULT ''           -- the source version the row copies (--all-versions); '': the key's current one
 "
     };
@@ -129,7 +131,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS objects_id ON objects(key, pinned);
 CREATE INDEX IF NOT EXISTS objects_leased ON objects(lease_until) WHERE lease_until IS NOT NULL;
 ";
 
-const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified, generation, storage_class, restore_requested, src_attrs, pinned";
+const ROW_COLUMNS: &str = "id, key, size, etag, version, src_crc32c, src_md5, content_type, metadata, state, attempts, sha256, crc32c, dst_etag, verified_by, error, upload_id, crc64nvme, device, src_path, dst_path, src_crc64, expect_sha256, note, last_modified, generation, storage_class, restore_requested, src_attrs, pinned, headers";
 
 /// A column as `PRAGMA table_info` declares it: name, type, not null, default.
 type Column = (String, String, bool, Option<String>);
@@ -170,6 +172,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ObjectRow> {
             mode: None,
             storage_class: r.get_ref(26)?.as_str_or_null()?.and_then(|json| serde_json::from_str(json).ok()),
             pinned: !r.get_ref(29)?.as_str()?.is_empty(),
+            headers: r.get_ref(30)?.as_str_or_null()?.and_then(|json| serde_json::from_str(json).ok()).unwrap_or_default(),
             ..ObjectEntry::default()
         },
         state,
@@ -492,8 +495,8 @@ impl Inner {
             let mut stmt = tx.prepare_cached(
                 "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, content_type, metadata,
                                           device, src_path, dst_path, src_crc64, expect_sha256, state, error, renamed, storage_class,
-                                          last_modified, pinned)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20) ON CONFLICT DO NOTHING",
+                                          last_modified, pinned, headers)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21) ON CONFLICT DO NOTHING",
             )?;
             let no_route = Route::default();
             for (e, route, refused, renamed) in rows {
@@ -520,7 +523,8 @@ impl Inner {
                     renamed,
                     storage_class_json(e),
                     rfc3339(e),
-                    e.id().version.unwrap_or_default()
+                    e.id().version.unwrap_or_default(),
+                    headers_json(e)
                 ])?;
             }
             Ok(())
@@ -1001,8 +1005,8 @@ fn merge_added(tx: &Connection, generation: u32, e: &ObjectEntry) -> rusqlite::R
     let (state, error) = seeded_state(e, None);
     tx.prepare_cached(
         "INSERT INTO objects (generation, key, size, etag, version, src_crc32c, src_md5, src_crc64, content_type, metadata, state, error,
-                              storage_class, last_modified)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                              storage_class, last_modified, headers)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     )?
     .execute(params![
         generation,
@@ -1018,7 +1022,8 @@ fn merge_added(tx: &Connection, generation: u32, e: &ObjectEntry) -> rusqlite::R
         state.as_str(),
         error,
         storage_class_json(e),
-        rfc3339(e)
+        rfc3339(e),
+        headers_json(e)
     ])?;
     Ok(())
 }
@@ -1102,7 +1107,7 @@ fn merge_listed(
     // or aborted, never forgotten at the destination.
     tx.prepare_cached(
         "UPDATE objects SET generation = ?1, size = ?3, etag = ?4, version = ?5, src_crc32c = ?6, src_md5 = ?7, src_crc64 = ?8,
-         content_type = ?9, metadata = ?10, state = ?11, error = ?12, storage_class = ?13, restore_requested = NULL, attempts = 0, note = NULL, last_modified = ?14,
+         content_type = ?9, metadata = ?10, state = ?11, error = ?12, storage_class = ?13, restore_requested = NULL, attempts = 0, note = NULL, last_modified = ?14, headers = ?15,
          sha256 = NULL, crc32c = NULL, crc64nvme = NULL, dst_etag = NULL, verified_by = NULL, hash_next = NULL, hash_state = NULL,
          device = NULL, src_path = NULL, dst_path = NULL, renamed = NULL, expect_sha256 = NULL, deleted_from = NULL, updated_at = datetime('now')
          WHERE id = ?2",
@@ -1121,7 +1126,8 @@ fn merge_listed(
         state.as_str(),
         error,
         storage_class_json(e),
-        rfc3339(e)
+        rfc3339(e),
+        headers_json(e)
     ])?;
     tx.prepare_cached(FORGET_PARTS)?.execute([row.id])?;
     Ok(())
@@ -1130,6 +1136,11 @@ fn merge_listed(
 /// An entry's user metadata as the journal stores it: JSON, or NULL when it has none.
 fn metadata_json(e: &ObjectEntry) -> Option<String> {
     (!e.metadata.is_empty()).then(|| serde_json::to_string(&e.metadata).expect("map serializes"))
+}
+
+/// An entry's system headers as the journal stores them: JSON, or NULL when it has none.
+fn headers_json(e: &ObjectEntry) -> Option<String> {
+    (!e.headers.is_empty()).then(|| serde_json::to_string(&e.headers).expect("headers serialize"))
 }
 
 #[async_trait]
@@ -1384,7 +1395,7 @@ impl Routes for SqliteJournal {
             j.write(|tx| {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE objects SET etag = ?3, version = ?4, last_modified = ?5, storage_class = ?6,
-                     metadata = COALESCE(?7, metadata), content_type = COALESCE(?8, content_type),
+                     metadata = COALESCE(?7, metadata), content_type = COALESCE(?8, content_type), headers = COALESCE(?12, headers),
                      src_crc32c = COALESCE(src_crc32c, ?9), src_md5 = COALESCE(src_md5, ?10), src_crc64 = COALESCE(src_crc64, ?11),
                      updated_at = datetime('now')
                      WHERE key = ?1 AND pinned = '' AND size = ?2 AND device IS NOT NULL",
@@ -1403,6 +1414,7 @@ impl Routes for SqliteJournal {
                         e.checksums.crc32c,
                         e.checksums.md5,
                         e.checksums.crc64nvme,
+                        headers_json(e),
                     ])? as u64;
                 }
                 Ok(n)

@@ -37,6 +37,12 @@ pub enum ManifestError {
     /// A shipment manifest (`ferry-shipment.jsonl`) that is not one ferry wrote, or was altered.
     #[error("shipment manifest {path} is corrupt: line {line}: {reason}")]
     Shipment { path: PathBuf, line: u64, reason: String },
+    /// An object whose shipment line would be longer than an ingest reads
+    /// ([`shipment::MAX_LINE`]): the export stops before the device's manifest is written.
+    #[error(
+        "cannot ship {key:?}: its shipment manifest line would be {bytes} bytes, more than the {max} an ingest reads (its metadata is too large to ship)"
+    )]
+    LineTooLong { key: String, bytes: usize, max: usize },
     #[error("manifest header {path} is unreadable: {source}")]
     Header { path: PathBuf, source: serde_json::Error },
     #[error("parquet error in {path}: {source}")]

@@ -20,6 +20,7 @@ use crate::{ManifestError, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -72,8 +73,15 @@ pub struct ShipmentFile {
     pub sha256: String,
     pub crc64nvme: String,
     pub crc32c: String,
+    /// The Content-Type, user metadata and system headers the source gave the export's read:
+    /// a disk keeps none of them, so the ingest writes them from here (and a delta compares
+    /// the source with them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metadata: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "ferry_core::Headers::is_empty")]
+    pub headers: ferry_core::Headers,
 }
 
 /// Writes a device's shipment files; [`ShipmentWriter::finish`] puts them in place.
@@ -130,8 +138,13 @@ impl ShipmentWriter {
         Ok(ShipmentWriter { root: root.to_path_buf(), jsonl, sums, bom })
     }
 
+    /// Adds a file's line; one longer than [`MAX_LINE`] (an ingest would refuse it) is refused
+    /// here, before anything is shipped.
     pub fn push(&mut self, file: &ShipmentFile) -> Result<()> {
         let mut line = serde_json::to_vec(file).expect("file entry serializes");
+        if line.len() > MAX_LINE {
+            return Err(ManifestError::LineTooLong { key: file.key.clone(), bytes: line.len(), max: MAX_LINE });
+        }
         line.push(b'\n');
         self.jsonl.write(&line)?;
         self.sums.write(sums_line(&file.sha256, &file.path).as_bytes())?;
@@ -299,7 +312,7 @@ mod tests {
             pending_elsewhere: 0,
             created_at: Utc::now(),
         };
-        let files = [("a<&>.txt", 1u64), ("line\nfeed", 2)].map(|(p, size)| ShipmentFile {
+        let mut files = [("a<&>.txt", 1u64), ("line\nfeed", 2)].map(|(p, size)| ShipmentFile {
             path: p.into(),
             key: p.into(),
             size,
@@ -307,7 +320,13 @@ mod tests {
             crc64nvme: "0123456789abcdef".into(),
             crc32c: "00000000".into(),
             content_type: None,
+            metadata: BTreeMap::new(),
+            headers: ferry_core::Headers::default(),
         });
+        // What the source gave the export's read travels with the file.
+        files[1].content_type = Some("text/x-ferry".into());
+        files[1].metadata.insert("Owner".into(), "ops team".into());
+        *files[1].headers.slot(ferry_core::Header::CacheControl) = Some("max-age=60".into());
         let mut w = ShipmentWriter::create(dir.path(), &header, true).unwrap();
         for f in &files {
             w.push(f).unwrap();
@@ -322,5 +341,39 @@ mod tests {
         let bom = std::fs::read_to_string(dir.path().join(BOM_FILE)).unwrap();
         assert!(bom.starts_with("<file size=\"1\" crc64=\"0x0123456789abcdef\">a&lt;&amp;&gt;.txt</file>\n"), "{bom}");
         assert!(!std::fs::read_dir(dir.path()).unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("ferry-tmp")));
+    }
+
+    #[test]
+    fn a_line_an_ingest_would_refuse_is_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = ShipmentHeader {
+            format: FORMAT.into(),
+            export_id: "e".into(),
+            source: "s3://b/".into(),
+            generation: 1,
+            manifest_sha256: "m".into(),
+            layout: serde_json::json!({"kind": "plain"}),
+            device: 1,
+            devices: 1,
+            label: "/mnt/d1".into(),
+            files: 1,
+            bytes: 1,
+            pending_elsewhere: 0,
+            created_at: Utc::now(),
+        };
+        let mut w = ShipmentWriter::create(dir.path(), &header, false).unwrap();
+        let big = ShipmentFile {
+            path: "k".into(),
+            key: "k".into(),
+            size: 1,
+            sha256: "ab".repeat(32),
+            crc64nvme: String::new(),
+            crc32c: String::new(),
+            content_type: None,
+            metadata: BTreeMap::from([("m".to_string(), "v".repeat(MAX_LINE))]),
+            headers: ferry_core::Headers::default(),
+        };
+        let err = w.push(&big).unwrap_err().to_string();
+        assert!(err.contains("cannot ship \"k\"") && err.contains("too large"), "{err}");
     }
 }

@@ -459,7 +459,7 @@ impl FakeGcs {
     }
 
     /// Every object of `bucket`, as the JSON API lists it.
-    fn objects(&self, bucket: &str) -> Vec<serde_json::Value> {
+    pub fn objects(&self, bucket: &str) -> Vec<serde_json::Value> {
         let mut names = Vec::new();
         let mut token: Option<String> = None;
         loop {

@@ -873,7 +873,7 @@ async fn a_version_5_journal_with_unique_keys_is_rebuilt_keeping_its_rows_and_id
             .replace("deleted_from  TEXT,", "deleted_from  TEXT")
             .lines()
             // Columns a version 5 journal did not have.
-            .filter(|l| !l.trim_start().starts_with("pinned") && !l.trim_start().starts_with("src_attrs"))
+            .filter(|l| !["pinned", "src_attrs", "headers"].iter().any(|c| l.trim_start().starts_with(c)))
             .collect::<Vec<_>>()
             .join("\n");
         conn.execute_batch(&format!(
@@ -1034,4 +1034,31 @@ async fn rows_leave_their_devices_and_those_without_a_source_identity_are_copied
     assert!(b.note.as_deref().is_some_and(|n| n.contains("copied again")), "{b:?}");
     assert!([&a, &b].iter().all(|r| r.route == Route::default() && r.src_key() == r.entry.key), "routes forgotten");
     assert_eq!(j.meta("left").await.unwrap().as_deref(), Some("s3://src/"));
+}
+
+// Issue 15 (the appliance delta): a shipped file's system headers reach the ingest's copy only
+// through the journal (the disk keeps none), so a row keeps the headers it was seeded with;
+// a listing that gives none keeps them, a changed object takes the new listing's.
+#[tokio::test]
+async fn a_row_keeps_the_headers_it_was_seeded_with_until_its_object_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = SqliteJournal::open(&dir.path().join("j.sqlite")).unwrap();
+    let mut headers = ferry_core::Headers::default();
+    *headers.slot(ferry_core::Header::CacheControl) = Some("max-age=77".into());
+    let seeded = RoutedEntry {
+        entry: ObjectEntry { key: "a".into(), size: 1, headers: headers.clone(), ..Default::default() },
+        route: Route { device: Some(0), src_path: Some("disk/a".into()), dst_path: None, expect_sha256: Some("00".repeat(32)) },
+        refused: None,
+        renamed: None,
+    };
+    j.seed_routed(1, &[seeded]).await.unwrap();
+    assert_eq!(j.get("a").await.unwrap().unwrap().entry.headers, headers);
+    let listed = ObjectEntry { key: "a".into(), size: 1, etag: Some("t1".into()), ..Default::default() };
+    assert_eq!(j.adopt_identity(std::slice::from_ref(&listed)).await.unwrap(), 1);
+    assert_eq!(j.get("a").await.unwrap().unwrap().entry.headers, headers, "a listing without headers keeps the shipped ones");
+    let mut other = ferry_core::Headers::default();
+    *other.slot(ferry_core::Header::ContentLanguage) = Some("fr".into());
+    let changed = ObjectEntry { size: 2, etag: Some("t2".into()), headers: other.clone(), ..listed };
+    j.seed_generation(2, Box::new(vec![changed].into_iter())).await.unwrap();
+    assert_eq!(j.get("a").await.unwrap().unwrap().entry.headers, other, "a changed object takes its new listing's");
 }
