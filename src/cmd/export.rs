@@ -105,6 +105,7 @@ pub async fn run(
                 summary.failed
             );
         }
+        super::copy::print_fidelity(&summary.fidelity);
         super::print_failures_and_report(&summary.failures, summary.report.as_deref());
     }
     if let Some(exit) = super::stopped_early(summary.stopped_by.as_ref()) {

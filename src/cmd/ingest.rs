@@ -23,10 +23,18 @@ pub async fn run(
     let destination = job.destination_provider(run).await?;
     let stats = Arc::new(Stats::default());
     let progress = Progress::transfer("ingest", stats.clone(), common.json);
+    let expect_digests_given = expect_digests.len();
     let opts = IngestOptions { devices: from, expect_digests, copy: ferry_engine::CopyOptions { dry_run, ..transfer.options() } };
     let summary = ferry_engine::ingest(&mut job, destination, opts, stats, run).await;
     progress.finish();
     let summary = summary?;
+    if expect_digests_given == 0 {
+        // Without the digests printed at export, a shipment proves only itself: what its lines
+        // say (bytes, types, metadata, headers) is what was written.
+        eprintln!(
+            "ferry: warning: no --expect-digest: nothing proved these shipment manifests are the ones the export wrote (give the digests it printed)"
+        );
+    }
     if common.json {
         print_json(&summary);
     } else {
@@ -73,6 +81,7 @@ pub async fn run(
         for e in &summary.extra {
             println!("  extra: {e} (not in the shipment manifest; not uploaded)");
         }
+        super::copy::print_fidelity(&summary.fidelity);
         super::print_failures_and_report(&summary.failures, summary.report.as_deref());
     }
     if let Some(exit) = super::stopped_early(summary.stopped_by.as_ref()) {
@@ -80,7 +89,7 @@ pub async fn run(
     }
     Ok(if summary.has_differences() {
         Exit::Differences
-    } else if summary.failed > 0 {
+    } else if summary.failed > 0 || summary.fidelity.lost_user_data() {
         Exit::Failures
     } else {
         Exit::Ok

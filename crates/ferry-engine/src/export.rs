@@ -98,6 +98,9 @@ pub struct ExportSummary {
     pub verified_by: BTreeMap<Evidence, u64>,
     pub failed: u64,
     pub failures: Vec<Failure>,
+    /// What does not travel on the disks: object tags (the shipment carries each object's
+    /// Content-Type, metadata and headers, but no tags).
+    pub fidelity: crate::Fidelity,
     pub stopped_by: Option<String>,
     pub devices: Vec<DeviceSummary>,
     pub seconds: f64,
@@ -348,6 +351,7 @@ async fn new_summary(
         verified_by: BTreeMap::new(),
         failed: 0,
         failures: Vec::new(),
+        fidelity: crate::Fidelity::default(),
         stopped_by: None,
         devices: Vec::new(),
         seconds: 0.0,
@@ -443,6 +447,11 @@ async fn write_devices(
     summary.failed = summary.failures.len() as u64;
     for mover in router.movers.values() {
         mover.take_verified(&mut summary.verified_by);
+        // A device keeps no headers or metadata, but the shipment carries them: only what it
+        // does not carry is said.
+        let mut carried = mover.fidelity.take();
+        carried.pair_limits.retain(|l| *l != crate::fidelity::PairLimit::NoMetadata);
+        summary.fidelity.absorb(carried);
     }
     Ok(())
 }

@@ -65,6 +65,24 @@ impl Fidelity {
         Fidelity { pair_limits, ..Fidelity::default() }
     }
 
+    /// Adds what another mover of the same run gathered (a device's, of other objects).
+    pub(crate) fn absorb(&mut self, other: Fidelity) {
+        for limit in other.pair_limits {
+            if !self.pair_limits.contains(&limit) {
+                self.pair_limits.push(limit);
+            }
+        }
+        self.pair_limits.sort();
+        self.objects += other.objects;
+        self.objects_losing_metadata += other.objects_losing_metadata;
+        for (kind, n) in other.by_kind {
+            *self.by_kind.entry(kind).or_default() += n;
+        }
+        self.named.extend(other.named);
+        self.named.sort_by(|a, b| a.key.cmp(&b.key));
+        self.named.truncate(NAMED);
+    }
+
     /// Whether the run must exit 1 for what it did not carry.
     pub fn lost_user_data(&self) -> bool {
         self.objects_losing_metadata > 0

@@ -97,6 +97,9 @@ pub struct IngestSummary {
     /// Other failures (the destination refused, …).
     pub failed: u64,
     pub failures: Vec<Failure>,
+    /// What the destination did not keep of the headers, metadata and tags the shipment
+    /// carried (lost user metadata makes the ingest exit 1, as a copy does).
+    pub fidelity: crate::Fidelity,
     pub stopped_by: Option<String>,
     pub seconds: f64,
     pub report: Option<PathBuf>,
@@ -174,6 +177,7 @@ pub async fn ingest(
         extra,
         failed: 0,
         failures: Vec::new(),
+        fidelity: crate::Fidelity::default(),
         stopped_by: None,
         seconds: 0.0,
         report: None,
@@ -208,6 +212,7 @@ pub async fn ingest(
     summary.failed = summary.failures.len() as u64;
     for mover in router.0.values() {
         mover.take_verified(&mut summary.verified_by);
+        summary.fidelity.absorb(mover.fidelity.take());
     }
     summary.seconds = started.elapsed().as_secs_f64();
     let report = serde_json::to_value(&summary).expect("summary serializes");

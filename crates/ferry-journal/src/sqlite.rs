@@ -1395,7 +1395,7 @@ impl Routes for SqliteJournal {
             j.write(|tx| {
                 let mut stmt = tx.prepare_cached(
                     "UPDATE objects SET etag = ?3, version = ?4, last_modified = ?5, storage_class = ?6,
-                     metadata = COALESCE(?7, metadata), content_type = COALESCE(?8, content_type), headers = COALESCE(?12, headers),
+                     metadata = COALESCE(metadata, ?7), content_type = COALESCE(content_type, ?8), headers = COALESCE(headers, ?12),
                      src_crc32c = COALESCE(src_crc32c, ?9), src_md5 = COALESCE(src_md5, ?10), src_crc64 = COALESCE(src_crc64, ?11),
                      updated_at = datetime('now')
                      WHERE key = ?1 AND pinned = '' AND size = ?2 AND device IS NOT NULL",
@@ -1433,8 +1433,12 @@ impl Routes for SqliteJournal {
                      WHERE device IS NOT NULL AND etag IS NULL AND version IS NULL AND state IN ('done', 'failed')",
                     [],
                 )?;
+                // What the shipment carried of each object's attributes goes with its route:
+                // read from the source, an object has what the source's read gives it (and
+                // `src_attrs` keeps what the copy wrote, for verify and the next delta).
                 let left = tx.execute(
-                    "UPDATE objects SET device = NULL, src_path = NULL, dst_path = NULL, expect_sha256 = NULL, updated_at = datetime('now')
+                    "UPDATE objects SET device = NULL, src_path = NULL, dst_path = NULL, expect_sha256 = NULL, updated_at = datetime('now'),
+                     content_type = NULL, metadata = NULL, headers = NULL
                      WHERE device IS NOT NULL OR src_path IS NOT NULL OR expect_sha256 IS NOT NULL",
                     [],
                 )?;

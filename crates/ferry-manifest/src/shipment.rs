@@ -92,12 +92,21 @@ pub struct ShipmentWriter {
     bom: Option<Staged>,
 }
 
-/// A file being written under a temp name, hashed as it goes.
+/// A file being written under a temp name, hashed as it goes; removed if dropped before
+/// [`Staged::commit`] (an export stopped while writing it leaves nothing on the device).
 struct Staged {
     tmp: PathBuf,
     target: PathBuf,
-    out: BufWriter<File>,
+    out: Option<BufWriter<File>>,
     hash: Sha256,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if self.out.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 impl Staged {
@@ -105,20 +114,27 @@ impl Staged {
         let target = root.join(name);
         let tmp = root.join(format!(".{name}.ferry-tmp-shipment"));
         let file = File::create(&tmp).map_err(io(&tmp))?;
-        Ok(Staged { tmp, target, out: BufWriter::new(file), hash: Sha256::new() })
+        Ok(Staged { tmp, target, out: Some(BufWriter::new(file)), hash: Sha256::new() })
     }
 
     fn write(&mut self, bytes: &[u8]) -> Result<()> {
         self.hash.update(bytes);
-        self.out.write_all(bytes).map_err(io(&self.tmp))
+        self.out.as_mut().expect("open until committed").write_all(bytes).map_err(io(&self.tmp))
     }
 
     /// Flushes, fsyncs and renames into place; returns the file's SHA-256.
-    fn commit(self) -> Result<String> {
-        let file = self.out.into_inner().map_err(|e| ManifestError::Io { path: self.tmp.clone(), source: e.into_error() })?;
-        file.sync_all().map_err(io(&self.tmp))?;
-        std::fs::rename(&self.tmp, &self.target).map_err(io(&self.target))?;
-        Ok(hex::encode(self.hash.finalize()))
+    fn commit(mut self) -> Result<String> {
+        let out = self.out.take().expect("open until committed");
+        let placed = out
+            .into_inner()
+            .map_err(|e| ManifestError::Io { path: self.tmp.clone(), source: e.into_error() })
+            .and_then(|file| file.sync_all().map_err(io(&self.tmp)))
+            .and_then(|()| std::fs::rename(&self.tmp, &self.target).map_err(io(&self.target)));
+        if placed.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        placed?;
+        Ok(hex::encode(std::mem::take(&mut self.hash).finalize()))
     }
 }
 
@@ -224,9 +240,25 @@ pub fn read(root: &Path) -> Result<(ShipmentHeader, impl Iterator<Item = Result<
     }
     let files = lines.map(move |line| {
         let (n, text) = line?;
-        serde_json::from_slice::<ShipmentFile>(&text).map_err(|e| corrupt(&path, n, e.to_string()))
+        let file = serde_json::from_slice::<ShipmentFile>(&text).map_err(|e| corrupt(&path, n, e.to_string()))?;
+        match header_value_issue(&file) {
+            Some(reason) => Err(corrupt(&path, n, reason)),
+            None => Ok(file),
+        }
     });
     Ok((header, files))
+}
+
+/// Why a line's Content-Type or system headers cannot be an HTTP header's value (a control
+/// character, which no source gives and an upload could not send): such a line is not one an
+/// export wrote.
+fn header_value_issue(file: &ShipmentFile) -> Option<String> {
+    let bad = |v: &str| v.chars().any(|c| (c.is_control() && c != '\t') || c == '\u{7f}');
+    if file.content_type.as_deref().is_some_and(bad) {
+        return Some(format!("{:?}: its content_type has a control character", file.key));
+    }
+    let (h, _) = file.headers.iter().find(|(_, v)| bad(v))?;
+    Some(format!("{:?}: its {} header has a control character", file.key, h.as_str()))
 }
 
 /// Reads a device's whole shipment manifest and returns its header once the counts it declares
@@ -375,5 +407,52 @@ mod tests {
         };
         let err = w.push(&big).unwrap_err().to_string();
         assert!(err.contains("cannot ship \"k\"") && err.contains("too large"), "{err}");
+        drop(w);
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert!(left.is_empty(), "a stopped shipment leaves nothing on the device: {left:?}");
+    }
+
+    #[test]
+    fn a_line_whose_headers_no_upload_could_send_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = ShipmentHeader {
+            format: FORMAT.into(),
+            export_id: "e".into(),
+            source: "s3://b/".into(),
+            generation: 1,
+            manifest_sha256: "m".into(),
+            layout: serde_json::json!({"kind": "plain"}),
+            device: 1,
+            devices: 1,
+            label: "/mnt/d1".into(),
+            files: 2,
+            bytes: 2,
+            pending_elsewhere: 0,
+            created_at: Utc::now(),
+        };
+        let file = |key: &str| ShipmentFile {
+            path: key.into(),
+            key: key.into(),
+            size: 1,
+            sha256: "ab".repeat(32),
+            crc64nvme: String::new(),
+            crc32c: String::new(),
+            content_type: Some("text/plain".into()),
+            metadata: BTreeMap::new(),
+            headers: ferry_core::Headers::default(),
+        };
+        let mut typed = file("typed");
+        typed.content_type = Some("text/html\r\nSet-Cookie: x".into());
+        let mut cached = file("cached");
+        *cached.headers.slot(ferry_core::Header::CacheControl) = Some("max-age=1\n".into());
+        for (bad, what) in [(typed, "content_type"), (cached, "Cache-Control header")] {
+            let mut w = ShipmentWriter::create(dir.path(), &header, false).unwrap();
+            w.push(&file("fine")).unwrap();
+            w.push(&bad).unwrap();
+            w.finish().unwrap();
+            let (_, rows) = read(dir.path()).unwrap();
+            let err = rows.collect::<Result<Vec<_>>>().unwrap_err().to_string();
+            assert!(err.contains("line 3") && err.contains(what) && err.contains("control character"), "{err}");
+        }
     }
 }

@@ -24,6 +24,7 @@
 pub mod conformance;
 pub mod faulty;
 pub mod memory;
+pub mod postgres;
 pub mod proxy;
 pub mod services;
 pub mod synthetic;

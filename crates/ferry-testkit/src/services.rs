@@ -479,15 +479,20 @@ impl FakeGcs {
     /// Puts objects through ferry's GCS provider (any key GCS takes, `..` and `//` included),
     /// each with `content_type` when given. Call from outside a tokio runtime.
     pub fn put_objects(&self, bucket: &str, objects: &[(&str, bytes::Bytes)], content_type: Option<&str>) {
+        let attrs = ferry_providers::PutAttrs { content_type: content_type.map(str::to_string), ..Default::default() };
+        self.put_objects_with(bucket, objects, &attrs)
+    }
+
+    /// Puts objects through ferry's GCS provider, each with `attrs` (type, metadata, headers).
+    pub fn put_objects_with(&self, bucket: &str, objects: &[(&str, bytes::Bytes)], attrs: &ferry_providers::PutAttrs) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         rt.block_on(async {
             let location = ferry_core::Location::parse(&format!("gs://{bucket}/")).expect("bucket URL");
             let connect = ferry_providers::Connect { endpoint: Some(self.endpoint.clone()), profile: None, ..Default::default() };
             let gcs =
                 ferry_providers::open(&location, &connect, &ferry_providers::RunContext::unlimited()).await.expect("open fake-gcs-server");
-            let attrs = ferry_providers::PutAttrs { content_type: content_type.map(str::to_string), ..Default::default() };
             for (key, data) in objects {
-                gcs.put(key, data.clone(), ferry_core::crc32c(data), &attrs).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
+                gcs.put(key, data.clone(), ferry_core::crc32c(data), attrs).await.unwrap_or_else(|e| panic!("put {key}: {e}"));
             }
         });
     }

@@ -273,13 +273,22 @@ fn merge_watched(
                             watch.step(step)
                         }
                         (Some(LookKind::NewTime), Some(Verdict::Changed)) => {
-                            // The same bytes with other headers or metadata: copied again.
+                            // The same bytes with other headers or metadata: copied again,
+                            // with what this listing carries of them (none, for S3), so the
+                            // copy writes what its read gives and nothing kept from before.
                             merge_listed(tx, generation, &m.row, m.deleted_from, e, &mut delta)?;
                             tx.prepare_cached(
-                                "UPDATE objects SET state = 'pending', attempts = 0, note = ?2, updated_at = datetime('now')
+                                "UPDATE objects SET state = 'pending', attempts = 0, note = ?2, updated_at = datetime('now'),
+                                 content_type = ?3, metadata = ?4, headers = ?5
                                  WHERE id = ?1 AND state = 'done'",
                             )?
-                            .execute(params![m.row.id, "metadata changed at the source (same bytes)"])?;
+                            .execute(params![
+                                m.row.id,
+                                "metadata changed at the source (same bytes)",
+                                e.content_type,
+                                super::metadata_json(e),
+                                super::headers_json(e)
+                            ])?;
                             delta.unchanged -= 1;
                             delta.touched -= 1;
                             delta.changed += 1;

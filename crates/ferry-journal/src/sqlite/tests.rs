@@ -1037,8 +1037,9 @@ async fn rows_leave_their_devices_and_those_without_a_source_identity_are_copied
 }
 
 // Issue 15 (the appliance delta): a shipped file's system headers reach the ingest's copy only
-// through the journal (the disk keeps none), so a row keeps the headers it was seeded with;
-// a listing that gives none keeps them, a changed object takes the new listing's.
+// through the journal (the disk keeps none), so a row keeps the headers it was seeded with
+// while it is read from its device (a listing adopted fills gaps only); they are forgotten
+// when it leaves the device, and a changed object takes its new listing's.
 #[tokio::test]
 async fn a_row_keeps_the_headers_it_was_seeded_with_until_its_object_changes() {
     let dir = tempfile::tempdir().unwrap();
@@ -1046,7 +1047,13 @@ async fn a_row_keeps_the_headers_it_was_seeded_with_until_its_object_changes() {
     let mut headers = ferry_core::Headers::default();
     *headers.slot(ferry_core::Header::CacheControl) = Some("max-age=77".into());
     let seeded = RoutedEntry {
-        entry: ObjectEntry { key: "a".into(), size: 1, headers: headers.clone(), ..Default::default() },
+        entry: ObjectEntry {
+            key: "a".into(),
+            size: 1,
+            headers: headers.clone(),
+            content_type: Some("text/shipped".into()),
+            ..Default::default()
+        },
         route: Route { device: Some(0), src_path: Some("disk/a".into()), dst_path: None, expect_sha256: Some("00".repeat(32)) },
         refused: None,
         renamed: None,
@@ -1056,6 +1063,16 @@ async fn a_row_keeps_the_headers_it_was_seeded_with_until_its_object_changes() {
     let listed = ObjectEntry { key: "a".into(), size: 1, etag: Some("t1".into()), ..Default::default() };
     assert_eq!(j.adopt_identity(std::slice::from_ref(&listed)).await.unwrap(), 1);
     assert_eq!(j.get("a").await.unwrap().unwrap().entry.headers, headers, "a listing without headers keeps the shipped ones");
+    let other_listing = ObjectEntry { content_type: Some("text/from-listing".into()), ..listed.clone() };
+    j.adopt_identity(&[other_listing]).await.unwrap();
+    assert_eq!(
+        j.get("a").await.unwrap().unwrap().entry.content_type.as_deref(),
+        Some("text/shipped"),
+        "the listing fills gaps, it overrides nothing shipped"
+    );
+    // Once the job reads from the source, what the shipment carried goes with the route.
+    j.leave_devices(&[]).await.unwrap();
+    assert_eq!(j.get("a").await.unwrap().unwrap().entry.headers, ferry_core::Headers::default());
     let mut other = ferry_core::Headers::default();
     *other.slot(ferry_core::Header::ContentLanguage) = Some("fr".into());
     let changed = ObjectEntry { size: 2, etag: Some("t2".into()), headers: other.clone(), ..listed };

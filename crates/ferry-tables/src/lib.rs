@@ -1,0 +1,45 @@
+//! PostgreSQL tables as a source: how ferry reaches a database, what its tables' columns are, and
+//! how each maps onto Parquet exactly (or is refused at plan time).
+//!
+//! This crate owns everything that speaks PostgreSQL: libpq's connection conventions, catalog
+//! introspection, and (as the table-export capability grows) the snapshot, binary COPY, Parquet
+//! files and the aggregates `verify` proves them with. It must never know a provider, the
+//! journal or the engine: it hands the engine files and facts, and the engine moves them.
+//!
+//! # Layout
+//! - [`connect`]: `postgres://` URLs and libpq's conventions (PGHOST…, PGPASSWORD, `~/.pgpass`,
+//!   PGSERVICE and `pg_service.conf`, PGSSLMODE), resolved into one [`connect::Settings`]; a
+//!   password in the URL is refused.
+//!
+//! Issue 16 builds the rest here: catalog introspection and the type mapping, the exported
+//! snapshot, binary COPY into Parquet, and the aggregates and fingerprint `verify` proves with.
+
+pub mod connect;
+
+/// What went wrong reaching or reading a database. Never carries a password: the settings'
+/// password is not in any message, and URLs are shown without one.
+#[derive(Debug, thiserror::Error)]
+pub enum TablesError {
+    #[error("{url}: not a PostgreSQL URL: {reason}")]
+    Url { url: String, reason: String },
+    #[error(
+        "{url}: a password in the URL is refused (it would be kept in the job and shown in its reports); give it as PGPASSWORD, in ~/.pgpass (PGPASSFILE) or in a pg_service.conf service (PGSERVICE)"
+    )]
+    PasswordInUrl { url: String },
+    #[error("{path}:{line}: {reason}")]
+    ServiceFile { path: std::path::PathBuf, line: usize, reason: String },
+    #[error("service {name:?} is not in {searched}")]
+    ServiceNotFound { name: String, searched: String },
+    #[error("sslmode={mode}: this ferry connects to PostgreSQL without TLS only (sslmode disable, allow or prefer)")]
+    Tls { mode: String },
+    #[error("connecting to {target}: {source}")]
+    Connect { target: String, source: tokio_postgres::Error },
+    #[error("{what}: {source}")]
+    Query { what: String, source: tokio_postgres::Error },
+    #[error("{0}")]
+    Catalog(String),
+    #[error("{path}: {source}")]
+    Io { path: std::path::PathBuf, source: std::io::Error },
+}
+
+pub type Result<T, E = TablesError> = std::result::Result<T, E>;
