@@ -243,7 +243,7 @@ pub enum Command {
         #[arg(long = "from", value_name = "DIR", required = true)]
         from: Vec<PathBuf>,
         /// The shipment digest printed at export; refuse a disk whose shipment manifest differs.
-        #[arg(long = "expect-digest", value_name = "SHA256")]
+        #[arg(long = "expect-digest", value_name = "SHA256", value_parser = parse_sha256)]
         expect_digest: Vec<String>,
         /// Read the shipment manifests and the disks, report what would be uploaded and what
         /// is extra; upload nothing.
@@ -283,6 +283,14 @@ pub enum ManifestCommand {
 }
 
 /// A `--watch` interval: a duration of at least a second.
+/// A SHA-256 as `sha256sum` prints it: 64 hex digits (either case), kept in lower case.
+fn parse_sha256(text: &str) -> Result<String, String> {
+    match text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        true => Ok(text.to_ascii_lowercase()),
+        false => Err(format!("{text:?} is not a SHA-256 (64 hex digits, as the export printed it)")),
+    }
+}
+
 fn parse_interval(text: &str) -> Result<std::time::Duration, String> {
     let d = parse_duration(text)?;
     if d < std::time::Duration::from_secs(1) {

@@ -459,6 +459,11 @@ fn bad_devices_and_shipments_get_one_clear_line_and_exit_2() {
         assert!(run.stderr.contains(names), "{args:?}: names {names}: {}", run.stderr);
     };
     one_line(&["export", "src", "--job", "j1", "--layout", "plain", "--to", "nowhere"], "nowhere");
+    // A digest that is not one is a usage error, not "the shipment changed since export".
+    let run = common::ferry(w, &["ingest", "--from", "src", "out", "--job", "jd", "--expect-digest", "deadbeef"], &[]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    assert!(run.stderr.contains("\"deadbeef\" is not a SHA-256"), "{}", run.stderr);
+    assert!(!w.join("jd").exists() && !w.join("out").exists());
     assert!(!w.join("j1").exists(), "a refused export leaves no job behind");
     one_line(&["export", "--job", "j1", "--layout", "plain", "--to", "src"], "give SRC");
     one_line(&["ingest", "--from", "src", "out", "--job", "i1"], "ferry-shipment.jsonl");
