@@ -10,11 +10,15 @@
 //! - [`connect`]: `postgres://` URLs and libpq's conventions (PGHOST…, PGPASSWORD, `~/.pgpass`,
 //!   PGSERVICE and `pg_service.conf`, PGSSLMODE), resolved into one [`connect::Settings`]; a
 //!   password in the URL is refused.
+//! - [`schema`]: the tables named (`--table`, `--schema`), their columns and primary keys from
+//!   the catalog, and each column's [`schema::ColumnType`] or why it is refused
+//!   ([`schema::Refusal`]), with the casts a user chose ([`schema::Cast`]).
 //!
-//! Issue 16 builds the rest here: catalog introspection and the type mapping, the exported
-//! snapshot, binary COPY into Parquet, and the aggregates and fingerprint `verify` proves with.
+//! Issue 16 builds the rest here: the exported snapshot, binary COPY into Parquet, and the
+//! aggregates and fingerprint `verify` proves with.
 
 pub mod connect;
+pub mod schema;
 
 /// What went wrong reaching or reading a database. Never carries a password: the settings'
 /// password is not in any message, and URLs are shown without one.
