@@ -13,12 +13,15 @@
 //! - [`schema`]: the tables named (`--table`, `--schema`), their columns and primary keys from
 //!   the catalog, and each column's [`schema::ColumnType`] or why it is refused
 //!   ([`schema::Refusal`]), with the casts a user chose ([`schema::Cast`]).
+//! - [`snapshot`]: one consistent view for the whole export: the leader's exported snapshot,
+//!   adopted by every worker connection; refused on a standby.
 //!
-//! Issue 16 builds the rest here: the exported snapshot, binary COPY into Parquet, and the
-//! aggregates and fingerprint `verify` proves with.
+//! Issue 16 builds the rest here: binary COPY into Parquet, and the aggregates and fingerprint
+//! `verify` proves with.
 
 pub mod connect;
 pub mod schema;
+pub mod snapshot;
 
 /// What went wrong reaching or reading a database. Never carries a password: the settings'
 /// password is not in any message, and URLs are shown without one.
@@ -42,6 +45,10 @@ pub enum TablesError {
     Query { what: String, source: tokio_postgres::Error },
     #[error("{0}")]
     Catalog(String),
+    #[error(
+        "the server is a standby: it cannot export a snapshot, so the export's connections would not see one moment of the database; export from the primary (or a promoted copy)"
+    )]
+    Standby,
     #[error("{path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
 }

@@ -1,0 +1,81 @@
+//! One consistent view of the database for a whole export.
+//!
+//! The leader opens a `REPEATABLE READ READ ONLY` transaction and exports its snapshot
+//! (`pg_export_snapshot()`); every worker connection opens the same kind of transaction and
+//! adopts it (`SET TRANSACTION SNAPSHOT`) before reading anything, so all of them see exactly the
+//! rows committed when the leader began, whatever is written meanwhile. The snapshot lives as
+//! long as the leader's transaction: the leader is held open until the last worker has adopted
+//! it. The snapshot id, the server's version and its WAL position go in the manifest.
+//!
+//! A standby cannot export a snapshot (PostgreSQL refuses during recovery), and ferry will not
+//! read one table through connections that see different moments: on a standby the export is
+//! refused, named ([`crate::TablesError::Standby`]).
+
+use crate::{Result, TablesError};
+use tokio_postgres::Client;
+
+/// The leader's snapshot, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SnapshotInfo {
+    /// What `SET TRANSACTION SNAPSHOT` takes (`00000003-0000001B-1`).
+    pub id: String,
+    /// `server_version` (`15.18 (Debian 15.18-0+deb12u1)`).
+    pub server_version: String,
+    /// `pg_current_wal_lsn()` when the snapshot was taken (`0/1A2B3C4`).
+    pub lsn: String,
+}
+
+/// The leader's open transaction, holding the snapshot for the workers.
+pub struct Snapshot {
+    client: Client,
+    pub info: SnapshotInfo,
+}
+
+async fn run(client: &Client, what: &str, sql: &str) -> Result<()> {
+    client.batch_execute(sql).await.map_err(|source| TablesError::Query { what: what.to_string(), source })
+}
+
+impl Snapshot {
+    /// Begins the leader's transaction on `client` and exports its snapshot.
+    pub async fn begin(client: Client) -> Result<Snapshot> {
+        let standby: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|source| TablesError::Query { what: "ask whether the server is a standby".into(), source })?
+            .get(0);
+        if standby {
+            return Err(TablesError::Standby);
+        }
+        run(&client, "begin the export's transaction", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        let row = client
+            .query_one("SELECT pg_export_snapshot(), current_setting('server_version'), pg_current_wal_lsn()::text", &[])
+            .await
+            .map_err(|source| TablesError::Query { what: "export the snapshot".into(), source })?;
+        let info = SnapshotInfo { id: row.get(0), server_version: row.get(1), lsn: row.get(2) };
+        Ok(Snapshot { client, info })
+    }
+
+    /// The leader's connection, inside the snapshot's transaction.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Puts worker connection `client` in a transaction that sees exactly the snapshot.
+    pub async fn adopt(&self, client: &Client) -> Result<()> {
+        adopt(client, &self.info.id).await
+    }
+
+    /// Ends the leader's transaction (the snapshot can no longer be adopted).
+    pub async fn finish(self) -> Result<()> {
+        run(&self.client, "end the export's transaction", "COMMIT").await
+    }
+}
+
+/// Puts `client` in a `REPEATABLE READ READ ONLY` transaction that sees snapshot `id`, while the
+/// transaction that exported it is open.
+pub async fn adopt(client: &Client, id: &str) -> Result<()> {
+    // The id is the server's own text; quoted as a literal all the same.
+    let id = id.replace('\'', "''");
+    run(client, "begin a worker's transaction", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+    run(client, "adopt the export's snapshot", &format!("SET TRANSACTION SNAPSHOT '{id}'")).await
+}
