@@ -15,11 +15,14 @@
 //!   ([`schema::Refusal`]), with the casts a user chose ([`schema::Cast`]).
 //! - [`snapshot`]: one consistent view for the whole export: the leader's exported snapshot,
 //!   adopted by every worker connection; refused on a standby.
+//! - [`fingerprint`]: the order-independent row fingerprint, in SQL and in Rust over the
+//!   values as the wire's binary form gives them ([`fingerprint::decode`]).
 //!
-//! Issue 16 builds the rest here: binary COPY into Parquet, and the aggregates and fingerprint
-//! `verify` proves with.
+//! Issue 16 builds the rest here: binary COPY into Parquet, the column aggregates, and `verify`
+//! against the database.
 
 pub mod connect;
+pub mod fingerprint;
 pub mod schema;
 pub mod snapshot;
 

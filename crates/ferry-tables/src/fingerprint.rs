@@ -1,0 +1,362 @@
+//! The order-independent row fingerprint `verify` compares: the same number computed by
+//! PostgreSQL in SQL over the snapshot and by ferry over the values it exported.
+//!
+//! Canonical form of a row: its fields in column order, joined by `,`; a field is `-` when NULL,
+//! else `<bytes>:<text>` (the text's length in bytes, so no value can forge a separator), the
+//! text being:
+//!
+//! | type | text |
+//! |---|---|
+//! | boolean | `t` or `f` |
+//! | integers | decimal |
+//! | real, double | the IEEE 754 bits, big-endian, lower-case hex (`float4send`/`float8send`) |
+//! | numeric(p,s) | decimal with exactly s fraction digits, `-` for negatives |
+//! | date | days since 1970-01-01, decimal |
+//! | timestamp, timestamptz, time | microseconds since 1970-01-01 00:00 (UTC) or midnight, decimal |
+//! | interval | `interval_send`'s 16 bytes in hex (microseconds, days, months, big-endian) |
+//! | bytea | lower-case hex |
+//! | uuid | lower-case, hyphenated |
+//! | everything else (text, enums, json, jsonb, inet, cidr, macaddr, casts) | PostgreSQL's text form |
+//!
+//! A row's hash is the first 8 bytes of the MD5 of its canonical form, big-endian; the
+//! fingerprint is the sum of the rows' hashes modulo 2^64, so row order does not matter and a
+//! changed, dropped or added row changes it.
+
+use crate::schema::{Column, ColumnType, TableName};
+
+/// One field's value as exported (the wire's binary form, decoded by [`decode`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float32(f32),
+    Float64(f64),
+    /// `unscaled / 10^scale`.
+    Decimal {
+        unscaled: i128,
+        scale: u8,
+    },
+    Text(String),
+    Bytes(Vec<u8>),
+    /// Days since 1970-01-01.
+    Date(i32),
+    /// Microseconds since 1970-01-01 00:00 (a timestamp, or a timestamptz in UTC), or since
+    /// midnight (a time).
+    Micros(i64),
+    Interval {
+        micros: i64,
+        days: i32,
+        months: i32,
+    },
+    Uuid([u8; 16]),
+}
+
+/// Why a value could not be decoded exactly.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("a {what} of {len} bytes")]
+    Length { what: &'static str, len: usize },
+    #[error("NaN or an infinity, which a Parquet decimal cannot hold")]
+    NumericSpecial,
+    #[error("a number that does not fit numeric({precision},{scale})")]
+    NumericRange { precision: u8, scale: u8 },
+    #[error("infinity, which a Parquet date or timestamp cannot hold")]
+    Infinite,
+    #[error("text that is not UTF-8")]
+    NotUtf8,
+    #[error("ferry does not export this type yet")]
+    NotYet,
+}
+
+/// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+const PG_EPOCH_DAYS: i32 = 10_957;
+
+/// Decodes a field of column type `ty` from PostgreSQL's binary form, as the export's query
+/// selects it ([`select_list`]: text-like types arrive as text).
+pub fn decode(ty: &ColumnType, raw: Option<&[u8]>) -> Result<Value, DecodeError> {
+    use ColumnType as T;
+    let Some(b) = raw else { return Ok(Value::Null) };
+    let fixed = |what: &'static str, n: usize| if b.len() == n { Ok(()) } else { Err(DecodeError::Length { what, len: b.len() }) };
+    Ok(match ty {
+        T::Bool => {
+            fixed("boolean", 1)?;
+            Value::Bool(b[0] != 0)
+        }
+        T::Int16 => {
+            fixed("smallint", 2)?;
+            Value::Int(i16::from_be_bytes([b[0], b[1]]) as i64)
+        }
+        T::Int32 => {
+            fixed("integer", 4)?;
+            Value::Int(i32::from_be_bytes(b.try_into().expect("4 bytes")) as i64)
+        }
+        T::Int64 => {
+            fixed("bigint", 8)?;
+            Value::Int(i64::from_be_bytes(b.try_into().expect("8 bytes")))
+        }
+        T::Float32 => {
+            fixed("real", 4)?;
+            Value::Float32(f32::from_be_bytes(b.try_into().expect("4 bytes")))
+        }
+        T::Float64 => {
+            fixed("double", 8)?;
+            Value::Float64(f64::from_be_bytes(b.try_into().expect("8 bytes")))
+        }
+        T::Decimal { precision, scale } => decimal(b, *precision, *scale)?,
+        T::Bytes => Value::Bytes(b.to_vec()),
+        T::Date => {
+            fixed("date", 4)?;
+            let days = i32::from_be_bytes(b.try_into().expect("4 bytes"));
+            if days == i32::MAX || days == i32::MIN {
+                return Err(DecodeError::Infinite);
+            }
+            Value::Date(days.checked_add(PG_EPOCH_DAYS).ok_or(DecodeError::Infinite)?)
+        }
+        T::Timestamp | T::TimestampTz => {
+            fixed("timestamp", 8)?;
+            let micros = i64::from_be_bytes(b.try_into().expect("8 bytes"));
+            if micros == i64::MAX || micros == i64::MIN {
+                return Err(DecodeError::Infinite);
+            }
+            Value::Micros(micros.checked_add(PG_EPOCH_MICROS).ok_or(DecodeError::Infinite)?)
+        }
+        T::Time => {
+            fixed("time", 8)?;
+            Value::Micros(i64::from_be_bytes(b.try_into().expect("8 bytes")))
+        }
+        T::Interval => {
+            fixed("interval", 16)?;
+            Value::Interval {
+                micros: i64::from_be_bytes(b[0..8].try_into().expect("8 bytes")),
+                days: i32::from_be_bytes(b[8..12].try_into().expect("4 bytes")),
+                months: i32::from_be_bytes(b[12..16].try_into().expect("4 bytes")),
+            }
+        }
+        T::Uuid => {
+            fixed("uuid", 16)?;
+            Value::Uuid(b.try_into().expect("16 bytes"))
+        }
+        T::Text | T::Json | T::Jsonb | T::Enum | T::Inet | T::Cidr | T::MacAddr | T::MacAddr8 | T::CastText => {
+            Value::Text(String::from_utf8(b.to_vec()).map_err(|_| DecodeError::NotUtf8)?)
+        }
+        T::List(_) => return Err(DecodeError::NotYet),
+    })
+}
+
+/// A binary `numeric` (digit count, weight, sign, display scale, then base-10000 digits) as an
+/// unscaled integer at `scale`, checked against `precision`.
+fn decimal(b: &[u8], precision: u8, scale: u8) -> Result<Value, DecodeError> {
+    if b.len() < 8 {
+        return Err(DecodeError::Length { what: "numeric", len: b.len() });
+    }
+    let word = |i: usize| i16::from_be_bytes([b[2 * i], b[2 * i + 1]]);
+    let (ndigits, weight, sign) = (word(0) as usize, word(1) as i32, word(2) as u16);
+    if b.len() != 8 + 2 * ndigits {
+        return Err(DecodeError::Length { what: "numeric", len: b.len() });
+    }
+    if sign != 0x0000 && sign != 0x4000 {
+        return Err(DecodeError::NumericSpecial);
+    }
+    let range = DecodeError::NumericRange { precision, scale };
+    let mut unscaled: i128 = 0;
+    for i in 0..ndigits {
+        let digit = word(4 + i) as i128;
+        // This digit's power of ten in the unscaled integer.
+        let power = (weight - i as i32) * 4 + scale as i32;
+        if power >= 0 {
+            let term = 10i128.checked_pow(power as u32).and_then(|p| p.checked_mul(digit)).ok_or(range.clone())?;
+            unscaled = unscaled.checked_add(term).ok_or(range.clone())?;
+        } else if digit != 0 {
+            let div = 10i128.pow((-power).min(38) as u32);
+            if digit % div != 0 {
+                return Err(range);
+            }
+            unscaled += digit / div;
+        }
+    }
+    if unscaled >= 10i128.pow(precision as u32) {
+        return Err(range);
+    }
+    Ok(Value::Decimal { unscaled: if sign == 0x4000 { -unscaled } else { unscaled }, scale })
+}
+
+/// A field's canonical text (see the module docs); `None` for NULL.
+fn canonical(v: &Value) -> Option<String> {
+    Some(match v {
+        Value::Null => return None,
+        Value::Bool(b) => (if *b { "t" } else { "f" }).to_string(),
+        Value::Int(i) => i.to_string(),
+        Value::Float32(f) => hex(&f.to_bits().to_be_bytes()),
+        Value::Float64(f) => hex(&f.to_bits().to_be_bytes()),
+        Value::Decimal { unscaled, scale } => {
+            let digits = unscaled.unsigned_abs().to_string();
+            let scale = *scale as usize;
+            let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits };
+            let (int, frac) = padded.split_at(padded.len() - scale);
+            let sign = if *unscaled < 0 { "-" } else { "" };
+            if scale == 0 { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") }
+        }
+        Value::Text(t) => t.clone(),
+        Value::Bytes(b) => hex(b),
+        Value::Date(d) => d.to_string(),
+        Value::Micros(m) => m.to_string(),
+        Value::Interval { micros, days, months } => {
+            let mut b = micros.to_be_bytes().to_vec();
+            b.extend(days.to_be_bytes());
+            b.extend(months.to_be_bytes());
+            hex(&b)
+        }
+        Value::Uuid(u) => {
+            let h = hex(u);
+            format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        }
+    })
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A row's hash: the first 8 bytes of the MD5 of its canonical form, big-endian.
+pub fn row_hash(row: &[Value]) -> u64 {
+    use md5::Digest;
+    let digest = md5::Md5::digest(canonical_row(row).as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// A row's canonical form (see the module docs).
+pub fn canonical_row(row: &[Value]) -> String {
+    let mut text = String::new();
+    for (i, v) in row.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        match canonical(v) {
+            Some(c) => text.push_str(&format!("{}:{c}", c.len())),
+            None => text.push('-'),
+        }
+    }
+    text
+}
+
+/// Adds rows' hashes into a fingerprint, as verify adds them from Parquet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub rows: u64,
+    pub sum: u64,
+}
+
+impl Fingerprint {
+    pub fn add(&mut self, row: &[Value]) {
+        self.rows += 1;
+        self.sum = self.sum.wrapping_add(row_hash(row));
+    }
+}
+
+fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The table as SQL names it, quoted.
+pub fn qualified(table: &TableName) -> String {
+    format!("{}.{}", ident(&table.schema), ident(&table.name))
+}
+
+/// The export's select list: each column as [`decode`] reads it (text-like types as text).
+pub fn select_list(columns: &[Column]) -> String {
+    let one = |c: &Column| {
+        let name = ident(&c.name);
+        match c.ty {
+            ColumnType::Json
+            | ColumnType::Jsonb
+            | ColumnType::Enum
+            | ColumnType::Inet
+            | ColumnType::Cidr
+            | ColumnType::MacAddr
+            | ColumnType::MacAddr8
+            | ColumnType::CastText
+            | ColumnType::Text => format!("{name}::text"),
+            _ => name,
+        }
+    };
+    columns.iter().map(one).collect::<Vec<_>>().join(", ")
+}
+
+/// A column's canonical text in SQL (see the module docs); `None` where ferry does not export
+/// the type yet.
+fn sql_canonical(c: &Column) -> Option<String> {
+    use ColumnType as T;
+    let n = ident(&c.name);
+    Some(match &c.ty {
+        T::Bool => format!("CASE WHEN {n} THEN 't' WHEN NOT {n} THEN 'f' END"),
+        T::Int16 | T::Int32 | T::Int64 | T::Decimal { .. } | T::Uuid => format!("{n}::text"),
+        T::Float32 => format!("encode(float4send({n}), 'hex')"),
+        T::Float64 => format!("encode(float8send({n}), 'hex')"),
+        T::Bytes => format!("encode({n}, 'hex')"),
+        T::Date => format!("({n} - DATE '1970-01-01')::text"),
+        T::Timestamp | T::TimestampTz | T::Time => format!("(extract(epoch FROM {n}) * 1000000)::int8::text"),
+        T::Interval => format!("encode(interval_send({n}), 'hex')"),
+        T::Text | T::Json | T::Jsonb | T::Enum | T::Inet | T::Cidr | T::MacAddr | T::MacAddr8 | T::CastText => format!("{n}::text"),
+        T::List(_) => return None,
+    })
+}
+
+/// A row's canonical form as an SQL expression over the table's columns.
+pub fn row_sql(columns: &[Column]) -> Option<String> {
+    let fields: Option<Vec<String>> =
+        columns.iter().map(|c| sql_canonical(c).map(|e| format!("coalesce(octet_length({e})::text || ':' || {e}, '-')"))).collect();
+    Some(match fields?.as_slice() {
+        [] => "''".to_string(),
+        f => f.join(" || ',' || "),
+    })
+}
+
+/// The SQL that gives a table's row count and fingerprint (as text: the sum modulo 2^64 is
+/// unsigned) over the transaction's snapshot; `None` when a column's type is not exported yet.
+pub fn sql(table: &TableName, columns: &[Column]) -> Option<String> {
+    let row = row_sql(columns)?;
+    let m = "18446744073709551616";
+    Some(format!(
+        "SELECT count(*), (((coalesce(sum(h::numeric), 0) % {m}) + {m}) % {m})::text FROM \
+         (SELECT ('x' || substr(md5({row}), 1, 16))::bit(64)::int8 AS h FROM {}) rows",
+        qualified(table)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_render_with_their_scale_and_sign() {
+        let d = |unscaled, scale| canonical(&Value::Decimal { unscaled, scale }).unwrap();
+        assert_eq!(
+            (d(1250, 2), d(-50, 2), d(0, 2), d(7, 0), d(-123456, 3)),
+            ("12.50".into(), "-0.50".into(), "0.00".into(), "7".into(), "-123.456".into())
+        );
+    }
+
+    #[test]
+    fn a_binary_numeric_decodes_exactly_or_is_refused() {
+        // 12345.678 as PostgreSQL sends it: digits 1, 2345, 6780; weight 1; dscale 3.
+        let wire = |digits: &[i16], weight: i16, sign: u16, dscale: i16| {
+            let mut b = Vec::new();
+            for w in [digits.len() as i16, weight, sign as i16, dscale] {
+                b.extend(w.to_be_bytes());
+            }
+            for d in digits {
+                b.extend(d.to_be_bytes());
+            }
+            b
+        };
+        let v = decimal(&wire(&[1, 2345, 6780], 1, 0, 3), 12, 3).unwrap();
+        assert_eq!(v, Value::Decimal { unscaled: 12_345_678, scale: 3 });
+        let v = decimal(&wire(&[1, 2345, 6780], 1, 0x4000, 3), 12, 3).unwrap();
+        assert_eq!(canonical(&v).unwrap(), "-12345.678");
+        assert_eq!(decimal(&wire(&[], 0, 0xC000, 0), 12, 3), Err(DecodeError::NumericSpecial));
+        assert!(matches!(decimal(&wire(&[1, 2345, 6780], 1, 0, 3), 5, 3), Err(DecodeError::NumericRange { .. })));
+        assert!(matches!(decimal(&[0, 1], 5, 3), Err(DecodeError::Length { .. })));
+    }
+}
