@@ -326,10 +326,9 @@ fn corrupt(path: &Path, line: u64, reason: String) -> ManifestError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_shipment_reads_back_and_its_digest_is_the_manifest_file_hash() {
-        let dir = tempfile::tempdir().unwrap();
-        let header = ShipmentHeader {
+    /// Device 1 of `devices`, declaring `files` files of `bytes` bytes.
+    fn header(devices: u32, files: u64, bytes: u64) -> ShipmentHeader {
+        ShipmentHeader {
             format: FORMAT.into(),
             export_id: "e".into(),
             source: "s3://b/".into(),
@@ -337,23 +336,38 @@ mod tests {
             manifest_sha256: "m".into(),
             layout: serde_json::json!({"kind": "plain"}),
             device: 1,
-            devices: 2,
+            devices,
             label: "/mnt/d1".into(),
-            files: 2,
-            bytes: 3,
+            files,
+            bytes,
             pending_elsewhere: 0,
             created_at: Utc::now(),
-        };
-        let mut files = [("a<&>.txt", 1u64), ("line\nfeed", 2)].map(|(p, size)| ShipmentFile {
-            path: p.into(),
-            key: p.into(),
+        }
+    }
+
+    /// A file at path `key` with nothing besides its bytes' facts.
+    fn file(key: &str, size: u64) -> ShipmentFile {
+        ShipmentFile {
+            path: key.into(),
+            key: key.into(),
             size,
             sha256: "ab".repeat(32),
-            crc64nvme: "0123456789abcdef".into(),
-            crc32c: "00000000".into(),
+            crc64nvme: String::new(),
+            crc32c: String::new(),
             content_type: None,
             metadata: BTreeMap::new(),
             headers: ferry_core::Headers::default(),
+        }
+    }
+
+    #[test]
+    fn a_shipment_reads_back_and_its_digest_is_the_manifest_file_hash() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = header(2, 2, 3);
+        let mut files = [("a<&>.txt", 1u64), ("line\nfeed", 2)].map(|(p, size)| ShipmentFile {
+            crc64nvme: "0123456789abcdef".into(),
+            crc32c: "00000000".into(),
+            ..file(p, size)
         });
         // What the source gave the export's read travels with the file.
         files[1].content_type = Some("text/x-ferry".into());
@@ -378,33 +392,9 @@ mod tests {
     #[test]
     fn a_line_an_ingest_would_refuse_is_not_written() {
         let dir = tempfile::tempdir().unwrap();
-        let header = ShipmentHeader {
-            format: FORMAT.into(),
-            export_id: "e".into(),
-            source: "s3://b/".into(),
-            generation: 1,
-            manifest_sha256: "m".into(),
-            layout: serde_json::json!({"kind": "plain"}),
-            device: 1,
-            devices: 1,
-            label: "/mnt/d1".into(),
-            files: 1,
-            bytes: 1,
-            pending_elsewhere: 0,
-            created_at: Utc::now(),
-        };
+        let header = header(1, 1, 1);
         let mut w = ShipmentWriter::create(dir.path(), &header, false).unwrap();
-        let big = ShipmentFile {
-            path: "k".into(),
-            key: "k".into(),
-            size: 1,
-            sha256: "ab".repeat(32),
-            crc64nvme: String::new(),
-            crc32c: String::new(),
-            content_type: None,
-            metadata: BTreeMap::from([("m".to_string(), "v".repeat(MAX_LINE))]),
-            headers: ferry_core::Headers::default(),
-        };
+        let big = ShipmentFile { metadata: BTreeMap::from([("m".to_string(), "v".repeat(MAX_LINE))]), ..file("k", 1) };
         let err = w.push(&big).unwrap_err().to_string();
         assert!(err.contains("cannot ship \"k\"") && err.contains("too large"), "{err}");
         drop(w);
@@ -415,32 +405,8 @@ mod tests {
     #[test]
     fn a_line_whose_headers_no_upload_could_send_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let header = ShipmentHeader {
-            format: FORMAT.into(),
-            export_id: "e".into(),
-            source: "s3://b/".into(),
-            generation: 1,
-            manifest_sha256: "m".into(),
-            layout: serde_json::json!({"kind": "plain"}),
-            device: 1,
-            devices: 1,
-            label: "/mnt/d1".into(),
-            files: 2,
-            bytes: 2,
-            pending_elsewhere: 0,
-            created_at: Utc::now(),
-        };
-        let file = |key: &str| ShipmentFile {
-            path: key.into(),
-            key: key.into(),
-            size: 1,
-            sha256: "ab".repeat(32),
-            crc64nvme: String::new(),
-            crc32c: String::new(),
-            content_type: Some("text/plain".into()),
-            metadata: BTreeMap::new(),
-            headers: ferry_core::Headers::default(),
-        };
+        let header = header(1, 2, 2);
+        let file = |key: &str| ShipmentFile { content_type: Some("text/plain".into()), ..file(key, 1) };
         let mut typed = file("typed");
         typed.content_type = Some("text/html\r\nSet-Cookie: x".into());
         let mut cached = file("cached");

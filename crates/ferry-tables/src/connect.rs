@@ -150,16 +150,22 @@ pub enum SslMode {
 }
 
 impl SslMode {
+    const ALL: [SslMode; 6] = [SslMode::Disable, SslMode::Allow, SslMode::Prefer, SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull];
+
+    /// The mode as libpq spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SslMode::Disable => "disable",
+            SslMode::Allow => "allow",
+            SslMode::Prefer => "prefer",
+            SslMode::Require => "require",
+            SslMode::VerifyCa => "verify-ca",
+            SslMode::VerifyFull => "verify-full",
+        }
+    }
+
     fn parse(s: &str) -> Option<SslMode> {
-        Some(match s {
-            "disable" => SslMode::Disable,
-            "allow" => SslMode::Allow,
-            "prefer" => SslMode::Prefer,
-            "require" => SslMode::Require,
-            "verify-ca" => SslMode::VerifyCa,
-            "verify-full" => SslMode::VerifyFull,
-            _ => return None,
-        })
+        SslMode::ALL.into_iter().find(|m| m.as_str() == s)
     }
 }
 
@@ -331,11 +337,7 @@ impl Settings {
     pub async fn connect(&self) -> Result<tokio_postgres::Client> {
         match self.sslmode {
             SslMode::Disable | SslMode::Allow | SslMode::Prefer => {}
-            mode => {
-                return Err(TablesError::Tls {
-                    mode: format!("{mode:?}").to_lowercase().replace("verifyca", "verify-ca").replace("verifyfull", "verify-full"),
-                });
-            }
+            mode => return Err(TablesError::Tls { mode: mode.as_str().to_string() }),
         }
         let mut config = tokio_postgres::Config::new();
         match &self.host {

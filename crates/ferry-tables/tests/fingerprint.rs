@@ -1,10 +1,11 @@
 //! The row fingerprint is the same number in PostgreSQL's SQL and in ferry's Rust for every
 //! exported type and its edge values, and any changed, dropped or added row changes it.
 
-use ferry_tables::connect::{Environment, PgUrl, Settings};
+mod common;
+
 use ferry_tables::fingerprint::{Fingerprint, canonical_row, decode, qualified, row_sql, select_list, sql};
 use ferry_tables::schema::{TableName, describe};
-use ferry_testkit::postgres::{PASSWORD, Postgres, USER};
+use ferry_testkit::postgres::Postgres;
 use tokio_postgres::types::{FromSql, Type};
 
 /// A field as the wire gives it, whatever its type.
@@ -67,11 +68,7 @@ async fn sql_and_rust_agree_on_every_type_and_edge_value_and_any_row_change_move
     let pg = Postgres::start();
     pg.create_db("db");
     pg.sql("db", TABLE);
-    let env = Environment {
-        vars: [("PGUSER", USER), ("PGPASSWORD", PASSWORD)].map(|(k, v)| (k.to_string(), v.to_string())).into(),
-        ..Default::default()
-    };
-    let client = Settings::resolve(&PgUrl::parse(&pg.url("db")).unwrap(), &env).unwrap().connect().await.unwrap();
+    let client = common::client(&pg, "db").await;
     let table = TableName::parse("edge").unwrap();
 
     let (in_sql, in_rust) = both(&client, &table).await;

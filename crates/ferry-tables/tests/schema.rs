@@ -2,9 +2,10 @@
 //! arrays through to their base, and every column without an exact mapping is refused by name
 //! unless cast.
 
-use ferry_tables::connect::{Environment, PgUrl, Settings};
+mod common;
+
 use ferry_tables::schema::{Cast, ColumnType, RefusalReason, TableName, describe};
-use ferry_testkit::postgres::{PASSWORD, Postgres, USER};
+use ferry_testkit::postgres::Postgres;
 
 const SCHEMA: &str = "
 CREATE SCHEMA shop;
@@ -27,20 +28,12 @@ ALTER TABLE shop.plain DROP COLUMN x;
 ALTER TABLE shop.plain ADD COLUMN y text;
 ";
 
-async fn client(pg: &Postgres) -> tokio_postgres::Client {
-    let env = Environment {
-        vars: [("PGUSER", USER), ("PGPASSWORD", PASSWORD)].map(|(k, v)| (k.to_string(), v.to_string())).into(),
-        ..Default::default()
-    };
-    Settings::resolve(&PgUrl::parse(&pg.url("db")).unwrap(), &env).unwrap().connect().await.unwrap()
-}
-
 #[tokio::test]
 async fn every_supported_type_maps_exactly_and_the_rest_is_refused_by_name_unless_cast() {
     let pg = Postgres::start();
     pg.create_db("db");
     pg.sql("db", SCHEMA);
-    let client = client(&pg).await;
+    let client = common::client(&pg, "db").await;
 
     let (tables, refusals) = describe(&client, &[], &["shop".to_string()], &[]).await.unwrap();
     let names: Vec<String> = tables.iter().map(|t| t.name.to_string()).collect();

@@ -1,17 +1,10 @@
 //! One moment of the database for every connection of an export: rows inserted, updated and
 //! deleted after the snapshot was taken are seen by no worker that adopted it.
 
-use ferry_tables::connect::{Environment, PgUrl, Settings};
-use ferry_tables::snapshot::{Snapshot, adopt};
-use ferry_testkit::postgres::{PASSWORD, Postgres, USER};
+mod common;
 
-fn settings(pg: &Postgres) -> Settings {
-    let env = Environment {
-        vars: [("PGUSER", USER), ("PGPASSWORD", PASSWORD)].map(|(k, v)| (k.to_string(), v.to_string())).into(),
-        ..Default::default()
-    };
-    Settings::resolve(&PgUrl::parse(&pg.url("db")).unwrap(), &env).unwrap()
-}
+use ferry_tables::snapshot::{Snapshot, adopt};
+use ferry_testkit::postgres::Postgres;
 
 async fn count_and_sum(client: &tokio_postgres::Client) -> (i64, i64) {
     let row = client.query_one("SELECT count(*), coalesce(sum(v), 0)::int8 FROM t", &[]).await.unwrap();
@@ -23,7 +16,7 @@ async fn workers_that_adopt_the_snapshot_see_none_of_what_was_written_after_it()
     let pg = Postgres::start();
     pg.create_db("db");
     pg.sql("db", "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;");
-    let settings = settings(&pg);
+    let settings = common::settings(&pg, "db");
     let snapshot = Snapshot::begin(settings.connect().await.unwrap()).await.unwrap();
     let major = snapshot.info.server_version.split(['.', ' ']).next().unwrap();
     assert!(major.parse::<u32>().is_ok_and(|m| m >= 10), "{:?}", snapshot.info);
