@@ -50,6 +50,8 @@ pub enum Value {
         months: i32,
     },
     Uuid([u8; 16]),
+    /// A one-dimensional array's elements (an empty array has none).
+    List(Vec<Value>),
 }
 
 /// Why a value could not be decoded exactly.
@@ -65,8 +67,12 @@ pub enum DecodeError {
     Infinite,
     #[error("text that is not UTF-8")]
     NotUtf8,
-    #[error("ferry does not export this type yet")]
-    NotYet,
+    #[error("an array of {0} dimensions (ferry exports one-dimensional arrays)")]
+    Dimensions(i32),
+    #[error("an array whose first index is {0} (a Parquet list starts at 1)")]
+    LowerBound(i32),
+    #[error("an array of element type {0}, not the column's")]
+    ElementType(u32),
 }
 
 /// Microseconds from 1970-01-01 to PostgreSQL's epoch, 2000-01-01.
@@ -141,8 +147,43 @@ pub fn decode(ty: &ColumnType, raw: Option<&[u8]>) -> Result<Value, DecodeError>
         T::Text | T::Json | T::Jsonb | T::Enum | T::Inet | T::Cidr | T::MacAddr | T::MacAddr8 | T::CastText => {
             Value::Text(String::from_utf8(b.to_vec()).map_err(|_| DecodeError::NotUtf8)?)
         }
-        T::List(_) => return Err(DecodeError::NotYet),
+        T::List(inner) => list(inner, b)?,
     })
+}
+
+/// A binary array (dimensions, a has-nulls flag, the element type's oid, each dimension's
+/// length and lower bound, then each element as a length and its bytes) as a list, when it has
+/// at most one dimension starting at 1.
+fn list(inner: &ColumnType, b: &[u8]) -> Result<Value, DecodeError> {
+    let short = || DecodeError::Length { what: "array", len: b.len() };
+    let int = |at: usize| b.get(at..at + 4).map(|w| i32::from_be_bytes(w.try_into().expect("4 bytes"))).ok_or_else(short);
+    let dims = int(0)?;
+    match dims {
+        0 => return Ok(Value::List(Vec::new())),
+        1 => {}
+        n => return Err(DecodeError::Dimensions(n)),
+    }
+    let (len, lower) = (int(12)?, int(16)?);
+    if lower != 1 {
+        return Err(DecodeError::LowerBound(lower));
+    }
+    let mut at = 20;
+    let mut items = Vec::with_capacity(len.clamp(0, 1 << 16) as usize);
+    for _ in 0..len.max(0) {
+        let n = int(at)?;
+        at += 4;
+        if n < 0 {
+            items.push(Value::Null);
+            continue;
+        }
+        let raw = b.get(at..at + n as usize).ok_or_else(short)?;
+        at += n as usize;
+        items.push(decode(inner, Some(raw))?);
+    }
+    if at != b.len() {
+        return Err(short());
+    }
+    Ok(Value::List(items))
 }
 
 /// A binary `numeric` (digit count, weight, sign, display scale, then base-10000 digits) as an
@@ -208,11 +249,15 @@ fn canonical(v: &Value) -> Option<String> {
             b.extend(months.to_be_bytes());
             hex(&b)
         }
-        Value::Uuid(u) => {
-            let h = hex(u);
-            format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
-        }
+        Value::Uuid(u) => uuid_text(u),
+        Value::List(items) => format!("[{}]", fields(items)),
     })
+}
+
+/// A uuid's text: lower-case, hyphenated.
+pub fn uuid_text(u: &[u8; 16]) -> String {
+    let h = hex(u);
+    format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
 }
 
 fn hex(b: &[u8]) -> String {
@@ -228,6 +273,11 @@ pub fn row_hash(row: &[Value]) -> u64 {
 
 /// A row's canonical form (see the module docs).
 pub fn canonical_row(row: &[Value]) -> String {
+    fields(row)
+}
+
+/// Values as `len:text` or `-`, joined by `,`.
+fn fields(row: &[Value]) -> String {
     let mut text = String::new();
     for (i, v) in row.iter().enumerate() {
         if i > 0 {
@@ -255,7 +305,7 @@ impl Fingerprint {
     }
 }
 
-fn ident(name: &str) -> String {
+pub(crate) fn ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -268,28 +318,25 @@ pub fn qualified(table: &TableName) -> String {
 pub fn select_list(columns: &[Column]) -> String {
     let one = |c: &Column| {
         let name = ident(&c.name);
-        match c.ty {
-            ColumnType::Json
-            | ColumnType::Jsonb
-            | ColumnType::Enum
-            | ColumnType::Inet
-            | ColumnType::Cidr
-            | ColumnType::MacAddr
-            | ColumnType::MacAddr8
-            | ColumnType::CastText
-            | ColumnType::Text => format!("{name}::text"),
+        match &c.ty {
+            ty if textual(ty) => format!("{name}::text"),
+            ColumnType::List(inner) if textual(inner) => format!("{name}::text[]"),
             _ => name,
         }
     };
     columns.iter().map(one).collect::<Vec<_>>().join(", ")
 }
 
-/// A column's canonical text in SQL (see the module docs); `None` where ferry does not export
-/// the type yet.
-fn sql_canonical(c: &Column) -> Option<String> {
+/// Whether values of `ty` travel as their text form.
+pub(crate) fn textual(ty: &ColumnType) -> bool {
     use ColumnType as T;
-    let n = ident(&c.name);
-    Some(match &c.ty {
+    matches!(ty, T::Json | T::Jsonb | T::Enum | T::Inet | T::Cidr | T::MacAddr | T::MacAddr8 | T::CastText | T::Text)
+}
+
+/// The canonical text in SQL (see the module docs) of expression `n`, of type `ty`.
+fn sql_canonical(n: &str, ty: &ColumnType) -> String {
+    use ColumnType as T;
+    match ty {
         T::Bool => format!("CASE WHEN {n} THEN 't' WHEN NOT {n} THEN 'f' END"),
         T::Int16 | T::Int32 | T::Int64 | T::Decimal { .. } | T::Uuid => format!("{n}::text"),
         T::Float32 => format!("encode(float4send({n}), 'hex')"),
@@ -299,30 +346,45 @@ fn sql_canonical(c: &Column) -> Option<String> {
         T::Timestamp | T::TimestampTz | T::Time => format!("(extract(epoch FROM {n}) * 1000000)::int8::text"),
         T::Interval => format!("encode(interval_send({n}), 'hex')"),
         T::Text | T::Json | T::Jsonb | T::Enum | T::Inet | T::Cidr | T::MacAddr | T::MacAddr8 | T::CastText => format!("{n}::text"),
-        T::List(_) => return None,
-    })
+        T::List(inner) => {
+            let e = sql_canonical("u.e", inner);
+            format!(
+                "CASE WHEN {n} IS NOT NULL THEN '[' || coalesce((SELECT string_agg({}, ',' ORDER BY u.o) FROM unnest({n}) WITH ORDINALITY AS u(e, o)), '') || ']' END",
+                field(&e)
+            )
+        }
+    }
+}
+
+/// A field in the canonical form: `len:text`, or `-` for NULL.
+fn field(e: &str) -> String {
+    format!("coalesce(octet_length({e})::text || ':' || {e}, '-')")
 }
 
 /// A row's canonical form as an SQL expression over the table's columns.
-pub fn row_sql(columns: &[Column]) -> Option<String> {
-    let fields: Option<Vec<String>> =
-        columns.iter().map(|c| sql_canonical(c).map(|e| format!("coalesce(octet_length({e})::text || ':' || {e}, '-')"))).collect();
-    Some(match fields?.as_slice() {
+pub fn row_sql(columns: &[Column]) -> String {
+    let fields: Vec<String> = columns.iter().map(|c| field(&sql_canonical(&ident(&c.name), &c.ty))).collect();
+    match fields.as_slice() {
         [] => "''".to_string(),
         f => f.join(" || ',' || "),
-    })
+    }
+}
+
+/// The expression giving a row's hash as a signed 64-bit integer (to be summed as numeric).
+pub fn row_hash_sql(columns: &[Column]) -> String {
+    format!("('x' || substr(md5({}), 1, 16))::bit(64)::int8", row_sql(columns))
+}
+
+/// Brings a numeric sum of signed row hashes to the fingerprint: modulo 2^64, as text.
+pub fn fold_sql(sum: &str) -> String {
+    let m = "18446744073709551616";
+    format!("(((coalesce({sum}, 0) % {m}) + {m}) % {m})::text")
 }
 
 /// The SQL that gives a table's row count and fingerprint (as text: the sum modulo 2^64 is
-/// unsigned) over the transaction's snapshot; `None` when a column's type is not exported yet.
-pub fn sql(table: &TableName, columns: &[Column]) -> Option<String> {
-    let row = row_sql(columns)?;
-    let m = "18446744073709551616";
-    Some(format!(
-        "SELECT count(*), (((coalesce(sum(h::numeric), 0) % {m}) + {m}) % {m})::text FROM \
-         (SELECT ('x' || substr(md5({row}), 1, 16))::bit(64)::int8 AS h FROM {}) rows",
-        qualified(table)
-    ))
+/// unsigned) over the transaction's snapshot.
+pub fn sql(table: &TableName, columns: &[Column]) -> String {
+    format!("SELECT count(*), {} FROM {}", fold_sql(&format!("sum({}::numeric)", row_hash_sql(columns))), qualified(table))
 }
 
 #[cfg(test)]
