@@ -223,6 +223,11 @@ fn decimal(b: &[u8], precision: u8, scale: u8) -> Result<Value, DecodeError> {
     Ok(Value::Decimal { unscaled: if sign == 0x4000 { -unscaled } else { unscaled }, scale })
 }
 
+/// A value's canonical text (see the module docs); empty for NULL.
+pub fn canonical_value(v: &Value) -> String {
+    canonical(v).unwrap_or_default()
+}
+
 /// A field's canonical text (see the module docs); `None` for NULL.
 fn canonical(v: &Value) -> Option<String> {
     Some(match v {

@@ -22,7 +22,11 @@
 //! against the database.
 
 pub mod connect;
+pub mod export;
+pub mod figures;
+pub mod files;
 pub mod fingerprint;
+pub mod ranges;
 pub mod schema;
 pub mod snapshot;
 

@@ -12,7 +12,7 @@ use tokio_postgres::Client;
 use tokio_postgres::types::Oid;
 
 /// A table as `--table` names it: `schema.table`, or `table` in `public`.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 pub struct TableName {
     pub schema: String,
     pub name: String,
@@ -35,7 +35,8 @@ impl std::fmt::Display for TableName {
 }
 
 /// How a column is written to Parquet.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type", content = "of")]
 pub enum ColumnType {
     Bool,
     Int16,
@@ -139,7 +140,7 @@ impl Cast {
 }
 
 /// A column of an exported table.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Column {
     pub name: String,
     pub pg_type: String,
@@ -148,7 +149,7 @@ pub struct Column {
 }
 
 /// A table to export.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Table {
     pub name: TableName,
     pub columns: Vec<Column>,
