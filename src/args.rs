@@ -22,12 +22,19 @@ pub enum Command {
         #[command(flatten)]
         rates: Rates,
     },
-    /// Copy what the job's manifest lists (planning first when the job has none yet).
+    /// Copy what the job's manifest lists (planning first when the job has none yet). SRC may
+    /// be a database, `postgres://HOST:PORT/DB` with --table or --schema: its tables are
+    /// exported from one snapshot into Parquet files, `DST/<schema>/<table>/part-NNNNN.parquet`,
+    /// proved against the database's own figures, e.g. `ferry copy
+    /// postgres://127.0.0.1:5432/shop s3://bucket/tables --table public.orders --job DIR`
+    /// (the password from PGPASSWORD, ~/.pgpass or a pg_service.conf service, never the URL).
     Copy {
         src: Option<String>,
         dst: Option<String>,
         #[command(flatten)]
         common: Common,
+        #[command(flatten)]
+        tables: TableArgs,
         #[command(flatten)]
         tuning: Tuning,
         #[command(flatten)]
@@ -346,6 +353,59 @@ pub struct Common {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// What a `postgres://` source exports (docs/tables.md).
+#[derive(Debug, Args, Default)]
+pub struct TableArgs {
+    /// A table to export: `schema.table`, or `table` for `public.table` (repeatable).
+    #[arg(long = "table", value_name = "SCHEMA.TABLE")]
+    pub tables: Vec<String>,
+    /// Every table of this schema (repeatable).
+    #[arg(long = "schema", value_name = "NAME")]
+    pub schemas: Vec<String>,
+    /// Export a column that has no exact Parquet type as PostgreSQL's text form of its values:
+    /// `schema.table.column=text` (repeatable). Without it such a column is refused (exit 2).
+    #[arg(long = "cast", value_name = "SCHEMA.TABLE.COLUMN=text")]
+    pub casts: Vec<String>,
+    /// Rows per Parquet file: each file is one range of its table (by integer primary key, else
+    /// by heap pages), exported, resumed and proved as a whole.
+    #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub rows_per_file: u64,
+    /// Parquet compression.
+    #[arg(long, value_enum, default_value_t = CompressionArg::Zstd)]
+    pub compression: CompressionArg,
+    /// Bytes of a Parquet row group, held in memory per connection while it is built.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
+    pub row_group_size: u64,
+    /// Database connections exporting files at once (each one file at a time).
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub db_connections: u16,
+}
+
+impl TableArgs {
+    /// Whether any table flag was given (they need a `postgres://` source).
+    pub fn given(&self) -> bool {
+        !self.tables.is_empty() || !self.schemas.is_empty() || !self.casts.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum CompressionArg {
+    #[default]
+    Zstd,
+    Snappy,
+    None,
+}
+
+impl From<CompressionArg> for ferry_engine::tables::Compression {
+    fn from(c: CompressionArg) -> Self {
+        match c {
+            CompressionArg::Zstd => ferry_engine::tables::Compression::Zstd,
+            CompressionArg::Snappy => ferry_engine::tables::Compression::Snappy,
+            CompressionArg::None => ferry_engine::tables::Compression::None,
+        }
+    }
 }
 
 /// How hard a transfer runs.

@@ -2,7 +2,7 @@
 
 use super::{open_job, print_json};
 use crate::Exit;
-use crate::args::{Common, Tuning};
+use crate::args::{Common, TableArgs, Tuning};
 use crate::progress::Progress;
 use ferry_core::size::format_size;
 use ferry_engine::{CopyOptions, EngineError, Stats};
@@ -12,10 +12,36 @@ pub async fn run(
     src: Option<&str>,
     dst: Option<&str>,
     common: &Common,
+    tables: &TableArgs,
     tuning: &Tuning,
     run: &std::sync::Arc<ferry_providers::RunContext>,
 ) -> Result<Exit, EngineError> {
-    let mut job = open_job(common, src, dst)?;
+    let mut job = match src {
+        Some(url) if super::is_database(url) => super::open_table_job(common, url, dst, tables)?,
+        _ if tables.given() => {
+            return Err(EngineError::WriteSetting("--table, --schema and --cast need a postgres:// source".into()));
+        }
+        _ => open_job(common, src, dst)?,
+    };
+    let mut export = None;
+    if let Some(spec) = job.tables().cloned() {
+        let stats = Arc::new(Stats::default());
+        let progress = Progress::transfer("export", stats.clone(), common.json);
+        let asked = ferry_engine::tables::ExportRun { connections: usize::from(tables.db_connections), dry_run: tuning.dry_run };
+        let exported = ferry_engine::tables::export(&mut job, &spec, &ferry_engine::tables::Environment::current(), asked, &stats).await;
+        progress.finish();
+        let exported = exported?;
+        if !common.json {
+            print_exported(&exported);
+        }
+        if tuning.dry_run {
+            if common.json {
+                print_json(&serde_json::json!({ "export": exported }));
+            }
+            return Ok(Exit::Ok);
+        }
+        export = Some(exported);
+    }
     let settings = settle(&mut job, tuning)?;
     let (source, destination) = job.providers(run).await?;
     let opts = options(tuning, &settings, destination.as_ref())?;
@@ -25,7 +51,11 @@ pub async fn run(
     progress.finish();
     let summary = summary?;
     if common.json {
-        print_json(&summary);
+        let mut doc = serde_json::to_value(&summary).expect("summary serializes");
+        if let Some(export) = &export {
+            doc["export"] = serde_json::to_value(export).expect("summary serializes");
+        }
+        print_json(&doc);
     } else if summary.dry_run {
         println!(
             "dry run: would copy {} objects ({}); {} already done of {}",
@@ -63,6 +93,32 @@ pub async fn run(
     }
     let lost = summary.failed > 0 || summary.skipped.lost > 0 || summary.fidelity.lost_user_data();
     Ok(if lost { Exit::Failures } else { Exit::Ok })
+}
+
+/// What the table export did, before the copy of its files.
+fn print_exported(s: &ferry_engine::tables::TablesSummary) {
+    if s.dry_run {
+        println!("dry run: {} tables of {} would be exported; nothing written", s.tables, s.source);
+        return;
+    }
+    if s.already_planned {
+        println!("tables: {} tables, {} files, {} rows exported earlier (sealed)", s.tables, s.files, s.rows);
+    } else {
+        let snapshot = match &s.snapshot {
+            Some(i) => format!(" from snapshot {} (PostgreSQL {}, WAL {})", i.id, i.server_version, i.lsn),
+            None => String::new(),
+        };
+        println!(
+            "exported {} tables into {} files ({} by this run), {} rows{snapshot} in {:.1}s",
+            s.tables, s.files, s.exported, s.rows, s.seconds
+        );
+    }
+    if s.snapshots > 1 {
+        println!(
+            "  the files come from {} snapshots (the export was resumed): each file is one moment of its table, the table as a whole only if nothing was written between the runs",
+            s.snapshots
+        );
+    }
 }
 
 /// The archived objects of the manifest, and what this run did with them.

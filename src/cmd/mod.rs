@@ -22,10 +22,12 @@ use ferry_providers::Connect;
 pub async fn run(cli: Cli) -> Result<Exit, EngineError> {
     match cli.command {
         Command::Plan { src, dst, common, rates } => plan::run(&src, &dst, &common, &rates.run()).await,
-        Command::Copy { src, dst, common, tuning, rates } => {
-            copy::run(src.as_deref(), dst.as_deref(), &common, &tuning, &rates.run()).await
+        Command::Copy { src, dst, common, tables, tuning, rates } => {
+            copy::run(src.as_deref(), dst.as_deref(), &common, &tables, &tuning, &rates.run()).await
         }
-        Command::Resume { common, tuning, rates } => copy::run(None, None, &common, &tuning, &rates.run()).await,
+        Command::Resume { common, tuning, rates } => {
+            copy::run(None, None, &common, &crate::args::TableArgs::default(), &tuning, &rates.run()).await
+        }
         Command::Delta { common, tuning, rates, delete, max_delete, force_delete, watch, interval, until_lag } => {
             let deletes = delta::DeleteArgs { delete, max_delete, force_delete };
             let watch = watch.then_some(delta::Watch { interval, until_lag });
@@ -94,6 +96,33 @@ pub(crate) fn location(text: &str) -> Result<Location, EngineError> {
         return Ok(Location::parse(&cwd.join(text).to_string_lossy())?);
     }
     Ok(Location::parse(text)?)
+}
+
+/// Whether `src` names a database.
+pub(crate) fn is_database(src: &str) -> bool {
+    src.starts_with("postgres://") || src.starts_with("postgresql://")
+}
+
+/// Opens the job in `--job` for a `postgres://` source: its source is the job's spool, which
+/// the tables are exported into.
+fn open_table_job(common: &Common, url: &str, dst: Option<&str>, args: &crate::args::TableArgs) -> Result<Job, EngineError> {
+    let parsed = ferry_engine::tables::PgUrl::parse(url)?;
+    if args.tables.is_empty() && args.schemas.is_empty() {
+        return Err(EngineError::TablesRefused { refusals: Vec::new() });
+    }
+    let spec = ferry_engine::tables::TablesSpec {
+        url: parsed.to_string(),
+        tables: args.tables.clone(),
+        schemas: args.schemas.clone(),
+        casts: args.casts.clone(),
+        rows_per_file: args.rows_per_file,
+        compression: args.compression.into(),
+        row_group_bytes: args.row_group_size,
+    };
+    let spool = ferry_engine::tables::spool(&common.job);
+    let mut job = open_job(common, Some(&spool.to_string_lossy()), dst)?;
+    job.set_tables(spec)?;
+    Ok(job)
 }
 
 /// Opens the job in `--job`, checking given locations against it.

@@ -20,6 +20,12 @@ pub async fn run(common: &Common, opts: VerifyOptions, run: &std::sync::Arc<ferr
     } else {
         let proved: Vec<String> = summary.proved_by.iter().map(|(how, n)| format!("{n} by {how}")).collect();
         println!("verified {} of {} objects ({})", summary.matched, summary.checked, proved.join(", "));
+        if let Some(t) = &summary.tables {
+            println!(
+                "tables: {} of {} files of {} tables ({} rows read back) match the database's figures",
+                t.matched, t.files, t.tables, t.rows
+            );
+        }
         if summary.extra > 0 {
             println!("{} objects at the destination are not in the manifest", summary.extra);
         }

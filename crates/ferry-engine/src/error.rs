@@ -73,6 +73,16 @@ pub enum EngineError {
     /// A disk export or ingest cannot start as asked (a device, a layout, a shipment).
     #[error(transparent)]
     Appliance(#[from] ApplianceError),
+    #[error(transparent)]
+    Tables(#[from] ferry_tables::TablesError),
+    #[error(transparent)]
+    TableExport(#[from] ferry_tables::export::ExportError),
+    #[error("{}", refused(refusals))]
+    TablesRefused { refusals: Vec<ferry_tables::schema::Refusal> },
+    #[error("{}: the tables' columns changed since this export began; export them again with a new --job", dir.display())]
+    TablesChanged { dir: PathBuf },
+    #[error("{table}: {key}: the rows written are not the database's: {detail}")]
+    TableExportDiffers { table: String, key: String, detail: String },
 }
 
 /// Why a disk export or ingest cannot go on as asked: the devices given, the options a job
@@ -119,6 +129,14 @@ pub enum ApplianceError {
     /// A delta made the job read from the exported source: its disks are behind it.
     #[error("{}: a delta made this job read from {reads_from} instead of its disks; ingest them with another --job", job.display())]
     IngestAfterDelta { job: PathBuf, reads_from: String },
+}
+
+fn refused(refusals: &[ferry_tables::schema::Refusal]) -> String {
+    if refusals.is_empty() {
+        return "no table to export: --table and --schema name none".to_string();
+    }
+    let lines: Vec<String> = refusals.iter().map(|r| format!("  {r}")).collect();
+    format!("{} columns have no exact Parquet mapping; nothing was exported:\n{}", refusals.len(), lines.join("\n"))
 }
 
 fn too_many(given: usize, max: u32, across_runs: bool) -> String {
@@ -172,6 +190,10 @@ impl EngineError {
             | EngineError::SettingChanged { .. }
             | EngineError::AllVersions { .. }
             | EngineError::PlannedWithoutVersions { .. } => true,
+            EngineError::Tables(e) => !matches!(e, ferry_tables::TablesError::Query { .. } | ferry_tables::TablesError::Io { .. }),
+            EngineError::TableExport(e) => matches!(e, ferry_tables::export::ExportError::Value { .. }),
+            EngineError::TablesRefused { .. } | EngineError::TablesChanged { .. } => true,
+            EngineError::TableExportDiffers { .. } => false,
             EngineError::Journal(_) | EngineError::Io { .. } => false,
         }
     }

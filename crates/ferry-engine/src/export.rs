@@ -519,7 +519,7 @@ fn manifest_bytes(dir: &Path) -> Result<u64> {
     let header = ferry_manifest::ManifestHeader::read(dir)?;
     let path = ferry_manifest::ManifestHeader::path(dir);
     let own = std::fs::metadata(&path).map_err(EngineError::io(&path))?.len();
-    Ok(own + header.shards.iter().chain(&header.changes).map(|s| s.bytes).sum::<u64>())
+    Ok(own + header.shards.iter().chain(&header.changes).chain(&header.tables).map(|s| s.bytes).sum::<u64>())
 }
 
 /// Copies sealed generation `gen_dir` onto the device, as `ferry-manifest/gen-NNNN/` at its
@@ -549,7 +549,7 @@ fn ship_manifest(gen_dir: &Path, root: &Path, generation: u32) -> Result<()> {
         }
     }
     std::fs::create_dir_all(&tmp).map_err(EngineError::io(&tmp))?;
-    let files = header.shards.iter().chain(&header.changes).map(|s| s.file.as_str());
+    let files = header.shards.iter().chain(&header.changes).chain(&header.tables).map(|s| s.file.as_str());
     for file in files.chain([ferry_manifest::header::HEADER_FILE]) {
         let (from, to) = (gen_dir.join(file), tmp.join(file));
         std::fs::copy(&from, &to).map_err(EngineError::io(&to))?;

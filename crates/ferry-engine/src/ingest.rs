@@ -416,7 +416,7 @@ fn shipped_manifest(provenance: &Provenance, roots: &[(u32, PathBuf)]) -> Result
     let Some(dir) = found else { return Ok(None) };
     let unreadable = |detail: String| ApplianceError::ShippedManifest { dir: dir.clone(), detail };
     let header = ferry_manifest::ManifestHeader::read(&dir).map_err(|e| unreadable(e.to_string()))?;
-    for shard in header.shards.iter().chain(&header.changes) {
+    for shard in header.shards.iter().chain(&header.changes).chain(&header.tables) {
         let plain_name = std::path::Path::new(&shard.file).file_name().is_some_and(|n| n == shard.file.as_str());
         if !plain_name || !regular(&dir.join(&shard.file), false) {
             return Err(unreadable(format!("{:?} is not a plain file in the generation's folder", shard.file)).into());

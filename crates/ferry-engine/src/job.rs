@@ -52,6 +52,9 @@ struct JobFile {
     /// older ferry made).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     settings: Option<Settings>,
+    /// A table job: the database and tables it exports into its spool (its source).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tables: Option<crate::tables::TablesSpec>,
 }
 
 pub struct Job {
@@ -68,6 +71,8 @@ pub struct Job {
     /// The settings this run settled on ([`Job::settle`]), kept by [`Job::keep_settings`].
     settings: Option<Settings>,
     lock: Option<File>,
+    /// A table job's source (see [`crate::tables`]).
+    tables: Option<crate::tables::TablesSpec>,
     /// The journals opened for this run, each once (at its kind's [`slot`]).
     journals: [tokio::sync::OnceCell<Arc<dyn Journal>>; 3],
 }
@@ -178,6 +183,7 @@ impl Job {
                 kept: stored.settings,
                 settings: None,
                 lock: None,
+                tables: stored.tables,
                 journals: Default::default(),
             });
         }
@@ -200,10 +206,41 @@ impl Job {
                     kept: None,
                     settings: None,
                     lock: None,
+                    tables: None,
                     journals: Default::default(),
                 })
             }
             _ => Err(EngineError::NoJob { dir: dir.into() }),
+        }
+    }
+
+    /// A table job's source, if this is one.
+    pub fn tables(&self) -> Option<&crate::tables::TablesSpec> {
+        self.tables.as_ref()
+    }
+
+    /// Makes a new job a table job exporting `spec` (an existing job keeps its own: a
+    /// different `spec` is refused).
+    pub fn set_tables(&mut self, spec: crate::tables::TablesSpec) -> Result<()> {
+        match &self.tables {
+            Some(kept)
+                if (&kept.url, &kept.tables, &kept.schemas, &kept.casts) != (&spec.url, &spec.tables, &spec.schemas, &spec.casts) =>
+            {
+                Err(EngineError::JobMismatch {
+                    dir: self.dir.clone(),
+                    what: "table source",
+                    job: format!("{} {:?}", kept.url, kept.tables),
+                    given: format!("{} {:?}", spec.url, spec.tables),
+                })
+            }
+            Some(_) => Ok(()),
+            None if self.persisted => {
+                Err(EngineError::JobMismatch { dir: self.dir.clone(), what: "source", job: self.source.to_string(), given: spec.url })
+            }
+            None => {
+                self.tables = Some(spec);
+                Ok(())
+            }
         }
     }
 
@@ -369,6 +406,7 @@ impl Job {
                 all_versions: self.access.source.all_versions,
                 created_at: self.created_at,
                 settings: None,
+                tables: self.tables.clone(),
             };
             let text = toml::to_string(&file).expect("job file serializes");
             write_atomically(&path, text.as_bytes()).map_err(EngineError::io(&path))?;

@@ -42,6 +42,8 @@
 //! - [`mod@clean`]: abort the multipart uploads a job left open.
 //! - [`mod@verify`]: compare the destination with what the copy recorded and the source declared
 //!   (with `--all-versions`, each key's versions in order).
+//! - [`mod@tables`]: PostgreSQL tables exported into Parquet files in the job's spool from one
+//!   snapshot, sealed with the database's figures, copied as objects, proved by `verify`.
 //! - [`stats`]: live counters for progress display.
 //! - [`error`]: [`EngineError`] (with [`ApplianceError`] for devices and shipments, and
 //!   [`VersionsRefusal`] for a side an `--all-versions` job cannot use), and which errors are the
@@ -69,6 +71,7 @@ mod scheduler;
 pub mod settings;
 pub mod skipped;
 pub mod stats;
+pub mod tables;
 pub mod verify;
 
 pub use clean::{CleanSummary, clean, sweep};

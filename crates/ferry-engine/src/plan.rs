@@ -117,6 +117,9 @@ pub async fn plan(job: &mut Job, src: &dyn Provider, stats: &Stats) -> Result<Pl
         journal.unseed(generation).await?;
         return Err(e);
     }
+    if let Some((staged, files)) = crate::tables::staged(job)? {
+        writer.attach_tables(&staged, crate::tables::TABLES_FILE, files)?;
+    }
     let header = writer.seal()?;
     journal.set_meta(SEEDED, &generation.to_string()).await?;
     let mut summary = PlanSummary::of(&header, dir, false);

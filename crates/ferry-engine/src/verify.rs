@@ -77,6 +77,12 @@ pub enum DifferenceKind {
     Expires,
     /// The destination could not be asked.
     Error,
+    /// A table file's figures read back from the destination (rows, fingerprint, a column's
+    /// counts, minimum, maximum or sum) are not the ones PostgreSQL computed for its rows.
+    TableFigures,
+    /// A table file at the destination is not the export's Parquet (unreadable, or other
+    /// columns).
+    TableFile,
     /// Gone from the source (a delta's later generation), still at the destination: a delete
     /// not carried out yet (`ferry delta --delete`).
     DeletedAtSource,
@@ -100,6 +106,8 @@ impl DifferenceKind {
             DifferenceKind::CacheControl => "cache-control",
             DifferenceKind::Expires => "expires",
             DifferenceKind::Error => "error",
+            DifferenceKind::TableFigures => "table-figures",
+            DifferenceKind::TableFile => "table-file",
             DifferenceKind::DeletedAtSource => "deleted-at-source",
         }
     }
@@ -139,6 +147,9 @@ pub struct VerifySummary {
     /// Calls to the destination by method (`s3 head`, `azure head`…): quick mode sends one per
     /// object, whose answer carries the headers and metadata compared too.
     pub requests: BTreeMap<String, ferry_providers::RequestCount>,
+    /// The table files read back and proved against the database's figures (a table job).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables: Option<crate::tables::TablesVerified>,
     pub seconds: f64,
     pub report: Option<std::path::PathBuf>,
 }
@@ -171,6 +182,7 @@ pub async fn verify(
         differences: Vec::new(),
         skipped: crate::Skipped::of(journal.as_ref()).await?,
         requests: BTreeMap::new(),
+        tables: None,
         seconds: 0.0,
         report: None,
     };
@@ -220,6 +232,9 @@ pub async fn verify(
     }
     if opts.extras {
         summary.extra = find_extras(dst.as_ref(), journal.as_ref(), &mut summary.differences).await?;
+    }
+    if let Some(exports) = crate::tables::sealed(job, generation)? {
+        summary.tables = Some(crate::tables::verify(job, dst.as_ref(), &exports, &mut summary.differences).await?);
     }
     summary.differences.sort_by(|a, b| a.key.cmp(&b.key));
     summary.requests = run.requests().snapshot();

@@ -62,6 +62,10 @@ pub struct ManifestHeader {
     /// `docs/job-directory.md`), hashed like a shard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<ShardInfo>,
+    /// A table export's entries: `tables.json` (each table, its files, their snapshot and the
+    /// database's figures), hashed like a shard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tables: Option<ShardInfo>,
 }
 
 impl ManifestHeader {

@@ -134,6 +134,7 @@ impl ManifestWriter {
                 shards: Vec::new(),
                 all_versions: false,
                 changes: None,
+                tables: None,
             },
             schema: schema(),
             cols: Columns::default(),
@@ -222,6 +223,17 @@ impl ManifestWriter {
         Ok(())
     }
 
+    /// Copies `from` into the generation's directory as `file` (`rows` entries) and seals it as
+    /// the generation's table export entries: hashed now, checked by every reader.
+    pub fn attach_tables(&mut self, from: &Path, file: &str, rows: u64) -> Result<()> {
+        let path = self.dir.join(file);
+        std::fs::copy(from, &path).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(|source| ManifestError::Io { path: path.clone(), source })?;
+        let (sha256, bytes) = file_sha256(&path)?;
+        self.header.tables = Some(ShardInfo { file: file.to_string(), rows, bytes, sha256 });
+        Ok(())
+    }
+
     /// Writes the remaining rows, hashes every shard and writes the header: the generation is sealed.
     pub fn seal(mut self) -> Result<ManifestHeader> {
         self.flush_batch()?;
@@ -257,7 +269,7 @@ pub struct ManifestReader {
 impl ManifestReader {
     pub fn open(dir: &Path) -> Result<Self> {
         let header = ManifestHeader::read(dir)?;
-        for shard in header.shards.iter().chain(&header.changes) {
+        for shard in header.shards.iter().chain(&header.changes).chain(&header.tables) {
             let path = dir.join(&shard.file);
             // The size first: a shard of another size is refused without reading it through.
             let len = std::fs::metadata(&path).map_err(|source| ManifestError::Io { path: path.clone(), source })?.len();

@@ -1,0 +1,464 @@
+//! PostgreSQL tables as a job's source: exported into Parquet files in the job's spool from one
+//! snapshot, sealed into the manifest with each file's figures, then copied by the ordinary
+//! engine (the spool is the job's source), and proved by `verify` against the figures the
+//! database computed.
+//!
+//! ```text
+//! JOB/tables/plan.json          the tables (columns, key) and each file's range, fixed by the first run
+//! JOB/tables/done/T-F.json      a file exported: rows, bytes, SHA-256, snapshot, the database's figures
+//! JOB/tables/spool/<schema>/<table>/part-NNNNN.parquet   the files (the job's source)
+//! JOB/tables/tmp/               files being written (never listed)
+//! JOB/manifests/gen-0001/tables.json   the table entries, hashed in manifest.json
+//! ```
+//!
+//! A run exports the files not done yet, each file's range through one of `connections`
+//! workers that adopted the run's snapshot; a killed export starts again at the files that
+//! were in flight. The runs of one export each take a snapshot: a file records its own, and the
+//! table entry lists every snapshot its files came from (one, unless an export was resumed).
+
+use crate::job::write_atomically;
+use crate::verify::{Difference, DifferenceKind};
+use crate::{EngineError, Job, Result};
+use ferry_providers::Provider;
+use ferry_tables::connect::Settings as PgSettings;
+pub use ferry_tables::connect::{Environment, PgUrl};
+use ferry_tables::export::{FileOptions, database_figures, export_range};
+use ferry_tables::figures::{Figures, Tally, compare};
+pub use ferry_tables::files::Compression;
+use ferry_tables::ranges::Range;
+use ferry_tables::schema::{Cast, Table, TableName, describe};
+use ferry_tables::snapshot::{Snapshot, SnapshotInfo, adopt};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The `file://` name of the table file entries in a generation.
+pub const TABLES_FILE: &str = "tables.json";
+
+/// What `job.toml` keeps of a table source (never a password: the URL cannot hold one).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TablesSpec {
+    /// The `postgres://` URL, without credentials.
+    pub url: String,
+    #[serde(default)]
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub schemas: Vec<String>,
+    #[serde(default)]
+    pub casts: Vec<String>,
+    pub rows_per_file: u64,
+    pub compression: Compression,
+    pub row_group_bytes: u64,
+}
+
+/// One file of the plan.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PlannedFile {
+    /// The key under the destination: `<schema>/<table>/part-NNNNN.parquet`.
+    key: String,
+    range: Range,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PlannedTable {
+    table: Table,
+    files: Vec<PlannedFile>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ExportPlan {
+    tables: Vec<PlannedTable>,
+}
+
+/// A file exported, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportedFile {
+    pub key: String,
+    pub range: Range,
+    pub rows: u64,
+    pub bytes: u64,
+    pub sha256: String,
+    /// The snapshot the file's rows were read in.
+    pub snapshot: SnapshotInfo,
+    /// PostgreSQL's figures for the file's rows, in SQL over that snapshot.
+    pub figures: Figures,
+}
+
+/// A table export entry of the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableExport {
+    /// `schema.table`.
+    pub name: String,
+    pub table: Table,
+    pub rows: u64,
+    /// The table's fingerprint: the sum modulo 2^64 of its files'.
+    pub fingerprint: u64,
+    /// Every snapshot its files came from.
+    pub snapshots: Vec<SnapshotInfo>,
+    pub files: Vec<ExportedFile>,
+}
+
+/// The generation's `tables.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TableExports {
+    pub source: String,
+    pub tables: Vec<TableExport>,
+}
+
+/// What an export run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TablesSummary {
+    pub source: String,
+    pub tables: usize,
+    pub files: usize,
+    /// Files exported by this run (the rest were done by an earlier one, or the job was sealed).
+    pub exported: usize,
+    pub rows: u64,
+    /// This run's snapshot (none when nothing was left to export).
+    pub snapshot: Option<SnapshotInfo>,
+    /// Snapshots the export's files came from, across its runs.
+    pub snapshots: usize,
+    pub already_planned: bool,
+    pub dry_run: bool,
+    pub seconds: f64,
+}
+
+/// How a run exports.
+#[derive(Debug, Clone, Copy)]
+pub struct ExportRun {
+    /// Worker connections, each exporting one file at a time.
+    pub connections: usize,
+    pub dry_run: bool,
+}
+
+fn tables_dir(job: &Job) -> PathBuf {
+    job.dir.join("tables")
+}
+
+/// The spool a table job reads its files from (the job's source).
+pub fn spool(job_dir: &Path) -> PathBuf {
+    std::path::absolute(job_dir).unwrap_or_else(|_| job_dir.to_path_buf()).join("tables").join("spool")
+}
+
+/// A schema or table name as one path component: anything but letters, digits, `_` and `-`
+/// percent-encoded (so `/`, `..` or a NUL cannot leave the table's directory).
+fn component(name: &str) -> String {
+    const KEEP: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'_').remove(b'-');
+    percent_encoding::utf8_percent_encode(name, KEEP).to_string()
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let text = std::fs::read(path).map_err(EngineError::io(path))?;
+    serde_json::from_slice(&text).map_err(|e| EngineError::JobFile { path: path.to_path_buf(), detail: e.to_string() })
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(EngineError::io(dir))?;
+    }
+    write_atomically(path, &serde_json::to_vec_pretty(value).expect("serializes")).map_err(EngineError::io(path))
+}
+
+fn done_path(job: &Job, t: usize, f: usize) -> PathBuf {
+    tables_dir(job).join("done").join(format!("{t:04}-{f:05}.json"))
+}
+
+/// Exports the job's tables into its spool and seals the generation (unless one is sealed).
+/// Every column is mapped, or the run is refused before anything is written.
+pub async fn export(
+    job: &mut Job,
+    spec: &TablesSpec,
+    env: &Environment,
+    run: ExportRun,
+    stats: &Arc<crate::Stats>,
+) -> Result<TablesSummary> {
+    let started = std::time::Instant::now();
+    let mut summary = TablesSummary {
+        source: spec.url.clone(),
+        tables: 0,
+        files: 0,
+        exported: 0,
+        rows: 0,
+        snapshot: None,
+        snapshots: 0,
+        already_planned: false,
+        dry_run: run.dry_run,
+        seconds: 0.0,
+    };
+    if let Some(generation) = job.latest_generation() {
+        let exports = sealed(job, generation)?;
+        if let Some(exports) = exports {
+            summary.tables = exports.tables.len();
+            summary.files = exports.tables.iter().map(|t| t.files.len()).sum();
+            summary.rows = exports.tables.iter().map(|t| t.rows).sum();
+            summary.snapshots =
+                exports.tables.iter().flat_map(|t| t.snapshots.iter().map(|s| &s.id)).collect::<std::collections::BTreeSet<_>>().len();
+        }
+        summary.already_planned = true;
+        return Ok(summary);
+    }
+    let url = PgUrl::parse(&spec.url)?;
+    let settings = PgSettings::resolve(&url, env)?;
+    let names = spec.tables.iter().map(|t| TableName::parse(t)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let casts = spec.casts.iter().map(|c| Cast::parse(c)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let leader = settings.connect().await?;
+    let (described, refusals) = describe(&leader, &names, &spec.schemas, &casts).await?;
+    if !refusals.is_empty() {
+        return Err(EngineError::TablesRefused { refusals });
+    }
+    if described.is_empty() {
+        return Err(EngineError::TablesRefused { refusals: Vec::new() });
+    }
+    summary.tables = described.len();
+    if run.dry_run {
+        return Ok(summary);
+    }
+    job.persist()?;
+    let snapshot = Snapshot::begin(leader).await?;
+    let plan_path = tables_dir(job).join("plan.json");
+    let plan: ExportPlan = if plan_path.exists() {
+        let plan: ExportPlan = read_json(&plan_path)?;
+        let was: Vec<&Table> = plan.tables.iter().map(|t| &t.table).collect();
+        let now: Vec<&Table> = described.iter().collect();
+        if was != now {
+            return Err(EngineError::TablesChanged { dir: job.dir.clone() });
+        }
+        plan
+    } else {
+        let mut tables = Vec::new();
+        for table in &described {
+            let ranges = ferry_tables::ranges::plan(snapshot.client(), table, spec.rows_per_file).await?;
+            let dir = format!("{}/{}", component(&table.name.schema), component(&table.name.name));
+            let files =
+                ranges.into_iter().enumerate().map(|(i, range)| PlannedFile { key: format!("{dir}/part-{i:05}.parquet"), range }).collect();
+            tables.push(PlannedTable { table: table.clone(), files });
+        }
+        let plan = ExportPlan { tables };
+        write_json(&plan_path, &plan)?;
+        plan
+    };
+    summary.files = plan.tables.iter().map(|t| t.files.len()).sum();
+    let spool = spool(&job.dir);
+    let tmp = tables_dir(job).join("tmp");
+    for d in [&spool, &tmp] {
+        std::fs::create_dir_all(d).map_err(EngineError::io(d))?;
+    }
+    // What is left: each file without a record, or whose spooled file is not the recorded one.
+    let mut pending = Vec::new();
+    for (t, table) in plan.tables.iter().enumerate() {
+        for (f, file) in table.files.iter().enumerate() {
+            let done = done_path(job, t, f);
+            let whole = done.exists()
+                && read_json::<ExportedFile>(&done)
+                    .ok()
+                    .is_some_and(|d| std::fs::metadata(spool.join(&file.key)).is_ok_and(|m| m.len() == d.bytes));
+            if !whole {
+                pending.push((t, f));
+            }
+        }
+    }
+    stats.total_objects.store(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    summary.exported = pending.len();
+    summary.snapshot = Some(snapshot.info.clone());
+    let plan = Arc::new(plan);
+    let workers_wanted = run.connections.max(1).min(pending.len().max(1));
+    let queue = Arc::new(Mutex::new(pending.into_iter().rev().collect::<Vec<_>>()));
+    let options = FileOptions { compression: spec.compression, row_group_bytes: spec.row_group_bytes as usize };
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..workers_wanted {
+        let client = settings.connect().await?;
+        adopt(&client, &snapshot.info.id).await?;
+        let (plan, queue, spool, tmp, info) = (plan.clone(), queue.clone(), spool.clone(), tmp.clone(), snapshot.info.clone());
+        let done_dir = tables_dir(job).join("done");
+        let stats = stats.clone();
+        workers.spawn(async move {
+            loop {
+                let Some((t, f)) = queue.lock().expect("queue").pop() else { break };
+                let (table, file) = (&plan.tables[t].table, &plan.tables[t].files[f]);
+                let predicate = file.range.predicate();
+                let part = tmp.join(format!("{t:04}-{f:05}.parquet"));
+                let written = export_range(&client, table, &predicate, &part, options).await?;
+                let figures = database_figures(&client, table, &predicate).await?;
+                let differences = compare(&figures, &written);
+                if !differences.is_empty() {
+                    let detail = differences.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
+                    return Err(EngineError::TableExportDiffers { table: table.name.to_string(), key: file.key.clone(), detail });
+                }
+                let at = spool.join(&file.key);
+                let dir = at.parent().expect("a key has a directory");
+                std::fs::create_dir_all(dir).map_err(EngineError::io(dir))?;
+                std::fs::rename(&part, &at).map_err(EngineError::io(&at))?;
+                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(EngineError::io(dir))?;
+                let (sha256, bytes) = file_sha256(&at)?;
+                let record = ExportedFile {
+                    key: file.key.clone(),
+                    range: file.range.clone(),
+                    rows: figures.rows,
+                    bytes,
+                    sha256,
+                    snapshot: info.clone(),
+                    figures,
+                };
+                write_json(&done_dir.join(format!("{t:04}-{f:05}.json")), &record)?;
+                crate::Stats::add(&stats.objects_done, 1);
+            }
+            Ok::<_, EngineError>(())
+        });
+    }
+    while let Some(joined) = workers.join_next().await {
+        joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    }
+    let _ = snapshot.finish().await;
+    // Every file is done: the entries, staged for the generation the plan seals.
+    let mut exports = TableExports { source: spec.url.clone(), tables: Vec::new() };
+    let mut snapshots = std::collections::BTreeSet::new();
+    for (t, table) in plan.tables.iter().enumerate() {
+        let mut files = Vec::new();
+        for f in 0..table.files.len() {
+            files.push(read_json::<ExportedFile>(&done_path(job, t, f))?);
+        }
+        let mut infos: Vec<SnapshotInfo> = Vec::new();
+        for file in &files {
+            if !infos.iter().any(|i| i.id == file.snapshot.id) {
+                infos.push(file.snapshot.clone());
+            }
+        }
+        snapshots.extend(infos.iter().map(|i| i.id.clone()));
+        exports.tables.push(TableExport {
+            name: table.table.name.to_string(),
+            table: table.table.clone(),
+            rows: files.iter().map(|f| f.rows).sum(),
+            fingerprint: files.iter().fold(0u64, |s, f| s.wrapping_add(f.figures.fingerprint)),
+            snapshots: infos,
+            files,
+        });
+    }
+    summary.rows = exports.tables.iter().map(|t| t.rows).sum();
+    summary.snapshots = snapshots.len();
+    write_json(&tables_dir(job).join(TABLES_FILE), &exports)?;
+    summary.seconds = started.elapsed().as_secs_f64();
+    Ok(summary)
+}
+
+/// The staged `tables.json` for the generation being planned, if the job exports tables.
+pub(crate) fn staged(job: &Job) -> Result<Option<(PathBuf, u64)>> {
+    let path = tables_dir(job).join(TABLES_FILE);
+    if job.tables().is_none() || !path.exists() {
+        return Ok(None);
+    }
+    let exports: TableExports = read_json(&path)?;
+    Ok(Some((path, exports.tables.iter().map(|t| t.files.len() as u64).sum())))
+}
+
+/// The table entries of a sealed generation (checked against its header's SHA-256 when it was
+/// opened), if it has any.
+pub fn sealed(job: &Job, generation: u32) -> Result<Option<TableExports>> {
+    let dir = job.generation_dir(generation);
+    let reader = ferry_manifest::ManifestReader::open(&dir)?;
+    match &reader.header().tables {
+        Some(info) => Ok(Some(read_json(&dir.join(&info.file))?)),
+        None => Ok(None),
+    }
+}
+
+fn file_sha256(path: &Path) -> Result<(String, u64)> {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut f = std::fs::File::open(path).map_err(EngineError::io(path))?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0;
+    loop {
+        let n = f.read(&mut buf).map_err(EngineError::io(path))?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((hex::encode(h.finalize()), total))
+}
+
+/// What `verify` proved of the table files.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TablesVerified {
+    pub tables: usize,
+    pub files: u64,
+    /// Files whose figures, read back from the destination, are the database's.
+    pub matched: u64,
+    pub rows: u64,
+}
+
+const READ_CHUNK: u64 = 8 << 20;
+
+/// Reads every table file of `exports` back from `dst` and compares its figures with the
+/// database's; each difference is named by key, table, column and figure.
+pub(crate) async fn verify(
+    job: &Job,
+    dst: &dyn Provider,
+    exports: &TableExports,
+    differences: &mut Vec<Difference>,
+) -> Result<TablesVerified> {
+    let mut out = TablesVerified { tables: exports.tables.len(), ..TablesVerified::default() };
+    let tmp = tables_dir(job).join("verify");
+    std::fs::create_dir_all(&tmp).map_err(EngineError::io(&tmp))?;
+    for table in &exports.tables {
+        for file in &table.files {
+            out.files += 1;
+            let path = tmp.join("read-back.parquet");
+            let diff = |kind, detail: String| Difference { key: file.key.clone(), kind, detail: format!("{}: {detail}", table.name) };
+            match download(dst, &file.key, &path).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    differences.push(diff(DifferenceKind::Missing, "the table file is not at the destination".into()));
+                    continue;
+                }
+                Err(e) => {
+                    differences.push(diff(DifferenceKind::Error, e.to_string()));
+                    continue;
+                }
+            }
+            let mut tally = Tally::new(&table.table.columns);
+            let read = ferry_tables::files::read_rows(&path, &table.table.columns, |row| tally.add(row));
+            let _ = std::fs::remove_file(&path);
+            if let Err(e) = read {
+                differences.push(diff(DifferenceKind::TableFile, format!("not the export's Parquet: {e}")));
+                continue;
+            }
+            let found = tally.finish();
+            out.rows += found.rows;
+            let figures = compare(&file.figures, &found);
+            if figures.is_empty() {
+                out.matched += 1;
+            }
+            differences.extend(figures.into_iter().map(|d| diff(DifferenceKind::TableFigures, d.to_string())));
+        }
+    }
+    Ok(out)
+}
+
+/// Writes object `key` of `dst` to `path`; `false` when there is no such object.
+async fn download(dst: &dyn Provider, key: &str, path: &Path) -> std::result::Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    use std::io::Write;
+    let Some(head) = dst.head(key).await? else { return Ok(false) };
+    let mut f = std::fs::File::create(path)?;
+    let mut offset = 0;
+    while offset < head.size {
+        let end = (offset + READ_CHUNK).min(head.size);
+        f.write_all(&dst.get(key, Some(offset..end)).await?.data)?;
+        offset = end;
+    }
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_become_one_path_component_each() {
+        assert_eq!(component("orders"), "orders");
+        assert_eq!(component("../etc"), "%2E%2E%2Fetc");
+        assert_eq!(component("a b/ü"), "a%20b%2F%C3%BC");
+    }
+}

@@ -1,0 +1,340 @@
+//! PostgreSQL tables exported through the `ferry` binary, the way the README documents it
+//! (`ferry copy postgres://HOST:PORT/DB DST --table …`, the password from PGPASSWORD), against a
+//! real PostgreSQL 15 and the S3, GCS and Azure emulators: every type and edge value, a 1 M-row
+//! table written to while it is exported, files read by pyarrow and DuckDB, `ferry verify`
+//! against the database's figures, altered files caught, a kill -9 resumed by file, and
+//! refusals that write nothing.
+
+mod common;
+
+use common::{ferry, ferry_command, ferry_ok};
+use ferry_testkit::postgres::Postgres;
+use std::path::Path;
+
+const EDGE: &str = "
+CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+CREATE DOMAIN positive AS integer CHECK (VALUE > 0);
+CREATE TABLE edge (
+  id bigint PRIMARY KEY, b boolean, i2 smallint, i4 integer, f4 real, f8 double precision,
+  big numeric(38,8), n30 numeric(30,0), money2 numeric(12,2), t text, vc varchar(10), c char(4), raw bytea, d date,
+  ts timestamp, tz timestamptz, tm time, iv interval, u uuid, j json, jb jsonb, m mood, pos positive,
+  ip inet, net cidr, mac macaddr, ai integer[], at text[], an numeric(6,2)[]
+);
+INSERT INTO edge VALUES
+  (1, true, -32768, 2147483647, 'NaN', 'Infinity', 123456789012345678901234567890.12345678, 123456789012345678901234567890,
+   -0.05, 'héllo, 日本 ✓ 🚀', 'ab', 'ab', '\\x00ff00', '1969-12-31', '2024-02-29 23:59:59.999999',
+   '1999-12-31 23:00:00-05', '23:59:59.999999', '1 year 2 mons 3 days 04:05:06.7', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11',
+   '{\"b\": 1,  \"a\": [1,2]}', '{\"b\": 1, \"a\": [1,2]}', 'happy', 7, '192.168.0.1/24', '10.0.0.0/8', '08:00:2b:01:02:03',
+   '{1,NULL,-3}', '{\"a,b\",\"\",NULL}', '{1.50,NULL}'),
+  (2, false, 0, -1, '-Infinity', '-Infinity', -99999999999999999999999999999.99999999, -999999999999999999999999999999,
+   0, '', '', '', '', '2000-01-01', '0001-01-01 00:00:00', '2000-01-01 00:00:00+00', '00:00:00', '-1 days -00:00:01',
+   '00000000-0000-0000-0000-000000000000', 'null', '\"x\"', 'sad', 1, '::1', '::/0', 'ff:ff:ff:ff:ff:ff', '{}', '{}', '{}'),
+  (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+   NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+  (4, true, 7, 7, 1.5, 'NaN', 0.00000001, 0, 1.10, E'tab\\tnl\\nnul-free', 'x', 'x', '\\x5c4e00', '294276-12-31',
+   '1970-01-01 00:00:00.000001', '2038-01-19 03:14:08+00', '12:00', '0', 'ffffffff-ffff-ffff-ffff-ffffffffffff', '[]', '{}',
+   'ok', 2147483647, '10.0.0.1', '192.168.0.0/16', '00:00:00:00:00:00', '{NULL}', '{NULL,NULL}', NULL);
+";
+
+/// The 1 M-row table of the issue's benchmark shape: bigint, numeric(12,2), ~30 chars of text,
+/// timestamptz, boolean, small jsonb.
+const BIG: &str = "
+CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text, at timestamptz, paid boolean, extra jsonb);
+INSERT INTO orders SELECT g, (g % 100000) / 100.0, 'order ' || md5(g::text), timestamptz '2020-01-01' + g * interval '1 second',
+  g % 3 = 0, jsonb_build_object('n', g % 7) FROM generate_series(1, 1000000) g;
+ANALYZE orders;
+";
+
+fn env(pg: &Postgres, more: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = pg.env();
+    env.extend(more.iter().cloned());
+    env
+}
+
+/// Runs `script` with pyarrow and DuckDB importable, `args` as `sys.argv[1:]`; its stdout.
+fn python(script: &str, args: &[&str]) -> String {
+    let readers = ferry_testkit::services::services_dir().join("readers");
+    assert!(readers.join("pyarrow").exists(), "pyarrow is not installed: run scripts/install-services.sh");
+    let out =
+        std::process::Command::new("python3").env("PYTHONPATH", &readers).arg("-c").arg(script).args(args).output().expect("run python3");
+    assert!(out.status.success(), "python: {}\n{script}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// What pyarrow and DuckDB make of every file under `dir` for table `orders`.
+const READERS: &str = r#"
+import sys, glob, json, pyarrow.parquet as pq, duckdb
+files = sorted(glob.glob(sys.argv[1] + "/**/*.parquet", recursive=True))
+rows = sum(pq.read_table(f).num_rows for f in files)
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+q = con.execute('SELECT count(*), sum(amount)::VARCHAR, min(note), max(note), sum(CASE WHEN paid THEN 1 ELSE 0 END), min("at")::VARCHAR FROM read_parquet($1)', [files]).fetchone()
+print(json.dumps({"files": len(files), "pyarrow_rows": rows, "duckdb": [str(x) for x in q]}))
+"#;
+
+#[test]
+fn a_million_rows_to_s3_while_the_table_is_written_then_verify_and_two_other_readers_agree() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start();
+    pg.create_db("shop");
+    pg.sql("shop", EDGE);
+    pg.sql("shop", BIG);
+    // What the export must hold, taken before any write.
+    let before = pg.sql("shop", "SELECT count(*), sum(amount), min(note), max(note), count(*) FILTER (WHERE paid) FROM orders");
+    let s3 = ferry_testkit::S3Server::start();
+    s3.create_bucket("lake");
+    let env = env(&pg, &s3.env());
+    let url = pg.url("shop");
+    let args = [
+        "copy",
+        &url,
+        "s3://lake/tables",
+        "--table",
+        "public.orders",
+        "--table",
+        "edge",
+        "--job",
+        "j",
+        "--dst-endpoint",
+        &s3.endpoint,
+        "--rows-per-file",
+        "250000",
+        "--json",
+    ];
+    let mut child =
+        ferry_command(w, &args, &env).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    // The plan is written inside the snapshot: once it is there, writes must not be seen.
+    let plan = w.join("j/tables/plan.json");
+    for _ in 0..600 {
+        if plan.exists() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(plan.exists(), "the export did not plan");
+    pg.sql("shop", "INSERT INTO orders SELECT g, 1, 'new', now(), true, '{}' FROM generate_series(1000001, 1000500) g");
+    pg.sql("shop", "UPDATE orders SET amount = amount + 1 WHERE id % 1000 = 0");
+    pg.sql("shop", "DELETE FROM orders WHERE id BETWEEN 500000 AND 500999");
+    assert!(child.try_wait().unwrap().is_none(), "the export ended before the writes: the test proves nothing");
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(summary["export"]["rows"], 1_000_004, "{summary}");
+    assert_eq!(summary["export"]["files"], 5, "4 files of orders, 1 of edge: {summary}");
+    assert_eq!(summary["copied"], 5, "{summary}");
+
+    // verify: every file read back from S3, its figures the database's.
+    let v = ferry_ok(w, &["verify", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!((v["tables"]["files"].as_u64(), v["tables"]["matched"].as_u64()), (Some(5), Some(5)), "{v}");
+    assert_eq!(v["tables"]["rows"], 1_000_004);
+    // The sealed entries: the snapshot, the server version and the WAL position.
+    let sealed: serde_json::Value = serde_json::from_slice(&std::fs::read(w.join("j/manifests/gen-0001/tables.json")).unwrap()).unwrap();
+    let orders = sealed["tables"].as_array().unwrap().iter().find(|t| t["name"] == "public.orders").unwrap();
+    assert_eq!(orders["rows"], 1_000_000);
+    assert_eq!(orders["snapshots"].as_array().unwrap().len(), 1);
+    assert!(orders["snapshots"][0]["server_version"].as_str().unwrap().starts_with("15"), "{orders}");
+
+    // pyarrow and DuckDB read the files as S3 holds them, and agree with PostgreSQL's figures of
+    // before the writes.
+    let got: serde_json::Value =
+        serde_json::from_str(&python(READERS, &[s3.root.path().join("lake/tables/public/orders").to_str().unwrap()])).unwrap();
+    let want: Vec<&str> = before.trim().split('|').collect();
+    assert_eq!(got["files"], 4);
+    assert_eq!(got["pyarrow_rows"], 1_000_000);
+    assert_eq!(got["duckdb"][0], want[0]);
+    assert_eq!(got["duckdb"][1], want[1], "sum(amount)");
+    assert_eq!((got["duckdb"][2].as_str(), got["duckdb"][3].as_str()), (Some(want[2]), Some(want[3])));
+    assert_eq!(got["duckdb"][4], want[4]);
+    assert_eq!(got["duckdb"][5], "2020-01-01 00:00:01+00", "timestamptz in UTC");
+    // Every type of the edge table reads in both, values and all.
+    let edge = python(
+        r#"
+import sys, glob, pyarrow as pa, pyarrow.parquet as pq, duckdb
+[f] = glob.glob(sys.argv[1] + "/*.parquet")
+table = pq.read_table(f)
+# Python's dates end at year 9999: the date column is compared as days since 1970.
+days = table.column("d").cast(pa.int32()).to_pylist()
+assert max(d for d in days if d is not None) == int(sys.argv[2]), days
+t = table.drop_columns(["d"]).to_pylist()
+r = {row["id"]: row for row in t}
+assert str(r[1]["big"]) == "123456789012345678901234567890.12345678", r[1]["big"]
+assert str(r[2]["n30"]) == "-999999999999999999999999999999", r[2]["n30"]
+assert r[1]["raw"] == b"\x00\xff\x00" and r[4]["raw"] == b"\\N\x00", (r[1]["raw"], r[4]["raw"])
+assert r[1]["t"] == "héllo, 日本 ✓ 🚀"
+assert r[1]["ai"] == [1, None, -3] and r[2]["ai"] == [] and r[3]["ai"] is None and r[4]["ai"] == [None]
+assert r[1]["iv"] == {"months": 14, "days": 3, "microseconds": 14706700000}, r[1]["iv"]
+assert r[1]["f4"] != r[1]["f4"] and r[2]["f8"] == float("-inf")
+assert r[1]["m"] == "happy" and r[1]["pos"] == 7 and r[1]["u"] == "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+con = duckdb.connect()
+con.execute("SET TimeZone = 'UTC'")
+d = con.execute("SELECT count(*), sum(big)::VARCHAR, max(tz)::VARCHAR, count(ai) FROM read_parquet($1)", [f]).fetchone()
+print("|".join(str(x) for x in d))
+"#,
+        &[
+            s3.root.path().join("lake/tables/public/edge").to_str().unwrap(),
+            pg.sql("shop", "SELECT max(d) - DATE '1970-01-01' FROM edge").trim(),
+        ],
+    );
+    let pg_edge = pg.sql("shop", "SET TIME ZONE 'UTC'; SELECT count(*), sum(big), max(tz), count(ai) FROM edge");
+    let normalise = |s: &str| s.trim().replace("+00:00", "+00");
+    assert_eq!(normalise(&edge), normalise(&pg_edge));
+}
+
+#[test]
+fn verify_names_a_dropped_row_a_changed_value_and_a_rewritten_file_of_the_same_row_count() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start();
+    pg.create_db("shop");
+    pg.sql("shop", "CREATE TABLE t (id int PRIMARY KEY, price numeric(10,2), name text); INSERT INTO t SELECT g, g / 4.0, 'n' || g FROM generate_series(1, 3000) g;");
+    let env = pg.env();
+    let url = pg.url("shop");
+    ferry_ok(w, &["copy", &url, "out", "--table", "t", "--job", "j", "--rows-per-file", "1000"], &env, 0);
+    ferry_ok(w, &["verify", "--job", "j"], &env, 0);
+    let dir = w.join("out/public/t");
+    let files: Vec<String> = (0..3).map(|i| dir.join(format!("part-{i:05}.parquet")).to_string_lossy().into_owned()).collect();
+    // File 0: a row dropped. File 1: one value changed. File 2: rewritten with the same row count
+    // (one row replaced by a copy of another).
+    python(
+        r#"
+import sys, pyarrow as pa, pyarrow.parquet as pq
+f0, f1, f2 = sys.argv[1:]
+t = pq.read_table(f0); pq.write_table(t.slice(1), f0)
+t = pq.read_table(f1); rows = t.to_pylist(); rows[5]["price"] = rows[5]["price"] + 1
+pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), f1)
+t = pq.read_table(f2); rows = t.to_pylist(); rows[7] = dict(rows[8])
+pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), f2)
+"#,
+        &[&files[0], &files[1], &files[2]],
+    );
+    let run = ferry(w, &["verify", "--job", "j", "--json"], &env);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    let v = run.json();
+    let figures: Vec<(String, String)> = v["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| d["kind"] == "table-figures")
+        .map(|d| (d["key"].as_str().unwrap().to_string(), d["detail"].as_str().unwrap().to_string()))
+        .collect();
+    let of = |key: &str| figures.iter().filter(|(k, _)| k == key).map(|(_, d)| d.as_str()).collect::<Vec<_>>();
+    let f0 = of("public/t/part-00000.parquet");
+    assert!(f0.iter().any(|d| d.starts_with("public.t: rows 999 (the database has 1000)")), "{figures:?}");
+    let f1 = of("public/t/part-00001.parquet");
+    assert!(f1.iter().any(|d| d.starts_with("public.t: column price: sum")), "{figures:?}");
+    assert!(f1.iter().any(|d| d.starts_with("public.t: fingerprint")), "{figures:?}");
+    let f2 = of("public/t/part-00002.parquet");
+    assert!(!f2.iter().any(|d| d.contains(": rows ")), "the row count is the same: {figures:?}");
+    assert!(f2.iter().any(|d| d.starts_with("public.t: fingerprint")), "{figures:?}");
+    assert_eq!(v["tables"]["matched"], 0);
+    // Text output names them too.
+    let text = ferry(w, &["verify", "--job", "j"], &env);
+    assert!(text.stdout.contains("table-figures: public/t/part-00001.parquet: public.t: column price: sum"), "{}", text.stdout);
+}
+
+#[test]
+fn gcs_and_azure_by_their_documented_variables_hold_every_type_and_verify_against_the_database() {
+    use ferry_testkit::services::{AZURITE_ACCOUNT, AZURITE_KEY};
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start();
+    pg.create_db("shop");
+    pg.sql("shop", EDGE);
+    let url = pg.url("shop");
+    let gcs = ferry_testkit::FakeGcs::start();
+    gcs.create_bucket("lake");
+    let azurite = ferry_testkit::Azurite::start();
+    azurite.create_container("lake");
+    let sides: [(&str, Vec<(String, String)>); 2] = [
+        ("gs://lake/db", vec![("STORAGE_EMULATOR_HOST".into(), gcs.endpoint.clone())]),
+        (
+            "az://lake/db",
+            [
+                ("AZURE_STORAGE_USE_EMULATOR", "true"),
+                ("AZURITE_BLOB_STORAGE_URL", azurite.endpoint.as_str()),
+                ("AZURE_STORAGE_ACCOUNT_NAME", AZURITE_ACCOUNT),
+                ("AZURE_STORAGE_ACCOUNT_KEY", AZURITE_KEY),
+            ]
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ),
+    ];
+    for (i, (dst, more)) in sides.iter().enumerate() {
+        let env = env(&pg, more);
+        let job = format!("j{i}");
+        let summary = ferry_ok(w, &["copy", &url, dst, "--schema", "public", "--job", &job, "--json"], &env, 0).json();
+        assert_eq!(summary["export"]["tables"], 1, "{dst}: {summary}");
+        assert_eq!(summary["copied"], 1, "{dst}: {summary}");
+        let v = ferry_ok(w, &["verify", "--job", &job, "--json"], &env, 0).json();
+        assert_eq!(v["tables"]["matched"], 1, "{dst}: {v}");
+        assert_eq!(v["tables"]["rows"], 4, "{dst}: {v}");
+    }
+    assert_eq!(gcs.object_names("lake"), ["db/public/edge/part-00000.parquet"]);
+    assert_eq!(azurite.blob_sha256s("lake").keys().collect::<Vec<_>>(), ["db/public/edge/part-00000.parquet"]);
+}
+
+#[test]
+fn a_column_without_an_exact_mapping_is_refused_by_name_and_nothing_is_written_unless_cast() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start();
+    pg.create_db("shop");
+    pg.sql("shop", "CREATE TABLE t (id int, amount numeric, spot point, ok numeric(5,1)); INSERT INTO t VALUES (1, 1.25, '(1,2)', 3.5);");
+    let env = pg.env();
+    let url = pg.url("shop");
+    let run = ferry(w, &["copy", &url, "out", "--table", "t", "--job", "j"], &env);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("public.t.amount numeric: numeric without a precision"), "{}", run.stderr);
+    assert!(run.stderr.contains("public.t.spot point"), "{}", run.stderr);
+    assert!(run.stderr.contains("--cast public.t.amount=text"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().filter(|l| l.contains("public.t.")).count(), 2, "{}", run.stderr);
+    assert!(!w.join("out").exists() && !w.join("j").exists(), "nothing is written");
+    // A password in the URL is refused without being shown.
+    let secret = format!("postgres://postgres:hunter2-secret@{}", url.trim_start_matches("postgres://"));
+    let run = ferry(w, &["copy", &secret, "out", "--table", "t", "--job", "j"], &env);
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("PGPASSWORD") && !run.stderr.contains("hunter2"), "{}", run.stderr);
+    // With both cast to text, the export goes ahead and verify proves it.
+    let cast = ["--cast", "public.t.amount=text", "--cast", "public.t.spot=text"];
+    let mut args = vec!["copy", &url, "out", "--table", "t", "--job", "j"];
+    args.extend(cast);
+    ferry_ok(w, &args, &env, 0);
+    ferry_ok(w, &["verify", "--job", "j"], &env, 0);
+    let job = std::fs::read_to_string(w.join("j/job.toml")).unwrap();
+    assert!(!job.contains(ferry_testkit::postgres::PASSWORD), "{job}");
+}
+
+#[test]
+fn a_kill_9_during_the_export_is_finished_by_the_next_run_exporting_only_what_was_not_done() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start();
+    pg.create_db("shop");
+    pg.sql("shop", "CREATE TABLE k (id bigint PRIMARY KEY, v text); INSERT INTO k SELECT g, repeat(md5(g::text), 4) FROM generate_series(1, 400000) g; ANALYZE k;");
+    let env = pg.env();
+    let url = pg.url("shop");
+    let args = ["copy", &url, "out", "--table", "k", "--job", "j", "--rows-per-file", "20000", "--db-connections", "1"];
+    let mut child = ferry_command(w, &args, &env).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let done = w.join("j/tables/done");
+    let count = |d: &Path| std::fs::read_dir(d).map(|r| r.count()).unwrap_or(0);
+    for _ in 0..1200 {
+        if count(&done) >= 3 || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(25));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let finished = count(&done);
+    assert!((3..20).contains(&finished), "killed after {finished} of 20 files");
+    let run = ferry_ok(w, &["copy", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!(run["export"]["files"], 20, "{run}");
+    // Only the files not done were exported again: the one in flight, and those after it.
+    assert_eq!(run["export"]["exported"].as_u64().unwrap(), 20 - finished as u64, "{run}");
+    let v = ferry_ok(w, &["verify", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!((v["tables"]["matched"].as_u64(), v["tables"]["rows"].as_u64()), (Some(20), Some(400_000)), "{v}");
+    assert!(!w.join("out").read_dir().unwrap().any(|e| e.unwrap().file_name().to_string_lossy().contains("tmp")));
+}
