@@ -83,6 +83,12 @@ pub enum EngineError {
     TablesChanged { dir: PathBuf },
     #[error("{table}: {key}: the rows written are not the database's: {detail}")]
     TableExportDiffers { table: String, key: String, detail: String },
+    #[error("{}: this export began on database {was}, the connection reaches {now}; give the same server (or a new --job)", dir.display())]
+    TablesOtherDatabase { dir: PathBuf, was: String, now: String },
+    #[error("{table} has no columns: a Parquet file without columns cannot hold its rows")]
+    TableWithoutColumns { table: String },
+    #[error("{}: a table job is planned by its export (`ferry copy --job DIR`), which has not finished", dir.display())]
+    TablesNotExported { dir: PathBuf },
 }
 
 /// Why a disk export or ingest cannot go on as asked: the devices given, the options a job
@@ -192,7 +198,11 @@ impl EngineError {
             | EngineError::PlannedWithoutVersions { .. } => true,
             EngineError::Tables(e) => !matches!(e, ferry_tables::TablesError::Query { .. } | ferry_tables::TablesError::Io { .. }),
             EngineError::TableExport(e) => matches!(e, ferry_tables::export::ExportError::Value { .. }),
-            EngineError::TablesRefused { .. } | EngineError::TablesChanged { .. } => true,
+            EngineError::TablesRefused { .. }
+            | EngineError::TablesChanged { .. }
+            | EngineError::TablesOtherDatabase { .. }
+            | EngineError::TablesNotExported { .. }
+            | EngineError::TableWithoutColumns { .. } => true,
             EngineError::TableExportDiffers { .. } => false,
             EngineError::Journal(_) | EngineError::Io { .. } => false,
         }

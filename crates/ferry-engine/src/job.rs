@@ -229,8 +229,8 @@ impl Job {
                 Err(EngineError::JobMismatch {
                     dir: self.dir.clone(),
                     what: "table source",
-                    job: format!("{} {:?}", kept.url, kept.tables),
-                    given: format!("{} {:?}", spec.url, spec.tables),
+                    job: format!("{} --table {:?} --schema {:?} --cast {:?}", kept.url, kept.tables, kept.schemas, kept.casts),
+                    given: format!("{} --table {:?} --schema {:?} --cast {:?}", spec.url, spec.tables, spec.schemas, spec.casts),
                 })
             }
             Some(_) => Ok(()),

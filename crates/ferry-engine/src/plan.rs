@@ -117,8 +117,13 @@ pub async fn plan(job: &mut Job, src: &dyn Provider, stats: &Stats) -> Result<Pl
         journal.unseed(generation).await?;
         return Err(e);
     }
-    if let Some((staged, files)) = crate::tables::staged(job)? {
-        writer.attach_tables(&staged, crate::tables::TABLES_FILE, files)?;
+    match crate::tables::staged(job)? {
+        Some((staged, files)) => writer.attach_tables(&staged, crate::tables::TABLES_FILE, files)?,
+        None if job.tables().is_some() => {
+            journal.unseed(generation).await?;
+            return Err(EngineError::TablesNotExported { dir: job.dir.clone() });
+        }
+        None => {}
     }
     let header = writer.seal()?;
     journal.set_meta(SEEDED, &generation.to_string()).await?;

@@ -18,7 +18,7 @@
 
 use crate::job::write_atomically;
 use crate::verify::{Difference, DifferenceKind};
-use crate::{EngineError, Job, Result};
+use crate::{EngineError, Job, Result, Stats};
 use ferry_providers::Provider;
 use ferry_tables::connect::Settings as PgSettings;
 pub use ferry_tables::connect::{Environment, PgUrl};
@@ -68,6 +68,9 @@ struct PlannedTable {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct ExportPlan {
     tables: Vec<PlannedTable>,
+    /// The database the plan was made on (see `Snapshot::database`); a resume must be on it.
+    #[serde(default)]
+    database: Option<String>,
 }
 
 /// A file exported, as the manifest records it.
@@ -209,12 +212,17 @@ pub async fn export(
     if described.is_empty() {
         return Err(EngineError::TablesRefused { refusals: Vec::new() });
     }
+    if let Some(t) = described.iter().find(|t| t.columns.is_empty()) {
+        // A Parquet file of no columns holds no rows: its rows would be lost.
+        return Err(EngineError::TableWithoutColumns { table: t.name.to_string() });
+    }
     summary.tables = described.len();
     if run.dry_run {
         return Ok(summary);
     }
     job.persist()?;
-    let snapshot = Snapshot::begin(leader).await?;
+    let snapshot = Snapshot::begin(leader, &described).await?;
+    let database = snapshot.database().await;
     let plan_path = tables_dir(job).join("plan.json");
     let plan: ExportPlan = if plan_path.exists() {
         let plan: ExportPlan = read_json(&plan_path)?;
@@ -222,6 +230,11 @@ pub async fn export(
         let now: Vec<&Table> = described.iter().collect();
         if was != now {
             return Err(EngineError::TablesChanged { dir: job.dir.clone() });
+        }
+        if let (Some(was), Some(now)) = (&plan.database, &database)
+            && was != now
+        {
+            return Err(EngineError::TablesOtherDatabase { dir: job.dir.clone(), was: was.clone(), now: now.clone() });
         }
         plan
     } else {
@@ -233,7 +246,7 @@ pub async fn export(
                 ranges.into_iter().enumerate().map(|(i, range)| PlannedFile { key: format!("{dir}/part-{i:05}.parquet"), range }).collect();
             tables.push(PlannedTable { table: table.clone(), files });
         }
-        let plan = ExportPlan { tables };
+        let plan = ExportPlan { tables, database };
         write_json(&plan_path, &plan)?;
         plan
     };
@@ -243,70 +256,42 @@ pub async fn export(
     for d in [&spool, &tmp] {
         std::fs::create_dir_all(d).map_err(EngineError::io(d))?;
     }
-    // What is left: each file without a record, or whose spooled file is not the recorded one.
+    // What is left: each file without a record, or whose record is not of the planned file or
+    // whose spooled file is not the recorded one (size, then SHA-256).
     let mut pending = Vec::new();
     for (t, table) in plan.tables.iter().enumerate() {
         for (f, file) in table.files.iter().enumerate() {
-            let done = done_path(job, t, f);
-            let whole = done.exists()
-                && read_json::<ExportedFile>(&done)
-                    .ok()
-                    .is_some_and(|d| std::fs::metadata(spool.join(&file.key)).is_ok_and(|m| m.len() == d.bytes));
-            if !whole {
+            if recorded(job, &spool, t, f, file).is_none() {
                 pending.push((t, f));
             }
         }
     }
-    stats.total_objects.store(pending.len() as u64, std::sync::atomic::Ordering::Relaxed);
-    summary.exported = pending.len();
     summary.snapshot = Some(snapshot.info.clone());
     let plan = Arc::new(plan);
-    let workers_wanted = run.connections.max(1).min(pending.len().max(1));
-    let queue = Arc::new(Mutex::new(pending.into_iter().rev().collect::<Vec<_>>()));
-    let options = FileOptions { compression: spec.compression, row_group_bytes: spec.row_group_bytes as usize };
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..workers_wanted {
-        let client = settings.connect().await?;
-        adopt(&client, &snapshot.info.id).await?;
-        let (plan, queue, spool, tmp, info) = (plan.clone(), queue.clone(), spool.clone(), tmp.clone(), snapshot.info.clone());
-        let done_dir = tables_dir(job).join("done");
-        let stats = stats.clone();
-        workers.spawn(async move {
-            loop {
-                let Some((t, f)) = queue.lock().expect("queue").pop() else { break };
-                let (table, file) = (&plan.tables[t].table, &plan.tables[t].files[f]);
-                let predicate = file.range.predicate();
-                let part = tmp.join(format!("{t:04}-{f:05}.parquet"));
-                let written = export_range(&client, table, &predicate, &part, options).await?;
-                let figures = database_figures(&client, table, &predicate).await?;
-                let differences = compare(&figures, &written);
-                if !differences.is_empty() {
-                    let detail = differences.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
-                    return Err(EngineError::TableExportDiffers { table: table.name.to_string(), key: file.key.clone(), detail });
-                }
-                let at = spool.join(&file.key);
-                let dir = at.parent().expect("a key has a directory");
-                std::fs::create_dir_all(dir).map_err(EngineError::io(dir))?;
-                std::fs::rename(&part, &at).map_err(EngineError::io(&at))?;
-                std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(EngineError::io(dir))?;
-                let (sha256, bytes) = file_sha256(&at)?;
-                let record = ExportedFile {
-                    key: file.key.clone(),
-                    range: file.range.clone(),
-                    rows: figures.rows,
-                    bytes,
-                    sha256,
-                    snapshot: info.clone(),
-                    figures,
-                };
-                write_json(&done_dir.join(format!("{t:04}-{f:05}.json")), &record)?;
-                crate::Stats::add(&stats.objects_done, 1);
-            }
-            Ok::<_, EngineError>(())
-        });
-    }
-    while let Some(joined) = workers.join_next().await {
-        joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+    let pass = Pass { settings: &settings, plan: plan.clone(), spool: spool.clone(), tmp, done: tables_dir(job).join("done"), spec, run };
+    summary.exported = pass.export(&snapshot.info, pending, stats).await?;
+    // A table whose files come from more than one run's snapshot is proved whole in this one:
+    // its count and fingerprint now must be the sum of its files', else the files of earlier
+    // runs are exported again in this snapshot (rows updated or moved between runs).
+    for (t, table) in plan.tables.iter().enumerate() {
+        let records: Vec<ExportedFile> = (0..table.files.len()).map(|f| read_json(&done_path(job, t, f))).collect::<Result<_>>()?;
+        if records.iter().all(|r| r.snapshot.id == snapshot.info.id) {
+            continue;
+        }
+        if whole_table_matches(&snapshot, &table.table, &records).await? {
+            continue;
+        }
+        let stale: Vec<(usize, usize)> =
+            records.iter().enumerate().filter(|(_, r)| r.snapshot.id != snapshot.info.id).map(|(f, _)| (t, f)).collect();
+        summary.exported += pass.export(&snapshot.info, stale, stats).await?;
+        let records: Vec<ExportedFile> = (0..table.files.len()).map(|f| read_json(&done_path(job, t, f))).collect::<Result<_>>()?;
+        if !whole_table_matches(&snapshot, &table.table, &records).await? {
+            return Err(EngineError::TableExportDiffers {
+                table: table.table.name.to_string(),
+                key: "(the whole table)".into(),
+                detail: "its files' rows and fingerprint do not add up to the table's in one snapshot".into(),
+            });
+        }
     }
     let _ = snapshot.finish().await;
     // Every file is done: the entries, staged for the generation the plan seals.
@@ -338,6 +323,107 @@ pub async fn export(
     write_json(&tables_dir(job).join(TABLES_FILE), &exports)?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// Exports files of the plan through worker connections that adopt one snapshot.
+struct Pass<'a> {
+    settings: &'a PgSettings,
+    plan: Arc<ExportPlan>,
+    spool: PathBuf,
+    tmp: PathBuf,
+    done: PathBuf,
+    spec: &'a TablesSpec,
+    run: ExportRun,
+}
+
+impl Pass<'_> {
+    /// Exports `files` (table, file) in snapshot `info`; returns how many.
+    async fn export(&self, info: &SnapshotInfo, files: Vec<(usize, usize)>, stats: &Arc<crate::Stats>) -> Result<usize> {
+        let count = files.len();
+        if count == 0 {
+            return Ok(0);
+        }
+        Stats::add(&stats.total_objects, count as u64);
+        // A record goes before its file is written again: a kill in between leaves no record
+        // of another file's content.
+        for (t, f) in &files {
+            let record = self.done.join(format!("{t:04}-{f:05}.json"));
+            match std::fs::remove_file(&record) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(EngineError::Io { path: record, source: e }),
+                _ => {}
+            }
+        }
+        let workers_wanted = self.run.connections.max(1).min(count);
+        let queue = Arc::new(Mutex::new(files.into_iter().rev().collect::<Vec<_>>()));
+        let options = FileOptions { compression: self.spec.compression, row_group_bytes: self.spec.row_group_bytes as usize };
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..workers_wanted {
+            let client = self.settings.connect().await?;
+            adopt(&client, &info.id).await?;
+            let (plan, queue, spool, tmp, info) = (self.plan.clone(), queue.clone(), self.spool.clone(), self.tmp.clone(), info.clone());
+            let done_dir = self.done.clone();
+            let stats = stats.clone();
+            workers.spawn(async move {
+                loop {
+                    let Some((t, f)) = queue.lock().expect("queue").pop() else { break };
+                    let (table, file) = (&plan.tables[t].table, &plan.tables[t].files[f]);
+                    let predicate = file.range.predicate();
+                    let part = tmp.join(format!("{t:04}-{f:05}.parquet"));
+                    let written = export_range(&client, table, &predicate, &part, options).await?;
+                    let figures = database_figures(&client, table, &predicate).await?;
+                    let differences = compare(&figures, &written);
+                    if !differences.is_empty() {
+                        let detail = differences.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
+                        return Err(EngineError::TableExportDiffers { table: table.name.to_string(), key: file.key.clone(), detail });
+                    }
+                    let at = spool.join(&file.key);
+                    let dir = at.parent().expect("a key has a directory");
+                    std::fs::create_dir_all(dir).map_err(EngineError::io(dir))?;
+                    std::fs::rename(&part, &at).map_err(EngineError::io(&at))?;
+                    std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(EngineError::io(dir))?;
+                    let (sha256, bytes) = file_sha256(&at)?;
+                    let record = ExportedFile {
+                        key: file.key.clone(),
+                        range: file.range.clone(),
+                        rows: figures.rows,
+                        bytes,
+                        sha256,
+                        snapshot: info.clone(),
+                        figures,
+                    };
+                    write_json(&done_dir.join(format!("{t:04}-{f:05}.json")), &record)?;
+                    Stats::add(&stats.objects_done, 1);
+                }
+                Ok::<_, EngineError>(())
+            });
+        }
+        while let Some(joined) = workers.join_next().await {
+            joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))?;
+        }
+        Ok(count)
+    }
+}
+
+/// File `f` of table `t` as an earlier run recorded it, if the record is of the planned file
+/// and the spool holds exactly the recorded bytes.
+fn recorded(job: &Job, spool: &Path, t: usize, f: usize, planned: &PlannedFile) -> Option<ExportedFile> {
+    let record: ExportedFile = read_json(&done_path(job, t, f)).ok()?;
+    if record.key != planned.key || record.range != planned.range {
+        return None;
+    }
+    let at = spool.join(&record.key);
+    if std::fs::metadata(&at).ok()?.len() != record.bytes {
+        return None;
+    }
+    (file_sha256(&at).ok()?.0 == record.sha256).then_some(record)
+}
+
+/// Whether `table`'s count and fingerprint in `snapshot` are its files'.
+async fn whole_table_matches(snapshot: &Snapshot, table: &Table, files: &[ExportedFile]) -> Result<bool> {
+    let figures = database_figures(snapshot.client(), table, "TRUE").await?;
+    let rows: u64 = files.iter().map(|f| f.rows).sum();
+    let sum = files.iter().fold(0u64, |s, f| s.wrapping_add(f.figures.fingerprint));
+    Ok((figures.rows, figures.fingerprint) == (rows, sum))
 }
 
 /// The staged `tables.json` for the generation being planned, if the job exports tables.

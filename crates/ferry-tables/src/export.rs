@@ -6,7 +6,7 @@
 use crate::TablesError;
 use crate::figures::{Figures, Tally};
 use crate::files::{Compression, FileError, ParquetSink};
-use crate::fingerprint::{DecodeError, decode, qualified, select_list};
+use crate::fingerprint::{DecodeError, decode, from_clause, select_list};
 use crate::schema::{Table, TableName};
 use bytes::{Buf, BytesMut};
 use futures::StreamExt;
@@ -46,11 +46,8 @@ pub async fn export_range(
     path: &Path,
     options: FileOptions,
 ) -> Result<Figures, ExportError> {
-    let sql = format!(
-        "COPY (SELECT {} FROM {} WHERE {predicate}) TO STDOUT (FORMAT binary)",
-        select_list(&table.columns),
-        qualified(&table.name)
-    );
+    let sql =
+        format!("COPY (SELECT {} FROM {} WHERE {predicate}) TO STDOUT (FORMAT binary)", select_list(&table.columns), from_clause(table));
     let query = |source| TablesError::Query { what: format!("export {}", table.name), source };
     let stream = client.copy_out(sql.as_str()).await.map_err(query)?;
     let mut stream = std::pin::pin!(stream);
@@ -148,7 +145,7 @@ fn take_tuple(buf: &mut BytesMut, columns: usize) -> Result<Option<Option<Vec<Op
 /// PostgreSQL's figures for the rows of `table` that `predicate` keeps, in SQL over the
 /// snapshot `client` is in.
 pub async fn database_figures(client: &Client, table: &Table, predicate: &str) -> Result<Figures, TablesError> {
-    let sql = crate::figures::sql(&table.name, &table.columns, predicate);
+    let sql = crate::figures::sql(table, predicate);
     let row = client
         .query_one(&sql, &[])
         .await

@@ -10,8 +10,8 @@
 //! rendered in the fingerprint's canonical form. Sums are exact: integers and decimals only (a
 //! float sum depends on the order of the additions; the fingerprint covers every float bit).
 
-use crate::fingerprint::{Value, canonical_value, fold_sql, ident, qualified, row_hash, row_hash_sql};
-use crate::schema::{Column, ColumnType, TableName};
+use crate::fingerprint::{Value, canonical_value, fold_sql, from_clause, ident, row_hash, row_hash_sql};
+use crate::schema::{Column, ColumnType, Table};
 use serde::{Deserialize, Serialize};
 use std::cmp::Ordering;
 
@@ -144,7 +144,8 @@ fn summed(ty: &ColumnType) -> bool {
 
 /// The SQL that gives `table`'s figures over the rows `predicate` keeps (`TRUE`: all), read
 /// back by [`from_row`].
-pub fn sql(table: &TableName, columns: &[Column], predicate: &str) -> String {
+pub fn sql(table: &Table, predicate: &str) -> String {
+    let columns = &table.columns[..];
     let mut select = vec!["count(*)".to_string(), fold_sql(&format!("sum({}::numeric)", row_hash_sql(columns)))];
     for c in columns {
         let n = ident(&c.name);
@@ -155,12 +156,15 @@ pub fn sql(table: &TableName, columns: &[Column], predicate: &str) -> String {
                 format!("CASE WHEN bool_and({n}) THEN 't' WHEN NOT bool_and({n}) THEN 'f' END"),
                 format!("CASE WHEN bool_or({n}) THEN 't' WHEN NOT bool_or({n}) THEN 'f' END"),
             ),
-            ColumnType::Float32 => {
-                (format!("encode(float4send(min({n}) + 0::float4), 'hex')"), format!("encode(float4send(max({n}) + 0::float4), 'hex')"))
-            }
-            ColumnType::Float64 => {
-                (format!("encode(float8send(min({n}) + 0::float8), 'hex')"), format!("encode(float8send(max({n}) + 0::float8), 'hex')"))
-            }
+            // -0 as 0 (adding 0), and any NaN as the one Rust renders, whatever its sign or payload.
+            ColumnType::Float32 => (
+                format!("CASE WHEN min({n}) = 'NaN' THEN '7fc00000' ELSE encode(float4send(min({n}) + 0::float4), 'hex') END"),
+                format!("CASE WHEN max({n}) = 'NaN' THEN '7fc00000' ELSE encode(float4send(max({n}) + 0::float4), 'hex') END"),
+            ),
+            ColumnType::Float64 => (
+                format!("CASE WHEN min({n}) = 'NaN' THEN '7ff8000000000000' ELSE encode(float8send(min({n}) + 0::float8), 'hex') END"),
+                format!("CASE WHEN max({n}) = 'NaN' THEN '7ff8000000000000' ELSE encode(float8send(max({n}) + 0::float8), 'hex') END"),
+            ),
             ColumnType::Date => (format!("(min({n}) - DATE '1970-01-01')::text"), format!("(max({n}) - DATE '1970-01-01')::text")),
             ColumnType::Timestamp | ColumnType::TimestampTz | ColumnType::Time => (
                 format!("(extract(epoch FROM min({n})) * 1000000)::int8::text"),
@@ -175,7 +179,7 @@ pub fn sql(table: &TableName, columns: &[Column], predicate: &str) -> String {
         select.push(max);
         select.push(if summed(&c.ty) { format!("sum({n})::text") } else { "NULL::text".to_string() });
     }
-    format!("SELECT {} FROM {} WHERE {predicate}", select.join(", "), qualified(table))
+    format!("SELECT {} FROM {} WHERE {predicate}", select.join(", "), from_clause(table))
 }
 
 /// Reads the row [`sql`] returned.

@@ -283,13 +283,17 @@ pub fn canonical_row(row: &[Value]) -> String {
 
 /// Values as `len:text` or `-`, joined by `,`.
 fn fields(row: &[Value]) -> String {
-    let mut text = String::new();
+    use std::fmt::Write;
+    let mut text = String::with_capacity(row.len() * 16);
     for (i, v) in row.iter().enumerate() {
         if i > 0 {
             text.push(',');
         }
         match canonical(v) {
-            Some(c) => text.push_str(&format!("{}:{c}", c.len())),
+            Some(c) => {
+                let _ = write!(text, "{}:", c.len());
+                text.push_str(&c);
+            }
             None => text.push('-'),
         }
     }
@@ -317,6 +321,15 @@ pub(crate) fn ident(name: &str) -> String {
 /// The table as SQL names it, quoted.
 pub fn qualified(table: &TableName) -> String {
     format!("{}.{}", ident(&table.schema), ident(&table.name))
+}
+
+/// The rows a table export reads: `ONLY` the table for an ordinary one (the tables inheriting
+/// from it are tables of their own), the table with its partitions for a partitioned one.
+pub fn from_clause(table: &crate::schema::Table) -> String {
+    match table.partitioned {
+        true => qualified(&table.name),
+        false => format!("ONLY {}", qualified(&table.name)),
+    }
 }
 
 /// The export's select list: each column as [`decode`] reads it (text-like types as text).

@@ -46,9 +46,9 @@ pub enum TablesError {
     ServiceNotFound { name: String, searched: String },
     #[error("sslmode={mode}: this ferry connects to PostgreSQL without TLS only (sslmode disable, allow or prefer)")]
     Tls { mode: String },
-    #[error("connecting to {target}: {source}")]
+    #[error("connecting to {target}: {}", reason(source))]
     Connect { target: String, source: tokio_postgres::Error },
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", reason(source))]
     Query { what: String, source: tokio_postgres::Error },
     #[error("{0}")]
     Catalog(String),
@@ -58,6 +58,25 @@ pub enum TablesError {
     Standby,
     #[error("{path}: {source}")]
     Io { path: std::path::PathBuf, source: std::io::Error },
+    #[error("the server is PostgreSQL {version_num}: table exports need PostgreSQL 14 or later")]
+    Version { version_num: i32 },
+    #[error("the database stores text as {encoding}: table exports need a UTF8 database (its figures are computed on the server's bytes)")]
+    Encoding { encoding: String },
 }
 
 pub type Result<T, E = TablesError> = std::result::Result<T, E>;
+
+/// What the server (or the connection) said: the server's message and its SQLSTATE, else each
+/// cause in turn ("db error" alone names nothing). A server's message never holds a password.
+fn reason(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        return format!("{} (SQLSTATE {})", db.message(), db.code().code());
+    }
+    let mut text = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        text.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    text
+}

@@ -3,7 +3,7 @@
 //! first range is open below and the last open above, so every row is in exactly one range
 //! whatever was written since the ranges were planned.
 
-use crate::fingerprint::{ident, qualified};
+use crate::fingerprint::{from_clause, ident, qualified};
 use crate::schema::{ColumnType, Table};
 use crate::{Result, TablesError};
 use serde::{Deserialize, Serialize};
@@ -59,16 +59,14 @@ async fn one(client: &Client, what: &str, sql: &str) -> Result<tokio_postgres::R
 /// Cuts `table` into ranges of about `rows_per_file` rows, as the snapshot `client` is in
 /// sees it.
 pub async fn plan(client: &Client, table: &Table, rows_per_file: u64) -> Result<Vec<Range>> {
-    let name = qualified(&table.name);
-    let literal = name.replace('\'', "''");
-    let stats = one(
-        client,
-        &format!("size {}", table.name),
-        &format!(
-            "SELECT reltuples::int8, (pg_relation_size(oid) / current_setting('block_size')::int8)::int8 FROM pg_class WHERE oid = '{literal}'::regclass"
-        ),
-    )
-    .await?;
+    let name = from_clause(table);
+    let stats = client
+        .query_one(
+            "SELECT reltuples::int8, (pg_relation_size(oid) / current_setting('block_size')::int8)::int8 FROM pg_class WHERE oid = $1::text::regclass",
+            &[&qualified(&table.name)],
+        )
+        .await
+        .map_err(|source| TablesError::Query { what: format!("size {}", table.name), source })?;
     let (mut rows, pages): (i64, i64) = (stats.get(0), stats.get(1));
     if rows < 0 {
         // Never analyzed: count.

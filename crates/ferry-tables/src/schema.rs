@@ -155,6 +155,10 @@ pub struct Table {
     pub columns: Vec<Column>,
     /// The primary key's columns in key order (empty: none).
     pub primary_key: Vec<String>,
+    /// A partitioned table (read with its partitions); an ordinary one is read without the
+    /// tables that inherit from it (`FROM ONLY`), which are tables of their own.
+    #[serde(default)]
+    pub partitioned: bool,
 }
 
 /// The tables named by `tables` and every table of `schemas` (sorted, each once), their
@@ -205,7 +209,7 @@ async fn describe_table(client: &Client, name: &TableName, casts: &[Cast], refus
     let rel = query(
         client,
         "find the table",
-        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        "SELECT c.oid, c.relkind = 'p' FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')",
         &[&name.schema, &name.name],
     )
@@ -214,6 +218,7 @@ async fn describe_table(client: &Client, name: &TableName, casts: &[Cast], refus
         return Err(TablesError::Catalog(format!("no table {name}")));
     };
     let oid: Oid = rel.get(0);
+    let partitioned: bool = rel.get(1);
     let rows = query(
         client,
         "read the table's columns",
@@ -242,7 +247,7 @@ async fn describe_table(client: &Client, name: &TableName, casts: &[Cast], refus
         &[&oid],
     )
     .await?;
-    Ok(Table { name: name.clone(), columns, primary_key: key.iter().map(|r| r.get(0)).collect() })
+    Ok(Table { name: name.clone(), columns, primary_key: key.iter().map(|r| r.get(0)).collect(), partitioned })
 }
 
 /// One `pg_type` row, as far as the mapping asks.

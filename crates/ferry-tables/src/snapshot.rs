@@ -36,8 +36,23 @@ async fn run(client: &Client, what: &str, sql: &str) -> Result<()> {
 }
 
 impl Snapshot {
-    /// Begins the leader's transaction on `client` and exports its snapshot.
-    pub async fn begin(client: Client) -> Result<Snapshot> {
+    /// Begins the leader's transaction on `client`, locks `tables` against what does not
+    /// respect a snapshot (TRUNCATE, VACUUM FULL, CLUSTER, a rewriting ALTER TABLE: each waits
+    /// for the export, as with pg_dump), then exports its snapshot. The server must be
+    /// PostgreSQL 14 or later (exact `extract(epoch …)`, TID range scans) and store text as UTF-8
+    /// (the SQL figures work on the server's bytes, ferry's on UTF-8).
+    pub async fn begin(client: Client, tables: &[crate::schema::Table]) -> Result<Snapshot> {
+        let facts = client
+            .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_encoding')", &[])
+            .await
+            .map_err(|source| TablesError::Query { what: "ask the server's version and encoding".into(), source })?;
+        let (version, encoding): (i32, String) = (facts.get(0), facts.get(1));
+        if version < 140000 {
+            return Err(TablesError::Version { version_num: version });
+        }
+        if encoding != "UTF8" {
+            return Err(TablesError::Encoding { encoding });
+        }
         let standby: bool = client
             .query_one("SELECT pg_is_in_recovery()", &[])
             .await
@@ -46,7 +61,12 @@ impl Snapshot {
         if standby {
             return Err(TablesError::Standby);
         }
+        quiet_timeouts(&client).await?;
         run(&client, "begin the export's transaction", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
+        if !tables.is_empty() {
+            let names: Vec<String> = tables.iter().map(|t| crate::fingerprint::qualified(&t.name)).collect();
+            run(&client, "lock the exported tables", &format!("LOCK TABLE {} IN ACCESS SHARE MODE", names.join(", "))).await?;
+        }
         let row = client
             .query_one("SELECT pg_export_snapshot(), current_setting('server_version'), pg_current_wal_lsn()::text", &[])
             .await
@@ -65,6 +85,13 @@ impl Snapshot {
         adopt(client, &self.info.id).await
     }
 
+    /// Which database this is: the cluster's system identifier and the database's oid (`None`
+    /// where the role may not read the cluster's control data). A resumed export checks it.
+    pub async fn database(&self) -> Option<String> {
+        let sql = "SELECT (SELECT system_identifier FROM pg_control_system())::text || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text";
+        self.client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
+    }
+
     /// Ends the leader's transaction (the snapshot can no longer be adopted).
     pub async fn finish(self) -> Result<()> {
         run(&self.client, "end the export's transaction", "COMMIT").await
@@ -76,6 +103,18 @@ impl Snapshot {
 pub async fn adopt(client: &Client, id: &str) -> Result<()> {
     // The id is the server's own text; quoted as a literal all the same.
     let id = id.replace('\'', "''");
+    quiet_timeouts(client).await?;
     run(client, "begin a worker's transaction", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await?;
     run(client, "adopt the export's snapshot", &format!("SET TRANSACTION SNAPSHOT '{id}'")).await
+}
+
+/// No statement or idle-transaction timeout of the server's cuts an export short (a worker's
+/// COPY may take long, and the leader waits in its transaction), as pg_dump sets.
+async fn quiet_timeouts(client: &Client) -> Result<()> {
+    run(
+        client,
+        "turn off the session's timeouts",
+        "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET lock_timeout = 0",
+    )
+    .await
 }

@@ -17,7 +17,7 @@ async fn workers_that_adopt_the_snapshot_see_none_of_what_was_written_after_it()
     pg.create_db("db");
     pg.sql("db", "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t SELECT g, g FROM generate_series(1, 1000) g;");
     let settings = common::settings(&pg, "db");
-    let snapshot = Snapshot::begin(settings.connect().await.unwrap()).await.unwrap();
+    let snapshot = Snapshot::begin(settings.connect().await.unwrap(), &[]).await.unwrap();
     let major = snapshot.info.server_version.split(['.', ' ']).next().unwrap();
     assert!(major.parse::<u32>().is_ok_and(|m| m >= 10), "{:?}", snapshot.info);
     assert!(snapshot.info.lsn.contains('/'), "{:?}", snapshot.info);
