@@ -447,22 +447,11 @@ pub fn sealed(job: &Job, generation: u32) -> Result<Option<TableExports>> {
     }
 }
 
+/// A spooled file's SHA-256 and size.
 fn file_sha256(path: &Path) -> Result<(String, u64)> {
-    use sha2::Digest;
-    use std::io::Read;
-    let mut f = std::fs::File::open(path).map_err(EngineError::io(path))?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0;
-    loop {
-        let n = f.read(&mut buf).map_err(EngineError::io(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((hex::encode(h.finalize()), total))
+    let sha256 = ferry_manifest::shipment::file_sha256(path)?;
+    let bytes = std::fs::metadata(path).map_err(EngineError::io(path))?.len();
+    Ok((sha256, bytes))
 }
 
 /// What `verify` proved of the table files.
@@ -474,8 +463,6 @@ pub struct TablesVerified {
     pub matched: u64,
     pub rows: u64,
 }
-
-const READ_CHUNK: u64 = 8 << 20;
 
 /// Reads every table file of `exports` back from `dst` and compares its figures with the
 /// database's; each difference is named by key, table, column and figure.
@@ -530,7 +517,7 @@ async fn download(dst: &dyn Provider, key: &str, path: &Path) -> std::result::Re
     let mut f = std::fs::File::create(path)?;
     let mut offset = 0;
     while offset < head.size {
-        let end = (offset + READ_CHUNK).min(head.size);
+        let end = (offset + crate::verify::READ_CHUNK).min(head.size);
         f.write_all(&dst.get(key, Some(offset..end)).await?.data)?;
         offset = end;
     }

@@ -154,7 +154,7 @@ pub struct VerifySummary {
     pub report: Option<std::path::PathBuf>,
 }
 
-const READ_CHUNK: u64 = 8 << 20;
+pub(crate) const READ_CHUNK: u64 = 8 << 20;
 
 /// Checks the destination (`dst`, opened in `run`) against what the job recorded.
 pub async fn verify(
