@@ -158,7 +158,10 @@ pub enum Command {
         /// Read every object back and compare its SHA-256 with the one recorded while copying.
         #[arg(long)]
         all_bytes: bool,
-        /// Also read back N randomly chosen objects in full and compare their SHA-256.
+        /// Also read back N randomly chosen objects in full and compare their SHA-256. In a
+        /// table job, also fetch N random rows of each table from the database by primary key
+        /// and compare them field by field, and look their foreign keys up among the parent
+        /// table's exported rows.
         #[arg(long, value_name = "N", conflicts_with = "all_bytes")]
         sample: Option<u64>,
         /// Do not list the destination for objects the manifest does not have (by default each

@@ -398,3 +398,133 @@ fn a_resume_after_writes_and_a_damaged_spool_file_still_exports_one_moment_of_ea
     .unwrap();
     assert_eq!(counted, 5000);
 }
+
+/// Tables with foreign keys among them (one to itself, one to a table not exported), keys of
+/// every type ferry looks rows up by, and tables it cannot sample.
+const RELATED: &str = "
+CREATE TABLE customers (id int PRIMARY KEY, name text);
+CREATE TABLE orders (id bigint PRIMARY KEY, customer int REFERENCES customers, note text);
+CREATE TABLE items (order_id bigint REFERENCES orders, n int, qty int, PRIMARY KEY (order_id, n));
+CREATE TABLE staff (id int PRIMARY KEY, manager int REFERENCES staff, name text);
+CREATE TABLE regions (id int PRIMARY KEY);
+CREATE TABLE shops (id int PRIMARY KEY, region int REFERENCES regions);
+CREATE TABLE keyed (d date, ts timestamp, tz timestamptz, b bytea, u uuid, t text, n numeric(10,2), v int,
+  PRIMARY KEY (d, ts, tz, b, u, t, n));
+CREATE TABLE floaty (f float8 PRIMARY KEY, v int);
+CREATE TABLE loose (x int, y text);
+INSERT INTO customers SELECT g, 'customer ' || g FROM generate_series(1, 50) g;
+INSERT INTO orders SELECT g, 1 + g % 50, 'note ' || g FROM generate_series(1, 300) g;
+INSERT INTO orders VALUES (301, NULL, 'no customer');
+INSERT INTO items SELECT 1 + g % 301, g, g % 5 FROM generate_series(1, 600) g;
+INSERT INTO staff VALUES (1, NULL, 'boss'), (2, 1, 'a'), (3, 1, 'b'), (4, 2, 'c'), (5, 4, 'd');
+INSERT INTO regions VALUES (1);
+INSERT INTO shops VALUES (1, 1), (2, 1);
+INSERT INTO keyed VALUES
+  ('1969-12-31', '1969-12-31 23:59:59.5', '1969-12-31 23:59:59.000001+00', '\\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', 'a''b', -0.05, 1),
+  ('2024-02-29', '2024-02-29 23:59:59.999999', '2038-01-19 03:14:08+00', '', '00000000-0000-0000-0000-000000000000', 'ü 日本', 12.50, 2);
+INSERT INTO floaty VALUES (1.5, 1);
+INSERT INTO loose VALUES (1, 'x'), (1, 'x');
+";
+
+#[test]
+fn verify_sample_compares_rows_with_the_database_by_key_counts_later_writes_and_checks_foreign_keys() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start();
+    pg.create_db("shop");
+    pg.sql("shop", RELATED);
+    let env = pg.env();
+    let url = pg.url("shop");
+    let mut args = vec!["copy", &url, "out", "--job", "j", "--rows-per-file", "100"];
+    for t in ["customers", "orders", "items", "staff", "shops", "keyed", "floaty", "loose"] {
+        args.extend(["--table", t]);
+    }
+    // Planned: the foreign key to a table not exported is named.
+    let dry = ferry_ok(w, &[args.as_slice(), &["--dry-run", "--json"]].concat(), &env, 0).json();
+    assert_eq!(dry["export"]["references_outside"], serde_json::json!(["public.shops.shops_region_fkey → public.regions"]), "{dry}");
+    let text = ferry_ok(w, &[args.as_slice(), &["--dry-run"]].concat(), &env, 0);
+    assert!(
+        text.stdout.contains("foreign key public.shops.shops_region_fkey → public.regions: the parent table is not in the export"),
+        "{}",
+        text.stdout
+    );
+    ferry_ok(w, &args, &env, 0);
+
+    // Every row sampled (N above any table's rows), so the counts are exact.
+    let sampled = |code| ferry_ok(w, &["verify", "--job", "j", "--sample", "100000", "--json"], &env, code).json();
+    let v = sampled(0);
+    let s = &v["tables"]["sample"];
+    // customers 50, orders 301, items 600, staff 5, shops 2, keyed 2.
+    assert_eq!((s["rows"].as_u64(), s["equal"].as_u64(), s["differ"].as_u64()), (Some(960), Some(960), Some(0)), "{v}");
+    let not: Vec<(String, String)> = s["not_sampled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["table"].as_str().unwrap().into(), n["why"]["reason"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(not, [("public.floaty".to_string(), "key-type".to_string()), ("public.loose".into(), "no-primary-key".into())], "{v}");
+    // Distinct keys referenced: orders → customers 50 (301's NULL references nothing), items →
+    // orders 301, staff → staff 3 (1, 2, 4).
+    assert_eq!((s["references"].as_u64(), s["references_found"].as_u64()), (Some(354), Some(354)), "{v}");
+    assert_eq!(s["references_outside"], serde_json::json!(["public.shops.shops_region_fkey → public.regions"]));
+
+    // Written since the export: counted, not compared, not a difference.
+    pg.sql(
+        "shop",
+        "UPDATE orders SET note = 'changed' WHERE id IN (10, 11, 12); DELETE FROM items WHERE n <= 4; UPDATE keyed SET v = 9 WHERE v = 1;",
+    );
+    let v = sampled(0);
+    let s = &v["tables"]["sample"];
+    assert_eq!((s["changed_since"].as_u64(), s["gone_since"].as_u64(), s["equal"].as_u64()), (Some(4), Some(4), Some(952)), "{v}");
+
+    // A value changed in a file, a parent row dropped from a file, and a manager dropped from
+    // staff (a table referencing itself, read again for its own sample's keys).
+    let out = w.join("out/public");
+    python(
+        r#"
+import sys, pyarrow as pa, pyarrow.parquet as pq
+out = sys.argv[1]
+def edit(path, change):
+    t = pq.read_table(path); rows = change(t.to_pylist())
+    pq.write_table(pa.Table.from_pylist(rows, schema=t.schema), path)
+def note(rows):
+    for r in rows:
+        if r["id"] == 20: r["note"] = "forged"
+    return rows
+edit(out + "/orders/part-00000.parquet", note)
+edit(out + "/customers/part-00000.parquet", lambda rows: [r for r in rows if r["id"] != 7])
+edit(out + "/staff/part-00000.parquet", lambda rows: [r for r in rows if r["id"] != 4])
+"#,
+        &[out.to_str().unwrap()],
+    );
+    let v = sampled(3);
+    let of = |kind: &str| -> Vec<String> {
+        v["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|d| d["kind"] == kind)
+            .map(|d| d["detail"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(of("table-sample"), ["public.orders: the row with key (20) differs from the database's in note"], "{v}");
+    let refs = of("table-reference");
+    assert_eq!(
+        refs,
+        [
+            "public.orders: foreign key orders_customer_fkey (customer) = (7) is not among public.customers's exported rows",
+            "public.staff: foreign key staff_manager_fkey (manager) = (4) is not among public.staff's exported rows"
+        ],
+        "{v}"
+    );
+    // The rows dropped are gone from the files, as the figures say too.
+    assert!(of("table-figures").iter().any(|d| d.starts_with("public.customers: rows 49")), "{v}");
+    let text = ferry(w, &["verify", "--job", "j", "--sample", "100000"], &env);
+    assert_eq!(text.code, 3);
+    assert!(
+        text.stdout.contains("table-sample: public/orders/part-00000.parquet: public.orders: the row with key (20)"),
+        "{}",
+        text.stdout
+    );
+    assert!(text.stdout.contains("not sampled: public.loose: no primary key"), "{}", text.stdout);
+}

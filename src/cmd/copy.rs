@@ -97,6 +97,9 @@ pub async fn run(
 
 /// What the table export did, before the copy of its files.
 fn print_exported(s: &ferry_engine::tables::TablesSummary) {
+    for r in &s.references_outside {
+        println!("  foreign key {r}: the parent table is not in the export, so its rows will not be at the destination");
+    }
     if s.dry_run {
         println!("dry run: {} tables of {} would be exported; nothing written", s.tables, s.source);
         return;
@@ -115,7 +118,7 @@ fn print_exported(s: &ferry_engine::tables::TablesSummary) {
     }
     if s.snapshots > 1 {
         println!(
-            "  the files come from {} snapshots (the export was resumed): each file is one moment of its table, the table as a whole only if nothing was written between the runs",
+            "  the files come from {} snapshots (the export was resumed); each table's rows and fingerprint were proved whole in the last one",
             s.snapshots
         );
     }

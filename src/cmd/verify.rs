@@ -25,6 +25,24 @@ pub async fn run(common: &Common, opts: VerifyOptions, run: &std::sync::Arc<ferr
                 "tables: {} of {} files of {} tables ({} rows read back) match the database's figures",
                 t.matched, t.files, t.tables, t.rows
             );
+            if let Some(s) = &t.sample {
+                println!(
+                    "  sampled {} rows from the database by primary key: {} equal, {} differ, {} changed and {} deleted since the export (not compared)",
+                    s.rows, s.equal, s.differ, s.changed_since, s.gone_since
+                );
+                if s.references > 0 {
+                    println!(
+                        "  foreign keys of the sampled rows: {} of {} found among the parent tables' exported rows",
+                        s.references_found, s.references
+                    );
+                }
+                for n in &s.not_sampled {
+                    println!("  not sampled: {}: {}", n.table, n.why);
+                }
+                for r in &s.references_outside {
+                    println!("  foreign key {r} not checked: the parent table is not in the export");
+                }
+            }
         }
         if summary.extra > 0 {
             println!("{} objects at the destination are not in the manifest", summary.extra);

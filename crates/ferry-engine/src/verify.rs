@@ -27,7 +27,8 @@ use std::time::Instant;
 pub struct VerifyOptions {
     pub transfers: usize,
     pub all_bytes: bool,
-    /// Read back this many randomly chosen objects in full (besides the quick check of all).
+    /// Read back this many randomly chosen objects in full (besides the quick check of all),
+    /// and, in a table job, fetch this many rows of each table from the database to compare.
     pub sample: Option<u64>,
     /// List the destination and report objects the manifest does not have.
     pub extras: bool,
@@ -83,6 +84,11 @@ pub enum DifferenceKind {
     /// A table file at the destination is not the export's Parquet (unreadable, or other
     /// columns).
     TableFile,
+    /// A row sampled from a table file (`--sample`) is not the database's: the export's
+    /// snapshot saw that version of the row, and some field differs.
+    TableSample,
+    /// A sampled row's foreign key is not among the parent table's exported rows.
+    TableReference,
     /// Gone from the source (a delta's later generation), still at the destination: a delete
     /// not carried out yet (`ferry delta --delete`).
     DeletedAtSource,
@@ -108,6 +114,8 @@ impl DifferenceKind {
             DifferenceKind::Error => "error",
             DifferenceKind::TableFigures => "table-figures",
             DifferenceKind::TableFile => "table-file",
+            DifferenceKind::TableSample => "table-sample",
+            DifferenceKind::TableReference => "table-reference",
             DifferenceKind::DeletedAtSource => "deleted-at-source",
         }
     }
@@ -234,7 +242,9 @@ pub async fn verify(
         summary.extra = find_extras(dst.as_ref(), journal.as_ref(), &mut summary.differences).await?;
     }
     if let Some(exports) = crate::tables::sealed(job, generation)? {
-        summary.tables = Some(crate::tables::verify(job, dst.as_ref(), &exports, &mut summary.differences).await?);
+        let env = crate::tables::Environment::current();
+        let sample = opts.sample.map(|n| crate::tables::SampleRun { rows: usize::try_from(n).unwrap_or(usize::MAX), env: &env });
+        summary.tables = Some(crate::tables::verify(job, dst.as_ref(), &exports, sample, &mut summary.differences).await?);
     }
     summary.differences.sort_by(|a, b| a.key.cmp(&b.key));
     summary.requests = run.requests().snapshot();

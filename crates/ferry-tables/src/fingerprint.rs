@@ -229,6 +229,10 @@ pub fn canonical_value(v: &Value) -> String {
 }
 
 /// A field's canonical text (see the module docs); `None` for NULL.
+pub fn canonical_field(v: &Value) -> Option<String> {
+    canonical(v)
+}
+
 fn canonical(v: &Value) -> Option<String> {
     Some(match v {
         Value::Null => return None,
@@ -352,7 +356,7 @@ pub(crate) fn textual(ty: &ColumnType) -> bool {
 }
 
 /// The canonical text in SQL (see the module docs) of expression `n`, of type `ty`.
-fn sql_canonical(n: &str, ty: &ColumnType) -> String {
+pub(crate) fn sql_canonical(n: &str, ty: &ColumnType) -> String {
     use ColumnType as T;
     match ty {
         T::Bool => format!("CASE WHEN {n} THEN 't' WHEN NOT {n} THEN 'f' END"),

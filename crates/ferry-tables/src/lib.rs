@@ -18,8 +18,11 @@
 //! - [`fingerprint`]: the order-independent row fingerprint, in SQL and in Rust over the
 //!   values as the wire's binary form gives them ([`fingerprint::decode`]).
 //!
-//! Issue 16 builds the rest here: binary COPY into Parquet, the column aggregates, and `verify`
-//! against the database.
+//! - [`figures`]: each file's row count, fingerprint and column aggregates, in SQL and in Rust.
+//! - [`ranges`], [`export`], [`files`]: a table cut into key or page ranges, each exported by
+//!   binary COPY into a Parquet file (and read back for `verify`).
+//! - [`sample`]: `verify --sample`: rows of the files fetched by primary key and compared field
+//!   by field, and foreign keys checked among the exported rows.
 
 pub mod connect;
 pub mod export;
@@ -27,6 +30,7 @@ pub mod figures;
 pub mod files;
 pub mod fingerprint;
 pub mod ranges;
+pub mod sample;
 pub mod schema;
 pub mod snapshot;
 

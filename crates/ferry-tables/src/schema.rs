@@ -159,6 +159,20 @@ pub struct Table {
     /// tables that inherit from it (`FROM ONLY`), which are tables of their own.
     #[serde(default)]
     pub partitioned: bool,
+    /// The table's foreign keys, whichever table they reference (`verify --sample` checks those
+    /// whose parent is exported too; the plan names the others).
+    #[serde(default)]
+    pub foreign_keys: Vec<ForeignKey>,
+}
+
+/// A foreign key: `columns` of the table reference `parent_columns` of `parent`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ForeignKey {
+    /// The constraint's name.
+    pub name: String,
+    pub columns: Vec<String>,
+    pub parent: TableName,
+    pub parent_columns: Vec<String>,
 }
 
 /// The tables named by `tables` and every table of `schemas` (sorted, each once), their
@@ -247,7 +261,31 @@ async fn describe_table(client: &Client, name: &TableName, casts: &[Cast], refus
         &[&oid],
     )
     .await?;
-    Ok(Table { name: name.clone(), columns, primary_key: key.iter().map(|r| r.get(0)).collect(), partitioned })
+    let foreign = query(
+        client,
+        "read the table's foreign keys",
+        "SELECT con.conname::text, pn.nspname::text, pc.relname::text,
+           array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, n)
+                 JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.n),
+           array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, n)
+                 JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.n)
+         FROM pg_constraint con JOIN pg_class pc ON pc.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
+         WHERE con.conrelid = $1 AND con.contype = 'f'
+           AND (con.conparentid = 0 OR (SELECT p.conrelid FROM pg_constraint p WHERE p.oid = con.conparentid) <> con.conrelid)
+         ORDER BY 1",
+        &[&oid],
+    )
+    .await?;
+    let foreign_keys = foreign
+        .iter()
+        .map(|r| ForeignKey {
+            name: r.get(0),
+            parent: TableName { schema: r.get(1), name: r.get(2) },
+            columns: r.get(3),
+            parent_columns: r.get(4),
+        })
+        .collect();
+    Ok(Table { name: name.clone(), columns, primary_key: key.iter().map(|r| r.get(0)).collect(), partitioned, foreign_keys })
 }
 
 /// One `pg_type` row, as far as the mapping asks.

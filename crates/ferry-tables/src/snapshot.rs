@@ -23,6 +23,10 @@ pub struct SnapshotInfo {
     pub server_version: String,
     /// `pg_current_wal_lsn()` when the snapshot was taken (`0/1A2B3C4`).
     pub lsn: String,
+    /// `pg_current_snapshot()`: which transactions the snapshot sees (`xmin:xmax:xip,…`), so
+    /// `verify --sample` can tell a row the export saw from one written since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub visibility: Option<String>,
 }
 
 /// The leader's open transaction, holding the snapshot for the workers.
@@ -68,10 +72,13 @@ impl Snapshot {
             run(&client, "lock the exported tables", &format!("LOCK TABLE {} IN ACCESS SHARE MODE", names.join(", "))).await?;
         }
         let row = client
-            .query_one("SELECT pg_export_snapshot(), current_setting('server_version'), pg_current_wal_lsn()::text", &[])
+            .query_one(
+                "SELECT pg_export_snapshot(), current_setting('server_version'), pg_current_wal_lsn()::text, pg_current_snapshot()::text",
+                &[],
+            )
             .await
             .map_err(|source| TablesError::Query { what: "export the snapshot".into(), source })?;
-        let info = SnapshotInfo { id: row.get(0), server_version: row.get(1), lsn: row.get(2) };
+        let info = SnapshotInfo { id: row.get(0), server_version: row.get(1), lsn: row.get(2), visibility: Some(row.get(3)) };
         Ok(Snapshot { client, info })
     }
 

@@ -17,13 +17,11 @@
 //! table entry lists every snapshot its files came from (one, unless an export was resumed).
 
 use crate::job::write_atomically;
-use crate::verify::{Difference, DifferenceKind};
 use crate::{EngineError, Job, Result, Stats};
-use ferry_providers::Provider;
 use ferry_tables::connect::Settings as PgSettings;
 pub use ferry_tables::connect::{Environment, PgUrl};
 use ferry_tables::export::{FileOptions, database_figures, export_range};
-use ferry_tables::figures::{Figures, Tally, compare};
+use ferry_tables::figures::{Figures, compare};
 pub use ferry_tables::files::Compression;
 use ferry_tables::ranges::Range;
 use ferry_tables::schema::{Cast, Table, TableName, describe};
@@ -31,6 +29,10 @@ use ferry_tables::snapshot::{Snapshot, SnapshotInfo, adopt};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+
+mod verify;
+pub(crate) use verify::verify;
+pub use verify::{SampleRun, SampleVerified, TableNotSampled, TablesVerified};
 
 /// The `file://` name of the table file entries in a generation.
 pub const TABLES_FILE: &str = "tables.json";
@@ -121,9 +123,24 @@ pub struct TablesSummary {
     pub snapshot: Option<SnapshotInfo>,
     /// Snapshots the export's files came from, across its runs.
     pub snapshots: usize,
+    /// Foreign keys whose parent table is not in the export (`child.constraint → parent`): the
+    /// exported child rows reference rows the destination will not have.
+    pub references_outside: Vec<String>,
     pub already_planned: bool,
     pub dry_run: bool,
     pub seconds: f64,
+}
+
+/// The foreign keys of `tables` whose parent is not among them, as `child.constraint → parent`.
+pub fn references_outside<'a>(tables: impl IntoIterator<Item = &'a Table> + Clone) -> Vec<String> {
+    let names: std::collections::BTreeSet<&TableName> = tables.clone().into_iter().map(|t| &t.name).collect();
+    let mut out = Vec::new();
+    for t in tables {
+        for fk in t.foreign_keys.iter().filter(|fk| !names.contains(&fk.parent)) {
+            out.push(format!("{}.{} → {}", t.name, fk.name, fk.parent));
+        }
+    }
+    out
 }
 
 /// How a run exports.
@@ -134,7 +151,7 @@ pub struct ExportRun {
     pub dry_run: bool,
 }
 
-fn tables_dir(job: &Job) -> PathBuf {
+pub(super) fn tables_dir(job: &Job) -> PathBuf {
     job.dir.join("tables")
 }
 
@@ -150,7 +167,7 @@ fn component(name: &str) -> String {
     percent_encoding::utf8_percent_encode(name, KEEP).to_string()
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+pub(super) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
     let text = std::fs::read(path).map_err(EngineError::io(path))?;
     serde_json::from_slice(&text).map_err(|e| EngineError::JobFile { path: path.to_path_buf(), detail: e.to_string() })
 }
@@ -184,6 +201,7 @@ pub async fn export(
         rows: 0,
         snapshot: None,
         snapshots: 0,
+        references_outside: Vec::new(),
         already_planned: false,
         dry_run: run.dry_run,
         seconds: 0.0,
@@ -196,6 +214,7 @@ pub async fn export(
             summary.rows = exports.tables.iter().map(|t| t.rows).sum();
             summary.snapshots =
                 exports.tables.iter().flat_map(|t| t.snapshots.iter().map(|s| &s.id)).collect::<std::collections::BTreeSet<_>>().len();
+            summary.references_outside = references_outside(exports.tables.iter().map(|t| &t.table));
         }
         summary.already_planned = true;
         return Ok(summary);
@@ -217,6 +236,7 @@ pub async fn export(
         return Err(EngineError::TableWithoutColumns { table: t.name.to_string() });
     }
     summary.tables = described.len();
+    summary.references_outside = references_outside(&described);
     if run.dry_run {
         return Ok(summary);
     }
@@ -452,76 +472,6 @@ fn file_sha256(path: &Path) -> Result<(String, u64)> {
     let sha256 = ferry_manifest::shipment::file_sha256(path)?;
     let bytes = std::fs::metadata(path).map_err(EngineError::io(path))?.len();
     Ok((sha256, bytes))
-}
-
-/// What `verify` proved of the table files.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct TablesVerified {
-    pub tables: usize,
-    pub files: u64,
-    /// Files whose figures, read back from the destination, are the database's.
-    pub matched: u64,
-    pub rows: u64,
-}
-
-/// Reads every table file of `exports` back from `dst` and compares its figures with the
-/// database's; each difference is named by key, table, column and figure.
-pub(crate) async fn verify(
-    job: &Job,
-    dst: &dyn Provider,
-    exports: &TableExports,
-    differences: &mut Vec<Difference>,
-) -> Result<TablesVerified> {
-    let mut out = TablesVerified { tables: exports.tables.len(), ..TablesVerified::default() };
-    let tmp = tables_dir(job).join("verify");
-    std::fs::create_dir_all(&tmp).map_err(EngineError::io(&tmp))?;
-    for table in &exports.tables {
-        for file in &table.files {
-            out.files += 1;
-            let path = tmp.join("read-back.parquet");
-            let diff = |kind, detail: String| Difference { key: file.key.clone(), kind, detail: format!("{}: {detail}", table.name) };
-            match download(dst, &file.key, &path).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    differences.push(diff(DifferenceKind::Missing, "the table file is not at the destination".into()));
-                    continue;
-                }
-                Err(e) => {
-                    differences.push(diff(DifferenceKind::Error, e.to_string()));
-                    continue;
-                }
-            }
-            let mut tally = Tally::new(&table.table.columns);
-            let read = ferry_tables::files::read_rows(&path, &table.table.columns, |row| tally.add(row));
-            let _ = std::fs::remove_file(&path);
-            if let Err(e) = read {
-                differences.push(diff(DifferenceKind::TableFile, format!("not the export's Parquet: {e}")));
-                continue;
-            }
-            let found = tally.finish();
-            out.rows += found.rows;
-            let figures = compare(&file.figures, &found);
-            if figures.is_empty() {
-                out.matched += 1;
-            }
-            differences.extend(figures.into_iter().map(|d| diff(DifferenceKind::TableFigures, d.to_string())));
-        }
-    }
-    Ok(out)
-}
-
-/// Writes object `key` of `dst` to `path`; `false` when there is no such object.
-async fn download(dst: &dyn Provider, key: &str, path: &Path) -> std::result::Result<bool, Box<dyn std::error::Error + Send + Sync>> {
-    use std::io::Write;
-    let Some(head) = dst.head(key).await? else { return Ok(false) };
-    let mut f = std::fs::File::create(path)?;
-    let mut offset = 0;
-    while offset < head.size {
-        let end = (offset + crate::verify::READ_CHUNK).min(head.size);
-        f.write_all(&dst.get(key, Some(offset..end)).await?.data)?;
-        offset = end;
-    }
-    Ok(true)
 }
 
 #[cfg(test)]
