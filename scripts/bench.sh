@@ -209,9 +209,11 @@ start_postgres() {
   "${PSQL[@]}" -d postgres -c "CREATE DATABASE bench"
   "${PSQL[@]}" -d bench -c "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(12,2), note text, at timestamptz, paid boolean, extra jsonb);
     INSERT INTO orders SELECT g, (g % 1000000) / 100.0, 'order ' || md5(g::text), timestamptz '2020-01-01' + g * interval '1 second',
-      g % 3 = 0, jsonb_build_object('n', g % 7, 'k', 'v') FROM generate_series(1, $ROWS) g; VACUUM ANALYZE orders;"
+      g % 3 = 0, jsonb_build_object('n', g % 7, 'k', 'v') FROM generate_series(1, $ROWS) g;"
+  "${PSQL[@]}" -d bench -c "VACUUM ANALYZE orders"
   PG_URL="postgres://127.0.0.1:$PG_PORT/bench"
-  export PGUSER=postgres
+  # The cluster trusts loopback; pg2parquet asks a terminal for a password unless one is set.
+  export PGUSER=postgres PGPASSWORD=unused-trust-auth
   if [ "$TOOLS" = all ]; then
     [ -x "$PEERS/bin/pg2parquet" ] || cargo install --quiet --locked --root "$PEERS" "pg2parquet@$PG2PARQUET_VERSION"
     if [ ! -d "$PEERS/duckdb/duckdb-$DUCKDB_PEER_VERSION.dist-info" ]; then
@@ -228,7 +230,7 @@ run_pg-table-local() {
   reset=$(clear_dst "$WORK/tables")
   measure_ferry pg-table-local "$reset" copy "$PG_URL" "$WORK/tables" --table public.orders --job "$(job)"
   [ "$TOOLS" = all ] || return 0
-  measure pg-table-local pg2parquet "$reset" "$PEERS/bin/pg2parquet" export --host 127.0.0.1 --port "$PG_PORT" --user postgres \
+  measure pg-table-local pg2parquet "$reset" "$PEERS/bin/pg2parquet" export --quiet --host 127.0.0.1 --port "$PG_PORT" --user postgres \
     --dbname bench --table orders --output-file "$WORK/tables/orders.parquet"
   measure pg-table-local duckdb "$reset" env PYTHONPATH="$PEERS/duckdb" python3 -c "
 import duckdb, glob

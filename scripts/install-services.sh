@@ -48,6 +48,11 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   apt-get install -y -qq postgresql >/dev/null || { apt-get update -qq && apt-get install -y -qq postgresql >/dev/null; }
 fi
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null
+# The TLS tests make their certificates with the openssl command.
+if ! command -v openssl >/dev/null; then
+  echo "installing openssl (apt)"
+  apt-get install -y -qq openssl >/dev/null || { apt-get update -qq && apt-get install -y -qq openssl >/dev/null; }
+fi
 
 # pyarrow and DuckDB (PyPI): readers other than ferry must read every exported Parquet file.
 if [ ! -d "$ROOT/readers/pyarrow-$PYARROW_VERSION.dist-info" ] || [ ! -d "$ROOT/readers/duckdb-$DUCKDB_VERSION.dist-info" ]; then

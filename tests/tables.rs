@@ -449,6 +449,12 @@ fn verify_sample_compares_rows_with_the_database_by_key_counts_later_writes_and_
         text.stdout
     );
     ferry_ok(w, &args, &env, 0);
+    // A delta or cutover would list the spool unchanged while the database moves on: refused.
+    for cmd in ["delta", "cutover"] {
+        let run = ferry(w, &[cmd, "--job", "j"], &env);
+        assert_eq!(run.code, 2, "{cmd}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("do not replay a database yet"), "{cmd}: {}", run.stderr);
+    }
 
     // Every row sampled (N above any table's rows), so the counts are exact.
     let sampled = |code| ferry_ok(w, &["verify", "--job", "j", "--sample", "100000", "--json"], &env, code).json();
@@ -527,4 +533,30 @@ edit(out + "/staff/part-00000.parquet", lambda rows: [r for r in rows if r["id"]
         text.stdout
     );
     assert!(text.stdout.contains("not sampled: public.loose: no primary key"), "{}", text.stdout);
+}
+
+#[test]
+fn an_export_over_tls_verified_by_pgsslmode_and_pgsslrootcert_as_the_readme_documents() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start_tls();
+    pg.create_db("shop");
+    pg.sql("shop", "CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' || g FROM generate_series(1, 2000) g;");
+    let url = pg.url("shop");
+    let ca = pg.ca.clone().unwrap();
+    let verified = env(&pg, &[("PGSSLMODE".into(), "verify-full".into()), ("PGSSLROOTCERT".into(), ca.to_string_lossy().into_owned())]);
+    // Without TLS the server refuses (hostnossl … reject): exit 2, nothing written.
+    let plain = ferry(w, &["copy", &format!("{url}?sslmode=disable"), "out", "--table", "t", "--job", "j"], &pg.env());
+    assert_eq!(plain.code, 2, "{}\n{}", plain.stdout, plain.stderr);
+    assert!(!w.join("out").exists());
+    // A root file that does not exist: one line naming it, exit 2.
+    let missing = env(&pg, &[("PGSSLMODE".into(), "verify-full".into()), ("PGSSLROOTCERT".into(), "/nonexistent/root.crt".into())]);
+    let run = ferry(w, &["copy", &url, "out", "--table", "t", "--job", "j"], &missing);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("/nonexistent/root.crt does not exist"), "{}", run.stderr);
+    let run = ferry_ok(w, &["copy", &url, "out", "--table", "t", "--job", "j", "--rows-per-file", "1000", "--json"], &verified, 0).json();
+    assert_eq!(run["export"]["rows"], 2000, "{run}");
+    let v = ferry_ok(w, &["verify", "--job", "j", "--sample", "50", "--json"], &verified, 0).json();
+    // The server takes TCP over TLS only, so both ran over verified TLS.
+    assert_eq!((v["tables"]["matched"].as_u64(), v["tables"]["sample"]["equal"].as_u64()), (Some(2), Some(50)), "{v}");
 }

@@ -192,6 +192,9 @@ pub async fn delta(
     if job.all_versions() {
         return Err(EngineError::DeltaOfAllVersions { dir: job.dir.clone() });
     }
+    if job.tables().is_some() {
+        return Err(EngineError::DeltaOfTables { dir: job.dir.clone() });
+    }
     // An ingest job's source is its disks until [`crate::follow_source`] moves it to where they
     // were exported from: a listing of the disks would replay their files under their paths.
     if let Some(shipped_from) = crate::ingest::shipped_from(job).filter(|from| *from != job.source.to_string()) {

@@ -55,6 +55,12 @@ pub enum EngineError {
     DeltaUnfinished { generation: u32 },
     #[error("{dir} copies every version (--all-versions): ferry delta does not replay versions yet")]
     DeltaOfAllVersions { dir: PathBuf },
+    /// A table job: its source is the export's spool, which a delta would list unchanged while
+    /// the database moved on.
+    #[error(
+        "{dir} exports PostgreSQL tables: ferry delta and cutover do not replay a database yet (incremental exports are not built); export the tables again into a new job"
+    )]
+    DeltaOfTables { dir: PathBuf },
     /// An ingest job whose shipment carried no manifest of the source (an export by an older
     /// ferry): its rows hold no entity tags or versions to compare a listing with.
     #[error(
@@ -184,6 +190,7 @@ impl EngineError {
             | EngineError::CutoverDryRun
             | EngineError::DeltaUnfinished { .. }
             | EngineError::DeltaOfAllVersions { .. }
+            | EngineError::DeltaOfTables { .. }
             | EngineError::DeltaOfIngest { .. }
             | EngineError::NoCutover { .. }
             | EngineError::JobExists { .. }

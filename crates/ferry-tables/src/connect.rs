@@ -195,6 +195,8 @@ pub struct Settings {
     pub dbname: String,
     pub sslmode: SslMode,
     pub sslrootcert: Option<PathBuf>,
+    /// How the connection uses TLS, from `sslmode` and the root certificates (see [`crate::tls`]).
+    pub tls: TlsPlan,
     pub application_name: String,
     pub connect_timeout: Option<Duration>,
     password: Option<String>,
@@ -250,6 +252,7 @@ impl Settings {
         let sslmode = SslMode::parse(&mode)
             .ok_or_else(|| TablesError::Url { url: url.to_string(), reason: format!("sslmode {mode:?} is not one of libpq's") })?;
         let sslrootcert = pick(None, "sslrootcert", "PGSSLROOTCERT").map(PathBuf::from);
+        let tls = TlsPlan::of(sslmode, sslrootcert.as_deref(), env.home.as_deref())?;
         let application_name = pick(None, "application_name", "PGAPPNAME").unwrap_or_else(|| "ferry".into());
         let connect_timeout = match pick(None, "connect_timeout", "PGCONNECT_TIMEOUT") {
             Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| TablesError::Url {
@@ -266,6 +269,7 @@ impl Settings {
             dbname,
             sslmode,
             sslrootcert,
+            tls,
             application_name,
             connect_timeout,
             password: None,
@@ -332,13 +336,51 @@ impl Settings {
         format!("{host}:{}/{} as {}", self.port, self.dbname, self.user)
     }
 
-    /// Connects (without TLS: a mode that requires it is refused) and drives the connection on
-    /// a task of its own.
+    /// Connects (with TLS as [`TlsPlan`] says) and drives the connection on a task of its own.
     pub async fn connect(&self) -> Result<tokio_postgres::Client> {
-        match self.sslmode {
-            SslMode::Disable | SslMode::Allow | SslMode::Prefer => {}
-            mode => return Err(TablesError::Tls { mode: mode.as_str().to_string() }),
+        use tokio_postgres::config::SslMode as Wire;
+        let config = self.config();
+        match (&self.host, &self.tls) {
+            // libpq never uses TLS on a Unix socket.
+            (Host::Socket(_), _) | (_, TlsPlan { mode: SslMode::Disable, .. }) => self.spawn(config.connect(tokio_postgres::NoTls).await),
+            (_, TlsPlan { mode: SslMode::Allow, .. }) => match config.connect(tokio_postgres::NoTls).await {
+                Ok(done) => self.spawn(Ok(done)),
+                // The server's pg_hba.conf has no entry for a connection without TLS (SQLSTATE
+                // 28000): libpq then tries with TLS. Any other failure (a wrong password) is the answer.
+                Err(e) if e.code() != Some(&tokio_postgres::error::SqlState::INVALID_AUTHORIZATION_SPECIFICATION) => {
+                    self.spawn::<tokio_postgres::Socket, tokio_postgres::tls::NoTlsStream>(Err(e))
+                }
+                Err(_) => {
+                    let mut config = config;
+                    config.ssl_mode(Wire::Require);
+                    self.spawn(config.connect(self.tls.connector()?).await)
+                }
+            },
+            (_, plan) => {
+                let mut config = config;
+                config.ssl_mode(if plan.mode == SslMode::Prefer { Wire::Prefer } else { Wire::Require });
+                self.spawn(config.connect(plan.connector()?).await)
+            }
         }
+    }
+
+    fn spawn<S, T>(
+        &self,
+        connected: std::result::Result<(tokio_postgres::Client, tokio_postgres::Connection<S, T>), tokio_postgres::Error>,
+    ) -> Result<tokio_postgres::Client>
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (client, connection) = connected.map_err(|source| TablesError::Connect { target: self.target(), source })?;
+        tokio::spawn(async move {
+            // The client's calls fail once the connection ends; its own error has no caller.
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    fn config(&self) -> tokio_postgres::Config {
         let mut config = tokio_postgres::Config::new();
         match &self.host {
             Host::Tcp(h) => config.host(h),
@@ -351,13 +393,61 @@ impl Settings {
         if let Some(t) = self.connect_timeout {
             config.connect_timeout(t);
         }
-        let (client, connection) =
-            config.connect(tokio_postgres::NoTls).await.map_err(|source| TablesError::Connect { target: self.target(), source })?;
-        tokio::spawn(async move {
-            // The client's calls fail once the connection ends; its own error has no caller.
-            let _ = connection.await;
-        });
-        Ok(client)
+        config
+    }
+}
+
+/// How a connection uses TLS: libpq's `sslmode`, and how the server's certificate is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsPlan {
+    pub mode: SslMode,
+    pub verify: crate::tls::Verify,
+    pub roots: Option<crate::tls::Roots>,
+}
+
+impl TlsPlan {
+    /// libpq's rules: `require` verifies the chain when a root certificate file exists;
+    /// `verify-ca` and `verify-full` need one (`sslrootcert`, else `~/.postgresql/root.crt`), or
+    /// `sslrootcert=system` with `verify-full` only.
+    pub fn of(mode: SslMode, sslrootcert: Option<&Path>, home: Option<&Path>) -> Result<TlsPlan> {
+        use crate::tls::{Roots, Verify};
+        let system = sslrootcert.is_some_and(|p| p == Path::new("system"));
+        let file = match sslrootcert {
+            Some(p) if !system => Some(p.to_path_buf()),
+            Some(_) => None,
+            None => home.map(|h| h.join(".postgresql").join("root.crt")),
+        };
+        let setup = |reason: String| Err(TablesError::TlsSetup(reason));
+        if system && matches!(mode, SslMode::Allow | SslMode::Prefer | SslMode::Require | SslMode::VerifyCa) {
+            return setup(format!("sslmode {} may not be used with sslrootcert=system (use verify-full)", mode.as_str()));
+        }
+        let existing = file.clone().filter(|f| crate::tls::exists(f));
+        let (verify, roots) = match mode {
+            SslMode::Disable | SslMode::Allow | SslMode::Prefer => (Verify::Nothing, None),
+            SslMode::Require => match existing {
+                Some(f) => (Verify::Chain, Some(Roots::File(f))),
+                None => (Verify::Nothing, None),
+            },
+            SslMode::VerifyCa | SslMode::VerifyFull => {
+                let verify = if mode == SslMode::VerifyCa { Verify::Chain } else { Verify::Full };
+                match (system, existing) {
+                    (true, _) => (verify, Some(Roots::System)),
+                    (false, Some(f)) => (verify, Some(Roots::File(f))),
+                    (false, None) => {
+                        let named = file.map(|f| f.display().to_string()).unwrap_or_else(|| "~/.postgresql/root.crt".into());
+                        return setup(format!(
+                            "sslmode {}: the root certificate file {named} does not exist; give one as PGSSLROOTCERT (or sslrootcert=), use sslrootcert=system with verify-full, or a mode that does not verify the server",
+                            mode.as_str()
+                        ));
+                    }
+                }
+            }
+        };
+        Ok(TlsPlan { mode, verify, roots })
+    }
+
+    fn connector(&self) -> Result<crate::tls::MakeRustls> {
+        Ok(crate::tls::MakeRustls::new(crate::tls::client_config(self.verify, self.roots.as_ref())?))
     }
 }
 

@@ -8,8 +8,8 @@
 //!
 //! # Layout
 //! - [`connect`]: `postgres://` URLs and libpq's conventions (PGHOST…, PGPASSWORD, `~/.pgpass`,
-//!   PGSERVICE and `pg_service.conf`, PGSSLMODE), resolved into one [`connect::Settings`]; a
-//!   password in the URL is refused.
+//!   PGSERVICE and `pg_service.conf`, PGSSLMODE, PGSSLROOTCERT), resolved into one
+//!   [`connect::Settings`]; a password in the URL is refused. [`tls`]: TLS as `sslmode` asks.
 //! - [`schema`]: the tables named (`--table`, `--schema`), their columns and primary keys from
 //!   the catalog, and each column's [`schema::ColumnType`] or why it is refused
 //!   ([`schema::Refusal`]), with the casts a user chose ([`schema::Cast`]).
@@ -33,6 +33,7 @@ pub mod ranges;
 pub mod sample;
 pub mod schema;
 pub mod snapshot;
+pub mod tls;
 
 /// What went wrong reaching or reading a database. Never carries a password: the settings'
 /// password is not in any message, and URLs are shown without one.
@@ -48,8 +49,8 @@ pub enum TablesError {
     ServiceFile { path: std::path::PathBuf, line: usize, reason: String },
     #[error("service {name:?} is not in {searched}")]
     ServiceNotFound { name: String, searched: String },
-    #[error("sslmode={mode}: this ferry connects to PostgreSQL without TLS only (sslmode disable, allow or prefer)")]
-    Tls { mode: String },
+    #[error("TLS: {0}")]
+    TlsSetup(String),
     #[error("connecting to {target}: {}", reason(source))]
     Connect { target: String, source: tokio_postgres::Error },
     #[error("{what}: {}", reason(source))]

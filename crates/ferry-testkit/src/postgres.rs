@@ -18,7 +18,13 @@ pub struct Postgres {
     pub port: u16,
     bin: PathBuf,
     dir: tempfile::TempDir,
+    /// The certificate authority that signed the server's certificate, when it takes TLS.
+    pub ca: Option<PathBuf>,
 }
+
+/// The names the TLS server's certificate is for (not `localhost`, so a test can connect by a
+/// name it does not hold).
+pub const TLS_NAMES: &str = "IP:127.0.0.1,DNS:pg.test";
 
 /// The newest server binaries on the machine.
 fn server_bin() -> PathBuf {
@@ -41,11 +47,52 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Makes a certificate authority (`ca.crt`) and a server certificate it signed for
+/// [`TLS_NAMES`] (`server.crt`, `server.key`) in `dir`, with the `openssl` command.
+fn make_certificates(dir: &Path) {
+    let openssl = |args: &[&str]| {
+        let out =
+            Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl (scripts/install-services.sh installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(&[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=ferry test CA"]].concat());
+    openssl(&[&["req"], &ec[..], &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=pg.test"]].concat());
+    std::fs::write(dir.join("ext"), format!("subjectAltName={TLS_NAMES}\n")).expect("extensions file");
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.crt",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+    ]);
+}
+
 impl Postgres {
     pub fn start() -> Postgres {
+        Postgres::start_with(false)
+    }
+
+    /// A server that takes TCP connections over TLS only (`hostssl`; `hostnossl` is rejected),
+    /// with a certificate from its own authority ([`Postgres::ca`]).
+    pub fn start_tls() -> Postgres {
+        Postgres::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Postgres {
         let bin = server_bin();
         let dir = tempfile::Builder::new().prefix("ferry-pg-").tempdir().expect("temp dir");
-        let pg = Postgres { port: 0, bin, dir };
+        let pg = Postgres { port: 0, bin, dir, ca: None };
         if is_root() {
             let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(pg.dir.path()).status().expect("chown");
             assert!(ok.success(), "chown the cluster's directory to postgres");
@@ -73,12 +120,33 @@ impl Postgres {
             ],
         );
         assert!(out.status.success(), "initdb: {}", String::from_utf8_lossy(&out.stderr));
-        // A free port can be taken by another test's server before this one binds it.
         let mut pg = pg;
+        let mut tls_options = String::new();
+        if tls {
+            let certs = pg.dir.path().join("certs");
+            std::fs::create_dir(&certs).expect("certificates directory");
+            make_certificates(&certs);
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n",
+            )
+            .expect("pg_hba.conf");
+            if is_root() {
+                Command::new("chown").args(["-R", "postgres:postgres"]).arg(&certs).arg(data.join("pg_hba.conf")).status().expect("chown");
+            }
+            std::fs::set_permissions(certs.join("server.key"), std::os::unix::fs::PermissionsExt::from_mode(0o600)).expect("key mode");
+            tls_options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                certs.join("server.crt").display(),
+                certs.join("server.key").display()
+            );
+            pg.ca = Some(certs.join("ca.crt"));
+        }
+        // A free port can be taken by another test's server before this one binds it.
         for _ in 0..5 {
             let port = crate::services::free_port();
             let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off{tls_options}",
                 pg.dir.path().display()
             );
             let log = pg.dir.path().join("log");
