@@ -19,7 +19,8 @@ pub async fn run(common: &Common, opts: VerifyOptions, run: &std::sync::Arc<ferr
         print_json(&summary);
     } else {
         let proved: Vec<String> = summary.proved_by.iter().map(|(how, n)| format!("{n} by {how}")).collect();
-        println!("verified {} of {} objects ({})", summary.matched, summary.checked, proved.join(", "));
+        let by = if proved.is_empty() { String::new() } else { format!(" ({})", proved.join(", ")) };
+        println!("verified {} of {} objects{by}", summary.matched, summary.checked);
         if let Some(t) = &summary.tables {
             println!(
                 "tables: {} of {} files of {} tables ({} rows read back) match the database's figures",

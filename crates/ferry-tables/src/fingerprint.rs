@@ -65,6 +65,10 @@ pub enum DecodeError {
     NumericRange { precision: u8, scale: u8 },
     #[error("infinity, which a Parquet date or timestamp cannot hold")]
     Infinite,
+    /// A finite timestamp within about 30 years of PostgreSQL's last (294276 AD): counted from
+    /// 1970 in microseconds it is past what 64 bits hold.
+    #[error("a timestamp past what a Parquet timestamp (64-bit microseconds since 1970) holds")]
+    TimestampRange,
     #[error("text that is not UTF-8")]
     NotUtf8,
     #[error("an array of {0} dimensions (ferry exports one-dimensional arrays)")]
@@ -118,7 +122,7 @@ pub fn decode(ty: &ColumnType, raw: Option<&[u8]>) -> Result<Value, DecodeError>
             if days == i32::MAX || days == i32::MIN {
                 return Err(DecodeError::Infinite);
             }
-            Value::Date(days.checked_add(PG_EPOCH_DAYS).ok_or(DecodeError::Infinite)?)
+            Value::Date(days.checked_add(PG_EPOCH_DAYS).ok_or(DecodeError::TimestampRange)?)
         }
         T::Timestamp | T::TimestampTz => {
             fixed("timestamp", 8)?;
@@ -126,7 +130,7 @@ pub fn decode(ty: &ColumnType, raw: Option<&[u8]>) -> Result<Value, DecodeError>
             if micros == i64::MAX || micros == i64::MIN {
                 return Err(DecodeError::Infinite);
             }
-            Value::Micros(micros.checked_add(PG_EPOCH_MICROS).ok_or(DecodeError::Infinite)?)
+            Value::Micros(micros.checked_add(PG_EPOCH_MICROS).ok_or(DecodeError::TimestampRange)?)
         }
         T::Time => {
             fixed("time", 8)?;
@@ -442,5 +446,14 @@ mod tests {
         assert_eq!(decimal(&wire(&[], 0, 0xC000, 0), 12, 3), Err(DecodeError::NumericSpecial));
         assert!(matches!(decimal(&wire(&[1, 2345, 6780], 1, 0, 3), 5, 3), Err(DecodeError::NumericRange { .. })));
         assert!(matches!(decimal(&[0, 1], 5, 3), Err(DecodeError::Length { .. })));
+    }
+
+    #[test]
+    fn a_finite_timestamp_past_64_bits_from_1970_is_out_of_range_not_infinite() {
+        // 294276-12-31 23:59:59.999999, PostgreSQL's last timestamp, in microseconds since 2000.
+        let last = 9_223_371_331_199_999_999i64;
+        assert_eq!(decode(&ColumnType::Timestamp, Some(&last.to_be_bytes())), Err(DecodeError::TimestampRange));
+        assert_eq!(decode(&ColumnType::Timestamp, Some(&i64::MAX.to_be_bytes())), Err(DecodeError::Infinite));
+        assert_eq!(decode(&ColumnType::TimestampTz, Some(&0i64.to_be_bytes())), Ok(Value::Micros(PG_EPOCH_MICROS)));
     }
 }
