@@ -97,8 +97,13 @@ pub async fn run(
 
 /// What the table export did, before the copy of its files.
 fn print_exported(s: &ferry_engine::tables::TablesSummary) {
-    for r in &s.references_outside {
-        println!("  foreign key {r}: the parent table is not in the export, so its rows will not be at the destination");
+    for r in &s.references_unchecked {
+        match r.why {
+            ferry_engine::tables::Unchecked::ParentNotExported => {
+                println!("  foreign key {r}: the parent table is not in the export, so its rows will not be at the destination")
+            }
+            why => println!("  foreign key {r}: verify --sample will not check it: {}", why.as_str()),
+        }
     }
     if s.dry_run {
         println!("dry run: {} tables of {} would be exported; nothing written", s.tables, s.source);

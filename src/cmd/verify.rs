@@ -28,9 +28,15 @@ pub async fn run(common: &Common, opts: VerifyOptions, run: &std::sync::Arc<ferr
             );
             if let Some(s) = &t.sample {
                 println!(
-                    "  sampled {} rows from the database by primary key: {} equal, {} differ, {} changed and {} deleted since the export (not compared)",
-                    s.rows, s.equal, s.differ, s.changed_since, s.gone_since
+                    "  sampled {} rows from the database by primary key: {} equal, {} differ, {} uncertain, {} changed and {} deleted since the export (not compared)",
+                    s.rows, s.equal, s.differ, s.uncertain, s.changed_since, s.gone_since
                 );
+                for t in s.tables.iter().filter(|t| t.differ + t.uncertain + t.changed_since + t.gone_since > 0) {
+                    println!(
+                        "    {}: {} of {} equal, {} differ, {} uncertain, {} changed and {} deleted since",
+                        t.table, t.equal, t.rows, t.differ, t.uncertain, t.changed_since, t.gone_since
+                    );
+                }
                 if s.references > 0 {
                     println!(
                         "  foreign keys of the sampled rows: {} of {} found among the parent tables' exported rows",
@@ -40,8 +46,8 @@ pub async fn run(common: &Common, opts: VerifyOptions, run: &std::sync::Arc<ferr
                 for n in &s.not_sampled {
                     println!("  not sampled: {}: {}", n.table, n.why);
                 }
-                for r in &s.references_outside {
-                    println!("  foreign key {r} not checked: the parent table is not in the export");
+                for r in &s.references_unchecked {
+                    println!("  foreign key {r} not checked: {}", r.why.as_str());
                 }
             }
         }

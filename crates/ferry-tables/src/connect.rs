@@ -233,7 +233,8 @@ impl Settings {
                 .or_else(|| service.get(key).cloned())
                 .or_else(|| env.var(var).map(str::to_string))
         };
-        let host = pick(url.host.as_deref(), "host", "PGHOST");
+        // libpq: a `host` parameter overrides the URL's host.
+        let host = url.params.get("host").cloned().or_else(|| pick(url.host.as_deref(), "host", "PGHOST"));
         let host = match host {
             Some(h) if h.starts_with('/') => Host::Socket(PathBuf::from(h)),
             Some(h) => Host::Tcp(h),
@@ -248,11 +249,39 @@ impl Settings {
             .or_else(|| env.os_user.clone())
             .ok_or_else(|| TablesError::Url { url: url.to_string(), reason: "no user: give one in the URL or as PGUSER".into() })?;
         let dbname = pick(url.dbname.as_deref(), "dbname", "PGDATABASE").unwrap_or_else(|| user.clone());
-        let mode = pick(None, "sslmode", "PGSSLMODE").unwrap_or_else(|| "prefer".into());
-        let sslmode = SslMode::parse(&mode)
-            .ok_or_else(|| TablesError::Url { url: url.to_string(), reason: format!("sslmode {mode:?} is not one of libpq's") })?;
         let sslrootcert = pick(None, "sslrootcert", "PGSSLROOTCERT").map(PathBuf::from);
-        let tls = TlsPlan::of(sslmode, sslrootcert.as_deref(), env.home.as_deref())?;
+        // libpq 16: with sslrootcert=system, sslmode defaults to verify-full.
+        let system = sslrootcert.as_deref() == Some(Path::new("system"));
+        let mode = pick(None, "sslmode", "PGSSLMODE").unwrap_or_else(|| (if system { "verify-full" } else { "prefer" }).into());
+        let sslmode = SslMode::parse(&mode).ok_or_else(|| {
+            let from = if url.params.contains_key("sslmode") { "the URL's sslmode" } else { "PGSSLMODE" };
+            TablesError::Setting {
+                setting: from,
+                reason: format!("{mode:?} is not one of libpq's sslmodes (disable, allow, prefer, require, verify-ca, verify-full)"),
+            }
+        })?;
+        for (var, why) in [
+            ("PGSSLCRL", "certificate revocation lists are not supported; unset it or check revocation elsewhere"),
+            ("PGSSLCRLDIR", "certificate revocation lists are not supported; unset it or check revocation elsewhere"),
+            ("PGSSLCERT", "client certificates are not supported"),
+            ("PGSSLKEY", "client certificates are not supported"),
+        ] {
+            if env.var(var).is_some() {
+                return Err(crate::tls::TlsError::Unsupported { setting: var, why }.into());
+            }
+        }
+        if env.var("PGCHANNELBINDING") == Some("require") {
+            return Err(crate::tls::TlsError::Unsupported {
+                setting: "PGCHANNELBINDING=require",
+                why: "SCRAM channel binding is not supported",
+            }
+            .into());
+        }
+        let tls = match &host {
+            // No TLS on a Unix socket: nothing to verify, no root certificate needed.
+            Host::Socket(_) => TlsPlan { mode: sslmode, verify: crate::tls::Verify::Nothing, roots: None },
+            Host::Tcp(_) => TlsPlan::of(sslmode, sslrootcert.as_deref(), env.home.as_deref())?,
+        };
         let application_name = pick(None, "application_name", "PGAPPNAME").unwrap_or_else(|| "ferry".into());
         let connect_timeout = match pick(None, "connect_timeout", "PGCONNECT_TIMEOUT") {
             Some(t) => Some(Duration::from_secs(t.parse().map_err(|_| TablesError::Url {
@@ -336,8 +365,18 @@ impl Settings {
         format!("{host}:{}/{} as {}", self.port, self.dbname, self.user)
     }
 
-    /// Connects (with TLS as [`TlsPlan`] says) and drives the connection on a task of its own.
+    /// Connects (with TLS as [`TlsPlan`] says), drives the connection on a task of its own, and
+    /// pins the session settings ferry's SQL depends on ([`SESSION`]).
     pub async fn connect(&self) -> Result<tokio_postgres::Client> {
+        let client = self.open().await?;
+        client
+            .batch_execute(SESSION)
+            .await
+            .map_err(|source| TablesError::Query { what: format!("set up the session on {}", self.target()), source })?;
+        Ok(client)
+    }
+
+    async fn open(&self) -> Result<tokio_postgres::Client> {
         use tokio_postgres::config::SslMode as Wire;
         let config = self.config();
         match (&self.host, &self.tls) {
@@ -397,6 +436,13 @@ impl Settings {
     }
 }
 
+/// The session settings every connection of ferry's pins, whatever the server's, the role's or
+/// the database's defaults: types and functions named by the catalog are found in
+/// `pg_catalog` only (`format_type` then names every other type with its schema, the same at
+/// `verify` as at the export), and text renderings of dates, intervals and floats are one.
+pub const SESSION: &str = "SET search_path = pg_catalog; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; \
+     SET IntervalStyle = 'postgres'; SET extra_float_digits = 3";
+
 /// How a connection uses TLS: libpq's `sslmode`, and how the server's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TlsPlan {
@@ -417,9 +463,9 @@ impl TlsPlan {
             Some(_) => None,
             None => home.map(|h| h.join(".postgresql").join("root.crt")),
         };
-        let setup = |reason: String| Err(TablesError::TlsSetup(reason));
+        use crate::tls::TlsError;
         if system && matches!(mode, SslMode::Allow | SslMode::Prefer | SslMode::Require | SslMode::VerifyCa) {
-            return setup(format!("sslmode {} may not be used with sslrootcert=system (use verify-full)", mode.as_str()));
+            return Err(TlsError::SystemRootsNeedVerifyFull { mode: mode.as_str() }.into());
         }
         let existing = file.clone().filter(|f| crate::tls::exists(f));
         let (verify, roots) = match mode {
@@ -434,11 +480,9 @@ impl TlsPlan {
                     (true, _) => (verify, Some(Roots::System)),
                     (false, Some(f)) => (verify, Some(Roots::File(f))),
                     (false, None) => {
-                        let named = file.map(|f| f.display().to_string()).unwrap_or_else(|| "~/.postgresql/root.crt".into());
-                        return setup(format!(
-                            "sslmode {}: the root certificate file {named} does not exist; give one as PGSSLROOTCERT (or sslrootcert=), use sslrootcert=system with verify-full, or a mode that does not verify the server",
-                            mode.as_str()
-                        ));
+                        let state = if file.as_deref().is_some_and(Path::exists) { "is not a file" } else { "does not exist" };
+                        let path = file.map(|f| f.display().to_string()).unwrap_or_else(|| "~/.postgresql/root.crt".into());
+                        return Err(TlsError::NoRootFile { mode: mode.as_str(), path, state }.into());
                     }
                 }
             }
@@ -538,6 +582,36 @@ mod tests {
         assert!(err.contains("unknown parameter \"sslcert\""), "{err}");
         assert!(PgUrl::parse("mysql://db/shop").is_err());
         assert!(PgUrl::parse("postgres://db/shop/extra").is_err());
+    }
+
+    #[test]
+    fn tls_settings_follow_libpq_and_what_ferry_cannot_honour_is_refused_by_name() {
+        let resolve = |url: &str, vars: &[(&str, &str)]| Settings::resolve(&PgUrl::parse(url).unwrap(), &env(vars));
+        // A host parameter overrides the URL's host, as in libpq.
+        let s = resolve("postgres://db.internal/shop?host=127.0.0.1", &[]).unwrap();
+        assert_eq!(s.host, Host::Tcp("127.0.0.1".into()));
+        // sslrootcert=system alone means verify-full.
+        let s = resolve("postgres://127.0.0.1/shop?sslrootcert=system", &[]).unwrap();
+        assert_eq!((s.tls.mode, s.tls.verify), (SslMode::VerifyFull, crate::tls::Verify::Full));
+        // A Unix socket never uses TLS, so a verifying mode needs no root certificate there.
+        let s = resolve("postgres:///shop?host=/tmp&sslmode=verify-full", &[]).unwrap();
+        assert_eq!(s.tls.verify, crate::tls::Verify::Nothing);
+        let err = resolve("postgres://127.0.0.1/shop?sslmode=verify-full", &[]).unwrap_err();
+        assert!(matches!(err, TablesError::Tls(crate::tls::TlsError::NoRootFile { .. })), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let err = resolve("postgres://127.0.0.1/shop?sslmode=verify-ca", &[("PGSSLROOTCERT", dir.path().to_str().unwrap())]).unwrap_err();
+        assert!(err.to_string().contains("is not a file"), "{err}");
+        for (var, value) in [("PGSSLCRL", "/etc/crl.pem"), ("PGSSLCERT", "/c.crt"), ("PGCHANNELBINDING", "require")] {
+            let err = resolve("postgres://127.0.0.1/shop", &[(var, value)]).unwrap_err();
+            assert!(
+                matches!(err, TablesError::Tls(crate::tls::TlsError::Unsupported { .. }))
+                    && err.to_string().starts_with(&format!("TLS: {var}")),
+                "{err}"
+            );
+        }
+        assert!(resolve("postgres://127.0.0.1/shop", &[("PGCHANNELBINDING", "prefer")]).is_ok());
+        let err = resolve("postgres://127.0.0.1/shop", &[("PGSSLMODE", "strict")]).unwrap_err().to_string();
+        assert!(err.starts_with("PGSSLMODE: \"strict\" is not one of libpq's sslmodes"), "{err}");
     }
 
     #[test]

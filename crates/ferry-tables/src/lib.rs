@@ -35,6 +35,9 @@ pub mod schema;
 pub mod snapshot;
 pub mod tls;
 
+/// A connection to the database, as [`connect::Settings::connect`] opens it.
+pub use tokio_postgres::Client;
+
 /// What went wrong reaching or reading a database. Never carries a password: the settings'
 /// password is not in any message, and URLs are shown without one.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +53,10 @@ pub enum TablesError {
     #[error("service {name:?} is not in {searched}")]
     ServiceNotFound { name: String, searched: String },
     #[error("TLS: {0}")]
-    TlsSetup(String),
+    Tls(#[from] tls::TlsError),
+    /// A connection setting (from the environment or the URL's parameters) that is not valid.
+    #[error("{setting}: {reason}")]
+    Setting { setting: &'static str, reason: String },
     #[error("connecting to {target}: {}", reason(source))]
     Connect { target: String, source: tokio_postgres::Error },
     #[error("{what}: {}", reason(source))]

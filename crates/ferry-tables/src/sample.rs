@@ -10,11 +10,14 @@
 //! compared. A row no longer in the database is counted as gone since (a row that never was
 //! there changes the file's fingerprint, which `verify` proves for every file).
 //!
-//! Limits: a row written by a subtransaction still open when the snapshot was taken looks
-//! visible (PostgreSQL lists only top-level transactions in a snapshot), and a row frozen
-//! more than 2^31 transactions ago may look changed since; tables without a primary key, or
-//! whose key has a type with no exact lookup (floating point, interval, arrays, json), are not
-//! sampled, and named.
+//! A row whose fields differ and whose writer falls inside the snapshot's window (at or past
+//! its `xmin`, before its `xmax`, not listed as in progress) is counted as uncertain, not as a
+//! difference: PostgreSQL lists only top-level transactions in a snapshot, so a row written by
+//! a subtransaction of one still open then looks visible. Each fetch reads the counter of its
+//! own statement's snapshot, so a row's 32-bit `xmin` widens against a counter at least as new
+//! as the row. Limits: a row frozen more than 2^31 transactions ago may look changed since;
+//! tables without a primary key, or whose key has a type with no exact lookup (floating point,
+//! interval, arrays, json), are not sampled, and named.
 
 use crate::fingerprint::{Value, canonical_field, from_clause, ident, sql_canonical};
 use crate::schema::{ColumnType, Table};
@@ -48,9 +51,10 @@ impl Visibility {
         xid < 3 || xid < self.xmin || (xid < self.xmax && !self.xip.contains(&xid))
     }
 
-    /// The transaction counter when the snapshot was taken (its `xmax`).
-    pub fn next(&self) -> u64 {
-        self.xmax
+    /// Whether a row by `xid` that the snapshot sees may still not have been seen: a
+    /// subtransaction's id is never in the list of those in progress.
+    fn in_window(&self, xid: u64) -> bool {
+        xid >= self.xmin && xid < self.xmax
     }
 }
 
@@ -132,7 +136,8 @@ impl std::fmt::Display for NotSampled {
 }
 
 /// The SQL that fetches one row by its primary key: every column's canonical text, then the
-/// row's `xmin`; parameters are the key columns' canonical texts, in key order.
+/// row's `xmin` and the counter of the statement's snapshot; parameters are the key columns'
+/// canonical texts, in key order.
 #[derive(Debug, Clone)]
 pub struct Lookup {
     sql: String,
@@ -152,7 +157,8 @@ fn from_canonical(n: usize, ty: &ColumnType, pg_type: &str) -> Option<String> {
         T::Date => format!("DATE '1970-01-01' + {p}::int4"),
         T::Timestamp => micros("TIMESTAMP '1970-01-01 00:00:00'"),
         T::TimestampTz => micros("TIMESTAMPTZ '1970-01-01 00:00:00+00'"),
-        T::Time => micros("TIME '00:00:00'"),
+        // TIME '00:00' plus a day wraps to 00:00; 24:00:00 is a time of its own.
+        T::Time => format!("CASE WHEN {p}::int8 = 86400000000 THEN TIME '24:00:00' ELSE {} END", micros("TIME '00:00:00'")),
         T::Bytes => format!("decode({p}, 'hex')"),
         T::Float32 | T::Float64 | T::Interval | T::Json | T::List(_) => return None,
     })
@@ -175,7 +181,12 @@ impl Lookup {
             key.push(at);
         }
         let fields: Vec<String> = table.columns.iter().map(|c| sql_canonical(&ident(&c.name), &c.ty)).collect();
-        let sql = format!("SELECT {}, xmin::text::int8 FROM {} WHERE {}", fields.join(", "), from_clause(table), conditions.join(" AND "));
+        let sql = format!(
+            "SELECT {}, xmin::text::int8, pg_snapshot_xmax(pg_current_snapshot())::text::int8 FROM {} WHERE {}",
+            fields.join(", "),
+            from_clause(table),
+            conditions.join(" AND ")
+        );
         Ok(Lookup { sql, key })
     }
 
@@ -183,6 +194,32 @@ impl Lookup {
     pub fn key_of(&self, row: &[Value]) -> Option<Vec<String>> {
         self.key.iter().map(|&i| canonical_field(&row[i])).collect()
     }
+
+    /// `row`'s key for a person: `column = value` a key column, text quoted as SQL quotes it,
+    /// dates and times as calendar dates and clock times (UTC).
+    pub fn key_shown(&self, table: &Table, row: &[Value]) -> Vec<String> {
+        self.key.iter().map(|&i| format!("{} = {}", table.columns[i].name, shown(&table.columns[i].ty, &row[i]))).collect()
+    }
+}
+
+/// A key value as a person reads it.
+fn shown(ty: &ColumnType, v: &Value) -> String {
+    use arrow_array::temporal_conversions::{date32_to_datetime, time64us_to_time, timestamp_us_to_datetime};
+    let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
+    let canonical = || canonical_field(v).unwrap_or_else(|| "NULL".into());
+    match (ty, v) {
+        (_, Value::Text(s)) => Some(quoted(s)),
+        (ColumnType::Date, Value::Date(d)) => date32_to_datetime(*d).map(|t| quoted(&t.date().to_string())),
+        (ColumnType::Timestamp, Value::Micros(m)) => timestamp_us_to_datetime(*m).map(|t| quoted(&t.to_string())),
+        (ColumnType::TimestampTz, Value::Micros(m)) => timestamp_us_to_datetime(*m).map(|t| quoted(&format!("{t}+00"))),
+        (ColumnType::Time, Value::Micros(m)) => time64us_to_time(*m).map(|t| quoted(&t.to_string())),
+        (ColumnType::Bytes, _) => Some(format!("'\\x{}'", canonical())),
+        (ColumnType::Uuid | ColumnType::Inet | ColumnType::Cidr | ColumnType::MacAddr | ColumnType::MacAddr8, _) => {
+            Some(quoted(&canonical()))
+        }
+        _ => None,
+    }
+    .unwrap_or_else(canonical)
 }
 
 /// A sampled row as the database has it now.
@@ -190,8 +227,9 @@ impl Lookup {
 pub enum Fetched {
     /// No row has the key any more.
     Gone,
-    /// The row: each column's canonical text (`None` for NULL), and the transaction that wrote it.
-    Row { fields: Vec<Option<String>>, xmin: u32 },
+    /// The row: each column's canonical text (`None` for NULL), the transaction that wrote it,
+    /// and the full transaction counter of the snapshot it was read in.
+    Row { fields: Vec<Option<String>>, xmin: u32, next: u64 },
 }
 
 /// What the database says of one sampled row.
@@ -203,29 +241,49 @@ pub enum Compared {
     Differs { columns: Vec<String> },
     /// The row was written after the export's snapshot: not compared.
     ChangedSince,
+    /// These columns differ, and the row's writer is in the snapshot's window, where a
+    /// subtransaction still open then looks visible: not counted as a difference.
+    Uncertain { columns: Vec<String> },
     /// No row has the key any more: deleted after the export.
     GoneSince,
 }
 
+/// A [`Lookup`] prepared on one connection, for the rows of one table.
+pub struct Prepared {
+    statement: tokio_postgres::Statement,
+}
+
+impl Lookup {
+    /// Prepares the lookup on `client` (once a table).
+    pub async fn prepare(&self, client: &Client) -> Result<Prepared> {
+        let statement = client
+            .prepare(&self.sql)
+            .await
+            .map_err(|source| TablesError::Query { what: "prepare the lookup of sampled rows by primary key".into(), source })?;
+        Ok(Prepared { statement })
+    }
+}
+
 /// Fetches the row whose key is `key` (canonical texts, in key order).
-pub async fn fetch(client: &Client, lookup: &Lookup, key: &[String]) -> Result<Fetched> {
+pub async fn fetch(client: &Client, lookup: &Prepared, key: &[String]) -> Result<Fetched> {
     let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = key.iter().map(|k| k as _).collect();
     let rows = client
-        .query(&lookup.sql, &params)
+        .query(&lookup.statement, &params)
         .await
         .map_err(|source| TablesError::Query { what: "fetch a sampled row by its primary key".into(), source })?;
     let Some(row) = rows.first() else { return Ok(Fetched::Gone) };
-    let n = row.len() - 1;
+    let n = row.len() - 2;
     let fields = (0..n).map(|i| row.get::<_, Option<String>>(i)).collect();
-    let xmin: i64 = row.get(n);
-    Ok(Fetched::Row { fields, xmin: xmin as u32 })
+    let (xmin, next): (i64, i64) = (row.get(n), row.get(n + 1));
+    Ok(Fetched::Row { fields, xmin: xmin as u32, next: next as u64 })
 }
 
 /// Compares a file's `row` with what the database has for its key, given the export's snapshot
-/// `seen` and the transaction counter now (`next`).
-pub fn compare(table: &Table, row: &[Value], fetched: &Fetched, seen: &Visibility, next: u64) -> Compared {
-    let Fetched::Row { fields, xmin } = fetched else { return Compared::GoneSince };
-    if !seen.sees(widen(*xmin, next)) {
+/// `seen`.
+pub fn compare(table: &Table, row: &[Value], fetched: &Fetched, seen: &Visibility) -> Compared {
+    let Fetched::Row { fields, xmin, next } = fetched else { return Compared::GoneSince };
+    let writer = widen(*xmin, *next);
+    if !seen.sees(writer) {
         return Compared::ChangedSince;
     }
     let columns: Vec<String> = table
@@ -235,17 +293,11 @@ pub fn compare(table: &Table, row: &[Value], fetched: &Fetched, seen: &Visibilit
         .filter(|(_, (v, f))| canonical_field(v) != **f)
         .map(|(c, _)| c.name.clone())
         .collect();
-    if columns.is_empty() { Compared::Equal } else { Compared::Differs { columns } }
-}
-
-/// The full transaction counter now (`pg_current_snapshot()`'s `xmax`).
-pub async fn next_xid(client: &Client) -> Result<u64> {
-    let row = client
-        .query_one("SELECT pg_current_snapshot()::text", &[])
-        .await
-        .map_err(|source| TablesError::Query { what: "read the transaction counter".into(), source })?;
-    let text: String = row.get(0);
-    Visibility::parse(&text).map(|v| v.next()).ok_or_else(|| TablesError::Catalog(format!("pg_current_snapshot() gave {text:?}")))
+    match (columns.is_empty(), seen.in_window(writer)) {
+        (true, _) => Compared::Equal,
+        (false, true) => Compared::Uncertain { columns },
+        (false, false) => Compared::Differs { columns },
+    }
 }
 
 #[cfg(test)]

@@ -173,6 +173,14 @@ pub struct ForeignKey {
     pub columns: Vec<String>,
     pub parent: TableName,
     pub parent_columns: Vec<String>,
+    /// Whether PostgreSQL has checked every row against it (false for one added `NOT VALID`
+    /// and not validated since: its existing rows may reference nothing).
+    #[serde(default = "validated")]
+    pub validated: bool,
+}
+
+fn validated() -> bool {
+    true
 }
 
 /// The tables named by `tables` and every table of `schemas` (sorted, each once), their
@@ -268,7 +276,8 @@ async fn describe_table(client: &Client, name: &TableName, casts: &[Cast], refus
            array(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, n)
                  JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.n),
            array(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, n)
-                 JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.n)
+                 JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.n),
+           con.convalidated
          FROM pg_constraint con JOIN pg_class pc ON pc.oid = con.confrelid JOIN pg_namespace pn ON pn.oid = pc.relnamespace
          WHERE con.conrelid = $1 AND con.contype = 'f'
            AND (con.conparentid = 0 OR (SELECT p.conrelid FROM pg_constraint p WHERE p.oid = con.conparentid) <> con.conrelid)
@@ -283,6 +292,7 @@ async fn describe_table(client: &Client, name: &TableName, casts: &[Cast], refus
             parent: TableName { schema: r.get(1), name: r.get(2) },
             columns: r.get(3),
             parent_columns: r.get(4),
+            validated: r.get(5),
         })
         .collect();
     Ok(Table { name: name.clone(), columns, primary_key: key.iter().map(|r| r.get(0)).collect(), partitioned, foreign_keys })

@@ -52,21 +52,58 @@ fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::aws_lc_rs::default_provider())
 }
 
-fn tls_error(what: impl std::fmt::Display) -> TablesError {
-    TablesError::TlsSetup(what.to_string())
+/// Why TLS could not be set up as the settings ask (before any connection is tried).
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("sslmode {mode} may not be used with sslrootcert=system (use verify-full)")]
+    SystemRootsNeedVerifyFull { mode: &'static str },
+    #[error(
+        "sslmode {mode}: the root certificate file {path} {state}; give one as PGSSLROOTCERT (or sslrootcert=), use sslrootcert=system with verify-full, or a mode that does not verify the server"
+    )]
+    NoRootFile { mode: &'static str, path: String, state: &'static str },
+    #[error("sslrootcert {}: {reason}", path.display())]
+    RootFile { path: PathBuf, reason: String },
+    #[error("sslrootcert=system: the system has no root certificates")]
+    NoSystemRoots,
+    /// A setting ferry does not support, refused rather than ignored.
+    #[error("{setting}: {why}")]
+    Unsupported { setting: &'static str, why: &'static str },
+    #[error("{0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+fn tls_error(e: impl Into<TlsError>) -> TablesError {
+    TablesError::Tls(e.into())
+}
+
+/// What is wrong with a root certificate file, without quoting its bytes.
+fn pem_reason(e: rustls::pki_types::pem::Error) -> String {
+    use rustls::pki_types::pem::Error as E;
+    match e {
+        E::Io(e) => e.to_string(),
+        E::NoItemsFound => "no certificate in it".into(),
+        _ => "not a PEM file of certificates".into(),
+    }
 }
 
 /// The rustls configuration for `verify` with `roots` (needed unless `Verify::Nothing`).
 pub fn client_config(verify: Verify, roots: Option<&Roots>) -> Result<rustls::ClientConfig> {
     let provider = provider();
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(tls_error)?;
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(TlsError::from)
+        .map_err(tls_error)?;
     let algorithms = provider.signature_verification_algorithms;
     let verifier: Arc<dyn ServerCertVerifier> = match verify {
         Verify::Nothing => Arc::new(AnyCertificate { algorithms }),
         Verify::Chain | Verify::Full => {
-            let roots = roots.ok_or_else(|| tls_error("a verifying sslmode needs root certificates (sslrootcert)"))?;
+            let roots = roots.ok_or_else(|| {
+                tls_error(TlsError::NoRootFile { mode: "verify-ca", path: "(sslrootcert)".into(), state: "is not given" })
+            })?;
             let store = Arc::new(root_store(roots)?);
-            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(store, provider).build().map_err(tls_error)?;
+            let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(store, provider)
+                .build()
+                .map_err(|e| tls_error(TlsError::RootFile { path: PathBuf::from("(the root certificates)"), reason: e.to_string() }))?;
             match verify {
                 Verify::Full => webpki,
                 _ => Arc::new(ChainOnly { webpki }),
@@ -81,20 +118,21 @@ fn root_store(roots: &Roots) -> Result<RootCertStore> {
     match roots {
         Roots::File(path) => {
             use rustls::pki_types::pem::PemObject;
+            let file = |reason: String| tls_error(TlsError::RootFile { path: path.clone(), reason });
             let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| tls_error(format!("sslrootcert {}: {e}", path.display())))?
+                .map_err(|e| file(pem_reason(e)))?
                 .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| tls_error(format!("sslrootcert {}: {e}", path.display())))?;
+                .map_err(|e| file(pem_reason(e)))?;
             let (added, _) = store.add_parsable_certificates(certs);
             if added == 0 {
-                return Err(tls_error(format!("sslrootcert {}: no certificate in it", path.display())));
+                return Err(file("no certificate in it".into()));
             }
         }
         Roots::System => {
             let found = rustls_native_certs::load_native_certs();
             let (added, _) = store.add_parsable_certificates(found.certs);
             if added == 0 {
-                return Err(tls_error("sslrootcert=system: the system has no root certificates"));
+                return Err(tls_error(TlsError::NoSystemRoots));
             }
         }
     }

@@ -144,7 +144,11 @@ async fn each_sslmode_does_what_libpq_does_against_a_server_that_takes_tls_only(
 
     // Settings refused before connecting, each naming why.
     let err = Settings::resolve(&at("127.0.0.1", "sslmode=verify-ca"), &with(&[])).unwrap_err();
-    assert!(matches!(err, TablesError::TlsSetup(_)) && err.to_string().contains("root.crt does not exist"), "{err}");
+    assert!(
+        matches!(err, TablesError::Tls(ferry_tables::tls::TlsError::NoRootFile { .. }))
+            && err.to_string().contains("root.crt does not exist"),
+        "{err}"
+    );
     let err = Settings::resolve(&at("127.0.0.1", "sslmode=require&sslrootcert=system"), &with(&[])).unwrap_err();
     assert!(err.to_string().contains("may not be used with sslrootcert=system"), "{err}");
     let missing = work.path().join("nope.crt");

@@ -7,7 +7,7 @@ use ferry_tables::snapshot::{Snapshot, adopt};
 use ferry_testkit::postgres::Postgres;
 
 async fn count_and_sum(client: &tokio_postgres::Client) -> (i64, i64) {
-    let row = client.query_one("SELECT count(*), coalesce(sum(v), 0)::int8 FROM t", &[]).await.unwrap();
+    let row = client.query_one("SELECT count(*), coalesce(sum(v), 0)::int8 FROM public.t", &[]).await.unwrap();
     (row.get(0), row.get(1))
 }
 
@@ -39,7 +39,8 @@ async fn workers_that_adopt_the_snapshot_see_none_of_what_was_written_after_it()
     }
     assert_eq!(count_and_sum(snapshot.client()).await, before);
     // A worker's transaction is read only: nothing an export does can write.
-    assert!(workers[0].batch_execute("INSERT INTO t VALUES (0, 0)").await.is_err());
+    let refused = workers[0].batch_execute("INSERT INTO public.t VALUES (0, 0)").await.unwrap_err();
+    assert_eq!(refused.code(), Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION), "{refused}");
 
     let id = snapshot.info.id.clone();
     snapshot.finish().await.unwrap();

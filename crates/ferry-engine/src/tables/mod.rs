@@ -32,7 +32,7 @@ use std::sync::{Arc, Mutex};
 
 mod verify;
 pub(crate) use verify::verify;
-pub use verify::{SampleRun, SampleVerified, TableNotSampled, TablesVerified};
+pub use verify::{SampleRun, SampleVerified, TableNotSampled, TableSampled, TablesVerified};
 
 /// The `file://` name of the table file entries in a generation.
 pub const TABLES_FILE: &str = "tables.json";
@@ -123,21 +123,95 @@ pub struct TablesSummary {
     pub snapshot: Option<SnapshotInfo>,
     /// Snapshots the export's files came from, across its runs.
     pub snapshots: usize,
-    /// Foreign keys whose parent table is not in the export (`child.constraint → parent`): the
-    /// exported child rows reference rows the destination will not have.
-    pub references_outside: Vec<String>,
+    /// Foreign keys `verify --sample` will not check, and why; those whose parent table is not
+    /// in the export reference rows the destination will not have.
+    pub references_unchecked: Vec<UncheckedReference>,
     pub already_planned: bool,
     pub dry_run: bool,
     pub seconds: f64,
 }
 
-/// The foreign keys of `tables` whose parent is not among them, as `child.constraint → parent`.
-pub fn references_outside<'a>(tables: impl IntoIterator<Item = &'a Table> + Clone) -> Vec<String> {
-    let names: std::collections::BTreeSet<&TableName> = tables.clone().into_iter().map(|t| &t.name).collect();
+/// A foreign key whose references `verify --sample` does not look up, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UncheckedReference {
+    /// The child table.
+    pub table: String,
+    pub constraint: String,
+    pub parent: String,
+    pub why: Unchecked,
+}
+
+/// Why a foreign key is not checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Unchecked {
+    /// The parent table is not in the export: the destination will not have the rows the
+    /// exported child rows reference.
+    ParentNotExported,
+    /// A column of the key (in the child or the parent) is not among the exported columns.
+    ColumnsNotExported,
+    /// A child column's type is not its parent column's (numeric scales, date and timestamp…):
+    /// equal values need not have equal canonical text.
+    TypesDiffer,
+    /// Added `NOT VALID` and not validated since: existing rows may reference nothing.
+    NotValidated,
+    /// Some of the parent's files could not be read back.
+    ParentUnreadable,
+}
+
+impl Unchecked {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unchecked::ParentNotExported => "the parent table is not in the export",
+            Unchecked::ColumnsNotExported => "a column of the key is not exported",
+            Unchecked::TypesDiffer => "the child's and the parent's key columns have different types",
+            Unchecked::NotValidated => "the constraint is NOT VALID",
+            Unchecked::ParentUnreadable => "the parent's files could not all be read back",
+        }
+    }
+}
+
+impl std::fmt::Display for UncheckedReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{} → {}", self.table, self.constraint, self.parent)
+    }
+}
+
+/// How a foreign key of `child` is checked among `tables`: the parent's index and the key's
+/// column positions in the child and in the parent, or why it is not.
+pub(crate) fn checkable(
+    child: &Table,
+    fk: &ferry_tables::schema::ForeignKey,
+    tables: &[&Table],
+) -> std::result::Result<(usize, Vec<usize>, Vec<usize>), Unchecked> {
+    let parent = tables.iter().position(|t| t.name == fk.parent).ok_or(Unchecked::ParentNotExported)?;
+    let positions =
+        |t: &Table, names: &[String]| names.iter().map(|n| t.columns.iter().position(|c| &c.name == n)).collect::<Option<Vec<_>>>();
+    let (Some(cols), Some(pcols)) = (positions(child, &fk.columns), positions(tables[parent], &fk.parent_columns)) else {
+        return Err(Unchecked::ColumnsNotExported);
+    };
+    let same = cols.iter().zip(&pcols).all(|(&c, &p)| {
+        let (c, p) = (&child.columns[c], &tables[parent].columns[p]);
+        c.ty == p.ty && (c.ty != ferry_tables::schema::ColumnType::CastText || c.pg_type == p.pg_type)
+    });
+    if !same {
+        return Err(Unchecked::TypesDiffer);
+    }
+    if !fk.validated {
+        return Err(Unchecked::NotValidated);
+    }
+    Ok((parent, cols, pcols))
+}
+
+/// The foreign keys of `tables` that `verify --sample` cannot check, and why.
+pub fn unchecked_references<'a>(tables: impl IntoIterator<Item = &'a Table>) -> Vec<UncheckedReference> {
+    let tables: Vec<&Table> = tables.into_iter().collect();
     let mut out = Vec::new();
-    for t in tables {
-        for fk in t.foreign_keys.iter().filter(|fk| !names.contains(&fk.parent)) {
-            out.push(format!("{}.{} → {}", t.name, fk.name, fk.parent));
+    for t in &tables {
+        for fk in &t.foreign_keys {
+            if let Err(why) = checkable(t, fk, &tables) {
+                out.push(UncheckedReference { table: t.name.to_string(), constraint: fk.name.clone(), parent: fk.parent.to_string(), why });
+            }
         }
     }
     out
@@ -201,7 +275,7 @@ pub async fn export(
         rows: 0,
         snapshot: None,
         snapshots: 0,
-        references_outside: Vec::new(),
+        references_unchecked: Vec::new(),
         already_planned: false,
         dry_run: run.dry_run,
         seconds: 0.0,
@@ -214,7 +288,7 @@ pub async fn export(
             summary.rows = exports.tables.iter().map(|t| t.rows).sum();
             summary.snapshots =
                 exports.tables.iter().flat_map(|t| t.snapshots.iter().map(|s| &s.id)).collect::<std::collections::BTreeSet<_>>().len();
-            summary.references_outside = references_outside(exports.tables.iter().map(|t| &t.table));
+            summary.references_unchecked = unchecked_references(exports.tables.iter().map(|t| &t.table));
         }
         summary.already_planned = true;
         return Ok(summary);
@@ -236,7 +310,7 @@ pub async fn export(
         return Err(EngineError::TableWithoutColumns { table: t.name.to_string() });
     }
     summary.tables = described.len();
-    summary.references_outside = references_outside(&described);
+    summary.references_unchecked = unchecked_references(&described);
     if run.dry_run {
         return Ok(summary);
     }

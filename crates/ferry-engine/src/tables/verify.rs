@@ -8,7 +8,7 @@
 //! read once more for them. Memory holds N rows per table and their wanted keys, whatever
 //! the tables' sizes.
 
-use super::{TableExport, TableExports, tables_dir};
+use super::{TableExport, TableExports, Unchecked, UncheckedReference, checkable, tables_dir, unchecked_references};
 use crate::verify::{Difference, DifferenceKind};
 use crate::{EngineError, Job, Result};
 use ferry_providers::Provider;
@@ -16,7 +16,7 @@ use ferry_tables::connect::{Environment, PgUrl, Settings};
 use ferry_tables::figures::{Tally, compare};
 use ferry_tables::fingerprint::{Value, canonical_field};
 use ferry_tables::sample::{self, Compared, Lookup, NotSampled, Reservoir, Visibility};
-use ferry_tables::schema::ForeignKey;
+use ferry_tables::schema::{ForeignKey, Table};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
@@ -43,19 +43,35 @@ pub struct SampleVerified {
     pub equal: u64,
     /// The export's version of the row, some field different (each a difference).
     pub differ: u64,
+    /// Some field different, but written by a transaction in the snapshot's window, where a
+    /// subtransaction still open then looks seen: not counted as a difference.
+    pub uncertain: u64,
     /// Written after the export's snapshot: not compared.
     pub changed_since: u64,
     /// Deleted after the export's snapshot.
     pub gone_since: u64,
+    /// Each table sampled, with what its rows gave.
+    pub tables: Vec<TableSampled>,
     /// Tables whose rows could not be sampled, and why.
     pub not_sampled: Vec<TableNotSampled>,
     /// Sampled rows' foreign keys looked up among the parent's exported rows.
     pub references: u64,
     /// Of those, found.
     pub references_found: u64,
-    /// Foreign keys not checked: their parent table is not in the export (`child.constraint
-    /// → parent`).
-    pub references_outside: Vec<String>,
+    /// Foreign keys not checked, and why.
+    pub references_unchecked: Vec<UncheckedReference>,
+}
+
+/// One table's sampled rows.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableSampled {
+    pub table: String,
+    pub rows: u64,
+    pub equal: u64,
+    pub differ: u64,
+    pub uncertain: u64,
+    pub changed_since: u64,
+    pub gone_since: u64,
 }
 
 /// A table `--sample` could not sample.
@@ -99,81 +115,42 @@ pub(crate) async fn verify(
     let tmp = tables_dir(job).join("verify");
     std::fs::create_dir_all(&tmp).map_err(EngineError::io(&tmp))?;
     let path = tmp.join("read-back.parquet");
-    let Some(sample) = sample else {
-        for table in &exports.tables {
-            read_table(dst, table, &path, &mut out, differences, |_, _| {}).await;
+    let sample = match sample {
+        Some(s) if s.rows > 0 => s,
+        _ => {
+            for table in &exports.tables {
+                read_table(dst, table, &path, &mut out, differences, |_, _| {}).await;
+            }
+            return Ok(out);
         }
-        return Ok(out);
     };
     let settings = Settings::resolve(&PgUrl::parse(&exports.source)?, sample.env)?;
     let client = settings.connect().await?;
-    let next = sample::next_xid(&client).await?;
-    let mut found = SampleVerified::default();
-    let index: BTreeMap<String, usize> = exports.tables.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
+    let tables: Vec<&Table> = exports.tables.iter().map(|t| &t.table).collect();
+    let mut found = SampleVerified { references_unchecked: unchecked_references(tables.iter().copied()), ..SampleVerified::default() };
     let mut wants: Vec<Want> = Vec::new();
-    let mut read = vec![false; exports.tables.len()];
-    for t in children_first(exports, &index) {
+    for t in children_first(&tables) {
         let table = &exports.tables[t];
-        let lookup = Lookup::of(&table.table);
-        let mut reservoir: Reservoir<(Vec<Value>, usize)> = Reservoir::new(if lookup.is_ok() { sample.rows } else { 0 });
+        let mut reservoir: Reservoir<(Vec<Value>, usize)> = Reservoir::new(sample.rows);
         let mine: Vec<usize> = wants.iter().enumerate().filter(|(_, w)| w.parent == t).map(|(i, _)| i).collect();
-        read_table(dst, table, &path, &mut out, differences, |file, row| {
+        let complete = read_table(dst, table, &path, &mut out, differences, |file, row| {
             reservoir.offer_with(|| (row.to_vec(), file));
             for &w in &mine {
                 see_parent_row(&mut wants[w], row);
             }
         })
         .await;
-        read[t] = true;
         for w in mine {
-            settle(&mut wants[w], exports, &mut found, differences);
+            settle(&mut wants[w], complete, exports, &mut found, differences);
         }
-        let lookup = match lookup {
-            Ok(lookup) => lookup,
-            Err(why) => {
-                found.not_sampled.push(TableNotSampled { table: table.name.clone(), why });
-                continue;
-            }
-        };
-        for (row, file) in reservoir.items() {
-            let file = &table.files[*file];
-            let Some(key) = lookup.key_of(row) else { continue };
-            let Some(seen) = file.snapshot.visibility.as_deref().and_then(Visibility::parse) else {
-                found.not_sampled.push(TableNotSampled { table: table.name.clone(), why: NotSampled::NoVisibility });
-                break;
-            };
-            found.rows += 1;
-            let fetched = sample::fetch(&client, &lookup, &key).await?;
-            match sample::compare(&table.table, row, &fetched, &seen, next) {
-                Compared::Equal => found.equal += 1,
-                Compared::ChangedSince => found.changed_since += 1,
-                Compared::GoneSince => found.gone_since += 1,
-                Compared::Differs { columns } => {
-                    found.differ += 1;
-                    differences.push(Difference {
-                        key: file.key.clone(),
-                        kind: DifferenceKind::TableSample,
-                        detail: format!(
-                            "{}: the row with key ({}) differs from the database's in {}",
-                            table.name,
-                            key.join(", "),
-                            columns.join(", ")
-                        ),
-                    });
-                }
-            }
+        match Lookup::of(&table.table) {
+            Ok(lookup) => sample_rows(&client, table, &lookup, reservoir.items(), &mut found, differences).await,
+            Err(why) => found.not_sampled.push(TableNotSampled { table: table.name.clone(), why }),
         }
         // The sample's foreign keys, to be looked up in their parents' rows.
         for fk in &table.table.foreign_keys {
-            let Some(&parent) = index.get(&fk.parent.to_string()) else {
-                continue;
-            };
-            let ptable = &exports.tables[parent].table;
-            let (Some(child_columns), Some(parent_columns)) =
-                (positions(&table.table.columns, &fk.columns), positions(&ptable.columns, &fk.parent_columns))
-            else {
-                found.references_outside.push(format!("{}.{} → {} (columns not exported)", table.name, fk.name, fk.parent));
-                continue;
+            let Ok((parent, child_columns, parent_columns)) = checkable(&table.table, fk, &tables) else {
+                continue; // named in references_unchecked
             };
             let mut keys = BTreeMap::new();
             for (row, file) in reservoir.items() {
@@ -190,10 +167,12 @@ pub(crate) async fn verify(
     // Parents read before their children's samples were known: once more, for those keys.
     for parent in 0..exports.tables.len() {
         let late: Vec<usize> = wants.iter().enumerate().filter(|(_, w)| w.parent == parent && !w.settled).map(|(i, _)| i).collect();
+        let mut complete = true;
         if late.iter().any(|&w| !wants[w].keys.is_empty()) {
+            // Its figures were compared on the first reading; this one only looks for keys.
             let mut again = TablesVerified::default();
             let mut ignored = Vec::new();
-            read_table(dst, &exports.tables[parent], &path, &mut again, &mut ignored, |_, row| {
+            complete = read_table(dst, &exports.tables[parent], &path, &mut again, &mut ignored, |_, row| {
                 for &w in &late {
                     see_parent_row(&mut wants[w], row);
                 }
@@ -201,12 +180,82 @@ pub(crate) async fn verify(
             .await;
         }
         for w in late {
-            settle(&mut wants[w], exports, &mut found, differences);
+            settle(&mut wants[w], complete, exports, &mut found, differences);
         }
     }
-    found.references_outside = super::references_outside(exports.tables.iter().map(|t| &t.table));
     out.sample = Some(found);
     Ok(out)
+}
+
+/// Fetches each sampled row of `table` by its key and compares it with the file's; a table
+/// whose rows cannot be fetched (dropped, altered since) is one difference, and the others
+/// are sampled all the same.
+async fn sample_rows(
+    client: &ferry_tables::Client,
+    table: &TableExport,
+    lookup: &Lookup,
+    rows: &[(Vec<Value>, usize)],
+    found: &mut SampleVerified,
+    differences: &mut Vec<Difference>,
+) {
+    let mut mine = TableSampled { table: table.name.clone(), ..TableSampled::default() };
+    let error = |file: &str, e: &dyn std::fmt::Display| Difference {
+        key: file.to_string(),
+        kind: DifferenceKind::Error,
+        detail: format!("{}: the sampled rows could not be fetched: {e}", table.name),
+    };
+    let Some(first) = rows.first() else { return };
+    let prepared = match lookup.prepare(client).await {
+        Ok(p) => p,
+        Err(e) => {
+            differences.push(error(&table.files[first.1].key, &e));
+            return;
+        }
+    };
+    for (row, file) in rows {
+        let file = &table.files[*file];
+        let Some(key) = lookup.key_of(row) else { continue };
+        let Some(seen) = file.snapshot.visibility.as_deref().and_then(Visibility::parse) else {
+            found.not_sampled.push(TableNotSampled { table: table.name.clone(), why: NotSampled::NoVisibility });
+            break;
+        };
+        let fetched = match sample::fetch(client, &prepared, &key).await {
+            Ok(f) => f,
+            Err(e) => {
+                differences.push(error(&file.key, &e));
+                break;
+            }
+        };
+        mine.rows += 1;
+        match sample::compare(&table.table, row, &fetched, &seen) {
+            Compared::Equal => mine.equal += 1,
+            Compared::ChangedSince => mine.changed_since += 1,
+            Compared::GoneSince => mine.gone_since += 1,
+            Compared::Uncertain { .. } => mine.uncertain += 1,
+            Compared::Differs { columns } => {
+                mine.differ += 1;
+                differences.push(Difference {
+                    key: file.key.clone(),
+                    kind: DifferenceKind::TableSample,
+                    detail: format!(
+                        "{}: the row with {} differs from the database's in {}",
+                        table.name,
+                        lookup.key_shown(&table.table, row).join(", "),
+                        columns.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    found.rows += mine.rows;
+    found.equal += mine.equal;
+    found.differ += mine.differ;
+    found.uncertain += mine.uncertain;
+    found.changed_since += mine.changed_since;
+    found.gone_since += mine.gone_since;
+    if mine.rows > 0 {
+        found.tables.push(mine);
+    }
 }
 
 /// Takes `row` of the parent off the keys `want` still looks for.
@@ -220,10 +269,20 @@ fn see_parent_row(want: &mut Want, row: &[Value]) {
     }
 }
 
-/// Counts a want whose parent has been read, and names each key the parent lacks.
-fn settle(want: &mut Want, exports: &TableExports, found: &mut SampleVerified, differences: &mut Vec<Difference>) {
+/// Counts a want whose parent has been read (`complete`: every file of it), and names each key
+/// the parent lacks; a parent not wholly read settles nothing but an unchecked reference.
+fn settle(want: &mut Want, complete: bool, exports: &TableExports, found: &mut SampleVerified, differences: &mut Vec<Difference>) {
     want.settled = true;
     let (child, parent) = (&exports.tables[want.child], &exports.tables[want.parent]);
+    if !complete {
+        found.references_unchecked.push(UncheckedReference {
+            table: child.name.clone(),
+            constraint: want.fk.name.clone(),
+            parent: parent.name.clone(),
+            why: Unchecked::ParentUnreadable,
+        });
+        return;
+    }
     found.references += want.wanted;
     found.references_found += want.wanted - want.keys.len() as u64;
     for (key, file) in &want.keys {
@@ -242,20 +301,15 @@ fn settle(want: &mut Want, exports: &TableExports, found: &mut SampleVerified, d
     }
 }
 
-/// The positions of `names` among `columns`, if every one is there.
-fn positions(columns: &[ferry_tables::schema::Column], names: &[String]) -> Option<Vec<usize>> {
-    names.iter().map(|n| columns.iter().position(|c| &c.name == n)).collect()
-}
-
 /// The tables in an order where each comes after every table whose foreign keys reference it
 /// (children first); a cycle is broken at the first table left.
-fn children_first(exports: &TableExports, index: &BTreeMap<String, usize>) -> Vec<usize> {
-    let n = exports.tables.len();
+fn children_first(tables: &[&Table]) -> Vec<usize> {
+    let n = tables.len();
     // children[p]: the tables (other than p) with a foreign key to p.
     let mut children: Vec<HashSet<usize>> = vec![HashSet::new(); n];
-    for (c, t) in exports.tables.iter().enumerate() {
-        for fk in &t.table.foreign_keys {
-            if let Some(&p) = index.get(&fk.parent.to_string())
+    for (c, t) in tables.iter().enumerate() {
+        for fk in &t.foreign_keys {
+            if let Some(p) = tables.iter().position(|t| t.name == fk.parent)
                 && p != c
             {
                 children[p].insert(c);
@@ -274,7 +328,8 @@ fn children_first(exports: &TableExports, index: &BTreeMap<String, usize>) -> Ve
 }
 
 /// Reads each file of `table` back from `dst` through `path`, adds its figures' differences,
-/// and hands every row to `each` with the file's index.
+/// and hands every row to `each` with the file's index; `false` when a file could not be read
+/// (missing, unreadable, not the export's Parquet).
 async fn read_table(
     dst: &dyn Provider,
     table: &TableExport,
@@ -282,7 +337,8 @@ async fn read_table(
     out: &mut TablesVerified,
     differences: &mut Vec<Difference>,
     mut each: impl FnMut(usize, &[Value]),
-) {
+) -> bool {
+    let mut complete = true;
     for (f, file) in table.files.iter().enumerate() {
         out.files += 1;
         let diff = |kind, detail: String| Difference { key: file.key.clone(), kind, detail: format!("{}: {detail}", table.name) };
@@ -290,10 +346,12 @@ async fn read_table(
             Ok(true) => {}
             Ok(false) => {
                 differences.push(diff(DifferenceKind::Missing, "the table file is not at the destination".into()));
+                complete = false;
                 continue;
             }
             Err(e) => {
                 differences.push(diff(DifferenceKind::Error, e.to_string()));
+                complete = false;
                 continue;
             }
         }
@@ -305,6 +363,7 @@ async fn read_table(
         let _ = std::fs::remove_file(path);
         if let Err(e) = read {
             differences.push(diff(DifferenceKind::TableFile, format!("not the export's Parquet: {e}")));
+            complete = false;
             continue;
         }
         let found = tally.finish();
@@ -315,6 +374,7 @@ async fn read_table(
         }
         differences.extend(figures.into_iter().map(|d| diff(DifferenceKind::TableFigures, d.to_string())));
     }
+    complete
 }
 
 /// Writes object `key` of `dst` to `path`; `false` when there is no such object.
