@@ -371,6 +371,12 @@ pub struct TableArgs {
     /// `schema.table.column=text` (repeatable). Without it such a column is refused (exit 2).
     #[arg(long = "cast", value_name = "SCHEMA.TABLE.COLUMN=text")]
     pub casts: Vec<String>,
+    /// Make the tables incremental: `ferry delta` then exports the rows written since, those
+    /// past the largest value of COLUMN exported (an `updated_at` or an id that only grows) or
+    /// written after the last export's snapshot, as new files. Deletes are not seen. `COLUMN`
+    /// for every table, or `schema.table.column` for one (repeatable).
+    #[arg(long = "incremental-by", value_name = "COLUMN")]
+    pub incremental_by: Vec<String>,
     /// Rows per Parquet file: each file is one range of its table (by integer primary key, else
     /// by heap pages), exported, resumed and proved as a whole.
     #[arg(long, value_name = "N", default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
@@ -389,7 +395,7 @@ pub struct TableArgs {
 impl TableArgs {
     /// Whether any table flag was given (they need a `postgres://` source).
     pub fn given(&self) -> bool {
-        !self.tables.is_empty() || !self.schemas.is_empty() || !self.casts.is_empty()
+        !self.tables.is_empty() || !self.schemas.is_empty() || !self.casts.is_empty() || !self.incremental_by.is_empty()
     }
 }
 

@@ -469,7 +469,11 @@ fn verify_sample_compares_rows_with_the_database_by_key_counts_later_writes_and_
     for cmd in ["delta", "cutover"] {
         let run = ferry(w, &[cmd, "--job", "j"], &env);
         assert_eq!(run.code, 2, "{cmd}: {}\n{}", run.stdout, run.stderr);
-        assert!(run.stderr.contains("do not replay a database yet"), "{cmd}: {}", run.stderr);
+        assert!(
+            run.stderr.contains("not incremental: ferry delta and cutover replay only tables exported with --incremental-by"),
+            "{cmd}: {}",
+            run.stderr
+        );
     }
 
     // Every row sampled (N above any table's rows), so the counts are exact.
@@ -584,4 +588,89 @@ fn an_export_over_tls_verified_by_pgsslmode_and_pgsslrootcert_as_the_readme_docu
     let v = ferry_ok(w, &["verify", "--job", "j", "--sample", "50", "--json"], &verified, 0).json();
     // The server takes TCP over TLS only, so both ran over verified TLS.
     assert_eq!((v["tables"]["matched"].as_u64(), v["tables"]["sample"]["equal"].as_u64()), (Some(2), Some(50)), "{v}");
+}
+
+#[test]
+fn incremental_tables_replay_the_rows_written_since_as_new_files_including_late_commits_below_the_watermark() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start();
+    pg.create_db("shop");
+    pg.sql(
+        "shop",
+        "CREATE TABLE events (id bigint PRIMARY KEY, updated_at timestamptz NOT NULL, v text);
+         INSERT INTO events SELECT g, timestamptz '2024-01-01' + g * interval '1 minute', 'v' || g FROM generate_series(1, 1000) g;
+         CREATE TABLE counters (id int PRIMARY KEY, n int);
+         INSERT INTO counters SELECT g, 0 FROM generate_series(1, 50) g;",
+    );
+    let env = pg.env();
+    let url = pg.url("shop");
+    let base = ["copy", &url, "out", "--job", "j", "--table", "events", "--table", "counters"];
+    // A column the table lacks, or one that cannot order a delta: refused, nothing written.
+    for (flag, said) in [("nosuch", "public.counters: no column \"nosuch\""), ("public.events.v", "public.events: column v is text")] {
+        let run = ferry(w, &[base.as_slice(), &["--incremental-by", flag]].concat(), &env);
+        assert_eq!(run.code, 2, "{flag}: {}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains(said), "{flag}: {}", run.stderr);
+        assert!(!w.join("out").exists() && !w.join("j/tables/spool").exists(), "{flag}: nothing written");
+    }
+    let args = [base.as_slice(), &["--incremental-by", "updated_at", "--incremental-by", "public.counters.id"]].concat();
+    ferry_ok(w, &args, &env, 0);
+
+    // Written since: inserts and updates past the watermark; a row committed after the export
+    // with an updated_at below it (a transaction that took its time before the export); an
+    // update that does not move counters' id; deletes, which are not seen.
+    pg.sql(
+        "shop",
+        "INSERT INTO events SELECT g, now(), 'new' || g FROM generate_series(1001, 1010) g;
+         UPDATE events SET updated_at = now(), v = 'changed' WHERE id <= 5;
+         INSERT INTO events VALUES (5000, '2000-01-01', 'late');
+         DELETE FROM events WHERE id BETWEEN 100 AND 102;
+         INSERT INTO counters VALUES (51, 0), (52, 0);
+         UPDATE counters SET n = 7 WHERE id = 3;",
+    );
+    let rows = |v: &serde_json::Value| -> Vec<(String, u64)> {
+        v["tables"]["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| (t["table"].as_str().unwrap().into(), t["rows"].as_u64().unwrap()))
+            .collect()
+    };
+    let dry = ferry_ok(w, &["delta", "--job", "j", "--dry-run", "--json"], &env, 0).json();
+    assert_eq!(rows(&dry), [("public.counters".to_string(), 3), ("public.events".into(), 16)], "{dry}");
+    assert!(!w.join("j/tables/spool/public/events/gen-0002-part-00000.parquet").exists(), "a dry run writes no file");
+    assert!(!w.join("out/public/events/gen-0002-part-00000.parquet").exists());
+
+    let text = ferry_ok(w, &["delta", "--job", "j"], &env, 0);
+    assert!(text.stdout.contains("table public.events: 16 rows written since"), "{}", text.stdout);
+    assert!(text.stdout.contains("rows deleted from the database are not seen"), "{}", text.stdout);
+    assert!(text.stdout.contains("generation 2 (parent 1): 2 added"), "{}", text.stdout);
+    let ids = python(
+        r#"
+import sys, pyarrow.parquet as pq
+for f in sys.argv[1:]:
+    print(sorted(pq.read_table(f).column("id").to_pylist()))
+"#,
+        &[
+            w.join("out/public/events/gen-0002-part-00000.parquet").to_str().unwrap(),
+            w.join("out/public/counters/gen-0002-part-00000.parquet").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(ids, "[1, 2, 3, 4, 5, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010, 5000]\n[3, 51, 52]\n");
+    let v = ferry_ok(w, &["verify", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!((v["tables"]["files"].as_u64(), v["tables"]["matched"].as_u64()), (Some(4), Some(4)), "{v}");
+    assert_eq!(v["tables"]["rows"].as_u64(), Some(1000 + 16 + 50 + 3), "{v}");
+
+    // Nothing written since: no file, no generation.
+    let quiet = ferry_ok(w, &["delta", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!(rows(&quiet), [("public.counters".to_string(), 0), ("public.events".into(), 0)], "{quiet}");
+    assert_eq!(quiet["unchanged_source"], true, "{quiet}");
+    // And what is written after that quiet delta is seen by the next one.
+    pg.sql("shop", "UPDATE events SET v = 'again' WHERE id = 500;");
+    let third = ferry_ok(w, &["delta", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!(rows(&third), [("public.counters".to_string(), 0), ("public.events".into(), 1)], "{third}");
+    assert_eq!(third["generation"].as_u64(), Some(3), "{third}");
+    assert!(w.join("out/public/events/gen-0003-part-00000.parquet").exists());
+    let v = ferry_ok(w, &["verify", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!((v["tables"]["files"].as_u64(), v["tables"]["matched"].as_u64()), (Some(5), Some(5)), "{v}");
 }

@@ -19,7 +19,7 @@ pub async fn run(
     let mut job = match src {
         Some(url) if super::is_database(url) => super::open_table_job(common, url, dst, tables)?,
         _ if tables.given() => {
-            return Err(EngineError::WriteSetting("--table, --schema and --cast need a postgres:// source".into()));
+            return Err(EngineError::WriteSetting("--table, --schema, --cast and --incremental-by need a postgres:// source".into()));
         }
         _ => open_job(common, src, dst)?,
     };

@@ -141,6 +141,23 @@ async fn pass_summary(
     if json {
         print_json(&summary);
     } else {
+        if let Some(t) = &summary.tables {
+            for line in &t.tables {
+                let to = match (&line.file, t.dry_run) {
+                    (_, true) => "would be exported".to_string(),
+                    (Some(f), _) => format!("into {f}{}", if line.resumed { " (an earlier run's)" } else { "" }),
+                    (None, _) => "nothing to export".to_string(),
+                };
+                println!(
+                    "table {}: {} rows written since (past {} {} or after the last export's snapshot) {to}",
+                    line.table,
+                    line.rows,
+                    line.column,
+                    line.watermark_before.as_deref().unwrap_or("(none)")
+                );
+            }
+            println!("tables: rows deleted from the database are not seen by an incremental export; the destination keeps them");
+        }
         let c = &summary.changes;
         let what = if summary.dry_run {
             "dry run: a delta would record".to_string()

@@ -115,6 +115,7 @@ fn open_table_job(common: &Common, url: &str, dst: Option<&str>, args: &crate::a
         tables: args.tables.clone(),
         schemas: args.schemas.clone(),
         casts: args.casts.clone(),
+        incremental_by: args.incremental_by.clone(),
         rows_per_file: args.rows_per_file,
         compression: args.compression.into(),
         row_group_bytes: args.row_group_size,

@@ -160,6 +160,9 @@ pub struct DeltaSummary {
     /// A source that lists in key order gave this key at or before the one before it: the
     /// merge was rolled back and the source listed again through a key-order spool.
     pub listed_out_of_order: Option<String>,
+    /// A table job's export of the rows written since (incremental tables).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables: Option<crate::tables::TablesSince>,
     pub seconds: f64,
     pub report: Option<std::path::PathBuf>,
 }
@@ -192,9 +195,6 @@ pub async fn delta(
     if job.all_versions() {
         return Err(EngineError::DeltaOfAllVersions { dir: job.dir.clone() });
     }
-    if job.tables().is_some() {
-        return Err(EngineError::DeltaOfTables { dir: job.dir.clone() });
-    }
     // An ingest job's source is its disks until [`crate::follow_source`] moves it to where they
     // were exported from: a listing of the disks would replay their files under their paths.
     if let Some(shipped_from) = crate::ingest::shipped_from(job).filter(|from| *from != job.source.to_string()) {
@@ -225,6 +225,7 @@ pub async fn delta(
         deletes: Deletes::default(),
         dry_run: opts.copy.dry_run,
         listed_out_of_order: None,
+        tables: None,
         seconds: 0.0,
         report: None,
     };
@@ -242,6 +243,11 @@ pub async fn delta(
             crate::plan(job, src.as_ref(), &stats).await?;
         }
         let generation = latest + 1;
+        if job.tables().is_some() {
+            // The rows written since into new files of the spool, and the table entries of
+            // `generation` staged, before the spool is listed.
+            summary.tables = Some(crate::tables::export_since(job, generation, opts.copy.dry_run, &stats).await?);
+        }
         let dir = job.generation_dir(generation);
         if dir.exists() {
             // An unsealed generation is the remains of an interrupted listing: start it again.
@@ -459,6 +465,7 @@ async fn merge_fed(
         parent,
         opts: opts.clone(),
         outcome: outcome.clone(),
+        tables: crate::tables::staged(job)?,
     };
     let meta = vec![(SEEDED.to_string(), generation.to_string())];
     let (changes, committed) = journal.merge_generation(generation, listing, Box::new(watch), meta).await?;
@@ -492,6 +499,8 @@ struct DeltaWatch {
     parent: Parent,
     opts: DeltaOptions,
     outcome: Arc<std::sync::Mutex<Outcome>>,
+    /// A table job's staged table entries (and their file count), sealed with the generation.
+    tables: Option<(std::path::PathBuf, u64)>,
 }
 
 /// Objects a watch asks the source about at a time (a HEAD, or a read of a local file).
@@ -579,7 +588,11 @@ impl MergeWatch for DeltaWatch {
             return false;
         }
         let mut writer = writer;
-        let sealed = writer.attach_changes(CHANGES_FILE, self.rows).and_then(|()| writer.seal().map(|_| ()));
+        let mut sealed = writer.attach_changes(CHANGES_FILE, self.rows);
+        if let (Ok(()), Some((staged, files))) = (&sealed, &self.tables) {
+            sealed = writer.attach_tables(staged, crate::tables::TABLES_FILE, *files);
+        }
+        let sealed = sealed.and_then(|()| writer.seal().map(|_| ()));
         if let Err(e) = sealed {
             self.fail(e.into());
             return false;

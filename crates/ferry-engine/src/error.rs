@@ -55,12 +55,15 @@ pub enum EngineError {
     DeltaUnfinished { generation: u32 },
     #[error("{dir} copies every version (--all-versions): ferry delta does not replay versions yet")]
     DeltaOfAllVersions { dir: PathBuf },
-    /// A table job: its source is the export's spool, which a delta would list unchanged while
-    /// the database moved on.
+    /// A table job with tables that are not incremental: a delta could not tell what was
+    /// written since their export.
     #[error(
-        "{dir} exports PostgreSQL tables: ferry delta and cutover do not replay a database yet (incremental exports are not built); export the tables again into a new job"
+        "{dir}: {} not incremental: ferry delta and cutover replay only tables exported with --incremental-by COLUMN; export them again into a new job with it", tables.join(", ")
     )]
-    DeltaOfTables { dir: PathBuf },
+    DeltaOfTables { dir: PathBuf, tables: Vec<String> },
+    /// An `--incremental-by` that names no column of a table, or a column that cannot be one.
+    #[error("--incremental-by {given}: {table}: {reason}")]
+    IncrementalColumn { given: String, table: String, reason: String },
     /// An ingest job whose shipment carried no manifest of the source (an export by an older
     /// ferry): its rows hold no entity tags or versions to compare a listing with.
     #[error(
@@ -191,6 +194,7 @@ impl EngineError {
             | EngineError::DeltaUnfinished { .. }
             | EngineError::DeltaOfAllVersions { .. }
             | EngineError::DeltaOfTables { .. }
+            | EngineError::IncrementalColumn { .. }
             | EngineError::DeltaOfIngest { .. }
             | EngineError::NoCutover { .. }
             | EngineError::JobExists { .. }

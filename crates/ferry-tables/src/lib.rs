@@ -21,6 +21,7 @@
 //! - [`figures`]: each file's row count, fingerprint and column aggregates, in SQL and in Rust.
 //! - [`ranges`], [`export`], [`files`]: a table cut into key or page ranges, each exported by
 //!   binary COPY into a Parquet file (and read back for `verify`).
+//! - [`incremental`]: `--incremental-by`: the rows of a table written since an earlier export.
 //! - [`sample`]: `verify --sample`: rows of the files fetched by primary key and compared field
 //!   by field, and foreign keys checked among the exported rows.
 
@@ -29,6 +30,7 @@ pub mod export;
 pub mod figures;
 pub mod files;
 pub mod fingerprint;
+pub mod incremental;
 pub mod ranges;
 pub mod sample;
 pub mod schema;

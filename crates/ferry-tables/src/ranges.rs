@@ -30,6 +30,19 @@ pub enum Range {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         to: Option<u32>,
     },
+    /// The rows of an incremental table written since an earlier export: past its watermark
+    /// in `column`, or not seen by its snapshot (see [`crate::incremental`]).
+    Since {
+        column: String,
+        /// The watermark: the largest value of `column` exported before (canonical text;
+        /// none when no row had one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// The earlier snapshot's visibility (`xmin:xmax:xip,…`).
+        unseen_by: String,
+        /// The condition, as [`crate::incremental::since`] made it.
+        sql: String,
+    },
 }
 
 impl Range {
@@ -47,6 +60,7 @@ impl Range {
                 parts.extend(from.map(|f| format!("ctid >= '({f},0)'::tid")));
                 parts.extend(to.map(|t| format!("ctid < '({t},0)'::tid")));
             }
+            Range::Since { sql, .. } => parts.push(sql.clone()),
         }
         if parts.is_empty() { "TRUE".to_string() } else { parts.join(" AND ") }
     }

@@ -51,6 +51,11 @@ impl Visibility {
         xid < 3 || xid < self.xmin || (xid < self.xmax && !self.xip.contains(&xid))
     }
 
+    /// The first transaction id the snapshot did not see started (its `xmax`).
+    pub fn xmax(&self) -> u64 {
+        self.xmax
+    }
+
     /// Whether a row by `xid` that the snapshot sees may still not have been seen: a
     /// subtransaction's id is never in the list of those in progress.
     fn in_window(&self, xid: u64) -> bool {
@@ -147,8 +152,12 @@ pub struct Lookup {
 /// The value of canonical text `$n` as a value of column type `ty` (`pg_type` as the catalog
 /// names it), exactly, or `None` where there is no exact way back.
 fn from_canonical(n: usize, ty: &ColumnType, pg_type: &str) -> Option<String> {
+    from_canonical_text(&format!("${n}::text"), ty, pg_type)
+}
+
+/// The value of the canonical text SQL expression `p` as a value of column type `ty`, exactly.
+pub(crate) fn from_canonical_text(p: &str, ty: &ColumnType, pg_type: &str) -> Option<String> {
     use ColumnType as T;
-    let p = format!("${n}::text");
     let micros =
         |base: &str| format!("{base} + ({p}::int8 / 1000000) * INTERVAL '1 second' + ({p}::int8 % 1000000) * INTERVAL '1 microsecond'");
     Some(match ty {

@@ -30,7 +30,10 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+mod since;
 mod verify;
+pub(crate) use since::export_since;
+pub use since::{TableSince, TablesSince};
 pub(crate) use verify::verify;
 pub use verify::{SampleRun, SampleVerified, TableNotSampled, TableSampled, TablesVerified};
 
@@ -48,6 +51,10 @@ pub struct TablesSpec {
     pub schemas: Vec<String>,
     #[serde(default)]
     pub casts: Vec<String>,
+    /// `--incremental-by`: `column` (every table's) or `schema.table.column`; a delta exports
+    /// the rows written since (see [`since`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub incremental_by: Vec<String>,
     pub rows_per_file: u64,
     pub compression: Compression,
     pub row_group_bytes: u64,
@@ -101,6 +108,22 @@ pub struct TableExport {
     /// Every snapshot its files came from.
     pub snapshots: Vec<SnapshotInfo>,
     pub files: Vec<ExportedFile>,
+    /// An incremental table: its column, and where the next delta starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<Incremental>,
+}
+
+/// Where an incremental table's next delta starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incremental {
+    pub column: String,
+    /// The largest value of the column among the rows exported (canonical text; none when no
+    /// row had one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub watermark: Option<String>,
+    /// The visibility of the snapshot the table's files are, together, of: what it did not see
+    /// is what the next delta exports.
+    pub seen_by: String,
 }
 
 /// The generation's `tables.json`.
@@ -309,6 +332,9 @@ pub async fn export(
         // A Parquet file of no columns holds no rows: its rows would be lost.
         return Err(EngineError::TableWithoutColumns { table: t.name.to_string() });
     }
+    for table in &described {
+        incremental_column(spec, table)?;
+    }
     summary.tables = described.len();
     summary.references_unchecked = unchecked_references(&described);
     if run.dry_run {
@@ -387,6 +413,7 @@ pub async fn export(
             });
         }
     }
+    let info = snapshot.info.clone();
     let _ = snapshot.finish().await;
     // Every file is done: the entries, staged for the generation the plan seals.
     let mut exports = TableExports { source: spec.url.clone(), tables: Vec::new() };
@@ -403,6 +430,21 @@ pub async fn export(
             }
         }
         snapshots.extend(infos.iter().map(|i| i.id.clone()));
+        // The files are of one moment: their one snapshot, or this run's, in which a table of
+        // several runs was proved whole.
+        let moment = if infos.len() == 1 { &infos[0] } else { &info };
+        let incremental = match incremental_column(spec, &table.table)? {
+            Some(at) => Some(Incremental {
+                column: table.table.columns[at].name.clone(),
+                watermark: watermark(&table.table, at, &files),
+                seen_by: moment.visibility.clone().ok_or_else(|| EngineError::TableExportDiffers {
+                    table: table.table.name.to_string(),
+                    key: "(the whole table)".into(),
+                    detail: "the snapshot's visibility was not recorded, which an incremental table needs".into(),
+                })?,
+            }),
+            None => None,
+        };
         exports.tables.push(TableExport {
             name: table.table.name.to_string(),
             table: table.table.clone(),
@@ -410,6 +452,7 @@ pub async fn export(
             fingerprint: files.iter().fold(0u64, |s, f| s.wrapping_add(f.figures.fingerprint)),
             snapshots: infos,
             files,
+            incremental,
         });
     }
     summary.rows = exports.tables.iter().map(|t| t.rows).sum();
@@ -417,6 +460,39 @@ pub async fn export(
     write_json(&tables_dir(job).join(TABLES_FILE), &exports)?;
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+/// The position of `table`'s incremental column, if `spec` makes it incremental: a
+/// `schema.table.column` of its own, else a bare `column`; refused when the table has no such
+/// column or its type cannot order a delta.
+pub(crate) fn incremental_column(spec: &TablesSpec, table: &Table) -> Result<Option<usize>> {
+    let own = format!("{}.", table.name);
+    let given = spec
+        .incremental_by
+        .iter()
+        .find(|g| g.strip_prefix(&own).is_some_and(|c| !c.contains('.')))
+        .or_else(|| spec.incremental_by.iter().find(|g| !g.contains('.')));
+    let Some(given) = given else { return Ok(None) };
+    let name = given.rsplit('.').next().unwrap_or(given);
+    let refuse = |reason: String| EngineError::IncrementalColumn { given: given.clone(), table: table.name.to_string(), reason };
+    let at = table.columns.iter().position(|c| c.name == name).ok_or_else(|| refuse(format!("no column {name:?}")))?;
+    let column = &table.columns[at];
+    if !ferry_tables::incremental::column_allowed(&column.ty) {
+        return Err(refuse(format!(
+            "column {name} is {}: an incremental column is an integer, numeric, date, timestamp or timestamptz",
+            column.pg_type
+        )));
+    }
+    Ok(Some(at))
+}
+
+/// The largest value of column `at` among `files`' rows (from their figures).
+pub(crate) fn watermark(table: &Table, at: usize, files: &[ExportedFile]) -> Option<String> {
+    let ty = &table.columns[at].ty;
+    files
+        .iter()
+        .filter_map(|f| f.figures.columns.get(at).and_then(|c| c.max.clone()))
+        .fold(None, |w, m| ferry_tables::incremental::later(ty, w, Some(m)))
 }
 
 /// Exports files of the plan through worker connections that adopt one snapshot.
