@@ -674,3 +674,39 @@ for f in sys.argv[1:]:
     let v = ferry_ok(w, &["verify", "--job", "j", "--json"], &env, 0).json();
     assert_eq!((v["tables"]["files"].as_u64(), v["tables"]["matched"].as_u64()), (Some(5), Some(5)), "{v}");
 }
+
+#[test]
+fn a_kill_9_during_a_delta_of_incremental_tables_is_finished_by_the_next_keeping_the_tables_done() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start();
+    pg.create_db("shop");
+    pg.sql("shop", "CREATE TABLE a (id int PRIMARY KEY); INSERT INTO a VALUES (1); CREATE TABLE b (id bigint PRIMARY KEY, v text); INSERT INTO b VALUES (1, 'x');");
+    let env = pg.env();
+    let url = pg.url("shop");
+    ferry_ok(w, &["copy", &url, "out", "--table", "a", "--table", "b", "--incremental-by", "id", "--job", "j"], &env, 0);
+    pg.sql("shop", "INSERT INTO a VALUES (2); INSERT INTO b SELECT g, repeat(md5(g::text), 4) FROM generate_series(2, 300001) g;");
+    let mut child = ferry_command(w, &["delta", "--job", "j"], &env)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let first = w.join("j/tables/since/gen-0002/0000.json");
+    for _ in 0..2400 {
+        if first.exists() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(first.exists(), "killed after table a's rows were recorded");
+    let run = ferry_ok(w, &["delta", "--job", "j", "--json"], &env, 0).json();
+    let tables = run["tables"]["tables"].as_array().unwrap();
+    assert_eq!((tables[0]["rows"].as_u64(), tables[0]["resumed"].as_bool()), (Some(1), Some(true)), "{run}");
+    assert_eq!((tables[1]["rows"].as_u64(), tables[1]["resumed"].as_bool()), (Some(300_000), Some(false)), "{run}");
+    let v = ferry_ok(w, &["verify", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!((v["tables"]["matched"].as_u64(), v["tables"]["rows"].as_u64()), (Some(4), Some(2 + 300_001)), "{v}");
+    let left: Vec<_> = std::fs::read_dir(w.join("j/tables/tmp")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "nothing left being written: {left:?}");
+}

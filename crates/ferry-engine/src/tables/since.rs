@@ -84,6 +84,12 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
     for d in [&records, &tmp] {
         std::fs::create_dir_all(d).map_err(EngineError::io(d))?;
     }
+    // A file a killed delta was writing is not any table's: written again from the start.
+    for entry in std::fs::read_dir(&tmp).map_err(EngineError::io(&tmp))?.flatten() {
+        if entry.file_name().to_string_lossy().starts_with("since-") {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
     let options = FileOptions { compression: spec.compression, row_group_bytes: spec.row_group_bytes as usize };
     let mut out = TablesSince { tables: Vec::new(), snapshot: Some(snapshot.info.clone()), deletes_not_seen: true, dry_run };
     Stats::add(&stats.total_objects, exports.tables.len() as u64);
