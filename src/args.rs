@@ -389,7 +389,8 @@ pub struct TableArgs {
     /// Bytes of a Parquet row group, held in memory per connection while it is built.
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
     pub row_group_size: u64,
-    /// Database connections exporting files at once (each one file at a time).
+    /// Workers exporting files at once, each one file at a time over two database connections:
+    /// the COPY, and PostgreSQL's figures for the same rows, computed meanwhile.
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub db_connections: u16,
 }

@@ -73,14 +73,14 @@ pub async fn export_range(
             buf.advance(SIGNATURE.len() + 8 + ext);
             header = true;
         }
-        while let Some(row) = take_tuple(&mut buf, table.columns.len()).map_err(|r| wire(&r))? {
-            let Some(fields) = row else {
+        while let Some(tuple) = take_tuple(&mut buf, table.columns.len()).map_err(|r| wire(&r))? {
+            let Some(tuple) = tuple else {
                 ended = true;
                 break;
             };
-            let mut values = Vec::with_capacity(fields.len());
-            for (c, raw) in table.columns.iter().zip(&fields) {
-                let v = decode(&c.ty, raw.as_deref()).map_err(|error| ExportError::Value {
+            let mut values = Vec::with_capacity(table.columns.len());
+            for (c, raw) in table.columns.iter().zip(fields(&tuple)) {
+                let v = decode(&c.ty, raw).map_err(|error| ExportError::Value {
                     table: table.name.clone(),
                     column: c.name.clone(),
                     row: tally.rows() + 1,
@@ -99,10 +99,9 @@ pub async fn export_range(
     Ok(tally.finish())
 }
 
-/// One whole tuple off the front of `buf`: `Ok(None)` when more bytes are needed, `Some(None)`
-/// at the trailer.
-#[allow(clippy::type_complexity)]
-fn take_tuple(buf: &mut BytesMut, columns: usize) -> Result<Option<Option<Vec<Option<Vec<u8>>>>>, String> {
+/// One whole tuple off the front of `buf` (its fields, read by [`fields`], without copying
+/// them): `Ok(None)` when more bytes are needed, `Some(None)` at the trailer.
+fn take_tuple(buf: &mut BytesMut, columns: usize) -> Result<Option<Option<bytes::Bytes>>, String> {
     if buf.len() < 2 {
         return Ok(None);
     }
@@ -129,17 +128,27 @@ fn take_tuple(buf: &mut BytesMut, columns: usize) -> Result<Option<Option<Vec<Op
     if buf.len() < at {
         return Ok(None);
     }
-    buf.advance(2);
-    let mut fields = Vec::with_capacity(columns);
-    for _ in 0..columns {
-        let len = buf.get_i32();
-        if len < 0 {
-            fields.push(None);
-        } else {
-            fields.push(Some(buf.split_to(len as usize).to_vec()));
+    let mut tuple = buf.split_to(at);
+    tuple.advance(2);
+    Ok(Some(Some(tuple.freeze())))
+}
+
+/// The fields of a tuple [`take_tuple`] took: each its bytes, or `None` for NULL.
+fn fields(tuple: &[u8]) -> impl Iterator<Item = Option<&[u8]>> {
+    let mut rest = tuple;
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
         }
-    }
-    Ok(Some(Some(fields)))
+        let len = i32::from_be_bytes(rest[..4].try_into().expect("4 bytes"));
+        rest = &rest[4..];
+        if len < 0 {
+            return Some(None);
+        }
+        let (field, after) = rest.split_at(len as usize);
+        rest = after;
+        Some(Some(field))
+    })
 }
 
 /// PostgreSQL's figures for the rows of `table` that `predicate` keeps, in SQL over the
@@ -168,7 +177,8 @@ mod tests {
         let mut part = BytesMut::from(&whole[..7]);
         assert_eq!(take_tuple(&mut part, 2), Ok(None));
         assert_eq!(part.len(), 7, "nothing taken");
-        assert_eq!(take_tuple(&mut whole, 2), Ok(Some(Some(vec![Some(b"abc".to_vec()), None]))));
+        let tuple = take_tuple(&mut whole, 2).unwrap().unwrap().unwrap();
+        assert_eq!(fields(&tuple).collect::<Vec<_>>(), [Some(&b"abc"[..]), None]);
         assert_eq!(take_tuple(&mut whole, 2), Ok(Some(None)));
         let mut bad = BytesMut::from(&3i16.to_be_bytes()[..]);
         assert!(take_tuple(&mut bad, 2).is_err());

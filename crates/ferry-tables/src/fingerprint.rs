@@ -238,33 +238,66 @@ pub fn canonical_field(v: &Value) -> Option<String> {
 }
 
 fn canonical(v: &Value) -> Option<String> {
-    Some(match v {
-        Value::Null => return None,
-        Value::Bool(b) => (if *b { "t" } else { "f" }).to_string(),
-        Value::Int(i) => i.to_string(),
-        Value::Float32(f) => hex(&f.to_bits().to_be_bytes()),
-        Value::Float64(f) => hex(&f.to_bits().to_be_bytes()),
+    let mut out = String::new();
+    canonical_into(v, &mut out).then_some(out)
+}
+
+/// Writes `v`'s canonical text to `out`; `false` (nothing written) for NULL.
+fn canonical_into(v: &Value, out: &mut String) -> bool {
+    use std::fmt::Write;
+    match v {
+        Value::Null => return false,
+        Value::Bool(b) => out.push(if *b { 't' } else { 'f' }),
+        Value::Int(i) => {
+            let _ = write!(out, "{i}");
+        }
+        Value::Float32(f) => hex_into(&f.to_bits().to_be_bytes(), out),
+        Value::Float64(f) => hex_into(&f.to_bits().to_be_bytes(), out),
         Value::Decimal { unscaled, scale } => {
-            let digits = unscaled.unsigned_abs().to_string();
+            if *unscaled < 0 {
+                out.push('-');
+            }
+            let start = out.len();
+            let _ = write!(out, "{}", unscaled.unsigned_abs());
             let scale = *scale as usize;
-            let padded = if digits.len() <= scale { format!("{}{digits}", "0".repeat(scale + 1 - digits.len())) } else { digits };
-            let (int, frac) = padded.split_at(padded.len() - scale);
-            let sign = if *unscaled < 0 { "-" } else { "" };
-            if scale == 0 { format!("{sign}{int}") } else { format!("{sign}{int}.{frac}") }
+            let digits = out.len() - start;
+            if digits <= scale {
+                out.insert_str(start, &"0".repeat(scale + 1 - digits));
+            }
+            if scale > 0 {
+                out.insert(out.len() - scale, '.');
+            }
         }
-        Value::Text(t) => t.clone(),
-        Value::Bytes(b) => hex(b),
-        Value::Date(d) => d.to_string(),
-        Value::Micros(m) => m.to_string(),
+        Value::Text(t) => out.push_str(t),
+        Value::Bytes(b) => hex_into(b, out),
+        Value::Date(d) => {
+            let _ = write!(out, "{d}");
+        }
+        Value::Micros(m) => {
+            let _ = write!(out, "{m}");
+        }
         Value::Interval { micros, days, months } => {
-            let mut b = micros.to_be_bytes().to_vec();
-            b.extend(days.to_be_bytes());
-            b.extend(months.to_be_bytes());
-            hex(&b)
+            hex_into(&micros.to_be_bytes(), out);
+            hex_into(&days.to_be_bytes(), out);
+            hex_into(&months.to_be_bytes(), out);
         }
-        Value::Uuid(u) => uuid_text(u),
-        Value::List(items) => format!("[{}]", fields(items)),
-    })
+        Value::Uuid(u) => out.push_str(&uuid_text(u)),
+        Value::List(items) => {
+            out.push('[');
+            fields_into(items, out, &mut String::new());
+            out.push(']');
+        }
+    }
+    true
+}
+
+fn hex_into(b: &[u8], out: &mut String) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(b.len() * 2);
+    for x in b {
+        out.push(DIGITS[(x >> 4) as usize] as char);
+        out.push(DIGITS[(x & 15) as usize] as char);
+    }
 }
 
 /// A uuid's text: lower-case, hyphenated.
@@ -274,38 +307,48 @@ pub fn uuid_text(u: &[u8; 16]) -> String {
 }
 
 fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    let mut out = String::with_capacity(b.len() * 2);
+    hex_into(b, &mut out);
+    out
 }
 
 /// A row's hash: the first 8 bytes of the MD5 of its canonical form, big-endian.
 pub fn row_hash(row: &[Value]) -> u64 {
     use md5::Digest;
-    let digest = md5::Md5::digest(canonical_row(row).as_bytes());
-    u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    thread_local! {
+        // The row's text and one field's, kept between rows: no allocation a row.
+        static BUFFERS: std::cell::RefCell<(String, String)> = const { std::cell::RefCell::new((String::new(), String::new())) };
+    }
+    BUFFERS.with_borrow_mut(|(text, field)| {
+        text.clear();
+        fields_into(row, text, field);
+        let digest = md5::Md5::digest(text.as_bytes());
+        u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
+    })
 }
 
 /// A row's canonical form (see the module docs).
 pub fn canonical_row(row: &[Value]) -> String {
-    fields(row)
+    let mut text = String::with_capacity(row.len() * 16);
+    fields_into(row, &mut text, &mut String::new());
+    text
 }
 
-/// Values as `len:text` or `-`, joined by `,`.
-fn fields(row: &[Value]) -> String {
+/// Values as `len:text` or `-`, joined by `,`, written to `text` (`field` is scratch).
+fn fields_into(row: &[Value], text: &mut String, field: &mut String) {
     use std::fmt::Write;
-    let mut text = String::with_capacity(row.len() * 16);
     for (i, v) in row.iter().enumerate() {
         if i > 0 {
             text.push(',');
         }
-        match canonical(v) {
-            Some(c) => {
-                let _ = write!(text, "{}:", c.len());
-                text.push_str(&c);
-            }
-            None => text.push('-'),
+        field.clear();
+        if canonical_into(v, field) {
+            let _ = write!(text, "{}:", field.len());
+            text.push_str(field);
+        } else {
+            text.push('-');
         }
     }
-    text
 }
 
 /// Adds rows' hashes into a fingerprint, as verify adds them from Parquet.

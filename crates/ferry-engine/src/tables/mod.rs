@@ -528,8 +528,12 @@ impl Pass<'_> {
         let options = FileOptions { compression: self.spec.compression, row_group_bytes: self.spec.row_group_bytes as usize };
         let mut workers = tokio::task::JoinSet::new();
         for _ in 0..workers_wanted {
+            // Two connections a worker: the COPY streams on one while PostgreSQL computes the
+            // same rows' figures on the other, so neither waits for the other to finish.
             let client = self.settings.connect().await?;
             adopt(&client, &info.id).await?;
+            let figures_client = self.settings.connect().await?;
+            adopt(&figures_client, &info.id).await?;
             let (plan, queue, spool, tmp, info) = (self.plan.clone(), queue.clone(), self.spool.clone(), self.tmp.clone(), info.clone());
             let done_dir = self.done.clone();
             let stats = stats.clone();
@@ -539,8 +543,11 @@ impl Pass<'_> {
                     let (table, file) = (&plan.tables[t].table, &plan.tables[t].files[f]);
                     let predicate = file.range.predicate();
                     let part = tmp.join(format!("{t:04}-{f:05}.parquet"));
-                    let written = export_range(&client, table, &predicate, &part, options).await?;
-                    let figures = database_figures(&client, table, &predicate).await?;
+                    let (written, figures) = tokio::join!(
+                        export_range(&client, table, &predicate, &part, options),
+                        database_figures(&figures_client, table, &predicate)
+                    );
+                    let (written, figures) = (written?, figures?);
                     let differences = compare(&figures, &written);
                     if !differences.is_empty() {
                         let detail = differences.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ");
