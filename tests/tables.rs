@@ -673,6 +673,17 @@ for f in sys.argv[1:]:
     assert!(w.join("out/public/events/gen-0003-part-00000.parquet").exists());
     let v = ferry_ok(w, &["verify", "--job", "j", "--json"], &env, 0).json();
     assert_eq!((v["tables"]["files"].as_u64(), v["tables"]["matched"].as_u64()), (Some(5), Some(5)), "{v}");
+    // Sampled against the database: a row of the first generation updated since is counted
+    // as changed since, its newer version in the delta's file is equal.
+    let v = ferry_ok(w, &["verify", "--job", "j", "--sample", "100000", "--json"], &env, 0).json();
+    let s = &v["tables"]["sample"];
+    assert_eq!((s["differ"].as_u64(), s["changed_since"].as_u64()), (Some(0), Some(6 + 1)), "{v}");
+
+    // A column added since: the rows since would be exported without it, so refused.
+    pg.sql("shop", "ALTER TABLE counters ADD COLUMN extra int; INSERT INTO counters VALUES (53, 0, 1);");
+    let run = ferry(w, &["delta", "--job", "j"], &env);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("public.counters: its columns changed since its last export"), "{}", run.stderr);
 }
 
 #[test]

@@ -90,6 +90,12 @@ pub enum EngineError {
     TablesRefused { refusals: Vec<ferry_tables::schema::Refusal> },
     #[error("{}: the tables' columns changed since this export began; export them again with a new --job", dir.display())]
     TablesChanged { dir: PathBuf },
+    /// An incremental table whose columns changed since its last export: its rows since would
+    /// be written in the old shape.
+    #[error(
+        "{table}: its columns changed since its last export ({detail}); a delta would not export them as they are now: export the tables again into a new job"
+    )]
+    TableAltered { table: String, detail: String },
     #[error("{table}: {key}: the rows written are not the database's: {detail}")]
     TableExportDiffers { table: String, key: String, detail: String },
     #[error("{}: this export began on database {was}, the connection reaches {now}; give the same server (or a new --job)", dir.display())]
@@ -211,6 +217,7 @@ impl EngineError {
             EngineError::TableExport(e) => matches!(e, ferry_tables::export::ExportError::Value { .. }),
             EngineError::TablesRefused { .. }
             | EngineError::TablesChanged { .. }
+            | EngineError::TableAltered { .. }
             | EngineError::TablesOtherDatabase { .. }
             | EngineError::TablesNotExported { .. }
             | EngineError::TableWithoutColumns { .. } => true,

@@ -77,6 +77,21 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
     {
         return Err(EngineError::TablesOtherDatabase { dir: job.dir.clone(), was: was.clone(), now: now.clone() });
     }
+    // The tables as they are now: a column added, dropped or retyped since is refused.
+    let names: Vec<_> = tables.iter().map(|t| t.name.clone()).collect();
+    let casts = spec.casts.iter().map(|c| ferry_tables::schema::Cast::parse(c)).collect::<std::result::Result<Vec<_>, _>>()?;
+    let (now, _) = ferry_tables::schema::describe(snapshot.client(), &names, &[], &casts).await?;
+    for (was, now) in tables.iter().zip(&now) {
+        if was.columns != now.columns || was.primary_key != now.primary_key {
+            let shape = |t: &ferry_tables::schema::Table| {
+                t.columns.iter().map(|c| format!("{} {}", c.name, c.pg_type)).collect::<Vec<_>>().join(", ")
+            };
+            return Err(EngineError::TableAltered {
+                table: was.name.to_string(),
+                detail: format!("was ({}), now ({})", shape(was), shape(now)),
+            });
+        }
+    }
     let next = snapshot.info.visibility.as_deref().and_then(Visibility::parse).map(|v| v.xmax());
     let next = next.ok_or_else(|| EngineError::TablesNotExported { dir: job.dir.clone() })?;
     let records = tables_dir(job).join("since").join(format!("gen-{generation:04}"));
