@@ -53,7 +53,7 @@ pub enum Command {
     /// was added or changed since the last one and, with --delete, delete at the destination
     /// what the source no longer has. A delta cut off is finished by the next. Of a table job
     /// exported with --incremental-by, it first exports each table's rows written since into a
-    /// new file, `DST/<schema>/<table>/gen-NNNN-part-00000.parquet` (deletes are not seen).
+    /// new file, `DST/<schema>/<table>/part-gNNNN-00000.parquet` (deletes are not seen).
     Delta {
         #[command(flatten)]
         common: Common,

@@ -614,7 +614,14 @@ fn incremental_tables_replay_the_rows_written_since_as_new_files_including_late_
         assert!(!w.join("out").exists() && !w.join("j/tables/spool").exists(), "{flag}: nothing written");
     }
     let args = [base.as_slice(), &["--incremental-by", "updated_at", "--incremental-by", "public.counters.id"]].concat();
+    // A row written in a savepoint of a transaction open across the export, with an old
+    // updated_at: the snapshot lists only the top-level transaction as in progress, so its
+    // row's xmin (the savepoint's) looks seen by it, and the watermark is past it.
+    let mut open = pg.session("shop");
+    open.run("BEGIN; SAVEPOINT s; INSERT INTO events VALUES (7000, '2001-01-01', 'savepoint');");
     ferry_ok(w, &args, &env, 0);
+    open.run("COMMIT;");
+    open.close();
 
     // Written since: inserts and updates past the watermark; a row committed after the export
     // with an updated_at below it (a transaction that took its time before the export); an
@@ -637,12 +644,12 @@ fn incremental_tables_replay_the_rows_written_since_as_new_files_including_late_
             .collect()
     };
     let dry = ferry_ok(w, &["delta", "--job", "j", "--dry-run", "--json"], &env, 0).json();
-    assert_eq!(rows(&dry), [("public.counters".to_string(), 3), ("public.events".into(), 16)], "{dry}");
-    assert!(!w.join("j/tables/spool/public/events/gen-0002-part-00000.parquet").exists(), "a dry run writes no file");
-    assert!(!w.join("out/public/events/gen-0002-part-00000.parquet").exists());
+    assert_eq!(rows(&dry), [("public.counters".to_string(), 3), ("public.events".into(), 17)], "{dry}");
+    assert!(!w.join("j/tables/spool/public/events/part-g0002-00000.parquet").exists(), "a dry run writes no file");
+    assert!(!w.join("out/public/events/part-g0002-00000.parquet").exists());
 
     let text = ferry_ok(w, &["delta", "--job", "j"], &env, 0);
-    assert!(text.stdout.contains("table public.events: 16 rows written since"), "{}", text.stdout);
+    assert!(text.stdout.contains("table public.events: 17 rows written since"), "{}", text.stdout);
     assert!(text.stdout.contains("rows deleted from the database are not seen"), "{}", text.stdout);
     assert!(text.stdout.contains("generation 2 (parent 1): 2 added"), "{}", text.stdout);
     let ids = python(
@@ -652,14 +659,14 @@ for f in sys.argv[1:]:
     print(sorted(pq.read_table(f).column("id").to_pylist()))
 "#,
         &[
-            w.join("out/public/events/gen-0002-part-00000.parquet").to_str().unwrap(),
-            w.join("out/public/counters/gen-0002-part-00000.parquet").to_str().unwrap(),
+            w.join("out/public/events/part-g0002-00000.parquet").to_str().unwrap(),
+            w.join("out/public/counters/part-g0002-00000.parquet").to_str().unwrap(),
         ],
     );
-    assert_eq!(ids, "[1, 2, 3, 4, 5, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010, 5000]\n[3, 51, 52]\n");
+    assert_eq!(ids, "[1, 2, 3, 4, 5, 1001, 1002, 1003, 1004, 1005, 1006, 1007, 1008, 1009, 1010, 5000, 7000]\n[3, 51, 52]\n");
     let v = ferry_ok(w, &["verify", "--job", "j", "--json"], &env, 0).json();
     assert_eq!((v["tables"]["files"].as_u64(), v["tables"]["matched"].as_u64()), (Some(4), Some(4)), "{v}");
-    assert_eq!(v["tables"]["rows"].as_u64(), Some(1000 + 16 + 50 + 3), "{v}");
+    assert_eq!(v["tables"]["rows"].as_u64(), Some(1000 + 17 + 50 + 3), "{v}");
 
     // Nothing written since: no file, no generation.
     let quiet = ferry_ok(w, &["delta", "--job", "j", "--json"], &env, 0).json();
@@ -670,7 +677,7 @@ for f in sys.argv[1:]:
     let third = ferry_ok(w, &["delta", "--job", "j", "--json"], &env, 0).json();
     assert_eq!(rows(&third), [("public.counters".to_string(), 0), ("public.events".into(), 1)], "{third}");
     assert_eq!(third["generation"].as_u64(), Some(3), "{third}");
-    assert!(w.join("out/public/events/gen-0003-part-00000.parquet").exists());
+    assert!(w.join("out/public/events/part-g0003-00000.parquet").exists());
     let v = ferry_ok(w, &["verify", "--job", "j", "--json"], &env, 0).json();
     assert_eq!((v["tables"]["files"].as_u64(), v["tables"]["matched"].as_u64()), (Some(5), Some(5)), "{v}");
     // Sampled against the database: a row of the first generation updated since is counted
@@ -678,6 +685,13 @@ for f in sys.argv[1:]:
     let v = ferry_ok(w, &["verify", "--job", "j", "--sample", "100000", "--json"], &env, 0).json();
     let s = &v["tables"]["sample"];
     assert_eq!((s["differ"].as_u64(), s["changed_since"].as_u64()), (Some(0), Some(6 + 1)), "{v}");
+
+    // A cutover: the final delta, then the database asked again for rows written since (the
+    // second listing lists the spool, which the database does not change).
+    pg.sql("shop", "INSERT INTO events VALUES (8000, now(), 'final');");
+    let cut = ferry_ok(w, &["cutover", "--job", "j", "--json"], &env, 0).json();
+    assert_eq!((cut["record"]["holds"].as_bool(), cut["record"]["tables_written_since"].as_u64()), (Some(true), Some(0)), "{cut}");
+    assert_eq!(cut["delta"]["tables"]["tables"][1]["rows"].as_u64(), Some(1), "{cut}");
 
     // A column added since: the rows since would be exported without it, so refused.
     pg.sql("shop", "ALTER TABLE counters ADD COLUMN extra int; INSERT INTO counters VALUES (53, 0, 1);");

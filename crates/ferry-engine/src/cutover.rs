@@ -81,6 +81,11 @@ pub struct CutoverRecord {
     pub sample: Option<u64>,
     /// Every generation of the job, the first to the final.
     pub generations: Vec<GenerationRecord>,
+    /// A table job: the rows written since the final delta, counted in the database after it
+    /// (the second listing lists the spool, which the database does not change). Rows deleted
+    /// from the tables are not seen by an incremental export and stay at the destination.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables_written_since: Option<u64>,
     /// Whether the destination equals the source as of `finished_at`.
     pub holds: bool,
 }
@@ -124,6 +129,13 @@ pub async fn cutover(
     let listed = sort_listing(src.as_ref(), &spool.join("cutover-listing"), &stats).await?;
     let sealed = sort_generation(job, generation, &spool.join("cutover-generation"))?;
     let (differences, total) = compare(&sealed, &listed, &job.dir)?;
+    let tables_written_since = match job.tables() {
+        Some(_) => {
+            let since = crate::tables::export_since(job, generation + 1, true, &stats).await?;
+            Some(since.tables.iter().map(|t| t.rows).sum::<u64>())
+        }
+        None => None,
+    };
 
     let verify = crate::verify(job, dst, opts.verify.clone(), stats, run).await?;
     let mut generations = Vec::new();
@@ -161,7 +173,13 @@ pub async fn cutover(
         proved_by: verify.proved_by.clone(),
         all_bytes: opts.verify.all_bytes,
         sample: opts.verify.sample,
-        holds: copies_done && lag.objects == 0 && lag.deletes == 0 && total == 0 && verify.differences.is_empty(),
+        holds: copies_done
+            && lag.objects == 0
+            && lag.deletes == 0
+            && total == 0
+            && verify.differences.is_empty()
+            && tables_written_since.unwrap_or(0) == 0,
+        tables_written_since,
         generations,
     };
     let (record_path, mut file) = job.report_file("cutover", "json")?;
@@ -255,6 +273,13 @@ fn human(r: &CutoverRecord, path: &std::path::Path, sha256: &str) -> String {
                 out.push_str(&format!("  {:?}: {}\n", d.change, d.key));
             }
         }
+    }
+    if let Some(rows) = r.tables_written_since {
+        match rows {
+            0 => out.push_str("tables: no row written since the final delta (counted in the database after it)\n"),
+            n => out.push_str(&format!("tables: {n} rows written since the final delta (counted in the database after it)\n")),
+        }
+        out.push_str("tables: rows deleted from the database are not seen by an incremental export; the destination keeps them\n");
     }
     let proved: Vec<String> = r.proved_by.iter().map(|(how, n)| format!("{n} by {how}")).collect();
     out.push_str(&format!("verify: {} matched ({}), {} differences\n", r.verified, proved.join(", "), r.verify_differences));

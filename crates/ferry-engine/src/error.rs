@@ -96,6 +96,12 @@ pub enum EngineError {
         "{table}: its columns changed since its last export ({detail}); a delta would not export them as they are now: export the tables again into a new job"
     )]
     TableAltered { table: String, detail: String },
+    /// A snapshot whose visibility was not recorded (an export by an older ferry), which an
+    /// incremental table's delta starts from.
+    #[error(
+        "{what}: its snapshot's visibility (pg_current_snapshot) was not recorded, which an incremental delta needs; export the tables again into a new job"
+    )]
+    NoVisibility { what: String },
     #[error("{table}: {key}: the rows written are not the database's: {detail}")]
     TableExportDiffers { table: String, key: String, detail: String },
     #[error("{}: this export began on database {was}, the connection reaches {now}; give the same server (or a new --job)", dir.display())]
@@ -218,6 +224,7 @@ impl EngineError {
             EngineError::TablesRefused { .. }
             | EngineError::TablesChanged { .. }
             | EngineError::TableAltered { .. }
+            | EngineError::NoVisibility { .. }
             | EngineError::TablesOtherDatabase { .. }
             | EngineError::TablesNotExported { .. }
             | EngineError::TableWithoutColumns { .. } => true,

@@ -323,6 +323,12 @@ pub fn row_hash(row: &[Value]) -> u64 {
         text.clear();
         fields_into(row, text, field);
         let digest = md5::Md5::digest(text.as_bytes());
+        // A huge row's buffers are not kept for the rest of the process.
+        for b in [text, field] {
+            if b.capacity() > 1 << 20 {
+                *b = String::new();
+            }
+        }
         u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"))
     })
 }

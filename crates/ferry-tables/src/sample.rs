@@ -56,6 +56,12 @@ impl Visibility {
         self.xmax
     }
 
+    /// The oldest transaction still in progress when the snapshot was taken (its `xmin`): every
+    /// one before it was seen.
+    pub fn xmin(&self) -> u64 {
+        self.xmin
+    }
+
     /// Whether a row by `xid` that the snapshot sees may still not have been seen: a
     /// subtransaction's id is never in the list of those in progress.
     fn in_window(&self, xid: u64) -> bool {

@@ -95,8 +95,7 @@ impl Snapshot {
     /// Which database this is: the cluster's system identifier and the database's oid (`None`
     /// where the role may not read the cluster's control data). A resumed export checks it.
     pub async fn database(&self) -> Option<String> {
-        let sql = "SELECT (SELECT system_identifier FROM pg_control_system())::text || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text";
-        self.client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
+        database_of(&self.client).await
     }
 
     /// Ends the leader's transaction (the snapshot can no longer be adopted).
@@ -124,4 +123,12 @@ async fn quiet_timeouts(client: &Client) -> Result<()> {
         "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET lock_timeout = 0",
     )
     .await
+}
+
+/// Which database `client` reaches: the cluster's system identifier and the database's oid
+/// (`7716726094165751954/16384`), the same whatever host name or port reaches it; `None` where
+/// the server does not say (no right to `pg_control_system()`).
+pub async fn database_of(client: &Client) -> Option<String> {
+    let sql = "SELECT (SELECT system_identifier FROM pg_control_system())::text || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text";
+    client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
 }

@@ -209,6 +209,25 @@ impl Postgres {
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
+    /// An open `psql` session on database `db`, fed statements on its stdin ([`Session::run`]):
+    /// a transaction held open while something else runs.
+    pub fn session(&self, db: &str) -> Session {
+        let socket = self.dir.path().to_str().expect("utf-8 path").to_string();
+        let port = self.port.to_string();
+        let psql = self.bin.join("psql");
+        let psql = if psql.exists() { psql } else { PathBuf::from("psql") };
+        let mut c = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(psql);
+            c
+        } else {
+            Command::new(psql)
+        };
+        c.args(["-h", &socket, "-p", &port, "-U", USER, "-d", db, "-v", "ON_ERROR_STOP=1", "-qAt"]).current_dir(self.dir.path());
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+        Session { child: c.spawn().expect("run psql") }
+    }
+
     fn run_psql(&self, args: &[&str]) -> Output {
         let psql = self.bin.join("psql");
         let psql = if psql.exists() { psql } else { PathBuf::from("psql") };
@@ -232,5 +251,38 @@ impl Drop for Postgres {
             let data = self.data();
             let _ = self.run_as_owner(self.bin.join("pg_ctl"), &["-D", data.to_str().unwrap_or_default(), "-m", "immediate", "-w", "stop"]);
         }
+    }
+}
+
+/// A `psql` session (see [`Postgres::session`]).
+pub struct Session {
+    child: std::process::Child,
+}
+
+impl Session {
+    /// Runs `sql` and waits until the server has answered it (a marker query after it comes
+    /// back).
+    pub fn run(&mut self, sql: &str) {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().expect("psql's stdin");
+        writeln!(stdin, "{sql}\nSELECT 'ferry-session-marker';").expect("write to psql");
+        stdin.flush().expect("flush psql's stdin");
+        let stdout = self.child.stdout.as_mut().expect("psql's stdout");
+        let mut lines = std::io::BufReader::new(stdout);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = lines.read_line(&mut line).expect("read psql's output");
+            assert!(n > 0, "psql ended while running {sql}");
+            if line.trim() == "ferry-session-marker" {
+                return;
+            }
+        }
+    }
+
+    /// Ends the session (what it did not commit is rolled back).
+    pub fn close(mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
     }
 }

@@ -213,10 +213,7 @@ pub(crate) fn checkable(
     let (Some(cols), Some(pcols)) = (positions(child, &fk.columns), positions(tables[parent], &fk.parent_columns)) else {
         return Err(Unchecked::ColumnsNotExported);
     };
-    let same = cols.iter().zip(&pcols).all(|(&c, &p)| {
-        let (c, p) = (&child.columns[c], &tables[parent].columns[p]);
-        c.ty == p.ty && (c.ty != ferry_tables::schema::ColumnType::CastText || c.pg_type == p.pg_type)
-    });
+    let same = cols.iter().zip(&pcols).all(|(&c, &p)| same_canonical(&child.columns[c], &tables[parent].columns[p]));
     if !same {
         return Err(Unchecked::TypesDiffer);
     }
@@ -224,6 +221,18 @@ pub(crate) fn checkable(
         return Err(Unchecked::NotValidated);
     }
     Ok((parent, cols, pcols))
+}
+
+/// Whether equal values of columns `a` and `b` have one canonical text: the same type, any two
+/// integer types, decimals of one scale (a text cast only of the same PostgreSQL type).
+fn same_canonical(a: &ferry_tables::schema::Column, b: &ferry_tables::schema::Column) -> bool {
+    use ferry_tables::schema::ColumnType as T;
+    match (&a.ty, &b.ty) {
+        (T::Int16 | T::Int32 | T::Int64, T::Int16 | T::Int32 | T::Int64) => true,
+        (T::Decimal { scale: x, .. }, T::Decimal { scale: y, .. }) => x == y,
+        (T::CastText, T::CastText) => a.pg_type == b.pg_type,
+        (x, y) => x == y,
+    }
 }
 
 /// The foreign keys of `tables` that `verify --sample` cannot check, and why.
@@ -332,9 +341,7 @@ pub async fn export(
         // A Parquet file of no columns holds no rows: its rows would be lost.
         return Err(EngineError::TableWithoutColumns { table: t.name.to_string() });
     }
-    for table in &described {
-        incremental_column(spec, table)?;
-    }
+    incremental_columns(spec, &described)?;
     summary.tables = described.len();
     summary.references_unchecked = unchecked_references(&described);
     if run.dry_run {
@@ -437,11 +444,7 @@ pub async fn export(
             Some(at) => Some(Incremental {
                 column: table.table.columns[at].name.clone(),
                 watermark: watermark(&table.table, at, &files),
-                seen_by: moment.visibility.clone().ok_or_else(|| EngineError::TableExportDiffers {
-                    table: table.table.name.to_string(),
-                    key: "(the whole table)".into(),
-                    detail: "the snapshot's visibility was not recorded, which an incremental table needs".into(),
-                })?,
+                seen_by: moment.visibility.clone().ok_or_else(|| EngineError::NoVisibility { what: table.table.name.to_string() })?,
             }),
             None => None,
         };
@@ -484,6 +487,42 @@ pub(crate) fn incremental_column(spec: &TablesSpec, table: &Table) -> Result<Opt
         )));
     }
     Ok(Some(at))
+}
+
+/// Checks `spec`'s `--incremental-by` against the tables: each names a column of a table
+/// exported (a qualified one, its table's), and, when any is given, every table is incremental
+/// (a delta replays all of a job's tables or none).
+fn incremental_columns(spec: &TablesSpec, tables: &[Table]) -> Result<()> {
+    if spec.incremental_by.is_empty() {
+        return Ok(());
+    }
+    let mut without = Vec::new();
+    for table in tables {
+        if incremental_column(spec, table)?.is_none() {
+            without.push(table.name.to_string());
+        }
+    }
+    for given in spec.incremental_by.iter().filter(|g| g.contains('.')) {
+        let matched = tables.iter().any(|t| given.strip_prefix(&format!("{}.", t.name)).is_some_and(|c| !c.contains('.')));
+        if !matched {
+            return Err(EngineError::IncrementalColumn {
+                given: given.clone(),
+                table: given.rsplit_once('.').map(|(t, _)| t.to_string()).unwrap_or_default(),
+                reason: "not a table of the export (schema.table.column)".into(),
+            });
+        }
+    }
+    if let Some(first) = without.first() {
+        return Err(EngineError::IncrementalColumn {
+            given: spec.incremental_by.join(" "),
+            table: first.clone(),
+            reason: format!(
+                "{} not incremental: a delta replays all of a job's tables, so give each one its column (--incremental-by COLUMN for all)",
+                without.join(", ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// The largest value of column `at` among `files`' rows (from their figures).
@@ -543,11 +582,10 @@ impl Pass<'_> {
                     let (table, file) = (&plan.tables[t].table, &plan.tables[t].files[f]);
                     let predicate = file.range.predicate();
                     let part = tmp.join(format!("{t:04}-{f:05}.parquet"));
-                    let (written, figures) = tokio::join!(
-                        export_range(&client, table, &predicate, &part, options),
-                        database_figures(&figures_client, table, &predicate)
-                    );
-                    let (written, figures) = (written?, figures?);
+                    let (written, figures) = tokio::try_join!(
+                        async { export_range(&client, table, &predicate, &part, options).await.map_err(EngineError::from) },
+                        async { database_figures(&figures_client, table, &predicate).await.map_err(EngineError::from) }
+                    )?;
                     let differences = compare(&figures, &written);
                     if !differences.is_empty() {
                         let detail = differences.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("; ");

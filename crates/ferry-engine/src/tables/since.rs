@@ -1,6 +1,6 @@
 //! A delta of a table job: each incremental table's rows written since its last export (see
 //! [`ferry_tables::incremental`]) exported in one snapshot into one new file of the spool,
-//! `<schema>/<table>/gen-NNNN-part-00000.parquet`, proved against PostgreSQL's figures for the
+//! `<schema>/<table>/part-gNNNN-00000.parquet` (after the first generation's `part-NNNNN` in name order), proved against PostgreSQL's figures for the
 //! same rows, and the next generation's table entries staged: the earlier files, the new ones,
 //! each table's new watermark and the snapshot the next delta starts from. The delta then
 //! lists the spool as it lists any source, and seals the entries with the generation.
@@ -28,7 +28,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone, Serialize)]
 pub struct TablesSince {
     pub tables: Vec<TableSince>,
-    /// The snapshot the rows were read in (none when every table was recorded by an earlier run).
+    /// The snapshot this run read the rows in (tables recorded by an earlier run of the same
+    /// delta were read in that run's).
     pub snapshot: Option<SnapshotInfo>,
     /// Rows deleted from the tables are not seen by an incremental export: the destination
     /// keeps them (always true; said in every report).
@@ -80,7 +81,11 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
     // The tables as they are now: a column added, dropped or retyped since is refused.
     let names: Vec<_> = tables.iter().map(|t| t.name.clone()).collect();
     let casts = spec.casts.iter().map(|c| ferry_tables::schema::Cast::parse(c)).collect::<std::result::Result<Vec<_>, _>>()?;
-    let (now, _) = ferry_tables::schema::describe(snapshot.client(), &names, &[], &casts).await?;
+    let (now, refusals) = ferry_tables::schema::describe(snapshot.client(), &names, &[], &casts).await?;
+    if let Some(r) = refusals.first() {
+        // A column added since with no exact Parquet type: left out of `now`, so refused here.
+        return Err(EngineError::TableAltered { table: r.table.to_string(), detail: format!("a column now refused: {r}") });
+    }
     for (was, now) in tables.iter().zip(&now) {
         if was.columns != now.columns || was.primary_key != now.primary_key {
             let shape = |t: &ferry_tables::schema::Table| {
@@ -93,7 +98,7 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
         }
     }
     let next = snapshot.info.visibility.as_deref().and_then(Visibility::parse).map(|v| v.xmax());
-    let next = next.ok_or_else(|| EngineError::TablesNotExported { dir: job.dir.clone() })?;
+    let next = next.ok_or_else(|| EngineError::NoVisibility { what: "the delta's snapshot".into() })?;
     let records = tables_dir(job).join("since").join(format!("gen-{generation:04}"));
     let (spool, tmp) = (spool(&job.dir), tables_dir(job).join("tmp"));
     for d in [&records, &tmp] {
@@ -107,7 +112,9 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
     }
     let options = FileOptions { compression: spec.compression, row_group_bytes: spec.row_group_bytes as usize };
     let mut out = TablesSince { tables: Vec::new(), snapshot: Some(snapshot.info.clone()), deletes_not_seen: true, dry_run };
-    Stats::add(&stats.total_objects, exports.tables.len() as u64);
+    if !dry_run {
+        Stats::add(&stats.total_objects, exports.tables.len() as u64);
+    }
     for (t, export) in exports.tables.iter_mut().enumerate() {
         let inc = export.incremental.clone().expect("checked above");
         let table = &export.table;
@@ -116,7 +123,7 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
             table: export.name.clone(),
             reason: "the column is not among the exported ones".into(),
         })?;
-        let key = format!("{}/{}/gen-{generation:04}-part-00000.parquet", component(&table.name.schema), component(&table.name.name));
+        let key = format!("{}/{}/part-g{generation:04}-00000.parquet", component(&table.name.schema), component(&table.name.name));
         let record_path = records.join(format!("{t:04}.json"));
         let mut line = TableSince {
             table: export.name.clone(),
@@ -135,23 +142,25 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
             }
             None => {
                 let sql = ferry_tables::incremental::since(&table.columns[at], inc.watermark.as_deref(), &inc.seen_by, next)
-                    .ok_or_else(|| EngineError::TablesNotExported { dir: job.dir.clone() })?;
+                    .ok_or_else(|| EngineError::NoVisibility { what: format!("{}'s last export", export.name) })?;
                 let range = Range::Since { column: inc.column.clone(), after: inc.watermark.clone(), unseen_by: inc.seen_by.clone(), sql };
                 let predicate = range.predicate();
-                let figures = database_figures(snapshot.client(), table, &predicate).await?;
-                if dry_run || figures.rows == 0 {
-                    line.rows = figures.rows;
-                    if !dry_run {
-                        write_json(&record_path, &Record { file: None, snapshot: snapshot.info.clone() })?;
-                    }
+                if dry_run {
+                    line.rows = count(snapshot.client(), &export.name, &ferry_tables::fingerprint::from_clause(table), &predicate).await?;
                     out.tables.push(line);
-                    if !dry_run {
-                        advance(export, None, &snapshot.info, at);
-                    }
                     continue;
                 }
+                // The COPY first: a value with no Parquet form is refused by table, column and row.
                 let part = tmp.join(format!("since-{t:04}.parquet"));
                 let written = export_range(snapshot.client(), table, &predicate, &part, options).await?;
+                if written.rows == 0 {
+                    let _ = std::fs::remove_file(&part);
+                    write_json(&record_path, &Record { file: None, snapshot: snapshot.info.clone() })?;
+                    out.tables.push(line);
+                    advance(export, None, &snapshot.info, at);
+                    continue;
+                }
+                let figures = database_figures(snapshot.client(), table, &predicate).await?;
                 let differences = compare(&figures, &written);
                 if !differences.is_empty() {
                     let _ = std::fs::remove_file(&part);
@@ -171,7 +180,9 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
                 record
             }
         };
-        Stats::add(&stats.objects_done, 1);
+        if !dry_run {
+            Stats::add(&stats.objects_done, 1);
+        }
         if let Some(file) = &record.file {
             line.rows = file.rows;
             line.file = Some(file.key.clone());
@@ -212,4 +223,13 @@ fn advance(export: &mut super::TableExport, file: Option<ExportedFile>, snapshot
     if !export.snapshots.iter().any(|s| s.id == snapshot.id) {
         export.snapshots.push(snapshot.clone());
     }
+}
+
+/// How many rows of `table` (`from`: its FROM clause) `predicate` keeps, in the snapshot.
+async fn count(client: &ferry_tables::Client, table: &str, from: &str, predicate: &str) -> Result<u64> {
+    let sql = format!("SELECT count(*) FROM {from} WHERE {predicate}");
+    let row = client.query_one(&sql, &[]).await.map_err(|source| {
+        EngineError::Tables(ferry_tables::TablesError::Query { what: format!("count the rows of {table} written since"), source })
+    })?;
+    Ok(row.get::<_, i64>(0) as u64)
 }
