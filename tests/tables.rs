@@ -735,3 +735,43 @@ fn a_kill_9_during_a_delta_of_incremental_tables_is_finished_by_the_next_keeping
     let left: Vec<_> = std::fs::read_dir(w.join("j/tables/tmp")).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert!(left.is_empty(), "nothing left being written: {left:?}");
 }
+
+#[test]
+fn a_delta_refuses_an_incremental_table_whose_partitions_or_columns_changed_in_ways_it_would_not_see() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let pg = Postgres::start();
+    pg.create_db("shop");
+    pg.sql(
+        "shop",
+        "CREATE TABLE ev (id bigint, u timestamptz NOT NULL, v text) PARTITION BY RANGE (u);
+         CREATE TABLE ev2020 PARTITION OF ev FOR VALUES FROM ('2020-01-01') TO ('2021-01-01');
+         INSERT INTO ev VALUES (1, '2020-06-01', 'a'), (2, '2020-07-01', 'b');
+         CREATE TABLE ev2019 (LIKE ev); INSERT INTO ev2019 VALUES (10, '2019-03-01', 'old');
+         CREATE TABLE plain (id int PRIMARY KEY, v text); INSERT INTO plain VALUES (1, 'x');",
+    );
+    let env = pg.env();
+    let url = pg.url("shop");
+    ferry_ok(w, &["copy", &url, "out", "--table", "ev", "--incremental-by", "u", "--job", "p"], &env, 0);
+    ferry_ok(w, &["copy", &url, "out2", "--table", "plain", "--incremental-by", "id", "--job", "c"], &env, 0);
+    // A partition attached since holds rows older than the export and below the watermark.
+    pg.sql("shop", "ALTER TABLE ev ATTACH PARTITION ev2019 FOR VALUES FROM ('2019-01-01') TO ('2020-01-01');");
+    let run = ferry(w, &["delta", "--job", "p"], &env);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains(
+            "public.ev: its columns changed since its last export (its partitions were (public.ev2020), now (public.ev2019, public.ev2020))"
+        ),
+        "{}",
+        run.stderr
+    );
+    // A column added since of a type with no Parquet form would be left out of the files.
+    pg.sql("shop", "ALTER TABLE plain ADD COLUMN at point; INSERT INTO plain VALUES (2, 'y', '(1,2)');");
+    let run = ferry(w, &["delta", "--job", "c"], &env);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("public.plain: its columns changed since its last export (a column now refused: public.plain.at"),
+        "{}",
+        run.stderr
+    );
+}

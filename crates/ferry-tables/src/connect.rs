@@ -235,6 +235,9 @@ impl Settings {
         };
         // libpq: a `host` parameter overrides the URL's host.
         let host = url.params.get("host").cloned().or_else(|| pick(url.host.as_deref(), "host", "PGHOST"));
+        if host.as_deref().is_some_and(|h| h.contains(',')) {
+            return Err(TablesError::Setting { setting: "host", reason: "several hosts are not supported: give one".into() });
+        }
         let host = match host {
             Some(h) if h.starts_with('/') => Host::Socket(PathBuf::from(h)),
             Some(h) => Host::Tcp(h),
@@ -270,12 +273,32 @@ impl Settings {
                 return Err(crate::tls::TlsError::Unsupported { setting: var, why }.into());
             }
         }
-        if env.var("PGCHANNELBINDING") == Some("require") {
-            return Err(crate::tls::TlsError::Unsupported {
-                setting: "PGCHANNELBINDING=require",
-                why: "SCRAM channel binding is not supported",
+        match env.var("PGCHANNELBINDING") {
+            None | Some("disable" | "prefer") => {}
+            Some("require") => {
+                let why = "SCRAM channel binding is not supported";
+                return Err(crate::tls::TlsError::Unsupported { setting: "PGCHANNELBINDING=require", why }.into());
             }
-            .into());
+            Some(other) => {
+                return Err(TablesError::Setting {
+                    setting: "PGCHANNELBINDING",
+                    reason: format!("{other:?} is not one of disable, prefer, require"),
+                });
+            }
+        }
+        // Requirements libpq would enforce and ferry cannot: refused, not silently dropped.
+        let unsupported = |setting, why| Err(crate::tls::TlsError::Unsupported { setting, why }.into());
+        if env.var("PGGSSENCMODE") == Some("require") {
+            return unsupported("PGGSSENCMODE=require", "GSSAPI encryption is not supported (TLS is: PGSSLMODE)");
+        }
+        if env.var("PGREQUIREAUTH").is_some() {
+            return unsupported(
+                "PGREQUIREAUTH",
+                "restricting the authentication methods is not supported; the server's pg_hba.conf decides",
+            );
+        }
+        if env.var("PGTARGETSESSIONATTRS").is_some_and(|v| v != "any") {
+            return unsupported("PGTARGETSESSIONATTRS", "only one host, of any kind, is supported");
         }
         let tls = match &host {
             // No TLS on a Unix socket: nothing to verify, no root certificate needed.
@@ -610,6 +633,15 @@ mod tests {
             );
         }
         assert!(resolve("postgres://127.0.0.1/shop", &[("PGCHANNELBINDING", "prefer")]).is_ok());
+        for (var, value) in [("PGGSSENCMODE", "require"), ("PGREQUIREAUTH", "scram-sha-256"), ("PGTARGETSESSIONATTRS", "read-write")] {
+            let err = resolve("postgres://127.0.0.1/shop", &[(var, value)]).unwrap_err();
+            assert!(matches!(err, TablesError::Tls(crate::tls::TlsError::Unsupported { .. })), "{var}: {err}");
+        }
+        assert!(resolve("postgres://127.0.0.1/shop", &[("PGGSSENCMODE", "prefer"), ("PGTARGETSESSIONATTRS", "any")]).is_ok());
+        let err = resolve("postgres://127.0.0.1/shop", &[("PGCHANNELBINDING", "bogus")]).unwrap_err().to_string();
+        assert!(err.starts_with("PGCHANNELBINDING: \"bogus\""), "{err}");
+        let err = resolve("postgres://x/shop?host=127.0.0.1,127.0.0.2", &[]).unwrap_err().to_string();
+        assert!(err.contains("several hosts are not supported"), "{err}");
         let err = resolve("postgres://127.0.0.1/shop", &[("PGSSLMODE", "strict")]).unwrap_err().to_string();
         assert!(err.starts_with("PGSSLMODE: \"strict\" is not one of libpq's sslmodes"), "{err}");
     }

@@ -407,6 +407,24 @@ fn numeric(typmod: i32) -> Result<ColumnType, RefusalReason> {
     Ok(ColumnType::Decimal { precision: precision as u8, scale: scale as u8 })
 }
 
+/// The leaf partitions of partitioned table `table` (`schema.name` each, sorted); none for an
+/// ordinary table. A partition attached since an incremental export holds rows no delta sees.
+pub async fn partitions(client: &Client, table: &Table) -> Result<Vec<String>> {
+    if !table.partitioned {
+        return Ok(Vec::new());
+    }
+    let rows = query(
+        client,
+        "list the table's partitions",
+        "SELECT n.nspname::text || '.' || c.relname::text FROM pg_partition_tree((SELECT c.oid FROM pg_class c JOIN pg_namespace n
+           ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)) p
+         JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.isleaf ORDER BY 1",
+        &[&table.name.schema, &table.name.name],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -124,6 +124,10 @@ pub struct Incremental {
     /// The visibility of the snapshot the table's files are, together, of: what it did not see
     /// is what the next delta exports.
     pub seen_by: String,
+    /// A partitioned table's leaf partitions when it was exported: one attached since holds
+    /// rows no delta would see, so a delta refuses a change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub partitions: Vec<String>,
 }
 
 /// The generation's `tables.json`.
@@ -420,6 +424,13 @@ pub async fn export(
             });
         }
     }
+    let mut partitions = Vec::new();
+    for table in &plan.tables {
+        partitions.push(match incremental_column(spec, &table.table)? {
+            Some(_) => ferry_tables::schema::partitions(snapshot.client(), &table.table).await?,
+            None => Vec::new(),
+        });
+    }
     let info = snapshot.info.clone();
     let _ = snapshot.finish().await;
     // Every file is done: the entries, staged for the generation the plan seals.
@@ -445,6 +456,7 @@ pub async fn export(
                 column: table.table.columns[at].name.clone(),
                 watermark: watermark(&table.table, at, &files),
                 seen_by: moment.visibility.clone().ok_or_else(|| EngineError::NoVisibility { what: table.table.name.to_string() })?,
+                partitions: std::mem::take(&mut partitions[t]),
             }),
             None => None,
         };

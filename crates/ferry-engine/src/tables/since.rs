@@ -97,6 +97,14 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
             });
         }
     }
+    for export in &exports.tables {
+        let was = &export.incremental.as_ref().expect("checked above").partitions;
+        let now = ferry_tables::schema::partitions(snapshot.client(), &export.table).await?;
+        if *was != now {
+            let detail = format!("its partitions were ({}), now ({})", was.join(", "), now.join(", "));
+            return Err(EngineError::TableAltered { table: export.name.clone(), detail });
+        }
+    }
     let next = snapshot.info.visibility.as_deref().and_then(Visibility::parse).map(|v| v.xmax());
     let next = next.ok_or_else(|| EngineError::NoVisibility { what: "the delta's snapshot".into() })?;
     let records = tables_dir(job).join("since").join(format!("gen-{generation:04}"));
