@@ -29,12 +29,13 @@ pub async fn run(common: &Common, opts: VerifyOptions, run: &std::sync::Arc<ferr
             if let Some(s) = &t.sample {
                 println!(
                     "  sampled {} rows from the database by primary key: {} equal, {} differ, {} uncertain, {} changed and {} deleted since the export (not compared)",
-                    s.rows, s.equal, s.differ, s.uncertain, s.changed_since, s.gone_since
+                    s.counts.rows, s.counts.equal, s.counts.differ, s.counts.uncertain, s.counts.changed_since, s.counts.gone_since
                 );
-                for t in s.tables.iter().filter(|t| t.differ + t.uncertain + t.changed_since + t.gone_since > 0) {
+                for t in s.tables.iter().filter(|t| t.counts.rows > t.counts.equal) {
+                    let c = &t.counts;
                     println!(
                         "    {}: {} of {} equal, {} differ, {} uncertain, {} changed and {} deleted since",
-                        t.table, t.equal, t.rows, t.differ, t.uncertain, t.changed_since, t.gone_since
+                        t.table, c.equal, c.rows, c.differ, c.uncertain, c.changed_since, c.gone_since
                     );
                 }
                 if s.references > 0 {

@@ -35,7 +35,7 @@ mod verify;
 pub(crate) use since::export_since;
 pub use since::{TableSince, TablesSince};
 pub(crate) use verify::verify;
-pub use verify::{SampleRun, SampleVerified, TableNotSampled, TableSampled, TablesVerified};
+pub use verify::{SampleCounts, SampleRun, SampleVerified, TableNotSampled, TableSampled, TablesVerified};
 
 /// The `file://` name of the table file entries in a generation.
 pub const TABLES_FILE: &str = "tables.json";

@@ -37,6 +37,24 @@ pub struct TablesVerified {
 /// Rows sampled from the files and compared with the database, and their foreign keys.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct SampleVerified {
+    /// Every table's sampled rows together.
+    #[serde(flatten)]
+    pub counts: SampleCounts,
+    /// Each table sampled, with what its rows gave.
+    pub tables: Vec<TableSampled>,
+    /// Tables whose rows could not be sampled, and why.
+    pub not_sampled: Vec<TableNotSampled>,
+    /// Sampled rows' foreign keys looked up among the parent's exported rows.
+    pub references: u64,
+    /// Of those, found.
+    pub references_found: u64,
+    /// Foreign keys not checked, and why.
+    pub references_unchecked: Vec<UncheckedReference>,
+}
+
+/// What sampled rows gave.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct SampleCounts {
     /// Rows fetched by primary key.
     pub rows: u64,
     /// The export's version of the row, every field equal.
@@ -50,28 +68,25 @@ pub struct SampleVerified {
     pub changed_since: u64,
     /// Deleted after the export's snapshot.
     pub gone_since: u64,
-    /// Each table sampled, with what its rows gave.
-    pub tables: Vec<TableSampled>,
-    /// Tables whose rows could not be sampled, and why.
-    pub not_sampled: Vec<TableNotSampled>,
-    /// Sampled rows' foreign keys looked up among the parent's exported rows.
-    pub references: u64,
-    /// Of those, found.
-    pub references_found: u64,
-    /// Foreign keys not checked, and why.
-    pub references_unchecked: Vec<UncheckedReference>,
+}
+
+impl SampleCounts {
+    fn add(&mut self, other: &SampleCounts) {
+        self.rows += other.rows;
+        self.equal += other.equal;
+        self.differ += other.differ;
+        self.uncertain += other.uncertain;
+        self.changed_since += other.changed_since;
+        self.gone_since += other.gone_since;
+    }
 }
 
 /// One table's sampled rows.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TableSampled {
     pub table: String,
-    pub rows: u64,
-    pub equal: u64,
-    pub differ: u64,
-    pub uncertain: u64,
-    pub changed_since: u64,
-    pub gone_since: u64,
+    #[serde(flatten)]
+    pub counts: SampleCounts,
 }
 
 /// A table `--sample` could not sample.
@@ -205,7 +220,7 @@ async fn sample_rows(
     found: &mut SampleVerified,
     differences: &mut Vec<Difference>,
 ) {
-    let mut mine = TableSampled { table: table.name.clone(), ..TableSampled::default() };
+    let mut mine = SampleCounts::default();
     let error = |file: &str, e: &dyn std::fmt::Display| Difference {
         key: file.to_string(),
         kind: DifferenceKind::Error,
@@ -254,14 +269,9 @@ async fn sample_rows(
             }
         }
     }
-    found.rows += mine.rows;
-    found.equal += mine.equal;
-    found.differ += mine.differ;
-    found.uncertain += mine.uncertain;
-    found.changed_since += mine.changed_since;
-    found.gone_since += mine.gone_since;
+    found.counts.add(&mine);
     if mine.rows > 0 {
-        found.tables.push(mine);
+        found.tables.push(TableSampled { table: table.name.clone(), counts: mine });
     }
 }
 
