@@ -287,7 +287,7 @@ impl Settings {
             }
         }
         // Requirements libpq would enforce and ferry cannot: refused, not silently dropped.
-        let unsupported = |setting, why| Err(crate::tls::TlsError::Unsupported { setting, why }.into());
+        let unsupported = |setting, why: &str| Err(TablesError::Setting { setting, reason: format!("not supported: {why}") });
         if env.var("PGGSSENCMODE") == Some("require") {
             return unsupported("PGGSSENCMODE=require", "GSSAPI encryption is not supported (TLS is: PGSSLMODE)");
         }
@@ -635,7 +635,7 @@ mod tests {
         assert!(resolve("postgres://127.0.0.1/shop", &[("PGCHANNELBINDING", "prefer")]).is_ok());
         for (var, value) in [("PGGSSENCMODE", "require"), ("PGREQUIREAUTH", "scram-sha-256"), ("PGTARGETSESSIONATTRS", "read-write")] {
             let err = resolve("postgres://127.0.0.1/shop", &[(var, value)]).unwrap_err();
-            assert!(matches!(err, TablesError::Tls(crate::tls::TlsError::Unsupported { .. })), "{var}: {err}");
+            assert!(matches!(err, TablesError::Setting { .. }) && err.to_string().contains("not supported"), "{var}: {err}");
         }
         assert!(resolve("postgres://127.0.0.1/shop", &[("PGGSSENCMODE", "prefer"), ("PGTARGETSESSIONATTRS", "any")]).is_ok());
         let err = resolve("postgres://127.0.0.1/shop", &[("PGCHANNELBINDING", "bogus")]).unwrap_err().to_string();
