@@ -462,6 +462,24 @@ pub fn sql(table: &TableName, columns: &[Column]) -> String {
     format!("SELECT count(*), {} FROM {}", fold_sql(&format!("sum({}::numeric)", row_hash_sql(columns))), qualified(table))
 }
 
+/// The value of the canonical text SQL expression `p` as a value of column type `ty`, exactly.
+pub(crate) fn from_canonical_text(p: &str, ty: &ColumnType, pg_type: &str) -> Option<String> {
+    use ColumnType as T;
+    let micros =
+        |base: &str| format!("{base} + ({p}::int8 / 1000000) * INTERVAL '1 second' + ({p}::int8 % 1000000) * INTERVAL '1 microsecond'");
+    Some(match ty {
+        T::Bool | T::Int16 | T::Int32 | T::Int64 | T::Decimal { .. } | T::Uuid | T::Text | T::Enum | T::Jsonb => format!("{p}::{pg_type}"),
+        T::Inet | T::Cidr | T::MacAddr | T::MacAddr8 | T::CastText => format!("{p}::{pg_type}"),
+        T::Date => format!("DATE '1970-01-01' + {p}::int4"),
+        T::Timestamp => micros("TIMESTAMP '1970-01-01 00:00:00'"),
+        T::TimestampTz => micros("TIMESTAMPTZ '1970-01-01 00:00:00+00'"),
+        // TIME '00:00' plus a day wraps to 00:00; 24:00:00 is a time of its own.
+        T::Time => format!("CASE WHEN {p}::int8 = 86400000000 THEN TIME '24:00:00' ELSE {} END", micros("TIME '00:00:00'")),
+        T::Bytes => format!("decode({p}, 'hex')"),
+        T::Float32 | T::Float64 | T::Interval | T::Json | T::List(_) => return None,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,8 +14,8 @@
 //! table (twice: PostgreSQL's figures, then the COPY).
 
 use crate::fingerprint::ident;
-use crate::sample::Visibility;
 use crate::schema::{Column, ColumnType};
+use crate::snapshot::Visibility;
 use std::cmp::Ordering;
 
 /// Whether a column of type `ty` can be an incremental table's column: one whose values
@@ -38,7 +38,7 @@ pub fn since(column: &Column, after: Option<&str>, unseen_by: &str, next: u64) -
     let past = match after {
         Some(w) => {
             let literal = format!("'{}'::text", w.replace('\'', "''"));
-            format!("{c} > {}", crate::sample::from_canonical_text(&literal, &column.ty, &column.pg_type)?)
+            format!("{c} > {}", crate::fingerprint::from_canonical_text(&literal, &column.ty, &column.pg_type)?)
         }
         None => format!("{c} IS NOT NULL"),
     };

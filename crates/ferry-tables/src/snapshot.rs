@@ -132,3 +132,81 @@ pub async fn database_of(client: &Client) -> Option<String> {
     let sql = "SELECT (SELECT system_identifier FROM pg_control_system())::text || '/' || (SELECT oid FROM pg_database WHERE datname = current_database())::text";
     client.query_one(sql, &[]).await.ok().map(|r| r.get(0))
 }
+
+/// Which transactions a snapshot sees: `pg_current_snapshot()`'s `xmin:xmax:xip,…` (64-bit).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Visibility {
+    xmin: u64,
+    xmax: u64,
+    xip: Vec<u64>,
+}
+
+impl Visibility {
+    /// Parses `pg_current_snapshot()::text`.
+    pub fn parse(text: &str) -> Option<Visibility> {
+        let mut parts = text.split(':');
+        let xmin = parts.next()?.parse().ok()?;
+        let xmax = parts.next()?.parse().ok()?;
+        let xip = match parts.next()? {
+            "" => Vec::new(),
+            list => list.split(',').map(|x| x.parse().ok()).collect::<Option<Vec<u64>>>()?,
+        };
+        (parts.next().is_none() && xmin <= xmax).then_some(Visibility { xmin, xmax, xip })
+    }
+
+    /// Whether the snapshot sees what transaction `xid` (full, 64-bit) wrote.
+    pub fn sees(&self, xid: u64) -> bool {
+        // 0, 1 and 2 are invalid, bootstrap and frozen: older than any snapshot.
+        xid < 3 || xid < self.xmin || (xid < self.xmax && !self.xip.contains(&xid))
+    }
+
+    /// The first transaction id the snapshot did not see started (its `xmax`).
+    pub fn xmax(&self) -> u64 {
+        self.xmax
+    }
+
+    /// The oldest transaction still in progress when the snapshot was taken (its `xmin`): every
+    /// one before it was seen.
+    pub fn xmin(&self) -> u64 {
+        self.xmin
+    }
+
+    /// Whether a row by `xid` that the snapshot sees may still not have been seen: a
+    /// subtransaction's id is never in the list of those in progress.
+    pub(crate) fn in_window(&self, xid: u64) -> bool {
+        xid >= self.xmin && xid < self.xmax
+    }
+}
+
+/// The full transaction id of a row's 32-bit `xmin`, given the full counter now (`next`): the
+/// latest id at or before `next` with those low 32 bits.
+pub fn widen(xmin: u32, next: u64) -> u64 {
+    if xmin < 3 {
+        return xmin as u64;
+    }
+    let back = (next as u32).wrapping_sub(xmin) as u64;
+    next.checked_sub(back).unwrap_or(xmin as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_sees_what_committed_before_it() {
+        let v = Visibility::parse("100:110:103,107").unwrap();
+        assert!(v.sees(2) && v.sees(99) && v.sees(100) && v.sees(104));
+        assert!(!v.sees(103) && !v.sees(107) && !v.sees(110) && !v.sees(5000));
+        assert_eq!(Visibility::parse("5:5:").unwrap().xip, Vec::<u64>::new());
+        assert!(Visibility::parse("9:5:").is_none() && Visibility::parse("a:b:").is_none() && Visibility::parse("1:2").is_none());
+    }
+
+    #[test]
+    fn a_32_bit_xid_widens_to_the_latest_full_id_with_its_bits() {
+        let next = (3u64 << 32) + 10;
+        assert_eq!(widen(5, next), (3 << 32) + 5);
+        assert_eq!(widen(u32::MAX - 1, next), (2u64 << 32) + (u32::MAX - 1) as u64);
+        assert_eq!(widen(700, 1000), 700);
+        assert_eq!(widen(2, next), 2);
+    }
+}

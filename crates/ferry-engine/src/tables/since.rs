@@ -19,8 +19,7 @@ use ferry_tables::connect::{Environment, PgUrl, Settings};
 use ferry_tables::export::{FileOptions, database_figures, export_range};
 use ferry_tables::figures::compare;
 use ferry_tables::ranges::Range;
-use ferry_tables::sample::Visibility;
-use ferry_tables::snapshot::{Snapshot, SnapshotInfo};
+use ferry_tables::snapshot::{Snapshot, SnapshotInfo, Visibility};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
