@@ -52,7 +52,7 @@ pub struct TablesSpec {
     #[serde(default)]
     pub casts: Vec<String>,
     /// `--incremental-by`: `column` (every table's) or `schema.table.column`; a delta exports
-    /// the rows written since (see [`since`]).
+    /// the rows written since (see [`ferry_tables::incremental`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub incremental_by: Vec<String>,
     pub rows_per_file: u64,
