@@ -157,6 +157,11 @@ async fn pass_summary(
                 );
             }
             println!("tables: rows deleted from the database are not seen by an incremental export; the destination keeps them");
+            for t in &t.not_exported {
+                println!(
+                    "table {t}: created since the export in the job's schemas, not exported by a delta (export it in a job of its own)"
+                );
+            }
         }
         let c = &summary.changes;
         let what = if summary.dry_run {

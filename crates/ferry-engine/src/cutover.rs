@@ -86,6 +86,10 @@ pub struct CutoverRecord {
     /// from the tables are not seen by an incremental export and stay at the destination.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tables_written_since: Option<u64>,
+    /// A table job: what else keeps the database from being the destination's (tables created
+    /// since in the job's schemas, prepared transactions).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables_pending: Vec<String>,
     /// Whether the destination equals the source as of `finished_at`.
     pub holds: bool,
 }
@@ -129,12 +133,18 @@ pub async fn cutover(
     let listed = sort_listing(src.as_ref(), &spool.join("cutover-listing"), &stats).await?;
     let sealed = sort_generation(job, generation, &spool.join("cutover-generation"))?;
     let (differences, total) = compare(&sealed, &listed, &job.dir)?;
-    let tables_written_since = match job.tables() {
+    let (tables_written_since, tables_pending) = match job.tables() {
         Some(_) => {
             let since = crate::tables::export_since(job, generation + 1, true, &stats).await?;
-            Some(since.tables.iter().map(|t| t.rows).sum::<u64>())
+            let pending: Vec<String> = since
+                .not_exported
+                .iter()
+                .map(|t| format!("table {t}, created since the export, is not exported"))
+                .chain(since.prepared.iter().map(|g| format!("prepared transaction {g:?} is not committed or rolled back")))
+                .collect();
+            (Some(since.tables.iter().map(|t| t.rows).sum::<u64>()), pending)
         }
-        None => None,
+        None => (None, Vec::new()),
     };
 
     let verify = crate::verify(job, dst, opts.verify.clone(), stats, run).await?;
@@ -178,8 +188,10 @@ pub async fn cutover(
             && lag.deletes == 0
             && total == 0
             && verify.differences.is_empty()
-            && tables_written_since.unwrap_or(0) == 0,
+            && tables_written_since.unwrap_or(0) == 0
+            && tables_pending.is_empty(),
         tables_written_since,
+        tables_pending,
         generations,
     };
     let (record_path, mut file) = job.report_file("cutover", "json")?;
@@ -280,6 +292,9 @@ fn human(r: &CutoverRecord, path: &std::path::Path, sha256: &str) -> String {
             n => out.push_str(&format!("tables: {n} rows written since the final delta (counted in the database after it)\n")),
         }
         out.push_str("tables: rows deleted from the database are not seen by an incremental export; the destination keeps them\n");
+        for p in &r.tables_pending {
+            out.push_str(&format!("tables: {p}\n"));
+        }
     }
     let proved: Vec<String> = r.proved_by.iter().map(|(how, n)| format!("{n} by {how}")).collect();
     out.push_str(&format!("verify: {} matched ({}), {} differences\n", r.verified, proved.join(", "), r.verify_differences));

@@ -171,7 +171,8 @@ impl DeltaSummary {
     /// Whether anything was lost or left undone that the user must hear about (exit 1).
     pub fn incomplete(&self) -> bool {
         let copy = self.copy.as_ref().is_some_and(|c| c.failed > 0 || c.skipped.lost > 0 || c.fidelity.lost_user_data());
-        copy || self.deletes.failed > 0 || self.deletes.held_back.is_some()
+        let tables = self.tables.as_ref().is_some_and(|t| !t.not_exported.is_empty());
+        copy || tables || self.deletes.failed > 0 || self.deletes.held_back.is_some()
     }
 }
 

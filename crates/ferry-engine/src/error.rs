@@ -102,6 +102,18 @@ pub enum EngineError {
         "{what}: its snapshot's visibility (pg_current_snapshot) was not recorded, which an incremental delta needs; export the tables again into a new job"
     )]
     NoVisibility { what: String },
+    /// The database's transaction counter is behind the last export's snapshot (a failover to
+    /// a standby that lagged, a restore): rows written since may look older than the export.
+    #[error(
+        "{table}: the database's transaction counter ({now}) is behind the last export's snapshot ({was}): a failover to a lagging standby or a restore? Rows written since could not be told; export the tables again into a new job"
+    )]
+    CounterRewound { table: String, was: u64, now: u64 },
+    /// A file the table entries list is not in the job's spool: a delta would record it gone and
+    /// delete it at the destination.
+    #[error(
+        "{}: a table file the export recorded is not in the job's spool (an incremental job keeps its spool): restore it, or export the tables again into a new job", path.display()
+    )]
+    SpoolLost { path: PathBuf },
     #[error("{table}: {key}: the rows written are not the database's: {detail}")]
     TableExportDiffers { table: String, key: String, detail: String },
     #[error("{}: this export began on database {was}, the connection reaches {now}; give the same server (or a new --job)", dir.display())]
@@ -225,6 +237,8 @@ impl EngineError {
             | EngineError::TablesChanged { .. }
             | EngineError::TableAltered { .. }
             | EngineError::NoVisibility { .. }
+            | EngineError::CounterRewound { .. }
+            | EngineError::SpoolLost { .. }
             | EngineError::TablesOtherDatabase { .. }
             | EngineError::TablesNotExported { .. }
             | EngineError::TableWithoutColumns { .. } => true,

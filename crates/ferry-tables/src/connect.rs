@@ -462,9 +462,11 @@ impl Settings {
 /// The session settings every connection of ferry's pins, whatever the server's, the role's or
 /// the database's defaults: types and functions named by the catalog are found in
 /// `pg_catalog` only (`format_type` then names every other type with its schema, the same at
-/// `verify` as at the export), and text renderings of dates, intervals and floats are one.
+/// `verify` as at the export), text renderings of dates, intervals and floats are one, and
+/// row-level security is off: a table whose policies would hide rows from the role is an error
+/// (as pg_dump does), not a partial export.
 pub const SESSION: &str = "SET search_path = pg_catalog; SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; \
-     SET IntervalStyle = 'postgres'; SET extra_float_digits = 3";
+     SET IntervalStyle = 'postgres'; SET extra_float_digits = 3; SET row_security = off";
 
 /// How a connection uses TLS: libpq's `sslmode`, and how the server's certificate is checked.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -407,8 +407,9 @@ fn numeric(typmod: i32) -> Result<ColumnType, RefusalReason> {
     Ok(ColumnType::Decimal { precision: precision as u8, scale: scale as u8 })
 }
 
-/// The leaf partitions of partitioned table `table` (`schema.name` each, sorted); none for an
-/// ordinary table. A partition attached since an incremental export holds rows no delta sees.
+/// The leaf partitions of partitioned table `table` (`schema.name#oid` each, sorted); none for
+/// an ordinary table. A partition attached (or swapped in under the same name) since an
+/// incremental export holds rows no delta sees.
 pub async fn partitions(client: &Client, table: &Table) -> Result<Vec<String>> {
     if !table.partitioned {
         return Ok(Vec::new());
@@ -416,10 +417,58 @@ pub async fn partitions(client: &Client, table: &Table) -> Result<Vec<String>> {
     let rows = query(
         client,
         "list the table's partitions",
-        "SELECT n.nspname::text || '.' || c.relname::text FROM pg_partition_tree((SELECT c.oid FROM pg_class c JOIN pg_namespace n
+        "SELECT n.nspname::text || '.' || c.relname::text || '#' || c.oid::text FROM pg_partition_tree((SELECT c.oid FROM pg_class c JOIN pg_namespace n
            ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2)) p
          JOIN pg_class c ON c.oid = p.relid JOIN pg_namespace n ON n.oid = c.relnamespace WHERE p.isleaf ORDER BY 1",
         &[&table.name.schema, &table.name.name],
+    )
+    .await?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// What identifies `table` beyond its name: its oid and its columns' numbers (`attnum`). A table
+/// swapped in under the same name, or a column dropped and added again, keeps the name and the
+/// shape but not these, and its rows keep their `xmin`: an incremental delta would not see them.
+pub async fn identity(client: &Client, table: &Table) -> Result<(u32, Vec<i16>)> {
+    let rows = query(
+        client,
+        "read the table's identity",
+        "SELECT c.oid, array(SELECT a.attnum FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+           ORDER BY a.attnum) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1 AND c.relname = $2",
+        &[&table.name.schema, &table.name.name],
+    )
+    .await?;
+    let row = rows.first().ok_or_else(|| TablesError::Catalog(format!("no table {}", table.name)))?;
+    let oid: Oid = row.get(0);
+    Ok((oid, row.get(1)))
+}
+
+/// The tables of `schemas` now (sorted), to tell those created since an export.
+pub async fn tables_of(client: &Client, schemas: &[String]) -> Result<Vec<TableName>> {
+    let mut out = Vec::new();
+    for schema in schemas {
+        let rows = query(
+            client,
+            "list the schema's tables",
+            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1",
+            &[schema],
+        )
+        .await?;
+        out.extend(rows.iter().map(|r| TableName { schema: schema.clone(), name: r.get(0) }));
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// The prepared transactions of the database (`PREPARE TRANSACTION`, not yet committed or rolled
+/// back): writes that are durable but not visible yet.
+pub async fn prepared_transactions(client: &Client) -> Result<Vec<String>> {
+    let rows = query(
+        client,
+        "list the prepared transactions",
+        "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() ORDER BY 1",
+        &[],
     )
     .await?;
     Ok(rows.iter().map(|r| r.get(0)).collect())

@@ -128,6 +128,12 @@ pub struct Incremental {
     /// rows no delta would see, so a delta refuses a change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<String>,
+    /// The table's oid and its columns' numbers when it was exported: a table swapped in under
+    /// its name, or a column dropped and added again, is refused by a delta.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attnums: Vec<i16>,
 }
 
 /// The generation's `tables.json`.
@@ -427,8 +433,11 @@ pub async fn export(
     let mut partitions = Vec::new();
     for table in &plan.tables {
         partitions.push(match incremental_column(spec, &table.table)? {
-            Some(_) => ferry_tables::schema::partitions(snapshot.client(), &table.table).await?,
-            None => Vec::new(),
+            Some(_) => {
+                let identity = ferry_tables::schema::identity(snapshot.client(), &table.table).await?;
+                (ferry_tables::schema::partitions(snapshot.client(), &table.table).await?, Some(identity))
+            }
+            None => (Vec::new(), None),
         });
     }
     let info = snapshot.info.clone();
@@ -456,7 +465,9 @@ pub async fn export(
                 column: table.table.columns[at].name.clone(),
                 watermark: watermark(&table.table, at, &files),
                 seen_by: moment.visibility.clone().ok_or_else(|| EngineError::NoVisibility { what: table.table.name.to_string() })?,
-                partitions: std::mem::take(&mut partitions[t]),
+                partitions: std::mem::take(&mut partitions[t].0),
+                relation: partitions[t].1.as_ref().map(|(oid, _)| *oid),
+                attnums: partitions[t].1.take().map(|(_, a)| a).unwrap_or_default(),
             }),
             None => None,
         };

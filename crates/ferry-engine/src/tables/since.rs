@@ -34,6 +34,12 @@ pub struct TablesSince {
     /// keeps them (always true; said in every report).
     pub deletes_not_seen: bool,
     pub dry_run: bool,
+    /// Tables of the job's schemas created since the export: no delta exports them (the delta
+    /// is incomplete, exit 1; a cutover does not hold).
+    pub not_exported: Vec<String>,
+    /// Prepared transactions of the database (durable writes not visible yet): a cutover does
+    /// not hold while there are any.
+    pub prepared: Vec<String>,
 }
 
 /// One table's rows since.
@@ -96,14 +102,51 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
             });
         }
     }
+    let spool_dir = spool(&job.dir);
     for export in &exports.tables {
-        let was = &export.incremental.as_ref().expect("checked above").partitions;
+        let inc = export.incremental.as_ref().expect("checked above");
+        let altered = |detail: String| Err(EngineError::TableAltered { table: export.name.clone(), detail });
         let now = ferry_tables::schema::partitions(snapshot.client(), &export.table).await?;
-        if *was != now {
-            let detail = format!("its partitions were ({}), now ({})", was.join(", "), now.join(", "));
-            return Err(EngineError::TableAltered { table: export.name.clone(), detail });
+        if inc.partitions != now {
+            return altered(format!("its partitions were ({}), now ({})", inc.partitions.join(", "), now.join(", ")));
+        }
+        let (oid, attnums) = ferry_tables::schema::identity(snapshot.client(), &export.table).await?;
+        if inc.relation.is_some_and(|was| was != oid) {
+            return altered(format!(
+                "another table has its name now (oid {} then, {oid} now): its rows would never be seen",
+                inc.relation.unwrap_or(0)
+            ));
+        }
+        if !inc.attnums.is_empty() && inc.attnums != attnums {
+            return altered("a column was dropped and added again (its values would not be seen)".into());
+        }
+        // The spool holds every file the entries list: the delta lists it as the job's source,
+        // and a file gone from it would be deleted at the destination.
+        for file in &export.files {
+            let at = spool_dir.join(&file.key);
+            if std::fs::metadata(&at).map(|m| m.len()).ok() != Some(file.bytes) {
+                return Err(EngineError::SpoolLost { path: at });
+            }
         }
     }
+    // A counter behind the last snapshot's (a failover to a standby that lagged): rows written
+    // after it may carry ids below what was recorded.
+    let now_next = snapshot.info.visibility.as_deref().and_then(Visibility::parse).map(|v| v.xmax()).unwrap_or(0);
+    for export in &exports.tables {
+        let seen = export.incremental.as_ref().and_then(|i| Visibility::parse(&i.seen_by)).map(|v| v.xmin()).unwrap_or(0);
+        if now_next < seen {
+            return Err(EngineError::CounterRewound { table: export.name.clone(), was: seen, now: now_next });
+        }
+    }
+    // Tables of the job's schemas created since: not exported by any delta.
+    let have: std::collections::BTreeSet<_> = exports.tables.iter().map(|t| t.table.name.clone()).collect();
+    let not_exported: Vec<String> = ferry_tables::schema::tables_of(snapshot.client(), &spec.schemas)
+        .await?
+        .into_iter()
+        .filter(|t| !have.contains(t))
+        .map(|t| t.to_string())
+        .collect();
+    let prepared = ferry_tables::schema::prepared_transactions(snapshot.client()).await?;
     let next = snapshot.info.visibility.as_deref().and_then(Visibility::parse).map(|v| v.xmax());
     let next = next.ok_or_else(|| EngineError::NoVisibility { what: "the delta's snapshot".into() })?;
     let records = tables_dir(job).join("since").join(format!("gen-{generation:04}"));
@@ -118,7 +161,8 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
         }
     }
     let options = FileOptions { compression: spec.compression, row_group_bytes: spec.row_group_bytes as usize };
-    let mut out = TablesSince { tables: Vec::new(), snapshot: Some(snapshot.info.clone()), deletes_not_seen: true, dry_run };
+    let mut out =
+        TablesSince { tables: Vec::new(), snapshot: Some(snapshot.info.clone()), deletes_not_seen: true, dry_run, not_exported, prepared };
     if !dry_run {
         Stats::add(&stats.total_objects, exports.tables.len() as u64);
     }
