@@ -805,4 +805,13 @@ fn a_delta_refuses_an_incremental_table_whose_partitions_or_columns_changed_in_w
     let run = ferry(w, &["delta", "--job", "o"], &env);
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("table other.o2: created since the export in the job's schemas, not exported"), "{}", run.stdout);
+    // A cutover does not hold while the database has a table the job does not: the source is
+    // not the destination (exit 3).
+    let run = ferry(w, &["cutover", "--job", "o"], &env);
+    assert_eq!(run.code, 3, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("DOES NOT HOLD") && run.stdout.contains("tables: table other.o2, created since the export, is not exported"),
+        "{}",
+        run.stdout
+    );
 }

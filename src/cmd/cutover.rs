@@ -47,7 +47,15 @@ pub async fn run(
     eprintln!("ferry: cutover record {} sha256 {}", summary.record_path.display(), summary.record_sha256);
     Ok(match () {
         _ if r.holds => Exit::Ok,
-        _ if !r.listings_identical || r.verify_differences > 0 => Exit::Differences,
+        // The source is not the destination: it changed after the final delta, the destination
+        // differs, or (a table job) the database has rows, tables or prepared writes pending.
+        _ if !r.listings_identical
+            || r.verify_differences > 0
+            || r.tables_written_since.unwrap_or(0) > 0
+            || !r.tables_pending.is_empty() =>
+        {
+            Exit::Differences
+        }
         _ => Exit::Failures,
     })
 }
