@@ -613,6 +613,10 @@ fn incremental_tables_replay_the_rows_written_since_as_new_files_including_late_
         assert!(run.stderr.contains(said), "{flag}: {}", run.stderr);
         assert!(!w.join("out").exists() && !w.join("j/tables/spool").exists(), "{flag}: nothing written");
     }
+    // Two columns for every table: which one is meant is not ferry's guess.
+    let run = ferry(w, &[base.as_slice(), &["--incremental-by", "updated_at", "--incremental-by", "id"]].concat(), &env);
+    assert_eq!(run.code, 2, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stderr.contains("more than one column given"), "{}", run.stderr);
     let args = [base.as_slice(), &["--incremental-by", "updated_at", "--incremental-by", "public.counters.id"]].concat();
     // A row written in a savepoint of a transaction open across the export, with an old
     // updated_at: the snapshot lists only the top-level transaction as in progress, so its
@@ -649,7 +653,11 @@ fn incremental_tables_replay_the_rows_written_since_as_new_files_including_late_
     assert!(!w.join("out/public/events/part-g0002-00000.parquet").exists());
 
     let text = ferry_ok(w, &["delta", "--job", "j"], &env, 0);
-    assert!(text.stdout.contains("table public.events: 17 rows written since"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("table public.events: 17 rows written since (past updated_at '2024-01-01 16:40:00+00'"),
+        "{}",
+        text.stdout
+    );
     assert!(text.stdout.contains("rows deleted from the database are not seen"), "{}", text.stdout);
     assert!(text.stdout.contains("generation 2 (parent 1): 2 added"), "{}", text.stdout);
     let ids = python(
@@ -726,6 +734,10 @@ fn a_kill_9_during_a_delta_of_incremental_tables_is_finished_by_the_next_keeping
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(first.exists(), "killed after table a's rows were recorded");
+    // A dry run counts as the delta will go on: table a's recorded file kept.
+    let dry = ferry_ok(w, &["delta", "--job", "j", "--dry-run", "--json"], &env, 0).json();
+    assert_eq!(dry["tables"]["tables"][0]["resumed"].as_bool(), Some(true), "{dry}");
+    assert_eq!(dry["tables"]["tables"][1]["rows"].as_u64(), Some(300_000), "{dry}");
     let run = ferry_ok(w, &["delta", "--job", "j", "--json"], &env, 0).json();
     let tables = run["tables"]["tables"].as_array().unwrap();
     assert_eq!((tables[0]["rows"].as_u64(), tables[0]["resumed"].as_bool()), (Some(1), Some(true)), "{run}");

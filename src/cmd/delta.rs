@@ -153,7 +153,7 @@ async fn pass_summary(
                     line.table,
                     line.rows,
                     line.column,
-                    line.watermark_before.as_deref().unwrap_or("(none)")
+                    line.watermark_shown.as_deref().unwrap_or("(none)")
                 );
             }
             println!("tables: rows deleted from the database are not seen by an incremental export; the destination keeps them");

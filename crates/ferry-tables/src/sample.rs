@@ -145,6 +145,17 @@ impl Lookup {
     }
 }
 
+/// A canonical value of a column of type `ty` (an incremental table's watermark) as a person
+/// reads it: dates and times as such, anything else as it is.
+pub fn shown_canonical(ty: &ColumnType, text: &str) -> String {
+    let value = match ty {
+        ColumnType::Date => text.parse().ok().map(Value::Date),
+        ColumnType::Timestamp | ColumnType::TimestampTz | ColumnType::Time => text.parse().ok().map(Value::Micros),
+        _ => None,
+    };
+    value.map(|v| shown(ty, &v)).unwrap_or_else(|| text.to_string())
+}
+
 /// A key value as a person reads it.
 fn shown(ty: &ColumnType, v: &Value) -> String {
     use arrow_array::temporal_conversions::{date32_to_datetime, time64us_to_time, timestamp_us_to_datetime};

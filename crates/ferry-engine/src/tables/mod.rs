@@ -519,6 +519,22 @@ fn incremental_columns(spec: &TablesSpec, tables: &[Table]) -> Result<()> {
     if spec.incremental_by.is_empty() {
         return Ok(());
     }
+    let bare: Vec<&String> = spec.incremental_by.iter().filter(|g| !g.contains('.')).collect();
+    let conflict = |given: String, table: String| EngineError::IncrementalColumn {
+        given,
+        table,
+        reason: "more than one column given: one COLUMN for every table, or one schema.table.column per table".into(),
+    };
+    if bare.len() > 1 {
+        return Err(conflict(bare.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" "), "every table".into()));
+    }
+    for table in tables {
+        let own = format!("{}.", table.name);
+        let mine: Vec<&String> = spec.incremental_by.iter().filter(|g| g.strip_prefix(&own).is_some_and(|c| !c.contains('.'))).collect();
+        if mine.len() > 1 {
+            return Err(conflict(mine.iter().map(|g| g.as_str()).collect::<Vec<_>>().join(" "), table.name.to_string()));
+        }
+    }
     let mut without = Vec::new();
     for table in tables {
         if incremental_column(spec, table)?.is_none() {

@@ -53,6 +53,8 @@ pub struct TableSince {
     pub file: Option<String>,
     pub watermark_before: Option<String>,
     pub watermark: Option<String>,
+    /// The watermark before, as a person reads it (dates and times as such).
+    pub watermark_shown: Option<String>,
     /// Recorded by an earlier run of this delta.
     pub resumed: bool,
 }
@@ -183,9 +185,11 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
             file: None,
             watermark_before: inc.watermark.clone(),
             watermark: inc.watermark.clone(),
+            watermark_shown: inc.watermark.as_deref().map(|w| ferry_tables::sample::shown_canonical(&table.columns[at].ty, w)),
             resumed: false,
         };
-        let kept = if dry_run { None } else { read_json::<Record>(&record_path).ok().filter(|r| kept_file(&spool, r)) };
+        // A dry run counts as the delta would go on: a file an earlier run recorded is kept.
+        let kept = read_json::<Record>(&record_path).ok().filter(|r| kept_file(&spool, r));
         let record = match kept {
             Some(record) => {
                 line.resumed = true;
