@@ -189,18 +189,11 @@ fn validated() -> bool {
 pub async fn describe(client: &Client, tables: &[TableName], schemas: &[String], casts: &[Cast]) -> Result<(Vec<Table>, Vec<Refusal>)> {
     let mut names: Vec<TableName> = tables.to_vec();
     for schema in schemas {
-        let rows = query(
-            client,
-            "list the schema's tables",
-            "SELECT c.relname::text FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1",
-            &[schema],
-        )
-        .await?;
-        if rows.is_empty() {
+        let found = tables_of(client, std::slice::from_ref(schema)).await?;
+        if found.is_empty() {
             return Err(TablesError::Catalog(format!("schema {schema:?} has no tables (or does not exist)")));
         }
-        names.extend(rows.iter().map(|r| TableName { schema: schema.clone(), name: r.get(0) }));
+        names.extend(found);
     }
     names.sort();
     names.dedup();
