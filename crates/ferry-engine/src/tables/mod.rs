@@ -368,11 +368,7 @@ pub async fn export(
         if was != now {
             return Err(EngineError::TablesChanged { dir: job.dir.clone() });
         }
-        if let (Some(was), Some(now)) = (&plan.database, &database)
-            && was != now
-        {
-            return Err(EngineError::TablesOtherDatabase { dir: job.dir.clone(), was: was.clone(), now: now.clone() });
-        }
+        same_database(job, plan.database.as_ref(), database.as_ref())?;
         plan
     } else {
         let mut tables = Vec::new();
@@ -510,6 +506,23 @@ pub(crate) fn incremental_column(spec: &TablesSpec, table: &Table) -> Result<Opt
         )));
     }
     Ok(Some(at))
+}
+
+/// Refuses a connection that reaches another database (`now`) than the one the export was
+/// planned on (`was`); either unknown (no right to the cluster's control data) passes.
+fn same_database(job: &Job, was: Option<&String>, now: Option<&String>) -> Result<()> {
+    match (was, now) {
+        (Some(was), Some(now)) if was != now => {
+            Err(EngineError::TablesOtherDatabase { dir: job.dir.clone(), was: was.clone(), now: now.clone() })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// [`same_database`] for `client`, against the job's plan.
+pub(crate) async fn planned_database(job: &Job, client: &ferry_tables::Client) -> Result<()> {
+    let plan: ExportPlan = read_json(&tables_dir(job).join("plan.json"))?;
+    same_database(job, plan.database.as_ref(), ferry_tables::snapshot::database_of(client).await.as_ref())
 }
 
 /// Checks `spec`'s `--incremental-by` against the tables: each names a column of a table

@@ -79,12 +79,7 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
     let settings = Settings::resolve(&PgUrl::parse(&exports.source)?, &Environment::current())?;
     let tables: Vec<_> = exports.tables.iter().map(|t| t.table.clone()).collect();
     let snapshot = Snapshot::begin(settings.connect().await?, &tables).await?;
-    let plan: super::ExportPlan = read_json(&tables_dir(job).join("plan.json"))?;
-    if let (Some(was), Some(now)) = (&plan.database, &snapshot.database().await)
-        && was != now
-    {
-        return Err(EngineError::TablesOtherDatabase { dir: job.dir.clone(), was: was.clone(), now: now.clone() });
-    }
+    super::planned_database(job, snapshot.client()).await?;
     // The tables as they are now: a column added, dropped or retyped since is refused.
     let names: Vec<_> = tables.iter().map(|t| t.name.clone()).collect();
     let casts = spec.casts.iter().map(|c| ferry_tables::schema::Cast::parse(c)).collect::<std::result::Result<Vec<_>, _>>()?;
@@ -105,8 +100,16 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
         }
     }
     let spool_dir = spool(&job.dir);
+    // A counter behind the last snapshot's (a failover to a standby that lagged, a restore):
+    // rows written since may carry ids below what was recorded.
+    let next = snapshot.info.visibility.as_deref().and_then(Visibility::parse).map(|v| v.xmax());
+    let next = next.ok_or_else(|| EngineError::NoVisibility { what: "the delta's snapshot".into() })?;
     for export in &exports.tables {
         let inc = export.incremental.as_ref().expect("checked above");
+        let seen = Visibility::parse(&inc.seen_by).map(|v| v.xmin()).unwrap_or(0);
+        if next < seen {
+            return Err(EngineError::CounterRewound { table: export.name.clone(), was: seen, now: next });
+        }
         let altered = |detail: String| Err(EngineError::TableAltered { table: export.name.clone(), detail });
         let now = ferry_tables::schema::partitions(snapshot.client(), &export.table).await?;
         if inc.partitions != now {
@@ -131,15 +134,6 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
             }
         }
     }
-    // A counter behind the last snapshot's (a failover to a standby that lagged): rows written
-    // after it may carry ids below what was recorded.
-    let now_next = snapshot.info.visibility.as_deref().and_then(Visibility::parse).map(|v| v.xmax()).unwrap_or(0);
-    for export in &exports.tables {
-        let seen = export.incremental.as_ref().and_then(|i| Visibility::parse(&i.seen_by)).map(|v| v.xmin()).unwrap_or(0);
-        if now_next < seen {
-            return Err(EngineError::CounterRewound { table: export.name.clone(), was: seen, now: now_next });
-        }
-    }
     // Tables of the job's schemas created since: not exported by any delta.
     let have: std::collections::BTreeSet<_> = exports.tables.iter().map(|t| t.table.name.clone()).collect();
     let not_exported: Vec<String> = ferry_tables::schema::tables_of(snapshot.client(), &spec.schemas)
@@ -149,8 +143,6 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
         .map(|t| t.to_string())
         .collect();
     let prepared = ferry_tables::schema::prepared_transactions(snapshot.client()).await?;
-    let next = snapshot.info.visibility.as_deref().and_then(Visibility::parse).map(|v| v.xmax());
-    let next = next.ok_or_else(|| EngineError::NoVisibility { what: "the delta's snapshot".into() })?;
     let records = tables_dir(job).join("since").join(format!("gen-{generation:04}"));
     let (spool, tmp) = (spool(&job.dir), tables_dir(job).join("tmp"));
     for d in [&records, &tmp] {

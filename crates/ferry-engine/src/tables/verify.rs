@@ -143,12 +143,7 @@ pub(crate) async fn verify(
     let settings = Settings::resolve(&PgUrl::parse(&exports.source)?, sample.env)?;
     let client = settings.connect().await?;
     // Rows compared with another database's would be differences, or all gone since.
-    let plan: super::ExportPlan = super::read_json(&tables_dir(job).join("plan.json"))?;
-    if let (Some(was), Some(now)) = (&plan.database, &ferry_tables::snapshot::database_of(&client).await)
-        && was != now
-    {
-        return Err(EngineError::TablesOtherDatabase { dir: job.dir.clone(), was: was.clone(), now: now.clone() });
-    }
+    super::planned_database(job, &client).await?;
     let tables: Vec<&Table> = exports.tables.iter().map(|t| &t.table).collect();
     let mut found = SampleVerified { references_unchecked: unchecked_references(tables.iter().copied()), ..SampleVerified::default() };
     let mut wants: Vec<Want> = Vec::new();
