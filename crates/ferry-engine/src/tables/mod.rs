@@ -124,16 +124,49 @@ pub struct Incremental {
     /// The visibility of the snapshot the table's files are, together, of: what it did not see
     /// is what the next delta exports.
     pub seen_by: String,
-    /// A partitioned table's leaf partitions when it was exported: one attached since holds
-    /// rows no delta would see, so a delta refuses a change.
+    /// What identified the table when it was exported, beyond its name.
+    #[serde(flatten)]
+    pub identity: Identity,
+}
+
+/// What identifies an incremental table beyond its name: a delta refuses a change, since the
+/// rows it brings keep their `xmin` and would never be seen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// A partitioned table's leaf partitions (`schema.name#oid`): one attached since.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub partitions: Vec<String>,
-    /// The table's oid and its columns' numbers when it was exported: a table swapped in under
-    /// its name, or a column dropped and added again, is refused by a delta.
+    /// The table's oid: another table swapped in under its name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub relation: Option<u32>,
+    /// Its columns' numbers: a column dropped and added again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attnums: Vec<i16>,
+}
+
+impl Identity {
+    /// `table`'s identity in the catalog `client` reads.
+    pub(crate) async fn of(client: &ferry_tables::Client, table: &Table) -> Result<Identity> {
+        let (oid, attnums) = ferry_tables::schema::identity(client, table).await?;
+        Ok(Identity { partitions: ferry_tables::schema::partitions(client, table).await?, relation: Some(oid), attnums })
+    }
+
+    /// How `now` differs from this identity, for a person; `None` when it does not (an identity
+    /// recorded before oids and column numbers were is checked by its partitions only).
+    pub(crate) fn changed(&self, now: &Identity) -> Option<String> {
+        if self.partitions != now.partitions {
+            return Some(format!("its partitions were ({}), now ({})", self.partitions.join(", "), now.partitions.join(", ")));
+        }
+        if let (Some(was), Some(oid)) = (self.relation, now.relation)
+            && was != oid
+        {
+            return Some(format!("another table has its name now (oid {was} then, {oid} now): its rows would never be seen"));
+        }
+        if !self.attnums.is_empty() && self.attnums != now.attnums {
+            return Some("a column was dropped and added again (its values would not be seen)".into());
+        }
+        None
+    }
 }
 
 /// The generation's `tables.json`.
@@ -426,14 +459,11 @@ pub async fn export(
             });
         }
     }
-    let mut partitions = Vec::new();
+    let mut identities = Vec::new();
     for table in &plan.tables {
-        partitions.push(match incremental_column(spec, &table.table)? {
-            Some(_) => {
-                let identity = ferry_tables::schema::identity(snapshot.client(), &table.table).await?;
-                (ferry_tables::schema::partitions(snapshot.client(), &table.table).await?, Some(identity))
-            }
-            None => (Vec::new(), None),
+        identities.push(match incremental_column(spec, &table.table)? {
+            Some(_) => Some(Identity::of(snapshot.client(), &table.table).await?),
+            None => None,
         });
     }
     let info = snapshot.info.clone();
@@ -461,9 +491,7 @@ pub async fn export(
                 column: table.table.columns[at].name.clone(),
                 watermark: watermark(&table.table, at, &files),
                 seen_by: moment.visibility.clone().ok_or_else(|| EngineError::NoVisibility { what: table.table.name.to_string() })?,
-                partitions: std::mem::take(&mut partitions[t].0),
-                relation: partitions[t].1.as_ref().map(|(oid, _)| *oid),
-                attnums: partitions[t].1.take().map(|(_, a)| a).unwrap_or_default(),
+                identity: identities[t].take().expect("an incremental table's identity was read"),
             }),
             None => None,
         };

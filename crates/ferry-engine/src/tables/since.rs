@@ -110,20 +110,8 @@ pub(crate) async fn export_since(job: &Job, generation: u32, dry_run: bool, stat
         if next < seen {
             return Err(EngineError::CounterRewound { table: export.name.clone(), was: seen, now: next });
         }
-        let altered = |detail: String| Err(EngineError::TableAltered { table: export.name.clone(), detail });
-        let now = ferry_tables::schema::partitions(snapshot.client(), &export.table).await?;
-        if inc.partitions != now {
-            return altered(format!("its partitions were ({}), now ({})", inc.partitions.join(", "), now.join(", ")));
-        }
-        let (oid, attnums) = ferry_tables::schema::identity(snapshot.client(), &export.table).await?;
-        if inc.relation.is_some_and(|was| was != oid) {
-            return altered(format!(
-                "another table has its name now (oid {} then, {oid} now): its rows would never be seen",
-                inc.relation.unwrap_or(0)
-            ));
-        }
-        if !inc.attnums.is_empty() && inc.attnums != attnums {
-            return altered("a column was dropped and added again (its values would not be seen)".into());
+        if let Some(detail) = inc.identity.changed(&super::Identity::of(snapshot.client(), &export.table).await?) {
+            return Err(EngineError::TableAltered { table: export.name.clone(), detail });
         }
         // The spool holds every file the entries list: the delta lists it as the job's source,
         // and a file gone from it would be deleted at the destination.
